@@ -1,0 +1,161 @@
+"""The OpenAPI 3.1 document of the admin API, served at /admin/v1/openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from outlay import __version__
+
+_USD = {"type": "string", "description": "USD, exact decimal", "examples": ["0.0125"]}
+_BUDGET = {
+    "type": "object", "required": ["usd"],
+    "properties": {
+        "usd": {"type": ["number", "string"]},
+        "period": {"enum": ["hour", "day", "week", "month", "total"]},
+        "mode": {"enum": ["hard", "soft"]},
+        "warn_at": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+    },
+}
+_POLICY = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "rpm": {"type": "integer", "minimum": 0}, "rph": {"type": "integer", "minimum": 0},
+        "rpd": {"type": "integer", "minimum": 0}, "tpm": {"type": "integer", "minimum": 0},
+        "max_parallel": {"type": "integer", "minimum": 0},
+        "budgets": {"type": "array", "items": {"$ref": "#/components/schemas/Budget"}},
+        "models": {"type": "array", "items": {"type": "string"}},
+        "free_models_only": {"type": "boolean"},
+        "vendors": {"type": "array", "items": {"type": "string"}},
+        "on_breach": {"enum": ["block", "alert", "require_approval"]},
+        "approval_wait_s": {"type": "number", "minimum": 0},
+    },
+}
+_KEY = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"}, "agent": {"type": "string"},
+        "group": {"type": ["string", "null"]}, "name": {"type": ["string", "null"]},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "created_at": {"type": "string", "format": "date-time"},
+        "expires_at": {"type": ["string", "null"], "format": "date-time"},
+        "revoked_at": {"type": ["string", "null"], "format": "date-time"},
+        "policy": {"oneOf": [{"$ref": "#/components/schemas/Policy"}, {"type": "null"}]},
+    },
+}
+_USAGE = {
+    "type": "object",
+    "properties": {
+        "scope": {"type": "string"},
+        "windows": {"type": "array", "items": {"type": "object", "properties": {
+            "name": {"enum": ["rpm", "rph", "rpd", "tpm"]}, "limit": {"type": "integer"},
+            "used": {"type": "integer"}, "remaining": {"type": "integer"},
+            "reset_at": {"type": "string", "format": "date-time"}}}},
+        "budgets": {"type": "array", "items": {"type": "object", "properties": {
+            "period": {"type": "string"}, "mode": {"type": "string"}, "cap_usd": _USD,
+            "spent_usd": _USD, "reserved_usd": _USD, "remaining_usd": _USD,
+            "resets_at": {"type": ["string", "null"], "format": "date-time"}}}},
+        "spend_by_model": {"type": "object", "additionalProperties": _USD},
+        "spend_by_vendor": {"type": "object", "additionalProperties": _USD},
+    },
+}
+_ERROR = {"type": "object", "properties": {"error": {"type": "object", "properties": {
+    "message": {"type": "string"}, "type": {"type": "string"}, "code": {"type": "string"},
+    "param": {"type": ["string", "null"]}}}}}
+
+
+def _ok(schema: dict[str, Any], status: str = "200", text: str = "OK") -> dict[str, Any]:
+    return {status: {"description": text,
+                     "content": {"application/json": {"schema": schema}}},
+            "default": {"description": "error",
+                        "content": {"application/json": {"schema": _ref("Error")}}}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+_SCOPE = [{"name": "scope", "in": "path", "required": True, "schema": {"type": "string"},
+           "description": "key:<id>, agent:<name>, group:<name>, vendor:<name> or global"}]
+
+
+def openapi_document() -> dict[str, Any]:
+    new_key = {"type": "object", "required": ["agent"], "properties": {
+        "agent": {"type": "string"}, "name": {"type": "string"},
+        "ttl_seconds": {"type": "number", "exclusiveMinimum": 0},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "policy": _ref("Policy")}}
+    minted = {"allOf": [_ref("Key"), {"type": "object", "properties": {
+        "key": {"type": "string", "description": "the secret, shown only here"}}}]}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Outlay admin API", "version": __version__},
+        "components": {
+            "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Budget": _BUDGET, "Policy": _POLICY, "Key": _KEY, "Usage": _USAGE,
+                        "Error": _ERROR},
+        },
+        "security": [{"admin": []}],
+        "paths": {
+            "/admin/v1/keys": {
+                "post": {"summary": "Mint a key", "requestBody": _body(new_key),
+                         "responses": _ok(minted, "201", "Created")},
+                "get": {"summary": "List keys", "parameters": [
+                    {"name": "agent", "in": "query", "schema": {"type": "string"}}],
+                        "responses": _ok({"type": "object", "properties": {
+                            "keys": {"type": "array", "items": _ref("Key")}}})},
+            },
+            "/admin/v1/keys/{id}": {
+                "get": {"summary": "Show a key", "parameters": _ID, "responses": _ok(_ref("Key"))},
+                "patch": {"summary": "Update a key's name, labels or policy", "parameters": _ID,
+                          "requestBody": _body({"type": "object", "properties": {
+                              "name": {"type": "string"}, "labels": {"type": "object"},
+                              "policy": _ref("Policy")}}),
+                          "responses": _ok(_ref("Key"))},
+            },
+            "/admin/v1/keys/{id}/revoke": {
+                "post": {"summary": "Revoke a key everywhere", "parameters": _ID,
+                         "responses": _ok(_ref("Key"))}},
+            "/admin/v1/agents": {
+                "post": {"summary": "Create an agent", "requestBody": _body({
+                    "type": "object", "required": ["name"], "properties": {
+                        "name": {"type": "string"}, "group": {"type": "string"}}}),
+                         "responses": _ok({"type": "object"}, "201", "Created")},
+                "get": {"summary": "List agents", "responses": _ok({"type": "object"})},
+            },
+            "/admin/v1/groups": {"get": {"summary": "List groups",
+                                         "responses": _ok({"type": "object"})}},
+            "/admin/v1/policies": {"get": {"summary": "List policies",
+                                           "responses": _ok({"type": "object"})}},
+            "/admin/v1/policies/{scope}": {
+                "put": {"summary": "Set a scope's policy", "parameters": _SCOPE,
+                        "requestBody": _body(_ref("Policy")), "responses": _ok(_ref("Policy"))},
+                "get": {"summary": "Show a scope's policy", "parameters": _SCOPE,
+                        "responses": _ok(_ref("Policy"))},
+                "delete": {"summary": "Remove a scope's policy", "parameters": _SCOPE,
+                           "responses": _ok({"type": "object"})},
+            },
+            "/admin/v1/usage/{scope}": {"get": {
+                "summary": "Live usage of a scope", "parameters": _SCOPE,
+                "responses": _ok(_ref("Usage"))}},
+            "/admin/v1/audit": {"get": {
+                "summary": "The audit ledger, newest first", "parameters": [
+                    {"name": "scope", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
+                "responses": _ok({"type": "object", "properties": {
+                    "entries": {"type": "array", "items": {"type": "object"}}}})}},
+            "/admin/v1/reports": {"get": {
+                "summary": "Spend report", "parameters": [
+                    {"name": "group_by", "in": "query",
+                     "schema": {"enum": ["key", "agent", "group", "vendor", "model"]}},
+                    {"name": "since_ms", "in": "query", "schema": {"type": "integer"}}],
+                "responses": _ok({"type": "object"})}},
+            "/admin/v1/prices": {"get": {"summary": "The price table in force",
+                                         "responses": _ok({"type": "object"})}},
+        },
+    }

@@ -1,0 +1,237 @@
+"""The admin API under /admin/v1/: keys, agents, groups, policies, usage, audit, reports."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from outlay.admin.openapi import openapi_document
+from outlay.gateway.context import GATEWAY
+from outlay.policy.decide import iso
+from outlay.policy.errors import AuthError, BadRequest, OutlayError, invalid_request
+from outlay.policy.model import PolicyError, parse_policy, parse_scope
+from outlay.state.base import KeyRecord, NewKey, NotFound, StateError
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PREFIX = "/admin/v1"
+MAX_AUDIT = 1000
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response(
+        {"error": {"message": message, "type": "admin_error", "code": code, "param": None}},
+        status=status, dumps=lambda o: orjson.dumps(o).decode())
+
+
+@web.middleware
+async def admin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Admin routes need the admin token; errors become JSON. Agent keys never pass."""
+    if not request.path.startswith(PREFIX + "/") or request.path == PREFIX + "/openapi.json":
+        return await handler(request)
+    gw = request.app[GATEWAY]
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    try:
+        if scheme.lower() != "bearer" or not await gw.store.admin_token_ok(token.strip()):
+            raise AuthError("invalid_admin_token", "A valid admin token is required "
+                            "(Authorization: Bearer <OUTLAY_ADMIN_TOKEN>).")
+        return await handler(request)
+    except OutlayError as err:
+        return _error(err.status, err.code, err.message)
+    except PolicyError as err:
+        return _error(400, "invalid_policy", str(err))
+    except NotFound as err:
+        return _error(404, "not_found", str(err.args[0]) if err.args else "not found")
+    except StateError as err:
+        return _error(503, "enforcement_unavailable", str(err))
+
+
+async def _json(request: web.Request) -> dict[str, Any]:
+    try:
+        data = orjson.loads(await request.read() or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise invalid_request(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise invalid_request("The request body must be a JSON object.")
+    return data
+
+
+def _labels(value: object) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise invalid_request("labels must be an object of string values", "labels")
+    return dict(value)
+
+
+def key_view(record: KeyRecord) -> dict[str, Any]:
+    return {
+        "id": record.id, "agent": record.agent, "group": record.group, "name": record.name,
+        "labels": dict(record.labels), "created_at": iso(record.created_ms),
+        "expires_at": None if record.expires_ms is None else iso(record.expires_ms),
+        "revoked_at": None if record.revoked_ms is None else iso(record.revoked_ms),
+        "policy": None if record.policy is None else record.policy.to_dict(),
+    }
+
+
+def _dump(data: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def create_key(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    body = await _json(request)
+    agent = body.get("agent")
+    if not isinstance(agent, str) or not agent:
+        raise invalid_request("agent is required: the name of the agent that owns the key",
+                              "agent")
+    ttl = body.get("ttl_seconds")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float)
+                            or ttl <= 0):
+        raise invalid_request("ttl_seconds must be a positive number", "ttl_seconds")
+    name = body.get("name")
+    if name is not None and not isinstance(name, str):
+        raise invalid_request("name must be a string", "name")
+    policy = parse_policy(body["policy"]) if body.get("policy") is not None else None
+    record, secret = await gw.store.create_key(NewKey(
+        agent=agent, name=name, ttl_seconds=ttl, labels=_labels(body.get("labels")) or {},
+        policy=policy))
+    return _dump({**key_view(record), "key": secret}, 201)
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    records = await request.app[GATEWAY].store.list_keys(request.query.get("agent"))
+    return _dump({"keys": [key_view(r) for r in records]})
+
+
+async def show_key(request: web.Request) -> web.Response:
+    return _dump(key_view(await request.app[GATEWAY].store.get_key(request.match_info["id"])))
+
+
+async def update_key(request: web.Request) -> web.Response:
+    body = await _json(request)
+    name = body.get("name")
+    if name is not None and not isinstance(name, str):
+        raise invalid_request("name must be a string", "name")
+    policy = parse_policy(body["policy"]) if body.get("policy") is not None else None
+    record = await request.app[GATEWAY].store.update_key(
+        request.match_info["id"], name, _labels(body.get("labels")), policy)
+    return _dump(key_view(record))
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    record = await gw.store.revoke_key(request.match_info["id"])
+    gw.streams.cut(record.id)
+    return _dump(key_view(record))
+
+
+async def create_agent(request: web.Request) -> web.Response:
+    body = await _json(request)
+    name, group = body.get("name"), body.get("group")
+    if not isinstance(name, str) or not name:
+        raise invalid_request("name is required", "name")
+    if group is not None and (not isinstance(group, str) or not group):
+        raise invalid_request("group must be a non-empty string", "group")
+    return _dump(await request.app[GATEWAY].store.create_agent(name, group), 201)
+
+
+async def list_agents(request: web.Request) -> web.Response:
+    return _dump({"agents": await request.app[GATEWAY].store.list_agents()})
+
+
+async def list_groups(request: web.Request) -> web.Response:
+    return _dump({"groups": await request.app[GATEWAY].store.list_groups()})
+
+
+async def put_policy(request: web.Request) -> web.Response:
+    scope = parse_scope(request.match_info["scope"])
+    policy = parse_policy(await _json(request))
+    stored = await request.app[GATEWAY].store.put_policy(scope, policy)
+    return _dump({"scope": scope, **stored.to_dict()})
+
+
+async def get_policy(request: web.Request) -> web.Response:
+    scope = parse_scope(request.match_info["scope"])
+    policy = await request.app[GATEWAY].store.get_policy(scope)
+    if policy is None:
+        raise NotFound(f"no policy on {scope}")
+    return _dump({"scope": scope, **policy.to_dict()})
+
+
+async def delete_policy(request: web.Request) -> web.Response:
+    scope = parse_scope(request.match_info["scope"])
+    await request.app[GATEWAY].store.delete_policy(scope)
+    return _dump({"scope": scope, "deleted": True})
+
+
+async def list_policies(request: web.Request) -> web.Response:
+    policies = await request.app[GATEWAY].store.list_policies()
+    return _dump({"policies": [{"scope": s, **p.to_dict()} for s, p in policies.items()]})
+
+
+async def usage(request: web.Request) -> web.Response:
+    scope = parse_scope(request.match_info["scope"])
+    return _dump(await request.app[GATEWAY].store.usage(scope))
+
+
+def _int_query(request: web.Request, name: str, default: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= high:
+        raise invalid_request(f"{name} must be a whole number from 1 to {high}", name)
+    return int(raw)
+
+
+async def audit(request: web.Request) -> web.Response:
+    scope = request.query.get("scope")
+    limit = _int_query(request, "limit", 100, MAX_AUDIT)
+    entries = await request.app[GATEWAY].store.audit(
+        parse_scope(scope) if scope else None, limit)
+    return _dump({"entries": entries})
+
+
+async def report(request: web.Request) -> web.Response:
+    group_by = request.query.get("group_by", "agent")
+    if group_by not in ("key", "agent", "group", "vendor", "model"):
+        raise BadRequest("invalid_request", "group_by must be key, agent, group, vendor or model",
+                         param="group_by")
+    since = request.query.get("since_ms")
+    if since is not None and not since.isdigit():
+        raise invalid_request("since_ms must be a unix time in milliseconds", "since_ms")
+    rows = await request.app[GATEWAY].store.report(group_by, int(since) if since else None)
+    return _dump({"group_by": group_by, "rows": rows})
+
+
+async def prices(request: web.Request) -> web.Response:
+    return _dump({"models": request.app[GATEWAY].prices.to_list()})
+
+
+async def openapi(_: web.Request) -> web.Response:
+    return _dump(openapi_document())
+
+
+def add_admin_routes(app: web.Application) -> None:
+    app.middlewares.append(admin_guard)
+    r = app.router
+    r.add_get(f"{PREFIX}/openapi.json", openapi)
+    r.add_post(f"{PREFIX}/keys", create_key)
+    r.add_get(f"{PREFIX}/keys", list_keys)
+    r.add_get(f"{PREFIX}/keys/{{id}}", show_key)
+    r.add_patch(f"{PREFIX}/keys/{{id}}", update_key)
+    r.add_post(f"{PREFIX}/keys/{{id}}/revoke", revoke_key)
+    r.add_post(f"{PREFIX}/agents", create_agent)
+    r.add_get(f"{PREFIX}/agents", list_agents)
+    r.add_get(f"{PREFIX}/groups", list_groups)
+    r.add_get(f"{PREFIX}/policies", list_policies)
+    r.add_put(f"{PREFIX}/policies/{{scope}}", put_policy)
+    r.add_get(f"{PREFIX}/policies/{{scope}}", get_policy)
+    r.add_delete(f"{PREFIX}/policies/{{scope}}", delete_policy)
+    r.add_get(f"{PREFIX}/usage/{{scope}}", usage)
+    r.add_get(f"{PREFIX}/audit", audit)
+    r.add_get(f"{PREFIX}/reports", report)
+    r.add_get(f"{PREFIX}/prices", prices)

@@ -1,0 +1,119 @@
+"""The application factory: one explicit Gateway per worker, routes, and upkeep tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from outlay.admin.routes import add_admin_routes
+from outlay.gateway.context import GATEWAY, Gateway
+from outlay.gateway.llm import ROUTES, Route, proxy
+from outlay.gateway.models import list_models
+from outlay.pricing.table import PriceTable
+from outlay.settings import Settings
+from outlay.state.base import StateError, StateStore, store_from_url
+from outlay.state.sqlite import wall_ms
+from outlay.upstream.base import Upstream
+
+log = logging.getLogger("outlay")
+
+HEARTBEAT_S = 1.0
+KILL_SWITCH_S = 0.25  # revoked keys' streams are cut within this, well inside SPEC's 1 s
+
+
+def _route(route: Route) -> Callable[[web.Request], object]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await proxy(request, route)
+
+    return handler
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    try:
+        await gw.store.heartbeat()
+    except StateError as exc:
+        return web.json_response({"status": "unavailable", "error": str(exc)}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: StateStore | None = None,
+    upstream: Upstream | None = None,
+    prices: PriceTable | None = None,
+    clock: Callable[[], int] = wall_ms,
+) -> web.Application:
+    """Build a worker's application. Store and upstream are injectable for tests."""
+    if upstream is None:
+        from outlay.gateway.wiring import upstream_from_settings
+
+        upstream = upstream_from_settings(settings)
+    gw = Gateway(
+        settings=settings,
+        store=store or store_from_url(settings.state, lease_s=settings.reservation_lease_s),
+        upstream=upstream,
+        prices=prices or PriceTable.load(settings.prices),
+        clock=clock,
+    )
+    app = web.Application(client_max_size=settings.max_body_bytes + 1)
+    app[GATEWAY] = gw
+    for path, route in ROUTES.items():
+        app.router.add_post(path, _route(route))  # type: ignore[arg-type]
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    add_admin_routes(app)
+    app.cleanup_ctx.append(_lifecycle)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    gw = app[GATEWAY]
+    await gw.store.open()
+    tasks = [asyncio.create_task(_upkeep(gw)), asyncio.create_task(_kill_switch(gw))]
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await gw.upstream.close()
+    await gw.store.close()
+
+
+async def _upkeep(gw: Gateway) -> None:
+    """Heartbeat (so others know this worker lives) and reap what dead workers held."""
+    while True:
+        try:
+            await gw.store.heartbeat()
+            reaped = await gw.store.reap()
+            if reaped:
+                log.warning("charged %d abandoned reservations in full", reaped)
+        except StateError as exc:
+            log.error("state store unavailable during upkeep: %s", exc)
+        await asyncio.sleep(HEARTBEAT_S)
+
+
+async def _kill_switch(gw: Gateway) -> None:
+    """Cut the streams of keys revoked elsewhere (another worker, the admin API) or expired."""
+    while True:
+        await asyncio.sleep(KILL_SWITCH_S)
+        gw.streams.cut_expired(gw.clock())
+        live = list(gw.streams.by_key)
+        if not live:
+            continue
+        try:
+            for key_id in await gw.store.revoked_among(live):
+                gw.streams.cut(key_id)
+        except StateError as exc:
+            log.error("state store unavailable for the kill switch: %s", exc)

@@ -1,0 +1,71 @@
+"""What the request path needs, built once per worker and passed explicitly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from outlay.pricing.table import PriceTable
+from outlay.settings import Settings
+from outlay.state.base import StateStore
+from outlay.upstream.base import Upstream
+
+
+@dataclass
+class Streams:
+    """Streams in flight, by key id, so a revoked or expired key's streams can be cut."""
+
+    by_key: dict[str, dict[asyncio.Task[object], int | None]] = field(default_factory=dict)
+
+    def add(self, key_id: str, task: asyncio.Task[object], expires_ms: int | None) -> None:
+        self.by_key.setdefault(key_id, {})[task] = expires_ms
+
+    def remove(self, key_id: str, task: asyncio.Task[object]) -> None:
+        tasks = self.by_key.get(key_id)
+        if tasks is not None:
+            tasks.pop(task, None)
+            if not tasks:
+                del self.by_key[key_id]
+
+    def cut(self, key_id: str) -> int:
+        tasks = self.by_key.pop(key_id, {})
+        for task in tasks:
+            task.cancel()
+        return len(tasks)
+
+    def cut_expired(self, now_ms: int) -> int:
+        cut = 0
+        for key_id in list(self.by_key):
+            tasks = self.by_key[key_id]
+            expiring = [t for t, exp in tasks.items() if exp is not None and exp <= now_ms]
+            for task in expiring:
+                task.cancel()
+                self.remove(key_id, task)
+                cut += 1
+        return cut
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    store: StateStore
+    upstream: Upstream
+    prices: PriceTable
+    clock: Callable[[], int]
+    streams: Streams = field(default_factory=Streams)
+    # derived once from the price table: the request path reads them on every call
+    aliases: dict[str, str] = field(init=False)
+    free_models: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.aliases = self.prices.aliases()
+        self.free_models = tuple(
+            name for name in self.prices.names()
+            if (price := self.prices.resolve(name)) is not None and price.free
+        )
+
+
+GATEWAY = web.AppKey("gateway", Gateway)

@@ -1,0 +1,35 @@
+"""Error bodies in the shape each client expects: OpenAI's on OpenAI and vendor routes,
+Anthropic's on /v1/messages."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+from aiohttp import web
+
+from outlay.policy.errors import OutlayError
+
+Flavor = Literal["openai", "anthropic"]
+
+
+def error_body(error: OutlayError, flavor: Flavor) -> dict[str, Any]:
+    details = {k: v for k, v in error.details.items() if k != "param"}
+    if flavor == "anthropic":
+        return {"type": "error", "error": {
+            "type": error.error_type, "message": error.message, "code": error.code, **details,
+        }}
+    return {"error": {
+        "message": error.message, "type": error.error_type, "code": error.code,
+        "param": error.details.get("param"), **details,
+    }}
+
+
+def error_response(
+    error: OutlayError, flavor: Flavor, request_id: str, extra: dict[str, str] | None = None
+) -> web.Response:
+    headers = {"X-Outlay-Request-Id": request_id, **error.headers, **(extra or {})}
+    return web.Response(
+        status=error.status, body=orjson.dumps(error_body(error, flavor)),
+        content_type="application/json", headers=headers,
+    )

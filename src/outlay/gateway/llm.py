@@ -1,0 +1,229 @@
+"""The LLM routes (OpenAI- and Anthropic-compatible): the request path in one straight line.
+
+parse → authenticate, decide and reserve (one atomic store call) → forward → settle → record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from outlay.gateway.context import GATEWAY, Gateway
+from outlay.gateway.errors import Flavor, error_response
+from outlay.gateway.forward import request_headers, response_headers
+from outlay.gateway.headers import limit_headers
+from outlay.gateway.intake import agent_key, parse_json_object, read_body
+from outlay.gateway.usage_tap import UsageTap, usage_of
+from outlay.policy.decision import Call
+from outlay.policy.errors import OutlayError, Unavailable
+from outlay.policy.money import micros_to_usd
+from outlay.pricing.estimate import Estimate, estimate, usage_cost
+from outlay.pricing.table import ModelPrice
+from outlay.state.base import Outcome, Reservation, Settled, StateError, Ticket
+from outlay.state.keys import hash_secret
+from outlay.upstream.base import (
+    UpstreamBroken,
+    UpstreamRequest,
+    UpstreamResponse,
+    UpstreamUnreachable,
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    kind: str  # the pricing route: "openai.chat", "anthropic.messages", …
+    provider: str
+    path: str  # provider-relative upstream path
+
+    @property
+    def flavor(self) -> Flavor:
+        return "anthropic" if self.provider == "anthropic" else "openai"
+
+
+ROUTES = {
+    "/v1/chat/completions": Route("openai.chat", "openai", "/chat/completions"),
+    "/v1/completions": Route("openai.completions", "openai", "/completions"),
+    "/v1/embeddings": Route("openai.embeddings", "openai", "/embeddings"),
+    "/v1/responses": Route("openai.responses", "openai", "/responses"),
+    "/v1/messages": Route("anthropic.messages", "anthropic", "/v1/messages"),
+    "/v1/messages/count_tokens": Route(
+        "anthropic.count_tokens", "anthropic", "/v1/messages/count_tokens"),
+}
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+def unavailable(exc: StateError) -> Unavailable:
+    return Unavailable(
+        "enforcement_unavailable",
+        f"Outlay cannot reach its state store, so it refuses calls rather than let them "
+        f"through unchecked: {exc}",
+    )
+
+
+async def proxy(request: web.Request, route: Route) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    rid = new_request_id()
+    secret = agent_key(request)
+    key_hash = hash_secret(secret) if secret else None
+    model: str | None = None
+    try:
+        raw = await read_body(request, gw.settings.max_body_bytes)
+        body = parse_json_object(request, raw)
+        model = body.get("model") if isinstance(body.get("model"), str) else None
+        price = gw.prices.resolve(model) if model else None
+        est = estimate(route.kind, body, price)
+    except OutlayError as err:
+        ticket = Ticket(rid, key_hash, Call(vendor=route.provider, model=model), route.kind)
+        try:
+            await gw.store.record_refusal(ticket, err.status, err.code)
+        except StateError as exc:
+            return error_response(unavailable(exc), route.flavor, rid)
+        return error_response(err, route.flavor, rid)
+
+    call = Call(
+        vendor=route.provider, model=model, model_resolved=price.name if price else None,
+        free=bool(price and price.free), cost_micros=est.cost_micros,
+        tokens=est.input_tokens + est.output_tokens,
+    )
+    ticket = Ticket(rid, key_hash, call, route.kind, gw.aliases, gw.free_models)
+    try:
+        reservation = await gw.store.reserve(ticket)
+    except OutlayError as err:
+        return error_response(err, route.flavor, rid)
+    except StateError as exc:
+        return error_response(unavailable(exc), route.flavor, rid)
+
+    ours = {"X-Outlay-Request-Id": rid, **limit_headers(reservation.limits, gw.clock())}
+    forward_body = orjson.dumps({**body, **est.body_patch}) if est.body_patch else raw
+    stream = body.get("stream") is True
+    outgoing = UpstreamRequest(
+        provider=route.provider, method="POST", path=route.path,
+        headers=request_headers(request.headers), body=forward_body, stream=stream,
+        query=request.query_string,
+    )
+    task = asyncio.current_task()
+    if task is not None:
+        gw.streams.add(reservation.key.id, task, reservation.key.expires_at_ms)
+    try:
+        return await _forward(request, gw, route, reservation, outgoing, ours, price, est)
+    finally:
+        if task is not None:
+            gw.streams.remove(reservation.key.id, task)
+
+
+async def _forward(
+    request: web.Request, gw: Gateway, route: Route, reservation: Reservation,
+    outgoing: UpstreamRequest, ours: dict[str, str], price: ModelPrice | None, est: Estimate,
+) -> web.StreamResponse:
+    settle = _Settler(gw, reservation, route, price)
+    try:
+        answer = await gw.upstream.send(outgoing)
+    except UpstreamUnreachable as exc:
+        await settle.finish(0, "void")
+        return error_response(Unavailable(
+            "upstream_unavailable", f"No {route.provider} endpoint could be reached: {exc}",
+            status=502), route.flavor, reservation.id, ours)
+    except (UpstreamBroken, asyncio.CancelledError) as exc:
+        await settle.finish(0, "unsettled")
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        return error_response(Unavailable(
+            "upstream_unavailable", f"The {route.provider} connection broke: {exc}",
+            status=502), route.flavor, reservation.id, ours)
+    if outgoing.stream and 200 <= answer.status < 300:
+        return await _stream(request, settle, answer, ours)
+    return await _whole(settle, answer, ours, est)
+
+
+async def _whole(
+    settle: _Settler, answer: UpstreamResponse, ours: dict[str, str], est: Estimate
+) -> web.Response:
+    try:
+        data = await answer.read()
+    except (UpstreamBroken, asyncio.CancelledError):
+        await settle.finish(answer.status, "unsettled")
+        raise
+    finally:
+        await answer.close()
+    if not 200 <= answer.status < 300:
+        # the provider refused before doing any work: nothing is owed
+        await settle.finish(answer.status, "void")
+        return web.Response(status=answer.status, body=data,
+                            headers=response_headers(answer.headers, ours))
+    usage = None
+    try:
+        document = orjson.loads(data)
+        usage = usage_of(document) if isinstance(document, dict) else None
+    except orjson.JSONDecodeError:
+        pass
+    cost = await settle.usage(answer.status, usage)
+    if cost is not None:
+        ours = {**ours, "X-Outlay-Cost-USD": micros_to_usd(cost)}
+    return web.Response(status=answer.status, body=data,
+                        headers=response_headers(answer.headers, ours))
+
+
+async def _stream(
+    request: web.Request, settle: _Settler, answer: UpstreamResponse, ours: dict[str, str]
+) -> web.StreamResponse:
+    response = web.StreamResponse(status=answer.status,
+                                  headers=response_headers(answer.headers, ours))
+    tap = UsageTap()
+    try:
+        await response.prepare(request)
+        async for chunk in answer.iter_chunks():
+            tap.feed(chunk)
+            await response.write(chunk)
+    except asyncio.CancelledError:
+        # cut by the kill switch or the server stopping: what it used is unknown
+        await settle.finish(answer.status, "unsettled")
+        raise
+    except (UpstreamBroken, ConnectionError):
+        await settle.finish(answer.status, "unsettled")
+        return response
+    finally:
+        await answer.close()
+    if tap.finished and tap.usage:
+        await settle.usage(answer.status, tap.usage)
+    else:
+        await settle.finish(answer.status, "unsettled")
+    await response.write_eof()
+    return response
+
+
+class _Settler:
+    """Settles one reservation exactly once, whichever way the call ends."""
+
+    def __init__(
+        self, gw: Gateway, reservation: Reservation, route: Route, price: ModelPrice | None
+    ) -> None:
+        self.gw, self.reservation, self.route, self.price = gw, reservation, route, price
+        self.done = False
+
+    async def usage(self, status: int, usage: dict[str, Any] | None) -> int | None:
+        if usage is None:
+            await self.finish(status, "unsettled")
+            return None
+        tokens, cost = usage_cost(self.route.kind, usage, self.price)
+        # a model without a price may pass when no hard budget applies; it is recorded at 0
+        await self.finish(status, "settled", cost or 0, tokens)
+        return cost
+
+    async def finish(self, status: int, settled: Settled, cost: int = 0, tokens: int = 0) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            await self.gw.store.settle(Outcome(
+                self.reservation.id, status, cost, tokens, settled))
+        except StateError:
+            # the reservation stays held and the reaper charges it in full after its lease
+            return

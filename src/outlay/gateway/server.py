@@ -1,0 +1,105 @@
+"""`outlay serve`: prepare the state once, then run one or more worker processes that share
+one listening socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+from aiohttp import web
+
+from outlay.gateway.app import create_app
+from outlay.policy.model import parse_policy, parse_scope
+from outlay.settings import Settings
+from outlay.state.base import store_from_url
+
+log = logging.getLogger("outlay")
+
+
+async def prepare_state(settings: Settings) -> str | None:
+    """Create the schema, apply the policies of the config; return a newly made admin token."""
+    store = store_from_url(settings.state, lease_s=settings.reservation_lease_s)
+    await store.open()
+    try:
+        token = await store.init_admin_token(settings.admin_token)
+        for scope, raw in settings.policies.items():
+            await store.put_policy(parse_scope(scope), parse_policy(dict(raw)))
+        return token
+    finally:
+        await store.close()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_worker(settings: Settings, sock: socket.socket) -> None:
+    app = create_app(settings)
+    web.run_app(app, sock=sock, print=None, access_log=None, handle_signals=True,
+                shutdown_timeout=5)
+
+
+def serve(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    token = asyncio.run(prepare_state(settings))
+    if token:
+        print(f"Outlay made an admin token (shown once, stored hashed): {token}", flush=True)
+    sock = bind(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    mode = "simulated providers" if settings.simulated else "configured providers"
+    print(f"Outlay listening on http://{host}:{port} ({settings.workers} worker(s), "
+          f"state {settings.state}, {mode})", flush=True)
+    if settings.workers <= 1:
+        run_worker(settings, sock)
+        return
+    _supervise(settings, sock)
+
+
+def _supervise(settings: Settings, sock: socket.socket) -> None:
+    """Fork the workers, restart one that dies, stop them all on SIGTERM/SIGINT."""
+    children: set[int] = set()
+    stopping = False
+
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                run_worker(settings, sock)
+            finally:
+                os._exit(0)
+        children.add(pid)
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for _ in range(settings.workers):
+        spawn()
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        children.discard(pid)
+        if not stopping:
+            log.error("worker %d exited (status %d); starting another", pid, status)
+            time.sleep(0.2)
+            spawn()
+    sys.exit(0)

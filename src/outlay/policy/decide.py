@@ -1,0 +1,216 @@
+"""The decision: given a call, its key and every scope's policy and counters, admit or refuse.
+
+Pure: the state backend reads the views inside one transaction, calls `decide`, and writes
+back what an `Admit` says, in that same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+from outlay.policy.access import model_matches, vendor_matches
+from outlay.policy.decision import (
+    Admit,
+    Call,
+    Counter,
+    Decision,
+    Hold,
+    KeyInfo,
+    Limits,
+    Refuse,
+    ScopeView,
+)
+from outlay.policy.errors import AuthError, BadRequest, BudgetExceeded, NotAllowed, RateLimited
+from outlay.policy.money import ceil_div, micros_to_usd
+from outlay.policy.periods import period_bounds
+from outlay.policy.windows import LIMIT_CODES, REQUEST_WINDOWS, WINDOW_SECONDS, WindowState, check
+
+_PERIOD_WORDS = {"hour": "this hour", "day": "today", "week": "this week",
+                 "month": "this month", "total": "in total"}
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def authenticate(key: KeyInfo | None, now_ms: int) -> AuthError | None:
+    if key is None:
+        return AuthError("invalid_api_key", "Incorrect or unknown Outlay API key.")
+    if key.revoked:
+        return AuthError("key_revoked", f"The Outlay key {key.id} has been revoked.")
+    if key.expires_at_ms is not None and key.expires_at_ms <= now_ms:
+        return AuthError(
+            "key_expired", f"The Outlay key {key.id} expired at {iso(key.expires_at_ms)}."
+        )
+    return None
+
+
+def _access(
+    call: Call, views: Sequence[ScopeView], aliases: Mapping[str, str], free: Sequence[str]
+) -> Refuse | None:
+    for view in views:
+        policy = view.policy
+        if policy is None:
+            continue
+        if policy.vendors is not None and not vendor_matches(policy.vendors, call.vendor):
+            allowed = list(policy.vendors)
+            return Refuse(NotAllowed(
+                "vendor_not_allowed",
+                f"Vendor '{call.vendor}' is not allowed for {view.scope}. "
+                f"Allowed vendors: {', '.join(allowed) or 'none'}.",
+                allowed=allowed, scope=view.scope,
+            ), view.scope)
+        if call.model is None:
+            continue
+        if policy.models is not None and not model_matches(
+            policy.models, call.model, call.model_resolved, aliases
+        ):
+            allowed = list(policy.models)
+            return Refuse(NotAllowed(
+                "model_not_allowed",
+                f"Model '{call.model}' is not allowed for {view.scope}. "
+                f"Allowed models: {', '.join(allowed) or 'none'}.",
+                allowed=allowed, scope=view.scope,
+            ), view.scope)
+        if policy.free_models_only and not call.free:
+            allowed = list(free)
+            return Refuse(NotAllowed(
+                "model_not_allowed",
+                f"Model '{call.model}' is not free, and {view.scope} may use free models only. "
+                f"Allowed models: {', '.join(allowed) or 'none'}.",
+                allowed=allowed, scope=view.scope,
+            ), view.scope)
+    return None
+
+
+def _has_hard_budget(views: Sequence[ScopeView]) -> bool:
+    return any(
+        b.mode == "hard" for v in views if v.policy for b in v.policy.budgets
+    )
+
+
+def decide(
+    call: Call,
+    key: KeyInfo,
+    views: Sequence[ScopeView],
+    now_ms: int,
+    aliases: Mapping[str, str] | None = None,
+    free_models: Sequence[str] = (),
+) -> Decision:
+    """Check every limit of every scope; admit with the writes to make, or refuse with why."""
+    refused = _access(call, views, aliases or {}, free_models)
+    if refused:
+        return refused
+    if call.cost_micros is None and _has_hard_budget(views):
+        return Refuse(BadRequest(
+            "price_unknown",
+            f"No price is known for model '{call.model}', so it cannot be reserved under a "
+            "hard budget. Give it a price in the `prices` section of the configuration.",
+        ), None)
+    cost = call.cost_micros or 0
+
+    windows: dict[tuple[str, str], WindowState] = {}
+    limits = _LimitsBuilder()
+    parallel: list[str] = []
+    for view in views:
+        policy = view.policy
+        if policy is None:
+            continue
+        for name in (*REQUEST_WINDOWS, "tpm"):
+            limit = getattr(policy, name)
+            weight = call.tokens if name == "tpm" else 1
+            if limit is None or weight == 0:
+                continue
+            result = check(name, view.windows.get(name, WindowState()), limit, weight, now_ms)
+            if not result.allowed:
+                retry = ceil_div(result.retry_after_ms, 1000)
+                what = f"{limit} tokens" if name == "tpm" else f"{limit} requests"
+                span = {60: "minute", 3600: "hour", 86400: "day"}[WINDOW_SECONDS[name]]
+                return Refuse(RateLimited(
+                    LIMIT_CODES[name],
+                    f"Rate limit of {what} per {span} reached for {view.scope}. "
+                    f"Retry after {retry} s.",
+                    scope=view.scope, limit=limit, retry_after=retry, window=name,
+                    window_s=WINDOW_SECONDS[name],
+                ), view.scope)
+            windows[(view.scope, name)] = result.state
+            limits.window(name, result.limit, result.used, result.reset_ms)
+        if policy.max_parallel is not None:
+            if view.inflight + 1 > policy.max_parallel:
+                return Refuse(RateLimited(
+                    "concurrency_limit_exceeded",
+                    f"{view.scope} already has {view.inflight} calls in flight "
+                    f"(limit {policy.max_parallel}).",
+                    scope=view.scope, limit=policy.max_parallel, retry_after=1,
+                ), view.scope)
+            parallel.append(view.scope)
+
+    holds: dict[tuple[str, str], Hold] = {}
+    for view in views:
+        if view.policy is None:
+            continue
+        for budget in view.policy.budgets:
+            start, end = period_bounds(budget.period, now_ms)
+            counter = view.counters.get(budget.period)
+            if counter is None or counter.period_start != start:
+                counter = Counter(start)
+            committed = counter.spent + counter.reserved
+            if budget.mode == "hard":
+                if committed + cost > budget.cap_micros:
+                    return Refuse(_budget_error(view.scope, budget.period, budget.cap_micros,
+                                                counter, cost, end), view.scope)
+                limits.budget(budget.cap_micros, budget.cap_micros - committed - cost)
+            holds[(view.scope, budget.period)] = Hold(view.scope, budget.period, start, cost)
+    return Admit(windows, tuple(holds.values()), tuple(parallel), limits.build())
+
+
+def _budget_error(
+    scope: str, period: str, cap: int, counter: Counter, cost: int, end: int | None
+) -> BudgetExceeded:
+    spent = micros_to_usd(counter.spent + counter.reserved)
+    resets = iso(end) if end is not None else None
+    return BudgetExceeded(
+        "budget_exceeded",
+        f"Budget exceeded for {scope}: ${spent} spent of a ${micros_to_usd(cap)} hard cap "
+        f"{_PERIOD_WORDS[period]}; this call may cost up to ${micros_to_usd(cost)}."
+        + (f" The budget resets at {resets}." if resets else ""),
+        scope=scope, period=period, spent_usd=spent, cap_usd=micros_to_usd(cap),
+        resets_at=resets,
+    )
+
+
+class _LimitsBuilder:
+    """Keeps the tightest request window, token window and hard budget seen."""
+
+    def __init__(self) -> None:
+        self.req: tuple[int, int, int] | None = None  # remaining, limit, reset
+        self.tok: tuple[int, int, int] | None = None
+        self.bud: tuple[int, int] | None = None  # remaining, cap
+        self.policies: list[tuple[str, int, int]] = []
+
+    def window(self, name: str, limit: int, used: int, reset_ms: int) -> None:
+        entry = (max(0, limit - used), limit, reset_ms)
+        self.policies.append((name, limit, WINDOW_SECONDS[name]))
+        if name == "tpm":
+            self.tok = entry if self.tok is None or entry < self.tok else self.tok
+        else:
+            self.req = entry if self.req is None or entry < self.req else self.req
+
+    def budget(self, cap: int, remaining: int) -> None:
+        entry = (max(0, remaining), cap)
+        self.bud = entry if self.bud is None or entry < self.bud else self.bud
+
+    def build(self) -> Limits:
+        req, tok, bud = self.req, self.tok, self.bud
+        return Limits(
+            requests_limit=req[1] if req else None,
+            requests_remaining=req[0] if req else None,
+            requests_reset_ms=req[2] if req else None,
+            tokens_limit=tok[1] if tok else None,
+            tokens_remaining=tok[0] if tok else None,
+            tokens_reset_ms=tok[2] if tok else None,
+            budget_cap=bud[1] if bud else None,
+            budget_remaining=bud[0] if bud else None,
+            policies=tuple(self.policies),
+        )

@@ -1,0 +1,115 @@
+"""The values a decision is made from and the decision itself."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from outlay.policy.errors import OutlayError
+from outlay.policy.model import Period, Policy
+from outlay.policy.windows import WindowState
+
+
+@dataclass(frozen=True)
+class Call:
+    """What one agent request asks for, as the gateway knows it before forwarding."""
+
+    vendor: str
+    model: str | None = None  # as requested (may be an alias)
+    model_resolved: str | None = None  # canonical price-table name, None when unknown
+    free: bool = False
+    cost_micros: int | None = 0  # the most the call can cost; None when the price is unknown
+    tokens: int = 0  # tokens reserved against tpm windows
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: str
+    agent: str
+    group: str | None
+    labels: Mapping[str, str]
+    expires_at_ms: int | None = None
+    revoked: bool = False
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        group = (f"group:{self.group}",) if self.group else ()
+        return (f"key:{self.id}", f"agent:{self.agent}", *group)
+
+
+def call_scopes(key: KeyInfo, vendor: str) -> tuple[str, ...]:
+    """Every scope a call is charged to, narrowest first."""
+    return (*key.scopes, f"vendor:{vendor}", "global")
+
+
+@dataclass(frozen=True)
+class Counter:
+    """Spend of one scope in one budget period."""
+
+    period_start: int
+    spent: int = 0
+    reserved: int = 0
+
+
+@dataclass(frozen=True)
+class ScopeView:
+    """A scope's policy and live counters, read inside the decision's transaction."""
+
+    scope: str
+    policy: Policy | None
+    windows: Mapping[str, WindowState] = field(default_factory=dict)
+    inflight: int = 0
+    counters: Mapping[Period, Counter] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Money a reservation holds on one budget counter."""
+
+    scope: str
+    period: Period
+    period_start: int
+    amount: int
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something webhooks will announce (SPEC §5)."""
+
+    type: str
+    scope: str
+    data: Mapping[str, object]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The tightest limits in force, for the response headers of SPEC §4."""
+
+    requests_limit: int | None = None
+    requests_remaining: int | None = None
+    requests_reset_ms: int | None = None
+    tokens_limit: int | None = None
+    tokens_remaining: int | None = None
+    tokens_reset_ms: int | None = None
+    budget_cap: int | None = None
+    budget_remaining: int | None = None
+    policies: tuple[tuple[str, int, int], ...] = ()  # (window name, limit, seconds)
+
+
+@dataclass(frozen=True)
+class Admit:
+    windows: Mapping[tuple[str, str], WindowState]  # (scope, window) -> state to store
+    holds: tuple[Hold, ...]
+    parallel_scopes: tuple[str, ...]  # scopes whose in-flight count goes up
+    limits: Limits
+    events: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True)
+class Refuse:
+    error: OutlayError
+    scope: str | None
+    events: tuple[Event, ...] = ()
+
+
+Decision = Admit | Refuse

@@ -1,0 +1,96 @@
+"""Every refusal Outlay gives, drawn once, and mapped to SPEC §4's status codes.
+
+OutlayError
+├── AuthError            401  invalid_api_key | key_revoked | key_expired
+├── NotAllowed           403  model_not_allowed | vendor_not_allowed | approval_required
+├── RateLimited          429  rate_limit_exceeded | hourly_… | daily_… | token_… | concurrency_…
+├── BudgetExceeded       402  budget_exceeded
+├── BadRequest           400  invalid_request | price_unknown; 413 request_too_large
+└── Unavailable          502/503  upstream_unavailable | enforcement_unavailable
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+class OutlayError(Exception):
+    """A refusal with an HTTP status, a machine code and details for the error body."""
+
+    status = 500
+    error_type = "api_error"
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class AuthError(OutlayError):
+    status = 401
+    error_type = "authentication_error"
+
+
+class NotAllowed(OutlayError):
+    status = 403
+    error_type = "permission_error"
+
+
+class RateLimited(OutlayError):
+    status = 429
+    error_type = "rate_limit_error"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Retry-After, and the refusing window's limit as the rate-limit headers say it."""
+        retry = self.details.get("retry_after")
+        out = {"Retry-After": str(retry)} if retry is not None else {}
+        window, limit = self.details.get("window"), self.details.get("limit")
+        if retry is None or window is None or limit is None:
+            return out
+        kind = "tokens" if window == "tpm" else "requests"
+        out[f"x-ratelimit-limit-{kind}"] = str(limit)
+        out[f"x-ratelimit-remaining-{kind}"] = "0"
+        out[f"x-ratelimit-reset-{kind}"] = f"{retry}s"
+        if kind == "requests":
+            out["X-RateLimit-Reset"] = str(int(time.time()) + int(retry))
+            out["RateLimit-Policy"] = f'"{window}";q={limit};w={self.details.get("window_s")}'
+            out["RateLimit"] = f'"{window}";r=0;t={retry}'
+        return out
+
+
+class BudgetExceeded(OutlayError):
+    status = 402
+    error_type = "budget_exceeded"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"x-should-retry": "false"}
+
+
+class BadRequest(OutlayError):
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class TooLarge(BadRequest):
+    status = 413
+
+
+class Unavailable(OutlayError):
+    status = 503
+    error_type = "api_error"
+
+    def __init__(self, code: str, message: str, status: int = 503, **details: Any) -> None:
+        super().__init__(code, message, **details)
+        self.status = status
+
+
+def invalid_request(message: str, param: str | None = None) -> BadRequest:
+    return BadRequest("invalid_request", message, param=param)

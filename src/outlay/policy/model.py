@@ -1,0 +1,175 @@
+"""Policies (SPEC §2) and scopes (SPEC §1) as immutable values, parsed from plain dicts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from outlay.policy.money import micros_to_usd, usd_to_micros
+
+Period = Literal["hour", "day", "week", "month", "total"]
+Mode = Literal["hard", "soft"]
+Breach = Literal["block", "alert", "require_approval"]
+
+PERIODS: tuple[Period, ...] = ("hour", "day", "week", "month", "total")
+SCOPE_KINDS = ("key", "agent", "group", "vendor", "global")
+
+
+class PolicyError(ValueError):
+    """A policy or scope that cannot be accepted; the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    cap_micros: int
+    period: Period
+    mode: Mode = "hard"
+    warn_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "usd": micros_to_usd(self.cap_micros),
+            "period": self.period,
+            "mode": self.mode,
+        }
+        if self.warn_at is not None:
+            out["warn_at"] = self.warn_at
+        return out
+
+
+@dataclass(frozen=True)
+class Policy:
+    rpm: int | None = None
+    rph: int | None = None
+    rpd: int | None = None
+    tpm: int | None = None
+    max_parallel: int | None = None
+    budgets: tuple[Budget, ...] = ()
+    models: tuple[str, ...] | None = None
+    free_models_only: bool = False
+    vendors: tuple[str, ...] | None = None
+    on_breach: Breach = "block"
+    approval_wait_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in ("rpm", "rph", "rpd", "tpm", "max_parallel"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.budgets:
+            out["budgets"] = [b.to_dict() for b in self.budgets]
+        if self.models is not None:
+            out["models"] = list(self.models)
+        if self.free_models_only:
+            out["free_models_only"] = True
+        if self.vendors is not None:
+            out["vendors"] = list(self.vendors)
+        out["on_breach"] = self.on_breach
+        if self.approval_wait_s:
+            out["approval_wait_s"] = self.approval_wait_s
+        return out
+
+
+_POLICY_FIELDS = {
+    "rpm", "rph", "rpd", "tpm", "max_parallel", "budgets", "models",
+    "free_models_only", "vendors", "on_breach", "approval_wait_s",
+}
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PolicyError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _str_list(name: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise PolicyError(f"{name} must be a list of non-empty strings, got {value!r}")
+    return tuple(value)
+
+
+def parse_budget(raw: object, index: int = 0) -> Budget:
+    where = f"budgets[{index}]"
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{where} must be an object like {{usd: 50, period: month}}")
+    unknown = set(raw) - {"usd", "period", "mode", "warn_at"}
+    if unknown:
+        raise PolicyError(f"{where}: unknown field(s) {sorted(unknown)}")
+    if "usd" not in raw:
+        raise PolicyError(f"{where}.usd is required")
+    try:
+        cap = usd_to_micros(raw["usd"])
+    except ValueError as exc:
+        raise PolicyError(f"{where}.usd: {exc}") from None
+    period = raw.get("period", "month")
+    if period not in PERIODS:
+        raise PolicyError(f"{where}.period must be one of {list(PERIODS)}, got {period!r}")
+    mode = raw.get("mode", "hard")
+    if mode not in ("hard", "soft"):
+        raise PolicyError(f"{where}.mode must be 'hard' or 'soft', got {mode!r}")
+    warn_at = raw.get("warn_at")
+    if warn_at is not None and (
+        isinstance(warn_at, bool) or not isinstance(warn_at, int | float) or not 0 < warn_at <= 1
+    ):
+        raise PolicyError(f"{where}.warn_at must be a fraction in (0, 1], got {warn_at!r}")
+    return Budget(cap, period, mode, None if warn_at is None else float(warn_at))
+
+
+def parse_policy(raw: object) -> Policy:
+    """Validate a policy dict (SPEC §2); unknown fields and bad values raise PolicyError."""
+    if raw is None:
+        return Policy()
+    if not isinstance(raw, dict):
+        raise PolicyError("a policy must be an object")
+    unknown = set(raw) - _POLICY_FIELDS
+    if unknown:
+        raise PolicyError(f"unknown policy field(s): {sorted(unknown)}")
+    limits = {
+        name: _positive_int(name, raw[name])
+        for name in ("rpm", "rph", "rpd", "tpm", "max_parallel")
+        if raw.get(name) is not None
+    }
+    budgets_raw = raw.get("budgets") or []
+    if not isinstance(budgets_raw, list):
+        raise PolicyError("budgets must be a list")
+    budgets = tuple(parse_budget(b, i) for i, b in enumerate(budgets_raw))
+    models = None if raw.get("models") is None else _str_list("models", raw["models"])
+    vendors = None if raw.get("vendors") is None else _str_list("vendors", raw["vendors"])
+    free_only = raw.get("free_models_only", False)
+    if not isinstance(free_only, bool):
+        raise PolicyError("free_models_only must be true or false")
+    on_breach = raw.get("on_breach", "block")
+    if on_breach not in ("block", "alert", "require_approval"):
+        raise PolicyError(
+            f"on_breach must be 'block', 'alert' or 'require_approval', got {on_breach!r}"
+        )
+    wait = raw.get("approval_wait_s", 0)
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0:
+        raise PolicyError("approval_wait_s must be a non-negative number of seconds")
+    return Policy(
+        rpm=limits.get("rpm"),
+        rph=limits.get("rph"),
+        rpd=limits.get("rpd"),
+        tpm=limits.get("tpm"),
+        max_parallel=limits.get("max_parallel"),
+        budgets=budgets,
+        models=models,
+        free_models_only=free_only,
+        vendors=vendors,
+        on_breach=on_breach,
+        approval_wait_s=float(wait),
+    )
+
+
+def parse_scope(text: str) -> str:
+    """Normalise and validate a scope string: `key:<id>`, `agent:<name>`, …, `global`."""
+    if text == "global":
+        return text
+    kind, sep, name = text.partition(":")
+    if not sep or kind not in SCOPE_KINDS or kind == "global" or not name:
+        raise PolicyError(
+            f"invalid scope {text!r}: use key:<id>, agent:<name>, group:<name>, "
+            "vendor:<name> or global"
+        )
+    return text

@@ -1,0 +1,42 @@
+"""Calendar budget periods in UTC: the start and end of the period holding a moment."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from outlay.policy.model import Period
+
+TOTAL_START = 0
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def period_bounds(period: Period, now_ms: int) -> tuple[int, int | None]:
+    """(start_ms, end_ms) of the period containing now_ms; `total` never ends (None)."""
+    if period == "total":
+        return TOTAL_START, None
+    now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
+    if period == "hour":
+        start = now.replace(minute=0, second=0, microsecond=0)
+        end = start + timedelta(hours=1)
+    elif period == "day":
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        end = start + timedelta(days=1)
+    elif period == "week":  # ISO weeks start on Monday
+        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        start = day - timedelta(days=day.weekday())
+        end = start + timedelta(days=7)
+    elif period == "month":
+        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        end = start.replace(year=start.year + 1, month=1) if start.month == 12 else (
+            start.replace(month=start.month + 1)
+        )
+    else:
+        raise ValueError(f"unknown period {period!r}")
+    return _ms(start), _ms(end)
+
+
+def period_start(period: Period, now_ms: int) -> int:
+    return period_bounds(period, now_ms)[0]

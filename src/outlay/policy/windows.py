@@ -1,0 +1,120 @@
+"""Rolling rate windows (rpm, rph, rpd, tpm) as bucketed counters that never over-admit.
+
+A window of W seconds is kept as the counts of its last BUCKETS+1 buckets of W/BUCKETS each.
+A request is admitted only if the sum over every bucket that overlaps the rolling window
+(now-W, now], plus the request's own weight, stays within the limit. Because a partly
+expired bucket is still counted whole, no rolling window ever holds more than the limit;
+a freed slot may become usable up to one bucket (W/60: 1 s for rpm) later than a log of
+exact timestamps would allow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BUCKETS = 60
+WINDOW_SECONDS = {"rpm": 60, "rph": 3600, "rpd": 86400, "tpm": 60}
+REQUEST_WINDOWS = ("rpm", "rph", "rpd")
+LIMIT_CODES = {
+    "rpm": "rate_limit_exceeded",
+    "rph": "hourly_rate_limit_exceeded",
+    "rpd": "daily_rate_limit_exceeded",
+    "tpm": "token_rate_limit_exceeded",
+}
+
+
+def bucket_ms(name: str) -> int:
+    return WINDOW_SECONDS[name] * 1000 // BUCKETS
+
+
+def bucket_of(name: str, now_ms: int) -> int:
+    return now_ms // bucket_ms(name)
+
+
+@dataclass(frozen=True)
+class WindowState:
+    """Counts of consecutive buckets, oldest first, the last one being bucket `newest`."""
+
+    newest: int = 0
+    counts: tuple[int, ...] = ()
+
+    @property
+    def used(self) -> int:
+        return sum(self.counts)
+
+    def rolled(self, bucket: int) -> WindowState:
+        """The same window seen from `bucket`: buckets that left the window are dropped."""
+        if bucket <= self.newest:
+            return self
+        if not self.counts or bucket - self.newest > BUCKETS:
+            return WindowState(bucket, ())
+        keep_from = bucket - BUCKETS  # oldest bucket that can still overlap the window
+        counts = self.counts + (0,) * (bucket - self.newest)
+        drop = max(0, len(counts) - (bucket - keep_from + 1))
+        return WindowState(bucket, counts[drop:])
+
+    def added(self, bucket: int, weight: int) -> WindowState:
+        rolled = self.rolled(bucket)
+        if not rolled.counts:
+            return WindowState(bucket, (weight,))
+        return WindowState(rolled.newest, (*rolled.counts[:-1], rolled.counts[-1] + weight))
+
+    def adjusted(self, bucket: int, delta: int) -> WindowState:
+        """Correct a bucket's count after the fact (settling tokens); a gone bucket is ignored."""
+        offset = len(self.counts) - 1 - (self.newest - bucket)
+        if offset < 0 or offset >= len(self.counts):
+            return self
+        counts = list(self.counts)
+        counts[offset] = max(0, counts[offset] + delta)
+        return WindowState(self.newest, tuple(counts))
+
+
+@dataclass(frozen=True)
+class WindowCheck:
+    allowed: bool
+    state: WindowState  # rolled, with the weight added when allowed
+    limit: int
+    used: int  # after this request when allowed
+    retry_after_ms: int  # 0 when allowed
+    reset_ms: int  # when the oldest counted bucket leaves the window (now when empty)
+
+
+def check(name: str, state: WindowState, limit: int, weight: int, now_ms: int) -> WindowCheck:
+    width = bucket_ms(name)
+    window = WINDOW_SECONDS[name] * 1000
+    bucket = now_ms // width
+    rolled = state.rolled(bucket)
+    first = rolled.newest - len(rolled.counts) + 1
+
+    def expiry(index: int) -> int:
+        # bucket `first+index` stops overlapping (now-W, now] once now-W >= its end
+        return (first + index + 1) * width + window
+
+    used = rolled.used
+    if used + weight <= limit:
+        after = rolled.added(bucket, weight)
+        oldest = next((i for i, c in enumerate(after.counts) if c), None)
+        first_after = after.newest - len(after.counts) + 1
+        reset = now_ms if oldest is None else (first_after + oldest + 1) * width + window
+        return WindowCheck(True, after, limit, used + weight, 0, reset)
+    freed = 0
+    retry_at = now_ms + window  # weight alone above the limit: no wait can help; say one window
+    for index, count in enumerate(rolled.counts):
+        freed += count
+        if count and used - freed + weight <= limit:
+            retry_at = expiry(index)
+            break
+    oldest = next((i for i, c in enumerate(rolled.counts) if c), None)
+    reset = now_ms if oldest is None else expiry(oldest)
+    return WindowCheck(False, rolled, limit, used, max(1, retry_at - now_ms), reset)
+
+
+def encode(state: WindowState) -> str:
+    return f"{state.newest}:" + ",".join(map(str, state.counts))
+
+
+def decode(text: str | None) -> WindowState:
+    if not text:
+        return WindowState()
+    newest, _, counts = text.partition(":")
+    return WindowState(int(newest), tuple(int(c) for c in counts.split(",")) if counts else ())

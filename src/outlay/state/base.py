@@ -1,0 +1,127 @@
+"""The one Protocol every state backend implements, and the values that cross it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from outlay.policy.decision import Call, KeyInfo, Limits
+from outlay.policy.model import Policy
+
+Settled = Literal["settled", "void", "unsettled"]
+
+
+class StateError(Exception):
+    """The state store cannot be reached or failed; the gateway fails closed (503)."""
+
+
+class NotFound(LookupError):
+    """An admin lookup named something that does not exist."""
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    id: str
+    agent: str
+    group: str | None
+    name: str | None
+    labels: Mapping[str, str]
+    created_ms: int
+    expires_ms: int | None
+    revoked_ms: int | None
+    policy: Policy | None = None
+
+
+@dataclass(frozen=True)
+class NewKey:
+    agent: str
+    name: str | None = None
+    ttl_seconds: float | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    policy: Policy | None = None
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """One agent request, as the store needs it to decide and reserve."""
+
+    request_id: str
+    key_hash: str | None  # None: no key presented
+    call: Call
+    route: str
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    free_models: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: str
+    key: KeyInfo
+    limits: Limits
+    amount: int
+    started_ms: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a reserved call ended: its actual cost, and whether that cost is known."""
+
+    reservation_id: str
+    status: int
+    cost_micros: int = 0
+    tokens: int = 0
+    settled: Settled = "settled"
+    model: str | None = None
+
+
+class StateStore(Protocol):
+    """Keys, policies, counters, reservations and the ledger of one installation."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+    # administration
+    async def admin_token_ok(self, token: str) -> bool: ...
+    async def init_admin_token(self, configured: str | None) -> str | None: ...
+    async def create_agent(self, name: str, group: str | None) -> dict[str, Any]: ...
+    async def list_agents(self) -> list[dict[str, Any]]: ...
+    async def list_groups(self) -> list[dict[str, Any]]: ...
+    async def create_key(self, new: NewKey) -> tuple[KeyRecord, str]: ...
+    async def get_key(self, key_id: str) -> KeyRecord: ...
+    async def list_keys(self, agent: str | None = None) -> list[KeyRecord]: ...
+    async def update_key(
+        self, key_id: str, name: str | None, labels: Mapping[str, str] | None,
+        policy: Policy | None,
+    ) -> KeyRecord: ...
+    async def revoke_key(self, key_id: str) -> KeyRecord: ...
+    async def key_by_hash(self, key_hash: str) -> KeyInfo | None: ...
+    async def revoked_among(self, key_ids: list[str]) -> set[str]: ...
+    async def put_policy(self, scope: str, policy: Policy) -> Policy: ...
+    async def get_policy(self, scope: str) -> Policy | None: ...
+    async def delete_policy(self, scope: str) -> None: ...
+    async def list_policies(self) -> dict[str, Policy]: ...
+
+    # the request path: one atomic call each
+    async def reserve(self, ticket: Ticket) -> Reservation: ...
+    async def settle(self, outcome: Outcome) -> bool: ...
+    async def record_refusal(self, ticket: Ticket, status: int, code: str) -> None: ...
+
+    # upkeep and reporting
+    async def heartbeat(self) -> None: ...
+    async def reap(self) -> int: ...
+    async def usage(self, scope: str) -> dict[str, Any]: ...
+    async def audit(self, scope: str | None, limit: int) -> list[dict[str, Any]]: ...
+    async def report(self, group_by: str, since_ms: int | None) -> list[dict[str, Any]]: ...
+
+
+def store_from_url(url: str, **options: Any) -> StateStore:
+    """Pick the backend by URL scheme: sqlite:///path.db (or sqlite:///:memory:)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"state URL needs a scheme, e.g. sqlite:///outlay.db, got {url!r}")
+    if scheme == "sqlite":
+        from outlay.state.sqlite import SqliteStore
+
+        return SqliteStore(rest[1:] if rest.startswith("/") else rest, **options)
+    raise ValueError(f"unsupported state backend {scheme!r} (supported: sqlite)")

@@ -1,0 +1,444 @@
+"""The embedded state backend: one SQLite file, shared safely by worker processes on a host.
+
+Every decision is one `BEGIN IMMEDIATE` transaction (SQLite's write lock serialises the
+workers), so checks and the reservation can never interleave with another request's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping
+from functools import lru_cache
+from typing import Any
+
+from outlay.policy.decide import authenticate, decide
+from outlay.policy.decision import Admit, Counter, KeyInfo, ScopeView, call_scopes
+from outlay.policy.errors import OutlayError
+from outlay.policy.model import Policy, parse_policy
+from outlay.policy.windows import REQUEST_WINDOWS, bucket_of, decode, encode
+from outlay.state import ledger_sql
+from outlay.state.base import (
+    KeyRecord,
+    NewKey,
+    NotFound,
+    Outcome,
+    Reservation,
+    StateError,
+    Ticket,
+)
+from outlay.state.keys import hash_secret, new_key_id, new_secret
+from outlay.state.sqlite_schema import apply
+
+Clock = Callable[[], int]
+HEARTBEAT_STALE_MS = 5_000
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@lru_cache(maxsize=4096)
+def _policy(body: str) -> Policy:
+    # policies are stored as validated JSON text; parsing the same text twice is wasted work
+    return parse_policy(json.loads(body))
+
+
+class SqliteStore:
+    def __init__(
+        self, path: str, *, clock: Clock = wall_ms, lease_s: float = 900.0,
+        busy_timeout_s: float = 30.0,
+    ) -> None:
+        self.path = path or ":memory:"
+        self.clock = clock
+        self.lease_ms = int(lease_s * 1000)
+        self.busy_timeout_s = busy_timeout_s
+        self.worker = f"w_{os.getpid()}_{secrets.token_hex(4)}"
+        self._conn: sqlite3.Connection | None = None
+
+    # -- plumbing ---------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        self._conn = self._connect()
+        await self.heartbeat()
+
+    def _connect(self) -> sqlite3.Connection:
+        # The store works synchronously on purpose: a transaction takes tens of microseconds,
+        # less than a hop to a thread pool would cost.
+        try:
+            if self.path != ":memory:":
+                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout_s, isolation_level=None,
+                check_same_thread=False,
+            )
+            apply(conn)
+        except (sqlite3.Error, OSError) as exc:
+            raise StateError(f"cannot open the SQLite state at {self.path}: {exc}") from exc
+        return conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("DELETE FROM workers WHERE id=?", (self.worker,))
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StateError("the state store is not open")
+        return self._conn
+
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; driver errors become StateError."""
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StateError(f"state store unavailable: {exc}") from exc
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StateError(f"state store failed: {exc}") from exc
+            raise
+
+    # -- administration ---------------------------------------------------------------
+    async def init_admin_token(self, configured: str | None) -> str | None:
+        """Use the configured token, or make one on first start; return a new one to print."""
+        with self.tx() as c:
+            if configured:
+                c.execute("INSERT OR REPLACE INTO meta(k, v) VALUES ('admin_token', ?)",
+                          (hash_secret(configured),))
+                return None
+            if c.execute("SELECT 1 FROM meta WHERE k='admin_token'").fetchone():
+                return None
+            token = "oladm_" + secrets.token_urlsafe(24)
+            c.execute("INSERT INTO meta(k, v) VALUES ('admin_token', ?)", (hash_secret(token),))
+            return token
+
+    async def admin_token_ok(self, token: str) -> bool:
+        row = self.conn.execute("SELECT v FROM meta WHERE k='admin_token'").fetchone()
+        return row is not None and secrets.compare_digest(row[0], hash_secret(token))
+
+    def _ensure_agent(self, c: sqlite3.Connection, name: str, group: str | None) -> None:
+        now = self.clock()
+        if group:
+            c.execute("INSERT OR IGNORE INTO groups(name, created_ms) VALUES (?, ?)", (group, now))
+        c.execute("INSERT OR IGNORE INTO agents(name, grp, created_ms) VALUES (?, ?, ?)",
+                  (name, group, now))
+
+    async def create_agent(self, name: str, group: str | None) -> dict[str, Any]:
+        with self.tx() as c:
+            self._ensure_agent(c, name, group)
+            if group is not None:
+                c.execute("UPDATE agents SET grp=? WHERE name=?", (group, name))
+            row = c.execute("SELECT name, grp FROM agents WHERE name=?", (name,)).fetchone()
+        return {"name": row[0], "group": row[1]}
+
+    async def list_agents(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT name, grp FROM agents ORDER BY name").fetchall()
+        return [{"name": n, "group": g} for n, g in rows]
+
+    async def list_groups(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT g.name, (SELECT COUNT(*) FROM agents a WHERE a.grp=g.name) "
+            "FROM groups g ORDER BY g.name").fetchall()
+        return [{"name": n, "agents": count} for n, count in rows]
+
+    async def create_key(self, new: NewKey) -> tuple[KeyRecord, str]:
+        key_id, secret = new_key_id(), new_secret()
+        now = self.clock()
+        expires = None if new.ttl_seconds is None else now + int(new.ttl_seconds * 1000)
+        with self.tx() as c:
+            self._ensure_agent(c, new.agent, None)
+            c.execute(
+                "INSERT INTO keys(id, hash, agent, name, labels, created_ms, expires_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key_id, hash_secret(secret), new.agent, new.name,
+                 json.dumps(dict(new.labels)), now, expires),
+            )
+            if new.policy is not None:
+                self._put_policy(c, f"key:{key_id}", new.policy)
+        return await self.get_key(key_id), secret
+
+    def _key_record(self, row: tuple[Any, ...]) -> KeyRecord:
+        key_id, agent, grp, name, labels, created, expires, revoked = row
+        policy_row = self.conn.execute(
+            "SELECT body FROM policies WHERE scope=?", (f"key:{key_id}",)).fetchone()
+        return KeyRecord(key_id, agent, grp, name, json.loads(labels), created, expires, revoked,
+                         _policy(policy_row[0]) if policy_row else None)
+
+    _KEY_COLUMNS = ("SELECT k.id, k.agent, a.grp, k.name, k.labels, k.created_ms, k.expires_ms, "
+                    "k.revoked_ms FROM keys k JOIN agents a ON a.name = k.agent")
+
+    async def get_key(self, key_id: str) -> KeyRecord:
+        row = self.conn.execute(self._KEY_COLUMNS + " WHERE k.id=?", (key_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no key {key_id}")
+        return self._key_record(row)
+
+    async def list_keys(self, agent: str | None = None) -> list[KeyRecord]:
+        if agent is None:
+            rows = self.conn.execute(self._KEY_COLUMNS + " ORDER BY k.created_ms").fetchall()
+        else:
+            rows = self.conn.execute(self._KEY_COLUMNS + " WHERE k.agent=? ORDER BY k.created_ms",
+                                     (agent,)).fetchall()
+        return [self._key_record(r) for r in rows]
+
+    async def update_key(
+        self, key_id: str, name: str | None, labels: Mapping[str, str] | None,
+        policy: Policy | None,
+    ) -> KeyRecord:
+        with self.tx() as c:
+            if c.execute("SELECT 1 FROM keys WHERE id=?", (key_id,)).fetchone() is None:
+                raise NotFound(f"no key {key_id}")
+            if name is not None:
+                c.execute("UPDATE keys SET name=? WHERE id=?", (name, key_id))
+            if labels is not None:
+                c.execute("UPDATE keys SET labels=? WHERE id=?", (json.dumps(dict(labels)), key_id))
+            if policy is not None:
+                self._put_policy(c, f"key:{key_id}", policy)
+        return await self.get_key(key_id)
+
+    async def revoke_key(self, key_id: str) -> KeyRecord:
+        with self.tx() as c:
+            cur = c.execute("UPDATE keys SET revoked_ms=COALESCE(revoked_ms, ?) WHERE id=?",
+                            (self.clock(), key_id))
+            if cur.rowcount == 0:
+                raise NotFound(f"no key {key_id}")
+        return await self.get_key(key_id)
+
+    async def key_by_hash(self, key_hash: str) -> KeyInfo | None:
+        return self._key_info(self.conn, key_hash)
+
+    async def revoked_among(self, key_ids: list[str]) -> set[str]:
+        marks = ",".join("?" * len(key_ids))
+        rows = self.conn.execute(
+            f"SELECT id FROM keys WHERE revoked_ms IS NOT NULL AND id IN ({marks})",  # noqa: S608
+            key_ids).fetchall()
+        return {r[0] for r in rows}
+
+    def _key_info(self, c: sqlite3.Connection, key_hash: str) -> KeyInfo | None:
+        row = c.execute(
+            "SELECT k.id, k.agent, a.grp, k.labels, k.expires_ms, k.revoked_ms FROM keys k "
+            "JOIN agents a ON a.name = k.agent WHERE k.hash=?", (key_hash,)).fetchone()
+        if row is None:
+            return None
+        key_id, agent, grp, labels, expires, revoked = row
+        return KeyInfo(key_id, agent, grp, json.loads(labels), expires, revoked is not None)
+
+    def _put_policy(self, c: sqlite3.Connection, scope: str, policy: Policy) -> None:
+        now = self.clock()
+        c.execute("INSERT OR REPLACE INTO policies(scope, body, updated_ms) VALUES (?, ?, ?)",
+                  (scope, json.dumps(policy.to_dict(), sort_keys=True), now))
+        # a budget added mid-period starts from what the scope already spent in that period
+        for budget in policy.budgets:
+            start = ledger_sql.period_start_of(budget.period, now)
+            where, args = ledger_sql.scope_filter(scope)
+            spent = c.execute(
+                f"SELECT COALESCE(SUM(cost), 0) FROM ledger WHERE {where} AND ts_ms >= ? "  # noqa: S608 (fixed column names)
+                "AND settlement IN ('settled', 'unsettled')", (*args, start)).fetchone()[0]
+            c.execute("INSERT OR IGNORE INTO counters(scope, period, period_start, spent) "
+                      "VALUES (?, ?, ?, ?)", (scope, budget.period, start, spent))
+
+    async def put_policy(self, scope: str, policy: Policy) -> Policy:
+        with self.tx() as c:
+            self._put_policy(c, scope, policy)
+        return policy
+
+    async def get_policy(self, scope: str) -> Policy | None:
+        row = self.conn.execute("SELECT body FROM policies WHERE scope=?", (scope,)).fetchone()
+        return _policy(row[0]) if row else None
+
+    async def delete_policy(self, scope: str) -> None:
+        with self.tx() as c:
+            c.execute("DELETE FROM policies WHERE scope=?", (scope,))
+
+    async def list_policies(self) -> dict[str, Policy]:
+        rows = self.conn.execute("SELECT scope, body FROM policies ORDER BY scope").fetchall()
+        return {scope: _policy(body) for scope, body in rows}
+
+    # -- the request path -------------------------------------------------------------
+    async def reserve(self, ticket: Ticket) -> Reservation:
+        now = self.clock()
+        call = ticket.call
+        decision = None
+        # a refusal is recorded in the same transaction and raised once it has committed
+        refusal: OutlayError | None = None
+        with self.tx() as c:
+            key = None if ticket.key_hash is None else self._key_info(c, ticket.key_hash)
+            refusal = authenticate(key, now)
+            if refusal is not None or key is None:
+                self._refusal_row(c, ticket, key, now, refusal, None)
+            else:
+                views = self._views(c, call_scopes(key, call.vendor), now)
+                decision = decide(call, key, views, now, ticket.aliases, ticket.free_models)
+                if isinstance(decision, Admit):
+                    self._write_admit(c, ticket, key, decision, now)
+                else:
+                    refusal = decision.error
+                    self._refusal_row(c, ticket, key, now, refusal, decision.scope)
+        if refusal is not None or key is None or not isinstance(decision, Admit):
+            raise refusal or StateError("decision lost")
+        return Reservation(ticket.request_id, key, decision.limits, call.cost_micros or 0, now)
+
+    def _views(self, c: sqlite3.Connection, scopes: tuple[str, ...], now: int) -> list[ScopeView]:
+        marks = ",".join("?" * len(scopes))
+        policies = {
+            scope: _policy(body) for scope, body in c.execute(
+                f"SELECT scope, body FROM policies WHERE scope IN ({marks})", scopes)  # noqa: S608
+        }
+        windows: dict[str, dict[str, Any]] = {}
+        inflight: dict[str, int] = {}
+        counters: dict[str, dict[str, Counter]] = {}
+        limited = [s for s, p in policies.items() if _has_windows(p)]
+        if limited:
+            m = ",".join("?" * len(limited))
+            for scope, name, state in c.execute(
+                    f"SELECT scope, name, state FROM windows WHERE scope IN ({m})", limited):  # noqa: S608
+                windows.setdefault(scope, {})[name] = decode(state)
+        parallel = [s for s, p in policies.items() if p.max_parallel is not None]
+        if parallel:
+            m = ",".join("?" * len(parallel))
+            inflight = dict(c.execute(
+                f"SELECT scope, n FROM inflight WHERE scope IN ({m})", parallel).fetchall())  # noqa: S608
+        for scope, policy in policies.items():
+            for period in {b.period for b in policy.budgets}:
+                start = ledger_sql.period_start_of(period, now)
+                row = c.execute(
+                    "SELECT spent, reserved FROM counters WHERE scope=? AND period=? "
+                    "AND period_start=?", (scope, period, start)).fetchone()
+                spent, reserved = row if row else (0, 0)
+                counters.setdefault(scope, {})[period] = Counter(start, spent, reserved)
+        return [
+            ScopeView(s, policies.get(s), windows.get(s, {}), inflight.get(s, 0),
+                      counters.get(s, {}))  # type: ignore[arg-type]
+            for s in scopes
+        ]
+
+    def _write_admit(
+        self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, admit: Admit, now: int
+    ) -> None:
+        call = ticket.call
+        c.executemany(
+            "INSERT INTO windows(scope, name, state) VALUES (?, ?, ?) "
+            "ON CONFLICT(scope, name) DO UPDATE SET state=excluded.state",
+            [(scope, name, encode(state)) for (scope, name), state in admit.windows.items()])
+        c.executemany(
+            "INSERT INTO inflight(scope, n) VALUES (?, 1) "
+            "ON CONFLICT(scope) DO UPDATE SET n=n+1", [(s,) for s in admit.parallel_scopes])
+        c.executemany(
+            "INSERT INTO counters(scope, period, period_start, reserved) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(scope, period, period_start) "
+            "DO UPDATE SET reserved=reserved+excluded.reserved",
+            [(h.scope, h.period, h.period_start, h.amount) for h in admit.holds])
+        tpm = [[scope, bucket_of("tpm", now)] for (scope, name) in admit.windows if name == "tpm"]
+        c.execute(
+            "INSERT INTO reservations(id, created_ms, lease_ms, worker, amount, tokens, holds, "
+            "tpm, parallel) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (ticket.request_id, now, now + self.lease_ms, self.worker, call.cost_micros or 0,
+             call.tokens,
+             json.dumps([[h.scope, h.period, h.period_start, h.amount] for h in admit.holds]),
+             json.dumps(tpm), json.dumps(list(admit.parallel_scopes))))
+        limits = admit.limits
+        cap = limits.budget_cap
+        spent = None if cap is None or limits.budget_remaining is None else (
+            cap - limits.budget_remaining)
+        ledger_sql.insert(c, ticket, key, now, decision="allowed", code=None, scope=None,
+                          status=None, reserved=call.cost_micros or 0, settlement="pending",
+                          spent=spent, cap=cap)
+
+    def _refusal_row(
+        self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo | None, now: int,
+        error: OutlayError | None, scope: str | None,
+    ) -> None:
+        status, code = (error.status, error.code) if error else (401, "invalid_api_key")
+        ledger_sql.insert(c, ticket, key, now, decision="refused", code=code, scope=scope,
+                          status=status, reserved=0, settlement="none", spent=None, cap=None)
+
+    async def record_refusal(self, ticket: Ticket, status: int, code: str) -> None:
+        with self.tx() as c:
+            key = None if ticket.key_hash is None else self._key_info(c, ticket.key_hash)
+            ledger_sql.insert(c, ticket, key, self.clock(), decision="invalid", code=code,
+                              scope=None, status=status, reserved=0, settlement="none",
+                              spent=None, cap=None)
+
+    async def settle(self, outcome: Outcome) -> bool:
+        """Apply the actual cost once; False if the reservation was already settled or reaped."""
+        with self.tx() as c:
+            return self._settle(c, outcome)
+
+    def _settle(self, c: sqlite3.Connection, outcome: Outcome) -> bool:
+        row = c.execute("SELECT amount, tokens, holds, tpm, parallel FROM reservations "
+                        "WHERE id=?", (outcome.reservation_id,)).fetchone()
+        if row is None:
+            return False
+        amount, tokens, holds, tpm, parallel = row
+        cost = {"void": 0, "unsettled": amount}.get(outcome.settled, outcome.cost_micros)
+        used_tokens = 0 if outcome.settled == "void" else (
+            tokens if outcome.settled == "unsettled" else outcome.tokens)
+        c.executemany(
+            "UPDATE counters SET reserved=reserved-?, spent=spent+? "
+            "WHERE scope=? AND period=? AND period_start=?",
+            [(held, cost, scope, period, start)
+             for scope, period, start, held in json.loads(holds)])
+        for scope, bucket in json.loads(tpm):
+            state_row = c.execute("SELECT state FROM windows WHERE scope=? AND name='tpm'",
+                                  (scope,)).fetchone()
+            if state_row:
+                state = decode(state_row[0]).adjusted(bucket, used_tokens - tokens)
+                c.execute("UPDATE windows SET state=? WHERE scope=? AND name='tpm'",
+                          (encode(state), scope))
+        c.executemany("UPDATE inflight SET n=MAX(0, n-1) WHERE scope=?",
+                      [(s,) for s in json.loads(parallel)])
+        c.execute("DELETE FROM reservations WHERE id=?", (outcome.reservation_id,))
+        ledger_sql.settle(c, outcome, cost, amount)
+        return True
+
+    # -- upkeep and reporting -----------------------------------------------------------
+    async def heartbeat(self) -> None:
+        with self.tx() as c:
+            c.execute("INSERT OR REPLACE INTO workers(id, heartbeat_ms) VALUES (?, ?)",
+                      (self.worker, self.clock()))
+
+    async def reap(self) -> int:
+        """Charge in full the reservations whose lease ran out or whose worker died."""
+        now = self.clock()
+        with self.tx() as c:
+            ids = [r[0] for r in c.execute(
+                "SELECT r.id FROM reservations r LEFT JOIN workers w ON w.id = r.worker "
+                "WHERE r.lease_ms <= ? OR w.heartbeat_ms IS NULL OR w.heartbeat_ms < ?",
+                (now, now - HEARTBEAT_STALE_MS))]
+            for rid in ids:
+                self._settle(c, Outcome(rid, status=0, settled="unsettled"))
+            c.execute("DELETE FROM workers WHERE heartbeat_ms < ?", (now - HEARTBEAT_STALE_MS,))
+        return len(ids)
+
+    async def usage(self, scope: str) -> dict[str, Any]:
+        return ledger_sql.usage(self.conn, scope, await self.get_policy(scope), self.clock(),
+                                self._windows_of(scope))
+
+    def _windows_of(self, scope: str) -> dict[str, Any]:
+        return {name: decode(state) for name, state in self.conn.execute(
+            "SELECT name, state FROM windows WHERE scope=?", (scope,))}
+
+    async def audit(self, scope: str | None, limit: int) -> list[dict[str, Any]]:
+        return ledger_sql.audit(self.conn, scope, limit)
+
+    async def report(self, group_by: str, since_ms: int | None) -> list[dict[str, Any]]:
+        return ledger_sql.report(self.conn, group_by, since_ms)
+
+
+def _has_windows(policy: Policy) -> bool:
+    return any(getattr(policy, n) is not None for n in (*REQUEST_WINDOWS, "tpm"))

@@ -1,0 +1,90 @@
+"""The embedded store's schema, applied idempotently when a store opens."""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA_VERSION = 1
+
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    # NORMAL in WAL mode: a commit survives a crash of the process (kill -9); only an OS
+    # crash or power loss can drop the last transactions.
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA temp_store=MEMORY",
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS agents (
+  name TEXT PRIMARY KEY, grp TEXT REFERENCES groups(name), created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS keys (
+  id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, agent TEXT NOT NULL REFERENCES agents(name),
+  name TEXT, labels TEXT NOT NULL DEFAULT '{}', created_ms INTEGER NOT NULL,
+  expires_ms INTEGER, revoked_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS keys_agent ON keys(agent);
+CREATE TABLE IF NOT EXISTS policies (
+  scope TEXT PRIMARY KEY, body TEXT NOT NULL, updated_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS windows (
+  scope TEXT NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (scope, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inflight (scope TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (
+  scope TEXT NOT NULL, period TEXT NOT NULL, period_start INTEGER NOT NULL,
+  spent INTEGER NOT NULL DEFAULT 0, reserved INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (scope, period, period_start)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reservations (
+  id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, lease_ms INTEGER NOT NULL,
+  worker TEXT NOT NULL, amount INTEGER NOT NULL, tokens INTEGER NOT NULL,
+  holds TEXT NOT NULL, tpm TEXT NOT NULL, parallel TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, heartbeat_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  request_id TEXT NOT NULL UNIQUE,
+  ts_ms INTEGER NOT NULL,
+  key_id TEXT, agent TEXT, grp TEXT, labels TEXT,
+  vendor TEXT, model TEXT, route TEXT,
+  decision TEXT NOT NULL,            -- allowed | refused | invalid
+  code TEXT, scope TEXT,             -- the refusal's code and the scope that refused
+  status INTEGER,                    -- HTTP status returned to the agent
+  reserved INTEGER NOT NULL DEFAULT 0,
+  cost INTEGER NOT NULL DEFAULT 0,
+  settlement TEXT NOT NULL,          -- pending | settled | void | unsettled | none
+  spent INTEGER, cap INTEGER         -- the tightest hard budget: committed spend and cap
+);
+CREATE INDEX IF NOT EXISTS ledger_key ON ledger(key_id, ts_ms);
+CREATE INDEX IF NOT EXISTS ledger_agent ON ledger(agent, ts_ms);
+CREATE INDEX IF NOT EXISTS ledger_grp ON ledger(grp, ts_ms);
+CREATE INDEX IF NOT EXISTS ledger_vendor ON ledger(vendor, ts_ms);
+CREATE INDEX IF NOT EXISTS ledger_ts ON ledger(ts_ms);
+"""
+
+
+def apply(conn: sqlite3.Connection) -> None:
+    for pragma in PRAGMAS:
+        conn.execute(pragma)
+    # every statement is IF NOT EXISTS, so workers opening the file at once cannot clash
+    conn.executescript(SCHEMA)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT INTO meta(k, v) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the state file has schema version {row[0]}, newer than this Outlay knows "
+                f"({SCHEMA_VERSION}); upgrade Outlay"
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
