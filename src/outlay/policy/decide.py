@@ -133,6 +133,7 @@ def decide(
                     f"Retry after {retry} s.",
                     scope=view.scope, limit=limit, retry_after=retry, window=name,
                     window_s=WINDOW_SECONDS[name],
+                    reset_unix=ceil_div(now_ms + result.retry_after_ms, 1000),
                 ), view.scope)
             windows[(view.scope, name)] = result.state
             limits.window(name, result.limit, result.used, result.reset_ms)

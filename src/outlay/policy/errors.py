@@ -11,7 +11,6 @@ OutlayError
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 
@@ -59,7 +58,7 @@ class RateLimited(OutlayError):
         out[f"x-ratelimit-remaining-{kind}"] = "0"
         out[f"x-ratelimit-reset-{kind}"] = f"{retry}s"
         if kind == "requests":
-            out["X-RateLimit-Reset"] = str(int(time.time()) + int(retry))
+            out["X-RateLimit-Reset"] = str(self.details.get("reset_unix"))
             out["RateLimit-Policy"] = f'"{window}";q={limit};w={self.details.get("window_s")}'
             out["RateLimit"] = f'"{window}";r=0;t={retry}'
         return out
