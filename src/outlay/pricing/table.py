@@ -1,0 +1,245 @@
+"""The LLM price table: the shipped prices.yaml merged with config overrides (SPEC §3).
+
+Resolves a requested model name through its canonical name, an alias or a dated snapshot.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from importlib.resources import files
+from typing import Any
+
+import yaml
+
+from outlay.policy.money import micros_to_usd, usd_to_micros
+
+PROVIDERS = ("openai", "anthropic")
+
+# A dated snapshot ends in -YYYY-MM-DD (OpenAI) or -YYYYMMDD (Anthropic).
+_SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8})$")
+_PRICE_FIELDS = ("input", "cached_input", "output")
+_MODEL_FIELDS = frozenset(
+    {*_PRICE_FIELDS, "provider", "max_output_tokens", "context_window", "free", "aliases"}
+)
+# What a new model gets when an override leaves these out.
+_DEFAULT_MAX_OUTPUT_TOKENS = 4096
+_DEFAULT_CONTEXT_WINDOW = 128_000
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    name: str
+    provider: str
+    input_micros_per_mtok: int  # USD per million tokens x 1e6, exact
+    cached_input_micros_per_mtok: int
+    output_micros_per_mtok: int
+    max_output_tokens: int
+    context_window: int
+    free: bool = False
+    aliases: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry in the shape of prices.yaml, USD as decimal strings (so it round-trips)."""
+        return {
+            "name": self.name,
+            "provider": self.provider,
+            "input": micros_to_usd(self.input_micros_per_mtok),
+            "cached_input": micros_to_usd(self.cached_input_micros_per_mtok),
+            "output": micros_to_usd(self.output_micros_per_mtok),
+            "max_output_tokens": self.max_output_tokens,
+            "context_window": self.context_window,
+            "free": self.free,
+            "aliases": list(self.aliases),
+        }
+
+
+class PriceTable:
+    """Immutable after load: canonical models plus an alias index."""
+
+    def __init__(self, models: Mapping[str, ModelPrice], aliases: Mapping[str, str]) -> None:
+        self._models = dict(models)
+        self._aliases = dict(aliases)
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None) -> PriceTable:
+        """The shipped table with `overrides` (config `prices:`) applied entry by entry.
+
+        An override naming a known model changes only the fields it gives; an unknown name adds
+        a model (needing `provider`, and `input` and `output` unless `free`); `alias_of` makes
+        the name a pure alias. Raises ValueError naming the model and field at fault.
+        """
+        text = files("outlay.pricing").joinpath("prices.yaml").read_text(encoding="utf-8")
+        shipped = yaml.safe_load(text)
+        if not isinstance(shipped, Mapping) or not isinstance(shipped.get("models"), Mapping):
+            raise ValueError("prices.yaml: expected a `models:` mapping")
+        entries = {name: dict(_entry(name, raw)) for name, raw in shipped["models"].items()}
+        if overrides is not None:
+            if not isinstance(overrides, Mapping):
+                raise ValueError("prices: expected a mapping of model name to fields")
+            for name, raw in overrides.items():
+                _merge(entries, name, _entry(name, raw))
+        return _build(entries)
+
+    def resolve(self, model: str) -> ModelPrice | None:
+        """The price of `model` given by name, alias or dated snapshot; None when unknown."""
+        found = self._lookup(model)
+        if found is None:
+            base = _SNAPSHOT.sub("", model)
+            if base != model:
+                found = self._lookup(base)
+        return found
+
+    def names(self) -> list[str]:
+        return sorted(self._models)
+
+    def aliases(self) -> dict[str, str]:
+        return dict(sorted(self._aliases.items()))
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [self._models[name].to_dict() for name in self.names()]
+
+    def _lookup(self, name: str) -> ModelPrice | None:
+        return self._models.get(self._aliases.get(name, name))
+
+
+def _entry(name: object, raw: object) -> Mapping[str, Any]:
+    """Check one entry's shape and field types; values stay as written until _build."""
+    if not isinstance(name, str) or not name or name != name.strip():
+        raise ValueError(f"prices: model name must be a non-empty string, got {name!r}")
+    where = f"prices.{name}"
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where}: expected a mapping of fields, got {type(raw).__name__}")
+    if "alias_of" in raw:
+        target = raw["alias_of"]
+        if len(raw) != 1:
+            extra = sorted(str(key) for key in raw if key != "alias_of")
+            raise ValueError(f"{where}: alias_of cannot be combined with {extra}")
+        if not isinstance(target, str) or not target:
+            raise ValueError(f"{where}.alias_of: expected a model name, got {target!r}")
+        return raw
+    for field, value in raw.items():
+        if field not in _MODEL_FIELDS:
+            allowed = ", ".join(sorted(_MODEL_FIELDS | {"alias_of"}))
+            raise ValueError(f"{where}: unknown field {field!r} (expected one of {allowed})")
+        _check_field(where, field, value)
+    return raw
+
+
+def _check_field(where: str, field: str, value: object) -> None:
+    if field in _PRICE_FIELDS:
+        try:
+            usd_to_micros(value)
+        except ValueError as exc:
+            raise ValueError(f"{where}.{field}: {exc} (USD per million tokens)") from None
+    elif field in ("max_output_tokens", "context_window"):
+        low = 0 if field == "max_output_tokens" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{where}.{field}: expected an integer >= {low}, got {value!r}")
+    elif field == "provider":
+        if value not in PROVIDERS:
+            raise ValueError(f"{where}.provider: expected one of {PROVIDERS}, got {value!r}")
+    elif field == "free":
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}.free: expected true or false, got {value!r}")
+    elif field == "aliases" and (
+        not isinstance(value, list | tuple)
+        or not all(isinstance(alias, str) and alias for alias in value)
+    ):
+        raise ValueError(f"{where}.aliases: expected a list of model names, got {value!r}")
+
+
+def _merge(entries: dict[str, dict[str, Any]], name: str, override: Mapping[str, Any]) -> None:
+    """Apply one override: field by field onto a model, whole otherwise."""
+    current = entries.get(name)
+    if current is None:
+        for owner, entry in entries.items():
+            if name not in entry.get("aliases", ()):
+                continue
+            if "alias_of" not in override:
+                raise ValueError(
+                    f"prices.{name}: {name!r} is an alias of {owner!r}; "
+                    f"override {owner!r} instead, or repoint it with `alias_of`"
+                )
+            entry["aliases"] = [alias for alias in entry["aliases"] if alias != name]
+    if current is None or "alias_of" in override or "alias_of" in current:
+        entries[name] = dict(override)
+    else:
+        current.update(override)
+
+
+def _build(entries: Mapping[str, Mapping[str, Any]]) -> PriceTable:
+    """Turn checked entries into ModelPrices and an alias index with canonical targets."""
+    models = {
+        name: _model(name, entry) for name, entry in entries.items() if "alias_of" not in entry
+    }
+    aliases: dict[str, str] = {}
+
+    def claim(alias: str, target: str, where: str) -> None:
+        if alias in models:
+            raise ValueError(f"{where}: {alias!r} is already a model name")
+        if aliases.get(alias, target) != target:
+            raise ValueError(f"{where}: {alias!r} is also an alias of {aliases[alias]!r}")
+        aliases[alias] = target
+
+    for name, model in models.items():
+        for alias in model.aliases:
+            claim(alias, name, f"prices.{name}.aliases")
+    pending = {name: entry["alias_of"] for name, entry in entries.items() if name not in models}
+    for name in pending:
+        claim(name, _alias_target(name, pending, models, aliases), f"prices.{name}.alias_of")
+    return PriceTable(
+        {name: _with_aliases(model, aliases) for name, model in models.items()}, aliases
+    )
+
+
+def _alias_target(
+    name: str,
+    pending: Mapping[str, str],
+    models: Mapping[str, ModelPrice],
+    aliases: Mapping[str, str],
+) -> str:
+    """Follow an alias_of chain to a canonical model, refusing cycles and unknown targets."""
+    seen = [name]
+    target = pending[name]
+    while target in pending:
+        if target in seen:
+            raise ValueError(f"prices.{name}.alias_of: alias cycle {' -> '.join([*seen, target])}")
+        seen.append(target)
+        target = pending[target]
+    resolved = PriceTable(models, aliases).resolve(target)
+    if resolved is None:
+        raise ValueError(f"prices.{name}.alias_of: unknown model {target!r}")
+    return resolved.name
+
+
+def _model(name: str, entry: Mapping[str, Any]) -> ModelPrice:
+    where = f"prices.{name}"
+    free = bool(entry.get("free", False))
+    if "provider" not in entry:
+        raise ValueError(f"{where}.provider: required for a new model ({' or '.join(PROVIDERS)})")
+    for field in ("input", "output"):
+        if field not in entry and not free:
+            raise ValueError(f"{where}.{field}: required (USD per million tokens) unless free")
+    input_micros = usd_to_micros(entry.get("input", 0))
+    return ModelPrice(
+        name=name,
+        provider=entry["provider"],
+        input_micros_per_mtok=input_micros,
+        # No prompt caching means a cached token costs what any input token costs.
+        cached_input_micros_per_mtok=usd_to_micros(
+            entry.get("cached_input", entry.get("input", 0))
+        ),
+        output_micros_per_mtok=usd_to_micros(entry.get("output", 0)),
+        max_output_tokens=entry.get("max_output_tokens", _DEFAULT_MAX_OUTPUT_TOKENS),
+        context_window=entry.get("context_window", _DEFAULT_CONTEXT_WINDOW),
+        free=free,
+        aliases=tuple(entry.get("aliases", ())),
+    )
+
+
+def _with_aliases(model: ModelPrice, aliases: Mapping[str, str]) -> ModelPrice:
+    """A model lists every name that resolves to it, `alias_of` entries included."""
+    mine = tuple(sorted(alias for alias, target in aliases.items() if target == model.name))
+    return replace(model, aliases=mine)
