@@ -17,7 +17,8 @@ from aiohttp import web
 from outlay.gateway.app import create_app
 from outlay.policy.model import parse_policy, parse_scope
 from outlay.settings import Settings
-from outlay.state.base import store_from_url
+from outlay.pricing.table import PriceTable
+from outlay.state.base import StateError, store_from_url
 
 log = logging.getLogger("outlay")
 
@@ -53,10 +54,14 @@ def run_worker(settings: Settings, sock: socket.socket) -> None:
 
 def serve(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    token = asyncio.run(prepare_state(settings))
+    try:
+        PriceTable.load(settings.prices)  # a bad price override stops start-up, clearly
+        token = asyncio.run(prepare_state(settings))
+        sock = bind(settings.host, settings.port)
+    except (ValueError, StateError, OSError) as exc:
+        sys.exit(f"outlay serve: {exc}")
     if token:
         print(f"Outlay made an admin token (shown once, stored hashed): {token}", flush=True)
-    sock = bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     mode = "simulated providers" if settings.simulated else "configured providers"
     print(f"Outlay listening on http://{host}:{port} ({settings.workers} worker(s), "

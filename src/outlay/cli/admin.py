@@ -1,0 +1,263 @@
+"""Admin commands that read and organise: agents, groups, usage, report, audit, prices.
+
+Each command makes one admin call (SPEC §4) and prints a table, or the answer with --json.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from outlay.cli import params
+from outlay.cli.client import Admin, admin_command, segment
+from outlay.cli.keys import keys
+from outlay.cli.output import NONE, cell, table, usd, when
+from outlay.cli.policies import scope_argument
+
+
+@click.group()
+def agents() -> None:
+    """Create and list agents."""
+
+
+@agents.command("create")
+@click.argument("name")
+@click.option("--group", help="Fleet the agent belongs to.")
+@admin_command
+def agents_create(admin: Admin, name: str, group: str | None) -> None:
+    """Create an agent (agents are also made on their first key)."""
+    body = {"name": name} if group is None else {"name": name, "group": group}
+    answer = admin.client.post("/agents", body)
+    in_group = f" in group {group}" if group else ""
+    admin.emit(answer, lambda _: f"Created agent {name}{in_group}.")
+
+
+@agents.command("list")
+@admin_command
+def agents_list(admin: Admin) -> None:
+    """List agents and their groups."""
+    admin.emit(
+        admin.client.get("/agents"),
+        lambda answer: table(
+            ["NAME", "GROUP"],
+            ([a.get("name"), a.get("group")] for a in answer.get("agents", [])),
+            "(no agents)",
+        ),
+    )
+
+
+@click.group()
+def groups() -> None:
+    """List groups of agents."""
+
+
+def _members(group: dict[str, Any]) -> object:
+    members = group.get("agents")
+    return len(members) if isinstance(members, list) else members
+
+
+@groups.command("list")
+@admin_command
+def groups_list(admin: Admin) -> None:
+    """List groups and how many agents each has."""
+    admin.emit(
+        admin.client.get("/groups"),
+        lambda answer: table(
+            ["NAME", "AGENTS"],
+            ([g.get("name"), _members(g)] for g in answer.get("groups", [])),
+            "(no groups)",
+        ),
+    )
+
+
+def render_usage(answer: dict[str, Any]) -> str:
+    """Windows and budgets of a scope, then its spend by model and by vendor."""
+    parts = [f"Usage of {answer.get('scope')}"]
+    windows = answer.get("windows") or []
+    parts.append(
+        table(
+            ["WINDOW", "LIMIT", "USED", "REMAINING", "RESETS AT"],
+            (
+                [
+                    w.get("name"),
+                    w.get("limit"),
+                    w.get("used"),
+                    w.get("remaining"),
+                    when(w.get("reset_at")),
+                ]
+                for w in windows
+            ),
+            "No rate limits.",
+        )
+    )
+    budgets = answer.get("budgets") or []
+    parts.append(
+        table(
+            [
+                "BUDGET",
+                "MODE",
+                "CAP USD",
+                "SPENT USD",
+                "RESERVED USD",
+                "REMAINING USD",
+                "RESETS AT",
+            ],
+            (
+                [
+                    b.get("period"),
+                    b.get("mode"),
+                    usd(b.get("cap_usd")),
+                    usd(b.get("spent_usd")),
+                    usd(b.get("reserved_usd")),
+                    usd(b.get("remaining_usd")),
+                    when(b.get("resets_at")),
+                ]
+                for b in budgets
+            ),
+            "No budgets.",
+        )
+    )
+    by_model, by_vendor = answer.get("spend_by_model"), answer.get("spend_by_vendor")
+    if (by_model or by_vendor) and answer.get("spend_since"):
+        parts.append(f"Spend since {when(answer['spend_since'])}:")
+    for title, spend in (("MODEL", by_model), ("VENDOR", by_vendor)):
+        if spend:
+            parts.append(table([title, "SPENT USD"], ([k, usd(v)] for k, v in spend.items())))
+    return "\n\n".join(parts)
+
+
+@click.command()
+@click.argument("scope", callback=lambda _ctx, _param, value: scope_argument(value))
+@admin_command
+def usage(admin: Admin, scope: str) -> None:
+    """Live usage of SCOPE: rate windows, budgets and spend."""
+    admin.emit(admin.client.get(f"/usage/{segment(scope)}"), render_usage)
+
+
+def _spend_of_cap(entry: dict[str, Any]) -> str:
+    spent, cap = entry.get("spent_usd"), entry.get("cap_usd")
+    if spent is None and cap is None:
+        return NONE
+    return f"{usd(spent)}/{usd(cap)}"
+
+
+@click.command()
+@click.option("--scope", callback=lambda _c, _p, v: None if v is None else scope_argument(v))
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@admin_command
+def audit(admin: Admin, scope: str | None, limit: int) -> None:
+    """The audit ledger, newest first."""
+    answer = admin.client.get("/audit", scope=scope, limit=limit)
+    admin.emit(
+        answer,
+        lambda answer: table(
+            [
+                "TIME",
+                "REQUEST",
+                "KEY",
+                "AGENT",
+                "VENDOR",
+                "MODEL",
+                "DECISION",
+                "STATUS",
+                "CODE",
+                "RESERVED USD",
+                "COST USD",
+                "SPENT/CAP USD",
+                "LABELS",
+            ],
+            (
+                [
+                    when(e.get("time")),
+                    e.get("request_id"),
+                    e.get("key_id"),
+                    e.get("agent"),
+                    e.get("vendor"),
+                    e.get("model"),
+                    e.get("decision"),
+                    e.get("status"),
+                    e.get("code"),
+                    usd(e.get("reserved_usd")),
+                    usd(e.get("cost_usd")),
+                    _spend_of_cap(e),
+                    e.get("labels"),
+                ]
+                for e in answer.get("entries", [])
+            ),
+            "(no entries)",
+        ),
+    )
+
+
+@click.command()
+@admin_command
+def prices(admin: Admin) -> None:
+    """The price table in force: USD per million tokens, by model."""
+    admin.emit(
+        admin.client.get("/prices"),
+        lambda answer: table(
+            [
+                "MODEL",
+                "PROVIDER",
+                "INPUT $/MTOK",
+                "CACHED $/MTOK",
+                "OUTPUT $/MTOK",
+                "FREE",
+                "ALIASES",
+            ],
+            (
+                [
+                    m.get("name", m.get("model")),
+                    m.get("provider"),
+                    usd(m.get("input")),
+                    usd(m.get("cached_input")),
+                    usd(m.get("output")),
+                    bool(m.get("free")),
+                    cell(m.get("aliases")),
+                ]
+                for m in answer.get("models", [])
+            ),
+            "(no prices)",
+        ),
+    )
+
+
+REPORT_GROUPS = ["agent", "key", "group", "vendor", "model"]
+
+
+@click.command()
+@click.option(
+    "--by", "group_by", type=click.Choice(REPORT_GROUPS), default="agent", show_default=True
+)
+@click.option(
+    "--since",
+    callback=params.since,
+    metavar="WHEN",
+    help="A duration ago (7d, 12h) or an ISO date.",
+)
+@admin_command
+def report(admin: Admin, group_by: str, since: int | None) -> None:
+    """Spend and refusals from the ledger, by agent, key, group, vendor or model."""
+    answer = admin.client.get("/reports", group_by=group_by, since_ms=since)
+    admin.emit(
+        answer,
+        lambda answer: table(
+            [group_by.upper(), "REQUESTS", "ALLOWED", "REFUSED", "COST USD", "UNSETTLED"],
+            (
+                [
+                    r.get(group_by),
+                    r.get("requests"),
+                    r.get("allowed"),
+                    r.get("refused"),
+                    usd(r.get("cost_usd")),
+                    r.get("unsettled"),
+                ]
+                for r in answer.get("rows", [])
+            ),
+            "(no calls)",
+        ),
+    )
+
+
+COMMANDS = [keys, agents, groups, usage, report, audit, prices]

@@ -1,0 +1,226 @@
+"""`outlay policy set|show|list|delete`, and reading a policy from a file, text or flags.
+
+Policies are checked here with the same parser the gateway uses, so a typo is reported
+before anything is sent.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import IO, Any
+
+import click
+import yaml
+
+from outlay.cli.client import Admin, admin_command, segment
+from outlay.cli.output import indent
+from outlay.policy.model import PERIODS, PolicyError, parse_policy, parse_scope
+
+
+def load_policy(text: str, source: str) -> dict[str, Any]:
+    """Parse JSON or YAML policy text (JSON is YAML) and validate it."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise click.BadParameter(f"not valid JSON or YAML: {exc}", param_hint=source) from None
+    return checked({} if raw is None else raw, source)
+
+
+def checked(raw: Any, source: str) -> dict[str, Any]:
+    """``raw`` if it is a valid policy; a BadParameter naming ``source`` otherwise."""
+    try:
+        parse_policy(raw)
+    except PolicyError as exc:
+        raise click.BadParameter(str(exc), param_hint=source) from None
+    assert isinstance(raw, dict)  # parse_policy accepts only objects
+    return raw
+
+
+def scope_argument(value: str) -> str:
+    try:
+        return parse_scope(value)
+    except PolicyError as exc:
+        raise click.BadParameter(str(exc), param_hint="SCOPE") from None
+
+
+def parse_budget_flag(text: str) -> dict[str, Any]:
+    """``USD[/PERIOD[/MODE[/WARN_AT]]]``, e.g. ``50/month/hard/0.8``; period month, mode hard."""
+    parts = text.strip().split("/")
+    if not 1 <= len(parts) <= 4 or not parts[0]:
+        raise click.BadParameter(
+            f"{text!r}: use USD[/PERIOD[/MODE[/WARN_AT]]], e.g. 50/month/hard",
+            param_hint="--budget",
+        )
+    budget: dict[str, Any] = {"usd": parts[0].lstrip("$")}
+    if len(parts) > 1:
+        budget["period"] = parts[1]
+    if len(parts) > 2:
+        budget["mode"] = parts[2]
+    if len(parts) > 3:
+        try:
+            budget["warn_at"] = float(parts[3])
+        except ValueError:
+            raise click.BadParameter(
+                f"{text!r}: WARN_AT must be a fraction such as 0.8", param_hint="--budget"
+            ) from None
+    return budget
+
+
+def policy_from_options(policy_file: IO[str] | None, policy_text: str | None) -> Any:
+    """The policy given by --policy-file or --policy, or None when neither was given."""
+    if policy_file is not None and policy_text is not None:
+        raise click.UsageError("give either --policy-file or --policy, not both")
+    if policy_file is not None:
+        return load_policy(policy_file.read(), "--policy-file")
+    if policy_text is not None:
+        return load_policy(policy_text, "--policy")
+    return None
+
+
+_DECIMAL = re.compile(r"^\d+(\.\d+)?$")
+
+
+class _Usd(str):
+    """A USD amount sent by the API as an exact decimal string."""
+
+    __slots__ = ()
+
+
+class _PolicyDumper(yaml.SafeDumper):
+    """Writes USD amounts without quotes, as a person would write them in outlay.yaml."""
+
+
+def _represent_usd(dumper: yaml.SafeDumper, value: _Usd) -> yaml.ScalarNode:
+    tag = "tag:yaml.org,2002:float" if "." in value else "tag:yaml.org,2002:int"
+    return dumper.represent_scalar(tag, str(value))  # the text itself: no precision is lost
+
+
+_PolicyDumper.add_representer(_Usd, _represent_usd)
+
+
+def _mark_amounts(policy: dict[str, Any]) -> dict[str, Any]:
+    budgets = policy.get("budgets")
+    if not isinstance(budgets, list):
+        return policy
+    marked = [
+        {**b, "usd": _Usd(b["usd"])}
+        if isinstance(b, dict) and isinstance(b.get("usd"), str) and _DECIMAL.match(b["usd"])
+        else b
+        for b in budgets
+    ]
+    return {**policy, "budgets": marked}
+
+
+def render_policy(policy: Any) -> str:
+    """A stored policy as the YAML a person would write in outlay.yaml."""
+    if isinstance(policy, dict) and "scope" in policy:
+        # The API answers {"scope", ...policy}; the scope is already on the command line.
+        policy = policy.get("policy", {k: v for k, v in policy.items() if k != "scope"})
+    if not policy:
+        return "(no policy)"
+    if isinstance(policy, dict):
+        policy = _mark_amounts(policy)
+    text: str = yaml.dump(policy, Dumper=_PolicyDumper, sort_keys=False, default_flow_style=False)
+    return text.rstrip()
+
+
+@click.group()
+def policy() -> None:
+    """Set, show, list and delete policies.
+
+    A scope is key:ID, agent:NAME, group:NAME, vendor:NAME or global.
+    """
+
+
+@policy.command("set")
+@click.argument("scope", callback=lambda _ctx, _param, value: scope_argument(value))
+@click.argument("inline", required=False, metavar="[POLICY]")
+@click.option("--file", "policy_file", type=click.File("r"), help="Read the policy (YAML/JSON).")
+@click.option("--rpm", type=click.IntRange(min=0), help="Requests per rolling minute.")
+@click.option("--rph", type=click.IntRange(min=0), help="Requests per rolling hour.")
+@click.option("--rpd", type=click.IntRange(min=0), help="Requests per rolling day.")
+@click.option("--tpm", type=click.IntRange(min=0), help="LLM tokens per rolling minute.")
+@click.option("--max-parallel", type=click.IntRange(min=0), help="Calls in flight at once.")
+@click.option(
+    "--budget",
+    "budgets",
+    multiple=True,
+    help=f"USD[/PERIOD[/MODE[/WARN_AT]]], repeatable; PERIOD one of {', '.join(PERIODS)}.",
+)
+@click.option("--model", "models", multiple=True, help="Allowed model (name, alias, glob).")
+@click.option("--vendor", "vendors", multiple=True, help="Allowed vendor, repeatable.")
+@click.option("--free-models-only", is_flag=True, default=None, help="Allow only free models.")
+@click.option("--on-breach", type=click.Choice(["block", "alert", "require_approval"]))
+@admin_command
+def policy_set(
+    admin: Admin,
+    scope: str,
+    inline: str | None,
+    policy_file: IO[str] | None,
+    budgets: tuple[str, ...],
+    models: tuple[str, ...],
+    vendors: tuple[str, ...],
+    **limits: Any,
+) -> None:
+    """Replace the whole policy of SCOPE.
+
+    The policy is given as a file (--file), as inline JSON/YAML, or through flags:
+
+    \b
+      outlay policy set agent:bot --rpm 60 --budget 50/month/hard/0.8 --model gpt-4o-mini
+      outlay policy set global '{"budgets": [{"usd": 1000, "period": "month"}]}'
+    """
+    from_flags: dict[str, Any] = {
+        name: value for name, value in limits.items() if value is not None
+    }
+    if budgets:
+        from_flags["budgets"] = [parse_budget_flag(text) for text in budgets]
+    if models:
+        from_flags["models"] = list(models)
+    if vendors:
+        from_flags["vendors"] = list(vendors)
+    given = [bool(from_flags), inline is not None, policy_file is not None]
+    if sum(given) != 1:
+        raise click.UsageError("give the policy one way: --file, an inline POLICY, or flags")
+    if policy_file is not None:
+        body = load_policy(policy_file.read(), "--file")
+    elif inline is not None:
+        body = load_policy(inline, "POLICY")
+    else:
+        body = checked(from_flags, "flags")
+    answer = admin.client.put(f"/policies/{segment(scope)}", body)
+    admin.emit(answer, lambda stored: f"Policy of {scope}:\n{render_policy(stored)}")
+
+
+@policy.command("show")
+@click.argument("scope", callback=lambda _ctx, _param, value: scope_argument(value))
+@admin_command
+def policy_show(admin: Admin, scope: str) -> None:
+    """Show the policy of SCOPE."""
+    answer = admin.client.get(f"/policies/{segment(scope)}")
+    admin.emit(answer, render_policy)
+
+
+@policy.command("list")
+@admin_command
+def policy_list(admin: Admin) -> None:
+    """Every scope that has a policy, with its policy."""
+    answer = admin.client.get("/policies")
+    admin.emit(
+        answer,
+        lambda answer: (
+            "\n\n".join(
+                f"{p.get('scope')}:\n{indent(render_policy(p))}" for p in answer.get("policies", [])
+            )
+            or "(no policies)"
+        ),
+    )
+
+
+@policy.command("delete")
+@click.argument("scope", callback=lambda _ctx, _param, value: scope_argument(value))
+@admin_command
+def policy_delete(admin: Admin, scope: str) -> None:
+    """Remove the policy of SCOPE; the other scopes a call is charged to still apply."""
+    answer = admin.client.request("DELETE", f"/policies/{segment(scope)}")
+    admin.emit(answer, lambda _: f"Deleted the policy of {scope}.")

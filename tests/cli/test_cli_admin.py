@@ -1,0 +1,470 @@
+"""Admin commands against a fake admin API: the calls they make and what they print."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from outlay.cli.client import CliHooks
+from outlay.cli.main import main
+
+from .fakes import ADMIN_TOKEN, FakeAdmin, RunCli
+
+KEY = {
+    "id": "key_01",
+    "key": "olk_s3cret",
+    "agent": "order-processor",
+    "name": "run-42",
+    "labels": {"run": "r-42"},
+    "expires_at": "2030-01-01T00:00:00.713000Z",
+    "created_at": 1_700_000_000,
+    "policy": {"rpm": 10},
+}
+
+
+def columns_align(text: str, *headers: str) -> None:
+    """Every row has a value starting under each header (tables are left-aligned)."""
+    lines = text.splitlines()
+    starts = [lines[0].index(header) for header in headers]
+    for line in lines[1:]:
+        for start in starts[1:]:
+            assert line[start - 2 : start] == "  ", f"{line!r} is not aligned at {start}"
+            assert line[start] != " ", f"{line!r} has no value at {start}"
+
+
+async def test_keys_create_sends_the_body_and_shows_the_secret_once(
+    fake_admin: FakeAdmin, run_cli: RunCli
+) -> None:
+    fake_admin.answer("POST", "/admin/v1/keys", KEY, status=201)
+    result = await run_cli(
+        "keys", "create", "--agent", "order-processor", "--name", "run-42",
+        "--ttl", "1h", "--label", "run=r-42", "--label", "workflow=nightly",
+        "--policy", '{"rpm": 10}',
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    call = fake_admin.last
+    assert (call.method, call.path) == ("POST", "/admin/v1/keys")
+    assert call.authorization == f"Bearer {ADMIN_TOKEN}"
+    assert call.body == {
+        "agent": "order-processor",
+        "name": "run-42",
+        "ttl_seconds": 3600,
+        "labels": {"run": "r-42", "workflow": "nightly"},
+        "policy": {"rpm": 10},
+    }
+    assert result.stdout.count("olk_s3cret") == 1
+    assert "shown only now" in result.stdout
+    assert "run=r-42" in result.stdout
+    assert "2023-11-14 22:13:20Z" in result.stdout  # unix created_at shown as UTC time
+    assert "2030-01-01 00:00:00Z" in result.stdout  # ISO times to the second
+
+
+async def test_keys_create_minimal_body_and_json(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
+    fake_admin.answer("POST", "/admin/v1/keys", KEY, status=201)
+    result = await run_cli("keys", "create", "--agent", "a", "--json")
+    assert result.exit_code == 0, result.output
+    assert fake_admin.last.body == {"agent": "a"}
+    assert json.loads(result.stdout) == KEY
+
+
+async def test_keys_create_reads_policy_file(
+    fake_admin: FakeAdmin, run_cli: RunCli, tmp_path: Path
+) -> None:
+    fake_admin.answer("POST", "/admin/v1/keys", KEY, status=201)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("budgets:\n  - {usd: 5, period: total}\n", encoding="utf-8")
+    result = await run_cli("keys", "create", "--agent", "a", "--policy-file", str(policy))
+    assert result.exit_code == 0, result.output
+    assert fake_admin.last.body["policy"] == {"budgets": [{"usd": 5, "period": "total"}]}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--policy", '{"rpm": -1}'], "rpm must be a non-negative integer"),
+        (["--policy", "{rpm: [}"], "not valid JSON or YAML"),
+        (["--ttl", "soon"], "not a duration"),
+        (["--label", "novalue"], "not a label"),
+    ],
+)
+async def test_keys_create_checks_input_before_sending(
+    fake_admin: FakeAdmin, run_cli: RunCli, args: list[str], message: str
+) -> None:
+    result = await run_cli("keys", "create", "--agent", "a", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert fake_admin.calls == []
+
+
+async def test_keys_list_table_and_filter(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
+    listed = [
+        {k: v for k, v in KEY.items() if k != "key"},
+        {"id": "key_0002", "agent": "bot", "name": None, "labels": {}, "revoked_at": "2024"},
+        {"id": "key_3", "agent": "bot", "expires_at": "2020-01-01T00:00:00+00:00"},
+    ]
+    fake_admin.answer("GET", "/admin/v1/keys", {"keys": listed})
+    result = await run_cli("keys", "list", "--agent", "order-processor")
+    assert result.exit_code == 0, result.output
+    assert fake_admin.last.query == {"agent": "order-processor"}
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["ID", "AGENT", "NAME", "STATUS", "LABELS", "CREATED", "EXPIRES"]
+    assert lines[1].split()[:5] == ["key_01", "order-processor", "run-42", "active", "run=r-42"]
+    assert lines[2].split()[:4] == ["key_0002", "bot", "-", "revoked"]
+    assert lines[3].split()[:4] == ["key_3", "bot", "-", "expired"]
+    columns_align(result.stdout, "ID", "AGENT", "NAME", "STATUS")
+
+    result = await run_cli("keys", "list")
+    assert fake_admin.last.query == {}
+
+
+async def test_keys_list_empty(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
+    fake_admin.answer("GET", "/admin/v1/keys", {"keys": []})
+    result = await run_cli("keys", "list")
+    assert result.stdout.strip() == "(no keys)"
+
+
+async def test_keys_show_update_revoke(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
+    shown = {k: v for k, v in KEY.items() if k != "key"}
+    fake_admin.answer("GET", "/admin/v1/keys/key_01", shown)
+    result = await run_cli("keys", "show", "key_01")
+    assert result.exit_code == 0, result.output
+    assert "agent:" in result.stdout
+    assert "order-processor" in result.stdout
+    assert "rpm: 10" in result.stdout
+
+    fake_admin.answer("PATCH", "/admin/v1/keys/key_01", {**shown, "name": "renamed"})
+    result = await run_cli("keys", "update", "key_01", "--name", "renamed", "--label", "a=b")
+    assert result.exit_code == 0, result.output
+    assert fake_admin.last.method == "PATCH"
+    assert fake_admin.last.body == {"name": "renamed", "labels": {"a": "b"}}
+    assert "renamed" in result.stdout
+
+    result = await run_cli("keys", "update", "key_01")
+    assert result.exit_code == 2
+    assert "nothing to update" in result.stderr
+
+    fake_admin.answer("POST", "/admin/v1/keys/key_01/revoke", {"id": "key_01", "revoked": True})
+    result = await run_cli("keys", "revoke", "key_01")
+    assert result.exit_code == 0, result.output
+    assert (fake_admin.last.method, fake_admin.last.path) == (
+        "POST",
+        "/admin/v1/keys/key_01/revoke",
+    )
+    assert result.stdout.strip() == "Revoked key key_01."
+
+
+async def test_agents_and_groups(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
+    fake_admin.answer("POST", "/admin/v1/agents", {"name": "bot", "group": "fleet"}, status=201)
+    result = await run_cli("agents", "create", "bot", "--group", "fleet")
+    assert result.exit_code == 0, result.output
+    assert fake_admin.last.body == {"name": "bot", "group": "fleet"}
+    assert "Created agent bot in group fleet." in result.stdout
+
+    agents = {
+        "agents": [{"name": "bot", "group": "fleet"}, {"name": "lonely-agent", "group": None}]
+    }
+    fake_admin.answer("GET", "/admin/v1/agents", agents)
+    result = await run_cli("agents", "list")
+    assert result.stdout.splitlines() == [
+        "NAME          GROUP",
+        "bot           fleet",
+        "lonely-agent  -",
+    ]
+    result = await run_cli("agents", "list", "--json")
+    assert json.loads(result.stdout) == agents
+
+    fake_admin.answer("GET", "/admin/v1/groups", {"groups": [{"name": "fleet", "agents": ["bot"]}]})
+    result = await run_cli("groups", "list")
+    assert result.stdout.splitlines() == ["NAME   AGENTS", "fleet  1"]
+
+
+async def test_policy_set_from_flags(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
+    stored = {"rpm": 60, "budgets": [{"usd": "50", "period": "month", "mode": "hard"}]}
+    fake_admin.answer("PUT", "/admin/v1/policies/agent:bot", stored)
+    result = await run_cli(
+        "policy", "set", "agent:bot", "--rpm", "60", "--tpm", "1000",
+        "--budget", "50/month/hard/0.8", "--budget", "$5/day/soft", "--budget", "1",
+        "--model", "gpt-4o-mini", "--model", "claude-*", "--vendor", "openai",
+        "--free-models-only", "--on-breach", "alert",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (fake_admin.last.method, fake_admin.last.path) == ("PUT", "/admin/v1/policies/agent:bot")
+    assert fake_admin.last.body == {
+        "rpm": 60,
+        "tpm": 1000,
+        "free_models_only": True,
+        "on_breach": "alert",
+        "budgets": [
+            {"usd": "50", "period": "month", "mode": "hard", "warn_at": 0.8},
+            {"usd": "5", "period": "day", "mode": "soft"},
+            {"usd": "1"},
+        ],
+        "models": ["gpt-4o-mini", "claude-*"],
+        "vendors": ["openai"],
+    }
+    assert "Policy of agent:bot:" in result.stdout
+    assert "rpm: 60" in result.stdout
+
+
+async def test_policy_set_inline_and_file(
+    fake_admin: FakeAdmin, run_cli: RunCli, tmp_path: Path
+) -> None:
+    fake_admin.answer("PUT", "/admin/v1/policies/global", {"rpm": 5})
+    result = await run_cli("policy", "set", "global", '{"rpm": 5}')
+    assert result.exit_code == 0, result.output
+    assert fake_admin.last.body == {"rpm": 5}
+
+    result = await run_cli("policy", "set", "global", "rpm: 6\nvendors: [stripe]")
+    assert fake_admin.last.body == {"rpm": 6, "vendors": ["stripe"]}
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text("rph: 100\n", encoding="utf-8")
+    result = await run_cli("policy", "set", "global", "--file", str(policy))
+    assert result.exit_code == 0, result.output
+    assert fake_admin.last.body == {"rph": 100}
+
+    result = await run_cli("policy", "set", "global", "--file", "-", stdin="rpd: 7\n")
+    assert result.exit_code == 0, result.output
+    assert fake_admin.last.body == {"rpd": 7}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["robot", "--rpm", "1"], "invalid scope"),
+        (["global"], "give the policy one way"),
+        (["global", '{"rpm": 1}', "--rpm", "2"], "give the policy one way"),
+        (["global", "--budget", "5/fortnight"], "budgets[0].period"),
+        (["global", "--budget", "5/day/hard/x"], "WARN_AT"),
+        (["global", '{"colour": "red"}'], "unknown policy field"),
+    ],
+)
+async def test_policy_set_refuses_bad_input_locally(
+    fake_admin: FakeAdmin, run_cli: RunCli, args: list[str], message: str
+) -> None:
+    result = await run_cli("policy", "set", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert fake_admin.calls == []
+
+
+async def test_policy_show_list_delete(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
+    # The gateway answers the scope beside the policy's fields, USD as exact strings.
+    answer = {
+        "scope": "vendor:stripe",
+        "rpm": 60,
+        "budgets": [{"usd": "50.5", "period": "month", "mode": "hard"}],
+    }
+    fake_admin.answer("GET", "/admin/v1/policies/vendor:stripe", answer)
+    result = await run_cli("policy", "show", "vendor:stripe")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "rpm: 60",
+        "budgets:",
+        "- usd: 50.5",
+        "  period: month",
+        "  mode: hard",
+    ]
+    result = await run_cli("policy", "show", "vendor:stripe", "--json")
+    assert json.loads(result.stdout) == answer
+
+    listed = {"policies": [answer, {"scope": "global", "rpd": 9}]}
+    fake_admin.answer("GET", "/admin/v1/policies", listed)
+    result = await run_cli("policy", "list")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("vendor:stripe:\n  rpm: 60\n")
+    assert "\n\nglobal:\n  rpd: 9\n" in result.stdout
+
+    fake_admin.answer("DELETE", "/admin/v1/policies/global", {"scope": "global", "deleted": True})
+    result = await run_cli("policy", "delete", "global")
+    assert result.exit_code == 0, result.output
+    assert fake_admin.last.method == "DELETE"
+    assert result.stdout.strip() == "Deleted the policy of global."
+
+
+USAGE = {
+    "scope": "agent:bot",
+    "windows": [
+        {"name": "rpm", "limit": 60, "used": 3, "remaining": 57, "reset_at": 1_700_000_060},
+        {"name": "tpm", "limit": 100000, "used": 1200, "remaining": 98800, "reset_at": None},
+    ],
+    "budgets": [
+        {
+            "period": "month",
+            "mode": "hard",
+            "cap_usd": "50",
+            "spent_usd": "1.234567",
+            "reserved_usd": 0.00001,
+            "remaining_usd": "48.765423",
+            "resets_at": "2023-12-01T00:00:00Z",
+        }
+    ],
+    "spend_since": "2023-11-01T00:00:00Z",
+    "spend_by_model": {"gpt-4o-mini": "1.234567"},
+    "spend_by_vendor": {"openai": "1.234567"},
+}
+
+
+async def test_usage_tables(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
+    fake_admin.answer("GET", "/admin/v1/usage/agent:bot", USAGE)
+    result = await run_cli("usage", "agent:bot")
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert text.startswith("Usage of agent:bot\n")
+    windows = text.split("\n\n")[1]
+    assert windows.splitlines()[1].split() == ["rpm", "60", "3", "57", "2023-11-14", "22:14:20Z"]
+    columns_align(windows, "WINDOW", "LIMIT", "USED", "REMAINING")
+    budgets = text.split("\n\n")[2]
+    assert budgets.splitlines()[1].split() == [
+        "month", "hard", "50", "1.234567", "0.00001", "48.765423", "2023-12-01", "00:00:00Z",
+    ]  # fmt: skip
+    assert "Spend since 2023-11-01 00:00:00Z:" in text
+    assert "gpt-4o-mini  1.234567" in text
+    assert "openai  1.234567" in text
+
+    result = await run_cli("usage", "agent:bot", "--json")
+    assert json.loads(result.stdout) == USAGE
+
+
+async def test_audit_query_and_table(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
+    entry = {
+        "request_id": "req_1",
+        "time": "2024-05-01T10:00:00Z",
+        "key_id": "key_01",
+        "agent": "bot",
+        "labels": {"run": "r-1"},
+        "vendor": "openai",
+        "model": "gpt-4o-mini",
+        "decision": "refused",
+        "status": 402,
+        "reserved_usd": "0",
+        "cost_usd": "0",
+        "spent_usd": "5",
+        "cap_usd": "5",
+        "code": "budget_exceeded",
+    }
+    fake_admin.answer("GET", "/admin/v1/audit", {"entries": [entry]})
+    result = await run_cli("audit", "--scope", "agent:bot", "--limit", "5")
+    assert result.exit_code == 0, result.output
+    assert fake_admin.last.query == {"scope": "agent:bot", "limit": "5"}
+    header, row = result.stdout.splitlines()
+    assert header.split()[:3] == ["TIME", "REQUEST", "KEY"]
+    assert "budget_exceeded" in row
+    assert "5/5" in row
+    assert "run=r-1" in row
+
+    result = await run_cli("audit")
+    assert fake_admin.last.query == {"limit": "50"}
+
+
+async def test_prices_table(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
+    models = [
+        {"name": "gpt-4o-mini", "provider": "openai", "input": "0.15", "cached_input": "0.075",
+         "output": "0.6", "free": False, "aliases": ["mini", "fast"]},
+        {"name": "local-llama", "provider": "local", "input": 0, "cached_input": None,
+         "output": 0, "free": True, "aliases": []},
+    ]  # fmt: skip
+    fake_admin.answer("GET", "/admin/v1/prices", {"models": models})
+    result = await run_cli("prices")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:2] == ["MODEL", "PROVIDER"]
+    assert lines[1].split() == ["gpt-4o-mini", "openai", "0.15", "0.075", "0.6", "no", "mini,fast"]
+    assert lines[2].split() == ["local-llama", "local", "0", "-", "0", "yes", "-"]
+    columns_align(result.stdout, "MODEL", "PROVIDER", "INPUT", "CACHED", "OUTPUT", "FREE")
+
+
+async def test_report(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
+    rows = [
+        {"vendor": "openai", "requests": 12, "allowed": 10, "refused": 2, "cost_usd": "0.0123",
+         "unsettled": 0},
+    ]  # fmt: skip
+    fake_admin.answer("GET", "/admin/v1/reports", {"group_by": "vendor", "rows": rows})
+    result = await run_cli("report", "--by", "vendor", "--since", "2024-05-01")
+    assert result.exit_code == 0, result.output
+    assert fake_admin.last.query == {"group_by": "vendor", "since_ms": "1714521600000"}
+    assert result.stdout.splitlines()[1].split() == ["openai", "12", "10", "2", "0.0123", "0"]
+
+    before = time.time() * 1000
+    result = await run_cli("report", "--since", "1h")
+    assert result.exit_code == 0, result.output
+    since = int(fake_admin.last.query["since_ms"])
+    assert before - 3_600_000 - 5_000 < since <= time.time() * 1000 - 3_600_000
+    assert fake_admin.last.query["group_by"] == "agent"
+
+    result = await run_cli("report", "--since", "last tuesday")
+    assert result.exit_code == 2
+
+
+async def test_server_error_message_goes_to_stderr(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
+    error = {"error": {"message": "no key key_zz", "type": "not_found", "code": "key_not_found"}}
+    fake_admin.answer("GET", "/admin/v1/keys/key_zz", error, status=404)
+    result = await run_cli("keys", "show", "key_zz")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.strip() == "Error: no key key_zz (HTTP 404 key_not_found)"
+
+
+async def test_unauthorised_hints_at_the_token(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
+    error = {"error": {"message": "admin token required", "code": "invalid_admin_token"}}
+    fake_admin.answer("GET", "/admin/v1/agents", error, status=401)
+    result = await run_cli("agents", "list", token=None, env={"OUTLAY_ADMIN_TOKEN": None})
+    assert result.exit_code == 1
+    assert fake_admin.last.authorization is None
+    assert "admin token required" in result.stderr
+    assert "OUTLAY_ADMIN_TOKEN" in result.stderr
+
+
+async def test_error_without_json_body(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
+    fake_admin.answer("GET", "/admin/v1/prices", "upstream exploded", status=500)
+    result = await run_cli("prices")
+    assert result.exit_code == 1
+    assert "upstream exploded (HTTP 500)" in result.stderr
+
+
+async def test_url_and_token_from_environment(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
+    fake_admin.answer("GET", "/admin/v1/agents", {"agents": []})
+    env = {"OUTLAY_URL": fake_admin.url, "OUTLAY_ADMIN_TOKEN": "from-env"}
+    result = await run_cli("agents", "list", pass_url=False, token=None, env=env)
+    assert result.exit_code == 0, result.output
+    assert fake_admin.last.authorization == "Bearer from-env"
+    assert result.stdout.strip() == "(no agents)"
+
+
+async def test_unreachable_gateway(run_cli: RunCli) -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    result = await run_cli("keys", "list", url=url)
+    assert result.exit_code == 1
+    assert f"cannot reach the gateway at {url}" in result.stderr
+
+
+def test_transport_hook_replaces_the_network() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"groups": []})
+
+    hooks = CliHooks(transport=httpx.MockTransport(handler))
+    result = CliRunner().invoke(main, ["groups", "list", "--url", "http://gw.test/base"], obj=hooks)
+    assert result.exit_code == 0, result.output
+    assert str(seen[0].url) == "http://gw.test/base/admin/v1/groups"
+    assert result.stdout.strip() == "(no groups)"
+
+
+def test_timeout_is_reported() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    hooks = CliHooks(transport=httpx.MockTransport(handler))
+    result = CliRunner().invoke(main, ["prices", "--url", "http://gw.test"], obj=hooks)
+    assert result.exit_code == 1
+    assert "did not answer within" in result.stderr

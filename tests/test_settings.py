@@ -1,0 +1,313 @@
+"""Settings: file, then OUTLAY_* environment, then command-line overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from outlay.settings import ConfigError, EndpointSettings, Settings, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _no_local_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # load_settings reads ./outlay.yaml when no path is given; never let the repo's leak in.
+    monkeypatch.chdir(tmp_path)
+
+
+def write(tmp_path: Path, text: str, name: str = "outlay.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def test_defaults_without_any_file_are_simulated() -> None:
+    settings = load_settings(None, {})
+    assert settings == Settings()
+    assert (settings.host, settings.port, settings.state) == (
+        "127.0.0.1",
+        8800,
+        "sqlite:///outlay.db",
+    )
+    assert settings.workers == 1
+    assert settings.max_body_bytes == 4 * 1024 * 1024
+    assert settings.simulated
+
+
+def test_spec_example_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        listen: 0.0.0.0:9000
+        state: redis://127.0.0.1:6379/0
+        database: postgresql://outlay@db/outlay
+        admin_token: env:OUTLAY_ADMIN_TOKEN
+        workers: 4
+        max_body_bytes: 1024
+        reservation_lease_s: 60
+        simulated: {latency_ms: 50}
+        providers:
+          openai:
+            endpoints:
+              - {base_url: https://api.openai.com/v1, api_key: env:OPENAI_API_KEY, weight: 3}
+              - {base_url: https://eu.example-proxy/v1, api_key: env:OPENAI_API_KEY_2, weight: 1}
+          anthropic:
+            endpoints: [{base_url: https://api.anthropic.com, api_key: env:ANTHROPIC_API_KEY}]
+        vendors:
+          stripe: {base_url: https://api.stripe.com, secret: env:STRIPE_SECRET_KEY}
+          resend: {base_url: https://api.resend.com, api_key: env:RESEND_API_KEY}
+        prices: {my-model: {input: 1, output: 2}}
+        policies:
+          global: {budgets: [{usd: 1000, period: month, mode: hard}]}
+          agent:bot: {rpm: 60}
+        """,
+    )
+    env = {
+        "OUTLAY_ADMIN_TOKEN": "adm",
+        "OPENAI_API_KEY": "sk-1",
+        "OPENAI_API_KEY_2": "sk-2",
+        "STRIPE_SECRET_KEY": "sk_test",
+    }
+    settings = load_settings(path, env)
+    assert (settings.host, settings.port) == ("0.0.0.0", 9000)
+    assert settings.state == "redis://127.0.0.1:6379/0"
+    assert settings.database == "postgresql://outlay@db/outlay"
+    assert settings.admin_token == "adm"
+    assert settings.workers == 4
+    assert settings.max_body_bytes == 1024
+    assert settings.reservation_lease_s == 60.0
+    assert settings.simulated_latency_ms == 50.0
+    assert settings.providers["openai"] == (
+        EndpointSettings("https://api.openai.com/v1", "sk-1", 3),
+        EndpointSettings("https://eu.example-proxy/v1", "sk-2", 1),
+    )
+    # ANTHROPIC_API_KEY is unset: its only endpoint is dropped, and so is the provider.
+    assert "anthropic" not in settings.providers
+    assert settings.vendors["stripe"] == {"base_url": "https://api.stripe.com", "secret": "sk_test"}
+    assert settings.vendors["resend"]["api_key"] is None
+    assert settings.prices == {"my-model": {"input": 1, "output": 2}}
+    assert settings.policies["agent:bot"] == {"rpm": 60}
+    assert not settings.simulated
+
+
+def test_environment_overrides_file_and_cli_overrides_both(tmp_path: Path) -> None:
+    path = write(tmp_path, "listen: 10.0.0.1:7000\nstate: sqlite:///file.db\nworkers: 2\n")
+    env = {"OUTLAY_STATE": "sqlite:///env.db", "OUTLAY_WORKERS": "3", "OUTLAY_LISTEN": "[::1]:7100"}
+    settings = load_settings(path, env)
+    assert (settings.state, settings.workers) == ("sqlite:///env.db", 3)
+    assert (settings.host, settings.port) == ("::1", 7100)
+
+    settings = load_settings(path, env, state="redis://r:6379/0", port=7200, workers=None)
+    assert settings.state == "redis://r:6379/0"
+    assert (settings.host, settings.port) == ("::1", 7200)  # only the flag given wins
+    assert settings.workers == 3
+
+
+def test_every_documented_variable_is_read() -> None:
+    env = {
+        "OUTLAY_LISTEN": "example.org:81",
+        "OUTLAY_STATE": "redis://r/0",
+        "OUTLAY_DATABASE": "postgresql://db/outlay",
+        "OUTLAY_ADMIN_TOKEN": "tok",
+        "OUTLAY_WORKERS": "8",
+        "OUTLAY_MAX_BODY_BYTES": "100",
+        "OUTLAY_SIMULATED_LATENCY_MS": "2.5",
+        "OUTLAY_RESERVATION_LEASE_S": "30",
+    }
+    settings = load_settings(None, env)
+    assert settings == Settings(
+        host="example.org",
+        port=81,
+        state="redis://r/0",
+        database="postgresql://db/outlay",
+        admin_token="tok",
+        workers=8,
+        max_body_bytes=100,
+        simulated_latency_ms=2.5,
+        reservation_lease_s=30.0,
+    )
+
+
+def test_empty_variables_count_as_unset(tmp_path: Path) -> None:
+    path = write(tmp_path, "workers: 2\n")
+    assert load_settings(path, {"OUTLAY_WORKERS": ""}).workers == 2
+
+
+def test_outlay_yaml_in_working_directory_and_outlay_config(tmp_path: Path) -> None:
+    write(tmp_path, "workers: 5\n")
+    assert load_settings(None, {}).workers == 5
+    other = write(tmp_path, "workers: 6\n", name="other.yaml")
+    assert load_settings(None, {"OUTLAY_CONFIG": str(other)}).workers == 6
+    assert load_settings(other, {"OUTLAY_CONFIG": "missing.yaml"}).workers == 6
+
+
+@pytest.mark.parametrize(
+    ("listen", "host", "port"),
+    [
+        ("127.0.0.1:8800", "127.0.0.1", 8800),
+        ("localhost:1", "localhost", 1),
+        ("[::1]:8800", "::1", 8800),
+        ("[2001:db8::7]:443", "2001:db8::7", 443),
+        ("0.0.0.0:0", "0.0.0.0", 0),
+    ],
+)
+def test_listen_parsing(listen: str, host: str, port: int) -> None:
+    settings = load_settings(None, {"OUTLAY_LISTEN": listen})
+    assert (settings.host, settings.port) == (host, port)
+    assert load_settings(None, {"OUTLAY_LISTEN": settings.listen}) == settings
+
+
+@pytest.mark.parametrize("listen", ["8800", "::1", "::1:8800", "[::1]", "host:", ":80", "h:99999"])
+def test_bad_listen_is_refused(listen: str) -> None:
+    with pytest.raises(ConfigError, match="OUTLAY_LISTEN"):
+        load_settings(None, {"OUTLAY_LISTEN": listen})
+
+
+def test_listen_must_be_text_in_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "listen: 8800\n")
+    with pytest.raises(ConfigError, match=r"outlay\.yaml: listen must be a non-empty string"):
+        load_settings(path, {})
+
+
+def test_unknown_top_level_key_names_the_file_and_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "listen: 127.0.0.1:1\nprovider: {}\n")
+    with pytest.raises(ConfigError, match=r"outlay\.yaml: unknown setting\(s\) provider"):
+        load_settings(path, {})
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("workers: many\n", "workers"),
+        ("workers: 0\n", "workers"),
+        ("workers: true\n", "workers"),
+        ("max_body_bytes: 1.5\n", "max_body_bytes"),
+        ("state: 5\n", "state"),
+        ("state: outlay.db\n", "state"),
+        ("reservation_lease_s: .nan\n", "reservation_lease_s"),
+        ("simulated: {latency_ms: -1}\n", r"simulated\.latency_ms"),
+        ("simulated: {latency: 1}\n", "simulated"),
+        ("providers: [openai]\n", "providers"),
+        ("providers: {openai: {endpoints: {}}}\n", r"providers\.openai\.endpoints"),
+        ("providers: {openai: {keys: []}}\n", r"providers\.openai"),
+        (
+            "providers: {openai: {endpoints: [{api_key: k, weight: 0}]}}\n",
+            r"providers\.openai\.endpoints\[0\]\.weight",
+        ),
+        (
+            "providers: {openai: {endpoints: [{api-key: k}]}}\n",
+            r"providers\.openai\.endpoints\[0\]: unknown",
+        ),
+        (
+            "providers: {groq: {endpoints: [{api_key: k}]}}\n",
+            r"providers\.groq\.endpoints\[0\]\.base_url",
+        ),
+        ("vendors: {stripe: sk_123}\n", r"vendors\.stripe"),
+        ("vendors: {Bad Name: {}}\n", "vendors"),
+        ("prices: []\n", "prices"),
+    ],
+)
+def test_bad_types_name_the_key(tmp_path: Path, text: str, key: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=rf"outlay\.yaml: {key}"):
+        load_settings(path, {})
+
+
+def test_bad_environment_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="OUTLAY_WORKERS must be an integer >= 1, got 'x'"):
+        load_settings(None, {"OUTLAY_WORKERS": "x"})
+
+
+def test_host_override_may_carry_ipv6_brackets() -> None:
+    assert load_settings(None, {}, host="[::1]").host == "::1"
+
+
+def test_bad_override_names_the_flag() -> None:
+    with pytest.raises(ConfigError, match="--port"):
+        load_settings(None, {}, port=70000)
+    with pytest.raises(TypeError, match="colour"):
+        load_settings(None, {}, colour="blue")
+
+
+def test_missing_or_broken_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.yaml", {})
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(write(tmp_path, "listen: [\n"), {})
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_settings(write(tmp_path, "- a\n"), {})
+    assert load_settings(write(tmp_path, "# nothing yet\n"), {}) == Settings()
+
+
+def test_invalid_policy_names_the_scope(tmp_path: Path) -> None:
+    path = write(tmp_path, "policies:\n  agent:bot: {budgets: [{usd: 5, period: fortnight}]}\n")
+    with pytest.raises(ConfigError, match=r"policies\.agent:bot: budgets\[0\]\.period"):
+        load_settings(path, {})
+
+
+def test_invalid_scope_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "policies:\n  robot: {rpm: 1}\n")
+    with pytest.raises(ConfigError, match=r"policies\.robot: invalid scope"):
+        load_settings(path, {})
+
+
+def test_env_references_resolve_anywhere(tmp_path: Path) -> None:
+    path = write(tmp_path, "state: env:STATE_URL\nadmin_token: env:MISSING\n")
+    settings = load_settings(path, {"STATE_URL": "redis://secret@r/0"})
+    assert settings.state == "redis://secret@r/0"
+    assert settings.admin_token is None  # an unset reference reads as null, not an error
+    with pytest.raises(ConfigError, match="'env:' must be followed"):
+        load_settings(write(tmp_path, "admin_token: 'env:'\n"), {})
+
+
+def test_endpoint_with_unset_key_is_dropped_but_keyless_base_url_is_kept(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        providers:
+          openai:
+            endpoints:
+              - {api_key: env:UNSET}
+              - {api_key: env:OPENAI_KEY}
+          local:
+            endpoints: [{base_url: http://127.0.0.1:11434/v1}]
+        """,
+    )
+    settings = load_settings(path, {"OPENAI_KEY": "sk-x"})
+    # A missing base_url takes the provider's default.
+    assert settings.providers["openai"] == (EndpointSettings("https://api.openai.com/v1", "sk-x"),)
+    assert settings.providers["local"] == (EndpointSettings("http://127.0.0.1:11434/v1", None),)
+    assert not settings.simulated
+
+
+def test_plain_provider_keys_from_environment(tmp_path: Path) -> None:
+    env = {"OPENAI_API_KEY": "sk-o", "ANTHROPIC_API_KEY": "sk-a"}
+    settings = load_settings(None, env)
+    assert settings.providers == {
+        "openai": (EndpointSettings("https://api.openai.com/v1", "sk-o"),),
+        "anthropic": (EndpointSettings("https://api.anthropic.com", "sk-a"),),
+    }
+    assert not settings.simulated
+    # A configured provider is taken as written, even when its endpoints all drop out.
+    path = write(tmp_path, "providers: {openai: {endpoints: [{api_key: env:UNSET}]}}\n")
+    settings = load_settings(path, env)
+    assert set(settings.providers) == {"anthropic"}
+
+
+def test_simulated_only_without_any_usable_endpoint(tmp_path: Path) -> None:
+    path = write(tmp_path, "providers: {openai: {endpoints: [{api_key: env:OPENAI_API_KEY}]}}\n")
+    assert load_settings(path, {}).simulated
+    assert not load_settings(path, {"OPENAI_API_KEY": "sk"}).simulated
+
+
+def test_settings_are_immutable(tmp_path: Path) -> None:
+    path = write(tmp_path, "vendors: {stripe: {secret: s}}\npolicies: {global: {rpm: 1}}\n")
+    settings = load_settings(path, {})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.port = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        settings.vendors["twilio"] = {}  # type: ignore[index]
+    with pytest.raises(TypeError):
+        settings.policies["global"] = {}  # type: ignore[index]
