@@ -16,8 +16,8 @@ from aiohttp import web
 
 from outlay.gateway.app import create_app
 from outlay.policy.model import parse_policy, parse_scope
-from outlay.settings import Settings
 from outlay.pricing.table import PriceTable
+from outlay.settings import Settings
 from outlay.state.base import StateError, store_from_url
 
 log = logging.getLogger("outlay")
