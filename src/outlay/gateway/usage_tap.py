@@ -48,7 +48,7 @@ class UsageTap:
         if kind == "message_stop":
             self.finished = True
         found = usage_of(event)
-        if kind == "response.completed":
+        if kind in ("response.completed", "response.incomplete"):
             self.finished = True
         if found:
             self.usage.update({k: v for k, v in found.items() if v is not None})
