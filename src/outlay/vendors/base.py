@@ -1,0 +1,146 @@
+"""What every vendor's pricing shares: the parsed call, its estimate, and exact money helpers.
+
+Pure: no I/O, no async. A vendor module turns a VendorCall into a VendorEstimate (SPEC §3).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from typing import Protocol
+from urllib.parse import unquote
+
+from outlay.policy.errors import invalid_request
+from outlay.policy.money import MICROS_PER_USD
+
+
+@dataclass(frozen=True)
+class VendorCall:
+    """What the gateway parsed from the agent's request to `/vendors/<vendor>/<path>`."""
+
+    vendor: str  # "stripe" | "twilio" | "resend" | a configured name
+    method: str  # upper-case
+    path: str  # vendor-relative, e.g. "/v1/payment_intents"
+    content_type: str  # the Content-Type header as sent, parameters included
+    body: bytes
+    headers: Mapping[str, str]  # lower-case names
+
+
+@dataclass(frozen=True)
+class VendorEstimate:
+    """The reservation for one vendor call and the body to forward."""
+
+    cost_micros: int  # the most the call can cost; 0 means free and not reserved
+    body: bytes  # the body to forward (Twilio gets MaxPrice added)
+    idempotency_key: str | None  # a retry with this key reserves once and is charged once
+    describe: str  # short text for the ledger, e.g. "sms 2 segments to GB"
+
+
+class VendorPricing(Protocol):
+    def estimate(self, call: VendorCall) -> VendorEstimate:
+        """The reservation for `call`; raises BadRequest for a body that cannot be priced."""
+        ...
+
+    def actual(
+        self, call: VendorCall, status: int, response_body: bytes, estimate: VendorEstimate
+    ) -> int | None:
+        """The cost the vendor reported in its answer, or None to settle at the estimate."""
+        ...
+
+
+def free(call: VendorCall, why: str) -> VendorEstimate:
+    """An estimate for a call that moves no money: nothing is reserved."""
+    return VendorEstimate(
+        0, call.body, None, f"{call.method} {printable(route_path(call.path))}: {why}"
+    )
+
+
+def printable(text: str) -> str:
+    """`text` safe for a one-line ledger entry: a decoded path may hold control characters."""
+    return "".join(char if char.isprintable() else "?" for char in text)
+
+
+def route_path(path: str) -> str:
+    """The path a vendor will act on: query dropped, %-escapes decoded, dot segments resolved.
+
+    Classifying the decoded, normalised path means `/v1/payment%5Fintents` or
+    `/v1/x/../payment_intents` cannot pass for a free route when the vendor would create a
+    payment. Case is kept; matchers compare case-insensitively for the same reason.
+    """
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    segments: list[str] = []
+    for segment in unquote(path).split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    return "/" + "/".join(segments)
+
+
+def exact_micros(*factors: int | Decimal | Fraction) -> int:
+    """Micro-USD of a product of USD factors, computed exactly and rounded up once."""
+    product = Fraction(MICROS_PER_USD)
+    for factor in factors:
+        product *= Fraction(factor)
+    return math.ceil(product)
+
+
+def idempotency_key(call: VendorCall, limit: int) -> str | None:
+    """The Idempotency-Key header, or None; refused when longer than the vendor accepts."""
+    key = call.headers.get("idempotency-key", "").strip()
+    if not key:
+        return None
+    if len(key) > limit:
+        raise invalid_request(
+            f"`Idempotency-Key` must be at most {limit} characters, got {len(key)}.",
+            "Idempotency-Key",
+        )
+    return key
+
+
+def config_usd(value: object, where: str, *, positive: bool = False) -> Decimal:
+    """A USD amount or rate from config or a data file, exact; raises ValueError naming `where`.
+
+    Floats are read through their shortest repr, so `0.0524` means exactly 0.0524.
+    """
+    wanted = "a positive number" if positive else "a number >= 0"
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise ValueError(f"{where}: expected {wanted}, got {value!r}")
+    try:
+        amount = Decimal(repr(value) if isinstance(value, float) else str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"{where}: expected {wanted}, got {value!r}") from None
+    if not amount.is_finite() or amount < 0 or (positive and amount == 0):
+        raise ValueError(f"{where}: expected {wanted}, got {value!r}")
+    if not in_range(amount):
+        raise ValueError(f"{where}: {value!r} is out of range")
+    return amount
+
+
+def in_range(number: Decimal) -> bool:
+    """Whether a price or quantity is within 1e-18 .. 1e15: exact arithmetic stays cheap.
+
+    Exact fractions of numbers like 1e999999 would take megabytes; no price or billed
+    quantity is anywhere near these bounds.
+    """
+    if not number:
+        return True
+    normal = number.normalize()
+    exponent = normal.as_tuple().exponent
+    return normal.adjusted() <= 15 and isinstance(exponent, int) and exponent >= -18
+
+
+def config_section(config: Mapping[str, object], key: str, where: str) -> Mapping[str, object]:
+    """An optional mapping inside a vendor's config section; {} when absent."""
+    section = config.get(key)
+    if section is None:
+        return {}
+    if not isinstance(section, Mapping):
+        raise ValueError(f"{where}.{key}: expected a mapping, got {type(section).__name__}")
+    return section
