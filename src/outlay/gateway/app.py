@@ -13,6 +13,8 @@ from outlay.admin.routes import add_admin_routes
 from outlay.gateway.context import GATEWAY, Gateway
 from outlay.gateway.llm import ROUTES, Route, proxy
 from outlay.gateway.models import list_models
+from outlay.gateway.vendors import vendor_proxy
+from outlay.gateway.wiring import upstream_from_settings, vendor_pricing, vendors_from_settings
 from outlay.pricing.table import PriceTable
 from outlay.settings import Settings
 from outlay.state.base import StateError, StateStore, store_from_url
@@ -50,26 +52,26 @@ def create_app(
     *,
     store: StateStore | None = None,
     upstream: Upstream | None = None,
+    vendors: Upstream | None = None,
     prices: PriceTable | None = None,
     clock: Callable[[], int] = wall_ms,
 ) -> web.Application:
-    """Build a worker's application. Store and upstream are injectable for tests."""
-    if upstream is None:
-        from outlay.gateway.wiring import upstream_from_settings
-
-        upstream = upstream_from_settings(settings)
+    """Build a worker's application. Store and upstreams are injectable for tests."""
     gw = Gateway(
         settings=settings,
         store=store or store_from_url(settings.state, lease_s=settings.reservation_lease_s),
-        upstream=upstream,
+        upstream=upstream or upstream_from_settings(settings),
         prices=prices or PriceTable.load(settings.prices),
         clock=clock,
+        vendors=vendors or vendors_from_settings(settings),
+        vendor_pricing=vendor_pricing(settings.vendors),
     )
     app = web.Application(client_max_size=settings.max_body_bytes + 1)
     app[GATEWAY] = gw
     for path, route in ROUTES.items():
         app.router.add_post(path, _route(route))  # type: ignore[arg-type]
     app.router.add_get("/v1/models", list_models)
+    app.router.add_route("*", "/vendors/{vendor}/{path:.*}", vendor_proxy)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     add_admin_routes(app)
@@ -88,6 +90,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await gw.upstream.close()
+    await gw.vendors.close()
     await gw.store.close()
 
 

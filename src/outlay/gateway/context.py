@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -12,6 +12,7 @@ from outlay.pricing.table import PriceTable
 from outlay.settings import Settings
 from outlay.state.base import StateStore
 from outlay.upstream.base import Upstream
+from outlay.vendors import VendorPricing
 
 
 @dataclass
@@ -55,6 +56,8 @@ class Gateway:
     upstream: Upstream
     prices: PriceTable
     clock: Callable[[], int]
+    vendors: Upstream
+    vendor_pricing: Mapping[str, VendorPricing]
     streams: Streams = field(default_factory=Streams)
     # derived once from the price table: the request path reads them on every call
     aliases: dict[str, str] = field(init=False)

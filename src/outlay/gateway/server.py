@@ -15,6 +15,7 @@ import time
 from aiohttp import web
 
 from outlay.gateway.app import create_app
+from outlay.gateway.wiring import vendor_pricing, vendors_from_settings
 from outlay.policy.model import parse_policy, parse_scope
 from outlay.pricing.table import PriceTable
 from outlay.settings import Settings
@@ -55,7 +56,10 @@ def run_worker(settings: Settings, sock: socket.socket) -> None:
 def serve(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        PriceTable.load(settings.prices)  # a bad price override stops start-up, clearly
+        # bad prices or vendor sections stop start-up with a clear message
+        PriceTable.load(settings.prices)
+        vendor_pricing(settings.vendors)
+        vendors_from_settings(settings)
         token = asyncio.run(prepare_state(settings))
         sock = bind(settings.host, settings.port)
     except (ValueError, StateError, OSError) as exc:

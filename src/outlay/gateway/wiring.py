@@ -1,11 +1,16 @@
-"""Which upstream serves which provider, from the settings."""
+"""Which upstream serves which provider or vendor, and how vendors are priced, from settings."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from outlay.settings import Settings
-from outlay.upstream.base import Upstream
+from outlay.upstream.base import Upstream, UpstreamRequest, UpstreamResponse, UpstreamUnreachable
 from outlay.upstream.http import Endpoint, HttpUpstream
+from outlay.upstream.sim_vendors import SIMULATED_VENDORS, SimulatedVendors
 from outlay.upstream.simulated import SimulatedUpstream
+from outlay.upstream.vendors_http import VendorUpstream, vendor_endpoints
+from outlay.vendors import BUILTIN_VENDORS, VendorPricing, pricing_for
 
 
 def upstream_from_settings(settings: Settings) -> Upstream:
@@ -17,3 +22,35 @@ def upstream_from_settings(settings: Settings) -> Upstream:
         for provider, configured in settings.providers.items()
     }
     return HttpUpstream(endpoints)
+
+
+class VendorRouter:
+    """Vendors with credentials go to the real vendor; Stripe, Twilio and Resend without
+    credentials go to the simulated ones, so the demo and tests run offline."""
+
+    def __init__(self, real: VendorUpstream | None, simulated: Upstream | None) -> None:
+        self.real, self.simulated = real, simulated
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        if self.real is not None and request.provider in self.real.vendors:
+            return await self.real.send(request)
+        if self.simulated is not None and request.provider in SIMULATED_VENDORS:
+            return await self.simulated.send(request)
+        raise UpstreamUnreachable(f"vendor {request.provider!r} has no credentials configured")
+
+    async def close(self) -> None:
+        for upstream in (self.real, self.simulated):
+            if upstream is not None:
+                await upstream.close()
+
+
+def vendors_from_settings(settings: Settings) -> Upstream:
+    endpoints = vendor_endpoints(settings.vendors)
+    real = VendorUpstream(endpoints) if endpoints else None
+    return VendorRouter(real, SimulatedVendors(latency_ms=settings.simulated_latency_ms))
+
+
+def vendor_pricing(vendors: Mapping[str, Mapping[str, object]]) -> dict[str, VendorPricing]:
+    """Pricing for the built-in vendors and every vendor named in the config."""
+    names = dict.fromkeys((*BUILTIN_VENDORS, *vendors))
+    return {name: pricing_for(name, vendors.get(name, {})) for name in names}

@@ -52,6 +52,9 @@ class Ticket:
     route: str
     aliases: Mapping[str, str] = field(default_factory=dict)
     free_models: tuple[str, ...] = ()
+    # a vendor retry carrying the same key (Stripe's Idempotency-Key) reserves and is
+    # charged once: the retry is recorded as a replay and holds nothing
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True)

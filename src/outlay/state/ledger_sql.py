@@ -128,7 +128,8 @@ def usage(
     where, args = scope_filter(scope)
     by_model = c.execute(
         f"SELECT model, SUM(cost) FROM ledger WHERE {where} AND ts_ms >= ? "  # noqa: S608
-        "AND cost > 0 GROUP BY model ORDER BY model", (*args, since)).fetchall()
+        "AND cost > 0 AND model IS NOT NULL GROUP BY model ORDER BY model",
+        (*args, since)).fetchall()
     by_vendor = c.execute(
         f"SELECT vendor, SUM(cost) FROM ledger WHERE {where} AND ts_ms >= ? "  # noqa: S608
         "AND cost > 0 GROUP BY vendor ORDER BY vendor", (*args, since)).fetchall()

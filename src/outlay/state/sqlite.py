@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from outlay.policy.decide import authenticate, decide
-from outlay.policy.decision import Admit, Counter, KeyInfo, ScopeView, call_scopes
+from outlay.policy.decision import Admit, Counter, KeyInfo, Limits, ScopeView, call_scopes
 from outlay.policy.errors import OutlayError
 from outlay.policy.model import Policy, parse_policy
 from outlay.policy.windows import REQUEST_WINDOWS, bucket_of, decode, encode
@@ -281,6 +281,8 @@ class SqliteStore:
             refusal = authenticate(key, now)
             if refusal is not None or key is None:
                 self._refusal_row(c, ticket, key, now, refusal, None)
+            elif self._is_replay(c, ticket, key, now):
+                return Reservation(ticket.request_id, key, Limits(), 0, now)
             else:
                 views = self._views(c, call_scopes(key, call.vendor), now)
                 decision = decide(call, key, views, now, ticket.aliases, ticket.free_models)
@@ -292,6 +294,24 @@ class SqliteStore:
         if refusal is not None or key is None or not isinstance(decision, Admit):
             raise refusal or StateError("decision lost")
         return Reservation(ticket.request_id, key, decision.limits, call.cost_micros or 0, now)
+
+    def _is_replay(self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, now: int) -> bool:
+        """A retry of a call already reserved under the same idempotency key: recorded,
+        forwarded, never charged again. The first attempt registers the key."""
+        idem = ticket.idempotency_key
+        if idem is None:
+            return False
+        vendor = ticket.call.vendor
+        first = c.execute("SELECT request_id FROM idempotency WHERE key_id=? AND vendor=? "
+                          "AND idem=?", (key.id, vendor, idem)).fetchone()
+        if first is None:
+            c.execute("INSERT INTO idempotency(key_id, vendor, idem, request_id, created_ms) "
+                      "VALUES (?, ?, ?, ?, ?)", (key.id, vendor, idem, ticket.request_id, now))
+            return False
+        ledger_sql.insert(c, ticket, key, now, decision="allowed", code="idempotent_replay",
+                          scope=None, status=None, reserved=0,
+                          settlement="replay", spent=None, cap=None)
+        return True
 
     def _views(self, c: sqlite3.Connection, scopes: tuple[str, ...], now: int) -> list[ScopeView]:
         marks = ",".join("?" * len(scopes))
@@ -385,7 +405,12 @@ class SqliteStore:
         if row is None:
             return False
         amount, tokens, holds, tpm, parallel = row
-        cost = {"void": 0, "unsettled": amount}.get(outcome.settled, outcome.cost_micros)
+        # never more than was reserved: the estimate is an upper bound, and the caps rely on it
+        cost = {"void": 0, "unsettled": amount}.get(
+            outcome.settled, min(outcome.cost_micros, amount))
+        if outcome.settled == "void":
+            # a refused first attempt must not turn its retries into free replays
+            c.execute("DELETE FROM idempotency WHERE request_id=?", (outcome.reservation_id,))
         used_tokens = 0 if outcome.settled == "void" else (
             tokens if outcome.settled == "unsettled" else outcome.tokens)
         c.executemany(

@@ -44,6 +44,11 @@ CREATE TABLE IF NOT EXISTS reservations (
   worker TEXT NOT NULL, amount INTEGER NOT NULL, tokens INTEGER NOT NULL,
   holds TEXT NOT NULL, tpm TEXT NOT NULL, parallel TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS idempotency (
+  key_id TEXT NOT NULL, vendor TEXT NOT NULL, idem TEXT NOT NULL, request_id TEXT NOT NULL,
+  created_ms INTEGER NOT NULL, PRIMARY KEY (key_id, vendor, idem)
+);
+CREATE INDEX IF NOT EXISTS idempotency_request ON idempotency(request_id);
 CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, heartbeat_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,

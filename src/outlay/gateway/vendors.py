@@ -1,0 +1,110 @@
+"""Vendor pass-through under /vendors/<vendor>/<path>: the cost is read from the request,
+reserved on every scope, and the vendor's answer comes back unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from outlay.gateway.context import GATEWAY, Gateway
+from outlay.gateway.errors import error_response
+from outlay.gateway.forward import response_headers
+from outlay.gateway.headers import limit_headers
+from outlay.gateway.intake import agent_key, read_body
+from outlay.gateway.llm import Route, _Settler, new_request_id, unavailable
+from outlay.policy.decision import Call
+from outlay.policy.errors import BadRequest, OutlayError, Unavailable
+from outlay.policy.money import micros_to_usd
+from outlay.state.base import Reservation, StateError, Ticket
+from outlay.state.keys import hash_secret
+from outlay.upstream.base import UpstreamBroken, UpstreamRequest, UpstreamUnreachable
+from outlay.vendors import VendorCall, VendorEstimate, VendorPricing
+
+# Never forwarded: the agent's credential, and what describes the agent's own connection.
+_DROP = {"authorization", "x-api-key", "host", "content-length", "connection", "keep-alive",
+         "transfer-encoding", "accept-encoding", "cookie", "proxy-authorization", "te",
+         "upgrade", "expect"}
+
+
+async def vendor_proxy(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    rid = new_request_id()
+    vendor = request.match_info["vendor"]
+    path = "/" + request.match_info["path"]
+    secret = agent_key(request)
+    key_hash = hash_secret(secret) if secret else None
+    pricing = gw.vendor_pricing.get(vendor)
+    call = Call(vendor=vendor)
+    try:
+        if pricing is None:
+            raise BadRequest("invalid_request", f"Unknown vendor {vendor!r}: configure it under "
+                             "`vendors:` in the configuration.", param="vendor")
+        raw = await read_body(request, gw.settings.max_body_bytes)
+        vcall = VendorCall(vendor, request.method.upper(), path, request.content_type, raw,
+                           {k.lower(): v for k, v in request.headers.items()})
+        est = pricing.estimate(vcall)
+    except OutlayError as err:
+        try:
+            await gw.store.record_refusal(Ticket(rid, key_hash, call, f"vendor.{vendor}"),
+                                          err.status, err.code)
+        except StateError as exc:
+            return error_response(unavailable(exc), "openai", rid)
+        return error_response(err, "openai", rid)
+
+    ticket = Ticket(rid, key_hash, Call(vendor=vendor, cost_micros=est.cost_micros),
+                    f"vendor.{vendor}", idempotency_key=est.idempotency_key)
+    try:
+        reservation = await gw.store.reserve(ticket)
+    except OutlayError as err:
+        return error_response(err, "openai", rid)
+    except StateError as exc:
+        return error_response(unavailable(exc), "openai", rid)
+    ours = {"X-Outlay-Request-Id": rid, **limit_headers(reservation.limits, gw.clock())}
+    if reservation.amount:
+        ours["X-Outlay-Reserved-USD"] = micros_to_usd(reservation.amount)
+    outgoing = UpstreamRequest(
+        provider=vendor, method=request.method.upper(), path=path,
+        headers={k: v for k, v in request.headers.items() if k.lower() not in _DROP},
+        body=est.body, stream=False, query=request.query_string,
+    )
+    return await _forward(gw, pricing, vcall, est, reservation, outgoing, ours)
+
+
+async def _forward(
+    gw: Gateway, pricing: VendorPricing, vcall: VendorCall, est: VendorEstimate,
+    reservation: Reservation, outgoing: UpstreamRequest, ours: dict[str, str],
+) -> web.StreamResponse:
+    route = Route(f"vendor.{vcall.vendor}", vcall.vendor, vcall.path)
+    settle = _Settler(gw, reservation, route, None)
+    try:
+        answer = await gw.vendors.send(outgoing)
+        try:
+            data = await answer.read()
+        finally:
+            await answer.close()
+    except UpstreamUnreachable as exc:
+        await settle.finish(502, "void")
+        return error_response(Unavailable(
+            "upstream_unavailable", f"The vendor {vcall.vendor} could not be reached: {exc}",
+            status=502), "openai", reservation.id, ours)
+    except (UpstreamBroken, asyncio.CancelledError) as exc:
+        # the vendor may have acted: the whole reservation is charged
+        await settle.finish(502, "unsettled")
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        return error_response(Unavailable(
+            "upstream_unavailable", f"The connection to {vcall.vendor} broke: {exc}",
+            status=502), "openai", reservation.id, ours)
+    status = answer.status
+    if 400 <= status < 500:
+        await settle.finish(status, "void")  # refused before any money moved
+    elif status >= 500:
+        await settle.finish(status, "unsettled")  # the vendor cannot say whether it acted
+    else:
+        actual = pricing.actual(vcall, status, data, est)
+        cost = reservation.amount if actual is None else actual
+        await settle.finish(status, "settled", cost)
+        ours["X-Outlay-Cost-USD"] = micros_to_usd(min(cost, reservation.amount))
+    return web.Response(status=status, body=data,
+                        headers=response_headers(answer.headers, ours))
