@@ -101,6 +101,9 @@ def openapi_document() -> dict[str, Any]:
         },
         "security": [{"admin": []}],
         "paths": {
+            "/admin/v1/openapi.json": {
+                "get": {"summary": "This document", "security": [],
+                        "responses": _ok({"type": "object"})}},
             "/admin/v1/keys": {
                 "post": {"summary": "Mint a key", "requestBody": _body(new_key),
                          "responses": _ok(minted, "201", "Created")},

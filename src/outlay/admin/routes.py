@@ -18,11 +18,12 @@ from outlay.state.base import KeyRecord, NewKey, NotFound, StateError
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PREFIX = "/admin/v1"
 MAX_AUDIT = 1000
+MAX_TTL_S = 10 * 366 * 86_400  # longer is no expiry at all: omit ttl_seconds for that
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
+def _error(status: int, code: str, message: str, param: str | None = None) -> web.Response:
     return web.json_response(
-        {"error": {"message": message, "type": "admin_error", "code": code, "param": None}},
+        {"error": {"message": message, "type": "admin_error", "code": code, "param": param}},
         status=status, dumps=lambda o: orjson.dumps(o).decode())
 
 
@@ -39,13 +40,21 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
                             "(Authorization: Bearer <OUTLAY_ADMIN_TOKEN>).")
         return await handler(request)
     except OutlayError as err:
-        return _error(err.status, err.code, err.message)
+        return _error(err.status, err.code, err.message, err.details.get("param"))
     except PolicyError as err:
         return _error(400, "invalid_policy", str(err))
     except NotFound as err:
         return _error(404, "not_found", str(err.args[0]) if err.args else "not found")
     except StateError as err:
         return _error(503, "enforcement_unavailable", str(err))
+    except web.HTTPException as exc:  # no such admin route, or not with that method
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "invalid_request")
+        response = _error(exc.status, code, f"{exc.reason}: {request.method} {request.path}")
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
@@ -90,8 +99,10 @@ async def create_key(request: web.Request) -> web.Response:
                               "agent")
     ttl = body.get("ttl_seconds")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float)
-                            or ttl <= 0):
-        raise invalid_request("ttl_seconds must be a positive number", "ttl_seconds")
+                            or not 0 < ttl <= MAX_TTL_S):
+        raise invalid_request(
+            f"ttl_seconds must be a positive number of seconds up to {MAX_TTL_S} (ten years); "
+            "leave it out for a key that does not expire", "ttl_seconds")
     name = body.get("name")
     if name is not None and not isinstance(name, str):
         raise invalid_request("name must be a string", "name")

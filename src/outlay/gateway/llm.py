@@ -127,20 +127,27 @@ async def _forward(
     try:
         answer = await gw.upstream.send(outgoing)
     except UpstreamUnreachable as exc:
-        await settle.finish(0, "void")
+        await settle.finish(502, "void")
         return error_response(Unavailable(
             "upstream_unavailable", f"No {route.provider} endpoint could be reached: {exc}",
             status=502), route.flavor, reservation.id, ours)
-    except (UpstreamBroken, asyncio.CancelledError) as exc:
+    except asyncio.CancelledError:
         await settle.finish(0, "unsettled")
-        if isinstance(exc, asyncio.CancelledError):
-            raise
-        return error_response(Unavailable(
-            "upstream_unavailable", f"The {route.provider} connection broke: {exc}",
-            status=502), route.flavor, reservation.id, ours)
+        raise
+    except UpstreamBroken as exc:
+        await settle.finish(502, "unsettled")
+        return _broken(route, reservation, ours, exc)
     if outgoing.stream and 200 <= answer.status < 300:
         return await _stream(request, settle, answer, ours)
     return await _whole(settle, answer, ours, est)
+
+
+def _broken(
+    route: Route, reservation: Reservation, ours: dict[str, str], exc: UpstreamBroken
+) -> web.Response:
+    return error_response(Unavailable(
+        "upstream_unavailable", f"The {route.provider} connection broke: {exc}",
+        status=502), route.flavor, reservation.id, ours)
 
 
 async def _whole(
@@ -148,9 +155,14 @@ async def _whole(
 ) -> web.Response:
     try:
         data = await answer.read()
-    except (UpstreamBroken, asyncio.CancelledError):
+    except asyncio.CancelledError:
         await settle.finish(answer.status, "unsettled")
         raise
+    except UpstreamBroken as exc:
+        # the request was sent and part of an answer came: charged in full, and the agent
+        # gets a clear 502 rather than a server error
+        await settle.finish(502, "unsettled")
+        return _broken(settle.route, settle.reservation, ours, exc)
     finally:
         await answer.close()
     if not 200 <= answer.status < 300:
@@ -186,7 +198,14 @@ async def _stream(
         # cut by the kill switch or the server stopping: what it used is unknown
         await settle.finish(answer.status, "unsettled")
         raise
-    except (UpstreamBroken, ConnectionError):
+    except UpstreamBroken:
+        await settle.finish(answer.status, "unsettled")
+        # cut the agent's connection too: ending the body cleanly would pass a truncated
+        # answer off as a whole one
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    except ConnectionError:
         await settle.finish(answer.status, "unsettled")
         return response
     finally:

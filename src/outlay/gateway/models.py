@@ -8,7 +8,7 @@ from outlay.gateway.context import GATEWAY
 from outlay.gateway.errors import error_response
 from outlay.gateway.intake import agent_key
 from outlay.gateway.llm import new_request_id, unavailable
-from outlay.policy.access import model_matches
+from outlay.policy.access import model_matches, vendor_matches
 from outlay.policy.decide import authenticate
 from outlay.policy.decision import call_scopes
 from outlay.state.base import StateError
@@ -25,24 +25,27 @@ async def list_models(request: web.Request) -> web.Response:
         if refusal is not None:
             return error_response(refusal, "openai", rid)
         assert key is not None  # authenticate refuses a missing key
-        policies = [await gw.store.get_policy(s) for s in call_scopes(key, "openai")]
+        # a call to a model is charged to its provider's vendor scope: list it the same way
+        models = [m for name in gw.prices.names() if (m := gw.prices.resolve(name))]
+        scopes = {m.provider: call_scopes(key, m.provider) for m in models}
+        policies = {s: await gw.store.get_policy(s) for s in set().union(*scopes.values())}
     except StateError as exc:
         return error_response(unavailable(exc), "openai", rid)
     aliases = gw.aliases
     free = set(gw.free_models)
-    allowed = []
-    for name in gw.prices.names():
-        ok = all(
-            (p.models is None or model_matches(p.models, name, name, aliases))
-            and (not p.free_models_only or name in free)
-            for p in policies if p is not None
+    allowed = [
+        m for m in models
+        if all(
+            (p.vendors is None or vendor_matches(p.vendors, m.provider))
+            and (p.models is None or model_matches(p.models, m.name, m.name, aliases))
+            and (not p.free_models_only or m.name in free)
+            for s in scopes[m.provider] if (p := policies[s]) is not None
         )
-        if ok:
-            allowed.append(name)
+    ]
     return web.json_response(
         {"object": "list", "data": [
-            {"id": name, "object": "model", "created": 0, "owned_by": price.provider}
-            for name in allowed if (price := gw.prices.resolve(name)) is not None
+            {"id": m.name, "object": "model", "created": 0, "owned_by": m.provider}
+            for m in allowed
         ]},
         headers={"X-Outlay-Request-Id": rid},
     )

@@ -1,0 +1,129 @@
+"""Policies on every kind of scope: set, show, list, delete; bad fields and bad scopes refused
+with a message naming what is wrong."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .harness import Admin
+
+FULL = {
+    "rpm": 60, "rph": 200, "rpd": 5000, "tpm": 100_000, "max_parallel": 10,
+    "budgets": [{"usd": 50, "period": "month", "mode": "hard", "warn_at": 0.8},
+                {"usd": 5, "period": "day", "mode": "soft"}],
+    "models": ["gpt-4o-mini", "claude-*", "fast"], "free_models_only": False,
+    "vendors": ["openai", "stripe"], "on_breach": "block",
+}
+STORED = {
+    "rpm": 60, "rph": 200, "rpd": 5000, "tpm": 100_000, "max_parallel": 10,
+    "budgets": [{"usd": "50", "period": "month", "mode": "hard", "warn_at": 0.8},
+                {"usd": "5", "period": "day", "mode": "soft"}],
+    "models": ["gpt-4o-mini", "claude-*", "fast"],
+    "vendors": ["openai", "stripe"], "on_breach": "block",
+}
+
+
+async def test_put_answers_the_stored_policy(admin: Admin) -> None:
+    stored = await admin.call("PUT", "policies/agent:order-processor", FULL)
+    assert stored == {"scope": "agent:order-processor", **STORED}
+    assert await admin.call("GET", "policies/agent:order-processor") == stored
+
+
+async def test_usd_keeps_full_precision(admin: Admin) -> None:
+    stored = await admin.call("PUT", "policies/global",
+                              {"budgets": [{"usd": "0.000001"}, {"usd": 0.1, "period": "day"}]})
+    assert [b["usd"] for b in stored["budgets"]] == ["0.000001", "0.1"]
+
+
+async def test_defaults_are_filled_in(admin: Admin) -> None:
+    stored = await admin.call("PUT", "policies/global", {"budgets": [{"usd": 1}]})
+    assert stored == {"scope": "global", "on_breach": "block",
+                      "budgets": [{"usd": "1", "period": "month", "mode": "hard"}]}
+
+
+@pytest.mark.parametrize("scope", ["agent:a", "group:billing-agents", "vendor:stripe", "global"])
+async def test_every_scope_kind(admin: Admin, scope: str) -> None:
+    assert (await admin.call("PUT", f"policies/{scope}", {"rpm": 1}))["scope"] == scope
+
+
+async def test_key_scope(admin: Admin) -> None:
+    minted = await admin.mint()
+    stored = await admin.call("PUT", f"policies/key:{minted['id']}", {"rpm": 3})
+    assert stored["scope"] == f"key:{minted['id']}"
+    assert (await admin.call("GET", f"keys/{minted['id']}"))["policy"]["rpm"] == 3
+
+
+async def test_replace_list_and_delete(admin: Admin) -> None:
+    await admin.call("PUT", "policies/global", {"rpm": 1})
+    await admin.call("PUT", "policies/global", {"rph": 2})
+    await admin.call("PUT", "policies/vendor:openai", {"tpm": 3})
+    listed = (await admin.call("GET", "policies"))["policies"]
+    assert listed == [
+        {"scope": "global", "rph": 2, "on_breach": "block"},
+        {"scope": "vendor:openai", "tpm": 3, "on_breach": "block"},
+    ]
+    assert await admin.call("DELETE", "policies/global") == {"scope": "global", "deleted": True}
+    await admin.refused("GET", "policies/global", status=404, code="not_found")
+    assert [p["scope"] for p in (await admin.call("GET", "policies"))["policies"]] == [
+        "vendor:openai"]
+
+
+async def test_a_policy_is_in_force_at_once(admin: Admin) -> None:
+    minted = await admin.mint()
+    await admin.call("PUT", "policies/agent:agent-a", {"rpm": 1})
+    assert (await admin.chat(minted["key"])).status == 200
+    assert (await admin.chat(minted["key"])).status == 429
+    await admin.call("DELETE", "policies/agent:agent-a")
+    assert (await admin.chat(minted["key"])).status == 200
+
+
+async def test_no_policy_is_404(admin: Admin) -> None:
+    error = await admin.refused("GET", "policies/agent:nobody", status=404, code="not_found")
+    assert "agent:nobody" in error["message"]
+
+
+@pytest.mark.parametrize(("policy", "named"), [
+    ({"rpmx": 1}, "rpmx"),
+    ({"rpm": -1}, "rpm"),
+    ({"rpm": "60"}, "rpm"),
+    ({"rph": 1.5}, "rph"),
+    ({"max_parallel": True}, "max_parallel"),
+    ({"budgets": {"usd": 1}}, "budgets"),
+    ({"budgets": [{"period": "day"}]}, "budgets[0].usd"),
+    ({"budgets": [{"usd": -1}]}, "budgets[0].usd"),
+    ({"budgets": [{"usd": "lots"}]}, "budgets[0].usd"),
+    ({"budgets": [{"usd": 1}, {"usd": 1, "period": "year"}]}, "budgets[1].period"),
+    ({"budgets": [{"usd": 1, "mode": "maybe"}]}, "budgets[0].mode"),
+    ({"budgets": [{"usd": 1, "warn_at": 2}]}, "budgets[0].warn_at"),
+    ({"budgets": [{"usd": 1, "cap": 2}]}, "cap"),
+    ({"models": "gpt-4o"}, "models"),
+    ({"models": [""]}, "models"),
+    ({"vendors": [1]}, "vendors"),
+    ({"free_models_only": "yes"}, "free_models_only"),
+    ({"on_breach": "panic"}, "on_breach"),
+    ({"approval_wait_s": -1}, "approval_wait_s"),
+])
+async def test_bad_policy_field_is_named(admin: Admin, policy: dict[str, Any],
+                                         named: str) -> None:
+    error = await admin.refused("PUT", "policies/global", policy, code="invalid_policy")
+    assert named in error["message"]
+    await admin.refused("GET", "policies/global", status=404, code="not_found")
+
+
+async def test_policy_must_be_an_object(admin: Admin) -> None:
+    await admin.refused("PUT", "policies/global", [1, 2])
+
+
+@pytest.mark.parametrize("scope", ["team:x", "agent:", "global:x", "nope", "key:", "Agent:x"])
+async def test_bad_scope(admin: Admin, scope: str) -> None:
+    for method, path, body in [("PUT", f"policies/{scope}", {"rpm": 1}),
+                               ("GET", f"policies/{scope}", None),
+                               ("DELETE", f"policies/{scope}", None),
+                               ("GET", f"usage/{scope}", None),
+                               ("GET", f"audit?scope={scope}", None)]:
+        resp = await admin.call(method, path, body, expect=400)
+        assert resp["error"]["code"] == "invalid_policy"
+        assert scope in resp["error"]["message"]
+    assert (await admin.call("GET", "policies"))["policies"] == []

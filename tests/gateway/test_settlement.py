@@ -1,0 +1,254 @@
+"""After the call: a reservation settles to the reported usage, is voided when the provider did
+no work, and is charged in full when what was used cannot be known (SPEC §3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from outlay.policy.money import usd_to_micros
+
+from .fakes import (
+    CHAT,
+    MESSAGE,
+    SSE_HEADERS,
+    Outlay,
+    Reply,
+    anthropic_answer,
+    anthropic_stream,
+    error_of,
+    openai_answer,
+    openai_stream,
+    read_at_least,
+    read_rest,
+)
+
+BUDGET = {"budgets": [{"usd": 10, "period": "day"}]}
+# Reported usage stays within what the reservation allows ("hi" and max_tokens 10), as a real
+# provider's would: the store never settles a call above what it reserved.
+
+
+async def spend(outlay: Outlay, scope: str = "agent:agent-a") -> tuple[str, str]:
+    """(spent_usd, reserved_usd) of a scope's budget."""
+    budget = await outlay.budget(scope)
+    return budget["spent_usd"], budget["reserved_usd"]
+
+
+async def last_entry(outlay: Outlay, request_id: str) -> dict[str, Any]:
+    entry = (await outlay.audit(limit=1))[0]
+    assert entry["request_id"] == request_id
+    return entry
+
+
+async def test_answer_settles_to_its_usage(outlay: Outlay, key: dict[str, Any]) -> None:
+    await outlay.set_policy("agent:agent-a", BUDGET)
+    outlay.upstream.script(Reply(body=openai_answer(prompt=25, completion=5)))
+    resp = await outlay.chat(key["key"])
+    assert resp.status == 200
+    cost = "0.000035"  # 25 x 1 + 5 x 2 micro-USD
+    assert resp.headers["X-Outlay-Cost-USD"] == cost
+    assert await spend(outlay) == (cost, "0")
+    entry = await last_entry(outlay, resp.headers["X-Outlay-Request-Id"])
+    assert entry["settlement"] == "settled"
+    assert entry["cost_usd"] == cost
+    assert entry["spent_usd"] == cost
+    assert entry["status"] == 200
+    usage = await outlay.usage("agent:agent-a")
+    assert usage["spend_by_model"] == {"test-gpt": cost}
+    assert usage["spend_by_vendor"] == {"openai": cost}
+
+
+async def test_cached_input_is_priced_as_cached(outlay: Outlay, key: dict[str, Any]) -> None:
+    await outlay.set_policy("agent:agent-a", BUDGET)
+    body = openai_answer(prompt=30, completion=0).replace(
+        b'"total_tokens"', b'"prompt_tokens_details":{"cached_tokens":12},"total_tokens"')
+    outlay.upstream.script(Reply(body=body))
+    resp = await outlay.chat(key["key"])
+    # test-gpt has no cached price: cached input costs what input costs
+    assert resp.headers["X-Outlay-Cost-USD"] == "0.00003"
+
+
+async def test_anthropic_answer_settles_to_its_usage(outlay: Outlay,
+                                                     key: dict[str, Any]) -> None:
+    await outlay.set_policy("agent:agent-a", BUDGET)
+    outlay.upstream.script(Reply(body=anthropic_answer(input_tokens=30, output_tokens=6)))
+    resp = await outlay.messages(key["key"])
+    assert resp.status == 200
+    assert resp.headers["X-Outlay-Cost-USD"] == "0.00018"  # 30 x 3 + 6 x 15
+    assert await spend(outlay) == ("0.00018", "0")
+
+
+async def test_provider_refusal_voids(outlay: Outlay, key: dict[str, Any]) -> None:
+    await outlay.set_policy("agent:agent-a", BUDGET)
+    outlay.upstream.script(Reply(status=429, body=b'{"error": {"message": "slow down"}}'))
+    resp = await outlay.chat(key["key"])
+    assert resp.status == 429
+    assert "X-Outlay-Cost-USD" not in resp.headers
+    assert await spend(outlay) == ("0", "0")
+    entry = await last_entry(outlay, resp.headers["X-Outlay-Request-Id"])
+    assert (entry["settlement"], entry["cost_usd"], entry["status"]) == ("void", "0", 429)
+
+
+async def test_provider_refusal_of_a_stream_voids(outlay: Outlay, key: dict[str, Any]) -> None:
+    await outlay.set_policy("agent:agent-a", BUDGET)
+    outlay.upstream.script(Reply(status=400, body=b'{"error": {"message": "bad"}}'))
+    resp = await outlay.chat(key["key"], {**CHAT, "stream": True})
+    assert resp.status == 400
+    assert await resp.read() == b'{"error": {"message": "bad"}}'
+    assert await spend(outlay) == ("0", "0")
+
+
+async def test_unreachable_upstream_voids(outlay: Outlay, key: dict[str, Any]) -> None:
+    await outlay.set_policy("agent:agent-a", BUDGET)
+    outlay.upstream.script(Reply(unreachable=True))
+    resp = await outlay.chat(key["key"])
+    assert resp.status == 502
+    assert error_of(await resp.json(), "openai")["code"] == "upstream_unavailable"
+    assert await spend(outlay) == ("0", "0")
+    entry = await last_entry(outlay, resp.headers["X-Outlay-Request-Id"])
+    assert (entry["settlement"], entry["cost_usd"], entry["status"]) == ("void", "0", 502)
+
+
+async def test_connection_lost_after_sending_is_charged_in_full(outlay: Outlay,
+                                                                key: dict[str, Any]) -> None:
+    await outlay.set_policy("agent:agent-a", BUDGET)
+    outlay.upstream.script(Reply(broken=True))
+    resp = await outlay.chat(key["key"])
+    assert resp.status == 502
+    assert error_of(await resp.json(), "openai")["code"] == "upstream_unavailable"
+    entry = await last_entry(outlay, resp.headers["X-Outlay-Request-Id"])
+    assert (entry["settlement"], entry["status"]) == ("unsettled", 502)
+    assert usd_to_micros(entry["cost_usd"]) == usd_to_micros(entry["reserved_usd"]) > 0
+    assert await spend(outlay) == (entry["reserved_usd"], "0")
+
+
+async def test_answer_broken_mid_body_is_charged_in_full(outlay: Outlay,
+                                                         key: dict[str, Any]) -> None:
+    await outlay.set_policy("agent:agent-a", BUDGET)
+    outlay.upstream.script(Reply(body=openai_answer(), break_after=0))
+    resp = await outlay.chat(key["key"])
+    assert resp.status == 502
+    assert resp.headers["X-Outlay-Request-Id"].startswith("req_")
+    assert error_of(await resp.json(), "openai")["code"] == "upstream_unavailable"
+    assert outlay.upstream.responses[-1].closed
+    entry = await last_entry(outlay, resp.headers["X-Outlay-Request-Id"])
+    assert (entry["settlement"], entry["status"]) == ("unsettled", 502)
+    assert entry["cost_usd"] == entry["reserved_usd"]
+    assert await spend(outlay) == (entry["reserved_usd"], "0")
+
+
+async def test_answer_without_usage_is_charged_in_full(outlay: Outlay,
+                                                       key: dict[str, Any]) -> None:
+    await outlay.set_policy("agent:agent-a", BUDGET)
+    outlay.upstream.script(Reply(body=b'{"id": "x", "choices": []}'))
+    resp = await outlay.chat(key["key"])
+    assert resp.status == 200
+    entry = await last_entry(outlay, resp.headers["X-Outlay-Request-Id"])
+    assert entry["settlement"] == "unsettled"
+    assert entry["cost_usd"] == entry["reserved_usd"]
+
+
+async def test_stream_with_usage_settles_to_it(outlay: Outlay, key: dict[str, Any]) -> None:
+    await outlay.set_policy("agent:agent-a", BUDGET)
+    chunks = openai_stream(usage=(20, 8))
+    outlay.upstream.script(Reply(headers=SSE_HEADERS, chunks=chunks))
+    resp = await outlay.chat(key["key"], {**CHAT, "stream": True})
+    data, cut = await read_rest(resp)
+    assert not cut
+    assert data == b"".join(chunks)
+    assert await spend(outlay) == ("0.000036", "0")  # 20 x 1 + 8 x 2
+    entry = await last_entry(outlay, resp.headers["X-Outlay-Request-Id"])
+    assert (entry["settlement"], entry["cost_usd"]) == ("settled", "0.000036")
+
+
+async def test_anthropic_stream_settles_to_its_usage(outlay: Outlay,
+                                                     key: dict[str, Any]) -> None:
+    await outlay.set_policy("agent:agent-a", BUDGET)
+    # usage arrives in two pieces: input on message_start, output on message_delta
+    chunks = anthropic_stream(input_tokens=30, output_tokens=6)
+    outlay.upstream.script(Reply(headers=SSE_HEADERS, chunks=chunks))
+    resp = await outlay.messages(key["key"], {**MESSAGE, "stream": True})
+    data, cut = await read_rest(resp)
+    assert not cut
+    assert data == b"".join(chunks)
+    assert await spend(outlay) == ("0.00018", "0")
+    entry = await last_entry(outlay, resp.headers["X-Outlay-Request-Id"])
+    assert (entry["settlement"], entry["cost_usd"]) == ("settled", "0.00018")
+
+
+async def test_stream_split_mid_event_still_settles(outlay: Outlay, key: dict[str, Any]) -> None:
+    await outlay.set_policy("agent:agent-a", BUDGET)
+    whole = b"".join(openai_stream(usage=(20, 8)))
+    pieces = [whole[i:i + 7] for i in range(0, len(whole), 7)]
+    outlay.upstream.script(Reply(headers=SSE_HEADERS, chunks=pieces))
+    resp = await outlay.chat(key["key"], {**CHAT, "stream": True})
+    assert (await read_rest(resp))[0] == whole
+    assert await spend(outlay) == ("0.000036", "0")
+
+
+async def test_stream_without_usage_is_charged_in_full(outlay: Outlay,
+                                                       key: dict[str, Any]) -> None:
+    await outlay.set_policy("agent:agent-a", BUDGET)
+    outlay.upstream.script(Reply(headers=SSE_HEADERS, chunks=openai_stream(usage=None)))
+    resp = await outlay.chat(key["key"], {**CHAT, "stream": True})
+    _, cut = await read_rest(resp)
+    assert not cut
+    entry = await last_entry(outlay, resp.headers["X-Outlay-Request-Id"])
+    assert entry["settlement"] == "unsettled"
+    assert usd_to_micros(entry["cost_usd"]) == usd_to_micros(entry["reserved_usd"]) > 0
+    assert await spend(outlay) == (entry["reserved_usd"], "0")
+
+
+async def test_stream_broken_mid_way_is_charged_in_full(outlay: Outlay,
+                                                        key: dict[str, Any]) -> None:
+    await outlay.set_policy("agent:agent-a", BUDGET)
+    chunks = openai_stream(usage=(20, 8))
+    outlay.upstream.script(Reply(headers=SSE_HEADERS, chunks=chunks, break_after=1))
+    resp = await outlay.chat(key["key"], {**CHAT, "stream": True})
+    assert resp.status == 200
+    data, cut = await read_rest(resp)
+    assert data == chunks[0]
+    assert cut, "a stream the provider broke must not look complete to the client"
+    assert outlay.upstream.responses[-1].closed
+    entry = await last_entry(outlay, resp.headers["X-Outlay-Request-Id"])
+    assert entry["settlement"] == "unsettled"
+    assert entry["cost_usd"] == entry["reserved_usd"]
+    assert await spend(outlay) == (entry["reserved_usd"], "0")
+
+
+async def test_chunks_pass_through_as_they_arrive(outlay: Outlay, key: dict[str, Any]) -> None:
+    await outlay.set_policy("agent:agent-a", BUDGET)
+    chunks = openai_stream(usage=(20, 8))
+    outlay.upstream.script(Reply(headers=SSE_HEADERS, chunks=chunks, pause_after=1))
+    resp = await outlay.chat(key["key"], {**CHAT, "stream": True})
+    assert resp.status == 200
+
+    first = await read_at_least(resp, len(chunks[0]))
+    assert first == chunks[0]
+    assert outlay.upstream.paused.is_set()
+    assert not outlay.upstream.release.is_set()  # the provider has not sent the rest yet
+    spent, reserved = await spend(outlay)
+    assert spent == "0"
+    assert usd_to_micros(reserved) > 0  # held while the call is in flight
+
+    outlay.upstream.release.set()
+    rest, cut = await read_rest(resp)
+    assert not cut
+    assert first + rest == b"".join(chunks)
+    assert await spend(outlay) == ("0.000036", "0")
+
+
+async def test_client_gone_mid_stream_leaves_nothing_held(outlay: Outlay,
+                                                          key: dict[str, Any]) -> None:
+    await outlay.set_policy("agent:agent-a", BUDGET)
+    chunks = openai_stream(usage=(20, 8))
+    outlay.upstream.script(Reply(headers=SSE_HEADERS, chunks=chunks, pause_after=1))
+    resp = await outlay.chat(key["key"], {**CHAT, "stream": True})
+    rid = resp.headers["X-Outlay-Request-Id"]
+    await read_at_least(resp, len(chunks[0]))
+    resp.close()  # the agent hangs up
+    outlay.upstream.release.set()
+    # whether the gateway notices before the provider finishes is a race; either way the
+    # reservation settles (to the usage, or in full) and nothing stays held
+    outcome = await outlay.store.wait_settled(rid)
+    assert outcome.settled in ("settled", "unsettled")
+    assert (await spend(outlay))[1] == "0"
