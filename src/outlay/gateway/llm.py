@@ -107,7 +107,7 @@ async def proxy(request: web.Request, route: Route) -> web.StreamResponse:
     outgoing = UpstreamRequest(
         provider=route.provider, method="POST", path=route.path,
         headers=request_headers(request.headers), body=forward_body, stream=stream,
-        query=request.query_string,
+        query=request.rel_url.raw_query_string,
     )
     task = asyncio.current_task()
     if task is not None:

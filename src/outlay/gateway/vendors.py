@@ -31,7 +31,7 @@ async def vendor_proxy(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     rid = new_request_id()
     vendor = request.match_info["vendor"]
-    path = "/" + request.match_info["path"]
+    path = _raw_path(request)
     secret = agent_key(request)
     key_hash = hash_secret(secret) if secret else None
     pricing = gw.vendor_pricing.get(vendor)
@@ -66,9 +66,20 @@ async def vendor_proxy(request: web.Request) -> web.StreamResponse:
     outgoing = UpstreamRequest(
         provider=vendor, method=request.method.upper(), path=path,
         headers={k: v for k, v in request.headers.items() if k.lower() not in _DROP},
-        body=est.body, stream=False, query=request.query_string,
+        body=est.body, stream=False, query=request.rel_url.raw_query_string,
     )
     return await _forward(gw, pricing, vcall, est, reservation, outgoing, ours)
+
+
+def _raw_path(request: web.Request) -> str:
+    """The vendor-relative path as the agent encoded it, `%3F` and `%23` included.
+
+    aiohttp decodes match_info; forwarding that would end the path at a decoded `?` or `#`.
+    Pricing decodes the path itself (vendors.base.route_path). aiohttp routes on the path
+    with `%2F` kept encoded, so the raw path has the route's slashes: /vendors/<v>/<rest>.
+    """
+    parts = request.rel_url.raw_path.split("/", 3)
+    return "/" + (parts[3] if len(parts) == 4 else "")
 
 
 async def _forward(

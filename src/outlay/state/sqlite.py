@@ -242,15 +242,26 @@ class SqliteStore:
         now = self.clock()
         c.execute("INSERT OR REPLACE INTO policies(scope, body, updated_ms) VALUES (?, ?, ?)",
                   (scope, json.dumps(policy.to_dict(), sort_keys=True), now))
-        # a budget added mid-period starts from what the scope already spent in that period
-        for budget in policy.budgets:
-            start = ledger_sql.period_start_of(budget.period, now)
-            where, args = ledger_sql.scope_filter(scope)
+        # A budget put mid-period starts from what the ledger says the scope spent in that
+        # period, and holds the scope's calls still in flight; the counter is rebuilt each
+        # time, since spend made while the scope had no such budget never reached it.
+        where, args = ledger_sql.scope_filter(scope)
+        in_flight = f"SELECT r.id, r.holds, r.amount FROM reservations r JOIN ledger ON ledger.request_id = r.id WHERE {where} AND ts_ms >= ?"  # noqa: S608, E501 (fixed column names)
+        for period in {b.period for b in policy.budgets}:
+            start = ledger_sql.period_start_of(period, now)
             spent = c.execute(
                 f"SELECT COALESCE(SUM(cost), 0) FROM ledger WHERE {where} AND ts_ms >= ? "  # noqa: S608 (fixed column names)
                 "AND settlement IN ('settled', 'unsettled')", (*args, start)).fetchone()[0]
-            c.execute("INSERT OR IGNORE INTO counters(scope, period, period_start, spent) "
-                      "VALUES (?, ?, ?, ?)", (scope, budget.period, start, spent))
+            reserved = 0
+            for rid, holds_text, amount in c.execute(in_flight, (*args, start)).fetchall():
+                holds = json.loads(holds_text)
+                if not any(h[:3] == [scope, period, start] for h in holds):
+                    holds.append([scope, period, start, amount])
+                    c.execute("UPDATE reservations SET holds=? WHERE id=?",
+                              (json.dumps(holds), rid))
+                reserved += amount
+            c.execute("INSERT OR REPLACE INTO counters(scope, period, period_start, spent, "
+                      "reserved) VALUES (?, ?, ?, ?, ?)", (scope, period, start, spent, reserved))
 
     async def put_policy(self, scope: str, policy: Policy) -> Policy:
         with self.tx() as c:
@@ -296,17 +307,15 @@ class SqliteStore:
         return Reservation(ticket.request_id, key, decision.limits, call.cost_micros or 0, now)
 
     def _is_replay(self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, now: int) -> bool:
-        """A retry of a call already reserved under the same idempotency key: recorded,
-        forwarded, never charged again. The first attempt registers the key."""
+        """A retry of a call already admitted under the same idempotency key: recorded,
+        forwarded, never charged again. Only an admitted call registers its key
+        (`_write_admit`), so the retry of a refused call is decided afresh."""
         idem = ticket.idempotency_key
         if idem is None:
             return False
-        vendor = ticket.call.vendor
         first = c.execute("SELECT request_id FROM idempotency WHERE key_id=? AND vendor=? "
-                          "AND idem=?", (key.id, vendor, idem)).fetchone()
+                          "AND idem=?", (key.id, ticket.call.vendor, idem)).fetchone()
         if first is None:
-            c.execute("INSERT INTO idempotency(key_id, vendor, idem, request_id, created_ms) "
-                      "VALUES (?, ?, ?, ?, ?)", (key.id, vendor, idem, ticket.request_id, now))
             return False
         ledger_sql.insert(c, ticket, key, now, decision="allowed", code="idempotent_replay",
                           scope=None, status=None, reserved=0,
@@ -371,6 +380,10 @@ class SqliteStore:
              call.tokens,
              json.dumps([[h.scope, h.period, h.period_start, h.amount] for h in admit.holds]),
              json.dumps(tpm), json.dumps(list(admit.parallel_scopes))))
+        if ticket.idempotency_key is not None:
+            c.execute("INSERT INTO idempotency(key_id, vendor, idem, request_id, created_ms) "
+                      "VALUES (?, ?, ?, ?, ?)",
+                      (key.id, call.vendor, ticket.idempotency_key, ticket.request_id, now))
         limits = admit.limits
         cap = limits.budget_cap
         spent = None if cap is None or limits.budget_remaining is None else (
