@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pytest
-
 from outlay.policy.money import micros_to_usd, usd_to_micros
 
 from .fakes import (
@@ -187,9 +185,6 @@ async def test_429_carries_the_refusing_window(outlay: Outlay, key: dict[str, An
     assert resp.headers["RateLimit"] == f'"rpm";r=0;t={retry}'
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "policy.decision.Limits does not say which request window is the tightest, so headers.py "
-    "names the wrong one when two windows share a limit (reported to the policy owners)"))
 async def test_ratelimit_fields_name_the_window_they_describe(outlay: Outlay,
                                                               key: dict[str, Any]) -> None:
     await outlay.set_policy(f"key:{key['id']}", {"rpm": 5})

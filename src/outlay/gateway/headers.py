@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from outlay.policy.decision import Limits
 from outlay.policy.money import ceil_div, micros_to_usd
+from outlay.policy.windows import WINDOW_SECONDS
 
 
 def duration(ms: int) -> str:
@@ -29,13 +30,10 @@ def limit_headers(limits: Limits, now_ms: int) -> dict[str, str]:
         out["X-RateLimit-Remaining-Requests"] = str(remaining)
         out["X-RateLimit-Reset"] = str(ceil_div(reset_ms, 1000))
         out["x-ratelimit-reset-requests"] = duration(reset_ms - now_ms)
-        tight = min(
-            (p for p in limits.policies if p[0] != "tpm" and p[1] == limits.requests_limit),
-            default=None,
-        )
-        if tight is not None:
-            name, limit, seconds = tight
-            out["RateLimit-Policy"] = f'"{name}";q={limit};w={seconds}'
+        name = limits.requests_window
+        if name is not None:
+            seconds = WINDOW_SECONDS[name]
+            out["RateLimit-Policy"] = f'"{name}";q={limits.requests_limit};w={seconds}'
             out["RateLimit"] = f'"{name}";r={remaining};t={ceil_div(reset_ms - now_ms, 1000)}'
     if limits.tokens_limit is not None:
         reset_ms = max(now_ms, limits.tokens_reset_ms or now_ms)

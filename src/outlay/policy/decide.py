@@ -185,13 +185,13 @@ class _LimitsBuilder:
     """Keeps the tightest request window, token window and hard budget seen."""
 
     def __init__(self) -> None:
-        self.req: tuple[int, int, int] | None = None  # remaining, limit, reset
-        self.tok: tuple[int, int, int] | None = None
+        self.req: tuple[int, int, int, str] | None = None  # remaining, limit, reset, window
+        self.tok: tuple[int, int, int, str] | None = None
         self.bud: tuple[int, int] | None = None  # remaining, cap
         self.policies: list[tuple[str, int, int]] = []
 
     def window(self, name: str, limit: int, used: int, reset_ms: int) -> None:
-        entry = (max(0, limit - used), limit, reset_ms)
+        entry = (max(0, limit - used), limit, reset_ms, name)
         self.policies.append((name, limit, WINDOW_SECONDS[name]))
         if name == "tpm":
             self.tok = entry if self.tok is None or entry < self.tok else self.tok
@@ -208,6 +208,7 @@ class _LimitsBuilder:
             requests_limit=req[1] if req else None,
             requests_remaining=req[0] if req else None,
             requests_reset_ms=req[2] if req else None,
+            requests_window=req[3] if req else None,
             tokens_limit=tok[1] if tok else None,
             tokens_remaining=tok[0] if tok else None,
             tokens_reset_ms=tok[2] if tok else None,

@@ -88,6 +88,7 @@ class Limits:
     requests_limit: int | None = None
     requests_remaining: int | None = None
     requests_reset_ms: int | None = None
+    requests_window: str | None = None  # which window is the tightest: rpm, rph or rpd
     tokens_limit: int | None = None
     tokens_remaining: int | None = None
     tokens_reset_ms: int | None = None
