@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -130,7 +131,9 @@ def parse_policy(raw: object) -> Policy:
         for name in ("rpm", "rph", "rpd", "tpm", "max_parallel")
         if raw.get(name) is not None
     }
-    budgets_raw = raw.get("budgets") or []
+    budgets_raw = raw.get("budgets")
+    if budgets_raw is None:
+        budgets_raw = []
     if not isinstance(budgets_raw, list):
         raise PolicyError("budgets must be a list")
     budgets = tuple(parse_budget(b, i) for i, b in enumerate(budgets_raw))
@@ -145,7 +148,8 @@ def parse_policy(raw: object) -> Policy:
             f"on_breach must be 'block', 'alert' or 'require_approval', got {on_breach!r}"
         )
     wait = raw.get("approval_wait_s", 0)
-    if isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0:
+    if (isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0
+            or not math.isfinite(wait)):
         raise PolicyError("approval_wait_s must be a non-negative number of seconds")
     return Policy(
         rpm=limits.get("rpm"),

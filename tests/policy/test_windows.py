@@ -1,0 +1,221 @@
+"""Rolling windows: exact admission, never over-admitting, honest retry_after."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from outlay.policy.windows import (
+    BUCKETS,
+    LIMIT_CODES,
+    WINDOW_SECONDS,
+    WindowState,
+    bucket_ms,
+    bucket_of,
+    check,
+    decode,
+    encode,
+)
+
+T0 = 1_710_417_600_000  # 2024-03-14T12:00:00Z, a bucket boundary for every window
+
+
+def burst(name: str, limit: int, count: int, now: int, state: WindowState | None = None,
+          weight: int = 1) -> tuple[WindowState, list[bool]]:
+    state = state or WindowState()
+    admitted = []
+    for _ in range(count):
+        result = check(name, state, limit, weight, now)
+        admitted.append(result.allowed)
+        state = result.state
+    return state, admitted
+
+
+def test_bucket_widths() -> None:
+    assert BUCKETS == 60
+    assert WINDOW_SECONDS == {"rpm": 60, "rph": 3600, "rpd": 86400, "tpm": 60}
+    assert [bucket_ms(n) for n in ("rpm", "rph", "rpd", "tpm")] == [1000, 60_000, 1_440_000, 1000]
+    assert bucket_of("rpm", T0 + 999) == bucket_of("rpm", T0) == T0 // 1000
+    assert bucket_of("rpm", T0 + 1000) == T0 // 1000 + 1
+
+
+def test_limit_codes() -> None:
+    assert LIMIT_CODES == {
+        "rpm": "rate_limit_exceeded",
+        "rph": "hourly_rate_limit_exceeded",
+        "rpd": "daily_rate_limit_exceeded",
+        "tpm": "token_rate_limit_exceeded",
+    }
+
+
+@pytest.mark.parametrize("name", ["rpm", "rph", "rpd"])
+@pytest.mark.parametrize("offset", [0, 1, 499, 999])
+def test_a_burst_admits_exactly_the_limit(name: str, offset: int) -> None:
+    now = T0 + offset
+    state, admitted = burst(name, 30, 31, now)
+    assert admitted == [True] * 30 + [False]
+    refused = check(name, state, 30, 1, now)
+    assert not refused.allowed
+    assert refused.used == 30
+    assert refused.limit == 30
+    window = WINDOW_SECONDS[name] * 1000
+    # the burst's bucket leaves the window one window after the bucket's end
+    assert refused.retry_after_ms == window + bucket_ms(name) - offset
+    assert refused.state == state  # a refusal changes nothing
+    assert check(name, state, 30, 1, now + refused.retry_after_ms - 1).allowed is False
+    assert check(name, state, 30, 1, now + refused.retry_after_ms).allowed is True
+
+
+def test_used_and_remaining_track_the_burst() -> None:
+    state = WindowState()
+    for i in range(1, 6):
+        result = check("rpm", state, 5, 1, T0 + i * 100)
+        assert (result.allowed, result.used) == (True, i)
+        state = result.state
+    assert state.used == 5
+    assert state.counts == (5,)
+
+
+def test_retry_after_waits_only_for_the_oldest_needed_bucket() -> None:
+    state = WindowState()
+    for second in range(10):  # one request per second, limit 10
+        result = check("rpm", state, 10, 1, T0 + second * 1000)
+        assert result.allowed
+        state = result.state
+    now = T0 + 30_000
+    refused = check("rpm", state, 10, 1, now)
+    assert not refused.allowed
+    # the request at T0 stops counting once the bucket [T0, T0+1s) is a full window old
+    assert now + refused.retry_after_ms == T0 + 1000 + 60_000
+    assert check("rpm", state, 10, 1, now + refused.retry_after_ms).allowed
+    # a request needing two slots waits for the second-oldest bucket too
+    two = check("rpm", state, 10, 2, now)
+    assert now + two.retry_after_ms == T0 + 2000 + 60_000
+
+
+def test_weight_above_the_limit_is_refused_with_a_window_wait() -> None:
+    result = check("tpm", WindowState(), 100, 101, T0)
+    assert not result.allowed
+    assert result.retry_after_ms == 60_000
+    assert check("tpm", WindowState(), 100, 100, T0).allowed
+
+
+def test_zero_limit_admits_nothing() -> None:
+    assert not check("rpm", WindowState(), 0, 1, T0).allowed
+
+
+def test_reset_is_when_the_oldest_counted_bucket_leaves() -> None:
+    state = check("rpm", WindowState(), 5, 1, T0 + 250).state
+    later = check("rpm", state, 5, 1, T0 + 20_000)
+    assert later.reset_ms == T0 + 1000 + 60_000
+    empty = check("rpm", WindowState(), 5, 0, T0 + 7)
+    assert empty.reset_ms == T0 + 7
+
+
+def _brute_force(seed: int, name: str, limit: int, max_weight: int) -> tuple[int, int]:
+    """Drive one window with random traffic; compare with a log of admitted timestamps."""
+    rng = random.Random(seed)
+    window = WINDOW_SECONDS[name] * 1000
+    width = bucket_ms(name)
+    # mostly dense traffic that presses on the limit, now and then a long pause
+    steps = [0, 1, 7, width // 4, width - 1, width, width + 1, 2 * width, window // 3,
+             window - width, window - 1, window, window + width]
+    odds = [30, 10, 10, 10, 10, 10, 5, 5, 2, 1, 1, 1, 1]
+    now = T0 + rng.randrange(window)
+    state = WindowState()
+    log: list[tuple[int, int]] = []  # (time, weight) of every admitted request
+    admitted = refused = 0
+    for _ in range(2_500):
+        now += rng.choices(steps, odds)[0]
+        weight = rng.randint(1, max_weight)
+        result = check(name, state, limit, weight, now)
+        in_window = sum(w for t, w in log if now - t < window)  # the rolling (now-W, now]
+        # slots the bucketing may still count: anything within one extra bucket
+        counted = sum(w for t, w in log if now - t < window + width)
+        if result.allowed:
+            admitted += 1
+            log.append((now, weight))
+            # never over-admits: every rolling window ending at an admission holds <= limit
+            assert in_window + weight <= limit, (seed, now)
+            assert result.used >= in_window + weight
+        else:
+            refused += 1
+            # never stricter than a log that counts one extra bucket
+            assert counted + weight > limit, (seed, now)
+            wait = result.retry_after_ms
+            assert wait >= 1
+            if weight <= limit:
+                assert check(name, state, limit, weight, now + wait).allowed, (seed, now)
+            if wait > 1:
+                assert not check(name, state, limit, weight, now + wait - 1).allowed
+        state = decode(encode(result.state))  # as a store keeps it between requests
+        log = [(t, w) for t, w in log if now - t < window + width]
+    return admitted, refused
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_no_rolling_window_ever_holds_more_than_the_limit(seed: int) -> None:
+    admitted, refused = _brute_force(seed, "rpm", 30, 1)
+    assert admitted > 100  # the traffic did press on the limit
+    assert refused > 100
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_weighted_token_windows_never_over_admit(seed: int) -> None:
+    admitted, refused = _brute_force(1000 + seed, "tpm", 500, 120)
+    assert admitted > 100
+    assert refused > 100
+
+
+@pytest.mark.parametrize("name", ["rph", "rpd"])
+def test_long_windows_never_over_admit(name: str) -> None:
+    admitted, refused = _brute_force(77, name, 20, 1)
+    assert admitted > 20
+    assert refused > 20
+
+
+def test_rolled_keeps_only_buckets_that_can_overlap_the_window() -> None:
+    state = WindowState(100, (1, 2, 3))  # buckets 98, 99, 100
+    assert state.used == 6
+    assert state.rolled(100) is state
+    assert state.rolled(90) is state  # a clock behind the store's never drops counts
+    assert state.rolled(101) == WindowState(101, (1, 2, 3, 0))
+    assert state.rolled(98 + BUCKETS) == WindowState(158, (1, 2, 3) + (0,) * 58)
+    assert state.rolled(99 + BUCKETS) == WindowState(159, (2, 3) + (0,) * 59)
+    assert state.rolled(100 + BUCKETS) == WindowState(160, (3,) + (0,) * 60)
+    assert state.rolled(101 + BUCKETS) == WindowState(161, ())
+    assert len(state.rolled(158).counts) == BUCKETS + 1
+    assert WindowState().rolled(5) == WindowState(5, ())
+
+
+def test_added() -> None:
+    state = WindowState(100, (1, 2))
+    assert state.added(100, 3) == WindowState(100, (1, 5))
+    assert state.added(102, 4) == WindowState(102, (1, 2, 0, 4))
+    assert WindowState().added(7, 2) == WindowState(7, (2,))
+
+
+def test_adjusted_corrects_a_bucket_after_the_fact() -> None:
+    state = WindowState(100, (10, 20, 30))  # buckets 98, 99, 100
+    assert state.adjusted(99, -5) == WindowState(100, (10, 15, 30))
+    assert state.adjusted(100, 7) == WindowState(100, (10, 20, 37))
+    assert state.adjusted(98, -50) == WindowState(100, (0, 20, 30))  # never negative
+    assert state.adjusted(97, -5) == state  # gone from the window: nothing to correct
+    assert state.adjusted(101, -5) == state
+    assert WindowState().adjusted(3, 1) == WindowState()
+
+
+@pytest.mark.parametrize(
+    "state",
+    [WindowState(), WindowState(5, ()), WindowState(28_573_626, (3,)),
+     WindowState(28_573_626, (0, 1, 0, 30) + (0,) * 57)],
+)
+def test_encode_decode_round_trip(state: WindowState) -> None:
+    assert decode(encode(state)) == state
+
+
+def test_decode_of_nothing_is_an_empty_window() -> None:
+    assert decode(None) == WindowState()
+    assert decode("") == WindowState()
+    assert encode(WindowState(12, (1, 0, 2))) == "12:1,0,2"
