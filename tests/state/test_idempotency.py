@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from outlay.policy.decision import Limits
-from outlay.policy.errors import BudgetExceeded
+from outlay.policy.errors import BudgetExceeded, NotAllowed
 from outlay.policy.model import parse_policy
 from outlay.state.base import KeyRecord, NewKey, Outcome, StateStore
 
@@ -32,15 +31,25 @@ async def test_a_retry_under_the_same_key_is_a_free_replay(store: StateStore) ->
                                        idempotency_key="idem-1", request_id="req_first"))
     retry = await store.reserve(ticket(secret, 6_000, vendor="stripe", model=None,
                                        idempotency_key="idem-1", request_id="req_retry"))
-    assert (retry.amount, retry.limits, retry.key.id) == (0, Limits(), record.id)
+    assert (retry.amount, retry.key.id) == (0, record.id)
     line = await budget_line(store, "global", "month")
     assert line["reserved_usd"] == "0.006"  # held once
     row = (await store.audit(None, 1))[0]
-    assert (row["request_id"], row["decision"], row["code"], row["settlement"],
-            row["reserved_usd"]) == ("req_retry", "allowed", "idempotent_replay", "replay", "0")
+    assert (row["request_id"], row["decision"], row["code"], row["reserved_usd"]) == (
+        "req_retry", "allowed", "idempotent_replay", "0")
     assert await store.settle(Outcome(first.id, 200, cost_micros=6_000))
-    assert not await store.settle(Outcome(retry.id, 200, cost_micros=6_000))  # nothing held
+    assert await store.settle(Outcome(retry.id, 200, cost_micros=6_000))  # capped at 0 held
     assert await ledger_cost(store) == 6_000
+
+
+async def test_a_replay_still_faces_the_allow_lists(store: StateStore) -> None:
+    record, secret = await stripe_key(store, usd=1)
+    await store.reserve(ticket(secret, 1_000, vendor="stripe", model=None,
+                               idempotency_key="idem-1"))
+    await store.put_policy(f"key:{record.id}", parse_policy({"vendors": ["openai"]}))
+    with pytest.raises(NotAllowed):
+        await store.reserve(ticket(secret, 1_000, vendor="stripe", model=None,
+                                   idempotency_key="idem-1"))
 
 
 async def test_idempotency_keys_are_per_key_and_vendor(store: StateStore) -> None:

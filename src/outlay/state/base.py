@@ -55,6 +55,7 @@ class Ticket:
     # a vendor retry carrying the same key (Stripe's Idempotency-Key) reserves and is
     # charged once: the retry is recorded as a replay and holds nothing
     idempotency_key: str | None = None
+    replay: bool = False  # set by the store: this call repeats an admitted idempotency key
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,12 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
 from outlay.policy.decide import authenticate, decide
-from outlay.policy.decision import Admit, Counter, KeyInfo, Limits, ScopeView, call_scopes
+from outlay.policy.decision import Admit, Counter, KeyInfo, ScopeView, call_scopes
 from outlay.policy.errors import OutlayError
 from outlay.policy.model import Policy, parse_policy
 from outlay.policy.windows import REQUEST_WINDOWS, bucket_of, decode, encode
@@ -292,9 +293,11 @@ class SqliteStore:
             refusal = authenticate(key, now)
             if refusal is not None or key is None:
                 self._refusal_row(c, ticket, key, now, refusal, None)
-            elif self._is_replay(c, ticket, key, now):
-                return Reservation(ticket.request_id, key, Limits(), 0, now)
             else:
+                if self._is_replay(c, ticket, key):
+                    # decided like any call (allow-lists, windows), but it holds no money
+                    call = replace(call, cost_micros=0)
+                    ticket = replace(ticket, call=call, idempotency_key=None, replay=True)
                 views = self._views(c, call_scopes(key, call.vendor), now)
                 decision = decide(call, key, views, now, ticket.aliases, ticket.free_models)
                 if isinstance(decision, Admit):
@@ -306,21 +309,15 @@ class SqliteStore:
             raise refusal or StateError("decision lost")
         return Reservation(ticket.request_id, key, decision.limits, call.cost_micros or 0, now)
 
-    def _is_replay(self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, now: int) -> bool:
-        """A retry of a call already admitted under the same idempotency key: recorded,
-        forwarded, never charged again. Only an admitted call registers its key
-        (`_write_admit`), so the retry of a refused call is decided afresh."""
-        idem = ticket.idempotency_key
-        if idem is None:
+    def _is_replay(self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo) -> bool:
+        """A retry of a call already admitted under the same idempotency key is forwarded but
+        never charged again. Only an admitted call registers its key (`_write_admit`), so
+        the retry of a refused call is decided afresh, money included."""
+        if ticket.idempotency_key is None:
             return False
-        first = c.execute("SELECT request_id FROM idempotency WHERE key_id=? AND vendor=? "
-                          "AND idem=?", (key.id, ticket.call.vendor, idem)).fetchone()
-        if first is None:
-            return False
-        ledger_sql.insert(c, ticket, key, now, decision="allowed", code="idempotent_replay",
-                          scope=None, status=None, reserved=0,
-                          settlement="replay", spent=None, cap=None)
-        return True
+        first = c.execute("SELECT 1 FROM idempotency WHERE key_id=? AND vendor=? AND idem=?",
+                          (key.id, ticket.call.vendor, ticket.idempotency_key)).fetchone()
+        return first is not None
 
     def _views(self, c: sqlite3.Connection, scopes: tuple[str, ...], now: int) -> list[ScopeView]:
         marks = ",".join("?" * len(scopes))
@@ -388,7 +385,8 @@ class SqliteStore:
         cap = limits.budget_cap
         spent = None if cap is None or limits.budget_remaining is None else (
             cap - limits.budget_remaining)
-        ledger_sql.insert(c, ticket, key, now, decision="allowed", code=None, scope=None,
+        ledger_sql.insert(c, ticket, key, now, decision="allowed",
+                          code="idempotent_replay" if ticket.replay else None, scope=None,
                           status=None, reserved=call.cost_micros or 0, settlement="pending",
                           spent=spent, cap=cap)
 

@@ -129,11 +129,11 @@ def test_a_retry_with_the_same_idempotency_key_is_charged_once(
     sent = mock_vendors.creations(mark, "stripe", INTENTS)
     assert [c.headers.get("idempotency-key") for c in sent] == [idem, idem]
     entries = vendor_gateway.audit(f"agent:{agent}")
-    replays = [e for e in entries if e["settlement"] == "replay"]
+    replays = [e for e in entries if e["code"] == "idempotent_replay"]
     assert len(replays) == 1
-    assert replays[0]["code"] == "idempotent_replay"
     assert Decimal(replays[0]["reserved_usd"]) == 0
-    charged = [e for e in entries if e["settlement"] == "settled"]
+    assert Decimal(replays[0]["cost_usd"]) == 0
+    charged = [e for e in entries if e["settlement"] == "settled" and e["code"] is None]
     assert [micros(e["cost_usd"]) for e in charged] == [20_000_000]
 
 
