@@ -1,0 +1,85 @@
+"""Fixtures for end-to-end tests: gateways started per test or once per session, and their
+logs attached to the report of any test that fails while they run."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .harness import POOL_CONFIG, SHARED_CONFIG, Gateway, Launch
+
+LOG_TAIL_LINES = 200
+_RUNNING: pytest.StashKey[list[Gateway]] = pytest.StashKey()
+
+
+def _register(config: pytest.Config, gateway: Gateway) -> None:
+    config.stash.setdefault(_RUNNING, []).append(gateway)
+
+
+def _unregister(config: pytest.Config, gateway: Gateway) -> None:
+    running = config.stash.get(_RUNNING, [])
+    if gateway in running:
+        running.remove(gateway)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.failed:
+        for gateway in item.config.stash.get(_RUNNING, []):
+            tail = "\n".join(gateway.log().splitlines()[-LOG_TAIL_LINES:])
+            report.sections.append((f"outlay serve log ({gateway.name})", tail))
+    return report
+
+
+@contextlib.contextmanager
+def _launcher(config: pytest.Config, root: Path) -> Iterator[Launch]:
+    started: list[Gateway] = []
+
+    def launch(config_doc: dict[str, Any] | None = None, *, workers: int = 1,
+               state: Path | None = None, name: str = "gw") -> Gateway:
+        directory = root / f"{name}-{len(started) + 1}"
+        gateway = Gateway(directory, config_doc or {}, workers, state)
+        started.append(gateway)
+        _register(config, gateway)
+        return gateway.start()
+
+    try:
+        yield launch
+    finally:
+        errors = []
+        for gateway in started:
+            try:
+                gateway.stop()
+            except AssertionError as exc:
+                errors.append(str(exc))
+            finally:
+                _unregister(config, gateway)
+        assert not errors, "\n".join(errors)
+
+
+@pytest.fixture
+def launch(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Launch]:
+    """Start gateways for one test: launch(config, workers=N, state=path) -> Gateway."""
+    with _launcher(request.config, tmp_path) as start:
+        yield start
+
+
+@pytest.fixture(scope="session")
+def gateway(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """One gateway for the tests that only need a running server; each uses its own agents."""
+    with _launcher(request.config, tmp_path_factory.mktemp("shared")) as start:
+        yield start(SHARED_CONFIG, name="shared")
+
+
+@pytest.fixture(scope="module")
+def pool(request: pytest.FixtureRequest,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """Three worker processes on one SQLite file, with a slow provider so calls overlap."""
+    with _launcher(request.config, tmp_path_factory.mktemp("pool")) as start:
+        yield start(POOL_CONFIG, workers=3, name="pool")
