@@ -59,9 +59,9 @@ def test_streamed_chat_ends_with_usage_and_settles_to_its_cost(gateway: Gateway)
         gateway, "oa-stream", policy={"budgets": [{"usd": 1, "period": "day", "mode": "hard"}]})
     scope = f"key:{minted['id']}"
     with client:
-        # the agent does not ask for usage: the gateway does, so it can settle
         chunks = list(client.chat.completions.create(
-            model="gpt-4o-mini", messages=MESSAGES, stream=True))
+            model="gpt-4o-mini", messages=MESSAGES, stream=True,
+            stream_options={"include_usage": True}))
 
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text
@@ -214,3 +214,19 @@ def test_revoked_expired_and_unknown_keys_are_refused(gateway: Gateway) -> None:
         with pytest.raises(openai.AuthenticationError) as caught:
             call(unknown)
         assert caught.value.code == "invalid_api_key"
+
+
+def test_a_plain_stream_loop_works_and_still_settles(gateway: Gateway) -> None:
+    """The loop most agents run, `chunk.choices[0]` on every chunk, works unchanged behind
+    Outlay: the usage chunk Outlay asks for is not passed on unless the agent asked too."""
+    client, minted = new_client(
+        gateway, "oa-plain-stream",
+        policy={"budgets": [{"usd": 1, "period": "day", "mode": "hard"}]})
+    with client:
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True)
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
+    assert text
+    entry = only_entry(gateway, f"key:{minted['id']}")
+    assert (entry["status"], entry["settlement"]) == (200, "settled")
+    assert micros(entry["cost_usd"]) > 0

@@ -233,6 +233,24 @@ async def test_hard_budget_counts_what_was_spent(outlay: Outlay, key: dict[str, 
     assert error["resets_at"] == "2025-07-01T00:00:00Z"
     assert f"$0.00002 spent of a ${error['cap_usd']} hard cap" in error["message"]
     assert len(outlay.upstream.requests) == 1
+    refusal = (await outlay.audit())[0]  # the ledger shows the spend and cap that refused it
+    assert (refusal["code"], refusal["spent_usd"], refusal["cap_usd"]) == (
+        "budget_exceeded", "0.00002", error["cap_usd"])
+
+
+@pytest.mark.parametrize(("method", "path", "status", "code"), [
+    ("GET", "/v1/chat/completions", 405, "method_not_allowed"),
+    ("POST", "/v1/nope", 404, "not_found"),
+    ("GET", "/v1/messages", 405, "method_not_allowed"),
+])
+async def test_unknown_routes_answer_in_the_clients_error_shape(
+        outlay: Outlay, method: str, path: str, status: int, code: str) -> None:
+    resp = await outlay.client.request(method, path)
+    flavor = "anthropic" if path.startswith("/v1/messages") else "openai"
+    error = await refused(resp, flavor, status, code)
+    assert path in error["message"]
+    if status == 405:
+        assert resp.headers["Allow"] == "POST"
 
 
 async def test_soft_budget_lets_calls_through(outlay: Outlay, flavor: str,

@@ -3,6 +3,7 @@ no work, and is charged in full when what was used cannot be known (SPEC §3).""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from outlay.policy.money import usd_to_micros
@@ -21,6 +22,9 @@ from .fakes import (
     read_at_least,
     read_rest,
 )
+
+# a stream whose agent asks for usage gets OpenAI's byte stream unchanged
+USAGE_STREAM = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
 
 BUDGET = {"budgets": [{"usd": 10, "period": "day"}]}
 # Reported usage stays within what the reservation allows ("hi" and max_tokens 10), as a real
@@ -151,7 +155,7 @@ async def test_stream_with_usage_settles_to_it(outlay: Outlay, key: dict[str, An
     await outlay.set_policy("agent:agent-a", BUDGET)
     chunks = openai_stream(usage=(20, 8))
     outlay.upstream.script(Reply(headers=SSE_HEADERS, chunks=chunks))
-    resp = await outlay.chat(key["key"], {**CHAT, "stream": True})
+    resp = await outlay.chat(key["key"], USAGE_STREAM)
     data, cut = await read_rest(resp)
     assert not cut
     assert data == b"".join(chunks)
@@ -180,7 +184,7 @@ async def test_stream_split_mid_event_still_settles(outlay: Outlay, key: dict[st
     whole = b"".join(openai_stream(usage=(20, 8)))
     pieces = [whole[i:i + 7] for i in range(0, len(whole), 7)]
     outlay.upstream.script(Reply(headers=SSE_HEADERS, chunks=pieces))
-    resp = await outlay.chat(key["key"], {**CHAT, "stream": True})
+    resp = await outlay.chat(key["key"], USAGE_STREAM)
     assert (await read_rest(resp))[0] == whole
     assert await spend(outlay) == ("0.000036", "0")
 
@@ -219,7 +223,7 @@ async def test_chunks_pass_through_as_they_arrive(outlay: Outlay, key: dict[str,
     await outlay.set_policy("agent:agent-a", BUDGET)
     chunks = openai_stream(usage=(20, 8))
     outlay.upstream.script(Reply(headers=SSE_HEADERS, chunks=chunks, pause_after=1))
-    resp = await outlay.chat(key["key"], {**CHAT, "stream": True})
+    resp = await outlay.chat(key["key"], USAGE_STREAM)
     assert resp.status == 200
 
     first = await read_at_least(resp, len(chunks[0]))
@@ -252,3 +256,22 @@ async def test_client_gone_mid_stream_leaves_nothing_held(outlay: Outlay,
     outcome = await outlay.store.wait_settled(rid)
     assert outcome.settled in ("settled", "unsettled")
     assert (await spend(outlay))[1] == "0"
+
+
+async def test_a_plain_stream_hides_the_usage_chunk_outlay_asked_for(
+        outlay: Outlay, key: dict[str, Any]) -> None:
+    """Code written for OpenAI's default stream reads choices[0] of every chunk: the
+    choice-less usage chunk Outlay added must not reach it, yet the call still settles."""
+    await outlay.set_policy("agent:agent-a", BUDGET)
+    chunks = openai_stream(usage=(20, 8))
+    outlay.upstream.script(Reply(headers=SSE_HEADERS, chunks=chunks))
+    resp = await outlay.chat(key["key"], {**CHAT, "stream": True})
+    body, cut = await read_rest(resp)
+    assert not cut
+    sent = outlay.upstream.last_json()
+    assert sent["stream_options"] == {"include_usage": True}
+    events = [e for e in body.split(b"\n\n") if e.startswith(b"data: {")]
+    assert events
+    assert all(json.loads(e[6:])["choices"] for e in events)
+    assert body.endswith(b"data: [DONE]\n\n")
+    assert await spend(outlay) == ("0.000036", "0")

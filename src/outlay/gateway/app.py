@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
 from outlay.admin.routes import add_admin_routes
 from outlay.gateway.context import GATEWAY, Gateway
-from outlay.gateway.llm import ROUTES, Route, proxy
+from outlay.gateway.errors import Flavor, error_response
+from outlay.gateway.llm import ROUTES, Route, new_request_id, proxy
 from outlay.gateway.models import list_models
 from outlay.gateway.vendors import vendor_proxy
 from outlay.gateway.wiring import upstream_from_settings, vendor_pricing, vendors_from_settings
+from outlay.policy.errors import OutlayError
 from outlay.pricing.table import PriceTable
 from outlay.settings import Settings
 from outlay.state.base import StateError, StateStore, store_from_url
@@ -32,6 +34,28 @@ def _route(route: Route) -> Callable[[web.Request], object]:
         return await proxy(request, route)
 
     return handler
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Unknown paths and wrong methods answer in the error shape the client expects."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or request.path.startswith("/admin/"):
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "invalid_request")
+        flavor: Flavor = "anthropic" if request.path.startswith("/v1/messages") else "openai"
+        error = OutlayError(code, f"{exc.reason}: {request.method} {request.path}")
+        error.status = exc.status
+        error.error_type = "not_found_error" if flavor == "anthropic" and exc.status == 404 else (
+            "invalid_request_error")
+        response = error_response(error, flavor, new_request_id())
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
 
 
 async def healthz(_: web.Request) -> web.Response:
@@ -66,7 +90,7 @@ def create_app(
         vendors=vendors or vendors_from_settings(settings),
         vendor_pricing=vendor_pricing(settings.vendors),
     )
-    app = web.Application(client_max_size=settings.max_body_bytes + 1)
+    app = web.Application(client_max_size=settings.max_body_bytes + 1, middlewares=[json_errors])
     app[GATEWAY] = gw
     for path, route in ROUTES.items():
         app.router.add_post(path, _route(route))  # type: ignore[arg-type]

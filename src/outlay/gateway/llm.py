@@ -18,7 +18,7 @@ from outlay.gateway.errors import Flavor, error_response
 from outlay.gateway.forward import request_headers, response_headers
 from outlay.gateway.headers import limit_headers
 from outlay.gateway.intake import agent_key, parse_json_object, read_body
-from outlay.gateway.usage_tap import UsageTap, usage_of
+from outlay.gateway.usage_tap import UsageHider, UsageTap, usage_of
 from outlay.policy.decision import Call
 from outlay.policy.errors import OutlayError, Unavailable
 from outlay.policy.money import micros_to_usd
@@ -113,7 +113,9 @@ async def proxy(request: web.Request, route: Route) -> web.StreamResponse:
     if task is not None:
         gw.streams.add(reservation.key.id, task, reservation.key.expires_at_ms)
     try:
-        return await _forward(request, gw, route, reservation, outgoing, ours, price, est)
+        hide_usage = stream and _usage_patched_in(est, body)
+        return await _forward(request, gw, route, reservation, outgoing, ours, price, est,
+                              hide_usage)
     finally:
         if task is not None:
             gw.streams.remove(reservation.key.id, task)
@@ -122,6 +124,7 @@ async def proxy(request: web.Request, route: Route) -> web.StreamResponse:
 async def _forward(
     request: web.Request, gw: Gateway, route: Route, reservation: Reservation,
     outgoing: UpstreamRequest, ours: dict[str, str], price: ModelPrice | None, est: Estimate,
+    hide_usage: bool,
 ) -> web.StreamResponse:
     settle = _Settler(gw, reservation, route, price)
     try:
@@ -138,7 +141,8 @@ async def _forward(
         await settle.finish(502, "unsettled")
         return _broken(route, reservation, ours, exc)
     if outgoing.stream and 200 <= answer.status < 300:
-        return await _stream(request, settle, answer, ours)
+        return await _stream(request, settle, answer, ours,
+                             UsageHider() if hide_usage else None)
     return await _whole(settle, answer, ours, est)
 
 
@@ -183,8 +187,17 @@ async def _whole(
                         headers=response_headers(answer.headers, ours))
 
 
+def _usage_patched_in(est: Estimate, body: dict[str, Any]) -> bool:
+    """True when Outlay, not the agent, asked an OpenAI stream for its usage chunk."""
+    if "stream_options" not in est.body_patch:
+        return False
+    asked = body.get("stream_options")
+    return not (isinstance(asked, dict) and asked.get("include_usage") is True)
+
+
 async def _stream(
-    request: web.Request, settle: _Settler, answer: UpstreamResponse, ours: dict[str, str]
+    request: web.Request, settle: _Settler, answer: UpstreamResponse, ours: dict[str, str],
+    hider: UsageHider | None,
 ) -> web.StreamResponse:
     response = web.StreamResponse(status=answer.status,
                                   headers=response_headers(answer.headers, ours))
@@ -193,7 +206,13 @@ async def _stream(
         await response.prepare(request)
         async for chunk in answer.iter_chunks():
             tap.feed(chunk)
+            if hider is not None:
+                chunk = hider.feed(chunk)
+                if not chunk:
+                    continue
             await response.write(chunk)
+        if hider is not None and (rest := hider.flush()):
+            await response.write(rest)
     except asyncio.CancelledError:
         # cut by the kill switch or the server stopping: what it used is unknown
         await settle.finish(answer.status, "unsettled")

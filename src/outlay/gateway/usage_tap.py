@@ -65,3 +65,38 @@ def usage_of(document: dict[str, Any]) -> dict[str, Any] | None:
             usage: dict[str, Any] = holder["usage"]
             return usage
     return None
+
+
+class UsageHider:
+    """Drops the usage-only chunk of an OpenAI stream when Outlay asked for it and the agent did
+    not: code written against OpenAI's default stream reads `choices[0]` of every chunk, and
+    that last chunk has no choices. Complete events pass at once; only a partial one waits."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._pending + chunk
+        cut = data.rfind(b"\n\n")
+        if cut < 0:
+            self._pending = data
+            return b""
+        complete, self._pending = data[: cut + 2], data[cut + 2 :]
+        if b'"usage"' not in complete:
+            return complete
+        return b"\n\n".join(e for e in complete.split(b"\n\n") if not _usage_only(e))
+
+    def flush(self) -> bytes:
+        rest, self._pending = self._pending, b""
+        return rest
+
+
+def _usage_only(event: bytes) -> bool:
+    payload = event.strip()
+    if not payload.startswith(b"data:") or b'"usage"' not in payload:
+        return False
+    try:
+        chunk = orjson.loads(payload[5:].strip())
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(chunk, dict) and chunk.get("choices") == [] and bool(chunk.get("usage"))

@@ -21,6 +21,7 @@ from outlay.policy.decide import authenticate, decide
 from outlay.policy.decision import Admit, Counter, KeyInfo, ScopeView, call_scopes
 from outlay.policy.errors import OutlayError
 from outlay.policy.model import Policy, parse_policy
+from outlay.policy.money import usd_to_micros
 from outlay.policy.windows import REQUEST_WINDOWS, bucket_of, decode, encode
 from outlay.state import ledger_sql
 from outlay.state.base import (
@@ -395,8 +396,13 @@ class SqliteStore:
         error: OutlayError | None, scope: str | None,
     ) -> None:
         status, code = (error.status, error.code) if error else (401, "invalid_api_key")
+        spent = cap = None
+        if error is not None and error.code == "budget_exceeded":
+            # the audit shows the spend and cap that refused the call
+            spent = usd_to_micros(error.details["spent_usd"])
+            cap = usd_to_micros(error.details["cap_usd"])
         ledger_sql.insert(c, ticket, key, now, decision="refused", code=code, scope=scope,
-                          status=status, reserved=0, settlement="none", spent=None, cap=None)
+                          status=status, reserved=0, settlement="none", spent=spent, cap=cap)
 
     async def record_refusal(self, ticket: Ticket, status: int, code: str) -> None:
         with self.tx() as c:
