@@ -84,6 +84,8 @@ _SCOPE = [{"name": "scope", "in": "path", "required": True, "schema": {"type": "
 
 
 def openapi_document() -> dict[str, Any]:
+    from outlay.admin.approvals import approval_paths  # it imports the routes that serve this
+
     new_key = {"type": "object", "required": ["agent"], "properties": {
         "agent": {"type": "string"}, "name": {"type": "string"},
         "ttl_seconds": {"type": "number", "exclusiveMinimum": 0},
@@ -160,5 +162,6 @@ def openapi_document() -> dict[str, Any]:
                 "responses": _ok({"type": "object"})}},
             "/admin/v1/prices": {"get": {"summary": "The price table in force",
                                          "responses": _ok({"type": "object"})}},
+            **approval_paths(),
         },
     }

@@ -246,3 +246,6 @@ def add_admin_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/audit", audit)
     r.add_get(f"{PREFIX}/reports", report)
     r.add_get(f"{PREFIX}/prices", prices)
+    from outlay.admin.approvals import add_approval_routes  # it builds on this module
+
+    add_approval_routes(app)

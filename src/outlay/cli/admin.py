@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from outlay.cli import params
+from outlay.cli.approvals import approvals, kill
 from outlay.cli.client import Admin, admin_command, segment
 from outlay.cli.keys import keys
 from outlay.cli.output import NONE, cell, table, usd, when
@@ -260,4 +261,4 @@ def report(admin: Admin, group_by: str, since: int | None) -> None:
     )
 
 
-COMMANDS = [keys, agents, groups, usage, report, audit, prices]
+COMMANDS = [keys, agents, groups, usage, report, audit, prices, approvals, kill]

@@ -22,6 +22,7 @@ from outlay.settings import Settings
 from outlay.state.base import StateError, StateStore, store_from_url
 from outlay.state.sqlite import wall_ms
 from outlay.upstream.base import Upstream
+from outlay.webhooks.delivery import attach_deliverer
 
 log = logging.getLogger("outlay")
 
@@ -100,6 +101,7 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     add_admin_routes(app)
     app.cleanup_ctx.append(_lifecycle)
+    attach_deliverer(app, gw.store, clock)  # after _lifecycle: runs while the store is open
     return app
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from outlay.gateway import approval
 from outlay.gateway.context import GATEWAY, Gateway
 from outlay.gateway.errors import Flavor, error_response
 from outlay.gateway.forward import request_headers, response_headers
@@ -93,15 +94,17 @@ async def proxy(request: web.Request, route: Route) -> web.StreamResponse:
         free=bool(price and price.free), cost_micros=est.cost_micros,
         tokens=est.input_tokens + est.output_tokens,
     )
-    ticket = Ticket(rid, key_hash, call, route.kind, gw.aliases, gw.free_models)
+    ticket = Ticket(rid, key_hash, call, route.kind, gw.aliases, gw.free_models,
+                    approval_id=request.headers.get("X-Outlay-Approval"))
     try:
-        reservation = await gw.store.reserve(ticket)
+        reservation = await approval.reserve(gw, ticket, new_request_id())
     except OutlayError as err:
         return error_response(err, route.flavor, rid)
     except StateError as exc:
         return error_response(unavailable(exc), route.flavor, rid)
 
-    ours = {"X-Outlay-Request-Id": rid, **limit_headers(reservation.limits, gw.clock())}
+    ours = {"X-Outlay-Request-Id": reservation.id,
+            **limit_headers(reservation.limits, gw.clock())}
     forward_body = orjson.dumps({**body, **est.body_patch}) if est.body_patch else raw
     stream = body.get("stream") is True
     outgoing = UpstreamRequest(

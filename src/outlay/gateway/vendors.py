@@ -7,6 +7,7 @@ import asyncio
 
 from aiohttp import web
 
+from outlay.gateway import approval
 from outlay.gateway.context import GATEWAY, Gateway
 from outlay.gateway.errors import error_response
 from outlay.gateway.forward import response_headers
@@ -22,7 +23,8 @@ from outlay.upstream.base import UpstreamBroken, UpstreamRequest, UpstreamUnreac
 from outlay.vendors import VendorCall, VendorEstimate, VendorPricing
 
 # Never forwarded: the agent's credential, and what describes the agent's own connection.
-_DROP = {"authorization", "x-api-key", "host", "content-length", "connection", "keep-alive",
+_DROP = {"authorization", "x-api-key", "x-outlay-approval", "host", "content-length",
+         "connection", "keep-alive",
          "transfer-encoding", "accept-encoding", "cookie", "proxy-authorization", "te",
          "upgrade", "expect"}
 
@@ -53,14 +55,16 @@ async def vendor_proxy(request: web.Request) -> web.StreamResponse:
         return error_response(err, "openai", rid)
 
     ticket = Ticket(rid, key_hash, Call(vendor=vendor, cost_micros=est.cost_micros),
-                    f"vendor.{vendor}", idempotency_key=est.idempotency_key)
+                    f"vendor.{vendor}", idempotency_key=est.idempotency_key,
+                    approval_id=request.headers.get("X-Outlay-Approval"))
     try:
-        reservation = await gw.store.reserve(ticket)
+        reservation = await approval.reserve(gw, ticket, new_request_id())
     except OutlayError as err:
         return error_response(err, "openai", rid)
     except StateError as exc:
         return error_response(unavailable(exc), "openai", rid)
-    ours = {"X-Outlay-Request-Id": rid, **limit_headers(reservation.limits, gw.clock())}
+    ours = {"X-Outlay-Request-Id": reservation.id,
+            **limit_headers(reservation.limits, gw.clock())}
     if reservation.amount:
         ours["X-Outlay-Reserved-USD"] = micros_to_usd(reservation.amount)
     outgoing = UpstreamRequest(

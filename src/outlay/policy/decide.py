@@ -12,19 +12,35 @@ from datetime import UTC, datetime
 from outlay.policy.access import model_matches, vendor_matches
 from outlay.policy.decision import (
     Admit,
+    ApprovalNeed,
     Call,
     Counter,
     Decision,
+    Event,
     Hold,
     KeyInfo,
     Limits,
     Refuse,
     ScopeView,
 )
-from outlay.policy.errors import AuthError, BadRequest, BudgetExceeded, NotAllowed, RateLimited
+from outlay.policy.errors import (
+    AuthError,
+    BadRequest,
+    BudgetExceeded,
+    NotAllowed,
+    OutlayError,
+    RateLimited,
+)
 from outlay.policy.money import ceil_div, micros_to_usd
 from outlay.policy.periods import period_bounds
-from outlay.policy.windows import LIMIT_CODES, REQUEST_WINDOWS, WINDOW_SECONDS, WindowState, check
+from outlay.policy.windows import (
+    LIMIT_CODES,
+    REQUEST_WINDOWS,
+    WINDOW_SECONDS,
+    WindowState,
+    bucket_of,
+    check,
+)
 
 _PERIOD_WORDS = {"hour": "this hour", "day": "today", "week": "this week",
                  "month": "this month", "total": "in total"}
@@ -41,7 +57,8 @@ def authenticate(key: KeyInfo | None, now_ms: int) -> AuthError | None:
         return AuthError("key_revoked", f"The Outlay key {key.id} has been revoked.")
     if key.expires_at_ms is not None and key.expires_at_ms <= now_ms:
         return AuthError(
-            "key_expired", f"The Outlay key {key.id} expired at {iso(key.expires_at_ms)}."
+            "key_expired", f"The Outlay key {key.id} expired at {iso(key.expires_at_ms)}.",
+            expired_at=iso(key.expires_at_ms),
         )
     return None
 
@@ -97,6 +114,7 @@ def decide(
     now_ms: int,
     aliases: Mapping[str, str] | None = None,
     free_models: Sequence[str] = (),
+    approved: bool = False,
 ) -> Decision:
     """Check every limit of every scope; admit with the writes to make, or refuse with why."""
     refused = _access(call, views, aliases or {}, free_models)
@@ -109,6 +127,7 @@ def decide(
             "hard budget. Give it a price in the `prices` section of the configuration.",
         ), None)
     cost = call.cost_micros or 0
+    breaches = _Breaches(key, now_ms, approved)
 
     windows: dict[tuple[str, str], WindowState] = {}
     limits = _LimitsBuilder()
@@ -123,28 +142,34 @@ def decide(
             if limit is None or weight == 0:
                 continue
             result = check(name, view.windows.get(name, WindowState()), limit, weight, now_ms)
+            state = result.state
             if not result.allowed:
                 retry = ceil_div(result.retry_after_ms, 1000)
                 what = f"{limit} tokens" if name == "tpm" else f"{limit} requests"
                 span = {60: "minute", 3600: "hour", 86400: "day"}[WINDOW_SECONDS[name]]
-                return Refuse(RateLimited(
+                refusal = breaches.rate(view, RateLimited(
                     LIMIT_CODES[name],
                     f"Rate limit of {what} per {span} reached for {view.scope}. "
                     f"Retry after {retry} s.",
                     scope=view.scope, limit=limit, retry_after=retry, window=name,
                     window_s=WINDOW_SECONDS[name],
                     reset_unix=ceil_div(now_ms + result.retry_after_ms, 1000),
-                ), view.scope)
-            windows[(view.scope, name)] = result.state
+                ))
+                if refusal:
+                    return refusal
+                state = state.added(bucket_of(name, now_ms), weight)  # let through, counted
+            windows[(view.scope, name)] = state
             limits.window(name, result.limit, result.used, result.reset_ms)
         if policy.max_parallel is not None:
             if view.inflight + 1 > policy.max_parallel:
-                return Refuse(RateLimited(
+                refusal = breaches.rate(view, RateLimited(
                     "concurrency_limit_exceeded",
                     f"{view.scope} already has {view.inflight} calls in flight "
                     f"(limit {policy.max_parallel}).",
                     scope=view.scope, limit=policy.max_parallel, retry_after=1,
-                ), view.scope)
+                ))
+                if refusal:
+                    return refusal
             parallel.append(view.scope)
 
     holds: dict[tuple[str, str], Hold] = {}
@@ -159,11 +184,63 @@ def decide(
             committed = counter.spent + counter.reserved
             if budget.mode == "hard":
                 if committed + cost > budget.cap_micros:
-                    return Refuse(_budget_error(view.scope, budget.period, budget.cap_micros,
-                                                counter, cost, end), view.scope)
+                    error = _budget_error(view.scope, budget.period, budget.cap_micros,
+                                          counter, cost, end)
+                    refusal = breaches.budget(view, error, budget.period, start,
+                                              budget.cap_micros, committed)
+                    if refusal:
+                        return refusal
                 limits.budget(budget.cap_micros, budget.cap_micros - committed - cost)
             holds[(view.scope, budget.period)] = Hold(view.scope, budget.period, start, cost)
-    return Admit(windows, tuple(holds.values()), tuple(parallel), limits.build())
+    return Admit(windows, tuple(holds.values()), tuple(parallel), limits.build(),
+                 tuple(breaches.events), breaches.overage)
+
+
+class _Breaches:
+    """What a breach does, by the breached scope's `on_breach`: block (refuse), alert (let
+    through and announce), require_approval (refuse pending a human, unless approved)."""
+
+    def __init__(self, key: KeyInfo, now_ms: int, approved: bool) -> None:
+        self.key, self.now_ms, self.approved = key, now_ms, approved
+        self.events: list[Event] = []
+        self.overage = False
+
+    def rate(self, view: ScopeView, error: RateLimited) -> Refuse | None:
+        minute = self.now_ms // 60_000
+        event = Event("agent.rate_limited", {
+            "scope": view.scope, "agent_id": self.key.agent, "key_id": self.key.id,
+            "code": error.code, "limit": error.details.get("limit"),
+            "window": error.details.get("window"), "retry_after": error.details["retry_after"],
+        }, f"agent.rate_limited:{self.key.id}:{minute}")
+        return self._apply(view, error, event)
+
+    def budget(
+        self, view: ScopeView, error: BudgetExceeded, period: str, start: int, cap: int,
+        committed: int,
+    ) -> Refuse | None:
+        event = Event("budget.exceeded", {
+            "scope": view.scope, "agent_id": self.key.agent, "key_id": self.key.id,
+            "period": period, "mode": "hard", "spent_usd": micros_to_usd(committed),
+            "cap_usd": micros_to_usd(cap), "percent_used": percent(committed, cap),
+            "resets_at": error.details.get("resets_at"),
+        }, f"budget.exceeded:{view.scope}:{period}:{start}")
+        return self._apply(view, error, event)
+
+    def _apply(self, view: ScopeView, error: OutlayError, event: Event) -> Refuse | None:
+        assert view.policy is not None
+        action = view.policy.on_breach
+        self.events.append(event)
+        if action == "alert" or (action == "require_approval" and self.approved):
+            self.overage = True
+            return None
+        if action == "block":
+            return Refuse(error, view.scope, tuple(self.events))
+        need = ApprovalNeed(view.scope, error.code, error.message, view.policy.approval_wait_s)
+        return Refuse(error, view.scope, tuple(self.events), need)
+
+
+def percent(spent: int, cap: int) -> float:
+    return round(100 * spent / cap, 2) if cap else 100.0
 
 
 def _budget_error(

@@ -74,11 +74,22 @@ class Hold:
 
 @dataclass(frozen=True)
 class Event:
-    """Something webhooks will announce (SPEC §5)."""
+    """Something webhooks announce (SPEC §5). Events with the same `coalesce` mark are
+    announced once: a runaway loop must not become a webhook storm."""
 
     type: str
-    scope: str
     data: Mapping[str, object]
+    coalesce: str
+
+
+@dataclass(frozen=True)
+class ApprovalNeed:
+    """A breach in a scope whose policy says `on_breach: require_approval`."""
+
+    scope: str
+    code: str  # the breach: budget_exceeded, rate_limit_exceeded, …
+    reason: str
+    wait_s: float
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,7 @@ class Admit:
     parallel_scopes: tuple[str, ...]  # scopes whose in-flight count goes up
     limits: Limits
     events: tuple[Event, ...] = ()
+    overage: bool = False  # a breach was let through (on_breach alert, or an approval)
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,7 @@ class Refuse:
     error: OutlayError
     scope: str | None
     events: tuple[Event, ...] = ()
+    approval: ApprovalNeed | None = None
 
 
 Decision = Admit | Refuse

@@ -2,7 +2,8 @@
 
 OutlayError
 ├── AuthError            401  invalid_api_key | key_revoked | key_expired
-├── NotAllowed           403  model_not_allowed | vendor_not_allowed | approval_required
+├── NotAllowed           403  model_not_allowed | vendor_not_allowed
+│   └── ApprovalRequired 403  approval_required
 ├── RateLimited          429  rate_limit_exceeded | hourly_… | daily_… | token_… | concurrency_…
 ├── BudgetExceeded       402  budget_exceeded
 ├── BadRequest           400  invalid_request | price_unknown; 413 request_too_large
@@ -39,6 +40,14 @@ class AuthError(OutlayError):
 class NotAllowed(OutlayError):
     status = 403
     error_type = "permission_error"
+
+
+class ApprovalRequired(NotAllowed):
+    """403 approval_required: a human must approve; the gateway may hold the call `wait_s`."""
+
+    def __init__(self, message: str, wait_s: float, **details: Any) -> None:
+        super().__init__("approval_required", message, **details)
+        self.wait_s = wait_s
 
 
 class RateLimited(OutlayError):

@@ -12,28 +12,33 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import replace
-from functools import lru_cache
 from typing import Any
 
 from outlay.policy.decide import authenticate, decide
-from outlay.policy.decision import Admit, Counter, KeyInfo, ScopeView, call_scopes
+from outlay.policy.decision import Admit, Counter, Event, KeyInfo, ScopeView, call_scopes
 from outlay.policy.errors import OutlayError
-from outlay.policy.model import Policy, parse_policy
+from outlay.policy.model import Policy
 from outlay.policy.money import usd_to_micros
 from outlay.policy.windows import REQUEST_WINDOWS, bucket_of, decode, encode
 from outlay.state import ledger_sql
 from outlay.state.base import (
-    KeyRecord,
-    NewKey,
-    NotFound,
     Outcome,
     Reservation,
     StateError,
     Ticket,
 )
-from outlay.state.keys import hash_secret, new_key_id, new_secret
+from outlay.state.sqlite_admin import AdminMixin, parse_stored_policy
+from outlay.state.sqlite_events import (
+    ApprovalsMixin,
+    announce,
+    mark_used,
+    open_approval,
+    settlement_events,
+    use_approval,
+)
+from outlay.state.sqlite_outbox import OutboxMixin
 from outlay.state.sqlite_schema import apply
 
 Clock = Callable[[], int]
@@ -44,13 +49,7 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@lru_cache(maxsize=4096)
-def _policy(body: str) -> Policy:
-    # policies are stored as validated JSON text; parsing the same text twice is wasted work
-    return parse_policy(json.loads(body))
-
-
-class SqliteStore:
+class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
     def __init__(
         self, path: str, *, clock: Clock = wall_ms, lease_s: float = 900.0,
         busy_timeout_s: float = 30.0,
@@ -115,173 +114,6 @@ class SqliteStore:
                 raise StateError(f"state store failed: {exc}") from exc
             raise
 
-    # -- administration ---------------------------------------------------------------
-    async def init_admin_token(self, configured: str | None) -> str | None:
-        """Use the configured token, or make one on first start; return a new one to print."""
-        with self.tx() as c:
-            if configured:
-                c.execute("INSERT OR REPLACE INTO meta(k, v) VALUES ('admin_token', ?)",
-                          (hash_secret(configured),))
-                return None
-            if c.execute("SELECT 1 FROM meta WHERE k='admin_token'").fetchone():
-                return None
-            token = "oladm_" + secrets.token_urlsafe(24)
-            c.execute("INSERT INTO meta(k, v) VALUES ('admin_token', ?)", (hash_secret(token),))
-            return token
-
-    async def admin_token_ok(self, token: str) -> bool:
-        row = self.conn.execute("SELECT v FROM meta WHERE k='admin_token'").fetchone()
-        return row is not None and secrets.compare_digest(row[0], hash_secret(token))
-
-    def _ensure_agent(self, c: sqlite3.Connection, name: str, group: str | None) -> None:
-        now = self.clock()
-        if group:
-            c.execute("INSERT OR IGNORE INTO groups(name, created_ms) VALUES (?, ?)", (group, now))
-        c.execute("INSERT OR IGNORE INTO agents(name, grp, created_ms) VALUES (?, ?, ?)",
-                  (name, group, now))
-
-    async def create_agent(self, name: str, group: str | None) -> dict[str, Any]:
-        with self.tx() as c:
-            self._ensure_agent(c, name, group)
-            if group is not None:
-                c.execute("UPDATE agents SET grp=? WHERE name=?", (group, name))
-            row = c.execute("SELECT name, grp FROM agents WHERE name=?", (name,)).fetchone()
-        return {"name": row[0], "group": row[1]}
-
-    async def list_agents(self) -> list[dict[str, Any]]:
-        rows = self.conn.execute("SELECT name, grp FROM agents ORDER BY name").fetchall()
-        return [{"name": n, "group": g} for n, g in rows]
-
-    async def list_groups(self) -> list[dict[str, Any]]:
-        rows = self.conn.execute(
-            "SELECT g.name, (SELECT COUNT(*) FROM agents a WHERE a.grp=g.name) "
-            "FROM groups g ORDER BY g.name").fetchall()
-        return [{"name": n, "agents": count} for n, count in rows]
-
-    async def create_key(self, new: NewKey) -> tuple[KeyRecord, str]:
-        key_id, secret = new_key_id(), new_secret()
-        now = self.clock()
-        expires = None if new.ttl_seconds is None else now + int(new.ttl_seconds * 1000)
-        with self.tx() as c:
-            self._ensure_agent(c, new.agent, None)
-            c.execute(
-                "INSERT INTO keys(id, hash, agent, name, labels, created_ms, expires_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key_id, hash_secret(secret), new.agent, new.name,
-                 json.dumps(dict(new.labels)), now, expires),
-            )
-            if new.policy is not None:
-                self._put_policy(c, f"key:{key_id}", new.policy)
-        return await self.get_key(key_id), secret
-
-    def _key_record(self, row: tuple[Any, ...]) -> KeyRecord:
-        key_id, agent, grp, name, labels, created, expires, revoked = row
-        policy_row = self.conn.execute(
-            "SELECT body FROM policies WHERE scope=?", (f"key:{key_id}",)).fetchone()
-        return KeyRecord(key_id, agent, grp, name, json.loads(labels), created, expires, revoked,
-                         _policy(policy_row[0]) if policy_row else None)
-
-    _KEY_COLUMNS = ("SELECT k.id, k.agent, a.grp, k.name, k.labels, k.created_ms, k.expires_ms, "
-                    "k.revoked_ms FROM keys k JOIN agents a ON a.name = k.agent")
-
-    async def get_key(self, key_id: str) -> KeyRecord:
-        row = self.conn.execute(self._KEY_COLUMNS + " WHERE k.id=?", (key_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"no key {key_id}")
-        return self._key_record(row)
-
-    async def list_keys(self, agent: str | None = None) -> list[KeyRecord]:
-        if agent is None:
-            rows = self.conn.execute(self._KEY_COLUMNS + " ORDER BY k.created_ms").fetchall()
-        else:
-            rows = self.conn.execute(self._KEY_COLUMNS + " WHERE k.agent=? ORDER BY k.created_ms",
-                                     (agent,)).fetchall()
-        return [self._key_record(r) for r in rows]
-
-    async def update_key(
-        self, key_id: str, name: str | None, labels: Mapping[str, str] | None,
-        policy: Policy | None,
-    ) -> KeyRecord:
-        with self.tx() as c:
-            if c.execute("SELECT 1 FROM keys WHERE id=?", (key_id,)).fetchone() is None:
-                raise NotFound(f"no key {key_id}")
-            if name is not None:
-                c.execute("UPDATE keys SET name=? WHERE id=?", (name, key_id))
-            if labels is not None:
-                c.execute("UPDATE keys SET labels=? WHERE id=?", (json.dumps(dict(labels)), key_id))
-            if policy is not None:
-                self._put_policy(c, f"key:{key_id}", policy)
-        return await self.get_key(key_id)
-
-    async def revoke_key(self, key_id: str) -> KeyRecord:
-        with self.tx() as c:
-            cur = c.execute("UPDATE keys SET revoked_ms=COALESCE(revoked_ms, ?) WHERE id=?",
-                            (self.clock(), key_id))
-            if cur.rowcount == 0:
-                raise NotFound(f"no key {key_id}")
-        return await self.get_key(key_id)
-
-    async def key_by_hash(self, key_hash: str) -> KeyInfo | None:
-        return self._key_info(self.conn, key_hash)
-
-    async def revoked_among(self, key_ids: list[str]) -> set[str]:
-        marks = ",".join("?" * len(key_ids))
-        rows = self.conn.execute(
-            f"SELECT id FROM keys WHERE revoked_ms IS NOT NULL AND id IN ({marks})",  # noqa: S608
-            key_ids).fetchall()
-        return {r[0] for r in rows}
-
-    def _key_info(self, c: sqlite3.Connection, key_hash: str) -> KeyInfo | None:
-        row = c.execute(
-            "SELECT k.id, k.agent, a.grp, k.labels, k.expires_ms, k.revoked_ms FROM keys k "
-            "JOIN agents a ON a.name = k.agent WHERE k.hash=?", (key_hash,)).fetchone()
-        if row is None:
-            return None
-        key_id, agent, grp, labels, expires, revoked = row
-        return KeyInfo(key_id, agent, grp, json.loads(labels), expires, revoked is not None)
-
-    def _put_policy(self, c: sqlite3.Connection, scope: str, policy: Policy) -> None:
-        now = self.clock()
-        c.execute("INSERT OR REPLACE INTO policies(scope, body, updated_ms) VALUES (?, ?, ?)",
-                  (scope, json.dumps(policy.to_dict(), sort_keys=True), now))
-        # A budget put mid-period starts from what the ledger says the scope spent in that
-        # period, and holds the scope's calls still in flight; the counter is rebuilt each
-        # time, since spend made while the scope had no such budget never reached it.
-        where, args = ledger_sql.scope_filter(scope)
-        in_flight = f"SELECT r.id, r.holds, r.amount FROM reservations r JOIN ledger ON ledger.request_id = r.id WHERE {where} AND ts_ms >= ?"  # noqa: S608, E501 (fixed column names)
-        for period in {b.period for b in policy.budgets}:
-            start = ledger_sql.period_start_of(period, now)
-            spent = c.execute(
-                f"SELECT COALESCE(SUM(cost), 0) FROM ledger WHERE {where} AND ts_ms >= ? "  # noqa: S608 (fixed column names)
-                "AND settlement IN ('settled', 'unsettled')", (*args, start)).fetchone()[0]
-            reserved = 0
-            for rid, holds_text, amount in c.execute(in_flight, (*args, start)).fetchall():
-                holds = json.loads(holds_text)
-                if not any(h[:3] == [scope, period, start] for h in holds):
-                    holds.append([scope, period, start, amount])
-                    c.execute("UPDATE reservations SET holds=? WHERE id=?",
-                              (json.dumps(holds), rid))
-                reserved += amount
-            c.execute("INSERT OR REPLACE INTO counters(scope, period, period_start, spent, "
-                      "reserved) VALUES (?, ?, ?, ?, ?)", (scope, period, start, spent, reserved))
-
-    async def put_policy(self, scope: str, policy: Policy) -> Policy:
-        with self.tx() as c:
-            self._put_policy(c, scope, policy)
-        return policy
-
-    async def get_policy(self, scope: str) -> Policy | None:
-        row = self.conn.execute("SELECT body FROM policies WHERE scope=?", (scope,)).fetchone()
-        return _policy(row[0]) if row else None
-
-    async def delete_policy(self, scope: str) -> None:
-        with self.tx() as c:
-            c.execute("DELETE FROM policies WHERE scope=?", (scope,))
-
-    async def list_policies(self) -> dict[str, Policy]:
-        rows = self.conn.execute("SELECT scope, body FROM policies ORDER BY scope").fetchall()
-        return {scope: _policy(body) for scope, body in rows}
-
     # -- the request path -------------------------------------------------------------
     async def reserve(self, ticket: Ticket) -> Reservation:
         now = self.clock()
@@ -293,18 +125,30 @@ class SqliteStore:
             key = None if ticket.key_hash is None else self._key_info(c, ticket.key_hash)
             refusal = authenticate(key, now)
             if refusal is not None or key is None:
+                if key is not None and refusal is not None and refusal.code == "key_expired":
+                    announce(c, now, [Event("key.expired", {
+                        "key_id": key.id, "agent_id": key.agent, "scope": f"key:{key.id}",
+                        "expired_at": refusal.details.get("expired_at"),
+                    }, f"key.expired:{key.id}")])
                 self._refusal_row(c, ticket, key, now, refusal, None)
             else:
                 if self._is_replay(c, ticket, key):
                     # decided like any call (allow-lists, windows), but it holds no money
                     call = replace(call, cost_micros=0)
                     ticket = replace(ticket, call=call, idempotency_key=None, replay=True)
+                approved = use_approval(c, ticket, key)
                 views = self._views(c, call_scopes(key, call.vendor), now)
-                decision = decide(call, key, views, now, ticket.aliases, ticket.free_models)
+                decision = decide(call, key, views, now, ticket.aliases, ticket.free_models,
+                                  approved)
+                announce(c, now, decision.events)
                 if isinstance(decision, Admit):
                     self._write_admit(c, ticket, key, decision, now)
+                    if approved and decision.overage and ticket.approval_id:
+                        mark_used(c, ticket.approval_id, ticket.request_id)
                 else:
                     refusal = decision.error
+                    if decision.approval is not None:
+                        refusal = open_approval(c, now, ticket, key, decision.approval)
                     self._refusal_row(c, ticket, key, now, refusal, decision.scope)
         if refusal is not None or key is None or not isinstance(decision, Admit):
             raise refusal or StateError("decision lost")
@@ -323,7 +167,7 @@ class SqliteStore:
     def _views(self, c: sqlite3.Connection, scopes: tuple[str, ...], now: int) -> list[ScopeView]:
         marks = ",".join("?" * len(scopes))
         policies = {
-            scope: _policy(body) for scope, body in c.execute(
+            scope: parse_stored_policy(body) for scope, body in c.execute(
                 f"SELECT scope, body FROM policies WHERE scope IN ({marks})", scopes)  # noqa: S608
         }
         windows: dict[str, dict[str, Any]] = {}
@@ -386,8 +230,10 @@ class SqliteStore:
         cap = limits.budget_cap
         spent = None if cap is None or limits.budget_remaining is None else (
             cap - limits.budget_remaining)
-        ledger_sql.insert(c, ticket, key, now, decision="allowed",
-                          code="idempotent_replay" if ticket.replay else None, scope=None,
+        code = "idempotent_replay" if ticket.replay else None
+        if admit.overage:  # a breach let through: by an approval, or by on_breach alert
+            code = "approved_overage" if ticket.approval_id else "alert_overage"
+        ledger_sql.insert(c, ticket, key, now, decision="allowed", code=code, scope=None,
                           status=None, reserved=call.cost_micros or 0, settlement="pending",
                           spent=spent, cap=cap)
 
@@ -430,11 +276,13 @@ class SqliteStore:
             c.execute("DELETE FROM idempotency WHERE request_id=?", (outcome.reservation_id,))
         used_tokens = 0 if outcome.settled == "void" else (
             tokens if outcome.settled == "unsettled" else outcome.tokens)
+        held_on = json.loads(holds)
         c.executemany(
             "UPDATE counters SET reserved=reserved-?, spent=spent+? "
             "WHERE scope=? AND period=? AND period_start=?",
-            [(held, cost, scope, period, start)
-             for scope, period, start, held in json.loads(holds)])
+            [(held, cost, scope, period, start) for scope, period, start, held in held_on])
+        if cost and held_on:
+            self._settlement_events(c, outcome.reservation_id, held_on)
         for scope, bucket in json.loads(tpm):
             state_row = c.execute("SELECT state FROM windows WHERE scope=? AND name='tpm'",
                                   (scope,)).fetchone()
@@ -447,6 +295,23 @@ class SqliteStore:
         c.execute("DELETE FROM reservations WHERE id=?", (outcome.reservation_id,))
         ledger_sql.settle(c, outcome, cost, amount)
         return True
+
+    def _settlement_events(
+        self, c: sqlite3.Connection, request_id: str, held_on: list[list[Any]]
+    ) -> None:
+        """Budget warnings and soft-budget crossings, judged on what is now spent."""
+        row = c.execute("SELECT key_id, agent FROM ledger WHERE request_id=?",
+                        (request_id,)).fetchone()
+        key = KeyInfo(row[0], row[1], None, {}) if row and row[0] else None
+        now = self.clock()
+        for scope, period, start, _ in held_on:
+            body = c.execute("SELECT body FROM policies WHERE scope=?", (scope,)).fetchone()
+            if body is None:
+                continue
+            spent = c.execute("SELECT spent FROM counters WHERE scope=? AND period=? AND "
+                              "period_start=?", (scope, period, start)).fetchone()[0]
+            policy = parse_stored_policy(body[0])
+            announce(c, now, settlement_events(scope, policy, period, start, spent, key))
 
     # -- upkeep and reporting -----------------------------------------------------------
     async def heartbeat(self) -> None:
@@ -468,8 +333,8 @@ class SqliteStore:
         return len(ids)
 
     async def usage(self, scope: str) -> dict[str, Any]:
-        return ledger_sql.usage(self.conn, scope, await self.get_policy(scope), self.clock(),
-                                self._windows_of(scope))
+        policy = await self.get_policy(scope)
+        return ledger_sql.usage(self.conn, scope, policy, self.clock(), self._windows_of(scope))
 
     def _windows_of(self, scope: str) -> dict[str, Any]:
         return {name: decode(state) for name, state in self.conn.execute(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 
+from outlay.state.sqlite_events_schema import EVENTS_SCHEMA
+from outlay.state.sqlite_outbox import OUTBOX_SCHEMA
+
 SCHEMA_VERSION = 1
 
 PRAGMAS = (
@@ -76,7 +79,7 @@ def apply(conn: sqlite3.Connection) -> None:
     for pragma in PRAGMAS:
         conn.execute(pragma)
     # every statement is IF NOT EXISTS, so workers opening the file at once cannot clash
-    conn.executescript(SCHEMA)
+    conn.executescript(SCHEMA + EVENTS_SCHEMA + OUTBOX_SCHEMA)
     conn.execute("BEGIN IMMEDIATE")
     try:
         row = conn.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone()

@@ -1,0 +1,14 @@
+"""Tables of the embedded store for coalescing marks and approvals."""
+
+EVENTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS event_marks (mark TEXT PRIMARY KEY, ts_ms INTEGER NOT NULL)
+  WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS approvals (
+  id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, key_id TEXT NOT NULL, agent TEXT NOT NULL,
+  scope TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL,
+  estimated INTEGER NOT NULL, request TEXT NOT NULL,
+  state TEXT NOT NULL,               -- pending | approved | denied | used
+  decided_ms INTEGER, note TEXT, used_by TEXT
+);
+CREATE INDEX IF NOT EXISTS approvals_state ON approvals(state, created_ms);
+"""
