@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from outlay import __version__
+from outlay.admin.webhooks_openapi import webhook_paths
 
 _USD = {"type": "string", "description": "USD, exact decimal", "examples": ["0.0125"]}
 _BUDGET = {
@@ -163,5 +164,6 @@ def openapi_document() -> dict[str, Any]:
             "/admin/v1/prices": {"get": {"summary": "The price table in force",
                                          "responses": _ok({"type": "object"})}},
             **approval_paths(),
+            **webhook_paths(),
         },
     }

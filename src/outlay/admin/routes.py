@@ -249,3 +249,6 @@ def add_admin_routes(app: web.Application) -> None:
     from outlay.admin.approvals import add_approval_routes  # it builds on this module
 
     add_approval_routes(app)
+    from outlay.admin.webhooks import add_webhook_routes  # it builds on this module
+
+    add_webhook_routes(app)

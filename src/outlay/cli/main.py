@@ -11,6 +11,7 @@ from outlay.cli.admin import COMMANDS
 from outlay.cli.client import AdminClient, CliHooks
 from outlay.cli.demo import run_demo, simulated_gateway
 from outlay.cli.policies import policy
+from outlay.cli.webhooks import webhooks
 from outlay.settings import ConfigError, load_settings
 
 
@@ -86,6 +87,7 @@ def demo(model: str, calls: int) -> None:
 
 
 main.add_command(policy)
+main.add_command(webhooks)
 for command in COMMANDS:
     main.add_command(command)
 

@@ -72,13 +72,13 @@ def webhooks() -> None:
 
 
 @webhooks.command("add")
-@click.argument("url")
+@click.argument("endpoint_url", metavar="URL")  # --url is the gateway's
 @click.option("--event", "events", multiple=True, type=click.Choice([*EVENT_TYPES, ALL]),
               help="An event type to receive; repeatable [default: every event].")
 @admin_command
-def webhooks_add(admin: Admin, url: str, events: tuple[str, ...]) -> None:
+def webhooks_add(admin: Admin, endpoint_url: str, events: tuple[str, ...]) -> None:
     """Register URL to receive events; its signing secret is printed once."""
-    body: dict[str, Any] = {"url": url}
+    body: dict[str, Any] = {"url": endpoint_url}
     if events:
         body["events"] = list(events)
     admin.emit(admin.client.post("/webhooks", body), _render_added)
@@ -158,12 +158,9 @@ def webhooks_deliveries(
     admin: Admin, endpoint_id: str | None, event_id: str | None, limit: int | None
 ) -> None:
     """Deliveries, newest first: of one endpoint, one event, or all."""
-    if endpoint_id is not None:
-        answer = admin.client.get(f"/webhooks/{segment(endpoint_id)}/deliveries",
-                                  event_id=event_id, limit=limit)
-        if event_id is not None:
-            answer = {"deliveries": [d for d in answer.get("deliveries", [])
-                                     if d.get("event_id") == event_id]}
+    if endpoint_id is not None and event_id is None:
+        answer = admin.client.get(f"/webhooks/{segment(endpoint_id)}/deliveries", limit=limit)
     else:
-        answer = admin.client.get("/deliveries", event_id=event_id, limit=limit)
+        answer = admin.client.get("/deliveries", endpoint_id=endpoint_id, event_id=event_id,
+                                  limit=limit)
     admin.emit(answer, _render_deliveries)

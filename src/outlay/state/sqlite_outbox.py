@@ -66,7 +66,7 @@ def enqueue(
     endpoint_id: str | None = None,
 ) -> str:
     """Put one event in the outbox, due at once for every enabled endpoint whose filter
-    takes it (or only for `endpoint_id`); returns the event id. Runs inside the caller's
+    takes it (or only for `endpoint_id`, if enabled); returns the event id. Runs inside the caller's
     transaction. An event no endpoint wants is not stored at all."""
     if event_type not in EVENT_TYPES and event_type != TEST_EVENT:
         raise ValueError(f"unknown webhook event type {event_type!r}")
@@ -81,7 +81,7 @@ def enqueue(
     else:
         cur = c.execute(
             "INSERT INTO deliveries(event_id, endpoint_id, next_attempt_ms) "
-            "SELECT ?, id, ? FROM webhook_endpoints WHERE id = ?",
+            "SELECT ?, id, ? FROM webhook_endpoints WHERE id = ? AND disabled_ms IS NULL",
             (event_id, now_ms, endpoint_id))
     if cur.rowcount:
         c.execute("INSERT INTO outbox(id, type, created_ms, body) VALUES (?, ?, ?, ?)",
@@ -105,8 +105,10 @@ _ENDPOINT = (
 
 
 # due: pending, its time come, and not leased to a worker (or its lease ran out)
-_DUE = ("SELECT 1 FROM deliveries WHERE state = 'pending' AND next_attempt_ms <= ? "
-        "AND (lease_until_ms IS NULL OR lease_until_ms <= ?) LIMIT 1")
+_DUE = ("SELECT 1 FROM deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id "
+        "WHERE d.state = 'pending' AND d.next_attempt_ms <= ? "
+        "AND (d.lease_until_ms IS NULL OR d.lease_until_ms <= ?) AND e.disabled_ms IS NULL "
+        "LIMIT 1")
 _CLAIM = (
     "SELECT d.event_id, d.endpoint_id, e.url, e.secret, e.previous_secret, "
     "e.previous_until_ms, o.body, d.attempts, o.created_ms FROM deliveries d "

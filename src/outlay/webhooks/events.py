@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
-
-from outlay.policy.decide import iso
 
 EVENT_TYPES = (
     "budget.warning", "budget.exceeded", "agent.rate_limited", "key.revoked", "key.expired",
@@ -75,6 +74,11 @@ def check_events(events: object) -> list[str]:
 
 def matches(events: list[str], event_type: str) -> bool:
     return not events or ALL in events or event_type in events
+
+
+def iso(ms: int) -> str:
+    """Unix ms as ISO 8601 in UTC with a Z, as every time in Outlay's answers."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def _jsonable(value: object) -> object:
