@@ -4,6 +4,7 @@ and a handle on a running app with helpers that drive the admin API as an operat
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -73,8 +74,9 @@ class WatchedStore(SqliteStore):
         self.outcomes: dict[str, Outcome] = {}
         self._changed = asyncio.Event()
 
-    async def settle(self, outcome: Outcome) -> bool:
-        done = await super().settle(outcome)
+    def _settle(self, c: sqlite3.Connection, outcome: Outcome) -> bool:
+        # hooked where the settlement is applied: it runs even when its caller was cancelled
+        done = super()._settle(c, outcome)
         self.outcomes[outcome.reservation_id] = outcome
         self._changed.set()
         return done

@@ -30,6 +30,7 @@ from outlay.state.base import (
     Ticket,
 )
 from outlay.state.sqlite_admin import AdminMixin, parse_stored_policy
+from outlay.state.sqlite_batch import GroupCommit
 from outlay.state.sqlite_events import (
     ApprovalsMixin,
     announce,
@@ -60,6 +61,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         self.busy_timeout_s = busy_timeout_s
         self.worker = f"w_{os.getpid()}_{secrets.token_hex(4)}"
         self._conn: sqlite3.Connection | None = None
+        self._batch = GroupCommit(self.tx)
 
     # -- plumbing ---------------------------------------------------------------------
     async def open(self) -> None:
@@ -116,40 +118,44 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
 
     # -- the request path -------------------------------------------------------------
     async def reserve(self, ticket: Ticket) -> Reservation:
+        reservation: Reservation = await self._batch.run(lambda c: self._reserve(c, ticket))
+        return reservation
+
+    def _reserve(self, c: sqlite3.Connection, ticket: Ticket) -> Reservation:
+        """Authenticate, decide and reserve, inside the batch's transaction. A refusal is
+        recorded first and raised last, so its ledger row commits with the batch."""
         now = self.clock()
         call = ticket.call
         decision = None
-        # a refusal is recorded in the same transaction and raised once it has committed
         refusal: OutlayError | None = None
-        with self.tx() as c:
-            key = None if ticket.key_hash is None else self._key_info(c, ticket.key_hash)
-            refusal = authenticate(key, now)
-            if refusal is not None or key is None:
-                if key is not None and refusal is not None and refusal.code == "key_expired":
-                    announce(c, now, [Event("key.expired", {
-                        "key_id": key.id, "agent_id": key.agent, "scope": f"key:{key.id}",
-                        "expired_at": refusal.details.get("expired_at"),
-                    }, f"key.expired:{key.id}")])
-                self._refusal_row(c, ticket, key, now, refusal, None)
+        key = None if ticket.key_hash is None else self._key_info(c, ticket.key_hash)
+        refusal = authenticate(key, now)
+        if refusal is not None or key is None:
+            if key is not None and refusal is not None and refusal.code == "key_expired":
+                announce(c, now, [Event("key.expired", {
+                    "key_id": key.id, "agent_id": key.agent, "scope": f"key:{key.id}",
+                    "expired_at": refusal.details.get("expired_at"),
+                }, f"key.expired:{key.id}")])
+            self._refusal_row(c, ticket, key, now, refusal, None)
+        else:
+            if self._is_replay(c, ticket, key):
+                # decided like any call (allow-lists, windows), but it holds no money
+                call = replace(call, cost_micros=0)
+                ticket = replace(ticket, call=call, idempotency_key=None, replay=True)
+            approved = use_approval(c, ticket, key)
+            views = self._views(c, call_scopes(key, call.vendor), now)
+            decision = decide(call, key, views, now, ticket.aliases, ticket.free_models,
+                              approved)
+            announce(c, now, decision.events)
+            if isinstance(decision, Admit):
+                self._write_admit(c, ticket, key, decision, now)
+                if approved and decision.overage and ticket.approval_id:
+                    mark_used(c, ticket.approval_id, ticket.request_id)
             else:
-                if self._is_replay(c, ticket, key):
-                    # decided like any call (allow-lists, windows), but it holds no money
-                    call = replace(call, cost_micros=0)
-                    ticket = replace(ticket, call=call, idempotency_key=None, replay=True)
-                approved = use_approval(c, ticket, key)
-                views = self._views(c, call_scopes(key, call.vendor), now)
-                decision = decide(call, key, views, now, ticket.aliases, ticket.free_models,
-                                  approved)
-                announce(c, now, decision.events)
-                if isinstance(decision, Admit):
-                    self._write_admit(c, ticket, key, decision, now)
-                    if approved and decision.overage and ticket.approval_id:
-                        mark_used(c, ticket.approval_id, ticket.request_id)
-                else:
-                    refusal = decision.error
-                    if decision.approval is not None:
-                        refusal = open_approval(c, now, ticket, key, decision.approval)
-                    self._refusal_row(c, ticket, key, now, refusal, decision.scope)
+                refusal = decision.error
+                if decision.approval is not None:
+                    refusal = open_approval(c, now, ticket, key, decision.approval)
+                self._refusal_row(c, ticket, key, now, refusal, decision.scope)
         if refusal is not None or key is None or not isinstance(decision, Admit):
             raise refusal or StateError("decision lost")
         return Reservation(ticket.request_id, key, decision.limits, call.cost_micros or 0, now)
@@ -259,8 +265,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
 
     async def settle(self, outcome: Outcome) -> bool:
         """Apply the actual cost once; False if the reservation was already settled or reaped."""
-        with self.tx() as c:
-            return self._settle(c, outcome)
+        settled: bool = await self._batch.run(lambda c: self._settle(c, outcome), always=True)
+        return settled
 
     def _settle(self, c: sqlite3.Connection, outcome: Outcome) -> bool:
         row = c.execute("SELECT amount, tokens, holds, tpm, parallel FROM reservations "
