@@ -358,6 +358,15 @@ def test_holds_on_every_scope_with_a_budget() -> None:
         Hold("group:fleet", "month", MONTH_START, 1_500),
         Hold("global", "month", MONTH_START, 1_500),
     )
+    # only holds on budgets that warn or are soft are watched for events at settlement
+    assert [h.watched for h in admit.holds] == [False, False, True, False, False]
+
+
+def test_a_hold_is_watched_when_any_budget_of_its_period_warns() -> None:
+    policy = {"global": {"budgets": [{"usd": 10, "period": "month"},
+                                     {"usd": 20, "period": "month", "warn_at": 0.5}]}}
+    (hold,) = admitted(decide(CHAT, KEY, views(policy), NOW)).holds
+    assert hold.watched
 
 
 def test_the_narrowest_exhausted_scope_refuses() -> None:

@@ -191,7 +191,11 @@ def decide(
                     if refusal:
                         return refusal
                 limits.budget(budget.cap_micros, budget.cap_micros - committed - cost)
-            holds[(view.scope, budget.period)] = Hold(view.scope, budget.period, start, cost)
+            watched = budget.warn_at is not None or budget.mode == "soft"
+            earlier = holds.get((view.scope, budget.period))
+            holds[(view.scope, budget.period)] = Hold(
+                view.scope, budget.period, start, cost,
+                watched or (earlier is not None and earlier.watched))
     return Admit(windows, tuple(holds.values()), tuple(parallel), limits.build(),
                  tuple(breaches.events), breaches.overage)
 

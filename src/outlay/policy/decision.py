@@ -70,6 +70,8 @@ class Hold:
     period: Period
     period_start: int
     amount: int
+    # a budget here warns or is soft, so settling may raise an event (not part of the money)
+    watched: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)

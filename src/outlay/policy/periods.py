@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from outlay.policy.model import Period
 
@@ -13,11 +14,20 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+HOUR_MS = 3_600_000
+
+
 def period_bounds(period: Period, now_ms: int) -> tuple[int, int | None]:
     """(start_ms, end_ms) of the period containing now_ms; `total` never ends (None)."""
     if period == "total":
         return TOTAL_START, None
-    now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
+    # every period boundary is an hour boundary in UTC, so the hour decides the answer
+    return _bounds(period, now_ms // HOUR_MS)
+
+
+@lru_cache(maxsize=256)
+def _bounds(period: Period, hour: int) -> tuple[int, int]:
+    now = datetime.fromtimestamp(hour * 3600, tz=UTC)
     if period == "hour":
         start = now.replace(minute=0, second=0, microsecond=0)
         end = start + timedelta(hours=1)

@@ -117,4 +117,4 @@ def decode(text: str | None) -> WindowState:
     if not text:
         return WindowState()
     newest, _, counts = text.partition(":")
-    return WindowState(int(newest), tuple(int(c) for c in counts.split(",")) if counts else ())
+    return WindowState(int(newest), tuple(map(int, counts.split(","))) if counts else ())

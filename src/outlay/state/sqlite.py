@@ -226,7 +226,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
             "tpm, parallel) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (ticket.request_id, now, now + self.lease_ms, self.worker, call.cost_micros or 0,
              call.tokens,
-             json.dumps([[h.scope, h.period, h.period_start, h.amount] for h in admit.holds]),
+             json.dumps([[h.scope, h.period, h.period_start, h.amount, h.watched]
+                         for h in admit.holds]),
              json.dumps(tpm), json.dumps(list(admit.parallel_scopes))))
         if ticket.idempotency_key is not None:
             c.execute("INSERT INTO idempotency(key_id, vendor, idem, request_id, created_ms) "
@@ -286,9 +287,11 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         c.executemany(
             "UPDATE counters SET reserved=reserved-?, spent=spent+? "
             "WHERE scope=? AND period=? AND period_start=?",
-            [(held, cost, scope, period, start) for scope, period, start, held in held_on])
-        if cost and held_on:
-            self._settlement_events(c, outcome.reservation_id, held_on)
+            [(h[3], cost, h[0], h[1], h[2]) for h in held_on])
+        # only budgets that warn or are soft can raise an event when money is spent
+        watched = [h for h in held_on if len(h) < 5 or h[4]]
+        if cost and watched:
+            self._settlement_events(c, outcome.reservation_id, watched)
         for scope, bucket in json.loads(tpm):
             state_row = c.execute("SELECT state FROM windows WHERE scope=? AND name='tpm'",
                                   (scope,)).fetchone()
@@ -310,7 +313,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
                         (request_id,)).fetchone()
         key = KeyInfo(row[0], row[1], None, {}) if row and row[0] else None
         now = self.clock()
-        for scope, period, start, _ in held_on:
+        for scope, period, start, *_ in held_on:
             body = c.execute("SELECT body FROM policies WHERE scope=?", (scope,)).fetchone()
             if body is None:
                 continue
