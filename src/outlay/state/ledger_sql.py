@@ -6,6 +6,8 @@ import json
 import sqlite3
 from typing import Any
 
+import orjson
+
 from outlay.policy.decide import iso
 from outlay.policy.decision import KeyInfo
 from outlay.policy.model import Period, Policy
@@ -42,7 +44,7 @@ def insert(
         "decision, code, scope, status, reserved, cost, settlement, spent, cap) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
         (ticket.request_id, now, key.id if key else None, key.agent if key else None,
-         key.group if key else None, json.dumps(dict(key.labels)) if key else None,
+         key.group if key else None, orjson.dumps(dict(key.labels)).decode() if key else None,
          call.vendor, call.model_resolved or call.model, ticket.route, decision, code, scope,
          status, reserved, settlement, spent, cap),
     )

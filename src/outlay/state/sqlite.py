@@ -7,7 +7,6 @@ workers), so checks and the reservation can never interleave with another reques
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import sqlite3
@@ -15,6 +14,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
+
+import orjson
 
 from outlay.policy.decide import authenticate, decide
 from outlay.policy.decision import Admit, Counter, Event, KeyInfo, ScopeView, call_scopes
@@ -226,9 +227,9 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
             "tpm, parallel) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (ticket.request_id, now, now + self.lease_ms, self.worker, call.cost_micros or 0,
              call.tokens,
-             json.dumps([[h.scope, h.period, h.period_start, h.amount, h.watched]
-                         for h in admit.holds]),
-             json.dumps(tpm), json.dumps(list(admit.parallel_scopes))))
+             orjson.dumps([[h.scope, h.period, h.period_start, h.amount, h.watched]
+                           for h in admit.holds]),
+             orjson.dumps(tpm), orjson.dumps(admit.parallel_scopes)))
         if ticket.idempotency_key is not None:
             c.execute("INSERT INTO idempotency(key_id, vendor, idem, request_id, created_ms) "
                       "VALUES (?, ?, ?, ?, ?)",
@@ -283,7 +284,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
             c.execute("DELETE FROM idempotency WHERE request_id=?", (outcome.reservation_id,))
         used_tokens = 0 if outcome.settled == "void" else (
             tokens if outcome.settled == "unsettled" else outcome.tokens)
-        held_on = json.loads(holds)
+        held_on = orjson.loads(holds)
         c.executemany(
             "UPDATE counters SET reserved=reserved-?, spent=spent+? "
             "WHERE scope=? AND period=? AND period_start=?",
@@ -292,7 +293,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         watched = [h for h in held_on if len(h) < 5 or h[4]]
         if cost and watched:
             self._settlement_events(c, outcome.reservation_id, watched)
-        for scope, bucket in json.loads(tpm):
+        for scope, bucket in orjson.loads(tpm):
             state_row = c.execute("SELECT state FROM windows WHERE scope=? AND name='tpm'",
                                   (scope,)).fetchone()
             if state_row:
@@ -300,7 +301,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
                 c.execute("UPDATE windows SET state=? WHERE scope=? AND name='tpm'",
                           (encode(state), scope))
         c.executemany("UPDATE inflight SET n=MAX(0, n-1) WHERE scope=?",
-                      [(s,) for s in json.loads(parallel)])
+                      [(s,) for s in orjson.loads(parallel)])
         c.execute("DELETE FROM reservations WHERE id=?", (outcome.reservation_id,))
         ledger_sql.settle(c, outcome, cost, amount)
         return True
