@@ -104,3 +104,16 @@ async def test_a_store_that_cannot_begin_fails_every_op(db: sqlite3.Connection) 
     results = await asyncio.gather(group.run(insert(1)), group.run(insert(2)),
                                    return_exceptions=True)
     assert all(isinstance(r, StateError) for r in results)
+
+
+async def test_a_failing_op_alone_undoes_its_writes_without_a_savepoint(
+        db: sqlite3.Connection) -> None:
+    group = batcher(db, [])
+
+    def twice(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO t VALUES (3)")
+        c.execute("INSERT INTO t VALUES (3)")
+
+    with pytest.raises(StateError, match="UNIQUE"):
+        await group.run(twice)
+    assert values(db) == []

@@ -146,7 +146,7 @@ async def _forward(
     if outgoing.stream and 200 <= answer.status < 300:
         return await _stream(request, settle, answer, ours,
                              UsageHider() if hide_usage else None)
-    return await _whole(settle, answer, ours, est)
+    return await _whole(request, settle, answer, ours)
 
 
 def _broken(
@@ -158,7 +158,7 @@ def _broken(
 
 
 async def _whole(
-    settle: _Settler, answer: UpstreamResponse, ours: dict[str, str], est: Estimate
+    request: web.Request, settle: _Settler, answer: UpstreamResponse, ours: dict[str, str]
 ) -> web.Response:
     try:
         data = await answer.read()
@@ -174,20 +174,28 @@ async def _whole(
         await answer.close()
     if not 200 <= answer.status < 300:
         # the provider refused before doing any work: nothing is owed
-        await settle.finish(answer.status, "void")
-        return web.Response(status=answer.status, body=data,
+        outcome: tuple[Settled, int, int] = ("void", 0, 0)
+    else:
+        usage = None
+        try:
+            document = orjson.loads(data)
+            usage = usage_of(document) if isinstance(document, dict) else None
+        except orjson.JSONDecodeError:
+            pass
+        outcome = settle.price(usage)
+        if outcome[0] == "settled":
+            charged = min(outcome[1], settle.reservation.amount)
+            ours = {**ours, "X-Outlay-Cost-USD": micros_to_usd(charged)}
+    response = web.Response(status=answer.status, body=data,
                             headers=response_headers(answer.headers, ours))
-    usage = None
     try:
-        document = orjson.loads(data)
-        usage = usage_of(document) if isinstance(document, dict) else None
-    except orjson.JSONDecodeError:
-        pass
-    cost = await settle.usage(answer.status, usage)
-    if cost is not None:
-        ours = {**ours, "X-Outlay-Cost-USD": micros_to_usd(cost)}
-    return web.Response(status=answer.status, body=data,
-                        headers=response_headers(answer.headers, ours))
+        # the agent has its answer first: the money stays held until the settlement
+        # commits, and a crash in between is charged in full by the reaper
+        await response.prepare(request)
+        await response.write_eof()
+    finally:
+        await settle.finish(answer.status, *outcome)
+    return response
 
 
 def _usage_patched_in(est: Estimate, body: dict[str, Any]) -> bool:
@@ -232,11 +240,11 @@ async def _stream(
         return response
     finally:
         await answer.close()
-    if tap.finished and tap.usage:
-        await settle.usage(answer.status, tap.usage)
-    else:
-        await settle.finish(answer.status, "unsettled")
-    await response.write_eof()
+    outcome = settle.price(tap.usage if tap.finished and tap.usage else None)
+    try:
+        await response.write_eof()  # as for whole answers: the agent first, then the books
+    finally:
+        await settle.finish(answer.status, *outcome)
     return response
 
 
@@ -246,17 +254,17 @@ class _Settler:
     def __init__(
         self, gw: Gateway, reservation: Reservation, route: Route, price: ModelPrice | None
     ) -> None:
-        self.gw, self.reservation, self.route, self.price = gw, reservation, route, price
+        self.gw, self.reservation, self.route, self.price_of = gw, reservation, route, price
         self.done = False
 
-    async def usage(self, status: int, usage: dict[str, Any] | None) -> int | None:
+    def price(self, usage: dict[str, Any] | None) -> tuple[Settled, int, int]:
+        """What the reported usage costs: (settlement, cost, tokens). No usage reported
+        means the whole reservation is charged."""
         if usage is None:
-            await self.finish(status, "unsettled")
-            return None
-        tokens, cost = usage_cost(self.route.kind, usage, self.price)
+            return "unsettled", 0, 0
+        tokens, cost = usage_cost(self.route.kind, usage, self.price_of)
         # a model without a price may pass when no hard budget applies; it is recorded at 0
-        await self.finish(status, "settled", cost or 0, tokens)
-        return cost
+        return "settled", cost or 0, tokens
 
     async def finish(self, status: int, settled: Settled, cost: int = 0, tokens: int = 0) -> None:
         if self.done:

@@ -50,10 +50,12 @@ class GroupCommit:
         results: list[tuple[asyncio.Future[Any], bool, Any]] = []
         try:
             with self._tx() as c:
+                # a batch of one needs no savepoint: the transaction itself isolates it
+                alone = len(batch) == 1
                 for op, future, always in batch:
                     if future.cancelled() and not always:
                         continue
-                    results.append((future, *self._apply(c, op)))
+                    results.append((future, *self._apply(c, op, savepoint=not alone)))
         except StateError as exc:
             for _, future, _always in batch:
                 if not future.done():
@@ -68,22 +70,25 @@ class GroupCommit:
                 future.set_exception(value)
 
     @staticmethod
-    def _apply(c: sqlite3.Connection, op: Op) -> tuple[bool, Any]:
+    def _apply(c: sqlite3.Connection, op: Op, *, savepoint: bool) -> tuple[bool, Any]:
         """One op in its own savepoint: a refusal keeps its writes (its ledger row); a
-        failure undoes only this op's writes."""
-        c.execute("SAVEPOINT op")
+        failure undoes only this op's writes (without a savepoint: the whole transaction)."""
+        if savepoint:
+            c.execute("SAVEPOINT op")
         try:
             value = op(c)
         except OutlayError as refusal:
-            c.execute("RELEASE op")
+            if savepoint:
+                c.execute("RELEASE op")
             return False, refusal
-        except sqlite3.Error as exc:
-            c.execute("ROLLBACK TO op")
-            c.execute("RELEASE op")
-            return False, StateError(f"state store failed: {exc}")
         except Exception as exc:
+            if not savepoint:
+                raise StateError(f"state store failed: {exc}") from exc
             c.execute("ROLLBACK TO op")
             c.execute("RELEASE op")
-            return False, exc
-        c.execute("RELEASE op")
+            error = StateError(f"state store failed: {exc}") if isinstance(
+                exc, sqlite3.Error) else exc
+            return False, error
+        if savepoint:
+            c.execute("RELEASE op")
         return True, value
