@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -47,20 +48,17 @@ async def deny(request: web.Request) -> web.Response:
     return await _decide(request, False)
 
 
-async def revoke_agent(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
-    ids = await gw.store.revoke_keys(agent=request.match_info["name"])
-    for key_id in ids:
-        gw.streams.cut(key_id)
-    return _dump({"agent": request.match_info["name"], "revoked": ids})
+def _revoke_all(kind: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The kill switch over an agent or a group: revoke every live key, cut its calls."""
+    async def revoke(request: web.Request) -> web.Response:
+        gw = request.app[GATEWAY]
+        name = request.match_info["name"]
+        ids = await gw.store.revoke_keys(**{kind: name})
+        for key_id in ids:
+            gw.streams.cut(key_id)
+        return _dump({kind: name, "revoked": ids})
 
-
-async def revoke_group(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
-    ids = await gw.store.revoke_keys(group=request.match_info["name"])
-    for key_id in ids:
-        gw.streams.cut(key_id)
-    return _dump({"group": request.match_info["name"], "revoked": ids})
+    return revoke
 
 
 def add_approval_routes(app: web.Application) -> None:
@@ -69,8 +67,8 @@ def add_approval_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/approvals/{{id}}", show_approval)
     r.add_post(f"{PREFIX}/approvals/{{id}}/approve", approve)
     r.add_post(f"{PREFIX}/approvals/{{id}}/deny", deny)
-    r.add_post(f"{PREFIX}/agents/{{name}}/revoke", revoke_agent)
-    r.add_post(f"{PREFIX}/groups/{{name}}/revoke", revoke_group)
+    r.add_post(f"{PREFIX}/agents/{{name}}/revoke", _revoke_all("agent"))
+    r.add_post(f"{PREFIX}/groups/{{name}}/revoke", _revoke_all("group"))
 
 
 def approval_paths() -> dict[str, Any]:
