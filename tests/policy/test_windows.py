@@ -218,4 +218,9 @@ def test_encode_decode_round_trip(state: WindowState) -> None:
 def test_decode_of_nothing_is_an_empty_window() -> None:
     assert decode(None) == WindowState()
     assert decode("") == WindowState()
-    assert encode(WindowState(12, (1, 0, 2))) == "12:1,0,2"
+    assert decode(b"") == WindowState()
+
+
+def test_the_text_form_of_earlier_versions_still_reads() -> None:
+    assert decode("12:1,0,2") == WindowState(12, (1, 0, 2))
+    assert decode("12:") == WindowState(12, ())

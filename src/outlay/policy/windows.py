@@ -10,6 +10,7 @@ exact timestamps would allow.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
 BUCKETS = 60
@@ -109,12 +110,18 @@ def check(name: str, state: WindowState, limit: int, weight: int, now_ms: int) -
     return WindowCheck(False, rolled, limit, used, max(1, retry_at - now_ms), reset)
 
 
-def encode(state: WindowState) -> str:
-    return f"{state.newest}:" + ",".join(map(str, state.counts))
+def encode(state: WindowState) -> bytes:
+    """The newest bucket and the counts as packed 64-bit integers: the store rewrites a
+    window on every call, and packing beats formatting and parsing 61 numbers as text."""
+    return array("q", (state.newest, *state.counts)).tobytes()
 
 
-def decode(text: str | None) -> WindowState:
-    if not text:
+def decode(stored: bytes | str | None) -> WindowState:
+    if not stored:
         return WindowState()
-    newest, _, counts = text.partition(":")
-    return WindowState(int(newest), tuple(map(int, counts.split(","))) if counts else ())
+    if isinstance(stored, str):  # the text form of earlier versions: "newest:c1,c2,…"
+        newest, _, counts = stored.partition(":")
+        return WindowState(int(newest), tuple(map(int, counts.split(","))) if counts else ())
+    values = array("q")
+    values.frombytes(stored)
+    return WindowState(values[0], tuple(values[1:]))

@@ -28,11 +28,15 @@ class GroupCommit:
         self._tx = tx
         self._queue: list[tuple[Op, asyncio.Future[Any], bool]] = []
         self._scheduled = False
+        # kept, not looked up per call: on Python 3.11 get_running_loop costs a getpid()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def run(self, op: Op, *, always: bool = False) -> Any:
         """Apply `op` in the next batch. An `always` op (a settlement) runs even if the caller
         is cancelled meanwhile; any other is dropped if its caller is gone before it ran."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((op, future, always))
         if not self._scheduled:
@@ -45,8 +49,8 @@ class GroupCommit:
     def _flush(self) -> None:
         batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
         self._scheduled = bool(self._queue)
-        if self._scheduled:
-            asyncio.get_running_loop().call_soon(self._flush)
+        if self._scheduled and self._loop is not None:
+            self._loop.call_soon(self._flush)
         results: list[tuple[asyncio.Future[Any], bool, Any]] = []
         try:
             with self._tx() as c:
