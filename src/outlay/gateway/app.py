@@ -12,6 +12,7 @@ from aiohttp import web
 from outlay.admin.routes import add_admin_routes
 from outlay.gateway.context import GATEWAY, Gateway
 from outlay.gateway.errors import Flavor, error_response
+from outlay.gateway.health import HealthEvents
 from outlay.gateway.llm import ROUTES, Route, new_request_id, proxy
 from outlay.gateway.models import list_models
 from outlay.gateway.vendors import vendor_proxy
@@ -82,15 +83,17 @@ def create_app(
     clock: Callable[[], int] = wall_ms,
 ) -> web.Application:
     """Build a worker's application. Store and upstreams are injectable for tests."""
+    health = HealthEvents()
     gw = Gateway(
         settings=settings,
         store=store or store_from_url(settings.state, lease_s=settings.reservation_lease_s),
-        upstream=upstream or upstream_from_settings(settings),
+        upstream=upstream or upstream_from_settings(settings, health),
         prices=prices or PriceTable.load(settings.prices),
         clock=clock,
         vendors=vendors or vendors_from_settings(settings),
         vendor_pricing=vendor_pricing(settings.vendors),
     )
+    health.store = gw.store
     app = web.Application(client_max_size=settings.max_body_bytes + 1, middlewares=[json_errors])
     app[GATEWAY] = gw
     for path, route in ROUTES.items():

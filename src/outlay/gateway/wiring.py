@@ -6,14 +6,16 @@ from collections.abc import Mapping
 
 from outlay.settings import Settings
 from outlay.upstream.base import Upstream, UpstreamRequest, UpstreamResponse, UpstreamUnreachable
-from outlay.upstream.http import Endpoint, HttpUpstream
+from outlay.upstream.http import Endpoint, HealthListener, HttpUpstream
 from outlay.upstream.sim_vendors import SIMULATED_VENDORS, SimulatedVendors
 from outlay.upstream.simulated import SimulatedUpstream
 from outlay.upstream.vendors_http import VendorUpstream, vendor_endpoints
 from outlay.vendors import BUILTIN_VENDORS, VendorPricing, pricing_for
 
 
-def upstream_from_settings(settings: Settings) -> Upstream:
+def upstream_from_settings(
+    settings: Settings, on_health_change: HealthListener | None = None
+) -> Upstream:
     """The simulated provider when no provider has credentials; real endpoints otherwise."""
     if settings.simulated:
         return SimulatedUpstream(latency_ms=settings.simulated_latency_ms)
@@ -21,7 +23,7 @@ def upstream_from_settings(settings: Settings) -> Upstream:
         provider: [Endpoint(e.base_url or "", e.api_key, e.weight) for e in configured]
         for provider, configured in settings.providers.items()
     }
-    return HttpUpstream(endpoints)
+    return HttpUpstream(endpoints, on_health_change=on_health_change)
 
 
 class VendorRouter:
