@@ -19,13 +19,14 @@ from outlay.gateway.errors import Flavor, error_response
 from outlay.gateway.forward import request_headers, response_headers
 from outlay.gateway.headers import limit_headers
 from outlay.gateway.intake import agent_key, parse_json_object, read_body
+from outlay.gateway.settle import Settler
 from outlay.gateway.usage_tap import UsageHider, UsageTap, usage_of
 from outlay.policy.decision import Call
 from outlay.policy.errors import OutlayError, Unavailable
 from outlay.policy.money import micros_to_usd
-from outlay.pricing.estimate import Estimate, estimate, usage_cost
+from outlay.pricing.estimate import Estimate, estimate
 from outlay.pricing.table import ModelPrice
-from outlay.state.base import Outcome, Reservation, Settled, StateError, Ticket
+from outlay.state.base import Reservation, Settled, StateError, Ticket
 from outlay.state.keys import hash_secret
 from outlay.upstream.base import (
     UpstreamBroken,
@@ -129,7 +130,7 @@ async def _forward(
     outgoing: UpstreamRequest, ours: dict[str, str], price: ModelPrice | None, est: Estimate,
     hide_usage: bool,
 ) -> web.StreamResponse:
-    settle = _Settler(gw, reservation, route, price)
+    settle = Settler(gw, reservation, route, price)
     try:
         answer = await gw.upstream.send(outgoing)
     except UpstreamUnreachable as exc:
@@ -158,7 +159,7 @@ def _broken(
 
 
 async def _whole(
-    request: web.Request, settle: _Settler, answer: UpstreamResponse, ours: dict[str, str]
+    request: web.Request, settle: Settler, answer: UpstreamResponse, ours: dict[str, str]
 ) -> web.Response:
     try:
         data = await answer.read()
@@ -207,7 +208,7 @@ def _usage_patched_in(est: Estimate, body: dict[str, Any]) -> bool:
 
 
 async def _stream(
-    request: web.Request, settle: _Settler, answer: UpstreamResponse, ours: dict[str, str],
+    request: web.Request, settle: Settler, answer: UpstreamResponse, ours: dict[str, str],
     hider: UsageHider | None,
 ) -> web.StreamResponse:
     response = web.StreamResponse(status=answer.status,
@@ -246,33 +247,3 @@ async def _stream(
     finally:
         await settle.finish(answer.status, *outcome)
     return response
-
-
-class _Settler:
-    """Settles one reservation exactly once, whichever way the call ends."""
-
-    def __init__(
-        self, gw: Gateway, reservation: Reservation, route: Route, price: ModelPrice | None
-    ) -> None:
-        self.gw, self.reservation, self.route, self.price_of = gw, reservation, route, price
-        self.done = False
-
-    def price(self, usage: dict[str, Any] | None) -> tuple[Settled, int, int]:
-        """What the reported usage costs: (settlement, cost, tokens). No usage reported
-        means the whole reservation is charged."""
-        if usage is None:
-            return "unsettled", 0, 0
-        tokens, cost = usage_cost(self.route.kind, usage, self.price_of)
-        # a model without a price may pass when no hard budget applies; it is recorded at 0
-        return "settled", cost or 0, tokens
-
-    async def finish(self, status: int, settled: Settled, cost: int = 0, tokens: int = 0) -> None:
-        if self.done:
-            return
-        self.done = True
-        try:
-            await self.gw.store.settle(Outcome(
-                self.reservation.id, status, cost, tokens, settled))
-        except StateError:
-            # the reservation stays held and the reaper charges it in full after its lease
-            return

@@ -13,7 +13,8 @@ from outlay.gateway.errors import error_response
 from outlay.gateway.forward import response_headers
 from outlay.gateway.headers import limit_headers
 from outlay.gateway.intake import agent_key, read_body
-from outlay.gateway.llm import Route, _Settler, new_request_id, unavailable
+from outlay.gateway.llm import Route, new_request_id, unavailable
+from outlay.gateway.settle import Settler
 from outlay.policy.decision import Call
 from outlay.policy.errors import BadRequest, OutlayError, Unavailable
 from outlay.policy.money import micros_to_usd
@@ -91,7 +92,7 @@ async def _forward(
     reservation: Reservation, outgoing: UpstreamRequest, ours: dict[str, str],
 ) -> web.StreamResponse:
     route = Route(f"vendor.{vcall.vendor}", vcall.vendor, vcall.path)
-    settle = _Settler(gw, reservation, route, None)
+    settle = Settler(gw, reservation, route, None)
     try:
         answer = await gw.vendors.send(outgoing)
         try:
