@@ -271,8 +271,11 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         return settled
 
     def _settle(self, c: sqlite3.Connection, outcome: Outcome) -> bool:
-        row = c.execute("SELECT amount, tokens, holds, tpm, parallel FROM reservations "
-                        "WHERE id=?", (outcome.reservation_id,)).fetchone()
+        # taking the row is what makes a settlement happen once: a second settle, or the
+        # reaper racing this one, finds nothing
+        row = c.execute("DELETE FROM reservations WHERE id=? "
+                        "RETURNING amount, tokens, holds, tpm, parallel",
+                        (outcome.reservation_id,)).fetchone()
         if row is None:
             return False
         amount, tokens, holds, tpm, parallel = row
@@ -285,10 +288,11 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         used_tokens = 0 if outcome.settled == "void" else (
             tokens if outcome.settled == "unsettled" else outcome.tokens)
         held_on = orjson.loads(holds)
-        c.executemany(
-            "UPDATE counters SET reserved=reserved-?, spent=spent+? "
-            "WHERE scope=? AND period=? AND period_start=?",
-            [(h[3], cost, h[0], h[1], h[2]) for h in held_on])
+        if held_on:
+            c.executemany(
+                "UPDATE counters SET reserved=reserved-?, spent=spent+? "
+                "WHERE scope=? AND period=? AND period_start=?",
+                [(h[3], cost, h[0], h[1], h[2]) for h in held_on])
         # only budgets that warn or are soft can raise an event when money is spent
         watched = [h for h in held_on if len(h) < 5 or h[4]]
         if cost and watched:
@@ -300,9 +304,10 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
                 state = decode(state_row[0]).adjusted(bucket, used_tokens - tokens)
                 c.execute("UPDATE windows SET state=? WHERE scope=? AND name='tpm'",
                           (encode(state), scope))
-        c.executemany("UPDATE inflight SET n=MAX(0, n-1) WHERE scope=?",
-                      [(s,) for s in orjson.loads(parallel)])
-        c.execute("DELETE FROM reservations WHERE id=?", (outcome.reservation_id,))
+        in_flight = orjson.loads(parallel)
+        if in_flight:
+            c.executemany("UPDATE inflight SET n=MAX(0, n-1) WHERE scope=?",
+                          [(scope,) for scope in in_flight])
         ledger_sql.settle(c, outcome, cost, amount)
         return True
 
