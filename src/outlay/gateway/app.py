@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from outlay.admin.routes import add_admin_routes
+from outlay.gateway.admission import new_request_id
 from outlay.gateway.context import GATEWAY, Gateway
 from outlay.gateway.errors import Flavor, error_response
 from outlay.gateway.health import HealthEvents
-from outlay.gateway.llm import ROUTES, Route, new_request_id, proxy
+from outlay.gateway.llm import ROUTES, Route, proxy
 from outlay.gateway.models import list_models
 from outlay.gateway.vendors import vendor_proxy
 from outlay.gateway.wiring import upstream_from_settings, vendor_pricing, vendors_from_settings

@@ -6,14 +6,13 @@ parse → authenticate, decide and reserve (one atomic store call) → forward �
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from outlay.gateway import approval
+from outlay.gateway.admission import admit, new_request_id, refuse_invalid
 from outlay.gateway.context import GATEWAY, Gateway
 from outlay.gateway.errors import Flavor, error_response
 from outlay.gateway.forward import request_headers, response_headers
@@ -26,7 +25,7 @@ from outlay.policy.errors import OutlayError, Unavailable
 from outlay.policy.money import micros_to_usd
 from outlay.pricing.estimate import Estimate, estimate
 from outlay.pricing.table import ModelPrice
-from outlay.state.base import Reservation, Settled, StateError, Ticket
+from outlay.state.base import Reservation, Settled, Ticket
 from outlay.state.keys import hash_secret
 from outlay.upstream.base import (
     UpstreamBroken,
@@ -58,18 +57,6 @@ ROUTES = {
 }
 
 
-def new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()  # os.urandom directly: secrets adds a layer per call
-
-
-def unavailable(exc: StateError) -> Unavailable:
-    return Unavailable(
-        "enforcement_unavailable",
-        f"Outlay cannot reach its state store, so it refuses calls rather than let them "
-        f"through unchecked: {exc}",
-    )
-
-
 async def proxy(request: web.Request, route: Route) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     rid = new_request_id()
@@ -84,11 +71,7 @@ async def proxy(request: web.Request, route: Route) -> web.StreamResponse:
         est = estimate(route.kind, body, price)
     except OutlayError as err:
         ticket = Ticket(rid, key_hash, Call(vendor=route.provider, model=model), route.kind)
-        try:
-            await gw.store.record_refusal(ticket, err.status, err.code)
-        except StateError as exc:
-            return error_response(unavailable(exc), route.flavor, rid)
-        return error_response(err, route.flavor, rid)
+        return await refuse_invalid(gw, ticket, err, route.flavor)
 
     call = Call(
         vendor=route.provider, model=model, model_resolved=price.name if price else None,
@@ -97,12 +80,9 @@ async def proxy(request: web.Request, route: Route) -> web.StreamResponse:
     )
     ticket = Ticket(rid, key_hash, call, route.kind, gw.aliases, gw.free_models,
                     approval_id=request.headers.get("X-Outlay-Approval"))
-    try:
-        reservation = await approval.reserve(gw, ticket, new_request_id())
-    except OutlayError as err:
-        return error_response(err, route.flavor, rid)
-    except StateError as exc:
-        return error_response(unavailable(exc), route.flavor, rid)
+    reservation = await admit(gw, ticket, route.flavor)
+    if not isinstance(reservation, Reservation):
+        return reservation
 
     ours = {"X-Outlay-Request-Id": reservation.id,
             **limit_headers(reservation.limits, gw.clock())}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from outlay.gateway.admission import new_request_id, unavailable
 from outlay.gateway.context import GATEWAY
 from outlay.gateway.errors import error_response
 from outlay.gateway.intake import agent_key
-from outlay.gateway.llm import new_request_id, unavailable
 from outlay.policy.access import model_matches, vendor_matches
 from outlay.policy.decide import authenticate
 from outlay.policy.decision import call_scopes

@@ -7,18 +7,18 @@ import asyncio
 
 from aiohttp import web
 
-from outlay.gateway import approval
+from outlay.gateway.admission import admit, new_request_id, refuse_invalid
 from outlay.gateway.context import GATEWAY, Gateway
 from outlay.gateway.errors import error_response
 from outlay.gateway.forward import response_headers
 from outlay.gateway.headers import limit_headers
 from outlay.gateway.intake import agent_key, read_body
-from outlay.gateway.llm import Route, new_request_id, unavailable
+from outlay.gateway.llm import Route
 from outlay.gateway.settle import Settler
 from outlay.policy.decision import Call
 from outlay.policy.errors import BadRequest, OutlayError, Unavailable
 from outlay.policy.money import micros_to_usd
-from outlay.state.base import Reservation, StateError, Ticket
+from outlay.state.base import Reservation, Ticket
 from outlay.state.keys import hash_secret
 from outlay.upstream.base import UpstreamBroken, UpstreamRequest, UpstreamUnreachable
 from outlay.vendors import VendorCall, VendorEstimate, VendorPricing
@@ -48,22 +48,15 @@ async def vendor_proxy(request: web.Request) -> web.StreamResponse:
                            {k.lower(): v for k, v in request.headers.items()})
         est = pricing.estimate(vcall)
     except OutlayError as err:
-        try:
-            await gw.store.record_refusal(Ticket(rid, key_hash, call, f"vendor.{vendor}"),
-                                          err.status, err.code)
-        except StateError as exc:
-            return error_response(unavailable(exc), "openai", rid)
-        return error_response(err, "openai", rid)
+        return await refuse_invalid(gw, Ticket(rid, key_hash, call, f"vendor.{vendor}"), err,
+                                    "openai")
 
     ticket = Ticket(rid, key_hash, Call(vendor=vendor, cost_micros=est.cost_micros),
                     f"vendor.{vendor}", idempotency_key=est.idempotency_key,
                     approval_id=request.headers.get("X-Outlay-Approval"))
-    try:
-        reservation = await approval.reserve(gw, ticket, new_request_id())
-    except OutlayError as err:
-        return error_response(err, "openai", rid)
-    except StateError as exc:
-        return error_response(unavailable(exc), "openai", rid)
+    reservation = await admit(gw, ticket, "openai")
+    if not isinstance(reservation, Reservation):
+        return reservation
     ours = {"X-Outlay-Request-Id": reservation.id,
             **limit_headers(reservation.limits, gw.clock())}
     if reservation.amount:

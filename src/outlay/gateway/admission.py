@@ -1,0 +1,75 @@
+"""Admitting an agent request, shared by the LLM and vendor routes: recording a request
+refused before any policy was consulted, and the one store call that decides and reserves,
+holding it while a human decides when the policy says `on_breach: require_approval`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import replace
+
+from aiohttp import web
+
+from outlay.gateway.context import Gateway
+from outlay.gateway.errors import Flavor, error_response
+from outlay.policy.errors import ApprovalRequired, OutlayError, Unavailable
+from outlay.state.base import Reservation, StateError, Ticket
+
+APPROVAL_POLL_S = 0.1
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()  # os.urandom directly: secrets adds a layer per call
+
+
+def unavailable(exc: StateError) -> Unavailable:
+    return Unavailable(
+        "enforcement_unavailable",
+        f"Outlay cannot reach its state store, so it refuses calls rather than let them "
+        f"through unchecked: {exc}",
+    )
+
+
+async def refuse_invalid(
+    gw: Gateway, ticket: Ticket, error: OutlayError, flavor: Flavor
+) -> web.Response:
+    """A request refused for its own shape: recorded in the ledger, then answered."""
+    try:
+        await gw.store.record_refusal(ticket, error.status, error.code)
+    except StateError as exc:
+        return error_response(unavailable(exc), flavor, ticket.request_id)
+    return error_response(error, flavor, ticket.request_id)
+
+
+async def admit(gw: Gateway, ticket: Ticket, flavor: Flavor) -> Reservation | web.Response:
+    """The reservation, or the refusal to answer with."""
+    try:
+        return await _reserve(gw, ticket)
+    except OutlayError as err:
+        return error_response(err, flavor, ticket.request_id)
+    except StateError as exc:
+        return error_response(unavailable(exc), flavor, ticket.request_id)
+
+
+async def _reserve(gw: Gateway, ticket: Ticket) -> Reservation:
+    """The store's reserve, holding an approval_required refusal for its wait."""
+    try:
+        return await gw.store.reserve(ticket)
+    except ApprovalRequired as err:
+        if err.wait_s <= 0:
+            raise
+        approval_id = str(err.details["approval_id"])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + err.wait_s
+        while (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(APPROVAL_POLL_S, left))
+            state = (await gw.store.get_approval(approval_id))["state"]
+            if state == "approved":
+                # the refusal's ledger row keeps the first request id; the pass gets its own
+                return await gw.store.reserve(
+                    replace(ticket, request_id=new_request_id(), approval_id=approval_id))
+            if state != "pending":
+                raise ApprovalRequired(
+                    f"Approval {approval_id} was {state}; the call was not made.", 0,
+                    approval_id=approval_id, decision=state) from None
+        raise
