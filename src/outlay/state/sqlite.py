@@ -128,9 +128,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         now = self.clock()
         call = ticket.call
         decision = None
-        refusal: OutlayError | None = None
         key = None if ticket.key_hash is None else self._key_info(c, ticket.key_hash)
-        refusal = authenticate(key, now)
+        refusal: OutlayError | None = authenticate(key, now)
         if refusal is not None or key is None:
             if key is not None and refusal is not None and refusal.code == "key_expired":
                 announce(c, now, [Event("key.expired", {

@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from outlay.policy.decision import Event, KeyInfo
 from outlay.policy.model import Policy, parse_policy
 from outlay.state import ledger_sql
@@ -180,7 +182,7 @@ class AdminMixin:
         if row is None:
             return None
         key_id, agent, grp, labels, expires, revoked = row
-        return KeyInfo(key_id, agent, grp, json.loads(labels), expires, revoked is not None)
+        return KeyInfo(key_id, agent, grp, orjson.loads(labels), expires, revoked is not None)
 
     def _put_policy(self, c: sqlite3.Connection, scope: str, policy: Policy) -> None:
         now = self.clock()
