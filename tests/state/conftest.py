@@ -1,7 +1,7 @@
 """The state backends, from one table: every test here runs against each of them.
 
 A backend entry makes store instances that share one installation's state, as the gateway's
-worker processes (or replicas) do. Redis and PostgreSQL join by adding a row to BACKENDS.
+worker processes (or replicas) do.
 """
 
 from __future__ import annotations
@@ -10,10 +10,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
+import psycopg
 import pytest
+import redis
 
 from outlay.state.base import StateStore, store_from_url
+from outlay.state.redis import RedisStore
 from outlay.state.sqlite import SqliteStore
 
 from .support import Clock
@@ -61,14 +65,59 @@ class SqliteBackend:
         return b"".join(p.read_bytes() for p in sorted(self.directory.glob("outlay.db*")))
 
 
-BACKENDS: dict[str, Callable[[Path], Backend]] = {
-    "sqlite": SqliteBackend,
+@dataclass
+class RedisPostgresBackend:
+    """Redis (a tenant of its own on the session's server) beside a fresh PostgreSQL
+    database; options make rebuilds wait no grace, as no other process shares the state."""
+
+    redis_url: str
+    database: str
+    name: str = "redis+postgres"
+
+    @property
+    def url(self) -> str:
+        return f"{self.redis_url}&database={quote(self.database, safe='')}"
+
+    def make(self, clock: Clock | None = None, **options: Any) -> StateStore:
+        if clock is not None:
+            options["clock"] = clock
+        options.setdefault("rebuild_grace_s", 0.0)
+        store = store_from_url(self.url, **options)
+        assert isinstance(store, RedisStore)
+        return store
+
+    def stored_bytes(self) -> bytes:
+        dumped = [dump_redis(self.redis_url)]
+        with psycopg.connect(self.database) as conn:
+            tables = [r[0] for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+            for table in tables:
+                for row in conn.execute(f"SELECT * FROM {table}"):  # noqa: S608 (catalog names)
+                    dumped.append(repr(row).encode())
+        return b"\n".join(dumped)
+
+
+def dump_redis(url: str) -> bytes:
+    client = redis.Redis.from_url(url.partition("?")[0])
+    try:
+        out = []
+        for key in client.scan_iter("*"):
+            out.append(key + b" " + repr(client.dump(key)).encode())
+        return b"\n".join(out)
+    finally:
+        client.close()
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Backend]] = {
+    "sqlite": lambda request, tmp_path: SqliteBackend(tmp_path),
+    "redis+postgres": lambda request, tmp_path: RedisPostgresBackend(
+        request.getfixturevalue("redis_url"), request.getfixturevalue("postgres_dsn")),
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return BACKENDS[request.param](tmp_path)
+    return BACKENDS[request.param](request, tmp_path)
 
 
 @pytest.fixture

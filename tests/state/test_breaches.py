@@ -22,15 +22,15 @@ async def listener(store: StateStore) -> None:
     await store.add_webhook("http://127.0.0.1:9/hook", ["*"])  # type: ignore[attr-defined]
 
 
-def events(store: StateStore) -> list[dict[str, object]]:
-    """Every event put in the webhook outbox, oldest first."""
-    rows = store.conn.execute(  # type: ignore[attr-defined]
-        "SELECT body FROM outbox ORDER BY created_ms, rowid").fetchall()
-    return [json.loads(r[0]) for r in rows]
+async def events(store: StateStore) -> list[dict[str, object]]:
+    """Every event put in the webhook outbox, oldest first (claimed with a lease of zero, so
+    they stay due)."""
+    jobs = await store.claim_deliveries(1_000, 0)  # type: ignore[attr-defined]
+    return [json.loads(job.body) for job in jobs]
 
 
-def types(store: StateStore) -> Counter[str]:
-    return Counter(str(e["type"]) for e in events(store))
+async def types(store: StateStore) -> Counter[str]:
+    return Counter(str(e["type"]) for e in await events(store))
 
 
 async def agent_key(store: StateStore, policy: dict[str, object]) -> tuple[KeyRecord, str]:
@@ -59,8 +59,8 @@ async def test_a_burst_crossing_warn_at_and_the_cap_raises_each_event_once(
         except BudgetExceeded:
             refused += 1
     assert refused == 20
-    assert types(store) == {"budget.warning": 1, "budget.exceeded": 1}
-    warning, exceeded = events(store)
+    assert await types(store) == {"budget.warning": 1, "budget.exceeded": 1}
+    warning, exceeded = await events(store)
     assert warning["type"] == "budget.warning"
     data = warning["data"]
     assert isinstance(data, dict)
@@ -77,7 +77,7 @@ async def test_a_soft_budget_lets_calls_through_and_announces_the_crossing(
     for _ in range(5):
         await spend(store, secret, 1_000)
     assert (await budget_line(store, "agent:bot", "day"))["spent_usd"] == "0.005"
-    assert types(store) == {"budget.warning": 1, "budget.exceeded": 1}
+    assert await types(store) == {"budget.warning": 1, "budget.exceeded": 1}
 
 
 async def test_the_next_period_warns_again(store: StateStore, clock: Clock) -> None:
@@ -86,7 +86,7 @@ async def test_the_next_period_warns_again(store: StateStore, clock: Clock) -> N
     await spend(store, secret, 600)
     clock.advance(86_400)
     await spend(store, secret, 600)
-    assert types(store) == {"budget.warning": 2}
+    assert await types(store) == {"budget.warning": 2}
 
 
 async def test_rate_limited_is_announced_once_per_key_per_minute(
@@ -96,13 +96,13 @@ async def test_rate_limited_is_announced_once_per_key_per_minute(
     for _ in range(10):
         with pytest.raises(RateLimited):
             await store.reserve(ticket(secret, 0))
-    assert types(store) == {"agent.rate_limited": 1}
+    assert await types(store) == {"agent.rate_limited": 1}
     clock.advance(61)
     await store.reserve(ticket(secret, 0))
     with pytest.raises(RateLimited):
         await store.reserve(ticket(secret, 0))
-    assert types(store) == {"agent.rate_limited": 2}
-    data = events(store)[0]["data"]
+    assert await types(store) == {"agent.rate_limited": 2}
+    data = (await events(store))[0]["data"]
     assert isinstance(data, dict)
     assert (data["key_id"], data["agent_id"], data["limit"]) == (record.id, "bot", 1)
 
@@ -117,7 +117,7 @@ async def test_on_breach_alert_lets_the_call_through_and_marks_the_overage(
     line = await budget_line(store, "agent:bot", "day")
     assert line["spent_usd"] == "0.002"
     assert (await store.audit(None, 1))[0]["code"] == "alert_overage"
-    assert types(store) == {"agent.rate_limited": 1, "budget.exceeded": 1}
+    assert await types(store) == {"agent.rate_limited": 1, "budget.exceeded": 1}
 
 
 async def test_require_approval_holds_until_approved_then_passes_once(
@@ -149,8 +149,8 @@ async def test_require_approval_holds_until_approved_then_passes_once(
     with pytest.raises(ApprovalRequired) as used:  # an approval lets one call through
         await store.reserve(approved(secret, 1_000, approval_id))
     assert used.value.details["approval_id"] != approval_id
-    assert types(store)["approval.requested"] == 2
-    assert types(store)["approval.decided"] == 1
+    assert (await types(store))["approval.requested"] == 2
+    assert (await types(store))["approval.decided"] == 1
 
 
 async def test_a_denied_approval_cannot_be_used_nor_decided_twice(store: StateStore) -> None:
@@ -174,9 +174,9 @@ async def test_revoking_an_agent_revokes_every_key_and_announces_each(
     await store.create_key(NewKey(agent="other"))
     assert sorted(await store.revoke_keys(agent="bot")) == sorted([first.id, second.id])
     assert await store.revoke_keys(agent="bot") == []  # nothing live is left
-    assert types(store) == {"key.revoked": 2}
+    assert await types(store) == {"key.revoked": 2}
     await store.revoke_key(first.id)  # revoking again announces nothing new
-    assert types(store) == {"key.revoked": 2}
+    assert await types(store) == {"key.revoked": 2}
 
 
 async def test_revoking_a_group(store: StateStore) -> None:
@@ -193,4 +193,4 @@ async def test_an_expired_key_is_announced_once(store: StateStore, clock: Clock)
     for _ in range(3):
         with pytest.raises(Exception, match="expired"):
             await store.reserve(ticket(secret, 0))
-    assert types(store) == {"key.expired": 1}
+    assert await types(store) == {"key.expired": 1}

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,9 +35,18 @@ def hooks(store: StateStore) -> WebhookStore:
     return outbox(store)
 
 
-def in_tx(store: WebhookStore, clock: Clock, event_type: str, data: Any = DATA) -> str:
-    """Enqueue as the lead's decisions do: inside the store's own transaction."""
-    assert isinstance(store, SqliteStore)
+@pytest.fixture
+async def embedded(tmp_path: Path, clock: Clock) -> AsyncIterator[SqliteStore]:
+    """The embedded store, for the tests of enqueueing inside its decision's transaction
+    (the replicated store's way, through its ledger log, is tested in test_postgres_*)."""
+    store = SqliteStore(str(tmp_path / "embedded.db"), clock=clock)
+    await store.open()
+    yield store
+    await store.close()
+
+
+def in_tx(store: SqliteStore, clock: Clock, event_type: str, data: Any = DATA) -> str:
+    """Enqueue as the embedded store's decisions do: inside its own transaction."""
     with store.tx() as c:
         return enqueue(c, clock.now, event_type, data)
 
@@ -69,57 +80,55 @@ async def test_add_checks_the_url_and_events(hooks: WebhookStore) -> None:
 
 
 async def test_enqueue_reaches_the_endpoints_whose_filter_takes_the_event(
-    hooks: WebhookStore, clock: Clock
+    embedded: SqliteStore, clock: Clock
 ) -> None:
-    every = (await hooks.add_webhook("https://a.example/h", ["*"]))["id"]
-    budget = (await hooks.add_webhook("https://b.example/h", ["budget.warning",
+    every = (await embedded.add_webhook("https://a.example/h", ["*"]))["id"]
+    budget = (await embedded.add_webhook("https://b.example/h", ["budget.warning",
                                                               "budget.exceeded"]))["id"]
-    keys = (await hooks.add_webhook("https://c.example/h", ["key.revoked"]))["id"]
-    assert await targets(hooks, in_tx(hooks, clock, "budget.warning")) == {every, budget}
-    assert await targets(hooks, in_tx(hooks, clock, "key.revoked")) == {every, keys}
-    assert await targets(hooks, in_tx(hooks, clock, "provider.unhealthy")) == {every}
+    keys = (await embedded.add_webhook("https://c.example/h", ["key.revoked"]))["id"]
+    assert await targets(embedded, in_tx(embedded, clock, "budget.warning")) == {every, budget}
+    assert await targets(embedded, in_tx(embedded, clock, "key.revoked")) == {every, keys}
+    assert await targets(embedded, in_tx(embedded, clock, "provider.unhealthy")) == {every}
 
 
-async def test_the_payload_is_stored_as_sent(hooks: WebhookStore, clock: Clock) -> None:
-    await hooks.add_webhook("https://a.example/h", [])
-    event_id = in_tx(hooks, clock, "budget.warning")
+async def test_the_payload_is_stored_as_sent(embedded: SqliteStore, clock: Clock) -> None:
+    await embedded.add_webhook("https://a.example/h", [])
+    event_id = in_tx(embedded, clock, "budget.warning")
     assert event_id.startswith("evt_")
-    (job,) = await hooks.claim_deliveries(10, LEASE_MS)
+    (job,) = await embedded.claim_deliveries(10, LEASE_MS)
     assert json.loads(job.body) == {"id": event_id, "type": "budget.warning",
                                     "created_at": "2024-03-14T12:00:00Z", "data": DATA}
     assert (job.event_id, job.url, job.attempts, job.created_ms) == (
         event_id, "https://a.example/h", 0, clock.now)
 
 
-async def test_an_event_no_endpoint_wants_is_not_kept(hooks: WebhookStore,
+async def test_an_event_no_endpoint_wants_is_not_kept(embedded: SqliteStore,
                                                       clock: Clock) -> None:
-    await hooks.add_webhook("https://a.example/h", ["key.revoked"])
-    event_id = in_tx(hooks, clock, "budget.warning")
-    assert await hooks.list_deliveries(event_id=event_id) == []
-    assert isinstance(hooks, SqliteStore)
-    assert hooks.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+    await embedded.add_webhook("https://a.example/h", ["key.revoked"])
+    event_id = in_tx(embedded, clock, "budget.warning")
+    assert await embedded.list_deliveries(event_id=event_id) == []
+    assert embedded.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
 
 
 async def test_an_event_rolled_back_with_its_decision_is_never_sent(
-    hooks: WebhookStore, clock: Clock
+    embedded: SqliteStore, clock: Clock
 ) -> None:
-    await hooks.add_webhook("https://a.example/h", [])
-    assert isinstance(hooks, SqliteStore)
+    await embedded.add_webhook("https://a.example/h", [])
 
     def failing_decision() -> None:
-        with hooks.tx() as c:
+        with embedded.tx() as c:
             enqueue(c, clock.now, "budget.exceeded", DATA)
             raise RuntimeError("the decision failed")
 
     with pytest.raises(RuntimeError):
         failing_decision()
-    assert await hooks.claim_deliveries(10, LEASE_MS) == []
-    assert await hooks.list_deliveries() == []
+    assert await embedded.claim_deliveries(10, LEASE_MS) == []
+    assert await embedded.list_deliveries() == []
 
 
-async def test_unknown_event_types_are_a_bug(hooks: WebhookStore, clock: Clock) -> None:
+async def test_unknown_event_types_are_a_bug(embedded: SqliteStore, clock: Clock) -> None:
     with pytest.raises(ValueError, match="unknown webhook event type"):
-        in_tx(hooks, clock, "budget.warned")
+        in_tx(embedded, clock, "budget.warned")
 
 
 async def test_emit_to_one_endpoint_only(hooks: WebhookStore) -> None:
@@ -272,7 +281,6 @@ async def test_the_outbox_survives_a_restart(open_store: OpenStore, clock: Clock
     events = {await first.emit("budget.exceeded", DATA), await first.emit("key.revoked", DATA)}
     (leased,) = await first.claim_deliveries(1, LEASE_MS)  # then the process is killed
     assert leased.event_id in events
-    assert isinstance(first, SqliteStore)
     await first.close()
 
     clock.advance(LEASE_MS / 1000)

@@ -72,6 +72,38 @@ def serve(
 
 
 @main.command()
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    help="YAML config file [default: $OUTLAY_CONFIG, else ./outlay.yaml if present].",
+)
+@click.option("--database", help="PostgreSQL URL [default: the config's `database`].")
+def migrate(config: str | None, database: str | None) -> None:
+    """Bring the PostgreSQL schema up to date (`outlay serve` also does it on start)."""
+    try:
+        settings = load_settings(config, os.environ, database=database)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not settings.database:
+        raise click.ClickException(
+            "no PostgreSQL database to migrate: pass --database postgresql://… "
+            "(or set OUTLAY_DATABASE, or `database:` in the config)")
+    import asyncio
+
+    from outlay.state.base import StateError
+    from outlay.state.postgres_schema import migrate as apply_migrations
+
+    try:
+        applied = asyncio.run(apply_migrations(settings.database))
+    except StateError as exc:
+        raise click.ClickException(str(exc)) from None
+    if applied:
+        click.echo(f"applied migrations {', '.join(map(str, applied))}")
+    else:
+        click.echo("the schema is up to date")
+
+
+@main.command()
 @click.option("--model", default="gpt-4o-mini", show_default=True, help="Model to call.")
 @click.option("--calls", type=click.IntRange(min=1), default=25, show_default=True)
 def demo(model: str, calls: int) -> None:

@@ -74,6 +74,12 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
+def store_for(settings: Settings) -> StateStore:
+    """The state backend the settings name (unopened)."""
+    return store_from_url(settings.state, database=settings.database,
+                          lease_s=settings.reservation_lease_s)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -87,7 +93,7 @@ def create_app(
     health = HealthEvents()
     gw = Gateway(
         settings=settings,
-        store=store or store_from_url(settings.state, lease_s=settings.reservation_lease_s),
+        store=store or store_for(settings),
         upstream=upstream or upstream_from_settings(settings, health),
         prices=prices or PriceTable.load(settings.prices),
         clock=clock,

@@ -14,19 +14,19 @@ import time
 
 from aiohttp import web
 
-from outlay.gateway.app import create_app
+from outlay.gateway.app import create_app, store_for
 from outlay.gateway.wiring import vendor_pricing, vendors_from_settings
 from outlay.policy.model import parse_policy, parse_scope
 from outlay.pricing.table import PriceTable
 from outlay.settings import Settings
-from outlay.state.base import StateError, store_from_url
+from outlay.state.base import StateError
 
 log = logging.getLogger("outlay")
 
 
 async def prepare_state(settings: Settings) -> str | None:
     """Create the schema, apply the policies of the config; return a newly made admin token."""
-    store = store_from_url(settings.state, lease_s=settings.reservation_lease_s)
+    store = store_for(settings)
     await store.open()
     try:
         token = await store.init_admin_token(settings.admin_token)

@@ -107,6 +107,24 @@ def _has_hard_budget(views: Sequence[ScopeView]) -> bool:
     )
 
 
+def precheck(
+    call: Call, views: Sequence[ScopeView], aliases: Mapping[str, str] | None = None,
+    free_models: Sequence[str] = (),
+) -> Refuse | None:
+    """The refusals that depend on the policies alone, not on any counter: allow-lists, and
+    an unpriced call under a hard budget."""
+    refused = _access(call, views, aliases or {}, free_models)
+    if refused:
+        return refused
+    if call.cost_micros is None and _has_hard_budget(views):
+        return Refuse(BadRequest(
+            "price_unknown",
+            f"No price is known for model '{call.model}', so it cannot be reserved under a "
+            "hard budget. Give it a price in the `prices` section of the configuration.",
+        ), None)
+    return None
+
+
 def decide(
     call: Call,
     key: KeyInfo,
@@ -117,15 +135,9 @@ def decide(
     approved: bool = False,
 ) -> Decision:
     """Check every limit of every scope; admit with the writes to make, or refuse with why."""
-    refused = _access(call, views, aliases or {}, free_models)
+    refused = precheck(call, views, aliases, free_models)
     if refused:
         return refused
-    if call.cost_micros is None and _has_hard_budget(views):
-        return Refuse(BadRequest(
-            "price_unknown",
-            f"No price is known for model '{call.model}', so it cannot be reserved under a "
-            "hard budget. Give it a price in the `prices` section of the configuration.",
-        ), None)
     cost = call.cost_micros or 0
     breaches = _Breaches(key, now_ms, approved)
 

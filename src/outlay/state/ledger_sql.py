@@ -13,8 +13,9 @@ from outlay.policy.decision import KeyInfo
 from outlay.policy.model import Period, Policy
 from outlay.policy.money import micros_to_usd
 from outlay.policy.periods import period_bounds
-from outlay.policy.windows import WINDOW_SECONDS, WindowState, check
+from outlay.policy.windows import WindowState
 from outlay.state.base import Outcome, Ticket
+from outlay.state.usage import usage_view
 
 _SCOPE_COLUMNS = {"key": "key_id", "agent": "agent", "group": "grp", "vendor": "vendor"}
 GROUP_BY = {"key": "key_id", "agent": "agent", "group": "grp", "vendor": "vendor",
@@ -25,12 +26,13 @@ def period_start_of(period: Period, now_ms: int) -> int:
     return period_bounds(period, now_ms)[0]
 
 
-def scope_filter(scope: str) -> tuple[str, tuple[Any, ...]]:
-    """A WHERE clause selecting the ledger rows charged to a scope."""
+def scope_filter(scope: str, mark: str = "?") -> tuple[str, tuple[Any, ...]]:
+    """A WHERE clause selecting the ledger rows charged to a scope; `mark` is the driver's
+    placeholder (SQLite's ?, psycopg's %s)."""
     if scope == "global":
         return "1=1", ()
     kind, _, name = scope.partition(":")
-    return f"{_SCOPE_COLUMNS[kind]} = ?", (name,)
+    return f"{_SCOPE_COLUMNS[kind]} = {mark}", (name,)
 
 
 def insert(
@@ -59,7 +61,7 @@ def settle(c: sqlite3.Connection, outcome: Outcome, cost: int, reserved: int) ->
     )
 
 
-_AUDIT_COLUMNS = (
+AUDIT_COLUMNS = (
     "request_id", "ts_ms", "key_id", "agent", "grp", "labels", "vendor", "model", "route",
     "decision", "code", "scope", "status", "reserved", "cost", "settlement", "spent", "cap",
 )
@@ -68,9 +70,9 @@ _AUDIT_COLUMNS = (
 def audit(c: sqlite3.Connection, scope: str | None, limit: int) -> list[dict[str, Any]]:
     where, args = scope_filter(scope) if scope else ("1=1", ())
     rows = c.execute(
-        f"SELECT {', '.join(_AUDIT_COLUMNS)} FROM ledger WHERE {where} "  # noqa: S608
+        f"SELECT {', '.join(AUDIT_COLUMNS)} FROM ledger WHERE {where} "  # noqa: S608
         "ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
-    return [audit_entry(dict(zip(_AUDIT_COLUMNS, row, strict=True))) for row in rows]
+    return [audit_entry(dict(zip(AUDIT_COLUMNS, row, strict=True))) for row in rows]
 
 
 def audit_entry(r: dict[str, Any]) -> dict[str, Any]:
@@ -100,33 +102,21 @@ def usage(
     c: sqlite3.Connection, scope: str, policy: Policy | None, now: int,
     windows: dict[str, WindowState],
 ) -> dict[str, Any]:
-    out_windows = []
-    budgets = []
-    if policy is not None:
-        for name in WINDOW_SECONDS:
-            limit = getattr(policy, name)
-            if limit is None:
-                continue
-            seen = check(name, windows.get(name, WindowState()), limit, 0, now)
-            out_windows.append({
-                "name": name, "limit": limit, "used": seen.used,
-                "remaining": max(0, limit - seen.used), "reset_at": iso(seen.reset_ms),
-            })
-        for budget in policy.budgets:
-            start, end = period_bounds(budget.period, now)
-            row = c.execute(
-                "SELECT spent, reserved FROM counters WHERE scope=? AND period=? "
-                "AND period_start=?", (scope, budget.period, start)).fetchone()
-            spent, reserved = row if row else (0, 0)
-            budgets.append({
-                "period": budget.period, "mode": budget.mode,
-                "cap_usd": micros_to_usd(budget.cap_micros),
-                "spent_usd": micros_to_usd(spent), "reserved_usd": micros_to_usd(reserved),
-                "remaining_usd": micros_to_usd(max(0, budget.cap_micros - spent - reserved)),
-                "resets_at": None if end is None else iso(end),
-                "warn_at": budget.warn_at,
-            })
+    counters: dict[str, tuple[int, int]] = {}
+    for budget in policy.budgets if policy is not None else ():
+        start = period_start_of(budget.period, now)
+        row = c.execute(
+            "SELECT spent, reserved FROM counters WHERE scope=? AND period=? "
+            "AND period_start=?", (scope, budget.period, start)).fetchone()
+        counters[budget.period] = (row[0], row[1]) if row else (0, 0)
     since = period_start_of("month", now)
+    by_model, by_vendor = spend_by(c, scope, since)
+    return usage_view(scope, policy, now, windows, counters, since, by_model, by_vendor)
+
+
+def spend_by(c: sqlite3.Connection, scope: str, since: int
+             ) -> tuple[dict[str | None, int], dict[str | None, int]]:
+    """A scope's spend since `since`, by model and by vendor."""
     where, args = scope_filter(scope)
     by_model = c.execute(
         f"SELECT model, SUM(cost) FROM ledger WHERE {where} AND ts_ms >= ? "  # noqa: S608
@@ -135,14 +125,7 @@ def usage(
     by_vendor = c.execute(
         f"SELECT vendor, SUM(cost) FROM ledger WHERE {where} AND ts_ms >= ? "  # noqa: S608
         "AND cost > 0 GROUP BY vendor ORDER BY vendor", (*args, since)).fetchall()
-    return {
-        "scope": scope,
-        "windows": out_windows,
-        "budgets": budgets,
-        "spend_since": iso(since),
-        "spend_by_model": {m or "": micros_to_usd(v) for m, v in by_model},
-        "spend_by_vendor": {m or "": micros_to_usd(v) for m, v in by_vendor},
-    }
+    return dict(by_model), dict(by_vendor)
 
 
 def report(c: sqlite3.Connection, group_by: str, since_ms: int | None) -> list[dict[str, Any]]:
@@ -151,8 +134,12 @@ def report(c: sqlite3.Connection, group_by: str, since_ms: int | None) -> list[d
         f"SELECT {column}, COUNT(*), SUM(decision='allowed'), SUM(decision!='allowed'), "  # noqa: S608
         "SUM(cost), SUM(settlement='unsettled') FROM ledger WHERE ts_ms >= ? "
         f"GROUP BY {column} ORDER BY SUM(cost) DESC", (since_ms or 0,)).fetchall()
-    return [
-        {group_by: name, "requests": n, "allowed": ok, "refused": refused,
-         "cost_usd": micros_to_usd(cost or 0), "unsettled": unsettled}
-        for name, n, ok, refused, cost, unsettled in rows
-    ]
+    return [report_line(group_by, row) for row in rows]
+
+
+def report_line(group_by: str, row: tuple[Any, ...]) -> dict[str, Any]:
+    """One line of a report from its row: the group, requests, allowed, refused, cost and
+    unsettled."""
+    name, n, ok, refused, cost, unsettled = row
+    return {group_by: name, "requests": n, "allowed": ok, "refused": refused,
+            "cost_usd": micros_to_usd(cost or 0), "unsettled": unsettled}

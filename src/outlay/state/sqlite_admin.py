@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from outlay.policy.decision import Event, KeyInfo
+from outlay.policy.decision import KeyInfo
 from outlay.policy.model import Policy, parse_policy
 from outlay.state import ledger_sql
+from outlay.state.announcements import key_revoked
 from outlay.state.base import KeyRecord, NewKey, NotFound
 from outlay.state.keys import hash_secret, new_key_id, new_secret
 from outlay.state.sqlite_events import announce
@@ -160,9 +161,7 @@ class AdminMixin:
                             "RETURNING agent", (now, key_id)).fetchone()
             if row is not None:
                 revoked += 1
-                announce(c, now, [Event("key.revoked", {
-                    "key_id": key_id, "agent_id": row[0], "scope": f"key:{key_id}",
-                }, f"key.revoked:{key_id}")])
+                announce(c, now, [key_revoked(key_id, row[0])])
         return revoked
 
     async def key_by_hash(self, key_hash: str) -> KeyInfo | None:

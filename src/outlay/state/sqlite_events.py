@@ -4,16 +4,24 @@ into the webhook outbox, budget warnings at settlement, and approvals a human de
 from __future__ import annotations
 
 import json
-import secrets
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, Protocol
 
-from outlay.policy.decide import iso, percent
+from outlay.policy.decide import percent
 from outlay.policy.decision import ApprovalNeed, Event, KeyInfo
 from outlay.policy.errors import ApprovalRequired
 from outlay.policy.model import Policy
 from outlay.policy.money import micros_to_usd
+from outlay.state.announcements import (
+    APPROVAL_COLUMNS,
+    approval_decided,
+    approval_request,
+    approval_requested,
+    approval_required,
+    approval_view,
+    new_approval_id,
+)
 from outlay.state.base import NotFound, Ticket
 from outlay.state.sqlite_outbox import enqueue
 
@@ -66,24 +74,16 @@ def open_approval(
     if pending:
         approval_id = pending[0]
     else:
-        approval_id = "apr_" + secrets.token_hex(8)
-        request = {"route": ticket.route, "vendor": ticket.call.vendor,
-                   "model": ticket.call.model, "request_id": ticket.request_id}
+        approval_id = new_approval_id()
+        request = approval_request(ticket)
         estimated = ticket.call.cost_micros or 0
         c.execute(
             "INSERT INTO approvals(id, created_ms, key_id, agent, scope, code, reason, "
             "estimated, request, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
             (approval_id, now, key.id, key.agent, need.scope, need.code, need.reason,
              estimated, json.dumps(request)))
-        announce(c, now, [Event("approval.requested", {
-            "approval_id": approval_id, "scope": need.scope, "agent_id": key.agent,
-            "key_id": key.id, "reason": need.reason, "code": need.code,
-            "estimated_usd": micros_to_usd(estimated), **request,
-        }, f"approval.requested:{approval_id}")])
-    return ApprovalRequired(
-        f"{need.reason} A human must approve this call: approval {approval_id} is pending. "
-        f"Retry with the header X-Outlay-Approval: {approval_id} once it is approved.",
-        need.wait_s, approval_id=approval_id, scope=need.scope, reason=need.code)
+        announce(c, now, [approval_requested(approval_id, key, need, request, estimated)])
+    return approval_required(need, approval_id)
 
 
 def use_approval(c: sqlite3.Connection, ticket: Ticket, key: KeyInfo) -> bool:
@@ -100,17 +100,6 @@ def mark_used(c: sqlite3.Connection, approval_id: str, request_id: str) -> None:
               (request_id, approval_id))
 
 
-def approval_view(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"], "state": row["state"], "created_at": iso(row["created_ms"]),
-        "key_id": row["key_id"], "agent": row["agent"], "scope": row["scope"],
-        "code": row["code"], "reason": row["reason"],
-        "estimated_usd": micros_to_usd(row["estimated"]), "request": json.loads(row["request"]),
-        "decided_at": None if row["decided_ms"] is None else iso(row["decided_ms"]),
-        "note": row["note"], "used_by": row["used_by"],
-    }
-
-
 class _Store(Protocol):
     @property
     def conn(self) -> sqlite3.Connection: ...
@@ -118,27 +107,23 @@ class _Store(Protocol):
     def tx(self) -> Any: ...
 
 
-_COLUMNS = ("id", "created_ms", "key_id", "agent", "scope", "code", "reason", "estimated",
-            "request", "state", "decided_ms", "note", "used_by")
-
-
 class ApprovalsMixin:
     """The admin side of approvals: list, show, approve, deny."""
 
     async def list_approvals(self: _Store, state: str | None = None) -> list[dict[str, Any]]:
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM approvals"  # noqa: S608
+        sql = f"SELECT {', '.join(APPROVAL_COLUMNS)} FROM approvals"  # noqa: S608
         newest = " ORDER BY created_ms DESC, rowid DESC"
         rows = (self.conn.execute(sql + " WHERE state=?" + newest, (state,))
                 if state else self.conn.execute(sql + newest))
-        return [approval_view(dict(zip(_COLUMNS, r, strict=True))) for r in rows]
+        return [approval_view(dict(zip(APPROVAL_COLUMNS, r, strict=True))) for r in rows]
 
     async def get_approval(self: _Store, approval_id: str) -> dict[str, Any]:
         row = self.conn.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM approvals WHERE id=?",  # noqa: S608
+            f"SELECT {', '.join(APPROVAL_COLUMNS)} FROM approvals WHERE id=?",  # noqa: S608
             (approval_id,)).fetchone()
         if row is None:
             raise NotFound(f"no approval {approval_id}")
-        return approval_view(dict(zip(_COLUMNS, row, strict=True)))
+        return approval_view(dict(zip(APPROVAL_COLUMNS, row, strict=True)))
 
     async def decide_approval(
         self: _Store, approval_id: str, approve: bool, note: str | None = None
@@ -154,8 +139,6 @@ class ApprovalsMixin:
             state = "approved" if approve else "denied"
             c.execute("UPDATE approvals SET state=?, decided_ms=?, note=? WHERE id=?",
                       (state, now, note, approval_id))
-            announce(c, now, [Event("approval.decided", {
-                "approval_id": approval_id, "decision": state, "scope": row[1],
-                "agent_id": row[2], "key_id": row[3], "note": note,
-            }, f"approval.decided:{approval_id}")])
+            announce(c, now, [approval_decided(approval_id, state, row[1], row[2], row[3],
+                                               note)])
         return await ApprovalsMixin.get_approval(self, approval_id)

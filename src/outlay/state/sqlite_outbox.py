@@ -61,6 +61,11 @@ CREATE INDEX IF NOT EXISTS delivery_attempts_of ON delivery_attempts(event_id, e
 MAX_ERROR = 500
 
 
+def check_event_type(event_type: str) -> None:
+    if event_type not in EVENT_TYPES and event_type != TEST_EVENT:
+        raise ValueError(f"unknown webhook event type {event_type!r}")
+
+
 def enqueue(
     c: sqlite3.Connection, now_ms: int, event_type: str, data: Mapping[str, Any], *,
     endpoint_id: str | None = None,
@@ -68,8 +73,7 @@ def enqueue(
     """Put one event in the outbox, due at once for every enabled endpoint whose filter
     takes it (or only for `endpoint_id`, if enabled); returns the event id. Runs inside the caller's
     transaction. An event no endpoint wants is not stored at all."""
-    if event_type not in EVENT_TYPES and event_type != TEST_EVENT:
-        raise ValueError(f"unknown webhook event type {event_type!r}")
+    check_event_type(event_type)
     event_id = new_event_id()
     body = payload(event_id, event_type, now_ms, data)
     if endpoint_id is None:
@@ -115,12 +119,12 @@ _CLAIM = (
     "JOIN webhook_endpoints e ON e.id = d.endpoint_id JOIN outbox o ON o.id = d.event_id "
     "WHERE d.state = 'pending' AND d.next_attempt_ms <= ? "
     "AND (d.lease_until_ms IS NULL OR d.lease_until_ms <= ?) AND e.disabled_ms IS NULL "
-    "ORDER BY d.next_attempt_ms LIMIT ?")
+    "ORDER BY d.next_attempt_ms, o.rowid LIMIT ?")  # due together: in creation order
 _ATTEMPTS = ("SELECT event_id, endpoint_id, ts_ms, status_code, error, duration_ms "
              "FROM delivery_attempts")
 
 
-def _endpoint_view(row: tuple[Any, ...], now_ms: int) -> dict[str, Any]:
+def endpoint_view(row: tuple[Any, ...], now_ms: int) -> dict[str, Any]:
     wid, url, events, created, disabled, reason, previous_until, pending, failed = row
     return {
         "id": wid, "url": url, "events": json.loads(events) or [ALL],
@@ -134,11 +138,40 @@ def _endpoint_view(row: tuple[Any, ...], now_ms: int) -> dict[str, Any]:
     }
 
 
+def delivery_job(row: tuple[Any, ...], now_ms: int, lease_until_ms: int) -> DeliveryJob:
+    """A claimed delivery from its row: event_id, endpoint_id, url, secret, previous_secret,
+    previous_until_ms, body, attempts, created_ms."""
+    event_id, endpoint_id, url, secret, previous, until, body, attempts, created = row
+    secrets = (secret, previous) if previous and until and until > now_ms else (secret,)
+    return DeliveryJob(event_id, endpoint_id, url, secrets, body.encode(), attempts, created,
+                       lease_until_ms)
+
+
+def attempt_view(ts_ms: int, status: int | None, error: str | None,
+                 duration_ms: int) -> dict[str, Any]:
+    return {"at": iso(ts_ms), "status_code": status, "error": error, "duration_ms": duration_ms}
+
+
+def delivery_view(
+    row: tuple[Any, ...], attempts: dict[tuple[str, str], list[dict[str, Any]]],
+) -> dict[str, Any]:
+    """A delivery from its row (event_id, endpoint_id, type, created_ms, state, attempts,
+    next_attempt_ms, last_status, last_error) and the attempt log of every delivery."""
+    ev, ep, typ, created, state, n, next_ms, last_status, last_error = row
+    return {
+        "event_id": ev, "endpoint_id": ep, "type": typ, "created_at": iso(created),
+        "state": state, "attempts": n,
+        "next_attempt_at": iso(next_ms) if state == "pending" else None,
+        "last_status": last_status, "last_error": last_error,
+        "attempt_log": attempts.get((ev, ep), []),
+    }
+
+
 def _endpoint(c: sqlite3.Connection, endpoint_id: str, now_ms: int) -> dict[str, Any]:
     row = c.execute(_ENDPOINT + " WHERE e.id = ?", (endpoint_id,)).fetchone()
     if row is None:
         raise NotFound(f"no webhook endpoint {endpoint_id}")
-    return _endpoint_view(row, now_ms)
+    return endpoint_view(row, now_ms)
 
 
 class OutboxMixin:
@@ -169,7 +202,7 @@ class OutboxMixin:
     async def list_webhooks(self: _Store) -> list[dict[str, Any]]:
         now = self.clock()
         rows = self.conn.execute(_ENDPOINT + " ORDER BY e.created_ms, e.id").fetchall()
-        return [_endpoint_view(r, now) for r in rows]
+        return [endpoint_view(r, now) for r in rows]
 
     async def get_webhook(self: _Store, endpoint_id: str) -> dict[str, Any]:
         return _endpoint(self.conn, endpoint_id, self.clock())
@@ -228,12 +261,7 @@ class OutboxMixin:
             c.executemany("UPDATE deliveries SET lease_until_ms = ? "
                           "WHERE event_id = ? AND endpoint_id = ?",
                           [(lease, r[0], r[1]) for r in rows])
-        jobs = []
-        for event_id, endpoint_id, url, secret, previous, until, body, attempts, created in rows:
-            secrets = (secret, previous) if previous and until and until > now else (secret,)
-            jobs.append(DeliveryJob(event_id, endpoint_id, url, secrets, body.encode(),
-                                    attempts, created, lease))
-        return jobs
+        return [delivery_job(row, now, lease) for row in rows]
 
     async def record_attempt(
         self: _Store, job: DeliveryJob, status_code: int | None, error: str | None,
@@ -297,15 +325,8 @@ class OutboxMixin:
             sql = f"{_ATTEMPTS} WHERE event_id IN ({marks}) ORDER BY seq"
             for ev, ep, ts, status, err, duration in c.execute(sql, chunk):
                 attempts.setdefault((ev, ep), []).append(
-                    {"at": iso(ts), "status_code": status, "error": err,
-                     "duration_ms": duration})
-        return [{
-            "event_id": ev, "endpoint_id": ep, "type": typ, "created_at": iso(created),
-            "state": state, "attempts": n,
-            "next_attempt_at": iso(next_ms) if state == "pending" else None,
-            "last_status": last_status, "last_error": last_error,
-            "attempt_log": attempts.get((ev, ep), []),
-        } for ev, ep, typ, created, state, n, next_ms, last_status, last_error in rows]
+                    attempt_view(ts, status, err, duration))
+        return [delivery_view(row, attempts) for row in rows]
 
     async def prune_deliveries(self: _Store, before_ms: int) -> int:
         """Forget events created before `before_ms` that nothing still waits to send,

@@ -1,0 +1,123 @@
+-- Decide and reserve one call, all or nothing: every check of every scope, then (only if
+-- none that blocks is breached) every write. Money is integer micro-USD throughout.
+--
+-- KEYS[1] meta hash (version, ready)   KEYS[2] leases zset   KEYS[3] the reservation hash
+-- KEYS[4] this worker's WAL stream      KEYS[5] idempotency key (or the meta hash: unused)
+-- KEYS[5+i] the state key of check i
+-- ARGV[1] now in ms, or '' for the server's clock (TIME)
+-- ARGV[2] the policy version the caller decided with   ARGV[3] lease in ms
+-- ARGV[4] request id   ARGV[5] 1 if KEYS[5] is an idempotency key to claim
+-- ARGV[6] the reservation record (JSON: amount, tokens, holds, tpm, parallel, …)
+-- ARGV[7] the ledger row (JSON)   ARGV[8] number of checks
+-- then 5 values per check: kind, a, b, c, block; and last, this worker's name
+--   window   'w', bucket width ms, limit, weight            (61 buckets of width ms)
+--   parallel 'p', max in flight, 0, 0
+--   budget   'b', cap (-1: a soft budget, never breached), amount, and whether this check
+--            holds the counter (once per counter, whatever number of budgets share it):
+--            0 no, -1 yes, n > 0 yes and the counter expires n ms from now
+-- Returns {status, now, …}: 'ok' with the WAL entry id, overage, tightest hard budget
+-- (remaining, cap) and the snapshot; 'refused' with the snapshot; 'stale' with the
+-- version; 'not_ready'; 'replay' with the first request id.
+
+local meta = redis.call('HMGET', KEYS[1], 'ready', 'version')
+if not meta[1] then return {'not_ready'} end
+if meta[2] ~= ARGV[2] then return {'stale', meta[2]} end
+
+local now
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+else
+  now = tonumber(ARGV[1])
+end
+
+if ARGV[5] == '1' then
+  local first = redis.call('GET', KEYS[5])
+  if first then return {'replay', now, first} end
+end
+
+local n = tonumber(ARGV[8])
+local snapshot = {}
+local blocked, overage = false, 0
+local tight_rem, tight_cap = nil, nil
+local state = {}
+for i = 1, n do
+  local base = 8 + (i - 1) * 5
+  local kind, a, b, c = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]),
+    tonumber(ARGV[base + 4])
+  local block = ARGV[base + 5] == '1'
+  local key = KEYS[5 + i]
+  local breached = false
+  if kind == 'w' then
+    local bucket = math.floor(now / a)
+    local fields = redis.call('HGETALL', key)
+    local used, seen, stale = 0, {}, {}
+    for j = 1, #fields, 2 do
+      local at = tonumber(fields[j])
+      if at < bucket - 60 then
+        stale[#stale + 1] = fields[j]
+      elseif at <= bucket then
+        local count = tonumber(fields[j + 1])
+        used = used + count
+        seen[#seen + 1] = fields[j]
+        seen[#seen + 1] = fields[j + 1]
+      end
+    end
+    if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+    breached = used + c > b
+    state[i] = bucket
+    snapshot[i] = seen
+  elseif kind == 'p' then
+    local inflight = tonumber(redis.call('GET', key) or '0')
+    breached = inflight + 1 > a
+    snapshot[i] = {string.format('%d', inflight)}
+  else
+    local counter = redis.call('HMGET', key, 'spent', 'reserved')
+    local spent, reserved = tonumber(counter[1] or '0'), tonumber(counter[2] or '0')
+    if a >= 0 then
+      breached = spent + reserved + b > a
+      local rem = a - spent - reserved - b
+      if rem < 0 then rem = 0 end
+      if tight_rem == nil or rem < tight_rem or (rem == tight_rem and a < tight_cap) then
+        tight_rem, tight_cap = rem, a
+      end
+    end
+    snapshot[i] = {string.format('%d', spent), string.format('%d', reserved)}
+  end
+  if breached then
+    if block then blocked = true else overage = 1 end
+  end
+end
+if blocked then return {'refused', now, snapshot} end
+
+for i = 1, n do
+  local base = 8 + (i - 1) * 5
+  local kind, a, b, c = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]),
+    tonumber(ARGV[base + 4])
+  local key = KEYS[5 + i]
+  if kind == 'w' then
+    if c > 0 then
+      redis.call('HINCRBY', key, string.format('%d', state[i]), string.format('%d', c))
+      redis.call('PEXPIRE', key, a * 62)
+    end
+  elseif kind == 'p' then
+    redis.call('INCR', key)
+  elseif c ~= 0 then
+    redis.call('HINCRBY', key, 'reserved', string.format('%d', b))
+    if c > 0 then redis.call('PEXPIRE', key, c) end
+  end
+end
+
+local id = ARGV[4]
+local lease = now + tonumber(ARGV[3])
+local sp, cap = '', ''
+if tight_cap then
+  sp, cap = string.format('%d', tight_cap - tight_rem), string.format('%d', tight_cap)
+end
+redis.call('HSET', KEYS[3], 'rec', ARGV[6], 'row', ARGV[7], 'ov', overage, 'sp', sp,
+  'cap', cap, 'at', string.format('%d', now))
+redis.call('ZADD', KEYS[2], lease, ARGV[9 + n * 5] .. ' ' .. id)
+if ARGV[5] == '1' then redis.call('SET', KEYS[5], id, 'PX', 604800000) end
+local entry = redis.call('XADD', KEYS[4], '*', 'k', 'r', 'row', ARGV[7], 'ov', overage,
+  'sp', sp, 'cap', cap)
+return {'ok', now, entry, overage, sp, cap, snapshot}

@@ -1,0 +1,58 @@
+-- Settle one reservation exactly once: taking (deleting) its record is the point of no
+-- return, so a late settle and a racing reaper cannot both apply. The cost is never more
+-- than was reserved. Every key named in the record shares the installation's hash tag.
+--
+-- KEYS[1] the reservation hash   KEYS[2] leases zset   KEYS[3] the settler's WAL stream
+-- KEYS[4] meta hash
+-- ARGV[1] request id   ARGV[2] settled | void | unsettled   ARGV[3] actual cost
+-- ARGV[4] actual tokens   ARGV[5] HTTP status ('' if none)   ARGV[6] model ('' if none)
+-- Returns {-1} while the state is being rebuilt (settle again once it is ready), {0} when
+-- already settled, else {1, cost, used tokens, stream entry id, record, row, overage,
+-- tightest budget spent and cap, spent of each watched hold…}.
+
+if redis.call('HEXISTS', KEYS[4], 'ready') == 0 then return {-1} end
+local got = redis.call('HMGET', KEYS[1], 'rec', 'row', 'ov', 'sp', 'cap', 'at')
+if not got[1] then return {0} end
+redis.call('DEL', KEYS[1])
+local rec = cjson.decode(got[1])
+redis.call('ZREM', KEYS[2], rec.worker .. ' ' .. ARGV[1])
+local amount, tokens = tonumber(rec.amount), tonumber(rec.tokens)
+local mode = ARGV[2]
+local cost, used = tonumber(ARGV[3]), tonumber(ARGV[4])
+if mode == 'void' then
+  cost, used = 0, 0
+elseif mode == 'unsettled' then
+  cost, used = amount, tokens
+elseif cost > amount then
+  cost = amount
+end
+
+local out = {1, string.format('%d', cost), string.format('%d', used), '', got[1], got[2],
+  got[3], got[4], got[5]}
+for _, hold in ipairs(rec.holds) do
+  redis.call('HINCRBY', hold[1], 'reserved', string.format('%d', -amount))
+  local spent = redis.call('HINCRBY', hold[1], 'spent', string.format('%d', cost))
+  if hold[2] == 1 then out[#out + 1] = spent end
+end
+for _, window in ipairs(rec.tpm) do
+  -- window = {key, bucket width}: correct the bucket the tokens were counted in, if kept
+  local bucket = string.format('%d', math.floor(tonumber(got[6]) / tonumber(window[2])))
+  local count = redis.call('HGET', window[1], bucket)
+  if count then
+    local fixed = tonumber(count) + used - tokens
+    if fixed < 0 then fixed = 0 end
+    redis.call('HSET', window[1], bucket, string.format('%d', fixed))
+  end
+end
+for _, key in ipairs(rec.parallel) do
+  if redis.call('DECR', key) < 0 then redis.call('SET', key, 0) end
+end
+if mode == 'void' and rec.idem ~= '' then
+  -- a refused first attempt must not turn its retries into free replays
+  if redis.call('GET', rec.idem) == ARGV[1] then redis.call('DEL', rec.idem) end
+end
+out[4] = redis.call('XADD', KEYS[3], '*', 'k', 's', 'row', got[2], 'ov', got[3], 'sp', got[4],
+  'cap', got[5], 'mode', mode, 'cost', string.format('%d', cost),
+  'tokens', string.format('%d', used), 'status', ARGV[5], 'model', ARGV[6],
+  'reserved', string.format('%d', amount))
+return out

@@ -1,0 +1,168 @@
+"""The audit ledger in PostgreSQL: written from the hot state's write-ahead log, read for
+audit and reports, and read back to rebuild the hot state when Redis lost it.
+
+`apply_wal` is idempotent: a batch applied twice (a retry, or two processes draining the
+same log) changes nothing the second time. Rows are inserted once by request id, a
+settlement applies only to a row still pending, and an event is announced only by the
+process that recorded its coalescing mark first.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import psycopg.errors
+
+from outlay.state import ledger_sql
+from outlay.state.base import StateError
+from outlay.state.postgres_outbox import enqueue, mark_new
+from outlay.state.postgres_pool import Cursor, Pooled
+
+ROW_COLUMNS = (
+    "request_id", "ts_ms", "key_id", "agent", "grp", "labels", "vendor", "model", "route",
+    "decision", "code", "scope", "status", "reserved", "cost", "settlement", "spent", "cap",
+    "tokens", "worker", "idem",
+)
+_ZERO = ("reserved", "cost", "tokens")  # NOT NULL: absent means 0
+_INSERT = (
+    f"INSERT INTO ledger({', '.join(ROW_COLUMNS)}) "  # noqa: S608 (fixed columns)
+    f"VALUES ({', '.join(f'%({c})s' for c in ROW_COLUMNS)}) "
+    "ON CONFLICT (request_id) DO NOTHING")
+_SETTLE = (
+    "UPDATE ledger SET status = %(status)s, cost = %(cost)s, settlement = %(settlement)s, "
+    "model = COALESCE(%(model)s, model), "
+    "spent = CASE WHEN spent IS NULL THEN NULL ELSE spent - %(reserved)s + %(cost)s END, "
+    "tokens = %(tokens)s WHERE request_id = %(request_id)s AND settlement = 'pending'")
+_RETRIES = 3  # a deadlock between two appliers of overlapping batches is retried
+
+
+def _row(row: Mapping[str, Any]) -> dict[str, Any]:
+    params = {c: row.get(c) for c in ROW_COLUMNS}
+    for column in _ZERO:
+        params[column] = params[column] or 0
+    labels = params["labels"]
+    if labels is not None and not isinstance(labels, str):
+        params["labels"] = orjson.dumps(labels).decode()
+    return params
+
+
+def _settlement(entry: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "request_id": entry["request_id"], "status": entry.get("status") or None,
+        "cost": entry.get("cost") or 0, "settlement": entry["settlement"],
+        "model": entry.get("model"), "reserved": entry.get("reserved") or 0,
+        "tokens": entry.get("tokens") or 0,
+    }
+
+
+async def _apply(cur: Cursor, entries: list[dict[str, Any]]) -> None:
+    # consecutive entries of one kind go in one round of statements; order is kept
+    for kind, run in itertools.groupby(entries, key=lambda e: e["t"]):
+        batch = list(run)
+        if kind == "row":
+            await cur.executemany(_INSERT, [_row(e["row"]) for e in batch])
+        elif kind == "settle":
+            await cur.executemany(_SETTLE, [_settlement(e) for e in batch])
+        elif kind == "event":
+            for e in batch:
+                if await mark_new(cur, e["mark"], e["ts_ms"]):
+                    await enqueue(cur, e["ts_ms"], e["type"], e["data"])
+        else:
+            raise ValueError(f"unknown write-ahead log entry {kind!r}")
+
+
+class LedgerMixin(Pooled):
+    async def apply_wal(self, entries: list[dict[str, Any]]) -> None:
+        """Apply a batch of the hot state's log in one transaction, idempotently."""
+        if not entries:
+            return
+        for attempt in range(_RETRIES):
+            try:
+                async with self.tx() as cur:
+                    await _apply(cur, entries)
+                return
+            except StateError as exc:
+                retry = isinstance(exc.__cause__, psycopg.errors.DeadlockDetected)
+                if not retry or attempt == _RETRIES - 1:
+                    raise
+
+    # -- reading ----------------------------------------------------------------------
+    async def audit(self, scope: str | None, limit: int) -> list[dict[str, Any]]:
+        where, args = ledger_sql.scope_filter(scope, "%s") if scope else ("TRUE", ())
+        rows = await self.fetchall(
+            f"SELECT {', '.join(ledger_sql.AUDIT_COLUMNS)} FROM ledger "  # noqa: S608
+            f"WHERE {where} ORDER BY seq DESC LIMIT %s", (*args, limit))
+        return [ledger_sql.audit_entry(dict(zip(ledger_sql.AUDIT_COLUMNS, r, strict=True)))
+                for r in rows]
+
+    async def report(self, group_by: str, since_ms: int | None) -> list[dict[str, Any]]:
+        column = ledger_sql.GROUP_BY[group_by]
+        rows = await self.fetchall(
+            f"SELECT {column}, COUNT(*), COUNT(*) FILTER (WHERE decision = 'allowed'), "  # noqa: S608
+            "COUNT(*) FILTER (WHERE decision <> 'allowed'), SUM(cost)::bigint, "
+            "COUNT(*) FILTER (WHERE settlement = 'unsettled') FROM ledger WHERE ts_ms >= %s "
+            f'GROUP BY {column} ORDER BY SUM(cost) DESC, {column} COLLATE "C" NULLS FIRST',
+            (since_ms or 0,))
+        return [ledger_sql.report_line(group_by, row) for row in rows]
+
+    async def spend_by(self, scope: str, since_ms: int
+                       ) -> tuple[dict[str | None, int], dict[str | None, int]]:
+        """What a scope spent since `since_ms` (micro-USD), by model and by vendor."""
+        where, args = ledger_sql.scope_filter(scope, "%s")
+        by_model = await self.fetchall(
+            f"SELECT model, SUM(cost)::bigint FROM ledger WHERE {where} AND ts_ms >= %s "  # noqa: S608
+            'AND cost > 0 AND model IS NOT NULL GROUP BY model ORDER BY model COLLATE "C"',
+            (*args, since_ms))
+        by_vendor = await self.fetchall(
+            f"SELECT vendor, SUM(cost)::bigint FROM ledger WHERE {where} AND ts_ms >= %s "  # noqa: S608
+            'AND cost > 0 GROUP BY vendor ORDER BY vendor COLLATE "C" NULLS FIRST',
+            (*args, since_ms))
+        return dict(by_model), dict(by_vendor)
+
+    # -- rebuilding the hot state -----------------------------------------------------
+    async def committed(self, scope: str, since_ms: int) -> tuple[int, int]:
+        """A scope's allowed calls since `since_ms`: the cost of those settled (or void, or
+        charged unsettled) and the amount still reserved by those pending."""
+        where, args = ledger_sql.scope_filter(scope, "%s")
+        row = await self.fetchone(
+            "SELECT COALESCE(SUM(cost) FILTER (WHERE settlement IN "  # noqa: S608
+            "('settled', 'unsettled', 'void')), 0)::bigint, "
+            "COALESCE(SUM(reserved) FILTER (WHERE settlement = 'pending'), 0)::bigint "
+            f"FROM ledger WHERE {where} AND decision = 'allowed' AND ts_ms >= %s",
+            (*args, since_ms))
+        assert row is not None  # an aggregate always answers one row
+        return int(row[0]), int(row[1])
+
+    async def window_counts(
+        self, scope: str, since_ms: int, bucket_ms: int, tokens: bool,
+    ) -> dict[int, int]:
+        """A scope's allowed calls since `since_ms` by bucket (ts_ms // bucket_ms): how many,
+        or (tokens) how many tokens they used."""
+        where, args = ledger_sql.scope_filter(scope, "%s")
+        measure = "COALESCE(SUM(tokens), 0)::bigint" if tokens else "COUNT(*)"
+        rows = await self.fetchall(
+            f"SELECT ts_ms / %s::bigint, {measure} FROM ledger WHERE {where} "  # noqa: S608
+            "AND decision = 'allowed' AND ts_ms >= %s GROUP BY 1",
+            (bucket_ms, *args, since_ms))
+        return {int(bucket): int(n) for bucket, n in rows}
+
+    async def pending_rows(self) -> list[dict[str, Any]]:
+        """Every allowed call not settled yet: the reservations the hot state holds."""
+        columns = ("request_id", "ts_ms", "key_id", "agent", "grp", "vendor", "reserved",
+                   "tokens", "worker", "idem")
+        rows = await self.fetchall(
+            f"SELECT {', '.join(columns)} FROM ledger "  # noqa: S608 (fixed columns)
+            "WHERE settlement = 'pending' AND decision = 'allowed' ORDER BY seq")
+        return [dict(zip(columns, r, strict=True)) for r in rows]
+
+    async def idempotency_since(self, since_ms: int) -> list[tuple[str, str, str, str]]:
+        """(key_id, vendor, idem, request_id) of the allowed calls since `since_ms` that
+        carried an idempotency key and were not voided."""
+        rows = await self.fetchall(
+            "SELECT key_id, vendor, idem, request_id FROM ledger WHERE decision = 'allowed' "
+            "AND idem IS NOT NULL AND settlement <> 'void' AND ts_ms >= %s ORDER BY seq",
+            (since_ms,))
+        return [(k, v, i, r) for k, v, i, r in rows]

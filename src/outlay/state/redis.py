@@ -1,0 +1,571 @@
+"""The replicated state backend: Redis holds the hot state (windows, budget counters, calls in
+flight), PostgreSQL the durable truth (keys, policies, the ledger, approvals, the outbox).
+
+Each decision is one Lua script (`lua/reserve.lua`) that checks every limit of every scope
+and, only when nothing that blocks is breached, makes every write: all or nothing, on the
+Redis server's clock. The script returns what it saw, and `decide` reads that same snapshot
+to word the refusal, fill the headers and raise the events, exactly as the embedded store.
+Policies and keys are cached per worker under a version that every admin write changes;
+the script refuses to apply a decision made under an older version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from outlay.policy.decide import authenticate, decide, precheck
+from outlay.policy.decision import (
+    Admit,
+    ApprovalNeed,
+    Event,
+    KeyInfo,
+    Limits,
+    ScopeView,
+    call_scopes,
+)
+from outlay.policy.errors import OutlayError
+from outlay.policy.model import Policy
+from outlay.policy.money import usd_to_micros
+from outlay.policy.periods import period_bounds
+from outlay.policy.windows import WINDOW_SECONDS, bucket_ms
+from outlay.state.base import KeyRecord, NewKey, Outcome, Reservation, StateError, Ticket
+from outlay.state.postgres import PostgresDurable
+from outlay.state.redis_admin import AdminDelegate
+from outlay.state.redis_plan import Names, check_args, plan, views, window_state
+from outlay.state.redis_rebuild import rebuild
+from outlay.state.redis_wal import Wal, drain
+from outlay.state.sqlite_events import settlement_events
+from outlay.state.usage import usage_view
+from outlay.webhooks.outbox import DeliveryJob
+
+log = logging.getLogger("outlay.state")
+HEARTBEAT_STALE_MS = 5_000
+READY_WAIT_S = 30.0
+MARKS_KEPT = 4096
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _script(name: str) -> str:
+    return (resources.files("outlay.state") / "lua" / name).read_text()
+
+
+class _Retry(Exception):
+    """The decision must be made again: stale caches, a rebuilt state, or a replay."""
+
+
+class RedisStore(AdminDelegate):
+    def __init__(
+        self, url: str, *, database: str | None = None, tenant: str | None = None,
+        clock: Callable[[], int] | None = None, lease_s: float = 900.0,
+        rebuild_grace_s: float = 1.0, flush_interval_s: float = 0.02,
+    ) -> None:
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        database = database or query.pop("database", [None])[0]
+        tenant = tenant or query.pop("tenant", ["default"])[0]
+        if not database:
+            raise ValueError("a redis:// state needs a PostgreSQL database for the durable "
+                             "records: set `database: postgresql://…` (OUTLAY_DATABASE)")
+        self.url = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
+        self.names = Names(tenant or "default")
+        self.durable = PostgresDurable(database, clock=self.clock)
+        self._clock = clock
+        self.lease_ms = int(lease_s * 1000)
+        self.rebuild_grace_s = rebuild_grace_s
+        self.flush_interval_s = flush_interval_s
+        self.worker = f"w_{os.getpid()}_{secrets.token_hex(4)}"
+        self._redis: Redis | None = None
+        self._wal: Wal | None = None
+        self._version: str | None = None
+        self._policies: dict[str, Policy] = {}
+        self._keys: dict[str, KeyInfo] = {}
+        self._marks: OrderedDict[str, None] = OrderedDict()
+        self._unsettled: list[Outcome] = []  # settlements waiting for a rebuilt state
+
+    # -- plumbing ---------------------------------------------------------------------
+    def clock(self) -> int:
+        return self._clock() if self._clock is not None else wall_ms()
+
+    async def open(self) -> None:
+        if self._redis is not None:
+            return
+        await self.durable.open()
+        redis = Redis.from_url(self.url, decode_responses=True, socket_timeout=2.0,
+                               socket_connect_timeout=2.0, health_check_interval=10)
+        self._redis = redis
+        self._reserve_script = redis.register_script(_script("reserve.lua"))
+        self._settle_script = redis.register_script(_script("settle.lua"))
+        self._adopt_script = redis.register_script(_script("adopt.lua"))
+        self._wal = Wal(redis, self.names.wal(self.worker), self.durable, self.flush_interval_s)
+        try:
+            await self._ensure_ready()
+            await self.heartbeat()
+        except BaseException:
+            await self.close()
+            raise
+        self._wal.start()
+
+    async def close(self) -> None:
+        redis, wal = self._redis, self._wal
+        if redis is None:
+            return
+        with contextlib.suppress(StateError, RedisError, OSError):
+            if wal is not None:
+                await wal.stop()
+                if not wal.backlog:
+                    await redis.delete(self.names.wal(self.worker))
+            await redis.zrem(self.names.workers, self.worker)
+        self._redis = self._wal = None
+        with contextlib.suppress(RedisError, OSError):
+            await redis.aclose()
+        await self.durable.close()
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            raise StateError("the state store is not open")
+        return self._redis
+
+    @property
+    def wal(self) -> Wal:
+        if self._wal is None:
+            raise StateError("the state store is not open")
+        return self._wal
+
+    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await script(keys=keys, args=args)
+        except RedisError as exc:
+            raise StateError(f"Redis unavailable: {exc}") from exc
+
+    # -- caches under the version -------------------------------------------------------
+    async def _load(self) -> None:
+        """Read the version first, then what it covers: a write in between only makes the
+        cache newer than its version, and the next decision reloads it."""
+        try:
+            version = await self.redis.hget(self.names.meta, "version")
+        except RedisError as exc:
+            raise StateError(f"Redis unavailable: {exc}") from exc
+        if version is None:
+            await self._ensure_ready()
+            return
+        self._policies = await self.durable.list_policies()
+        self._keys = {}
+        self._version = str(version)
+
+    async def _changed(self) -> None:
+        """After an admin write to PostgreSQL: every worker's next decision reloads."""
+        with contextlib.suppress(RedisError):
+            await self.redis.hset(self.names.meta, "version", secrets.token_hex(8))
+        self._version = None
+
+    async def _key(self, key_hash: str) -> KeyInfo | None:
+        key = self._keys.get(key_hash)
+        if key is None:
+            key = await self.durable.key_by_hash(key_hash)
+            if key is not None:
+                self._keys[key_hash] = key
+        return key
+
+    async def _ensure_ready(self) -> None:
+        """Redis empty (first start, flushed, replaced): one worker rebuilds it from the
+        ledger after every worker had time to write what it kept; the others wait."""
+        redis = self.redis
+        deadline = time.monotonic() + READY_WAIT_S
+        with contextlib.suppress(StateError):
+            await self.wal.flush()
+        while True:
+            try:
+                if await redis.hexists(self.names.meta, "ready"):
+                    break
+                if await redis.set(self.names.rebuild_lock, self.worker, nx=True, px=60_000):
+                    try:
+                        await self._rebuild()
+                    finally:
+                        await redis.delete(self.names.rebuild_lock)
+                    break
+            except RedisError as exc:
+                raise StateError(f"Redis unavailable: {exc}") from exc
+            if time.monotonic() > deadline:
+                raise StateError("the Redis state is being rebuilt from PostgreSQL; try again")
+            await asyncio.sleep(0.05)
+        await self._retry_unsettled()
+
+    async def _rebuild(self) -> None:
+        if await self.durable.audit(None, 1):  # others may still hold ledger entries
+            await asyncio.sleep(self.rebuild_grace_s)
+            await self.wal.flush()
+        policies = await self.durable.list_policies()
+        version = await rebuild(self.redis, self.names, self.durable, policies, self.clock(),
+                                self.lease_ms)
+        log.warning("rebuilt the Redis state of %s from PostgreSQL", self.names.tenant)
+        self._policies, self._keys, self._version = policies, {}, version
+
+    # -- the request path -------------------------------------------------------------
+    async def reserve(self, ticket: Ticket) -> Reservation:
+        for _ in range(8):
+            try:
+                return await self._reserve(ticket)
+            except _Retry as again:
+                if again.args and isinstance(again.args[0], Ticket):
+                    ticket = again.args[0]
+        raise StateError("the state kept changing during the decision; try again")
+
+    async def _reserve(self, ticket: Ticket) -> Reservation:
+        if self._version is None:
+            await self._load()
+        now = self.clock()
+        call = ticket.call
+        key = None if ticket.key_hash is None else await self._key(ticket.key_hash)
+        refusal = authenticate(key, now)
+        if refusal is not None or key is None:
+            events: list[Event] = []
+            if key is not None and refusal is not None and refusal.code == "key_expired":
+                events.append(Event("key.expired", {
+                    "key_id": key.id, "agent_id": key.agent, "scope": f"key:{key.id}",
+                    "expired_at": refusal.details.get("expired_at")}, f"key.expired:{key.id}"))
+            await self._refused(ticket, key, now, refusal, None, events)
+            raise refusal or StateError("decision lost")
+        scopes = call_scopes(key, call.vendor)
+        policies = self._policies
+        early = precheck(call, [ScopeView(s, policies.get(s)) for s in scopes],
+                         ticket.aliases, ticket.free_models)
+        if early is not None:
+            await self._refused(ticket, key, now, early.error, early.scope, [])
+            raise early.error
+        approved = bool(ticket.approval_id) and await self.durable.claim_approval(
+            ticket.approval_id or "", key.id, ticket.request_id)
+        try:
+            reservation = await self._decide(ticket, key, scopes, policies, now, approved)
+        except BaseException:
+            if approved:
+                await self.durable.release_approval(ticket.approval_id or "", ticket.request_id)
+            raise
+        if approved and not reservation.overage:
+            await self.durable.release_approval(ticket.approval_id or "", ticket.request_id)
+        return reservation.value
+
+    async def _decide(
+        self, ticket: Ticket, key: KeyInfo, scopes: tuple[str, ...],
+        policies: Mapping[str, Policy], now: int, approved: bool,
+    ) -> _Admitted:
+        call = ticket.call
+        checks, record = plan(self.names, call, scopes, policies, now, approved)
+        cost = call.cost_micros or 0
+        idem = (self.names.idempotency(key.id, call.vendor, ticket.idempotency_key)
+                if ticket.idempotency_key and not ticket.replay else "")
+        record.update(amount=str(cost), tokens=str(call.tokens), key_id=key.id,
+                      agent=key.agent, idem=idem, worker=self.worker, scopes=list(scopes))
+        row = _row(ticket, key, now, self.worker, decision="allowed",
+                   code="idempotent_replay" if ticket.replay else None, scope=None,
+                   status=None, reserved=cost, settlement="pending")
+        row["overage_code"] = "approved_overage" if ticket.approval_id else "alert_overage"
+        names = self.names
+        result = await self._call(
+            self._reserve_script,
+            [names.meta, names.leases, names.reservation(ticket.request_id),
+             names.wal(self.worker), idem or names.meta, *(c.key for c in checks)],
+            ["" if self._clock is None else now, self._version or "", self.lease_ms,
+             ticket.request_id, "1" if idem else "0", orjson.dumps(record),
+             orjson.dumps(row), len(checks), *check_args(checks), self.worker])
+        status = result[0]
+        if status == "not_ready":
+            await self._ensure_ready()
+            raise _Retry
+        if status == "stale":
+            self._version = None
+            raise _Retry
+        if status == "replay":
+            # decided like any call (allow-lists, windows), but it holds no money
+            raise _Retry(replace(ticket, call=replace(call, cost_micros=0),
+                                 idempotency_key=None, replay=True))
+        at = int(result[1])
+        seen = views(checks, result[-1], scopes, policies, at)
+        decision = decide(call, key, seen, at, ticket.aliases, ticket.free_models, approved)
+        if status == "refused":
+            if isinstance(decision, Admit):  # a period turned between plan and script
+                raise _Retry
+            await self._refused(ticket, key, at, decision.error, decision.scope,
+                                list(decision.events), decision.approval)
+            raise decision.error
+        _, _, entry, overage, spent, cap = result[:6]
+        self.wal.add(entry, {"k": "r", "row": orjson.dumps(row).decode(),
+                             "ov": str(overage), "sp": spent, "cap": cap})
+        limits = Limits()
+        if isinstance(decision, Admit):
+            limits = decision.limits
+            await self._announce(decision.events, at)
+        else:  # the script's checks are the enforcement; this would be a bug to report
+            log.error("the reservation script admitted what decide refused: %s",
+                      decision.error.code)
+        return _Admitted(Reservation(ticket.request_id, key, limits, cost, at),
+                         bool(int(overage)))
+
+    async def _refused(
+        self, ticket: Ticket, key: KeyInfo | None, now: int, error: OutlayError | None,
+        scope: str | None, events: list[Event], approval: ApprovalNeed | None = None,
+    ) -> None:
+        """Record a refusal and its events, then raise the error (opening the approval a
+        `require_approval` breach asks for)."""
+        status, code = (error.status, error.code) if error else (401, "invalid_api_key")
+        spent = cap = None
+        if error is not None and error.code == "budget_exceeded":
+            spent = usd_to_micros(error.details["spent_usd"])
+            cap = usd_to_micros(error.details["cap_usd"])
+        row = _row(ticket, key, now, self.worker, decision="refused", code=code, scope=scope,
+                   status=status, reserved=0, settlement="none")
+        row.update(spent=spent, cap=cap)
+        entries = [{"t": "row", "row": row}, *self._event_entries(events, now)]
+        await self.wal.append(entries)
+        if approval is not None and key is not None:
+            raise await self.durable.open_approval(now, ticket, key, approval)
+        if error is not None:
+            raise error
+
+    async def record_refusal(self, ticket: Ticket, status: int, code: str) -> None:
+        key = None
+        if ticket.key_hash is not None:
+            with contextlib.suppress(StateError):
+                key = await self._key(ticket.key_hash)
+        row = _row(ticket, key, self.clock(), self.worker, decision="invalid", code=code,
+                   scope=None, status=status, reserved=0, settlement="none")
+        await self.wal.append([{"t": "row", "row": row}])
+
+    def _event_entries(self, events: Iterable[Event], now: int) -> list[dict[str, Any]]:
+        """Events not yet announced by this worker (the ledger's marks coalesce across
+        workers; this keeps a runaway loop from writing a mark per call)."""
+        out = []
+        for event in events:
+            if event.coalesce in self._marks:
+                continue
+            self._marks[event.coalesce] = None
+            if len(self._marks) > MARKS_KEPT:
+                self._marks.popitem(last=False)
+            out.append({"t": "event", "type": event.type, "data": dict(event.data),
+                        "mark": event.coalesce, "ts_ms": now})
+        return out
+
+    async def _announce(self, events: Iterable[Event], now: int) -> None:
+        entries = self._event_entries(events, now)
+        if entries:
+            await self.wal.append(entries)
+
+    async def settle(self, outcome: Outcome) -> bool:
+        """Apply the actual cost once; False if the reservation was already settled or reaped."""
+        names = self.names
+        result = await self._call(
+            self._settle_script,
+            [names.reservation(outcome.reservation_id), names.leases,
+             names.wal(self.worker), names.meta],
+            [outcome.reservation_id, outcome.settled, outcome.cost_micros, outcome.tokens,
+             outcome.status or "", outcome.model or ""])
+        if result[0] == -1:  # the state is being rebuilt: its record comes back with it
+            self._unsettled.append(outcome)
+            return True
+        if result[0] == 0:
+            return False
+        cost, used, entry, rec_text, row, overage, spent, cap = result[1:9]
+        self.wal.add(entry, {
+            "k": "s", "row": row, "ov": overage, "sp": spent, "cap": cap,
+            "mode": outcome.settled, "cost": cost, "tokens": used,
+            "status": str(outcome.status or ""), "model": outcome.model or "",
+            "reserved": orjson.loads(rec_text)["amount"]})
+        rec = orjson.loads(rec_text)
+        if int(cost) and rec["watched"]:
+            key = KeyInfo(rec["key_id"], rec["agent"], None, {})
+            events: list[Event] = []
+            for (scope, period, start), now_spent in zip(rec["watched"], result[9:],
+                                                          strict=True):
+                policy = self._policies.get(scope)
+                if policy is not None:
+                    events += settlement_events(scope, policy, period, start, int(now_spent),
+                                                key)
+            await self._announce(events, self.clock())
+        return True
+
+    async def _retry_unsettled(self) -> None:
+        waiting, self._unsettled = self._unsettled, []
+        for outcome in waiting:
+            await self.settle(outcome)
+
+    # -- upkeep and reporting -----------------------------------------------------------
+    async def heartbeat(self) -> None:
+        try:
+            await self.redis.zadd(self.names.workers, {self.worker: self.clock()})
+        except RedisError as exc:
+            raise StateError(f"Redis unavailable: {exc}") from exc
+        if self._unsettled:
+            with contextlib.suppress(StateError):
+                await self._ensure_ready()
+
+    async def reap(self) -> int:
+        """Charge in full the reservations whose lease ran out or whose worker died, after
+        writing a dead worker's ledger stream to PostgreSQL."""
+        now = self.clock()
+        try:
+            workers: dict[str, float] = dict(
+                await self.redis.zrange(self.names.workers, 0, -1, withscores=True))  # type: ignore[arg-type]
+            held: list[tuple[str, float]] = await self.redis.zrange(
+                self.names.leases, 0, -1, withscores=True)  # type: ignore[assignment]
+            dead = [w for w, beat in workers.items() if beat < now - HEARTBEAT_STALE_MS]
+            for worker in dead:
+                await drain(self.redis, self.names.wal(worker), self.durable)
+                await self.redis.zrem(self.names.workers, worker)
+        except RedisError as exc:
+            raise StateError(f"Redis unavailable: {exc}") from exc
+        live = {w for w in workers if w not in dead}
+        reaped = 0
+        for member, lease in held:
+            worker, _, request_id = member.partition(" ")
+            if lease <= now or worker not in live:
+                reaped += await self.settle(Outcome(request_id, 0, settled="unsettled"))
+        return reaped
+
+    async def usage(self, scope: str) -> dict[str, Any]:
+        policy = await self.durable.get_policy(scope)
+        now = self.clock()
+        windows = {}
+        counters: dict[str, tuple[int, int]] = {}
+        try:
+            if policy is not None:
+                for name in WINDOW_SECONDS:
+                    if getattr(policy, name) is not None:
+                        flat = await self.redis.hgetall(self.names.window(scope, name))
+                        pairs = [v for kv in flat.items() for v in kv]
+                        windows[name] = window_state(bucket_ms(name), pairs, now)
+                for budget in policy.budgets:
+                    start = period_bounds(budget.period, now)[0]
+                    spent, reserved = await self.redis.hmget(
+                        self.names.counter(scope, budget.period, start), "spent", "reserved")
+                    counters[budget.period] = (int(spent or 0), int(reserved or 0))
+        except RedisError as exc:
+            raise StateError(f"Redis unavailable: {exc}") from exc
+        await self._catch_up()
+        since = period_bounds("month", now)[0]
+        by_model, by_vendor = await self.durable.spend_by(scope, since)
+        return usage_view(scope, policy, now, windows, counters, since, by_model, by_vendor)
+
+    async def _catch_up(self) -> None:
+        """Before reading the ledger: write this worker's entries, and those every other
+        worker still holds in its stream, so a report shows every call already decided."""
+        await self.wal.flush()
+        try:
+            workers = await self.redis.zrange(self.names.workers, 0, -1)
+            for worker in workers:
+                if worker != self.worker:
+                    await drain(self.redis, self.names.wal(str(worker)), self.durable,
+                                delete=False)
+        except RedisError as exc:  # the ledger as PostgreSQL has it, then
+            log.warning("reading the ledger without the entries still in Redis: %s", exc)
+
+    async def audit(self, scope: str | None, limit: int) -> list[dict[str, Any]]:
+        await self._catch_up()
+        return await self.durable.audit(scope, limit)
+
+    async def report(self, group_by: str, since_ms: int | None) -> list[dict[str, Any]]:
+        await self._catch_up()
+        return await self.durable.report(group_by, since_ms)
+
+    async def claim_deliveries(self, limit: int, lease_ms: int) -> list[DeliveryJob]:
+        with contextlib.suppress(StateError):  # this worker's own events first
+            await self.wal.flush()
+        return await self.durable.claim_deliveries(limit, lease_ms)
+
+    # -- admin writes that change decisions -----------------------------------------------
+    async def update_key(
+        self, key_id: str, name: str | None, labels: Mapping[str, str] | None,
+        policy: Policy | None,
+    ) -> KeyRecord:
+        record = await self.durable.update_key(key_id, name, labels, policy)
+        await self._changed()
+        return record
+
+    async def revoke_key(self, key_id: str) -> KeyRecord:
+        record = await self.durable.revoke_key(key_id)
+        await self._changed()
+        return record
+
+    async def revoke_keys(self, agent: str | None = None, group: str | None = None
+                          ) -> list[str]:
+        ids = await self.durable.revoke_keys(agent=agent, group=group)
+        await self._changed()
+        return ids
+
+    async def create_key(self, new: NewKey) -> tuple[KeyRecord, str]:
+        created = await self.durable.create_key(new)
+        if new.policy is not None:
+            await self._adopt(f"key:{created[0].id}", None, new.policy)
+            await self._changed()
+        return created
+
+    async def put_policy(self, scope: str, policy: Policy) -> Policy:
+        before = await self.durable.get_policy(scope)
+        await self.durable.put_policy(scope, policy)
+        await self._adopt(scope, before, policy)
+        await self._changed()
+        return policy
+
+    async def delete_policy(self, scope: str) -> None:
+        await self.durable.delete_policy(scope)
+        await self._changed()
+
+    async def _adopt(self, scope: str, before: Policy | None, policy: Policy) -> None:
+        """A budget period new to a scope starts from what the ledger says the scope spent
+        in it, and holds the scope's calls still in flight (`lua/adopt.lua`)."""
+        had = {b.period for b in before.budgets} if before else set()
+        periods = {b.period for b in policy.budgets} - had
+        if not periods:
+            return
+        await self.wal.flush()
+        now = self.clock()
+        for period in sorted(periods):
+            start = period_bounds(period, now)[0]
+            spent, _ = await self.durable.committed(scope, start)
+            watched = int(any(b.warn_at is not None or b.mode == "soft"
+                              for b in policy.budgets if b.period == period))
+            await self._call(self._adopt_script,
+                             [self.names.counter(scope, period, start), self.names.leases],
+                             [scope, period, start, spent, watched, self.names.prefix])
+
+
+class _Admitted:
+    __slots__ = ("overage", "value")
+
+    def __init__(self, value: Reservation, overage: bool) -> None:
+        self.value, self.overage = value, overage
+
+
+def _row(
+    ticket: Ticket, key: KeyInfo | None, now: int, worker: str, *, decision: str,
+    code: str | None, scope: str | None, status: int | None, reserved: int, settlement: str,
+) -> dict[str, Any]:
+    call = ticket.call
+    return {
+        "request_id": ticket.request_id, "ts_ms": now, "key_id": key.id if key else None,
+        "agent": key.agent if key else None, "grp": key.group if key else None,
+        "labels": orjson.dumps(dict(key.labels)).decode() if key else None,
+        "vendor": call.vendor, "model": call.model_resolved or call.model,
+        "route": ticket.route, "decision": decision, "code": code, "scope": scope,
+        "status": status, "reserved": reserved, "cost": 0, "settlement": settlement,
+        "spent": None, "cap": None, "tokens": call.tokens if decision == "allowed" else 0,
+        "worker": worker, "idem": ticket.idempotency_key if decision == "allowed" else None,
+    }
+

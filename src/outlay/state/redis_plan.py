@@ -1,0 +1,188 @@
+"""The Redis backend's pure half: key names, and the plan of checks a reservation script runs,
+built from the scopes' policies; then the script's snapshot turned back into the views that
+`decide` reads, so refusals, headers and events are the embedded store's, word for word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from outlay.policy.decision import Call, Counter, ScopeView
+from outlay.policy.model import Policy
+from outlay.policy.periods import period_bounds
+from outlay.policy.windows import BUCKETS, REQUEST_WINDOWS, WindowState, bucket_ms
+
+
+@dataclass(frozen=True)
+class Names:
+    """Every key of one installation shares the hash tag `{tenant}`, so all of them live in
+    one Redis Cluster slot and every script may touch any of them."""
+
+    tenant: str
+
+    @property
+    def prefix(self) -> str:
+        return f"outlay:{{{self.tenant}}}:"
+
+    @property
+    def meta(self) -> str:
+        return self.prefix + "meta"
+
+    @property
+    def leases(self) -> str:
+        return self.prefix + "leases"
+
+    @property
+    def workers(self) -> str:
+        return self.prefix + "workers"
+
+    @property
+    def rebuild_lock(self) -> str:
+        return self.prefix + "rebuild"
+
+    def reservation(self, request_id: str) -> str:
+        return self.prefix + "r:" + request_id
+
+    def wal(self, worker: str) -> str:
+        return self.prefix + "wal:" + worker
+
+    def idempotency(self, key_id: str, vendor: str, idem: str) -> str:
+        return f"{self.prefix}i:{key_id}:{vendor}:{idem}"
+
+    def window(self, scope: str, name: str) -> str:
+        return f"{self.prefix}w:{scope}:{name}"
+
+    def inflight(self, scope: str) -> str:
+        return self.prefix + "p:" + scope
+
+    def counter(self, scope: str, period: str, start: int) -> str:
+        return f"{self.prefix}c:{scope}:{period}:{start}"
+
+
+@dataclass(frozen=True)
+class Check:
+    scope: str
+    kind: str  # w (window), p (parallel), b (budget)
+    key: str
+    name: str  # window name, or budget period
+    a: int  # bucket width ms | max in flight | cap (-1 soft)
+    b: int  # limit | 0 | amount
+    c: int  # weight | 0 | holds its counter: 0 no, -1 yes, n > 0 yes and it expires in n ms
+    block: bool
+    start: int = 0  # budget period start
+
+
+def check_args(checks: Sequence[Check]) -> list[str | int]:
+    """The script's arguments for the checks: five values each."""
+    out: list[str | int] = []
+    for check in checks:
+        out += [check.kind, check.a, check.b, check.c, "1" if check.block else "0"]
+    return out
+
+
+def blocks(policy: Policy, approved: bool) -> bool:
+    """Whether a breach in a scope with this policy refuses the call (see decide._Breaches)."""
+    if policy.on_breach == "block":
+        return True
+    return policy.on_breach == "require_approval" and not approved
+
+
+# a counter outlives its period by a day (the ledger can rebuild it any time after that)
+_COUNTER_TTL_MS = {"hour": 25 * 3_600_000, "day": 2 * 86_400_000, "week": 8 * 86_400_000,
+                   "month": 32 * 86_400_000}
+
+
+def counter_ttl_ms(period: str) -> int:
+    return _COUNTER_TTL_MS.get(period, -1)  # 'total' never expires
+
+
+def plan(
+    names: Names, call: Call, scopes: Sequence[str], policies: Mapping[str, Policy],
+    now_ms: int, approved: bool,
+) -> tuple[tuple[Check, ...], dict[str, Any]]:
+    """The checks of every scope, in `decide`'s order, and the parts of the reservation's
+    record that name what it holds."""
+    cost = call.cost_micros or 0
+    checks: list[Check] = []
+    holds: list[tuple[str, int, str, str, int]] = []  # key, watched, scope, period, start
+    tpm: list[tuple[str, str]] = []
+    parallel: list[str] = []
+    for scope in scopes:
+        policy = policies.get(scope)
+        if policy is None:
+            continue
+        block = blocks(policy, approved)
+        for name in (*REQUEST_WINDOWS, "tpm"):
+            limit = getattr(policy, name)
+            weight = call.tokens if name == "tpm" else 1
+            if limit is None or weight == 0:
+                continue
+            key = names.window(scope, name)
+            checks.append(Check(scope, "w", key, name, bucket_ms(name), limit, weight, block))
+            if name == "tpm":
+                tpm.append((key, str(bucket_ms(name))))
+        if policy.max_parallel is not None:
+            key = names.inflight(scope)
+            checks.append(Check(scope, "p", key, "", policy.max_parallel, 0, 0, block))
+            parallel.append(key)
+    for scope in scopes:
+        policy = policies.get(scope)
+        if policy is None:
+            continue
+        block = blocks(policy, approved)
+        held: dict[str, int] = {}
+        for budget in policy.budgets:
+            start = period_bounds(budget.period, now_ms)[0]
+            key = names.counter(scope, budget.period, start)
+            cap = budget.cap_micros if budget.mode == "hard" else -1
+            watched = budget.warn_at is not None or budget.mode == "soft"
+            first = key not in held
+            if first:
+                held[key] = len(holds)
+                holds.append((key, int(watched), scope, budget.period, start))
+            elif watched:
+                k, _, s, p, st = holds[held[key]]
+                holds[held[key]] = (k, 1, s, p, st)
+            hold = counter_ttl_ms(budget.period) if first else 0
+            checks.append(Check(scope, "b", key, budget.period, cap, cost, hold, block, start))
+    record = {
+        "holds": [[h[0], h[1]] for h in holds],
+        "watched": [[h[2], h[3], h[4]] for h in holds if h[1]],
+        "tpm": [list(t) for t in tpm],
+        "parallel": parallel,
+    }
+    return tuple(checks), record
+
+
+def views(
+    checks: Sequence[Check], snapshot: Sequence[Sequence[Any]], scopes: Sequence[str],
+    policies: Mapping[str, Policy], now_ms: int,
+) -> list[ScopeView]:
+    """What the script saw, before its writes, as `decide`'s input."""
+    windows: dict[str, dict[str, WindowState]] = {}
+    inflight: dict[str, int] = {}
+    counters: dict[str, dict[str, Counter]] = {}
+    for check, seen in zip(checks, snapshot, strict=True):
+        if check.kind == "w":
+            windows.setdefault(check.scope, {})[check.name] = window_state(check.a, seen, now_ms)
+        elif check.kind == "p":
+            inflight[check.scope] = int(seen[0])
+        else:
+            counters.setdefault(check.scope, {})[check.name] = Counter(
+                check.start, int(seen[0]), int(seen[1]))
+    return [
+        ScopeView(scope, policies.get(scope), windows.get(scope, {}), inflight.get(scope, 0),
+                  counters.get(scope, {}))  # type: ignore[arg-type]
+        for scope in scopes
+    ]
+
+
+def window_state(width_ms: int, flat: Sequence[Any], now_ms: int) -> WindowState:
+    """A window hash (bucket -> count, as a flat field/value list) as the buckets of the
+    rolling window ending at the current bucket."""
+    bucket = now_ms // width_ms
+    counts = dict(zip(map(int, flat[::2]), map(int, flat[1::2]), strict=True))
+    first = bucket - BUCKETS
+    return WindowState(bucket, tuple(counts.get(b, 0) for b in range(first, bucket + 1)))

@@ -1,0 +1,129 @@
+"""Recreate an installation's hot state in Redis from the ledger in PostgreSQL: budget
+counters of the current periods, rate windows, calls in flight and their reservations,
+idempotency keys. Runs when a worker finds Redis empty (first start, flushed, replaced);
+the state is marked ready, with a new version, only once all of it is written.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import orjson
+from redis.asyncio import Redis
+
+from outlay.policy.model import Policy
+from outlay.policy.periods import period_bounds
+from outlay.policy.windows import BUCKETS, REQUEST_WINDOWS, bucket_ms
+from outlay.state.redis_plan import Names
+
+IDEMPOTENCY_MS = 7 * 86_400_000
+
+
+class Source(Protocol):
+    async def committed(self, scope: str, since_ms: int) -> tuple[int, int]: ...
+    async def window_counts(self, scope: str, since_ms: int, bucket_ms: int, tokens: bool
+                            ) -> dict[int, int]: ...
+    async def pending_rows(self) -> list[dict[str, Any]]: ...
+    async def idempotency_since(self, since_ms: int) -> list[tuple[str, str, str, str]]: ...
+
+
+def row_scopes(row: Mapping[str, Any]) -> list[str]:
+    group = [f"group:{row['grp']}"] if row.get("grp") else []
+    return [f"key:{row['key_id']}", f"agent:{row['agent']}", *group,
+            f"vendor:{row['vendor']}", "global"]
+
+
+def reservation_of(
+    names: Names, row: Mapping[str, Any], policies: Mapping[str, Policy], worker: str
+) -> dict[str, Any]:
+    """The record of a call still in flight, as `plan` made it when the call was admitted."""
+    holds: list[list[Any]] = []
+    watched: list[list[Any]] = []
+    tpm: list[list[str]] = []
+    parallel: list[str] = []
+    scopes = row_scopes(row)
+    for scope in scopes:
+        policy = policies.get(scope)
+        if policy is None:
+            continue
+        if policy.tpm is not None and row["tokens"]:
+            tpm.append([names.window(scope, "tpm"), str(bucket_ms("tpm"))])
+        if policy.max_parallel is not None:
+            parallel.append(names.inflight(scope))
+        seen: set[str] = set()
+        for budget in policy.budgets:
+            start = period_bounds(budget.period, row["ts_ms"])[0]
+            key = names.counter(scope, budget.period, start)
+            if key in seen:
+                continue
+            seen.add(key)
+            flag = int(any(b.warn_at is not None or b.mode == "soft" for b in policy.budgets
+                           if b.period == budget.period))
+            holds.append([key, flag])
+            if flag:
+                watched.append([scope, budget.period, start])
+    idem = (names.idempotency(row["key_id"], row["vendor"], row["idem"])
+            if row.get("idem") else "")
+    return {
+        "amount": str(row["reserved"]), "tokens": str(row["tokens"]), "holds": holds,
+        "watched": watched, "tpm": tpm, "parallel": parallel, "key_id": row["key_id"],
+        "agent": row["agent"], "idem": idem, "worker": worker, "scopes": scopes,
+    }
+
+
+async def rebuild(
+    redis: Redis, names: Names, source: Source, policies: Mapping[str, Policy], now_ms: int,
+    lease_ms: int,
+) -> str:
+    """Write the hot state and mark it ready; returns its new version."""
+    pipe = redis.pipeline(transaction=True)
+    for scope, policy in policies.items():
+        for period in {b.period for b in policy.budgets}:
+            start = period_bounds(period, now_ms)[0]
+            spent, reserved = await source.committed(scope, start)
+            pipe.hset(names.counter(scope, period, start),
+                      mapping={"spent": spent, "reserved": reserved})
+        for name in (*REQUEST_WINDOWS, "tpm"):
+            if getattr(policy, name) is None:
+                continue
+            width = bucket_ms(name)
+            since = (now_ms // width - BUCKETS) * width
+            counts = await source.window_counts(scope, since, width, name == "tpm")
+            key = names.window(scope, name)
+            pipe.delete(key)
+            if counts:
+                pipe.hset(key, mapping={str(b): n for b, n in counts.items()})
+                pipe.pexpire(key, width * (BUCKETS + 2))
+    inflight: dict[str, int] = {}
+    workers: set[str] = set()
+    for row in await source.pending_rows():
+        worker = row.get("worker") or "unknown"
+        workers.add(worker)
+        record = reservation_of(names, row, policies, worker)
+        for key in record["parallel"]:
+            inflight[key] = inflight.get(key, 0) + 1
+        template = {
+            "request_id": row["request_id"], "ts_ms": row["ts_ms"], "key_id": row["key_id"],
+            "agent": row["agent"], "grp": row.get("grp"), "labels": None,
+            "vendor": row["vendor"], "model": None, "route": "", "decision": "allowed",
+            "code": None, "scope": None, "status": None, "reserved": row["reserved"],
+            "cost": 0, "settlement": "pending", "spent": None, "cap": None,
+            "tokens": row["tokens"], "worker": worker, "idem": row.get("idem"),
+        }
+        pipe.hset(names.reservation(row["request_id"]), mapping={
+            "rec": orjson.dumps(record), "row": orjson.dumps(template), "ov": "0", "sp": "",
+            "cap": "", "at": str(row["ts_ms"])})
+        pipe.zadd(names.leases, {f"{worker} {row['request_id']}": row["ts_ms"] + lease_ms})
+    if workers:  # their calls are theirs to settle: reaped only if they stop heartbeating
+        pipe.zadd(names.workers, dict.fromkeys(workers, now_ms), nx=True)
+    for key, n in inflight.items():
+        pipe.set(key, n)
+    for key_id, vendor, idem, request_id in await source.idempotency_since(
+            now_ms - IDEMPOTENCY_MS):
+        pipe.set(names.idempotency(key_id, vendor, idem), request_id, px=IDEMPOTENCY_MS)
+    version = secrets.token_hex(8)
+    pipe.hset(names.meta, mapping={"ready": "1", "version": version})
+    await pipe.execute()
+    return version

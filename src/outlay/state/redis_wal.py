@@ -1,0 +1,145 @@
+"""The ledger's way from Redis to PostgreSQL.
+
+Every ledger change a worker makes is written twice: into its stream in Redis, by the same
+script that decides or settles (so a worker killed a moment later loses nothing: another
+worker drains its stream), and into the worker's memory (so an emptied Redis loses nothing
+either). The worker writes its memory to PostgreSQL in batches every few milliseconds, with
+idempotent statements, then drops the entries from its stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from outlay.state.base import StateError
+
+log = logging.getLogger("outlay.state")
+
+Entry = dict[str, Any]
+MAX_BATCH = 2_000
+
+
+class Ledger(Protocol):
+    async def apply_wal(self, entries: list[Entry]) -> None: ...
+
+
+def _opt_int(text: str) -> int | None:
+    return int(text) if text else None
+
+
+def entries_of(fields: Mapping[str, str]) -> list[Entry]:
+    """One stream entry as the ledger writes it applies: 'r' a reservation's row, 's' a
+    settlement (with the row, so that it lands even before the reserving worker's own
+    entry), 'j' entries written as they are."""
+    kind = fields["k"]
+    if kind == "j":
+        entries: list[Entry] = orjson.loads(fields["e"])
+        return entries
+    row = orjson.loads(fields["row"])
+    overage_code = row.pop("overage_code", None)
+    if fields.get("ov") == "1":
+        row["code"] = overage_code
+    row["spent"], row["cap"] = _opt_int(fields.get("sp", "")), _opt_int(fields.get("cap", ""))
+    out: list[Entry] = [{"t": "row", "row": row}]
+    if kind == "s":
+        out.append({
+            "t": "settle", "request_id": row["request_id"], "status": _opt_int(fields["status"]),
+            "cost": int(fields["cost"]), "settlement": fields["mode"],
+            "model": fields["model"] or None, "reserved": int(fields["reserved"]),
+            "tokens": int(fields["tokens"]),
+        })
+    return out
+
+
+class Wal:
+    def __init__(self, redis: Redis, stream: str, ledger: Ledger, interval_s: float = 0.02
+                 ) -> None:
+        self._redis, self._stream, self._ledger = redis, stream, ledger
+        self.interval_s = interval_s
+        self._pending: list[tuple[str | None, list[Entry]]] = []
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    def add(self, stream_id: str | None, fields: Mapping[str, str]) -> None:
+        """Keep an entry a script already put in the stream."""
+        self._pending.append((stream_id, entries_of(fields)))
+        self._wake.set()
+
+    async def append(self, entries: list[Entry]) -> None:
+        """Write entries the scripts did not (refusals, events): stream first, then memory."""
+        fields = {"k": "j", "e": orjson.dumps(entries).decode()}
+        stream_id: str | None = None
+        try:
+            stream_id = str(await self._redis.xadd(self._stream, fields))  # type: ignore[arg-type]
+        except RedisError as exc:  # Redis is down: memory alone keeps them until it is back
+            log.warning("ledger entries kept in memory only: %s", exc)
+        self.add(stream_id, fields)
+
+    @property
+    def backlog(self) -> int:
+        return len(self._pending)
+
+    async def flush(self) -> None:
+        """Write what is kept to PostgreSQL; kept on failure, for the next try."""
+        async with self._lock:
+            while self._pending:
+                batch = self._pending[:MAX_BATCH]
+                entries = [e for _, group in batch for e in group]
+                await self._ledger.apply_wal(entries)
+                del self._pending[:len(batch)]
+                ids = [sid for sid, _ in batch if sid is not None]
+                if ids:
+                    with contextlib.suppress(RedisError):
+                        await self._redis.xdel(self._stream, *ids)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(self.interval_s)  # gather a batch
+            try:
+                await self.flush()
+            except StateError as exc:
+                log.warning("ledger not yet written to PostgreSQL (%d batches kept): %s",
+                            len(self._pending), exc)
+                await asyncio.sleep(1.0)
+                self._wake.set()
+
+
+async def drain(redis: Redis, stream: str, ledger: Ledger, *, delete: bool = True) -> int:
+    """Write a worker's stream to PostgreSQL (idempotently: the worker may write the same
+    entries itself), then delete it if the worker is dead; returns entries written."""
+    written = 0
+    after = "-"
+    while True:
+        rows: Sequence[tuple[str, Mapping[str, str]]] = await redis.xrange(  # type: ignore[assignment]
+            stream, min=after, count=MAX_BATCH)
+        if not rows:
+            break
+        await ledger.apply_wal([e for _, fields in rows for e in entries_of(fields)])
+        written += len(rows)
+        after = "(" + rows[-1][0]  # exclusive
+    if delete:
+        await redis.delete(stream)
+    return written

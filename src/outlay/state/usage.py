@@ -1,0 +1,52 @@
+"""A scope's usage as the admin API shows it, from values any backend reads: its policy, its
+windows and budget counters, and its month's spend by model and vendor."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from outlay.policy.decide import iso
+from outlay.policy.model import Policy
+from outlay.policy.money import micros_to_usd
+from outlay.policy.periods import period_bounds
+from outlay.policy.windows import WINDOW_SECONDS, WindowState, check
+
+
+def usage_view(
+    scope: str, policy: Policy | None, now: int, windows: Mapping[str, WindowState],
+    counters: Mapping[str, tuple[int, int]], since: int, by_model: Mapping[str | None, int],
+    by_vendor: Mapping[str | None, int],
+) -> dict[str, Any]:
+    """`counters` maps a budget period to (spent, reserved) in its current period."""
+    out_windows = []
+    budgets = []
+    if policy is not None:
+        for name in WINDOW_SECONDS:
+            limit = getattr(policy, name)
+            if limit is None:
+                continue
+            seen = check(name, windows.get(name, WindowState()), limit, 0, now)
+            out_windows.append({
+                "name": name, "limit": limit, "used": seen.used,
+                "remaining": max(0, limit - seen.used), "reset_at": iso(seen.reset_ms),
+            })
+        for budget in policy.budgets:
+            end = period_bounds(budget.period, now)[1]
+            spent, reserved = counters.get(budget.period, (0, 0))
+            budgets.append({
+                "period": budget.period, "mode": budget.mode,
+                "cap_usd": micros_to_usd(budget.cap_micros),
+                "spent_usd": micros_to_usd(spent), "reserved_usd": micros_to_usd(reserved),
+                "remaining_usd": micros_to_usd(max(0, budget.cap_micros - spent - reserved)),
+                "resets_at": None if end is None else iso(end),
+                "warn_at": budget.warn_at,
+            })
+    return {
+        "scope": scope,
+        "windows": out_windows,
+        "budgets": budgets,
+        "spend_since": iso(since),
+        "spend_by_model": {m or "": micros_to_usd(v) for m, v in by_model.items()},
+        "spend_by_vendor": {m or "": micros_to_usd(v) for m, v in by_vendor.items()},
+    }

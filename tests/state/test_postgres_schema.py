@@ -1,0 +1,138 @@
+"""The PostgreSQL store's migrations: applied once, in order, each in its own transaction,
+by exactly one of several replicas starting together; a newer database is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from outlay.state import postgres_schema
+from outlay.state.base import StateError
+from outlay.state.postgres import PostgresDurable
+from outlay.state.postgres_schema import LATEST, Migration, migrate, schema_version
+from tests.servers.postgres import free_port
+
+TABLES = {
+    "schema_migrations", "meta", "groups", "agents", "keys", "policies", "ledger",
+    "event_marks", "approvals", "webhook_endpoints", "outbox", "deliveries",
+    "delivery_attempts",
+}
+
+
+def tables(dsn: str) -> set[str]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT table_name FROM information_schema.tables "
+                            "WHERE table_schema = 'public'").fetchall()
+    return {r[0] for r in rows}
+
+
+def recorded(dsn: str) -> list[tuple[int, str]]:
+    with psycopg.connect(dsn) as conn:
+        return [(v, d) for v, d in conn.execute(
+            "SELECT version, description FROM schema_migrations ORDER BY version")]
+
+
+async def test_a_fresh_database_gets_the_whole_schema_as_version_1(postgres_dsn: str) -> None:
+    assert await schema_version(postgres_dsn) == 0
+    assert await migrate(postgres_dsn) == [1]
+    assert await schema_version(postgres_dsn) == 1 == LATEST
+    assert tables(postgres_dsn) == TABLES
+    assert [v for v, _ in recorded(postgres_dsn)] == [1]
+
+
+async def test_migrating_again_applies_nothing(postgres_dsn: str) -> None:
+    await migrate(postgres_dsn)
+    assert await migrate(postgres_dsn) == []
+    assert [v for v, _ in recorded(postgres_dsn)] == [1]
+
+
+async def test_opening_the_store_migrates(postgres_dsn: str) -> None:
+    store = PostgresDurable(postgres_dsn)
+    await store.open()
+    await store.close()
+    assert await schema_version(postgres_dsn) == 1
+    assert await migrate(postgres_dsn) == []
+
+
+async def test_concurrent_migrations_from_tasks_apply_each_version_once(
+    postgres_dsn: str,
+) -> None:
+    results = await asyncio.gather(*(migrate(postgres_dsn) for _ in range(6)))
+    assert sorted(results) == [[], [], [], [], [], [1]]
+    assert [v for v, _ in recorded(postgres_dsn)] == [1]
+
+
+def test_concurrent_migrations_from_processes_apply_each_version_once(
+    postgres_dsn: str,
+) -> None:
+    """Replicas starting at the same moment: one applies, the others wait and find it done."""
+    script = ("import asyncio, sys; from outlay.state.postgres_schema import migrate; "
+              "print(asyncio.run(migrate(sys.argv[1])))")
+    procs = [subprocess.Popen([sys.executable, "-c", script, postgres_dsn],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        outputs.append(out.strip())
+    assert sorted(outputs) == ["[1]", "[]", "[]", "[]"]
+    assert [v for v, _ in recorded(postgres_dsn)] == [1]
+
+
+async def test_a_database_of_a_newer_outlay_is_refused(postgres_dsn: str) -> None:
+    await migrate(postgres_dsn)
+    with psycopg.connect(postgres_dsn) as conn:
+        conn.execute("INSERT INTO schema_migrations(version, description) "
+                     "VALUES (%s, 'from the future')", (LATEST + 1,))
+    with pytest.raises(StateError, match=rf"schema version {LATEST + 1}.*upgrade Outlay"):
+        await migrate(postgres_dsn)
+    store = PostgresDurable(postgres_dsn)
+    with pytest.raises(StateError, match="upgrade Outlay"):
+        await store.open()
+    assert not store.opened
+    assert await schema_version(postgres_dsn) == LATEST + 1
+
+
+async def test_a_later_migration_applies_on_top_in_order(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await migrate(postgres_dsn)
+    more = (*postgres_schema.MIGRATIONS,
+            Migration(2, "a column", "ALTER TABLE meta ADD COLUMN note TEXT"),
+            Migration(3, "an index", "CREATE INDEX meta_note ON meta(note)"))
+    monkeypatch.setattr(postgres_schema, "MIGRATIONS", more)
+    monkeypatch.setattr(postgres_schema, "LATEST", 3)
+    assert await migrate(postgres_dsn) == [2, 3]
+    assert [v for v, _ in recorded(postgres_dsn)] == [1, 2, 3]
+    assert await schema_version(postgres_dsn) == 3
+
+
+async def test_a_failing_migration_leaves_nothing_behind(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await migrate(postgres_dsn)
+    broken = Migration(2, "broken", "CREATE TABLE half_done (x INTEGER); SELEC 1")
+    monkeypatch.setattr(postgres_schema, "MIGRATIONS", (*postgres_schema.MIGRATIONS, broken))
+    monkeypatch.setattr(postgres_schema, "LATEST", 2)
+    with pytest.raises(StateError, match="cannot migrate"):
+        await migrate(postgres_dsn)
+    assert await schema_version(postgres_dsn) == 1
+    assert "half_done" not in tables(postgres_dsn)
+
+
+async def test_an_unreachable_server_is_a_state_error(unused_dsn: str) -> None:
+    with pytest.raises(StateError, match="cannot migrate the PostgreSQL database"):
+        await migrate(unused_dsn)
+    with pytest.raises(StateError, match="cannot read the schema version"):
+        await schema_version(unused_dsn)
+
+
+@pytest.fixture
+def unused_dsn() -> str:
+    """A DSN to a loopback port nothing listens on."""
+    return f"postgresql://postgres@127.0.0.1:{free_port()}/outlay"
