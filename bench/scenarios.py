@@ -169,7 +169,7 @@ class OutlayRedisPostgres(Outlay):
         try:
             from outlay.state.base import store_from_url
 
-            store_from_url("redis://127.0.0.1:1/0")
+            store_from_url("redis://127.0.0.1:1/0", database="postgresql://127.0.0.1:1/x")
         except ValueError as exc:
             return f"`outlay serve --state redis://…` does not work yet ({exc})"
         except Exception:  # noqa: S110 (it exists; whatever else it wants, serve will say)

@@ -4,13 +4,16 @@ logs attached to the report of any test that fails while they run."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .harness import POOL_CONFIG, SHARED_CONFIG, Gateway, Launch
+from .replicas import Replicas
+
+StartReplicas = Callable[..., Replicas]
 
 LOG_TAIL_LINES = 200
 _RUNNING: pytest.StashKey[list[Gateway]] = pytest.StashKey()
@@ -83,3 +86,31 @@ def pool(request: pytest.FixtureRequest,
     """Three worker processes on one SQLite file, with a slow provider so calls overlap."""
     with _launcher(request.config, tmp_path_factory.mktemp("pool")) as start:
         yield start(POOL_CONFIG, workers=3, name="pool")
+
+
+@contextlib.contextmanager
+def _replica_launcher(config: pytest.Config, root: Path) -> Iterator[StartReplicas]:
+    with contextlib.ExitStack() as stack:
+        count = 0
+
+        def start(n: int, *, state_url: str, database: str | None,
+                  config_doc: dict[str, Any] | None = None, workers: int = 1,
+                  name: str = "replica") -> Replicas:
+            nonlocal count
+            count += 1
+            group = Replicas(root / f"{name}s-{count}", n, state_url=state_url,
+                             database=database, config=config_doc, workers=workers, name=name)
+            for replica in group:
+                _register(config, replica)
+                stack.callback(_unregister, config, replica)
+            return stack.enter_context(group)
+
+        yield start
+
+
+@pytest.fixture
+def start_replicas(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StartReplicas]:
+    """Start groups of replicas for one test: start_replicas(3, state_url=…, database=…,
+    config_doc=…) -> Replicas, stopped after the test; their logs join a failure's report."""
+    with _replica_launcher(request.config, tmp_path) as start:
+        yield start

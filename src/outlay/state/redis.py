@@ -371,12 +371,18 @@ class RedisStore(AdminDelegate):
     async def settle(self, outcome: Outcome) -> bool:
         """Apply the actual cost once; False if the reservation was already settled or reaped."""
         names = self.names
-        result = await self._call(
-            self._settle_script,
-            [names.reservation(outcome.reservation_id), names.leases,
-             names.wal(self.worker), names.meta],
-            [outcome.reservation_id, outcome.settled, outcome.cost_micros, outcome.tokens,
-             outcome.status or "", outcome.model or ""])
+        try:
+            result = await self._call(
+                self._settle_script,
+                [names.reservation(outcome.reservation_id), names.leases,
+                 names.wal(self.worker), names.meta],
+                [outcome.reservation_id, outcome.settled, outcome.cost_micros,
+                 outcome.tokens, outcome.status or "", outcome.model or ""])
+        except StateError:
+            # Redis is away: settle again when it is back (if the reply alone was lost, the
+            # script then finds the record gone and nothing is applied twice)
+            self._unsettled.append(outcome)
+            raise
         if result[0] == -1:  # the state is being rebuilt: its record comes back with it
             self._unsettled.append(outcome)
             return True
@@ -403,8 +409,12 @@ class RedisStore(AdminDelegate):
 
     async def _retry_unsettled(self) -> None:
         waiting, self._unsettled = self._unsettled, []
-        for outcome in waiting:
-            await self.settle(outcome)
+        for i, outcome in enumerate(waiting):
+            try:
+                await self.settle(outcome)
+            except StateError:  # this one is queued again by settle; so are the rest
+                self._unsettled.extend(waiting[i + 1:])
+                raise
 
     # -- upkeep and reporting -----------------------------------------------------------
     async def heartbeat(self) -> None:

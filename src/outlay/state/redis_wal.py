@@ -100,8 +100,9 @@ class Wal:
     def backlog(self) -> int:
         return len(self._pending)
 
-    async def flush(self) -> None:
-        """Write what is kept to PostgreSQL; kept on failure, for the next try."""
+    async def flush(self, *, everything: bool = True) -> None:
+        """Write what is kept to PostgreSQL (one batch, or until nothing is left); kept on
+        failure, for the next try."""
         async with self._lock:
             while self._pending:
                 batch = self._pending[:MAX_BATCH]
@@ -112,6 +113,8 @@ class Wal:
                 if ids:
                     with contextlib.suppress(RedisError):
                         await self._redis.xdel(self._stream, *ids)
+                if not everything:
+                    break
 
     async def _run(self) -> None:
         while True:
@@ -119,7 +122,9 @@ class Wal:
             self._wake.clear()
             await asyncio.sleep(self.interval_s)  # gather a batch
             try:
-                await self.flush()
+                await self.flush(everything=False)
+                if self._pending:  # what came meanwhile goes in the next batch
+                    self._wake.set()
             except StateError as exc:
                 log.warning("ledger not yet written to PostgreSQL (%d batches kept): %s",
                             len(self._pending), exc)
