@@ -239,8 +239,9 @@ def test_hard_cap_holds_across_replicas_every_time(
 
 def test_rate_limit_is_exact_across_replicas(
         start_replicas: StartReplicas, redis_url: str, postgres_dsn: str) -> None:
+    # two worker processes per replica: `--workers N` on each host, six deciders in all
     replicas = start_replicas(N, state_url=redis_url, database=postgres_dsn,
-                              config_doc={"simulated": {"latency_ms": 50}})
+                              config_doc={"simulated": {"latency_ms": 50}}, workers=2)
     minted = replicas[2].mint_key(unique("replica-rpm"), policy={"rpm": 30})
 
     answers = spread(replicas, minted["key"], SMALL_BODY, 60)

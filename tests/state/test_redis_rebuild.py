@@ -1,0 +1,112 @@
+"""The replicated store when Redis loses its data: the hot state comes back from the ledger
+(spend, windows, calls in flight) before the next decision, and the ledger loses nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from outlay.policy.errors import BudgetExceeded, RateLimited
+from outlay.policy.model import parse_policy
+from outlay.state.base import NewKey, Outcome, StateError, store_from_url
+from outlay.state.redis import RedisStore
+from outlay.state.redis_wal import entries_of
+
+from ..servers.redis import RedisServer
+from .support import Clock, budget_line, ledger_cost, ticket
+
+
+@pytest.fixture
+async def open_redis_store(redis_url: str, postgres_dsn: str
+                           ) -> AsyncIterator[Callable[..., RedisStore]]:
+    opened: list[RedisStore] = []
+
+    def make(clock: Clock) -> RedisStore:
+        store = store_from_url(redis_url, database=postgres_dsn, clock=clock,
+                               rebuild_grace_s=0.0)
+        assert isinstance(store, RedisStore)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        await store.close()
+
+
+async def empty_redis(store: RedisStore) -> None:
+    """What a restart without persistence, or FLUSHALL, does to this installation."""
+    keys = [k async for k in store.redis.scan_iter(store.names.prefix + "*")]
+    await store.redis.delete(*keys)
+
+
+async def test_spend_windows_and_calls_in_flight_come_back(
+    open_redis_store: Callable[..., RedisStore], clock: Clock
+) -> None:
+    store = open_redis_store(clock)
+    await store.open()
+    _, secret = await store.create_key(NewKey(agent="bot"))
+    await store.put_policy("agent:bot", parse_policy(
+        {"rpm": 4, "budgets": [{"usd": 0.01, "period": "day"}]}))
+    done = await store.reserve(ticket(secret, 3_000))
+    assert await store.settle(Outcome(done.id, 200, cost_micros=2_000))
+    in_flight = await store.reserve(ticket(secret, 4_000))
+    await empty_redis(store)
+
+    third = await store.reserve(ticket(secret, 1_000))  # rebuilt first, then decided
+    line = await budget_line(store, "agent:bot", "day")
+    assert (line["spent_usd"], line["reserved_usd"]) == ("0.002", "0.005")
+    with pytest.raises(BudgetExceeded):  # 2_000 spent + 5_000 held + 4_000 > 10_000
+        await store.reserve(ticket(secret, 4_000))
+    # the call in flight when Redis emptied settles at its real cost, once
+    assert await store.settle(Outcome(in_flight.id, 200, cost_micros=1_500))
+    assert not await store.settle(Outcome(in_flight.id, 200, cost_micros=1_500))
+    assert await store.settle(Outcome(third.id, 200, cost_micros=1_000))
+    line = await budget_line(store, "agent:bot", "day")
+    assert (line["spent_usd"], line["reserved_usd"]) == ("0.0045", "0")
+    assert await ledger_cost(store) == 4_500
+    await store.reserve(ticket(secret, 0))  # the 4th call this minute (and the refused 5th)
+    with pytest.raises(RateLimited):
+        await store.reserve(ticket(secret, 0))
+
+
+async def test_redis_unreachable_fails_closed_and_keeps_the_settlement(
+    own_redis_server: RedisServer, postgres_dsn: str, clock: Clock
+) -> None:
+    store = store_from_url(own_redis_server.url, database=postgres_dsn, clock=clock,
+                           rebuild_grace_s=0.0)
+    await store.open()
+    try:
+        _, secret = await store.create_key(NewKey(agent="bot"))
+        await store.put_policy("global", parse_policy({"budgets": [{"usd": 1}]}))
+        held = await store.reserve(ticket(secret, 5_000))
+        await store.audit(None, 10)  # its ledger row is in PostgreSQL
+        own_redis_server.stop()
+        with pytest.raises(StateError, match="Redis unavailable"):
+            await store.reserve(ticket(secret, 1_000))
+        with pytest.raises(StateError):
+            await store.settle(Outcome(held.id, 200, cost_micros=1_234))
+        own_redis_server.start()  # empty: rebuilt from the ledger, the call still in flight
+        await store.heartbeat()  # and the kept settlement is applied to it
+        line = await budget_line(store, "global", "month")
+        assert (line["spent_usd"], line["reserved_usd"]) == ("0.001234", "0")
+        (row,) = [r for r in await store.audit(None, 10) if r["request_id"] == held.id]
+        assert (row["settlement"], row["cost_usd"]) == ("settled", "0.001234")
+    finally:
+        await store.close()
+
+
+def test_stream_entries_decode_to_idempotent_ledger_writes() -> None:
+    row = '{"request_id": "r1", "code": null, "overage_code": "alert_overage"}'
+    reserved = entries_of({"k": "r", "row": row, "ov": "1", "sp": "900", "cap": "1000"})
+    assert reserved == [{"t": "row", "row": {"request_id": "r1", "code": "alert_overage",
+                                             "spent": 900, "cap": 1000}}]
+    settled = entries_of({"k": "s", "row": row, "ov": "0", "sp": "", "cap": "",
+                          "mode": "settled", "cost": "700", "tokens": "12", "status": "200",
+                          "model": "", "reserved": "1000"})
+    assert settled[0]["row"]["code"] is None
+    assert settled[1] == {"t": "settle", "request_id": "r1", "status": 200, "cost": 700,
+                          "settlement": "settled", "model": None, "reserved": 1000,
+                          "tokens": 12}
+    written = entries_of({"k": "j", "e": '[{"t": "event", "mark": "m"}]'})
+    assert written == [{"t": "event", "mark": "m"}]
