@@ -118,10 +118,10 @@ async def test_the_script_decides_as_the_embedded_store(
                            scopes=list(scopes))
         args: list[Any] = [now, "v1", 900_000, rid, "0", orjson.dumps(plan_record), b"{}",
                            len(checks)]
-        args += check_args(checks)
         result = await reserve(
             keys=[names.meta, names.leases, names.reservation(rid), names.wal("w"),
-                  names.meta, *(c.key for c in checks)], args=[*args, "w"])
+                  names.meta, *(c.key for c in checks)],
+            args=[*args, "w", check_args(checks)])
         assert result[0] == expected, (step, result[0])
         decision = decide(call, key, views(checks, result[-1], scopes, policies, now), now)
         verdicts[result[0]] += 1
@@ -155,11 +155,10 @@ async def test_a_settlement_applies_once(redis: Redis) -> None:
     record.update(amount="500", tokens="0", key_id="k1", agent="bot", idem="", worker="w",
                   scopes=list(scopes))
     args: list[Any] = [START_MS, "v1", 1000, "r1", "0", orjson.dumps(record), b"{}",
-                       len(checks)]
-    args += check_args(checks)
+                       len(checks), "w", check_args(checks)]
     keys = [names.meta, names.leases, names.reservation("r1"), names.wal("w"), names.meta,
             *(c.key for c in checks)]
-    assert (await reserve(keys=keys, args=[*args, "w"]))[0] == "ok"
+    assert (await reserve(keys=keys, args=args))[0] == "ok"
     settle_keys = [names.reservation("r1"), names.leases, names.wal("w"), names.meta]
     first = await settle(keys=settle_keys, args=["r1", "settled", 300, 0, 200, ""])
     again = await settle(keys=settle_keys, args=["r1", "unsettled", 0, 0, "", ""])
@@ -177,7 +176,7 @@ async def test_nothing_is_decided_on_an_empty_or_newer_state(redis: Redis) -> No
     names = Names("t")
     reserve = _script(redis, "reserve.lua")
     keys = [names.meta, names.leases, names.reservation("r1"), names.wal("w"), names.meta]
-    args = [START_MS, "v0", 1000, "r1", "0", b"{}", b"{}", 0, "w"]
+    args = [START_MS, "v0", 1000, "r1", "0", b"{}", b"{}", 0, "w", ""]
     assert await reserve(keys=keys, args=args) == ["stale", "v1"]
     await redis.delete(names.meta)
     assert await reserve(keys=keys, args=args) == ["not_ready"]

@@ -9,7 +9,6 @@ process that recorded its coalescing mark first.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,15 +26,22 @@ ROW_COLUMNS = (
     "tokens", "worker", "idem",
 )
 _ZERO = ("reserved", "cost", "tokens")  # NOT NULL: absent means 0
+_TYPES = {"ts_ms": "bigint", "status": "integer", "reserved": "bigint", "cost": "bigint",
+          "spent": "bigint", "cap": "bigint", "tokens": "bigint"}
+# a batch is two statements whatever its size: its rows, then its settlements, each passed
+# as one JSON array and read back as a set
 _INSERT = (
     f"INSERT INTO ledger({', '.join(ROW_COLUMNS)}) "  # noqa: S608 (fixed columns)
-    f"VALUES ({', '.join(f'%({c})s' for c in ROW_COLUMNS)}) "
-    "ON CONFLICT (request_id) DO NOTHING")
+    f"SELECT {', '.join(ROW_COLUMNS)} FROM jsonb_to_recordset(%s::jsonb) AS x("
+    + ", ".join(f"{c} {_TYPES.get(c, 'text')}" for c in ROW_COLUMNS)
+    + ") ON CONFLICT (request_id) DO NOTHING")
 _SETTLE = (
-    "UPDATE ledger SET status = %(status)s, cost = %(cost)s, settlement = %(settlement)s, "
-    "model = COALESCE(%(model)s, model), "
-    "spent = CASE WHEN spent IS NULL THEN NULL ELSE spent - %(reserved)s + %(cost)s END, "
-    "tokens = %(tokens)s WHERE request_id = %(request_id)s AND settlement = 'pending'")
+    "UPDATE ledger l SET status = s.status, cost = s.cost, settlement = s.settlement, "
+    "model = COALESCE(s.model, l.model), "
+    "spent = CASE WHEN l.spent IS NULL THEN NULL ELSE l.spent - s.reserved + s.cost END, "
+    "tokens = s.tokens FROM jsonb_to_recordset(%s::jsonb) AS s(request_id text, "
+    "status integer, cost bigint, settlement text, model text, reserved bigint, "
+    "tokens bigint) WHERE l.request_id = s.request_id AND l.settlement = 'pending'")
 _RETRIES = 3  # a deadlock between two appliers of overlapping batches is retried
 
 
@@ -59,19 +65,29 @@ def _settlement(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def _apply(cur: Cursor, entries: list[dict[str, Any]]) -> None:
-    # consecutive entries of one kind go in one round of statements; order is kept
-    for kind, run in itertools.groupby(entries, key=lambda e: e["t"]):
-        batch = list(run)
+    # Rows first (the first of a request id wins: every copy of a row is the same pending
+    # row), then settlements (each applies once, to a pending row), then events in order.
+    # A settlement's entry carries its row, so this order never loses one.
+    rows: dict[str, dict[str, Any]] = {}
+    settles: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for entry in entries:
+        kind = entry["t"]
         if kind == "row":
-            await cur.executemany(_INSERT, [_row(e["row"]) for e in batch])
+            rows.setdefault(entry["row"]["request_id"], _row(entry["row"]))
         elif kind == "settle":
-            await cur.executemany(_SETTLE, [_settlement(e) for e in batch])
+            settles.append(_settlement(entry))
         elif kind == "event":
-            for e in batch:
-                if await mark_new(cur, e["mark"], e["ts_ms"]):
-                    await enqueue(cur, e["ts_ms"], e["type"], e["data"])
+            events.append(entry)
         else:
             raise ValueError(f"unknown write-ahead log entry {kind!r}")
+    if rows:
+        await cur.execute(_INSERT, (orjson.dumps(list(rows.values())).decode(),))
+    if settles:
+        await cur.execute(_SETTLE, (orjson.dumps(settles).decode(),))
+    for e in events:
+        if await mark_new(cur, e["mark"], e["ts_ms"]):
+            await enqueue(cur, e["ts_ms"], e["type"], e["data"])
 
 
 class LedgerMixin(Pooled):

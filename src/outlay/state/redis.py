@@ -46,6 +46,7 @@ from outlay.policy.windows import WINDOW_SECONDS, bucket_ms
 from outlay.state.base import KeyRecord, NewKey, Outcome, Reservation, StateError, Ticket
 from outlay.state.postgres import PostgresDurable
 from outlay.state.redis_admin import AdminDelegate
+from outlay.state.redis_batch import ScriptBatch
 from outlay.state.redis_plan import Names, check_args, plan, views, window_state
 from outlay.state.redis_rebuild import rebuild
 from outlay.state.redis_wal import Wal, drain
@@ -94,6 +95,7 @@ class RedisStore(AdminDelegate):
         self.worker = f"w_{os.getpid()}_{secrets.token_hex(4)}"
         self._redis: Redis | None = None
         self._wal: Wal | None = None
+        self._batch: ScriptBatch | None = None
         self._version: str | None = None
         self._policies: dict[str, Policy] = {}
         self._keys: dict[str, KeyInfo] = {}
@@ -115,6 +117,7 @@ class RedisStore(AdminDelegate):
         self._settle_script = redis.register_script(_script("settle.lua"))
         self._adopt_script = redis.register_script(_script("adopt.lua"))
         self._wal = Wal(redis, self.names.wal(self.worker), self.durable, self.flush_interval_s)
+        self._batch = ScriptBatch(redis)
         try:
             await self._ensure_ready()
             await self.heartbeat()
@@ -151,10 +154,9 @@ class RedisStore(AdminDelegate):
         return self._wal
 
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return await script(keys=keys, args=args)
-        except RedisError as exc:
-            raise StateError(f"Redis unavailable: {exc}") from exc
+        if self._batch is None:
+            raise StateError("the state store is not open")
+        return await self._batch.run(script, keys, args)
 
     # -- caches under the version -------------------------------------------------------
     async def _load(self) -> None:
@@ -285,7 +287,7 @@ class RedisStore(AdminDelegate):
              names.wal(self.worker), idem or names.meta, *(c.key for c in checks)],
             ["" if self._clock is None else now, self._version or "", self.lease_ms,
              ticket.request_id, "1" if idem else "0", orjson.dumps(record),
-             orjson.dumps(row), len(checks), *check_args(checks), self.worker])
+             orjson.dumps(row), len(checks), self.worker, check_args(checks)])
         status = result[0]
         if status == "not_ready":
             await self._ensure_ready()

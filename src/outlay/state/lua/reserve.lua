@@ -8,8 +8,8 @@
 -- ARGV[2] the policy version the caller decided with   ARGV[3] lease in ms
 -- ARGV[4] request id   ARGV[5] 1 if KEYS[5] is an idempotency key to claim
 -- ARGV[6] the reservation record (JSON: amount, tokens, holds, tpm, parallel, …)
--- ARGV[7] the ledger row (JSON)   ARGV[8] number of checks
--- then 5 values per check: kind, a, b, c, block; and last, this worker's name
+-- ARGV[7] the ledger row (JSON)   ARGV[8] number of checks   ARGV[9] this worker's name
+-- ARGV[10] the checks, five space-separated values each: kind a b c block
 --   window   'w', bucket width ms, limit, weight            (61 buckets of width ms)
 --   parallel 'p', max in flight, 0, 0
 --   budget   'b', cap (-1: a soft budget, never breached), amount, and whether this check
@@ -37,15 +37,16 @@ if ARGV[5] == '1' then
 end
 
 local n = tonumber(ARGV[8])
+local spec = {}
+for kind, a, b, c, block in string.gmatch(ARGV[10], '(%a) (%-?%d+) (%-?%d+) (%-?%d+) (%d)') do
+  spec[#spec + 1] = {kind, tonumber(a), tonumber(b), tonumber(c), block == '1'}
+end
 local snapshot = {}
 local blocked, overage = false, 0
 local tight_rem, tight_cap = nil, nil
 local state = {}
 for i = 1, n do
-  local base = 8 + (i - 1) * 5
-  local kind, a, b, c = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]),
-    tonumber(ARGV[base + 4])
-  local block = ARGV[base + 5] == '1'
+  local kind, a, b, c, block = unpack(spec[i])
   local key = KEYS[5 + i]
   local breached = false
   if kind == 'w' then
@@ -91,9 +92,7 @@ end
 if blocked then return {'refused', now, snapshot} end
 
 for i = 1, n do
-  local base = 8 + (i - 1) * 5
-  local kind, a, b, c = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]),
-    tonumber(ARGV[base + 4])
+  local kind, a, b, c = unpack(spec[i])
   local key = KEYS[5 + i]
   if kind == 'w' then
     if c > 0 then
@@ -116,7 +115,7 @@ if tight_cap then
 end
 redis.call('HSET', KEYS[3], 'rec', ARGV[6], 'row', ARGV[7], 'ov', overage, 'sp', sp,
   'cap', cap, 'at', string.format('%d', now))
-redis.call('ZADD', KEYS[2], lease, ARGV[9 + n * 5] .. ' ' .. id)
+redis.call('ZADD', KEYS[2], lease, ARGV[9] .. ' ' .. id)
 if ARGV[5] == '1' then redis.call('SET', KEYS[5], id, 'PX', 604800000) end
 local entry = redis.call('XADD', KEYS[4], '*', 'k', 'r', 'row', ARGV[7], 'ov', overage,
   'sp', sp, 'cap', cap)

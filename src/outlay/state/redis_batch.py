@@ -1,0 +1,79 @@
+"""The scripts a worker runs in one turn of its event loop go to Redis together, in one
+pipeline: one write and one read for all of them instead of one each. A pipeline is not a
+transaction; each script is still atomic on its own, which is all a decision needs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+
+from outlay.state.base import StateError
+
+MAX_BATCH = 256
+Call = tuple[AsyncScript, list[Any], list[Any], "asyncio.Future[Any]"]
+
+
+class ScriptBatch:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._queue: list[Call] = []
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def run(self, script: AsyncScript, keys: list[Any], args: list[Any]) -> Any:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((script, keys, args, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        # a settlement must land even if its caller is cancelled meanwhile
+        return await asyncio.shield(future)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            task = asyncio.ensure_future(self._send(batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[Call]) -> None:
+        try:
+            if len(batch) == 1:
+                script, keys, args, future = batch[0]
+                try:
+                    result = await script(keys=keys, args=args)
+                except ResponseError as refused:  # the script failed, not the connection
+                    result = refused
+                _resolve(future, result)
+                return
+            pipe = self._redis.pipeline(transaction=False)
+            for script, keys, args, _ in batch:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            results = await pipe.execute(raise_on_error=False)
+            for (script, keys, args, future), result in zip(batch, results, strict=True):
+                if isinstance(result, NoScriptError):  # Redis restarted: load it, once
+                    result = await script(keys=keys, args=args)
+                _resolve(future, result)
+        except (RedisError, OSError) as exc:
+            error = StateError(f"Redis unavailable: {exc}")
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+
+
+def _resolve(future: asyncio.Future[Any], result: Any) -> None:
+    if future.done():
+        return
+    if isinstance(result, RedisError):
+        future.set_exception(StateError(f"Redis refused a script: {result}"))
+    else:
+        future.set_result(result)
