@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import random
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ async def test_two_workers_reserving_alternately_stay_under_the_cap(
 CAP_MICROS = 10_000  # $0.01
 RESERVE_MICROS = 100
 WORKERS = 4
+WORKER_TIMEOUT_S = 45
 
 _start_together: Any = None  # a Barrier, set in each worker process by `_init_worker`
 
@@ -82,7 +84,23 @@ def spend_in_a_loop(url: str, secret: str, worker: int, rounds: int) -> tuple[in
             await store.close()
         return spent, admitted, refused
 
-    return asyncio.run(run())
+    async def bounded() -> tuple[int, int, int]:
+        # a worker that stops making progress fails the test (with what every task of it was
+        # waiting for) instead of leaving the process pool to wait for it for ever
+        loop = asyncio.get_running_loop()
+        watchdog = loop.call_later(WORKER_TIMEOUT_S - 5, _print_tasks)
+        try:
+            return await asyncio.wait_for(run(), WORKER_TIMEOUT_S)
+        finally:
+            watchdog.cancel()
+
+    return asyncio.run(bounded())
+
+
+def _print_tasks() -> None:
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stderr)
+    sys.stderr.flush()
 
 
 async def test_worker_processes_never_exceed_a_hard_cap(

@@ -310,9 +310,11 @@ async def test_stop_is_quick_with_a_send_hanging(
     await store.add_webhook(receiver.url, [])
     await store.emit("key.revoked", DATA)
     deliverer = await start(store, replace(FAST, shutdown_grace_s=0.1))
-    await eventually(lambda: receiver.got)
-    started = time.monotonic()
-    await deliverer.stop()
-    assert time.monotonic() - started < 1.0
-    assert not deliverer.running
-    hang.set()
+    try:
+        await eventually(lambda: receiver.got)
+        started = time.monotonic()
+        await deliverer.stop()
+        assert time.monotonic() - started < 1.0
+        assert not deliverer.running
+    finally:
+        hang.set()
