@@ -66,7 +66,6 @@ class Wal:
         self.interval_s = interval_s
         self._pending: list[tuple[str | None, list[Entry]]] = []
         self._lock = asyncio.Lock()
-        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -74,17 +73,15 @@ class Wal:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=2.0)
         await self.flush()
 
     def add(self, stream_id: str | None, fields: Mapping[str, str]) -> None:
         """Keep an entry a script already put in the stream."""
         self._pending.append((stream_id, entries_of(fields)))
-        self._wake.set()
 
     async def append(self, entries: list[Entry]) -> None:
         """Write entries the scripts did not (refusals, events): stream first, then memory."""
@@ -118,18 +115,15 @@ class Wal:
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await asyncio.sleep(self.interval_s)  # gather a batch
+            await asyncio.sleep(self.interval_s)  # a batch gathers meanwhile
+            if not self._pending:
+                continue
             try:
                 await self.flush(everything=False)
-                if self._pending:  # what came meanwhile goes in the next batch
-                    self._wake.set()
             except StateError as exc:
                 log.warning("ledger not yet written to PostgreSQL (%d batches kept): %s",
                             len(self._pending), exc)
                 await asyncio.sleep(1.0)
-                self._wake.set()
 
 
 async def drain(redis: Redis, stream: str, ledger: Ledger, *, delete: bool = True) -> int:
