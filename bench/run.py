@@ -129,6 +129,8 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true",
                         help="also profile Outlay (embedded) under load with py-spy")
     parser.add_argument("--profile-seconds", type=float, default=10)
+    parser.add_argument("--profile-target", default="outlay",
+                        help="the scenario --profile profiles [default: outlay, the embedded]")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, stores)")
     args = parser.parse_args()
     if args.quick:
@@ -232,10 +234,11 @@ def main() -> int:
         checks = [enforcement(r, targets[r.key], ctx.admin_token) for r in running if r.outlay]
 
         profile_md = None
-        if args.profile and "outlay" in targets:
-            log(f"profiling Outlay (embedded) under 32 connections for "
+        if args.profile and args.profile_target in targets:
+            log(f"profiling {args.profile_target} under 32 connections for "
                 f"{args.profile_seconds:.0f} s with py-spy")
-            profile_md = profile(targets["outlay"], args.profile_seconds, stamp, tmp, load_cpus)
+            profile_md = profile(targets[args.profile_target], args.profile_seconds, stamp, tmp,
+                                 load_cpus)
 
         elapsed = time.monotonic() - started
         setup = [

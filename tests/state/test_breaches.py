@@ -25,6 +25,7 @@ async def listener(store: StateStore) -> None:
 async def events(store: StateStore) -> list[dict[str, object]]:
     """Every event put in the webhook outbox, oldest first (claimed with a lease of zero, so
     they stay due)."""
+    await store.audit(None, 1)  # reading the ledger brings every decision's writes in
     jobs = await store.claim_deliveries(1_000, 0)  # type: ignore[attr-defined]
     return [json.loads(job.body) for job in jobs]
 

@@ -52,7 +52,6 @@ from outlay.state.redis_rebuild import rebuild
 from outlay.state.redis_wal import Wal, drain
 from outlay.state.sqlite_events import settlement_events
 from outlay.state.usage import usage_view
-from outlay.webhooks.outbox import DeliveryJob
 
 log = logging.getLogger("outlay.state")
 HEARTBEAT_STALE_MS = 5_000
@@ -495,11 +494,6 @@ class RedisStore(AdminDelegate):
     async def report(self, group_by: str, since_ms: int | None) -> list[dict[str, Any]]:
         await self._catch_up()
         return await self.durable.report(group_by, since_ms)
-
-    async def claim_deliveries(self, limit: int, lease_ms: int) -> list[DeliveryJob]:
-        with contextlib.suppress(StateError):  # this worker's own events first
-            await self.wal.flush()
-        return await self.durable.claim_deliveries(limit, lease_ms)
 
     # -- admin writes that change decisions -----------------------------------------------
     async def update_key(
