@@ -112,11 +112,14 @@ class Gateway:
         self._admin: httpx.Client | None = None
 
     # -- lifecycle --------------------------------------------------------------------
+    def argv(self) -> list[str]:
+        return [outlay_bin(), "serve", "--config", str(self.config_path),
+                "--state", f"sqlite:///{self.state_path}", "--workers", str(self.workers)]
+
     def start(self) -> Gateway:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(self.config), encoding="utf-8")
-        argv = [outlay_bin(), "serve", "--config", str(self.config_path),
-                "--state", f"sqlite:///{self.state_path}", "--workers", str(self.workers)]
+        argv = self.argv()
         with self.log_path.open("ab") as log:
             log.write(f"--- {' '.join(argv)}\n".encode())
             log.flush()

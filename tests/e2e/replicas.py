@@ -8,16 +8,12 @@ keeps its port across restarts, so a test can kill -9 one and find it again at i
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import httpx
-import yaml
-
-from .harness import ADMIN_TOKEN, Gateway, outlay_bin, server_env
+from .harness import Gateway, outlay_bin
 
 
 class Replica(Gateway):
@@ -37,21 +33,10 @@ class Replica(Gateway):
         return argv
 
     def start(self) -> Replica:
-        # Gateway.start with another --state; its readiness wait, stop and kill are reused
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(yaml.safe_dump(self.config), encoding="utf-8")
-        argv = self.argv()
-        with self.log_path.open("ab") as log:
-            log.write(f"--- {' '.join(argv)}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(argv, cwd=self.dir, env=server_env(), stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        self._wait_ready()
+        super().start()
         # The log is appended to, so the first "listening" line would name the first port
         # forever: pin it instead, and a restarted replica is back at the same address.
         self.config["listen"] = f"127.0.0.1:{self.port}"
-        self._admin = httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=15)
         return self
 
     def restart(self) -> Replica:
