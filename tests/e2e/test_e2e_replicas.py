@@ -2,7 +2,8 @@
 behind a load balancer: a hard cap holds under concurrent calls spread across them, a rate
 limit admits exactly its limit, a replica killed mid-load or Redis restarted empty loses no
 ledger row and resets no counter, a revocation on one replica is in force on the others at
-once, and PostgreSQL down for a moment loses no ledger row either."""
+once (and cuts its streams in flight there), a policy set on one applies on the others
+at once, and PostgreSQL down for a moment loses no ledger row either."""
 
 from __future__ import annotations
 
@@ -373,7 +374,109 @@ def test_revoke_on_one_replica_is_refused_by_the_others_within_a_second(
             assert (answer.status_code, error_code(answer)) == (401, "key_revoked")
 
 
-# -- 6. PostgreSQL down for a moment ---------------------------------------------------------
+# A slow provider: the first chunk after 2 s, then one every 100 ms for about 2.7 s more.
+SLOW_CONFIG: dict[str, Any] = {"simulated": {"latency_ms": 2000}}
+CUT_WITHIN_S = 1.0
+
+
+def test_a_stream_in_flight_on_a_revoked_key_is_cut_on_another_replica(
+        start_replicas: StartReplicas, redis_url: str, postgres_dsn: str) -> None:
+    replicas = start_replicas(N, state_url=redis_url, database=postgres_dsn,
+                              config_doc=SLOW_CONFIG)
+    minted = replicas[0].mint_key(unique("replica-cut"), policy=hard_cap("1"))
+    headers = {"Authorization": f"Bearer {minted['key']}"}
+    # no max_tokens: the simulated reply's full length, some 27 chunks
+    body = {"model": SMALL_BODY["model"], "messages": SMALL_BODY["messages"], "stream": True}
+    lines: list[str] = []
+    broken: list[httpx.TransportError] = []
+    revoked_at: list[float] = []
+    with httpx.Client(timeout=15, headers=headers) as http:
+        # replica 2 has the key cached before the revoke
+        answer = http.post(f"{replicas[2].url}/v1/chat/completions", json=SMALL_BODY)
+        assert answer.status_code == 200, answer.text
+
+        started = time.monotonic()
+        with http.stream("POST", f"{replicas[1].url}/v1/chat/completions",
+                         json=body) as stream:
+            assert stream.status_code == 200, stream.read()
+            try:
+                for line in stream.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    lines.append(line)
+                    if len(lines) == 2:  # the stream is flowing: revoke on another replica
+                        replicas[0].revoke(minted["id"])
+                        revoked_at.append(time.monotonic())
+            except httpx.TransportError as exc:  # the connection closed mid-body: cut
+                broken.append(exc)
+        ended_at = time.monotonic()
+
+        assert revoked_at, f"the stream ended before its second chunk: {lines}"
+        cut_after = ended_at - revoked_at[0]
+        assert "data: [DONE]" not in lines, (
+            f"the stream ran to its end, {ended_at - started:.1f} s, {len(lines)} chunks")
+        assert broken or any('"error"' in line for line in lines), lines[-3:]
+        assert cut_after <= CUT_WITHIN_S, f"cut {cut_after:.2f} s after the revoke"
+
+        # a new call on the third replica is refused
+        answer = http.post(f"{replicas[2].url}/v1/chat/completions", json=SMALL_BODY)
+        assert (answer.status_code, error_code(answer)) == (401, "key_revoked"), answer.text
+
+    # the cut stream is charged in full, as on a single host
+    scope = f"key:{minted['id']}"
+    entries = settled_ledger(replicas[0], scope, 2)
+    cut = [e for e in entries if e["settlement"] == "unsettled"]
+    assert len(cut) == 1, entries
+    assert micros(cut[0]["cost_usd"]) == micros(cut[0]["reserved_usd"]) > 0
+    nothing_reserved(replicas, scope)
+    spent = sum(micros(e["cost_usd"]) for e in entries)
+    assert [micros(r.budget(scope)["spent_usd"]) for r in replicas] == [spent] * N
+
+
+# -- 6. a policy change ----------------------------------------------------------------------
+
+def test_a_policy_change_on_one_replica_applies_on_the_others_at_once(
+        start_replicas: StartReplicas, redis_url: str, postgres_dsn: str) -> None:
+    replicas = start_replicas(N, state_url=redis_url, database=postgres_dsn,
+                              config_doc={"simulated": {"latency_ms": 20}})
+    minted = replicas[0].mint_key(unique("replica-policy"))
+    scope = f"key:{minted['id']}"
+    others = replicas.members[1:]
+    with httpx.Client(timeout=15, headers={"Authorization": f"Bearer {minted['key']}"}) as http:
+        def call(replica: Replica) -> httpx.Response:
+            return http.post(f"{replica.url}/v1/chat/completions", json=SMALL_BODY)
+
+        for replica in others:  # no limits: served, and key and policies cached
+            answer = call(replica)
+            assert answer.status_code == 200, f"{replica.name}: {answer.text}"
+
+        # an allow-list without the model: the very next calls are refused
+        replicas[0].set_policy(scope, {"models": ["gpt-4o"]})
+        for replica in others:
+            answer = call(replica)
+            assert (answer.status_code, error_code(answer)) == (403, "model_not_allowed"), (
+                f"{replica.name}: {answer.status_code} {answer.text}")
+
+        # widened again: the very next calls are served
+        replicas[0].set_policy(scope, {"models": ["gpt-4o", "gpt-4o-mini"]})
+        for replica in others:
+            answer = call(replica)
+            assert answer.status_code == 200, f"{replica.name}: {answer.text}"
+
+        # a rate limit set on one replica counts from the next call on the others
+        replicas[0].set_policy(scope, {"rpm": 2})
+        statuses = [call(replica).status_code for replica in (*others, *others)]
+        assert statuses == [200, 200, 429, 429], statuses
+
+        # and removed, it no longer applies anywhere
+        answer = replicas[0].admin.delete(f"/admin/v1/policies/{scope}")
+        assert answer.status_code in (200, 204), answer.text
+        for replica in others:
+            answer = call(replica)
+            assert answer.status_code == 200, f"{replica.name}: {answer.text}"
+
+
+# -- 7. PostgreSQL down for a moment ---------------------------------------------------------
 
 def test_postgres_outage_loses_no_ledger_row(
         start_replicas: StartReplicas, redis_url: str, postgres_server: PostgresServer,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from outlay.policy.errors import BudgetExceeded, RateLimited
+from outlay.policy.errors import BudgetExceeded, NotAllowed, RateLimited
 from outlay.policy.model import parse_policy
 from outlay.policy.money import usd_to_micros
 from outlay.state.base import NewKey, Outcome, StateStore, store_from_url
@@ -157,3 +157,22 @@ async def test_state_survives_a_restart_and_a_closed_workers_calls_are_charged(
     with pytest.raises(RateLimited):  # the window outlived the restart too
         await restarted.reserve(ticket(secret, 0))
     await store.open()  # so the fixture can close it
+
+
+async def test_a_policy_changed_by_another_worker_applies_at_the_next_call(
+    store: StateStore, open_store: OpenStore, clock: Clock
+) -> None:
+    other = await open_store(clock)
+    _, secret = await store.create_key(NewKey(agent="bot"))
+    await store.reserve(ticket(secret, 0))  # this worker has seen the key and the policies
+    await other.put_policy("agent:bot", parse_policy({"models": ["gpt-4o"]}))
+    with pytest.raises(NotAllowed):  # tightened elsewhere
+        await store.reserve(ticket(secret, 0))
+    await other.put_policy("agent:bot", parse_policy({"models": ["gpt-4o", "gpt-4o-mini"]}))
+    await store.reserve(ticket(secret, 0))  # and loosened elsewhere
+    await other.delete_policy("agent:bot")
+    await other.put_policy("global", parse_policy({"vendors": ["anthropic"]}))
+    with pytest.raises(NotAllowed):
+        await store.reserve(ticket(secret, 0))
+    await other.delete_policy("global")
+    await store.reserve(ticket(secret, 0))

@@ -250,6 +250,15 @@ class RedisStore(AdminDelegate):
         early = precheck(call, [ScopeView(s, policies.get(s)) for s in scopes],
                          ticket.aliases, ticket.free_models)
         if early is not None:
+            # refused on this worker's copy of the policies alone: make sure it is current
+            # (the script checks the version of everything it admits, but this never got there)
+            try:
+                current = await self.redis.hget(self.names.meta, "version")
+            except RedisError as exc:
+                raise StateError(f"Redis unavailable: {exc}") from exc
+            if current != self._version:
+                self._version = None
+                raise _Retry
             await self._refused(ticket, key, now, early.error, early.scope, [])
             raise early.error
         approved = bool(ticket.approval_id) and await self.durable.claim_approval(
