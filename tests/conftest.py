@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers.postgres import PostgresServer
-from tests.servers.redis import RedisServer
+from tests.servers.redis import RedisClusterServers, RedisServer
 
 # -- PostgreSQL -------------------------------------------------------------------------------
 # One server for the whole session; every test that asks gets a fresh, empty database of its
@@ -52,3 +52,16 @@ def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     with RedisServer(tmp_path / "own-redis") as server:
         yield server
 
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A three-node Redis Cluster for the whole session, started by the first test asking."""
+    with RedisClusterServers(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: RedisClusterServers) -> str:
+    """The cluster, a tenant of this test's own: redis://…?tenant=t_<hex>&cluster=true."""
+    return f"{redis_cluster.url}?tenant=t_{secrets.token_hex(8)}&cluster=true"

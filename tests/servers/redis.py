@@ -46,8 +46,9 @@ def redis_server_bin() -> str:
 class RedisServer:
     """One redis-server process: start, stop, kill -9 and restart it on the same port."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, extra: tuple[str, ...] = ()) -> None:
         self.dir = directory
+        self.extra = extra
         self.log_path = directory / "redis.log"
         self._port = 0
         self._proc: subprocess.Popen[bytes] | None = None
@@ -63,7 +64,7 @@ class RedisServer:
             self._port = free_port()
         argv = [binary, "--port", str(self._port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", str(self.dir), "--dbfilename", _DUMP,
-                "--daemonize", "no"]
+                "--daemonize", "no", *self.extra]
         with self.log_path.open("ab") as log:
             log.write(f"--- {' '.join(argv)}\n".encode())
             log.flush()
@@ -152,6 +153,56 @@ class RedisServer:
         return self._proc is not None and self._proc.poll() is None
 
     def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.stop()
+
+
+class RedisClusterServers:
+    """A Redis Cluster of three masters (no replicas) on free loopback ports, every slot
+    assigned; its URL names one node, the cluster client finds the others."""
+
+    def __init__(self, directory: Path) -> None:
+        # the bus port is given too: its default, the port + 10000, may be past 65535
+        self.nodes = [RedisServer(directory / f"node{i}", (
+            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", "5000", "--cluster-port", str(free_port())))
+            for i in range(3)]
+
+    def start(self) -> RedisClusterServers:
+        for node in self.nodes:
+            node.start()
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            pytest.fail("redis-cli is not on PATH (it comes with redis-server)")
+        created = subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True, text=True, timeout=60, check=False)
+        if created.returncode != 0:
+            self.stop()
+            pytest.fail(f"redis-cli --cluster create failed:\n{created.stdout}{created.stderr}")
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            with self.nodes[0]._client() as probe:
+                info = probe.execute_command("CLUSTER INFO")  # parsed into a dict
+                if info.get("cluster_state") == "ok":
+                    return self
+            time.sleep(0.05)
+        self.stop()
+        pytest.fail("the Redis Cluster did not reach cluster_state:ok")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def __enter__(self) -> RedisClusterServers:
         return self.start()
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,

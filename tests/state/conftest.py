@@ -98,7 +98,10 @@ class RedisPostgresBackend:
 
 
 def dump_redis(url: str) -> bytes:
-    client = redis.Redis.from_url(url.partition("?")[0])
+    """Every key and its serialized value, from every node of a cluster."""
+    base = url.partition("?")[0]
+    client = (redis.RedisCluster.from_url(base) if "cluster=true" in url
+              else redis.Redis.from_url(base))
     try:
         out = []
         for key in client.scan_iter("*"):
@@ -112,6 +115,9 @@ BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Backend]] = {
     "sqlite": lambda request, tmp_path: SqliteBackend(tmp_path),
     "redis+postgres": lambda request, tmp_path: RedisPostgresBackend(
         request.getfixturevalue("redis_url"), request.getfixturevalue("postgres_dsn")),
+    "redis-cluster+postgres": lambda request, tmp_path: RedisPostgresBackend(
+        request.getfixturevalue("redis_cluster_url"), request.getfixturevalue("postgres_dsn"),
+        "redis-cluster+postgres"),
 }
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from outlay.policy.decide import authenticate, decide, precheck
@@ -81,6 +81,8 @@ class RedisStore(AdminDelegate):
         query = parse_qs(parts.query)
         database = database or query.pop("database", [None])[0]
         tenant = tenant or query.pop("tenant", ["default"])[0]
+        # a Redis Cluster: every key of the tenant is in one slot, the client finds its node
+        self.cluster = query.pop("cluster", ["false"])[0].lower() in ("1", "true", "yes")
         if not database:
             raise ValueError("a redis:// state needs a PostgreSQL database for the durable "
                              "records: set `database: postgresql://…` (OUTLAY_DATABASE)")
@@ -109,14 +111,18 @@ class RedisStore(AdminDelegate):
         if self._redis is not None:
             return
         await self.durable.open()
-        redis = Redis.from_url(self.url, decode_responses=True, socket_timeout=2.0,
-                               socket_connect_timeout=2.0, health_check_interval=10)
+        options: dict[str, Any] = {"decode_responses": True, "socket_timeout": 2.0,
+                                   "socket_connect_timeout": 2.0}
+        if self.cluster:
+            redis: Redis = RedisCluster.from_url(self.url, **options)  # type: ignore[assignment]
+        else:
+            redis = Redis.from_url(self.url, health_check_interval=10, **options)
         self._redis = redis
         self._reserve_script = redis.register_script(_script("reserve.lua"))
         self._settle_script = redis.register_script(_script("settle.lua"))
         self._adopt_script = redis.register_script(_script("adopt.lua"))
         self._wal = Wal(redis, self.names.wal(self.worker), self.durable, self.flush_interval_s)
-        self._batch = ScriptBatch(redis)
+        self._batch = ScriptBatch(redis, pipelined=not self.cluster)
         try:
             await self._ensure_ready()
             await self.heartbeat()

@@ -18,8 +18,12 @@ Call = tuple[AsyncScript, list[Any], list[Any], "asyncio.Future[Any]"]
 
 
 class ScriptBatch:
-    def __init__(self, redis: Redis) -> None:
+    """`pipelined=False` (Redis Cluster, whose client will not pipeline scripts) sends each
+    script on its own, concurrently."""
+
+    def __init__(self, redis: Redis, *, pipelined: bool = True) -> None:
         self._redis = redis
+        self._pipelined = pipelined
         self._queue: list[Call] = []
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -47,13 +51,8 @@ class ScriptBatch:
 
     async def _send(self, batch: list[Call]) -> None:
         try:
-            if len(batch) == 1:
-                script, keys, args, future = batch[0]
-                try:
-                    result = await script(keys=keys, args=args)
-                except ResponseError as refused:  # the script failed, not the connection
-                    result = refused
-                _resolve(future, result)
+            if len(batch) == 1 or not self._pipelined:
+                await asyncio.gather(*(self._one(*call) for call in batch))
                 return
             pipe = self._redis.pipeline(transaction=False)
             for script, keys, args, _ in batch:
@@ -64,10 +63,26 @@ class ScriptBatch:
                     result = await script(keys=keys, args=args)
                 _resolve(future, result)
         except (RedisError, OSError) as exc:
-            error = StateError(f"Redis unavailable: {exc}")
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(error)
+            _fail(batch, StateError(f"Redis unavailable: {exc}"))
+        except BaseException as exc:  # never leave a caller waiting for ever
+            _fail(batch, StateError(f"Redis client failed: {exc!r}"))
+            if not isinstance(exc, Exception):
+                raise
+
+    @staticmethod
+    async def _one(script: AsyncScript, keys: list[Any], args: list[Any],
+                   future: asyncio.Future[Any]) -> None:
+        try:
+            result = await script(keys=keys, args=args)
+        except ResponseError as refused:  # the script failed, not the connection
+            result = refused
+        _resolve(future, result)
+
+
+def _fail(batch: list[Call], error: StateError) -> None:
+    for *_, future in batch:
+        if not future.done():
+            future.set_exception(error)
 
 
 def _resolve(future: asyncio.Future[Any], result: Any) -> None:
