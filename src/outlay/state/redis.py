@@ -41,17 +41,14 @@ from outlay.policy.decision import (
 from outlay.policy.errors import OutlayError
 from outlay.policy.model import Policy
 from outlay.policy.money import usd_to_micros
-from outlay.policy.periods import period_bounds
-from outlay.policy.windows import WINDOW_SECONDS, bucket_ms
-from outlay.state.base import KeyRecord, NewKey, Outcome, Reservation, StateError, Ticket
+from outlay.state.base import Outcome, Reservation, StateError, Ticket
 from outlay.state.postgres import PostgresDurable
-from outlay.state.redis_admin import AdminDelegate
+from outlay.state.redis_admin import RedisAdmin
 from outlay.state.redis_batch import ScriptBatch
-from outlay.state.redis_plan import Names, check_args, plan, views, window_state
+from outlay.state.redis_plan import Names, check_args, plan, views
 from outlay.state.redis_rebuild import rebuild
 from outlay.state.redis_wal import Wal, drain
 from outlay.state.sqlite_events import settlement_events
-from outlay.state.usage import usage_view
 
 log = logging.getLogger("outlay.state")
 HEARTBEAT_STALE_MS = 5_000
@@ -71,7 +68,7 @@ class _Retry(Exception):
     """The decision must be made again: stale caches, a rebuilt state, or a replay."""
 
 
-class RedisStore(AdminDelegate):
+class RedisStore(RedisAdmin):
     def __init__(
         self, url: str, *, database: str | None = None, tenant: str | None = None,
         clock: Callable[[], int] | None = None, lease_s: float = 900.0,
@@ -464,107 +461,6 @@ class RedisStore(AdminDelegate):
             if lease <= now or worker not in live:
                 reaped += await self.settle(Outcome(request_id, 0, settled="unsettled"))
         return reaped
-
-    async def usage(self, scope: str) -> dict[str, Any]:
-        policy = await self.durable.get_policy(scope)
-        now = self.clock()
-        windows = {}
-        counters: dict[str, tuple[int, int]] = {}
-        try:
-            if policy is not None:
-                for name in WINDOW_SECONDS:
-                    if getattr(policy, name) is not None:
-                        flat = await self.redis.hgetall(self.names.window(scope, name))
-                        pairs = [v for kv in flat.items() for v in kv]
-                        windows[name] = window_state(bucket_ms(name), pairs, now)
-                for budget in policy.budgets:
-                    start = period_bounds(budget.period, now)[0]
-                    spent, reserved = await self.redis.hmget(
-                        self.names.counter(scope, budget.period, start), "spent", "reserved")
-                    counters[budget.period] = (int(spent or 0), int(reserved or 0))
-        except RedisError as exc:
-            raise StateError(f"Redis unavailable: {exc}") from exc
-        await self._catch_up()
-        since = period_bounds("month", now)[0]
-        by_model, by_vendor = await self.durable.spend_by(scope, since)
-        return usage_view(scope, policy, now, windows, counters, since, by_model, by_vendor)
-
-    async def _catch_up(self) -> None:
-        """Before reading the ledger: write this worker's entries, and those every other
-        worker still holds in its stream, so a report shows every call already decided."""
-        await self.wal.flush()
-        try:
-            workers = await self.redis.zrange(self.names.workers, 0, -1)
-            for worker in workers:
-                if worker != self.worker:
-                    await drain(self.redis, self.names.wal(str(worker)), self.durable,
-                                delete=False)
-        except RedisError as exc:  # the ledger as PostgreSQL has it, then
-            log.warning("reading the ledger without the entries still in Redis: %s", exc)
-
-    async def audit(self, scope: str | None, limit: int) -> list[dict[str, Any]]:
-        await self._catch_up()
-        return await self.durable.audit(scope, limit)
-
-    async def report(self, group_by: str, since_ms: int | None) -> list[dict[str, Any]]:
-        await self._catch_up()
-        return await self.durable.report(group_by, since_ms)
-
-    # -- admin writes that change decisions -----------------------------------------------
-    async def update_key(
-        self, key_id: str, name: str | None, labels: Mapping[str, str] | None,
-        policy: Policy | None,
-    ) -> KeyRecord:
-        record = await self.durable.update_key(key_id, name, labels, policy)
-        await self._changed()
-        return record
-
-    async def revoke_key(self, key_id: str) -> KeyRecord:
-        record = await self.durable.revoke_key(key_id)
-        await self._changed()
-        return record
-
-    async def revoke_keys(self, agent: str | None = None, group: str | None = None
-                          ) -> list[str]:
-        ids = await self.durable.revoke_keys(agent=agent, group=group)
-        await self._changed()
-        return ids
-
-    async def create_key(self, new: NewKey) -> tuple[KeyRecord, str]:
-        created = await self.durable.create_key(new)
-        if new.policy is not None:
-            await self._adopt(f"key:{created[0].id}", None, new.policy)
-            await self._changed()
-        return created
-
-    async def put_policy(self, scope: str, policy: Policy) -> Policy:
-        before = await self.durable.get_policy(scope)
-        await self.durable.put_policy(scope, policy)
-        await self._adopt(scope, before, policy)
-        await self._changed()
-        return policy
-
-    async def delete_policy(self, scope: str) -> None:
-        await self.durable.delete_policy(scope)
-        await self._changed()
-
-    async def _adopt(self, scope: str, before: Policy | None, policy: Policy) -> None:
-        """A budget period new to a scope starts from what the ledger says the scope spent
-        in it, and holds the scope's calls still in flight (`lua/adopt.lua`)."""
-        had = {b.period for b in before.budgets} if before else set()
-        periods = {b.period for b in policy.budgets} - had
-        if not periods:
-            return
-        await self.wal.flush()
-        now = self.clock()
-        for period in sorted(periods):
-            start = period_bounds(period, now)[0]
-            spent, _ = await self.durable.committed(scope, start)
-            watched = int(any(b.warn_at is not None or b.mode == "soft"
-                              for b in policy.budgets if b.period == period))
-            await self._call(self._adopt_script,
-                             [self.names.counter(scope, period, start), self.names.leases],
-                             [scope, period, start, spent, watched, self.names.prefix])
 
 
 class _Admitted:

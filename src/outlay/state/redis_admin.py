@@ -1,18 +1,33 @@
-"""The replicated backend's administration that changes no decision: handed to PostgreSQL
-as it is. (Writes that do change decisions are in redis.py: they also bump the version.)"""
+"""The replicated backend's administration: handed to PostgreSQL as it is; the writes that
+change decisions (keys, policies) followed by a new version in Redis, so that every worker
+reloads what it cached, and by the counters of budgets new to a scope; the reports read
+from Redis (live counters) and PostgreSQL (the ledger, brought up to date first)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from outlay.policy.decision import KeyInfo
 from outlay.policy.model import Policy
-from outlay.state.base import KeyRecord
+from outlay.policy.periods import period_bounds
+from outlay.policy.windows import WINDOW_SECONDS, bucket_ms
+from outlay.state.base import KeyRecord, NewKey, StateError
+from outlay.state.redis_plan import window_state
+from outlay.state.redis_wal import drain
+from outlay.state.usage import usage_view
 from outlay.webhooks.outbox import DeliveryJob, FinalState
 
 if TYPE_CHECKING:
     from outlay.state.postgres import PostgresDurable
+    from outlay.state.redis_plan import Names
+    from outlay.state.redis_wal import Wal
+
+log = logging.getLogger("outlay.state")
 
 
 class AdminDelegate:
@@ -104,3 +119,121 @@ class AdminDelegate:
 
     async def prune_deliveries(self, before_ms: int) -> int:
         return await self.durable.prune_deliveries(before_ms)
+
+
+class RedisAdmin(AdminDelegate):
+    if TYPE_CHECKING:
+        names: Names
+        worker: str
+        clock: Callable[[], int]
+        _adopt_script: Any
+
+        @property
+        def redis(self) -> Redis: ...
+
+        @property
+        def wal(self) -> Wal: ...
+
+        async def _changed(self) -> None: ...
+
+        async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any: ...
+
+    async def update_key(
+        self, key_id: str, name: str | None, labels: Mapping[str, str] | None,
+        policy: Policy | None,
+    ) -> KeyRecord:
+        record = await self.durable.update_key(key_id, name, labels, policy)
+        await self._changed()
+        return record
+
+    async def revoke_key(self, key_id: str) -> KeyRecord:
+        record = await self.durable.revoke_key(key_id)
+        await self._changed()
+        return record
+
+    async def revoke_keys(self, agent: str | None = None, group: str | None = None
+                          ) -> list[str]:
+        ids = await self.durable.revoke_keys(agent=agent, group=group)
+        await self._changed()
+        return ids
+
+    async def create_key(self, new: NewKey) -> tuple[KeyRecord, str]:
+        created = await self.durable.create_key(new)
+        if new.policy is not None:
+            await self._adopt(f"key:{created[0].id}", None, new.policy)
+            await self._changed()
+        return created
+
+    async def put_policy(self, scope: str, policy: Policy) -> Policy:
+        before = await self.durable.get_policy(scope)
+        await self.durable.put_policy(scope, policy)
+        await self._adopt(scope, before, policy)
+        await self._changed()
+        return policy
+
+    async def delete_policy(self, scope: str) -> None:
+        await self.durable.delete_policy(scope)
+        await self._changed()
+
+    async def _adopt(self, scope: str, before: Policy | None, policy: Policy) -> None:
+        """A budget period new to a scope starts from what the ledger says the scope spent
+        in it, and holds the scope's calls still in flight (`lua/adopt.lua`)."""
+        had = {b.period for b in before.budgets} if before else set()
+        periods = {b.period for b in policy.budgets} - had
+        if not periods:
+            return
+        await self.wal.flush()
+        now = self.clock()
+        for period in sorted(periods):
+            start = period_bounds(period, now)[0]
+            spent, _ = await self.durable.committed(scope, start)
+            watched = int(any(b.warn_at is not None or b.mode == "soft"
+                              for b in policy.budgets if b.period == period))
+            await self._call(self._adopt_script,
+                             [self.names.counter(scope, period, start), self.names.leases],
+                             [scope, period, start, spent, watched, self.names.prefix])
+
+    async def usage(self, scope: str) -> dict[str, Any]:
+        policy = await self.durable.get_policy(scope)
+        now = self.clock()
+        windows = {}
+        counters: dict[str, tuple[int, int]] = {}
+        try:
+            if policy is not None:
+                for name in WINDOW_SECONDS:
+                    if getattr(policy, name) is not None:
+                        flat = await self.redis.hgetall(self.names.window(scope, name))
+                        pairs = [v for kv in flat.items() for v in kv]
+                        windows[name] = window_state(bucket_ms(name), pairs, now)
+                for budget in policy.budgets:
+                    start = period_bounds(budget.period, now)[0]
+                    spent, reserved = await self.redis.hmget(
+                        self.names.counter(scope, budget.period, start), "spent", "reserved")
+                    counters[budget.period] = (int(spent or 0), int(reserved or 0))
+        except RedisError as exc:
+            raise StateError(f"Redis unavailable: {exc}") from exc
+        await self._catch_up()
+        since = period_bounds("month", now)[0]
+        by_model, by_vendor = await self.durable.spend_by(scope, since)
+        return usage_view(scope, policy, now, windows, counters, since, by_model, by_vendor)
+
+    async def _catch_up(self) -> None:
+        """Before reading the ledger: write this worker's entries, and those every other
+        worker still holds in its stream, so a report shows every call already decided."""
+        await self.wal.flush()
+        try:
+            workers = await self.redis.zrange(self.names.workers, 0, -1)
+            for worker in workers:
+                if worker != self.worker:
+                    await drain(self.redis, self.names.wal(str(worker)), self.durable,
+                                delete=False)
+        except RedisError as exc:  # the ledger as PostgreSQL has it, then
+            log.warning("reading the ledger without the entries still in Redis: %s", exc)
+
+    async def audit(self, scope: str | None, limit: int) -> list[dict[str, Any]]:
+        await self._catch_up()
+        return await self.durable.audit(scope, limit)
+
+    async def report(self, group_by: str, since_ms: int | None) -> list[dict[str, Any]]:
+        await self._catch_up()
+        return await self.durable.report(group_by, since_ms)
