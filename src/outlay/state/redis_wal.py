@@ -64,6 +64,7 @@ class Wal:
                  ) -> None:
         self._redis, self._stream, self._ledger = redis, stream, ledger
         self.interval_s = interval_s
+        self.retry_s = 1.0  # after a failed write
         self._pending: list[tuple[str | None, list[Entry]]] = []
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -123,7 +124,10 @@ class Wal:
             except StateError as exc:
                 log.warning("ledger not yet written to PostgreSQL (%d batches kept): %s",
                             len(self._pending), exc)
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(self.retry_s)
+            except Exception:  # a bug must not stop the writer: kept, logged, tried again
+                log.exception("writing the ledger to PostgreSQL failed; entries kept")
+                await asyncio.sleep(self.retry_s)
 
 
 async def drain(redis: Redis, stream: str, ledger: Ledger, *, delete: bool = True) -> int:
