@@ -20,7 +20,7 @@ from outlay.policy.errors import OutlayError
 from outlay.policy.model import Policy, parse_policy
 from outlay.state.base import NewKey, Outcome, Ticket
 from outlay.state.keys import hash_secret
-from outlay.state.redis_plan import Names, check_args, plan, views
+from outlay.state.redis_plan import Holder, Names, check_args, plan, views
 from outlay.state.sqlite import SqliteStore
 
 from ..servers.redis import RedisServer
@@ -112,10 +112,8 @@ async def test_the_script_decides_as_the_embedded_store(
             expected = "ok"
         except OutlayError:
             expected = "refused"
-        checks, plan_record = plan(names, call, scopes, policies, now, approved=False)
-        plan_record.update(amount=str(call.cost_micros), tokens=str(call.tokens),
-                           key_id=key.id, agent=key.agent, idem="", worker="w",
-                           scopes=list(scopes))
+        checks, plan_record = plan(names, call, scopes, policies, now, False,
+                                   Holder(key.id, key.agent, "", "w"))
         args: list[Any] = [now, "v1", 900_000, rid, "0", orjson.dumps(plan_record), b"{}",
                            len(checks)]
         result = await reserve(
@@ -151,9 +149,8 @@ async def test_a_settlement_applies_once(redis: Redis) -> None:
     scopes = call_scopes(key, "openai")
     policies = {"global": parse_policy({"budgets": [{"usd": 1}], "max_parallel": 5})}
     call = Call("openai", "m", "m", cost_micros=500)
-    checks, record = plan(names, call, scopes, policies, START_MS, approved=False)
-    record.update(amount="500", tokens="0", key_id="k1", agent="bot", idem="", worker="w",
-                  scopes=list(scopes))
+    checks, record = plan(names, call, scopes, policies, START_MS, False,
+                          Holder("k1", "bot", "", "w"))
     args: list[Any] = [START_MS, "v1", 1000, "r1", "0", orjson.dumps(record), b"{}",
                        len(checks), "w", check_args(checks)]
     keys = [names.meta, names.leases, names.reservation("r1"), names.wal("w"), names.meta,

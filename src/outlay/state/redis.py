@@ -45,7 +45,7 @@ from outlay.state.base import Outcome, Reservation, StateError, Ticket
 from outlay.state.postgres import PostgresDurable
 from outlay.state.redis_admin import RedisAdmin
 from outlay.state.redis_batch import ScriptBatch
-from outlay.state.redis_plan import Names, check_args, plan, views
+from outlay.state.redis_plan import Holder, Names, check_args, plan, views
 from outlay.state.redis_rebuild import rebuild
 from outlay.state.redis_wal import Wal, drain
 from outlay.state.sqlite_events import settlement_events
@@ -281,12 +281,11 @@ class RedisStore(RedisAdmin):
         policies: Mapping[str, Policy], now: int, approved: bool,
     ) -> _Admitted:
         call = ticket.call
-        checks, record = plan(self.names, call, scopes, policies, now, approved)
         cost = call.cost_micros or 0
         idem = (self.names.idempotency(key.id, call.vendor, ticket.idempotency_key)
                 if ticket.idempotency_key and not ticket.replay else "")
-        record.update(amount=str(cost), tokens=str(call.tokens), key_id=key.id,
-                      agent=key.agent, idem=idem, worker=self.worker, scopes=list(scopes))
+        checks, record = plan(self.names, call, scopes, policies, now, approved,
+                              Holder(key.id, key.agent, idem, self.worker))
         row = _row(ticket, key, now, self.worker, decision="allowed",
                    code="idempotent_replay" if ticket.replay else None, scope=None,
                    status=None, reserved=cost, settlement="pending")
@@ -402,12 +401,12 @@ class RedisStore(RedisAdmin):
         if result[0] == 0:
             return False
         cost, used, entry, rec_text, row, overage, spent, cap = result[1:9]
+        rec = orjson.loads(rec_text)
         self.wal.add(entry, {
             "k": "s", "row": row, "ov": overage, "sp": spent, "cap": cap,
             "mode": outcome.settled, "cost": cost, "tokens": used,
             "status": str(outcome.status or ""), "model": outcome.model or "",
-            "reserved": orjson.loads(rec_text)["amount"]})
-        rec = orjson.loads(rec_text)
+            "reserved": rec["amount"]})
         if int(cost) and rec["watched"]:
             key = KeyInfo(rec["key_id"], rec["agent"], None, {})
             events: list[Event] = []

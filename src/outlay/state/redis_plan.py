@@ -96,12 +96,23 @@ def counter_ttl_ms(period: str) -> int:
     return _COUNTER_TTL_MS.get(period, -1)  # 'total' never expires
 
 
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a reservation: its key and agent, the idempotency key it registered (its
+    Redis key name, or ""), and the worker that settles it."""
+
+    key_id: str
+    agent: str
+    idem: str
+    worker: str
+
+
 def plan(
     names: Names, call: Call, scopes: Sequence[str], policies: Mapping[str, Policy],
-    now_ms: int, approved: bool,
+    now_ms: int, approved: bool, holder: Holder,
 ) -> tuple[tuple[Check, ...], dict[str, Any]]:
-    """The checks of every scope, in `decide`'s order, and the parts of the reservation's
-    record that name what it holds."""
+    """The checks of every scope, in `decide`'s order, and the reservation's record: what
+    it holds (so settling can release it) and who holds it."""
     cost = call.cost_micros or 0
     checks: list[Check] = []
     holds: list[tuple[str, int, str, str, int]] = []  # key, watched, scope, period, start
@@ -146,10 +157,13 @@ def plan(
             hold = counter_ttl_ms(budget.period) if first else 0
             checks.append(Check(scope, "b", key, budget.period, cap, cost, hold, block, start))
     record = {
+        "amount": str(cost), "tokens": str(call.tokens),
         "holds": [[h[0], h[1]] for h in holds],
         "watched": [[h[2], h[3], h[4]] for h in holds if h[1]],
         "tpm": [list(t) for t in tpm],
         "parallel": parallel,
+        "key_id": holder.key_id, "agent": holder.agent, "idem": holder.idem,
+        "worker": holder.worker, "scopes": list(scopes),
     }
     return tuple(checks), record
 

@@ -13,10 +13,11 @@ from typing import Any, Protocol
 import orjson
 from redis.asyncio import Redis
 
+from outlay.policy.decision import Call
 from outlay.policy.model import Policy
 from outlay.policy.periods import period_bounds
 from outlay.policy.windows import BUCKETS, REQUEST_WINDOWS, bucket_ms
-from outlay.state.redis_plan import Names
+from outlay.state.redis_plan import Holder, Names, plan
 
 IDEMPOTENCY_MS = 7 * 86_400_000
 
@@ -39,38 +40,12 @@ def reservation_of(
     names: Names, row: Mapping[str, Any], policies: Mapping[str, Policy], worker: str
 ) -> dict[str, Any]:
     """The record of a call still in flight, as `plan` made it when the call was admitted."""
-    holds: list[list[Any]] = []
-    watched: list[list[Any]] = []
-    tpm: list[list[str]] = []
-    parallel: list[str] = []
-    scopes = row_scopes(row)
-    for scope in scopes:
-        policy = policies.get(scope)
-        if policy is None:
-            continue
-        if policy.tpm is not None and row["tokens"]:
-            tpm.append([names.window(scope, "tpm"), str(bucket_ms("tpm"))])
-        if policy.max_parallel is not None:
-            parallel.append(names.inflight(scope))
-        seen: set[str] = set()
-        for budget in policy.budgets:
-            start = period_bounds(budget.period, row["ts_ms"])[0]
-            key = names.counter(scope, budget.period, start)
-            if key in seen:
-                continue
-            seen.add(key)
-            flag = int(any(b.warn_at is not None or b.mode == "soft" for b in policy.budgets
-                           if b.period == budget.period))
-            holds.append([key, flag])
-            if flag:
-                watched.append([scope, budget.period, start])
     idem = (names.idempotency(row["key_id"], row["vendor"], row["idem"])
             if row.get("idem") else "")
-    return {
-        "amount": str(row["reserved"]), "tokens": str(row["tokens"]), "holds": holds,
-        "watched": watched, "tpm": tpm, "parallel": parallel, "key_id": row["key_id"],
-        "agent": row["agent"], "idem": idem, "worker": worker, "scopes": scopes,
-    }
+    call = Call(row["vendor"], cost_micros=row["reserved"], tokens=row["tokens"])
+    _, record = plan(names, call, row_scopes(row), policies, row["ts_ms"], False,
+                     Holder(row["key_id"], row["agent"], idem, worker))
+    return record
 
 
 async def rebuild(
