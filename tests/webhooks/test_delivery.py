@@ -318,3 +318,13 @@ async def test_stop_is_quick_with_a_send_hanging(
         assert not deliverer.running
     finally:
         hang.set()
+
+
+@pytest.mark.timeout(10)
+async def test_stop_right_after_a_poke_stops(store: SqliteStore, start: Start) -> None:
+    # the wake-up and the cancellation land in the same loop turn: the cancellation wins
+    deliverer = await start(store, replace(FAST, poll_s=30))
+    await asyncio.sleep(0.05)  # the worker is now asleep, waiting to be poked
+    deliverer.poke()
+    await deliverer.stop()  # not wrapped in a task: it cancels in this very turn
+    assert not deliverer.running

@@ -102,14 +102,18 @@ class Deliverer:
 
     async def _run(self) -> None:
         assert self._wake is not None
-        while True:
+        me = asyncio.current_task()
+        while me is None or not me.cancelling():  # a store driver may swallow a stop
             self._wake.clear()
             free = self.settings.concurrency - len(self._sending)
             claimed = await self._claim(free) if free > 0 else 0
             if free == 0 or claimed < free:
                 await self._prune()
+                # not wait_for: on 3.11 it swallows a stop() that lands in the turn a
+                # poke wakes it, and the worker would then run on forever
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_s)
+                    async with asyncio.timeout(self.settings.poll_s):
+                        await self._wake.wait()
 
     async def _claim(self, limit: int) -> int:
         try:
