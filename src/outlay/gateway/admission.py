@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from dataclasses import replace
 
 from aiohttp import web
@@ -19,7 +20,11 @@ APPROVAL_POLL_S = 0.1
 
 
 def new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()  # os.urandom directly: secrets adds a layer per call
+    """req_ and 24 hex digits: the time in ms (48 bits), then 48 random bits. Ids sort by
+    time, as UUIDv7 and ULID do, so each new ledger row and reservation lands at the end of
+    its index instead of on a random page of it."""
+    # os.urandom directly: secrets adds a layer per call
+    return f"req_{time.time_ns() // 1_000_000:012x}{os.urandom(6).hex()}"
 
 
 def unavailable(exc: StateError) -> Unavailable:
