@@ -172,7 +172,7 @@ def main() -> int:
         procs.append(nginx)
         wait_until(lambda: port_open(mock_port), 30, "nginx", nginx)
         ctx = Context(tmp=tmp, mock_port=mock_port, mock_pid=nginx.pid,
-                      gateway_cpus=gateway_cpus, log=log, litellm=install)
+                      gateway_cpus=gateway_cpus, log=log, litellm=install, load_cpus=load_cpus)
         pinned = (f"gateway under test pinned to CPU {gateway_cpus}; wrk, nginx and this "
                   f"driver on CPU {load_cpus}") if gateway_cpus else "no CPU pinning (1 core)"
         log(f"mock upstream: nginx on 127.0.0.1:{mock_port}; {pinned}")

@@ -42,6 +42,9 @@ class Context:
     mock_pid: int
     gateway_cpus: str | None
     log: Callable[[str], None]
+    # where the load generator and the mock run; the services a gateway needs (Redis,
+    # PostgreSQL) run there too, so the gateway's core measures the gateway alone
+    load_cpus: str | None = None
     admin_token: str = "oladm_bench_" + os.urandom(8).hex()
     litellm: LitellmInstall | None = None
 
@@ -186,7 +189,8 @@ class OutlayRedisPostgres(Outlay):
         redis_dir.mkdir()
         redis = Proc("redis", ["redis-server", "--bind", "127.0.0.1", "--port",
                                str(redis_port), "--dir", str(redis_dir), "--save", "",
-                               "--appendonly", "yes", "--appendfsync", "everysec"], ctx.tmp)
+                               "--appendonly", "yes", "--appendfsync", "everysec"], ctx.tmp,
+                     cpus=ctx.load_cpus)
         procs.append(redis)
         wait_until(lambda: port_open(redis_port), 30, "redis-server", redis)
         procs.append(_start_postgres(ctx, pg_port))
@@ -218,7 +222,7 @@ def _start_postgres(ctx: Context, port: int) -> Proc:
                     "--auth=trust", "-E", "UTF8"], check=True, capture_output=True, timeout=120)
     proc = Proc("postgres", [*as_user, str(_pg_bin("postgres")), "-D", str(data), "-p",
                              str(port), "-k", str(sockets), "-c", "listen_addresses=127.0.0.1"],
-                ctx.tmp)
+                ctx.tmp, cpus=ctx.load_cpus)
     wait_until(lambda: port_open(port), 60, "postgres", proc)
     psql = _pg_bin("psql") or "psql"
     for _ in range(50):  # accepting connections is a little after listening
