@@ -71,3 +71,25 @@ async def test_an_explicit_flush_reports_the_failure_and_keeps_the_entries(
     await wal.flush()
     assert wal.backlog == 0
     assert ledger.written == [{"t": "row", "row": {"request_id": "r1"}}]
+
+
+class HangingLedger:
+    """A PostgreSQL that accepts the connection and never answers."""
+
+    async def apply_wal(self, entries: list[dict[str, Any]]) -> None:
+        await asyncio.sleep(3600)
+
+
+async def test_stopping_waits_for_postgresql_a_bounded_time_and_keeps_the_stream(
+    client: Redis,
+) -> None:
+    wal = Wal(client, "wal:test", HangingLedger(), interval_s=0.01)
+    wal.start()
+    await wal.append([{"t": "row", "row": {"request_id": "r1"}}])
+    await asyncio.sleep(0.05)  # the writer is now stuck in apply_wal
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await wal.stop(timeout_s=0.2)
+    assert loop.time() - started < 1.0
+    assert wal.backlog == 1
+    assert await client.xlen("wal:test") == 1  # left for another worker's reaper to drain

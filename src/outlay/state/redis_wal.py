@@ -73,12 +73,19 @@ class Wal:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the writer and write what is kept, waiting at most `timeout_s` for
+        PostgreSQL: entries not written then stay in the worker's Redis stream, which the
+        reaper of another worker drains once this one is gone."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             await asyncio.wait({task}, timeout=2.0)
-        await self.flush()
+        try:
+            await asyncio.wait_for(self.flush(), timeout_s)
+        except TimeoutError:
+            log.warning("stopping with %d ledger batches not written to PostgreSQL",
+                        len(self._pending))
 
     def add(self, stream_id: str | None, fields: Mapping[str, str]) -> None:
         """Keep an entry a script already put in the stream."""
@@ -115,7 +122,9 @@ class Wal:
                     break
 
     async def _run(self) -> None:
-        while True:
+        me = asyncio.current_task()
+        # stops when cancelled even if a driver swallowed the CancelledError
+        while me is None or not me.cancelling():
             await asyncio.sleep(self.interval_s)  # a batch gathers meanwhile
             if not self._pending:
                 continue
