@@ -1,4 +1,5 @@
-"""Group commit: ops of one event-loop turn share a transaction, each in its own savepoint."""
+"""Group commit: ops of one event-loop turn share a transaction; a refusal keeps its writes,
+any other failure fails the whole batch."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from outlay.policy.errors import BadRequest
 from outlay.state.base import StateError
-from outlay.state.sqlite_batch import GroupCommit
+from outlay.state.sqlite_batch import DEFER_S, GroupCommit
 
 
 @pytest.fixture
@@ -55,7 +56,8 @@ async def test_ops_of_one_turn_share_one_commit(db: sqlite3.Connection) -> None:
     assert values(db) == list(range(20))
 
 
-async def test_a_failing_op_undoes_only_its_own_writes(db: sqlite3.Connection) -> None:
+async def test_a_failing_op_fails_the_whole_batch_and_undoes_every_write(
+        db: sqlite3.Connection) -> None:
     group = batcher(db, [])
 
     def twice(c: sqlite3.Connection) -> None:
@@ -64,10 +66,22 @@ async def test_a_failing_op_undoes_only_its_own_writes(db: sqlite3.Connection) -
 
     results = await asyncio.gather(group.run(insert(1)), group.run(twice),
                                    group.run(insert(2)), return_exceptions=True)
-    assert results[0] == 1
-    assert isinstance(results[1], StateError)
-    assert results[2] == 2
-    assert values(db) == [1, 2]  # 7 was rolled back with its op
+    assert all(isinstance(r, StateError) for r in results)
+    assert "UNIQUE" in str(results[1])
+    assert values(db) == []  # nothing of the batch was committed, nothing answered as done
+    # the next batch starts clean
+    assert await group.run(insert(3)) == 3
+    assert values(db) == [3]
+
+
+async def test_an_unexpected_error_becomes_a_state_error(db: sqlite3.Connection) -> None:
+    group = batcher(db, [])
+
+    def buggy(c: sqlite3.Connection) -> None:
+        raise KeyError("oops")
+
+    with pytest.raises(StateError, match="oops"):
+        await group.run(buggy)
 
 
 async def test_a_refusal_keeps_its_writes(db: sqlite3.Connection) -> None:
@@ -106,8 +120,7 @@ async def test_a_store_that_cannot_begin_fails_every_op(db: sqlite3.Connection) 
     assert all(isinstance(r, StateError) for r in results)
 
 
-async def test_a_failing_op_alone_undoes_its_writes_without_a_savepoint(
-        db: sqlite3.Connection) -> None:
+async def test_a_failing_op_alone_undoes_its_writes(db: sqlite3.Connection) -> None:
     group = batcher(db, [])
 
     def twice(c: sqlite3.Connection) -> None:
@@ -117,3 +130,44 @@ async def test_a_failing_op_alone_undoes_its_writes_without_a_savepoint(
     with pytest.raises(StateError, match="UNIQUE"):
         await group.run(twice)
     assert values(db) == []
+
+
+async def test_a_submitted_op_shares_the_next_batch(db: sqlite3.Connection) -> None:
+    commits: list[int] = []
+    group = batcher(db, commits)
+    group.submit(insert(1))
+    await asyncio.sleep(0)
+    assert values(db) == []  # waiting for company
+    assert await group.run(insert(2)) == 2
+    assert values(db) == [1, 2]
+    assert commits == [1]
+
+
+async def test_a_submitted_op_alone_is_applied_within_the_delay(
+        db: sqlite3.Connection) -> None:
+    group = batcher(db, [])
+    group.submit(insert(1))
+    await asyncio.sleep(DEFER_S * 4)
+    assert values(db) == [1]
+
+
+async def test_drain_applies_what_is_queued_now(db: sqlite3.Connection) -> None:
+    commits: list[int] = []
+    group = batcher(db, commits)
+    group.submit(insert(1))
+    group.submit(insert(2))
+    group.drain()
+    assert values(db) == [1, 2]
+    assert commits == [1]
+    group.drain()  # nothing queued: no empty transaction
+    assert commits == [1]
+
+
+async def test_a_failing_submitted_batch_is_rolled_back_and_the_next_starts_clean(
+        db: sqlite3.Connection) -> None:
+    group = batcher(db, [])
+    group.submit(insert(1))
+    group.submit(insert(1))  # UNIQUE: the batch is rolled back, nobody waits for it
+    await asyncio.sleep(DEFER_S * 4)
+    assert values(db) == []
+    assert await group.run(insert(3)) == 3

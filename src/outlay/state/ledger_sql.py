@@ -35,30 +35,32 @@ def scope_filter(scope: str, mark: str = "?") -> tuple[str, tuple[Any, ...]]:
     return f"{_SCOPE_COLUMNS[kind]} = {mark}", (name,)
 
 
-def insert(
-    c: sqlite3.Connection, ticket: Ticket, key: KeyInfo | None, now: int, *, decision: str,
-    code: str | None, scope: str | None, status: int | None, reserved: int, settlement: str,
-    spent: int | None, cap: int | None,
-) -> None:
+INSERT_ROW = (
+    "INSERT INTO ledger(request_id, ts_ms, key_id, agent, grp, labels, vendor, model, route, "
+    "decision, code, scope, status, reserved, cost, settlement, spent, cap) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)")
+SETTLE_ROW = (
+    "UPDATE ledger SET status=?, cost=?, settlement=?, model=COALESCE(?, model), "
+    "spent=CASE WHEN spent IS NULL THEN NULL ELSE spent - ? + ? END WHERE request_id=?")
+
+
+def insert_row(
+    ticket: Ticket, key: KeyInfo | None, now: int, *, decision: str, code: str | None,
+    scope: str | None, status: int | None, reserved: int, settlement: str, spent: int | None,
+    cap: int | None,
+) -> tuple[Any, ...]:
+    """The values of INSERT_ROW for one call."""
     call = ticket.call
-    c.execute(
-        "INSERT INTO ledger(request_id, ts_ms, key_id, agent, grp, labels, vendor, model, route, "
-        "decision, code, scope, status, reserved, cost, settlement, spent, cap) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-        (ticket.request_id, now, key.id if key else None, key.agent if key else None,
-         key.group if key else None, orjson.dumps(dict(key.labels)).decode() if key else None,
-         call.vendor, call.model_resolved or call.model, ticket.route, decision, code, scope,
-         status, reserved, settlement, spent, cap),
-    )
+    return (ticket.request_id, now, key.id if key else None, key.agent if key else None,
+            key.group if key else None, orjson.dumps(dict(key.labels)).decode() if key else None,
+            call.vendor, call.model_resolved or call.model, ticket.route, decision, code, scope,
+            status, reserved, settlement, spent, cap)
 
 
-def settle(c: sqlite3.Connection, outcome: Outcome, cost: int, reserved: int) -> None:
-    c.execute(
-        "UPDATE ledger SET status=?, cost=?, settlement=?, model=COALESCE(?, model), "
-        "spent=CASE WHEN spent IS NULL THEN NULL ELSE spent - ? + ? END WHERE request_id=?",
-        (outcome.status or None, cost, outcome.settled, outcome.model, reserved, cost,
-         outcome.reservation_id),
-    )
+def settle_row(outcome: Outcome, cost: int, reserved: int) -> tuple[Any, ...]:
+    """The values of SETTLE_ROW for one settlement."""
+    return (outcome.status or None, cost, outcome.settled, outcome.model, reserved, cost,
+            outcome.reservation_id)
 
 
 AUDIT_COLUMNS = (

@@ -1,7 +1,9 @@
 """The embedded state backend: one SQLite file, shared safely by worker processes on a host.
 
-Every decision is one `BEGIN IMMEDIATE` transaction (SQLite's write lock serialises the
-workers), so checks and the reservation can never interleave with another request's.
+Every decision is made inside a `BEGIN IMMEDIATE` transaction (SQLite's write lock
+serialises the workers), so checks and the reservation can never interleave with another
+request's. The decisions of one event-loop turn share a transaction (sqlite_batch), and read
+the rows they need from the worker's exact copy of them (sqlite_mirror).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from outlay.policy.decision import Admit, Counter, Event, KeyInfo, ScopeView, ca
 from outlay.policy.errors import OutlayError
 from outlay.policy.model import Policy
 from outlay.policy.money import usd_to_micros
-from outlay.policy.windows import REQUEST_WINDOWS, bucket_of, decode, encode
+from outlay.policy.windows import REQUEST_WINDOWS, bucket_of, decode
 from outlay.state import ledger_sql
 from outlay.state.base import (
     Outcome,
@@ -30,7 +32,7 @@ from outlay.state.base import (
     StateError,
     Ticket,
 )
-from outlay.state.sqlite_admin import AdminMixin, parse_stored_policy
+from outlay.state.sqlite_admin import AdminMixin
 from outlay.state.sqlite_batch import GroupCommit
 from outlay.state.sqlite_events import (
     ApprovalsMixin,
@@ -40,6 +42,7 @@ from outlay.state.sqlite_events import (
     settlement_events,
     use_approval,
 )
+from outlay.state.sqlite_mirror import Held, Mirror
 from outlay.state.sqlite_outbox import OutboxMixin
 from outlay.state.sqlite_schema import apply
 
@@ -62,7 +65,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         self.busy_timeout_s = busy_timeout_s
         self.worker = f"w_{os.getpid()}_{secrets.token_hex(4)}"
         self._conn: sqlite3.Connection | None = None
-        self._batch = GroupCommit(self.tx)
+        self._mirror = Mirror()
+        self._batch = GroupCommit(self._batch_tx)
 
     # -- plumbing ---------------------------------------------------------------------
     async def open(self) -> None:
@@ -88,6 +92,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
 
     async def close(self) -> None:
         if self._conn is not None:
+            with contextlib.suppress(StateError):
+                self._batch.drain()
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("DELETE FROM workers WHERE id=?", (self.worker,))
             self._conn.close()
@@ -101,16 +107,42 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
 
     @contextlib.contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; driver errors become StateError."""
+        """One write transaction; driver errors become StateError. What it writes is not
+        known to the mirror, so the mirror starts over after it."""
+        self._mirror.drop()
+        try:
+            with self._transaction(self._mirror.flush) as c:
+                yield c
+        finally:
+            self._mirror.drop()
+
+    @contextlib.contextmanager
+    def _batch_tx(self) -> Iterator[sqlite3.Connection]:
+        """The request path's transaction: the mirror is kept if nothing else wrote."""
+        with self._transaction(self._mirror.flush, self._mirror.begin) as c:
+            yield c
+
+    @contextlib.contextmanager
+    def _transaction(
+        self, before_commit: Callable[[sqlite3.Connection], None],
+        after_begin: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> Iterator[sqlite3.Connection]:
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
+            if after_begin is not None:
+                after_begin(conn)
         except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
             raise StateError(f"state store unavailable: {exc}") from exc
         try:
             yield conn
+            before_commit(conn)
             conn.execute("COMMIT")
         except BaseException as exc:
+            self._mirror.drop()  # it may hold writes that were just rolled back
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
@@ -128,7 +160,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         now = self.clock()
         call = ticket.call
         decision = None
-        key = None if ticket.key_hash is None else self._key_info(c, ticket.key_hash)
+        key = None if ticket.key_hash is None else self._mirror.key(c, ticket.key_hash)
         refusal: OutlayError | None = authenticate(key, now)
         if refusal is not None or key is None:
             if key is not None and refusal is not None and refusal.code == "key_expired":
@@ -171,64 +203,30 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         return first is not None
 
     def _views(self, c: sqlite3.Connection, scopes: tuple[str, ...], now: int) -> list[ScopeView]:
-        marks = ",".join("?" * len(scopes))
-        policies = {
-            scope: parse_stored_policy(body) for scope, body in c.execute(
-                f"SELECT scope, body FROM policies WHERE scope IN ({marks})", scopes)  # noqa: S608
-        }
-        windows: dict[str, dict[str, Any]] = {}
-        inflight: dict[str, int] = {}
-        counters: dict[str, dict[str, Counter]] = {}
-        limited = [s for s, p in policies.items() if _has_windows(p)]
-        if limited:
-            m = ",".join("?" * len(limited))
-            for scope, name, state in c.execute(
-                    f"SELECT scope, name, state FROM windows WHERE scope IN ({m})", limited):  # noqa: S608
-                windows.setdefault(scope, {})[name] = decode(state)
-        parallel = [s for s, p in policies.items() if p.max_parallel is not None]
-        if parallel:
-            m = ",".join("?" * len(parallel))
-            inflight = dict(c.execute(
-                f"SELECT scope, n FROM inflight WHERE scope IN ({m})", parallel).fetchall())  # noqa: S608
-        for scope, policy in policies.items():
+        mirror = self._mirror
+        policies = mirror.policies_of(c, scopes)
+        views = []
+        for scope in scopes:
+            policy = policies.get(scope)
+            if policy is None:
+                views.append(ScopeView(scope, None))
+                continue
+            counters = {}
             for period in {b.period for b in policy.budgets}:
                 start = ledger_sql.period_start_of(period, now)
-                row = c.execute(
-                    "SELECT spent, reserved FROM counters WHERE scope=? AND period=? "
-                    "AND period_start=?", (scope, period, start)).fetchone()
-                spent, reserved = row if row else (0, 0)
-                counters.setdefault(scope, {})[period] = Counter(start, spent, reserved)
-        return [
-            ScopeView(s, policies.get(s), windows.get(s, {}), inflight.get(s, 0),
-                      counters.get(s, {}))  # type: ignore[arg-type]
-            for s in scopes
-        ]
+                spent, reserved = mirror.counter(c, (scope, period, start))
+                counters[period] = Counter(start, spent, reserved)
+            views.append(ScopeView(
+                scope, policy,
+                mirror.windows_of(c, scope) if _has_windows(policy) else {},
+                mirror.inflight_of(c, scope) if policy.max_parallel is not None else 0,
+                counters))
+        return views
 
     def _write_admit(
         self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, admit: Admit, now: int
     ) -> None:
         call = ticket.call
-        c.executemany(
-            "INSERT INTO windows(scope, name, state) VALUES (?, ?, ?) "
-            "ON CONFLICT(scope, name) DO UPDATE SET state=excluded.state",
-            [(scope, name, encode(state)) for (scope, name), state in admit.windows.items()])
-        c.executemany(
-            "INSERT INTO inflight(scope, n) VALUES (?, 1) "
-            "ON CONFLICT(scope) DO UPDATE SET n=n+1", [(s,) for s in admit.parallel_scopes])
-        c.executemany(
-            "INSERT INTO counters(scope, period, period_start, reserved) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(scope, period, period_start) "
-            "DO UPDATE SET reserved=reserved+excluded.reserved",
-            [(h.scope, h.period, h.period_start, h.amount) for h in admit.holds])
-        tpm = [[scope, bucket_of("tpm", now)] for (scope, name) in admit.windows if name == "tpm"]
-        c.execute(
-            "INSERT INTO reservations(id, created_ms, lease_ms, worker, amount, tokens, holds, "
-            "tpm, parallel) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (ticket.request_id, now, now + self.lease_ms, self.worker, call.cost_micros or 0,
-             call.tokens,
-             orjson.dumps([[h.scope, h.period, h.period_start, h.amount, h.watched]
-                           for h in admit.holds]),
-             orjson.dumps(tpm), orjson.dumps(admit.parallel_scopes)))
         if ticket.idempotency_key is not None:
             c.execute("INSERT INTO idempotency(key_id, vendor, idem, request_id, created_ms) "
                       "VALUES (?, ?, ?, ?, ?)",
@@ -240,9 +238,25 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         code = "idempotent_replay" if ticket.replay else None
         if admit.overage:  # a breach let through: by an approval, or by on_breach alert
             code = "approved_overage" if ticket.approval_id else "alert_overage"
-        ledger_sql.insert(c, ticket, key, now, decision="allowed", code=code, scope=None,
-                          status=None, reserved=call.cost_micros or 0, settlement="pending",
-                          spent=spent, cap=cap)
+        # what follows only changes the mirror: nothing in it can fail half-way
+        mirror = self._mirror
+        for (scope, name), state in admit.windows.items():
+            mirror.set_window(scope, name, state)
+        for scope in admit.parallel_scopes:
+            mirror.add_inflight(c, scope, 1)
+        for h in admit.holds:
+            mirror.add_counter(c, (h.scope, h.period, h.period_start), 0, h.amount)
+        holds = [[h.scope, h.period, h.period_start, h.amount, h.watched] for h in admit.holds]
+        tpm = [[scope, bucket_of("tpm", now)] for (scope, name) in admit.windows if name == "tpm"]
+        parallel = list(admit.parallel_scopes)
+        amount = call.cost_micros or 0
+        mirror.hold(ticket.request_id, (
+            ticket.request_id, now, now + self.lease_ms, self.worker, amount, call.tokens,
+            orjson.dumps(holds), orjson.dumps(tpm), orjson.dumps(parallel),
+        ), Held(amount, call.tokens, holds, tpm, parallel, key.id, key.agent))
+        mirror.ledger_row(ledger_sql.insert_row(
+            ticket, key, now, decision="allowed", code=code, scope=None, status=None,
+            reserved=amount, settlement="pending", spent=spent, cap=cap))
 
     def _refusal_row(
         self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo | None, now: int,
@@ -254,30 +268,40 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
             # the audit shows the spend and cap that refused the call
             spent = usd_to_micros(error.details["spent_usd"])
             cap = usd_to_micros(error.details["cap_usd"])
-        ledger_sql.insert(c, ticket, key, now, decision="refused", code=code, scope=scope,
-                          status=status, reserved=0, settlement="none", spent=spent, cap=cap)
+        self._mirror.ledger_row(ledger_sql.insert_row(
+            ticket, key, now, decision="refused", code=code, scope=scope, status=status,
+            reserved=0, settlement="none", spent=spent, cap=cap))
 
     async def record_refusal(self, ticket: Ticket, status: int, code: str) -> None:
-        with self.tx() as c:
-            key = None if ticket.key_hash is None else self._key_info(c, ticket.key_hash)
-            ledger_sql.insert(c, ticket, key, self.clock(), decision="invalid", code=code,
-                              scope=None, status=status, reserved=0, settlement="none",
-                              spent=None, cap=None)
+        # on the request path like a decision: a flood of malformed requests costs a ledger
+        # row each, not the worker's copy of its rows
+        await self._batch.run(lambda c: self._record_invalid(c, ticket, status, code))
+
+    def _record_invalid(self, c: sqlite3.Connection, ticket: Ticket, status: int,
+                        code: str) -> None:
+        key = None if ticket.key_hash is None else self._mirror.key(c, ticket.key_hash)
+        self._mirror.ledger_row(ledger_sql.insert_row(
+            ticket, key, self.clock(), decision="invalid", code=code, scope=None,
+            status=status, reserved=0, settlement="none", spent=None, cap=None))
 
     async def settle(self, outcome: Outcome) -> bool:
         """Apply the actual cost once; False if the reservation was already settled or reaped."""
         settled: bool = await self._batch.run(lambda c: self._settle(c, outcome), always=True)
         return settled
 
+    def queue_settlement(self, outcome: Outcome) -> bool:
+        # shares the transaction of the next decision, usually the next call's
+        self._batch.submit(lambda c: self._settle(c, outcome))
+        return True
+
     def _settle(self, c: sqlite3.Connection, outcome: Outcome) -> bool:
-        # taking the row is what makes a settlement happen once: a second settle, or the
-        # reaper racing this one, finds nothing
-        row = c.execute("DELETE FROM reservations WHERE id=? "
-                        "RETURNING amount, tokens, holds, tpm, parallel",
-                        (outcome.reservation_id,)).fetchone()
-        if row is None:
+        # taking the reservation is what makes a settlement happen once: a second settle,
+        # or the reaper racing this one, finds nothing
+        mirror = self._mirror
+        held = mirror.held_of(c, outcome.reservation_id)
+        if held is None:
             return False
-        amount, tokens, holds, tpm, parallel = row
+        amount, tokens = held.amount, held.tokens
         # never more than was reserved: the estimate is an upper bound, and the caps rely on it
         cost = {"void": 0, "unsettled": amount}.get(
             outcome.settled, min(outcome.cost_micros, amount))
@@ -286,45 +310,46 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
             c.execute("DELETE FROM idempotency WHERE request_id=?", (outcome.reservation_id,))
         used_tokens = 0 if outcome.settled == "void" else (
             tokens if outcome.settled == "unsettled" else outcome.tokens)
-        held_on = orjson.loads(holds)
-        if held_on:
-            c.executemany(
-                "UPDATE counters SET reserved=reserved-?, spent=spent+? "
-                "WHERE scope=? AND period=? AND period_start=?",
-                [(h[3], cost, h[0], h[1], h[2]) for h in held_on])
+        for h in held.holds:
+            mirror.counter(c, (h[0], h[1], h[2]))
+        for scope, _bucket in held.tpm:
+            mirror.windows_of(c, scope)
+        for scope in held.parallel:
+            mirror.inflight_of(c, scope)
+        # every row it changes is in the mirror now: what follows cannot fail half-way
+        mirror.release(outcome.reservation_id)
+        for h in held.holds:
+            mirror.add_counter(c, (h[0], h[1], h[2]), cost, -h[3])
+        for scope, bucket in held.tpm:
+            state = mirror.windows_of(c, scope).get("tpm")
+            if state is not None:
+                mirror.set_window(scope, "tpm", state.adjusted(bucket, used_tokens - tokens))
+        for scope in held.parallel:
+            mirror.add_inflight(c, scope, -1)
+        mirror.ledger_settled(ledger_sql.settle_row(outcome, cost, amount))
         # only budgets that warn or are soft can raise an event when money is spent
-        watched = [h for h in held_on if len(h) < 5 or h[4]]
+        watched = [h for h in held.holds if len(h) < 5 or h[4]]
         if cost and watched:
-            self._settlement_events(c, outcome.reservation_id, watched)
-        for scope, bucket in orjson.loads(tpm):
-            state_row = c.execute("SELECT state FROM windows WHERE scope=? AND name='tpm'",
-                                  (scope,)).fetchone()
-            if state_row:
-                state = decode(state_row[0]).adjusted(bucket, used_tokens - tokens)
-                c.execute("UPDATE windows SET state=? WHERE scope=? AND name='tpm'",
-                          (encode(state), scope))
-        in_flight = orjson.loads(parallel)
-        if in_flight:
-            c.executemany("UPDATE inflight SET n=MAX(0, n-1) WHERE scope=?",
-                          [(scope,) for scope in in_flight])
-        ledger_sql.settle(c, outcome, cost, amount)
+            self._settlement_events(c, outcome.reservation_id, held, watched)
         return True
 
     def _settlement_events(
-        self, c: sqlite3.Connection, request_id: str, held_on: list[list[Any]]
+        self, c: sqlite3.Connection, request_id: str, held: Held, held_on: list[list[Any]]
     ) -> None:
         """Budget warnings and soft-budget crossings, judged on what is now spent."""
-        row = c.execute("SELECT key_id, agent FROM ledger WHERE request_id=?",
-                        (request_id,)).fetchone()
-        key = KeyInfo(row[0], row[1], None, {}) if row and row[0] else None
+        if held.key_id is None:
+            row = c.execute("SELECT key_id, agent FROM ledger WHERE request_id=?",
+                            (request_id,)).fetchone()
+            key = KeyInfo(row[0], row[1], None, {}) if row and row[0] else None
+        else:
+            key = KeyInfo(held.key_id, held.agent or "", None, {})
         now = self.clock()
+        mirror = self._mirror
         for scope, period, start, *_ in held_on:
-            body = c.execute("SELECT body FROM policies WHERE scope=?", (scope,)).fetchone()
-            if body is None:
+            policy = mirror.policies_of(c, (scope,)).get(scope)
+            if policy is None:
                 continue
-            spent = c.execute("SELECT spent FROM counters WHERE scope=? AND period=? AND "
-                              "period_start=?", (scope, period, start)).fetchone()[0]
-            policy = parse_stored_policy(body[0])
+            spent = mirror.counter(c, (scope, period, start))[0]
             announce(c, now, settlement_events(scope, policy, period, start, spent, key))
 
     # -- upkeep and reporting -----------------------------------------------------------
@@ -347,6 +372,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         return len(ids)
 
     async def usage(self, scope: str) -> dict[str, Any]:
+        self._batch.drain()  # this worker's settlements still queued count too
         policy = await self.get_policy(scope)
         return ledger_sql.usage(self.conn, scope, policy, self.clock(), self._windows_of(scope))
 
@@ -355,9 +381,11 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
             "SELECT name, state FROM windows WHERE scope=?", (scope,))}
 
     async def audit(self, scope: str | None, limit: int) -> list[dict[str, Any]]:
+        self._batch.drain()
         return ledger_sql.audit(self.conn, scope, limit)
 
     async def report(self, group_by: str, since_ms: int | None) -> list[dict[str, Any]]:
+        self._batch.drain()
         return ledger_sql.report(self.conn, group_by, since_ms)
 
 

@@ -27,6 +27,17 @@ def parse_stored_policy(body: str) -> Policy:
     return parse_policy(json.loads(body))
 
 
+def read_key(c: sqlite3.Connection, key_hash: str) -> KeyInfo | None:
+    """What the request path needs of a key, by the hash of its secret."""
+    row = c.execute(
+        "SELECT k.id, k.agent, a.grp, k.labels, k.expires_ms, k.revoked_ms FROM keys k "
+        "JOIN agents a ON a.name = k.agent WHERE k.hash=?", (key_hash,)).fetchone()
+    if row is None:
+        return None
+    key_id, agent, grp, labels, expires, revoked = row
+    return KeyInfo(key_id, agent, grp, orjson.loads(labels), expires, revoked is not None)
+
+
 class AdminMixin:
     """Mixed into SqliteStore, whose connection, transactions and clock it uses."""
 
@@ -165,7 +176,7 @@ class AdminMixin:
         return revoked
 
     async def key_by_hash(self, key_hash: str) -> KeyInfo | None:
-        return self._key_info(self.conn, key_hash)
+        return read_key(self.conn, key_hash)
 
     async def revoked_among(self, key_ids: list[str]) -> set[str]:
         marks = ",".join("?" * len(key_ids))
@@ -174,14 +185,6 @@ class AdminMixin:
             key_ids).fetchall()
         return {r[0] for r in rows}
 
-    def _key_info(self, c: sqlite3.Connection, key_hash: str) -> KeyInfo | None:
-        row = c.execute(
-            "SELECT k.id, k.agent, a.grp, k.labels, k.expires_ms, k.revoked_ms FROM keys k "
-            "JOIN agents a ON a.name = k.agent WHERE k.hash=?", (key_hash,)).fetchone()
-        if row is None:
-            return None
-        key_id, agent, grp, labels, expires, revoked = row
-        return KeyInfo(key_id, agent, grp, orjson.loads(labels), expires, revoked is not None)
 
     def _put_policy(self, c: sqlite3.Connection, scope: str, policy: Policy) -> None:
         now = self.clock()

@@ -1,10 +1,15 @@
 """Group commit for the embedded store: the decisions and settlements a worker receives in
 one turn of its event loop share one transaction, each applied in order against the writes
-before it, each in its own savepoint, and none answered before the commit.
+before it, and none answered before the commit.
 
 A transaction's fixed cost (taking SQLite's write lock, writing the WAL frame on commit) is
 then paid once per batch instead of once per call, without loosening any check: every
 decision still reads every counter after the previous decision's writes.
+
+A refusal (an OutlayError) is an answer: its writes (its ledger row) are kept. Any other
+failure means the store cannot be trusted for this batch (a full disk, a broken file, a
+bug): the whole transaction is rolled back and every op of the batch fails with a
+StateError, so the gateway refuses those calls rather than let them through unrecorded.
 """
 
 from __future__ import annotations
@@ -20,23 +25,31 @@ from outlay.state.base import StateError
 
 Op = Callable[[sqlite3.Connection], Any]
 MAX_BATCH = 256
+# how long an op nobody waits on (a settlement after the answer went out) may wait for the
+# next decision to share its transaction; at any load one comes much sooner
+DEFER_S = 0.005
 
 
 class GroupCommit:
     def __init__(self, tx: Callable[[], contextlib.AbstractContextManager[sqlite3.Connection]]
                  ) -> None:
         self._tx = tx
-        self._queue: list[tuple[Op, asyncio.Future[Any], bool]] = []
+        self._queue: list[tuple[Op, asyncio.Future[Any] | None, bool]] = []
         self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
         # kept, not looked up per call: on Python 3.11 get_running_loop costs a getpid()
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     async def run(self, op: Op, *, always: bool = False) -> Any:
         """Apply `op` in the next batch. An `always` op (a settlement) runs even if the caller
         is cancelled meanwhile; any other is dropped if its caller is gone before it ran."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            loop = self._loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((op, future, always))
         if not self._scheduled:
@@ -46,53 +59,52 @@ class GroupCommit:
             return await asyncio.shield(future)
         return await future
 
+    def submit(self, op: Op) -> None:
+        """Apply `op` with the next batch, at the latest DEFER_S from now, without waiting
+        for it. If its batch fails, it is lost like a settlement that met a failing store:
+        the reservation stays held and the reaper charges it in full."""
+        loop = self._running_loop()
+        self._queue.append((op, None, True))
+        if not self._scheduled and self._timer is None:
+            self._timer = loop.call_later(DEFER_S, self._flush)
+
+    def drain(self) -> None:
+        """Apply everything queued now (before a read that must see it, or closing)."""
+        while self._queue:
+            self._flush()
+
     def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._queue:
+            self._scheduled = False
+            return
         batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
         self._scheduled = bool(self._queue)
         if self._scheduled and self._loop is not None:
             self._loop.call_soon(self._flush)
-        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        results: list[tuple[asyncio.Future[Any] | None, bool, Any]] = []
         try:
             with self._tx() as c:
-                # a batch of one needs no savepoint: the transaction itself isolates it
-                alone = len(batch) == 1
                 for op, future, always in batch:
-                    if future.cancelled() and not always:
+                    if future is not None and future.cancelled() and not always:
                         continue
-                    results.append((future, *self._apply(c, op, savepoint=not alone)))
-        except StateError as exc:
+                    try:
+                        results.append((future, True, op(c)))
+                    except OutlayError as refusal:
+                        results.append((future, False, refusal))
+        except Exception as exc:
+            error = exc if isinstance(exc, StateError) else StateError(
+                f"state store failed: {exc}")
             for _, future, _always in batch:
-                if not future.done():
-                    future.set_exception(exc)
+                if future is not None and not future.done():
+                    future.set_exception(error)
             return
         for future, ok, value in results:
-            if future.done():
+            if future is None or future.done():
                 continue
             if ok:
                 future.set_result(value)
             else:
                 future.set_exception(value)
-
-    @staticmethod
-    def _apply(c: sqlite3.Connection, op: Op, *, savepoint: bool) -> tuple[bool, Any]:
-        """One op in its own savepoint: a refusal keeps its writes (its ledger row); a
-        failure undoes only this op's writes (without a savepoint: the whole transaction)."""
-        if savepoint:
-            c.execute("SAVEPOINT op")
-        try:
-            value = op(c)
-        except OutlayError as refusal:
-            if savepoint:
-                c.execute("RELEASE op")
-            return False, refusal
-        except Exception as exc:
-            if not savepoint:
-                raise StateError(f"state store failed: {exc}") from exc
-            c.execute("ROLLBACK TO op")
-            c.execute("RELEASE op")
-            error = StateError(f"state store failed: {exc}") if isinstance(
-                exc, sqlite3.Error) else exc
-            return False, error
-        if savepoint:
-            c.execute("RELEASE op")
-        return True, value

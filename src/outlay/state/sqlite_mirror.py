@@ -1,0 +1,214 @@
+"""What the embedded store's request path reads and writes, kept in the worker between
+transactions, so a decision reads memory instead of a dozen rows.
+
+The mirror is exact, never a guess: it is checked under SQLite's write lock at the start of
+every transaction of the request path (`PRAGMA data_version` changes when any other
+connection commits: another worker, `outlay` commands, a seeding script), and dropped
+whenever something else wrote (another connection, or any other transaction of this worker,
+see `SqliteStore.tx`); rows are then read again as they are needed.
+
+Writes are kept with the rows and written before the transaction commits, so nothing is
+answered before it is on disk: each counter, window and in-flight row changed by a batch
+once, with its final value, and the batch's ledger rows and reservations with one
+`executemany` each.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from outlay.policy.decision import KeyInfo
+from outlay.policy.model import Policy
+from outlay.policy.windows import WindowState, decode, encode
+from outlay.state.ledger_sql import INSERT_ROW, SETTLE_ROW
+from outlay.state.sqlite_admin import parse_stored_policy, read_key
+
+CounterKey = tuple[str, str, int]  # scope, period, period start
+MAX_CACHED = 50_000  # keys or policies kept before the mirror starts over
+
+
+@dataclass
+class Held:
+    """A reservation as the store settles it."""
+
+    amount: int
+    tokens: int
+    holds: list[list[Any]]  # [scope, period, period start, amount, watched]
+    tpm: list[list[Any]]  # [scope, bucket]
+    parallel: list[str]
+    key_id: str | None = None  # known when this worker made the reservation
+    agent: str | None = None
+
+
+class Mirror:
+    def __init__(self) -> None:
+        self.version: int | None = None
+        self._clear()
+
+    def _clear(self) -> None:
+        self.keys: dict[str, KeyInfo | None] = {}
+        self.policies: dict[str, Policy | None] = {}
+        self.windows: dict[str, dict[str, WindowState]] = {}
+        self.inflight: dict[str, int] = {}
+        self.counters: dict[CounterKey, list[int]] = {}  # [spent, reserved]
+        self.held: dict[str, Held | None] = {}
+        self._dirty_windows: set[tuple[str, str]] = set()
+        self._dirty_inflight: set[str] = set()
+        self._dirty_counters: set[CounterKey] = set()
+        self._new_held: dict[str, tuple[Any, ...]] = {}
+        self._gone_held: list[str] = []
+        self._released: list[str] = []
+        self._ledger_rows: list[tuple[Any, ...]] = []
+        self._ledger_settled: list[tuple[Any, ...]] = []
+
+    # -- validity ---------------------------------------------------------------------
+    def begin(self, c: sqlite3.Connection) -> None:
+        """At the start of a transaction, under the write lock: keep what is still exact."""
+        version = c.execute("PRAGMA data_version").fetchone()[0]
+        if version != self.version:
+            self._clear()
+            self.version = version
+
+    def drop(self) -> None:
+        """Forget everything, pending writes included (a rolled-back transaction's)."""
+        self._clear()
+        self.version = None
+
+    # -- reads: memory, else the row -------------------------------------------------------
+    def key(self, c: sqlite3.Connection, key_hash: str) -> KeyInfo | None:
+        if key_hash in self.keys:
+            return self.keys[key_hash]
+        info = read_key(c, key_hash)
+        if info is None:
+            return None  # not kept: unknown keys would fill the memory
+        if len(self.keys) >= MAX_CACHED:
+            self.keys.clear()
+        self.keys[key_hash] = info
+        return info
+
+    def policies_of(self, c: sqlite3.Connection, scopes: tuple[str, ...]) -> dict[str, Policy]:
+        missing = [s for s in scopes if s not in self.policies]
+        if missing:
+            if len(self.policies) >= MAX_CACHED:
+                self.policies.clear()
+                missing = list(scopes)
+            found = dict(c.execute(
+                f"SELECT scope, body FROM policies WHERE scope IN ({','.join('?' * len(missing))})",  # noqa: S608
+                missing).fetchall())
+            for scope in missing:
+                body = found.get(scope)
+                self.policies[scope] = None if body is None else parse_stored_policy(body)
+        return {s: p for s in scopes if (p := self.policies[s]) is not None}
+
+    def windows_of(self, c: sqlite3.Connection, scope: str) -> dict[str, WindowState]:
+        windows = self.windows.get(scope)
+        if windows is None:
+            windows = self.windows[scope] = {
+                name: decode(state) for name, state in c.execute(
+                    "SELECT name, state FROM windows WHERE scope=?", (scope,))}
+        return windows
+
+    def inflight_of(self, c: sqlite3.Connection, scope: str) -> int:
+        n = self.inflight.get(scope)
+        if n is None:
+            row = c.execute("SELECT n FROM inflight WHERE scope=?", (scope,)).fetchone()
+            n = self.inflight[scope] = row[0] if row else 0
+        return n
+
+    def counter(self, c: sqlite3.Connection, key: CounterKey) -> list[int]:
+        """[spent, reserved] of one budget period (a list: the writes below change it)."""
+        values = self.counters.get(key)
+        if values is None:
+            row = c.execute("SELECT spent, reserved FROM counters WHERE scope=? AND period=? "
+                            "AND period_start=?", key).fetchone()
+            values = self.counters[key] = list(row) if row else [0, 0]
+        return values
+
+    def held_of(self, c: sqlite3.Connection, request_id: str) -> Held | None:
+        if request_id in self.held:
+            return self.held[request_id]
+        row = c.execute("SELECT amount, tokens, holds, tpm, parallel FROM reservations "
+                        "WHERE id=?", (request_id,)).fetchone()
+        if row is None:
+            return None
+        amount, tokens, holds, tpm, parallel = row
+        return Held(amount, tokens, orjson.loads(holds), orjson.loads(tpm),
+                    orjson.loads(parallel))
+
+    # -- writes: the row in memory now, on disk before the commit ----------------------------
+    def set_window(self, scope: str, name: str, state: WindowState) -> None:
+        self.windows.setdefault(scope, {})[name] = state
+        self._dirty_windows.add((scope, name))
+
+    def add_inflight(self, c: sqlite3.Connection, scope: str, delta: int) -> None:
+        self.inflight[scope] = max(0, self.inflight_of(c, scope) + delta)
+        self._dirty_inflight.add(scope)
+
+    def add_counter(self, c: sqlite3.Connection, key: CounterKey, spent: int,
+                    reserved: int) -> None:
+        values = self.counter(c, key)
+        values[0] += spent
+        values[1] += reserved
+        self._dirty_counters.add(key)
+
+    def hold(self, request_id: str, row: tuple[Any, ...], held: Held) -> None:
+        """A new reservation; `row` is its `reservations` row."""
+        self.held[request_id] = held
+        self._new_held[request_id] = row
+
+    def release(self, request_id: str) -> None:
+        self.held[request_id] = None  # a second settle in this batch finds it gone
+        self._released.append(request_id)
+        if self._new_held.pop(request_id, None) is None:
+            self._gone_held.append(request_id)
+
+    def ledger_row(self, row: tuple[Any, ...]) -> None:
+        self._ledger_rows.append(row)
+
+    def ledger_settled(self, row: tuple[Any, ...]) -> None:
+        self._ledger_settled.append(row)
+
+    def flush(self, c: sqlite3.Connection) -> None:
+        """Write what this transaction changed, each row once."""
+        if self._ledger_rows:
+            c.executemany(INSERT_ROW, self._ledger_rows)
+            self._ledger_rows.clear()
+        if self._ledger_settled:
+            c.executemany(SETTLE_ROW, self._ledger_settled)
+            self._ledger_settled.clear()
+        if self._new_held:
+            c.executemany(
+                "INSERT INTO reservations(id, created_ms, lease_ms, worker, amount, tokens, "
+                "holds, tpm, parallel) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                self._new_held.values())
+            self._new_held.clear()
+        if self._gone_held:
+            c.executemany("DELETE FROM reservations WHERE id=?",
+                          [(rid,) for rid in self._gone_held])
+            self._gone_held.clear()
+        if self._dirty_counters:
+            c.executemany(
+                "INSERT INTO counters(scope, period, period_start, spent, reserved) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(scope, period, period_start) "
+                "DO UPDATE SET spent=excluded.spent, reserved=excluded.reserved",
+                [(*k, *self.counters[k]) for k in self._dirty_counters])
+            self._dirty_counters.clear()
+        if self._dirty_windows:
+            c.executemany(
+                "INSERT INTO windows(scope, name, state) VALUES (?, ?, ?) "
+                "ON CONFLICT(scope, name) DO UPDATE SET state=excluded.state",
+                [(s, n, encode(self.windows[s][n])) for s, n in self._dirty_windows])
+            self._dirty_windows.clear()
+        if self._dirty_inflight:
+            c.executemany(
+                "INSERT INTO inflight(scope, n) VALUES (?, ?) "
+                "ON CONFLICT(scope) DO UPDATE SET n=excluded.n",
+                [(s, self.inflight[s]) for s in self._dirty_inflight])
+            self._dirty_inflight.clear()
+        for rid in self._released:  # gone for good once on disk
+            self.held.pop(rid, None)
+        self._released.clear()

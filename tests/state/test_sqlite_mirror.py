@@ -1,0 +1,131 @@
+"""The embedded store's in-worker copy of its rows: exact, or dropped and read again."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from outlay.policy.errors import AuthError, BudgetExceeded
+from outlay.policy.model import parse_policy
+from outlay.state.base import NewKey, Outcome, StateError
+from outlay.state.sqlite import SqliteStore
+
+from .support import Clock, budget_line, ticket
+
+
+@pytest.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[tuple[SqliteStore, SqliteStore, Clock]]:
+    """Two stores on one file: two workers of one installation."""
+    clock = Clock()
+    one, two = (SqliteStore(str(tmp_path / "o.db"), clock=clock) for _ in range(2))
+    await one.open()
+    await two.open()
+    yield one, two, clock
+    await one.close()
+    await two.close()
+
+
+async def test_a_revoke_by_another_worker_holds_at_the_next_call(
+    pair: tuple[SqliteStore, SqliteStore, Clock],
+) -> None:
+    one, two, _ = pair
+    record, secret = await one.create_key(NewKey(agent="bot"))
+    first = await one.reserve(ticket(secret))  # the key is now in one's mirror
+    await two.revoke_key(record.id)
+    with pytest.raises(AuthError):
+        await one.reserve(ticket(secret))
+    assert await one.settle(Outcome(first.id, 200, cost_micros=10))
+
+
+async def test_a_row_written_by_another_connection_is_read_again(
+    pair: tuple[SqliteStore, SqliteStore, Clock], tmp_path: Path
+) -> None:
+    one, _, _ = pair
+    _, secret = await one.create_key(NewKey(agent="bot"))
+    await one.put_policy("agent:bot", parse_policy({"budgets": [{"usd": 0.01}]}))
+    await one.reserve(ticket(secret, 4_000))  # counters now in the mirror
+    # e.g. an operator's own script: another connection, outside Outlay
+    raw = sqlite3.connect(tmp_path / "o.db", isolation_level=None)
+    raw.execute("UPDATE counters SET spent = spent + 5000 WHERE scope='agent:bot'")
+    raw.close()
+    with pytest.raises(BudgetExceeded):
+        await one.reserve(ticket(secret, 2_000))  # 5_000 + 4_000 + 2_000 > 10_000
+    await one.reserve(ticket(secret, 1_000))
+
+
+async def test_a_policy_changed_in_this_worker_holds_at_the_next_call(
+    pair: tuple[SqliteStore, SqliteStore, Clock],
+) -> None:
+    one, _, _ = pair
+    _, secret = await one.create_key(NewKey(agent="bot"))
+    await one.reserve(ticket(secret, 4_000))
+    await one.put_policy("agent:bot", parse_policy({"budgets": [{"usd": 0.005}]}))
+    with pytest.raises(BudgetExceeded):
+        await one.reserve(ticket(secret, 2_000))  # the new budget counts the call in flight
+
+
+async def test_the_rows_on_disk_match_after_every_batch(
+    pair: tuple[SqliteStore, SqliteStore, Clock], tmp_path: Path
+) -> None:
+    one, two, _ = pair
+    _, secret = await one.create_key(NewKey(agent="bot"))
+    await one.put_policy("agent:bot", parse_policy(
+        {"rpm": 1000, "tpm": 10**6, "max_parallel": 50, "budgets": [{"usd": 1}]}))
+    held = await asyncio.gather(*(one.reserve(ticket(secret, 1_000, tokens=10))
+                                  for _ in range(20)))
+    await asyncio.gather(*(one.settle(Outcome(h.id, 200, cost_micros=400, tokens=5))
+                           for h in held[:15]))
+    # the other worker reads only the file
+    line = await budget_line(two, "agent:bot", "month")
+    assert (line["spent_usd"], line["reserved_usd"]) == ("0.006", "0.005")
+    usage = await two.usage("agent:bot")
+    limits = {w["name"]: w for w in usage["windows"]}
+    assert limits["rpm"]["used"] == 20
+    assert limits["tpm"]["used"] == 15 * 5 + 5 * 10
+    raw = sqlite3.connect(tmp_path / "o.db")
+    assert raw.execute("SELECT n FROM inflight WHERE scope='agent:bot'").fetchone() == (5,)
+    assert raw.execute("SELECT COUNT(*) FROM reservations").fetchone() == (5,)
+    raw.close()
+
+
+async def test_a_failed_write_fails_its_whole_batch_and_loses_nothing(
+    pair: tuple[SqliteStore, SqliteStore, Clock], tmp_path: Path
+) -> None:
+    one, _, _ = pair
+    _, secret = await one.create_key(NewKey(agent="bot"))
+    await one.put_policy("agent:bot", parse_policy({"budgets": [{"usd": 1}]}))
+    await one.reserve(ticket(secret, 1_000))
+    raw = sqlite3.connect(tmp_path / "o.db", isolation_level=None)
+    raw.execute("CREATE TRIGGER boom BEFORE INSERT ON ledger WHEN NEW.request_id = 'req_boom' "
+                "BEGIN SELECT RAISE(ABORT, 'disk trouble'); END")
+    results = await asyncio.gather(
+        one.reserve(ticket(secret, 1_000)), one.reserve(ticket(secret, 1_000,
+                                                               request_id="req_boom")),
+        return_exceptions=True)
+    assert all(isinstance(r, StateError) for r in results), results
+    raw.execute("DROP TRIGGER boom")
+    raw.close()
+    # nothing of the failed batch counts, in memory or on disk
+    await one.reserve(ticket(secret, 1_000))
+    line = await budget_line(one, "agent:bot", "month")
+    assert line["reserved_usd"] == "0.002"
+    assert [r["request_id"] for r in await one.audit(None, 10)].count("req_boom") == 0
+
+
+async def test_a_settlement_reaped_by_another_worker_is_not_applied_again(
+    pair: tuple[SqliteStore, SqliteStore, Clock],
+) -> None:
+    one, two, clock = pair
+    _, secret = await one.create_key(NewKey(agent="bot"))
+    await one.put_policy("agent:bot", parse_policy({"budgets": [{"usd": 1}]}))
+    held = await one.reserve(ticket(secret, 1_000))
+    clock.advance(901)  # past the lease: the other worker's reaper charges it in full
+    await two.heartbeat()
+    assert await two.reap() == 1
+    assert not await one.settle(Outcome(held.id, 200, cost_micros=10))
+    line = await budget_line(one, "agent:bot", "month")
+    assert (line["spent_usd"], line["reserved_usd"]) == ("0.001", "0")
