@@ -126,7 +126,11 @@ def test_crash_mid_flight_charges_held_reservations_in_full(launch: Launch) -> N
     assert not [e for e in entries if e["settlement"] == "pending"]
     assert sum(micros(e["cost_usd"]) for e in entries) == spent
     unsettled = [e for e in entries if e["settlement"] == "unsettled"]
-    assert 1 <= len(unsettled) <= load.lost
+    # a call answered in the last milliseconds before the kill, its settlement still queued,
+    # is charged in full like a call cut by the crash: never less than it cost
+    answered_unsettled = [e for e in unsettled if e["request_id"] in load.ok]
+    assert 1 <= len(unsettled) - len(answered_unsettled) <= load.lost
+    assert len(answered_unsettled) <= LANES, answered_unsettled  # one in flight per lane
     for entry in unsettled:
         assert entry["decision"] == "allowed"
         assert micros(entry["cost_usd"]) == micros(entry["reserved_usd"]) > 0
@@ -141,6 +145,9 @@ def test_crash_mid_flight_charges_held_reservations_in_full(launch: Launch) -> N
     assert not missing, f"200s without a ledger row: {missing}"
     for request_id, cost in load.ok.items():
         entry = by_id[request_id]
+        if entry in answered_unsettled:
+            assert micros(entry["cost_usd"]) == micros(entry["reserved_usd"]) >= cost
+            continue
         assert (entry["decision"], entry["status"], entry["settlement"]) == (
             "allowed", 200, "settled")
         assert micros(entry["cost_usd"]) == cost

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -110,3 +112,28 @@ def test_stream_entries_decode_to_idempotent_ledger_writes() -> None:
                           "tokens": 12}
     written = entries_of({"k": "j", "e": '[{"t": "event", "mark": "m"}]'})
     assert written == [{"t": "event", "mark": "m"}]
+
+
+async def test_a_queued_settlement_meeting_an_unreachable_redis_is_applied_when_it_is_back(
+    own_redis_server: RedisServer, postgres_dsn: str, clock: Clock
+) -> None:
+    store = store_from_url(own_redis_server.url, database=postgres_dsn, clock=clock,
+                           rebuild_grace_s=0.0)
+    await store.open()
+    try:
+        _, secret = await store.create_key(NewKey(agent="bot"))
+        await store.put_policy("global", parse_policy({"budgets": [{"usd": 1}]}))
+        held = await store.reserve(ticket(secret, 5_000))
+        await store.audit(None, 10)
+        own_redis_server.stop()
+        assert store.queue_settlement(Outcome(held.id, 200, cost_micros=1_234))
+        await asyncio.sleep(0.1)  # sent, and failed: kept
+        own_redis_server.start()
+        for _ in range(3):  # the first may meet a pooled connection Redis closed
+            with contextlib.suppress(StateError):
+                await store.heartbeat()
+                break
+        line = await budget_line(store, "global", "month")
+        assert (line["spent_usd"], line["reserved_usd"]) == ("0.001234", "0")
+    finally:
+        await store.close()

@@ -110,7 +110,7 @@ async def _forward(
     outgoing: UpstreamRequest, ours: dict[str, str], price: ModelPrice | None, est: Estimate,
     hide_usage: bool,
 ) -> web.StreamResponse:
-    settle = Settler(gw, reservation, route, price)
+    settle = Settler(gw, reservation, route, price, wait=False)
     try:
         answer = await gw.upstream.send(outgoing)
     except UpstreamUnreachable as exc:

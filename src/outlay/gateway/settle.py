@@ -17,9 +17,13 @@ class Settler:
     """Settles one reservation exactly once, whichever way the call ends."""
 
     def __init__(
-        self, gw: Gateway, reservation: Reservation, route: Route, price: ModelPrice | None
+        self, gw: Gateway, reservation: Reservation, route: Route, price: ModelPrice | None,
+        *, wait: bool = True,
     ) -> None:
         self.gw, self.reservation, self.route, self.price_of = gw, reservation, route, price
+        # False: queue the settlement and return (an answer already sent needs nothing from
+        # it; the money stays held until it is applied, a few milliseconds at most)
+        self.wait = wait
         self.done = False
 
     def price(self, usage: dict[str, Any] | None) -> tuple[Settled, int, int]:
@@ -35,9 +39,11 @@ class Settler:
         if self.done:
             return
         self.done = True
+        outcome = Outcome(self.reservation.id, status, cost, tokens, settled)
+        if not self.wait and self.gw.store.queue_settlement(outcome):
+            return
         try:
-            await self.gw.store.settle(Outcome(
-                self.reservation.id, status, cost, tokens, settled))
+            await self.gw.store.settle(outcome)
         except StateError:
             # the reservation stays held and the reaper charges it in full after its lease
             return

@@ -112,6 +112,10 @@ class StateStore(Protocol):
     # the request path: one atomic call each
     async def reserve(self, ticket: Ticket) -> Reservation: ...
     async def settle(self, outcome: Outcome) -> bool: ...
+    def queue_settlement(self, outcome: Outcome) -> bool:
+        """settle() without waiting, if this backend can: True when queued (applied within
+        milliseconds, and before this store's own usage, audit and report reads; a failure
+        leaves the money held for the reaper), False when the caller must await settle()."""
     async def record_refusal(self, ticket: Ticket, status: int, code: str) -> None: ...
 
     # approvals (SPEC §2 on_breach: require_approval)

@@ -99,6 +99,7 @@ class RedisStore(RedisAdmin):
         self._keys: dict[str, KeyInfo] = {}
         self._marks: OrderedDict[str, None] = OrderedDict()
         self._unsettled: list[Outcome] = []  # settlements waiting for a rebuilt state
+        self._settling: set[asyncio.Future[Any]] = set()  # queued settlements in flight
 
     # -- plumbing ---------------------------------------------------------------------
     def clock(self) -> int:
@@ -132,6 +133,7 @@ class RedisStore(RedisAdmin):
         redis, wal = self._redis, self._wal
         if redis is None:
             return
+        await self._settled_so_far()
         with contextlib.suppress(StateError, RedisError, OSError):
             if wal is not None:
                 await wal.stop()
@@ -382,24 +384,66 @@ class RedisStore(RedisAdmin):
 
     async def settle(self, outcome: Outcome) -> bool:
         """Apply the actual cost once; False if the reservation was already settled or reaped."""
-        names = self.names
         try:
-            result = await self._call(
-                self._settle_script,
-                [names.reservation(outcome.reservation_id), names.leases,
-                 names.wal(self.worker), names.meta],
-                [outcome.reservation_id, outcome.settled, outcome.cost_micros,
-                 outcome.tokens, outcome.status or "", outcome.model or ""])
+            result = await self._call(self._settle_script, *self._settle_call(outcome))
         except StateError:
             # Redis is away: settle again when it is back (if the reply alone was lost, the
             # script then finds the record gone and nothing is applied twice)
             self._unsettled.append(outcome)
             raise
+        settled, events = self._after_settle(outcome, result)
+        if events:
+            await self._announce(events, self.clock())
+        return settled
+
+    def queue_settlement(self, outcome: Outcome) -> bool:
+        # goes with this loop turn's scripts; what follows the reply runs as it arrives
+        if self._batch is None:
+            return False
+        future = self._batch.submit(self._settle_script, *self._settle_call(outcome))
+        self._settling.add(future)
+        future.add_done_callback(lambda done: self._queued_settled(outcome, done))
+        return True
+
+    def _queued_settled(self, outcome: Outcome, done: asyncio.Future[Any]) -> None:
+        self._settling.discard(done)
+        if done.cancelled() or done.exception() is not None:
+            self._unsettled.append(outcome)  # applied when Redis is back, or by the reaper
+            return
+        try:
+            _, events = self._after_settle(outcome, done.result())
+        except Exception:  # a bug must not be lost in a callback
+            log.exception("settling %s failed after the script", outcome.reservation_id)
+            return
+        if events:  # budget warnings: rare, coalesced
+            task = asyncio.ensure_future(self._announce(events, self.clock()))
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
+
+    async def _settled_so_far(self) -> None:
+        """Wait for the settlements queued by this worker (before a read, or closing); at
+        most 5 s a step if Redis does not answer (they then land in _unsettled)."""
+        for _ in range(2):  # the scripts' replies, then the events some of them raised
+            pending = [f for f in self._settling if not f.done()]
+            if not pending:
+                break
+            await asyncio.wait(pending, timeout=5.0)
+            await asyncio.sleep(0)  # their callbacks run
+
+    def _settle_call(self, outcome: Outcome) -> tuple[list[str], list[Any]]:
+        names = self.names
+        return ([names.reservation(outcome.reservation_id), names.leases,
+                 names.wal(self.worker), names.meta],
+                [outcome.reservation_id, outcome.settled, outcome.cost_micros,
+                 outcome.tokens, outcome.status or "", outcome.model or ""])
+
+    def _after_settle(self, outcome: Outcome, result: Any) -> tuple[bool, list[Event]]:
+        """Keep the settlement's ledger entry; the events its spend raises."""
         if result[0] == -1:  # the state is being rebuilt: its record comes back with it
             self._unsettled.append(outcome)
-            return True
+            return True, []
         if result[0] == 0:
-            return False
+            return False, []
         cost, used, entry, rec_text, row, overage, spent, cap = result[1:9]
         rec = orjson.loads(rec_text)
         self.wal.add(entry, {
@@ -407,17 +451,16 @@ class RedisStore(RedisAdmin):
             "mode": outcome.settled, "cost": cost, "tokens": used,
             "status": str(outcome.status or ""), "model": outcome.model or "",
             "reserved": rec["amount"]})
+        events: list[Event] = []
         if int(cost) and rec["watched"]:
             key = KeyInfo(rec["key_id"], rec["agent"], None, {})
-            events: list[Event] = []
             for (scope, period, start), now_spent in zip(rec["watched"], result[9:],
                                                           strict=True):
                 policy = self._policies.get(scope)
                 if policy is not None:
                     events += settlement_events(scope, policy, period, start, int(now_spent),
                                                 key)
-            await self._announce(events, self.clock())
-        return True
+        return True, events
 
     async def _retry_unsettled(self) -> None:
         waiting, self._unsettled = self._unsettled, []

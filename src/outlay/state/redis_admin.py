@@ -136,6 +136,8 @@ class RedisAdmin(AdminDelegate):
 
         async def _changed(self) -> None: ...
 
+        async def _settled_so_far(self) -> None: ...
+
         async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any: ...
 
     async def update_key(
@@ -194,6 +196,7 @@ class RedisAdmin(AdminDelegate):
                              [scope, period, start, spent, watched, self.names.prefix])
 
     async def usage(self, scope: str) -> dict[str, Any]:
+        await self._settled_so_far()  # this worker's queued settlements count too
         policy = await self.durable.get_policy(scope)
         now = self.clock()
         windows = {}
@@ -231,9 +234,11 @@ class RedisAdmin(AdminDelegate):
             log.warning("reading the ledger without the entries still in Redis: %s", exc)
 
     async def audit(self, scope: str | None, limit: int) -> list[dict[str, Any]]:
+        await self._settled_so_far()
         await self._catch_up()
         return await self.durable.audit(scope, limit)
 
     async def report(self, group_by: str, since_ms: int | None) -> list[dict[str, Any]]:
+        await self._settled_so_far()
         await self._catch_up()
         return await self.durable.report(group_by, since_ms)

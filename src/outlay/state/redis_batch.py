@@ -30,6 +30,13 @@ class ScriptBatch:
         self._sending: set[asyncio.Task[None]] = set()
 
     async def run(self, script: AsyncScript, keys: list[Any], args: list[Any]) -> Any:
+        # a settlement must land even if its caller is cancelled meanwhile
+        return await asyncio.shield(self.submit(script, keys, args))
+
+    def submit(self, script: AsyncScript, keys: list[Any], args: list[Any]
+               ) -> asyncio.Future[Any]:
+        """Queue a script for this loop turn's batch; its reply, or a StateError, comes in
+        the future."""
         loop = self._loop
         if loop is None or loop.is_closed():
             loop = self._loop = asyncio.get_running_loop()
@@ -38,8 +45,7 @@ class ScriptBatch:
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
-        # a settlement must land even if its caller is cancelled meanwhile
-        return await asyncio.shield(future)
+        return future
 
     def _flush(self) -> None:
         self._scheduled = False
