@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -285,13 +286,18 @@ async def test_upstream_unreachable(outlay: Outlay, flavor: str, key: dict[str, 
     assert ("anthropic" if flavor == "anthropic" else "openai") in error["message"]
 
 
-async def test_state_store_unreachable_fails_closed(outlay: Outlay, flavor: str,
-                                                    key: dict[str, Any]) -> None:
+async def test_state_store_unreachable_fails_closed(
+        outlay: Outlay, flavor: str, key: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
     await outlay.store.close()
-    error = await refused(await call(outlay, flavor, key["key"]), flavor, 503,
-                          "enforcement_unavailable")
+    with caplog.at_level(logging.WARNING, "outlay.gateway"):
+        error = await refused(await call(outlay, flavor, key["key"]), flavor, 503,
+                              "enforcement_unavailable")
     assert "state store" in error["message"]
     assert outlay.upstream.requests == []
+    # the operator sees why in the log, not only the agent in its answer
+    [line] = [r.getMessage() for r in caplog.records if r.name == "outlay.gateway"]
+    assert line.startswith("answering 503 enforcement_unavailable: ")
 
 
 async def test_invalid_request_shape(outlay: Outlay, flavor: str, key: dict[str, Any]) -> None:

@@ -27,7 +27,8 @@ def new_request_id() -> str:
     return f"req_{time.time_ns() // 1_000_000:012x}{os.urandom(6).hex()}"
 
 
-def unavailable(exc: StateError) -> Unavailable:
+def unavailable(gw: Gateway, exc: StateError) -> Unavailable:
+    gw.outages.warn(f"answering 503 enforcement_unavailable: {exc}")
     return Unavailable(
         "enforcement_unavailable",
         f"Outlay cannot reach its state store, so it refuses calls rather than let them "
@@ -42,7 +43,7 @@ async def refuse_invalid(
     try:
         await gw.store.record_refusal(ticket, error.status, error.code)
     except StateError as exc:
-        return error_response(unavailable(exc), flavor, ticket.request_id)
+        return error_response(unavailable(gw, exc), flavor, ticket.request_id)
     return error_response(error, flavor, ticket.request_id)
 
 
@@ -53,7 +54,7 @@ async def admit(gw: Gateway, ticket: Ticket, flavor: Flavor) -> Reservation | we
     except OutlayError as err:
         return error_response(err, flavor, ticket.request_id)
     except StateError as exc:
-        return error_response(unavailable(exc), flavor, ticket.request_id)
+        return error_response(unavailable(gw, exc), flavor, ticket.request_id)
 
 
 async def _reserve(gw: Gateway, ticket: Ticket) -> Reservation:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from outlay.gateway.outages import Throttled
 from outlay.pricing.table import PriceTable
 from outlay.settings import Settings
 from outlay.state.base import StateStore
@@ -59,6 +60,7 @@ class Gateway:
     vendors: Upstream
     vendor_pricing: Mapping[str, VendorPricing]
     streams: Streams = field(default_factory=Streams)
+    outages: Throttled = field(default_factory=Throttled)  # 503s of an unreachable store
     # derived once from the price table: the request path reads them on every call
     aliases: dict[str, str] = field(init=False)
     free_models: tuple[str, ...] = field(init=False)

@@ -30,7 +30,7 @@ async def list_models(request: web.Request) -> web.Response:
         scopes = {m.provider: call_scopes(key, m.provider) for m in models}
         policies = {s: await gw.store.get_policy(s) for s in set().union(*scopes.values())}
     except StateError as exc:
-        return error_response(unavailable(exc), "openai", rid)
+        return error_response(unavailable(gw, exc), "openai", rid)
     aliases = gw.aliases
     free = set(gw.free_models)
     allowed = [
