@@ -175,6 +175,22 @@ def tree_rss_bytes(root: int, proc: str = "/proc") -> int:
     return sum(rss_bytes(pid, proc) for pid in process_tree(root, proc))
 
 
+def cpu_seconds(pid: int, proc: str = "/proc") -> float:
+    """User plus system CPU time a process has used, in seconds (0 when it is gone)."""
+    try:
+        with open(f"{proc}/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rfind(")") + 2:].split()  # fields from the third on: state, ppid, …
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def tree_cpu_seconds(root: int, proc: str = "/proc") -> float:
+    """CPU time of a process and all its descendants alive now, summed."""
+    return sum(cpu_seconds(pid, proc) for pid in process_tree(root, proc))
+
+
 def cpu_times(stat: str | None = None) -> tuple[int, int]:
     """(busy, total) jiffies of all CPUs since boot, from /proc/stat's first line."""
     if stat is None:

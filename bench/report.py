@@ -26,6 +26,8 @@ class Row:
     about: str
     outlay: bool = False
     runs: dict[int, list[WrkResult]] = field(default_factory=dict)
+    # CPU time of the gateway's process tree per answered call, µs, one entry per run
+    cpu: dict[int, list[float]] = field(default_factory=dict)
     stream: StreamResult | None = None
     peak_rss: int | None = None
     reason: str | None = None  # why it did not run
@@ -42,6 +44,10 @@ class Row:
     def p99(self, c: int) -> float | None:
         runs = self.runs.get(c)
         return median([r.p99_ms for r in runs]) if runs else None
+
+    def cpu_us(self, c: int) -> float | None:
+        runs = self.cpu.get(c)
+        return median(runs) if runs else None
 
     def bad_answers(self) -> int:
         return sum(r.errors + r.non_2xx for runs in self.runs.values() for r in runs)
@@ -63,17 +69,18 @@ def _delta(a: float | None, b: float | None) -> str:
 
 def figures_table(rows: list[Row]) -> str:
     head = ("| Scenario | req/s @1 | p50 @1 | p99 @1 | req/s @32 | p50 @32 | p99 @32 "
-            "| stream TTFB p50 | TTFB p99 | peak RSS |")
-    out = [head, "|---|" + "---:|" * 9]
+            "| CPU per call @32 | stream TTFB p50 | TTFB p99 | peak RSS |")
+    out = [head, "|---|" + "---:|" * 10]
     for r in rows:
         if r.reason is not None:
-            out.append(f"| {r.title} | not available | | | | | | | | |")
+            out.append(f"| {r.title} | not available | | | | | | | | | |")
             continue
         s = r.stream
         out.append(
             f"| {r.title} | {_num(r.rps(1))} | {_num(r.p50(1), 2, ' ms')} | "
             f"{_num(r.p99(1), 2, ' ms')} | {_num(r.rps(32))} | {_num(r.p50(32), 2, ' ms')} | "
-            f"{_num(r.p99(32), 2, ' ms')} | {_num(s and s.ttfb_p50_ms, 2, ' ms')} | "
+            f"{_num(r.p99(32), 2, ' ms')} | {_num(r.cpu_us(32), 0, ' µs')} | "
+            f"{_num(s and s.ttfb_p50_ms, 2, ' ms')} | "
             f"{_num(s and s.ttfb_p99_ms, 2, ' ms')} | "
             f"{_num(r.peak_rss and r.peak_rss / 2**20, 0, ' MiB')} |")
     return "\n".join(out)
@@ -84,7 +91,8 @@ def ratios_table(rows: list[Row]) -> str:
     floor, direct = by.get("passthrough"), by.get("direct")
     out = ["| Scenario | req/s @32 ÷ pass-through | req/s @1 ÷ pass-through "
            "| p50 @1 added over direct | p50 @32 added over direct "
-           "| TTFB p50 over pass-through |", "|---|" + "---:|" * 5]
+           "| TTFB p50 over pass-through | CPU per call @32 ÷ pass-through |",
+           "|---|" + "---:|" * 6]
     for r in rows:
         if r.reason is not None or r.key == "direct":
             continue
@@ -93,7 +101,8 @@ def ratios_table(rows: list[Row]) -> str:
             f"{_ratio(r.rps(1), floor and floor.rps(1))} | "
             f"{_delta(r.p50(1), direct and direct.p50(1))} | "
             f"{_delta(r.p50(32), direct and direct.p50(32))} | "
-            f"{_delta(r.stream and r.stream.ttfb_p50_ms, floor and floor.stream and floor.stream.ttfb_p50_ms)} |")  # noqa: E501
+            f"{_delta(r.stream and r.stream.ttfb_p50_ms, floor and floor.stream and floor.stream.ttfb_p50_ms)} | "  # noqa: E501
+            f"{_ratio(r.cpu_us(32), floor and floor.cpu_us(32))} |")
     return "\n".join(out)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import hotspots
 import report
 from load import RssSampler, run_streams, run_wrk, smoke
-from measure import cpu_times
+from measure import cpu_times, tree_cpu_seconds
 from nginx_mock import nginx_config
 from procs import Proc, cpu_split, free_port, http_json, port_open, wait_until
 from scenarios import Context, LitellmInstall, Target, table
@@ -123,6 +123,11 @@ def main() -> int:
                         help="one round of 3 s runs, 100 streams, a 10x smaller seeded store")
     parser.add_argument("--only", help="comma-separated scenario keys (direct and passthrough "
                         "are always kept: the ratios need them)")
+    parser.add_argument("--levels", default="1,32",
+                        help="comma-separated wrk connection counts [1,32]")
+    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                        help="also run Outlay (embedded) from another source tree, e.g. a "
+                        "`git worktree` of main, to measure a change side by side with it")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
     parser.add_argument("--litellm-timeout", type=float, default=480,
                         help="seconds allowed for installing LiteLLM [480]")
@@ -137,6 +142,9 @@ def main() -> int:
         args.duration, args.streams, args.rounds = (
             min(args.duration, 3), min(args.streams, 100), 1)
 
+    levels = [int(c) for c in args.levels.split(",")]
+    if args.baseline is not None and not (args.baseline / "src" / "outlay").is_dir():
+        parser.error(f"--baseline {args.baseline}: no src/outlay there")
     ensure_tools(profile=args.profile)
     measured = source_state()
     busy_before = busy_share()
@@ -156,9 +164,9 @@ def main() -> int:
     sampler = RssSampler()
     ok = False
     try:
-        scenarios = table(quick=args.quick)
+        scenarios = table(quick=args.quick, baseline=args.baseline)
         if args.only:
-            keep = {"direct", "passthrough", *args.only.split(",")}
+            keep = {"direct", "passthrough", "outlay-baseline", *args.only.split(",")}
             scenarios = [s for s in scenarios if s.key in keep]
         # started first: it downloads while the other scenarios start and seed
         wants_litellm = any(s.key == "litellm" for s in scenarios) and not args.no_litellm
@@ -208,20 +216,26 @@ def main() -> int:
         for round_no in range(args.rounds):
             # rotate the order each round, so no scenario always follows the same one
             order = running[round_no % len(running):] + running[:round_no % len(running)]
-            for c in report.LEVELS:
+            for c in levels:
                 log(f"round {round_no + 1}/{args.rounds}: wrk, {c} connection(s), "
                     f"{args.duration:.0f} s each")
                 for r in order:
                     t = targets[r.key]
+                    cpu_before = tree_cpu_seconds(t.pid) if t.pid else 0.0
                     with sampler.watching(r.key, t.pid):
                         res = run_wrk(t, c, args.duration, tmp, cpus=load_cpus,
                                       name=f"{r.key}-{c}")
                     r.runs.setdefault(c, []).append(res)
+                    cpu = ""
+                    if t.pid and res.requests:
+                        used = (tree_cpu_seconds(t.pid) - cpu_before) / res.requests * 1e6
+                        r.cpu.setdefault(c, []).append(used)
+                        cpu = f"  CPU {used:5,.0f} µs/call"
                     flag = "" if res.clean else f"  ({res.errors} errors, {res.non_2xx} non-2xx)"
                     log(f"  {r.title:34} {res.rps:9,.0f} req/s  p50 {res.p50_ms:6.2f} ms  "
-                        f"p99 {res.p99_ms:6.2f} ms{flag}")
+                        f"p99 {res.p99_ms:6.2f} ms{cpu}{flag}")
         log(f"streams: time to first chunk over {args.streams} calls each, one at a time")
-        for r in running:
+        for r in running if args.streams else []:
             t = targets[r.key]
             with sampler.watching(r.key, t.pid):
                 r.stream = run_streams(t, args.streams)

@@ -108,9 +108,10 @@ class Outlay(Scenario):
     outlay = True
 
     def __init__(self, key: str, title: str, about: str, *, seed_keys: int = 0,
-                 seed_ledger: int = 0) -> None:
+                 seed_ledger: int = 0, source: Path | None = None) -> None:
         self.key, self.title, self.about = key, title, about
         self.seed_keys, self.seed_ledger = seed_keys, seed_ledger
+        self.source = source  # another checkout to run Outlay from; None: this one
 
     def config(self, ctx: Context) -> Path:
         path = ctx.tmp / f"{self.key}.yaml"
@@ -134,10 +135,15 @@ class Outlay(Scenario):
         try:
             state = self.state_args(ctx, procs)
             port = free_port()
+            env = {"OUTLAY_ADMIN_TOKEN": ctx.admin_token}
+            command = [str(PYTHON_BIN / "outlay")]
+            if self.source is not None:  # its code first on the path, this environment's rest
+                env["PYTHONPATH"] = str(self.source.resolve() / "src")
+                command = [sys.executable, "-m", "outlay.cli"]
             gateway = Proc(
-                self.key, [str(PYTHON_BIN / "outlay"), "serve", "--config",
-                           str(self.config(ctx)), *state, "--port", str(port), "--workers", "1"],
-                ctx.tmp, cpus=ctx.gateway_cpus, env={"OUTLAY_ADMIN_TOKEN": ctx.admin_token})
+                self.key, [*command, "serve", "--config", str(self.config(ctx)), *state,
+                           "--port", str(port), "--workers", "1"],
+                ctx.tmp, cpus=ctx.gateway_cpus, env=env)
             procs.append(gateway)
             url = f"http://127.0.0.1:{port}"
             wait_until(lambda: http_ok(url + "/readyz"), 60, self.title, gateway)
@@ -356,16 +362,20 @@ def _short(n: int) -> str:
     return f"{n // 1_000_000}M" if n >= 1_000_000 else f"{n // 1000}k"
 
 
-def table(*, quick: bool) -> list[Scenario]:
+def table(*, quick: bool, baseline: Path | None = None) -> list[Scenario]:
     keys, ledger = (10_000, 100_000) if quick else (100_000, 1_000_000)
+    compared: list[Scenario] = [] if baseline is None else [
+        Outlay("outlay-baseline", "Outlay, embedded, baseline",
+               f"as the embedded store, the code of {baseline}", source=baseline)]
     return [
         Direct(),
         PassThrough(),
         Outlay("outlay", "Outlay, embedded store",
                f"`outlay serve --state sqlite:///…`, {LOAD_KEYS} keys, full enforcement"),
+        *compared,
         Outlay("outlay-grown", f"Outlay, embedded, {_short(keys)} keys, {_short(ledger)} rows",
-               f"as above, on a store seeded with {keys:,} keys (each with a policy) and a "
-               f"ledger of {ledger:,} rows", seed_keys=keys, seed_ledger=ledger),
+               f"as the embedded store, on one seeded with {keys:,} keys (each with a "
+               f"policy) and a ledger of {ledger:,} rows", seed_keys=keys, seed_ledger=ledger),
         OutlayRedisPostgres("outlay-redis-pg", "Outlay, Redis + PostgreSQL",
                             "`outlay serve --state redis://… --database postgresql://…`"),
         Litellm(),

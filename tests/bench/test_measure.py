@@ -120,3 +120,22 @@ def test_package_of() -> None:
 def test_cpu_times_counts_iowait_as_idle() -> None:
     busy, total = measure.cpu_times("cpu  100 5 50 800 40 3 2 0 7 0\n")
     assert (busy, total) == (160, 1000)
+
+
+def test_cpu_seconds_reads_utime_and_stime_after_an_odd_command_name(tmp_path: Path) -> None:
+    (tmp_path / "7").mkdir()
+    tick = os.sysconf("SC_CLK_TCK")
+    # comm may hold spaces and parentheses; utime and stime are fields 14 and 15
+    (tmp_path / "7" / "stat").write_text(
+        f"7 (outlay: worker (1)) S 1 7 7 0 -1 4194560 100 0 0 0 {3 * tick} {tick} 0 0 20 0 "
+        "1 0 100 1000 10\n")
+    assert measure.cpu_seconds(7, str(tmp_path)) == pytest.approx(4.0)
+    assert measure.cpu_seconds(8, str(tmp_path)) == 0.0  # gone
+
+
+def test_tree_cpu_counts_this_process() -> None:
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc")
+    before = measure.tree_cpu_seconds(os.getpid())
+    sum(i * i for i in range(2_000_000))  # some CPU for the counter to see
+    assert measure.tree_cpu_seconds(os.getpid()) > before
