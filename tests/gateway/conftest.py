@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import BaseRunner, TestServer
 from pytest_aiohttp import AiohttpClient
 
 from outlay.gateway.app import create_app
@@ -22,6 +23,15 @@ from .fakes import (
     WatchedStore,
     price_table,
 )
+
+
+class AsServed(TestServer):
+    """A test server that, as `outlay serve` does, lets a handler run on when its client
+    hangs up (aiohttp's test server cancels it)."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        kwargs["handler_cancellation"] = False
+        return await super()._make_runner(**kwargs)
 
 
 @pytest.fixture
@@ -40,7 +50,8 @@ async def make_outlay(
         upstreams.append(upstream)
         app = create_app(settings, store=store, upstream=upstream,
                          prices=price_table(), clock=clock)
-        client = await aiohttp_client(app)  # runs cleanup_ctx: the store is open from here
+        # runs cleanup_ctx: the store is open from here
+        client = await aiohttp_client(AsServed(app))
         await store.init_admin_token(settings.admin_token)
         return Outlay(client, upstream, store, clock, settings)
 

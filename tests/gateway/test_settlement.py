@@ -3,8 +3,12 @@ no work, and is charged in full when what was used cannot be known (SPEC §3).""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from typing import Any
+
+import pytest
 
 from outlay.policy.money import usd_to_micros
 
@@ -256,6 +260,25 @@ async def test_client_gone_mid_stream_leaves_nothing_held(outlay: Outlay,
     outcome = await outlay.store.wait_settled(rid)
     assert outcome.settled in ("settled", "unsettled")
     assert (await spend(outlay))[1] == "0"
+
+
+async def test_an_agent_hanging_up_after_the_last_event_is_charged_its_usage_quietly(
+        outlay: Outlay, key: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    # SDKs stop reading at [DONE] and may close before the stream's end reaches them
+    await outlay.set_policy("agent:agent-a", BUDGET)
+    chunks = openai_stream(usage=(20, 8))
+    outlay.upstream.script(Reply(headers=SSE_HEADERS, chunks=chunks, pause_after=len(chunks)))
+    resp = await outlay.chat(key["key"], USAGE_STREAM)
+    rid = resp.headers["X-Outlay-Request-Id"]
+    assert await read_at_least(resp, len(b"".join(chunks))) == b"".join(chunks)
+    resp.close()
+    await asyncio.sleep(0.05)  # the gateway sees the hang-up before the provider's end
+    with caplog.at_level(logging.ERROR):
+        outlay.upstream.release.set()
+        outcome = await outlay.store.wait_settled(rid)
+    assert (outcome.settled, outcome.cost_micros) == ("settled", 36)
+    assert await spend(outlay) == ("0.000036", "0")
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_a_plain_stream_hides_the_usage_chunk_outlay_asked_for(

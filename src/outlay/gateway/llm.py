@@ -224,6 +224,8 @@ async def _stream(
     outcome = settle.price(tap.usage if tap.finished and tap.usage else None)
     try:
         await response.write_eof()  # as for whole answers: the agent first, then the books
+    except ConnectionError:
+        pass  # the agent hung up after the last event (SDKs do, at [DONE]): it has them all
     finally:
         await settle.finish(answer.status, *outcome)
     return response
