@@ -7,8 +7,19 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
+import uvloop
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+def pytest_asyncio_loop_factories(
+        config: pytest.Config, item: pytest.Item) -> dict[str, LoopFactory]:
+    """Every async case here on both loops: `outlay serve` runs on uvloop, whose transports
+    are not asyncio's classes."""
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
 
 RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, asyncio.Event], Awaitable[None]]
 

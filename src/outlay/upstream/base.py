@@ -29,7 +29,8 @@ class UpstreamResponse(Protocol):
     """A provider's answer, headers received, body not yet read.
 
     Headers come without hop-by-hop fields, content-length or content-encoding: the body is
-    delivered decoded, so the gateway may re-frame it as it likes.
+    delivered decoded (gzip and deflate; a coding the client cannot decode keeps its
+    Content-Encoding and its bytes), so the gateway may re-frame it as it likes.
     """
 
     @property

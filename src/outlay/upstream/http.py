@@ -1,4 +1,4 @@
-"""Forwards calls to real provider endpoints over one pooled aiohttp session.
+"""Forwards calls to real provider endpoints over pooled, kept-alive HTTP/1.1 connections.
 
 Endpoints are tried in weighted random order, skipping those whose circuit is open. A call
 moves on to the next endpoint only when nothing was sent (connect errors), except for
@@ -8,13 +8,15 @@ idempotent methods, which may also move on when the connection breaks before an 
 from __future__ import annotations
 
 import random
+import re
+import ssl
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
-import aiohttp
-from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
+from multidict import CIMultiDict
 
 from outlay.upstream.base import (
     UpstreamBroken,
@@ -23,6 +25,7 @@ from outlay.upstream.base import (
     UpstreamUnreachable,
 )
 from outlay.upstream.breaker import BreakerState, CircuitBreaker
+from outlay.upstream.h1 import Connection, Pool
 from outlay.upstream.routing import weighted_order
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -41,8 +44,6 @@ _HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-# The body is re-framed on the way out, and we decode it, so length and coding are ours.
-_RESPONSE_DROPPED = _HOP_BY_HOP | {"content-length", "content-encoding"}
 # Credentials are always ours to set; host, length and coding follow from the new request.
 _REQUEST_DROPPED = _HOP_BY_HOP | {
     "host",
@@ -52,6 +53,11 @@ _REQUEST_DROPPED = _HOP_BY_HOP | {
     "x-api-key",
 }
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_NO_BODY = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})  # no Content-Length when empty
+_NOT_IN_TARGET = re.compile(r"[\x00-\x20\x7f]")  # a request target holds no space or control
+# codings decoded here (zlib's 32 + 15 reads both the gzip and the zlib wrapper); any other
+# passes through as sent, with its Content-Encoding
+_DECODED = frozenset({"gzip", "x-gzip", "deflate"})
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,18 @@ class Endpoint:
             raise ValueError(f"endpoint base_url must be http(s): {self.base_url!r}")
         if self.weight < 0:
             raise ValueError(f"endpoint weight must not be negative: {self.weight}")
+        try:
+            parts = urlsplit(self.base_url)
+            parts.port  # noqa: B018 (raises on a port that is not a number in range)
+        except ValueError as exc:
+            raise ValueError(f"endpoint base_url is not a URL: {self.base_url!r}: {exc}") from exc
+        if not parts.hostname:
+            raise ValueError(f"endpoint base_url has no host: {self.base_url!r}")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("endpoint base_url must not hold credentials (use api_key or "
+                             f"auth): {parts.scheme}://…@{parts.hostname}")
+        if parts.query or parts.fragment:
+            raise ValueError(f"endpoint base_url must not have a query: {self.base_url!r}")
 
 
 @dataclass(frozen=True)
@@ -90,6 +108,15 @@ HealthListener = Callable[[str, Endpoint, BreakerState], None]
 class _Route:
     endpoint: Endpoint
     breaker: CircuitBreaker
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where an endpoint's calls go: the origin's pool, the Host header, the base path."""
+
+    pool: Pool
+    host: str
+    prefix: str
 
 
 class HttpUpstream:
@@ -127,18 +154,17 @@ class HttpUpstream:
             ]
             for provider, provider_endpoints in endpoints.items()
         }
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout_s, sock_read=timeout_s
-        )
+        self._connect_timeout_s, self._read_timeout_s = connect_timeout_s, timeout_s
         self._rng = rng if rng is not None else random.Random()
-        self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._max_connections = max_connections  # per origin
+        self._pools: dict[tuple[str, str, int], Pool] = {}
+        self._targets: dict[Endpoint, _Target] = {}
+        self._tls: ssl.SSLContext | None = None
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         routes = self._routes.get(request.provider)
         if not routes:
             raise UpstreamUnreachable(f"no endpoints configured for provider {request.provider!r}")
-        session = self._ensure_session()
         order = weighted_order(routes, [route.endpoint.weight for route in routes], self._rng)
         failures: list[str] = []
         broken: UpstreamBroken | None = None
@@ -147,7 +173,7 @@ class HttpUpstream:
                 failures.append(f"{route.endpoint.base_url}: circuit open")
                 continue
             try:
-                response = await self._send_once(session, route.endpoint, request)
+                response = await self._send_once(route.endpoint, request)
             except UpstreamUnreachable as exc:
                 route.breaker.record_failure()
                 failures.append(f"{route.endpoint.base_url}: {exc}")
@@ -171,9 +197,9 @@ class HttpUpstream:
         raise UpstreamUnreachable(summary)
 
     async def close(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        pools, self._pools, self._targets = self._pools, {}, {}
+        for pool in pools.values():
+            pool.close()
 
     def health(self) -> list[EndpointHealth]:
         """The breaker state of every configured endpoint."""
@@ -189,75 +215,93 @@ class HttpUpstream:
             for route in routes
         ]
 
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        # Created on first use because a ClientSession binds to the running loop.
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
-                timeout=self._timeout,
-                # Cookies set by a provider for one agent must never ride along for another.
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-        return self._session
+    def _target(self, endpoint: Endpoint) -> _Target:
+        target = self._targets.get(endpoint)
+        if target is None:
+            parts = urlsplit(endpoint.base_url)
+            tls = parts.scheme == "https"
+            host = parts.hostname or ""
+            port = parts.port or (443 if tls else 80)
+            pool = self._pools.get((parts.scheme, host, port))
+            if pool is None:
+                if tls and self._tls is None:
+                    self._tls = ssl.create_default_context()
+                pool = self._pools[parts.scheme, host, port] = Pool(
+                    host, port, tls=self._tls if tls else None, limit=self._max_connections,
+                    connect_timeout_s=self._connect_timeout_s,
+                    read_timeout_s=self._read_timeout_s)
+            name = f"[{host}]" if ":" in host else host
+            default = port == (443 if tls else 80)
+            target = self._targets[endpoint] = _Target(
+                pool, name if default else f"{name}:{port}", parts.path.rstrip("/"))
+        return target
 
-    async def _send_once(
-        self, session: aiohttp.ClientSession, endpoint: Endpoint, request: UpstreamRequest
-    ) -> _HttpResponse:
-        url = endpoint.base_url.rstrip("/") + request.path
+    async def _send_once(self, endpoint: Endpoint, request: UpstreamRequest) -> _HttpResponse:
+        target = self._target(endpoint)
+        # the gateway forwards paths and queries exactly as the agent encoded them
+        path = target.prefix + request.path
         if request.query:
-            url += "?" + request.query
-        headers = _outbound_headers(request.provider, endpoint, request.headers)
+            path += "?" + request.query
+        if _NOT_IN_TARGET.search(path) or not path.startswith("/"):
+            raise UpstreamUnreachable(f"bad request target {path!r} for {endpoint.base_url}")
+        method = request.method.upper()
+        head = _head(method, path, target.host,
+                     _outbound_headers(request.provider, endpoint, request.headers),
+                     len(request.body))
         try:
-            # The gateway forwards paths and queries exactly as the agent encoded them.
-            target = URL(url, encoded=True)
-        except ValueError as exc:
-            raise UpstreamUnreachable(f"bad endpoint URL {url!r}: {exc}") from exc
-        try:
-            raw = await session.request(
-                request.method,
-                target,
-                headers=headers,
-                data=request.body or None,
-                allow_redirects=False,
-            )
-        except (
-            aiohttp.ClientConnectorError,
-            aiohttp.ConnectionTimeoutError,
-            aiohttp.InvalidURL,
-        ) as exc:
-            raise UpstreamUnreachable(f"cannot connect to {endpoint.base_url}: {exc}") from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamBroken(f"no complete answer: {_describe(exc)}") from exc
-        return _HttpResponse(raw)
+            conn = await target.pool.exchange(head, request.body,
+                                              expect_body=method != "HEAD")
+        except UpstreamBroken as exc:
+            raise UpstreamBroken(f"no complete answer: {exc}") from exc
+        return _HttpResponse(target.pool, conn)
 
 
 class _HttpResponse:
-    """An aiohttp response seen through the UpstreamResponse protocol."""
+    """An answer on a pooled connection, seen through the UpstreamResponse protocol."""
 
-    def __init__(self, raw: aiohttp.ClientResponse) -> None:
-        self._raw = raw
-        self.status: int = raw.status
-        self.headers: Mapping[str, str] = _inbound_headers(raw.headers)
+    def __init__(self, pool: Pool, conn: Connection) -> None:
+        self._pool, self._conn = pool, conn
+        self.status: int = conn.status
+        self.headers, coding = _inbound_headers(conn.headers)
+        self._coding = coding
+        self._decoder = zlib.decompressobj(32 + zlib.MAX_WBITS) if coding else None
+        self._released = False
+
+    async def _next(self) -> bytes | None:
+        if self._released:
+            raise UpstreamBroken("body cut short: the answer was closed before its end")
+        try:
+            chunk = await self._conn.next_chunk()
+        except UpstreamBroken as exc:
+            raise UpstreamBroken(f"body cut short: {exc}") from exc
+        decoder = self._decoder
+        if decoder is None:
+            return chunk
+        try:
+            if chunk is None:
+                rest, self._decoder = decoder.flush(), None
+                return rest if rest else None
+            return decoder.decompress(chunk)
+        except zlib.error as exc:
+            raise UpstreamBroken(f"cannot decode the {self._coding} body: {exc}") from exc
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._raw.content.iter_any():
+        while (chunk := await self._next()) is not None:
+            if chunk:
                 yield chunk
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamBroken(f"body cut short: {_describe(exc)}") from exc
 
     async def read(self) -> bytes:
-        try:
-            return await self._raw.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamBroken(f"body cut short: {_describe(exc)}") from exc
+        parts = []
+        while (chunk := await self._next()) is not None:
+            parts.append(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def close(self) -> None:
-        if self._raw.content.at_eof():
-            self._raw.release()
-        else:
-            # Draining an abandoned stream could take minutes; dropping the connection is cheaper.
-            self._raw.close()
+        if not self._released:
+            # kept for the next call if read to its end; an abandoned stream could take
+            # minutes to drain, so its connection is dropped instead
+            self._released = True
+            self._pool.release(self._conn)
 
 
 def _listener(
@@ -270,37 +314,56 @@ def _listener(
 
 def _outbound_headers(
     provider: str, endpoint: Endpoint, incoming: Mapping[str, str]
-) -> CIMultiDict[str]:
-    headers: CIMultiDict[str] = CIMultiDict()
-    for name, value in incoming.items():
-        if name.lower() not in _REQUEST_DROPPED:
-            headers.add(name, value)
-    # Identity keeps the bytes as the provider sent them, so streams pass through unbuffered.
-    headers["Accept-Encoding"] = "identity"
+) -> list[tuple[str, str]]:
+    # the endpoint's own auth headers replace any of the same name, ours included
+    replaced = {name.lower() for name, _ in endpoint.auth_headers}
+    headers = [(name, value) for name, value in incoming.items()
+               if (low := name.lower()) not in _REQUEST_DROPPED and low not in replaced]
+    # identity keeps the bytes as the provider sent them, so streams pass through unbuffered
+    ours = [("Accept-Encoding", "identity")]
     if provider == "anthropic":
         if endpoint.api_key is not None:
-            headers["x-api-key"] = endpoint.api_key
-        headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
+            ours.append(("x-api-key", endpoint.api_key))
+        if not any(name.lower() == "anthropic-version" for name, _ in headers):
+            ours.append(("anthropic-version", ANTHROPIC_VERSION))
     elif endpoint.api_key is not None:
-        headers["Authorization"] = f"Bearer {endpoint.api_key}"
-    for name, value in endpoint.auth_headers:
-        headers[name] = value
+        ours.append(("Authorization", f"Bearer {endpoint.api_key}"))
+    headers += [(name, value) for name, value in ours if name.lower() not in replaced]
+    headers += endpoint.auth_headers
     return headers
 
 
-def _inbound_headers(raw: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    connection_values = raw.getall("Connection", [])
+def _head(method: str, path: str, host: str, headers: list[tuple[str, str]],
+          body_length: int) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n"]
+    lines += [f"{name}: {value}\r\n" for name, value in headers]
+    if body_length or method not in _NO_BODY:
+        lines.append(f"Content-Length: {body_length}\r\n")
+    lines.append("\r\n")
+    head = "".join(lines)
+    # one line break per line: a name or value holding one would smuggle in a header
+    if head.count("\n") != len(lines) + 1 or head.count("\r") != len(lines) + 1:
+        raise UpstreamUnreachable("a header to send holds a line break")
+    return head.encode()
+
+
+def _inbound_headers(raw: list[tuple[bytes, bytes]]) -> tuple[CIMultiDict[str], str | None]:
+    """The answer's headers less hop-by-hop ones and those this client consumes; and the
+    content coding it decodes, if any (another one passes through with its header)."""
+    pairs = [(name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+             for name, value in raw]
     named_in_connection = {
-        token.strip().lower() for value in connection_values for token in value.split(",")
+        token.strip().lower() for name, value in pairs if name.lower() == "connection"
+        for token in value.split(",")
     }
+    codings = [value.strip().lower() for name, value in pairs
+               if name.lower() == "content-encoding"]
+    coding = codings[0] if len(codings) == 1 and codings[0] in _DECODED else None
+    dropped = _HOP_BY_HOP | {"content-length"} | named_in_connection
+    if coding is not None or codings == ["identity"]:
+        dropped = dropped | {"content-encoding"}
     headers: CIMultiDict[str] = CIMultiDict()
-    for name, value in raw.items():
-        lowered = name.lower()
-        if lowered not in _RESPONSE_DROPPED and lowered not in named_in_connection:
+    for name, value in pairs:
+        if name.lower() not in dropped:
             headers.add(name, value)
-    return headers
-
-
-def _describe(exc: BaseException) -> str:
-    # Timeouts often carry an empty message; the class name is then the useful part.
-    return str(exc) or type(exc).__name__
+    return headers, coding
