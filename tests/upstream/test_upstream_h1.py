@@ -4,11 +4,14 @@ the bytes each case needs: framing, connection reuse, limits, back-pressure, bad
 from __future__ import annotations
 
 import asyncio
+import ssl
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+import trustme
+from aiohttp import web
 
 from outlay.upstream import (
     Endpoint,
@@ -369,3 +372,53 @@ async def test_a_call_cancelled_while_waiting_drops_its_connection(
     # the cancelled call's late answer can never be read as the next call's
     assert (await answer(upstream))[2] == b"ok"
     assert len(connections) == 2
+
+
+# --- TLS -----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+async def _tls_server(ca: trustme.CA, name: str) -> tuple[web.AppRunner, int]:
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response({"tls": request.secure, "host": request.host})
+
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(name).configure_cert(server_ctx)
+    app = web.Application()
+    app.router.add_post("/v1/chat", hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+    await site.start()
+    return runner, runner.addresses[0][1]
+
+
+async def test_https_verifies_the_provider_certificate_and_its_name(ca: trustme.CA) -> None:
+    trusted = ssl.create_default_context()
+    ca.configure_trust(trusted)
+    runner, port = await _tls_server(ca, "localhost")
+    try:
+        good = HttpUpstream({"openai": [Endpoint(f"https://localhost:{port}/v1", "k")]},
+                            tls=trusted)
+        status, _, body = await answer(good)
+        await good.close()
+        assert status == 200
+        assert body == b'{"tls": true, "host": "localhost:%d"}' % port
+
+        # the same server under a name its certificate does not carry
+        wrong_name = HttpUpstream({"openai": [Endpoint(f"https://127.0.0.1:{port}/v1", "k")]},
+                                  tls=trusted)
+        with pytest.raises(UpstreamUnreachable, match="certificate"):
+            await wrong_name.send(post())
+        await wrong_name.close()
+
+        # and by a client that does not trust its CA (the system's CAs only)
+        untrusting = HttpUpstream({"openai": [Endpoint(f"https://localhost:{port}/v1", "k")]})
+        with pytest.raises(UpstreamUnreachable, match="certificate"):
+            await untrusting.send(post())
+        await untrusting.close()
+    finally:
+        await runner.cleanup()

@@ -138,6 +138,7 @@ class HttpUpstream:
         rng: random.Random | None = None,
         max_connections: int = 1000,
         on_health_change: HealthListener | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._routes: dict[str, list[_Route]] = {
             provider: [
@@ -159,7 +160,8 @@ class HttpUpstream:
         self._max_connections = max_connections  # per origin
         self._pools: dict[tuple[str, str, int], Pool] = {}
         self._targets: dict[Endpoint, _Target] = {}
-        self._tls: ssl.SSLContext | None = None
+        # https endpoints: the system's trusted CAs unless given (tests give their own CA)
+        self._tls: ssl.SSLContext | None = tls
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         routes = self._routes.get(request.provider)
