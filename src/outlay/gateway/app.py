@@ -117,6 +117,7 @@ def create_app(
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     gw = app[GATEWAY]
+    gw.loop = asyncio.get_running_loop()
     await gw.store.open()
     tasks = [asyncio.create_task(_upkeep(gw)), asyncio.create_task(_kill_switch(gw))]
     yield

@@ -61,6 +61,9 @@ class Gateway:
     vendor_pricing: Mapping[str, VendorPricing]
     streams: Streams = field(default_factory=Streams)
     outages: Throttled = field(default_factory=Throttled)  # 503s of an unreachable store
+    # the worker's loop, set when the app starts: asyncio.current_task(loop) is a dict
+    # lookup, while finding the running loop costs a getpid() per call on Python 3.11
+    loop: asyncio.AbstractEventLoop | None = None
     # derived once from the price table: the request path reads them on every call
     aliases: dict[str, str] = field(init=False)
     free_models: tuple[str, ...] = field(init=False)

@@ -93,7 +93,7 @@ async def proxy(request: web.Request, route: Route) -> web.StreamResponse:
         headers=request_headers(request.headers), body=forward_body, stream=stream,
         query=request.rel_url.raw_query_string,
     )
-    task = asyncio.current_task()
+    task = asyncio.current_task(gw.loop)
     if task is not None:
         gw.streams.add(reservation.key.id, task, reservation.key.expires_at_ms)
     try:

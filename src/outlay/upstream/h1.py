@@ -36,6 +36,8 @@ class Pool:
         self._idle: list[tuple[Connection, float]] = []  # the most recent last: reused first
         self._open: set[Connection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
+        # found once: on Python 3.11 each get_running_loop() costs a getpid()
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def exchange(self, head: bytes, body: bytes, *, expect_body: bool = True
                        ) -> Connection:
@@ -82,12 +84,18 @@ class Pool:
                 conn.close()
             if len(self._open) < self.limit:
                 return await self._connect()
-            waiter = asyncio.get_running_loop().create_future()
+            waiter = self._running_loop().create_future()
             self._waiters.append(waiter)
             await waiter
 
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            loop = self.loop = asyncio.get_running_loop()
+        return loop
+
     async def _connect(self) -> Connection:
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         conn = Connection(self)
         self._open.add(conn)
         try:
@@ -178,7 +186,8 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
     async def _wait(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self.pool.loop
+        assert loop is not None  # set by the pool before it made this connection
         waiter = self._waiter = loop.create_future()
         timer = loop.call_later(self.pool.read_timeout_s, self._time_out, waiter)
         try:
