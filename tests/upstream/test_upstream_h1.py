@@ -422,3 +422,20 @@ async def test_https_verifies_the_provider_certificate_and_its_name(ca: trustme.
         await untrusting.close()
     finally:
         await runner.cleanup()
+
+
+async def test_a_call_cancelled_during_the_tls_handshake_frees_its_place(
+        raw_server: RawServe, ca: trustme.CA) -> None:
+    async def silent(reader: Reader, writer: Writer, release: asyncio.Event) -> None:
+        await release.wait()  # accepts, never answers the handshake
+
+    url = (await raw_server(silent)).replace("http://127.0.0.1", "https://localhost")
+    trusted = ssl.create_default_context()
+    ca.configure_trust(trusted)
+    upstream = HttpUpstream({"openai": [Endpoint(url, "k")]}, tls=trusted, max_connections=1)
+    try:
+        for _ in range(2):  # the second would wait for ever for the first one's place
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(upstream.send(post()), 0.2)
+    finally:
+        await upstream.close()

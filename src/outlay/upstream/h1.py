@@ -108,8 +108,7 @@ class Pool:
             what = f"no connection within {self.connect_timeout_s:g} s" if isinstance(
                 exc, TimeoutError) else describe(exc)
             raise UpstreamUnreachable(f"cannot connect to {self.origin}: {what}") from exc
-        except BaseException:
-            conn.close()
+        except BaseException:  # cancelled: asyncio closes what it had opened
             self.lost(conn)
             raise
         return conn
