@@ -439,3 +439,15 @@ async def test_a_call_cancelled_during_the_tls_handshake_frees_its_place(
                 await asyncio.wait_for(upstream.send(post()), 0.2)
     finally:
         await upstream.close()
+
+
+async def test_headers_the_server_names_in_connection_stay_on_that_hop(
+        raw_server: RawServe, make_upstream: Callable[..., HttpUpstream]) -> None:
+    async def named(reader: Reader, writer: Writer, _: Any) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: X-Hop, keep-alive\r\nX-Hop: 1\r\n"
+                     b"X-Kept: 2\r\nContent-Encoding: identity\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    upstream = make_upstream(await raw_server(named))
+    assert await answer(upstream) == (200, {"X-Kept": "2"}, b"ok")

@@ -52,6 +52,7 @@ _REQUEST_DROPPED = _HOP_BY_HOP | {
     "authorization",
     "x-api-key",
 }
+_HOP_BY_HOP_BYTES = frozenset(name.encode() for name in _HOP_BY_HOP | {"content-length"})
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})  # no Content-Length when empty
 _NOT_IN_TARGET = re.compile(r"[\x00-\x20\x7f]")  # a request target holds no space or control
@@ -351,21 +352,24 @@ def _head(method: str, path: str, host: str, headers: list[tuple[str, str]],
 
 def _inbound_headers(raw: list[tuple[bytes, bytes]]) -> tuple[CIMultiDict[str], str | None]:
     """The answer's headers less hop-by-hop ones and those this client consumes; and the
-    content coding it decodes, if any (another one passes through with its header)."""
-    pairs = [(name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
-             for name, value in raw]
-    named_in_connection = {
-        token.strip().lower() for name, value in pairs if name.lower() == "connection"
-        for token in value.split(",")
-    }
-    codings = [value.strip().lower() for name, value in pairs
-               if name.lower() == "content-encoding"]
-    coding = codings[0] if len(codings) == 1 and codings[0] in _DECODED else None
-    dropped = _HOP_BY_HOP | {"content-length"} | named_in_connection
-    if coding is not None or codings == ["identity"]:
-        dropped = dropped | {"content-encoding"}
+    content coding it decodes, if any (another one passes through with its header).
+    One pass over the raw pairs: this runs on every call."""
     headers: CIMultiDict[str] = CIMultiDict()
-    for name, value in pairs:
-        if name.lower() not in dropped:
-            headers.add(name, value)
+    named_in_connection: list[str] = []
+    codings: list[str] = []
+    for name, value in raw:
+        low = name.lower()
+        if low in _HOP_BY_HOP_BYTES:
+            if low == b"connection":
+                named_in_connection += value.decode("latin-1").split(",")
+            continue
+        text = value.decode("utf-8", "surrogateescape")
+        if low == b"content-encoding":
+            codings.append(text.strip().lower())
+        headers.add(name.decode("latin-1"), text)
+    for token in named_in_connection:  # rare: the hop-by-hop headers a server names
+        headers.popall(token.strip(), None)
+    coding = codings[0] if len(codings) == 1 and codings[0] in _DECODED else None
+    if coding is not None or codings == ["identity"]:
+        del headers["Content-Encoding"]
     return headers, coding
