@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from outlay.policy.errors import OutlayError
 from outlay.policy.model import Period, Policy
 from outlay.policy.windows import WindowState
+from outlay.values import value
 
 
-@dataclass(frozen=True)
+@value
 class Call:
     """What one agent request asks for, as the gateway knows it before forwarding."""
 
@@ -42,7 +43,7 @@ def call_scopes(key: KeyInfo, vendor: str) -> tuple[str, ...]:
     return (*key.scopes, f"vendor:{vendor}", "global")
 
 
-@dataclass(frozen=True)
+@value
 class Counter:
     """Spend of one scope in one budget period."""
 
@@ -51,7 +52,7 @@ class Counter:
     reserved: int = 0
 
 
-@dataclass(frozen=True)
+@value
 class ScopeView:
     """A scope's policy and live counters, read inside the decision's transaction."""
 
@@ -62,7 +63,7 @@ class ScopeView:
     counters: Mapping[Period, Counter] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@value
 class Hold:
     """Money a reservation holds on one budget counter."""
 
@@ -94,7 +95,7 @@ class ApprovalNeed:
     wait_s: float
 
 
-@dataclass(frozen=True)
+@value
 class Limits:
     """The tightest limits in force, for the response headers of SPEC §4."""
 
@@ -110,7 +111,7 @@ class Limits:
     policies: tuple[tuple[str, int, int], ...] = ()  # (window name, limit, seconds)
 
 
-@dataclass(frozen=True)
+@value
 class Admit:
     windows: Mapping[tuple[str, str], WindowState]  # (scope, window) -> state to store
     holds: tuple[Hold, ...]
@@ -120,7 +121,7 @@ class Admit:
     overage: bool = False  # a breach was let through (on_breach alert, or an approval)
 
 
-@dataclass(frozen=True)
+@value
 class Refuse:
     error: OutlayError
     scope: str | None

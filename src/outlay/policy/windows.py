@@ -11,7 +11,8 @@ exact timestamps would allow.
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass
+
+from outlay.values import value
 
 BUCKETS = 60
 WINDOW_SECONDS = {"rpm": 60, "rph": 3600, "rpd": 86400, "tpm": 60}
@@ -32,7 +33,7 @@ def bucket_of(name: str, now_ms: int) -> int:
     return now_ms // bucket_ms(name)
 
 
-@dataclass(frozen=True)
+@value
 class WindowState:
     """Counts of consecutive buckets, oldest first, the last one being bucket `newest`."""
 
@@ -70,7 +71,7 @@ class WindowState:
         return WindowState(self.newest, tuple(counts))
 
 
-@dataclass(frozen=True)
+@value
 class WindowCheck:
     allowed: bool
     state: WindowState  # rolled, with the weight added when allowed

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from outlay.policy.errors import invalid_request
 from outlay.policy.money import ceil_div
 from outlay.pricing.table import ModelPrice
 from outlay.pricing.tokens import input_bound, text_bytes
+from outlay.values import value
 
 ROUTES = (
     "openai.chat",
@@ -39,7 +40,7 @@ _MAX_FIELDS: Mapping[str, tuple[str, ...]] = {
 _REASONING_MODEL = re.compile(r"^(?:o\d|gpt-5)")
 
 
-@dataclass(frozen=True)
+@value
 class Estimate:
     input_tokens: int  # never less than the provider will count
     output_tokens: int  # the most the call may produce

@@ -8,6 +8,7 @@ from typing import Any, Literal, Protocol
 
 from outlay.policy.decision import Call, KeyInfo, Limits
 from outlay.policy.model import Policy
+from outlay.values import value
 
 Settled = Literal["settled", "void", "unsettled"]
 
@@ -42,7 +43,7 @@ class NewKey:
     policy: Policy | None = None
 
 
-@dataclass(frozen=True)
+@value
 class Ticket:
     """One agent request, as the store needs it to decide and reserve."""
 
@@ -59,7 +60,7 @@ class Ticket:
     approval_id: str | None = None  # X-Outlay-Approval: lets an approved breach through once
 
 
-@dataclass(frozen=True)
+@value
 class Reservation:
     id: str
     key: KeyInfo
@@ -68,7 +69,7 @@ class Reservation:
     started_ms: int
 
 
-@dataclass(frozen=True)
+@value
 class Outcome:
     """How a reserved call ended: its actual cost, and whether that cost is known."""
 

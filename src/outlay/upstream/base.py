@@ -8,11 +8,12 @@ UpstreamError
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
+from outlay.values import value
 
-@dataclass(frozen=True)
+
+@value
 class UpstreamRequest:
     """A call ready to forward; headers are already stripped of the agent's credential."""
 
