@@ -63,6 +63,18 @@ async def read_request(reader: Reader) -> tuple[bytes, dict[bytes, bytes], bytes
     return line, fields, body
 
 
+def replies(*answers: bytes) -> Callable[[Reader, Writer, Any], Awaitable[None]]:
+    """A raw handler that reads a request and writes the next answer, byte for byte, until
+    it has none left; then the connection closes."""
+    async def handler(reader: Reader, writer: Writer, _: Any) -> None:
+        for raw in answers:
+            await read_request(reader)
+            writer.write(raw)
+            await writer.drain()
+
+    return handler
+
+
 async def answer(upstream: HttpUpstream, request: UpstreamRequest | None = None
                  ) -> tuple[int, dict[str, str], bytes]:
     response = await upstream.send(request or post())
@@ -76,25 +88,18 @@ async def answer(upstream: HttpUpstream, request: UpstreamRequest | None = None
 
 async def test_a_body_that_ends_when_the_server_closes_is_whole(
         raw_server: RawServe, make_upstream: Callable[..., HttpUpstream]) -> None:
-    async def until_close(reader: Reader, writer: Writer, _: Any) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it")
-        await writer.drain()  # then the fixture closes the connection
-
+    # no length, not chunked: the server closing the connection ends the body
+    until_close = replies(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it")
     upstream = make_upstream(await raw_server(until_close))
     assert await answer(upstream) == (200, {"Content-Type": "text/plain"}, b"all of it")
 
 
 async def test_a_chunked_body_is_unframed_and_a_cut_one_is_broken(
         raw_server: RawServe, make_upstream: Callable[..., HttpUpstream]) -> None:
-    async def chunked(reader: Reader, writer: Writer, _: Any) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel")
-        await writer.drain()
-
+    chunked = replies(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel")
     upstream = make_upstream(await raw_server(chunked))
     assert (await answer(upstream))[2] == b"hello world"
     with pytest.raises(UpstreamBroken, match="cut short"):
@@ -103,24 +108,16 @@ async def test_a_chunked_body_is_unframed_and_a_cut_one_is_broken(
 
 async def test_an_interim_answer_is_skipped_for_the_final_one(
         raw_server: RawServe, make_upstream: Callable[..., HttpUpstream]) -> None:
-    async def early_hints(reader: Reader, writer: Writer, _: Any) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n"
-                     b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-Final: yes\r\n\r\nok")
-        await writer.drain()
-
+    early_hints = replies(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-Final: yes\r\n\r\nok")
     upstream = make_upstream(await raw_server(early_hints))
     assert await answer(upstream) == (201, {"X-Final": "yes"}, b"ok")
 
 
 async def test_something_that_is_not_http_is_broken(
         raw_server: RawServe, make_upstream: Callable[..., HttpUpstream]) -> None:
-    async def gibberish(reader: Reader, writer: Writer, _: Any) -> None:
-        await read_request(reader)
-        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
-        await writer.drain()
-
-    upstream = make_upstream(await raw_server(gibberish))
+    upstream = make_upstream(await raw_server(replies(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")))
     with pytest.raises(UpstreamBroken, match="not a valid HTTP answer"):
         await upstream.send(post())
 
@@ -144,18 +141,11 @@ async def test_a_coding_it_cannot_decode_passes_through_with_its_header(
         raw_server: RawServe, make_upstream: Callable[..., HttpUpstream]) -> None:
     deflated = zlib.compress(b"squeezed " * 100)
 
-    async def encoded(reader: Reader, writer: Writer, _: Any) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 4\r\n\r\n"
-                     b"\x0b\x02\x80x")
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: "
-                     + str(len(deflated)).encode() + b"\r\n\r\n" + deflated)
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 5\r\n\r\n"
-                     b"nope!")
-        await writer.drain()
-
+    encoded = replies(
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 4\r\n\r\n\x0b\x02\x80x",
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: "
+        + str(len(deflated)).encode() + b"\r\n\r\n" + deflated,
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 5\r\n\r\nnope!")
     upstream = make_upstream(await raw_server(encoded))
     assert await answer(upstream) == (200, {"Content-Encoding": "br"}, b"\x0b\x02\x80x")
     assert await answer(upstream) == (200, {}, b"squeezed " * 100)
@@ -443,11 +433,8 @@ async def test_a_call_cancelled_during_the_tls_handshake_frees_its_place(
 
 async def test_headers_the_server_names_in_connection_stay_on_that_hop(
         raw_server: RawServe, make_upstream: Callable[..., HttpUpstream]) -> None:
-    async def named(reader: Reader, writer: Writer, _: Any) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nConnection: X-Hop, keep-alive\r\nX-Hop: 1\r\n"
-                     b"X-Kept: 2\r\nContent-Encoding: identity\r\nContent-Length: 2\r\n\r\nok")
-        await writer.drain()
-
+    named = replies(
+        b"HTTP/1.1 200 OK\r\nConnection: X-Hop, keep-alive\r\nX-Hop: 1\r\n"
+        b"X-Kept: 2\r\nContent-Encoding: identity\r\nContent-Length: 2\r\n\r\nok")
     upstream = make_upstream(await raw_server(named))
     assert await answer(upstream) == (200, {"X-Kept": "2"}, b"ok")
