@@ -47,7 +47,7 @@ from outlay.state.redis_admin import RedisAdmin
 from outlay.state.redis_batch import ScriptBatch
 from outlay.state.redis_plan import Holder, Names, check_args, plan, views
 from outlay.state.redis_rebuild import rebuild
-from outlay.state.redis_wal import Wal, drain
+from outlay.state.redis_wal import Wal, drain, ledger_row
 from outlay.state.sqlite_events import settlement_events
 
 log = logging.getLogger("outlay.state")
@@ -288,7 +288,7 @@ class RedisStore(RedisAdmin):
                 if ticket.idempotency_key and not ticket.replay else "")
         checks, record = plan(self.names, call, scopes, policies, now, approved,
                               Holder(key.id, key.agent, idem, self.worker))
-        row = _row(ticket, key, now, self.worker, decision="allowed",
+        row = ledger_row(ticket, key, now, self.worker, decision="allowed",
                    code="idempotent_replay" if ticket.replay else None, scope=None,
                    status=None, reserved=cost, settlement="pending")
         row["overage_code"] = "approved_overage" if ticket.approval_id else "alert_overage"
@@ -344,7 +344,7 @@ class RedisStore(RedisAdmin):
         if error is not None and error.code == "budget_exceeded":
             spent = usd_to_micros(error.details["spent_usd"])
             cap = usd_to_micros(error.details["cap_usd"])
-        row = _row(ticket, key, now, self.worker, decision="refused", code=code, scope=scope,
+        row = ledger_row(ticket, key, now, self.worker, decision="refused", code=code, scope=scope,
                    status=status, reserved=0, settlement="none")
         row.update(spent=spent, cap=cap)
         entries = [{"t": "row", "row": row}, *self._event_entries(events, now)]
@@ -359,7 +359,7 @@ class RedisStore(RedisAdmin):
         if ticket.key_hash is not None:
             with contextlib.suppress(StateError):
                 key = await self._key(ticket.key_hash)
-        row = _row(ticket, key, self.clock(), self.worker, decision="invalid", code=code,
+        row = ledger_row(ticket, key, self.clock(), self.worker, decision="invalid", code=code,
                    scope=None, status=status, reserved=0, settlement="none")
         await self.wal.append([{"t": "row", "row": row}])
 
@@ -510,21 +510,4 @@ class _Admitted:
 
     def __init__(self, value: Reservation, overage: bool) -> None:
         self.value, self.overage = value, overage
-
-
-def _row(
-    ticket: Ticket, key: KeyInfo | None, now: int, worker: str, *, decision: str,
-    code: str | None, scope: str | None, status: int | None, reserved: int, settlement: str,
-) -> dict[str, Any]:
-    call = ticket.call
-    return {
-        "request_id": ticket.request_id, "ts_ms": now, "key_id": key.id if key else None,
-        "agent": key.agent if key else None, "grp": key.group if key else None,
-        "labels": orjson.dumps(dict(key.labels)).decode() if key else None,
-        "vendor": call.vendor, "model": call.model_resolved or call.model,
-        "route": ticket.route, "decision": decision, "code": code, "scope": scope,
-        "status": status, "reserved": reserved, "cost": 0, "settlement": settlement,
-        "spent": None, "cap": None, "tokens": call.tokens if decision == "allowed" else 0,
-        "worker": worker, "idem": ticket.idempotency_key if decision == "allowed" else None,
-    }
 

@@ -19,7 +19,8 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from outlay.state.base import StateError
+from outlay.policy.decision import KeyInfo
+from outlay.state.base import StateError, Ticket
 
 log = logging.getLogger("outlay.state")
 
@@ -155,3 +156,22 @@ async def drain(redis: Redis, stream: str, ledger: Ledger, *, delete: bool = Tru
     if delete:
         await redis.delete(stream)
     return written
+
+
+def ledger_row(
+    ticket: Ticket, key: KeyInfo | None, now: int, worker: str, *, decision: str,
+    code: str | None, scope: str | None, status: int | None, reserved: int, settlement: str,
+) -> dict[str, Any]:
+    """The ledger row a decision puts in the stream (settlement completes it later)."""
+    call = ticket.call
+    return {
+        "request_id": ticket.request_id, "ts_ms": now, "key_id": key.id if key else None,
+        "agent": key.agent if key else None, "grp": key.group if key else None,
+        "labels": orjson.dumps(dict(key.labels)).decode() if key else None,
+        "vendor": call.vendor, "model": call.model_resolved or call.model,
+        "route": ticket.route, "decision": decision, "code": code, "scope": scope,
+        "status": status, "reserved": reserved, "cost": 0, "settlement": settlement,
+        "spent": None, "cap": None, "tokens": call.tokens if decision == "allowed" else 0,
+        "worker": worker, "idem": ticket.idempotency_key if decision == "allowed" else None,
+    }
+
