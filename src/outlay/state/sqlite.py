@@ -34,6 +34,7 @@ from outlay.state.base import (
 )
 from outlay.state.sqlite_admin import AdminMixin
 from outlay.state.sqlite_batch import GroupCommit
+from outlay.state.sqlite_checkpoint import Checkpointer
 from outlay.state.sqlite_events import (
     ApprovalsMixin,
     announce,
@@ -67,12 +68,17 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         self._conn: sqlite3.Connection | None = None
         self._mirror = Mirror()
         self._batch = GroupCommit(self._batch_tx)
+        self._checkpointer: Checkpointer | None = None
 
     # -- plumbing ---------------------------------------------------------------------
     async def open(self) -> None:
         if self._conn is not None:
             return
         self._conn = self._connect()
+        if self.path != ":memory:":
+            self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the thread's job instead
+            self._checkpointer = Checkpointer(self.path, busy_timeout_s=self.busy_timeout_s)
+            self._checkpointer.start()
         await self.heartbeat()
 
     def _connect(self) -> sqlite3.Connection:
@@ -96,6 +102,9 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
                 self._batch.drain()
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("DELETE FROM workers WHERE id=?", (self.worker,))
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
+                self._checkpointer = None
             self._conn.close()
             self._conn = None
 
