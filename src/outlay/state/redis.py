@@ -47,8 +47,8 @@ from outlay.state.redis_admin import RedisAdmin
 from outlay.state.redis_batch import ScriptBatch
 from outlay.state.redis_plan import Holder, Names, check_args, plan, views
 from outlay.state.redis_rebuild import rebuild
+from outlay.state.redis_settle import RedisSettlement
 from outlay.state.redis_wal import Wal, drain, ledger_row
-from outlay.state.sqlite_events import settlement_events
 
 log = logging.getLogger("outlay.state")
 HEARTBEAT_STALE_MS = 5_000
@@ -68,7 +68,7 @@ class _Retry(Exception):
     """The decision must be made again: stale caches, a rebuilt state, or a replay."""
 
 
-class RedisStore(RedisAdmin):
+class RedisStore(RedisSettlement, RedisAdmin):
     def __init__(
         self, url: str, *, database: str | None = None, tenant: str | None = None,
         clock: Callable[[], int] | None = None, lease_s: float = 900.0,
@@ -381,95 +381,6 @@ class RedisStore(RedisAdmin):
         entries = self._event_entries(events, now)
         if entries:
             await self.wal.append(entries)
-
-    async def settle(self, outcome: Outcome) -> bool:
-        """Apply the actual cost once; False if the reservation was already settled or reaped."""
-        try:
-            result = await self._call(self._settle_script, *self._settle_call(outcome))
-        except StateError:
-            # Redis is away: settle again when it is back (if the reply alone was lost, the
-            # script then finds the record gone and nothing is applied twice)
-            self._unsettled.append(outcome)
-            raise
-        settled, events = self._after_settle(outcome, result)
-        if events:
-            await self._announce(events, self.clock())
-        return settled
-
-    def queue_settlement(self, outcome: Outcome) -> bool:
-        # goes with this loop turn's scripts; what follows the reply runs as it arrives
-        if self._batch is None:
-            return False
-        future = self._batch.submit(self._settle_script, *self._settle_call(outcome))
-        self._settling.add(future)
-        future.add_done_callback(lambda done: self._queued_settled(outcome, done))
-        return True
-
-    def _queued_settled(self, outcome: Outcome, done: asyncio.Future[Any]) -> None:
-        self._settling.discard(done)
-        if done.cancelled() or done.exception() is not None:
-            self._unsettled.append(outcome)  # applied when Redis is back, or by the reaper
-            return
-        try:
-            _, events = self._after_settle(outcome, done.result())
-        except Exception:  # a bug must not be lost in a callback
-            log.exception("settling %s failed after the script", outcome.reservation_id)
-            return
-        if events:  # budget warnings: rare, coalesced
-            task = asyncio.ensure_future(self._announce(events, self.clock()))
-            self._settling.add(task)
-            task.add_done_callback(self._settling.discard)
-
-    async def _settled_so_far(self) -> None:
-        """Wait for the settlements queued by this worker (before a read, or closing); at
-        most 5 s a step if Redis does not answer (they then land in _unsettled)."""
-        for _ in range(2):  # the scripts' replies, then the events some of them raised
-            pending = [f for f in self._settling if not f.done()]
-            if not pending:
-                break
-            await asyncio.wait(pending, timeout=5.0)
-            await asyncio.sleep(0)  # their callbacks run
-
-    def _settle_call(self, outcome: Outcome) -> tuple[list[str], list[Any]]:
-        names = self.names
-        return ([names.reservation(outcome.reservation_id), names.leases,
-                 names.wal(self.worker), names.meta],
-                [outcome.reservation_id, outcome.settled, outcome.cost_micros,
-                 outcome.tokens, outcome.status or "", outcome.model or ""])
-
-    def _after_settle(self, outcome: Outcome, result: Any) -> tuple[bool, list[Event]]:
-        """Keep the settlement's ledger entry; the events its spend raises."""
-        if result[0] == -1:  # the state is being rebuilt: its record comes back with it
-            self._unsettled.append(outcome)
-            return True, []
-        if result[0] == 0:
-            return False, []
-        cost, used, entry, rec_text, row, overage, spent, cap = result[1:9]
-        rec = orjson.loads(rec_text)
-        self.wal.add(entry, {
-            "k": "s", "row": row, "ov": overage, "sp": spent, "cap": cap,
-            "mode": outcome.settled, "cost": cost, "tokens": used,
-            "status": str(outcome.status or ""), "model": outcome.model or "",
-            "reserved": rec["amount"]})
-        events: list[Event] = []
-        if int(cost) and rec["watched"]:
-            key = KeyInfo(rec["key_id"], rec["agent"], None, {})
-            for (scope, period, start), now_spent in zip(rec["watched"], result[9:],
-                                                          strict=True):
-                policy = self._policies.get(scope)
-                if policy is not None:
-                    events += settlement_events(scope, policy, period, start, int(now_spent),
-                                                key)
-        return True, events
-
-    async def _retry_unsettled(self) -> None:
-        waiting, self._unsettled = self._unsettled, []
-        for i, outcome in enumerate(waiting):
-            try:
-                await self.settle(outcome)
-            except StateError:  # this one is queued again by settle; so are the rest
-                self._unsettled.extend(waiting[i + 1:])
-                raise
 
     # -- upkeep and reporting -----------------------------------------------------------
     async def heartbeat(self) -> None:

@@ -1,0 +1,133 @@
+"""Settling a reservation on the replicated backend: one Lua script (`lua/settle.lua`)
+applies the actual cost exactly once and returns the ledger entry and the spend of the
+budgets to watch. An answered LLM call's settlement goes out with the loop turn's scripts
+without being awaited; a settlement that meets an unreachable Redis, or a state being
+rebuilt, is kept and applied again when it is back (the reaper charges it in full else).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from outlay.policy.decision import Event, KeyInfo
+from outlay.policy.model import Policy
+from outlay.state.base import Outcome, StateError
+from outlay.state.redis_batch import ScriptBatch
+from outlay.state.redis_plan import Names
+from outlay.state.redis_wal import Wal
+from outlay.state.sqlite_events import settlement_events
+
+log = logging.getLogger("outlay.state")
+
+
+class RedisSettlement:
+    if TYPE_CHECKING:
+        names: Names
+        worker: str
+        clock: Callable[[], int]
+        _batch: ScriptBatch | None
+        _policies: dict[str, Policy]
+        _unsettled: list[Outcome]
+        _settling: set[asyncio.Future[Any]]
+        _settle_script: Any
+
+        @property
+        def wal(self) -> Wal: ...
+
+        async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any: ...
+
+        async def _announce(self, events: Iterable[Event], now: int) -> None: ...
+
+    async def settle(self, outcome: Outcome) -> bool:
+        """Apply the actual cost once; False if the reservation was already settled or reaped."""
+        try:
+            result = await self._call(self._settle_script, *self._settle_call(outcome))
+        except StateError:
+            # Redis is away: settle again when it is back (if the reply alone was lost, the
+            # script then finds the record gone and nothing is applied twice)
+            self._unsettled.append(outcome)
+            raise
+        settled, events = self._after_settle(outcome, result)
+        if events:
+            await self._announce(events, self.clock())
+        return settled
+
+    def queue_settlement(self, outcome: Outcome) -> bool:
+        # goes with this loop turn's scripts; what follows the reply runs as it arrives
+        if self._batch is None:
+            return False
+        future = self._batch.submit(self._settle_script, *self._settle_call(outcome))
+        self._settling.add(future)
+        future.add_done_callback(lambda done: self._queued_settled(outcome, done))
+        return True
+
+    def _queued_settled(self, outcome: Outcome, done: asyncio.Future[Any]) -> None:
+        self._settling.discard(done)
+        if done.cancelled() or done.exception() is not None:
+            self._unsettled.append(outcome)  # applied when Redis is back, or by the reaper
+            return
+        try:
+            _, events = self._after_settle(outcome, done.result())
+        except Exception:  # a bug must not be lost in a callback
+            log.exception("settling %s failed after the script", outcome.reservation_id)
+            return
+        if events:  # budget warnings: rare, coalesced
+            task = asyncio.ensure_future(self._announce(events, self.clock()))
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
+
+    async def _settled_so_far(self) -> None:
+        """Wait for the settlements queued by this worker (before a read, or closing); at
+        most 5 s a step if Redis does not answer (they then land in _unsettled)."""
+        for _ in range(2):  # the scripts' replies, then the events some of them raised
+            pending = [f for f in self._settling if not f.done()]
+            if not pending:
+                break
+            await asyncio.wait(pending, timeout=5.0)
+            await asyncio.sleep(0)  # their callbacks run
+
+    def _settle_call(self, outcome: Outcome) -> tuple[list[str], list[Any]]:
+        names = self.names
+        return ([names.reservation(outcome.reservation_id), names.leases,
+                 names.wal(self.worker), names.meta],
+                [outcome.reservation_id, outcome.settled, outcome.cost_micros,
+                 outcome.tokens, outcome.status or "", outcome.model or ""])
+
+    def _after_settle(self, outcome: Outcome, result: Any) -> tuple[bool, list[Event]]:
+        """Keep the settlement's ledger entry; the events its spend raises."""
+        if result[0] == -1:  # the state is being rebuilt: its record comes back with it
+            self._unsettled.append(outcome)
+            return True, []
+        if result[0] == 0:
+            return False, []
+        cost, used, entry, rec_text, row, overage, spent, cap = result[1:9]
+        rec = orjson.loads(rec_text)
+        self.wal.add(entry, {
+            "k": "s", "row": row, "ov": overage, "sp": spent, "cap": cap,
+            "mode": outcome.settled, "cost": cost, "tokens": used,
+            "status": str(outcome.status or ""), "model": outcome.model or "",
+            "reserved": rec["amount"]})
+        events: list[Event] = []
+        if int(cost) and rec["watched"]:
+            key = KeyInfo(rec["key_id"], rec["agent"], None, {})
+            for (scope, period, start), now_spent in zip(rec["watched"], result[9:],
+                                                          strict=True):
+                policy = self._policies.get(scope)
+                if policy is not None:
+                    events += settlement_events(scope, policy, period, start, int(now_spent),
+                                                key)
+        return True, events
+
+    async def _retry_unsettled(self) -> None:
+        waiting, self._unsettled = self._unsettled, []
+        for i, outcome in enumerate(waiting):
+            try:
+                await self.settle(outcome)
+            except StateError:  # this one is queued again by settle; so are the rest
+                self._unsettled.extend(waiting[i + 1:])
+                raise
