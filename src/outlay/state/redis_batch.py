@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from outlay.loops import RunningLoop
 from outlay.state.base import StateError
 
 MAX_BATCH = 256
@@ -26,7 +27,7 @@ class ScriptBatch:
         self._pipelined = pipelined
         self._queue: list[Call] = []
         self._scheduled = False
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop = RunningLoop()
         self._sending: set[asyncio.Task[None]] = set()
 
     async def run(self, script: AsyncScript, keys: list[Any], args: list[Any]) -> Any:
@@ -37,9 +38,7 @@ class ScriptBatch:
                ) -> asyncio.Future[Any]:
         """Queue a script for this loop turn's batch; its reply, or a StateError, comes in
         the future."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            loop = self._loop = asyncio.get_running_loop()
+        loop = self._loop.get()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((script, keys, args, future))
         if not self._scheduled:

@@ -20,6 +20,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+from outlay.loops import RunningLoop
 from outlay.policy.errors import OutlayError
 from outlay.state.base import StateError
 
@@ -37,19 +38,12 @@ class GroupCommit:
         self._queue: list[tuple[Op, asyncio.Future[Any] | None, bool]] = []
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
-        # kept, not looked up per call: on Python 3.11 get_running_loop costs a getpid()
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            loop = self._loop = asyncio.get_running_loop()
-        return loop
+        self._loop = RunningLoop()
 
     async def run(self, op: Op, *, always: bool = False) -> Any:
         """Apply `op` in the next batch. An `always` op (a settlement) runs even if the caller
         is cancelled meanwhile; any other is dropped if its caller is gone before it ran."""
-        loop = self._running_loop()
+        loop = self._loop.get()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((op, future, always))
         if not self._scheduled:
@@ -63,7 +57,7 @@ class GroupCommit:
         """Apply `op` with the next batch, at the latest DEFER_S from now, without waiting
         for it. If its batch fails, it is lost like a settlement that met a failing store:
         the reservation stays held and the reaper charges it in full."""
-        loop = self._running_loop()
+        loop = self._loop.get()
         self._queue.append((op, None, True))
         if not self._scheduled and self._timer is None:
             self._timer = loop.call_later(DEFER_S, self._flush)
@@ -82,8 +76,8 @@ class GroupCommit:
             return
         batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
         self._scheduled = bool(self._queue)
-        if self._scheduled and self._loop is not None:
-            self._loop.call_soon(self._flush)
+        if self._scheduled and self._loop.loop is not None:
+            self._loop.loop.call_soon(self._flush)
         results: list[tuple[asyncio.Future[Any] | None, bool, Any]] = []
         try:
             with self._tx() as c:

@@ -16,6 +16,7 @@ from collections import deque
 
 import httptools
 
+from outlay.loops import RunningLoop
 from outlay.upstream.base import UpstreamBroken, UpstreamUnreachable
 
 IDLE_S = 15.0  # a kept-alive connection unused this long is closed rather than reused
@@ -36,8 +37,7 @@ class Pool:
         self._idle: list[tuple[Connection, float]] = []  # the most recent last: reused first
         self._open: set[Connection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
-        # found once: on Python 3.11 each get_running_loop() costs a getpid()
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop = RunningLoop()
 
     async def exchange(self, head: bytes, body: bytes, *, expect_body: bool = True
                        ) -> Connection:
@@ -84,18 +84,12 @@ class Pool:
                 conn.close()
             if len(self._open) < self.limit:
                 return await self._connect()
-            waiter = self._running_loop().create_future()
+            waiter = self.loop.get().create_future()
             self._waiters.append(waiter)
             await waiter
 
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        loop = self.loop
-        if loop is None or loop.is_closed():
-            loop = self.loop = asyncio.get_running_loop()
-        return loop
-
     async def _connect(self) -> Connection:
-        loop = self._running_loop()
+        loop = self.loop.get()
         conn = Connection(self)
         self._open.add(conn)
         try:
@@ -130,12 +124,10 @@ class Connection(asyncio.Protocol):
         self.pool = pool
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
-        self._begin_state(True)
+        self.begin(True)
 
     def begin(self, expect_body: bool) -> None:
-        self._begin_state(expect_body)
-
-    def _begin_state(self, expect_body: bool) -> None:
+        """Ready to read the answer to a request just written (or the first one)."""
         self.expect_body = expect_body
         self.in_use = True
         self.status = 0
@@ -185,8 +177,8 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
     async def _wait(self) -> None:
-        loop = self.pool.loop
-        assert loop is not None  # set by the pool before it made this connection
+        loop = self.pool.loop.loop
+        assert loop is not None  # kept by the pool before it made this connection
         waiter = self._waiter = loop.create_future()
         timer = loop.call_later(self.pool.read_timeout_s, self._time_out, waiter)
         try:

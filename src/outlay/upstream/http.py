@@ -256,14 +256,14 @@ class HttpUpstream:
                                               expect_body=method != "HEAD")
         except UpstreamBroken as exc:
             raise UpstreamBroken(f"no complete answer: {exc}") from exc
-        return _HttpResponse(target.pool, conn)
+        return _HttpResponse(conn)
 
 
 class _HttpResponse:
     """An answer on a pooled connection, seen through the UpstreamResponse protocol."""
 
-    def __init__(self, pool: Pool, conn: Connection) -> None:
-        self._pool, self._conn = pool, conn
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
         self.status: int = conn.status
         self.headers, coding = _inbound_headers(conn.headers)
         self._coding = coding
@@ -304,7 +304,7 @@ class _HttpResponse:
             # kept for the next call if read to its end; an abandoned stream could take
             # minutes to drain, so its connection is dropped instead
             self._released = True
-            self._pool.release(self._conn)
+            self._conn.pool.release(self._conn)
 
 
 def _listener(
