@@ -77,7 +77,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         self._conn = self._connect()
         if self.path != ":memory:":
             self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the thread's job instead
-            self._checkpointer = Checkpointer(self.path, busy_timeout_s=self.busy_timeout_s)
+            self._checkpointer = Checkpointer(self.path)
             self._checkpointer.start()
         await self.heartbeat()
 
@@ -157,6 +157,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
             if isinstance(exc, sqlite3.Error):
                 raise StateError(f"state store failed: {exc}") from exc
             raise
+        if self._checkpointer is not None:  # between transactions, the writer's own
+            self._checkpointer.restart_if_due(conn, int(self.busy_timeout_s * 1000))
 
     # -- the request path -------------------------------------------------------------
     async def reserve(self, ticket: Ticket) -> Reservation:
