@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<path>[^()]*?):(?P<line>\d+)\)$")
-# a thread of the event loop waiting in epoll is idle, not working
+# a thread of the event loop waiting in epoll is idle, not working, and so is a thread
+# waiting for its next turn (py-spy names a method by its class: `Condition.wait`)
 _IDLE_LEAVES = {("select", "selectors.py"), ("poll", "selectors.py"),
                 ("_worker", "concurrent/futures/thread.py"), ("wait", "threading.py")}
 
@@ -84,7 +85,8 @@ def summarize(lines: Iterable[str]) -> Profile:
             continue
         profile.total += count
         leaf = frames[-1]
-        if any(leaf.func == f and leaf.path.endswith(p) for f, p in _IDLE_LEAVES):
+        if any(leaf.func.rpartition(".")[2] == f and leaf.path.endswith(p)
+               for f, p in _IDLE_LEAVES):
             profile.idle += count
             continue
         profile.self_by_function[leaf.where] += count

@@ -136,6 +136,8 @@ def main() -> int:
     parser.add_argument("--profile-seconds", type=float, default=10)
     parser.add_argument("--profile-target", default="outlay",
                         help="the scenario --profile profiles [default: outlay, the embedded]")
+    parser.add_argument("--profile-connections", type=int, default=32,
+                        help="wrk connections while profiling [32]")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, stores)")
     args = parser.parse_args()
     if args.quick:
@@ -249,9 +251,10 @@ def main() -> int:
 
         profile_md = None
         if args.profile and args.profile_target in targets:
-            log(f"profiling {args.profile_target} under 32 connections for "
-                f"{args.profile_seconds:.0f} s with py-spy")
-            profile_md = profile(targets[args.profile_target], args.profile_seconds, stamp, tmp,
+            log(f"profiling {args.profile_target} under {args.profile_connections} "
+                f"connection(s) for {args.profile_seconds:.0f} s with py-spy")
+            profile_md = profile(targets[args.profile_target], args.profile_target,
+                                 args.profile_connections, args.profile_seconds, stamp, tmp,
                                  load_cpus)
 
         elapsed = time.monotonic() - started
@@ -318,12 +321,13 @@ def enforcement(row: report.Row, target: Target, admin_token: str) -> str:
             f"warm-up and streams); the agent's hard monthly budget shows ${spent} spent")
 
 
-def profile(target: Target, seconds: float, stamp: str, tmp: Path, cpus: str | None) -> str:
+def profile(target: Target, name: str, connections: int, seconds: float, stamp: str, tmp: Path,
+            cpus: str | None) -> str:
     py_spy = str(Path(sys.executable).parent / "py-spy")
     raw = RESULTS_DIR / f"{stamp}-profile.txt"
     svg = RESULTS_DIR / f"{stamp}-profile.svg"
     for fmt, out in (("raw", raw), ("flamegraph", svg)):
-        load = threading.Thread(target=run_wrk, args=(target, 32, seconds + 3, tmp),
+        load = threading.Thread(target=run_wrk, args=(target, connections, seconds + 3, tmp),
                                 kwargs={"cpus": cpus, "name": f"profile-{fmt}"})
         load.start()
         time.sleep(1.5)
@@ -335,7 +339,7 @@ def profile(target: Target, seconds: float, stamp: str, tmp: Path, cpus: str | N
         if done.returncode != 0:
             return f"py-spy failed: {done.stderr.strip()[-400:]}"
     summary = hotspots.report(hotspots.summarize(raw.read_text().splitlines()))
-    return (f"py-spy at 200 Hz for {seconds:.0f} s of `wrk -c32` on the embedded store "
+    return (f"py-spy at 200 Hz for {seconds:.0f} s of `wrk -c{connections}` on `{name}` "
             f"(flame graph: {svg.name}, stacks: {raw.name}).\n\n{summary}")
 
 
