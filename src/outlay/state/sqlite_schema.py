@@ -7,7 +7,7 @@ import sqlite3
 from outlay.state.sqlite_events_schema import EVENTS_SCHEMA
 from outlay.state.sqlite_outbox import OUTBOX_SCHEMA
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -17,6 +17,17 @@ PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     "PRAGMA temp_store=MEMORY",
 )
+
+# every call writes its reservation and every settlement deletes it: WITHOUT ROWID keeps
+# that to one b-tree (a rowid table would add the index of its TEXT primary key)
+_RESERVATIONS = """CREATE TABLE IF NOT EXISTS reservations (
+  id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, lease_ms INTEGER NOT NULL,
+  worker TEXT NOT NULL, amount INTEGER NOT NULL, tokens INTEGER NOT NULL,
+  holds TEXT NOT NULL, tpm TEXT NOT NULL, parallel TEXT NOT NULL
+) WITHOUT ROWID"""
+# partial: the calls of agents in no group do not write it (`grp = ?` still uses it)
+_LEDGER_GRP = ("CREATE INDEX IF NOT EXISTS ledger_grp ON ledger(grp, ts_ms) "
+               "WHERE grp IS NOT NULL")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -42,11 +53,7 @@ CREATE TABLE IF NOT EXISTS counters (
   spent INTEGER NOT NULL DEFAULT 0, reserved INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (scope, period, period_start)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS reservations (
-  id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, lease_ms INTEGER NOT NULL,
-  worker TEXT NOT NULL, amount INTEGER NOT NULL, tokens INTEGER NOT NULL,
-  holds TEXT NOT NULL, tpm TEXT NOT NULL, parallel TEXT NOT NULL
-);
+{reservations};
 CREATE TABLE IF NOT EXISTS idempotency (
   key_id TEXT NOT NULL, vendor TEXT NOT NULL, idem TEXT NOT NULL, request_id TEXT NOT NULL,
   created_ms INTEGER NOT NULL, PRIMARY KEY (key_id, vendor, idem)
@@ -69,10 +76,26 @@ CREATE TABLE IF NOT EXISTS ledger (
 );
 CREATE INDEX IF NOT EXISTS ledger_key ON ledger(key_id, ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_agent ON ledger(agent, ts_ms);
-CREATE INDEX IF NOT EXISTS ledger_grp ON ledger(grp, ts_ms);
+{ledger_grp};
 CREATE INDEX IF NOT EXISTS ledger_vendor ON ledger(vendor, ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_ts ON ledger(ts_ms);
-"""
+""".replace("{reservations}", _RESERVATIONS).replace("{ledger_grp}", _LEDGER_GRP)
+
+
+def _v2(conn: sqlite3.Connection) -> None:
+    """Reservations WITHOUT ROWID, and the group index partial: two b-trees fewer written
+    by a call of an agent in no group."""
+    conn.execute("ALTER TABLE reservations RENAME TO reservations_v1")
+    conn.execute(_RESERVATIONS)
+    conn.execute("INSERT INTO reservations SELECT id, created_ms, lease_ms, worker, amount, "
+                 "tokens, holds, tpm, parallel FROM reservations_v1")
+    conn.execute("DROP TABLE reservations_v1")
+    conn.execute("DROP INDEX ledger_grp")
+    conn.execute(_LEDGER_GRP)
+
+
+# what turns a file of the version before each into that version, in order
+MIGRATIONS = {2: _v2}
 
 
 def apply(conn: sqlite3.Connection) -> None:
@@ -92,6 +115,10 @@ def apply(conn: sqlite3.Connection) -> None:
                 f"the state file has schema version {row[0]}, newer than this Outlay knows "
                 f"({SCHEMA_VERSION}); upgrade Outlay"
             )
+        elif int(row[0]) < SCHEMA_VERSION:
+            for version in range(int(row[0]) + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[version](conn)
+            conn.execute("UPDATE meta SET v=? WHERE k='schema_version'", (str(SCHEMA_VERSION),))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

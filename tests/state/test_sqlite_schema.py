@@ -1,0 +1,126 @@
+"""The embedded store's schema: a new file, an upgrade from the version before, a newer
+file refused."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from outlay.policy.model import parse_policy
+from outlay.state import sqlite_schema
+from outlay.state.base import NewKey, Outcome
+from outlay.state.sqlite import SqliteStore
+from outlay.state.sqlite_schema import SCHEMA_VERSION, apply
+
+from .support import ticket
+
+# the version 1 shapes that version 2 changed
+V1_RESERVATIONS = """CREATE TABLE reservations (
+  id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, lease_ms INTEGER NOT NULL,
+  worker TEXT NOT NULL, amount INTEGER NOT NULL, tokens INTEGER NOT NULL,
+  holds TEXT NOT NULL, tpm TEXT NOT NULL, parallel TEXT NOT NULL
+)"""
+V1_LEDGER_GRP = "CREATE INDEX ledger_grp ON ledger(grp, ts_ms)"
+
+
+def shape(conn: sqlite3.Connection, name: str) -> str:
+    return str(conn.execute("SELECT sql FROM sqlite_schema WHERE name=?", (name,)).fetchone()[0])
+
+
+def version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone()[0])
+
+
+def downgrade_to_v1(path: Path) -> None:
+    """Give a file the shapes and the version Outlay 1 left, rows kept."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("ALTER TABLE reservations RENAME TO current")
+    conn.execute(V1_RESERVATIONS)
+    conn.execute("INSERT INTO reservations SELECT * FROM current")
+    conn.execute("DROP TABLE current")
+    conn.execute("DROP INDEX ledger_grp")
+    conn.execute(V1_LEDGER_GRP)
+    conn.execute("UPDATE meta SET v='1' WHERE k='schema_version'")
+    assert "WITHOUT ROWID" not in shape(conn, "reservations")
+    conn.close()
+
+
+def test_a_new_file_has_the_current_shapes(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "outlay.db", isolation_level=None)
+    apply(conn)
+    assert version(conn) == SCHEMA_VERSION == 2
+    assert "WITHOUT ROWID" in shape(conn, "reservations")
+    assert "WHERE grp IS NOT NULL" in shape(conn, "ledger_grp")
+    conn.close()
+
+
+async def test_a_version_1_file_is_upgraded_and_keeps_its_calls_in_flight(
+        tmp_path: Path) -> None:
+    path = tmp_path / "outlay.db"
+    # calls made before the upgrade: one settled, one still in flight
+    old = SqliteStore(str(path))
+    await old.open()
+    await old.create_agent("bot", "team")
+    await old.put_policy("agent:bot", parse_policy({"budgets": [{"usd": 1}]}))
+    _, secret = await old.create_key(NewKey(agent="bot"))
+    settled = await old.reserve(ticket(secret, 2_000))
+    assert await old.settle(Outcome(settled.id, 200, cost_micros=1_500))
+    in_flight = await old.reserve(ticket(secret, 3_000))
+    held = old.conn.execute("SELECT * FROM reservations").fetchall()
+    await old.close()
+    downgrade_to_v1(path)
+
+    store = SqliteStore(str(path))
+    await store.open()
+    try:
+        conn = store.conn
+        assert version(conn) == 2
+        assert "WITHOUT ROWID" in shape(conn, "reservations")
+        assert "WHERE grp IS NOT NULL" in shape(conn, "ledger_grp")
+        assert conn.execute("SELECT * FROM reservations").fetchall() == held
+        # the call in flight settles once, against what it reserved
+        assert await store.settle(Outcome(in_flight.id, 200, cost_micros=1_000))
+        assert not await store.settle(Outcome(in_flight.id, 200, cost_micros=1_000))
+        line = next(b for b in (await store.usage("agent:bot"))["budgets"])
+        assert (line["spent_usd"], line["reserved_usd"]) == ("0.0025", "0")
+        # the group's rows are still found through its index
+        plan = " ".join(str(r) for r in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT cost FROM ledger WHERE grp = ? AND ts_ms >= ?",
+            ("team", 0)))
+        assert "ledger_grp" in plan
+        assert len(await store.audit("group:team", 10)) == 2
+    finally:
+        await store.close()
+
+
+def test_a_newer_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "outlay.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    apply(conn)
+    conn.execute("UPDATE meta SET v=? WHERE k='schema_version'", (str(SCHEMA_VERSION + 1),))
+    with pytest.raises(RuntimeError, match="newer than this Outlay knows"):
+        apply(conn)
+    conn.close()
+
+
+def test_an_upgrade_that_fails_half_way_leaves_the_file_as_it_was(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "outlay.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    apply(conn)
+    conn.close()
+    downgrade_to_v1(path)
+
+    def half_way(c: sqlite3.Connection) -> None:
+        c.execute("DROP INDEX ledger_grp")
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setitem(sqlite_schema.MIGRATIONS, 2, half_way)
+    conn = sqlite3.connect(path, isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        apply(conn)
+    assert version(conn) == 1
+    assert shape(conn, "ledger_grp") == V1_LEDGER_GRP
+    conn.close()
