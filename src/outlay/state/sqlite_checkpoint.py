@@ -32,7 +32,8 @@ log = logging.getLogger("outlay.state")
 # syncs the file twice: a longer interval copies hot pages (counters, the ledger's last
 # leaves) fewer times, at the price of a longer log between checkpoints
 INTERVAL_S = 0.25
-RESTART_FRAMES = 4096  # pages in the log (16 MiB) before it is started over
+RESTART_FRAMES = 16_384  # pages in the log (64 MiB) before it is started over: the restart
+# syncs the database file on the request path, so not more than about once a second
 RESTART_BUSY_MS = 20
 
 
