@@ -21,7 +21,9 @@ def in_the_database_file(path: Path) -> set[str]:
     conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
     try:
         return {scope for (scope,) in conn.execute("SELECT scope FROM policies")}
-    except sqlite3.OperationalError:  # the schema itself is not in the file yet
+    except sqlite3.DatabaseError:
+        # the schema itself is not in the file yet, or the thread is writing the very pages
+        # read (immutable=1 takes no lock): what the next look finds
         return set()
     finally:
         conn.close()

@@ -11,6 +11,7 @@ import pytest
 from outlay.policy.model import parse_policy
 from outlay.state import sqlite_schema
 from outlay.state.base import NewKey, Outcome
+from outlay.state.ledger_sql import MOVE_SETTLED
 from outlay.state.sqlite import SqliteStore
 from outlay.state.sqlite_schema import SCHEMA_VERSION, apply
 
@@ -34,11 +35,20 @@ def version(conn: sqlite3.Connection) -> int:
 
 
 def downgrade_to_v1(path: Path) -> None:
-    """Give a file the shapes and the version Outlay 1 left, rows kept."""
+    """Give a file the shapes, the rows and the version Outlay 1 left: a call in flight had
+    its pending row in the ledger and a reservation of nine columns."""
     conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(
+        "INSERT INTO ledger(seq, request_id, ts_ms, key_id, agent, grp, labels, vendor, model, "
+        "route, decision, code, scope, status, reserved, cost, settlement, spent, cap) "
+        "SELECT seq, id, created_ms, key_id, agent, grp, labels, vendor, model, route, "
+        "'allowed', code, NULL, NULL, amount, 0, 'pending', spent, cap FROM reservations "
+        "WHERE settlement IS NULL")
+    conn.execute(MOVE_SETTLED)
     conn.execute("ALTER TABLE reservations RENAME TO current")
     conn.execute(V1_RESERVATIONS)
-    conn.execute("INSERT INTO reservations SELECT * FROM current")
+    conn.execute("INSERT INTO reservations SELECT id, created_ms, lease_ms, worker, amount, "
+                 "tokens, holds, tpm, parallel FROM current WHERE settlement IS NULL")
     conn.execute("DROP TABLE current")
     conn.execute("DROP INDEX ledger_grp")
     conn.execute(V1_LEDGER_GRP)
@@ -50,8 +60,9 @@ def downgrade_to_v1(path: Path) -> None:
 def test_a_new_file_has_the_current_shapes(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "outlay.db", isolation_level=None)
     apply(conn)
-    assert version(conn) == SCHEMA_VERSION == 2
+    assert version(conn) == SCHEMA_VERSION == 3
     assert "WITHOUT ROWID" in shape(conn, "reservations")
+    assert "settlement TEXT" in shape(conn, "reservations")
     assert "WHERE grp IS NOT NULL" in shape(conn, "ledger_grp")
     conn.close()
 
@@ -68,18 +79,26 @@ async def test_a_version_1_file_is_upgraded_and_keeps_its_calls_in_flight(
     settled = await old.reserve(ticket(secret, 2_000))
     assert await old.settle(Outcome(settled.id, 200, cost_micros=1_500))
     in_flight = await old.reserve(ticket(secret, 3_000))
-    held = old.conn.execute("SELECT * FROM reservations").fetchall()
     await old.close()
     downgrade_to_v1(path)
+    conn = sqlite3.connect(path)
+    held = conn.execute("SELECT * FROM reservations").fetchall()
+    before = conn.execute("SELECT seq, request_id, settlement FROM ledger ORDER BY seq").fetchall()
+    conn.close()
+    assert [r[2] for r in before] == ["settled", "pending"]
 
     store = SqliteStore(str(path))
     await store.open()
     try:
         conn = store.conn
-        assert version(conn) == 2
+        assert version(conn) == 3
         assert "WITHOUT ROWID" in shape(conn, "reservations")
         assert "WHERE grp IS NOT NULL" in shape(conn, "ledger_grp")
-        assert conn.execute("SELECT * FROM reservations").fetchall() == held
+        # the call in flight: its reservation as it was, its pending row now beside it
+        assert [r[:9] for r in conn.execute("SELECT * FROM reservations")] == held
+        assert conn.execute("SELECT seq FROM reservations").fetchall() == [(before[1][0],)]
+        assert conn.execute("SELECT request_id FROM ledger").fetchall() == [(before[0][1],)]
+        assert [r["settlement"] for r in await store.audit(None, 10)] == ["pending", "settled"]
         # the call in flight settles once, against what it reserved
         assert await store.settle(Outcome(in_flight.id, 200, cost_micros=1_000))
         assert not await store.settle(Outcome(in_flight.id, 200, cost_micros=1_000))

@@ -35,13 +35,42 @@ def scope_filter(scope: str, mark: str = "?") -> tuple[str, tuple[Any, ...]]:
     return f"{_SCOPE_COLUMNS[kind]} = {mark}", (name,)
 
 
+# SQLite: every ledger row carries the sequence number its decision was given (see
+# sqlite_mirror); an admitted call's row waits in its reservation until it is settled and
+# moved (MOVE_SETTLED), a refusal's is written at once
 INSERT_ROW = (
-    "INSERT INTO ledger(request_id, ts_ms, key_id, agent, grp, labels, vendor, model, route, "
-    "decision, code, scope, status, reserved, cost, settlement, spent, cap) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)")
+    "INSERT INTO ledger(seq, request_id, ts_ms, key_id, agent, grp, labels, vendor, model, "
+    "route, decision, code, scope, status, reserved, cost, settlement, spent, cap) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)")
+HOLD_ROW = (
+    "INSERT INTO reservations(id, created_ms, lease_ms, worker, amount, tokens, holds, tpm, "
+    "parallel, seq, key_id, agent, grp, labels, vendor, model, route, code, spent, cap) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 SETTLE_ROW = (
-    "UPDATE ledger SET status=?, cost=?, settlement=?, model=COALESCE(?, model), "
-    "spent=CASE WHEN spent IS NULL THEN NULL ELSE spent - ? + ? END WHERE request_id=?")
+    "UPDATE reservations SET status=?, cost=?, settlement=?, model=COALESCE(?, model), "
+    "spent=CASE WHEN spent IS NULL THEN NULL ELSE spent - ? + ? END WHERE id=?")
+MOVE_SETTLED = (
+    "INSERT INTO ledger(seq, request_id, ts_ms, key_id, agent, grp, labels, vendor, model, "
+    "route, decision, code, scope, status, reserved, cost, settlement, spent, cap) "
+    "SELECT seq, id, created_ms, key_id, agent, grp, labels, vendor, model, route, 'allowed', "
+    "code, NULL, status, amount, cost, settlement, spent, cap FROM reservations "
+    "WHERE settlement IS NOT NULL ORDER BY seq")
+DROP_MOVED = "DELETE FROM reservations WHERE settlement IS NOT NULL"
+# the rows still in reservations, as ledger rows: every SQLite read takes both
+HELD_ROWS = (
+    "(SELECT seq, id AS request_id, created_ms AS ts_ms, key_id, agent, grp, labels, vendor, "
+    "model, route, 'allowed' AS decision, code, NULL AS scope, status, amount AS reserved, "
+    "COALESCE(cost, 0) AS cost, COALESCE(settlement, 'pending') AS settlement, spent, cap "
+    "FROM reservations)")
+SOURCES = ("ledger", HELD_ROWS)
+
+
+def call_columns(ticket: Ticket, key: KeyInfo | None) -> tuple[Any, ...]:
+    """key_id, agent, grp, labels, vendor, model, route: what a ledger row says of a call."""
+    call = ticket.call
+    return (key.id if key else None, key.agent if key else None, key.group if key else None,
+            orjson.dumps(dict(key.labels)).decode() if key else None,
+            call.vendor, call.model_resolved or call.model, ticket.route)
 
 
 def insert_row(
@@ -49,11 +78,8 @@ def insert_row(
     scope: str | None, status: int | None, reserved: int, settlement: str, spent: int | None,
     cap: int | None,
 ) -> tuple[Any, ...]:
-    """The values of INSERT_ROW for one call."""
-    call = ticket.call
-    return (ticket.request_id, now, key.id if key else None, key.agent if key else None,
-            key.group if key else None, orjson.dumps(dict(key.labels)).decode() if key else None,
-            call.vendor, call.model_resolved or call.model, ticket.route, decision, code, scope,
+    """The values of INSERT_ROW for one call, its sequence number left out."""
+    return (ticket.request_id, now, *call_columns(ticket, key), decision, code, scope,
             status, reserved, settlement, spent, cap)
 
 
@@ -71,10 +97,14 @@ AUDIT_COLUMNS = (
 
 def audit(c: sqlite3.Connection, scope: str | None, limit: int) -> list[dict[str, Any]]:
     where, args = scope_filter(scope) if scope else ("1=1", ())
-    rows = c.execute(
-        f"SELECT {', '.join(AUDIT_COLUMNS)} FROM ledger WHERE {where} "  # noqa: S608
-        "ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
-    return [audit_entry(dict(zip(AUDIT_COLUMNS, row, strict=True))) for row in rows]
+    rows: list[tuple[Any, ...]] = []
+    for source in SOURCES:
+        rows += c.execute(
+            f"SELECT seq, {', '.join(AUDIT_COLUMNS)} FROM {source} WHERE {where} "  # noqa: S608
+            "ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
+    rows.sort(key=lambda r: r[0] or 0, reverse=True)
+    return [audit_entry(dict(zip(AUDIT_COLUMNS, row[1:], strict=True)))
+            for row in rows[:limit]]
 
 
 def audit_entry(r: dict[str, Any]) -> dict[str, Any]:
@@ -120,23 +150,36 @@ def spend_by(c: sqlite3.Connection, scope: str, since: int
              ) -> tuple[dict[str | None, int], dict[str | None, int]]:
     """A scope's spend since `since`, by model and by vendor."""
     where, args = scope_filter(scope)
-    by_model = c.execute(
-        f"SELECT model, SUM(cost) FROM ledger WHERE {where} AND ts_ms >= ? "  # noqa: S608
-        "AND cost > 0 AND model IS NOT NULL GROUP BY model ORDER BY model",
-        (*args, since)).fetchall()
-    by_vendor = c.execute(
-        f"SELECT vendor, SUM(cost) FROM ledger WHERE {where} AND ts_ms >= ? "  # noqa: S608
-        "AND cost > 0 GROUP BY vendor ORDER BY vendor", (*args, since)).fetchall()
-    return dict(by_model), dict(by_vendor)
+    by_model: dict[str | None, int] = {}
+    by_vendor: dict[str | None, int] = {}
+    for source in SOURCES:
+        for model, cost in c.execute(
+                f"SELECT model, SUM(cost) FROM {source} WHERE {where} AND ts_ms >= ? "  # noqa: S608
+                "AND cost > 0 AND model IS NOT NULL GROUP BY model", (*args, since)):
+            by_model[model] = by_model.get(model, 0) + cost
+        for vendor, cost in c.execute(
+                f"SELECT vendor, SUM(cost) FROM {source} WHERE {where} AND ts_ms >= ? "  # noqa: S608
+                "AND cost > 0 GROUP BY vendor", (*args, since)):
+            by_vendor[vendor] = by_vendor.get(vendor, 0) + cost
+    def by_name(item: tuple[str | None, int]) -> tuple[bool, str]:
+        return item[0] is None, item[0] or ""
+
+    return dict(sorted(by_model.items(), key=by_name)), dict(sorted(by_vendor.items(), key=by_name))
 
 
 def report(c: sqlite3.Connection, group_by: str, since_ms: int | None) -> list[dict[str, Any]]:
     column = GROUP_BY[group_by]
-    rows = c.execute(
-        f"SELECT {column}, COUNT(*), SUM(decision='allowed'), SUM(decision!='allowed'), "  # noqa: S608
-        "SUM(cost), SUM(settlement='unsettled') FROM ledger WHERE ts_ms >= ? "
-        f"GROUP BY {column} ORDER BY SUM(cost) DESC", (since_ms or 0,)).fetchall()
-    return [report_line(group_by, row) for row in rows]
+    lines: dict[Any, list[int]] = {}
+    for source in SOURCES:
+        for name, *counts in c.execute(
+                f"SELECT {column}, COUNT(*), SUM(decision='allowed'), "  # noqa: S608
+                "SUM(decision!='allowed'), SUM(cost), SUM(settlement='unsettled') "
+                f"FROM {source} WHERE ts_ms >= ? GROUP BY {column}", (since_ms or 0,)):
+            line = lines.setdefault(name, [0] * len(counts))
+            for i, n in enumerate(counts):
+                line[i] += n or 0
+    ordered = sorted(lines.items(), key=lambda item: item[1][3], reverse=True)
+    return [report_line(group_by, (name, *counts)) for name, counts in ordered]
 
 
 def report_line(group_by: str, row: tuple[Any, ...]) -> dict[str, Any]:

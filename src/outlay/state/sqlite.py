@@ -100,6 +100,9 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         if self._conn is not None:
             with contextlib.suppress(StateError):
                 self._batch.drain()
+                self._mirror.move_now()  # leave the settled rows in the ledger
+                with self._batch_tx():
+                    pass
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("DELETE FROM workers WHERE id=?", (self.worker,))
             if self._checkpointer is not None:
@@ -261,13 +264,11 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         tpm = [[scope, bucket_of("tpm", now)] for (scope, name) in admit.windows if name == "tpm"]
         parallel = list(admit.parallel_scopes)
         amount = call.cost_micros or 0
-        mirror.hold(ticket.request_id, (
+        mirror.hold(c, ticket.request_id, (
             ticket.request_id, now, now + self.lease_ms, self.worker, amount, call.tokens,
             orjson.dumps(holds), orjson.dumps(tpm), orjson.dumps(parallel),
-        ), Held(amount, call.tokens, holds, tpm, parallel, key.id, key.agent))
-        mirror.ledger_row(ledger_sql.insert_row(
-            ticket, key, now, decision="allowed", code=code, scope=None, status=None,
-            reserved=amount, settlement="pending", spent=spent, cap=cap))
+        ), (*ledger_sql.call_columns(ticket, key), code, spent, cap),
+            Held(amount, call.tokens, holds, tpm, parallel, key.id, key.agent))
 
     def _refusal_row(
         self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo | None, now: int,
@@ -279,7 +280,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
             # the audit shows the spend and cap that refused the call
             spent = usd_to_micros(error.details["spent_usd"])
             cap = usd_to_micros(error.details["cap_usd"])
-        self._mirror.ledger_row(ledger_sql.insert_row(
+        self._mirror.ledger_row(c, ledger_sql.insert_row(
             ticket, key, now, decision="refused", code=code, scope=scope, status=status,
             reserved=0, settlement="none", spent=spent, cap=cap))
 
@@ -291,7 +292,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
     def _record_invalid(self, c: sqlite3.Connection, ticket: Ticket, status: int,
                         code: str) -> None:
         key = None if ticket.key_hash is None else self._mirror.key(c, ticket.key_hash)
-        self._mirror.ledger_row(ledger_sql.insert_row(
+        self._mirror.ledger_row(c, ledger_sql.insert_row(
             ticket, key, self.clock(), decision="invalid", code=code, scope=None,
             status=status, reserved=0, settlement="none", spent=None, cap=None))
 
@@ -328,7 +329,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         for scope in held.parallel:
             mirror.inflight_of(c, scope)
         # every row it changes is in the mirror now: what follows cannot fail half-way
-        mirror.release(outcome.reservation_id)
+        mirror.release(outcome.reservation_id, ledger_sql.settle_row(outcome, cost, amount))
         for h in held.holds:
             mirror.add_counter(c, (h[0], h[1], h[2]), cost, -h[3])
         for scope, bucket in held.tpm:
@@ -337,7 +338,6 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
                 mirror.set_window(scope, "tpm", state.adjusted(bucket, used_tokens - tokens))
         for scope in held.parallel:
             mirror.add_inflight(c, scope, -1)
-        mirror.ledger_settled(ledger_sql.settle_row(outcome, cost, amount))
         # only budgets that warn or are soft can raise an event when money is spent
         watched = [h for h in held.holds if len(h) < 5 or h[4]]
         if cost and watched:
@@ -348,12 +348,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         self, c: sqlite3.Connection, request_id: str, held: Held, held_on: list[list[Any]]
     ) -> None:
         """Budget warnings and soft-budget crossings, judged on what is now spent."""
-        if held.key_id is None:
-            row = c.execute("SELECT key_id, agent FROM ledger WHERE request_id=?",
-                            (request_id,)).fetchone()
-            key = KeyInfo(row[0], row[1], None, {}) if row and row[0] else None
-        else:
-            key = KeyInfo(held.key_id, held.agent or "", None, {})
+        key = None if held.key_id is None else KeyInfo(held.key_id, held.agent or "", None, {})
         now = self.clock()
         mirror = self._mirror
         for scope, period, start, *_ in held_on:
@@ -375,7 +370,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         with self.tx() as c:
             ids = [r[0] for r in c.execute(
                 "SELECT r.id FROM reservations r LEFT JOIN workers w ON w.id = r.worker "
-                "WHERE r.lease_ms <= ? OR w.heartbeat_ms IS NULL OR w.heartbeat_ms < ?",
+                "WHERE r.settlement IS NULL AND (r.lease_ms <= ? OR w.heartbeat_ms IS NULL "
+                "OR w.heartbeat_ms < ?)",
                 (now, now - HEARTBEAT_STALE_MS))]
             for rid in ids:
                 self._settle(c, Outcome(rid, status=0, settled="unsettled"))

@@ -194,12 +194,14 @@ class AdminMixin:
         # period, and holds the scope's calls still in flight; the counter is rebuilt each
         # time, since spend made while the scope had no such budget never reached it.
         where, args = ledger_sql.scope_filter(scope)
-        in_flight = f"SELECT r.id, r.holds, r.amount FROM reservations r JOIN ledger ON ledger.request_id = r.id WHERE {where} AND ts_ms >= ?"  # noqa: S608, E501 (fixed column names)
+        in_flight = ("SELECT id, holds, amount FROM reservations "  # noqa: S608 (fixed column names)
+                     f"WHERE {where} AND created_ms >= ? AND settlement IS NULL")
         for period in {b.period for b in policy.budgets}:
             start = ledger_sql.period_start_of(period, now)
-            spent = c.execute(
-                f"SELECT COALESCE(SUM(cost), 0) FROM ledger WHERE {where} AND ts_ms >= ? "  # noqa: S608 (fixed column names)
-                "AND settlement IN ('settled', 'unsettled')", (*args, start)).fetchone()[0]
+            spent = sum(c.execute(
+                f"SELECT COALESCE(SUM(cost), 0) FROM {source} WHERE {where} "  # noqa: S608 (fixed column names)
+                "AND ts_ms >= ? AND settlement IN ('settled', 'unsettled')",
+                (*args, start)).fetchone()[0] for source in ledger_sql.SOURCES)
             reserved = 0
             for rid, holds_text, amount in c.execute(in_flight, (*args, start)).fetchall():
                 holds = json.loads(holds_text)

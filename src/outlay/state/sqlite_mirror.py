@@ -11,11 +11,22 @@ Writes are kept with the rows and written before the transaction commits, so not
 answered before it is on disk: each counter, window and in-flight row changed by a batch
 once, with its final value, and the batch's ledger rows and reservations with one
 `executemany` each.
+
+An admitted call's ledger row waits in its reservation: the decision writes it there, the
+settlement completes it, and every `MOVE_ROWS` settled calls (or `MOVE_S`) one statement
+moves the settled ones into the ledger. The ledger and its five indexes are then written
+once for a batch of calls instead of once per call, and a call in flight changes no more
+than one reservation page. Rows are numbered when decided (`next_seq`, kept in the ledger's
+`sqlite_sequence` entry), so the ledger's order is still the order of the decisions, and
+every read takes both tables (`ledger_sql.SOURCES`). A crash loses nothing: a settled row
+not yet moved is moved by the next transaction that moves, one still pending is the
+reaper's.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,11 +35,13 @@ import orjson
 from outlay.policy.decision import KeyInfo
 from outlay.policy.model import Policy
 from outlay.policy.windows import WindowState, decode, encode
-from outlay.state.ledger_sql import INSERT_ROW, SETTLE_ROW
+from outlay.state.ledger_sql import DROP_MOVED, HOLD_ROW, INSERT_ROW, MOVE_SETTLED, SETTLE_ROW
 from outlay.state.sqlite_admin import parse_stored_policy, read_key
 
 CounterKey = tuple[str, str, int]  # scope, period, period start
 MAX_CACHED = 50_000  # keys or policies kept before the mirror starts over
+MOVE_ROWS = 64  # settled calls whose rows move to the ledger together
+MOVE_S = 0.05  # or whatever is settled, this long after the last move
 
 
 @dataclass
@@ -47,6 +60,8 @@ class Held:
 class Mirror:
     def __init__(self) -> None:
         self.version: int | None = None
+        self._to_move = 0  # settled here since the last move
+        self._moved_at = time.monotonic()
         self._clear()
 
     def _clear(self) -> None:
@@ -56,14 +71,15 @@ class Mirror:
         self.inflight: dict[str, int] = {}
         self.counters: dict[CounterKey, list[int]] = {}  # [spent, reserved]
         self.held: dict[str, Held | None] = {}
+        self._seq: int | None = None  # the last sequence number given, None: read it
+        self._seq_stored: int | None = None  # what sqlite_sequence says, None: no entry
         self._dirty_windows: set[tuple[str, str]] = set()
         self._dirty_inflight: set[str] = set()
         self._dirty_counters: set[CounterKey] = set()
-        self._new_held: dict[str, tuple[Any, ...]] = {}
-        self._gone_held: list[str] = []
+        self._new_held: list[tuple[Any, ...]] = []
+        self._settled: list[tuple[Any, ...]] = []
         self._released: list[str] = []
         self._ledger_rows: list[tuple[Any, ...]] = []
-        self._ledger_settled: list[tuple[Any, ...]] = []
 
     # -- validity ---------------------------------------------------------------------
     def begin(self, c: sqlite3.Connection) -> None:
@@ -131,13 +147,24 @@ class Mirror:
     def held_of(self, c: sqlite3.Connection, request_id: str) -> Held | None:
         if request_id in self.held:
             return self.held[request_id]
-        row = c.execute("SELECT amount, tokens, holds, tpm, parallel FROM reservations "
-                        "WHERE id=?", (request_id,)).fetchone()
+        row = c.execute("SELECT amount, tokens, holds, tpm, parallel, key_id, agent "
+                        "FROM reservations WHERE id=? AND settlement IS NULL",
+                        (request_id,)).fetchone()
         if row is None:
             return None
-        amount, tokens, holds, tpm, parallel = row
+        amount, tokens, holds, tpm, parallel, key_id, agent = row
         return Held(amount, tokens, orjson.loads(holds), orjson.loads(tpm),
-                    orjson.loads(parallel))
+                    orjson.loads(parallel), key_id, agent)
+
+    def next_seq(self, c: sqlite3.Connection) -> int:
+        """The sequence number of the next ledger row (under the write lock, so no other
+        worker can give the same)."""
+        if self._seq is None:
+            row = c.execute("SELECT seq FROM sqlite_sequence WHERE name='ledger'").fetchone()
+            self._seq_stored = None if row is None else row[0]
+            self._seq = self._seq_stored or 0
+        self._seq += 1
+        return self._seq
 
     # -- writes: the row in memory now, on disk before the commit ----------------------------
     def set_window(self, scope: str, name: str, state: WindowState) -> None:
@@ -155,41 +182,47 @@ class Mirror:
         values[1] += reserved
         self._dirty_counters.add(key)
 
-    def hold(self, request_id: str, row: tuple[Any, ...], held: Held) -> None:
-        """A new reservation; `row` is its `reservations` row."""
+    def hold(self, c: sqlite3.Connection, request_id: str, reservation: tuple[Any, ...],
+             ledger: tuple[Any, ...], held: Held) -> None:
+        """A new reservation: `reservation` and `ledger` are the values of HOLD_ROW before and
+        after its sequence number."""
         self.held[request_id] = held
-        self._new_held[request_id] = row
+        self._new_held.append((*reservation, self.next_seq(c), *ledger))
 
-    def release(self, request_id: str) -> None:
+    def release(self, request_id: str, settled: tuple[Any, ...]) -> None:
+        """A reservation settled: `settled` are the values of SETTLE_ROW."""
         self.held[request_id] = None  # a second settle in this batch finds it gone
         self._released.append(request_id)
-        if self._new_held.pop(request_id, None) is None:
-            self._gone_held.append(request_id)
+        self._settled.append(settled)
 
-    def ledger_row(self, row: tuple[Any, ...]) -> None:
-        self._ledger_rows.append(row)
+    def ledger_row(self, c: sqlite3.Connection, row: tuple[Any, ...]) -> None:
+        """A row written to the ledger at once (a refusal); `row` without its number."""
+        self._ledger_rows.append((self.next_seq(c), *row))
 
-    def ledger_settled(self, row: tuple[Any, ...]) -> None:
-        self._ledger_settled.append(row)
+    def move_now(self) -> None:
+        """Have the next flush move every settled row, however few."""
+        self._to_move = MOVE_ROWS
 
     def flush(self, c: sqlite3.Connection) -> None:
         """Write what this transaction changed, each row once."""
+        if self._seq is not None and self._seq != self._seq_stored:
+            # first, so that a refusal's row cannot make the entry before this does
+            if self._seq_stored is None:
+                c.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('ledger', ?)",
+                          (self._seq,))
+            else:
+                c.execute("UPDATE sqlite_sequence SET seq=? WHERE name='ledger'", (self._seq,))
+            self._seq_stored = self._seq
         if self._ledger_rows:
             c.executemany(INSERT_ROW, self._ledger_rows)
             self._ledger_rows.clear()
-        if self._ledger_settled:
-            c.executemany(SETTLE_ROW, self._ledger_settled)
-            self._ledger_settled.clear()
         if self._new_held:
-            c.executemany(
-                "INSERT INTO reservations(id, created_ms, lease_ms, worker, amount, tokens, "
-                "holds, tpm, parallel) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                self._new_held.values())
+            c.executemany(HOLD_ROW, self._new_held)
             self._new_held.clear()
-        if self._gone_held:
-            c.executemany("DELETE FROM reservations WHERE id=?",
-                          [(rid,) for rid in self._gone_held])
-            self._gone_held.clear()
+        if self._settled:
+            c.executemany(SETTLE_ROW, self._settled)
+            self._to_move += len(self._settled)
+            self._settled.clear()
         if self._dirty_counters:
             c.executemany(
                 "INSERT INTO counters(scope, period, period_start, spent, reserved) "
@@ -212,3 +245,8 @@ class Mirror:
         for rid in self._released:  # gone for good once on disk
             self.held.pop(rid, None)
         self._released.clear()
+        now = time.monotonic()
+        if self._to_move >= MOVE_ROWS or (self._to_move and now - self._moved_at >= MOVE_S):
+            c.execute(MOVE_SETTLED)  # other workers' settled rows go along
+            c.execute(DROP_MOVED)
+            self._to_move, self._moved_at = 0, now

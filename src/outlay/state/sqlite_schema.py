@@ -7,7 +7,7 @@ import sqlite3
 from outlay.state.sqlite_events_schema import EVENTS_SCHEMA
 from outlay.state.sqlite_outbox import OUTBOX_SCHEMA
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -18,13 +18,23 @@ PRAGMAS = (
     "PRAGMA temp_store=MEMORY",
 )
 
-# every call writes its reservation and every settlement deletes it: WITHOUT ROWID keeps
-# that to one b-tree (a rowid table would add the index of its TEXT primary key)
-_RESERVATIONS = """CREATE TABLE IF NOT EXISTS reservations (
+# every call writes its reservation and its settlement changes it: WITHOUT ROWID keeps that
+# to one b-tree (a rowid table would add the index of its TEXT primary key)
+_RESERVATIONS_V2 = """CREATE TABLE IF NOT EXISTS reservations (
   id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, lease_ms INTEGER NOT NULL,
   worker TEXT NOT NULL, amount INTEGER NOT NULL, tokens INTEGER NOT NULL,
   holds TEXT NOT NULL, tpm TEXT NOT NULL, parallel TEXT NOT NULL
 ) WITHOUT ROWID"""
+# version 3: a reservation also holds its call's ledger row, written to the ledger some time
+# after the call is settled (status, cost and settlement set then), so that a call writes
+# the ledger and its five indexes once per batch of calls rather than once per call
+_LEDGER_COLUMNS_V3 = (
+    "seq INTEGER", "key_id TEXT", "agent TEXT", "grp TEXT", "labels TEXT", "vendor TEXT",
+    "model TEXT", "route TEXT", "code TEXT", "spent INTEGER", "cap INTEGER",
+    "status INTEGER", "cost INTEGER", "settlement TEXT")
+_RESERVATIONS = _RESERVATIONS_V2.replace(
+    "parallel TEXT NOT NULL\n", "parallel TEXT NOT NULL,\n  "
+    + ", ".join(_LEDGER_COLUMNS_V3) + "\n")
 # partial: the calls of agents in no group do not write it (`grp = ?` still uses it)
 _LEDGER_GRP = ("CREATE INDEX IF NOT EXISTS ledger_grp ON ledger(grp, ts_ms) "
                "WHERE grp IS NOT NULL")
@@ -86,7 +96,7 @@ def _v2(conn: sqlite3.Connection) -> None:
     """Reservations WITHOUT ROWID, and the group index partial: two b-trees fewer written
     by a call of an agent in no group."""
     conn.execute("ALTER TABLE reservations RENAME TO reservations_v1")
-    conn.execute(_RESERVATIONS)
+    conn.execute(_RESERVATIONS_V2)
     conn.execute("INSERT INTO reservations SELECT id, created_ms, lease_ms, worker, amount, "
                  "tokens, holds, tpm, parallel FROM reservations_v1")
     conn.execute("DROP TABLE reservations_v1")
@@ -94,8 +104,20 @@ def _v2(conn: sqlite3.Connection) -> None:
     conn.execute(_LEDGER_GRP)
 
 
+def _v3(conn: sqlite3.Connection) -> None:
+    """Reservations hold their call's ledger row: the pending rows move out of the ledger."""
+    for column in _LEDGER_COLUMNS_V3:
+        conn.execute(f"ALTER TABLE reservations ADD COLUMN {column}")
+    conn.execute(
+        "UPDATE reservations SET (seq, key_id, agent, grp, labels, vendor, model, route, code, "
+        "spent, cap) = (SELECT seq, key_id, agent, grp, labels, vendor, model, route, code, "
+        "spent, cap FROM ledger WHERE ledger.request_id = reservations.id)")
+    conn.execute("DELETE FROM ledger WHERE settlement = 'pending' "
+                 "AND request_id IN (SELECT id FROM reservations)")
+
+
 # what turns a file of the version before each into that version, in order
-MIGRATIONS = {2: _v2}
+MIGRATIONS = {2: _v2, 3: _v3}
 
 
 def apply(conn: sqlite3.Connection) -> None:

@@ -1,0 +1,174 @@
+"""The embedded store writes an admitted call's ledger row into its reservation, and moves
+the settled ones into the ledger in batches: every read sees both, in the order of the
+decisions, and neither a crash nor a restart loses or doubles a row."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from outlay.policy.errors import OutlayError
+from outlay.policy.model import parse_policy
+from outlay.state.base import NewKey, Outcome, StateError
+from outlay.state.sqlite import SqliteStore
+from outlay.state.sqlite_mirror import MOVE_ROWS
+
+from .support import Clock, ticket
+
+
+def rows_in(path: Path) -> tuple[int, int]:
+    """Allowed rows in the ledger table itself, and rows still in reservations."""
+    conn = sqlite3.connect(path)
+    try:
+        in_ledger = conn.execute(
+            "SELECT COUNT(*) FROM ledger WHERE decision='allowed'").fetchone()[0]
+        held = conn.execute("SELECT COUNT(*) FROM reservations").fetchone()[0]
+        return in_ledger, held
+    finally:
+        conn.close()
+
+
+async def open_bot(path: Path, clock: Clock, usd: float = 10.0) -> tuple[SqliteStore, str]:
+    store = SqliteStore(str(path), clock=clock)
+    await store.open()
+    await store.create_agent("bot", None)
+    await store.put_policy("agent:bot", parse_policy({"budgets": [{"usd": usd}]}))
+    _, secret = await store.create_key(NewKey(agent="bot"))
+    return store, secret
+
+
+async def test_settled_rows_wait_in_their_reservations_then_move_together(
+        tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "outlay.db"
+    store, secret = await open_bot(path, clock)
+    try:
+        ids = []
+        for _ in range(3):
+            held = await store.reserve(ticket(secret, 2_000))
+            assert await store.settle(Outcome(held.id, 200, cost_micros=1_000))
+            ids.append(held.id)
+        assert rows_in(path) == (0, 3)
+        # every read already sees them, newest first
+        audit = await store.audit(None, 10)
+        assert [r["request_id"] for r in audit] == ids[::-1]
+        assert {(r["settlement"], r["cost_usd"]) for r in audit} == {("settled", "0.001")}
+        (line,) = await store.report("agent", None)
+        assert (line["requests"], line["allowed"], line["cost_usd"]) == (3, 3, "0.003")
+        for _ in range(MOVE_ROWS):
+            held = await store.reserve(ticket(secret, 2_000))
+            assert await store.settle(Outcome(held.id, 200, cost_micros=1_000))
+        in_ledger, held_rows = rows_in(path)
+        assert in_ledger >= MOVE_ROWS
+        assert in_ledger + held_rows == MOVE_ROWS + 3
+        (line,) = await store.report("agent", None)
+        assert (line["requests"], line["cost_usd"]) == (MOVE_ROWS + 3, f"0.0{MOVE_ROWS + 3}")
+    finally:
+        await store.close()
+    assert rows_in(path) == (MOVE_ROWS + 3, 0)  # closing moves the rest
+
+
+async def test_the_ledger_keeps_the_order_of_the_decisions(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "outlay.db"
+    store, secret = await open_bot(path, clock, usd=0.003)
+    try:
+        first = await store.reserve(ticket(secret, 2_000))
+        with pytest.raises(OutlayError):  # over the budget while the first is held
+            await store.reserve(ticket(secret, 2_000, request_id="req_refused"))
+        second = await store.reserve(ticket(secret, 1_000))
+        # settled in the other order, and only then moved
+        assert await store.settle(Outcome(second.id, 200, cost_micros=500))
+        assert await store.settle(Outcome(first.id, 200, cost_micros=500))
+        expected = [second.id, "req_refused", first.id]
+        assert [r["request_id"] for r in await store.audit(None, 10)] == expected
+        assert [r["request_id"] for r in await store.audit(None, 2)] == expected[:2]
+    finally:
+        await store.close()
+    store = SqliteStore(str(path), clock=clock)
+    await store.open()
+    try:
+        assert rows_in(path) == (2, 0)
+        assert [r["request_id"] for r in await store.audit(None, 10)] == expected
+        conn = sqlite3.connect(path)
+        seqs = [s for (s,) in conn.execute("SELECT seq FROM ledger ORDER BY seq")]
+        conn.close()
+        assert len(set(seqs)) == 3
+    finally:
+        await store.close()
+
+
+async def test_a_crash_keeps_settled_rows_settled_and_reaps_the_pending(
+        tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "outlay.db"
+    store, secret = await open_bot(path, clock)
+    settled = await store.reserve(ticket(secret, 2_000))
+    assert await store.settle(Outcome(settled.id, 200, cost_micros=700))
+    pending = await store.reserve(ticket(secret, 3_000))
+    # the process dies: nothing closed, nothing moved
+    assert store._checkpointer is not None
+    store._checkpointer.stop()
+    store.conn.close()
+    store._conn = None
+    assert rows_in(path) == (0, 2)
+
+    clock.advance(60)  # the dead worker's heartbeat is stale
+    store = SqliteStore(str(path), clock=clock)
+    await store.open()
+    try:
+        assert await store.reap() == 1  # the pending call, charged in full; not the settled
+        rows = {r["request_id"]: r for r in await store.audit(None, 10)}
+        assert (rows[settled.id]["settlement"], rows[settled.id]["cost_usd"]) == (
+            "settled", "0.0007")
+        assert (rows[pending.id]["settlement"], rows[pending.id]["cost_usd"]) == (
+            "unsettled", "0.003")
+        assert not await store.settle(Outcome(settled.id, 200, cost_micros=1))
+        budget = (await store.usage("agent:bot"))["budgets"][0]
+        assert (budget["spent_usd"], budget["reserved_usd"]) == ("0.0037", "0")
+    finally:
+        await store.close()
+    assert rows_in(path) == (2, 0)
+
+
+async def test_a_budget_put_mid_period_counts_rows_not_yet_moved(
+        tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "outlay.db"
+    store, secret = await open_bot(path, clock)
+    try:
+        done = await store.reserve(ticket(secret, 2_000))
+        assert await store.settle(Outcome(done.id, 200, cost_micros=1_200))
+        await store.reserve(ticket(secret, 3_000))  # in flight
+        assert rows_in(path) == (0, 2)
+        await store.put_policy("agent:bot", parse_policy(
+            {"budgets": [{"usd": 10}, {"usd": 5, "period": "day"}]}))
+        lines = {b["period"]: b for b in (await store.usage("agent:bot"))["budgets"]}
+        assert (lines["day"]["spent_usd"], lines["day"]["reserved_usd"]) == ("0.0012", "0.003")
+        assert (await store.usage("agent:bot"))["spend_by_model"] == {"gpt-4o-mini": "0.0012"}
+    finally:
+        await store.close()
+
+
+async def test_a_move_that_fails_fails_its_batch_and_loses_nothing(
+        tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "outlay.db"
+    store, secret = await open_bot(path, clock)
+    try:
+        for _ in range(MOVE_ROWS - 1):
+            held = await store.reserve(ticket(secret, 2_000))
+            assert await store.settle(Outcome(held.id, 200, cost_micros=1_000))
+        raw = sqlite3.connect(path, isolation_level=None)
+        raw.execute("CREATE TRIGGER boom BEFORE INSERT ON ledger "
+                    "BEGIN SELECT RAISE(ABORT, 'disk trouble'); END")
+        last = await store.reserve(ticket(secret, 2_000))
+        with pytest.raises(StateError):  # its settlement makes the batch move, and fail
+            await store.settle(Outcome(last.id, 200, cost_micros=1_000))
+        raw.execute("DROP TRIGGER boom")
+        raw.close()
+        assert rows_in(path) == (0, MOVE_ROWS)
+        assert await store.settle(Outcome(last.id, 200, cost_micros=1_000))  # once, now
+        assert not await store.settle(Outcome(last.id, 200, cost_micros=1_000))
+        assert rows_in(path) == (MOVE_ROWS, 0)
+        (line,) = await store.report("agent", None)
+        assert (line["requests"], line["cost_usd"]) == (MOVE_ROWS, f"0.0{MOVE_ROWS}")
+    finally:
+        await store.close()
