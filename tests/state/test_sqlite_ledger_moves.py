@@ -39,16 +39,22 @@ async def open_bot(path: Path, clock: Clock, usd: float = 10.0) -> tuple[SqliteS
     return store, secret
 
 
+async def settle_calls(store: SqliteStore, secret: str, n: int) -> list[str]:
+    """`n` calls reserved and settled one after the other; their ids."""
+    ids = []
+    for _ in range(n):
+        held = await store.reserve(ticket(secret, 2_000))
+        assert await store.settle(Outcome(held.id, 200, cost_micros=1_000))
+        ids.append(held.id)
+    return ids
+
+
 async def test_settled_rows_wait_in_their_reservations_then_move_together(
         tmp_path: Path, clock: Clock) -> None:
     path = tmp_path / "outlay.db"
     store, secret = await open_bot(path, clock)
     try:
-        ids = []
-        for _ in range(3):
-            held = await store.reserve(ticket(secret, 2_000))
-            assert await store.settle(Outcome(held.id, 200, cost_micros=1_000))
-            ids.append(held.id)
+        ids = await settle_calls(store, secret, 3)
         assert rows_in(path) == (0, 3)
         # every read already sees them, newest first
         audit = await store.audit(None, 10)
@@ -56,9 +62,7 @@ async def test_settled_rows_wait_in_their_reservations_then_move_together(
         assert {(r["settlement"], r["cost_usd"]) for r in audit} == {("settled", "0.001")}
         (line,) = await store.report("agent", None)
         assert (line["requests"], line["allowed"], line["cost_usd"]) == (3, 3, "0.003")
-        for _ in range(MOVE_ROWS):
-            held = await store.reserve(ticket(secret, 2_000))
-            assert await store.settle(Outcome(held.id, 200, cost_micros=1_000))
+        await settle_calls(store, secret, MOVE_ROWS)
         in_ledger, held_rows = rows_in(path)
         assert in_ledger >= MOVE_ROWS
         assert in_ledger + held_rows == MOVE_ROWS + 3
@@ -153,9 +157,7 @@ async def test_a_move_that_fails_fails_its_batch_and_loses_nothing(
     path = tmp_path / "outlay.db"
     store, secret = await open_bot(path, clock)
     try:
-        for _ in range(MOVE_ROWS - 1):
-            held = await store.reserve(ticket(secret, 2_000))
-            assert await store.settle(Outcome(held.id, 200, cost_micros=1_000))
+        await settle_calls(store, secret, MOVE_ROWS - 1)
         raw = sqlite3.connect(path, isolation_level=None)
         raw.execute("CREATE TRIGGER boom BEFORE INSERT ON ledger "
                     "BEGIN SELECT RAISE(ABORT, 'disk trouble'); END")

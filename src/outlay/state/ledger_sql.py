@@ -161,10 +161,12 @@ def spend_by(c: sqlite3.Connection, scope: str, since: int
                 f"SELECT vendor, SUM(cost) FROM {source} WHERE {where} AND ts_ms >= ? "  # noqa: S608
                 "AND cost > 0 GROUP BY vendor", (*args, since)):
             by_vendor[vendor] = by_vendor.get(vendor, 0) + cost
-    def by_name(item: tuple[str | None, int]) -> tuple[bool, str]:
-        return item[0] is None, item[0] or ""
+    return (dict(sorted(by_model.items(), key=_by_name)),
+            dict(sorted(by_vendor.items(), key=_by_name)))
 
-    return dict(sorted(by_model.items(), key=by_name)), dict(sorted(by_vendor.items(), key=by_name))
+
+def _by_name(item: tuple[str | None, int]) -> tuple[bool, str]:
+    return item[0] is None, item[0] or ""
 
 
 def report(c: sqlite3.Connection, group_by: str, since_ms: int | None) -> list[dict[str, Any]]:

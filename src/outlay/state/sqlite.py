@@ -341,12 +341,11 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         # only budgets that warn or are soft can raise an event when money is spent
         watched = [h for h in held.holds if len(h) < 5 or h[4]]
         if cost and watched:
-            self._settlement_events(c, outcome.reservation_id, held, watched)
+            self._settlement_events(c, held, watched)
         return True
 
     def _settlement_events(
-        self, c: sqlite3.Connection, request_id: str, held: Held, held_on: list[list[Any]]
-    ) -> None:
+        self, c: sqlite3.Connection, held: Held, held_on: list[list[Any]]) -> None:
         """Budget warnings and soft-budget crossings, judged on what is now spent."""
         key = None if held.key_id is None else KeyInfo(held.key_id, held.agent or "", None, {})
         now = self.clock()
