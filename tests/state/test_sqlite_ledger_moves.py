@@ -12,6 +12,7 @@ import pytest
 from outlay.policy.errors import OutlayError
 from outlay.policy.model import parse_policy
 from outlay.state.base import NewKey, Outcome, StateError
+from outlay.state.ledger_sql import DROP_MOVED, MOVE_SETTLED
 from outlay.state.sqlite import SqliteStore
 from outlay.state.sqlite_mirror import MOVE_ROWS
 
@@ -172,5 +173,44 @@ async def test_a_move_that_fails_fails_its_batch_and_loses_nothing(
         assert rows_in(path) == (MOVE_ROWS, 0)
         (line,) = await store.report("agent", None)
         assert (line["requests"], line["cost_usd"]) == (MOVE_ROWS, f"0.0{MOVE_ROWS}")
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("read", ["audit", "report", "usage"])
+async def test_a_move_by_another_worker_between_two_reads_hides_no_row(
+        tmp_path: Path, clock: Clock, read: str) -> None:
+    path = tmp_path / "outlay.db"
+    store, secret = await open_bot(path, clock)
+    try:
+        (rid,) = await settle_calls(store, secret, 1)
+        assert rows_in(path) == (0, 1)
+        other = sqlite3.connect(path, isolation_level=None)
+        moved = []
+
+        def move_before_the_second_read(sql: str) -> None:
+            # another worker moves the settled rows just as this one turns to reservations
+            if not moved and "FROM reservations" in sql and "FROM ledger" not in sql:
+                other.execute("BEGIN IMMEDIATE")
+                other.execute(MOVE_SETTLED)
+                other.execute(DROP_MOVED)
+                other.execute("COMMIT")
+                moved.append(sql)
+
+        store.conn.set_trace_callback(move_before_the_second_read)
+        try:
+            if read == "audit":
+                assert [r["request_id"] for r in await store.audit(None, 10)] == [rid]
+            elif read == "report":
+                (line,) = await store.report("agent", None)
+                assert (line["requests"], line["cost_usd"]) == (1, "0.001")
+            else:
+                usage = await store.usage("agent:bot")
+                assert usage["spend_by_model"] == {"gpt-4o-mini": "0.001"}
+        finally:
+            store.conn.set_trace_callback(None)
+            other.close()
+        assert moved, "the reads never reached the reservations"
+        assert rows_in(path) == (1, 0)
     finally:
         await store.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -65,6 +67,20 @@ HELD_ROWS = (
 SOURCES = ("ledger", HELD_ROWS)
 
 
+@contextlib.contextmanager
+def snapshot(c: sqlite3.Connection) -> Iterator[None]:
+    """Reads of both SOURCES that see one state of the file: a move committed between two of
+    them would otherwise hide its rows from both."""
+    if c.in_transaction:
+        yield
+        return
+    c.execute("BEGIN")
+    try:
+        yield
+    finally:
+        c.execute("COMMIT")
+
+
 def call_columns(ticket: Ticket, key: KeyInfo | None) -> tuple[Any, ...]:
     """key_id, agent, grp, labels, vendor, model, route: what a ledger row says of a call."""
     call = ticket.call
@@ -98,10 +114,11 @@ AUDIT_COLUMNS = (
 def audit(c: sqlite3.Connection, scope: str | None, limit: int) -> list[dict[str, Any]]:
     where, args = scope_filter(scope) if scope else ("1=1", ())
     rows: list[tuple[Any, ...]] = []
-    for source in SOURCES:
-        rows += c.execute(
-            f"SELECT seq, {', '.join(AUDIT_COLUMNS)} FROM {source} WHERE {where} "  # noqa: S608
-            "ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
+    with snapshot(c):
+        for source in SOURCES:
+            rows += c.execute(
+                f"SELECT seq, {', '.join(AUDIT_COLUMNS)} FROM {source} WHERE {where} "  # noqa: S608
+                "ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
     rows.sort(key=lambda r: r[0] or 0, reverse=True)
     return [audit_entry(dict(zip(AUDIT_COLUMNS, row[1:], strict=True)))
             for row in rows[:limit]]
@@ -135,14 +152,15 @@ def usage(
     windows: dict[str, WindowState],
 ) -> dict[str, Any]:
     counters: dict[str, tuple[int, int]] = {}
-    for budget in policy.budgets if policy is not None else ():
-        start = period_start_of(budget.period, now)
-        row = c.execute(
-            "SELECT spent, reserved FROM counters WHERE scope=? AND period=? "
-            "AND period_start=?", (scope, budget.period, start)).fetchone()
-        counters[budget.period] = (row[0], row[1]) if row else (0, 0)
     since = period_start_of("month", now)
-    by_model, by_vendor = spend_by(c, scope, since)
+    with snapshot(c):
+        for budget in policy.budgets if policy is not None else ():
+            start = period_start_of(budget.period, now)
+            row = c.execute(
+                "SELECT spent, reserved FROM counters WHERE scope=? AND period=? "
+                "AND period_start=?", (scope, budget.period, start)).fetchone()
+            counters[budget.period] = (row[0], row[1]) if row else (0, 0)
+        by_model, by_vendor = spend_by(c, scope, since)
     return usage_view(scope, policy, now, windows, counters, since, by_model, by_vendor)
 
 
@@ -152,15 +170,16 @@ def spend_by(c: sqlite3.Connection, scope: str, since: int
     where, args = scope_filter(scope)
     by_model: dict[str | None, int] = {}
     by_vendor: dict[str | None, int] = {}
-    for source in SOURCES:
-        for model, cost in c.execute(
-                f"SELECT model, SUM(cost) FROM {source} WHERE {where} AND ts_ms >= ? "  # noqa: S608
-                "AND cost > 0 AND model IS NOT NULL GROUP BY model", (*args, since)):
-            by_model[model] = by_model.get(model, 0) + cost
-        for vendor, cost in c.execute(
-                f"SELECT vendor, SUM(cost) FROM {source} WHERE {where} AND ts_ms >= ? "  # noqa: S608
-                "AND cost > 0 GROUP BY vendor", (*args, since)):
-            by_vendor[vendor] = by_vendor.get(vendor, 0) + cost
+    with snapshot(c):
+        for source in SOURCES:
+            for model, cost in c.execute(
+                    f"SELECT model, SUM(cost) FROM {source} WHERE {where} AND ts_ms >= ? "  # noqa: S608
+                    "AND cost > 0 AND model IS NOT NULL GROUP BY model", (*args, since)):
+                by_model[model] = by_model.get(model, 0) + cost
+            for vendor, cost in c.execute(
+                    f"SELECT vendor, SUM(cost) FROM {source} WHERE {where} AND ts_ms >= ? "  # noqa: S608
+                    "AND cost > 0 GROUP BY vendor", (*args, since)):
+                by_vendor[vendor] = by_vendor.get(vendor, 0) + cost
     return (dict(sorted(by_model.items(), key=_by_name)),
             dict(sorted(by_vendor.items(), key=_by_name)))
 
@@ -172,14 +191,15 @@ def _by_name(item: tuple[str | None, int]) -> tuple[bool, str]:
 def report(c: sqlite3.Connection, group_by: str, since_ms: int | None) -> list[dict[str, Any]]:
     column = GROUP_BY[group_by]
     lines: dict[Any, list[int]] = {}
-    for source in SOURCES:
-        for name, *counts in c.execute(
-                f"SELECT {column}, COUNT(*), SUM(decision='allowed'), "  # noqa: S608
-                "SUM(decision!='allowed'), SUM(cost), SUM(settlement='unsettled') "
-                f"FROM {source} WHERE ts_ms >= ? GROUP BY {column}", (since_ms or 0,)):
-            line = lines.setdefault(name, [0] * len(counts))
-            for i, n in enumerate(counts):
-                line[i] += n or 0
+    with snapshot(c):
+        for source in SOURCES:
+            for name, *counts in c.execute(
+                    f"SELECT {column}, COUNT(*), SUM(decision='allowed'), "  # noqa: S608
+                    "SUM(decision!='allowed'), SUM(cost), SUM(settlement='unsettled') "
+                    f"FROM {source} WHERE ts_ms >= ? GROUP BY {column}", (since_ms or 0,)):
+                line = lines.setdefault(name, [0] * len(counts))
+                for i, n in enumerate(counts):
+                    line[i] += n or 0
     ordered = sorted(lines.items(), key=lambda item: item[1][3], reverse=True)
     return [report_line(group_by, (name, *counts)) for name, counts in ordered]
 
