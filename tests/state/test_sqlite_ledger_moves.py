@@ -130,9 +130,38 @@ async def test_a_crash_keeps_settled_rows_settled_and_reaps_the_pending(
         assert not await store.settle(Outcome(settled.id, 200, cost_micros=1))
         budget = (await store.usage("agent:bot"))["budgets"][0]
         assert (budget["spent_usd"], budget["reserved_usd"]) == ("0.0037", "0")
+        # the new worker numbers its calls after the rows the dead one left unmoved
+        (newest,) = await settle_calls(store, secret, 1)
+        audit = [r["request_id"] for r in await store.audit(None, 10)]
+        assert audit == [newest, pending.id, settled.id]
     finally:
         await store.close()
-    assert rows_in(path) == (2, 0)
+    assert rows_in(path) == (3, 0)
+
+
+async def test_two_workers_number_their_rows_apart(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "outlay.db"
+    one, secret = await open_bot(path, clock)
+    two = SqliteStore(str(path), clock=clock)
+    await two.open()
+    try:
+        first = await one.reserve(ticket(secret, 1_000))
+        second = await two.reserve(ticket(secret, 1_000))
+        third = await one.reserve(ticket(secret, 1_000))
+        for store, held in ((two, second), (one, first), (one, third)):
+            assert await store.settle(Outcome(held.id, 200, cost_micros=500))
+        expected = [third.id, second.id, first.id]
+        assert [r["request_id"] for r in await two.audit(None, 10)] == expected
+    finally:
+        await two.close()
+        await one.close()
+    assert rows_in(path) == (3, 0)
+    store = SqliteStore(str(path), clock=clock)
+    await store.open()
+    try:
+        assert [r["request_id"] for r in await store.audit(None, 10)] == expected
+    finally:
+        await store.close()
 
 
 async def test_a_budget_put_mid_period_counts_rows_not_yet_moved(
