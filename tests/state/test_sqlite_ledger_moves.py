@@ -40,6 +40,16 @@ async def open_bot(path: Path, clock: Clock, usd: float = 10.0) -> tuple[SqliteS
     return store, secret
 
 
+async def audit_after_reopen(path: Path, clock: Clock) -> list[str]:
+    """The request ids of the audit, newest first, as a store opened afresh reads them."""
+    store = SqliteStore(str(path), clock=clock)
+    await store.open()
+    try:
+        return [r["request_id"] for r in await store.audit(None, 10)]
+    finally:
+        await store.close()
+
+
 async def settle_calls(store: SqliteStore, secret: str, n: int) -> list[str]:
     """`n` calls reserved and settled one after the other; their ids."""
     ids = []
@@ -90,17 +100,12 @@ async def test_the_ledger_keeps_the_order_of_the_decisions(tmp_path: Path, clock
         assert [r["request_id"] for r in await store.audit(None, 2)] == expected[:2]
     finally:
         await store.close()
-    store = SqliteStore(str(path), clock=clock)
-    await store.open()
-    try:
-        assert rows_in(path) == (2, 0)
-        assert [r["request_id"] for r in await store.audit(None, 10)] == expected
-        conn = sqlite3.connect(path)
-        seqs = [s for (s,) in conn.execute("SELECT seq FROM ledger ORDER BY seq")]
-        conn.close()
-        assert len(set(seqs)) == 3
-    finally:
-        await store.close()
+    assert rows_in(path) == (2, 0)
+    assert await audit_after_reopen(path, clock) == expected
+    conn = sqlite3.connect(path)
+    seqs = [s for (s,) in conn.execute("SELECT seq FROM ledger ORDER BY seq")]
+    conn.close()
+    assert len(set(seqs)) == 3
 
 
 async def test_a_crash_keeps_settled_rows_settled_and_reaps_the_pending(
@@ -156,12 +161,7 @@ async def test_two_workers_number_their_rows_apart(tmp_path: Path, clock: Clock)
         await two.close()
         await one.close()
     assert rows_in(path) == (3, 0)
-    store = SqliteStore(str(path), clock=clock)
-    await store.open()
-    try:
-        assert [r["request_id"] for r in await store.audit(None, 10)] == expected
-    finally:
-        await store.close()
+    assert await audit_after_reopen(path, clock) == expected
 
 
 async def test_a_budget_put_mid_period_counts_rows_not_yet_moved(
