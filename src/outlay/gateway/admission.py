@@ -9,10 +9,7 @@ import time
 from dataclasses import replace
 from random import getrandbits
 
-from aiohttp import web
-
 from outlay.gateway.context import Gateway
-from outlay.gateway.errors import Flavor, error_response
 from outlay.policy.errors import ApprovalRequired, OutlayError, Unavailable
 from outlay.state.base import Reservation, StateError, Ticket
 
@@ -37,25 +34,23 @@ def unavailable(gw: Gateway, exc: StateError) -> Unavailable:
     )
 
 
-async def refuse_invalid(
-    gw: Gateway, ticket: Ticket, error: OutlayError, flavor: Flavor
-) -> web.Response:
-    """A request refused for its own shape: recorded in the ledger, then answered."""
+async def refuse_invalid(gw: Gateway, ticket: Ticket, error: OutlayError) -> OutlayError:
+    """A request refused for its own shape: recorded in the ledger; the error to answer."""
     try:
         await gw.store.record_refusal(ticket, error.status, error.code)
     except StateError as exc:
-        return error_response(unavailable(gw, exc), flavor, ticket.request_id)
-    return error_response(error, flavor, ticket.request_id)
+        return unavailable(gw, exc)
+    return error
 
 
-async def admit(gw: Gateway, ticket: Ticket, flavor: Flavor) -> Reservation | web.Response:
+async def admit(gw: Gateway, ticket: Ticket) -> Reservation | OutlayError:
     """The reservation, or the refusal to answer with."""
     try:
         return await _reserve(gw, ticket)
     except OutlayError as err:
-        return error_response(err, flavor, ticket.request_id)
+        return err
     except StateError as exc:
-        return error_response(unavailable(gw, exc), flavor, ticket.request_id)
+        return unavailable(gw, exc)
 
 
 async def _reserve(gw: Gateway, ticket: Ticket) -> Reservation:

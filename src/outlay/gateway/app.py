@@ -13,6 +13,7 @@ from outlay.admin.routes import add_admin_routes
 from outlay.gateway.admission import new_request_id
 from outlay.gateway.context import GATEWAY, Gateway
 from outlay.gateway.errors import Flavor, error_response
+from outlay.gateway.exchange import AiohttpExchange
 from outlay.gateway.health import HealthEvents
 from outlay.gateway.llm import ROUTES, Route, proxy
 from outlay.gateway.models import list_models
@@ -34,7 +35,11 @@ KILL_SWITCH_S = 0.25  # revoked keys' streams are cut within this, well inside S
 
 def _route(route: Route) -> Callable[[web.Request], object]:
     async def handler(request: web.Request) -> web.StreamResponse:
-        return await proxy(request, route)
+        ex = AiohttpExchange(request)
+        await proxy(ex, request.app[GATEWAY], route)
+        if ex.response is None:
+            raise RuntimeError(f"{route.kind}: the route ended without an answer")
+        return ex.response
 
     return handler
 

@@ -25,11 +25,17 @@ def error_body(error: OutlayError, flavor: Flavor) -> dict[str, Any]:
     }}
 
 
+def error_answer(
+    error: OutlayError, flavor: Flavor, request_id: str, extra: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of the answer to `error`."""
+    headers = {"Content-Type": "application/json", "X-Outlay-Request-Id": request_id,
+               **error.headers, **(extra or {})}
+    return error.status, headers, orjson.dumps(error_body(error, flavor))
+
+
 def error_response(
     error: OutlayError, flavor: Flavor, request_id: str, extra: dict[str, str] | None = None
 ) -> web.Response:
-    headers = {"X-Outlay-Request-Id": request_id, **error.headers, **(extra or {})}
-    return web.Response(
-        status=error.status, body=orjson.dumps(error_body(error, flavor)),
-        content_type="application/json", headers=headers,
-    )
+    status, headers, body = error_answer(error, flavor, request_id, extra)
+    return web.Response(status=status, body=body, headers=headers)

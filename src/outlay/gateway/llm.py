@@ -6,18 +6,20 @@ parse → authenticate, decide and reserve (one atomic store call) → forward �
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from outlay.gateway.admission import admit, new_request_id, refuse_invalid
-from outlay.gateway.context import GATEWAY, Gateway
-from outlay.gateway.errors import Flavor, error_response
+from outlay.gateway.context import Gateway
+from outlay.gateway.errors import Flavor, error_answer
+from outlay.gateway.exchange import Exchange
 from outlay.gateway.forward import request_headers, response_headers
 from outlay.gateway.headers import limit_headers
-from outlay.gateway.intake import agent_key, parse_json_object, read_body
+from outlay.gateway.intake import agent_key, parse_json_object
 from outlay.gateway.settle import Settler
 from outlay.gateway.usage_tap import UsageHider, UsageTap, usage_of
 from outlay.policy.decision import Call
@@ -57,21 +59,27 @@ ROUTES = {
 }
 
 
-async def proxy(request: web.Request, route: Route) -> web.StreamResponse:
-    gw = request.app[GATEWAY]
+def llm_handlers(gw: Gateway) -> dict[str, Callable[[Exchange], Awaitable[None]]]:
+    """The LLM routes by path, for a server that carries Exchanges (gateway/h1.py)."""
+    return {path: functools.partial(proxy, gw=gw, route=route) for path, route in ROUTES.items()}
+
+
+async def proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
     rid = new_request_id()
-    secret = agent_key(request)
+    secret = agent_key(ex.headers)
     key_hash = hash_secret(secret) if secret else None
     model: str | None = None
     try:
-        raw = await read_body(request, gw.settings.max_body_bytes)
-        body = parse_json_object(request, raw)
+        raw = await ex.body(gw.settings.max_body_bytes)
+        body = parse_json_object(ex.content_type, raw)
         model = body.get("model") if isinstance(body.get("model"), str) else None
         price = gw.prices.resolve(model) if model else None
         est = estimate(route.kind, body, price)
     except OutlayError as err:
         ticket = Ticket(rid, key_hash, Call(vendor=route.provider, model=model), route.kind)
-        return await refuse_invalid(gw, ticket, err, route.flavor)
+        refusal = await refuse_invalid(gw, ticket, err)
+        await ex.send(*error_answer(refusal, route.flavor, rid))
+        return
 
     call = Call(
         vendor=route.provider, model=model, model_resolved=price.name if price else None,
@@ -79,10 +87,11 @@ async def proxy(request: web.Request, route: Route) -> web.StreamResponse:
         tokens=est.input_tokens + est.output_tokens,
     )
     ticket = Ticket(rid, key_hash, call, route.kind, gw.aliases, gw.free_models,
-                    approval_id=request.headers.get("X-Outlay-Approval"))
-    reservation = await admit(gw, ticket, route.flavor)
+                    approval_id=ex.headers.get("X-Outlay-Approval"))
+    reservation = await admit(gw, ticket)
     if not isinstance(reservation, Reservation):
-        return reservation
+        await ex.send(*error_answer(reservation, route.flavor, rid))
+        return
 
     ours = {"X-Outlay-Request-Id": reservation.id,
             **limit_headers(reservation.limits, gw.clock())}
@@ -90,57 +99,58 @@ async def proxy(request: web.Request, route: Route) -> web.StreamResponse:
     stream = body.get("stream") is True
     outgoing = UpstreamRequest(
         provider=route.provider, method="POST", path=route.path,
-        headers=request_headers(request.headers), body=forward_body, stream=stream,
-        query=request.rel_url.raw_query_string,
+        headers=request_headers(ex.headers), body=forward_body, stream=stream,
+        query=ex.query,
     )
     task = asyncio.current_task(gw.loop)
     if task is not None:
         gw.streams.add(reservation.key.id, task, reservation.key.expires_at_ms)
     try:
         hide_usage = stream and _usage_patched_in(est, body)
-        return await _forward(request, gw, route, reservation, outgoing, ours, price, est,
-                              hide_usage)
+        await _forward(ex, gw, route, reservation, outgoing, ours, price, est, hide_usage)
     finally:
         if task is not None:
             gw.streams.remove(reservation.key.id, task)
 
 
 async def _forward(
-    request: web.Request, gw: Gateway, route: Route, reservation: Reservation,
+    ex: Exchange, gw: Gateway, route: Route, reservation: Reservation,
     outgoing: UpstreamRequest, ours: dict[str, str], price: ModelPrice | None, est: Estimate,
     hide_usage: bool,
-) -> web.StreamResponse:
+) -> None:
     settle = Settler(gw, reservation, route, price, wait=False)
     try:
         answer = await gw.upstream.send(outgoing)
     except UpstreamUnreachable as exc:
         await settle.finish(502, "void")
-        return error_response(Unavailable(
+        await ex.send(*error_answer(Unavailable(
             "upstream_unavailable", f"No {route.provider} endpoint could be reached: {exc}",
-            status=502), route.flavor, reservation.id, ours)
+            status=502), route.flavor, reservation.id, ours))
+        return
     except asyncio.CancelledError:
         await settle.finish(0, "unsettled")
         raise
     except UpstreamBroken as exc:
         await settle.finish(502, "unsettled")
-        return _broken(route, reservation, ours, exc)
+        await ex.send(*_broken(route, reservation, ours, exc))
+        return
     if outgoing.stream and 200 <= answer.status < 300:
-        return await _stream(request, settle, answer, ours,
-                             UsageHider() if hide_usage else None)
-    return await _whole(request, settle, answer, ours)
+        await _stream(ex, settle, answer, ours, UsageHider() if hide_usage else None)
+    else:
+        await _whole(ex, settle, answer, ours)
 
 
 def _broken(
     route: Route, reservation: Reservation, ours: dict[str, str], exc: UpstreamBroken
-) -> web.Response:
-    return error_response(Unavailable(
+) -> tuple[int, dict[str, str], bytes]:
+    return error_answer(Unavailable(
         "upstream_unavailable", f"The {route.provider} connection broke: {exc}",
         status=502), route.flavor, reservation.id, ours)
 
 
 async def _whole(
-    request: web.Request, settle: Settler, answer: UpstreamResponse, ours: dict[str, str]
-) -> web.Response:
+    ex: Exchange, settle: Settler, answer: UpstreamResponse, ours: dict[str, str]
+) -> None:
     try:
         data = await answer.read()
     except asyncio.CancelledError:
@@ -150,7 +160,8 @@ async def _whole(
         # the request was sent and part of an answer came: charged in full, and the agent
         # gets a clear 502 rather than a server error
         await settle.finish(502, "unsettled")
-        return _broken(settle.route, settle.reservation, ours, exc)
+        await ex.send(*_broken(settle.route, settle.reservation, ours, exc))
+        return
     finally:
         await answer.close()
     if not 200 <= answer.status < 300:
@@ -167,16 +178,12 @@ async def _whole(
         if outcome[0] == "settled":
             charged = min(outcome[1], settle.reservation.amount)
             ours = {**ours, "X-Outlay-Cost-USD": micros_to_usd(charged)}
-    response = web.Response(status=answer.status, body=data,
-                            headers=response_headers(answer.headers, ours))
     try:
         # the agent has its answer first: the money stays held until the settlement
         # commits, and a crash in between is charged in full by the reaper
-        await response.prepare(request)
-        await response.write_eof()
+        await ex.send(answer.status, response_headers(answer.headers, ours), data)
     finally:
         await settle.finish(answer.status, *outcome)
-    return response
 
 
 def _usage_patched_in(est: Estimate, body: dict[str, Any]) -> bool:
@@ -188,23 +195,21 @@ def _usage_patched_in(est: Estimate, body: dict[str, Any]) -> bool:
 
 
 async def _stream(
-    request: web.Request, settle: Settler, answer: UpstreamResponse, ours: dict[str, str],
+    ex: Exchange, settle: Settler, answer: UpstreamResponse, ours: dict[str, str],
     hider: UsageHider | None,
-) -> web.StreamResponse:
-    response = web.StreamResponse(status=answer.status,
-                                  headers=response_headers(answer.headers, ours))
+) -> None:
     tap = UsageTap()
     try:
-        await response.prepare(request)
+        await ex.start(answer.status, response_headers(answer.headers, ours))
         async for chunk in answer.iter_chunks():
             tap.feed(chunk)
             if hider is not None:
                 chunk = hider.feed(chunk)
                 if not chunk:
                     continue
-            await response.write(chunk)
+            await ex.write(chunk)
         if hider is not None and (rest := hider.flush()):
-            await response.write(rest)
+            await ex.write(rest)
     except asyncio.CancelledError:
         # cut by the kill switch or the server stopping: what it used is unknown
         await settle.finish(answer.status, "unsettled")
@@ -213,19 +218,17 @@ async def _stream(
         await settle.finish(answer.status, "unsettled")
         # cut the agent's connection too: ending the body cleanly would pass a truncated
         # answer off as a whole one
-        if request.transport is not None:
-            request.transport.close()
-        return response
+        ex.abort()
+        return
     except ConnectionError:
         await settle.finish(answer.status, "unsettled")
-        return response
+        return
     finally:
         await answer.close()
     outcome = settle.price(tap.usage if tap.finished and tap.usage else None)
     try:
-        await response.write_eof()  # as for whole answers: the agent first, then the books
+        await ex.end()  # as for whole answers: the agent first, then the books
     except ConnectionError:
         pass  # the agent hung up after the last event (SDKs do, at [DONE]): it has them all
     finally:
         await settle.finish(answer.status, *outcome)
-    return response

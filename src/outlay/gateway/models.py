@@ -18,7 +18,7 @@ from outlay.state.keys import hash_secret
 async def list_models(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     rid = new_request_id()
-    secret = agent_key(request)
+    secret = agent_key(request.headers)
     try:
         key = await gw.store.key_by_hash(hash_secret(secret)) if secret else None
         refusal = authenticate(key, gw.clock())

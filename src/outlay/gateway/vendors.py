@@ -10,9 +10,10 @@ from aiohttp import web
 from outlay.gateway.admission import admit, new_request_id, refuse_invalid
 from outlay.gateway.context import GATEWAY, Gateway
 from outlay.gateway.errors import error_response
+from outlay.gateway.exchange import AiohttpExchange
 from outlay.gateway.forward import response_headers
 from outlay.gateway.headers import limit_headers
-from outlay.gateway.intake import agent_key, read_body
+from outlay.gateway.intake import agent_key
 from outlay.gateway.llm import Route
 from outlay.gateway.settle import Settler
 from outlay.policy.decision import Call
@@ -35,7 +36,7 @@ async def vendor_proxy(request: web.Request) -> web.StreamResponse:
     rid = new_request_id()
     vendor = request.match_info["vendor"]
     path = _raw_path(request)
-    secret = agent_key(request)
+    secret = agent_key(request.headers)
     key_hash = hash_secret(secret) if secret else None
     pricing = gw.vendor_pricing.get(vendor)
     call = Call(vendor=vendor)
@@ -43,20 +44,20 @@ async def vendor_proxy(request: web.Request) -> web.StreamResponse:
         if pricing is None:
             raise BadRequest("invalid_request", f"Unknown vendor {vendor!r}: configure it under "
                              "`vendors:` in the configuration.", param="vendor")
-        raw = await read_body(request, gw.settings.max_body_bytes)
+        raw = await AiohttpExchange(request).body(gw.settings.max_body_bytes)
         vcall = VendorCall(vendor, request.method.upper(), path, request.content_type, raw,
                            {k.lower(): v for k, v in request.headers.items()})
         est = pricing.estimate(vcall)
     except OutlayError as err:
-        return await refuse_invalid(gw, Ticket(rid, key_hash, call, f"vendor.{vendor}"), err,
-                                    "openai")
+        refusal = await refuse_invalid(gw, Ticket(rid, key_hash, call, f"vendor.{vendor}"), err)
+        return error_response(refusal, "openai", rid)
 
     ticket = Ticket(rid, key_hash, Call(vendor=vendor, cost_micros=est.cost_micros),
                     f"vendor.{vendor}", idempotency_key=est.idempotency_key,
                     approval_id=request.headers.get("X-Outlay-Approval"))
-    reservation = await admit(gw, ticket, "openai")
+    reservation = await admit(gw, ticket)
     if not isinstance(reservation, Reservation):
-        return reservation
+        return error_response(reservation, "openai", ticket.request_id)
     ours = {"X-Outlay-Request-Id": reservation.id,
             **limit_headers(reservation.limits, gw.clock())}
     if reservation.amount:

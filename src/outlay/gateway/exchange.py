@@ -1,0 +1,92 @@
+"""One HTTP exchange as the LLM routes see it: the request they read and the answer they
+write, whichever server carries it (aiohttp's, or the lean HTTP/1.1 server of gateway/h1.py
+that serves the LLM routes of `outlay serve`)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from outlay.policy.errors import TooLarge
+
+
+def too_large(max_bytes: int) -> TooLarge:
+    return TooLarge("request_too_large", f"The request body is larger than {max_bytes} bytes.")
+
+
+class Exchange(ABC):
+    """A request, read whole, and its answer: either `send` once, or `start`, `write`…,
+    `end`. A write to an agent that went away raises ConnectionError."""
+
+    headers: Mapping[str, str]  # case-insensitive
+    query: str  # as the agent encoded it, without the `?`
+    content_type: str  # the media type in lower case, application/octet-stream when none
+
+    @abstractmethod
+    async def body(self, max_bytes: int) -> bytes:
+        """The whole body; TooLarge past `max_bytes`."""
+
+    @abstractmethod
+    async def send(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        """A whole answer."""
+
+    @abstractmethod
+    async def start(self, status: int, headers: Mapping[str, str]) -> None:
+        """The head of an answer whose body follows in pieces."""
+
+    @abstractmethod
+    async def write(self, chunk: bytes) -> None: ...
+
+    @abstractmethod
+    async def end(self) -> None: ...
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Cut the connection: the answer cannot be completed, and ending it cleanly would
+        pass a truncated answer off as a whole one."""
+
+
+class AiohttpExchange(Exchange):
+    """An exchange carried by aiohttp's server; `response` is what the handler returns."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.request = request
+        self.headers = request.headers
+        self.query = request.rel_url.raw_query_string
+        self.content_type = request.content_type
+        self.response: web.StreamResponse | None = None
+
+    async def body(self, max_bytes: int) -> bytes:
+        declared = self.request.content_length
+        if declared is not None and declared > max_bytes:
+            raise too_large(max_bytes)
+        try:
+            data = await self.request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise too_large(max_bytes) from None
+        if len(data) > max_bytes:
+            raise too_large(max_bytes)
+        return data
+
+    async def send(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        self.response = web.Response(status=status, body=body, headers=headers)
+        await self.response.prepare(self.request)
+        await self.response.write_eof()
+
+    async def start(self, status: int, headers: Mapping[str, str]) -> None:
+        self.response = web.StreamResponse(status=status, headers=headers)
+        await self.response.prepare(self.request)
+
+    async def write(self, chunk: bytes) -> None:
+        assert self.response is not None
+        await self.response.write(chunk)
+
+    async def end(self) -> None:
+        assert self.response is not None
+        await self.response.write_eof()
+
+    def abort(self) -> None:
+        if self.request.transport is not None:
+            self.request.transport.close()
