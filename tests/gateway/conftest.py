@@ -8,10 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import BaseRunner, TestServer
 from pytest_aiohttp import AiohttpClient
+from yarl import URL
 
 from outlay.gateway.app import create_app
+from outlay.gateway.context import GATEWAY
+from outlay.gateway.h1 import H1Site
+from outlay.gateway.llm import llm_handlers
+from outlay.gateway.server import bind
 from outlay.settings import Settings
 
 from .fakes import (
@@ -34,9 +40,35 @@ class AsServed(TestServer):
         return await super()._make_runner(**kwargs)
 
 
+class ServedByH1(AsServed):
+    """As `outlay serve` runs the app: the LLM routes on gateway/h1.py, the rest handed to
+    aiohttp's server."""
+
+    async def start_server(self, loop: Any = None, **kwargs: Any) -> None:
+        if self.runner:
+            return
+        self.runner = await self._make_runner(**kwargs)
+        await self.runner.setup()
+        assert isinstance(self.runner, web.AppRunner)
+        sock = bind("127.0.0.1", 0)
+        self.host, self.port = sock.getsockname()[:2]
+        gw = self.app[GATEWAY]
+        self.site = H1Site(self.runner, sock, llm_handlers(gw), gw.settings.max_body_bytes,
+                           5.0)
+        await self.site.start()
+        self.scheme = "http"
+        self._root = URL(f"http://127.0.0.1:{self.port}")
+
+
+@pytest.fixture(params=["aiohttp", "h1"])
+def server(request: pytest.FixtureRequest) -> type[AsServed]:
+    """Every in-process gateway test runs on both servers that carry the LLM routes."""
+    return AsServed if request.param == "aiohttp" else ServedByH1
+
+
 @pytest.fixture
 async def make_outlay(
-    aiohttp_client: AiohttpClient, tmp_path: Path
+    aiohttp_client: AiohttpClient, tmp_path: Path, server: type[AsServed]
 ) -> AsyncIterator[MakeOutlay]:
     """Build a gateway; keyword arguments override Settings fields."""
     upstreams: list[FakeUpstream] = []
@@ -51,7 +83,7 @@ async def make_outlay(
         app = create_app(settings, store=store, upstream=upstream,
                          prices=price_table(), clock=clock)
         # runs cleanup_ctx: the store is open from here
-        client = await aiohttp_client(AsServed(app))
+        client = await aiohttp_client(server(app))
         await store.init_admin_token(settings.admin_token)
         return Outlay(client, upstream, store, clock, settings)
 

@@ -15,6 +15,9 @@ import time
 from aiohttp import web
 
 from outlay.gateway.app import create_app, store_for
+from outlay.gateway.context import GATEWAY
+from outlay.gateway.h1 import H1Site
+from outlay.gateway.llm import llm_handlers
 from outlay.gateway.wiring import vendor_pricing, vendors_from_settings
 from outlay.policy.model import parse_policy, parse_scope
 from outlay.pricing.table import PriceTable
@@ -22,6 +25,7 @@ from outlay.settings import Settings
 from outlay.state.base import StateError
 
 log = logging.getLogger("outlay")
+SHUTDOWN_S = 5.0  # answers in progress get this long to finish when a worker stops
 
 
 async def prepare_state(settings: Settings) -> str | None:
@@ -58,9 +62,36 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def run_worker(settings: Settings, sock: socket.socket) -> None:
-    app = create_app(settings)
-    web.run_app(app, sock=sock, print=None, access_log=None, handle_signals=True,
-                shutdown_timeout=5, loop=new_event_loop())
+    """Serve on `sock` until SIGTERM or SIGINT, then finish the answers in progress (up to
+    SHUTDOWN_S) and close the store."""
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    runner = web.AppRunner(create_app(settings), handle_signals=True, access_log=None,
+                           shutdown_timeout=SHUTDOWN_S)
+    try:
+        loop.run_until_complete(_start(runner, sock, settings))
+        loop.run_forever()
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        loop.run_until_complete(runner.cleanup())
+        _cancel_leftovers(loop)
+        loop.close()
+
+
+async def _start(runner: web.AppRunner, sock: socket.socket, settings: Settings) -> None:
+    await runner.setup()
+    routes = llm_handlers(runner.app[GATEWAY])
+    await H1Site(runner, sock, routes, settings.max_body_bytes, SHUTDOWN_S).start()
+
+
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
 
 
 def serve(settings: Settings) -> None:

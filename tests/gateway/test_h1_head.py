@@ -1,0 +1,101 @@
+"""The head reader of the LLM routes' server: the plain requests it reads, and everything it
+leaves to aiohttp's server untouched."""
+
+from __future__ import annotations
+
+import pytest
+
+from outlay.gateway.h1_head import HANDOFF, MAX_HEAD, Head, parse_head
+
+ROUTES = {"/v1/chat/completions", "/v1/messages"}
+BODY = b'{"model": "m"}'
+
+
+def request(*headers: str, line: str = "POST /v1/chat/completions HTTP/1.1",
+            length: bool = True) -> bytes:
+    lines = [line, "Host: gw", *headers]
+    if length:
+        lines.append(f"Content-Length: {len(BODY)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + BODY
+
+
+def parse(data: bytes, max_body: int = 1000) -> Head:
+    head = parse_head(data, ROUTES, max_body)
+    assert isinstance(head, Head), head
+    return head
+
+
+def test_a_plain_request_is_read() -> None:
+    data = request("Authorization: Bearer olk_1", "content-type:application/json ",
+                   line="POST /v1/chat/completions?api-version=2 HTTP/1.1")
+    head = parse(data)
+    assert head.path == "/v1/chat/completions"
+    assert head.query == "api-version=2"
+    assert head.headers["authorization"] == "Bearer olk_1"
+    assert head.headers["Content-Type"] == "application/json"  # spaces around trimmed
+    assert head.length == len(BODY)
+    assert data[head.end:] == BODY
+    assert not head.close
+
+
+def test_connection_close_is_noticed() -> None:
+    assert parse(request("Connection: keep-alive, Close")).close
+    assert parse(request("Connection: close", "Connection: keep-alive")).close
+
+
+def test_an_incomplete_head_waits_for_more() -> None:
+    data = request()
+    assert parse_head(data[: data.index(b"\r\n\r\n")], ROUTES, 1000) is None
+    assert parse_head(b"", ROUTES, 1000) is None
+
+
+def test_the_next_request_is_read_from_the_start_of_the_buffer() -> None:
+    first, second = request(), request(line="POST /v1/messages HTTP/1.1")
+    head = parse(first + second)
+    assert head.end + head.length == len(first)
+    assert parse((first + second)[len(first):]).path == "/v1/messages"
+
+
+@pytest.mark.parametrize("data", [
+    request(line="GET /v1/chat/completions HTTP/1.1"),
+    request(line="POST /v1/models HTTP/1.1"),
+    request(line="POST /admin/v1/keys HTTP/1.1"),
+    request(line="POST /v1/chat/completions HTTP/1.0"),
+    request(line="POST /v1/chat/completions  HTTP/1.1"),
+    request(line="POST /v1/chat/completions#x HTTP/1.1"),
+    request(line="POST http://gw/v1/chat/completions HTTP/1.1"),
+    request("Transfer-Encoding: chunked", length=False),
+    request("Transfer-Encoding: chunked"),
+    request("Expect: 100-continue"),
+    request("Upgrade: websocket", "Connection: upgrade"),
+    request("Content-Length: 14"),  # twice, even when equal
+    request("Content-Length: +14", length=False),
+    request("Content-Length: 1_4", length=False),
+    request("Content-Length: \u00b9\u2074", length=False),
+    request("Content-Length: 99999999999999999999", length=False),
+    request(length=False),
+    request("Bad Name: x"),
+    request("Name : x"),
+    request(" folded: x"),
+    request("NoColon"),
+    request("X-Null: a\x00b"),
+    request("X-Lone-LF: a\nb"),
+    request("X-Lone-CR: a\rb"),
+    request("X-Utf8: caf\u00e9"),
+    b"\r\n" + request(),
+], ids=lambda data: repr(data[:60]))
+def test_anything_but_a_plain_llm_request_goes_to_aiohttp(data: bytes) -> None:
+    assert parse_head(data, ROUTES, 1000) is HANDOFF
+
+
+def test_a_body_over_the_limit_goes_to_aiohttp() -> None:
+    assert parse_head(request(), ROUTES, len(BODY) - 1) is HANDOFF
+    assert isinstance(parse_head(request(), ROUTES, len(BODY)), Head)
+
+
+def test_a_head_too_long_to_be_plain_goes_to_aiohttp() -> None:
+    long = request("X-Long: " + "a" * MAX_HEAD)
+    assert parse_head(long, ROUTES, 1000) is HANDOFF
+    unfinished = long[: long.index(b"\r\n\r\n")]
+    assert parse_head(unfinished, ROUTES, 1000) is HANDOFF
+    assert parse_head(unfinished[:MAX_HEAD], ROUTES, 1000) is None
