@@ -49,3 +49,11 @@ def test_items_need_not_be_comparable() -> None:
 def test_rejects_bad_weights(items: list[str], weights: list[int]) -> None:
     with pytest.raises(ValueError, match="weights"):
         weighted_order(items, weights, random.Random(0))
+
+
+@pytest.mark.parametrize("weight", [0, 1, 7])
+def test_a_single_endpoint_is_the_order_and_draws_nothing(weight: int) -> None:
+    rng = random.Random(0)
+    state = rng.getstate()
+    assert weighted_order(["only"], [weight], rng) == ["only"]
+    assert rng.getstate() == state

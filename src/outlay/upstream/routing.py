@@ -18,6 +18,10 @@ def weighted_order(items: Sequence[T], weights: Sequence[int], rng: random.Rando
     """
     if len(items) != len(weights):
         raise ValueError("items and weights differ in length")
+    if len(items) == 1:  # one endpoint, as most providers have: nothing to draw
+        if weights[0] < 0:
+            raise ValueError("weights must not be negative")
+        return [items[0]]
     keyed: list[tuple[float, int, T]] = []
     for index, (item, weight) in enumerate(zip(items, weights, strict=True)):
         if weight < 0:
