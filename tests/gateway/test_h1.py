@@ -300,11 +300,13 @@ async def test_stopping_cuts_what_outlasts_the_grace(
 class Transport:
     def __init__(self) -> None:
         self.written = bytearray()
+        self.writes: list[bytes] = []
         self.reading = True
         self.closed = False
 
     def write(self, data: bytes) -> None:
         self.written += data
+        self.writes.append(data)
 
     def pause_reading(self) -> None:
         self.reading = False
@@ -405,3 +407,25 @@ def test_a_header_value_with_a_line_break_is_never_written() -> None:
     with pytest.raises(ValueError, match="line break"):
         asyncio.run(ex.send(200, {"X-Evil": "a\r\nSet-Cookie: x=1"}, b""))
     assert transport.written == b""
+
+
+@pytest.mark.parametrize("chunks", [[b"data: 1\n\n", b"data: 2\n\n"], []])
+async def test_a_streams_head_goes_out_with_its_first_chunk(chunks: list[bytes]) -> None:
+    async def route(ex: h1.Exchange) -> None:
+        await ex.start(200, {"Content-Type": "text/event-stream"})
+        for chunk in chunks:
+            await ex.write(chunk)
+        await ex.end()
+
+    conn, transport = connection({"/r": route})
+    conn.data_received(plain())
+    await asyncio.sleep(0.01)
+    first = transport.writes[0]
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Transfer-Encoding: chunked\r\n" in first
+    if chunks:
+        assert first.endswith(b"\r\n\r\n9\r\ndata: 1\n\n\r\n")
+        assert transport.writes[1:] == [b"9\r\ndata: 2\n\n\r\n", b"0\r\n\r\n"]
+    else:
+        assert first.endswith(b"\r\n\r\n0\r\n\r\n")
+        assert len(transport.writes) == 1

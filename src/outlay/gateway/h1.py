@@ -222,6 +222,7 @@ class H1Exchange(Exchange):
                              else "application/octet-stream")
         self.keep = not head.close  # the connection serves another request after this one
         self.state = "new"  # new → streaming → done
+        self._unsent = b""  # a stream's head, until its first chunk
 
     async def body(self, max_bytes: int) -> bytes:
         return self._body  # longer bodies than the limit never get here (h1_head)
@@ -245,23 +246,26 @@ class H1Exchange(Exchange):
         self.conn.write(head + body)
 
     async def start(self, status: int, headers: Mapping[str, str]) -> None:
-        head = self._head(status, headers, "Transfer-Encoding: chunked")
+        # the head goes out with the first chunk, in one packet, as aiohttp's server does
+        self._unsent = self._head(status, headers, "Transfer-Encoding: chunked")
         self.state = "streaming"
-        self.conn.write(head)
-        await self.conn.drain()
+        if self.conn.lost:
+            raise ConnectionResetError("the agent closed the connection")
 
     async def write(self, chunk: bytes) -> None:
         if self.state != "streaming":
             raise RuntimeError("write before start, or after end")
         if chunk:
-            self.conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            self.conn.write(b"%b%x\r\n%b\r\n" % (self._unsent, len(chunk), chunk))
+            self._unsent = b""
             await self.conn.drain()
 
     async def end(self) -> None:
         if self.state != "streaming":
             raise RuntimeError("end before start, or twice")
         self.state = "done"
-        self.conn.write(b"0\r\n\r\n")
+        self.conn.write(self._unsent + b"0\r\n\r\n")
+        self._unsent = b""
 
     def abort(self) -> None:
         self.keep = False
