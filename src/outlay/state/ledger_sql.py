@@ -58,6 +58,10 @@ MOVE_SETTLED = (
     "code, NULL, status, amount, cost, settlement, spent, cap FROM reservations "
     "WHERE settlement IS NOT NULL ORDER BY seq")
 DROP_MOVED = "DELETE FROM reservations WHERE settlement IS NOT NULL"
+# the highest row number given: the ledger's AUTOINCREMENT entry (a row inserted with its
+# number raises it) or a reservation's not yet moved
+LAST_SEQ = ("SELECT max(ifnull((SELECT seq FROM sqlite_sequence WHERE name='ledger'), 0), "
+            "ifnull((SELECT max(seq) FROM reservations), 0))")
 # the rows still in reservations, as ledger rows: every SQLite read takes both
 HELD_ROWS = (
     "(SELECT seq, id AS request_id, created_ms AS ts_ms, key_id, agent, grp, labels, vendor, "

@@ -16,8 +16,9 @@ An admitted call's ledger row waits in its reservation: the decision writes it t
 settlement completes it, and every `MOVE_ROWS` settled calls (or `MOVE_S`) one statement
 moves the settled ones into the ledger. The ledger and its five indexes are then written
 once for a batch of calls instead of once per call, and a call in flight changes no more
-than one reservation page. Rows are numbered when decided (`next_seq`, kept in the ledger's
-`sqlite_sequence` entry), so the ledger's order is still the order of the decisions, and
+than one reservation page. Rows are numbered when decided (`next_seq`: after the highest
+number in the ledger's `sqlite_sequence` entry or in the reservations, read once while the
+mirror holds), so the ledger's order is still the order of the decisions, and
 every read takes both tables (`ledger_sql.SOURCES`). A crash loses nothing: a settled row
 not yet moved is moved by the next transaction that moves, one still pending is the
 reaper's.
@@ -35,7 +36,14 @@ import orjson
 from outlay.policy.decision import KeyInfo
 from outlay.policy.model import Policy
 from outlay.policy.windows import WindowState, decode, encode
-from outlay.state.ledger_sql import DROP_MOVED, HOLD_ROW, INSERT_ROW, MOVE_SETTLED, SETTLE_ROW
+from outlay.state.ledger_sql import (
+    DROP_MOVED,
+    HOLD_ROW,
+    INSERT_ROW,
+    LAST_SEQ,
+    MOVE_SETTLED,
+    SETTLE_ROW,
+)
 from outlay.state.sqlite_admin import parse_stored_policy, read_key
 
 CounterKey = tuple[str, str, int]  # scope, period, period start
@@ -72,7 +80,6 @@ class Mirror:
         self.counters: dict[CounterKey, list[int]] = {}  # [spent, reserved]
         self.held: dict[str, Held | None] = {}
         self._seq: int | None = None  # the last sequence number given, None: read it
-        self._seq_stored: int | None = None  # what sqlite_sequence says, None: no entry
         self._dirty_windows: set[tuple[str, str]] = set()
         self._dirty_inflight: set[str] = set()
         self._dirty_counters: set[CounterKey] = set()
@@ -158,11 +165,11 @@ class Mirror:
 
     def next_seq(self, c: sqlite3.Connection) -> int:
         """The sequence number of the next ledger row (under the write lock, so no other
-        worker can give the same)."""
+        worker can give the same). Every number given is either in a reservation or, once
+        moved (or a refusal's), in the ledger, whose AUTOINCREMENT entry then holds it: no
+        write is needed to remember it."""
         if self._seq is None:
-            row = c.execute("SELECT seq FROM sqlite_sequence WHERE name='ledger'").fetchone()
-            self._seq_stored = None if row is None else row[0]
-            self._seq = self._seq_stored or 0
+            self._seq = c.execute(LAST_SEQ).fetchone()[0]
         self._seq += 1
         return self._seq
 
@@ -205,14 +212,6 @@ class Mirror:
 
     def flush(self, c: sqlite3.Connection) -> None:
         """Write what this transaction changed, each row once."""
-        if self._seq is not None and self._seq != self._seq_stored:
-            # first, so that a refusal's row cannot make the entry before this does
-            if self._seq_stored is None:
-                c.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('ledger', ?)",
-                          (self._seq,))
-            else:
-                c.execute("UPDATE sqlite_sequence SET seq=? WHERE name='ledger'", (self._seq,))
-            self._seq_stored = self._seq
         if self._ledger_rows:
             c.executemany(INSERT_ROW, self._ledger_rows)
             self._ledger_rows.clear()
