@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 # wrk prints one line of JSON from the script's done() hook: exact microseconds, no units
@@ -189,6 +190,24 @@ def cpu_seconds(pid: int, proc: str = "/proc") -> float:
 def tree_cpu_seconds(root: int, proc: str = "/proc") -> float:
     """CPU time of a process and all its descendants alive now, summed."""
     return sum(cpu_seconds(pid, proc) for pid in process_tree(root, proc))
+
+
+def wait_quiet(cpu_of: Callable[[], float], *, share: float = 0.02, interval_s: float = 0.25,
+               limit_s: float = 30.0, sleep: Callable[[float], None] = time.sleep,
+               clock: Callable[[], float] = time.monotonic) -> float:
+    """Wait until a process (`cpu_of`: its CPU seconds so far) uses less than `share` of a
+    core over `interval_s`, or `limit_s` passed; the seconds waited. A gateway may go on
+    working after its load stops (Redis + PostgreSQL drains its ledger into PostgreSQL):
+    that work is its own, and must not land in the next scenario's measurement."""
+    started = clock()
+    before = cpu_of()
+    while clock() - started < limit_s:
+        sleep(interval_s)
+        now = cpu_of()
+        if now - before < share * interval_s:
+            return clock() - started
+        before = now
+    return clock() - started
 
 
 def cpu_times(stat: str | None = None) -> tuple[int, int]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import hotspots
 import report
 from load import RssSampler, run_streams, run_wrk, smoke
-from measure import cpu_times, tree_cpu_seconds
+from measure import cpu_times, tree_cpu_seconds, wait_quiet
 from nginx_mock import nginx_config
 from procs import Proc, cpu_split, free_port, http_json, port_open, wait_until
 from scenarios import Context, LitellmInstall, Target, table
@@ -214,6 +214,8 @@ def main() -> int:
             with sampler.watching(r.key, t.pid):
                 run_wrk(t, 32, warm, tmp, cpus=load_cpus, name=f"{r.key}-warm")
                 run_streams(t, requests=1, warmup=29)
+            if t.pid:
+                wait_quiet(lambda pid=t.pid: tree_cpu_seconds(pid))
 
         for round_no in range(args.rounds):
             # rotate the order each round, so no scenario always follows the same one
@@ -230,9 +232,13 @@ def main() -> int:
                     r.runs.setdefault(c, []).append(res)
                     cpu = ""
                     if t.pid and res.requests:
+                        # what it still does for these calls is theirs, not the next run's
+                        tail = wait_quiet(lambda pid=t.pid: tree_cpu_seconds(pid))
                         used = (tree_cpu_seconds(t.pid) - cpu_before) / res.requests * 1e6
                         r.cpu.setdefault(c, []).append(used)
                         cpu = f"  CPU {used:5,.0f} µs/call"
+                        if tail >= 1:
+                            cpu += f" (busy {tail:.0f} s after its load)"
                     flag = "" if res.clean else f"  ({res.errors} errors, {res.non_2xx} non-2xx)"
                     log(f"  {r.title:34} {res.rps:9,.0f} req/s  p50 {res.p50_ms:6.2f} ms  "
                         f"p99 {res.p99_ms:6.2f} ms{cpu}{flag}")

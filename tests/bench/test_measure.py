@@ -142,3 +142,33 @@ def test_tree_cpu_counts_this_process() -> None:
     before = measure.tree_cpu_seconds(os.getpid())
     sum(i * i for i in range(2_000_000))  # some CPU for the counter to see
     assert measure.tree_cpu_seconds(os.getpid()) > before
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_waiting_for_a_gateway_to_go_quiet() -> None:
+    t = FakeTime()
+    # busy (a full core) for 2 s after its load stopped, then idle
+    def cpu() -> float:
+        return min(t.now, 2.0)
+
+    waited = measure.wait_quiet(cpu, sleep=t.sleep, clock=lambda: t.now)
+    assert waited == pytest.approx(2.25)
+
+
+def test_a_gateway_that_never_goes_quiet_is_waited_for_a_bounded_time() -> None:
+    t = FakeTime()
+    waited = measure.wait_quiet(lambda: t.now, limit_s=3.0, sleep=t.sleep, clock=lambda: t.now)
+    assert waited == pytest.approx(3.0)
+
+
+def test_an_idle_gateway_is_not_waited_for_long() -> None:
+    t = FakeTime()
+    waited = measure.wait_quiet(lambda: 1.0, sleep=t.sleep, clock=lambda: t.now)
+    assert waited == pytest.approx(0.25)
