@@ -429,3 +429,18 @@ async def test_a_streams_head_goes_out_with_its_first_chunk(chunks: list[bytes])
     else:
         assert first.endswith(b"\r\n\r\n0\r\n\r\n")
         assert len(transport.writes) == 1
+
+
+@pytest.mark.parametrize("status", [204, 304])
+async def test_an_answer_that_has_no_body_gets_no_length(status: int) -> None:
+    async def route(ex: h1.Exchange) -> None:
+        await ex.send(status, {"X-Outlay-Request-Id": "req_1"}, b"ignored")
+
+    conn, transport = connection({"/r": route})
+    conn.data_received(plain())
+    await asyncio.sleep(0.01)
+    head, _, rest = bytes(transport.written).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d " % status)
+    assert b"Content-Length" not in head
+    assert b"X-Outlay-Request-Id: req_1" in head
+    assert rest == b""

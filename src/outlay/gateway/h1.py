@@ -32,6 +32,7 @@ KEEPALIVE_S = 3630.0  # an idle connection is closed after this, as aiohttp's se
 SWEEP_S = 10.0
 READ_AHEAD = 256 * 1024  # bytes buffered past a request in flight before reading pauses
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
+_NO_BODY = {204, 304}  # answers that never have a body, nor a length (RFC 9110 §8.6)
 
 
 class H1Server:
@@ -227,11 +228,13 @@ class H1Exchange(Exchange):
     async def body(self, max_bytes: int) -> bytes:
         return self._body  # longer bodies than the limit never get here (h1_head)
 
-    def _head(self, status: int, headers: Mapping[str, str], framing: str) -> bytes:
+    def _head(self, status: int, headers: Mapping[str, str], framing: str | None) -> bytes:
         if self.state != "new":
             raise RuntimeError("the answer has already begun")
-        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}", framing,
+        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}",
                  f"Date: {self.conn.server.date()}"]
+        if framing is not None:
+            lines.append(framing)
         lines += [f"{name}: {value}" for name, value in headers.items()]
         if not self.keep:
             lines.append("Connection: close")
@@ -241,7 +244,10 @@ class H1Exchange(Exchange):
         return text.encode()
 
     async def send(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
-        head = self._head(status, headers, f"Content-Length: {len(body)}")
+        if status in _NO_BODY:
+            head, body = self._head(status, headers, None), b""
+        else:
+            head = self._head(status, headers, f"Content-Length: {len(body)}")
         self.state = "done"
         self.conn.write(head + body)
 
