@@ -67,7 +67,7 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         chunk = {**_envelope("chat.completion.chunk"), "choices": [
             {"index": 0, "delta": {"content": word}, "finish_reason": None}]}
         await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.15 if body.get("user") == "slow" else 0.01)
     final = {**_envelope("chat.completion.chunk"), "choices": [], "usage": USAGE}
     await response.write(f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode())
     await response.write_eof()
@@ -139,3 +139,35 @@ def test_calls_stream_and_charges_through_a_real_http_provider(
         (200, expected), (200, expected), (429, 0)]
     assert micros(gateway.budget(scope)["spent_usd"]) == 2 * expected
     assert "Traceback" not in gateway.log()  # an agent hanging up at [DONE] is no error
+
+
+def test_a_gateway_told_to_stop_finishes_the_stream_in_progress(
+        launch: Launch, provider: Provider) -> None:
+    config = {"providers": {"openai": {"endpoints": [
+        {"base_url": f"{provider.url}/v1", "api_key": "sk-provider-secret"}]}}}
+    gateway = launch(config)
+    minted = gateway.mint_key(unique("stopping"))
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=minted["key"], max_retries=0,
+                       timeout=15) as client:
+        stream = iter(client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hello."}],
+            stream=True, stream_options={"include_usage": True}, user="slow"))
+        chunks = [next(stream)]  # flowing: about a second of it left
+        stopping = threading.Thread(target=gateway.stop)
+        stopping.start()
+        chunks += list(stream)
+        stopping.join(15)
+    assert not stopping.is_alive()
+    assert gateway.proc is not None
+    assert gateway.proc.returncode == 0
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "".join(
+        WORDS)
+    assert chunks[-1].usage is not None
+    # the call was settled before the gateway exited: charged its usage, nothing held
+    again = launch(config, state=gateway.state_path, name="again")
+    price = again.prices()["gpt-4o-mini"]
+    expected = price_cost_micros(price, USAGE["prompt_tokens"], USAGE["completion_tokens"])
+    [entry] = again.audit(f"key:{minted['id']}")
+    assert (entry["status"], entry["settlement"]) == (200, "settled")
+    assert micros(entry["cost_usd"]) == expected
+    assert "Traceback" not in gateway.log()
