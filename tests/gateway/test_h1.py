@@ -231,8 +231,9 @@ async def test_a_failing_route_answers_500_and_closes(
     monkeypatch.setattr(outlay.upstream, "send", broken)
     reader, writer = await connect()
     writer.write(chat_request(key["key"]))
-    status, _, body = await answer(reader)
+    status, headers, body = await answer(reader)
     assert status == 500
+    assert headers["Connection"] == "close"
     assert b"Internal Server Error" in body
     assert await closed(reader)
     assert "error answering POST /v1/chat/completions" in caplog.text

@@ -158,11 +158,11 @@ class H1Connection(asyncio.Protocol):
             raise
         except Exception:
             log.exception("error answering POST %s", head.path)
+            ex.keep = False
             if ex.state == "new" and not self.lost:
                 with contextlib.suppress(ConnectionError):
                     await ex.send(500, {"Content-Type": "text/plain"},
                                   b"500 Internal Server Error")
-            ex.keep = False
         finally:
             self.task = None
             self.idle_since = time.monotonic()
