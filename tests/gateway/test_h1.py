@@ -88,6 +88,21 @@ async def closed(reader: asyncio.StreamReader) -> bool:
     return await asyncio.wait_for(reader.read(), WAIT_S) == b""
 
 
+async def paused_stream(
+    outlay: Outlay, key: dict[str, Any], connect: Connect
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:
+    """A stream whose head and first chunk arrived, waiting on the provider for the rest;
+    its connection and request id."""
+    outlay.upstream.script(Reply(headers=SSE_HEADERS, chunks=openai_stream(), pause_after=1))
+    reader, writer = await connect()
+    writer.write(chat_request(key["key"], body={**CHAT, "stream": True}))
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT_S)
+    rid = next(line.split(": ")[1] for line in head.decode().split("\r\n")
+               if line.startswith("X-Outlay-Request-Id"))
+    await asyncio.wait_for(outlay.upstream.paused.wait(), WAIT_S)
+    return reader, writer, rid
+
+
 async def test_requests_on_one_connection_are_answered_in_order(
     outlay: Outlay, key: dict[str, Any], connect: Connect,
 ) -> None:
@@ -206,13 +221,7 @@ async def test_a_stream_is_sent_chunked(
 async def test_an_agent_gone_mid_stream_leaves_the_call_charged_in_full(
     outlay: Outlay, key: dict[str, Any], connect: Connect,
 ) -> None:
-    outlay.upstream.script(Reply(headers=SSE_HEADERS, chunks=openai_stream(), pause_after=1))
-    reader, writer = await connect()
-    writer.write(chat_request(key["key"], body={**CHAT, "stream": True}))
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT_S)
-    rid = next(line.split(": ")[1] for line in head.decode().split("\r\n")
-               if line.startswith("X-Outlay-Request-Id"))
-    await asyncio.wait_for(outlay.upstream.paused.wait(), WAIT_S)
+    _reader, writer, rid = await paused_stream(outlay, key, connect)
     writer.transport.abort()
     await asyncio.sleep(0.05)
     outlay.upstream.release.set()
@@ -281,13 +290,7 @@ async def test_stopping_lets_an_answer_in_progress_finish(
 async def test_stopping_cuts_what_outlasts_the_grace(
     outlay: Outlay, key: dict[str, Any], connect: Connect,
 ) -> None:
-    outlay.upstream.script(Reply(headers=SSE_HEADERS, chunks=openai_stream(), pause_after=1))
-    reader, writer = await connect()
-    writer.write(chat_request(key["key"], body={**CHAT, "stream": True}))
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT_S)
-    rid = next(line.split(": ")[1] for line in head.decode().split("\r\n")
-               if line.startswith("X-Outlay-Request-Id"))
-    await asyncio.wait_for(outlay.upstream.paused.wait(), WAIT_S)
+    reader, _writer, rid = await paused_stream(outlay, key, connect)
     site = cast(ServedByH1, outlay.client.server).site
     assert site.h1 is not None
     await asyncio.wait_for(site.h1.shutdown(grace_s=0.05), WAIT_S)
