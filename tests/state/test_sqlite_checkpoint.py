@@ -160,9 +160,11 @@ def test_a_reader_in_the_old_log_delays_the_restart_not_the_writer(tmp_path: Pat
     try:
         started = time.monotonic()
         commits, _ = _write_without_pause(path, 0.5, checkpointer)
-        # a restart waiting on the reader gives up within 20 ms a try: the writer went on
+        # a restart waiting on the reader gives up within 20 ms a try: the writer went on,
+        # at worst one try after each commit (25 in 0.5 s; a restart that waited out the
+        # reader would allow one commit in seconds)
         assert time.monotonic() - started < 2
-        assert commits > 200
+        assert commits > 20
         assert checkpointer.restarts == 0
         reader.execute("COMMIT")
         _write_without_pause(path, 0.5, checkpointer)
