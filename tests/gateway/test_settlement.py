@@ -8,6 +8,7 @@ import json
 import logging
 from typing import Any
 
+import orjson
 import pytest
 
 from outlay.policy.money import usd_to_micros
@@ -83,6 +84,26 @@ async def test_anthropic_answer_settles_to_its_usage(outlay: Outlay,
     assert resp.status == 200
     assert resp.headers["X-Outlay-Cost-USD"] == "0.00018"  # 30 x 3 + 6 x 15
     assert await spend(outlay) == ("0.00018", "0")
+
+
+async def test_anthropic_cache_writes_are_reserved_for_and_charged_at_their_price(
+    outlay: Outlay, key: dict[str, Any]
+) -> None:
+    await outlay.set_policy("agent:agent-a", BUDGET)
+    text = "x" * 400
+    body = {**MESSAGE, "system": [{"type": "text", "text": text,
+                                   "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}
+    usage = {"input_tokens": 5, "cache_creation_input_tokens": 100,
+             "cache_creation": {"ephemeral_5m_input_tokens": 0,
+                                "ephemeral_1h_input_tokens": 100},
+             "output_tokens": 6}
+    answer = orjson.loads(anthropic_answer())
+    outlay.upstream.script(Reply(body=orjson.dumps({**answer, "usage": usage})))
+    resp = await outlay.messages(key["key"], body)
+    assert resp.status == 200
+    # 5 x 3 + 100 x 6 (an hour's cache write: 2 x input) + 6 x 15
+    assert resp.headers["X-Outlay-Cost-USD"] == "0.000705"
+    assert await spend(outlay) == ("0.000705", "0")
 
 
 async def test_provider_refusal_voids(outlay: Outlay, key: dict[str, Any]) -> None:

@@ -339,7 +339,31 @@ def test_anthropic_messages_bound_and_cost() -> None:
     assert result.input_tokens >= len(TEXT.encode()) + len(b"Be terse.")
     assert result.output_tokens == 1000
     assert result.body_patch == {}
+    # marked for the cache: every input token may be written, at 1.25 x the input price
+    assert result.cost_micros == cost_of(0, 0, 1000, price("claude-sonnet-4-5"),
+                                         written=result.input_tokens)
+    assert result.cost_micros > cost_of(result.input_tokens, 0, 1000, price("claude-sonnet-4-5"))
+
+
+def test_anthropic_without_cache_marks_reserves_at_the_input_price() -> None:
+    result = estimate("anthropic.messages", anthropic(), price("claude-sonnet-4-5"))
     assert result.cost_micros == cost_of(result.input_tokens, 0, 1000, price("claude-sonnet-4-5"))
+
+
+def test_an_hour_long_cache_mark_anywhere_reserves_at_the_hour_price() -> None:
+    block = {"type": "text", "text": TEXT,
+             "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    body = anthropic(messages=[{"role": "user", "content": [block]}])
+    result = estimate("anthropic.messages", body, price("claude-sonnet-4-5"))
+    assert result.cost_micros == cost_of(0, 0, 1000, price("claude-sonnet-4-5"),
+                                         written_1h=result.input_tokens)
+
+
+def test_cache_writes_never_reserve_below_the_input_price() -> None:
+    cheap = PriceTable.load({"claude-sonnet-4-5": {"cache_write": 1}}).resolve("claude-sonnet-4-5")
+    body = anthropic(system=[{"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}])
+    result = estimate("anthropic.messages", body, cheap)
+    assert result.cost_micros == cost_of(result.input_tokens, 0, 1000, cheap)
 
 
 def test_anthropic_missing_max_tokens_is_set_to_the_model_max() -> None:

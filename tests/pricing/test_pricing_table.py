@@ -125,6 +125,8 @@ def test_to_list_gives_usd_as_decimal_strings(table: PriceTable) -> None:
         "provider": "openai",
         "input": "0.15",
         "cached_input": "0.075",
+        "cache_write": "0.15",  # no cache writes of their own: the input price
+        "cache_write_1h": "0.15",
         "output": "0.6",
         "max_output_tokens": 16384,
         "context_window": 128_000,

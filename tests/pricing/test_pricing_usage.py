@@ -63,8 +63,34 @@ def test_anthropic_usage_with_cache_writes_and_reads() -> None:
         "output_tokens": 500,
         "service_tier": "standard",
     }
-    # (100 + 2000) x $3/M + 10000 x $0.30/M + 500 x $15/M = 6300 + 3000 + 7500
-    assert usage_cost("anthropic.messages", usage, price("claude-sonnet-4-5")) == (12_600, 16_800)
+    # 100 x $3/M + 2000 x $3.75/M (a 5-minute cache write: 1.25 x input) + 10000 x $0.30/M
+    # + 500 x $15/M = 300 + 7500 + 3000 + 7500
+    assert usage_cost("anthropic.messages", usage, price("claude-sonnet-4-5")) == (12_600, 18_300)
+
+
+def test_anthropic_cache_writes_are_priced_by_their_lifetime() -> None:
+    usage = {
+        "input_tokens": 100,
+        "cache_creation_input_tokens": 3_000,
+        "cache_creation": {"ephemeral_5m_input_tokens": 1_000,
+                           "ephemeral_1h_input_tokens": 2_000},
+        "output_tokens": 500,
+    }
+    # 100 x $3/M + 1000 x $3.75/M + 2000 x $6/M (an hour: 2 x input) + 500 x $15/M
+    assert usage_cost("anthropic.messages", usage, price("claude-sonnet-4-5")) == (
+        3_600, 300 + 3_750 + 12_000 + 7_500)
+    # the breakdown alone (no total) counts as well
+    del usage["cache_creation_input_tokens"]
+    assert usage_cost("anthropic.messages", usage, price("claude-sonnet-4-5")) == (
+        3_600, 300 + 3_750 + 12_000 + 7_500)
+
+
+def test_configured_cache_write_prices_win() -> None:
+    table = PriceTable.load({"claude-sonnet-4-5": {"cache_write": 4, "cache_write_1h": 5}})
+    usage = {"cache_creation_input_tokens": 1_000_000,
+             "cache_creation": {"ephemeral_1h_input_tokens": 250_000}}
+    assert usage_cost("anthropic.messages", usage, table.resolve("claude-sonnet-4-5")) == (
+        1_000_000, 750_000 * 4 + 250_000 * 5)
 
 
 def test_anthropic_usage_merged_from_a_stream() -> None:

@@ -68,17 +68,46 @@ def estimate(route: str, body: dict[str, Any], price: ModelPrice | None) -> Esti
         cost = None
     else:
         cost = cost_of(input_tokens, 0, output_tokens, price)
+        ttl = _cache_write_ttl(body) if route == "anthropic.messages" else None
+        if ttl is not None:
+            # every input token may be written to the prompt cache, at its own price
+            cost = max(cost, cost_of(0, 0, output_tokens, price, written=input_tokens))
+            if ttl == "1h":
+                cost = max(cost, cost_of(0, 0, output_tokens, price, written_1h=input_tokens))
     return Estimate(input_tokens, output_tokens, cost, patch)
 
 
+def _cache_write_ttl(body: Mapping[str, Any]) -> str | None:
+    """None when an Anthropic request marks nothing for the prompt cache; "1h" when some
+    mark asks for an hour; "5m" otherwise (the default lifetime)."""
+    ttl = None
+    pending: list[object] = [body]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            mark = item.get("cache_control")
+            if isinstance(mark, dict):
+                if mark.get("ttl") == "1h":
+                    return "1h"
+                ttl = "5m"
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return ttl
+
+
 def cost_of(
-    input_tokens: int, cached_input_tokens: int, output_tokens: int, price: ModelPrice
+    input_tokens: int, cached_input_tokens: int, output_tokens: int, price: ModelPrice, *,
+    written: int = 0, written_1h: int = 0,
 ) -> int:
-    """Micro-USD for uncached input, cached input and output tokens, rounded up once at the end."""
+    """Micro-USD for uncached input, cached input, output tokens and input tokens written to
+    the prompt cache (for 5 minutes, for an hour), rounded up once at the end."""
     for name, count in (
         ("input_tokens", input_tokens),
         ("cached_input_tokens", cached_input_tokens),
         ("output_tokens", output_tokens),
+        ("written", written),
+        ("written_1h", written_1h),
     ):
         if count < 0:
             raise ValueError(f"{name} must be >= 0, got {count}")
@@ -88,6 +117,8 @@ def cost_of(
         input_tokens * price.input_micros_per_mtok
         + cached_input_tokens * price.cached_input_micros_per_mtok
         + output_tokens * price.output_micros_per_mtok
+        + written * price.cache_write
+        + written_1h * price.cache_write_1h
     )
     return ceil_div(micro_usd_per_mtok, _TOKENS_PER_MTOK)
 
@@ -104,22 +135,29 @@ def usage_cost(
     if route == "anthropic.count_tokens":
         return 0, 0
     if route == "anthropic.messages":
-        # Anthropic reports the three kinds of input apart; cache writes are billed as input.
-        fresh = _count(usage, "input_tokens") + _count(usage, "cache_creation_input_tokens")
+        # Anthropic reports the kinds of input apart: cache writes have prices of their own,
+        # by lifetime when `cache_creation` says (5 minutes when it does not)
+        fresh = _count(usage, "input_tokens")
         cached = _count(usage, "cache_read_input_tokens")
         output = _count(usage, "output_tokens")
-        total = fresh + cached + output
+        by_ttl = usage.get("cache_creation")
+        one_hour = _count(by_ttl, "ephemeral_1h_input_tokens")
+        written = max(_count(usage, "cache_creation_input_tokens"),
+                      one_hour + _count(by_ttl, "ephemeral_5m_input_tokens")) - one_hour
+        total = fresh + cached + written + one_hour + output
+        cost = None if price is None else cost_of(fresh, cached, output, price,
+                                                  written=written, written_1h=one_hour)
+        return total, cost
+    # OpenAI reports cached tokens as part of the input.
+    if route == "openai.responses":
+        keys = ("input_tokens", "input_tokens_details", "output_tokens")
     else:
-        # OpenAI reports cached tokens as part of the input.
-        if route == "openai.responses":
-            keys = ("input_tokens", "input_tokens_details", "output_tokens")
-        else:
-            keys = ("prompt_tokens", "prompt_tokens_details", "completion_tokens")
-        input_tokens = _count(usage, keys[0])
-        cached = min(_count(usage.get(keys[1]), "cached_tokens"), input_tokens)
-        fresh = input_tokens - cached
-        output = 0 if route == "openai.embeddings" else _count(usage, keys[2])
-        total = input_tokens + output
+        keys = ("prompt_tokens", "prompt_tokens_details", "completion_tokens")
+    input_tokens = _count(usage, keys[0])
+    cached = min(_count(usage.get(keys[1]), "cached_tokens"), input_tokens)
+    fresh = input_tokens - cached
+    output = 0 if route == "openai.embeddings" else _count(usage, keys[2])
+    total = input_tokens + output
     return total, (None if price is None else cost_of(fresh, cached, output, price))
 
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import yaml
 
-from outlay.policy.money import micros_to_usd, usd_to_micros
+from outlay.policy.money import ceil_div, micros_to_usd, usd_to_micros
 
 PROVIDERS = ("openai", "anthropic")
 
 # A dated snapshot ends in -YYYY-MM-DD (OpenAI) or -YYYYMMDD (Anthropic).
 _SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8})$")
-_PRICE_FIELDS = ("input", "cached_input", "output")
+_PRICE_FIELDS = ("input", "cached_input", "cache_write", "cache_write_1h", "output")
 _MODEL_FIELDS = frozenset(
     {*_PRICE_FIELDS, "provider", "max_output_tokens", "context_window", "free", "aliases"}
 )
@@ -39,6 +39,26 @@ class ModelPrice:
     context_window: int
     free: bool = False
     aliases: tuple[str, ...] = ()
+    # what writing a token to the prompt cache costs, for 5 minutes and for an hour; None:
+    # Anthropic's rule (1.25 and 2 times the input price), the input price elsewhere
+    cache_write_micros_per_mtok: int | None = None
+    cache_write_1h_micros_per_mtok: int | None = None
+
+    @property
+    def cache_write(self) -> int:
+        if self.cache_write_micros_per_mtok is not None:
+            return self.cache_write_micros_per_mtok
+        if self.provider == "anthropic":
+            return ceil_div(self.input_micros_per_mtok * 5, 4)
+        return self.input_micros_per_mtok
+
+    @property
+    def cache_write_1h(self) -> int:
+        if self.cache_write_1h_micros_per_mtok is not None:
+            return self.cache_write_1h_micros_per_mtok
+        if self.provider == "anthropic":
+            return self.input_micros_per_mtok * 2
+        return self.input_micros_per_mtok
 
     def to_dict(self) -> dict[str, Any]:
         """The entry in the shape of prices.yaml, USD as decimal strings (so it round-trips)."""
@@ -47,6 +67,8 @@ class ModelPrice:
             "provider": self.provider,
             "input": micros_to_usd(self.input_micros_per_mtok),
             "cached_input": micros_to_usd(self.cached_input_micros_per_mtok),
+            "cache_write": micros_to_usd(self.cache_write),
+            "cache_write_1h": micros_to_usd(self.cache_write_1h),
             "output": micros_to_usd(self.output_micros_per_mtok),
             "max_output_tokens": self.max_output_tokens,
             "context_window": self.context_window,
@@ -236,7 +258,13 @@ def _model(name: str, entry: Mapping[str, Any]) -> ModelPrice:
         context_window=entry.get("context_window", _DEFAULT_CONTEXT_WINDOW),
         free=free,
         aliases=tuple(entry.get("aliases", ())),
+        cache_write_micros_per_mtok=_optional_usd(entry.get("cache_write")),
+        cache_write_1h_micros_per_mtok=_optional_usd(entry.get("cache_write_1h")),
     )
+
+
+def _optional_usd(value: object) -> int | None:
+    return None if value is None else usd_to_micros(value)
 
 
 def _with_aliases(model: ModelPrice, aliases: Mapping[str, str]) -> ModelPrice:
