@@ -12,7 +12,21 @@ from aiohttp import web
 from outlay.policy.errors import TooLarge
 
 
-def too_large(max_bytes: int) -> TooLarge:
+async def read_body(request: web.Request, max_bytes: int) -> bytes:
+    """The whole body of a request aiohttp's server carries; TooLarge past `max_bytes`."""
+    declared = request.content_length
+    if declared is not None and declared > max_bytes:
+        raise _too_large(max_bytes)
+    try:
+        data = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(max_bytes) from None
+    if len(data) > max_bytes:
+        raise _too_large(max_bytes)
+    return data
+
+
+def _too_large(max_bytes: int) -> TooLarge:
     return TooLarge("request_too_large", f"The request body is larger than {max_bytes} bytes.")
 
 
@@ -59,16 +73,7 @@ class AiohttpExchange(Exchange):
         self.response: web.StreamResponse | None = None
 
     async def body(self, max_bytes: int) -> bytes:
-        declared = self.request.content_length
-        if declared is not None and declared > max_bytes:
-            raise too_large(max_bytes)
-        try:
-            data = await self.request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise too_large(max_bytes) from None
-        if len(data) > max_bytes:
-            raise too_large(max_bytes)
-        return data
+        return await read_body(self.request, max_bytes)
 
     async def send(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
         self.response = web.Response(status=status, body=body, headers=headers)

@@ -10,7 +10,7 @@ from aiohttp import web
 from outlay.gateway.admission import admit, new_request_id, refuse_invalid
 from outlay.gateway.context import GATEWAY, Gateway
 from outlay.gateway.errors import error_response
-from outlay.gateway.exchange import AiohttpExchange
+from outlay.gateway.exchange import read_body
 from outlay.gateway.forward import response_headers
 from outlay.gateway.headers import limit_headers
 from outlay.gateway.intake import agent_key
@@ -44,7 +44,7 @@ async def vendor_proxy(request: web.Request) -> web.StreamResponse:
         if pricing is None:
             raise BadRequest("invalid_request", f"Unknown vendor {vendor!r}: configure it under "
                              "`vendors:` in the configuration.", param="vendor")
-        raw = await AiohttpExchange(request).body(gw.settings.max_body_bytes)
+        raw = await read_body(request, gw.settings.max_body_bytes)
         vcall = VendorCall(vendor, request.method.upper(), path, request.content_type, raw,
                            {k.lower(): v for k, v in request.headers.items()})
         est = pricing.estimate(vcall)
