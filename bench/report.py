@@ -11,6 +11,7 @@ from measure import WrkResult, median
 LEVELS = (1, 32)
 # The bar of the issue, measured as ratios within one run, one worker each.
 BAR_THROUGHPUT = 0.50  # Outlay's req/s at 32 connections over the pass-through's
+BAR_THROUGHPUT_REDIS_PG = 0.40  # the same, for Outlay on Redis + PostgreSQL
 BAR_ADDED_P50_MS = 0.6  # Outlay's p50 at 1 connection minus direct's
 BAR_TTFB_MS = 0.5  # Outlay's stream time to first chunk minus the pass-through's
 # Growth: the seeded store against the small one. Runs on this machine vary by a few
@@ -110,6 +111,7 @@ def bar(rows: list[Row]) -> list[str]:
     """The issue's bar, and growth, as PASS/FAIL lines with the measured figures."""
     by = {r.key: r for r in rows if r.reason is None}
     outlay, floor, direct = by.get("outlay"), by.get("passthrough"), by.get("direct")
+    shared = by.get("outlay-redis-pg")
     lines = []
 
     def check(ok: bool | None, text: str) -> None:
@@ -121,6 +123,13 @@ def bar(rows: list[Row]) -> list[str]:
         check(None if ratio is None else ratio >= BAR_THROUGHPUT,
               f"Outlay embedded throughput at 32 connections ≥ {BAR_THROUGHPUT:.0%} of the "
               f"pass-through's: {_num(a)} vs {_num(b)} req/s = {_ratio(a, b)}")
+    if shared and floor:
+        a, b = shared.rps(32), floor.rps(32)
+        ratio = a / b if a and b else None
+        check(None if ratio is None else ratio >= BAR_THROUGHPUT_REDIS_PG,
+              f"Outlay on Redis + PostgreSQL throughput at 32 connections ≥ "
+              f"{BAR_THROUGHPUT_REDIS_PG:.0%} of the pass-through's: {_num(a)} vs {_num(b)} "
+              f"req/s = {_ratio(a, b)}")
     if outlay and direct:
         a, b = outlay.p50(1), direct.p50(1)
         added = None if a is None or b is None else a - b
