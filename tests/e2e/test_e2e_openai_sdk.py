@@ -230,3 +230,27 @@ def test_a_plain_stream_loop_works_and_still_settles(gateway: Gateway) -> None:
     entry = only_entry(gateway, f"key:{minted['id']}")
     assert (entry["status"], entry["settlement"]) == (200, "settled")
     assert micros(entry["cost_usd"]) > 0
+
+
+def test_a_call_without_max_tokens_is_clamped_to_fit_the_budget(gateway: Gateway) -> None:
+    # gpt-4o-mini may write 16,384 tokens ($0.0098 of output): the budget holds a fifth
+    cap = 2_000
+    client, minted = new_client(gateway, "oa-clamp", policy={
+        "budgets": [{"usd": cap / 1_000_000, "period": "day"}], "clamp_max_tokens": 16})
+    with client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=MESSAGES)
+        completion = raw.parse()
+        clamped = int(raw.headers["x-outlay-max-tokens-clamped"])
+        assert 16 <= clamped < 16_384
+        assert completion.usage is not None
+        assert completion.usage.completion_tokens <= clamped
+        with pytest.raises(openai.APIStatusError) as refused:  # its own maximum: not lowered
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
+                                           max_tokens=16_384)
+    assert refused.value.status_code == 402
+    entries = gateway.audit(f"key:{minted['id']}")
+    allowed = [e for e in entries if e["decision"] == "allowed"]
+    assert len(allowed) == 1
+    assert cap - micros(allowed[0]["reserved_usd"]) < 1  # the reservation filled the room
+    assert micros(allowed[0]["cost_usd"]) <= micros(allowed[0]["reserved_usd"])

@@ -511,3 +511,61 @@ def test_responses_may_omit_input_when_state_is_stored(key: str) -> None:
     body = {"model": "gpt-5", key: {"id": "pmpt_1"} if key == "prompt" else "id_1"}
     result = estimate("openai.responses", body, price("gpt-5"))
     assert result.input_tokens == price("gpt-5").context_window
+
+
+# --- clamping: the cost as a function of the maximum output Outlay sets -------------------------
+
+MARK = {"type": "ephemeral"}
+
+
+def _without_max(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k != "max_tokens"}
+
+
+@pytest.mark.parametrize(("route", "body", "model"), [
+    ("openai.chat", chat(), "gpt-4o-mini"),
+    ("openai.chat", chat(n=3), "gpt-4o"),
+    ("openai.chat", chat(prediction={"type": "content", "content": "x" * 500}), "gpt-4o"),
+    ("openai.chat", chat(model="o3-mini"), "o3-mini"),
+    ("openai.completions", {"model": "gpt-3.5-turbo-instruct", "prompt": ["a", "b"], "n": 2,
+                            "best_of": 3}, "gpt-3.5-turbo-instruct"),
+    ("openai.responses", {"model": "gpt-4o", "input": TEXT}, "gpt-4o"),
+    ("anthropic.messages", _without_max(anthropic()), "claude-sonnet-4-5"),
+    ("anthropic.messages", _without_max(anthropic(
+        system=[{"type": "text", "text": TEXT, "cache_control": MARK}])), "claude-sonnet-4-5"),
+    ("anthropic.messages", _without_max(anthropic(
+        system=[{"type": "text", "text": TEXT, "cache_control": {**MARK, "ttl": "1h"}}])),
+     "claude-sonnet-4-5"),
+])
+def test_the_clamp_prices_every_lower_maximum_as_the_estimate_would(
+        route: str, body: dict[str, Any], model: str) -> None:
+    p = price(model)
+    full = estimate(route, body, p)
+    assert full.clamp is not None
+    assert full.max_field is not None
+    assert full.body_patch[full.max_field] == p.max_output_tokens == full.clamp.limit
+    assert full.clamp.cost(full.clamp.limit) == full.cost_micros
+    for n in (1, 17, p.max_output_tokens // 3):
+        asked = estimate(route, {**body, full.max_field: n}, p)
+        assert asked.clamp is None  # the request names its maximum: never lowered
+        assert full.clamp.cost(n) == asked.cost_micros, n
+        assert full.output_tokens - (full.clamp.limit - n) * full.clamp.choices == \
+            asked.output_tokens
+
+
+@pytest.mark.parametrize(("route", "body", "model"), [
+    ("openai.chat", chat(max_tokens=10), "gpt-4o-mini"),  # its own maximum
+    ("openai.chat", chat(max_completion_tokens=10), "gpt-4o-mini"),
+    ("openai.embeddings", {"model": "text-embedding-3-small", "input": "x"},
+     "text-embedding-3-small"),  # no output to lower
+    ("anthropic.count_tokens", _without_max(anthropic()), "claude-sonnet-4-5"),
+])
+def test_calls_with_nothing_to_lower_have_no_clamp(
+        route: str, body: dict[str, Any], model: str) -> None:
+    assert estimate(route, body, price(model)).clamp is None
+
+
+def test_unpriced_and_free_models_have_no_clamp() -> None:
+    assert estimate("openai.chat", chat(model="nobody-knows"), None).clamp is None
+    free = ModelPrice("free-one", "openai", 0, 0, 0, 100, 1000, free=True)
+    assert estimate("openai.chat", chat(model="free-one"), free).clamp is None

@@ -29,6 +29,10 @@ _POLICY = {
         "vendors": {"type": "array", "items": {"type": "string"}},
         "on_breach": {"enum": ["block", "alert", "require_approval"]},
         "approval_wait_s": {"type": "number", "minimum": 0},
+        "clamp_max_tokens": {"oneOf": [{"type": "boolean"}, {"type": "integer", "minimum": 1}],
+                             "description": "lower the maximum output Outlay sets (when the "
+                             "request names none) to fit the hard budgets, down to this many "
+                             "tokens (true: 256)"},
     },
 }
 _KEY = {

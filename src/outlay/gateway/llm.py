@@ -84,7 +84,7 @@ async def proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
     call = Call(
         vendor=route.provider, model=model, model_resolved=price.name if price else None,
         free=bool(price and price.free), cost_micros=est.cost_micros,
-        tokens=est.input_tokens + est.output_tokens,
+        tokens=est.input_tokens + est.output_tokens, clamp=est.clamp,
     )
     ticket = Ticket(rid, key_hash, call, route.kind, gw.aliases, gw.free_models,
                     approval_id=ex.headers.get("X-Outlay-Approval"))
@@ -95,7 +95,12 @@ async def proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
 
     ours = {"X-Outlay-Request-Id": reservation.id,
             **limit_headers(reservation.limits, gw.clock())}
-    forward_body = orjson.dumps({**body, **est.body_patch}) if est.body_patch else raw
+    patch = est.body_patch
+    if reservation.clamped_to is not None and est.max_field is not None:
+        # the call fits the budget only with a smaller maximum output than the model's
+        patch = {**patch, est.max_field: reservation.clamped_to}
+        ours["X-Outlay-Max-Tokens-Clamped"] = str(reservation.clamped_to)
+    forward_body = orjson.dumps({**body, **patch}) if patch else raw
     stream = body.get("stream") is True
     outgoing = UpstreamRequest(
         provider=route.provider, method="POST", path=route.path,

@@ -7,6 +7,7 @@ back what an `Admit` says, in that same transaction.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from outlay.policy.access import model_matches, vendor_matches
@@ -138,6 +139,8 @@ def decide(
     refused = precheck(call, views, aliases, free_models)
     if refused:
         return refused
+    asked = call
+    call = clamped(call, views, now_ms, approved)
     cost = call.cost_micros or 0
     breaches = _Breaches(key, now_ms, approved)
 
@@ -209,7 +212,49 @@ def decide(
                 view.scope, budget.period, start, cost,
                 watched or (earlier is not None and earlier.watched))
     return Admit(windows, tuple(holds.values()), tuple(parallel), limits.build(),
-                 tuple(breaches.events), breaches.overage)
+                 tuple(breaches.events), breaches.overage, None if call is asked else call)
+
+
+def clamped(call: Call, views: Sequence[ScopeView], now_ms: int, approved: bool) -> Call:
+    """The call with its maximum output lowered to fit the hard budgets that would refuse
+    it, when a scope's policy allows clamping (`clamp_max_tokens`) and the lower maximum is
+    at least that policy's floor; otherwise the call unchanged (and refused as asked)."""
+    clamp, cost = call.clamp, call.cost_micros
+    if clamp is None or not cost:
+        return call
+    floors = [v.policy.clamp_max_tokens for v in views
+              if v.policy is not None and v.policy.clamp_max_tokens is not None]
+    if not floors:
+        return call
+    room = _hard_room(views, now_ms, approved)
+    if room is None or cost <= room:
+        return call
+    most = clamp.most_within(room)
+    if most < max(floors) or most >= clamp.limit:
+        return call
+    return replace(call, cost_micros=clamp.cost(most),
+                   tokens=max(0, call.tokens - (clamp.limit - most) * clamp.choices),
+                   clamp=None, clamped_to=most)
+
+
+def _hard_room(views: Sequence[ScopeView], now_ms: int, approved: bool) -> int | None:
+    """What is left under the tightest hard budget whose breach would refuse the call."""
+    room: int | None = None
+    for view in views:
+        policy = view.policy
+        if policy is None or policy.on_breach == "alert" or (
+                policy.on_breach == "require_approval" and approved):
+            continue
+        for budget in policy.budgets:
+            if budget.mode != "hard":
+                continue
+            start = period_bounds(budget.period, now_ms)[0]
+            counter = view.counters.get(budget.period)
+            committed = 0 if counter is None or counter.period_start != start else (
+                counter.spent + counter.reserved)
+            left = budget.cap_micros - committed
+            room = left if room is None else min(room, left)
+    return room
 
 
 class _Breaches:

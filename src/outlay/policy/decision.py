@@ -7,8 +7,29 @@ from dataclasses import dataclass, field
 
 from outlay.policy.errors import OutlayError
 from outlay.policy.model import Period, Policy
+from outlay.policy.money import ceil_div
 from outlay.policy.windows import WindowState
 from outlay.values import value
+
+
+@value
+class Clamp:
+    """How an LLM call's cost shrinks with the maximum output Outlay sets for it, when the
+    request names none: cost(n) = ceil((base + n * per_token) / 10^6) micro-USD."""
+
+    base: int  # micro-USD per million tokens of everything but the output maximum
+    per_token: int  # micro-USD per million tokens for each unit of the maximum
+    limit: int  # the maximum set when no budget asks for less (the model's)
+    choices: int = 1  # tokens billed per unit of the maximum (n completions)
+
+    def cost(self, n: int) -> int:
+        return ceil_div(self.base + n * self.per_token, 1_000_000)
+
+    def most_within(self, micros: int) -> int:
+        """The largest maximum output whose cost is at most `micros` (negative: none)."""
+        if self.per_token <= 0:
+            return self.limit if self.base <= micros * 1_000_000 else -1
+        return min(self.limit, (micros * 1_000_000 - self.base) // self.per_token)
 
 
 @value
@@ -21,6 +42,8 @@ class Call:
     free: bool = False
     cost_micros: int | None = 0  # the most the call can cost; None when the price is unknown
     tokens: int = 0  # tokens reserved against tpm windows
+    clamp: Clamp | None = None  # the maximum output may be lowered to fit a budget
+    clamped_to: int | None = None  # the maximum output it was lowered to
 
 
 @dataclass(frozen=True)
@@ -119,6 +142,7 @@ class Admit:
     limits: Limits
     events: tuple[Event, ...] = ()
     overage: bool = False  # a breach was let through (on_breach alert, or an approval)
+    call: Call | None = None  # the call as admitted, when its maximum output was clamped
 
 
 @value

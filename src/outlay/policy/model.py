@@ -51,6 +51,9 @@ class Policy:
     vendors: tuple[str, ...] | None = None
     on_breach: Breach = "block"
     approval_wait_s: float = 0.0
+    # an LLM call that names no maximum output may be sent with a smaller one than the
+    # model's, down to this many tokens, to fit the hard budgets; None: never
+    clamp_max_tokens: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -69,13 +72,17 @@ class Policy:
         out["on_breach"] = self.on_breach
         if self.approval_wait_s:
             out["approval_wait_s"] = self.approval_wait_s
+        if self.clamp_max_tokens is not None:
+            out["clamp_max_tokens"] = self.clamp_max_tokens
         return out
 
 
 _POLICY_FIELDS = {
     "rpm", "rph", "rpd", "tpm", "max_parallel", "budgets", "models",
-    "free_models_only", "vendors", "on_breach", "approval_wait_s",
+    "free_models_only", "vendors", "on_breach", "approval_wait_s", "clamp_max_tokens",
 }
+# `clamp_max_tokens: true`: the least output worth sending a call with
+DEFAULT_CLAMP_FLOOR = 256
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -163,7 +170,22 @@ def parse_policy(raw: object) -> Policy:
         vendors=vendors,
         on_breach=on_breach,
         approval_wait_s=float(wait),
+        clamp_max_tokens=_clamp_floor(raw.get("clamp_max_tokens")),
     )
+
+
+def _clamp_floor(value: object) -> int | None:
+    """`clamp_max_tokens`: false (or absent), true (a floor of DEFAULT_CLAMP_FLOOR tokens) or
+    the least maximum output, in tokens, a clamped call may be sent with."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return DEFAULT_CLAMP_FLOOR
+    if isinstance(value, int) and value >= 1:
+        return value
+    raise PolicyError(
+        "clamp_max_tokens must be true, false or the least maximum output in tokens (an "
+        f"integer >= 1), got {value!r}")
 
 
 def parse_scope(text: str) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import field
 from typing import Any
 
+from outlay.policy.decision import Clamp
 from outlay.policy.errors import invalid_request
 from outlay.policy.money import ceil_div
 from outlay.pricing.table import ModelPrice
@@ -46,6 +47,10 @@ class Estimate:
     output_tokens: int  # the most the call may produce
     cost_micros: int | None  # upper bound; None when the price is unknown
     body_patch: dict[str, Any] = field(default_factory=dict)  # set these in the forwarded body
+    # when Outlay sets the maximum output (the request names none): its field, and how the
+    # cost falls with it
+    max_field: str | None = None
+    clamp: Clamp | None = None
 
 
 def estimate(route: str, body: dict[str, Any], price: ModelPrice | None) -> Estimate:
@@ -61,20 +66,38 @@ def estimate(route: str, body: dict[str, Any], price: ModelPrice | None) -> Esti
         # JSON the parser accepted can still nest deeper than the stack left for walking it.
         raise invalid_request("The request body is nested too deeply.") from None
     output_tokens, patch = _output(route, body, price)
-    cost: int | None
+    max_field = next((name for name in _MAX_FIELDS.get(route, ()) if name in patch), None)
     if route == "anthropic.count_tokens":
-        cost = 0  # counting tokens is free
-    elif price is None:
-        cost = None
-    else:
-        cost = cost_of(input_tokens, 0, output_tokens, price)
-        ttl = _cache_write_ttl(body) if route == "anthropic.messages" else None
-        if ttl is not None:
-            # every input token may be written to the prompt cache, at its own price
-            cost = max(cost, cost_of(0, 0, output_tokens, price, written=input_tokens))
-            if ttl == "1h":
-                cost = max(cost, cost_of(0, 0, output_tokens, price, written_1h=input_tokens))
-    return Estimate(input_tokens, output_tokens, cost, patch)
+        return Estimate(input_tokens, output_tokens, 0, patch)  # counting tokens is free
+    if price is None:
+        return Estimate(input_tokens, output_tokens, None, patch, max_field)
+    ttl = _cache_write_ttl(body) if route == "anthropic.messages" else None
+    cost = cost_of(input_tokens, 0, output_tokens, price)
+    if ttl is not None:
+        # every input token may be written to the prompt cache, at its own price
+        cost = max(cost, cost_of(0, 0, output_tokens, price, written=input_tokens))
+        if ttl == "1h":
+            cost = max(cost, cost_of(0, 0, output_tokens, price, written_1h=input_tokens))
+    clamp = None
+    if max_field is not None and cost:
+        clamp = _clamp(route, body, price, ttl, input_tokens, patch[max_field], output_tokens)
+    return Estimate(input_tokens, output_tokens, cost, patch, max_field, clamp)
+
+
+def _clamp(route: str, body: Mapping[str, Any], price: ModelPrice, ttl: str | None,
+           input_tokens: int, limit: int, output_tokens: int) -> Clamp:
+    """The call's cost as a function of the maximum output Outlay sets: at `limit`, exactly
+    the estimate's."""
+    dearest = price.input_micros_per_mtok
+    if ttl is not None:
+        dearest = max(dearest, price.cache_write)
+        if ttl == "1h":
+            dearest = max(dearest, price.cache_write_1h)
+    choices = _choices(route, body)
+    # the output bound beyond the maximum itself (predicted output) is billed whatever it is
+    extra = output_tokens - limit * choices
+    return Clamp(input_tokens * dearest + extra * price.output_micros_per_mtok,
+                 choices * price.output_micros_per_mtok, limit, choices)
 
 
 def _cache_write_ttl(body: Mapping[str, Any]) -> str | None:

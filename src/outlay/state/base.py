@@ -67,6 +67,7 @@ class Reservation:
     limits: Limits
     amount: int
     started_ms: int
+    clamped_to: int | None = None  # the maximum output the call must be sent with
 
 
 @value

@@ -315,8 +315,10 @@ class RedisStore(RedisSettlement, RedisAdmin):
         seen = views(checks, result[-1], scopes, policies, at)
         decision = decide(call, key, seen, at, ticket.aliases, ticket.free_models, approved)
         if status == "refused":
-            if isinstance(decision, Admit):  # a period turned between plan and script
-                raise _Retry
+            if isinstance(decision, Admit):
+                if decision.call is not None:  # fits with its maximum output lowered
+                    raise _Retry(replace(ticket, call=decision.call))
+                raise _Retry  # a period turned between plan and script
             await self._refused(ticket, key, at, decision.error, decision.scope,
                                 list(decision.events), decision.approval)
             raise decision.error
@@ -330,7 +332,7 @@ class RedisStore(RedisSettlement, RedisAdmin):
         else:  # the script's checks are the enforcement; this would be a bug to report
             log.error("the reservation script admitted what decide refused: %s",
                       decision.error.code)
-        return _Admitted(Reservation(ticket.request_id, key, limits, cost, at),
+        return _Admitted(Reservation(ticket.request_id, key, limits, cost, at, call.clamped_to),
                          bool(int(overage)))
 
     async def _refused(

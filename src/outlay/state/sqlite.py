@@ -194,6 +194,9 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
                               approved)
             announce(c, now, decision.events)
             if isinstance(decision, Admit):
+                if decision.call is not None:  # its maximum output lowered to fit
+                    call = decision.call
+                    ticket = replace(ticket, call=call)
                 self._write_admit(c, ticket, key, decision, now)
                 if approved and decision.overage and ticket.approval_id:
                     mark_used(c, ticket.approval_id, ticket.request_id)
@@ -204,7 +207,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
                 self._refusal_row(c, ticket, key, now, refusal, decision.scope)
         if refusal is not None or key is None or not isinstance(decision, Admit):
             raise refusal or StateError("decision lost")
-        return Reservation(ticket.request_id, key, decision.limits, call.cost_micros or 0, now)
+        return Reservation(ticket.request_id, key, decision.limits, call.cost_micros or 0, now,
+                           call.clamped_to)
 
     def _is_replay(self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo) -> bool:
         """A retry of a call already admitted under the same idempotency key is forwarded but
