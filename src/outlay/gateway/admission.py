@@ -39,18 +39,32 @@ async def refuse_invalid(gw: Gateway, ticket: Ticket, error: OutlayError) -> Out
     try:
         await gw.store.record_refusal(ticket, error.status, error.code)
     except StateError as exc:
-        return unavailable(gw, exc)
+        error = unavailable(gw, exc)
+    _count(gw, ticket, "invalid", error.code)
     return error
 
 
 async def admit(gw: Gateway, ticket: Ticket) -> Reservation | OutlayError:
     """The reservation, or the refusal to answer with."""
     try:
-        return await _reserve(gw, ticket)
+        reservation = await _reserve(gw, ticket)
     except OutlayError as err:
+        _count(gw, ticket, "refused", err.code)
         return err
     except StateError as exc:
-        return unavailable(gw, exc)
+        refusal = unavailable(gw, exc)
+        _count(gw, ticket, "refused", refusal.code)
+        return refusal
+    _count(gw, ticket, "allowed", "")
+    return reservation
+
+
+def _count(gw: Gateway, ticket: Ticket, decision: str, code: str) -> None:
+    vendor = ticket.call.vendor
+    if vendor in gw.known_vendors:
+        gw.metrics.decided(ticket.route, vendor, decision, code)
+    else:
+        gw.metrics.decided("vendor.unknown", "unknown", decision, code)
 
 
 async def _reserve(gw: Gateway, ticket: Ticket) -> Reservation:

@@ -16,6 +16,7 @@ from outlay.gateway.errors import Flavor, error_response
 from outlay.gateway.exchange import AiohttpExchange
 from outlay.gateway.health import HealthEvents
 from outlay.gateway.llm import ROUTES, Route, proxy
+from outlay.gateway.metrics import CONTENT_TYPE, Snapshots, exposition, keep_writing
 from outlay.gateway.models import list_models
 from outlay.gateway.vendors import vendor_proxy
 from outlay.gateway.wiring import upstream_from_settings, vendor_pricing, vendors_from_settings
@@ -70,6 +71,12 @@ async def healthz(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def metrics(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    return web.Response(body=exposition(gw.metrics, gw.snapshots).encode(),
+                        headers={"Content-Type": CONTENT_TYPE})
+
+
 async def readyz(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     try:
@@ -93,8 +100,10 @@ def create_app(
     vendors: Upstream | None = None,
     prices: PriceTable | None = None,
     clock: Callable[[], int] = wall_ms,
+    metrics_dir: str | None = None,
 ) -> web.Application:
-    """Build a worker's application. Store and upstreams are injectable for tests."""
+    """Build a worker's application. Store and upstreams are injectable for tests;
+    `metrics_dir` is where the workers of one server share their counts."""
     health = HealthEvents()
     gw = Gateway(
         settings=settings,
@@ -104,6 +113,7 @@ def create_app(
         clock=clock,
         vendors=vendors or vendors_from_settings(settings),
         vendor_pricing=vendor_pricing(settings.vendors),
+        snapshots=None if metrics_dir is None else Snapshots(metrics_dir),
     )
     health.store = gw.store
     app = web.Application(client_max_size=settings.max_body_bytes + 1, middlewares=[json_errors])
@@ -114,6 +124,7 @@ def create_app(
     app.router.add_route("*", "/vendors/{vendor}/{path:.*}", vendor_proxy)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     add_admin_routes(app)
     app.cleanup_ctx.append(_lifecycle)
     attach_deliverer(app, gw.store, clock)  # after _lifecycle: runs while the store is open
@@ -125,6 +136,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     gw.loop = asyncio.get_running_loop()
     await gw.store.open()
     tasks = [asyncio.create_task(_upkeep(gw)), asyncio.create_task(_kill_switch(gw))]
+    if gw.snapshots is not None:
+        tasks.append(asyncio.create_task(keep_writing(gw.snapshots, gw.metrics)))
     yield
     for task in tasks:
         task.cancel()
@@ -142,6 +155,7 @@ async def _upkeep(gw: Gateway) -> None:
         try:
             await gw.store.heartbeat()
             reaped = await gw.store.reap()
+            gw.metrics.reaped += reaped
             if reaped:
                 log.warning("charged %d abandoned reservations in full", reaped)
         except StateError as exc:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from outlay.gateway.metrics import Metrics, Snapshots
 from outlay.gateway.outages import Throttled
 from outlay.pricing.table import PriceTable
 from outlay.settings import Settings
@@ -61,14 +62,20 @@ class Gateway:
     vendor_pricing: Mapping[str, VendorPricing]
     streams: Streams = field(default_factory=Streams)
     outages: Throttled = field(default_factory=Throttled)  # 503s of an unreachable store
+    metrics: Metrics = field(default_factory=Metrics)
+    # where the workers of one server leave their counts for each other (None: one worker)
+    snapshots: Snapshots | None = None
     # the worker's loop, set when the app starts: asyncio.current_task(loop) is a dict
     # lookup, while finding the running loop costs a getpid() per call on Python 3.11
     loop: asyncio.AbstractEventLoop | None = None
     # derived once from the price table: the request path reads them on every call
     aliases: dict[str, str] = field(init=False)
+    known_vendors: frozenset[str] = field(init=False)
     free_models: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
+        # label values: a vendor path outside the configuration must not become a series
+        self.known_vendors = frozenset({"openai", "anthropic", *self.vendor_pricing})
         self.aliases = self.prices.aliases()
         self.free_models = tuple(
             name for name in self.prices.names()

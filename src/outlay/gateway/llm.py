@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,17 @@ def llm_handlers(gw: Gateway) -> dict[str, Callable[[Exchange], Awaitable[None]]
 
 
 async def proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
+    metrics = gw.metrics
+    metrics.in_flight += 1
+    start = time.perf_counter()
+    try:
+        await _proxy(ex, gw, route)
+    finally:
+        metrics.in_flight -= 1
+        metrics.observe(route.kind, time.perf_counter() - start)
+
+
+async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
     rid = new_request_id()
     secret = agent_key(ex.headers)
     key_hash = hash_secret(secret) if secret else None

@@ -7,9 +7,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 
 from aiohttp import web
@@ -61,13 +63,13 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def run_worker(settings: Settings, sock: socket.socket) -> None:
+def run_worker(settings: Settings, sock: socket.socket, metrics_dir: str | None = None) -> None:
     """Serve on `sock` until SIGTERM or SIGINT, then finish the answers in progress (up to
     SHUTDOWN_S) and close the store."""
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
-    runner = web.AppRunner(create_app(settings), handle_signals=True, access_log=None,
-                           shutdown_timeout=SHUTDOWN_S)
+    runner = web.AppRunner(create_app(settings, metrics_dir=metrics_dir), handle_signals=True,
+                           access_log=None, shutdown_timeout=SHUTDOWN_S)
     try:
         loop.run_until_complete(_start(runner, sock, settings))
         loop.run_forever()
@@ -121,12 +123,14 @@ def _supervise(settings: Settings, sock: socket.socket) -> None:
     """Fork the workers, restart one that dies, stop them all on SIGTERM/SIGINT."""
     children: set[int] = set()
     stopping = False
+    # the workers' counts for /metrics, summed by whichever worker a scrape reaches
+    metrics_dir = tempfile.mkdtemp(prefix="outlay-metrics-")
 
     def spawn() -> None:
         pid = os.fork()
         if pid == 0:
             try:
-                run_worker(settings, sock)
+                run_worker(settings, sock, metrics_dir)
             finally:
                 os._exit(0)
         children.add(pid)
@@ -152,4 +156,5 @@ def _supervise(settings: Settings, sock: socket.socket) -> None:
             log.error("worker %d exited (status %d); starting another", pid, status)
             time.sleep(0.2)
             spawn()
+    shutil.rmtree(metrics_dir, ignore_errors=True)
     sys.exit(0)

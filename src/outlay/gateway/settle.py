@@ -40,6 +40,12 @@ class Settler:
             return
         self.done = True
         outcome = Outcome(self.reservation.id, status, cost, tokens, settled)
+        amount = self.reservation.amount
+        # what the store charges: never more than was held (the caps rely on it)
+        charged = 0 if settled == "void" else amount if settled == "unsettled" else min(
+            cost, amount)
+        self.gw.metrics.settled(self.route.provider,
+                                self.price_of.name if self.price_of else "", settled, charged)
         if not self.wait and self.gw.store.queue_settlement(outcome):
             return
         try:

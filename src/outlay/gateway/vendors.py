@@ -4,6 +4,7 @@ reserved on every scope, and the vendor's answer comes back unchanged."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from aiohttp import web
 
@@ -33,8 +34,20 @@ _DROP = {"authorization", "x-api-key", "x-outlay-approval", "host", "content-len
 
 async def vendor_proxy(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
-    rid = new_request_id()
     vendor = request.match_info["vendor"]
+    metrics = gw.metrics
+    metrics.in_flight += 1
+    start = time.perf_counter()
+    try:
+        return await _vendor_proxy(request, gw, vendor)
+    finally:
+        metrics.in_flight -= 1
+        known = vendor in gw.known_vendors
+        metrics.observe(f"vendor.{vendor if known else 'unknown'}", time.perf_counter() - start)
+
+
+async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.StreamResponse:
+    rid = new_request_id()
     path = _raw_path(request)
     secret = agent_key(request.headers)
     key_hash = hash_secret(secret) if secret else None

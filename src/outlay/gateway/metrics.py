@@ -1,0 +1,220 @@
+"""Prometheus metrics (GET /metrics): counted by each worker process on the request path, and
+summed over every worker of one `outlay serve` when scraped, so any worker answers for all.
+
+The workers of one server share a directory where each leaves a snapshot of its counts about
+once a second (`Snapshots`); the worker answering a scrape adds its own live counts to the
+others' last snapshots. A worker that died keeps its counts in the sums (counters never go
+back), but not its gauges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+# seconds; an LLM call takes from milliseconds (a refusal) to minutes (a long stream)
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+           300.0)
+WRITE_S = 1.0
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass
+class Metrics:
+    """One worker's counts since it started."""
+
+    # (route, vendor, decision, code) -> calls; decision: allowed, refused or invalid
+    decisions: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
+    # (vendor, model) -> micro-USD charged by settlements
+    spend: dict[tuple[str, str], int] = field(default_factory=dict)
+    # (vendor, settlement) -> reservations settled: settled, void or unsettled
+    settlements: dict[tuple[str, str], int] = field(default_factory=dict)
+    # route -> per-bucket counts (the last one past every bound), and the sum of seconds
+    durations: dict[str, list[int]] = field(default_factory=dict)
+    duration_sums: dict[str, float] = field(default_factory=dict)
+    in_flight: int = 0  # calls being answered now
+    reaped: int = 0  # reservations of dead workers (or past their lease) charged in full
+
+    def decided(self, route: str, vendor: str, decision: str, code: str = "") -> None:
+        label = (route, vendor, decision, code)
+        self.decisions[label] = self.decisions.get(label, 0) + 1
+
+    def settled(self, vendor: str, model: str, settlement: str, micros: int) -> None:
+        key = (vendor, settlement)
+        self.settlements[key] = self.settlements.get(key, 0) + 1
+        if micros:
+            self.spend[(vendor, model)] = self.spend.get((vendor, model), 0) + micros
+
+    def observe(self, route: str, seconds: float) -> None:
+        counts = self.durations.get(route)
+        if counts is None:
+            counts = self.durations[route] = [0] * (len(BUCKETS) + 1)
+            self.duration_sums[route] = 0.0
+        counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+        self.duration_sums[route] += seconds
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counts as JSON-able lists, with this worker's gauges."""
+        return {
+            "decisions": [[*k, v] for k, v in self.decisions.items()],
+            "spend": [[*k, v] for k, v in self.spend.items()],
+            "settlements": [[*k, v] for k, v in self.settlements.items()],
+            "durations": [[r, c, self.duration_sums[r]] for r, c in self.durations.items()],
+            "reaped": self.reaped,
+            "in_flight": self.in_flight,
+        }
+
+
+def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, Any]]) -> str:
+    """The Prometheus text exposition of the summed counts of `snapshots`, and of the gauges
+    of the `live` ones (a subset: the workers still running)."""
+    decisions: dict[tuple[str, ...], int] = {}
+    spend: dict[tuple[str, ...], int] = {}
+    settlements: dict[tuple[str, ...], int] = {}
+    durations: dict[str, list[int]] = {}
+    sums: dict[str, float] = {}
+    reaped = 0
+    for snap in snapshots:
+        reaped += int(snap.get("reaped", 0))
+        _add(decisions, snap.get("decisions", ()))
+        _add(spend, snap.get("spend", ()))
+        _add(settlements, snap.get("settlements", ()))
+        for route, counts, total in snap.get("durations", ()):
+            into = durations.setdefault(route, [0] * (len(BUCKETS) + 1))
+            for i, n in enumerate(counts[:len(into)]):
+                into[i] += n
+            sums[route] = sums.get(route, 0.0) + total
+    live = list(live)
+    out: list[str] = []
+    _family(out, "outlay_decisions_total", "counter",
+            "Agent calls decided, by route, vendor, decision (allowed, refused, invalid) and "
+            "refusal code.",
+            (_labels(route=r, vendor=v, decision=d, code=c) + f" {n}"
+             for (r, v, d, c), n in sorted(decisions.items())))
+    _family(out, "outlay_spend_usd_total", "counter",
+            "USD charged by settled calls, by vendor and model (model empty for vendor calls).",
+            (_labels(vendor=v, model=m) + f" {_usd(n)}" for (v, m), n in sorted(spend.items())))
+    _family(out, "outlay_settlements_total", "counter",
+            "Reservations settled, by vendor and settlement (settled: to the reported cost; "
+            "void: nothing owed; unsettled: charged in full).",
+            (_labels(vendor=v, settlement=s) + f" {n}"
+             for (v, s), n in sorted(settlements.items())))
+    _family(out, "outlay_reservations_reaped_total", "counter",
+            "Reservations charged in full because their worker died or their lease ran out.",
+            [f" {reaped}"])
+    lines = []
+    for route, counts in sorted(durations.items()):
+        running = 0
+        for bound, n in zip((*BUCKETS, None), counts, strict=True):
+            running += n
+            le = "+Inf" if bound is None else _float(bound)
+            lines.append("_bucket" + _labels(route=route, le=le) + f" {running}")
+        lines.append("_sum" + _labels(route=route) + f" {_float(sums[route])}")
+        lines.append("_count" + _labels(route=route) + f" {running}")
+    _family(out, "outlay_request_duration_seconds", "histogram",
+            "Time from a call's arrival to the end of its answer, by route.", lines)
+    _family(out, "outlay_calls_in_flight", "gauge", "Agent calls being answered now.",
+            [f" {sum(int(s.get('in_flight', 0)) for s in live)}"])
+    _family(out, "outlay_workers", "gauge", "Worker processes answering for this server.",
+            [f" {len(live)}"])
+    return "\n".join(out) + "\n"
+
+
+def _add(into: dict[tuple[str, ...], int], rows: Iterable[list[Any]]) -> None:
+    for *labels, n in rows:
+        key = tuple(str(x) for x in labels)
+        into[key] = into.get(key, 0) + int(n)
+
+
+def _family(out: list[str], name: str, kind: str, text: str, samples: Iterable[str]) -> None:
+    out.append(f"# HELP {name} {text}")
+    out.append(f"# TYPE {name} {kind}")
+    out.extend(name + sample for sample in samples)
+
+
+def _labels(**labels: str) -> str:
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _usd(micros: int) -> str:
+    whole, frac = divmod(micros, 1_000_000)
+    return f"{whole}.{frac:06d}"
+
+
+def _float(value: float) -> str:
+    return repr(float(value))
+
+
+class Snapshots:
+    """The workers' shared directory of snapshots, one file per worker (`<pid>-<n>.json`,
+    replaced whole each time; the suffix keeps a reused pid from overwriting a dead
+    worker's counts)."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = Path(directory)
+        self.pid = os.getpid()
+        self.path = self.directory / f"{self.pid}-{time.monotonic_ns()}.json"
+
+    def write(self, snapshot: Mapping[str, Any]) -> None:
+        partial = self.path.with_suffix(".tmp")
+        partial.write_bytes(orjson.dumps(snapshot))
+        os.replace(partial, self.path)
+
+    def others(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(every other worker's last snapshot, those of the workers still running)."""
+        every, live = [], []
+        for path in self.directory.glob("*.json"):
+            pid, _, _ = path.stem.partition("-")
+            if path == self.path or not pid.isdigit():
+                continue
+            try:
+                snap = orjson.loads(path.read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                continue  # gone, or not a snapshot: workers replace theirs whole
+            every.append(snap)
+            if _running(int(pid)):
+                live.append(snap)
+        return every, live
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, under another user
+        return True
+    return True
+
+
+async def keep_writing(snapshots: Snapshots, metrics: Metrics) -> None:
+    """Leave this worker's snapshot for the others every WRITE_S, until cancelled, and once
+    more then, so a stopping worker's last counts stay in the sums."""
+    try:
+        while True:
+            with contextlib.suppress(OSError):
+                snapshots.write(metrics.snapshot())
+            await asyncio.sleep(WRITE_S)
+    finally:
+        with contextlib.suppress(OSError):
+            snapshots.write({**metrics.snapshot(), "in_flight": 0})
+
+
+def exposition(metrics: Metrics, snapshots: Snapshots | None) -> str:
+    """What GET /metrics answers: this worker's live counts and the other workers'."""
+    own = metrics.snapshot()
+    every, live = snapshots.others() if snapshots is not None else ([], [])
+    return render([own, *every], [own, *live])

@@ -1,0 +1,104 @@
+"""GET /metrics of a running gateway: every decision, settlement and answer of the calls it
+served, in Prometheus' text format."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from .fakes import (
+    CHAT,
+    SSE_HEADERS,
+    WAIT_S,
+    Outlay,
+    Reply,
+    openai_answer,
+    openai_stream,
+    read_at_least,
+    read_rest,
+)
+
+
+async def scrape(outlay: Outlay) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    resp = await outlay.client.get("/metrics")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    out = {}
+    for family in text_string_to_metric_families(await resp.text()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def decisions(route: str, vendor: str, decision: str, code: str = ""
+              ) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return ("outlay_decisions_total", (("code", code), ("decision", decision), ("route", route),
+                                       ("vendor", vendor)))
+
+
+async def test_decisions_settlements_and_durations_are_counted(
+    outlay: Outlay, key: dict[str, Any]
+) -> None:
+    await outlay.set_policy("agent:agent-a", {"budgets": [{"usd": 0.0001}]})
+    outlay.upstream.script(Reply(body=openai_answer(prompt=25, completion=5)))
+    assert (await outlay.chat(key["key"])).status == 200  # 25 + 5 x 2 micro-USD
+    assert (await outlay.chat(key["key"], {**CHAT, "max_tokens": 100})).status == 402
+    resp = await outlay.client.post("/v1/chat/completions", data=b"{not json",
+                                    headers={"Authorization": f"Bearer {key['key']}"})
+    assert resp.status == 400
+    assert (await outlay.chat("olk_nobody")).status == 401
+    got = await scrape(outlay)
+    assert got[decisions("openai.chat", "openai", "allowed")] == 1
+    assert got[decisions("openai.chat", "openai", "refused", "budget_exceeded")] == 1
+    assert got[decisions("openai.chat", "openai", "refused", "invalid_api_key")] == 1
+    assert got[decisions("openai.chat", "openai", "invalid", "invalid_request")] == 1
+    assert got[("outlay_spend_usd_total", (("model", "test-gpt"), ("vendor", "openai")))] \
+        == 0.000035
+    assert got[("outlay_settlements_total", (("settlement", "settled"),
+                                             ("vendor", "openai")))] == 1
+    assert got[("outlay_request_duration_seconds_count", (("route", "openai.chat"),))] == 4
+    assert got[("outlay_calls_in_flight", ())] == 0
+
+
+async def test_a_call_in_flight_shows(outlay: Outlay, key: dict[str, Any]) -> None:
+    chunks = openai_stream()
+    outlay.upstream.script(Reply(headers=SSE_HEADERS, chunks=chunks, pause_after=1))
+    resp = await outlay.chat(key["key"], {**CHAT, "stream": True})
+    assert await read_at_least(resp, len(chunks[0])) == chunks[0]
+    assert (await scrape(outlay))[("outlay_calls_in_flight", ())] == 1
+    outlay.upstream.release.set()
+    async with asyncio.timeout(WAIT_S):
+        await read_rest(resp)
+    for _ in range(100):  # the handler finishes just after the last byte
+        got = await scrape(outlay)
+        if got[("outlay_calls_in_flight", ())] == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert got[("outlay_calls_in_flight", ())] == 0
+    assert got[("outlay_settlements_total", (("settlement", "settled"),
+                                             ("vendor", "openai")))] == 1
+
+
+async def test_an_unknown_vendor_does_not_make_a_series_of_its_own(
+    outlay: Outlay, key: dict[str, Any]
+) -> None:
+    for name in ("made-up-1", "made-up-2"):
+        resp = await outlay.client.post(f"/vendors/{name}/v1/x", json={},
+                                        headers={"Authorization": f"Bearer {key['key']}"})
+        assert resp.status == 400
+    got = await scrape(outlay)
+    assert got[decisions("vendor.unknown", "unknown", "invalid", "invalid_request")] == 2
+    assert not any("made-up" in str(labels) for _, labels in got)
+    assert got[("outlay_request_duration_seconds_count", (("route", "vendor.unknown"),))] == 2
+
+
+async def test_a_provider_refusal_voids_and_counts_no_spend(
+    outlay: Outlay, key: dict[str, Any]
+) -> None:
+    outlay.upstream.script(Reply(status=400, body=b'{"error": {"message": "no"}}'))
+    assert (await outlay.chat(key["key"])).status == 400
+    got = await scrape(outlay)
+    assert got[("outlay_settlements_total", (("settlement", "void"), ("vendor", "openai")))] == 1
+    assert not any(name == "outlay_spend_usd_total" for name, _ in got)

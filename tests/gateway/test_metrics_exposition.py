@@ -1,0 +1,137 @@
+"""The metrics' counting, their Prometheus text and the workers' shared snapshots
+(gateway/metrics.py), read back with prometheus_client's own parser."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+from outlay.gateway.metrics import BUCKETS, Metrics, Snapshots, exposition, render
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of an exposition by (name, sorted labels)."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def kinds(text: str) -> dict[str, str]:
+    return {f.name: f.type for f in text_string_to_metric_families(text)}
+
+
+def a_dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=30)
+    return child.pid
+
+
+def test_counts_render_as_prometheus_text() -> None:
+    m = Metrics()
+    m.decided("openai.chat", "openai", "allowed")
+    m.decided("openai.chat", "openai", "allowed")
+    m.decided("openai.chat", "openai", "refused", "budget_exceeded")
+    m.settled("openai", "gpt-4o-mini", "settled", 1_234_567)
+    m.settled("openai", "gpt-4o-mini", "void", 0)
+    m.observe("openai.chat", 0.003)
+    m.observe("openai.chat", 0.2)
+    m.observe("openai.chat", 1_000.0)
+    text = render([m.snapshot()], [m.snapshot()])
+    got = samples(text)
+    assert got[("outlay_decisions_total", (("code", ""), ("decision", "allowed"),
+                                           ("route", "openai.chat"), ("vendor", "openai")))] == 2
+    assert got[("outlay_decisions_total", (
+        ("code", "budget_exceeded"), ("decision", "refused"), ("route", "openai.chat"),
+        ("vendor", "openai")))] == 1
+    assert got[("outlay_spend_usd_total", (("model", "gpt-4o-mini"), ("vendor", "openai")))] \
+        == 1.234567
+    assert got[("outlay_settlements_total", (("settlement", "void"), ("vendor", "openai")))] == 1
+    route = (("route", "openai.chat"),)
+    assert got[("outlay_request_duration_seconds_count", route)] == 3
+    assert abs(got[("outlay_request_duration_seconds_sum", route)] - 1000.203) < 1e-9
+    bucket = "outlay_request_duration_seconds_bucket"
+    assert got[(bucket, (("le", "0.005"), *route))] == 1
+    assert got[(bucket, (("le", "0.25"), *route))] == 2
+    assert got[(bucket, (("le", str(BUCKETS[-1])), *route))] == 2
+    assert got[(bucket, (("le", "+Inf"), *route))] == 3
+    assert kinds(text) == {
+        "outlay_decisions": "counter", "outlay_spend_usd": "counter",
+        "outlay_settlements": "counter", "outlay_reservations_reaped": "counter",
+        "outlay_request_duration_seconds": "histogram", "outlay_calls_in_flight": "gauge",
+        "outlay_workers": "gauge"}
+
+
+def test_a_duration_on_a_bucket_bound_counts_in_that_bucket() -> None:
+    m = Metrics()
+    m.observe("r", BUCKETS[0])
+    got = samples(render([m.snapshot()], []))
+    assert got[("outlay_request_duration_seconds_bucket", (("le", "0.005"), ("route", "r")))] == 1
+
+
+def test_label_values_are_escaped() -> None:
+    m = Metrics()
+    m.decided('vendor."x"\\\n', "v", "invalid", "invalid_request")
+    got = samples(render([m.snapshot()], []))
+    assert any(dict(labels).get("route") == 'vendor."x"\\\n' for _, labels in got)
+
+
+def test_an_empty_server_still_answers_every_family() -> None:
+    text = render([Metrics().snapshot()], [Metrics().snapshot()])
+    got = samples(text)
+    assert got[("outlay_calls_in_flight", ())] == 0
+    assert got[("outlay_workers", ())] == 1
+    assert got[("outlay_reservations_reaped_total", ())] == 0
+
+
+def test_workers_counts_add_up_and_only_live_workers_gauges_count(tmp_path: Path) -> None:
+    mine = Metrics()
+    mine.decided("openai.chat", "openai", "allowed")
+    mine.in_flight = 2
+    snapshots = Snapshots(str(tmp_path))
+    snapshots.write(mine.snapshot())  # its own file is never read back: live counts are
+    live = Metrics()
+    live.decided("openai.chat", "openai", "allowed")
+    live.in_flight = 3
+    live.reaped = 1
+    dead = Metrics()
+    dead.decided("openai.chat", "openai", "allowed")
+    dead.in_flight = 5  # a worker killed mid-call: its gauge no longer counts
+    (tmp_path / f"{os.getppid()}-1.json").write_bytes(orjson.dumps(live.snapshot()))
+    (tmp_path / f"{a_dead_pid()}-1.json").write_bytes(orjson.dumps(dead.snapshot()))
+    (tmp_path / "notes.json").write_bytes(b"{}")  # not a worker's
+    (tmp_path / "7-1.json").write_bytes(b"{half a snap")  # torn: skipped
+    mine.decided("openai.chat", "openai", "allowed")  # counted live, after its last write
+    got = samples(exposition(mine, snapshots))
+    allowed = ("outlay_decisions_total", (("code", ""), ("decision", "allowed"),
+                                          ("route", "openai.chat"), ("vendor", "openai")))
+    assert got[allowed] == 4
+    assert got[("outlay_calls_in_flight", ())] == 5
+    assert got[("outlay_workers", ())] == 2
+    assert got[("outlay_reservations_reaped_total", ())] == 1
+
+
+def test_a_snapshot_is_replaced_whole(tmp_path: Path) -> None:
+    snapshots = Snapshots(str(tmp_path))
+    m = Metrics()
+    for _ in range(3):
+        m.decided("openai.chat", "openai", "allowed")
+        snapshots.write(m.snapshot())
+    (written,) = list(tmp_path.iterdir())
+    data: dict[str, Any] = orjson.loads(written.read_bytes())
+    assert data["decisions"] == [["openai.chat", "openai", "allowed", "", 3]]
+
+
+def test_without_a_shared_directory_a_worker_answers_for_itself() -> None:
+    m = Metrics()
+    m.in_flight = 1
+    got = samples(exposition(m, None))
+    assert got[("outlay_workers", ())] == 1
+    assert got[("outlay_calls_in_flight", ())] == 1
