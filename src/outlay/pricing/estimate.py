@@ -66,7 +66,8 @@ def estimate(route: str, body: dict[str, Any], price: ModelPrice | None) -> Esti
         # JSON the parser accepted can still nest deeper than the stack left for walking it.
         raise invalid_request("The request body is nested too deeply.") from None
     output_tokens, patch = _output(route, body, price)
-    max_field = next((name for name in _MAX_FIELDS.get(route, ()) if name in patch), None)
+    max_field = next((name for name in _MAX_FIELDS.get(route, ()) if name in patch),
+                     None) if patch else None
     if route == "anthropic.count_tokens":
         return Estimate(input_tokens, output_tokens, 0, patch)  # counting tokens is free
     if price is None:
