@@ -154,6 +154,10 @@ async def _upkeep(gw: Gateway) -> None:
     while True:
         try:
             await gw.store.heartbeat()
+            # a call still running past half its lease keeps its reservation held
+            due = gw.streams.due(gw.clock(), int(gw.settings.reservation_lease_s * 1000))
+            if due:
+                await gw.store.renew(due)
             reaped = await gw.store.reap()
             gw.metrics.reaped += reaped
             if reaped:

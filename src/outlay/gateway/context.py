@@ -18,13 +18,35 @@ from outlay.vendors import VendorPricing
 
 
 @dataclass
+class Flight:
+    """An LLM call in flight: when its key expires, its reservation, and when that
+    reservation's lease last began."""
+
+    expires_ms: int | None
+    reservation_id: str
+    leased_ms: int
+
+
+@dataclass
 class Streams:
-    """Streams in flight, by key id, so a revoked or expired key's streams can be cut."""
+    """LLM calls in flight, by key id, so a revoked or expired key's streams can be cut, and
+    a long one's reservation kept held while it lasts."""
 
-    by_key: dict[str, dict[asyncio.Task[object], int | None]] = field(default_factory=dict)
+    by_key: dict[str, dict[asyncio.Task[object], Flight]] = field(default_factory=dict)
 
-    def add(self, key_id: str, task: asyncio.Task[object], expires_ms: int | None) -> None:
-        self.by_key.setdefault(key_id, {})[task] = expires_ms
+    def add(self, key_id: str, task: asyncio.Task[object], flight: Flight) -> None:
+        self.by_key.setdefault(key_id, {})[task] = flight
+
+    def due(self, now_ms: int, lease_ms: int) -> list[str]:
+        """The reservations of calls still running past half their lease, marked as leased
+        anew from now (their lease is about to be renewed)."""
+        ids = []
+        for tasks in self.by_key.values():
+            for task, flight in tasks.items():
+                if now_ms - flight.leased_ms >= lease_ms // 2 and not task.done():
+                    flight.leased_ms = now_ms
+                    ids.append(flight.reservation_id)
+        return ids
 
     def remove(self, key_id: str, task: asyncio.Task[object]) -> None:
         tasks = self.by_key.get(key_id)
@@ -43,7 +65,8 @@ class Streams:
         cut = 0
         for key_id in list(self.by_key):
             tasks = self.by_key[key_id]
-            expiring = [t for t, exp in tasks.items() if exp is not None and exp <= now_ms]
+            expiring = [t for t, f in tasks.items()
+                        if f.expires_ms is not None and f.expires_ms <= now_ms]
             for task in expiring:
                 task.cancel()
                 self.remove(key_id, task)

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from outlay.gateway.admission import admit, new_request_id, refuse_invalid
-from outlay.gateway.context import Gateway
+from outlay.gateway.context import Flight, Gateway
 from outlay.gateway.errors import Flavor, error_answer
 from outlay.gateway.exchange import Exchange
 from outlay.gateway.forward import request_headers, response_headers
@@ -121,7 +121,8 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
     )
     task = asyncio.current_task(gw.loop)
     if task is not None:
-        gw.streams.add(reservation.key.id, task, reservation.key.expires_at_ms)
+        gw.streams.add(reservation.key.id, task, Flight(
+            reservation.key.expires_at_ms, reservation.id, reservation.started_ms))
     try:
         hide_usage = stream and _usage_patched_in(est, body)
         await _forward(ex, gw, route, reservation, outgoing, ours, price, est, hide_usage)

@@ -119,6 +119,7 @@ class RedisStore(RedisSettlement, RedisAdmin):
         self._reserve_script = redis.register_script(_script("reserve.lua"))
         self._settle_script = redis.register_script(_script("settle.lua"))
         self._adopt_script = redis.register_script(_script("adopt.lua"))
+        self._renew_script = redis.register_script(_script("renew.lua"))
         self._wal = Wal(redis, self.names.wal(self.worker), self.durable, self.flush_interval_s)
         self._batch = ScriptBatch(redis, pipelined=not self.cluster)
         try:
@@ -393,6 +394,18 @@ class RedisStore(RedisSettlement, RedisAdmin):
         if self._unsettled:
             with contextlib.suppress(StateError):
                 await self._ensure_ready()
+
+    async def renew(self, reservation_ids: list[str]) -> int:
+        if not reservation_ids:
+            return 0
+        members = [f"{self.worker} {rid}" for rid in reservation_ids]
+        try:
+            renewed = await self._renew_script(
+                [self.names.leases],
+                ["" if self._clock is None else self.clock(), self.lease_ms, *members])
+        except RedisError as exc:
+            raise StateError(f"Redis unavailable: {exc}") from exc
+        return int(renewed)
 
     async def reap(self) -> int:
         """Charge in full the reservations whose lease ran out or whose worker died, after

@@ -361,6 +361,16 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
             spent = mirror.counter(c, (scope, period, start))[0]
             announce(c, now, settlement_events(scope, policy, period, start, spent, key))
 
+    async def renew(self, reservation_ids: list[str]) -> int:
+        if not reservation_ids:
+            return 0
+        until = self.clock() + self.lease_ms
+        renewed: int = await self._batch.run(lambda c: sum(
+            c.execute("UPDATE reservations SET lease_ms=? WHERE id=? AND worker=? "
+                      "AND settlement IS NULL", (until, rid, self.worker)).rowcount
+            for rid in reservation_ids))
+        return renewed
+
     # -- upkeep and reporting -----------------------------------------------------------
     async def heartbeat(self) -> None:
         with self.tx() as c:
