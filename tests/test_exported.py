@@ -7,7 +7,25 @@ from importlib.metadata import version
 
 import outlay
 
-EXPORTED = ["__version__"]
+EXPORTED = [
+    "ApprovalRequired",
+    "BudgetExceeded",
+    "InvalidKey",
+    "InvalidRequest",
+    "KeyExpired",
+    "KeyRevoked",
+    "ModelNotAllowed",
+    "OutlayError",
+    "RateLimited",
+    "Unavailable",
+    "VendorNotAllowed",
+    "__version__",
+    "aretry",
+    "error_from",
+    "intercept_all",
+    "restore",
+    "retry",
+]
 
 
 def test_all_is_pinned() -> None:

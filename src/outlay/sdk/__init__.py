@@ -1,0 +1,38 @@
+"""The Python SDK (SPEC §6): route the official clients through the gateway, typed errors for
+its refusals, and a retry helper that honours Retry-After."""
+
+from outlay.sdk.answers import error_from
+from outlay.sdk.errors import (
+    ApprovalRequired,
+    BudgetExceeded,
+    InvalidKey,
+    InvalidRequest,
+    KeyExpired,
+    KeyRevoked,
+    ModelNotAllowed,
+    OutlayError,
+    RateLimited,
+    Unavailable,
+    VendorNotAllowed,
+)
+from outlay.sdk.intercept import intercept_all, restore
+from outlay.sdk.retry import aretry, retry
+
+__all__ = [
+    "ApprovalRequired",
+    "BudgetExceeded",
+    "InvalidKey",
+    "InvalidRequest",
+    "KeyExpired",
+    "KeyRevoked",
+    "ModelNotAllowed",
+    "OutlayError",
+    "RateLimited",
+    "Unavailable",
+    "VendorNotAllowed",
+    "aretry",
+    "error_from",
+    "intercept_all",
+    "restore",
+    "retry",
+]
