@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from outlay.state.base import StateError
 
 from .fakes import (
     CHAT,
@@ -102,3 +105,32 @@ async def test_a_provider_refusal_voids_and_counts_no_spend(
     got = await scrape(outlay)
     assert got[("outlay_settlements_total", (("settlement", "void"), ("vendor", "openai")))] == 1
     assert not any(name == "outlay_spend_usd_total" for name, _ in got)
+
+
+async def test_budgets_are_exported_but_not_keys(outlay: Outlay, key: dict[str, Any]) -> None:
+    await outlay.set_policy("agent:agent-a", {"budgets": [{"usd": 10, "period": "day"}]})
+    await outlay.set_policy(f"key:{key['id']}", {"budgets": [{"usd": 1}]})
+    outlay.upstream.script(Reply(body=openai_answer(prompt=25, completion=5)))
+    assert (await outlay.chat(key["key"])).status == 200
+    await outlay.store.wait_settled((await outlay.audit(limit=1))[0]["request_id"])
+    got = await scrape(outlay)
+    agent = (("mode", "hard"), ("period", "day"), ("scope", "agent:agent-a"))
+    assert got[("outlay_budget_cap_usd", agent)] == 10
+    assert got[("outlay_budget_spent_usd", agent)] == 0.000035
+    assert got[("outlay_budget_reserved_usd", agent)] == 0
+    assert not any("key:" in str(labels) for _, labels in got)
+    assert got[("outlay_state_up", ())] == 1
+
+
+async def test_a_failing_store_still_answers_the_counts(
+    outlay: Outlay, key: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (await outlay.chat(key["key"])).status == 200
+
+    async def broken() -> list[Any]:
+        raise StateError("the disk is gone")
+
+    monkeypatch.setattr(outlay.store, "budgets", broken)
+    got = await scrape(outlay)
+    assert got[("outlay_state_up", ())] == 0
+    assert got[decisions("openai.chat", "openai", "allowed")] == 1

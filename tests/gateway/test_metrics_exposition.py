@@ -13,6 +13,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from outlay.gateway.metrics import BUCKETS, Metrics, Snapshots, exposition, render
+from outlay.state.base import BudgetLine
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -66,7 +67,8 @@ def test_counts_render_as_prometheus_text() -> None:
         "outlay_decisions": "counter", "outlay_spend_usd": "counter",
         "outlay_settlements": "counter", "outlay_reservations_reaped": "counter",
         "outlay_request_duration_seconds": "histogram", "outlay_calls_in_flight": "gauge",
-        "outlay_workers": "gauge"}
+        "outlay_workers": "gauge", "outlay_state_up": "gauge", "outlay_budget_cap_usd": "gauge",
+        "outlay_budget_spent_usd": "gauge", "outlay_budget_reserved_usd": "gauge"}
 
 
 def test_a_duration_on_a_bucket_bound_counts_in_that_bucket() -> None:
@@ -135,3 +137,22 @@ def test_without_a_shared_directory_a_worker_answers_for_itself() -> None:
     got = samples(exposition(m, None))
     assert got[("outlay_workers", ())] == 1
     assert got[("outlay_calls_in_flight", ())] == 1
+
+
+def test_budgets_render_as_gauges_and_the_state_as_up() -> None:
+    lines = [BudgetLine("agent:bot", "day", "hard", 1_000_000, 250_001, 3),
+             BudgetLine('group:"odd"', "month", "soft", 5_000_000, 0, 0)]
+    got = samples(render([Metrics().snapshot()], [], lines))
+    bot = (("mode", "hard"), ("period", "day"), ("scope", "agent:bot"))
+    assert got[("outlay_budget_cap_usd", bot)] == 1.0
+    assert got[("outlay_budget_spent_usd", bot)] == 0.250001
+    assert got[("outlay_budget_reserved_usd", bot)] == 0.000003
+    odd = (("mode", "soft"), ("period", "month"), ("scope", 'group:"odd"'))
+    assert got[("outlay_budget_cap_usd", odd)] == 5.0
+    assert got[("outlay_state_up", ())] == 1
+
+
+def test_a_store_that_did_not_answer_shows_down_and_no_budgets() -> None:
+    got = samples(render([Metrics().snapshot()], [], None))
+    assert got[("outlay_state_up", ())] == 0
+    assert not any(name.startswith("outlay_budget_") for name, _ in got)

@@ -73,7 +73,11 @@ async def healthz(_: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    return web.Response(body=exposition(gw.metrics, gw.snapshots).encode(),
+    try:
+        budgets = await gw.store.budgets()
+    except StateError:
+        budgets = None  # the counts still answer; outlay_state_up says the store did not
+    return web.Response(body=exposition(gw.metrics, gw.snapshots, budgets).encode(),
                         headers={"Content-Type": CONTENT_TYPE})
 
 

@@ -14,12 +14,14 @@ import bisect
 import contextlib
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from outlay.state.base import BudgetLine
 
 # seconds; an LLM call takes from milliseconds (a refusal) to minutes (a long stream)
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -74,9 +76,11 @@ class Metrics:
         }
 
 
-def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, Any]]) -> str:
-    """The Prometheus text exposition of the summed counts of `snapshots`, and of the gauges
-    of the `live` ones (a subset: the workers still running)."""
+def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, Any]],
+           budgets: Sequence[BudgetLine] | None = None) -> str:
+    """The Prometheus text exposition of the summed counts of `snapshots`, of the gauges of
+    the `live` ones (a subset: the workers still running), and of the budgets read from the
+    state store (None: it could not be read)."""
     decisions: dict[tuple[str, ...], int] = {}
     spend: dict[tuple[str, ...], int] = {}
     settlements: dict[tuple[str, ...], int] = {}
@@ -126,6 +130,16 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
             [f" {sum(int(s.get('in_flight', 0)) for s in live)}"])
     _family(out, "outlay_workers", "gauge", "Worker processes answering for this server.",
             [f" {len(live)}"])
+    _family(out, "outlay_state_up", "gauge",
+            "1 when the state store answered this scrape, 0 when it did not.",
+            [f" {0 if budgets is None else 1}"])
+    texts = {"cap": "The cap of each budget (keys' budgets are not exported).",
+             "spent": "USD settled against each budget in its current period.",
+             "reserved": "USD held for calls in flight against each budget."}
+    for name, text in texts.items():
+        _family(out, f"outlay_budget_{name}_usd", "gauge", text,
+                (_labels(scope=b.scope, period=b.period, mode=b.mode)
+                 + f" {_usd(getattr(b, name))}" for b in budgets or ()))
     return "\n".join(out) + "\n"
 
 
@@ -213,8 +227,10 @@ async def keep_writing(snapshots: Snapshots, metrics: Metrics) -> None:
             snapshots.write({**metrics.snapshot(), "in_flight": 0})
 
 
-def exposition(metrics: Metrics, snapshots: Snapshots | None) -> str:
-    """What GET /metrics answers: this worker's live counts and the other workers'."""
+def exposition(metrics: Metrics, snapshots: Snapshots | None,
+               budgets: Sequence[BudgetLine] | None = None) -> str:
+    """What GET /metrics answers: this worker's live counts, the other workers', and the
+    budgets as the state store has them."""
     own = metrics.snapshot()
     every, live = snapshots.others() if snapshots is not None else ([], [])
-    return render([own, *every], [own, *live])
+    return render([own, *every], [own, *live], budgets)

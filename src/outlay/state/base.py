@@ -71,6 +71,18 @@ class Reservation:
 
 
 @value
+class BudgetLine:
+    """One budget of a scope in its current period, for monitoring."""
+
+    scope: str
+    period: str
+    mode: str
+    cap: int  # micro-USD
+    spent: int
+    reserved: int
+
+
+@value
 class Outcome:
     """How a reserved call ended: its actual cost, and whether that cost is known."""
 
@@ -134,6 +146,9 @@ class StateStore(Protocol):
     async def heartbeat(self) -> None: ...
     async def reap(self) -> int: ...
     async def usage(self, scope: str) -> dict[str, Any]: ...
+    async def budgets(self) -> list[BudgetLine]:
+        """Every budget of every scope but keys' (per-run keys come and go by the
+        thousand), as it stands in its current period."""
     async def audit(self, scope: str | None, limit: int) -> list[dict[str, Any]]: ...
     async def report(self, group_by: str, since_ms: int | None) -> list[dict[str, Any]]: ...
 

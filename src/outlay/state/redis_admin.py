@@ -16,7 +16,7 @@ from outlay.policy.decision import KeyInfo
 from outlay.policy.model import Policy
 from outlay.policy.periods import period_bounds
 from outlay.policy.windows import WINDOW_SECONDS, bucket_ms
-from outlay.state.base import KeyRecord, NewKey, StateError
+from outlay.state.base import BudgetLine, KeyRecord, NewKey, StateError
 from outlay.state.redis_plan import window_state
 from outlay.state.redis_wal import drain
 from outlay.state.usage import usage_view
@@ -219,6 +219,26 @@ class RedisAdmin(AdminDelegate):
         since = period_bounds("month", now)[0]
         by_model, by_vendor = await self.durable.spend_by(scope, since)
         return usage_view(scope, policy, now, windows, counters, since, by_model, by_vendor)
+
+    async def budgets(self) -> list[BudgetLine]:
+        await self._settled_so_far()
+        policies = await self.durable.list_policies()
+        now = self.clock()
+        lines = []
+        try:
+            for scope, policy in sorted(policies.items()):
+                if scope.startswith("key:"):
+                    continue
+                for budget in policy.budgets:
+                    start = period_bounds(budget.period, now)[0]
+                    spent, reserved = await self.redis.hmget(
+                        self.names.counter(scope, budget.period, start), "spent", "reserved")
+                    lines.append(BudgetLine(scope, budget.period, budget.mode,
+                                            budget.cap_micros, int(spent or 0),
+                                            int(reserved or 0)))
+        except RedisError as exc:
+            raise StateError(f"Redis unavailable: {exc}") from exc
+        return lines
 
     async def _catch_up(self) -> None:
         """Before reading the ledger: write this worker's entries, and those every other

@@ -27,12 +27,13 @@ from outlay.policy.money import usd_to_micros
 from outlay.policy.windows import REQUEST_WINDOWS, bucket_of, decode
 from outlay.state import ledger_sql
 from outlay.state.base import (
+    BudgetLine,
     Outcome,
     Reservation,
     StateError,
     Ticket,
 )
-from outlay.state.sqlite_admin import AdminMixin
+from outlay.state.sqlite_admin import AdminMixin, parse_stored_policy
 from outlay.state.sqlite_batch import GroupCommit
 from outlay.state.sqlite_checkpoint import Checkpointer
 from outlay.state.sqlite_events import (
@@ -395,6 +396,25 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         self._batch.drain()  # this worker's settlements still queued count too
         policy = await self.get_policy(scope)
         return ledger_sql.usage(self.conn, scope, policy, self.clock(), self._windows_of(scope))
+
+    async def budgets(self) -> list[BudgetLine]:
+        self._batch.drain()  # this worker's settlements still queued count too
+        now = self.clock()
+        lines = []
+        with ledger_sql.snapshot(self.conn):
+            for scope, body in self.conn.execute(
+                    "SELECT scope, body FROM policies WHERE scope NOT LIKE 'key:%' "
+                    "ORDER BY scope").fetchall():
+                for budget in parse_stored_policy(body).budgets:
+                    row = self.conn.execute(
+                        "SELECT spent, reserved FROM counters WHERE scope=? AND period=? "
+                        "AND period_start=?",
+                        (scope, budget.period, ledger_sql.period_start_of(budget.period, now))
+                    ).fetchone()
+                    spent, reserved = row if row else (0, 0)
+                    lines.append(BudgetLine(scope, budget.period, budget.mode,
+                                            budget.cap_micros, spent, reserved))
+        return lines
 
     def _windows_of(self, scope: str) -> dict[str, Any]:
         return {name: decode(state) for name, state in self.conn.execute(
