@@ -25,6 +25,7 @@ from outlay.pricing.table import PriceTable
 from outlay.settings import Settings
 from outlay.state.base import StateError, StateStore, store_from_url
 from outlay.state.sqlite import wall_ms
+from outlay.ui import add_ui_routes
 from outlay.upstream.base import Upstream
 from outlay.webhooks.delivery import attach_deliverer
 
@@ -130,6 +131,7 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     add_admin_routes(app)
+    add_ui_routes(app)
     app.cleanup_ctx.append(_lifecycle)
     attach_deliverer(app, gw.store, clock)  # after _lifecycle: runs while the store is open
     return app

@@ -1,0 +1,487 @@
+// The Outlay dashboard. Every figure comes from the admin API (/admin/v1/) called with the
+// operator's token; API data reaches the page only as text nodes and attribute values set
+// through the DOM, never as markup (names, labels and agents are chosen by whoever mints keys).
+
+const API = "/admin/v1";
+const TOKEN = "outlay.adminToken";
+const REFRESH_MS = 5000;
+const MAX_POLICY_USAGE = 50;  // usage calls the policies view makes per refresh, at most
+
+const $ = (id) => document.getElementById(id);
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+// -- the admin API ---------------------------------------------------------------------------
+
+async function api(path, { method = "GET", body, token = sessionStorage.getItem(TOKEN) } = {}) {
+  const headers = { Authorization: `Bearer ${token}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(API + path, {
+      method, headers, cache: "no-store", credentials: "omit",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (err) {
+    throw new ApiError(0, "unreachable", `The gateway could not be reached (${err.message}).`);
+  }
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const error = (data && data.error) || {};
+    throw new ApiError(response.status, error.code || `http_${response.status}`,
+      error.message || `${method} ${API}${path} answered ${response.status}.`);
+  }
+  return data;
+}
+
+const scopePath = (scope) => encodeURIComponent(scope);
+
+// -- building the page: text only ------------------------------------------------------------
+
+const ATTRIBUTES = new Set(["title", "type", "colspan", "role", "aria-label", "value"]);
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "className") node.className = value;
+    else if (name === "onclick") node.addEventListener("click", value);
+    else if (name === "disabled") node.disabled = Boolean(value);
+    else if (name.startsWith("data-") || ATTRIBUTES.has(name)) node.setAttribute(name, String(value));
+    else throw new Error(`el: no property ${name}`);
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : String(child));  // strings become text nodes
+  }
+  return node;
+}
+
+function button(label, onclick, className = "", extra = {}) {
+  return el("button", { type: "button", className, onclick, ...extra }, label);
+}
+
+function table(columns, rows, empty, rowProps = () => ({})) {
+  if (!rows.length) return el("p", { className: "empty" }, empty);
+  return el("div", { className: "table-wrap" }, el("table", {},
+    el("thead", {}, el("tr", {}, columns.map((c) => el("th", { className: c.num ? "num" : "" },
+      c.label)))),
+    el("tbody", {}, rows.map((row) => el("tr", rowProps(row), columns.map((c) =>
+      el("td", { className: c.num ? "num" : "" }, c.cell(row))))))));
+}
+
+const usd = (value) => (value === null || value === undefined ? "—" : `$${value}`);
+const when = (iso) => (iso ? iso.replace("T", " ").replace(/(\.\d+)?Z$/, " UTC") : "—");
+const text = (value) => (value === null || value === undefined || value === "" ? "—" : String(value));
+const labels = (map) => Object.entries(map || {}).map(([k, v]) => `${k}=${v}`).join(", ") || "—";
+
+// A plain bar: the part spent, then the part reserved by calls in flight, of the cap.
+function meter(used, reserved, cap) {
+  const pct = cap > 0 ? Math.min(100, (used / cap) * 100) : (used > 0 ? 100 : 0);
+  const held = cap > 0 ? Math.min(100 - pct, (reserved / cap) * 100) : 0;
+  const level = pct + held >= 100 ? " full" : pct + held >= 80 ? " high" : "";
+  const spent = el("div", { className: `bar-used${level}` });
+  spent.style.width = `${pct}%`;  // CSSOM, which the CSP allows (no inline style attribute)
+  const reserving = el("div", { className: "bar-reserved" });
+  reserving.style.width = `${held}%`;
+  return el("div", { className: "meter" },
+    el("div", { className: "bar", title: `${pct.toFixed(1)} % used, ${held.toFixed(1)} % reserved` },
+      spent, reserving),
+    el("span", { className: "pct" }, `${(pct + held).toFixed(1)} %`));
+}
+
+function usageView(usage) {
+  const parts = [];
+  parts.push(table([
+    { label: "budget", cell: (b) => `${b.period} · ${b.mode}` },
+    { label: "spent", num: true, cell: (b) => usd(b.spent_usd) },
+    { label: "reserved", num: true, cell: (b) => usd(b.reserved_usd) },
+    { label: "cap", num: true, cell: (b) => usd(b.cap_usd) },
+    { label: "remaining", num: true, cell: (b) => usd(b.remaining_usd) },
+    { label: "used", cell: (b) => meter(Number(b.spent_usd), Number(b.reserved_usd), Number(b.cap_usd)) },
+    { label: "resets", cell: (b) => (b.resets_at ? when(b.resets_at) : "never (total)") },
+  ], usage.budgets, "No budgets on this scope.", () => ({ className: "budget" })));
+  parts.push(table([
+    { label: "window", cell: (w) => w.name },
+    { label: "used", num: true, cell: (w) => w.used },
+    { label: "limit", num: true, cell: (w) => w.limit },
+    { label: "remaining", num: true, cell: (w) => w.remaining },
+    { label: "used", cell: (w) => meter(w.used, 0, w.limit) },
+    { label: "frees a slot", cell: (w) => when(w.reset_at) },
+  ], usage.windows, "No rate windows on this scope.", () => ({ className: "window" })));
+  const spend = (title, map) => {
+    const rows = Object.entries(map || {});
+    return rows.length ? el("p", { className: "spend" }, `${title}: `,
+      rows.map(([name, cost]) => `${name || "(none)"} ${usd(cost)}`).join(", ")) : null;
+  };
+  parts.push(spend(`Spend by model since ${when(usage.spend_since)}`, usage.spend_by_model));
+  parts.push(spend(`Spend by vendor since ${when(usage.spend_since)}`, usage.spend_by_vendor));
+  return el("div", { className: "usage", "data-scope": usage.scope }, parts);
+}
+
+function confirmBox(question, yesLabel, onYes, onNo) {
+  return el("span", { className: "confirm" }, question, " ",
+    button(yesLabel, onYes, "danger confirm-yes"), " ", button("Cancel", onNo, "confirm-no"));
+}
+
+// -- the views: load() fetches, render(data) builds from data and the view's own state --------
+
+const views = {
+  overview: {
+    state: { groupBy: "agent" },
+    async load() {
+      const [global, report] = await Promise.all([
+        api("/usage/global"), api(`/reports?group_by=${encodeURIComponent(this.state.groupBy)}`)]);
+      return { global, report };
+    },
+    render({ global, report }) {
+      $("overview-global").replaceChildren(usageView(global));
+      const by = report.group_by;
+      const none = { group: "(no group)", model: "(no model)" }[by] || "—";
+      $("overview-report").replaceChildren(table([
+        { label: by, cell: (r) => (r[by] === null || r[by] === "" ? none : r[by]) },
+        { label: "requests", num: true, cell: (r) => r.requests },
+        { label: "allowed", num: true, cell: (r) => r.allowed },
+        { label: "refused", num: true, cell: (r) => r.refused },
+        { label: "cost", num: true, cell: (r) => usd(r.cost_usd) },
+        { label: "unsettled", num: true, cell: (r) => r.unsettled },
+      ], report.rows, "No calls recorded yet.", () => ({ className: "report-row" })));
+      $("updated-overview").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    },
+  },
+
+  keys: {
+    state: { selected: null, confirm: null },
+    async load() {
+      const selected = this.state.selected;
+      const [keys, report, agents, groups, usage] = await Promise.all([
+        api("/keys"), api("/reports?group_by=key"), api("/agents"), api("/groups"),
+        selected ? api(`/usage/${scopePath(`key:${selected}`)}`) : null]);
+      return { keys: keys.keys, report: report.rows, agents: agents.agents,
+        groups: groups.groups, usage };
+    },
+    render({ keys, report, agents, groups, usage }) {
+      const st = this.state;
+      const cost = new Map(report.map((r) => [r.key, r.cost_usd]));
+      const now = Date.now();
+      const status = (k) => (k.revoked_at ? "revoked"
+        : k.expires_at && Date.parse(k.expires_at) <= now ? "expired" : "active");
+      const shown = $("show-inactive").checked ? keys : keys.filter((k) => status(k) === "active");
+      const actions = (k) => {
+        if (status(k) !== "active") return null;
+        if (st.confirm === `key:${k.id}`) {
+          return confirmBox(`Revoke ${k.id}? Its calls stop at once.`, "Yes, revoke",
+            () => act(`/keys/${encodeURIComponent(k.id)}/revoke`, `Key ${k.id} revoked.`),
+            () => this.ask(null));
+        }
+        return button("Revoke", () => this.ask(`key:${k.id}`), "danger revoke");
+      };
+      $("keys-list").replaceChildren(table([
+        { label: "id", cell: (k) => button(k.id, () => this.select(k.id), "link usage-link",
+          { title: "Show this key's usage" }) },
+        { label: "agent", cell: (k) => k.agent },
+        { label: "group", cell: (k) => text(k.group) },
+        { label: "name", cell: (k) => text(k.name) },
+        { label: "labels", cell: (k) => labels(k.labels) },
+        { label: "created", cell: (k) => when(k.created_at) },
+        { label: "expires", cell: (k) => when(k.expires_at) },
+        { label: "status", cell: (k) => el("span", { className: `badge ${status(k)}` }, status(k)) },
+        { label: "spent", num: true, cell: (k) => usd(cost.get(k.id) || "0") },
+        { label: "", cell: actions },
+      ], shown, "No keys.", (k) => ({ "data-key-id": k.id,
+        className: k.id === st.selected ? "selected" : "" })));
+
+      $("keys-usage").replaceChildren(...(usage ? [el("div", { className: "card" },
+        el("div", { className: "heading" }, el("h3", {}, `Usage of key:${st.selected}`),
+          button("Close", () => this.select(null))), usageView(usage))] : []));
+
+      const killRow = (kind, name) => {
+        const target = `${kind}:${name}`;
+        if (st.confirm === target) {
+          return confirmBox(`Revoke every key of ${kind} ${name}?`, "Yes, revoke all",
+            () => act(`/${kind}s/${encodeURIComponent(name)}/revoke`, null), () => this.ask(null));
+        }
+        return button("Revoke all keys", () => this.ask(target), "danger revoke-all");
+      };
+      $("keys-agents").replaceChildren(table([
+        { label: "agent", cell: (a) => a.name },
+        { label: "group", cell: (a) => text(a.group) },
+        { label: "", cell: (a) => killRow("agent", a.name) },
+      ], agents, "No agents.", (a) => ({ "data-agent": a.name })));
+      $("keys-groups").replaceChildren(table([
+        { label: "group", cell: (g) => g.name },
+        { label: "agents", num: true, cell: (g) => g.agents },
+        { label: "", cell: (g) => killRow("group", g.name) },
+      ], groups, "No groups.", (g) => ({ "data-group": g.name })));
+    },
+    ask(target) {
+      this.state.confirm = target;
+      redraw("keys");
+    },
+    select(id) {
+      this.state.selected = id;
+      refresh("keys", true);
+    },
+  },
+
+  policies: {
+    state: {},
+    async load() {
+      const { policies } = await api("/policies");
+      const usage = await Promise.all(policies.slice(0, MAX_POLICY_USAGE)
+        .map((p) => api(`/usage/${scopePath(p.scope)}`)));
+      return { policies, usage };
+    },
+    render({ policies, usage }) {
+      const fields = (p) => Object.entries(p).filter(([name]) => name !== "scope")
+        .map(([name, value]) => el("div", { className: "field" },
+          el("dt", {}, name), el("dd", {}, policyValue(value))));
+      const cards = policies.map((p, i) =>
+        el("div", { className: "card policy", "data-scope": p.scope },
+          el("h3", {}, p.scope), el("dl", {}, fields(p)),
+          usage[i] ? usageView(usage[i]) : el("p", { className: "empty" },
+            `Usage not loaded: only the first ${MAX_POLICY_USAGE} policies are read.`)));
+      $("policies-list").replaceChildren(
+        ...(cards.length ? cards : [el("p", { className: "empty" }, "No policies.")]));
+    },
+  },
+
+  audit: {
+    state: { scope: "", limit: "100" },
+    async load() {
+      const query = new URLSearchParams({ limit: this.state.limit });
+      if (this.state.scope) query.set("scope", this.state.scope);
+      return api(`/audit?${query}`);
+    },
+    render({ entries }) {
+      $("audit-list").replaceChildren(table([
+        { label: "time", cell: (e) => when(e.time) },
+        { label: "agent", cell: (e) => text(e.agent) },
+        { label: "key", cell: (e) => text(e.key_id) },
+        { label: "labels", cell: (e) => labels(e.labels) },
+        { label: "vendor", cell: (e) => text(e.vendor) },
+        { label: "model", cell: (e) => text(e.model) },
+        { label: "decision", cell: (e) => el("span", { className: `badge ${e.decision}` }, e.decision) },
+        { label: "code", cell: (e) => text(e.code) },
+        { label: "by", cell: (e) => text(e.refused_by) },
+        { label: "status", num: true, cell: (e) => text(e.status) },
+        { label: "reserved", num: true, cell: (e) => usd(e.reserved_usd) },
+        { label: "cost", num: true, cell: (e) => usd(e.cost_usd) },
+        { label: "settlement", cell: (e) => text(e.settlement) },
+        { label: "spent / cap", num: true,
+          cell: (e) => (e.cap_usd === null ? usd(e.spent_usd) : `${usd(e.spent_usd)} / ${usd(e.cap_usd)}`) },
+        { label: "request", cell: (e) => el("code", {}, text(e.request_id)) },
+      ], entries, "No entries.", (e) => ({ className: "audit-row", "data-request-id": e.request_id })));
+    },
+  },
+
+  approvals: {
+    state: { state: "pending" },
+    async load() {
+      return api(this.state.state ? `/approvals?state=${encodeURIComponent(this.state.state)}`
+        : "/approvals");
+    },
+    render({ approvals }) {
+      const decide = (a, verdict) => act(`/approvals/${encodeURIComponent(a.id)}/${verdict}`,
+        `Approval ${a.id} ${verdict === "approve" ? "approved" : "denied"}.`);
+      $("approvals-list").replaceChildren(table([
+        { label: "opened", cell: (a) => when(a.created_at) },
+        { label: "agent", cell: (a) => text(a.agent) },
+        { label: "key", cell: (a) => text(a.key_id) },
+        { label: "breach", cell: (a) => `${text(a.code)} on ${text(a.scope)}` },
+        { label: "reason", cell: (a) => text(a.reason) },
+        { label: "call", cell: (a) => [a.request?.route, a.request?.vendor, a.request?.model]
+          .filter(Boolean).join(" · ") || "—" },
+        { label: "estimate", num: true, cell: (a) => usd(a.estimated_usd) },
+        { label: "state", cell: (a) => el("span", { className: `badge ${a.state}` }, a.state) },
+        { label: "decided", cell: (a) => (a.decided_at ? `${when(a.decided_at)}${a.note ? ` (${a.note})` : ""}` : "—") },
+        { label: "", cell: (a) => (a.state === "pending"
+          ? [button("Approve", () => decide(a, "approve"), "approve"), " ",
+            button("Deny", () => decide(a, "deny"), "danger deny")] : null) },
+      ], approvals, this.state.state === "pending" ? "No approvals waiting." : "No approvals.",
+      (a) => ({ "data-approval-id": a.id })));
+    },
+  },
+};
+
+function policyValue(value) {
+  if (Array.isArray(value)) {
+    return value.map((v) => (v && typeof v === "object"
+      ? `$${v.usd} per ${v.period}, ${v.mode}${v.warn_at !== undefined ? `, warn at ${Math.round(v.warn_at * 1000) / 10} %` : ""}`
+      : String(v))).join("; ") || "(none)";
+  }
+  return value && typeof value === "object" ? JSON.stringify(value) : String(value);
+}
+
+// -- navigation, refresh, notices ------------------------------------------------------------
+
+let current = "overview";
+const drawn = {};      // per view: the data last drawn and its JSON, to redraw only on change
+const latest = {};     // per view: the number of its newest load; older answers are dropped
+let loading = 0;       // loads in flight: auto-refresh waits for them
+let refreshFailed = false;
+
+function notice(message, kind = "ok") {
+  const box = $("status");
+  box.textContent = message;
+  box.className = `status ${kind}`;
+  box.hidden = !message;
+}
+
+async function refresh(name = current, force = false) {
+  const view = views[name];
+  const mine = (latest[name] = (latest[name] || 0) + 1);
+  loading += 1;
+  try {
+    const data = await view.load();
+    if (mine !== latest[name] || !signedIn()) return;
+    const json = JSON.stringify(data);
+    if (force || !drawn[name] || drawn[name].json !== json) {
+      drawn[name] = { data, json };
+      if (name === current) view.render(data);
+    }
+    if (refreshFailed) notice("");
+    refreshFailed = false;
+  } catch (err) {
+    if (mine !== latest[name]) return;
+    refreshFailed = true;
+    failed(err);
+  } finally {
+    loading -= 1;
+  }
+}
+
+function redraw(name) {
+  if (drawn[name]) views[name].render(drawn[name].data);
+}
+
+function failed(err) {
+  if (err instanceof ApiError && err.status === 401) {
+    signOut("The gateway no longer accepts this admin token. Sign in again.");
+    return;
+  }
+  notice(err.message || String(err), "error");
+}
+
+// An action (revoke, approve, deny), then a fresh look at the view it was taken from.
+async function act(path, done) {
+  try {
+    const answer = await api(path, { method: "POST", body: {} });
+    if (views.keys.state.confirm) views.keys.state.confirm = null;
+    notice(done || `Revoked ${answer.revoked.length} key(s) of ${answer.agent ? `agent ${answer.agent}` : `group ${answer.group}`}.`);
+  } catch (err) {
+    failed(err);
+  }
+  await refresh(current, true);
+}
+
+function show(name) {
+  current = views[name] ? name : "overview";
+  for (const id of Object.keys(views)) $(`view-${id}`).hidden = id !== current;
+  for (const link of document.querySelectorAll("#nav a")) {
+    link.classList.toggle("active", link.dataset.view === current);
+  }
+  notice("");
+  if (drawn[current]) redraw(current);
+  refresh(current, true);
+}
+
+// -- signing in and out ----------------------------------------------------------------------
+
+const signedIn = () => Boolean(sessionStorage.getItem(TOKEN));
+
+function enter() {
+  $("sign-in").hidden = true;
+  $("sign-in-error").hidden = true;
+  $("nav").hidden = false;
+  $("session").hidden = false;
+  show(location.hash.slice(1));
+}
+
+function signOut(message = "", kind = "error") {
+  sessionStorage.removeItem(TOKEN);
+  for (const name of Object.keys(views)) {
+    delete drawn[name];
+    $(`view-${name}`).hidden = true;
+  }
+  // nothing read with the token stays on the page
+  for (const id of ["overview-global", "overview-report", "keys-list", "keys-usage", "keys-agents",
+    "keys-groups", "policies-list", "audit-list", "approvals-list"]) $(id).replaceChildren();
+  views.keys.state.selected = null;
+  views.keys.state.confirm = null;
+  notice("");
+  $("nav").hidden = true;
+  $("session").hidden = true;
+  $("sign-in").hidden = false;
+  const error = $("sign-in-error");
+  error.textContent = message;
+  error.className = kind;
+  error.hidden = !message;
+  $("token").focus();
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const token = $("token").value.trim();
+  const error = $("sign-in-error");
+  error.className = "error";
+  if (!/^[\x21-\x7e]+$/.test(token)) {
+    error.textContent = "An admin token is printable ASCII without spaces.";
+    error.hidden = false;
+    return;
+  }
+  $("sign-in-button").disabled = true;
+  try {
+    await api("/policies", { token });
+  } catch (err) {
+    error.textContent = err.status === 401
+      ? "Wrong admin token: the gateway refused it (invalid_admin_token)."
+      : err.message;
+    error.hidden = false;
+    return;
+  } finally {
+    $("sign-in-button").disabled = false;
+  }
+  sessionStorage.setItem(TOKEN, token);
+  $("token").value = "";
+  enter();
+}
+
+// -- wiring ----------------------------------------------------------------------------------
+
+$("sign-in-form").addEventListener("submit", signIn);
+$("sign-out").addEventListener("click", () => signOut("Signed out.", "info"));
+$("refresh").addEventListener("click", () => refresh(current, true));
+window.addEventListener("hashchange", () => signedIn() && show(location.hash.slice(1)));
+$("report-group").addEventListener("change", (event) => {
+  views.overview.state.groupBy = event.target.value;
+  refresh("overview", true);
+});
+$("show-inactive").addEventListener("change", () => redraw("keys"));
+$("audit-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  views.audit.state.scope = $("audit-scope").value.trim();
+  views.audit.state.limit = $("audit-limit").value;
+  refresh("audit", true);
+});
+$("approval-state").addEventListener("change", (event) => {
+  views.approvals.state.state = event.target.value;
+  refresh("approvals", true);
+});
+setInterval(() => {
+  if (signedIn() && $("auto-refresh").checked && !document.hidden && !loading) refresh(current);
+}, REFRESH_MS);
+
+if (signedIn()) enter();
+else signOut();

@@ -1,0 +1,366 @@
+"""The dashboard in a real browser: headless Chromium (Debian's, driven by Selenium through
+chromedriver) against a real `outlay serve` on loopback. An operator signs in with the admin
+token, sees spend made through the gateway, revokes a key and decides approvals; every effect
+is checked again through the admin API and the agent routes."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from .harness import ADMIN_TOKEN, Gateway, Launch, unique
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+WAIT_S = 5.0
+AUTO_REFRESH_WAIT_S = 9.0  # the page refreshes every 5 s by itself
+CONFIG = {"simulated": {"latency_ms": 0}}
+MESSAGES = [{"role": "user", "content": "Say hello."}]
+# Whoever mints a key chooses its name and labels: the page must show them as text.
+HOSTILE_NAME = '<img src=x onerror="document.title=\'owned\'"><b>run</b>'
+HOSTILE_LABEL = "<script>document.title='owned'</script>"
+
+
+@pytest.fixture
+def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebDriver]:
+    """Headless Chromium that can reach loopback only; quit whatever happens."""
+    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+        pytest.fail("the dashboard test needs Debian's chromium and chromium-driver "
+                    "(scripts/test installs them as root)")
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must not download anything
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--window-size=1400,1000", "--no-first-run", "--no-default-browser-check",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--disable-extensions", "--no-proxy-server",
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = Service(executable_path=CHROMEDRIVER,
+                      log_output=str(tmp_path / "chromedriver.log"))
+    driver = webdriver.Chrome(options=options, service=service)
+    try:
+        driver.set_page_load_timeout(15)
+        yield driver
+    finally:
+        driver.quit()
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def wait(driver: WebDriver, timeout: float = WAIT_S) -> WebDriverWait[WebDriver]:
+    return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                         ignored_exceptions=[NoSuchElementException,
+                                             StaleElementReferenceException])
+
+
+def shown(driver: WebDriver, css: str, timeout: float = WAIT_S) -> Any:
+    """The first displayed element matching `css`, waited for."""
+    def find(d: WebDriver) -> Any:
+        element = d.find_element(By.CSS_SELECTOR, css)
+        return element if element.is_displayed() else False
+    return wait(driver, timeout).until(find, f"nothing displayed matches {css}")
+
+
+def click(driver: WebDriver, css: str) -> None:
+    """Click `css` once it is there; the page redraws, so a stale element is looked up again."""
+    def press(d: WebDriver) -> bool:
+        d.find_element(By.CSS_SELECTOR, css).click()
+        return True
+    wait(driver).until(press, f"could not click {css}")
+
+
+def text_of(driver: WebDriver, css: str) -> str:
+    try:
+        return str(driver.find_element(By.CSS_SELECTOR, css).text)
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
+def until_text(driver: WebDriver, css: str, expected: str | Callable[[str], bool],
+               timeout: float = WAIT_S) -> None:
+    def good(text: str) -> bool:
+        return expected(text) if callable(expected) else text == expected
+    try:
+        wait(driver, timeout).until(lambda d: good(text_of(d, css)))
+    except Exception as exc:
+        raise AssertionError(f"{css}: {text_of(driver, css)!r}, expected {expected!r}") from exc
+
+
+def row_cells(driver: WebDriver, row_css: str, first: str) -> list[str]:
+    """The cells of the row under `row_css` whose first cell reads `first` ([] if none)."""
+    try:
+        for row in driver.find_elements(By.CSS_SELECTOR, row_css):
+            cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+            if cells and cells[0] == first:
+                return cells
+    except StaleElementReferenceException:
+        pass
+    return []
+
+
+def token_kept(driver: WebDriver) -> Any:
+    return driver.execute_script("return sessionStorage.getItem('outlay.adminToken')")
+
+
+def sign_in(driver: WebDriver, gateway: Gateway, token: str = ADMIN_TOKEN) -> None:
+    driver.get(f"{gateway.url}/ui/")
+    field = shown(driver, "#token")
+    field.clear()
+    field.send_keys(token)
+    click(driver, "#sign-in-button")
+
+
+def go(driver: WebDriver, view: str) -> None:
+    click(driver, f'#nav a[data-view="{view}"]')
+    shown(driver, f"#view-{view}")
+
+
+def page_errors(driver: WebDriver) -> list[str]:
+    """Scripts that failed and anything the Content-Security-Policy refused."""
+    return [e["message"] for e in driver.get_log("browser")
+            if "Refused to" in e["message"] or "Uncaught" in e["message"]]
+
+
+def chat(gateway: Gateway, key: str) -> Any:
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0, timeout=15)
+    with client:
+        return client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
+                                              max_tokens=20)
+
+
+def settled_report(gateway: Gateway, agent: str, requests: int) -> dict[str, Any]:
+    """The agent's line of the spend report once `requests` calls are in it and settled."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        rows = gateway.admin.get("/admin/v1/reports", params={"group_by": "agent"}).json()["rows"]
+        line = next((r for r in rows if r["agent"] == agent), None)
+        usage = gateway.usage("global")
+        if (line and line["requests"] == requests and line["cost_usd"] != "0"
+                and all(b["reserved_usd"] == "0" for b in usage["budgets"])):
+            return dict(line)
+        assert time.monotonic() < deadline, (line, usage)
+        time.sleep(0.05)
+
+
+# -- the tests -------------------------------------------------------------------------------
+
+def test_sign_in_refuses_a_wrong_token_and_signs_out(launch: Launch,
+                                                      browser: WebDriver) -> None:
+    gateway = launch(CONFIG)
+    browser.get(f"{gateway.url}/ui")  # redirected to /ui/
+    assert browser.current_url == f"{gateway.url}/ui/"
+    assert shown(browser, "#sign-in-form")
+    assert not browser.find_element(By.ID, "nav").is_displayed()
+
+    sign_in(browser, gateway, "not-the-admin-token")
+    until_text(browser, "#sign-in-error", lambda t: "Wrong admin token" in t)
+    assert token_kept(browser) is None
+    assert not browser.find_element(By.ID, "nav").is_displayed()
+    assert browser.find_element(By.ID, "overview-global").text == ""
+
+    sign_in(browser, gateway)
+    shown(browser, "#view-overview")
+    shown(browser, "#overview-global .usage")
+    assert token_kept(browser) == ADMIN_TOKEN
+    assert not browser.find_element(By.ID, "sign-in").is_displayed()
+    browser.refresh()  # the session outlives a reload of the tab
+    shown(browser, "#overview-global .usage")
+
+    click(browser, "#sign-out")
+    shown(browser, "#sign-in-form")
+    until_text(browser, "#sign-in-error", "Signed out.")
+    assert token_kept(browser) is None
+    for holder in ("overview-global", "overview-report", "keys-list", "audit-list"):
+        assert browser.find_element(By.ID, holder).get_attribute("childElementCount") == "0"
+    assert page_errors(browser) == []
+
+
+def test_spend_shows_and_a_key_is_revoked_from_the_browser(launch: Launch,
+                                                            browser: WebDriver) -> None:
+    gateway = launch(CONFIG)
+    agent = unique("ui-agent")
+    gateway.set_policy("global", {"budgets": [{"usd": 1000, "period": "month", "mode": "hard"}],
+                                  "rpm": 600})
+    gateway.set_policy(f"agent:{agent}", {"budgets": [{"usd": 5, "period": "day"}]})
+    minted = gateway.mint_key(agent, name=HOSTILE_NAME, labels={"run": HOSTILE_LABEL})
+    key_id, secret = minted["id"], minted["key"]
+    assert chat(gateway, secret).choices[0].message.content
+    line = settled_report(gateway, agent, 1)
+
+    sign_in(browser, gateway)
+    # Overview: the agent's spend and the global budget and window, as the admin API has them
+    until_text(browser, "#overview-report tbody",
+               lambda _: row_cells(browser, "#overview-report tr.report-row", agent)[1:5]
+               == ["1", "1", "0", f"${line['cost_usd']}"])
+    [budget] = gateway.usage("global")["budgets"]
+    month = row_cells(browser, "#overview-global tr.budget", "month · hard")
+    assert month[1:5] == [f"${budget['spent_usd']}", "$0", "$1000", f"${budget['remaining_usd']}"]
+    rpm = row_cells(browser, "#overview-global tr.window", "rpm")
+    assert rpm[1:4] == ["1", "600", "599"]
+
+    # auto-refresh: a second call shows up without a click
+    chat(gateway, secret)
+    line = settled_report(gateway, agent, 2)
+    until_text(browser, "#overview-report tbody",
+               lambda _: row_cells(browser, "#overview-report tr.report-row", agent)[1:5]
+               == ["2", "2", "0", f"${line['cost_usd']}"], timeout=AUTO_REFRESH_WAIT_S)
+
+    # Keys: the hostile name and label are shown as text, never run as markup
+    go(browser, "keys")
+    row = f'#keys-list tr[data-key-id="{key_id}"]'
+    shown(browser, row)
+    cells = row_cells(browser, "#keys-list tbody tr", key_id)
+    assert cells[1] == agent
+    assert cells[3] == HOSTILE_NAME
+    assert cells[4] == f"run={HOSTILE_LABEL}"
+    assert cells[7:9] == ["active", f"${line['cost_usd']}"]
+    assert browser.find_elements(By.CSS_SELECTOR, "#keys-list img, #keys-list b, "
+                                 "#keys-list script") == []
+    assert browser.title == "Outlay"
+
+    # the key's own usage on click
+    click(browser, f"{row} button.usage-link")
+    shown(browser, f'#keys-usage .usage[data-scope="key:{key_id}"]')
+    by_model = gateway.usage(f"key:{key_id}")["spend_by_model"]
+    assert list(by_model.values()) == [line["cost_usd"]]
+    model, cost = next(iter(by_model.items()))
+    until_text(browser, "#keys-usage .spend", lambda t: t.endswith(f": {model} ${cost}"))
+
+    # revoke asks first; Cancel leaves the key alone
+    click(browser, f"{row} button.revoke")
+    click(browser, f"{row} button.confirm-no")
+    shown(browser, f"{row} button.revoke")
+    assert gateway.admin.get(f"/admin/v1/keys/{key_id}").json()["revoked_at"] is None
+    # then the kill switch for real
+    click(browser, f"{row} button.revoke")
+    until_text(browser, f"{row} .confirm", lambda t: t.startswith(f"Revoke {key_id}?"))
+    click(browser, f"{row} button.confirm-yes")
+    until_text(browser, "#status", f"Key {key_id} revoked.")
+    until_text(browser, f"{row} .badge", "revoked")
+
+    assert gateway.admin.get(f"/admin/v1/keys/{key_id}").json()["revoked_at"] is not None
+    with pytest.raises(openai.AuthenticationError) as refused:
+        chat(gateway, secret)
+    assert refused.value.status_code == 401
+    assert refused.value.code == "key_revoked"
+
+    # Policies: each scope with its usage
+    go(browser, "policies")
+    shown(browser, f'#policies-list .policy[data-scope="agent:{agent}"] .usage')
+    card = browser.find_element(By.CSS_SELECTOR,
+                                f'#policies-list .policy[data-scope="agent:{agent}"]')
+    assert "$5 per day, hard" in card.text
+    shown(browser, '#policies-list .policy[data-scope="global"]')
+
+    # Audit: filtered by scope, the same entries as the admin API, newest first
+    go(browser, "audit")
+    field = shown(browser, "#audit-scope")
+    field.send_keys(f"key:{key_id}")
+    click(browser, "#audit-apply")
+    expected = [e["request_id"] for e in gateway.audit(f"key:{key_id}")]
+    assert len(expected) == 3  # two calls and the refusal of the revoked key
+    wait(browser).until(lambda d: [r.get_attribute("data-request-id") for r in d.find_elements(
+        By.CSS_SELECTOR, "#audit-list tr.audit-row")] == expected)
+    field.clear()
+    field.send_keys("no-such-scope")
+    click(browser, "#audit-apply")
+    until_text(browser, "#status", lambda t: "scope" in t.lower())
+    assert page_errors(browser) == []
+
+
+def test_approvals_are_decided_from_the_browser(launch: Launch, browser: WebDriver) -> None:
+    gateway = launch(CONFIG)
+    agent = unique("ui-held")
+    gateway.set_policy(f"agent:{agent}", {
+        "on_breach": "require_approval", "approval_wait_s": 0,
+        "budgets": [{"usd": "0.000001", "period": "day", "mode": "hard"}]})
+    secret = gateway.mint_key(agent)["key"]
+    held = []
+    for _ in range(2):
+        with pytest.raises(openai.PermissionDeniedError) as refused:
+            chat(gateway, secret)
+        body = refused.value.body
+        assert isinstance(body, dict)
+        assert body["code"] == "approval_required"
+        held.append(body["approval_id"])
+    yes, no = held
+
+    sign_in(browser, gateway)
+    go(browser, "approvals")
+    for approval_id in held:
+        shown(browser, f'#approvals-list tr[data-approval-id="{approval_id}"] button.approve')
+    click(browser, f'#approvals-list tr[data-approval-id="{yes}"] button.approve')
+    until_text(browser, "#status", f"Approval {yes} approved.")
+    click(browser, f'#approvals-list tr[data-approval-id="{no}"] button.deny')
+    until_text(browser, "#status", f"Approval {no} denied.")
+    # decided approvals leave the pending list
+    wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#approvals-list tr") == [])
+    until_text(browser, "#approvals-list", "No approvals waiting.")
+    Select(browser.find_element(By.ID, "approval-state")).select_by_visible_text("all")
+    until_text(browser, f'#approvals-list tr[data-approval-id="{yes}"] .badge', "approved")
+    until_text(browser, f'#approvals-list tr[data-approval-id="{no}"] .badge', "denied")
+
+    assert gateway.admin.get(f"/admin/v1/approvals/{yes}").json()["state"] == "approved"
+    assert gateway.admin.get(f"/admin/v1/approvals/{no}").json()["state"] == "denied"
+    # the approved call goes through once; the denied one never
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=secret, max_retries=0,
+                           timeout=15)
+    with client:
+        passed = client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, max_tokens=20,
+            extra_headers={"X-Outlay-Approval": yes})
+        assert passed.choices
+        with pytest.raises(openai.PermissionDeniedError):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20,
+                                           extra_headers={"X-Outlay-Approval": no})
+
+    # the kill switch over the whole agent, from the Keys view
+    second = gateway.mint_key(agent)["id"]
+    go(browser, "keys")
+    row = f'#keys-agents tr[data-agent="{agent}"]'
+    click(browser, f"{row} button.revoke-all")
+    click(browser, f"{row} button.confirm-yes")
+    until_text(browser, "#status", f"Revoked 2 key(s) of agent {agent}.")
+    keys = gateway.admin.get("/admin/v1/keys", params={"agent": agent}).json()["keys"]
+    assert len(keys) == 2
+    assert second in {k["id"] for k in keys}
+    assert all(k["revoked_at"] is not None for k in keys)
+    with pytest.raises(openai.AuthenticationError):
+        chat(gateway, secret)
+    assert page_errors(browser) == []
+
+
+def test_the_page_loads_nothing_from_elsewhere(launch: Launch, browser: WebDriver) -> None:
+    """Every resource the signed-in page loaded came from the gateway itself."""
+    gateway = launch(CONFIG)
+    sign_in(browser, gateway)
+    shown(browser, "#overview-global .usage")
+    urls = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)")
+    assert urls
+    assert all(u.startswith(f"{gateway.url}/") for u in urls), urls
+    assert page_errors(browser) == []
+    answer = httpx.get(f"{gateway.url}/ui/", timeout=5)
+    assert answer.status_code == 200
+    assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
