@@ -364,3 +364,24 @@ def test_the_page_loads_nothing_from_elsewhere(launch: Launch, browser: WebDrive
     answer = httpx.get(f"{gateway.url}/ui/", timeout=5)
     assert answer.status_code == 200
     assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+
+
+def test_providers_show_every_endpoint_and_its_breaker(launch: Launch,
+                                                       browser: WebDriver) -> None:
+    gateway = launch(CONFIG)
+    sign_in(browser, gateway)
+    shown(browser, "#overview-global .usage")
+    go(browser, "providers")
+    answer = gateway.admin.get("/admin/v1/providers").json()
+    assert {p["provider"] for p in answer["providers"]} == {
+        "openai", "anthropic", "stripe", "twilio", "resend"}
+    for p in answer["providers"]:
+        row = f'#providers-list tr[data-provider="{p["provider"]}"]'
+        until_text(browser, f"{row} .badge", p["state"])
+        cells = [c.text for c in browser.find_elements(By.CSS_SELECTOR, f"{row} td")]
+        assert cells == [p["kind"], p["provider"], p["base_url"], str(p["weight"]), p["state"],
+                         str(p["consecutive_failures"])]
+    # one worker: the page and this test were answered by the same process
+    until_text(browser, "#providers-worker",
+               lambda t: f"worker process {answer['worker']} " in t)
+    assert page_errors(browser) == []

@@ -21,11 +21,13 @@ from outlay.settings import Settings
 from outlay.state.base import Outcome
 from outlay.state.sqlite import SqliteStore
 from outlay.upstream.base import (
+    EndpointHealth,
     UpstreamBroken,
     UpstreamRequest,
     UpstreamResponse,
     UpstreamUnreachable,
 )
+from outlay.upstream.breaker import BreakerState
 
 # Every wait on the gateway is bounded by this: SPEC's kill switch promises one second.
 WAIT_S = 1.0
@@ -164,6 +166,9 @@ class FakeUpstream:
 
     async def close(self) -> None:
         self.closed = True
+
+    def health(self) -> list[EndpointHealth]:
+        return [EndpointHealth("openai", "fake", 1, BreakerState.CLOSED, 0)]
 
     @property
     def last(self) -> UpstreamRequest:

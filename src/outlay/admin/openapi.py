@@ -167,6 +167,16 @@ def openapi_document() -> dict[str, Any]:
                 "responses": _ok({"type": "object"})}},
             "/admin/v1/prices": {"get": {"summary": "The price table in force",
                                          "responses": _ok({"type": "object"})}},
+            "/admin/v1/providers": {"get": {
+                "summary": "Every provider and vendor endpoint and its circuit breaker, as "
+                           "the worker that answers sees it",
+                "responses": _ok({"type": "object", "properties": {
+                    "worker": {"type": "integer"},
+                    "providers": {"type": "array", "items": {"type": "object", "properties": {
+                        "kind": {"enum": ["llm", "vendor"]}, "provider": {"type": "string"},
+                        "base_url": {"type": "string"}, "weight": {"type": "integer"},
+                        "state": {"enum": ["closed", "open", "half_open"]},
+                        "consecutive_failures": {"type": "integer"}}}}}})}},
             **approval_paths(),
             **webhook_paths(),
         },

@@ -1,7 +1,9 @@
-"""The admin API under /admin/v1/: keys, agents, groups, policies, usage, audit, reports."""
+"""The admin API under /admin/v1/: keys, agents, groups, policies, usage, audit, reports,
+prices and providers."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -222,6 +224,17 @@ async def prices(request: web.Request) -> web.Response:
     return _dump({"models": request.app[GATEWAY].prices.to_list()})
 
 
+async def providers(request: web.Request) -> web.Response:
+    """Every endpoint the gateway sends to, by its circuit breaker. Each worker process has
+    breakers of its own: the answer is the view of the one that answered (`worker`)."""
+    gw = request.app[GATEWAY]
+    return _dump({"worker": os.getpid(), "providers": [
+        {"kind": kind, "provider": h.provider, "base_url": h.base_url, "weight": h.weight,
+         "state": h.state.value, "consecutive_failures": h.consecutive_failures}
+        for kind, upstream in (("llm", gw.upstream), ("vendor", gw.vendors))
+        for h in upstream.health()]})
+
+
 async def openapi(_: web.Request) -> web.Response:
     return _dump(openapi_document())
 
@@ -246,6 +259,7 @@ def add_admin_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/audit", audit)
     r.add_get(f"{PREFIX}/reports", report)
     r.add_get(f"{PREFIX}/prices", prices)
+    r.add_get(f"{PREFIX}/providers", providers)
     from outlay.admin.approvals import add_approval_routes  # it builds on this module
 
     add_approval_routes(app)

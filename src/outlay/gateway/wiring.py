@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from outlay.settings import Settings
-from outlay.upstream.base import Upstream, UpstreamRequest, UpstreamResponse, UpstreamUnreachable
+from outlay.upstream.base import (
+    EndpointHealth,
+    Upstream,
+    UpstreamRequest,
+    UpstreamResponse,
+    UpstreamUnreachable,
+)
 from outlay.upstream.http import Endpoint, HealthListener, HttpUpstream
 from outlay.upstream.sim_vendors import SIMULATED_VENDORS, SimulatedVendors
 from outlay.upstream.simulated import SimulatedUpstream
@@ -44,6 +50,13 @@ class VendorRouter:
         for upstream in (self.real, self.simulated):
             if upstream is not None:
                 await upstream.close()
+
+    def health(self) -> list[EndpointHealth]:
+        real = self.real.health() if self.real is not None else []
+        configured = {h.provider for h in real}
+        simulated = [h for h in self.simulated.health() if h.provider not in configured
+                     ] if self.simulated is not None else []
+        return real + simulated
 
 
 def vendors_from_settings(settings: Settings) -> Upstream:

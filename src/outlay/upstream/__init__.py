@@ -1,6 +1,7 @@
 """How the gateway talks to providers: real endpoints over HTTP, or an in-process simulator."""
 
 from outlay.upstream.base import (
+    EndpointHealth,
     Upstream,
     UpstreamBroken,
     UpstreamError,
@@ -9,7 +10,7 @@ from outlay.upstream.base import (
     UpstreamUnreachable,
 )
 from outlay.upstream.breaker import BreakerState, CircuitBreaker
-from outlay.upstream.http import Endpoint, EndpointHealth, HttpUpstream
+from outlay.upstream.http import Endpoint, HttpUpstream
 from outlay.upstream.simulated import SimulatedUpstream
 
 __all__ = [

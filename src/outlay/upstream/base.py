@@ -8,8 +8,10 @@ UpstreamError
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
+from outlay.upstream.breaker import BreakerState
 from outlay.values import value
 
 
@@ -53,6 +55,17 @@ class UpstreamResponse(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class EndpointHealth:
+    """A snapshot of one endpoint's breaker, for the admin API."""
+
+    provider: str
+    base_url: str
+    weight: int
+    state: BreakerState
+    consecutive_failures: int
+
+
 class Upstream(Protocol):
     """Sends requests to providers. Injected into the gateway so tests can swap the network."""
 
@@ -62,6 +75,10 @@ class Upstream(Protocol):
 
     async def close(self) -> None:
         """Release pooled connections."""
+        ...
+
+    def health(self) -> list[EndpointHealth]:
+        """Every endpoint it sends to, as this worker's circuit breakers see it."""
         ...
 
 

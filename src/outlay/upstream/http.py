@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from multidict import CIMultiDict
 
 from outlay.upstream.base import (
+    EndpointHealth,
     UpstreamBroken,
     UpstreamRequest,
     UpstreamResponse,
@@ -89,17 +90,6 @@ class Endpoint:
                              f"auth): {parts.scheme}://…@{parts.hostname}")
         if parts.query or parts.fragment:
             raise ValueError(f"endpoint base_url must not have a query: {self.base_url!r}")
-
-
-@dataclass(frozen=True)
-class EndpointHealth:
-    """A snapshot of one endpoint's breaker, for the admin API and metrics."""
-
-    provider: str
-    base_url: str
-    weight: int
-    state: BreakerState
-    consecutive_failures: int
 
 
 HealthListener = Callable[[str, Endpoint, BreakerState], None]

@@ -19,11 +19,13 @@ from typing import Protocol
 from multidict import CIMultiDict
 
 from outlay.upstream.base import (
+    EndpointHealth,
     UpstreamBroken,
     UpstreamRequest,
     UpstreamResponse,
     UpstreamUnreachable,
 )
+from outlay.upstream.breaker import BreakerState
 from outlay.upstream.sim_common import SimContext, SimReply
 from outlay.upstream.sim_resend import ResendSim
 from outlay.upstream.sim_stripe import StripeSim
@@ -100,6 +102,10 @@ class SimulatedVendors:
 
     async def close(self) -> None:
         """Nothing to release; here to satisfy the Upstream protocol."""
+
+    def health(self) -> list[EndpointHealth]:
+        return [EndpointHealth(vendor, "simulated", 1, BreakerState.CLOSED, 0)
+                for vendor in self._vendors]
 
     def _idempotent(self, vendor: VendorSim, request: UpstreamRequest, key: str) -> SimReply:
         fingerprint = (request.path, request.query, request.body)

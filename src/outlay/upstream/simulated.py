@@ -14,7 +14,13 @@ from collections.abc import AsyncIterator, Mapping
 from multidict import CIMultiDict
 
 from outlay.upstream import sim_anthropic, sim_openai
-from outlay.upstream.base import UpstreamBroken, UpstreamRequest, UpstreamResponse
+from outlay.upstream.base import (
+    EndpointHealth,
+    UpstreamBroken,
+    UpstreamRequest,
+    UpstreamResponse,
+)
+from outlay.upstream.breaker import BreakerState
 from outlay.upstream.sim_common import SimContext, SimReply
 
 # Streams pause this fraction of the latency between chunks: slow enough to hold a call in
@@ -45,6 +51,10 @@ class SimulatedUpstream:
 
     async def close(self) -> None:
         """Nothing to release; here to satisfy the Upstream protocol."""
+
+    def health(self) -> list[EndpointHealth]:
+        return [EndpointHealth(provider, "simulated", 1, BreakerState.CLOSED, 0)
+                for provider in ("openai", "anthropic")]
 
 
 class SimulatedResponse:

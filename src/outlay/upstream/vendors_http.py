@@ -17,8 +17,13 @@ from urllib.parse import unquote
 
 from yarl import URL
 
-from outlay.upstream.base import UpstreamRequest, UpstreamResponse, UpstreamUnreachable
-from outlay.upstream.http import Endpoint, EndpointHealth, HttpUpstream
+from outlay.upstream.base import (
+    EndpointHealth,
+    UpstreamRequest,
+    UpstreamResponse,
+    UpstreamUnreachable,
+)
+from outlay.upstream.http import Endpoint, HttpUpstream
 
 VendorAuth = Literal["bearer", "basic", "header"]
 

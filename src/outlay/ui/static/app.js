@@ -313,6 +313,25 @@ const views = {
       (a) => ({ "data-approval-id": a.id })));
     },
   },
+
+  providers: {
+    state: {},
+    async load() {
+      return api("/providers");
+    },
+    render({ worker, providers }) {
+      $("providers-worker").textContent =
+        `Circuit breakers as worker process ${worker} sees them; each worker keeps its own.`;
+      $("providers-list").replaceChildren(table([
+        { label: "kind", cell: (p) => text(p.kind) },
+        { label: "provider", cell: (p) => text(p.provider) },
+        { label: "endpoint", cell: (p) => el("code", {}, text(p.base_url)) },
+        { label: "weight", num: true, cell: (p) => text(p.weight) },
+        { label: "state", cell: (p) => el("span", { className: `badge ${p.state}` }, p.state) },
+        { label: "failures in a row", num: true, cell: (p) => text(p.consecutive_failures) },
+      ], providers, "No endpoints.", (p) => ({ "data-provider": p.provider })));
+    },
+  },
 };
 
 function policyValue(value) {
@@ -417,7 +436,8 @@ function signOut(message = "", kind = "error") {
   }
   // nothing read with the token stays on the page
   for (const id of ["overview-global", "overview-report", "keys-list", "keys-usage", "keys-agents",
-    "keys-groups", "policies-list", "audit-list", "approvals-list"]) $(id).replaceChildren();
+    "keys-groups", "policies-list", "audit-list", "approvals-list", "providers-list",
+    "providers-worker"]) $(id).replaceChildren();
   views.keys.state.selected = null;
   views.keys.state.confirm = null;
   notice("");
