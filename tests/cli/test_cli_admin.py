@@ -380,6 +380,26 @@ async def test_prices_table(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
     columns_align(result.stdout, "MODEL", "PROVIDER", "INPUT", "CACHED", "OUTPUT", "FREE")
 
 
+async def test_providers_table(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
+    endpoints = [
+        {"kind": "llm", "provider": "openai", "base_url": "https://api.openai.com/v1",
+         "weight": 3, "state": "open", "consecutive_failures": 5},
+        {"kind": "vendor", "provider": "stripe", "base_url": "simulated", "weight": 1,
+         "state": "closed", "consecutive_failures": 0},
+    ]  # fmt: skip
+    fake_admin.answer("GET", "/admin/v1/providers", {"worker": 7, "providers": endpoints})
+    result = await run_cli("providers")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["KIND", "PROVIDER", "ENDPOINT", "WEIGHT", "STATE", "FAILURES"]
+    assert lines[1].split() == ["llm", "openai", "https://api.openai.com/v1", "3", "open", "5"]
+    assert lines[2].split() == ["vendor", "stripe", "simulated", "1", "closed", "0"]
+    columns_align(result.stdout, "KIND", "PROVIDER", "ENDPOINT", "WEIGHT", "STATE")
+    result = await run_cli("providers", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["providers"] == endpoints
+
+
 async def test_report(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
     rows = [
         {"vendor": "openai", "requests": 12, "allowed": 10, "refused": 2, "cost_usd": "0.0123",

@@ -138,3 +138,10 @@ def test_command_line_mints_keys_sets_policies_and_reads_usage(gateway: Gateway)
     denied = outlay(gateway, "usage", f"agent:{agent}", "--json", token="wrong", check=False)
     assert denied.returncode == 1
     assert "401" in denied.stderr
+
+    endpoints = json.loads(outlay(gateway, "providers", "--json").stdout)["providers"]
+    assert {(p["kind"], p["provider"], p["state"]) for p in endpoints} == {
+        ("llm", "openai", "closed"), ("llm", "anthropic", "closed"),
+        ("vendor", "stripe", "closed"), ("vendor", "twilio", "closed"),
+        ("vendor", "resend", "closed")}
+    assert "simulated" in outlay(gateway, "providers").stdout

@@ -1,4 +1,5 @@
-"""Admin commands that read and organise: agents, groups, usage, report, audit, prices.
+"""Admin commands that read and organise: agents, groups, usage, report, audit, prices,
+providers.
 
 Each command makes one admin call (SPEC §4) and prints a table, or the answer with --json.
 """
@@ -224,6 +225,24 @@ def prices(admin: Admin) -> None:
     )
 
 
+@click.command()
+@admin_command
+def providers(admin: Admin) -> None:
+    """Provider and vendor endpoints and their circuit breakers, as a worker sees them."""
+    admin.emit(
+        admin.client.get("/providers"),
+        lambda answer: table(
+            ["KIND", "PROVIDER", "ENDPOINT", "WEIGHT", "STATE", "FAILURES"],
+            (
+                [p.get("kind"), p.get("provider"), p.get("base_url"), p.get("weight"),
+                 p.get("state"), p.get("consecutive_failures")]
+                for p in answer.get("providers", [])
+            ),
+            "(no endpoints)",
+        ),
+    )
+
+
 REPORT_GROUPS = ["agent", "key", "group", "vendor", "model"]
 
 
@@ -261,4 +280,4 @@ def report(admin: Admin, group_by: str, since: int | None) -> None:
     )
 
 
-COMMANDS = [keys, agents, groups, usage, report, audit, prices, approvals, kill]
+COMMANDS = [keys, agents, groups, usage, report, audit, prices, providers, approvals, kill]
