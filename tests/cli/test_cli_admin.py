@@ -191,7 +191,7 @@ async def test_policy_set_from_flags(fake_admin: FakeAdmin, run_cli: RunCli) -> 
         "policy", "set", "agent:bot", "--rpm", "60", "--tpm", "1000",
         "--budget", "50/month/hard/0.8", "--budget", "$5/day/soft", "--budget", "1",
         "--model", "gpt-4o-mini", "--model", "claude-*", "--vendor", "openai",
-        "--free-models-only", "--on-breach", "alert",
+        "--free-models-only", "--on-breach", "alert", "--clamp-max-tokens", "256",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (fake_admin.last.method, fake_admin.last.path) == ("PUT", "/admin/v1/policies/agent:bot")
@@ -200,6 +200,7 @@ async def test_policy_set_from_flags(fake_admin: FakeAdmin, run_cli: RunCli) -> 
         "tpm": 1000,
         "free_models_only": True,
         "on_breach": "alert",
+        "clamp_max_tokens": 256,
         "budgets": [
             {"usd": "50", "period": "month", "mode": "hard", "warn_at": 0.8},
             {"usd": "5", "period": "day", "mode": "soft"},
@@ -243,6 +244,8 @@ async def test_policy_set_inline_and_file(
         (["global", "--budget", "5/fortnight"], "budgets[0].period"),
         (["global", "--budget", "5/day/hard/x"], "WARN_AT"),
         (["global", '{"colour": "red"}'], "unknown policy field"),
+        (["global", "--clamp-max-tokens", "0"], "--clamp-max-tokens"),
+        (["global", '{"clamp_max_tokens": 0}'], "clamp_max_tokens"),
     ],
 )
 async def test_policy_set_refuses_bad_input_locally(

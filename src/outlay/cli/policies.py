@@ -151,6 +151,13 @@ def policy() -> None:
 @click.option("--vendor", "vendors", multiple=True, help="Allowed vendor, repeatable.")
 @click.option("--free-models-only", is_flag=True, default=None, help="Allow only free models.")
 @click.option("--on-breach", type=click.Choice(["block", "alert", "require_approval"]))
+@click.option(
+    "--clamp-max-tokens",
+    type=click.IntRange(min=1),
+    metavar="FLOOR",
+    help="Lower the maximum output of LLM calls that name none to fit the hard budgets, "
+    "down to FLOOR tokens.",
+)
 @admin_command
 def policy_set(
     admin: Admin,
