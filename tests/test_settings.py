@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from outlay.settings import ConfigError, EndpointSettings, Settings, load_settings
+from outlay.webhooks.delivery import delivery_settings
 
 
 @pytest.fixture(autouse=True)
@@ -207,6 +208,12 @@ def test_unknown_top_level_key_names_the_file_and_key(tmp_path: Path) -> None:
         ("vendors: {stripe: sk_123}\n", r"vendors\.stripe"),
         ("vendors: {Bad Name: {}}\n", "vendors"),
         ("prices: []\n", "prices"),
+        ("webhooks: 5\n", "webhooks"),
+        ("webhooks: {timeout_s: 0}\n", r"webhooks\.timeout_s must be a number >= 0\.001"),
+        ("webhooks: {concurrency: 1.5}\n", r"webhooks\.concurrency must be an integer >= 1"),
+        ("webhooks: {retry_hours: 12}\n", r"webhooks\.retry_hours must be a number >= 24"),
+        ("webhooks: {retention_days: -1}\n", r"webhooks\.retention_days"),
+        ("webhooks: {retries: 3}\n", r"webhooks: unknown field\(s\) retries"),
     ],
 )
 def test_bad_types_name_the_key(tmp_path: Path, text: str, key: str) -> None:
@@ -311,3 +318,23 @@ def test_settings_are_immutable(tmp_path: Path) -> None:
         settings.vendors["twilio"] = {}  # type: ignore[index]
     with pytest.raises(TypeError):
         settings.policies["global"] = {}  # type: ignore[index]
+
+
+def test_webhook_delivery_from_the_file(tmp_path: Path) -> None:
+    defaults = delivery_settings(load_settings(None, {}))
+    assert (defaults.timeout_s, defaults.concurrency, defaults.lease_s) == (10.0, 8, 30.0)
+    assert defaults.backoff.horizon_s == 26 * 3600
+    assert defaults.retention_s == 30 * 86_400
+    path = write(tmp_path, """\
+        webhooks: {timeout_s: 20, concurrency: 2, retry_hours: 48, retention_days: 7}
+    """)
+    settings = load_settings(path, {})
+    assert (settings.webhook_timeout_s, settings.webhook_concurrency,
+            settings.webhook_retry_hours, settings.webhook_retention_days) == (20, 2, 48, 7)
+    delivery = delivery_settings(settings)
+    assert (delivery.timeout_s, delivery.concurrency) == (20, 2)
+    assert delivery.lease_s == 60  # a claim outlives its attempt
+    assert delivery.backoff.horizon_s == 48 * 3600
+    assert delivery.retention_s == 7 * 86_400
+    partial = load_settings(write(tmp_path, "webhooks: {timeout_s: 3}\n", "p.yaml"), {})
+    assert (partial.webhook_timeout_s, partial.webhook_concurrency) == (3, 8)

@@ -69,6 +69,7 @@ _TOP_LEVEL_KEYS = frozenset(
         "simulated",
         "max_body_bytes",
         "reservation_lease_s",
+        "webhooks",
     }
 )
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -113,6 +114,11 @@ class Settings:
     simulated_latency_ms: float = 0.0
     max_body_bytes: int = 4 * 1024 * 1024
     reservation_lease_s: float = 900.0
+    # webhook delivery (the `webhooks:` section of the file)
+    webhook_timeout_s: float = 10.0  # per attempt, connect to last byte
+    webhook_concurrency: int = 8  # sends in flight at once, per worker
+    webhook_retry_hours: float = 26.0  # retried until then after the event (SPEC: >= 24)
+    webhook_retention_days: float = 30.0  # finished deliveries are kept this long
 
     @property
     def simulated(self) -> bool:
@@ -379,6 +385,26 @@ def _simulated(raw: object, where: str) -> dict[str, Any]:
     return {"simulated_latency_ms": _float(0)(section["latency_ms"], f"{where}.latency_ms")}
 
 
+# `webhooks:` field -> (Settings field, converter)
+_WEBHOOK_FIELDS: dict[str, tuple[str, Callable[[object, str], Any]]] = {
+    "timeout_s": ("webhook_timeout_s", _float(0.001)),
+    "concurrency": ("webhook_concurrency", _int(1)),
+    "retry_hours": ("webhook_retry_hours", _float(24)),  # SPEC §5: at least 24 h
+    "retention_days": ("webhook_retention_days", _float(0.001)),
+}
+
+
+def _webhooks(raw: object, where: str) -> dict[str, Any]:
+    section = _mapping(raw, where)
+    unknown = sorted(str(key) for key in set(section) - set(_WEBHOOK_FIELDS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(_WEBHOOK_FIELDS)}")
+    return {name: convert(section[key], f"{where}.{key}")
+            for key, (name, convert) in _WEBHOOK_FIELDS.items()
+            if section.get(key) is not None}
+
+
 def _scalars_from_file(doc: Mapping[str, Any], source: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if doc.get("listen") is not None:
@@ -429,6 +455,7 @@ def load_settings(
     values: dict[str, Any] = {
         **_scalars_from_file(doc, source),
         **_simulated(doc.get("simulated"), f"{source}: simulated"),
+        **_webhooks(doc.get("webhooks"), f"{source}: webhooks"),
         **_scalars_from_env(env),
         **_scalars_from_cli(cli_overrides),
     }

@@ -27,7 +27,7 @@ from outlay.state.base import StateError, StateStore, store_from_url
 from outlay.state.sqlite import wall_ms
 from outlay.ui import add_ui_routes
 from outlay.upstream.base import Upstream
-from outlay.webhooks.delivery import attach_deliverer
+from outlay.webhooks.delivery import attach_deliverer, delivery_settings
 
 log = logging.getLogger("outlay")
 
@@ -133,7 +133,8 @@ def create_app(
     add_admin_routes(app)
     add_ui_routes(app)
     app.cleanup_ctx.append(_lifecycle)
-    attach_deliverer(app, gw.store, clock)  # after _lifecycle: runs while the store is open
+    # after _lifecycle: runs while the store is open
+    attach_deliverer(app, gw.store, clock, delivery_settings(settings))
     return app
 
 

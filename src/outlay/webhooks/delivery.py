@@ -16,6 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from outlay import __version__
+from outlay.settings import Settings
 from outlay.webhooks.backoff import DAY_S, Backoff, parse_retry_after
 from outlay.webhooks.outbox import DeliveryJob, FinalState, WebhookStore
 from outlay.webhooks.signing import headers as signed_headers
@@ -39,6 +40,18 @@ class DeliverySettings:
     retention_s: float = 30 * DAY_S  # finished deliveries are kept this long, then pruned
     prune_every_s: float = 3600.0
     backoff: Backoff = field(default_factory=Backoff)
+
+
+def delivery_settings(settings: Settings) -> DeliverySettings:
+    """Delivery as the configuration's `webhooks:` section asks."""
+    return DeliverySettings(
+        concurrency=settings.webhook_concurrency,
+        timeout_s=settings.webhook_timeout_s,
+        # a claim must outlive the attempt it covers, or another worker sends it again
+        lease_s=max(30.0, 3 * settings.webhook_timeout_s),
+        retention_s=settings.webhook_retention_days * DAY_S,
+        backoff=Backoff(horizon_s=settings.webhook_retry_hours * 3600.0),
+    )
 
 
 class Deliverer:
