@@ -214,7 +214,8 @@ async def test_a_move_by_another_worker_between_two_reads_hides_no_row(
     try:
         (rid,) = await settle_calls(store, secret, 1)
         assert rows_in(path) == (0, 1)
-        other = sqlite3.connect(path, isolation_level=None)
+        # the trace runs in the thread of the reads: the other worker's connection goes there
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         moved = []
 
         def move_before_the_second_read(sql: str) -> None:
@@ -226,7 +227,9 @@ async def test_a_move_by_another_worker_between_two_reads_hides_no_row(
                 other.execute("COMMIT")
                 moved.append(sql)
 
-        store.conn.set_trace_callback(move_before_the_second_read)
+        await store.audit(None, 1)  # opens the connection of the reads
+        reads = reader_connection(store)
+        reads.set_trace_callback(move_before_the_second_read)
         try:
             if read == "audit":
                 assert [r["request_id"] for r in await store.audit(None, 10)] == [rid]
@@ -237,9 +240,17 @@ async def test_a_move_by_another_worker_between_two_reads_hides_no_row(
                 usage = await store.usage("agent:bot")
                 assert usage["spend_by_model"] == {"gpt-4o-mini": "0.001"}
         finally:
-            store.conn.set_trace_callback(None)
+            reads.set_trace_callback(None)
             other.close()
         assert moved, "the reads never reached the reservations"
         assert rows_in(path) == (1, 0)
     finally:
         await store.close()
+
+
+def reader_connection(store: SqliteStore) -> sqlite3.Connection:
+    """The connection the store's long reads use (made by its first read)."""
+    assert store._reader is not None  # private: the test traces what the reads run
+    conn = store._reader._conn
+    assert conn is not None
+    return conn

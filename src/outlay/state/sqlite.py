@@ -15,7 +15,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -46,9 +46,11 @@ from outlay.state.sqlite_events import (
 )
 from outlay.state.sqlite_mirror import Held, Mirror
 from outlay.state.sqlite_outbox import OutboxMixin
+from outlay.state.sqlite_reader import Reader
 from outlay.state.sqlite_schema import apply
 
 Clock = Callable[[], int]
+T = TypeVar("T")
 HEARTBEAT_STALE_MS = 5_000
 
 
@@ -70,6 +72,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         self._mirror = Mirror()
         self._batch = GroupCommit(self._batch_tx)
         self._checkpointer: Checkpointer | None = None
+        # the long reads of reports; an in-memory database has only the one connection
+        self._reader = None if self.path == ":memory:" else Reader(self.path, busy_timeout_s)
 
     # -- plumbing ---------------------------------------------------------------------
     async def open(self) -> None:
@@ -109,6 +113,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
             if self._checkpointer is not None:
                 self._checkpointer.stop()
                 self._checkpointer = None
+            if self._reader is not None:
+                self._reader.close()
             self._conn.close()
             self._conn = None
 
@@ -395,7 +401,14 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
     async def usage(self, scope: str) -> dict[str, Any]:
         self._batch.drain()  # this worker's settlements still queued count too
         policy = await self.get_policy(scope)
-        return ledger_sql.usage(self.conn, scope, policy, self.clock(), self._windows_of(scope))
+        now, windows = self.clock(), self._windows_of(scope)
+        return await self._read(lambda c: ledger_sql.usage(c, scope, policy, now, windows))
+
+    async def _read(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        """A read that may take long, off the event loop (see sqlite_reader)."""
+        if self._reader is None:
+            return read(self.conn)
+        return await self._reader.run(read)
 
     async def budgets(self) -> list[BudgetLine]:
         self._batch.drain()  # this worker's settlements still queued count too
@@ -422,11 +435,11 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
 
     async def audit(self, scope: str | None, limit: int) -> list[dict[str, Any]]:
         self._batch.drain()
-        return ledger_sql.audit(self.conn, scope, limit)
+        return await self._read(lambda c: ledger_sql.audit(c, scope, limit))
 
     async def report(self, group_by: str, since_ms: int | None) -> list[dict[str, Any]]:
         self._batch.drain()
-        return ledger_sql.report(self.conn, group_by, since_ms)
+        return await self._read(lambda c: ledger_sql.report(c, group_by, since_ms))
 
 
 def _has_windows(policy: Policy) -> bool:
