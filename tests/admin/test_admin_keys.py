@@ -77,6 +77,31 @@ async def test_list_and_filter_keys(admin: Admin) -> None:
     assert (await admin.call("GET", "keys?agent=nobody"))["keys"] == []
 
 
+async def test_a_page_of_the_newest_keys_and_only_usable_ones(admin: Admin) -> None:
+    made = []
+    for n in range(5):
+        made.append(await admin.mint("agent-a", ttl_seconds=60 if n == 1 else None))
+        admin.clock.advance(1)
+    await admin.call("POST", f"keys/{made[3]['id']}/revoke")
+    page = await admin.call("GET", "keys?limit=2")
+    assert [k["id"] for k in page["keys"]] == [made[4]["id"], made[3]["id"]]
+    assert page["more"] is True
+    assert (await admin.call("GET", "keys?limit=5"))["more"] is False
+    admin.clock.advance(60)  # the key with a minute to live has expired
+    usable = await admin.call("GET", "keys?limit=10&active=true")
+    assert [k["id"] for k in usable["keys"]] == [made[4]["id"], made[2]["id"], made[0]["id"]]
+    assert usable["more"] is False
+    every = (await admin.call("GET", "keys?active=true"))["keys"]  # oldest first, no `more`
+    assert [k["id"] for k in every] == [made[0]["id"], made[2]["id"], made[4]["id"]]
+    assert "more" not in await admin.call("GET", "keys")
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=10001", "limit=x", "active=yes"])
+async def test_bad_listing_parameters_are_refused(admin: Admin, query: str) -> None:
+    error = await admin.refused("GET", f"keys?{query}")
+    assert error["param"] == query.partition("=")[0]
+
+
 async def test_show_key(admin: Admin) -> None:
     minted = await admin.mint(name="n", labels={"a": "b"})
     shown = await admin.call("GET", f"keys/{minted['id']}")

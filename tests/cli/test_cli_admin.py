@@ -121,6 +121,11 @@ async def test_keys_list_table_and_filter(fake_admin: FakeAdmin, run_cli: RunCli
 
     result = await run_cli("keys", "list")
     assert fake_admin.last.query == {}
+    result = await run_cli("keys", "list", "--limit", "20", "--active")
+    assert result.exit_code == 0, result.output
+    assert fake_admin.last.query == {"limit": "20", "active": "true"}
+    result = await run_cli("keys", "list", "--limit", "0")
+    assert result.exit_code == 2
 
 
 async def test_keys_list_empty(fake_admin: FakeAdmin, run_cli: RunCli) -> None:

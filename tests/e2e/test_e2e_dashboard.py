@@ -385,3 +385,27 @@ def test_providers_show_every_endpoint_and_its_breaker(launch: Launch,
     until_text(browser, "#providers-worker",
                lambda t: f"worker process {answer['worker']} " in t)
     assert page_errors(browser) == []
+
+
+def test_keys_lists_a_page_of_the_newest(launch: Launch, browser: WebDriver) -> None:
+    gateway = launch(CONFIG)
+    agent = unique("many")
+    made = [gateway.mint_key(agent)["id"] for _ in range(502)]  # the page holds 500
+    gateway.revoke(made[-1])
+    sign_in(browser, gateway)
+    go(browser, "keys")
+    until_text(browser, "#keys-more", lambda t: t.startswith("The newest 500 keys"))
+    shown_ids = [row.get_attribute("data-key-id") for row in
+                 browser.find_elements(By.CSS_SELECTOR, "#keys-list tr[data-key-id]")]
+    assert shown_ids[:2] == [made[-1], made[-2]]  # newest first, the revoked one too
+    assert made[0] not in shown_ids
+    click(browser, "#show-inactive")  # usable keys only: asked of the gateway, not filtered
+    wait(browser).until(lambda d: not d.find_elements(
+        By.CSS_SELECTOR, f'#keys-list tr[data-key-id="{made[-1]}"]'))
+    until_text(browser, "#keys-more", lambda t: t.startswith("The newest 500 keys"))
+    shown_ids = [row.get_attribute("data-key-id") for row in
+                 browser.find_elements(By.CSS_SELECTOR, "#keys-list tr[data-key-id]")]
+    assert shown_ids[0] == made[-2]
+    # the revoked key left its place to an older usable one: the page is the gateway's
+    assert (made[1] in shown_ids, made[0] in shown_ids) == (True, False)
+    assert page_errors(browser) == []

@@ -57,6 +57,25 @@ async def test_keys_minted_twice_differ(store: StateStore) -> None:
     assert secret_one != secret_two
 
 
+async def test_a_page_of_the_newest_usable_keys(store: StateStore, clock: Clock) -> None:
+    made = []
+    for n in range(4):
+        record, _ = await store.create_key(NewKey(agent="bot" if n < 3 else "other",
+                                                  ttl_seconds=30 if n == 0 else None))
+        made.append(record.id)
+        clock.advance(1)
+    await store.revoke_key(made[1])
+    assert [k.id for k in await store.list_keys(limit=2)] == [made[3], made[2]]
+    assert [k.id for k in await store.list_keys("bot", limit=10)] == [
+        made[2], made[1], made[0]]
+    now = clock()
+    assert [k.id for k in await store.list_keys(active_at_ms=now)] == [
+        made[0], made[2], made[3]]
+    later = now + 30_000  # the first key's 30 s have run out
+    assert [k.id for k in await store.list_keys("bot", active_at_ms=later)] == [made[2]]
+    assert [k.id for k in await store.list_keys(limit=1, active_at_ms=later)] == [made[3]]
+
+
 async def test_get_list_and_key_by_hash(store: StateStore) -> None:
     await store.create_agent("bot", "fleet")
     record, secret = await store.create_key(NewKey(agent="bot", labels={"run": "r-1"}))

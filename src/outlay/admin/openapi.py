@@ -114,10 +114,17 @@ def openapi_document() -> dict[str, Any]:
             "/admin/v1/keys": {
                 "post": {"summary": "Mint a key", "requestBody": _body(new_key),
                          "responses": _ok(minted, "201", "Created")},
-                "get": {"summary": "List keys", "parameters": [
-                    {"name": "agent", "in": "query", "schema": {"type": "string"}}],
+                "get": {"summary": "List keys: every one oldest first, or with `limit` the "
+                                   "newest that many, newest first", "parameters": [
+                    {"name": "agent", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 10000}},
+                    {"name": "active", "in": "query", "schema": {"enum": ["true", "false"]},
+                     "description": "true: only keys neither revoked nor expired"}],
                         "responses": _ok({"type": "object", "properties": {
-                            "keys": {"type": "array", "items": _ref("Key")}}})},
+                            "keys": {"type": "array", "items": _ref("Key")},
+                            "more": {"type": "boolean",
+                                     "description": "with `limit`: more keys match"}}})},
             },
             "/admin/v1/keys/{id}": {
                 "get": {"summary": "Show a key", "parameters": _ID, "responses": _ok(_ref("Key"))},

@@ -20,6 +20,7 @@ from outlay.state.base import KeyRecord, NewKey, NotFound, StateError
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PREFIX = "/admin/v1"
 MAX_AUDIT = 1000
+MAX_KEYS = 10_000  # a page of the key listing
 MAX_TTL_S = 10 * 366 * 86_400  # longer is no expiry at all: omit ttl_seconds for that
 
 
@@ -116,8 +117,20 @@ async def create_key(request: web.Request) -> web.Response:
 
 
 async def list_keys(request: web.Request) -> web.Response:
-    records = await request.app[GATEWAY].store.list_keys(request.query.get("agent"))
-    return _dump({"keys": [key_view(r) for r in records]})
+    """Every key, oldest first; `limit` gives the newest that many, newest first, and `more`
+    says whether there are others; `active=true` only keys neither revoked nor expired."""
+    gw = request.app[GATEWAY]
+    limit = _int_query(request, "limit", 0, MAX_KEYS) or None
+    active = request.query.get("active", "false")
+    if active not in ("true", "false"):
+        raise invalid_request("active must be true or false", "active")
+    records = await gw.store.list_keys(
+        request.query.get("agent"), limit=None if limit is None else limit + 1,
+        active_at_ms=gw.clock() if active == "true" else None)
+    answer: dict[str, Any] = {"keys": [key_view(r) for r in records[:limit]]}
+    if limit is not None:
+        answer["more"] = len(records) > limit
+    return _dump(answer)
 
 
 async def show_key(request: web.Request) -> web.Response:

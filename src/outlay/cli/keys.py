@@ -132,10 +132,14 @@ def keys_create(
 
 @keys.command("list")
 @click.option("--agent", help="Only the keys of this agent.")
+@click.option("--limit", type=click.IntRange(1, 10_000),
+              help="Only the newest this many, newest first.")
+@click.option("--active", is_flag=True, help="Only keys neither revoked nor expired.")
 @admin_command
-def keys_list(admin: Admin, agent: str | None) -> None:
-    """List keys (never their secrets)."""
-    admin.emit(admin.client.get("/keys", agent=agent), _render_keys)
+def keys_list(admin: Admin, agent: str | None, limit: int | None, active: bool) -> None:
+    """List keys (never their secrets), oldest first."""
+    admin.emit(admin.client.get("/keys", agent=agent, limit=limit,
+                                active="true" if active else None), _render_keys)
 
 
 @keys.command("show")

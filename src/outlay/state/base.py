@@ -108,7 +108,12 @@ class StateStore(Protocol):
     async def list_groups(self) -> list[dict[str, Any]]: ...
     async def create_key(self, new: NewKey) -> tuple[KeyRecord, str]: ...
     async def get_key(self, key_id: str) -> KeyRecord: ...
-    async def list_keys(self, agent: str | None = None) -> list[KeyRecord]: ...
+    async def list_keys(
+        self, agent: str | None = None, *, limit: int | None = None,
+        active_at_ms: int | None = None,
+    ) -> list[KeyRecord]:
+        """Every key (of `agent`), oldest first; with `limit`, the newest that many, newest
+        first; with `active_at_ms`, only keys neither revoked nor expired then."""
     async def update_key(
         self, key_id: str, name: str | None, labels: Mapping[str, str] | None,
         policy: Policy | None,

@@ -17,7 +17,7 @@ from outlay.policy.decision import KeyInfo
 from outlay.policy.model import Policy
 from outlay.state.announcements import key_revoked
 from outlay.state.base import KeyRecord, NewKey, NotFound
-from outlay.state.keys import hash_secret, new_key_id, new_secret
+from outlay.state.keys import hash_secret, key_filter, new_key_id, new_secret
 from outlay.state.postgres_outbox import announce
 from outlay.state.postgres_pool import Cursor, Pooled, Row
 from outlay.state.sqlite_admin import parse_stored_policy
@@ -103,12 +103,17 @@ class AdminMixin(Pooled):
             raise NotFound(f"no key {key_id}")
         return _key_record(row)
 
-    async def list_keys(self, agent: str | None = None) -> list[KeyRecord]:
-        if agent is None:
-            rows = await self.fetchall(_KEY_COLUMNS + _KEY_ORDER)
+    async def list_keys(
+        self, agent: str | None = None, *, limit: int | None = None,
+        active_at_ms: int | None = None,
+    ) -> list[KeyRecord]:
+        where, args = key_filter(agent, active_at_ms, "%s")
+        if limit is None:
+            order = _KEY_ORDER
         else:
-            rows = await self.fetchall(_KEY_COLUMNS + " WHERE k.agent = %s" + _KEY_ORDER,
-                                       (agent,))
+            order = " ORDER BY k.created_ms DESC, k.seq DESC LIMIT %s"
+            args.append(limit)
+        rows = await self.fetchall(_KEY_COLUMNS + where + order, tuple(args))
         return [_key_record(r) for r in rows]
 
     async def update_key(

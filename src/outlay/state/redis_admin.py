@@ -51,8 +51,11 @@ class AdminDelegate:
     async def get_key(self, key_id: str) -> KeyRecord:
         return await self.durable.get_key(key_id)
 
-    async def list_keys(self, agent: str | None = None) -> list[KeyRecord]:
-        return await self.durable.list_keys(agent)
+    async def list_keys(
+        self, agent: str | None = None, *, limit: int | None = None,
+        active_at_ms: int | None = None,
+    ) -> list[KeyRecord]:
+        return await self.durable.list_keys(agent, limit=limit, active_at_ms=active_at_ms)
 
     async def key_by_hash(self, key_hash: str) -> KeyInfo | None:
         return await self.durable.key_by_hash(key_hash)

@@ -17,7 +17,7 @@ from outlay.policy.model import Policy, parse_policy
 from outlay.state import ledger_sql
 from outlay.state.announcements import key_revoked
 from outlay.state.base import KeyRecord, NewKey, NotFound
-from outlay.state.keys import hash_secret, new_key_id, new_secret
+from outlay.state.keys import hash_secret, key_filter, new_key_id, new_secret
 from outlay.state.sqlite_events import announce
 
 
@@ -123,12 +123,17 @@ class AdminMixin:
             raise NotFound(f"no key {key_id}")
         return self._key_record(row)
 
-    async def list_keys(self, agent: str | None = None) -> list[KeyRecord]:
-        if agent is None:
-            rows = self.conn.execute(self._KEY_COLUMNS + " ORDER BY k.created_ms").fetchall()
+    async def list_keys(
+        self, agent: str | None = None, *, limit: int | None = None,
+        active_at_ms: int | None = None,
+    ) -> list[KeyRecord]:
+        where, args = key_filter(agent, active_at_ms, "?")
+        if limit is None:
+            order = " ORDER BY k.created_ms"
         else:
-            rows = self.conn.execute(self._KEY_COLUMNS + " WHERE k.agent=? ORDER BY k.created_ms",
-                                     (agent,)).fetchall()
+            order = " ORDER BY k.created_ms DESC, k.rowid DESC LIMIT ?"
+            args.append(limit)
+        rows = self.conn.execute(self._KEY_COLUMNS + where + order, args).fetchall()
         return [self._key_record(r) for r in rows]
 
     async def update_key(

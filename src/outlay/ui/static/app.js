@@ -5,6 +5,7 @@
 const API = "/admin/v1";
 const TOKEN = "outlay.adminToken";
 const REFRESH_MS = 5000;
+const KEYS_PAGE = 500; // the newest keys the Keys view lists
 const MAX_POLICY_USAGE = 50;  // usage calls the policies view makes per refresh, at most
 
 const $ = (id) => document.getElementById(id);
@@ -165,13 +166,15 @@ const views = {
     state: { selected: null, confirm: null },
     async load() {
       const selected = this.state.selected;
+      // a page of the newest keys: per-run keys can number in the hundreds of thousands
+      const active = $("show-inactive").checked ? "" : "&active=true";
       const [keys, report, agents, groups, usage] = await Promise.all([
-        api("/keys"), api("/reports?group_by=key"), api("/agents"), api("/groups"),
-        selected ? api(`/usage/${scopePath(`key:${selected}`)}`) : null]);
-      return { keys: keys.keys, report: report.rows, agents: agents.agents,
+        api(`/keys?limit=${KEYS_PAGE}${active}`), api("/reports?group_by=key"), api("/agents"),
+        api("/groups"), selected ? api(`/usage/${scopePath(`key:${selected}`)}`) : null]);
+      return { keys: keys.keys, more: keys.more, report: report.rows, agents: agents.agents,
         groups: groups.groups, usage };
     },
-    render({ keys, report, agents, groups, usage }) {
+    render({ keys, more, report, agents, groups, usage }) {
       const st = this.state;
       const cost = new Map(report.map((r) => [r.key, r.cost_usd]));
       const now = Date.now();
@@ -201,6 +204,9 @@ const views = {
         { label: "", cell: actions },
       ], shown, "No keys.", (k) => ({ "data-key-id": k.id,
         className: k.id === st.selected ? "selected" : "" })));
+      $("keys-more").textContent = more
+        ? `The newest ${keys.length} keys; older ones are in the admin API (GET /admin/v1/keys).`
+        : "";
 
       $("keys-usage").replaceChildren(...(usage ? [el("div", { className: "card" },
         el("div", { className: "heading" }, el("h3", {}, `Usage of key:${st.selected}`),
@@ -435,8 +441,8 @@ function signOut(message = "", kind = "error") {
     $(`view-${name}`).hidden = true;
   }
   // nothing read with the token stays on the page
-  for (const id of ["overview-global", "overview-report", "keys-list", "keys-usage", "keys-agents",
-    "keys-groups", "policies-list", "audit-list", "approvals-list", "providers-list",
+  for (const id of ["overview-global", "overview-report", "keys-list", "keys-more", "keys-usage",
+    "keys-agents", "keys-groups", "policies-list", "audit-list", "approvals-list", "providers-list",
     "providers-worker"]) $(id).replaceChildren();
   views.keys.state.selected = null;
   views.keys.state.confirm = null;
@@ -488,7 +494,7 @@ $("report-group").addEventListener("change", (event) => {
   views.overview.state.groupBy = event.target.value;
   refresh("overview", true);
 });
-$("show-inactive").addEventListener("change", () => redraw("keys"));
+$("show-inactive").addEventListener("change", () => refresh("keys", true));
 $("audit-form").addEventListener("submit", (event) => {
   event.preventDefault();
   views.audit.state.scope = $("audit-scope").value.trim();
