@@ -70,6 +70,17 @@ async def test_replace_list_and_delete(admin: Admin) -> None:
         "vendor:openai"]
 
 
+async def test_keys_own_policies_can_be_left_out(admin: Admin) -> None:
+    minted = await admin.mint(policy={"rpm": 3})
+    await admin.call("PUT", "policies/global", {"rpm": 1})
+    every = [p["scope"] for p in (await admin.call("GET", "policies"))["policies"]]
+    assert every == ["global", f"key:{minted['id']}"]
+    without = [p["scope"] for p in (await admin.call("GET", "policies?keys=false"))["policies"]]
+    assert without == ["global"]
+    error = await admin.refused("GET", "policies?keys=maybe")
+    assert error["param"] == "keys"
+
+
 async def test_a_policy_is_in_force_at_once(admin: Admin) -> None:
     minted = await admin.mint()
     await admin.call("PUT", "policies/agent:agent-a", {"rpm": 1})

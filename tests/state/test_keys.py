@@ -194,6 +194,10 @@ async def test_policies(store: StateStore) -> None:
     await store.delete_policy("agent:bot")
     assert await store.get_policy("agent:bot") is None
     assert set(await store.list_policies()) == {"global"}
+    record, _ = await store.create_key(NewKey(agent="bot", policy=parse_policy({"rpm": 1})))
+    await store.put_policy("vendor:stripe", parse_policy({"rpm": 2}))
+    assert set(await store.list_policies()) == {"global", "vendor:stripe", f"key:{record.id}"}
+    assert set(await store.list_policies(keys=False)) == {"global", "vendor:stripe"}
 
 
 async def test_admin_token(store: StateStore) -> None:

@@ -146,8 +146,11 @@ def openapi_document() -> dict[str, Any]:
             },
             "/admin/v1/groups": {"get": {"summary": "List groups",
                                          "responses": _ok({"type": "object"})}},
-            "/admin/v1/policies": {"get": {"summary": "List policies",
-                                           "responses": _ok({"type": "object"})}},
+            "/admin/v1/policies": {"get": {
+                "summary": "List policies", "parameters": [
+                    {"name": "keys", "in": "query", "schema": {"enum": ["true", "false"]},
+                     "description": "false: leave out keys' own policies"}],
+                "responses": _ok({"type": "object"})}},
             "/admin/v1/policies/{scope}": {
                 "put": {"summary": "Set a scope's policy", "parameters": _SCOPE,
                         "requestBody": _body(_ref("Policy")), "responses": _ok(_ref("Policy"))},

@@ -195,7 +195,10 @@ async def delete_policy(request: web.Request) -> web.Response:
 
 
 async def list_policies(request: web.Request) -> web.Response:
-    policies = await request.app[GATEWAY].store.list_policies()
+    keys = request.query.get("keys", "true")
+    if keys not in ("true", "false"):
+        raise invalid_request("keys must be true or false", "keys")
+    policies = await request.app[GATEWAY].store.list_policies(keys=keys == "true")
     return _dump({"policies": [{"scope": s, **p.to_dict()} for s, p in policies.items()]})
 
 

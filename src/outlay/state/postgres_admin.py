@@ -199,8 +199,10 @@ class AdminMixin(Pooled):
     async def delete_policy(self, scope: str) -> None:
         await self.execute("DELETE FROM policies WHERE scope = %s", (scope,))
 
-    async def list_policies(self) -> dict[str, Policy]:
-        rows = await self.fetchall('SELECT scope, body FROM policies ORDER BY scope COLLATE "C"')
+    async def list_policies(self, *, keys: bool = True) -> dict[str, Policy]:
+        where = "" if keys else " WHERE scope NOT LIKE 'key:%%'"
+        rows = await self.fetchall(
+            f'SELECT scope, body FROM policies{where} ORDER BY scope COLLATE "C"')  # noqa: S608
         return {scope: parse_stored_policy(body) for scope, body in rows}
 
     async def load_policies(self) -> dict[str, Policy]:

@@ -66,8 +66,8 @@ class AdminDelegate:
     async def get_policy(self, scope: str) -> Policy | None:
         return await self.durable.get_policy(scope)
 
-    async def list_policies(self) -> dict[str, Policy]:
-        return await self.durable.list_policies()
+    async def list_policies(self, *, keys: bool = True) -> dict[str, Policy]:
+        return await self.durable.list_policies(keys=keys)
 
     # approvals
     async def list_approvals(self, state: str | None = None) -> list[dict[str, Any]]:

@@ -231,7 +231,9 @@ class AdminMixin:
         with self.tx() as c:
             c.execute("DELETE FROM policies WHERE scope=?", (scope,))
 
-    async def list_policies(self) -> dict[str, Policy]:
-        rows = self.conn.execute("SELECT scope, body FROM policies ORDER BY scope").fetchall()
+    async def list_policies(self, *, keys: bool = True) -> dict[str, Policy]:
+        where = "" if keys else " WHERE scope NOT LIKE 'key:%'"
+        rows = self.conn.execute(
+            f"SELECT scope, body FROM policies{where} ORDER BY scope").fetchall()  # noqa: S608
         return {scope: parse_stored_policy(body) for scope, body in rows}
 
