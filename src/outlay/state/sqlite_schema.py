@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS keys (
   expires_ms INTEGER, revoked_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS keys_agent ON keys(agent);
+CREATE INDEX IF NOT EXISTS keys_created ON keys(created_ms);
 CREATE TABLE IF NOT EXISTS policies (
   scope TEXT PRIMARY KEY, body TEXT NOT NULL, updated_ms INTEGER NOT NULL
 );
