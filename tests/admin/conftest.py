@@ -8,22 +8,12 @@ from pathlib import Path
 import pytest
 from pytest_aiohttp import AiohttpClient
 
-from outlay.gateway.app import create_app
-from outlay.settings import Settings
-from outlay.state.sqlite import SqliteStore
-from outlay.upstream.simulated import SimulatedUpstream
-
-from .harness import ADMIN_TOKEN, Admin, ManualClock, shipped_prices
+from .harness import ADMIN_TOKEN, Admin, gateway_app
 
 
 @pytest.fixture
 async def admin(aiohttp_client: AiohttpClient, tmp_path: Path) -> Admin:
-    path = tmp_path / "outlay.db"
-    settings = Settings(state=f"sqlite:///{path}", admin_token=ADMIN_TOKEN)
-    clock = ManualClock()
-    store = SqliteStore(str(path), clock=clock)
-    app = create_app(settings, store=store, upstream=SimulatedUpstream(),
-                     prices=shipped_prices(), clock=clock)
+    app, store, clock = gateway_app(tmp_path / "outlay.db")
     client = await aiohttp_client(app)  # runs cleanup_ctx: the store is open from here
-    await store.init_admin_token(settings.admin_token)
+    await store.init_admin_token(ADMIN_TOKEN)
     return Admin(app, client, store, clock)

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
+from outlay.gateway.app import create_app
 from outlay.pricing.table import PriceTable
+from outlay.settings import Settings
 from outlay.state.sqlite import SqliteStore
+from outlay.upstream.simulated import SimulatedUpstream
 
 ADMIN_TOKEN = "adm"
 # 2025-06-15T12:00:00Z: mid-month and mid-day, so no period turns over during a test.
@@ -37,6 +41,18 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.now += int(seconds * 1000)
+
+
+def gateway_app(path: Path) -> tuple[web.Application, SqliteStore, ManualClock]:
+    """The gateway the admin tests serve: create_app on the SQLite file at `path`, the
+    simulated provider behind it and a manual clock. Once it runs (its store open), set the
+    admin token as `outlay serve` would: `await store.init_admin_token(ADMIN_TOKEN)`."""
+    settings = Settings(state=f"sqlite:///{path}", admin_token=ADMIN_TOKEN)
+    clock = ManualClock()
+    store = SqliteStore(str(path), clock=clock)
+    app = create_app(settings, store=store, upstream=SimulatedUpstream(),
+                     prices=shipped_prices(), clock=clock)
+    return app, store, clock
 
 
 @dataclass

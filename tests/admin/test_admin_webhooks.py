@@ -19,13 +19,9 @@ from standardwebhooks import Webhook
 
 from outlay.admin.webhooks import add_webhook_routes
 from outlay.admin.webhooks_openapi import webhook_paths
-from outlay.gateway.app import create_app
-from outlay.settings import Settings
-from outlay.state.sqlite import SqliteStore
-from outlay.upstream.simulated import SimulatedUpstream
 from outlay.webhooks.delivery import DELIVERER
 
-from .harness import ADMIN_TOKEN, Admin, ManualClock, shipped_prices
+from .harness import ADMIN_TOKEN, Admin, gateway_app
 
 ENDPOINT_FIELDS = {"id", "url", "events", "created_at", "disabled_at", "disabled_reason",
                    "previous_secret_expires_at", "pending", "failed"}
@@ -78,16 +74,11 @@ def _has_webhook_routes(app: web.Application) -> bool:
 async def admin(aiohttp_client: AiohttpClient, tmp_path: Path) -> Admin:
     """As tests/admin/conftest.py builds it, with the webhook routes (added here until
     add_admin_routes adds them itself)."""
-    path = tmp_path / "outlay.db"
-    settings = Settings(state=f"sqlite:///{path}", admin_token=ADMIN_TOKEN)
-    clock = ManualClock()
-    store = SqliteStore(str(path), clock=clock)
-    app = create_app(settings, store=store, upstream=SimulatedUpstream(),
-                     prices=shipped_prices(), clock=clock)
+    app, store, clock = gateway_app(tmp_path / "outlay.db")
     if not _has_webhook_routes(app):
         add_webhook_routes(app)
     client = await aiohttp_client(app)
-    await store.init_admin_token(settings.admin_token)
+    await store.init_admin_token(ADMIN_TOKEN)
     return Admin(app, client, store, clock)
 
 
