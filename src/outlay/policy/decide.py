@@ -32,6 +32,7 @@ from outlay.policy.errors import (
     OutlayError,
     RateLimited,
 )
+from outlay.policy.model import Period
 from outlay.policy.money import ceil_div, micros_to_usd
 from outlay.policy.periods import period_bounds
 from outlay.policy.windows import (
@@ -193,9 +194,7 @@ def decide(
             continue
         for budget in view.policy.budgets:
             start, end = period_bounds(budget.period, now_ms)
-            counter = view.counters.get(budget.period)
-            if counter is None or counter.period_start != start:
-                counter = Counter(start)
+            counter = _current(view, budget.period, start)
             committed = counter.spent + counter.reserved
             if budget.mode == "hard":
                 if committed + cost > budget.cap_micros:
@@ -248,13 +247,17 @@ def _hard_room(views: Sequence[ScopeView], now_ms: int, approved: bool) -> int |
         for budget in policy.budgets:
             if budget.mode != "hard":
                 continue
-            start = period_bounds(budget.period, now_ms)[0]
-            counter = view.counters.get(budget.period)
-            committed = 0 if counter is None or counter.period_start != start else (
-                counter.spent + counter.reserved)
-            left = budget.cap_micros - committed
+            counter = _current(view, budget.period, period_bounds(budget.period, now_ms)[0])
+            left = budget.cap_micros - counter.spent - counter.reserved
             room = left if room is None else min(room, left)
     return room
+
+
+def _current(view: ScopeView, period: Period, start: int) -> Counter:
+    """The scope's counter of `period` if it counts the period starting at `start`; a fresh
+    one otherwise (the period turned since it was written)."""
+    counter = view.counters.get(period)
+    return counter if counter is not None and counter.period_start == start else Counter(start)
 
 
 class _Breaches:
