@@ -72,32 +72,35 @@ def estimate(route: str, body: dict[str, Any], price: ModelPrice | None) -> Esti
         return Estimate(input_tokens, output_tokens, 0, patch)  # counting tokens is free
     if price is None:
         return Estimate(input_tokens, output_tokens, None, patch, max_field)
-    ttl = _cache_write_ttl(body) if route == "anthropic.messages" else None
-    cost = cost_of(input_tokens, 0, output_tokens, price)
-    if ttl is not None:
-        # every input token may be written to the prompt cache, at its own price
-        cost = max(cost, cost_of(0, 0, output_tokens, price, written=input_tokens))
-        if ttl == "1h":
-            cost = max(cost, cost_of(0, 0, output_tokens, price, written_1h=input_tokens))
+    input_price = _dearest_input(route, body, price)
+    cost = 0 if price.free else ceil_div(
+        input_tokens * input_price + output_tokens * price.output_micros_per_mtok,
+        _TOKENS_PER_MTOK)
     clamp = None
     if max_field is not None and cost:
-        clamp = _clamp(route, body, price, ttl, input_tokens, patch[max_field], output_tokens)
+        clamp = _clamp(route, body, price, input_tokens * input_price, patch[max_field],
+                       output_tokens)
     return Estimate(input_tokens, output_tokens, cost, patch, max_field, clamp)
 
 
-def _clamp(route: str, body: Mapping[str, Any], price: ModelPrice, ttl: str | None,
-           input_tokens: int, limit: int, output_tokens: int) -> Clamp:
+def _dearest_input(route: str, body: Mapping[str, Any], price: ModelPrice) -> int:
+    """The most an input token may cost: an Anthropic request that marks blocks for the
+    prompt cache may have every input token written to it, at the price of its lifetime."""
+    ttl = _cache_write_ttl(body) if route == "anthropic.messages" else None
+    if ttl is None:
+        return price.input_micros_per_mtok
+    written = price.cache_write_1h if ttl == "1h" else price.cache_write
+    return max(price.input_micros_per_mtok, price.cache_write, written)
+
+
+def _clamp(route: str, body: Mapping[str, Any], price: ModelPrice, input_cost: int,
+           limit: int, output_tokens: int) -> Clamp:
     """The call's cost as a function of the maximum output Outlay sets: at `limit`, exactly
-    the estimate's."""
-    dearest = price.input_micros_per_mtok
-    if ttl is not None:
-        dearest = max(dearest, price.cache_write)
-        if ttl == "1h":
-            dearest = max(dearest, price.cache_write_1h)
+    the estimate's. `input_cost` is micro-USD per million tokens of the input bound."""
     choices = _choices(route, body)
     # the output bound beyond the maximum itself (predicted output) is billed whatever it is
     extra = output_tokens - limit * choices
-    return Clamp(input_tokens * dearest + extra * price.output_micros_per_mtok,
+    return Clamp(input_cost + extra * price.output_micros_per_mtok,
                  choices * price.output_micros_per_mtok, limit, choices)
 
 
