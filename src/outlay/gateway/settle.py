@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from outlay.gateway.context import Gateway
 from outlay.pricing.estimate import usage_cost
 from outlay.pricing.table import ModelPrice
-from outlay.state.base import Outcome, Reservation, Settled, StateError
+from outlay.state.base import Outcome, Reservation, Settled, StateError, charged
 
 if TYPE_CHECKING:
     from outlay.gateway.llm import Route
@@ -40,12 +40,9 @@ class Settler:
             return
         self.done = True
         outcome = Outcome(self.reservation.id, status, cost, tokens, settled)
-        amount = self.reservation.amount
-        # what the store charges: never more than was held (the caps rely on it)
-        charged = 0 if settled == "void" else amount if settled == "unsettled" else min(
-            cost, amount)
         self.gw.metrics.settled(self.route.provider,
-                                self.price_of.name if self.price_of else "", settled, charged)
+                                self.price_of.name if self.price_of else "", settled,
+                                charged(settled, cost, self.reservation.amount))
         if not self.wait and self.gw.store.queue_settlement(outcome):
             return
         try:

@@ -13,6 +13,15 @@ from outlay.values import value
 Settled = Literal["settled", "void", "unsettled"]
 
 
+def charged(settled: Settled, cost: int, amount: int) -> int:
+    """What a settlement charges of a reservation of `amount`: nothing when void, all of it
+    when what was used is unknown, else the reported cost, never more than was held (the
+    estimate is an upper bound, and the caps rely on it)."""
+    if settled == "void":
+        return 0
+    return amount if settled == "unsettled" else min(cost, amount)
+
+
 class StateError(Exception):
     """The state store cannot be reached or failed; the gateway fails closed (503)."""
 

@@ -32,6 +32,7 @@ from outlay.state.base import (
     Reservation,
     StateError,
     Ticket,
+    charged,
 )
 from outlay.state.sqlite_admin import AdminMixin, parse_stored_policy
 from outlay.state.sqlite_batch import GroupCommit
@@ -325,9 +326,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         if held is None:
             return False
         amount, tokens = held.amount, held.tokens
-        # never more than was reserved: the estimate is an upper bound, and the caps rely on it
-        cost = {"void": 0, "unsettled": amount}.get(
-            outcome.settled, min(outcome.cost_micros, amount))
+        cost = charged(outcome.settled, outcome.cost_micros, amount)
         if outcome.settled == "void":
             # a refused first attempt must not turn its retries into free replays
             c.execute("DELETE FROM idempotency WHERE request_id=?", (outcome.reservation_id,))
