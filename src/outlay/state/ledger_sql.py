@@ -159,13 +159,17 @@ def usage(
     since = period_start_of("month", now)
     with snapshot(c):
         for budget in policy.budgets if policy is not None else ():
-            start = period_start_of(budget.period, now)
-            row = c.execute(
-                "SELECT spent, reserved FROM counters WHERE scope=? AND period=? "
-                "AND period_start=?", (scope, budget.period, start)).fetchone()
-            counters[budget.period] = (row[0], row[1]) if row else (0, 0)
+            counters[budget.period] = counter(
+                c, scope, budget.period, period_start_of(budget.period, now))
         by_model, by_vendor = spend_by(c, scope, since)
     return usage_view(scope, policy, now, windows, counters, since, by_model, by_vendor)
+
+
+def counter(c: sqlite3.Connection, scope: str, period: str, start: int) -> tuple[int, int]:
+    """(spent, reserved) of a scope's budget period starting at `start` (SQLite)."""
+    row = c.execute("SELECT spent, reserved FROM counters WHERE scope=? AND period=? "
+                    "AND period_start=?", (scope, period, start)).fetchone()
+    return (row[0], row[1]) if row else (0, 0)
 
 
 def spend_by(c: sqlite3.Connection, scope: str, since: int

@@ -225,13 +225,11 @@ class RedisAdmin(AdminDelegate):
 
     async def budgets(self) -> list[BudgetLine]:
         await self._settled_so_far()
-        policies = await self.durable.list_policies()
+        policies = await self.durable.list_policies(keys=False)
         now = self.clock()
         lines = []
         try:
-            for scope, policy in sorted(policies.items()):
-                if scope.startswith("key:"):
-                    continue
+            for scope, policy in policies.items():
                 for budget in policy.budgets:
                     start = period_bounds(budget.period, now)[0]
                     spent, reserved = await self.redis.hmget(

@@ -34,7 +34,7 @@ from outlay.state.base import (
     Ticket,
     charged,
 )
-from outlay.state.sqlite_admin import AdminMixin, parse_stored_policy
+from outlay.state.sqlite_admin import AdminMixin
 from outlay.state.sqlite_batch import GroupCommit
 from outlay.state.sqlite_checkpoint import Checkpointer
 from outlay.state.sqlite_events import (
@@ -413,19 +413,13 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         self._batch.drain()  # this worker's settlements still queued count too
         now = self.clock()
         lines = []
-        with ledger_sql.snapshot(self.conn):
-            for scope, body in self.conn.execute(
-                    "SELECT scope, body FROM policies WHERE scope NOT LIKE 'key:%' "
-                    "ORDER BY scope").fetchall():
-                for budget in parse_stored_policy(body).budgets:
-                    row = self.conn.execute(
-                        "SELECT spent, reserved FROM counters WHERE scope=? AND period=? "
-                        "AND period_start=?",
-                        (scope, budget.period, ledger_sql.period_start_of(budget.period, now))
-                    ).fetchone()
-                    spent, reserved = row if row else (0, 0)
-                    lines.append(BudgetLine(scope, budget.period, budget.mode,
-                                            budget.cap_micros, spent, reserved))
+        for scope, policy in (await self.list_policies(keys=False)).items():
+            for budget in policy.budgets:
+                spent, reserved = ledger_sql.counter(
+                    self.conn, scope, budget.period,
+                    ledger_sql.period_start_of(budget.period, now))
+                lines.append(BudgetLine(scope, budget.period, budget.mode, budget.cap_micros,
+                                        spent, reserved))
         return lines
 
     def _windows_of(self, scope: str) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from outlay.state.ledger_sql import (
     LAST_SEQ,
     MOVE_SETTLED,
     SETTLE_ROW,
+    counter,
 )
 from outlay.state.sqlite_admin import parse_stored_policy, read_key
 
@@ -146,9 +147,7 @@ class Mirror:
         """[spent, reserved] of one budget period (a list: the writes below change it)."""
         values = self.counters.get(key)
         if values is None:
-            row = c.execute("SELECT spent, reserved FROM counters WHERE scope=? AND period=? "
-                            "AND period_start=?", key).fetchone()
-            values = self.counters[key] = list(row) if row else [0, 0]
+            values = self.counters[key] = list(counter(c, *key))
         return values
 
     def held_of(self, c: sqlite3.Connection, request_id: str) -> Held | None:
