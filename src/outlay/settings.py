@@ -375,18 +375,10 @@ def _policies(raw: object, where: str) -> dict[str, Mapping[str, Any]]:
     return policies
 
 
-def _simulated(raw: object, where: str) -> dict[str, Any]:
-    section = _mapping(raw, where)
-    unknown = sorted(str(key) for key in set(section) - {"latency_ms"})
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
-    if section.get("latency_ms") is None:
-        return {}
-    return {"simulated_latency_ms": _float(0)(section["latency_ms"], f"{where}.latency_ms")}
-
-
-# `webhooks:` field -> (Settings field, converter)
-_WEBHOOK_FIELDS: dict[str, tuple[str, Callable[[object, str], Any]]] = {
+# The sections of single values: field -> (Settings field, converter)
+_Section = Mapping[str, tuple[str, Callable[[object, str], Any]]]
+_SIMULATED_FIELDS: _Section = {"latency_ms": ("simulated_latency_ms", _float(0))}
+_WEBHOOK_FIELDS: _Section = {
     "timeout_s": ("webhook_timeout_s", _float(0.001)),
     "concurrency": ("webhook_concurrency", _int(1)),
     "retry_hours": ("webhook_retry_hours", _float(24)),  # SPEC §5: at least 24 h
@@ -394,14 +386,15 @@ _WEBHOOK_FIELDS: dict[str, tuple[str, Callable[[object, str], Any]]] = {
 }
 
 
-def _webhooks(raw: object, where: str) -> dict[str, Any]:
+def _section(raw: object, where: str, fields: _Section) -> dict[str, Any]:
+    """The Settings values a section gives (null leaves a default in place)."""
     section = _mapping(raw, where)
-    unknown = sorted(str(key) for key in set(section) - set(_WEBHOOK_FIELDS))
+    unknown = sorted(str(key) for key in set(section) - set(fields))
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: "
-                          f"{', '.join(_WEBHOOK_FIELDS)}")
+                          f"{', '.join(fields)}")
     return {name: convert(section[key], f"{where}.{key}")
-            for key, (name, convert) in _WEBHOOK_FIELDS.items()
+            for key, (name, convert) in fields.items()
             if section.get(key) is not None}
 
 
@@ -454,8 +447,8 @@ def load_settings(
         doc = _resolve(_read_file(config_path), env, source)
     values: dict[str, Any] = {
         **_scalars_from_file(doc, source),
-        **_simulated(doc.get("simulated"), f"{source}: simulated"),
-        **_webhooks(doc.get("webhooks"), f"{source}: webhooks"),
+        **_section(doc.get("simulated"), f"{source}: simulated", _SIMULATED_FIELDS),
+        **_section(doc.get("webhooks"), f"{source}: webhooks", _WEBHOOK_FIELDS),
         **_scalars_from_env(env),
         **_scalars_from_cli(cli_overrides),
     }
