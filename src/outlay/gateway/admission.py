@@ -60,11 +60,9 @@ async def admit(gw: Gateway, ticket: Ticket) -> Reservation | OutlayError:
 
 
 def _count(gw: Gateway, ticket: Ticket, decision: str, code: str) -> None:
-    vendor = ticket.call.vendor
-    if vendor in gw.known_vendors:
-        gw.metrics.decided(ticket.route, vendor, decision, code)
-    else:
-        gw.metrics.decided("vendor.unknown", "unknown", decision, code)
+    vendor = gw.vendor_label(ticket.call.vendor)
+    route = ticket.route if vendor == ticket.call.vendor else f"vendor.{vendor}"
+    gw.metrics.decided(route, vendor, decision, code)
 
 
 async def _reserve(gw: Gateway, ticket: Ticket) -> Reservation:

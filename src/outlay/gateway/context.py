@@ -93,11 +93,15 @@ class Gateway:
     loop: asyncio.AbstractEventLoop | None = None
     # derived once from the price table: the request path reads them on every call
     aliases: dict[str, str] = field(init=False)
+    # label values: a vendor path outside the configuration must not become a series
     known_vendors: frozenset[str] = field(init=False)
     free_models: tuple[str, ...] = field(init=False)
 
+    def vendor_label(self, vendor: str) -> str:
+        """The vendor as metrics name it: a path outside the configuration is "unknown"."""
+        return vendor if vendor in self.known_vendors else "unknown"
+
     def __post_init__(self) -> None:
-        # label values: a vendor path outside the configuration must not become a series
         self.known_vendors = frozenset({"openai", "anthropic", *self.vendor_pricing})
         self.aliases = self.prices.aliases()
         self.free_models = tuple(

@@ -42,8 +42,7 @@ async def vendor_proxy(request: web.Request) -> web.StreamResponse:
         return await _vendor_proxy(request, gw, vendor)
     finally:
         metrics.in_flight -= 1
-        known = vendor in gw.known_vendors
-        metrics.observe(f"vendor.{vendor if known else 'unknown'}", time.perf_counter() - start)
+        metrics.observe(f"vendor.{gw.vendor_label(vendor)}", time.perf_counter() - start)
 
 
 async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.StreamResponse:
