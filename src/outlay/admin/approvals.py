@@ -3,30 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
-from outlay.admin.routes import PREFIX, _dump, _json
+from outlay.admin.approvals_openapi import STATES
+from outlay.admin.common import PREFIX, dump, read_json
 from outlay.gateway.context import GATEWAY
 from outlay.policy.errors import invalid_request
-
-STATES = ("pending", "approved", "denied", "used")
 
 
 async def list_approvals(request: web.Request) -> web.Response:
     state = request.query.get("state")
     if state is not None and state not in STATES:
         raise invalid_request(f"state must be one of {', '.join(STATES)}", "state")
-    return _dump({"approvals": await request.app[GATEWAY].store.list_approvals(state)})
+    return dump({"approvals": await request.app[GATEWAY].store.list_approvals(state)})
 
 
 async def show_approval(request: web.Request) -> web.Response:
-    return _dump(await request.app[GATEWAY].store.get_approval(request.match_info["id"]))
+    return dump(await request.app[GATEWAY].store.get_approval(request.match_info["id"]))
 
 
 async def _decide(request: web.Request, approve: bool) -> web.Response:
-    body = await _json(request)
+    body = await read_json(request)
     note = body.get("note")
     if note is not None and not isinstance(note, str):
         raise invalid_request("note must be a string", "note")
@@ -37,7 +35,7 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
         return web.json_response(
             {"error": {"message": str(exc), "type": "admin_error", "code": "conflict",
                        "param": None}}, status=409)
-    return _dump(decided)
+    return dump(decided)
 
 
 async def approve(request: web.Request) -> web.Response:
@@ -56,7 +54,7 @@ def _revoke_all(kind: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         ids = await gw.store.revoke_keys(**{kind: name})
         for key_id in ids:
             gw.streams.cut(key_id)
-        return _dump({kind: name, "revoked": ids})
+        return dump({kind: name, "revoked": ids})
 
     return revoke
 
@@ -69,32 +67,3 @@ def add_approval_routes(app: web.Application) -> None:
     r.add_post(f"{PREFIX}/approvals/{{id}}/deny", deny)
     r.add_post(f"{PREFIX}/agents/{{name}}/revoke", _revoke_all("agent"))
     r.add_post(f"{PREFIX}/groups/{{name}}/revoke", _revoke_all("group"))
-
-
-def approval_paths() -> dict[str, Any]:
-    """The OpenAPI paths of this module."""
-    one = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
-    name = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
-    obj = {"200": {"description": "OK",
-                   "content": {"application/json": {"schema": {"type": "object"}}}}}
-    note = {"content": {"application/json": {"schema": {
-        "type": "object", "properties": {"note": {"type": "string"}}}}}}
-    return {
-        "/admin/v1/approvals": {"get": {
-            "summary": "Approvals, newest first", "responses": obj, "parameters": [
-                {"name": "state", "in": "query", "schema": {"enum": list(STATES)}}]}},
-        "/admin/v1/approvals/{id}": {"get": {
-            "summary": "Show an approval", "parameters": one, "responses": obj}},
-        "/admin/v1/approvals/{id}/approve": {"post": {
-            "summary": "Let the held call through once", "parameters": one,
-            "requestBody": note, "responses": obj}},
-        "/admin/v1/approvals/{id}/deny": {"post": {
-            "summary": "Refuse the held call", "parameters": one, "requestBody": note,
-            "responses": obj}},
-        "/admin/v1/agents/{name}/revoke": {"post": {
-            "summary": "Kill switch: revoke every key of an agent", "parameters": name,
-            "responses": obj}},
-        "/admin/v1/groups/{name}/revoke": {"post": {
-            "summary": "Kill switch: revoke every key of a group's agents", "parameters": name,
-            "responses": obj}},
-    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from outlay import __version__
+from outlay.admin.approvals_openapi import approval_paths
 from outlay.admin.webhooks_openapi import webhook_paths
 
 _USD = {"type": "string", "description": "USD, exact decimal", "examples": ["0.0125"]}
@@ -89,8 +90,6 @@ _SCOPE = [{"name": "scope", "in": "path", "required": True, "schema": {"type": "
 
 
 def openapi_document() -> dict[str, Any]:
-    from outlay.admin.approvals import approval_paths  # it imports the routes that serve this
-
     new_key = {"type": "object", "required": ["agent"], "properties": {
         "agent": {"type": "string"}, "name": {"type": "string"},
         "ttl_seconds": {"type": "number", "exclusiveMinimum": 0},

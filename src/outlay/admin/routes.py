@@ -7,10 +7,12 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from aiohttp import web
 
+from outlay.admin.approvals import add_approval_routes
+from outlay.admin.common import PREFIX, dump, error_response, int_query, read_json
 from outlay.admin.openapi import openapi_document
+from outlay.admin.webhooks import add_webhook_routes
 from outlay.gateway.context import GATEWAY
 from outlay.policy.decide import iso
 from outlay.policy.errors import AuthError, BadRequest, OutlayError, invalid_request
@@ -18,16 +20,9 @@ from outlay.policy.model import PolicyError, parse_policy, parse_scope
 from outlay.state.base import KeyRecord, NewKey, NotFound, StateError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-PREFIX = "/admin/v1"
 MAX_AUDIT = 1000
 MAX_KEYS = 10_000  # a page of the key listing
 MAX_TTL_S = 10 * 366 * 86_400  # longer is no expiry at all: omit ttl_seconds for that
-
-
-def _error(status: int, code: str, message: str, param: str | None = None) -> web.Response:
-    return web.json_response(
-        {"error": {"message": message, "type": "admin_error", "code": code, "param": param}},
-        status=status, dumps=lambda o: orjson.dumps(o).decode())
 
 
 @web.middleware
@@ -43,31 +38,22 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
                             "(Authorization: Bearer <OUTLAY_ADMIN_TOKEN>).")
         return await handler(request)
     except OutlayError as err:
-        return _error(err.status, err.code, err.message, err.details.get("param"))
+        return error_response(err.status, err.code, err.message, err.details.get("param"))
     except PolicyError as err:
-        return _error(400, "invalid_policy", str(err))
+        return error_response(400, "invalid_policy", str(err))
     except NotFound as err:
-        return _error(404, "not_found", str(err.args[0]) if err.args else "not found")
+        return error_response(404, "not_found", str(err.args[0]) if err.args else "not found")
     except StateError as err:
-        return _error(503, "enforcement_unavailable", str(err))
+        return error_response(503, "enforcement_unavailable", str(err))
     except web.HTTPException as exc:  # no such admin route, or not with that method
         if exc.status < 400:
             raise
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "invalid_request")
-        response = _error(exc.status, code, f"{exc.reason}: {request.method} {request.path}")
+        response = error_response(
+            exc.status, code, f"{exc.reason}: {request.method} {request.path}")
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
-
-
-async def _json(request: web.Request) -> dict[str, Any]:
-    try:
-        data = orjson.loads(await request.read() or b"{}")
-    except orjson.JSONDecodeError as exc:
-        raise invalid_request(f"The request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise invalid_request("The request body must be a JSON object.")
-    return data
 
 
 def _labels(value: object) -> dict[str, str] | None:
@@ -89,13 +75,9 @@ def key_view(record: KeyRecord) -> dict[str, Any]:
     }
 
 
-def _dump(data: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
 async def create_key(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    body = await _json(request)
+    body = await read_json(request)
     agent = body.get("agent")
     if not isinstance(agent, str) or not agent:
         raise invalid_request("agent is required: the name of the agent that owns the key",
@@ -113,14 +95,14 @@ async def create_key(request: web.Request) -> web.Response:
     record, secret = await gw.store.create_key(NewKey(
         agent=agent, name=name, ttl_seconds=ttl, labels=_labels(body.get("labels")) or {},
         policy=policy))
-    return _dump({**key_view(record), "key": secret}, 201)
+    return dump({**key_view(record), "key": secret}, 201)
 
 
 async def list_keys(request: web.Request) -> web.Response:
     """Every key, oldest first; `limit` gives the newest that many, newest first, and `more`
     says whether there are others; `active=true` only keys neither revoked nor expired."""
     gw = request.app[GATEWAY]
-    limit = _int_query(request, "limit", 0, MAX_KEYS) or None
+    limit = int_query(request, "limit", 0, MAX_KEYS) or None
     active = request.query.get("active", "false")
     if active not in ("true", "false"):
         raise invalid_request("active must be true or false", "active")
@@ -130,54 +112,54 @@ async def list_keys(request: web.Request) -> web.Response:
     answer: dict[str, Any] = {"keys": [key_view(r) for r in records[:limit]]}
     if limit is not None:
         answer["more"] = len(records) > limit
-    return _dump(answer)
+    return dump(answer)
 
 
 async def show_key(request: web.Request) -> web.Response:
-    return _dump(key_view(await request.app[GATEWAY].store.get_key(request.match_info["id"])))
+    return dump(key_view(await request.app[GATEWAY].store.get_key(request.match_info["id"])))
 
 
 async def update_key(request: web.Request) -> web.Response:
-    body = await _json(request)
+    body = await read_json(request)
     name = body.get("name")
     if name is not None and not isinstance(name, str):
         raise invalid_request("name must be a string", "name")
     policy = parse_policy(body["policy"]) if body.get("policy") is not None else None
     record = await request.app[GATEWAY].store.update_key(
         request.match_info["id"], name, _labels(body.get("labels")), policy)
-    return _dump(key_view(record))
+    return dump(key_view(record))
 
 
 async def revoke_key(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     record = await gw.store.revoke_key(request.match_info["id"])
     gw.streams.cut(record.id)
-    return _dump(key_view(record))
+    return dump(key_view(record))
 
 
 async def create_agent(request: web.Request) -> web.Response:
-    body = await _json(request)
+    body = await read_json(request)
     name, group = body.get("name"), body.get("group")
     if not isinstance(name, str) or not name:
         raise invalid_request("name is required", "name")
     if group is not None and (not isinstance(group, str) or not group):
         raise invalid_request("group must be a non-empty string", "group")
-    return _dump(await request.app[GATEWAY].store.create_agent(name, group), 201)
+    return dump(await request.app[GATEWAY].store.create_agent(name, group), 201)
 
 
 async def list_agents(request: web.Request) -> web.Response:
-    return _dump({"agents": await request.app[GATEWAY].store.list_agents()})
+    return dump({"agents": await request.app[GATEWAY].store.list_agents()})
 
 
 async def list_groups(request: web.Request) -> web.Response:
-    return _dump({"groups": await request.app[GATEWAY].store.list_groups()})
+    return dump({"groups": await request.app[GATEWAY].store.list_groups()})
 
 
 async def put_policy(request: web.Request) -> web.Response:
     scope = parse_scope(request.match_info["scope"])
-    policy = parse_policy(await _json(request))
+    policy = parse_policy(await read_json(request))
     stored = await request.app[GATEWAY].store.put_policy(scope, policy)
-    return _dump({"scope": scope, **stored.to_dict()})
+    return dump({"scope": scope, **stored.to_dict()})
 
 
 async def get_policy(request: web.Request) -> web.Response:
@@ -185,13 +167,13 @@ async def get_policy(request: web.Request) -> web.Response:
     policy = await request.app[GATEWAY].store.get_policy(scope)
     if policy is None:
         raise NotFound(f"no policy on {scope}")
-    return _dump({"scope": scope, **policy.to_dict()})
+    return dump({"scope": scope, **policy.to_dict()})
 
 
 async def delete_policy(request: web.Request) -> web.Response:
     scope = parse_scope(request.match_info["scope"])
     await request.app[GATEWAY].store.delete_policy(scope)
-    return _dump({"scope": scope, "deleted": True})
+    return dump({"scope": scope, "deleted": True})
 
 
 async def list_policies(request: web.Request) -> web.Response:
@@ -199,29 +181,20 @@ async def list_policies(request: web.Request) -> web.Response:
     if keys not in ("true", "false"):
         raise invalid_request("keys must be true or false", "keys")
     policies = await request.app[GATEWAY].store.list_policies(keys=keys == "true")
-    return _dump({"policies": [{"scope": s, **p.to_dict()} for s, p in policies.items()]})
+    return dump({"policies": [{"scope": s, **p.to_dict()} for s, p in policies.items()]})
 
 
 async def usage(request: web.Request) -> web.Response:
     scope = parse_scope(request.match_info["scope"])
-    return _dump(await request.app[GATEWAY].store.usage(scope))
-
-
-def _int_query(request: web.Request, name: str, default: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not 1 <= int(raw) <= high:
-        raise invalid_request(f"{name} must be a whole number from 1 to {high}", name)
-    return int(raw)
+    return dump(await request.app[GATEWAY].store.usage(scope))
 
 
 async def audit(request: web.Request) -> web.Response:
     scope = request.query.get("scope")
-    limit = _int_query(request, "limit", 100, MAX_AUDIT)
+    limit = int_query(request, "limit", 100, MAX_AUDIT)
     entries = await request.app[GATEWAY].store.audit(
         parse_scope(scope) if scope else None, limit)
-    return _dump({"entries": entries})
+    return dump({"entries": entries})
 
 
 async def report(request: web.Request) -> web.Response:
@@ -233,18 +206,18 @@ async def report(request: web.Request) -> web.Response:
     if since is not None and not since.isdigit():
         raise invalid_request("since_ms must be a unix time in milliseconds", "since_ms")
     rows = await request.app[GATEWAY].store.report(group_by, int(since) if since else None)
-    return _dump({"group_by": group_by, "rows": rows})
+    return dump({"group_by": group_by, "rows": rows})
 
 
 async def prices(request: web.Request) -> web.Response:
-    return _dump({"models": request.app[GATEWAY].prices.to_list()})
+    return dump({"models": request.app[GATEWAY].prices.to_list()})
 
 
 async def providers(request: web.Request) -> web.Response:
     """Every endpoint the gateway sends to, by its circuit breaker. Each worker process has
     breakers of its own: the answer is the view of the one that answered (`worker`)."""
     gw = request.app[GATEWAY]
-    return _dump({"worker": os.getpid(), "providers": [
+    return dump({"worker": os.getpid(), "providers": [
         {"kind": kind, "provider": h.provider, "base_url": h.base_url, "weight": h.weight,
          "state": h.state.value, "consecutive_failures": h.consecutive_failures}
         for kind, upstream in (("llm", gw.upstream), ("vendor", gw.vendors))
@@ -252,7 +225,7 @@ async def providers(request: web.Request) -> web.Response:
 
 
 async def openapi(_: web.Request) -> web.Response:
-    return _dump(openapi_document())
+    return dump(openapi_document())
 
 
 def add_admin_routes(app: web.Application) -> None:
@@ -276,9 +249,5 @@ def add_admin_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/reports", report)
     r.add_get(f"{PREFIX}/prices", prices)
     r.add_get(f"{PREFIX}/providers", providers)
-    from outlay.admin.approvals import add_approval_routes  # it builds on this module
-
     add_approval_routes(app)
-    from outlay.admin.webhooks import add_webhook_routes  # it builds on this module
-
     add_webhook_routes(app)

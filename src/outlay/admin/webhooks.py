@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from outlay.admin.routes import PREFIX, _dump, _int_query, _json
+from outlay.admin.common import PREFIX, dump, int_query, read_json
 from outlay.gateway.context import GATEWAY
 from outlay.policy.errors import OutlayError, invalid_request
 from outlay.webhooks.delivery import poke
@@ -34,40 +34,40 @@ def _id(request: web.Request) -> str:
 
 
 async def add_webhook(request: web.Request) -> web.Response:
-    body = await _json(request)
+    body = await read_json(request)
     try:
         url, events = check_url(body.get("url")), check_events(body.get("events"))
     except WebhookError as exc:
         raise invalid_request(str(exc), exc.param) from None
-    return _dump(await _store(request).add_webhook(url, events), 201)
+    return dump(await _store(request).add_webhook(url, events), 201)
 
 
 async def list_webhooks(request: web.Request) -> web.Response:
-    return _dump({"webhooks": await _store(request).list_webhooks()})
+    return dump({"webhooks": await _store(request).list_webhooks()})
 
 
 async def show_webhook(request: web.Request) -> web.Response:
-    return _dump(await _store(request).get_webhook(_id(request)))
+    return dump(await _store(request).get_webhook(_id(request)))
 
 
 async def remove_webhook(request: web.Request) -> web.Response:
     await _store(request).remove_webhook(_id(request))
-    return _dump({"id": _id(request), "deleted": True})
+    return dump({"id": _id(request), "deleted": True})
 
 
 async def rotate_secret(request: web.Request) -> web.Response:
-    body = await _json(request)
+    body = await read_json(request)
     overlap = body.get("overlap_seconds", 86_400)
     if isinstance(overlap, bool) or not isinstance(overlap, int | float) or not (
             0 <= overlap <= MAX_OVERLAP_S):
         raise invalid_request(
             f"overlap_seconds must be a number of seconds from 0 to {MAX_OVERLAP_S} (7 days): "
             "how long the old secret keeps signing beside the new one", "overlap_seconds")
-    return _dump(await _store(request).rotate_webhook_secret(_id(request), overlap))
+    return dump(await _store(request).rotate_webhook_secret(_id(request), overlap))
 
 
 async def enable_webhook(request: web.Request) -> web.Response:
-    return _dump(await _store(request).enable_webhook(_id(request)))
+    return dump(await _store(request).enable_webhook(_id(request)))
 
 
 async def send_test(request: web.Request) -> web.Response:
@@ -82,21 +82,21 @@ async def send_test(request: web.Request) -> web.Response:
         "message": "A test event sent by `outlay webhooks test`.",
     }, endpoint_id=endpoint["id"])
     poke(request.app)
-    return _dump({"event_id": event_id, "endpoint_id": endpoint["id"], "type": TEST_EVENT},
+    return dump({"event_id": event_id, "endpoint_id": endpoint["id"], "type": TEST_EVENT},
                  202)
 
 
 async def endpoint_deliveries(request: web.Request) -> web.Response:
-    limit = _int_query(request, "limit", 100, MAX_DELIVERIES)
+    limit = int_query(request, "limit", 100, MAX_DELIVERIES)
     found = await _store(request).list_deliveries(_id(request), None, limit)
-    return _dump({"deliveries": found})
+    return dump({"deliveries": found})
 
 
 async def deliveries(request: web.Request) -> web.Response:
-    limit = _int_query(request, "limit", 100, MAX_DELIVERIES)
+    limit = int_query(request, "limit", 100, MAX_DELIVERIES)
     found = await _store(request).list_deliveries(
         request.query.get("endpoint_id"), request.query.get("event_id"), limit)
-    return _dump({"deliveries": found})
+    return dump({"deliveries": found})
 
 
 def add_webhook_routes(app: web.Application) -> None:
