@@ -176,7 +176,7 @@ class OutlayRedisPostgres(Outlay):
 
     def unavailable(self, ctx: Context) -> str | None:
         try:
-            from outlay.state.base import store_from_url
+            from outlay.state.open import store_from_url
 
             store_from_url("redis://127.0.0.1:1/0", database="postgresql://127.0.0.1:1/x")
         except ValueError as exc:

@@ -2,7 +2,7 @@
 to show that the cost of a call does not grow with them.
 
 The rows are written straight into SQLite with executemany in one transaction, in the
-shapes the store itself writes (outlay.state.sqlite_schema, outlay.state.keys): going
+shapes the store itself writes (outlay.state.sqlite.schema, outlay.state.keys): going
 through the admin API would take hours for a million ledger rows.
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from outlay.policy.model import parse_policy
 from outlay.state.keys import hash_secret, new_secret
 from outlay.state.ledger_sql import period_start_of
-from outlay.state.sqlite_schema import apply
+from outlay.state.sqlite.schema import apply
 
 DAY_MS = 86_400_000
 LABELS = json.dumps({"seeded": "yes"})

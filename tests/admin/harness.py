@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient
 from outlay.gateway.app import create_app
 from outlay.pricing.table import PriceTable
 from outlay.settings import Settings
-from outlay.state.sqlite import SqliteStore
-from outlay.upstream.simulated import SimulatedUpstream
+from outlay.simulator.providers import SimulatedUpstream
+from outlay.state.sqlite.store import SqliteStore
 
 ADMIN_TOKEN = "adm"
 # 2025-06-15T12:00:00Z: mid-month and mid-day, so no period turns over during a test.

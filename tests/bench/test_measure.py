@@ -92,12 +92,12 @@ PROFILE = """\
 <module> (outlay:8);run (aiohttp/web.py:10);Runner.run (asyncio/runners.py:118);\
 BaseEventLoop._run_once (asyncio/base_events.py:1898);select (selectors.py:468) 60
 <module> (outlay:8);run (aiohttp/web.py:10);proxy (outlay/gateway/llm.py:90);\
-SqliteStore.reserve (outlay/state/sqlite.py:280) 25
+SqliteStore.reserve (outlay/state/sqlite/store.py:280) 25
 <module> (outlay:8);run (aiohttp/web.py:10);proxy (outlay/gateway/llm.py:80);\
 hash_secret (outlay/state/keys.py:18) 5
 <module> (outlay:8);run (aiohttp/web.py:10);RequestHandler.start \
 (aiohttp/web_protocol.py:500) 10
-Thread._bootstrap (threading.py:995);Checkpointer._run (outlay/state/sqlite_checkpoint.py:80);\
+Thread._bootstrap (threading.py:995);Checkpointer._run (outlay/state/sqlite/checkpoint.py:80);\
 Event.wait (threading.py:622);Condition.wait (threading.py:331) 50
 """
 
@@ -108,13 +108,13 @@ def test_summarize_separates_idle_and_charges_leaves() -> None:
     assert (profile.total, profile.idle, profile.active) == (150, 110, 40)
     assert profile.share(profile.self_by_package["outlay/state"]) == pytest.approx(75.0)
     assert profile.inclusive_by_function["proxy (outlay/gateway/llm.py)"] == 30
-    assert profile.self_by_line["SqliteStore.reserve (outlay/state/sqlite.py:280)"] == 25
+    assert profile.self_by_line["SqliteStore.reserve (outlay/state/sqlite/store.py:280)"] == 25
     text = hotspots.report(profile, top=3)
-    assert "| 62.5 | `SqliteStore.reserve (outlay/state/sqlite.py)` |" in text
+    assert "| 62.5 | `SqliteStore.reserve (outlay/state/sqlite/store.py)` |" in text
 
 
 def test_package_of() -> None:
-    assert hotspots.package_of("outlay/state/sqlite.py") == "outlay/state"
+    assert hotspots.package_of("outlay/state/sqlite/store.py") == "outlay/state"
     assert hotspots.package_of("/x/site-packages/aiohttp/web_protocol.py") == "aiohttp"
     assert hotspots.package_of("aiohttp/web_protocol.py") == "aiohttp"
     assert hotspots.package_of("selectors.py") == "(stdlib) selectors.py"

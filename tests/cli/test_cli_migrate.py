@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from outlay.cli.main import main
-from outlay.state.postgres_schema import LATEST, schema_version
+from outlay.state.postgres.schema import LATEST, schema_version
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ from multidict import CIMultiDict
 from outlay.pricing.table import PriceTable
 from outlay.settings import Settings
 from outlay.state.base import Outcome
-from outlay.state.sqlite import SqliteStore
+from outlay.state.sqlite.store import SqliteStore
 from outlay.upstream.base import (
     EndpointHealth,
     UpstreamBroken,

@@ -10,7 +10,7 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
 from outlay.gateway.health import HealthEvents
-from outlay.state.sqlite import SqliteStore
+from outlay.state.sqlite.store import SqliteStore
 from outlay.upstream.base import UpstreamRequest
 from outlay.upstream.breaker import BreakerState
 from outlay.upstream.http import Endpoint, HttpUpstream

@@ -16,8 +16,9 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from outlay.upstream import SimulatedUpstream, UpstreamBroken, UpstreamRequest
-from outlay.upstream.sim_common import REPLY_TOKENS
+from outlay.simulator.common import REPLY_TOKENS
+from outlay.simulator.providers import SimulatedUpstream
+from outlay.upstream import UpstreamBroken, UpstreamRequest
 
 HELLO = [{"role": "user", "content": "Hello, world!"}]  # 13 bytes: ceil(13/4) + 3 = 7 tokens
 HELLO_TOKENS = 7

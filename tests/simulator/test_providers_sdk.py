@@ -11,8 +11,9 @@ import pytest
 from anthropic.types import MessageParam
 from openai.types.chat import ChatCompletionMessageParam
 
-from outlay.upstream import SimulatedUpstream, UpstreamRequest, UpstreamResponse
-from outlay.upstream.sim_common import REPLY_TOKENS
+from outlay.simulator.common import REPLY_TOKENS
+from outlay.simulator.providers import SimulatedUpstream
+from outlay.upstream import UpstreamRequest, UpstreamResponse
 
 # 7 tokens by the simulator's rule: ceil(13 bytes / 4) + 3
 OPENAI_HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello, world!"}]

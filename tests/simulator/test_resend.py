@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from outlay.simulator.vendors import SimulatedVendors
 from outlay.upstream import UpstreamRequest
-from outlay.upstream.sim_vendors import SimulatedVendors
 
 EMAIL = {"from": "Shop <shop@example.com>", "to": "ada@example.com", "subject": "Hi", "html": "x"}
 

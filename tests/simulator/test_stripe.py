@@ -9,9 +9,9 @@ from urllib.parse import urlencode
 import pytest
 import stripe
 
+from outlay.simulator.stripe import decode_form
+from outlay.simulator.vendors import SimulatedVendors
 from outlay.upstream import UpstreamRequest
-from outlay.upstream.sim_stripe import decode_form
-from outlay.upstream.sim_vendors import SimulatedVendors
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 

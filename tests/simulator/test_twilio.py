@@ -9,8 +9,8 @@ from urllib.parse import urlencode
 
 import pytest
 
+from outlay.simulator.vendors import SimulatedVendors
 from outlay.upstream import UpstreamRequest
-from outlay.upstream.sim_vendors import SimulatedVendors
 
 ACCOUNT = "AC" + "b" * 32
 MESSAGES = f"/2010-04-01/Accounts/{ACCOUNT}/Messages.json"

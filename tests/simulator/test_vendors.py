@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from outlay.simulator.vendors import FAULT_HEADER, SIMULATED_VENDORS, SimulatedVendors
 from outlay.upstream import UpstreamBroken, UpstreamRequest, UpstreamUnreachable
-from outlay.upstream.sim_vendors import FAULT_HEADER, SIMULATED_VENDORS, SimulatedVendors
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 

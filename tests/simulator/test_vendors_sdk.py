@@ -21,8 +21,8 @@ from twilio.base.exceptions import TwilioRestException  # type: ignore[import-un
 from twilio.http.async_http_client import AsyncTwilioHttpClient  # type: ignore[import-untyped]
 from twilio.rest import Client as TwilioClient  # type: ignore[import-untyped]
 
+from outlay.simulator.vendors import SimulatedVendors
 from outlay.upstream import UpstreamRequest
-from outlay.upstream.sim_vendors import SimulatedVendors
 
 TWILIO_SID = "AC" + "a" * 32
 

@@ -16,9 +16,10 @@ import psycopg
 import pytest
 import redis
 
-from outlay.state.base import StateStore, store_from_url
-from outlay.state.redis import RedisStore
-from outlay.state.sqlite import SqliteStore
+from outlay.state.base import StateStore
+from outlay.state.open import store_from_url
+from outlay.state.redis.store import RedisStore
+from outlay.state.sqlite.store import SqliteStore
 
 from .support import Clock
 

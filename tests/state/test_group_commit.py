@@ -12,7 +12,7 @@ import pytest
 
 from outlay.policy.errors import BadRequest
 from outlay.state.base import StateError
-from outlay.state.sqlite_batch import DEFER_S, GroupCommit
+from outlay.state.sqlite.batch import DEFER_S, GroupCommit
 
 
 @pytest.fixture

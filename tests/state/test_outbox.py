@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from outlay.state.base import NotFound, StateStore
-from outlay.state.sqlite import SqliteStore
-from outlay.state.sqlite_outbox import enqueue
+from outlay.state.sqlite.outbox import enqueue
+from outlay.state.sqlite.store import SqliteStore
 from outlay.webhooks.events import WebhookError
 from outlay.webhooks.outbox import WebhookStore
 

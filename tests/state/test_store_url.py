@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from outlay.state.base import StateError, store_from_url
-from outlay.state.sqlite import SqliteStore
+from outlay.state.base import StateError
+from outlay.state.open import store_from_url
+from outlay.state.sqlite.store import SqliteStore
 
 
 def test_sqlite_urls(tmp_path: Path) -> None:

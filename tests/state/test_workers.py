@@ -16,7 +16,8 @@ import pytest
 from outlay.policy.errors import BudgetExceeded, NotAllowed, RateLimited
 from outlay.policy.model import parse_policy
 from outlay.policy.money import usd_to_micros
-from outlay.state.base import NewKey, Outcome, StateStore, store_from_url
+from outlay.state.base import NewKey, Outcome, StateStore
+from outlay.state.open import store_from_url
 
 from .conftest import Backend, OpenStore
 from .support import Clock, budget_line, ledger_cost, ticket

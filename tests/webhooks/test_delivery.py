@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from outlay.state.sqlite import SqliteStore
+from outlay.state.sqlite.store import SqliteStore
 from outlay.webhooks.backoff import Backoff
 from outlay.webhooks.delivery import USER_AGENT, Deliverer, DeliverySettings
 

@@ -91,7 +91,7 @@ def migrate(config: str | None, database: str | None) -> None:
     import asyncio
 
     from outlay.state.base import StateError
-    from outlay.state.postgres_schema import migrate as apply_migrations
+    from outlay.state.postgres.schema import migrate as apply_migrations
 
     try:
         applied = asyncio.run(apply_migrations(settings.database))

@@ -15,7 +15,8 @@ from outlay.gateway.context import GATEWAY, Gateway
 from outlay.gateway.errors import Flavor, error_response
 from outlay.gateway.exchange import AiohttpExchange
 from outlay.gateway.health import HealthEvents
-from outlay.gateway.llm import ROUTES, Route, proxy
+from outlay.gateway.llm import proxy
+from outlay.gateway.llm_routes import ROUTES, Route
 from outlay.gateway.metrics import CONTENT_TYPE, Snapshots, exposition, keep_writing
 from outlay.gateway.models import list_models
 from outlay.gateway.vendors import vendor_proxy
@@ -23,8 +24,9 @@ from outlay.gateway.wiring import upstream_from_settings, vendor_pricing, vendor
 from outlay.policy.errors import OutlayError
 from outlay.pricing.table import PriceTable
 from outlay.settings import Settings
-from outlay.state.base import StateError, StateStore, store_from_url
-from outlay.state.sqlite import wall_ms
+from outlay.state.base import StateError, StateStore
+from outlay.state.clock import wall_ms
+from outlay.state.open import store_from_url
 from outlay.ui import add_ui_routes
 from outlay.upstream.base import Upstream
 from outlay.webhooks.delivery import attach_deliverer, delivery_settings

@@ -9,18 +9,18 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from outlay.gateway.admission import admit, new_request_id, refuse_invalid
 from outlay.gateway.context import Flight, Gateway
-from outlay.gateway.errors import Flavor, error_answer
+from outlay.gateway.errors import error_answer
 from outlay.gateway.exchange import Exchange
 from outlay.gateway.forward import request_headers, response_headers
 from outlay.gateway.headers import limit_headers
 from outlay.gateway.intake import agent_key, parse_json_object
+from outlay.gateway.llm_routes import ROUTES, Route
 from outlay.gateway.settle import Settler
 from outlay.gateway.usage_tap import UsageHider, UsageTap, usage_of
 from outlay.policy.decision import Call
@@ -36,28 +36,6 @@ from outlay.upstream.base import (
     UpstreamResponse,
     UpstreamUnreachable,
 )
-
-
-@dataclass(frozen=True)
-class Route:
-    kind: str  # the pricing route: "openai.chat", "anthropic.messages", …
-    provider: str
-    path: str  # provider-relative upstream path
-
-    @property
-    def flavor(self) -> Flavor:
-        return "anthropic" if self.provider == "anthropic" else "openai"
-
-
-ROUTES = {
-    "/v1/chat/completions": Route("openai.chat", "openai", "/chat/completions"),
-    "/v1/completions": Route("openai.completions", "openai", "/completions"),
-    "/v1/embeddings": Route("openai.embeddings", "openai", "/embeddings"),
-    "/v1/responses": Route("openai.responses", "openai", "/responses"),
-    "/v1/messages": Route("anthropic.messages", "anthropic", "/v1/messages"),
-    "/v1/messages/count_tokens": Route(
-        "anthropic.count_tokens", "anthropic", "/v1/messages/count_tokens"),
-}
 
 
 def llm_handlers(gw: Gateway) -> dict[str, Callable[[Exchange], Awaitable[None]]]:

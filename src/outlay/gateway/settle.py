@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from outlay.gateway.context import Gateway
+from outlay.gateway.llm_routes import Route
 from outlay.pricing.estimate import usage_cost
 from outlay.pricing.table import ModelPrice
 from outlay.state.base import Outcome, Reservation, Settled, StateError, charged
-
-if TYPE_CHECKING:
-    from outlay.gateway.llm import Route
 
 
 class Settler:

@@ -15,7 +15,7 @@ from outlay.gateway.exchange import read_body
 from outlay.gateway.forward import response_headers
 from outlay.gateway.headers import limit_headers
 from outlay.gateway.intake import agent_key
-from outlay.gateway.llm import Route
+from outlay.gateway.llm_routes import Route
 from outlay.gateway.settle import Settler
 from outlay.policy.decision import Call
 from outlay.policy.errors import BadRequest, OutlayError, Unavailable

@@ -13,8 +13,6 @@ from outlay.upstream.base import (
     UpstreamUnreachable,
 )
 from outlay.upstream.http import Endpoint, HealthListener, HttpUpstream
-from outlay.upstream.sim_vendors import SIMULATED_VENDORS, SimulatedVendors
-from outlay.upstream.simulated import SimulatedUpstream
 from outlay.upstream.vendors_http import VendorUpstream, vendor_endpoints
 from outlay.vendors import BUILTIN_VENDORS, VendorPricing, pricing_for
 
@@ -24,6 +22,9 @@ def upstream_from_settings(
 ) -> Upstream:
     """The simulated provider when no provider has credentials; real endpoints otherwise."""
     if settings.simulated:
+        # the simulator is loaded only when the settings ask for it
+        from outlay.simulator.providers import SimulatedUpstream
+
         return SimulatedUpstream(latency_ms=settings.simulated_latency_ms)
     endpoints = {
         provider: [Endpoint(e.base_url or "", e.api_key, e.weight) for e in configured]
@@ -36,13 +37,15 @@ class VendorRouter:
     """Vendors with credentials go to the real vendor; Stripe, Twilio and Resend without
     credentials go to the simulated ones, so the demo and tests run offline."""
 
-    def __init__(self, real: VendorUpstream | None, simulated: Upstream | None) -> None:
+    def __init__(self, real: VendorUpstream | None, simulated: Upstream | None,
+                 simulated_vendors: frozenset[str] = frozenset()) -> None:
         self.real, self.simulated = real, simulated
+        self.simulated_vendors = simulated_vendors
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         if self.real is not None and request.provider in self.real.vendors:
             return await self.real.send(request)
-        if self.simulated is not None and request.provider in SIMULATED_VENDORS:
+        if self.simulated is not None and request.provider in self.simulated_vendors:
             return await self.simulated.send(request)
         raise UpstreamUnreachable(f"vendor {request.provider!r} has no credentials configured")
 
@@ -62,7 +65,13 @@ class VendorRouter:
 def vendors_from_settings(settings: Settings) -> Upstream:
     endpoints = vendor_endpoints(settings.vendors)
     real = VendorUpstream(endpoints) if endpoints else None
-    return VendorRouter(real, SimulatedVendors(latency_ms=settings.simulated_latency_ms))
+    if real is not None and real.vendors.issuperset(BUILTIN_VENDORS):
+        return VendorRouter(real, None)
+    # the simulator is loaded only when a built-in vendor has no credentials
+    from outlay.simulator.vendors import SIMULATED_VENDORS, SimulatedVendors
+
+    return VendorRouter(real, SimulatedVendors(latency_ms=settings.simulated_latency_ms),
+                        SIMULATED_VENDORS)
 
 
 def vendor_pricing(vendors: Mapping[str, Mapping[str, object]]) -> dict[str, VendorPricing]:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from outlay.upstream.sim_common import (
+from outlay.simulator.common import (
     BREAK_MODEL,
     SimContext,
     SimRejection,

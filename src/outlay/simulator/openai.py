@@ -13,7 +13,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-from outlay.upstream.sim_common import (
+from outlay.simulator.common import (
     BREAK_MODEL,
     CannedReply,
     SimContext,

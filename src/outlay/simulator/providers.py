@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator, Mapping
 
 from multidict import CIMultiDict
 
-from outlay.upstream import sim_anthropic, sim_openai
+from outlay.simulator import anthropic as sim_anthropic
+from outlay.simulator import openai as sim_openai
+from outlay.simulator.common import SimContext, SimReply
 from outlay.upstream.base import (
     EndpointHealth,
     UpstreamBroken,
@@ -21,7 +23,6 @@ from outlay.upstream.base import (
     UpstreamResponse,
 )
 from outlay.upstream.breaker import BreakerState
-from outlay.upstream.sim_common import SimContext, SimReply
 
 # Streams pause this fraction of the latency between chunks: slow enough to hold a call in
 # flight, quick enough that a whole reply is not many times the configured latency.

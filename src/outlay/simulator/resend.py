@@ -16,8 +16,8 @@ from typing import Any
 
 from multidict import CIMultiDict
 
+from outlay.simulator.common import SimContext, SimReply, json_reply
 from outlay.upstream.base import UpstreamRequest
-from outlay.upstream.sim_common import SimContext, SimReply, json_reply
 
 MAX_RECIPIENTS = 50
 MAX_BATCH = 100

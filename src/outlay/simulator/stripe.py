@@ -15,8 +15,8 @@ from urllib.parse import parse_qsl
 
 from multidict import CIMultiDict
 
+from outlay.simulator.common import SimContext, SimReply, json_reply
 from outlay.upstream.base import UpstreamRequest
-from outlay.upstream.sim_common import SimContext, SimReply, json_reply
 
 MAX_AMOUNT = 99_999_999  # Stripe's ceiling in the smallest currency unit
 _CAPTURE_METHODS = ("automatic", "automatic_async", "manual")

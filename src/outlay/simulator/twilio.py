@@ -15,8 +15,8 @@ from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qs
 
+from outlay.simulator.common import SimContext, SimReply, json_reply
 from outlay.upstream.base import UpstreamRequest
-from outlay.upstream.sim_common import SimContext, SimReply, json_reply
 from outlay.vendors.twilio_segments import sms_segments
 
 API_VERSION = "2010-04-01"

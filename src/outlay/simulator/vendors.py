@@ -18,6 +18,11 @@ from typing import Protocol
 
 from multidict import CIMultiDict
 
+from outlay.simulator.common import SimContext, SimReply
+from outlay.simulator.providers import SimulatedResponse
+from outlay.simulator.resend import ResendSim
+from outlay.simulator.stripe import StripeSim
+from outlay.simulator.twilio import TwilioSim
 from outlay.upstream.base import (
     EndpointHealth,
     UpstreamBroken,
@@ -26,11 +31,6 @@ from outlay.upstream.base import (
     UpstreamUnreachable,
 )
 from outlay.upstream.breaker import BreakerState
-from outlay.upstream.sim_common import SimContext, SimReply
-from outlay.upstream.sim_resend import ResendSim
-from outlay.upstream.sim_stripe import StripeSim
-from outlay.upstream.sim_twilio import TwilioSim
-from outlay.upstream.simulated import SimulatedResponse
 
 SIMULATED_VENDORS = frozenset({"stripe", "twilio", "resend"})
 FAULT_HEADER = "Outlay-Sim-Fault"

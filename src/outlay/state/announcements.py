@@ -1,5 +1,6 @@
 """The approval records and events both durable stores write, built from plain values; each
-backend keeps only its SQL (`sqlite_events.py`, `postgres_approvals.py`)."""
+backend keeps only its SQL (`sqlite/events.py`, `postgres/approvals.py`); and the budget
+events a settlement raises."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from outlay.policy.decide import iso
+from outlay.policy.decide import iso, percent
 from outlay.policy.decision import ApprovalNeed, Event, KeyInfo
 from outlay.policy.errors import ApprovalRequired
+from outlay.policy.model import Policy
 from outlay.policy.money import micros_to_usd
 from outlay.state.base import Ticket
 
@@ -71,3 +73,27 @@ def approval_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "decided_at": None if row["decided_ms"] is None else iso(row["decided_ms"]),
         "note": row["note"], "used_by": row["used_by"],
     }
+
+
+def settlement_events(
+    scope: str, policy: Policy, period: str, period_start: int, spent: int, key: KeyInfo | None,
+) -> list[Event]:
+    """budget.warning at warn_at, and budget.exceeded when a soft budget is crossed,
+    judged on settled spend."""
+    events = []
+    for budget in policy.budgets:
+        if budget.period != period:
+            continue
+        data = {
+            "scope": scope, "agent_id": key.agent if key else None,
+            "key_id": key.id if key else None, "period": period, "mode": budget.mode,
+            "spent_usd": micros_to_usd(spent), "cap_usd": micros_to_usd(budget.cap_micros),
+            "percent_used": percent(spent, budget.cap_micros),
+        }
+        mark = f"{scope}:{period}:{period_start}"
+        if budget.warn_at is not None and spent >= budget.warn_at * budget.cap_micros:
+            events.append(Event("budget.warning", {**data, "warn_at": budget.warn_at},
+                                f"budget.warning:{mark}"))
+        if budget.mode == "soft" and spent > budget.cap_micros:
+            events.append(Event("budget.exceeded", data, f"budget.exceeded:{mark}"))
+    return events

@@ -167,23 +167,3 @@ class StateStore(Protocol):
     async def audit(self, scope: str | None, limit: int) -> list[dict[str, Any]]: ...
     async def report(self, group_by: str, since_ms: int | None) -> list[dict[str, Any]]: ...
 
-
-def store_from_url(url: str, **options: Any) -> StateStore:
-    """Pick the backend by URL scheme: sqlite:///path.db (or sqlite:///:memory:), or
-    redis://host:port/db (rediss:// with TLS) beside `database=postgresql://…`."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise ValueError(f"state URL needs a scheme, e.g. sqlite:///outlay.db, got {url!r}")
-    database = options.pop("database", None)
-    if scheme == "sqlite":
-        from outlay.state.sqlite import SqliteStore
-
-        if database:
-            raise ValueError("`database` is the durable store of a redis:// state; the SQLite "
-                             "state keeps everything in its own file: leave `database` unset")
-        return SqliteStore(rest[1:] if rest.startswith("/") else rest, **options)
-    if scheme in ("redis", "rediss"):
-        from outlay.state.redis import RedisStore
-
-        return RedisStore(url, database=database, **options)
-    raise ValueError(f"unsupported state backend {scheme!r} (supported: sqlite, redis)")

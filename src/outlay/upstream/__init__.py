@@ -1,4 +1,5 @@
-"""How the gateway talks to providers: real endpoints over HTTP, or an in-process simulator."""
+"""How the gateway talks to providers and vendors: real endpoints over HTTP (the simulated
+ones are in `outlay.simulator`)."""
 
 from outlay.upstream.base import (
     EndpointHealth,
@@ -11,7 +12,6 @@ from outlay.upstream.base import (
 )
 from outlay.upstream.breaker import BreakerState, CircuitBreaker
 from outlay.upstream.http import Endpoint, HttpUpstream
-from outlay.upstream.simulated import SimulatedUpstream
 
 __all__ = [
     "BreakerState",
@@ -19,7 +19,6 @@ __all__ = [
     "Endpoint",
     "EndpointHealth",
     "HttpUpstream",
-    "SimulatedUpstream",
     "Upstream",
     "UpstreamBroken",
     "UpstreamError",

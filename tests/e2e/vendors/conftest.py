@@ -21,8 +21,8 @@ from urllib.parse import parse_qs
 import pytest
 from aiohttp import web
 
+from outlay.simulator.vendors import SimulatedVendors
 from outlay.upstream import UpstreamRequest
-from outlay.upstream.sim_vendors import SimulatedVendors
 
 from ..harness import Gateway
 

@@ -16,10 +16,10 @@ from outlay.policy.errors import ApprovalRequired
 from outlay.policy.model import Budget, Policy
 from outlay.state.base import NewKey, NotFound, StateError, Ticket
 from outlay.state.keys import hash_secret
-from outlay.state.postgres import PostgresDurable
+from outlay.state.postgres.durable import PostgresDurable
 from tests.servers.postgres import PostgresServer, free_port
 
-from .support import Clock
+from ..support import Clock
 
 NEED = ApprovalNeed("agent:a", "budget_exceeded", "The daily budget of agent:a is spent.", 30.0)
 

@@ -12,10 +12,10 @@ import pytest
 
 from outlay.state import ledger_sql
 from outlay.state.base import StateError
-from outlay.state.postgres import PostgresDurable
-from outlay.state.sqlite_schema import apply as sqlite_apply
+from outlay.state.postgres.durable import PostgresDurable
+from outlay.state.sqlite.schema import apply as sqlite_apply
 
-from .support import Clock
+from ..support import Clock
 
 MINUTE = 60_000
 T0 = 1_710_417_600_000  # 2024-03-14T12:00:00Z

@@ -10,10 +10,10 @@ import sys
 import psycopg
 import pytest
 
-from outlay.state import postgres_schema
 from outlay.state.base import StateError
-from outlay.state.postgres import PostgresDurable
-from outlay.state.postgres_schema import LATEST, Migration, migrate, schema_version
+from outlay.state.postgres import schema as postgres_schema
+from outlay.state.postgres.durable import PostgresDurable
+from outlay.state.postgres.schema import LATEST, Migration, migrate, schema_version
 from tests.servers.postgres import free_port
 
 TABLES = {
@@ -70,7 +70,7 @@ def test_concurrent_migrations_from_processes_apply_each_version_once(
     postgres_dsn: str,
 ) -> None:
     """Replicas starting at the same moment: one applies, the others wait and find it done."""
-    script = ("import asyncio, sys; from outlay.state.postgres_schema import migrate; "
+    script = ("import asyncio, sys; from outlay.state.postgres.schema import migrate; "
               "print(asyncio.run(migrate(sys.argv[1])))")
     procs = [subprocess.Popen([sys.executable, "-c", script, postgres_dsn],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -11,9 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 from outlay.state.base import StateError
-from outlay.state.redis_batch import ScriptBatch
+from outlay.state.redis.batch import ScriptBatch
 
-from ..servers.redis import RedisServer
+from ...servers.redis import RedisServer
 
 INCR = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
 

@@ -11,12 +11,13 @@ import pytest
 
 from outlay.policy.errors import BudgetExceeded, RateLimited
 from outlay.policy.model import parse_policy
-from outlay.state.base import NewKey, Outcome, StateError, store_from_url
-from outlay.state.redis import RedisStore
-from outlay.state.redis_wal import entries_of
+from outlay.state.base import NewKey, Outcome, StateError
+from outlay.state.open import store_from_url
+from outlay.state.redis.store import RedisStore
+from outlay.state.redis.wal import entries_of
 
-from ..servers.redis import RedisServer
-from .support import Clock, budget_line, ledger_cost, ticket
+from ...servers.redis import RedisServer
+from ..support import Clock, budget_line, ledger_cost, ticket
 
 
 @pytest.fixture

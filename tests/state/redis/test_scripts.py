@@ -20,11 +20,11 @@ from outlay.policy.errors import OutlayError
 from outlay.policy.model import Policy, parse_policy
 from outlay.state.base import NewKey, Outcome, Ticket
 from outlay.state.keys import hash_secret
-from outlay.state.redis_plan import Holder, Names, check_args, plan, views
-from outlay.state.sqlite import SqliteStore
+from outlay.state.redis.plan import Holder, Names, check_args, plan, views
+from outlay.state.sqlite.store import SqliteStore
 
-from ..servers.redis import RedisServer
-from .support import Clock
+from ...servers.redis import RedisServer
+from ..support import Clock
 
 START_MS = 1_710_417_600_000  # 2024-03-14T12:00:00Z
 
@@ -45,7 +45,7 @@ async def redis(server: RedisServer) -> AsyncIterator[Redis]:
 
 
 def _script(redis: Redis, name: str) -> Any:
-    return redis.register_script((resources.files("outlay.state") / "lua" / name).read_text())
+    return redis.register_script((resources.files("outlay.state.redis") / "lua" / name).read_text())
 
 
 def random_policy(rng: random.Random) -> Policy:

@@ -11,9 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 from outlay.state.base import StateError
-from outlay.state.redis_wal import Wal
+from outlay.state.redis.wal import Wal
 
-from ..servers.redis import RedisServer
+from ...servers.redis import RedisServer
 
 
 class FlakyLedger:

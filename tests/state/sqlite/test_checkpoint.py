@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from outlay.policy.model import parse_policy
-from outlay.state.sqlite import SqliteStore
-from outlay.state.sqlite_checkpoint import Checkpointer
+from outlay.state.sqlite.checkpoint import Checkpointer
+from outlay.state.sqlite.store import SqliteStore
 
 
 def in_the_database_file(path: Path) -> set[str]:

@@ -13,10 +13,10 @@ from outlay.policy.errors import OutlayError
 from outlay.policy.model import parse_policy
 from outlay.state.base import NewKey, Outcome, StateError
 from outlay.state.ledger_sql import DROP_MOVED, MOVE_SETTLED
-from outlay.state.sqlite import SqliteStore
-from outlay.state.sqlite_mirror import MOVE_ROWS
+from outlay.state.sqlite.mirror import MOVE_ROWS
+from outlay.state.sqlite.store import SqliteStore
 
-from .support import Clock, ticket
+from ..support import Clock, ticket
 
 
 def rows_in(path: Path) -> tuple[int, int]:

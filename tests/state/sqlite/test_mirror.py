@@ -12,9 +12,9 @@ import pytest
 from outlay.policy.errors import AuthError, BudgetExceeded
 from outlay.policy.model import parse_policy
 from outlay.state.base import NewKey, Outcome, StateError
-from outlay.state.sqlite import SqliteStore
+from outlay.state.sqlite.store import SqliteStore
 
-from .support import Clock, budget_line, ticket
+from ..support import Clock, budget_line, ticket
 
 
 @pytest.fixture

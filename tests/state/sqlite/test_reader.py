@@ -13,10 +13,10 @@ import pytest
 
 from outlay.state import ledger_sql
 from outlay.state.base import Outcome, StateError
-from outlay.state.sqlite import SqliteStore
+from outlay.state.sqlite.store import SqliteStore
 
-from .support import Clock, ticket
-from .test_sqlite_ledger_moves import open_bot
+from ..support import Clock, ticket
+from .test_ledger_moves import open_bot
 
 
 @pytest.mark.parametrize("read", ["report", "usage", "audit"])

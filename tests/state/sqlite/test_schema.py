@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from outlay.policy.model import parse_policy
-from outlay.state import sqlite_schema
 from outlay.state.base import NewKey, Outcome
 from outlay.state.ledger_sql import MOVE_SETTLED
-from outlay.state.sqlite import SqliteStore
-from outlay.state.sqlite_schema import SCHEMA_VERSION, apply
+from outlay.state.sqlite import schema as sqlite_schema
+from outlay.state.sqlite.schema import SCHEMA_VERSION, apply
+from outlay.state.sqlite.store import SqliteStore
 
-from .support import ticket
+from ..support import ticket
 
 # the version 1 shapes that version 2 changed
 V1_RESERVATIONS = """CREATE TABLE reservations (

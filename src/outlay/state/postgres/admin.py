@@ -18,9 +18,9 @@ from outlay.policy.model import Policy
 from outlay.state.announcements import key_revoked
 from outlay.state.base import KeyRecord, NewKey, NotFound
 from outlay.state.keys import hash_secret, key_filter, new_key_id, new_secret
-from outlay.state.postgres_outbox import announce
-from outlay.state.postgres_pool import Cursor, Pooled, Row
-from outlay.state.sqlite_admin import parse_stored_policy
+from outlay.state.postgres.outbox import announce
+from outlay.state.postgres.pool import Cursor, Pooled, Row
+from outlay.state.stored_policy import parse_stored_policy
 
 _KEY_COLUMNS = (
     "SELECT k.id, k.agent, a.grp, k.name, k.labels, k.created_ms, k.expires_ms, "

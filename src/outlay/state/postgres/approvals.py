@@ -21,8 +21,8 @@ from outlay.state.announcements import (
     new_approval_id,
 )
 from outlay.state.base import NotFound, Ticket
-from outlay.state.postgres_outbox import announce
-from outlay.state.postgres_pool import Pooled
+from outlay.state.postgres.outbox import announce
+from outlay.state.postgres.pool import Pooled
 
 _SELECT = f"SELECT {', '.join(APPROVAL_COLUMNS)} FROM approvals"  # noqa: S608 (fixed columns)
 _NEWEST = " ORDER BY created_ms DESC, seq DESC"

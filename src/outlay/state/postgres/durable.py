@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from outlay.state.postgres_admin import AdminMixin
-from outlay.state.postgres_approvals import ApprovalsMixin
-from outlay.state.postgres_ledger import LedgerMixin
-from outlay.state.postgres_outbox import OutboxMixin
-from outlay.state.postgres_schema import migrate
-from outlay.state.sqlite import wall_ms
+from outlay.state.clock import wall_ms
+from outlay.state.postgres.admin import AdminMixin
+from outlay.state.postgres.approvals import ApprovalsMixin
+from outlay.state.postgres.ledger import LedgerMixin
+from outlay.state.postgres.outbox import OutboxMixin
+from outlay.state.postgres.schema import migrate
 
 
 class PostgresDurable(AdminMixin, ApprovalsMixin, OutboxMixin, LedgerMixin):

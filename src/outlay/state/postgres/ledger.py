@@ -17,8 +17,8 @@ import psycopg.errors
 
 from outlay.state import ledger_sql
 from outlay.state.base import StateError
-from outlay.state.postgres_outbox import enqueue, mark_new
-from outlay.state.postgres_pool import Cursor, Pooled
+from outlay.state.postgres.outbox import enqueue, mark_new
+from outlay.state.postgres.pool import Cursor, Pooled
 
 ROW_COLUMNS = (
     "request_id", "ts_ms", "key_id", "agent", "grp", "labels", "vendor", "model", "route",

@@ -16,8 +16,7 @@ from psycopg.types.json import Jsonb
 from outlay.policy.decide import iso
 from outlay.policy.decision import Event
 from outlay.state.base import NotFound
-from outlay.state.postgres_pool import Cursor, Pooled
-from outlay.state.sqlite_outbox import (
+from outlay.state.outbox_rows import (
     MAX_ERROR,
     attempt_view,
     check_event_type,
@@ -25,6 +24,7 @@ from outlay.state.sqlite_outbox import (
     delivery_view,
     endpoint_view,
 )
+from outlay.state.postgres.pool import Cursor, Pooled
 from outlay.webhooks.events import (
     ALL,
     check_events,

@@ -14,7 +14,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from outlay.state.base import StateError
-from outlay.state.postgres_pool import connect, described, state_errors
+from outlay.state.postgres.pool import connect, described, state_errors
 
 
 @dataclass(frozen=True)

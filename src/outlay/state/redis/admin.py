@@ -17,15 +17,15 @@ from outlay.policy.model import Policy
 from outlay.policy.periods import period_bounds
 from outlay.policy.windows import WINDOW_SECONDS, bucket_ms
 from outlay.state.base import BudgetLine, KeyRecord, NewKey, StateError
-from outlay.state.redis_plan import window_state
-from outlay.state.redis_wal import drain
+from outlay.state.redis.plan import window_state
+from outlay.state.redis.wal import drain
 from outlay.state.usage import usage_view
 from outlay.webhooks.outbox import DeliveryJob, FinalState
 
 if TYPE_CHECKING:
-    from outlay.state.postgres import PostgresDurable
-    from outlay.state.redis_plan import Names
-    from outlay.state.redis_wal import Wal
+    from outlay.state.postgres.durable import PostgresDurable
+    from outlay.state.redis.plan import Names
+    from outlay.state.redis.wal import Wal
 
 log = logging.getLogger("outlay.state")
 

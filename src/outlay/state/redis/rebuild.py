@@ -17,7 +17,7 @@ from outlay.policy.decision import Call
 from outlay.policy.model import Policy
 from outlay.policy.periods import period_bounds
 from outlay.policy.windows import BUCKETS, REQUEST_WINDOWS, bucket_ms
-from outlay.state.redis_plan import Holder, Names, plan
+from outlay.state.redis.plan import Holder, Names, plan
 
 IDEMPOTENCY_MS = 7 * 86_400_000
 

@@ -16,11 +16,11 @@ import orjson
 
 from outlay.policy.decision import Event, KeyInfo
 from outlay.policy.model import Policy
+from outlay.state.announcements import settlement_events
 from outlay.state.base import Outcome, StateError
-from outlay.state.redis_batch import ScriptBatch
-from outlay.state.redis_plan import Names
-from outlay.state.redis_wal import Wal
-from outlay.state.sqlite_events import settlement_events
+from outlay.state.redis.batch import ScriptBatch
+from outlay.state.redis.plan import Names
+from outlay.state.redis.wal import Wal
 
 log = logging.getLogger("outlay.state")
 

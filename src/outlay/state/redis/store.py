@@ -42,13 +42,14 @@ from outlay.policy.errors import OutlayError
 from outlay.policy.model import Policy
 from outlay.policy.money import usd_to_micros
 from outlay.state.base import Outcome, Reservation, StateError, Ticket
-from outlay.state.postgres import PostgresDurable
-from outlay.state.redis_admin import RedisAdmin
-from outlay.state.redis_batch import ScriptBatch
-from outlay.state.redis_plan import Holder, Names, check_args, plan, views
-from outlay.state.redis_rebuild import rebuild
-from outlay.state.redis_settle import RedisSettlement
-from outlay.state.redis_wal import Wal, drain, ledger_row
+from outlay.state.clock import wall_ms
+from outlay.state.postgres.durable import PostgresDurable
+from outlay.state.redis.admin import RedisAdmin
+from outlay.state.redis.batch import ScriptBatch
+from outlay.state.redis.plan import Holder, Names, check_args, plan, views
+from outlay.state.redis.rebuild import rebuild
+from outlay.state.redis.settle import RedisSettlement
+from outlay.state.redis.wal import Wal, drain, ledger_row
 
 log = logging.getLogger("outlay.state")
 HEARTBEAT_STALE_MS = 5_000
@@ -56,12 +57,9 @@ READY_WAIT_S = 30.0
 MARKS_KEPT = 4096
 
 
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
 
 def _script(name: str) -> str:
-    return (resources.files("outlay.state") / "lua" / name).read_text()
+    return (resources.files("outlay.state.redis") / "lua" / name).read_text()
 
 
 class _Retry(Exception):

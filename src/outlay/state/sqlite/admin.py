@@ -7,24 +7,18 @@ import json
 import secrets
 import sqlite3
 from collections.abc import Callable, Mapping
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from outlay.policy.decision import KeyInfo
-from outlay.policy.model import Policy, parse_policy
+from outlay.policy.model import Policy
 from outlay.state import ledger_sql
 from outlay.state.announcements import key_revoked
 from outlay.state.base import KeyRecord, NewKey, NotFound
 from outlay.state.keys import hash_secret, key_filter, new_key_id, new_secret
-from outlay.state.sqlite_events import announce
-
-
-@lru_cache(maxsize=4096)
-def parse_stored_policy(body: str) -> Policy:
-    # policies are stored as validated JSON text; parsing the same text twice is wasted work
-    return parse_policy(json.loads(body))
+from outlay.state.sqlite.events import announce
+from outlay.state.stored_policy import parse_stored_policy
 
 
 def read_key(c: sqlite3.Connection, key_hash: str) -> KeyInfo | None:

@@ -8,11 +8,8 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from outlay.policy.decide import percent
 from outlay.policy.decision import ApprovalNeed, Event, KeyInfo
 from outlay.policy.errors import ApprovalRequired
-from outlay.policy.model import Policy
-from outlay.policy.money import micros_to_usd
 from outlay.state.announcements import (
     APPROVAL_COLUMNS,
     approval_decided,
@@ -23,7 +20,7 @@ from outlay.state.announcements import (
     new_approval_id,
 )
 from outlay.state.base import NotFound, Ticket
-from outlay.state.sqlite_outbox import enqueue
+from outlay.state.sqlite.outbox import enqueue
 
 
 def announce(c: sqlite3.Connection, now: int, events: Iterable[Event]) -> int:
@@ -37,29 +34,6 @@ def announce(c: sqlite3.Connection, now: int, events: Iterable[Event]) -> int:
             sent += 1
     return sent
 
-
-def settlement_events(
-    scope: str, policy: Policy, period: str, period_start: int, spent: int, key: KeyInfo | None,
-) -> list[Event]:
-    """budget.warning at warn_at, and budget.exceeded when a soft budget is crossed,
-    judged on settled spend."""
-    events = []
-    for budget in policy.budgets:
-        if budget.period != period:
-            continue
-        data = {
-            "scope": scope, "agent_id": key.agent if key else None,
-            "key_id": key.id if key else None, "period": period, "mode": budget.mode,
-            "spent_usd": micros_to_usd(spent), "cap_usd": micros_to_usd(budget.cap_micros),
-            "percent_used": percent(spent, budget.cap_micros),
-        }
-        mark = f"{scope}:{period}:{period_start}"
-        if budget.warn_at is not None and spent >= budget.warn_at * budget.cap_micros:
-            events.append(Event("budget.warning", {**data, "warn_at": budget.warn_at},
-                                f"budget.warning:{mark}"))
-        if budget.mode == "soft" and spent > budget.cap_micros:
-            events.append(Event("budget.exceeded", data, f"budget.exceeded:{mark}"))
-    return events
 
 
 def open_approval(

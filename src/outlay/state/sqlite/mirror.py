@@ -45,7 +45,8 @@ from outlay.state.ledger_sql import (
     SETTLE_ROW,
     counter,
 )
-from outlay.state.sqlite_admin import parse_stored_policy, read_key
+from outlay.state.sqlite.admin import read_key
+from outlay.state.stored_policy import parse_stored_policy
 
 CounterKey = tuple[str, str, int]  # scope, period, period start
 MAX_CACHED = 50_000  # keys or policies kept before the mirror starts over

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from outlay.state.sqlite_events_schema import EVENTS_SCHEMA
-from outlay.state.sqlite_outbox import OUTBOX_SCHEMA
+from outlay.state.sqlite.events_schema import EVENTS_SCHEMA
+from outlay.state.sqlite.outbox import OUTBOX_SCHEMA
 
 SCHEMA_VERSION = 3
 

@@ -12,7 +12,6 @@ import contextlib
 import os
 import secrets
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -26,6 +25,7 @@ from outlay.policy.model import Policy
 from outlay.policy.money import usd_to_micros
 from outlay.policy.windows import REQUEST_WINDOWS, bucket_of, decode
 from outlay.state import ledger_sql
+from outlay.state.announcements import settlement_events
 from outlay.state.base import (
     BudgetLine,
     Outcome,
@@ -34,29 +34,26 @@ from outlay.state.base import (
     Ticket,
     charged,
 )
-from outlay.state.sqlite_admin import AdminMixin
-from outlay.state.sqlite_batch import GroupCommit
-from outlay.state.sqlite_checkpoint import Checkpointer
-from outlay.state.sqlite_events import (
+from outlay.state.clock import wall_ms
+from outlay.state.sqlite.admin import AdminMixin
+from outlay.state.sqlite.batch import GroupCommit
+from outlay.state.sqlite.checkpoint import Checkpointer
+from outlay.state.sqlite.events import (
     ApprovalsMixin,
     announce,
     mark_used,
     open_approval,
-    settlement_events,
     use_approval,
 )
-from outlay.state.sqlite_mirror import Held, Mirror
-from outlay.state.sqlite_outbox import OutboxMixin
-from outlay.state.sqlite_reader import Reader
-from outlay.state.sqlite_schema import apply
+from outlay.state.sqlite.mirror import Held, Mirror
+from outlay.state.sqlite.outbox import OutboxMixin
+from outlay.state.sqlite.reader import Reader
+from outlay.state.sqlite.schema import apply
 
 Clock = Callable[[], int]
 T = TypeVar("T")
 HEARTBEAT_STALE_MS = 5_000
 
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
