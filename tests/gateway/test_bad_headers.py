@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -178,3 +179,41 @@ async def test_an_admin_token_of_bad_bytes_is_a_401(outlay: Outlay, value: bytes
     assert status == 401, body
     assert body["error"]["code"] == "invalid_admin_token"
     assert await outlay.admin("GET", "keys") == {"keys": []}
+
+
+# --- one agent's bad bytes and everyone else's calls ------------------------------------------
+
+
+async def test_honest_agents_are_untouched_by_another_agents_bad_header_bytes(
+    make_outlay: Any,
+) -> None:
+    """Bad bytes in X-Outlay-Approval and Idempotency-Key used to roll back the store's whole
+    group-commit batch: other agents' calls got 503 and their settlements were lost."""
+    outlay: Outlay = await make_outlay()
+    honest = [await outlay.mint(f"honest-{n}") for n in range(5)]
+    hostile = await outlay.mint("hostile")
+    for minted in (*honest, hostile):
+        await outlay.set_policy(f"agent:{minted['agent']}",
+                                {"budgets": [{"usd": 10, "period": "day"}]})
+    bad = [chat(hostile["key"], (b"X-Outlay-Approval", b"apr_" + NOT_UTF8)),
+           payment(hostile["key"], (b"Idempotency-Key", NOT_UTF8))]
+
+    async def agent(secret: str) -> list[int]:
+        return [(await exchange(outlay, chat(secret)))[0] for _ in range(8)]
+
+    async def attacker() -> list[int]:
+        return [(await exchange(outlay, bad[n % 2]))[0] for n in range(24)]
+
+    results = await asyncio.gather(attacker(), *(agent(m["key"]) for m in honest))
+    assert results[0] == [400] * 24
+    assert results[1:] == [[200] * 8] * len(honest)
+    for minted in honest:
+        entries = await outlay.audit(scope=f"agent:{minted['agent']}", limit=100)
+        assert len(entries) == 8
+        for entry in entries:
+            await outlay.store.wait_settled(entry["request_id"])
+        budget = await outlay.budget(f"agent:{minted['agent']}")
+        assert budget["reserved_usd"] == "0"
+        spent = sum(Decimal(e["cost_usd"]) for e in
+                    await outlay.audit(scope=f"agent:{minted['agent']}", limit=100))
+        assert Decimal(budget["spent_usd"]) == spent > 0
