@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
+from types import MappingProxyType
 
 import pytest
 
@@ -139,3 +141,14 @@ def test_the_secrets_of_the_configuration() -> None:
         "OUTLAY_ADMIN_TOKEN": CUSTOM, "OPENAI_API_KEY": "sk-openai-1234",
     })
     assert {CUSTOM, "sk-openai-1234"} <= set(secrets_of(settings))
+    vendors = replace(settings, vendors=MappingProxyType({
+        "stripe": {"secret": "sk_test_123456"},
+        "twilio": {"account_sid": "AC1", "auth_token": "twilio-token-1"}}))
+    assert {"sk_test_123456", "twilio-token-1"} <= set(secrets_of(vendors))
+
+
+def test_a_vendor_section_serve_will_refuse_still_gives_the_other_secrets() -> None:
+    # no base_url for a vendor Outlay does not know: serve stops at start with its message
+    settings = replace(load_settings(None, {"OUTLAY_ADMIN_TOKEN": CUSTOM}),
+                       vendors=MappingProxyType({"acme": {"secret": "acme-secret-1"}}))
+    assert list(secrets_of(settings)) == [CUSTOM]
