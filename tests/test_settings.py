@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from outlay.settings import ConfigError, EndpointSettings, Settings, load_settings
 from outlay.webhooks.delivery import delivery_settings
@@ -338,3 +339,16 @@ def test_webhook_delivery_from_the_file(tmp_path: Path) -> None:
     assert delivery.retention_s == 7 * 86_400
     partial = load_settings(write(tmp_path, "webhooks: {timeout_s: 3}\n", "p.yaml"), {})
     assert (partial.webhook_timeout_s, partial.webhook_concurrency) == (3, 8)
+
+
+@pytest.mark.parametrize("token", ["pässwörd", "tab\there", "x" * 1025])
+def test_an_admin_token_no_client_could_send_is_refused(tmp_path: Path, token: str) -> None:
+    with pytest.raises(ConfigError, match="OUTLAY_ADMIN_TOKEN must be at most 1024 printable"):
+        load_settings(None, {"OUTLAY_ADMIN_TOKEN": token})
+    with pytest.raises(ConfigError, match=r"outlay\.yaml: admin_token must be at most"):
+        load_settings(write(tmp_path, yaml.safe_dump({"admin_token": token})), {})
+
+
+def test_an_admin_token_of_printable_ascii_is_kept() -> None:
+    token = "oladm_ ~!x" + "y" * 1014
+    assert load_settings(None, {"OUTLAY_ADMIN_TOKEN": token}).admin_token == token

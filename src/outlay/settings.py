@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from outlay.gateway.header_values import CREDENTIAL_MAX, printable_ascii
 from outlay.policy.model import PolicyError, parse_policy, parse_scope
 
 __all__ = [
@@ -142,6 +143,16 @@ def _text(value: object, where: str) -> str:
     return value
 
 
+def _token(value: object, where: str) -> str:
+    """A secret clients send in a header: the gateway takes only printable ASCII there
+    (gateway/header_values.py), so another token could never be presented."""
+    text = _text(value, where)
+    if not printable_ascii(text, CREDENTIAL_MAX):
+        raise ConfigError(f"{where} must be at most {CREDENTIAL_MAX} printable ASCII "
+                          "characters (0x20-0x7E)")
+    return text
+
+
 def _host(value: object, where: str) -> str:
     text = _text(value, where)
     # `--host [::1]` is how people copy an IPv6 address out of a URL; bind wants it bare.
@@ -210,7 +221,7 @@ _CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "port": _port,
     "state": _url,
     "database": _url,
-    "admin_token": _text,
+    "admin_token": _token,
     "workers": _int(1),
     "max_body_bytes": _int(1),
     "simulated_latency_ms": _float(0),

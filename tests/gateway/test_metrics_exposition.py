@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -129,6 +130,7 @@ def test_a_snapshot_is_replaced_whole(tmp_path: Path) -> None:
     (written,) = list(tmp_path.iterdir())
     data: dict[str, Any] = orjson.loads(written.read_bytes())
     assert data["decisions"] == [["openai.chat", "openai", "allowed", "", 3]]
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600  # scope names: the owner's only
 
 
 def test_without_a_shared_directory_a_worker_answers_for_itself() -> None:

@@ -110,6 +110,17 @@ def test_the_retry_after_header_wins_over_the_body_and_the_body_serves_without_i
     assert (with_header.retry_after, without.retry_after) == (2.0, 13.0)
 
 
+@pytest.mark.parametrize("value", ["²", "٣", "1e3", "-1", "nan", "soon"])
+def test_a_retry_after_header_that_is_not_one_leaves_the_body_s(value: str) -> None:
+    status, headers, body = gateway_answer(refusal("rate_limit_exceeded"), "openai")
+    error = error_from_answer(status, {**headers, "Retry-After": value}, body)
+    assert isinstance(error, outlay.RateLimited)
+    assert error.retry_after == 13.0
+    bare = error_from_answer(429, {"Retry-After": value}, None)
+    assert isinstance(bare, outlay.RateLimited)
+    assert bare.retry_after is None
+
+
 def test_retry_after_as_an_http_date_is_seconds_from_now() -> None:
     when = datetime.now(UTC) + timedelta(seconds=30)
     error = error_from_answer(429, {"retry-after": format_datetime(when, usegmt=True)}, None)

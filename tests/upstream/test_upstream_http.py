@@ -184,6 +184,41 @@ async def test_other_providers_use_bearer_and_keyless_endpoints_send_no_credenti
     assert "x-api-key" not in local
 
 
+async def test_header_bytes_that_are_not_utf8_go_on_as_the_agent_sent_them(
+    raw_server: RawServe, make_upstream: Callable[..., HttpUpstream]
+) -> None:
+    received: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: Any) -> None:
+        received.append(await read_request(reader))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+
+    upstream = make_upstream({"openai": [Endpoint(await raw_server(answer), "k")]})
+    # what aiohttp's server makes of the bytes b"agent/\xff\xfe"
+    agent = b"agent/\xff\xfe".decode("utf-8", "surrogateescape")
+    response = await upstream.send(post(headers={"User-Agent": agent}))
+    try:
+        assert response.status == 200
+    finally:
+        await response.close()
+    assert b"\r\nUser-Agent: agent/\xff\xfe\r\n" in received[0]
+
+
+async def test_a_header_that_cannot_be_encoded_is_never_sent(
+    raw_server: RawServe, make_upstream: Callable[..., HttpUpstream]
+) -> None:
+    connected: list[int] = []
+
+    async def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: Any) -> None:
+        connected.append(1)
+
+    upstream = make_upstream({"openai": [Endpoint(await raw_server(count), "k")]})
+    with pytest.raises(UpstreamUnreachable, match="cannot be encoded"):
+        await upstream.send(post(headers={"User-Agent": "lone \ud800 surrogate"}))
+    assert connected == []
+
+
 async def test_response_headers_lose_hop_by_hop_and_length_but_keep_repeats(
     serve: Serve, make_upstream: Callable[..., HttpUpstream]
 ) -> None:

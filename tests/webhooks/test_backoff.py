@@ -4,12 +4,10 @@ honoured, and no giving up before 24 h have passed since the event."""
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 
 import pytest
 
-from outlay.webhooks.backoff import Backoff, parse_retry_after
+from outlay.webhooks.backoff import Backoff
 
 HOUR_MS = 3_600_000
 T0 = 1_750_000_000_000
@@ -93,16 +91,3 @@ def test_a_settings_object_for_fast_tests() -> None:
 def test_nonsense_settings_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="backoff"):
         Backoff(**bad)
-
-
-def test_parse_retry_after() -> None:
-    now = datetime(2025, 6, 15, 12, tzinfo=UTC)
-    now_ms = int(now.timestamp() * 1000)
-    assert parse_retry_after("120", now_ms) == 120.0
-    assert parse_retry_after(" 7 ", now_ms) == 7.0
-    later = format_datetime(now + timedelta(seconds=90), usegmt=True)
-    assert parse_retry_after(later, now_ms) == 90.0
-    earlier = format_datetime(now - timedelta(seconds=90), usegmt=True)
-    assert parse_retry_after(earlier, now_ms) == 0.0
-    for unusable in (None, "", "soon", "-5", "1.5", "Mon, 99 Foo 2025 99:99:99 GMT"):
-        assert parse_retry_after(unusable, now_ms) is None, unusable

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -160,6 +161,31 @@ async def test_errors_are_retried_and_retry_after_is_honoured(
     gap = int(receiver.got[1].headers["webhook-timestamp"]) - int(
         receiver.got[0].headers["webhook-timestamp"])
     assert gap >= 1
+
+
+async def test_a_retry_after_that_is_not_one_is_ignored_and_the_attempts_recorded(
+    store: SqliteStore, start: Start, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    # '²' passes str.isdigit() and fails float(): it raised in the worker, whose attempt
+    # was then never recorded
+    odd = ["²", "٣", "1e3", "-1", "1.5", "Mon, 99 Jan 2030 00:00:00 GMT"]
+    answers = iter([web.Response(status=503, headers={"Retry-After": v}) for v in odd])
+
+    async def answer(_: web.Request) -> web.Response:
+        return next(answers, web.Response(status=204))
+
+    receiver.answer = answer
+    endpoint = await store.add_webhook(receiver.url, [])
+    receiver.secrets = [endpoint["secret"]]
+    event_id = await store.emit("key.revoked", DATA)
+    began = time.monotonic()
+    await start(store)
+    await eventually(lambda: delivered(store, event_id))
+    # each retry came after the normal backoff (at most 0.1 s), none after 1000 s or a day
+    assert time.monotonic() - began < 5
+    (d,) = await store.list_deliveries(event_id=event_id)
+    assert [a["status_code"] for a in d["attempt_log"]] == [503] * len(odd) + [204]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
 
 
 async def test_410_disables_the_endpoint(

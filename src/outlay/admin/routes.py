@@ -14,6 +14,7 @@ from outlay.admin.common import PREFIX, dump, error_response, int_query, read_js
 from outlay.admin.openapi import openapi_document
 from outlay.admin.webhooks import add_webhook_routes
 from outlay.gateway.context import GATEWAY
+from outlay.gateway.header_values import credential
 from outlay.policy.decide import iso
 from outlay.policy.errors import AuthError, BadRequest, OutlayError, invalid_request
 from outlay.policy.model import PolicyError, parse_policy, parse_scope
@@ -32,8 +33,11 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     gw = request.app[GATEWAY]
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    # a token that is not printable ASCII is refused before it is hashed (credential)
+    token = credential(token.strip()) or ""
     try:
-        if scheme.lower() != "bearer" or not await gw.store.admin_token_ok(token.strip()):
+        if (scheme.lower() != "bearer" or not token
+                or not await gw.store.admin_token_ok(token)):
             raise AuthError("invalid_admin_token", "A valid admin token is required "
                             "(Authorization: Bearer <OUTLAY_ADMIN_TOKEN>).")
         return await handler(request)

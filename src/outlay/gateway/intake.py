@@ -3,30 +3,31 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
+from outlay.gateway.header_values import credential
 from outlay.policy.errors import invalid_request
 
 
 def agent_key(headers: Mapping[str, str]) -> str | None:
     """The Outlay key from `Authorization: Bearer`, `x-api-key`, or basic auth's password
-    (`headers` case-insensitive)."""
+    (`headers` case-insensitive); None when none is given or it cannot be a key (bytes
+    that are not printable ASCII), which the store answers 401 invalid_api_key."""
     auth = headers.get("Authorization", "")
     scheme, _, value = auth.partition(" ")
     scheme = scheme.lower()
     if scheme == "bearer" and value.strip():
-        return value.strip()
+        return credential(value.strip())
     if scheme == "basic" and value:
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # not base64 (ASCII only, or binascii.Error), or not UTF-8
             return None
-        return decoded.partition(":")[2] or None
-    return headers.get("x-api-key") or None
+        return credential(decoded.partition(":")[2]) or None
+    return credential(headers.get("x-api-key") or "") or None
 
 
 def parse_json_object(content_type: str, body: bytes) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from outlay.gateway.context import Flight, Gateway
 from outlay.gateway.errors import error_answer
 from outlay.gateway.exchange import Exchange
 from outlay.gateway.forward import request_headers, response_headers
+from outlay.gateway.header_values import approval_id
 from outlay.gateway.headers import limit_headers
 from outlay.gateway.intake import agent_key, parse_json_object
 from outlay.gateway.llm_routes import ROUTES, Route
@@ -60,6 +61,7 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
     key_hash = hash_secret(secret) if secret else None
     model: str | None = None
     try:
+        approval = approval_id(ex.headers)
         raw = await ex.body(gw.settings.max_body_bytes)
         body = parse_json_object(ex.content_type, raw)
         model = body.get("model") if isinstance(body.get("model"), str) else None
@@ -77,7 +79,7 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
         tokens=est.input_tokens + est.output_tokens, clamp=est.clamp,
     )
     ticket = Ticket(rid, key_hash, call, route.kind, gw.aliases, gw.free_models,
-                    approval_id=ex.headers.get("X-Outlay-Approval"))
+                    approval_id=approval)
     reservation = await admit(gw, ticket)
     if not isinstance(reservation, Reservation):
         await ex.send(*error_answer(reservation, route.flavor, rid))

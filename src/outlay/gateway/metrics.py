@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from outlay.owner_only import write_private
 from outlay.state.base import BudgetLine
 
 # seconds; an LLM call takes from milliseconds (a refusal) to minutes (a long stream)
@@ -184,7 +185,7 @@ class Snapshots:
 
     def write(self, snapshot: Mapping[str, Any]) -> None:
         partial = self.path.with_suffix(".tmp")
-        partial.write_bytes(orjson.dumps(snapshot))
+        write_private(partial, orjson.dumps(snapshot))  # scope names: the owner's only
         os.replace(partial, self.path)
 
     def others(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

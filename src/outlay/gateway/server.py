@@ -16,6 +16,7 @@ import time
 
 from aiohttp import web
 
+from outlay.gateway import redaction
 from outlay.gateway.app import create_app, store_for
 from outlay.gateway.context import GATEWAY
 from outlay.gateway.h1 import H1Site
@@ -98,6 +99,7 @@ def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
 
 def serve(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    redaction.install(redaction.secrets_of(settings))  # before anything can log a request
     try:
         # bad prices or vendor sections stop start-up with a clear message
         PriceTable.load(settings.prices)

@@ -13,6 +13,7 @@ from outlay.gateway.context import GATEWAY, Gateway
 from outlay.gateway.errors import error_response
 from outlay.gateway.exchange import read_body
 from outlay.gateway.forward import response_headers
+from outlay.gateway.header_values import approval_id, idempotency_key
 from outlay.gateway.headers import limit_headers
 from outlay.gateway.intake import agent_key
 from outlay.gateway.llm_routes import Route
@@ -56,6 +57,8 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
         if pricing is None:
             raise BadRequest("invalid_request", f"Unknown vendor {vendor!r}: configure it under "
                              "`vendors:` in the configuration.", param="vendor")
+        approval = approval_id(request.headers)
+        idempotency_key(request.headers)  # checked here; the vendor's pricing reads it
         raw = await read_body(request, gw.settings.max_body_bytes)
         vcall = VendorCall(vendor, request.method.upper(), path, request.content_type, raw,
                            {k.lower(): v for k, v in request.headers.items()})
@@ -66,7 +69,7 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
 
     ticket = Ticket(rid, key_hash, Call(vendor=vendor, cost_micros=est.cost_micros),
                     f"vendor.{vendor}", idempotency_key=est.idempotency_key,
-                    approval_id=request.headers.get("X-Outlay-Approval"))
+                    approval_id=approval)
     reservation = await admit(gw, ticket)
     if not isinstance(reservation, Reservation):
         return error_response(reservation, "openai", ticket.request_id)

@@ -22,11 +22,13 @@ an agent on either.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from email.utils import parsedate_to_datetime
 from typing import Any
+
+from outlay.retry_after import parse_retry_after
 
 REQUEST_ID_HEADER = "X-Outlay-Request-Id"
 # Fields of an error object that are its envelope; everything else is the refusal's details.
@@ -228,7 +230,7 @@ def error_from_answer(
     if cls is None:
         return None
     details = {k: v for k, v in error.items() if k not in _ENVELOPE}
-    retry_after = _retry_after(_header(headers, "Retry-After"))
+    retry_after = parse_retry_after(_header(headers, "Retry-After"), time.time())
     if retry_after is not None:
         details["retry_after"] = retry_after
     message = _text(error.get("message")) or f"The Outlay gateway refused the call ({status})."
@@ -259,24 +261,6 @@ def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
         wanted = name.lower()
         value = next((v for k, v in headers.items() if k.lower() == wanted), None)
     return value if isinstance(value, str) else None
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds: delay-seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            return None
-        return max(0.0, (when - datetime.now(UTC)).total_seconds())
-    return seconds if seconds >= 0 else None
 
 
 def _text(value: object) -> str | None:

@@ -337,7 +337,12 @@ def _head(method: str, path: str, host: str, headers: list[tuple[str, str]],
     # one line break per line: a name or value holding one would smuggle in a header
     if head.count("\n") != len(lines) + 1 or head.count("\r") != len(lines) + 1:
         raise UpstreamUnreachable("a header to send holds a line break")
-    return head.encode()
+    try:
+        # an agent's header bytes that are not UTF-8 came in as surrogates (aiohttp decodes
+        # with surrogateescape): they go on as the very bytes the agent sent
+        return head.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise UpstreamUnreachable("a header to send cannot be encoded") from None
 
 
 def _inbound_headers(raw: list[tuple[bytes, bytes]]) -> tuple[CIMultiDict[str], str | None]:

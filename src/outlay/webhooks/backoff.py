@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
 DAY_S = 86_400.0
 
@@ -48,19 +47,3 @@ class Backoff:
                 return now_ms + asked_ms
         # the last retry lands on the horizon itself, so the full window is used
         return min(now_ms + delay_ms, deadline)
-
-
-def parse_retry_after(value: str | None, now_ms: int) -> float | None:
-    """Retry-After as seconds from now: delta-seconds or an HTTP-date; None if unusable."""
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        return None
-    return max(0.0, moment.timestamp() - now_ms / 1000)

@@ -16,8 +16,9 @@ import aiohttp
 from aiohttp import web
 
 from outlay import __version__
+from outlay.retry_after import parse_retry_after
 from outlay.settings import Settings
-from outlay.webhooks.backoff import DAY_S, Backoff, parse_retry_after
+from outlay.webhooks.backoff import DAY_S, Backoff
 from outlay.webhooks.outbox import DeliveryJob, FinalState, WebhookStore
 from outlay.webhooks.signing import headers as signed_headers
 
@@ -202,7 +203,7 @@ class Deliverer:
         now = self.clock()
         next_ms = self.settings.backoff.next_attempt_ms(
             job.attempts + 1, now, job.created_ms, self.rng,
-            parse_retry_after(retry_after, now))
+            parse_retry_after(retry_after, now / 1000))
         return ("failed", None) if next_ms is None else (None, next_ms)
 
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from outlay.owner_only import create_private
 from outlay.policy.decide import authenticate, decide
 from outlay.policy.decision import Admit, Counter, Event, KeyInfo, ScopeView, call_scopes
 from outlay.policy.errors import OutlayError
@@ -89,7 +90,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         # less than a hop to a thread pool would cost.
         try:
             if self.path != ":memory:":
-                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+                create_private(self.path)  # 0600 before SQLite opens it, and so its WAL
             conn = sqlite3.connect(
                 self.path, timeout=self.busy_timeout_s, isolation_level=None,
                 check_same_thread=False,
