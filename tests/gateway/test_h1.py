@@ -14,6 +14,7 @@ import pytest
 from multidict import CIMultiDict
 
 from outlay.gateway import h1
+from outlay.gateway.h1_exchange import H1Exchange
 from outlay.gateway.h1_head import Head
 
 from .conftest import AsServed, ServedByH1
@@ -248,20 +249,17 @@ async def test_a_failing_route_answers_500_and_closes(
     assert "error answering POST /v1/chat/completions" in caplog.text
 
 
-async def test_idle_connections_are_closed(
-    outlay: Outlay, key: dict[str, Any], monkeypatch: pytest.MonkeyPatch, connect: Connect,
-) -> None:
-    monkeypatch.setattr(h1, "KEEPALIVE_S", 0.05)
-    monkeypatch.setattr(h1, "SWEEP_S", 0.02)
-    site = cast(ServedByH1, outlay.client.server).site
-    assert site.h1 is not None
-    if site.h1._sweeper is not None:  # one with the short times starts with the next connection
-        site.h1._sweeper.cancel()
-        site.h1._sweeper = None
-    reader, writer = await connect()
-    writer.write(chat_request(key["key"]))
-    assert (await answer(reader))[0] == 200
-    assert await closed(reader)
+async def test_idle_connections_are_closed(make_outlay: Any) -> None:
+    outlay = await make_outlay(idle_timeout_s=0.05)
+    key = await outlay.mint()
+    server = outlay.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(chat_request(key["key"]))
+        assert (await answer(reader))[0] == 200
+        assert await closed(reader)
+    finally:
+        writer.close()
 
 
 async def test_stopping_lets_an_answer_in_progress_finish(
@@ -327,7 +325,8 @@ class Transport:
 
 def connection(routes: dict[str, Callable[[h1.Exchange], Awaitable[None]]]
                ) -> tuple[h1.H1Connection, Transport]:
-    server = h1.H1Server(routes, fallback=lambda: asyncio.Protocol(), max_body=1 << 20)
+    server = h1.H1Server(routes, fallback=lambda: asyncio.Protocol(),
+                         limits=h1.Limits(max_body=1 << 20))
     conn = h1.H1Connection(server)
     transport = Transport()
     conn.connection_made(cast(asyncio.Transport, transport))
@@ -405,11 +404,11 @@ async def test_reading_pauses_while_a_request_runs_with_much_more_buffered() -> 
     assert transport.written.startswith(b"HTTP/1.1 200 OK\r\n")
 
 
-def test_a_header_value_with_a_line_break_is_never_written() -> None:
+async def test_a_header_value_with_a_line_break_is_never_written() -> None:
     conn, transport = connection({})
-    ex = h1.H1Exchange(conn, Head("/r", "", CIMultiDict(), 0, 0, False), b"")
+    ex = H1Exchange(conn, Head("/r", "", CIMultiDict(), 0, 0, False))
     with pytest.raises(ValueError, match="line break"):
-        asyncio.run(ex.send(200, {"X-Evil": "a\r\nSet-Cookie: x=1"}, b""))
+        await ex.send(200, {"X-Evil": "a\r\nSet-Cookie: x=1"}, b"")
     assert transport.written == b""
 
 

@@ -13,12 +13,14 @@ import socket
 import sys
 import tempfile
 import time
+from typing import Any
 
 from aiohttp import web
 
 from outlay.gateway.app import create_app, store_for
 from outlay.gateway.context import GATEWAY
-from outlay.gateway.h1 import H1Site
+from outlay.gateway.h1 import H1Site, Limits
+from outlay.gateway.handoff import MAX_HEAD_BYTES
 from outlay.gateway.llm import llm_handlers
 from outlay.gateway.wiring import vendor_pricing, vendors_from_settings
 from outlay.policy.model import parse_policy, parse_scope
@@ -69,7 +71,8 @@ def run_worker(settings: Settings, sock: socket.socket, metrics_dir: str | None 
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     runner = web.AppRunner(create_app(settings, metrics_dir=metrics_dir), handle_signals=True,
-                           access_log=None, shutdown_timeout=SHUTDOWN_S)
+                           access_log=None, shutdown_timeout=SHUTDOWN_S,
+                           **runner_options(settings))
     try:
         loop.run_until_complete(_start(runner, sock, settings))
         loop.run_forever()
@@ -81,10 +84,19 @@ def run_worker(settings: Settings, sock: socket.socket, metrics_dir: str | None 
         loop.close()
 
 
+def runner_options(settings: Settings) -> dict[str, Any]:
+    """aiohttp's server as `outlay serve` runs it behind gateway/h1.py (gateway/handoff.py
+    says why): idle connections end after `idle_timeout_s`; a body left unread and not all
+    received closes its connection at once (no lingering to drain it); a head's size is
+    limited by the handoff watch (431), not by aiohttp's line limits first (400)."""
+    return {"keepalive_timeout": settings.idle_timeout_s, "lingering_time": 0,
+            "max_line_size": MAX_HEAD_BYTES, "max_field_size": MAX_HEAD_BYTES}
+
+
 async def _start(runner: web.AppRunner, sock: socket.socket, settings: Settings) -> None:
     await runner.setup()
     routes = llm_handlers(runner.app[GATEWAY])
-    await H1Site(runner, sock, routes, settings.max_body_bytes, SHUTDOWN_S).start()
+    await H1Site(runner, sock, routes, Limits.of(settings), SHUTDOWN_S).start()
 
 
 def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
