@@ -447,3 +447,28 @@ async def test_an_answer_that_has_no_body_gets_no_length(status: int) -> None:
     assert b"Content-Length" not in head
     assert b"X-Outlay-Request-Id: req_1" in head
     assert rest == b""
+
+
+async def test_a_body_left_unread_is_dropped_or_the_connection_closed() -> None:
+    async def refuse(ex: h1.Exchange) -> None:
+        await ex.send(401, {}, b"no")  # the body is never asked for
+
+    conn, transport = connection({"/r": refuse})
+    small = plain(body=b"x" * 100)
+    conn.data_received(small[:-50])  # half of a small body: answered, kept, the rest dropped
+    await asyncio.sleep(0.01)
+    assert b"Connection: close" not in transport.written
+    conn.data_received(small[-50:] + plain())
+    await asyncio.sleep(0.01)
+    assert transport.written.count(b"HTTP/1.1 401") == 2
+    assert not transport.closed
+
+    large = plain(body=b"x" * (h1.DRAIN_MAX + 1000))
+    conn.data_received(large[:100])  # too much still to come: answered, then closed
+    await asyncio.sleep(0.01)
+    assert transport.written.endswith(b"Connection: close\r\n\r\nno")
+    assert transport.closed
+    written = bytes(transport.written)
+    conn.data_received(large[100:])  # what still arrives is never read as a request
+    await asyncio.sleep(0.01)
+    assert transport.written == written

@@ -41,8 +41,8 @@ log = logging.getLogger("outlay")
 Handler = Callable[[Exchange], Awaitable[None]]
 READ_AHEAD = 256 * 1024  # bytes buffered past a request in flight before reading pauses
 DRAIN_MAX = 64 * 1024  # the most of a body left unread that is received and dropped
-# where a connection is: each but BUSY has a deadline
-HEAD, IDLE, BODY, BUSY, DRAIN = "head", "idle", "body", "busy", "drain"
+# where a connection is: each of the first four has a deadline
+HEAD, IDLE, BODY, DRAIN, BUSY, CLOSED = "head", "idle", "body", "drain", "busy", "closed"
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,8 @@ class H1Connection(asyncio.Protocol):
         self.deadline.start(self.limits.header_s)  # the first head, from the start
 
     def data_received(self, data: bytes) -> None:
+        if self.phase == CLOSED:
+            return  # what comes after an answer that closes the connection is never read
         self.buf += data
         if self.task is None:
             if self.phase != DRAIN:
@@ -266,7 +268,7 @@ class H1Connection(asyncio.Protocol):
             self.late = True
             self.phase = BUSY
             self._wake_body(too_slow())
-        elif self.phase != BUSY:  # a head, a drained body or an idle spell took too long
+        elif self.phase in (HEAD, IDLE, DRAIN):  # a head, a body dropped or an idle spell
             self.close()
 
     def _wake_body(self, error: BaseException | None) -> None:
@@ -308,6 +310,7 @@ class H1Connection(asyncio.Protocol):
             raise ConnectionResetError("the agent closed the connection")
 
     def close(self) -> None:
+        self.phase = CLOSED
         if self.transport is not None:
             self.transport.close()
 

@@ -90,9 +90,10 @@ class Handed(asyncio.Protocol):
         self.phase = BUSY
         self.deadline.stop()
 
-    def ended(self) -> None:
-        """A request's handler returned; its answer is being written."""
-        if self.phase == BUSY:
+    def ended(self, keep: bool) -> None:
+        """A request's handler returned; its answer is being written. Unless the connection
+        is `keep`, it closes after the answer: what still comes is a body nobody reads."""
+        if self.phase == BUSY and keep:
             self.phase = IDLE
 
     def eof_received(self) -> bool | None:
@@ -134,7 +135,7 @@ def watch_requests(body_s: float) -> Callable[..., Awaitable[web.StreamResponse]
             if timer is not None:
                 timer.cancel()
             if watch is not None:
-                watch.ended()
+                watch.ended(keep=content.is_eof())
         if not content.is_eof():
             # the rest of the body will not be read: the answer says the connection closes
             response.force_close()
