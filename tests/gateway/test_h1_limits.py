@@ -239,7 +239,7 @@ async def test_a_slow_body_to_the_admin_api_is_answered_408(
 
 
 async def test_past_max_connections_new_ones_are_closed_at_once(
-    make_outlay: MakeOutlay, opener: Callable[[Outlay], Open],
+    make_outlay: MakeOutlay, opener: Callable[[Outlay], Open], caplog: pytest.LogCaptureFixture,
 ) -> None:
     outlay = await make_outlay(max_connections=3)
     open_one = opener(outlay)
@@ -256,6 +256,8 @@ async def test_past_max_connections_new_ones_are_closed_at_once(
     refused, _ = await open_one()
     got, took = await until_closed(refused, CLOSE_S)
     assert (got, took < CLOSE_S) == (b"", True)
+    assert "closing new connections at once: 3 are open (server.max_connections: 3)" in (
+        caplog.text)
     # the open ones keep working
     lean[1].write(chat_request(secret))
     assert (await answer(lean[0]))[0] == 200

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -30,6 +31,9 @@ from outlay.state.base import StateError
 
 log = logging.getLogger("outlay")
 SHUTDOWN_S = 5.0  # answers in progress get this long to finish when a worker stops
+# files a worker holds besides its agents' connections: the store, connections to
+# providers and vendors, the log
+FILES_BESIDE_CONNECTIONS = 256
 
 
 async def prepare_state(settings: Settings) -> str | None:
@@ -108,8 +112,33 @@ def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
     loop.run_until_complete(loop.shutdown_asyncgens())
 
 
+def open_files_wanted(soft: int, hard: int, max_connections: int) -> int:
+    """The soft open-file limit that lets `max_connections` be open beside the worker's other
+    files, within the hard limit, and never lower than it is."""
+    want = max_connections + FILES_BESIDE_CONNECTIONS
+    if hard != resource.RLIM_INFINITY:
+        want = min(want, hard)
+    return max(soft, want)
+
+
+def _raise_open_files(max_connections: int) -> None:
+    """Past the open-file limit a connection fails when accepted, before gateway/h1.py can
+    close it at once and serve the others: raise the limit so max_connections come first."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = open_files_wanted(soft, hard, max_connections)
+    if wanted > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+    if soft < max_connections + FILES_BESIDE_CONNECTIONS:
+        log.warning("the open-file limit (%d) is below server.max_connections (%d) + %d: "
+                    "raise it (ulimit -n) or lower max_connections", soft, max_connections,
+                    FILES_BESIDE_CONNECTIONS)
+
+
 def serve(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    _raise_open_files(settings.max_connections)
     try:
         # bad prices or vendor sections stop start-up with a clear message
         PriceTable.load(settings.prices)
