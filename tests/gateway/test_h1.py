@@ -472,3 +472,26 @@ async def test_a_body_left_unread_is_dropped_or_the_connection_closed() -> None:
     conn.data_received(large[100:])  # what still arrives is never read as a request
     await asyncio.sleep(0.01)
     assert transport.written == written
+
+
+async def test_a_body_not_asked_for_is_not_read_past_the_read_ahead() -> None:
+    asked = asyncio.Event()
+    got: list[int] = []
+
+    async def route(ex: h1.Exchange) -> None:
+        await asked.wait()  # a key check, say, before the body
+        got.append(len(await ex.body(1 << 21)))
+        await ex.send(200, {}, b"ok")
+
+    conn, transport = connection({"/r": route})
+    request = plain(body=b"x" * (1 << 20))
+    conn.data_received(request[:h1.READ_AHEAD + 100])
+    await asyncio.sleep(0.01)
+    assert not transport.reading  # no more of it until the route asks
+    asked.set()
+    await asyncio.sleep(0.01)
+    assert transport.reading
+    conn.data_received(request[h1.READ_AHEAD + 100:])
+    await asyncio.sleep(0.01)
+    assert got == [1 << 20]
+    assert transport.written.startswith(b"HTTP/1.1 200 OK\r\n")

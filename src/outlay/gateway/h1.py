@@ -39,7 +39,9 @@ from outlay.settings import Settings
 log = logging.getLogger("outlay")
 
 Handler = Callable[[Exchange], Awaitable[None]]
-READ_AHEAD = 256 * 1024  # bytes buffered past a request in flight before reading pauses
+# bytes buffered past a request in flight, or of a body its route has not asked for yet,
+# before reading pauses
+READ_AHEAD = 256 * 1024
 DRAIN_MAX = 64 * 1024  # the most of a body left unread that is received and dropped
 # where a connection is: each of the first four has a deadline
 HEAD, IDLE, BODY, DRAIN, BUSY, CLOSED = "head", "idle", "body", "drain", "busy", "closed"
@@ -147,9 +149,12 @@ class H1Connection(asyncio.Protocol):
                 self.phase = BUSY
                 self.deadline.stop()
                 self._wake_body(None)
-        elif len(self.buf) - self.need > READ_AHEAD and self._reading and self.transport:
-            self.transport.pause_reading()
-            self._reading = False
+            elif self._body is None and len(self.buf) > READ_AHEAD:
+                # the route has not asked for the body yet, and may refuse it unread (a
+                # refused key): no more of it is read until it does
+                self._pause_reading()
+        elif len(self.buf) - self.need > READ_AHEAD:
+            self._pause_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -193,6 +198,8 @@ class H1Connection(asyncio.Protocol):
         else:
             self.phase = BODY
             self.deadline.start(self.limits.body_s)
+            if len(self.buf) > READ_AHEAD:
+                self._pause_reading()  # until the route asks for the body
         self.task = asyncio.get_running_loop().create_task(self._serve(head))
 
     async def _serve(self, head: Head) -> None:
@@ -221,6 +228,7 @@ class H1Connection(asyncio.Protocol):
                 self._between()
             else:  # the rest of a small body the route left unread, dropped as it comes
                 self.phase = DRAIN
+                self._resume_reading()
 
     async def take_body(self) -> bytes:
         """The body of the request in progress, once it is all here."""
@@ -230,6 +238,7 @@ class H1Connection(asyncio.Protocol):
             if self.lost:
                 raise ConnectionResetError("the agent closed the connection")
             self._body = asyncio.get_running_loop().create_future()
+            self._resume_reading()
             try:
                 await self._body
             finally:
@@ -318,6 +327,11 @@ class H1Connection(asyncio.Protocol):
         waiter, self._writable = self._writable, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _pause_reading(self) -> None:
+        if self._reading and self.transport is not None:
+            self.transport.pause_reading()
+            self._reading = False
 
     def _resume_reading(self) -> None:
         if not self._reading and self.transport is not None:
