@@ -139,6 +139,9 @@ class Latency(Protocol):
     """A wrk run's figures, as far as this report reads them."""
 
     @property
+    def requests(self) -> int: ...
+
+    @property
     def p50_ms(self) -> float: ...
 
     @property
@@ -164,7 +167,13 @@ def _times(a: float | None, b: float | None) -> str:
 
 
 def _med(runs: Sequence[Latency], attr: str) -> float | None:
-    return median([getattr(r, attr) for r in runs]) if runs else None
+    """The median over the runs that answered any call (wrk reports 0 ms for none)."""
+    answered = [getattr(r, attr) for r in runs if r.requests]
+    return median(answered) if answered else None
+
+
+def _silent(runs: Sequence[Latency]) -> int:
+    return sum(1 for r in runs if not r.requests)
 
 
 def hostile_table(rows: Sequence[HostileRow], clients: int = CLIENTS) -> str:
@@ -188,7 +197,10 @@ def hostile_table(rows: Sequence[HostileRow], clients: int = CLIENTS) -> str:
         per_s = requests / seconds if seconds else 0.0
         rate = f"{per_s:,.{0 if per_s >= 10 else 1}f}/s ({got})" if requests else "–"
         times = [ms for t in r.tallies for ms in t.times_ms]
-        out.append(f"| {r.title} | {_ms(q50)} | {_ms(l50)} | {_times(l50, q50)} | "
+        silent = _silent(r.loud) + _silent(r.quiet)
+        title = r.title + (f" ({silent} of {len(r.loud) + len(r.quiet)} runs answered no "
+                           "paying call: left out)" if silent else "")
+        out.append(f"| {title} | {_ms(q50)} | {_ms(l50)} | {_times(l50, q50)} | "
                    f"{_ms(q99)} | {_ms(l99)} | {_times(l99, q99)} | {rate} | "
                    f"{_ms(percentile(times, 50) if times else None)} |")
     return "\n".join(out)

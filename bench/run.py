@@ -345,9 +345,10 @@ def hostile(row: report.Row, target: Target, rounds: int, seconds: float, tmp: P
                 out.tallies.append(tally)
             if target.pid:  # what one half leaves running must not land in the other
                 wait_quiet(lambda pid=target.pid: tree_cpu_seconds(pid))
+        loud = out.loud[-1]
+        beside = f"{loud.p50_ms:7.2f} ms" if loud.requests else "no call answered"
         log(f"  {row.title:34} paying p50 alone {out.quiet[-1].p50_ms:7.2f} ms, beside "
-            f"hostile clients {out.loud[-1].p50_ms:7.2f} ms ({out.tallies[-1].requests:,} "
-            "hostile requests)")
+            f"hostile clients {beside} ({out.tallies[-1].requests:,} hostile requests)")
     return out
 
 

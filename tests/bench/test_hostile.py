@@ -118,6 +118,17 @@ def test_the_table_gives_the_ratios_of_the_medians() -> None:
                      "4.50 ms", "× 3.00", "0.3/s (2 × 401, 1 × closed)", "3.00 ms"]
 
 
+def test_a_run_that_answered_no_paying_call_is_left_out_and_said() -> None:
+    silent = measure.WrkResult(requests=0, duration_s=5.0, errors=1, non_2xx=0, p50_ms=0.0,
+                               p90_ms=0.0, p99_ms=0.0, mean_ms=0.0, max_ms=0.0)
+    row = hostile.HostileRow("baseline", quiet=[_wrk(1.0, 2.0)],
+                             loud=[_wrk(900.0, 1000.0), silent, _wrk(1100.0, 3000.0)])
+    cells = [c.strip() for c in hostile.hostile_table([row]).splitlines()[2].split("|")[1:-1]]
+    assert cells[0] == "baseline (1 of 4 runs answered no paying call: left out)"
+    assert cells[1:7] == ["1.00 ms", "1,000.00 ms", "× 1,000.00", "2.00 ms", "2,000.00 ms",
+                          "× 1,000.00"]
+
+
 def test_a_row_without_runs_shows_dashes() -> None:
     cells = hostile.hostile_table([hostile.HostileRow("x")]).splitlines()[2].split("|")[2:-1]
     assert {c.strip() for c in cells} == {"–"}
