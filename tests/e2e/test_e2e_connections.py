@@ -112,7 +112,8 @@ def test_each_malformed_head_is_answered_and_closed_within_a_second(
 
 
 def test_slow_and_idle_connections_are_closed_while_paying_calls_go_on(launch: Launch) -> None:
-    gateway = launch({"server": {"header_timeout_s": SHORT_S, "idle_timeout_s": SHORT_S}})
+    idle_s = 3 * SHORT_S  # longer than the header timeout, to tell the two apart
+    gateway = launch({"server": {"header_timeout_s": SHORT_S, "idle_timeout_s": idle_s}})
     secret = gateway.mint_key(unique("patient"))["key"]
 
     async def trickle(writer: asyncio.StreamWriter, data: bytes) -> None:
@@ -133,10 +134,14 @@ def test_slow_and_idle_connections_are_closed_while_paying_calls_go_on(launch: L
                 asyncio.create_task(trickle(handed_writer, HEALTHZ))]
         for _ in range(4):  # paying calls go on meanwhile
             await paying_call(gateway, secret)
-        for reader in (slow_reader, handed_reader, idle_reader):
+        for reader in (slow_reader, handed_reader):  # the heads' time ran out
             got, _ = await until_closed(reader, 4 * SHORT_S)
             assert got == b""
-        assert time.monotonic() - started >= SHORT_S * 0.8
+        slow_s = time.monotonic() - started
+        assert SHORT_S * 0.8 <= slow_s < idle_s
+        got, _ = await until_closed(idle_reader, 2 * idle_s)
+        assert got == b""
+        assert time.monotonic() - started >= idle_s * 0.8
         for task in slow:
             task.cancel()
         for writer in (slow_writer, handed_writer, idle_writer):
