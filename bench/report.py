@@ -157,7 +157,7 @@ def bar(rows: list[Row]) -> list[str]:
 
 
 def markdown(rows: list[Row], *, title: str, setup: list[str], checks: list[str],
-             profile: str | None, chart: str | None) -> str:
+             profile: str | None, chart: str | None, hostile: str | None = None) -> str:
     out = [f"# {title}", "", *setup, "", "## Figures", "", figures_table(rows), "",
            "## Relative to the floor and to direct", "", ratios_table(rows), "",
            "## The bar", "", *bar(rows), ""]
@@ -172,6 +172,11 @@ def markdown(rows: list[Row], *, title: str, setup: list[str], checks: list[str]
         out.append(f"- **{r.title}**: {r.about}{notes}")
     bad = [f"{r.title}: {r.bad_answers()}" for r in rows if r.reason is None and r.bad_answers()]
     out += ["", "Errors or non-2xx answers during load: " + ("; ".join(bad) if bad else "none")]
+    if hostile:
+        out += ["", "## Paying calls beside hostile clients", "",
+                "`wrk -c1` paying calls, alone and while clients without a valid key send "
+                "4 MiB bodies of tiny messages as fast as they are refused (bench/hostile.py);"
+                " medians of the rounds.", "", hostile]
     if checks:
         out += ["", "## Enforcement check", "", *checks]
     if chart:

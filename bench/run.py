@@ -19,9 +19,11 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import hotspots
 import report
+from hostile import CLIENTS, HostileRow, hostile_clients, hostile_table
 from load import RssSampler, run_streams, run_wrk, smoke
 from measure import cpu_times, tree_cpu_seconds, wait_quiet
 from nginx_mock import nginx_config
@@ -138,6 +140,10 @@ def main() -> int:
                         help="the scenario --profile profiles [default: outlay, the embedded]")
     parser.add_argument("--profile-connections", type=int, default=32,
                         help="wrk connections while profiling [32]")
+    parser.add_argument("--hostile", action="store_true",
+                        help=f"also measure each Outlay scenario's paying calls at one "
+                        f"connection beside {CLIENTS} clients sending 4 MiB bodies without a "
+                        "valid key, and without them, interleaved (bench/hostile.py)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, stores)")
     args = parser.parse_args()
     if args.quick:
@@ -242,6 +248,12 @@ def main() -> int:
                     flag = "" if res.clean else f"  ({res.errors} errors, {res.non_2xx} non-2xx)"
                     log(f"  {r.title:34} {res.rps:9,.0f} req/s  p50 {res.p50_ms:6.2f} ms  "
                         f"p99 {res.p99_ms:6.2f} ms{cpu}{flag}")
+        hostile_rows: list[HostileRow] = []
+        if args.hostile:
+            log(f"paying calls at 1 connection, alone and beside {CLIENTS} hostile clients, "
+                f"{args.rounds} round(s) of {args.duration:.0f} s each")
+            hostile_rows = [hostile(r, targets[r.key], args.rounds, args.duration, tmp,
+                                    load_cpus) for r in running if r.outlay]
         log(f"streams: time to first chunk over {args.streams} calls each, one at a time")
         for r in running if args.streams else []:
             t = targets[r.key]
@@ -278,8 +290,10 @@ def main() -> int:
         ]
         chart_path = RESULTS_DIR / f"{stamp}.png"
         report.chart(rows, chart_path, f"Outlay benchmark {stamp} (one worker each)")
+        hostile_md = hostile_table(hostile_rows) if hostile_rows else None
         text = report.markdown(rows, title=f"Outlay benchmark, {stamp}", setup=setup,
-                               checks=checks, profile=profile_md, chart=chart_path.name)
+                               checks=checks, profile=profile_md, chart=chart_path.name,
+                               hostile=hostile_md)
         md_path = RESULTS_DIR / f"{stamp}.md"
         md_path.write_text(text)
         log("")
@@ -288,6 +302,9 @@ def main() -> int:
         log(report.ratios_table(rows))
         log("")
         log("\n".join(report.bar(rows)))
+        if hostile_md:
+            log("")
+            log(hostile_md)
         for r in rows:
             if r.reason:
                 log(f"not available: {r.title}: {r.reason}")
@@ -306,6 +323,33 @@ def main() -> int:
             log(f"temp dir kept: {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def hostile(row: report.Row, target: Target, rounds: int, seconds: float, tmp: Path,
+            cpus: str | None) -> HostileRow:
+    """A paying call's latency at one connection alone and beside the hostile clients,
+    interleaved round by round (the order swapped each round, so drift favours neither)."""
+    out = HostileRow(row.title)
+    address = urlsplit(target.url)
+    host, port = address.hostname or "127.0.0.1", address.port or 80
+    for round_no in range(rounds):
+        for loud in (False, True) if round_no % 2 == 0 else (True, False):
+            if not loud:
+                out.quiet.append(run_wrk(target, 1, seconds, tmp, cpus=cpus,
+                                         name=f"{row.key}-alone"))
+            else:
+                with hostile_clients(host, port, target.path) as tally:
+                    time.sleep(0.5)  # the hostile clients are at it before the paying calls
+                    out.loud.append(run_wrk(target, 1, seconds, tmp, cpus=cpus,
+                                            name=f"{row.key}-hostile"))
+                out.tallies.append(tally)
+            if target.pid:  # what one half leaves running must not land in the other
+                wait_quiet(lambda pid=target.pid: tree_cpu_seconds(pid))
+        loud = out.loud[-1]
+        beside = f"{loud.p50_ms:7.2f} ms" if loud.requests else "no call answered"
+        log(f"  {row.title:34} paying p50 alone {out.quiet[-1].p50_ms:7.2f} ms, beside "
+            f"hostile clients {beside} ({out.tallies[-1].requests:,} hostile requests)")
+    return out
 
 
 def enforcement(row: report.Row, target: Target, admin_token: str) -> str:

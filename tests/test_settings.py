@@ -117,6 +117,11 @@ def test_every_documented_variable_is_read() -> None:
         "OUTLAY_MAX_BODY_BYTES": "100",
         "OUTLAY_SIMULATED_LATENCY_MS": "2.5",
         "OUTLAY_RESERVATION_LEASE_S": "30",
+        "OUTLAY_HEADER_TIMEOUT_S": "5",
+        "OUTLAY_IDLE_TIMEOUT_S": "6",
+        "OUTLAY_BODY_TIMEOUT_S": "7",
+        "OUTLAY_MAX_CONNECTIONS": "8",
+        "OUTLAY_METRICS_TOKEN": "t" * 16,
     }
     settings = load_settings(None, env)
     assert settings == Settings(
@@ -129,6 +134,11 @@ def test_every_documented_variable_is_read() -> None:
         max_body_bytes=100,
         simulated_latency_ms=2.5,
         reservation_lease_s=30.0,
+        header_timeout_s=5.0,
+        idle_timeout_s=6.0,
+        body_timeout_s=7.0,
+        max_connections=8,
+        metrics_token="t" * 16,
     )
 
 
@@ -215,6 +225,22 @@ def test_unknown_top_level_key_names_the_file_and_key(tmp_path: Path) -> None:
         ("webhooks: {retry_hours: 12}\n", r"webhooks\.retry_hours must be a number >= 24"),
         ("webhooks: {retention_days: -1}\n", r"webhooks\.retention_days"),
         ("webhooks: {retries: 3}\n", r"webhooks: unknown field\(s\) retries"),
+        ("server: 5\n", "server must be a mapping"),
+        ("server: {header_timeout_s: 0}\n",
+         r"server\.header_timeout_s must be a number >= 0\.001, got 0"),
+        ("server: {idle_timeout_s: -1}\n", r"server\.idle_timeout_s must be a number"),
+        ("server: {body_timeout_s: .inf}\n", r"server\.body_timeout_s must be a number"),
+        ("server: {body_timeout_s: soon}\n", r"server\.body_timeout_s must be a number"),
+        ("server: {max_connections: 0}\n", r"server\.max_connections must be an integer >= 1"),
+        ("server: {max_connections: 1.5}\n", r"server\.max_connections must be an integer"),
+        ("server: {metrics_token: short}\n",
+         r"server\.metrics_token must be at least 16 printable ASCII characters without spaces "
+         r"\(got 5 characters\)"),
+        ("server: {metrics_token: 'a token with spaces in it'}\n", r"server\.metrics_token"),
+        ("server: {metrics_token: 12345678901234567890}\n",
+         r"server\.metrics_token must be a non-empty string"),
+        ("server: {keepalive: 5}\n", r"server: unknown field\(s\) keepalive; known: "
+         r"header_timeout_s, idle_timeout_s, body_timeout_s, max_connections, metrics_token"),
     ],
 )
 def test_bad_types_name_the_key(tmp_path: Path, text: str, key: str) -> None:
@@ -352,3 +378,46 @@ def test_an_admin_token_no_client_could_send_is_refused(tmp_path: Path, token: s
 def test_an_admin_token_of_printable_ascii_is_kept() -> None:
     token = "oladm_ ~!x" + "y" * 1014
     assert load_settings(None, {"OUTLAY_ADMIN_TOKEN": token}).admin_token == token
+def test_server_section_defaults_file_and_environment(tmp_path: Path) -> None:
+    defaults = load_settings(None, {})
+    assert (defaults.header_timeout_s, defaults.idle_timeout_s, defaults.body_timeout_s,
+            defaults.max_connections, defaults.metrics_token) == (15, 75, 60, 10_000, None)
+    path = write(tmp_path, """\
+        server:
+          header_timeout_s: 2.5
+          idle_timeout_s: 30
+          body_timeout_s: 10
+          max_connections: 500
+          metrics_token: env:SCRAPE_TOKEN
+    """)
+    token = "s3cret-scrape-token-0123"
+    settings = load_settings(path, {"SCRAPE_TOKEN": token})
+    assert (settings.header_timeout_s, settings.idle_timeout_s, settings.body_timeout_s,
+            settings.max_connections, settings.metrics_token) == (2.5, 30, 10, 500, token)
+    assert token not in repr(settings)  # a secret stays out of logs and tracebacks
+    # an unset reference leaves /metrics open, as with no token at all
+    assert load_settings(path, {}).metrics_token is None
+    partial = load_settings(write(tmp_path, "server: {idle_timeout_s: 5}\n", "p.yaml"), {})
+    assert (partial.idle_timeout_s, partial.header_timeout_s) == (5, 15)
+
+    env = {"OUTLAY_HEADER_TIMEOUT_S": "0.5", "OUTLAY_IDLE_TIMEOUT_S": "0.75",
+           "OUTLAY_BODY_TIMEOUT_S": "1", "OUTLAY_MAX_CONNECTIONS": "3",
+           "OUTLAY_METRICS_TOKEN": "from-the-environment-1"}
+    overridden = load_settings(path, env)
+    assert (overridden.header_timeout_s, overridden.idle_timeout_s, overridden.body_timeout_s,
+            overridden.max_connections, overridden.metrics_token) == (
+        0.5, 0.75, 1, 3, "from-the-environment-1")
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("OUTLAY_HEADER_TIMEOUT_S", "0", "OUTLAY_HEADER_TIMEOUT_S must be a number >= 0.001"),
+    ("OUTLAY_IDLE_TIMEOUT_S", "never", "OUTLAY_IDLE_TIMEOUT_S must be a number"),
+    ("OUTLAY_BODY_TIMEOUT_S", "nan", "OUTLAY_BODY_TIMEOUT_S must be a number"),
+    ("OUTLAY_MAX_CONNECTIONS", "10k", "OUTLAY_MAX_CONNECTIONS must be an integer >= 1"),
+    ("OUTLAY_METRICS_TOKEN", "tiny", "OUTLAY_METRICS_TOKEN must be at least 16"),
+])
+def test_bad_server_variables_name_the_variable(variable: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_settings(None, {variable: value})
+    if variable == "OUTLAY_METRICS_TOKEN":
+        assert value not in str(caught.value)

@@ -15,6 +15,11 @@ Environment variables (an empty value counts as unset):
     OUTLAY_MAX_BODY_BYTES       largest accepted request body
     OUTLAY_SIMULATED_LATENCY_MS latency of the simulated provider
     OUTLAY_RESERVATION_LEASE_S  how long a reservation may be held before it is charged in full
+    OUTLAY_HEADER_TIMEOUT_S     a request head not whole this long after it began: closed
+    OUTLAY_IDLE_TIMEOUT_S       a kept-alive connection idle this long: closed
+    OUTLAY_BODY_TIMEOUT_S       a body not whole this long after its head: 408, closed
+    OUTLAY_MAX_CONNECTIONS      open connections per worker; past it new ones are closed
+    OUTLAY_METRICS_TOKEN        when set, GET /metrics needs `Authorization: Bearer <it>`
     OPENAI_API_KEY, ANTHROPIC_API_KEY
                                 used for that provider when the file does not configure it
 
@@ -71,9 +76,11 @@ _TOP_LEVEL_KEYS = frozenset(
         "max_body_bytes",
         "reservation_lease_s",
         "webhooks",
+        "server",
     }
 )
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+MIN_TOKEN_CHARS = 16
 _REF_PREFIX = "env:"
 
 
@@ -120,6 +127,12 @@ class Settings:
     webhook_concurrency: int = 8  # sends in flight at once, per worker
     webhook_retry_hours: float = 26.0  # retried until then after the event (SPEC: >= 24)
     webhook_retention_days: float = 30.0  # finished deliveries are kept this long
+    # serving connections (the `server:` section), on Outlay's HTTP/1.1 server and aiohttp's
+    header_timeout_s: float = 15.0  # a request head must be whole this long after it began
+    idle_timeout_s: float = 75.0  # between requests on a kept-alive connection
+    body_timeout_s: float = 60.0  # a body must be whole this long after its head, else 408
+    max_connections: int = 10_000  # per worker; past it new connections are closed at once
+    metrics_token: str | None = field(default=None, repr=False)  # GET /metrics needs it
 
     @property
     def simulated(self) -> bool:
@@ -194,6 +207,16 @@ def _float(minimum: float) -> Callable[[object, str], float]:
     return lambda value, where: float(_number(value, where, integer=False, minimum=minimum))
 
 
+def _token(value: object, where: str) -> str:
+    """A bearer token: long enough not to be guessed, and sendable in a header as it is."""
+    text = _text(value, where)
+    if len(text) < MIN_TOKEN_CHARS or not all("!" <= ch <= "~" for ch in text):
+        # the value is a secret: the message says what is wrong with it, never what it is
+        raise ConfigError(f"{where} must be at least {MIN_TOKEN_CHARS} printable ASCII "
+                          f"characters without spaces (got {len(text)} characters)")
+    return text
+
+
 def _port(value: object, where: str) -> int:
     port = _int(0)(value, where)  # 0 asks the OS for a free port, handy in tests
     if port > 65535:
@@ -226,6 +249,11 @@ _CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "max_body_bytes": _int(1),
     "simulated_latency_ms": _float(0),
     "reservation_lease_s": _float(0.001),
+    "header_timeout_s": _float(0.001),
+    "idle_timeout_s": _float(0.001),
+    "body_timeout_s": _float(0.001),
+    "max_connections": _int(1),
+    "metrics_token": _token,
 }
 # Host and port come from `listen` / OUTLAY_LISTEN, and the latency from `simulated:` in the
 # file: one spelling per place, so two values can never disagree.
@@ -237,15 +265,14 @@ _ENV_VARIABLES = {
     "max_body_bytes": "OUTLAY_MAX_BODY_BYTES",
     "simulated_latency_ms": "OUTLAY_SIMULATED_LATENCY_MS",
     "reservation_lease_s": "OUTLAY_RESERVATION_LEASE_S",
+    "header_timeout_s": "OUTLAY_HEADER_TIMEOUT_S",
+    "idle_timeout_s": "OUTLAY_IDLE_TIMEOUT_S",
+    "body_timeout_s": "OUTLAY_BODY_TIMEOUT_S",
+    "max_connections": "OUTLAY_MAX_CONNECTIONS",
+    "metrics_token": "OUTLAY_METRICS_TOKEN",
 }
-_FILE_KEYS = (
-    "state",
-    "database",
-    "admin_token",
-    "workers",
-    "max_body_bytes",
-    "reservation_lease_s",
-)
+_FILE_KEYS = ("state", "database", "admin_token", "workers", "max_body_bytes",
+              "reservation_lease_s")
 
 
 # --- the file ---
@@ -395,6 +422,11 @@ _WEBHOOK_FIELDS: _Section = {
     "retry_hours": ("webhook_retry_hours", _float(24)),  # SPEC §5: at least 24 h
     "retention_days": ("webhook_retention_days", _float(0.001)),
 }
+# the same names as the Settings fields: one converter each, shared with the environment
+_SERVER_FIELDS: _Section = {
+    name: (name, _CONVERTERS[name]) for name in
+    ("header_timeout_s", "idle_timeout_s", "body_timeout_s", "max_connections", "metrics_token")
+}
 
 
 def _section(raw: object, where: str, fields: _Section) -> dict[str, Any]:
@@ -447,8 +479,9 @@ def load_settings(
     """Build Settings from the YAML file at ``path``, then ``env``, then ``cli_overrides``.
 
     ``cli_overrides`` take Settings field names (host, port, state, database, admin_token,
-    workers, max_body_bytes, simulated_latency_ms, reservation_lease_s); None means "not
-    given". Raises ConfigError naming the file, variable or flag and the key at fault.
+    workers, max_body_bytes, simulated_latency_ms, reservation_lease_s, and the fields of
+    the `server:` section); None means "not given". Raises ConfigError naming the file,
+    variable or flag and the key at fault.
     """
     config_path = _config_path(path, env)
     doc: dict[str, Any] = {}
@@ -460,6 +493,7 @@ def load_settings(
         **_scalars_from_file(doc, source),
         **_section(doc.get("simulated"), f"{source}: simulated", _SIMULATED_FIELDS),
         **_section(doc.get("webhooks"), f"{source}: webhooks", _WEBHOOK_FIELDS),
+        **_section(doc.get("server"), f"{source}: server", _SERVER_FIELDS),
         **_scalars_from_env(env),
         **_scalars_from_cli(cli_overrides),
     }

@@ -15,9 +15,9 @@ from yarl import URL
 
 from outlay.gateway.app import create_app
 from outlay.gateway.context import GATEWAY
-from outlay.gateway.h1 import H1Site
+from outlay.gateway.h1 import H1Site, Limits
 from outlay.gateway.llm import llm_handlers
-from outlay.gateway.server import bind
+from outlay.gateway.server import bind, runner_options
 from outlay.settings import Settings
 
 from .fakes import (
@@ -37,7 +37,8 @@ class AsServed(TestServer):
 
     async def _make_runner(self, **kwargs: Any) -> BaseRunner:
         kwargs["handler_cancellation"] = False
-        return await super()._make_runner(**kwargs)
+        return await super()._make_runner(**runner_options(self.app[GATEWAY].settings),
+                                          **kwargs)
 
 
 class ServedByH1(AsServed):
@@ -53,8 +54,7 @@ class ServedByH1(AsServed):
         sock = bind("127.0.0.1", 0)
         self.host, self.port = sock.getsockname()[:2]
         gw = self.app[GATEWAY]
-        self.site = H1Site(self.runner, sock, llm_handlers(gw), gw.settings.max_body_bytes,
-                           5.0)
+        self.site = H1Site(self.runner, sock, llm_handlers(gw), Limits.of(gw.settings), 5.0)
         await self.site.start()
         self.scheme = "http"
         self._root = URL(f"http://127.0.0.1:{self.port}")

@@ -77,13 +77,17 @@ async def test_bad_body_on_anthropic_route(outlay: Outlay, key: dict[str, Any],
     await assert_still_serving(outlay, key["key"])
 
 
-async def test_bad_body_without_a_key_is_recorded_too(outlay: Outlay) -> None:
+async def test_bad_body_without_a_key_is_refused_for_the_key(outlay: Outlay) -> None:
     resp = await outlay.client.post("/v1/chat/completions", data=b"{",
                                     headers={"Content-Type": JSON})
-    # the body is read before the key is looked at (parse, then authenticate)
-    assert resp.status == 400
-    await assert_recorded_invalid(outlay, resp.headers["X-Outlay-Request-Id"], 400,
-                                  "invalid_request", None)
+    # the key is judged from the head, before the body is read (tests/gateway/
+    # test_auth_before_body.py): the refusal is the key's, recorded as refusals are
+    assert resp.status == 401
+    assert error_of(await resp.json(), "openai")["code"] == "invalid_api_key"
+    [entry] = await outlay.audit()
+    assert (entry["request_id"], entry["decision"], entry["status"], entry["code"],
+            entry["key_id"]) == (resp.headers["X-Outlay-Request-Id"], "refused", 401,
+                                 "invalid_api_key", None)
 
 
 def padded(body: dict[str, Any], size: int) -> bytes:

@@ -14,6 +14,7 @@ import pytest
 from multidict import CIMultiDict
 
 from outlay.gateway import h1
+from outlay.gateway.h1_exchange import H1Exchange
 from outlay.gateway.h1_head import Head
 
 from .conftest import AsServed, ServedByH1
@@ -248,20 +249,17 @@ async def test_a_failing_route_answers_500_and_closes(
     assert "error answering POST /v1/chat/completions" in caplog.text
 
 
-async def test_idle_connections_are_closed(
-    outlay: Outlay, key: dict[str, Any], monkeypatch: pytest.MonkeyPatch, connect: Connect,
-) -> None:
-    monkeypatch.setattr(h1, "KEEPALIVE_S", 0.05)
-    monkeypatch.setattr(h1, "SWEEP_S", 0.02)
-    site = cast(ServedByH1, outlay.client.server).site
-    assert site.h1 is not None
-    if site.h1._sweeper is not None:  # one with the short times starts with the next connection
-        site.h1._sweeper.cancel()
-        site.h1._sweeper = None
-    reader, writer = await connect()
-    writer.write(chat_request(key["key"]))
-    assert (await answer(reader))[0] == 200
-    assert await closed(reader)
+async def test_idle_connections_are_closed(make_outlay: Any) -> None:
+    outlay = await make_outlay(idle_timeout_s=0.05)
+    key = await outlay.mint()
+    server = outlay.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(chat_request(key["key"]))
+        assert (await answer(reader))[0] == 200
+        assert await closed(reader)
+    finally:
+        writer.close()
 
 
 async def test_stopping_lets_an_answer_in_progress_finish(
@@ -327,7 +325,8 @@ class Transport:
 
 def connection(routes: dict[str, Callable[[h1.Exchange], Awaitable[None]]]
                ) -> tuple[h1.H1Connection, Transport]:
-    server = h1.H1Server(routes, fallback=lambda: asyncio.Protocol(), max_body=1 << 20)
+    server = h1.H1Server(routes, fallback=lambda: asyncio.Protocol(),
+                         limits=h1.Limits(max_body=1 << 20))
     conn = h1.H1Connection(server)
     transport = Transport()
     conn.connection_made(cast(asyncio.Transport, transport))
@@ -405,11 +404,11 @@ async def test_reading_pauses_while_a_request_runs_with_much_more_buffered() -> 
     assert transport.written.startswith(b"HTTP/1.1 200 OK\r\n")
 
 
-def test_a_header_value_with_a_line_break_is_never_written() -> None:
+async def test_a_header_value_with_a_line_break_is_never_written() -> None:
     conn, transport = connection({})
-    ex = h1.H1Exchange(conn, Head("/r", "", CIMultiDict(), 0, 0, False), b"")
+    ex = H1Exchange(conn, Head("/r", "", CIMultiDict(), 0, 0, False))
     with pytest.raises(ValueError, match="line break"):
-        asyncio.run(ex.send(200, {"X-Evil": "a\r\nSet-Cookie: x=1"}, b""))
+        await ex.send(200, {"X-Evil": "a\r\nSet-Cookie: x=1"}, b"")
     assert transport.written == b""
 
 
@@ -448,3 +447,51 @@ async def test_an_answer_that_has_no_body_gets_no_length(status: int) -> None:
     assert b"Content-Length" not in head
     assert b"X-Outlay-Request-Id: req_1" in head
     assert rest == b""
+
+
+async def test_a_body_left_unread_is_dropped_or_the_connection_closed() -> None:
+    async def refuse(ex: h1.Exchange) -> None:
+        await ex.send(401, {}, b"no")  # the body is never asked for
+
+    conn, transport = connection({"/r": refuse})
+    small = plain(body=b"x" * 100)
+    conn.data_received(small[:-50])  # half of a small body: answered, kept, the rest dropped
+    await asyncio.sleep(0.01)
+    assert b"Connection: close" not in transport.written
+    conn.data_received(small[-50:] + plain())
+    await asyncio.sleep(0.01)
+    assert transport.written.count(b"HTTP/1.1 401") == 2
+    assert not transport.closed
+
+    large = plain(body=b"x" * (h1.DRAIN_MAX + 1000))
+    conn.data_received(large[:100])  # too much still to come: answered, then closed
+    await asyncio.sleep(0.01)
+    assert transport.written.endswith(b"Connection: close\r\n\r\nno")
+    assert transport.closed
+    written = bytes(transport.written)
+    conn.data_received(large[100:])  # what still arrives is never read as a request
+    await asyncio.sleep(0.01)
+    assert transport.written == written
+
+
+async def test_a_body_not_asked_for_is_not_read_past_the_read_ahead() -> None:
+    asked = asyncio.Event()
+    got: list[int] = []
+
+    async def route(ex: h1.Exchange) -> None:
+        await asked.wait()  # a key check, say, before the body
+        got.append(len(await ex.body(1 << 21)))
+        await ex.send(200, {}, b"ok")
+
+    conn, transport = connection({"/r": route})
+    request = plain(body=b"x" * (1 << 20))
+    conn.data_received(request[:h1.READ_AHEAD + 100])
+    await asyncio.sleep(0.01)
+    assert not transport.reading  # no more of it until the route asks
+    asked.set()
+    await asyncio.sleep(0.01)
+    assert transport.reading
+    conn.data_received(request[h1.READ_AHEAD + 100:])
+    await asyncio.sleep(0.01)
+    assert got == [1 << 20]
+    assert transport.written.startswith(b"HTTP/1.1 200 OK\r\n")

@@ -45,8 +45,27 @@ def test_connection_close_is_noticed() -> None:
 
 def test_an_incomplete_head_waits_for_more() -> None:
     data = request()
-    assert parse_head(data[: data.index(b"\r\n\r\n")], ROUTES, 1000) is None
-    assert parse_head(b"", ROUTES, 1000) is None
+    end = data.index(b"\r\n\r\n")
+    for cut in (0, 1, 5, 6, 30, end, end + 1, end + 3):
+        assert parse_head(data[:cut], ROUTES, 1000) is None, data[:cut]
+
+
+@pytest.mark.parametrize("start", [
+    b"GET /healthz HTTP/1.1\nHost: x\n",  # bare LF
+    b"POST /v1/chat/completions HTTP/1.1\nHost: x\n",
+    b"POST /v1/chat/completions HTTP/1.1\rHost: x",  # bare CR
+    b"POST /v1/chat/completions HTTP/1.1\r\nX-A: a\x01",
+    b"POST /v1/chat/completions HTTP/1.1\r\nX-A: caf\xc3\xa9",
+    b"POST /\xff",
+    b"\x16\x03\x01\x00\xc4\x01\x00\x00\xc0\x03\x03",  # a TLS ClientHello
+    b"hello there, this is not http",
+    b"G",
+    b"P0ST",
+    b"\r\n",
+], ids=repr)
+def test_an_unfinished_head_that_cannot_be_plain_goes_to_aiohttp_at_once(start: bytes) -> None:
+    # aiohttp judges it from its first byte: a malformed one is answered 400 at once
+    assert parse_head(start, ROUTES, 1000) is HANDOFF
 
 
 def test_the_next_request_is_read_from_the_start_of_the_buffer() -> None:

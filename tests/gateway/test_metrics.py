@@ -15,6 +15,7 @@ from .fakes import (
     CHAT,
     SSE_HEADERS,
     WAIT_S,
+    MakeOutlay,
     Outlay,
     Reply,
     openai_answer,
@@ -134,3 +135,31 @@ async def test_a_failing_store_still_answers_the_counts(
     got = await scrape(outlay)
     assert got[("outlay_state_up", ())] == 0
     assert got[decisions("openai.chat", "openai", "allowed")] == 1
+
+
+METRICS_TOKEN = "scrape-token-0123456789"
+
+
+@pytest.mark.parametrize("authorization", [
+    None, "Bearer wrong-token-0123456789", f"Basic {METRICS_TOKEN}", METRICS_TOKEN,
+    f"Bearer {METRICS_TOKEN}x", "Bearer caf\u00e9",
+], ids=["none", "wrong", "other scheme", "no scheme", "longer", "not ASCII"])
+async def test_a_metrics_token_is_required_when_set(
+    make_outlay: MakeOutlay, authorization: str | None,
+) -> None:
+    outlay = await make_outlay(metrics_token=METRICS_TOKEN)
+    headers = {} if authorization is None else {"Authorization": authorization}
+    resp = await outlay.client.get("/metrics", headers=headers)
+    assert resp.status == 401
+    assert resp.headers["WWW-Authenticate"] == 'Bearer realm="metrics"'
+    assert (await resp.json())["error"]["code"] == "invalid_metrics_token"
+    assert "outlay_" not in await resp.text()
+
+
+async def test_the_metrics_token_lets_a_scrape_through(make_outlay: MakeOutlay) -> None:
+    outlay = await make_outlay(metrics_token=METRICS_TOKEN)
+    for scheme in ("Bearer", "bearer"):
+        resp = await outlay.client.get(
+            "/metrics", headers={"Authorization": f"{scheme} {METRICS_TOKEN}"})
+        assert resp.status == 200
+        assert "outlay_calls_in_flight" in await resp.text()

@@ -139,8 +139,9 @@ def test_install_covers_aiohttps_loggers_whatever_handler_takes_their_records(
 def test_the_secrets_of_the_configuration() -> None:
     settings = load_settings(None, {
         "OUTLAY_ADMIN_TOKEN": CUSTOM, "OPENAI_API_KEY": "sk-openai-1234",
+        "OUTLAY_METRICS_TOKEN": "scrape-token-0123456789",
     })
-    assert {CUSTOM, "sk-openai-1234"} <= set(secrets_of(settings))
+    assert {CUSTOM, "sk-openai-1234", "scrape-token-0123456789"} <= set(secrets_of(settings))
     vendors = replace(settings, vendors=MappingProxyType({
         "stripe": {"secret": "sk_test_123456"},
         "twilio": {"account_sid": "AC1", "auth_token": "twilio-token-1"}}))

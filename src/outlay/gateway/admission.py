@@ -5,13 +5,14 @@ holding it while a human decides when the policy says `on_breach: require_approv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import replace
 from random import getrandbits
 
 from outlay.gateway.context import Gateway
 from outlay.policy.errors import ApprovalRequired, OutlayError, Unavailable
-from outlay.state.base import Reservation, StateError, Ticket
+from outlay.state.base import Outcome, Reservation, StateError, Ticket
 
 APPROVAL_POLL_S = 0.1
 
@@ -57,6 +58,21 @@ async def admit(gw: Gateway, ticket: Ticket) -> Reservation | OutlayError:
         return refusal
     _count(gw, ticket, "allowed", "")
     return reservation
+
+
+async def refuse_unread(gw: Gateway, ticket: Ticket) -> OutlayError | None:
+    """The refusal of a call whose key the head already shows refused (gw.keys), its body
+    unread. The store decides it as any call, without what the body would have told, so
+    its ledger row, counts and events are those of every refusal. None if the store admits
+    it after all, which a store whose refused keys stay refused never does: that admission
+    is voided, and the caller decides the call again with its body."""
+    answer = await admit(gw, ticket)
+    if not isinstance(answer, Reservation):
+        return answer
+    # it holds nothing: should the store fail now, the reaper charges it in full, nothing
+    with contextlib.suppress(StateError):
+        await gw.store.settle(Outcome(answer.id, 0, settled="void"))
+    return None
 
 
 def _count(gw: Gateway, ticket: Ticket, decision: str, code: str) -> None:

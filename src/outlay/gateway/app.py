@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -14,6 +15,7 @@ from outlay.gateway.admission import new_request_id
 from outlay.gateway.context import GATEWAY, Gateway
 from outlay.gateway.errors import Flavor, error_response
 from outlay.gateway.exchange import AiohttpExchange
+from outlay.gateway.handoff import watch_requests
 from outlay.gateway.health import HealthEvents
 from outlay.gateway.llm import proxy
 from outlay.gateway.llm_routes import ROUTES, Route
@@ -21,7 +23,7 @@ from outlay.gateway.metrics import CONTENT_TYPE, Snapshots, exposition, keep_wri
 from outlay.gateway.models import list_models
 from outlay.gateway.vendors import vendor_proxy
 from outlay.gateway.wiring import upstream_from_settings, vendor_pricing, vendors_from_settings
-from outlay.policy.errors import OutlayError
+from outlay.policy.errors import AuthError, OutlayError
 from outlay.pricing.table import PriceTable
 from outlay.settings import Settings
 from outlay.state.base import StateError, StateStore
@@ -74,8 +76,22 @@ async def healthz(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+def bearer_matches(authorization: str | None, token: str) -> bool:
+    """`Authorization: Bearer <token>`, compared in constant time."""
+    scheme, _, given = (authorization or "").partition(" ")
+    # bytes: a header value may hold any byte (aiohttp keeps them as surrogates)
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode("utf-8", "surrogateescape"), token.encode())
+
+
 async def metrics(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
+    token = gw.settings.metrics_token
+    if token is not None and not bearer_matches(request.headers.get("Authorization"), token):
+        refusal = AuthError("invalid_metrics_token", "GET /metrics needs the metrics token "
+                            "(Authorization: Bearer <server.metrics_token>).")
+        return error_response(refusal, "openai", new_request_id(),
+                              {"WWW-Authenticate": 'Bearer realm="metrics"'})
     try:
         budgets = await gw.store.budgets()
     except StateError:
@@ -123,7 +139,8 @@ def create_app(
         snapshots=None if metrics_dir is None else Snapshots(metrics_dir),
     )
     health.store = gw.store
-    app = web.Application(client_max_size=settings.max_body_bytes + 1, middlewares=[json_errors])
+    app = web.Application(client_max_size=settings.max_body_bytes + 1,
+                          middlewares=[watch_requests(settings.body_timeout_s), json_errors])
     app[GATEWAY] = gw
     for path, route in ROUTES.items():
         app.router.add_post(path, _route(route))  # type: ignore[arg-type]

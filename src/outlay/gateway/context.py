@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from outlay.gateway.keycheck import KeyCheck
 from outlay.gateway.metrics import Metrics, Snapshots
 from outlay.gateway.outages import Throttled
 from outlay.pricing.table import PriceTable
@@ -96,12 +97,14 @@ class Gateway:
     # label values: a vendor path outside the configuration must not become a series
     known_vendors: frozenset[str] = field(init=False)
     free_models: tuple[str, ...] = field(init=False)
+    keys: KeyCheck = field(init=False)  # a request's key, judged before its body is read
 
     def vendor_label(self, vendor: str) -> str:
         """The vendor as metrics name it: a path outside the configuration is "unknown"."""
         return vendor if vendor in self.known_vendors else "unknown"
 
     def __post_init__(self) -> None:
+        self.keys = KeyCheck(self.store)
         self.known_vendors = frozenset({"openai", "anthropic", *self.vendor_pricing})
         self.aliases = self.prices.aliases()
         self.free_models = tuple(

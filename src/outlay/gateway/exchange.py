@@ -9,11 +9,12 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from outlay.policy.errors import TooLarge
+from outlay.policy.errors import TooLarge, TooSlow
 
 
 async def read_body(request: web.Request, max_bytes: int) -> bytes:
-    """The whole body of a request aiohttp's server carries; TooLarge past `max_bytes`."""
+    """The whole body of a request aiohttp's server carries; TooLarge past `max_bytes`,
+    TooSlow when it is not all there within the body timeout (gateway/handoff.py)."""
     declared = request.content_length
     if declared is not None and declared > max_bytes:
         raise _too_large(max_bytes)
@@ -21,6 +22,8 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
         data = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(max_bytes) from None
+    except web.HTTPRequestTimeout:
+        raise too_slow() from None
     if len(data) > max_bytes:
         raise _too_large(max_bytes)
     return data
@@ -28,6 +31,11 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
 
 def _too_large(max_bytes: int) -> TooLarge:
     return TooLarge("request_too_large", f"The request body is larger than {max_bytes} bytes.")
+
+
+def too_slow() -> TooSlow:
+    return TooSlow("request_timeout", "The request body did not arrive in time "
+                   "(server.body_timeout_s); the connection is closed.")
 
 
 class Exchange(ABC):
@@ -77,12 +85,19 @@ class AiohttpExchange(Exchange):
 
     async def send(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
         self.response = web.Response(status=status, body=body, headers=headers)
-        await self.response.prepare(self.request)
+        await self._prepare(self.response)
         await self.response.write_eof()
 
     async def start(self, status: int, headers: Mapping[str, str]) -> None:
         self.response = web.StreamResponse(status=status, headers=headers)
-        await self.response.prepare(self.request)
+        await self._prepare(self.response)
+
+    async def _prepare(self, response: web.StreamResponse) -> None:
+        if not self.request.content.is_eof():
+            # a body left unread (a refused key's) or late: the connection closes after this
+            # answer, as gateway/handoff.py has aiohttp do, and the answer says so
+            response.force_close()
+        await response.prepare(self.request)
 
     async def write(self, chunk: bytes) -> None:
         assert self.response is not None

@@ -4,8 +4,16 @@ request (admin, vendors, models, health, anything unusual) goes to aiohttp's ser
 
 A connection starts here. At a request boundary, when the next request is not a plain one
 on an LLM route (gateway/h1_head.py), the connection with every byte not yet read is handed
-to aiohttp's protocol and stays there: aiohttp judges that request from its first byte.
-Requests on one connection are answered in order, one at a time.
+to aiohttp's protocol (behind gateway/handoff.py's watch) and stays there: aiohttp judges
+that request from its first byte. Requests on one connection are answered in order, one at
+a time.
+
+A route starts once its head is read and takes its body when it wants it, so an LLM call's
+key is checked before its body is waited for. Each connection has one deadline at a time:
+a head must be whole within `header_s` of its first byte (of the connection's start, for
+the first), a body within `body_s` of its head (else the route gets TooSlow: 408), and an
+idle connection is closed after `idle_s`. Past `max_connections` open connections, new ones
+are closed at once.
 """
 
 from __future__ import annotations
@@ -14,62 +22,69 @@ import asyncio
 import contextlib
 import logging
 import socket
-import time
 from collections.abc import Awaitable, Callable, Mapping
-from email.utils import formatdate
-from http import HTTPStatus
+from dataclasses import dataclass
 from typing import cast
 
 from aiohttp import web
 
-from outlay.gateway.exchange import Exchange
+from outlay.gateway.deadline import Deadline
+from outlay.gateway.exchange import Exchange, too_slow
+from outlay.gateway.h1_exchange import Dates, H1Exchange
 from outlay.gateway.h1_head import HANDOFF, Head, parse_head
+from outlay.gateway.handoff import Handed
+from outlay.gateway.outages import Throttled
+from outlay.settings import Settings
 
 log = logging.getLogger("outlay")
 
 Handler = Callable[[Exchange], Awaitable[None]]
-KEEPALIVE_S = 3630.0  # an idle connection is closed after this, as aiohttp's server does
-SWEEP_S = 10.0
-READ_AHEAD = 256 * 1024  # bytes buffered past a request in flight before reading pauses
-_REASONS = {s.value: s.phrase for s in HTTPStatus}
-_NO_BODY = {204, 304}  # answers that never have a body, nor a length (RFC 9110 §8.6)
+# bytes buffered past a request in flight, or of a body its route has not asked for yet,
+# before reading pauses
+READ_AHEAD = 256 * 1024
+DRAIN_MAX = 64 * 1024  # the most of a body left unread that is received and dropped
+# where a connection is: each of the first four has a deadline
+HEAD, IDLE, BODY, DRAIN, BUSY, CLOSED = "head", "idle", "body", "drain", "busy", "closed"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one connection may take, and how many may be open (the `server:` section)."""
+
+    max_body: int = 4 * 1024 * 1024
+    header_s: float = 15.0
+    idle_s: float = 75.0
+    body_s: float = 60.0
+    max_connections: int = 10_000
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(settings.max_body_bytes, settings.header_timeout_s, settings.idle_timeout_s,
+                   settings.body_timeout_s, settings.max_connections)
 
 
 class H1Server:
     """The connections of one listening socket, and what serves them."""
 
     def __init__(self, routes: Mapping[str, Handler], fallback: Callable[[], asyncio.Protocol],
-                 max_body: int) -> None:
-        self.routes, self.fallback, self.max_body = routes, fallback, max_body
-        self.connections: set[H1Connection] = set()
+                 limits: Limits) -> None:
+        self.routes, self.fallback, self.limits = routes, fallback, limits
+        self.connections: set[H1Connection] = set()  # those served here, not handed over
+        self.open = 0  # every open connection, handed over or not
         self.stopping = False
-        self._date = (0, "")
-        self._sweeper: asyncio.Task[None] | None = None
+        self.dates = Dates()
+        self.refusals = Throttled(every_s=10.0)
 
     def protocol(self) -> H1Connection:
-        if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         return H1Connection(self)
 
-    def date(self) -> str:
-        now = int(time.time())
-        if self._date[0] != now:
-            self._date = (now, formatdate(now, usegmt=True))
-        return self._date[1]
-
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(SWEEP_S)
-            deadline = time.monotonic() - KEEPALIVE_S
-            for conn in [c for c in self.connections
-                         if c.task is None and c.idle_since < deadline]:
-                conn.close()
+    def release(self) -> None:
+        """An open connection is gone."""
+        self.open -= 1
 
     async def shutdown(self, grace_s: float) -> None:
         """Close idle connections, give answers in progress `grace_s` seconds, then cut."""
         self.stopping = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
         for conn in list(self.connections):
             if conn.task is None:
                 conn.close()
@@ -87,35 +102,70 @@ class H1Server:
 class H1Connection(asyncio.Protocol):
     def __init__(self, server: H1Server) -> None:
         self.server = server
+        self.limits = server.limits
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.task: asyncio.Task[None] | None = None
-        self.idle_since = time.monotonic()
         self.lost = False
+        self.counted = False  # this protocol holds one of the server's open connections
+        self.phase = HEAD
+        self.need = 0  # bytes of the request in progress's body not yet taken by its route
+        self.late = False  # that body missed its deadline
+        self._body: asyncio.Future[None] | None = None  # set while the route waits for it
         self._reading = True
         self._writable: asyncio.Future[None] | None = None  # set while writes are paused
 
     # -- asyncio's side --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        server = self.server
+        if server.open >= self.limits.max_connections or server.stopping:
+            server.refusals.warn(f"closing new connections at once: {server.open} are open "
+                                 f"(server.max_connections: {self.limits.max_connections})")
+            self.transport.close()
+            self.transport = None
+            return
+        server.open += 1
+        self.counted = True
+        server.connections.add(self)
         sock = self.transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.connections.add(self)
+        self.deadline = Deadline(asyncio.get_running_loop(), self._expired)
+        self.deadline.start(self.limits.header_s)  # the first head, from the start
 
     def data_received(self, data: bytes) -> None:
+        if self.phase == CLOSED:
+            return  # what comes after an answer that closes the connection is never read
         self.buf += data
         if self.task is None:
-            self._next()
-        elif len(self.buf) > READ_AHEAD and self._reading and self.transport is not None:
-            self.transport.pause_reading()
-            self._reading = False
+            if self.phase != DRAIN:
+                self._next()
+            elif self._drop_body():
+                self._between()
+        elif self.phase == BODY:
+            if len(self.buf) >= self.need:
+                self.phase = BUSY
+                self.deadline.stop()
+                self._wake_body(None)
+            elif self._body is None and len(self.buf) > READ_AHEAD:
+                # the route has not asked for the body yet, and may refuse it unread (a
+                # refused key): no more of it is read until it does
+                self._pause_reading()
+        elif len(self.buf) - self.need > READ_AHEAD:
+            self._pause_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if not self.counted:
+            return  # closed at the start
+        self.counted = False
         self.server.connections.discard(self)
+        self.server.release()
+        self.deadline.cancel()
         self._wake_writer()
+        self._wake_body(ConnectionResetError("the agent closed the connection"))
 
     def pause_writing(self) -> None:
         if self._writable is None:
@@ -126,27 +176,34 @@ class H1Connection(asyncio.Protocol):
 
     # -- requests ------------------------------------------------------------------------------
     def _next(self) -> None:
-        """Start on the next request in the buffer, if it is all here."""
+        """Start on the next request in the buffer, if its head is all here."""
         if self.transport is None or self.server.stopping:
             return
-        head = parse_head(self.buf, self.server.routes, self.server.max_body)
+        head = parse_head(self.buf, self.server.routes, self.limits.max_body)
         if head is None:
+            if self.phase != HEAD:  # its first bytes: the head's time starts now
+                self.phase = HEAD
+                self.deadline.start(self.limits.header_s)
             self._resume_reading()
             return
         if head is HANDOFF:
             self._handoff()
             return
         assert isinstance(head, Head)
-        end = head.end + head.length
-        if len(self.buf) < end:
-            self._resume_reading()
-            return
-        body = bytes(self.buf[head.end:end])
-        del self.buf[:end]
-        self.task = asyncio.get_running_loop().create_task(self._serve(head, body))
+        del self.buf[:head.end]
+        self.need, self.late = head.length, False
+        if len(self.buf) >= head.length:
+            self.phase = BUSY
+            self.deadline.stop()
+        else:
+            self.phase = BODY
+            self.deadline.start(self.limits.body_s)
+            if len(self.buf) > READ_AHEAD:
+                self._pause_reading()  # until the route asks for the body
+        self.task = asyncio.get_running_loop().create_task(self._serve(head))
 
-    async def _serve(self, head: Head, body: bytes) -> None:
-        ex = H1Exchange(self, head, body)
+    async def _serve(self, head: Head) -> None:
+        ex = H1Exchange(self, head)
         try:
             await self.server.routes[head.path](ex)
             if ex.state != "done":
@@ -165,24 +222,87 @@ class H1Connection(asyncio.Protocol):
                                   b"500 Internal Server Error")
         finally:
             self.task = None
-            self.idle_since = time.monotonic()
             if not ex.keep or head.close or self.server.stopping:
                 self.close()
-            elif self.buf:
-                self._next()
-            else:
+            elif self._drop_body():
+                self._between()
+            else:  # the rest of a small body the route left unread, dropped as it comes
+                self.phase = DRAIN
                 self._resume_reading()
+
+    async def take_body(self) -> bytes:
+        """The body of the request in progress, once it is all here."""
+        if len(self.buf) < self.need:
+            if self.late:
+                raise too_slow()
+            if self.lost:
+                raise ConnectionResetError("the agent closed the connection")
+            self._body = asyncio.get_running_loop().create_future()
+            self._resume_reading()
+            try:
+                await self._body
+            finally:
+                self._body = None
+        body = bytes(self.buf[:self.need])
+        del self.buf[:self.need]
+        self.need = 0
+        return body
+
+    def may_keep(self) -> bool:
+        """Whether the connection may serve another request after this answer, as far as
+        the body goes: taken, or small enough to drop as it arrives and not late."""
+        return not self.need or (not self.late and self.need - len(self.buf) <= DRAIN_MAX)
+
+    def _drop_body(self) -> bool:
+        """Drop what has come of a body its route left unread; True once none is left."""
+        gone = min(len(self.buf), self.need)
+        if gone:
+            del self.buf[:gone]
+            self.need -= gone
+        return not self.need
+
+    def _between(self) -> None:
+        """After an answer: the next request if it has begun, else an idle spell."""
+        if self.buf:
+            self.phase = IDLE  # _next starts the head's time if it is not all here
+            self._next()
+        else:
+            self.phase = IDLE
+            self.deadline.start(self.limits.idle_s)
+            self._resume_reading()
+
+    def _expired(self) -> None:
+        if self.phase == BODY:
+            # the route answers (408 when it waits for the body); the connection then closes
+            self.late = True
+            self.phase = BUSY
+            self._wake_body(too_slow())
+        elif self.phase in (HEAD, IDLE, DRAIN):  # a head, a body dropped or an idle spell
+            self.close()
+
+    def _wake_body(self, error: BaseException | None) -> None:
+        waiter = self._body
+        if waiter is not None and not waiter.done():
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
 
     def _handoff(self) -> None:
         """aiohttp's server takes the connection, and every byte not read yet."""
         assert self.transport is not None
         self.server.connections.discard(self)
-        proto = self.server.fallback()
-        self.transport.set_protocol(proto)
-        proto.connection_made(self.transport)
+        self.counted = False  # the count goes with the connection
+        head_by = self.deadline.at if self.phase == HEAD else (
+            self.deadline.loop.time() + self.limits.header_s)
+        self.deadline.cancel()
+        handed = Handed(self.server.fallback(), self.limits.header_s, self.server.release,
+                        head_by)
+        self.transport.set_protocol(handed)
+        handed.connection_made(self.transport)
         data, self.buf = bytes(self.buf), bytearray()
         if data:
-            proto.data_received(data)
+            handed.data_received(data)
         self._resume_reading()
         self.transport = None
 
@@ -199,6 +319,7 @@ class H1Connection(asyncio.Protocol):
             raise ConnectionResetError("the agent closed the connection")
 
     def close(self) -> None:
+        self.phase = CLOSED
         if self.transport is not None:
             self.transport.close()
 
@@ -207,75 +328,15 @@ class H1Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def _pause_reading(self) -> None:
+        if self._reading and self.transport is not None:
+            self.transport.pause_reading()
+            self._reading = False
+
     def _resume_reading(self) -> None:
         if not self._reading and self.transport is not None:
             self.transport.resume_reading()
             self._reading = True
-
-
-class H1Exchange(Exchange):
-    def __init__(self, conn: H1Connection, head: Head, body: bytes) -> None:
-        self.conn, self._body = conn, body
-        self.headers = head.headers
-        self.query = head.query
-        ctype = head.headers.get("Content-Type")
-        self.content_type = (ctype.partition(";")[0].strip().lower() if ctype
-                             else "application/octet-stream")
-        self.keep = not head.close  # the connection serves another request after this one
-        self.state = "new"  # new → streaming → done
-        self._unsent = b""  # a stream's head, until its first chunk
-
-    async def body(self, max_bytes: int) -> bytes:
-        return self._body  # longer bodies than the limit never get here (h1_head)
-
-    def _head(self, status: int, headers: Mapping[str, str], framing: str | None) -> bytes:
-        if self.state != "new":
-            raise RuntimeError("the answer has already begun")
-        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}",
-                 f"Date: {self.conn.server.date()}"]
-        if framing is not None:
-            lines.append(framing)
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        if not self.keep:
-            lines.append("Connection: close")
-        text = "\r\n".join(lines) + "\r\n\r\n"
-        if text.count("\n") != len(lines) + 1 or text.count("\r") != len(lines) + 1:
-            raise ValueError("a header name or value holds a line break")
-        return text.encode()
-
-    async def send(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
-        if status in _NO_BODY:
-            head, body = self._head(status, headers, None), b""
-        else:
-            head = self._head(status, headers, f"Content-Length: {len(body)}")
-        self.state = "done"
-        self.conn.write(head + body)
-
-    async def start(self, status: int, headers: Mapping[str, str]) -> None:
-        # the head goes out with the first chunk, in one packet, as aiohttp's server does
-        self._unsent = self._head(status, headers, "Transfer-Encoding: chunked")
-        self.state = "streaming"
-        if self.conn.lost:
-            raise ConnectionResetError("the agent closed the connection")
-
-    async def write(self, chunk: bytes) -> None:
-        if self.state != "streaming":
-            raise RuntimeError("write before start, or after end")
-        if chunk:
-            self.conn.write(b"%b%x\r\n%b\r\n" % (self._unsent, len(chunk), chunk))
-            self._unsent = b""
-            await self.conn.drain()
-
-    async def end(self) -> None:
-        if self.state != "streaming":
-            raise RuntimeError("end before start, or twice")
-        self.state = "done"
-        self.conn.write(self._unsent + b"0\r\n\r\n")
-        self._unsent = b""
-
-    def abort(self) -> None:
-        self.keep = False
-        self.conn.close()
 
 
 class H1Site(web.SockSite):
@@ -283,17 +344,17 @@ class H1Site(web.SockSite):
     starts and stops it with the application."""
 
     def __init__(self, runner: web.AppRunner, sock: socket.socket,
-                 routes: Mapping[str, Handler], max_body: int, shutdown_timeout: float
+                 routes: Mapping[str, Handler], limits: Limits, shutdown_timeout: float
                  ) -> None:
         super().__init__(runner, sock, backlog=1024)
-        self._routes, self._max_body, self._timeout = routes, max_body, shutdown_timeout
+        self._routes, self._limits, self._timeout = routes, limits, shutdown_timeout
         self.h1: H1Server | None = None
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site; the server is made here
         fallback = self._runner.server
         assert fallback is not None
-        self.h1 = H1Server(self._routes, fallback, self._max_body)
+        self.h1 = H1Server(self._routes, fallback, self._limits)
         self._server = await asyncio.get_running_loop().create_server(
             self.h1.protocol, sock=self._sock, backlog=self._backlog)
 

@@ -5,6 +5,11 @@ a body of `Content-Length` bytes. Anything else (another route or method, HTTP/1
 bodies, `Expect`, upgrades, a body over the limit, a malformed or unusual line) is not
 judged here at all: the connection goes to aiohttp's server, which reads the same bytes
 from the start. Nothing this reader accepts can be read two ways.
+
+An unfinished head goes to aiohttp as soon as its first bytes show it cannot be a plain one
+(another method, a TLS handshake, a bare CR or LF, a control or non-ASCII byte): aiohttp
+answers a malformed one 400 at once instead of both servers waiting for a `CRLFCRLF` that
+never comes.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 from multidict import CIMultiDict
 
 MAX_HEAD = 16_384  # bytes; a longer head is aiohttp's to refuse or accept
+_START = b"POST /"  # how every plain head begins
 # a header name is an RFC 9110 token
 _NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # control characters, and CR or LF anywhere but together at a line's end
@@ -46,7 +52,7 @@ def parse_head(buf: bytes | bytearray, routes: Container[str], max_body: int
     """The head at the start of `buf`; None while it is incomplete."""
     end = buf.find(b"\r\n\r\n", 0, MAX_HEAD + 4)
     if end < 0:
-        return HANDOFF if len(buf) > MAX_HEAD + 3 else None
+        return HANDOFF if len(buf) > MAX_HEAD + 3 or not _may_be_plain(buf) else None
     raw = bytes(buf[:end])
     if not raw.isascii():
         return HANDOFF
@@ -84,3 +90,12 @@ def parse_head(buf: bytes | bytearray, routes: Container[str], max_body: int
     if length is None or length > max_body:
         return HANDOFF
     return Head(path, query, CIMultiDict(pairs), length, end + 4, close)
+
+
+def _may_be_plain(buf: bytes | bytearray) -> bool:
+    """Whether the start of a head, not yet whole, may still become a plain one."""
+    if not _START.startswith(buf[:len(_START)]) or not buf.isascii():
+        return False
+    # a CR at the very end may yet be followed by its LF
+    text = bytes(buf[:-1] if buf.endswith(b"\r") else buf).decode("ascii")
+    return _BAD_CHARS.search(text) is None

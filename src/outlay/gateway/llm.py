@@ -1,6 +1,7 @@
 """The LLM routes (OpenAI- and Anthropic-compatible): the request path in one straight line.
 
-parse → authenticate, decide and reserve (one atomic store call) → forward → settle → record.
+parse → authenticate, decide and reserve (one atomic store call) → forward → settle → record;
+a key already refused in the head is answered before its body is read.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from outlay.gateway.admission import admit, new_request_id, refuse_invalid
+from outlay.gateway.admission import admit, new_request_id, refuse_invalid, refuse_unread
 from outlay.gateway.context import Flight, Gateway
 from outlay.gateway.errors import error_answer
 from outlay.gateway.exchange import Exchange
@@ -59,6 +60,14 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
     rid = new_request_id()
     secret = agent_key(ex.headers)
     key_hash = hash_secret(secret) if secret else None
+    if await gw.keys.refusal(key_hash, gw.clock()) is not None:
+        # refused whatever the body says: answered without reading it
+        refusal = await refuse_unread(gw, Ticket(rid, key_hash, Call(vendor=route.provider),
+                                                 route.kind))
+        if refusal is not None:
+            await ex.send(*error_answer(refusal, route.flavor, rid))
+            return
+        rid = new_request_id()
     model: str | None = None
     try:
         approval = approval_id(ex.headers)

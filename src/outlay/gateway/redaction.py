@@ -82,8 +82,10 @@ _FORMATTER = logging.Formatter()
 
 
 def secrets_of(settings: Settings) -> Iterator[str | None]:
-    """The credentials of the configuration: the admin token, providers' and vendors' keys."""
+    """The credentials of the configuration: the admin and metrics tokens, providers' and
+    vendors' keys."""
     yield settings.admin_token
+    yield settings.metrics_token
     for endpoints in settings.providers.values():
         yield from (endpoint.api_key for endpoint in endpoints)
     try:

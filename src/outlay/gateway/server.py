@@ -7,19 +7,22 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import shutil
 import signal
 import socket
 import sys
 import tempfile
 import time
+from typing import Any
 
 from aiohttp import web
 
 from outlay.gateway import redaction
 from outlay.gateway.app import create_app, store_for
 from outlay.gateway.context import GATEWAY
-from outlay.gateway.h1 import H1Site
+from outlay.gateway.h1 import H1Site, Limits
+from outlay.gateway.handoff import MAX_HEAD_BYTES
 from outlay.gateway.llm import llm_handlers
 from outlay.gateway.wiring import vendor_pricing, vendors_from_settings
 from outlay.policy.model import parse_policy, parse_scope
@@ -29,6 +32,9 @@ from outlay.state.base import StateError
 
 log = logging.getLogger("outlay")
 SHUTDOWN_S = 5.0  # answers in progress get this long to finish when a worker stops
+# files a worker holds besides its agents' connections: the store, connections to
+# providers and vendors, the log
+FILES_BESIDE_CONNECTIONS = 256
 
 
 async def prepare_state(settings: Settings) -> str | None:
@@ -70,7 +76,8 @@ def run_worker(settings: Settings, sock: socket.socket, metrics_dir: str | None 
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     runner = web.AppRunner(create_app(settings, metrics_dir=metrics_dir), handle_signals=True,
-                           access_log=None, shutdown_timeout=SHUTDOWN_S)
+                           access_log=None, shutdown_timeout=SHUTDOWN_S,
+                           **runner_options(settings))
     try:
         loop.run_until_complete(_start(runner, sock, settings))
         loop.run_forever()
@@ -82,10 +89,19 @@ def run_worker(settings: Settings, sock: socket.socket, metrics_dir: str | None 
         loop.close()
 
 
+def runner_options(settings: Settings) -> dict[str, Any]:
+    """aiohttp's server as `outlay serve` runs it behind gateway/h1.py (gateway/handoff.py
+    says why): idle connections end after `idle_timeout_s`; a body left unread and not all
+    received closes its connection at once (no lingering to drain it); a head's size is
+    limited by the handoff watch (431), not by aiohttp's line limits first (400)."""
+    return {"keepalive_timeout": settings.idle_timeout_s, "lingering_time": 0,
+            "max_line_size": MAX_HEAD_BYTES, "max_field_size": MAX_HEAD_BYTES}
+
+
 async def _start(runner: web.AppRunner, sock: socket.socket, settings: Settings) -> None:
     await runner.setup()
     routes = llm_handlers(runner.app[GATEWAY])
-    await H1Site(runner, sock, routes, settings.max_body_bytes, SHUTDOWN_S).start()
+    await H1Site(runner, sock, routes, Limits.of(settings), SHUTDOWN_S).start()
 
 
 def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
@@ -97,9 +113,34 @@ def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
     loop.run_until_complete(loop.shutdown_asyncgens())
 
 
+def open_files_wanted(soft: int, hard: int, max_connections: int) -> int:
+    """The soft open-file limit that lets `max_connections` be open beside the worker's other
+    files, within the hard limit, and never lower than it is."""
+    want = max_connections + FILES_BESIDE_CONNECTIONS
+    if hard != resource.RLIM_INFINITY:
+        want = min(want, hard)
+    return max(soft, want)
+
+
+def _raise_open_files(max_connections: int) -> None:
+    """Past the open-file limit a connection fails when accepted, before gateway/h1.py can
+    close it at once and serve the others: raise the limit so max_connections come first."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = open_files_wanted(soft, hard, max_connections)
+    if wanted > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+    if soft < max_connections + FILES_BESIDE_CONNECTIONS:
+        log.warning("the open-file limit (%d) is below server.max_connections (%d) + %d: "
+                    "raise it (ulimit -n) or lower max_connections", soft, max_connections,
+                    FILES_BESIDE_CONNECTIONS)
+
+
 def serve(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     redaction.install(redaction.secrets_of(settings))  # before anything can log a request
+    _raise_open_files(settings.max_connections)
     try:
         # bad prices or vendor sections stop start-up with a clear message
         PriceTable.load(settings.prices)

@@ -8,7 +8,7 @@ import time
 
 from aiohttp import web
 
-from outlay.gateway.admission import admit, new_request_id, refuse_invalid
+from outlay.gateway.admission import admit, new_request_id, refuse_invalid, refuse_unread
 from outlay.gateway.context import GATEWAY, Gateway
 from outlay.gateway.errors import error_response
 from outlay.gateway.exchange import read_body
@@ -57,6 +57,13 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
         if pricing is None:
             raise BadRequest("invalid_request", f"Unknown vendor {vendor!r}: configure it under "
                              "`vendors:` in the configuration.", param="vendor")
+        if await gw.keys.refusal(key_hash, gw.clock()) is not None:
+            # refused whatever the body says: answered without reading it (aiohttp then
+            # closes the connection if the body is not all here)
+            refusal = await refuse_unread(gw, Ticket(rid, key_hash, call, f"vendor.{vendor}"))
+            if refusal is not None:
+                return error_response(refusal, "openai", rid)
+            rid = new_request_id()
         approval = approval_id(request.headers)
         idempotency_key(request.headers)  # checked here; the vendor's pricing reads it
         raw = await read_body(request, gw.settings.max_body_bytes)

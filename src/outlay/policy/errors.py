@@ -6,7 +6,8 @@ OutlayError
 │   └── ApprovalRequired 403  approval_required
 ├── RateLimited          429  rate_limit_exceeded | hourly_… | daily_… | token_… | concurrency_…
 ├── BudgetExceeded       402  budget_exceeded
-├── BadRequest           400  invalid_request | price_unknown; 413 request_too_large
+├── BadRequest           400  invalid_request | price_unknown; 413 request_too_large;
+│                        408  request_timeout
 └── Unavailable          502/503  upstream_unavailable | enforcement_unavailable
 """
 
@@ -89,6 +90,12 @@ class BadRequest(OutlayError):
 
 class TooLarge(BadRequest):
     status = 413
+
+
+class TooSlow(BadRequest):
+    """408: the body did not arrive within `server.body_timeout_s` of its head."""
+
+    status = 408
 
 
 class Unavailable(OutlayError):

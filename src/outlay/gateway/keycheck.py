@@ -1,0 +1,50 @@
+"""An agent request's key, judged from its head before its body is read: a missing, unknown,
+revoked or expired key is refused without its body being waited for or parsed.
+
+Only refusals are taken from this check. Every call it lets on is still authenticated by
+the store, in the same atomic step that decides and reserves (`reserve`), so a key revoked
+a moment ago is refused there as before; what is kept here (at most TTL_S old) can only make
+a refused key's body be read once more. A refusal this check makes cannot be stale: a key
+the store refuses stays refused (a revoked key is never restored, an expiry never moves,
+and a new key's secret is random, so nobody asked for its hash before it existed).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from outlay.policy.decide import authenticate
+from outlay.policy.decision import KeyInfo
+from outlay.policy.errors import AuthError
+from outlay.state.base import StateError, StateStore
+
+TTL_S = 1.0  # how long a key read from the store is used here
+MAX_KEPT = 10_000  # keys kept before starting over: random secrets must not fill the memory
+
+
+class KeyCheck:
+    """The store's keys by hash, each read at most once a TTL_S per worker."""
+
+    def __init__(self, store: StateStore, clock: Callable[[], float] = time.monotonic,
+                 ttl_s: float = TTL_S) -> None:
+        self.store, self.clock, self.ttl_s = store, clock, ttl_s
+        self._kept: dict[str, tuple[float, KeyInfo | None]] = {}
+
+    async def refusal(self, key_hash: str | None, now_ms: int) -> AuthError | None:
+        """The 401 this key gets whatever its request says; None when the store decides."""
+        if key_hash is None:
+            return authenticate(None, now_ms)
+        now = self.clock()
+        kept = self._kept.get(key_hash)
+        if kept is not None and now - kept[0] < self.ttl_s:
+            key = kept[1]
+        else:
+            try:
+                key = await self.store.key_by_hash(key_hash)
+            except StateError:
+                return None  # the store decides the call, and answers 503 if it is still away
+            if len(self._kept) >= MAX_KEPT:
+                self._kept.clear()
+            self._kept[key_hash] = (now, key)
+        return authenticate(key, now_ms)
