@@ -207,7 +207,7 @@ def _float(minimum: float) -> Callable[[object, str], float]:
     return lambda value, where: float(_number(value, where, integer=False, minimum=minimum))
 
 
-def _token(value: object, where: str) -> str:
+def _bearer_token(value: object, where: str) -> str:
     """A bearer token: long enough not to be guessed, and sendable in a header as it is."""
     text = _text(value, where)
     if len(text) < MIN_TOKEN_CHARS or not all("!" <= ch <= "~" for ch in text):
@@ -253,7 +253,7 @@ _CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "idle_timeout_s": _float(0.001),
     "body_timeout_s": _float(0.001),
     "max_connections": _int(1),
-    "metrics_token": _token,
+    "metrics_token": _bearer_token,
 }
 # Host and port come from `listen` / OUTLAY_LISTEN, and the latency from `simulated:` in the
 # file: one spelling per place, so two values can never disagree.

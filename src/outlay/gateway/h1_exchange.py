@@ -6,13 +6,10 @@ import time
 from collections.abc import Mapping
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from outlay.gateway.exchange import Exchange
 from outlay.gateway.h1_head import Head
-
-if TYPE_CHECKING:
-    from outlay.gateway.h1 import H1Connection
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _NO_BODY = {204, 304}  # answers that never have a body, nor a length (RFC 9110 §8.6)
@@ -31,8 +28,27 @@ class Dates:
         return self._now[1]
 
 
+class _Served(Protocol):
+    @property
+    def dates(self) -> Dates: ...
+
+
+class Connection(Protocol):
+    """What an exchange needs of its connection (gateway/h1.py's H1Connection)."""
+
+    lost: bool
+
+    @property
+    def server(self) -> _Served: ...
+    async def take_body(self) -> bytes: ...
+    def may_keep(self) -> bool: ...
+    def write(self, data: bytes) -> None: ...
+    async def drain(self) -> None: ...
+    def close(self) -> None: ...
+
+
 class H1Exchange(Exchange):
-    def __init__(self, conn: H1Connection, head: Head) -> None:
+    def __init__(self, conn: Connection, head: Head) -> None:
         self.conn = conn
         self.headers = head.headers
         self.query = head.query
