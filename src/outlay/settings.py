@@ -29,7 +29,6 @@ an unset variable reads as null, so an endpoint whose key is unset is dropped, n
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -40,7 +39,8 @@ from typing import Any
 
 import yaml
 
-from outlay.gateway.header_values import CREDENTIAL_MAX, printable_ascii
+from outlay import config_values as cv
+from outlay.config_values import ConfigError, parse_listen
 from outlay.policy.model import PolicyError, parse_policy, parse_scope
 
 __all__ = [
@@ -80,12 +80,7 @@ _TOP_LEVEL_KEYS = frozenset(
     }
 )
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-MIN_TOKEN_CHARS = 16
 _REF_PREFIX = "env:"
-
-
-class ConfigError(ValueError):
-    """Configuration that cannot be used; the message names the file or variable and the key."""
 
 
 @dataclass(frozen=True)
@@ -147,113 +142,22 @@ class Settings:
         return f"{host}:{self.port}"
 
 
-# --- converters: each takes a value and the place it came from, for the error message ---
-
-
-def _text(value: object, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _token(value: object, where: str) -> str:
-    """A secret clients send in a header: the gateway takes only printable ASCII there
-    (gateway/header_values.py), so another token could never be presented."""
-    text = _text(value, where)
-    if not printable_ascii(text, CREDENTIAL_MAX):
-        raise ConfigError(f"{where} must be at most {CREDENTIAL_MAX} printable ASCII "
-                          "characters (0x20-0x7E)")
-    return text
-
-
-def _host(value: object, where: str) -> str:
-    text = _text(value, where)
-    # `--host [::1]` is how people copy an IPv6 address out of a URL; bind wants it bare.
-    return text[1:-1] if text.startswith("[") and text.endswith("]") else text
-
-
-def _url(value: object, where: str) -> str:
-    text = _text(value, where)
-    if "://" not in text:
-        raise ConfigError(f"{where} must be a URL such as sqlite:///outlay.db, got {text!r}")
-    return text
-
-
-def _number(value: object, where: str, *, integer: bool, minimum: float) -> float:
-    parsed: object = value
-    if isinstance(value, str):  # environment variables and flags arrive as text
-        try:
-            parsed = int(value) if integer else float(value)
-        except ValueError:
-            parsed = None
-    kinds: tuple[type, ...] = (int,) if integer else (int, float)
-    if (
-        isinstance(parsed, bool)
-        or not isinstance(parsed, int | float)
-        or not isinstance(parsed, kinds)
-        or not math.isfinite(parsed)
-        or parsed < minimum
-    ):
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"{where} must be {kind} >= {minimum:g}, got {value!r}")
-    return parsed
-
-
-def _int(minimum: int) -> Callable[[object, str], int]:
-    return lambda value, where: int(_number(value, where, integer=True, minimum=minimum))
-
-
-def _float(minimum: float) -> Callable[[object, str], float]:
-    return lambda value, where: float(_number(value, where, integer=False, minimum=minimum))
-
-
-def _bearer_token(value: object, where: str) -> str:
-    """A bearer token: long enough not to be guessed, and sendable in a header as it is."""
-    text = _text(value, where)
-    if len(text) < MIN_TOKEN_CHARS or not all("!" <= ch <= "~" for ch in text):
-        # the value is a secret: the message says what is wrong with it, never what it is
-        raise ConfigError(f"{where} must be at least {MIN_TOKEN_CHARS} printable ASCII "
-                          f"characters without spaces (got {len(text)} characters)")
-    return text
-
-
-def _port(value: object, where: str) -> int:
-    port = _int(0)(value, where)  # 0 asks the OS for a free port, handy in tests
-    if port > 65535:
-        raise ConfigError(f"{where} must be a port number up to 65535, got {value!r}")
-    return port
-
-
-def parse_listen(value: object, where: str = "listen") -> tuple[str, int]:
-    """Split ``host:port`` or ``[ipv6]:port`` into (host, port); IPv6 hosts lose the brackets."""
-    text = _text(value, where)
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-    else:
-        host, sep, port = text.rpartition(":")
-        if ":" in host:  # a bare IPv6 address: its colons make the port ambiguous
-            sep = ""
-    if not sep or not host or not port:
-        raise ConfigError(f"{where} must be host:port or [ipv6]:port, got {text!r}")
-    return host, _port(port, f"{where} port")
-
-
 # Every single-valued setting and its converter, for the file, environment and flags alike.
 _CONVERTERS: dict[str, Callable[[object, str], Any]] = {
-    "host": _host,
-    "port": _port,
-    "state": _url,
-    "database": _url,
-    "admin_token": _token,
-    "workers": _int(1),
-    "max_body_bytes": _int(1),
-    "simulated_latency_ms": _float(0),
-    "reservation_lease_s": _float(0.001),
-    "header_timeout_s": _float(0.001),
-    "idle_timeout_s": _float(0.001),
-    "body_timeout_s": _float(0.001),
-    "max_connections": _int(1),
-    "metrics_token": _bearer_token,
+    "host": cv.bind_host,
+    "port": cv.port_number,
+    "state": cv.url_text,
+    "database": cv.url_text,
+    "admin_token": cv.credential,
+    "workers": cv.integer(1),
+    "max_body_bytes": cv.integer(1),
+    "simulated_latency_ms": cv.real(0),
+    "reservation_lease_s": cv.real(0.001),
+    "header_timeout_s": cv.real(0.001),
+    "idle_timeout_s": cv.real(0.001),
+    "body_timeout_s": cv.real(0.001),
+    "max_connections": cv.integer(1),
+    "metrics_token": cv.bearer_token,
 }
 # Host and port come from `listen` / OUTLAY_LISTEN, and the latency from `simulated:` in the
 # file: one spelling per place, so two values can never disagree.
@@ -347,9 +251,11 @@ def _endpoint(raw: object, provider: str, where: str) -> EndpointSettings | None
     unknown = sorted(str(key) for key in set(raw) - {"base_url", "api_key", "weight"})
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
-    base_url = None if raw.get("base_url") is None else _url(raw["base_url"], f"{where}.base_url")
-    api_key = None if raw.get("api_key") is None else _text(raw["api_key"], f"{where}.api_key")
-    weight = _int(1)(raw.get("weight", 1), f"{where}.weight")
+    base_url = (None if raw.get("base_url") is None
+                else cv.url_text(raw["base_url"], f"{where}.base_url"))
+    api_key = (None if raw.get("api_key") is None
+               else cv.nonempty_text(raw["api_key"], f"{where}.api_key"))
+    weight = cv.integer(1)(raw.get("weight", 1), f"{where}.weight")
     # A key that was configured but resolved to nothing (an unset env: reference) means this
     # endpoint is not usable in this environment: skip it rather than call it unauthenticated.
     if "api_key" in raw and api_key is None:
@@ -415,12 +321,12 @@ def _policies(raw: object, where: str) -> dict[str, Mapping[str, Any]]:
 
 # The sections of single values: field -> (Settings field, converter)
 _Section = Mapping[str, tuple[str, Callable[[object, str], Any]]]
-_SIMULATED_FIELDS: _Section = {"latency_ms": ("simulated_latency_ms", _float(0))}
+_SIMULATED_FIELDS: _Section = {"latency_ms": ("simulated_latency_ms", cv.real(0))}
 _WEBHOOK_FIELDS: _Section = {
-    "timeout_s": ("webhook_timeout_s", _float(0.001)),
-    "concurrency": ("webhook_concurrency", _int(1)),
-    "retry_hours": ("webhook_retry_hours", _float(24)),  # SPEC §5: at least 24 h
-    "retention_days": ("webhook_retention_days", _float(0.001)),
+    "timeout_s": ("webhook_timeout_s", cv.real(0.001)),
+    "concurrency": ("webhook_concurrency", cv.integer(1)),
+    "retry_hours": ("webhook_retry_hours", cv.real(24)),  # SPEC §5: at least 24 h
+    "retention_days": ("webhook_retention_days", cv.real(0.001)),
 }
 # the same names as the Settings fields: one converter each, shared with the environment
 _SERVER_FIELDS: _Section = {
