@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from outlay.gateway import redaction
+from outlay.gateway import client_errors, redaction
 from outlay.gateway.app import create_app, store_for
 from outlay.gateway.context import GATEWAY
 from outlay.gateway.h1 import H1Site, Limits
@@ -140,6 +140,7 @@ def _raise_open_files(max_connections: int) -> None:
 def serve(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     redaction.install(redaction.secrets_of(settings))  # before anything can log a request
+    client_errors.install()
     _raise_open_files(settings.max_connections)
     try:
         # bad prices or vendor sections stop start-up with a clear message
