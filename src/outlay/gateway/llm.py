@@ -172,8 +172,7 @@ async def _whole(
             pass
         outcome = settle.price(usage)
         if outcome[0] == "settled":
-            charged = min(outcome[1], settle.reservation.amount)
-            ours = {**ours, "X-Outlay-Cost-USD": micros_to_usd(charged)}
+            ours = {**ours, "X-Outlay-Cost-USD": micros_to_usd(outcome[1])}
     try:
         # the agent has its answer first: the money stays held until the settlement
         # commits, and a crash in between is charged in full by the reaper

@@ -8,7 +8,7 @@ from outlay.gateway.context import Gateway
 from outlay.gateway.llm_routes import Route
 from outlay.pricing.estimate import usage_cost
 from outlay.pricing.table import ModelPrice
-from outlay.state.base import Outcome, Reservation, Settled, StateError, charged
+from outlay.state.base import Outcome, Reservation, Settled, StateError, charged, overrun
 
 
 class Settler:
@@ -38,9 +38,10 @@ class Settler:
             return
         self.done = True
         outcome = Outcome(self.reservation.id, status, cost, tokens, settled)
+        amount = self.reservation.amount
         self.gw.metrics.settled(self.route.provider,
                                 self.price_of.name if self.price_of else "", settled,
-                                charged(settled, cost, self.reservation.amount))
+                                charged(settled, cost, amount), overrun(settled, cost, amount))
         if not self.wait and self.gw.store.queue_settlement(outcome):
             return
         try:
