@@ -6,8 +6,10 @@ from typing import Any
 
 from outlay.gateway.context import Gateway
 from outlay.gateway.llm_routes import Route
-from outlay.pricing.estimate import usage_cost
+from outlay.gateway.usage_tap import UsageTap, usage_of
+from outlay.pricing.estimate import Estimate
 from outlay.pricing.table import ModelPrice
+from outlay.pricing.usage import openai_tool_uses, reported_tier, usage_cost
 from outlay.state.base import Outcome, Reservation, Settled, StateError, charged, overrun
 
 
@@ -16,22 +18,48 @@ class Settler:
 
     def __init__(
         self, gw: Gateway, reservation: Reservation, route: Route, price: ModelPrice | None,
-        *, wait: bool = True,
+        est: Estimate | None = None, *, wait: bool = True,
     ) -> None:
         self.gw, self.reservation, self.route, self.price_of = gw, reservation, route, price
+        self.est = est  # the bound: the tier it assumed and the tools' fees
         # False: queue the settlement and return (an answer already sent needs nothing from
         # it; the money stays held until it is applied, a few milliseconds at most)
         self.wait = wait
         self.done = False
 
-    def price(self, usage: dict[str, Any] | None) -> tuple[Settled, int, int]:
-        """What the reported usage costs: (settlement, cost, tokens). No usage reported
-        means the whole reservation is charged."""
+    def price(self, usage: dict[str, Any] | None, *, tier: str | None = None,
+              tool_uses: dict[str, int] | None = None) -> tuple[Settled, int, int]:
+        """What the reported usage costs: (settlement, cost, tokens), at the service tier the
+        answer names and with the server-side tools it used. No usage reported means the
+        whole reservation is charged."""
         if usage is None:
             return "unsettled", 0, 0
-        tokens, cost = usage_cost(self.route.kind, usage, self.price_of)
+        est = self.est
+        tokens, cost = usage_cost(
+            self.route.kind, usage, self.price_of, tier=tier,
+            fallback_tier=est.tier if est else None, tool_uses=tool_uses,
+            fees=dict(est.fees) if est else None)
         # a model without a price may pass when no hard budget applies; it is recorded at 0
         return "settled", cost or 0, tokens
+
+    def answer(self, document: dict[str, Any] | None) -> tuple[Settled, int, int]:
+        """What a whole 2xx answer costs, from what it reports."""
+        if document is None:
+            return self.price(None)
+        return self.price(usage_of(document), tier=reported_tier(document),
+                          tool_uses=self._tool_uses(document))
+
+    def stream(self, tap: UsageTap) -> tuple[Settled, int, int]:
+        """What a stream that ran to its end costs, from what its events reported."""
+        if not (tap.finished and tap.usage):
+            return self.price(None)
+        return self.price(tap.usage, tier=tap.tier,
+                          tool_uses=self._tool_uses(tap.response or {}))
+
+    def _tool_uses(self, document: dict[str, Any]) -> dict[str, int] | None:
+        if self.route.kind != "openai.responses":
+            return None  # Anthropic reports its tools' uses in `usage`
+        return openai_tool_uses(document.get("response") or document)
 
     async def finish(self, status: int, settled: Settled, cost: int = 0, tokens: int = 0) -> None:
         if self.done:

@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 
+from outlay.pricing.usage import reported_tier
+
 
 class UsageTap:
     """Collects the usage of an SSE stream (OpenAI chunks and Responses events, Anthropic
@@ -16,6 +18,8 @@ class UsageTap:
         self._pending = b""
         self.usage: dict[str, Any] = {}
         self.model: str | None = None
+        self.tier: str | None = None  # the service tier the stream says the call ran in
+        self.response: dict[str, Any] | None = None  # a Responses stream's final response
         self.finished = False
 
     def feed(self, chunk: bytes) -> None:
@@ -48,8 +52,13 @@ class UsageTap:
         if kind == "message_stop":
             self.finished = True
         found = usage_of(event)
-        if kind in ("response.completed", "response.incomplete"):
+        if kind in ("response.completed", "response.incomplete", "response.failed"):
             self.finished = True
+            response = event.get("response")
+            self.response = response if isinstance(response, dict) else None
+        tier = reported_tier(event)
+        if tier is not None:
+            self.tier = tier
         if found:
             self.usage.update({k: v for k, v in found.items() if v is not None})
         model = event.get("model") or (event.get("message") or {}).get("model") or (

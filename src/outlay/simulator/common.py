@@ -13,7 +13,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 REPLY_SENTENCE = "This is a simulated reply from the Outlay gateway's built-in provider."
@@ -41,6 +41,8 @@ class SimContext:
 
     new_id: Callable[[str], str]
     now: Callable[[], int]
+    # the service tier each provider's account runs a request for `auto` in
+    tiers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from outlay.simulator.common import (
     sse_event,
     sse_reply,
 )
+from outlay.simulator.server_tools import iterations_input, openai_calls, openai_tier
 
 MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1-mini", "o4-mini", "text-embedding-3-small")
 EMBEDDING_DIMENSIONS = 8
@@ -109,7 +110,7 @@ def _chat(
         "id": ctx.new_id("chatcmpl-"),
         "created": ctx.now(),
         "model": model,
-        "service_tier": "default",
+        "service_tier": openai_tier(payload, ctx.tiers.get("openai")),
         "system_fingerprint": _FINGERPRINT,
     }
     broken = model == BREAK_MODEL
@@ -219,7 +220,11 @@ def _responses(
     limit = optional_limit(payload, "max_output_tokens", minimum=RESPONSES_MIN_OUTPUT_TOKENS)
     reply = canned_reply(limit)
     ids = (ctx.new_id("resp_"), ctx.new_id("msg_"))
-    final = _response_object(ids, ctx.now(), model, payload, reply, input_tokens)
+    calls = openai_calls(payload, ctx.new_id)
+    # each built-in tool call starts another iteration, which reads the context again
+    final = _response_object(ids, ctx.now(), model, payload, reply,
+                             iterations_input(input_tokens, len(calls)), calls)
+    final["service_tier"] = openai_tier(payload, ctx.tiers.get("openai"))
     broken = model == BREAK_MODEL
     if not stream:
         return maybe_broken(json_reply(200, final, headers), broken)
@@ -233,6 +238,7 @@ def _response_object(
     payload: Mapping[str, Any],
     reply: CannedReply,
     input_tokens: int,
+    calls: list[dict[str, Any]],
 ) -> dict[str, Any]:
     status = "incomplete" if reply.truncated else "completed"
     part = {"type": "output_text", "text": reply.text, "annotations": [], "logprobs": []}
@@ -256,7 +262,7 @@ def _response_object(
         "max_output_tokens": payload.get("max_output_tokens"),
         "metadata": {},
         "model": model,
-        "output": [item],
+        "output": [*calls, item],
         "parallel_tool_calls": True,
         "previous_response_id": None,
         "reasoning": {"effort": None, "summary": None},
@@ -280,17 +286,26 @@ def _response_object(
 
 def _response_events(final: dict[str, Any], reply: CannedReply) -> list[bytes]:
     """The Responses stream: created, deltas, then completed (or incomplete) with usage."""
-    item = final["output"][0]
+    *calls, item = final["output"]
     part = item["content"][0]
     pending = {**final, "status": "in_progress", "output": [], "usage": None}
     pending["incomplete_details"] = None
-    where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    at = len(calls)
+    where = {"item_id": item["id"], "output_index": at, "content_index": 0}
     steps: list[tuple[str, dict[str, Any]]] = [
         ("response.created", {"response": pending}),
         ("response.in_progress", {"response": pending}),
+    ]
+    for index, call in enumerate(calls):
+        steps += [
+            ("response.output_item.added",
+             {"output_index": index, "item": {**call, "status": "in_progress"}}),
+            ("response.output_item.done", {"output_index": index, "item": call}),
+        ]
+    steps += [
         (
             "response.output_item.added",
-            {"output_index": 0, "item": {**item, "status": "in_progress", "content": []}},
+            {"output_index": at, "item": {**item, "status": "in_progress", "content": []}},
         ),
         ("response.content_part.added", {**where, "part": {**part, "text": ""}}),
     ]
@@ -301,7 +316,7 @@ def _response_events(final: dict[str, Any], reply: CannedReply) -> list[bytes]:
     steps += [
         ("response.output_text.done", {**where, "text": reply.text, "logprobs": []}),
         ("response.content_part.done", {**where, "part": part}),
-        ("response.output_item.done", {"output_index": 0, "item": item}),
+        ("response.output_item.done", {"output_index": at, "item": item}),
         (f"response.{final['status']}", {"response": final}),
     ]
     return [
