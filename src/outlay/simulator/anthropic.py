@@ -118,7 +118,7 @@ def _messages(
     stream = payload.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise SimRejection(400, "stream: Input should be a valid boolean")
-    reply = canned_reply(limit)
+    reply = canned_reply(limit, model)
     stop_reason = "max_tokens" if reply.truncated else "end_turn"
     tier = anthropic_tier(payload, ctx.tiers.get("anthropic"))
     uses = anthropic_uses(payload)

@@ -103,7 +103,7 @@ def _chat(
     if not isinstance(messages, list) or not messages:
         raise SimRejection(400, "'messages' must be a non-empty array.", "messages")
     stream, include_usage = _stream_flags(payload)
-    reply = canned_reply(optional_limit(payload, "max_completion_tokens", "max_tokens"))
+    reply = canned_reply(optional_limit(payload, "max_completion_tokens", "max_tokens"), model)
     usage = _chat_usage(sum(message_tokens(m) for m in messages), reply.output_tokens)
     finish = "length" if reply.truncated else "stop"
     envelope = {
@@ -146,7 +146,7 @@ def _completions(
     prompt = payload.get("prompt", "<|endoftext|>")
     stream, include_usage = _stream_flags(payload)
     limit = optional_limit(payload, "max_tokens")
-    reply = canned_reply(COMPLETIONS_DEFAULT_MAX_TOKENS if limit is None else limit)
+    reply = canned_reply(COMPLETIONS_DEFAULT_MAX_TOKENS if limit is None else limit, model)
     usage = _chat_usage(_prompt_tokens(prompt), reply.output_tokens)
     usage = {key: usage[key] for key in ("prompt_tokens", "completion_tokens", "total_tokens")}
     finish = "length" if reply.truncated else "stop"
@@ -218,7 +218,7 @@ def _responses(
         input_tokens += message_tokens(instructions)
     stream, _ = _stream_flags(payload, usage_option=False)
     limit = optional_limit(payload, "max_output_tokens", minimum=RESPONSES_MIN_OUTPUT_TOKENS)
-    reply = canned_reply(limit)
+    reply = canned_reply(limit, model)
     ids = (ctx.new_id("resp_"), ctx.new_id("msg_"))
     calls = openai_calls(payload, ctx.new_id)
     # each built-in tool call starts another iteration, which reads the context again
