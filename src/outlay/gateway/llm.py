@@ -175,7 +175,7 @@ async def _whole(
             document = orjson.loads(data)
         except orjson.JSONDecodeError:
             document = None
-        outcome = settle.answer(document if isinstance(document, dict) else None)
+        outcome = settle.answer(document if isinstance(document, dict) else None, len(data))
         if outcome[0] == "settled":
             ours = {**ours, "X-Outlay-Cost-USD": micros_to_usd(outcome[1])}
     try:

@@ -6,11 +6,14 @@ from typing import Any
 
 from outlay.gateway.context import Gateway
 from outlay.gateway.llm_routes import Route
-from outlay.gateway.usage_tap import UsageTap, usage_of
+from outlay.gateway.usage_tap import UsageTap, error_body, usage_of
 from outlay.pricing.estimate import Estimate
 from outlay.pricing.table import ModelPrice
-from outlay.pricing.usage import openai_tool_uses, reported_tier, usage_cost
+from outlay.pricing.usage import count, openai_tool_uses, reported_tier, usage_cost
 from outlay.state.base import Outcome, Reservation, Settled, StateError, charged, overrun
+
+# Tokens a model may write that show no text (end-of-turn and other special tokens)
+UNSHOWN_TOKENS = 16
 
 
 class Settler:
@@ -42,19 +45,41 @@ class Settler:
         # a model without a price may pass when no hard budget applies; it is recorded at 0
         return "settled", cost or 0, tokens
 
-    def answer(self, document: dict[str, Any] | None) -> tuple[Settled, int, int]:
-        """What a whole 2xx answer costs, from what it reports."""
-        if document is None:
-            return self.price(None)
-        return self.price(usage_of(document), tier=reported_tier(document),
+    def answer(self, document: dict[str, Any] | None, size: int) -> tuple[Settled, int, int]:
+        """What a whole 2xx answer of `size` bytes costs, from what it reports; without
+        usage, what it can have used (an error body shows no output)."""
+        usage = None if document is None else usage_of(document)
+        if document is None or usage is None:
+            # an error body shows no output; any other body at most a token a byte
+            shown = 0 if document is not None and error_body(document) else \
+                size + UNSHOWN_TOKENS
+            return self.cut_short(shown, None, None)
+        return self.price(usage, tier=reported_tier(document),
                           tool_uses=self._tool_uses(document))
 
     def stream(self, tap: UsageTap) -> tuple[Settled, int, int]:
-        """What a stream that ran to its end costs, from what its events reported."""
+        """What a stream that ran to its end costs, from what its events reported; one that
+        ended without usage (an error event mid-way), what it can have used."""
         if not (tap.finished and tap.usage):
-            return self.price(None)
+            return self.cut_short(tap.output_bytes() + UNSHOWN_TOKENS, tap.usage, tap.tier)
         return self.price(tap.usage, tier=tap.tier,
                           tool_uses=self._tool_uses(tap.response or {}))
+
+    def cut_short(self, shown: int, partial: dict[str, Any] | None, tier: str | None
+                  ) -> tuple[Settled, int, int]:
+        """A call that ended without reporting its usage is charged what it can have used
+        up to then: the input reported (Anthropic's, at the stream's start) or its bound,
+        plus the output it showed (`shown`, a bound in tokens), never the whole reservation
+        unless its model may have reasoned unseen."""
+        est = self.est
+        if est is None or est.cost_micros is None:
+            return self.price(None)
+        output = est.output_tokens if est.hidden_output else min(est.output_tokens, shown)
+        if partial and count(partial, "input_tokens") and not est.tools.tools:
+            usage = {**partial, "output_tokens": max(count(partial, "output_tokens"), output)}
+            return self.price(usage, tier=tier)
+        cost = est.up_to(output)
+        return "settled", cost or 0, est.input_tokens + output
 
     def _tool_uses(self, document: dict[str, Any]) -> dict[str, int] | None:
         if self.route.kind != "openai.responses":

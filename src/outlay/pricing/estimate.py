@@ -38,6 +38,7 @@ _MAX_FIELDS: Mapping[str, tuple[str, ...]] = {
     "openai.responses": ("max_output_tokens",),
     "anthropic.messages": ("max_tokens",),
 }
+_REASONING = re.compile(r"^(?:o\d|gpt-5)")
 _BETA_DATE = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 # The fields Outlay sets to bound the uses of server-side tools
 USES_FIELDS = ("max_uses", "max_tool_calls")
@@ -57,6 +58,17 @@ class Estimate:
     fees: tuple[tuple[str, int], ...] = ()  # micro-USD per use, by the usage it is reported as
     unpriced: str | None = None  # what has no price, when cost_micros is None
     tools: ServerTools = field(default_factory=ServerTools)
+    output_price: int = 0  # micro-USD per million output tokens, at the bound's prices
+    hidden_output: bool = False  # the model may bill reasoning it never shows
+
+    def up_to(self, shown: int) -> int | None:
+        """What the call can have cost if it ended having shown `shown` output tokens: the
+        bound with its output cut to them (all of it when reasoning may be hidden), for a
+        call whose answer reports no usage."""
+        if self.cost_micros is None or self.hidden_output:
+            return self.cost_micros
+        unshown = max(0, self.output_tokens - shown)
+        return max(0, self.cost_micros - unshown * self.output_price // TOKENS_PER_MTOK)
 
 
 def estimate(route: str, body: dict[str, Any], price: ModelPrice | None, *,
@@ -101,7 +113,9 @@ def estimate(route: str, body: dict[str, Any], price: ModelPrice | None, *,
     numerator = (input_tokens * input_price + output_tokens * rates.output
                  + limit.fees * TOKENS_PER_MTOK)
     est = Estimate(input_tokens, output_tokens, 0 if price.free else ceil_div(
-        numerator, TOKENS_PER_MTOK), patch, tier=tier, fees=uses.fees, tools=tools)
+        numerator, TOKENS_PER_MTOK), patch, tier=tier, fees=uses.fees, tools=tools,
+        output_price=0 if price.free else rates.output,
+        hidden_output=_hides_reasoning(route, body, price))
     if price.free or not numerator:
         return est
     if tools.unbounded:
@@ -126,7 +140,19 @@ def estimate(route: str, body: dict[str, Any], price: ModelPrice | None, *,
 
 def _with(est: Estimate, clamp: Clamp, max_field: str, patch: dict[str, Any]) -> Estimate:
     return Estimate(est.input_tokens, est.output_tokens, est.cost_micros, patch, max_field,
-                    clamp, est.tier, est.fees, est.unpriced, est.tools)
+                    clamp, est.tier, est.fees, est.unpriced, est.tools, est.output_price,
+                    est.hidden_output)
+
+
+def _hides_reasoning(route: str, body: Mapping[str, Any], price: ModelPrice) -> bool:
+    """Whether the model may bill output it never shows: OpenAI's reasoning models (o1, o3,
+    gpt-5 but its chat variant) and Anthropic's extended thinking (shown summarised)."""
+    if route.startswith("anthropic."):
+        thinking = body.get("thinking")
+        return isinstance(thinking, Mapping) and thinking.get("type") != "disabled"
+    if body.get("reasoning") is not None or body.get("reasoning_effort") is not None:
+        return True
+    return bool(_REASONING.match(price.name)) and "-chat" not in price.name
 
 
 def clamp_patch(route: str, body: Mapping[str, Any], est: Estimate, n: int) -> dict[str, Any]:

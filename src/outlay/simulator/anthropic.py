@@ -26,6 +26,7 @@ from outlay.simulator.common import (
     sse_event,
     sse_reply,
 )
+from outlay.simulator.failures import anthropic_failure, failing
 from outlay.simulator.server_tools import (
     anthropic_blocks,
     anthropic_tier,
@@ -139,6 +140,8 @@ def _messages(
         "usage": usage,
     }
     broken = model == BREAK_MODEL
+    if failing(model) and not stream:
+        return anthropic_failure([], False, headers)
     if not stream:
         return maybe_broken(json_reply(200, message, headers), broken)
 
@@ -169,6 +172,8 @@ def _messages(
         ("message_stop", {}),
     ]
     events = [sse_event(name, {"type": name, **data}) for name, data in steps]
+    if failing(model):
+        return anthropic_failure(events, stream, headers)
     return sse_reply(events, headers, broken=broken)
 
 

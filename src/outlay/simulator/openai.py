@@ -32,6 +32,7 @@ from outlay.simulator.common import (
     sse_event,
     sse_reply,
 )
+from outlay.simulator.failures import chat_failure, failing, responses_failure
 from outlay.simulator.server_tools import iterations_input, openai_calls, openai_tier
 
 MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1-mini", "o4-mini", "text-embedding-3-small")
@@ -114,6 +115,8 @@ def _chat(
         "system_fingerprint": _FINGERPRINT,
     }
     broken = model == BREAK_MODEL
+    if failing(model) and not stream:
+        return chat_failure([], stream, headers)
     if not stream:
         message: dict[str, Any] = {
             "role": "assistant",
@@ -137,6 +140,8 @@ def _chat(
             sse_data({**envelope, "object": "chat.completion.chunk", "choices": [], "usage": usage})
         )
     events.append(_DONE)
+    if failing(model):
+        return chat_failure(events, stream, headers)
     return sse_reply(events, headers, broken=broken)
 
 
@@ -226,6 +231,8 @@ def _responses(
                              iterations_input(input_tokens, len(calls)), calls)
     final["service_tier"] = openai_tier(payload, ctx.tiers.get("openai"))
     broken = model == BREAK_MODEL
+    if failing(model):
+        return responses_failure(final, _response_events(final, reply), stream, headers)
     if not stream:
         return maybe_broken(json_reply(200, final, headers), broken)
     return sse_reply(_response_events(final, reply), headers, broken=broken)
