@@ -71,11 +71,16 @@ def test_a_failed_response_is_charged_the_usage_it_reports(failing: Gateway,
 def test_an_error_chunk_mid_stream_is_charged_the_input_and_output_shown(
         failing: Gateway) -> None:
     client, scope = openai_client(failing)
-    shown = 0
-    with client, pytest.raises(openai.APIError, match="overloaded"):
+    texts: list[str] = []
+
+    def read() -> None:
         for chunk in client.chat.completions.create(model="sim-fail", messages=HI,
                                                     max_tokens=1000, stream=True):
-            shown += sum(len(c.delta.content or "") for c in chunk.choices)
+            texts.extend(c.delta.content or "" for c in chunk.choices)
+
+    with client, pytest.raises(openai.APIError, match="overloaded"):
+        read()
+    shown = sum(map(len, texts))
     assert shown > 0
     entry = entry_of(failing, scope)
     held = micros(entry["reserved_usd"])
@@ -100,14 +105,19 @@ def test_an_anthropic_overload_mid_stream_is_charged_the_input_it_reported(
     minted = failing.mint_key(unique("fail"))
     client = anthropic.Anthropic(base_url=failing.url, api_key=minted["key"], max_retries=0,
                                  timeout=15)
-    input_tokens, shown = 0, 0
-    with client, pytest.raises(anthropic.APIStatusError, match="Overloaded"):
+    seen: dict[str, int] = {"input": 0, "shown": 0}
+
+    def read() -> None:
         for event in client.messages.create(model="sim-fail-claude", max_tokens=1000,
                                             messages=HI, stream=True):
             if event.type == "message_start":
-                input_tokens = event.message.usage.input_tokens
+                seen["input"] = event.message.usage.input_tokens
             elif event.type == "content_block_delta" and event.delta.type == "text_delta":
-                shown += len(event.delta.text)
+                seen["shown"] += len(event.delta.text)
+
+    with client, pytest.raises(anthropic.APIStatusError, match="Overloaded"):
+        read()
+    input_tokens, shown = seen["input"], seen["shown"]
     assert input_tokens > 0
     assert shown > 0
     entry = entry_of(failing, f"key:{minted['id']}")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from outlay.gateway.background import Background
 from outlay.gateway.metrics import Metrics, Snapshots
 from outlay.gateway.outages import Throttled
 from outlay.pricing.table import PriceTable
@@ -96,6 +97,7 @@ class Gateway:
     # label values: a vendor path outside the configuration must not become a series
     known_vendors: frozenset[str] = field(init=False)
     free_models: tuple[str, ...] = field(init=False)
+    background: Background = field(init=False)  # background responses held until finished
 
     def vendor_label(self, vendor: str) -> str:
         """The vendor as metrics name it: a path outside the configuration is "unknown"."""
@@ -104,6 +106,9 @@ class Gateway:
     def __post_init__(self) -> None:
         self.known_vendors = frozenset({"openai", "anthropic", *self.vendor_pricing})
         self.aliases = self.prices.aliases()
+        self.background = Background(
+            self.upstream, self.clock,
+            None if self.snapshots is None else self.snapshots.directory)
         self.free_models = tuple(
             name for name in self.prices.names()
             if (price := self.prices.resolve(name)) is not None and price.free

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from outlay.gateway.admission import admit, new_request_id, refuse_invalid
+from outlay.gateway.background import held_response
 from outlay.gateway.context import Flight, Gateway
 from outlay.gateway.errors import error_answer
 from outlay.gateway.exchange import Exchange
@@ -175,6 +176,11 @@ async def _whole(
             document = orjson.loads(data)
         except orjson.JSONDecodeError:
             document = None
+        if settle.route.kind == "openai.responses" and (held := held_response(document)):
+            # a background response: its reservation stays held until it finishes
+            _hold(settle, held)
+            await ex.send(answer.status, response_headers(answer.headers, ours), data)
+            return
         outcome = settle.answer(document if isinstance(document, dict) else None, len(data))
         if outcome[0] == "settled":
             ours = {**ours, "X-Outlay-Cost-USD": micros_to_usd(outcome[1])}
@@ -184,6 +190,17 @@ async def _whole(
         await ex.send(answer.status, response_headers(answer.headers, ours), data)
     finally:
         await settle.finish(answer.status, *outcome)
+
+
+def _hold(settle: Settler, response_id: str) -> None:
+    reservation = settle.reservation
+
+    async def finish(status: int, document: dict[str, Any], size: int) -> None:
+        await settle.finish(status, *settle.answer(document, size))
+
+    lease_ms = int(settle.gw.settings.reservation_lease_s * 1000)
+    settle.gw.background.hold(response_id, reservation.key.id,
+                              reservation.started_ms + lease_ms, finish)
 
 
 def _usage_patched_in(est: Estimate, body: dict[str, Any]) -> bool:

@@ -7,6 +7,7 @@ OutlayError
 ├── RateLimited          429  rate_limit_exceeded | hourly_… | daily_… | token_… | concurrency_…
 ├── BudgetExceeded       402  budget_exceeded
 ├── BadRequest           400  invalid_request | price_unknown; 413 request_too_large
+│   └── NotFound         404  not_found (a background response of another key, or none)
 └── Unavailable          502/503  upstream_unavailable | enforcement_unavailable
 """
 
@@ -89,6 +90,10 @@ class BadRequest(OutlayError):
 
 class TooLarge(BadRequest):
     status = 413
+
+
+class NotFound(BadRequest):
+    status = 404
 
 
 class Unavailable(OutlayError):

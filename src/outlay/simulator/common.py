@@ -48,6 +48,8 @@ class SimContext:
     now: Callable[[], int]
     # the service tier each provider's account runs a request for `auto` in
     tiers: Mapping[str, str] = field(default_factory=dict)
+    # what a provider keeps between calls: background responses by id
+    stored: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

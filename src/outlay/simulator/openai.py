@@ -13,6 +13,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
+from outlay.simulator import background
 from outlay.simulator.common import (
     BREAK_MODEL,
     CannedReply,
@@ -80,6 +81,8 @@ def _route(
         if name not in MODELS:
             raise SimRejection(404, f"The model '{name}' does not exist", "model")
         return json_reply(200, _model_object(name), headers)
+    if path.startswith("/responses/"):
+        return background.route(method, path, ctx, headers)
     handlers = {
         "/chat/completions": _chat,
         "/completions": _completions,
@@ -233,6 +236,8 @@ def _responses(
     broken = model == BREAK_MODEL
     if failing(model):
         return responses_failure(final, _response_events(final, reply), stream, headers)
+    if payload.get("background") is True and not stream:
+        return json_reply(200, background.queued(final, ctx), headers)
     if not stream:
         return maybe_broken(json_reply(200, final, headers), broken)
     return sse_reply(_response_events(final, reply), headers, broken=broken)
