@@ -338,3 +338,26 @@ def test_webhook_delivery_from_the_file(tmp_path: Path) -> None:
     assert delivery.retention_s == 7 * 86_400
     partial = load_settings(write(tmp_path, "webhooks: {timeout_s: 3}\n", "p.yaml"), {})
     assert (partial.webhook_timeout_s, partial.webhook_concurrency) == (3, 8)
+
+
+def test_a_providers_default_service_tier(tmp_path: Path) -> None:
+    path = write(tmp_path, "providers: {openai: {service_tier_default: priority},\n"
+                           "            anthropic: {service_tier_default: priority}}\n")
+    settings = load_settings(path, {})
+    assert settings.service_tier_defaults == {"openai": "priority", "anthropic": "priority"}
+    assert settings.simulated  # a tier alone configures no endpoint
+    assert load_settings(write(tmp_path, "{}\n", "empty.yaml"), {}).service_tier_defaults == {}
+
+
+@pytest.mark.parametrize(("provider", "tier", "message"), [
+    ("openai", "fast", r"providers\.openai\.service_tier_default: expected one of default, "
+                       "flex, priority, scale, got 'fast'"),
+    ("anthropic", "flex", r"providers\.anthropic\.service_tier_default: expected one of "
+                          "standard, priority"),
+    ("openai", 3, r"providers\.openai\.service_tier_default: expected one of"),
+])
+def test_a_bad_service_tier_default_is_refused_naming_it(
+        tmp_path: Path, provider: str, tier: object, message: str) -> None:
+    path = write(tmp_path, f"providers: {{{provider}: {{service_tier_default: {tier}}}}}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path, {})
