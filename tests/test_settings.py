@@ -421,3 +421,24 @@ def test_bad_server_variables_name_the_variable(variable: str, value: str, messa
         load_settings(None, {variable: value})
     if variable == "OUTLAY_METRICS_TOKEN":
         assert value not in str(caught.value)
+def test_a_providers_default_service_tier(tmp_path: Path) -> None:
+    path = write(tmp_path, "providers: {openai: {service_tier_default: priority},\n"
+                           "            anthropic: {service_tier_default: priority}}\n")
+    settings = load_settings(path, {})
+    assert settings.service_tier_defaults == {"openai": "priority", "anthropic": "priority"}
+    assert settings.simulated  # a tier alone configures no endpoint
+    assert load_settings(write(tmp_path, "{}\n", "empty.yaml"), {}).service_tier_defaults == {}
+
+
+@pytest.mark.parametrize(("provider", "tier", "message"), [
+    ("openai", "fast", r"providers\.openai\.service_tier_default: expected one of default, "
+                       "flex, priority, scale, got 'fast'"),
+    ("anthropic", "flex", r"providers\.anthropic\.service_tier_default: expected one of "
+                          "standard, priority"),
+    ("openai", 3, r"providers\.openai\.service_tier_default: expected one of"),
+])
+def test_a_bad_service_tier_default_is_refused_naming_it(
+        tmp_path: Path, provider: str, tier: object, message: str) -> None:
+    path = write(tmp_path, f"providers: {{{provider}: {{service_tier_default: {tier}}}}}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path, {})

@@ -111,6 +111,8 @@ class Settings:
     admin_token: str | None = None
     workers: int = 1
     providers: Mapping[str, tuple[EndpointSettings, ...]] = field(default_factory=_frozen_empty)
+    # the service tier each provider's account puts a request for `auto` (or none) in
+    service_tier_defaults: Mapping[str, str] = field(default_factory=_frozen_empty)
     vendors: Mapping[str, Mapping[str, Any]] = field(default_factory=_frozen_empty)
     prices: Mapping[str, Any] = field(default_factory=_frozen_empty)
     policies: Mapping[str, Mapping[str, Any]] = field(default_factory=_frozen_empty)
@@ -276,9 +278,10 @@ def _providers(
     for name, section in _mapping(raw, where).items():
         here = f"{where}.{_name(name, where)}"
         section = _mapping(section, here)
-        unknown = sorted(str(key) for key in set(section) - {"endpoints"})
+        unknown = sorted(str(key) for key in set(section) - {"endpoints", "service_tier_default"})
         if unknown:
-            raise ConfigError(f"{here}: unknown field(s) {', '.join(unknown)}; use endpoints:")
+            raise ConfigError(f"{here}: unknown field(s) {', '.join(unknown)}; use endpoints: "
+                              "(and service_tier_default:)")
         endpoints_raw = section.get("endpoints")
         if endpoints_raw is None:
             endpoints_raw = []
@@ -295,6 +298,28 @@ def _providers(
         if name not in configured and env.get(variable):
             providers[name] = (EndpointSettings(DEFAULT_BASE_URLS[name], env[variable]),)
     return providers
+
+
+# The tiers a request for `auto` may land in, by provider
+SERVICE_TIERS = {"openai": ("default", "flex", "priority", "scale"),
+                 "anthropic": ("standard", "priority")}
+
+
+def _service_tier_defaults(raw: object, where: str) -> dict[str, str]:
+    """`providers.<name>.service_tier_default`: the tier the provider's account runs a
+    request for `auto` in (OpenAI's project setting; Anthropic's priority capacity)."""
+    found: dict[str, str] = {}
+    for name, section in _mapping(raw, where).items():
+        tier = _mapping(section, f"{where}.{name}").get("service_tier_default")
+        if tier is None:
+            continue
+        here = f"{where}.{name}.service_tier_default"
+        known = SERVICE_TIERS.get(str(name))
+        if not isinstance(tier, str) or not tier or (known is not None and tier not in known):
+            expected = f"one of {', '.join(known)}" if known else "a tier name"
+            raise ConfigError(f"{here}: expected {expected}, got {tier!r}")
+        found[str(name)] = tier
+    return found
 
 
 def _vendors(raw: object, where: str) -> dict[str, Mapping[str, Any]]:
@@ -405,6 +430,8 @@ def load_settings(
     }
     return Settings(
         providers=MappingProxyType(_providers(doc.get("providers"), env, f"{source}: providers")),
+        service_tier_defaults=MappingProxyType(
+            _service_tier_defaults(doc.get("providers"), f"{source}: providers")),
         vendors=MappingProxyType(_vendors(doc.get("vendors"), f"{source}: vendors")),
         prices=MappingProxyType(_mapping(doc.get("prices"), f"{source}: prices")),
         policies=MappingProxyType(_policies(doc.get("policies"), f"{source}: policies")),

@@ -170,3 +170,24 @@ async def test_prices(admin: Admin) -> None:
     assert usd(mini["output"]) > usd(mini["input"])
     assert {"name", "provider", "input", "cached_input", "output", "max_output_tokens",
             "context_window", "free", "aliases"} <= set(mini)
+
+
+async def test_one_price_with_every_dimension(admin: Admin) -> None:
+    # a dated snapshot resolves to its model, as a request naming it would
+    sonnet = await admin.call("GET", "prices/claude-sonnet-4-5-20250929")
+    assert (sonnet["requested"], sonnet["name"], sonnet["base_tier"]) == (
+        "claude-sonnet-4-5-20250929", "claude-sonnet-4-5", "standard")
+    assert sonnet["tiers"] == [{"threshold": 200_000, "input": "6", "cached_input": "0.6",
+                                "cache_write": "7.5", "cache_write_1h": "12",
+                                "output": "22.5"}]
+    assert sonnet["service_tiers"]["batch"]["input"] == "1.5"
+    assert sonnet["betas"] == {"context-1m": {"context_window": 1_000_000}}
+    assert sonnet["tool_fees"] == {"web_fetch": "0", "web_search": "0.01"}
+    assert sonnet["service_tier_default"] == "standard"
+    gpt5 = await admin.call("GET", "prices/gpt-5")
+    assert set(gpt5["service_tiers"]) == {"flex", "priority"}
+
+
+async def test_an_unknown_model_has_no_price(admin: Admin) -> None:
+    error = await admin.refused("GET", "prices/no-such-model", status=404, code="not_found")
+    assert "no-such-model" in error["message"]

@@ -496,3 +496,44 @@ def test_timeout_is_reported() -> None:
     result = CliRunner().invoke(main, ["prices", "--url", "http://gw.test"], obj=hooks)
     assert result.exit_code == 1
     assert "did not answer within" in result.stderr
+
+
+async def test_prices_check_shows_every_dimension(fake_admin: FakeAdmin, run_cli: RunCli
+                                                  ) -> None:
+    rates = {"input": "3", "cached_input": "0.3", "cache_write": "3.75", "cache_write_1h": "6",
+             "output": "15"}
+    long = {"threshold": 200000, "input": "6", "cached_input": "0.6", "cache_write": "7.5",
+            "cache_write_1h": "12", "output": "22.5"}
+    answer = {"requested": "claude-sonnet-4-5-20250929", "name": "claude-sonnet-4-5",
+              "provider": "anthropic", **rates, "max_output_tokens": 64000,
+              "context_window": 200000, "free": False, "aliases": ["claude-sonnet-4-5-latest"],
+              "tiers": [long], "service_tiers": {"batch": {**rates, "input": "1.5",
+                                                           "tiers": [long]}},
+              "tool_fees": {"web_fetch": "0", "web_search": "0.01"},
+              "betas": {"context-1m": {"context_window": 1000000}},
+              "base_tier": "standard", "service_tier_default": "priority"}
+    fake_admin.answer("GET", "/admin/v1/prices/claude-sonnet-4-5-20250929", answer)
+    result = await run_cli("prices", "check", "claude-sonnet-4-5-20250929")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == ("claude-sonnet-4-5 (anthropic), asked for as "
+                        "claude-sonnet-4-5-20250929")
+    assert lines[3].split() == ["standard", "-", "3", "0.3", "3.75", "6", "15"]
+    assert lines[4].split() == ["standard", "200000", "6", "0.6", "7.5", "12", "22.5"]
+    assert lines[5].split()[:3] == ["batch", "-", "1.5"]
+    assert lines[6].split()[:3] == ["batch", "200000", "6"]
+    text = result.stdout
+    assert "limits: max_output_tokens 64000, context_window 200000" in text
+    assert "betas: context-1m lifts context_window=1000000" in text
+    assert "tool fees (USD per use): web_fetch 0, web_search 0.01" in text
+    assert "reserved at: priority" in text
+
+
+async def test_prices_check_of_an_unknown_model_fails(fake_admin: FakeAdmin,
+                                                      run_cli: RunCli) -> None:
+    fake_admin.answer("GET", "/admin/v1/prices/nope", {"error": {
+        "message": "no price for model 'nope'", "type": "admin_error", "code": "not_found",
+        "param": None}}, status=404)
+    result = await run_cli("prices", "check", "nope")
+    assert result.exit_code != 0
+    assert "no price for model 'nope'" in result.output

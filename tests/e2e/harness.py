@@ -33,7 +33,8 @@ _LISTENING = re.compile(r"Outlay listening on http://([^\s:]+):(\d+)")
 _names = itertools.count(1)
 # The shared gateway: one worker, no latency, a small body limit for the bad-input tests,
 # and prices for the simulated provider's failing models so that their calls reserve money.
-_FAILING = {"provider": "openai", "input": 1, "output": 1}
+_FAILING = {"provider": "openai", "input": 1, "output": 1, "max_output_tokens": 4096,
+            "context_window": 128_000}
 SHARED_CONFIG: dict[str, Any] = {
     "max_body_bytes": 16_384,
     "simulated": {"latency_ms": 0},
@@ -45,7 +46,7 @@ SHARED_CONFIG: dict[str, Any] = {
 EXACT_MODEL = "e2e-exact"
 EXACT_TOKENS = 24
 EXACT_PRICES = {EXACT_MODEL: {"provider": "openai", "input": 0, "output": 10,
-                              "max_output_tokens": EXACT_TOKENS}}
+                              "max_output_tokens": EXACT_TOKENS, "context_window": 128_000}}
 # Several workers and a slow provider, so that many calls are in flight at once.
 POOL_CONFIG: dict[str, Any] = {"simulated": {"latency_ms": 200}, "prices": EXACT_PRICES}
 

@@ -37,10 +37,12 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 START_MS = 1_749_988_800_000
 # Prices chosen so costs are easy to read: 1 USD per million tokens is 1 micro-USD a token.
 PRICES = {
-    "test-gpt": {"provider": "openai", "input": 1, "output": 2, "max_output_tokens": 100},
+    "test-gpt": {"provider": "openai", "input": 1, "output": 2, "max_output_tokens": 100,
+                 "context_window": 128_000},
     "test-claude": {"provider": "anthropic", "input": 3, "output": 15,
-                    "max_output_tokens": 200},
-    "test-free": {"provider": "openai", "free": True, "max_output_tokens": 100},
+                    "max_output_tokens": 200, "context_window": 200_000},
+    "test-free": {"provider": "openai", "free": True, "max_output_tokens": 100,
+                  "context_window": 128_000},
 }
 
 

@@ -21,7 +21,7 @@ async def reserved(outlay: Outlay) -> int:
 
 
 @pytest.mark.parametrize(("path", "body", "field", "most", "per_token"), [
-    ("/v1/chat/completions", NO_MAX, "max_tokens", 100, 2),
+    ("/v1/chat/completions", NO_MAX, "max_completion_tokens", 100, 2),
     ("/v1/responses", {"model": "test-gpt", "input": "hi"}, "max_output_tokens", 100, 2),
     ("/v1/messages", CLAUDE_NO_MAX, "max_tokens", 200, 15),
 ])
@@ -49,13 +49,13 @@ async def test_a_call_over_the_budget_is_sent_with_a_lower_maximum(
     assert cap - held < per_token  # one more token would not have fitted
 
 
-async def test_a_call_that_fits_is_sent_with_the_models_maximum(
+async def test_a_call_that_fits_is_sent_as_it_came(
     outlay: Outlay, key: dict[str, Any]
 ) -> None:
     await outlay.set_policy("agent:agent-a", {"budgets": [{"usd": 1}], "clamp_max_tokens": True})
     resp = await outlay.chat(key["key"], NO_MAX)
     assert resp.status == 200
-    assert outlay.upstream.last_json()["max_tokens"] == 100
+    assert outlay.upstream.last_json() == NO_MAX  # bounded by the model's 100, not told so
     assert "X-Outlay-Max-Tokens-Clamped" not in resp.headers
 
 

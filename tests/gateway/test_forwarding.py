@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
+from outlay.policy.money import usd_to_micros
+
 from .fakes import (
     CHAT,
     MESSAGE,
@@ -89,25 +91,31 @@ async def test_a_body_that_needs_no_patch_is_forwarded_byte_for_byte(
     assert outlay.upstream.last.body == raw
 
 
-@pytest.mark.parametrize(("path", "body", "field", "value"), [
-    ("/v1/chat/completions", {"model": "test-gpt", "messages": CHAT["messages"]},
-     "max_tokens", 100),
-    ("/v1/chat/completions", {"model": "o1", "messages": CHAT["messages"]},
-     "max_completion_tokens", 100_000),
-    ("/v1/completions", {"model": "test-gpt", "prompt": "hi"}, "max_tokens", 100),
-    ("/v1/responses", {"model": "test-gpt", "input": "hi"}, "max_output_tokens", 100),
-    ("/v1/messages", {"model": "test-claude", "messages": MESSAGE["messages"]},
-     "max_tokens", 200),
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/chat/completions", {"model": "test-gpt", "messages": CHAT["messages"]}),
+    ("/v1/chat/completions", {"model": "o1", "messages": CHAT["messages"]}),
+    ("/v1/completions", {"model": "test-gpt", "prompt": "hi"}),
+    ("/v1/responses", {"model": "test-gpt", "input": "hi"}),
+    ("/v1/messages", {"model": "test-claude", "messages": MESSAGE["messages"]}),
 ])
-async def test_max_tokens_is_set_when_missing(
-    outlay: Outlay, key: dict[str, Any], path: str, body: dict[str, Any], field: str,
-    value: int,
+async def test_a_request_without_a_maximum_goes_out_as_it_came(
+    outlay: Outlay, key: dict[str, Any], path: str, body: dict[str, Any],
 ) -> None:
+    # the bound is the provider's own default; the request's meaning is not changed
     resp = await outlay.post(path, key["key"], body)
     assert resp.status == 200, await resp.text()
-    sent = outlay.upstream.last_json()
-    assert sent[field] == value
-    assert {k: v for k, v in sent.items() if k != field} == body
+    assert outlay.upstream.last_json() == body
+
+
+async def test_completions_without_max_tokens_reserve_the_providers_16(
+    outlay: Outlay, key: dict[str, Any]
+) -> None:
+    resp = await outlay.post("/v1/completions", key["key"], {"model": "test-gpt", "prompt": "hi"})
+    assert resp.status == 200
+    entry = (await outlay.audit(limit=1))[0]
+    # the input bound of "hi" at $1/M and 16 output tokens at $2/M, not the model's 100
+    input_bound = usd_to_micros(entry["reserved_usd"]) - 16 * 2
+    assert 0 < input_bound < 30
 
 
 async def test_max_completion_tokens_given_is_kept(outlay: Outlay, key: dict[str, Any]) -> None:

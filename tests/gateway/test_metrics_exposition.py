@@ -43,6 +43,7 @@ def test_counts_render_as_prometheus_text() -> None:
     m.decided("openai.chat", "openai", "refused", "budget_exceeded")
     m.settled("openai", "gpt-4o-mini", "settled", 1_234_567)
     m.settled("openai", "gpt-4o-mini", "void", 0)
+    m.settled("openai", "gpt-4o-mini", "settled", 500_000, 200_000)
     m.observe("openai.chat", 0.003)
     m.observe("openai.chat", 0.2)
     m.observe("openai.chat", 1_000.0)
@@ -54,7 +55,9 @@ def test_counts_render_as_prometheus_text() -> None:
         ("code", "budget_exceeded"), ("decision", "refused"), ("route", "openai.chat"),
         ("vendor", "openai")))] == 1
     assert got[("outlay_spend_usd_total", (("model", "gpt-4o-mini"), ("vendor", "openai")))] \
-        == 1.234567
+        == 1.734567
+    assert got[("outlay_settlement_overrun_usd_total",
+                (("model", "gpt-4o-mini"), ("vendor", "openai")))] == 0.2
     assert got[("outlay_settlements_total", (("settlement", "void"), ("vendor", "openai")))] == 1
     route = (("route", "openai.chat"),)
     assert got[("outlay_request_duration_seconds_count", route)] == 3
@@ -66,6 +69,7 @@ def test_counts_render_as_prometheus_text() -> None:
     assert got[(bucket, (("le", "+Inf"), *route))] == 3
     assert kinds(text) == {
         "outlay_decisions": "counter", "outlay_spend_usd": "counter",
+        "outlay_settlement_overrun_usd": "counter",
         "outlay_settlements": "counter", "outlay_reservations_reaped": "counter",
         "outlay_request_duration_seconds": "histogram", "outlay_calls_in_flight": "gauge",
         "outlay_workers": "gauge", "outlay_state_up": "gauge", "outlay_budget_cap_usd": "gauge",

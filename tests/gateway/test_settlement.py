@@ -165,15 +165,20 @@ async def test_answer_broken_mid_body_is_charged_in_full(outlay: Outlay,
     assert await spend(outlay) == (entry["reserved_usd"], "0")
 
 
-async def test_answer_without_usage_is_charged_in_full(outlay: Outlay,
-                                                       key: dict[str, Any]) -> None:
+async def test_answer_without_usage_is_charged_what_it_can_have_used(
+        outlay: Outlay, key: dict[str, Any]) -> None:
     await outlay.set_policy("agent:agent-a", BUDGET)
-    outlay.upstream.script(Reply(body=b'{"id": "x", "choices": []}'))
-    resp = await outlay.chat(key["key"])
+    body = b'{"id": "x", "choices": []}'
+    outlay.upstream.script(Reply(body=body))
+    resp = await outlay.chat(key["key"], {**CHAT, "max_tokens": 100})
     assert resp.status == 200
     entry = await last_entry(outlay, resp.headers["X-Outlay-Request-Id"])
-    assert entry["settlement"] == "unsettled"
-    assert entry["cost_usd"] == entry["reserved_usd"]
+    assert entry["settlement"] == "settled"
+    # the input bound, and at most a token per byte shown (plus 16 unseen): 40 of the 100
+    # output tokens held, at 2 micro-USD each
+    shown = len(body) + 16
+    assert usd_to_micros(entry["cost_usd"]) == \
+        usd_to_micros(entry["reserved_usd"]) - (100 - shown) * 2
 
 
 async def test_stream_with_usage_settles_to_it(outlay: Outlay, key: dict[str, Any]) -> None:
@@ -214,17 +219,19 @@ async def test_stream_split_mid_event_still_settles(outlay: Outlay, key: dict[st
     assert await spend(outlay) == ("0.000036", "0")
 
 
-async def test_stream_without_usage_is_charged_in_full(outlay: Outlay,
-                                                       key: dict[str, Any]) -> None:
+async def test_stream_without_usage_is_charged_what_it_showed(
+        outlay: Outlay, key: dict[str, Any]) -> None:
     await outlay.set_policy("agent:agent-a", BUDGET)
     outlay.upstream.script(Reply(headers=SSE_HEADERS, chunks=openai_stream(usage=None)))
-    resp = await outlay.chat(key["key"], {**CHAT, "stream": True})
+    resp = await outlay.chat(key["key"], {**CHAT, "stream": True, "max_tokens": 100})
     _, cut = await read_rest(resp)
     assert not cut
     entry = await last_entry(outlay, resp.headers["X-Outlay-Request-Id"])
-    assert entry["settlement"] == "unsettled"
-    assert usd_to_micros(entry["cost_usd"]) == usd_to_micros(entry["reserved_usd"]) > 0
-    assert await spend(outlay) == (entry["reserved_usd"], "0")
+    assert entry["settlement"] == "settled"
+    # "Hel" and "lo": 5 bytes of output shown, plus 16 unseen tokens, of the 100 held
+    held = usd_to_micros(entry["reserved_usd"])
+    assert usd_to_micros(entry["cost_usd"]) == held - (100 - 21) * 2
+    assert await spend(outlay) == (entry["cost_usd"], "0")
 
 
 async def test_stream_broken_mid_way_is_charged_in_full(outlay: Outlay,

@@ -132,22 +132,19 @@ def test_chat_counts_system_names_tools_and_tool_calls() -> None:
     assert result.input_tokens >= sum(len(part.encode()) for part in visible)
 
 
-def test_chat_without_max_tokens_reserves_the_model_max_and_sets_it() -> None:
+def test_chat_without_max_tokens_reserves_the_model_max_and_leaves_the_request() -> None:
+    # the provider's own default is the model's maximum: the request goes out as it came
     result = estimate("openai.chat", chat(), price("gpt-4o-mini"))
     assert result.output_tokens == 16384
-    assert result.body_patch == {"max_tokens": 16384}
+    assert result.body_patch == {}
     assert result.cost_micros == cost_of(result.input_tokens, 0, 16384, price("gpt-4o-mini"))
 
 
-@pytest.mark.parametrize("model", ["o3", "o4-mini-2025-04-16", "gpt-5", "gpt-5-mini"])
-def test_reasoning_models_get_max_completion_tokens(model: str) -> None:
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "o3", "o4-mini-2025-04-16", "gpt-5", "fast"])
+def test_chat_clamps_max_completion_tokens_which_every_chat_model_honours(model: str) -> None:
     result = estimate("openai.chat", chat(model=model), price(model))
-    assert result.body_patch == {"max_completion_tokens": price(model).max_output_tokens}
-
-
-def test_alias_patch_follows_the_canonical_model() -> None:
-    result = estimate("openai.chat", chat(model="fast"), price("fast"))
-    assert result.body_patch == {"max_tokens": 16384}
+    assert result.max_field == "max_completion_tokens"
+    assert result.output_tokens == price(model).max_output_tokens
 
 
 @pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
@@ -164,7 +161,7 @@ def test_chat_with_both_maxima_reserves_the_larger() -> None:
 
 def test_null_max_tokens_counts_as_absent() -> None:
     result = estimate("openai.chat", chat(max_tokens=None), price("gpt-4o-mini"))
-    assert result.body_patch == {"max_tokens": 16384}
+    assert (result.output_tokens, result.max_field) == (16384, "max_completion_tokens")
 
 
 def test_max_above_the_model_max_is_capped_not_patched() -> None:
@@ -200,9 +197,10 @@ def test_stream_options_are_merged() -> None:
     assert body["stream_options"] == {"include_obfuscation": False}  # the body is not mutated
 
 
-def test_stream_and_missing_max_patch_both() -> None:
+def test_stream_without_a_max_patches_only_its_usage() -> None:
     result = estimate("openai.chat", chat(stream=True), price("gpt-4o"))
-    assert result.body_patch == {"stream_options": {"include_usage": True}, "max_tokens": 16384}
+    assert result.body_patch == {"stream_options": {"include_usage": True}}
+    assert result.output_tokens == 16384
 
 
 def test_unknown_price_has_no_cost_and_a_default_output() -> None:
@@ -221,7 +219,7 @@ def test_unknown_price_keeps_a_requested_max_uncapped() -> None:
 def test_free_model_reserves_nothing() -> None:
     result = estimate("openai.chat", chat(model="sim-free"), price("sim-free"))
     assert result.cost_micros == 0
-    assert result.body_patch == {"max_tokens": 4096}
+    assert result.body_patch == {}
 
 
 def test_images_count_a_fixed_bound_not_their_bytes() -> None:
@@ -271,10 +269,11 @@ def test_completions_token_ids_count_one_each() -> None:
     assert result.output_tokens == 1  # one prompt, not fifty
 
 
-def test_completions_without_max_and_streaming() -> None:
+def test_completions_without_max_is_bounded_by_the_provider_default_of_16() -> None:
     body = {"model": "gpt-3.5-turbo-instruct", "prompt": "hi", "stream": True}
     result = estimate("openai.completions", body, price("gpt-3.5-turbo-instruct"))
-    assert result.body_patch == {"max_tokens": 4096, "stream_options": {"include_usage": True}}
+    assert result.output_tokens == 16
+    assert result.body_patch == {"stream_options": {"include_usage": True}}
 
 
 @pytest.mark.parametrize(
@@ -290,12 +289,13 @@ def test_embeddings(value: object, at_least: int) -> None:
     assert result.cost_micros == cost_of(result.input_tokens, 0, 0, price("text-embedding-3-small"))
 
 
-def test_responses_string_input_and_patch() -> None:
+def test_responses_string_input_without_a_max() -> None:
     body = {"model": "gpt-5-mini", "input": TEXT, "instructions": "Be brief."}
     result = estimate("openai.responses", body, price("gpt-5-mini"))
     assert result.input_tokens >= len(TEXT.encode()) + len(b"Be brief.")
     assert result.output_tokens == 128_000
-    assert result.body_patch == {"max_output_tokens": 128_000}
+    assert result.body_patch == {}
+    assert result.max_field == "max_output_tokens"
 
 
 def test_responses_items_and_max_output_tokens() -> None:
@@ -316,7 +316,6 @@ def test_responses_items_and_max_output_tokens() -> None:
     [
         {"previous_response_id": "resp_1"},
         {"conversation": "conv_1"},
-        {"tools": [{"type": "web_search"}]},
         {"input": [{"type": "item_reference", "id": "msg_1"}]},
         {"input": [{"type": "reasoning", "id": "rs_1", "encrypted_content": "gAAAA"}]},
     ],
@@ -366,12 +365,12 @@ def test_cache_writes_never_reserve_below_the_input_price() -> None:
     assert result.cost_micros == cost_of(result.input_tokens, 0, 1000, cheap)
 
 
-def test_anthropic_missing_max_tokens_is_set_to_the_model_max() -> None:
+def test_anthropic_missing_max_tokens_is_bounded_by_the_model_max_and_left_out() -> None:
     body = anthropic()
     del body["max_tokens"]
     result = estimate("anthropic.messages", body, price("claude-3-5-haiku-20241022"))
     assert result.output_tokens == 8192
-    assert result.body_patch == {"max_tokens": 8192}
+    assert result.body_patch == {}  # the provider refuses it, as it would without Outlay
 
 
 def test_anthropic_stream_needs_no_patch() -> None:
@@ -395,9 +394,11 @@ def test_anthropic_tools_add_the_hidden_tool_prompt() -> None:
     )
 
 
-def test_anthropic_server_tools_are_bounded_by_the_context_window() -> None:
+def test_anthropic_server_tools_read_the_context_window_once_per_iteration() -> None:
     body = anthropic(tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}])
-    assert estimate("anthropic.messages", body, price("claude-3-7-sonnet")).input_tokens == 200_000
+    # the first iteration, then one per search
+    assert estimate("anthropic.messages", body, price("claude-3-7-sonnet")).input_tokens == \
+        4 * 200_000
 
 
 def test_anthropic_images_and_documents() -> None:
@@ -543,7 +544,10 @@ def test_the_clamp_prices_every_lower_maximum_as_the_estimate_would(
     full = estimate(route, body, p)
     assert full.clamp is not None
     assert full.max_field is not None
-    assert full.body_patch[full.max_field] == p.max_output_tokens == full.clamp.limit
+    # the request is left as it came; the bound is the provider's own default
+    assert full.max_field not in full.body_patch
+    assert full.clamp.limit == (16 if route == "openai.completions" else p.max_output_tokens)
+    assert full.clamp.floor == 0  # lowered only where a policy allows it
     assert full.clamp.cost(full.clamp.limit) == full.cost_micros
     for n in (1, 17, p.max_output_tokens // 3):
         asked = estimate(route, {**body, full.max_field: n}, p)

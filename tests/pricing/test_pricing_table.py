@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from outlay.pricing import ModelPrice, PriceTable
+from outlay.pricing.rates import Rates, TierPrices
 
 REQUIRED = {
     "gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o1", "o3", "o3-mini",
@@ -44,6 +45,10 @@ def test_shipped_prices_are_exact_micros(table: PriceTable) -> None:
         max_output_tokens=16384,
         context_window=128_000,
         aliases=("fast",),
+        service_tiers=(("priority", TierPrices(Rates(250_000, 125_000, 1_000_000, 250_000,
+                                                      250_000))),),
+        tool_fees=(("code_interpreter", 30_000), ("file_search", 2_500), ("mcp", 0),
+                   ("web_search", 10_000), ("web_search_preview", 25_000)),
     )
     sonnet = price(table, "claude-sonnet-4-5")
     assert (sonnet.provider, sonnet.input_micros_per_mtok, sonnet.output_micros_per_mtok) == (
@@ -132,6 +137,13 @@ def test_to_list_gives_usd_as_decimal_strings(table: PriceTable) -> None:
         "context_window": 128_000,
         "free": False,
         "aliases": ["fast"],
+        "tiers": [],
+        "service_tiers": {"priority": {"input": "0.25", "cached_input": "0.125",
+                                       "cache_write": "0.25", "cache_write_1h": "0.25",
+                                       "output": "1"}},
+        "tool_fees": {"code_interpreter": "0.03", "file_search": "0.0025", "mcp": "0",
+                      "web_search": "0.01", "web_search_preview": "0.025"},
+        "betas": {},
     }
 
 
@@ -142,19 +154,31 @@ def test_to_list_round_trips_as_overrides(table: PriceTable) -> None:
 
 def test_override_adds_a_model() -> None:
     table = PriceTable.load(
-        {"llama-3-70b": {"provider": "openai", "input": "0.59", "output": 0.79, "aliases": ["l3"]}}
+        {"llama-3-70b": {"provider": "openai", "input": "0.59", "output": 0.79, "aliases": ["l3"],
+                         "max_output_tokens": 8192, "context_window": 128_000}}
     )
     added = price(table, "l3")
     assert added.name == "llama-3-70b"
     assert added.input_micros_per_mtok == 590_000
     assert added.cached_input_micros_per_mtok == 590_000
     assert added.output_micros_per_mtok == 790_000
-    assert added.max_output_tokens == 4096
+    assert added.max_output_tokens == 8192
     assert "gpt-4o" in table.names()
 
 
+@pytest.mark.parametrize("missing", ["max_output_tokens", "context_window"])
+def test_a_new_model_must_give_its_limits(missing: str) -> None:
+    entry = {"provider": "openai", "input": 1, "output": 2, "max_output_tokens": 128_000,
+             "context_window": 400_000}
+    del entry[missing]
+    # a silent default would be a wrong bound: the call goes out with whatever it asks for
+    with pytest.raises(ValueError, match=rf"prices\.gpt-next\.{missing}: required"):
+        PriceTable.load({"gpt-next": entry})
+
+
 def test_override_adds_a_free_model_without_prices() -> None:
-    table = PriceTable.load({"local": {"provider": "openai", "free": True}})
+    table = PriceTable.load({"local": {"provider": "openai", "free": True,
+                                       "max_output_tokens": 10, "context_window": 100}})
     assert price(table, "local").free
 
 
@@ -191,6 +215,9 @@ def test_shipped_file_is_not_changed_by_an_override() -> None:
     assert price(PriceTable.load(), "gpt-4o").input_micros_per_mtok == 2_500_000
 
 
+LIMITS = {"max_output_tokens": 100, "context_window": 1000}
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -206,8 +233,8 @@ def test_shipped_file_is_not_changed_by_an_override() -> None:
         ({"gpt-4o": {"aliases": "four"}}, r"prices\.gpt-4o\.aliases"),
         ({"gpt-4o": {"inptu": 1}}, r"prices\.gpt-4o: unknown field 'inptu'"),
         ({"gpt-4o": 3}, r"prices\.gpt-4o: expected a mapping"),
-        ({"new-model": {"input": 1, "output": 2}}, r"prices\.new-model\.provider: required"),
-        ({"new-model": {"provider": "openai", "input": 1}}, r"prices\.new-model\.output"),
+        ({"new-model": {"input": 1, "output": 2, **LIMITS}}, r"prices\.new-model\.provider: req"),
+        ({"new-model": {"provider": "openai", "input": 1, **LIMITS}}, r"prices\.new-model\.output"),
         ({"x": {"alias_of": "nothing-like-it"}}, r"prices\.x\.alias_of: unknown model"),
         ({"x": {"alias_of": "gpt-4o", "input": 1}}, r"prices\.x: alias_of cannot be combined"),
         ({"a": {"alias_of": "b"}, "b": {"alias_of": "a"}}, r"alias cycle"),
@@ -221,6 +248,36 @@ def test_shipped_file_is_not_changed_by_an_override() -> None:
 def test_bad_overrides_name_the_model_and_field(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         PriceTable.load(overrides)
+
+
+ONE = {"input": 1, "output": 1}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("tiers", [{"input": 5, "output": 20}], r"tiers\[0\]\.threshold: required"),
+        ("tiers", {"threshold": 1}, r"tiers: expected a list"),
+        ("tiers", [{"threshold": 0, **ONE}], r"tiers\[0\]\.threshold: expected an integer >= 1"),
+        ("tiers", [{"threshold": 9, "input": 1}], r"tiers\[0\]\.output: required"),
+        ("tiers", [{"threshold": 9, **ONE}, {"threshold": 9, **ONE}],
+         r"tiers\[1\]\.threshold: thresholds must rise"),
+        ("service_tiers", {"flex": {"input": 1}}, r"service_tiers\.flex\.output: required"),
+        ("service_tiers", {"default": ONE}, r"service_tiers\.default: .* the model's own"),
+        ("service_tiers", {"flex": {**ONE, "speed": 2}},
+         r"service_tiers\.flex: unknown field 'speed'"),
+        ("service_tiers", {"flex": {**ONE, "tiers": [ONE]}},
+         r"service_tiers\.flex\.tiers\[0\]\.threshold: required"),
+        ("tool_fees", {"web_search": "lots"}, r"tool_fees\.web_search: .*USD per use"),
+        ("tool_fees", ["web_search"], r"tool_fees: expected a mapping"),
+        ("betas", {"output-128k": {}}, r"betas\.output-128k: expected max_output_tokens or"),
+        ("betas", {"output-128k": {"max_output_tokens": -1}},
+         r"betas\.output-128k\.max_output_tokens: expected an integer"),
+    ],
+)
+def test_bad_dimensions_name_the_field(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=rf"prices\.gpt-4o\.{message}"):
+        PriceTable.load({"gpt-4o": {field: value}})
 
 
 def test_overrides_must_be_a_mapping() -> None:

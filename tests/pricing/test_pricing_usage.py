@@ -87,10 +87,10 @@ def test_anthropic_cache_writes_are_priced_by_their_lifetime() -> None:
 
 def test_configured_cache_write_prices_win() -> None:
     table = PriceTable.load({"claude-sonnet-4-5": {"cache_write": 4, "cache_write_1h": 5}})
-    usage = {"cache_creation_input_tokens": 1_000_000,
-             "cache_creation": {"ephemeral_1h_input_tokens": 250_000}}
+    usage = {"cache_creation_input_tokens": 100_000,
+             "cache_creation": {"ephemeral_1h_input_tokens": 25_000}}
     assert usage_cost("anthropic.messages", usage, table.resolve("claude-sonnet-4-5")) == (
-        1_000_000, 750_000 * 4 + 250_000 * 5)
+        100_000, 75_000 * 4 + 25_000 * 5)
 
 
 def test_anthropic_usage_merged_from_a_stream() -> None:

@@ -1,4 +1,5 @@
-"""Vendor retries under one idempotency key are charged once; settlement never tops a hold."""
+"""Vendor retries under one idempotency key are charged once: a replay holds and is charged
+nothing, whatever its answer reports."""
 
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ async def stripe_key(store: StateStore, usd: float = 0.01) -> tuple[KeyRecord, s
     return await store.create_key(NewKey(agent="payer"))
 
 
-async def test_settling_above_the_reservation_charges_the_reservation(store: StateStore) -> None:
+async def test_settling_above_the_reservation_charges_the_bill(store: StateStore) -> None:
     _, secret = await stripe_key(store)
     held = await store.reserve(ticket(secret, 6_000))
     assert await store.settle(Outcome(held.id, 200, cost_micros=9_999))
     line = await budget_line(store, "global", "month")
-    assert (line["spent_usd"], line["reserved_usd"]) == ("0.006", "0")
-    assert await ledger_cost(store) == 6_000
+    assert (line["spent_usd"], line["reserved_usd"]) == ("0.009999", "0")
+    assert await ledger_cost(store) == 9_999
 
 
 async def test_a_retry_under_the_same_key_is_a_free_replay(store: StateStore) -> None:

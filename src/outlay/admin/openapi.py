@@ -176,6 +176,11 @@ def openapi_document() -> dict[str, Any]:
                 "responses": _ok({"type": "object"})}},
             "/admin/v1/prices": {"get": {"summary": "The price table in force",
                                          "responses": _ok({"type": "object"})}},
+            "/admin/v1/prices/{model}": {"get": {
+                "summary": "One model as a request naming it is priced, every dimension",
+                "parameters": [{"name": "model", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "responses": _ok({"type": "object"})}},
             "/admin/v1/providers": {"get": {
                 "summary": "Every provider and vendor endpoint and its circuit breaker, as "
                            "the worker that answers sees it",

@@ -217,6 +217,19 @@ async def prices(request: web.Request) -> web.Response:
     return dump({"models": request.app[GATEWAY].prices.to_list()})
 
 
+async def price_of(request: web.Request) -> web.Response:
+    """One model as a request naming it is priced (by name, alias or dated snapshot), with
+    every dimension, and the tier a request for `auto` is reserved at."""
+    gw = request.app[GATEWAY]
+    requested = request.match_info["model"]
+    found = gw.prices.resolve(requested)
+    if found is None:
+        raise NotFound(f"no price for model {requested!r}")
+    return dump({"requested": requested, **found.to_dict(), "base_tier": found.base_tier,
+                 "service_tier_default": gw.settings.service_tier_defaults.get(
+                     found.provider, found.base_tier)})
+
+
 async def providers(request: web.Request) -> web.Response:
     """Every endpoint the gateway sends to, by its circuit breaker. Each worker process has
     breakers of its own: the answer is the view of the one that answered (`worker`)."""
@@ -252,6 +265,7 @@ def add_admin_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/audit", audit)
     r.add_get(f"{PREFIX}/reports", report)
     r.add_get(f"{PREFIX}/prices", prices)
+    r.add_get(f"{PREFIX}/prices/{{model}}", price_of)
     r.add_get(f"{PREFIX}/providers", providers)
     add_approval_routes(app)
     add_webhook_routes(app)

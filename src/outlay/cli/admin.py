@@ -14,8 +14,9 @@ from outlay.cli import params
 from outlay.cli.approvals import approvals, kill
 from outlay.cli.client import Admin, admin_command, segment
 from outlay.cli.keys import keys
-from outlay.cli.output import NONE, cell, table, usd, when
+from outlay.cli.output import NONE, table, usd, when
 from outlay.cli.policies import scope_argument
+from outlay.cli.prices import prices
 
 
 @click.group()
@@ -188,39 +189,6 @@ def audit(admin: Admin, scope: str | None, limit: int) -> None:
                 for e in answer.get("entries", [])
             ),
             "(no entries)",
-        ),
-    )
-
-
-@click.command()
-@admin_command
-def prices(admin: Admin) -> None:
-    """The price table in force: USD per million tokens, by model."""
-    admin.emit(
-        admin.client.get("/prices"),
-        lambda answer: table(
-            [
-                "MODEL",
-                "PROVIDER",
-                "INPUT $/MTOK",
-                "CACHED $/MTOK",
-                "OUTPUT $/MTOK",
-                "FREE",
-                "ALIASES",
-            ],
-            (
-                [
-                    m.get("name", m.get("model")),
-                    m.get("provider"),
-                    usd(m.get("input")),
-                    usd(m.get("cached_input")),
-                    usd(m.get("output")),
-                    bool(m.get("free")),
-                    cell(m.get("aliases")),
-                ]
-                for m in answer.get("models", [])
-            ),
-            "(no prices)",
         ),
     )
 

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from outlay.admin.routes import add_admin_routes
 from outlay.gateway.admission import new_request_id
+from outlay.gateway.background_routes import background_routes
 from outlay.gateway.context import GATEWAY, Gateway
 from outlay.gateway.errors import Flavor, error_response
 from outlay.gateway.exchange import AiohttpExchange
@@ -145,6 +146,7 @@ def create_app(
     for path, route in ROUTES.items():
         app.router.add_post(path, _route(route))  # type: ignore[arg-type]
     app.router.add_get("/v1/models", list_models)
+    background_routes(app)
     app.router.add_route("*", "/vendors/{vendor}/{path:.*}", vendor_proxy)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -170,6 +172,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await gw.background.close()
     await gw.upstream.close()
     await gw.vendors.close()
     await gw.store.close()

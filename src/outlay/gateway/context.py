@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from outlay.gateway.background import Background
 from outlay.gateway.keycheck import KeyCheck
 from outlay.gateway.metrics import Metrics, Snapshots
 from outlay.gateway.outages import Throttled
@@ -98,6 +99,7 @@ class Gateway:
     known_vendors: frozenset[str] = field(init=False)
     free_models: tuple[str, ...] = field(init=False)
     keys: KeyCheck = field(init=False)  # a request's key, judged before its body is read
+    background: Background = field(init=False)  # background responses held until finished
 
     def vendor_label(self, vendor: str) -> str:
         """The vendor as metrics name it: a path outside the configuration is "unknown"."""
@@ -107,6 +109,9 @@ class Gateway:
         self.keys = KeyCheck(self.store)
         self.known_vendors = frozenset({"openai", "anthropic", *self.vendor_pricing})
         self.aliases = self.prices.aliases()
+        self.background = Background(
+            self.upstream, self.clock,
+            None if self.snapshots is None else self.snapshots.directory)
         self.free_models = tuple(
             name for name in self.prices.names()
             if (price := self.prices.resolve(name)) is not None and price.free

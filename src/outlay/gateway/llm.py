@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from outlay.gateway.admission import admit, new_request_id, refuse_invalid, refuse_unread
+from outlay.gateway.background import held_response
 from outlay.gateway.context import Flight, Gateway
 from outlay.gateway.errors import error_answer
 from outlay.gateway.exchange import Exchange
@@ -24,11 +25,11 @@ from outlay.gateway.headers import limit_headers
 from outlay.gateway.intake import agent_key, parse_json_object
 from outlay.gateway.llm_routes import ROUTES, Route
 from outlay.gateway.settle import Settler
-from outlay.gateway.usage_tap import UsageHider, UsageTap, usage_of
+from outlay.gateway.usage_tap import UsageHider, UsageTap
 from outlay.policy.decision import Call
 from outlay.policy.errors import OutlayError, Unavailable
 from outlay.policy.money import micros_to_usd
-from outlay.pricing.estimate import Estimate, estimate
+from outlay.pricing.estimate import USES_FIELDS, Estimate, beta_names, clamp_patch, estimate
 from outlay.pricing.table import ModelPrice
 from outlay.state.base import Reservation, Settled, Ticket
 from outlay.state.keys import hash_secret
@@ -75,7 +76,10 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
         body = parse_json_object(ex.content_type, raw)
         model = body.get("model") if isinstance(body.get("model"), str) else None
         price = gw.prices.resolve(model) if model else None
-        est = estimate(route.kind, body, price)
+        betas = beta_names(ex.headers.get("anthropic-beta")) if route.flavor == "anthropic" \
+            else ()
+        est = estimate(route.kind, body, price, betas=betas,
+                       tier_default=gw.settings.service_tier_defaults.get(route.provider))
     except OutlayError as err:
         ticket = Ticket(rid, key_hash, Call(vendor=route.provider, model=model), route.kind)
         refusal = await refuse_invalid(gw, ticket, err)
@@ -85,7 +89,7 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
     call = Call(
         vendor=route.provider, model=model, model_resolved=price.name if price else None,
         free=bool(price and price.free), cost_micros=est.cost_micros,
-        tokens=est.input_tokens + est.output_tokens, clamp=est.clamp,
+        tokens=est.input_tokens + est.output_tokens, clamp=est.clamp, unpriced=est.unpriced,
     )
     ticket = Ticket(rid, key_hash, call, route.kind, gw.aliases, gw.free_models,
                     approval_id=approval)
@@ -98,9 +102,13 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
             **limit_headers(reservation.limits, gw.clock())}
     patch = est.body_patch
     if reservation.clamped_to is not None and est.max_field is not None:
-        # the call fits the budget only with a smaller maximum output than the model's
-        patch = {**patch, est.max_field: reservation.clamped_to}
-        ours["X-Outlay-Max-Tokens-Clamped"] = str(reservation.clamped_to)
+        # the call fits the budget only with a lower bound than the request's own default
+        patch = {**patch, **clamp_patch(route.kind, body, est, reservation.clamped_to)}
+        if est.max_field not in USES_FIELDS:
+            ours["X-Outlay-Max-Tokens-Clamped"] = str(reservation.clamped_to)
+    if est.max_field in USES_FIELDS and est.clamp is not None:
+        # Outlay bounded the uses of server-side tools the request left open
+        ours["X-Outlay-Max-Tool-Uses"] = str(reservation.clamped_to or est.clamp.limit)
     forward_body = orjson.dumps({**body, **patch}) if patch else raw
     stream = body.get("stream") is True
     outgoing = UpstreamRequest(
@@ -125,7 +133,7 @@ async def _forward(
     outgoing: UpstreamRequest, ours: dict[str, str], price: ModelPrice | None, est: Estimate,
     hide_usage: bool,
 ) -> None:
-    settle = Settler(gw, reservation, route, price, wait=False)
+    settle = Settler(gw, reservation, route, price, est, wait=False)
     try:
         answer = await gw.upstream.send(outgoing)
     except UpstreamUnreachable as exc:
@@ -175,22 +183,35 @@ async def _whole(
         # the provider refused before doing any work: nothing is owed
         outcome: tuple[Settled, int, int] = ("void", 0, 0)
     else:
-        usage = None
         try:
             document = orjson.loads(data)
-            usage = usage_of(document) if isinstance(document, dict) else None
         except orjson.JSONDecodeError:
-            pass
-        outcome = settle.price(usage)
+            document = None
+        if settle.route.kind == "openai.responses" and (held := held_response(document)):
+            # a background response: its reservation stays held until it finishes
+            _hold(settle, held)
+            await ex.send(answer.status, response_headers(answer.headers, ours), data)
+            return
+        outcome = settle.answer(document if isinstance(document, dict) else None, len(data))
         if outcome[0] == "settled":
-            charged = min(outcome[1], settle.reservation.amount)
-            ours = {**ours, "X-Outlay-Cost-USD": micros_to_usd(charged)}
+            ours = {**ours, "X-Outlay-Cost-USD": micros_to_usd(outcome[1])}
     try:
         # the agent has its answer first: the money stays held until the settlement
         # commits, and a crash in between is charged in full by the reaper
         await ex.send(answer.status, response_headers(answer.headers, ours), data)
     finally:
         await settle.finish(answer.status, *outcome)
+
+
+def _hold(settle: Settler, response_id: str) -> None:
+    reservation = settle.reservation
+
+    async def finish(status: int, document: dict[str, Any], size: int) -> None:
+        await settle.finish(status, *settle.answer(document, size))
+
+    lease_ms = int(settle.gw.settings.reservation_lease_s * 1000)
+    settle.gw.background.hold(response_id, reservation.key.id,
+                              reservation.started_ms + lease_ms, finish)
 
 
 def _usage_patched_in(est: Estimate, body: dict[str, Any]) -> bool:
@@ -232,7 +253,7 @@ async def _stream(
         return
     finally:
         await answer.close()
-    outcome = settle.price(tap.usage if tap.finished and tap.usage else None)
+    outcome = settle.stream(tap)
     try:
         await ex.end()  # as for whole answers: the agent first, then the books
     except ConnectionError:

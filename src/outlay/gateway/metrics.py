@@ -39,6 +39,8 @@ class Metrics:
     decisions: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     # (vendor, model) -> micro-USD charged by settlements
     spend: dict[tuple[str, str], int] = field(default_factory=dict)
+    # (vendor, model) -> micro-USD charged above the reservation (a bound that was wrong)
+    overruns: dict[tuple[str, str], int] = field(default_factory=dict)
     # (vendor, settlement) -> reservations settled: settled, void or unsettled
     settlements: dict[tuple[str, str], int] = field(default_factory=dict)
     # route -> per-bucket counts (the last one past every bound), and the sum of seconds
@@ -51,11 +53,14 @@ class Metrics:
         label = (route, vendor, decision, code)
         self.decisions[label] = self.decisions.get(label, 0) + 1
 
-    def settled(self, vendor: str, model: str, settlement: str, micros: int) -> None:
+    def settled(self, vendor: str, model: str, settlement: str, micros: int,
+                over: int = 0) -> None:
         key = (vendor, settlement)
         self.settlements[key] = self.settlements.get(key, 0) + 1
         if micros:
             self.spend[(vendor, model)] = self.spend.get((vendor, model), 0) + micros
+        if over:
+            self.overruns[(vendor, model)] = self.overruns.get((vendor, model), 0) + over
 
     def observe(self, route: str, seconds: float) -> None:
         counts = self.durations.get(route)
@@ -70,6 +75,7 @@ class Metrics:
         return {
             "decisions": [[*k, v] for k, v in self.decisions.items()],
             "spend": [[*k, v] for k, v in self.spend.items()],
+            "overruns": [[*k, v] for k, v in self.overruns.items()],
             "settlements": [[*k, v] for k, v in self.settlements.items()],
             "durations": [[r, c, self.duration_sums[r]] for r, c in self.durations.items()],
             "reaped": self.reaped,
@@ -84,6 +90,7 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     state store (None: it could not be read)."""
     decisions: dict[tuple[str, ...], int] = {}
     spend: dict[tuple[str, ...], int] = {}
+    overruns: dict[tuple[str, ...], int] = {}
     settlements: dict[tuple[str, ...], int] = {}
     durations: dict[str, list[int]] = {}
     sums: dict[str, float] = {}
@@ -92,6 +99,7 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
         reaped += int(snap.get("reaped", 0))
         _add(decisions, snap.get("decisions", ()))
         _add(spend, snap.get("spend", ()))
+        _add(overruns, snap.get("overruns", ()))
         _add(settlements, snap.get("settlements", ()))
         for route, counts, total in snap.get("durations", ()):
             into = durations.setdefault(route, [0] * (len(BUCKETS) + 1))
@@ -108,6 +116,11 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     _family(out, "outlay_spend_usd_total", "counter",
             "USD charged by settled calls, by vendor and model (model empty for vendor calls).",
             (_labels(vendor=v, model=m) + f" {_usd(n)}" for (v, m), n in sorted(spend.items())))
+    _family(out, "outlay_settlement_overrun_usd_total", "counter",
+            "USD charged by settlements above their reservation (what the provider billed "
+            "past a bound that was wrong), by vendor and model.",
+            (_labels(vendor=v, model=m) + f" {_usd(n)}"
+             for (v, m), n in sorted(overruns.items())))
     _family(out, "outlay_settlements_total", "counter",
             "Reservations settled, by vendor and settlement (settled: to the reported cost; "
             "void: nothing owed; unsettled: charged in full).",

@@ -1,11 +1,21 @@
 """Reads the usage a provider reports out of a response, streamed or not, without
-holding the stream back: chunks are scanned as they pass through."""
+holding the stream back: chunks are scanned as they pass through. What a stream showed of
+its output is kept too, for a stream that ends without usage (an error event mid-way)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
+
+from outlay.pricing.usage import reported_tier
+
+# What a tap keeps of a stream's events to count its output text once, if the stream ends
+# without usage; past it, every byte counts as a token (a bound, never an undercount)
+KEPT_BYTES = 256 * 1024
+# The JSON string fields that carry output: text, reasoning, tool-call arguments, refusals
+_OUTPUT_KEYS = (b'"content":"', b'"delta":"', b'"text":"', b'"thinking":"',
+                b'"partial_json":"', b'"arguments":"', b'"refusal":"')
 
 
 class UsageTap:
@@ -16,7 +26,13 @@ class UsageTap:
         self._pending = b""
         self.usage: dict[str, Any] = {}
         self.model: str | None = None
+        self.tier: str | None = None  # the service tier the stream says the call ran in
+        self.response: dict[str, Any] | None = None  # a Responses stream's final response
         self.finished = False
+        self.failed = False  # an error event came (OpenAI's or Anthropic's)
+        self._kept: list[bytes] = []
+        self._kept_bytes = 0
+        self._unkept_bytes = 0
 
     def feed(self, chunk: bytes) -> None:
         data = self._pending + chunk
@@ -26,7 +42,13 @@ class UsageTap:
             self._pending = data
             return
         complete, self._pending = data[:cut], data[cut:]
-        if b'"usage"' not in complete and b"[DONE]" not in complete and b"stop" not in complete:
+        if self._kept_bytes + len(complete) <= KEPT_BYTES:
+            self._kept.append(complete)
+            self._kept_bytes += len(complete)
+        else:
+            self._unkept_bytes += len(complete)
+        if b'"usage"' not in complete and b"[DONE]" not in complete and \
+                b"stop" not in complete and b'"error"' not in complete:
             return
         for line in complete.splitlines():
             if line.startswith(b"data:"):
@@ -36,7 +58,8 @@ class UsageTap:
         if payload == b"[DONE]":
             self.finished = True
             return
-        if b'"usage"' not in payload and b"message_stop" not in payload:
+        if b'"usage"' not in payload and b"message_stop" not in payload and \
+                b'"error"' not in payload:
             return
         try:
             event = orjson.loads(payload)
@@ -47,15 +70,63 @@ class UsageTap:
         kind = event.get("type")
         if kind == "message_stop":
             self.finished = True
+        if kind == "error" or isinstance(event.get("error"), dict):
+            self.failed = True
         found = usage_of(event)
-        if kind in ("response.completed", "response.incomplete"):
+        if kind in ("response.completed", "response.incomplete", "response.failed"):
             self.finished = True
+            response = event.get("response")
+            self.response = response if isinstance(response, dict) else None
+        tier = reported_tier(event)
+        if tier is not None:
+            self.tier = tier
         if found:
             self.usage.update({k: v for k, v in found.items() if v is not None})
         model = event.get("model") or (event.get("message") or {}).get("model") or (
             event.get("response") or {}).get("model")
         if isinstance(model, str):
             self.model = model
+
+
+    def output_bytes(self) -> int:
+        """A bound on the output tokens the stream showed: the UTF-8 bytes of its output
+        text as the events carried it (escaped JSON is never shorter), each byte at most a
+        token, and every byte past what was kept."""
+        return sum(map(text_bytes, self._kept)) + self._unkept_bytes
+
+
+def text_bytes(data: bytes) -> int:
+    """Bytes of the output strings in a run of JSON events, as written (escapes included)."""
+    total = 0
+    for key in _OUTPUT_KEYS:
+        at = data.find(key)
+        while at >= 0:
+            start = at + len(key)
+            end = _string_end(data, start)
+            if end < 0:
+                return total + len(data) - start  # cut short: all of it, to be safe
+            total += end - start
+            at = data.find(key, end)
+    return total
+
+
+def _string_end(data: bytes, start: int) -> int:
+    """The index of the quote that ends a JSON string starting at `start` (-1: none)."""
+    end = data.find(b'"', start)
+    while end > 0:
+        backslashes = 0
+        while data[end - 1 - backslashes] == 0x5C:
+            backslashes += 1
+        if backslashes % 2 == 0:
+            return end
+        end = data.find(b'"', end + 1)
+    return end
+
+
+def error_body(document: dict[str, Any]) -> bool:
+    """An answer that is an error, whatever its status: OpenAI's `{"error": …}`,
+    Anthropic's `{"type": "error", …}`."""
+    return document.get("type") == "error" or isinstance(document.get("error"), dict)
 
 
 def usage_of(document: dict[str, Any]) -> dict[str, Any] | None:

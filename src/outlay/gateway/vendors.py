@@ -137,6 +137,6 @@ async def _forward(
         actual = pricing.actual(vcall, status, data, est)
         cost = reservation.amount if actual is None else actual
         await settle.finish(status, "settled", cost)
-        ours["X-Outlay-Cost-USD"] = micros_to_usd(min(cost, reservation.amount))
+        ours["X-Outlay-Cost-USD"] = micros_to_usd(cost)
     return web.Response(status=status, body=data,
                         headers=response_headers(answer.headers, ours))

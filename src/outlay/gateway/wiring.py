@@ -25,7 +25,8 @@ def upstream_from_settings(
         # the simulator is loaded only when the settings ask for it
         from outlay.simulator.providers import SimulatedUpstream
 
-        return SimulatedUpstream(latency_ms=settings.simulated_latency_ms)
+        return SimulatedUpstream(latency_ms=settings.simulated_latency_ms,
+                                 tiers=settings.service_tier_defaults)
     endpoints = {
         provider: [Endpoint(e.base_url or "", e.api_key, e.weight) for e in configured]
         for provider, configured in settings.providers.items()

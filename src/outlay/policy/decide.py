@@ -121,8 +121,9 @@ def precheck(
     if call.cost_micros is None and _has_hard_budget(views):
         return Refuse(BadRequest(
             "price_unknown",
-            f"No price is known for model '{call.model}', so it cannot be reserved under a "
-            "hard budget. Give it a price in the `prices` section of the configuration.",
+            f"No price is known for {call.unpriced or f'model {call.model!r}'}, so it cannot "
+            "be reserved under a hard budget. Give it a price in the `prices` section of the "
+            "configuration.",
         ), None)
     return None
 
@@ -217,12 +218,14 @@ def decide(
 def clamped(call: Call, views: Sequence[ScopeView], now_ms: int, approved: bool) -> Call:
     """The call with its maximum output lowered to fit the hard budgets that would refuse
     it, when a scope's policy allows clamping (`clamp_max_tokens`) and the lower maximum is
-    at least that policy's floor; otherwise the call unchanged (and refused as asked)."""
+    at least that policy's floor (the uses of server-side tools: whenever the call's own
+    floor is met); otherwise the call unchanged (and refused as asked)."""
     clamp, cost = call.clamp, call.cost_micros
     if clamp is None or not cost:
         return call
-    floors = [v.policy.clamp_max_tokens for v in views
-              if v.policy is not None and v.policy.clamp_max_tokens is not None]
+    floors = [clamp.floor] if clamp.floor else [
+        v.policy.clamp_max_tokens for v in views
+        if v.policy is not None and v.policy.clamp_max_tokens is not None]
     if not floors:
         return call
     room = _hard_room(views, now_ms, approved)

@@ -14,13 +14,17 @@ from outlay.values import value
 
 @value
 class Clamp:
-    """How an LLM call's cost shrinks with the maximum output Outlay sets for it, when the
-    request names none: cost(n) = ceil((base + n * per_token) / 10^6) micro-USD."""
+    """How an LLM call's cost shrinks with a bound Outlay sets for it (its maximum output, or
+    the uses of its server-side tools) when the request names none:
+    cost(n) = ceil((base + n * per_token) / 10^6) micro-USD."""
 
     base: int  # micro-USD per million tokens of everything but the output maximum
     per_token: int  # micro-USD per million tokens for each unit of the maximum
     limit: int  # the maximum set when no budget asks for less (the model's)
     choices: int = 1  # tokens billed per unit of the maximum (n completions)
+    # > 0: the bound is lowered to fit whatever the policies say, never below `floor` (the
+    # uses of server-side tools); 0: only where a policy's `clamp_max_tokens` allows it
+    floor: int = 0
 
     def cost(self, n: int) -> int:
         return ceil_div(self.base + n * self.per_token, 1_000_000)
@@ -44,6 +48,7 @@ class Call:
     tokens: int = 0  # tokens reserved against tpm windows
     clamp: Clamp | None = None  # the maximum output may be lowered to fit a budget
     clamped_to: int | None = None  # the maximum output it was lowered to
+    unpriced: str | None = None  # what has no price, when cost_micros is None ("model 'x'")
 
 
 @dataclass(frozen=True)

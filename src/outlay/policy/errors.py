@@ -7,7 +7,8 @@ OutlayError
 ├── RateLimited          429  rate_limit_exceeded | hourly_… | daily_… | token_… | concurrency_…
 ├── BudgetExceeded       402  budget_exceeded
 ├── BadRequest           400  invalid_request | price_unknown; 413 request_too_large;
-│                        408  request_timeout
+│   │                    408  request_timeout
+│   └── NotFound         404  not_found (a background response of another key, or none)
 └── Unavailable          502/503  upstream_unavailable | enforcement_unavailable
 """
 
@@ -96,6 +97,10 @@ class TooSlow(BadRequest):
     """408: the body did not arrive within `server.body_timeout_s` of its head."""
 
     status = 408
+
+
+class NotFound(BadRequest):
+    status = 404
 
 
 class Unavailable(OutlayError):

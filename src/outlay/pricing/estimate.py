@@ -1,6 +1,8 @@
-"""What an LLM call may cost before it is sent (the reservation) and what it did cost after.
+"""What an LLM call may cost before it is sent: the reservation, an upper bound over every
+outcome the request allows (its service tier, its input-length tier, the uses of its
+server-side tools), and the body fields that make the bound hold (SPEC §3.2).
 
-Pure functions over a parsed JSON body, a provider's `usage` object and a ModelPrice (SPEC §3).
+Pure functions over a parsed JSON body and a ModelPrice.
 """
 
 from __future__ import annotations
@@ -13,95 +15,245 @@ from typing import Any
 from outlay.policy.decision import Clamp
 from outlay.policy.errors import invalid_request
 from outlay.policy.money import ceil_div
+from outlay.pricing.rates import Rates
 from outlay.pricing.table import ModelPrice
 from outlay.pricing.tokens import input_bound, text_bytes
+from outlay.pricing.tools import DEFAULT_MAX_USES, ServerTools, server_tools, with_uses
+from outlay.pricing.usage import ROUTES, TOKENS_PER_MTOK, check_route, cost_of, usage_cost
 from outlay.values import value
 
-ROUTES = (
-    "openai.chat",
-    "openai.completions",
-    "openai.embeddings",
-    "openai.responses",
-    "anthropic.messages",
-    "anthropic.count_tokens",
-)
+__all__ = ["ROUTES", "Estimate", "beta_names", "clamp_patch", "cost_of", "estimate",
+           "usage_cost"]
+
 # Output assumed for a model with no known price when the request names no maximum. Such a
 # call has no cost bound anyway (cost_micros is None); this only feeds token rate limits.
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
-_TOKENS_PER_MTOK = 1_000_000
+# The legacy completions endpoint writes at most 16 tokens when the request names no maximum
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 
-# The fields that cap output, per route; the first is the one Outlay sets when none is given.
+# The fields that cap output, per route; the first is the one Outlay sets when it clamps.
 _MAX_FIELDS: Mapping[str, tuple[str, ...]] = {
     "openai.chat": ("max_tokens", "max_completion_tokens"),
     "openai.completions": ("max_tokens",),
     "openai.responses": ("max_output_tokens",),
     "anthropic.messages": ("max_tokens",),
 }
-# Reasoning models refuse `max_tokens` on chat completions and take `max_completion_tokens`.
-_REASONING_MODEL = re.compile(r"^(?:o\d|gpt-5)")
+_REASONING = re.compile(r"^(?:o\d|gpt-5)")
+_BETA_DATE = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+# The fields Outlay sets to bound the uses of server-side tools
+USES_FIELDS = ("max_uses", "max_tool_calls")
 
 
 @value
 class Estimate:
-    input_tokens: int  # never less than the provider will count
+    input_tokens: int  # never less than the provider will count (every iteration)
     output_tokens: int  # the most the call may produce
     cost_micros: int | None  # upper bound; None when the price is unknown
     body_patch: dict[str, Any] = field(default_factory=dict)  # set these in the forwarded body
-    # when Outlay sets the maximum output (the request names none): its field, and how the
-    # cost falls with it
+    # when Outlay may lower a bound to fit a budget: the field it sets (a maximum output, or
+    # `max_uses` / `max_tool_calls`), and how the cost falls with it
     max_field: str | None = None
     clamp: Clamp | None = None
+    tier: str | None = None  # the service tier the bound assumes (None: the model's own)
+    fees: tuple[tuple[str, int], ...] = ()  # micro-USD per use, by the usage it is reported as
+    unpriced: str | None = None  # what has no price, when cost_micros is None
+    tools: ServerTools = field(default_factory=ServerTools)
+    output_price: int = 0  # micro-USD per million output tokens, at the bound's prices
+    hidden_output: bool = False  # the model may bill reasoning it never shows
+
+    def up_to(self, shown: int) -> int | None:
+        """What the call can have cost if it ended having shown `shown` output tokens: the
+        bound with its output cut to them (all of it when reasoning may be hidden), for a
+        call whose answer reports no usage."""
+        if self.cost_micros is None or self.hidden_output:
+            return self.cost_micros
+        unshown = max(0, self.output_tokens - shown)
+        return max(0, self.cost_micros - unshown * self.output_price // TOKENS_PER_MTOK)
 
 
-def estimate(route: str, body: dict[str, Any], price: ModelPrice | None) -> Estimate:
+def estimate(route: str, body: dict[str, Any], price: ModelPrice | None, *,
+             tier_default: str | None = None, betas: tuple[str, ...] = ()) -> Estimate:
     """The reservation for one call: bounds on its tokens and cost, and the body fields to set.
 
-    Raises BadRequest (invalid_request) for a body that cannot be forwarded as it is.
+    `tier_default` is the service tier a request for `auto` (or none) lands in, as configured
+    for the provider (None: its base tier); `betas` the beta names the request's headers
+    enable (`beta_names`). Raises BadRequest (invalid_request) for a body that cannot be
+    forwarded as it is.
     """
-    _check_route(route)
+    check_route(route)
     _validate(route, body)
+    if price is not None and route.startswith("anthropic.") and betas:
+        price = price.lifted(betas)
+    tools = server_tools(route, body)
     try:
         input_tokens = input_bound(route, body, price)
     except RecursionError:
         # JSON the parser accepted can still nest deeper than the stack left for walking it.
         raise invalid_request("The request body is nested too deeply.") from None
     output_tokens, patch = _output(route, body, price)
-    max_field = next((name for name in _MAX_FIELDS.get(route, ()) if name in patch),
-                     None) if patch else None
     if route == "anthropic.count_tokens":
         return Estimate(input_tokens, output_tokens, 0, patch)  # counting tokens is free
     if price is None:
-        return Estimate(input_tokens, output_tokens, None, patch, max_field)
-    input_price = _dearest_input(route, body, price)
-    cost = 0 if price.free else ceil_div(
-        input_tokens * input_price + output_tokens * price.output_micros_per_mtok,
-        _TOKENS_PER_MTOK)
-    clamp = None
-    if max_field is not None and cost:
-        clamp = _clamp(route, body, price, input_tokens * input_price, patch[max_field],
-                       output_tokens)
-    return Estimate(input_tokens, output_tokens, cost, patch, max_field, clamp)
+        return Estimate(input_tokens, output_tokens, None, patch,
+                        unpriced=f"model '{body.get('model')}'")
+    tier = _requested_tier(route, body, tier_default)
+    prices = price.tier(tier)
+    if prices is None:
+        return Estimate(input_tokens, output_tokens, None, patch, tier=tier,
+                        unpriced=f"the {tier!r} service tier of model '{price.name}'")
+    uses = _Uses.of(tools, price)
+    if uses.unpriced is not None:
+        return Estimate(input_tokens, output_tokens, None, patch, tier=tier,
+                        unpriced=f"the {uses.unpriced!r} tool on model '{price.name}'")
+    limit = uses.limit()
+    # every use may start an iteration that reads the whole context again
+    input_tokens += limit.iterations * price.context_window
+    rates = prices.at(input_tokens)
+    input_price = _dearest_input(route, body, rates)
+    numerator = (input_tokens * input_price + output_tokens * rates.output
+                 + limit.fees * TOKENS_PER_MTOK)
+    est = Estimate(input_tokens, output_tokens, 0 if price.free else ceil_div(
+        numerator, TOKENS_PER_MTOK), patch, tier=tier, fees=uses.fees, tools=tools,
+        output_price=0 if price.free else rates.output,
+        hidden_output=_hides_reasoning(route, body, price))
+    if price.free or not numerator:
+        return est
+    if tools.unbounded:
+        # uses the request leaves open are bounded by Outlay: at most `limit.n` unless the
+        # budget asks for fewer (never fewer than one: then the call is refused)
+        per_use = (limit.unbounded * price.context_window * input_price
+                   + limit.unbounded_fees * TOKENS_PER_MTOK)
+        clamp = Clamp(numerator - limit.n * per_use, per_use, limit.n,
+                      limit.unbounded * price.context_window, floor=1)
+        return _with(est, clamp, _uses_field(route),
+                     {**patch, **with_uses(route, body, tools, limit.n)})
+    max_field = _clamp_field(route, body)
+    if max_field is None:
+        return est
+    choices = _choices(route, body)
+    own = _own_limit(route, price)
+    # the output bound beyond the maximum itself (predicted output) is billed whatever it is
+    clamp = Clamp(numerator - own * choices * rates.output, choices * rates.output, own,
+                  choices)
+    return _with(est, clamp, max_field, patch)
 
 
-def _dearest_input(route: str, body: Mapping[str, Any], price: ModelPrice) -> int:
+def _with(est: Estimate, clamp: Clamp, max_field: str, patch: dict[str, Any]) -> Estimate:
+    return Estimate(est.input_tokens, est.output_tokens, est.cost_micros, patch, max_field,
+                    clamp, est.tier, est.fees, est.unpriced, est.tools, est.output_price,
+                    est.hidden_output)
+
+
+def _hides_reasoning(route: str, body: Mapping[str, Any], price: ModelPrice) -> bool:
+    """Whether the model may bill output it never shows: OpenAI's reasoning models (o1, o3,
+    gpt-5 but its chat variant) and Anthropic's extended thinking (shown summarised)."""
+    if route.startswith("anthropic."):
+        thinking = body.get("thinking")
+        return isinstance(thinking, Mapping) and thinking.get("type") != "disabled"
+    if body.get("reasoning") is not None or body.get("reasoning_effort") is not None:
+        return True
+    return bool(_REASONING.match(price.name)) and "-chat" not in price.name
+
+
+def clamp_patch(route: str, body: Mapping[str, Any], est: Estimate, n: int) -> dict[str, Any]:
+    """The body fields that lower the call's bound to `n` (Reservation.clamped_to)."""
+    if est.max_field in USES_FIELDS:
+        return with_uses(route, body, est.tools, n)
+    assert est.max_field is not None
+    return {est.max_field: n}
+
+
+def beta_names(header: str | None) -> tuple[str, ...]:
+    """The betas an `anthropic-beta` header enables, without their dates
+    (`output-128k-2025-02-19` is `output-128k`)."""
+    if not header:
+        return ()
+    return tuple(_BETA_DATE.sub("", name.strip()) for name in header.split(",") if name.strip())
+
+
+def _requested_tier(route: str, body: Mapping[str, Any], default: str | None) -> str | None:
+    """The tier the call may land in: the one asked for; for `auto` (or none) the one the
+    provider's account is set to use (`service_tier_default`; None: the base tier)."""
+    asked = body.get("service_tier")
+    if route.startswith("anthropic."):
+        # Anthropic takes `auto` (priority capacity when the account has it) or `standard_only`
+        return "standard" if asked == "standard_only" else default
+    return default if asked in (None, "auto") else asked
+
+
+class _Uses:
+    """The most the server-side tools of a call can cost: its uses and their fees."""
+
+    def __init__(self, tools: ServerTools, fees: dict[str, int], unpriced: str | None) -> None:
+        self.tools, self.fee_of, self.unpriced = tools, fees, unpriced
+
+    @classmethod
+    def of(cls, tools: ServerTools, price: ModelPrice) -> _Uses:
+        fees: dict[str, int] = {}
+        for tool in tools.tools:
+            fee = price.fee(tool.fee_name)
+            if fee is None:
+                return cls(tools, {}, tool.fee_name)
+            fees[tool.fee_name] = fee
+        return cls(tools, fees, None)
+
+    @property
+    def fees(self) -> tuple[tuple[str, int], ...]:
+        """Micro-USD per use by the usage it is reported as (the dearest variant offered)."""
+        by_kind: dict[str, int] = {}
+        for tool in self.tools.tools:
+            fee = self.fee_of[tool.fee_name]
+            by_kind[tool.kind] = max(fee, by_kind.get(tool.kind, 0))
+        return tuple(sorted(by_kind.items()))
+
+    def limit(self) -> _Limit:
+        tools = self.tools
+        if not tools.tools:
+            return _Limit(0, 0, 0, 0, 0)
+        if tools.shared:
+            return self._shared()
+        # Anthropic: each tool's own max_uses, or Outlay's on those that have none
+        n = DEFAULT_MAX_USES
+        fixed = sum(t.max_uses or 0 for t in tools.tools)
+        fixed_fees = sum((t.max_uses or 0) * self.fee_of[t.fee_name] for t in tools.tools)
+        open_ = tools.unbounded
+        open_fees = sum(self.fee_of[t.fee_name] for t in open_)
+        return _Limit(fixed + n * len(open_), fixed_fees + n * open_fees, n, len(open_),
+                      open_fees)
+
+    def _shared(self) -> _Limit:
+        """OpenAI: one bound over every call; each at the dearest per-call fee, and each
+        code interpreter tool one container."""
+        tools = self.tools
+        per_call = max((self.fee_of[t.fee_name] for t in tools.tools
+                        if t.fee_name not in tools.per_container), default=0)
+        containers = sum(self.fee_of[name] for name in tools.per_container)
+        n = DEFAULT_MAX_USES if tools.max_tool_calls is None else tools.max_tool_calls
+        unbounded = 1 if tools.max_tool_calls is None else 0
+        return _Limit(n, n * per_call + containers, n, unbounded, per_call * unbounded)
+
+
+@value
+class _Limit:
+    iterations: int  # server-side iterations beyond the first
+    fees: int  # micro-USD of tool fees at the bound
+    n: int  # the uses Outlay sets on each unbounded tool (or in all)
+    unbounded: int  # how many bounds Outlay sets (tools, or 1 for max_tool_calls)
+    unbounded_fees: int  # micro-USD of fees per unit of `n`
+
+
+def _uses_field(route: str) -> str:
+    return "max_tool_calls" if route == "openai.responses" else "max_uses"
+
+
+def _dearest_input(route: str, body: Mapping[str, Any], rates: Rates) -> int:
     """The most an input token may cost: an Anthropic request that marks blocks for the
     prompt cache may have every input token written to it, at the price of its lifetime."""
     ttl = _cache_write_ttl(body) if route == "anthropic.messages" else None
     if ttl is None:
-        return price.input_micros_per_mtok
-    written = price.cache_write_1h if ttl == "1h" else price.cache_write
-    return max(price.input_micros_per_mtok, price.cache_write, written)
-
-
-def _clamp(route: str, body: Mapping[str, Any], price: ModelPrice, input_cost: int,
-           limit: int, output_tokens: int) -> Clamp:
-    """The call's cost as a function of the maximum output Outlay sets: at `limit`, exactly
-    the estimate's. `input_cost` is micro-USD per million tokens of the input bound."""
-    choices = _choices(route, body)
-    # the output bound beyond the maximum itself (predicted output) is billed whatever it is
-    extra = output_tokens - limit * choices
-    return Clamp(input_cost + extra * price.output_micros_per_mtok,
-                 choices * price.output_micros_per_mtok, limit, choices)
+        return rates.input
+    written = rates.cache_write_1h if ttl == "1h" else rates.cache_write
+    return max(rates.input, rates.cache_write, written)
 
 
 def _cache_write_ttl(body: Mapping[str, Any]) -> str | None:
@@ -121,83 +273,6 @@ def _cache_write_ttl(body: Mapping[str, Any]) -> str | None:
         elif isinstance(item, list):
             pending.extend(item)
     return ttl
-
-
-def cost_of(
-    input_tokens: int, cached_input_tokens: int, output_tokens: int, price: ModelPrice, *,
-    written: int = 0, written_1h: int = 0,
-) -> int:
-    """Micro-USD for uncached input, cached input, output tokens and input tokens written to
-    the prompt cache (for 5 minutes, for an hour), rounded up once at the end."""
-    for name, count in (
-        ("input_tokens", input_tokens),
-        ("cached_input_tokens", cached_input_tokens),
-        ("output_tokens", output_tokens),
-        ("written", written),
-        ("written_1h", written_1h),
-    ):
-        if count < 0:
-            raise ValueError(f"{name} must be >= 0, got {count}")
-    if price.free:
-        return 0
-    micro_usd_per_mtok = (
-        input_tokens * price.input_micros_per_mtok
-        + cached_input_tokens * price.cached_input_micros_per_mtok
-        + output_tokens * price.output_micros_per_mtok
-        + written * price.cache_write
-        + written_1h * price.cache_write_1h
-    )
-    return ceil_div(micro_usd_per_mtok, _TOKENS_PER_MTOK)
-
-
-def usage_cost(
-    route: str, usage: Mapping[str, Any], price: ModelPrice | None
-) -> tuple[int, int | None]:
-    """(total tokens, micro-USD or None when the price is unknown) from a provider's `usage`.
-
-    Anthropic streams report usage in pieces: pass the merged dict. Missing or malformed
-    counts read as 0, and cached tokens never exceed the input they are part of.
-    """
-    _check_route(route)
-    if route == "anthropic.count_tokens":
-        return 0, 0
-    if route == "anthropic.messages":
-        # Anthropic reports the kinds of input apart: cache writes have prices of their own,
-        # by lifetime when `cache_creation` says (5 minutes when it does not)
-        fresh = _count(usage, "input_tokens")
-        cached = _count(usage, "cache_read_input_tokens")
-        output = _count(usage, "output_tokens")
-        by_ttl = usage.get("cache_creation")
-        one_hour = _count(by_ttl, "ephemeral_1h_input_tokens")
-        written = max(_count(usage, "cache_creation_input_tokens"),
-                      one_hour + _count(by_ttl, "ephemeral_5m_input_tokens")) - one_hour
-        total = fresh + cached + written + one_hour + output
-        cost = None if price is None else cost_of(fresh, cached, output, price,
-                                                  written=written, written_1h=one_hour)
-        return total, cost
-    # OpenAI reports cached tokens as part of the input.
-    if route == "openai.responses":
-        keys = ("input_tokens", "input_tokens_details", "output_tokens")
-    else:
-        keys = ("prompt_tokens", "prompt_tokens_details", "completion_tokens")
-    input_tokens = _count(usage, keys[0])
-    cached = min(_count(usage.get(keys[1]), "cached_tokens"), input_tokens)
-    fresh = input_tokens - cached
-    output = 0 if route == "openai.embeddings" else _count(usage, keys[2])
-    total = input_tokens + output
-    return total, (None if price is None else cost_of(fresh, cached, output, price))
-
-
-def _check_route(route: str) -> None:
-    if route not in ROUTES:
-        raise ValueError(f"unknown route {route!r}; expected one of {ROUTES}")
-
-
-def _count(usage: object, key: str) -> int:
-    value = usage.get(key) if isinstance(usage, Mapping) else None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return 0
-    return value
 
 
 def _validate(route: str, body: object) -> None:
@@ -226,6 +301,9 @@ def _validate(route: str, body: object) -> None:
             raise invalid_request("`stream_options` must be an object.", "stream_options")
     if route == "openai.completions":
         _positive_int(body, "best_of")
+    tier = body.get("service_tier")
+    if tier is not None and not isinstance(tier, str):
+        raise invalid_request(f"`service_tier` must be a string, got {tier!r}.", "service_tier")
 
 
 def _validate_messages(messages: object) -> None:
@@ -271,11 +349,9 @@ def _output(
         if price is not None:
             # Above the model's maximum the provider refuses the call, so it cannot bill more.
             limit = min(limit, price.max_output_tokens)
-    elif price is None:
-        limit = DEFAULT_MAX_OUTPUT_TOKENS
     else:
-        limit = price.max_output_tokens
-        patch[_patch_field(route, price)] = limit
+        # none named: the provider's own default, and the request is left as it was
+        limit = _own_limit(route, price)
     choices = _choices(route, body)
     # Predicted output that the model rejects is billed as output on top of what it writes.
     prediction = body.get("prediction") if route == "openai.chat" else None
@@ -283,10 +359,24 @@ def _output(
     return (limit + predicted) * choices, patch
 
 
-def _patch_field(route: str, price: ModelPrice) -> str:
-    if route == "openai.chat" and _REASONING_MODEL.match(price.name):
+def _own_limit(route: str, price: ModelPrice | None) -> int:
+    """The most output a provider writes when the request names no maximum: 16 tokens on
+    legacy completions, else the model's maximum."""
+    if route == "openai.completions":
+        return COMPLETIONS_DEFAULT_MAX_TOKENS
+    return DEFAULT_MAX_OUTPUT_TOKENS if price is None else price.max_output_tokens
+
+
+def _clamp_field(route: str, body: Mapping[str, Any]) -> str | None:
+    """The field Outlay would set to lower the maximum output, when the request names none:
+    the one the provider honours (on chat completions `max_completion_tokens`, which every
+    OpenAI chat model takes, and reasoning models require)."""
+    fields = _MAX_FIELDS.get(route)
+    if fields is None or any(body.get(name) is not None for name in fields):
+        return None
+    if route == "openai.chat":
         return "max_completion_tokens"
-    return _MAX_FIELDS[route][0]
+    return fields[0]
 
 
 def _choices(route: str, body: Mapping[str, Any]) -> int:

@@ -14,18 +14,24 @@ from typing import Any
 import yaml
 
 from outlay.policy.money import ceil_div, micros_to_usd, usd_to_micros
+from outlay.pricing import rates as dims
+from outlay.pricing.rates import BASE_TIERS, BetaLimits, LengthTier, Rates, TierPrices
 
 PROVIDERS = ("openai", "anthropic")
 
 # A dated snapshot ends in -YYYY-MM-DD (OpenAI) or -YYYYMMDD (Anthropic).
 _SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8})$")
 _PRICE_FIELDS = ("input", "cached_input", "cache_write", "cache_write_1h", "output")
+_DIMENSIONS = ("tiers", "service_tiers", "tool_fees", "betas")
 _MODEL_FIELDS = frozenset(
-    {*_PRICE_FIELDS, "provider", "max_output_tokens", "context_window", "free", "aliases"}
+    {*_PRICE_FIELDS, *_DIMENSIONS, "provider", "max_output_tokens", "context_window", "free",
+     "aliases"}
 )
-# What a new model gets when an override leaves these out.
-_DEFAULT_MAX_OUTPUT_TOKENS = 4096
-_DEFAULT_CONTEXT_WINDOW = 128_000
+# What each limit bounds; a new model must give both (a silent default is a wrong bound).
+_LIMITS = {
+    "max_output_tokens": "the most output tokens it can write in one call",
+    "context_window": "the most input tokens it reads in one call",
+}
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,14 @@ class ModelPrice:
     # Anthropic's rule (1.25 and 2 times the input price), the input price elsewhere
     cache_write_micros_per_mtok: int | None = None
     cache_write_1h_micros_per_mtok: int | None = None
+    # prices of the whole call once its input passes a threshold (long-context prices)
+    long_context: tuple[LengthTier, ...] = ()
+    # prices of the service tiers other than the provider's base one (`default`, `standard`)
+    service_tiers: tuple[tuple[str, TierPrices], ...] = ()
+    # micro-USD per use of each server-side tool (web_search, file_search, …)
+    tool_fees: tuple[tuple[str, int], ...] = ()
+    # the limits a beta header lifts, by beta name without its date (`context-1m`)
+    betas: tuple[tuple[str, BetaLimits], ...] = ()
 
     @property
     def cache_write(self) -> int:
@@ -60,6 +74,38 @@ class ModelPrice:
             return self.input_micros_per_mtok * 2
         return self.input_micros_per_mtok
 
+    @property
+    def base_tier(self) -> str:
+        return BASE_TIERS.get(self.provider, "default")
+
+    @property
+    def rates(self) -> Rates:
+        """The base tier's rates below any input threshold."""
+        return Rates(self.input_micros_per_mtok, self.cached_input_micros_per_mtok,
+                     self.output_micros_per_mtok, self.cache_write, self.cache_write_1h)
+
+    def tier(self, name: str | None) -> TierPrices | None:
+        """The prices of a service tier (None or the base tier: the model's own); None when
+        the table does not price that tier."""
+        if name is None or name == self.base_tier:
+            return TierPrices(self.rates, self.long_context)
+        return dict(self.service_tiers).get(name)
+
+    def fee(self, tool: str) -> int | None:
+        """Micro-USD per use of a server-side tool; None when its fee is not known."""
+        return dict(self.tool_fees).get(tool)
+
+    def lifted(self, beta_names: tuple[str, ...]) -> ModelPrice:
+        """The model as the request's beta headers make it: their limits, if higher."""
+        known = dict(self.betas)
+        found = [known[name] for name in beta_names if name in known]
+        if not found:
+            return self
+        outputs = [b.max_output_tokens for b in found if b.max_output_tokens is not None]
+        windows = [b.context_window for b in found if b.context_window is not None]
+        return replace(self, max_output_tokens=max([self.max_output_tokens, *outputs]),
+                       context_window=max([self.context_window, *windows]))
+
     def to_dict(self) -> dict[str, Any]:
         """The entry in the shape of prices.yaml, USD as decimal strings (so it round-trips)."""
         return {
@@ -74,7 +120,30 @@ class ModelPrice:
             "context_window": self.context_window,
             "free": self.free,
             "aliases": list(self.aliases),
+            "tiers": [{"threshold": t.threshold, **_rates_dict(t.rates)}
+                      for t in self.long_context],
+            "service_tiers": {name: _tier_dict(t) for name, t in self.service_tiers},
+            "tool_fees": {name: micros_to_usd(fee) for name, fee in self.tool_fees},
+            "betas": {name: {k: v for k, v in (("max_output_tokens", b.max_output_tokens),
+                                               ("context_window", b.context_window))
+                             if v is not None}
+                      for name, b in self.betas},
         }
+
+
+def _rates_dict(rates: Rates) -> dict[str, str]:
+    return {"input": micros_to_usd(rates.input),
+            "cached_input": micros_to_usd(rates.cached_input),
+            "cache_write": micros_to_usd(rates.cache_write),
+            "cache_write_1h": micros_to_usd(rates.cache_write_1h),
+            "output": micros_to_usd(rates.output)}
+
+
+def _tier_dict(tier: TierPrices) -> dict[str, Any]:
+    found: dict[str, Any] = _rates_dict(tier.rates)
+    if tier.long:
+        found["tiers"] = [{"threshold": t.threshold, **_rates_dict(t.rates)} for t in tier.long]
+    return found
 
 
 class PriceTable:
@@ -97,12 +166,19 @@ class PriceTable:
         if not isinstance(shipped, Mapping) or not isinstance(shipped.get("models"), Mapping):
             raise ValueError("prices.yaml: expected a `models:` mapping")
         entries = {name: dict(_entry(name, raw)) for name, raw in shipped["models"].items()}
+        fees = {provider: dict(dims.tool_fees(f"prices.yaml: tool_fees.{provider}", raw))
+                for provider, raw in (shipped.get("tool_fees") or {}).items()}
+        new: set[str] = set()
         if overrides is not None:
             if not isinstance(overrides, Mapping):
                 raise ValueError("prices: expected a mapping of model name to fields")
             for name, raw in overrides.items():
+                if name not in entries or "alias_of" in entries[name]:
+                    new.add(name)
                 _merge(entries, name, _entry(name, raw))
-        return _build(entries)
+        for name in sorted(new):
+            _require_limits(name, entries.get(name, {}))
+        return _build(entries, fees)
 
     def resolve(self, model: str) -> ModelPrice | None:
         """The price of `model` given by name, alias or dated snapshot; None when unknown."""
@@ -165,11 +241,33 @@ def _check_field(where: str, field: str, value: object) -> None:
     elif field == "free":
         if not isinstance(value, bool):
             raise ValueError(f"{where}.free: expected true or false, got {value!r}")
+    elif field in _DIMENSIONS:
+        _dimension(f"{where}.{field}", field, value, "openai")  # the shape, checked early
     elif field == "aliases" and (
         not isinstance(value, list | tuple)
         or not all(isinstance(alias, str) and alias for alias in value)
     ):
         raise ValueError(f"{where}.aliases: expected a list of model names, got {value!r}")
+
+
+def _dimension(where: str, field: str, raw: object, provider: str) -> Any:
+    if field == "tiers":
+        return dims.length_tiers(where, raw, provider)
+    if field == "service_tiers":
+        return dims.service_tiers(where, raw, provider)
+    if field == "tool_fees":
+        return dims.tool_fees(where, raw)
+    return dims.betas(where, raw)
+
+
+def _require_limits(name: str, entry: Mapping[str, Any]) -> None:
+    """A model the configuration adds bounds its calls with its own limits, never a guess."""
+    if "alias_of" in entry:
+        return
+    for field, meaning in _LIMITS.items():
+        if field not in entry:
+            raise ValueError(f"prices.{name}.{field}: required for a model the price table "
+                             f"does not ship ({meaning})")
 
 
 def _merge(entries: dict[str, dict[str, Any]], name: str, override: Mapping[str, Any]) -> None:
@@ -191,10 +289,12 @@ def _merge(entries: dict[str, dict[str, Any]], name: str, override: Mapping[str,
         current.update(override)
 
 
-def _build(entries: Mapping[str, Mapping[str, Any]]) -> PriceTable:
+def _build(entries: Mapping[str, Mapping[str, Any]],
+           fees: Mapping[str, Mapping[str, int]]) -> PriceTable:
     """Turn checked entries into ModelPrices and an alias index with canonical targets."""
     models = {
-        name: _model(name, entry) for name, entry in entries.items() if "alias_of" not in entry
+        name: _model(name, entry, fees) for name, entry in entries.items()
+        if "alias_of" not in entry
     }
     aliases: dict[str, str] = {}
 
@@ -236,7 +336,8 @@ def _alias_target(
     return resolved.name
 
 
-def _model(name: str, entry: Mapping[str, Any]) -> ModelPrice:
+def _model(name: str, entry: Mapping[str, Any],
+           fees: Mapping[str, Mapping[str, int]]) -> ModelPrice:
     where = f"prices.{name}"
     free = bool(entry.get("free", False))
     if "provider" not in entry:
@@ -254,13 +355,28 @@ def _model(name: str, entry: Mapping[str, Any]) -> ModelPrice:
             entry.get("cached_input", entry.get("input", 0))
         ),
         output_micros_per_mtok=usd_to_micros(entry.get("output", 0)),
-        max_output_tokens=entry.get("max_output_tokens", _DEFAULT_MAX_OUTPUT_TOKENS),
-        context_window=entry.get("context_window", _DEFAULT_CONTEXT_WINDOW),
+        max_output_tokens=entry["max_output_tokens"],
+        context_window=entry["context_window"],
         free=free,
         aliases=tuple(entry.get("aliases", ())),
         cache_write_micros_per_mtok=_optional_usd(entry.get("cache_write")),
         cache_write_1h_micros_per_mtok=_optional_usd(entry.get("cache_write_1h")),
+        **_dimensions(where, entry, fees),
     )
+
+
+def _dimensions(where: str, entry: Mapping[str, Any],
+                fees: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
+    """A model's tiers, service tiers, betas and tool fees (its own over its provider's)."""
+    provider = entry["provider"]
+    found: dict[str, Any] = {}
+    for field, name in (("tiers", "long_context"), ("service_tiers", "service_tiers"),
+                        ("betas", "betas")):
+        if field in entry:
+            found[name] = _dimension(f"{where}.{field}", field, entry[field], provider)
+    own = dict(dims.tool_fees(f"{where}.tool_fees", entry.get("tool_fees") or {}))
+    found["tool_fees"] = tuple(sorted({**fees.get(provider, {}), **own}.items()))
+    return found
 
 
 def _optional_usd(value: object) -> int | None:

@@ -66,6 +66,10 @@ _OPAQUE_FIELDS = frozenset(
     {"previous_response_id", "conversation", "prompt", "web_search_options", "mcp_servers",
      "container"}
 )  # fmt: skip
+# Routes whose input is one conversation, read in one context window (a batch of completion
+# prompts or embedding inputs is not)
+_ONE_CONVERSATION = frozenset({"openai.chat", "openai.responses", "anthropic.messages",
+                               "anthropic.count_tokens"})
 _ANTHROPIC_SERVER_TOOLS = ("web_search", "web_fetch", "code_execution", "mcp", "tool_search")
 
 
@@ -163,9 +167,14 @@ def input_bound(route: str, body: Mapping[str, Any], price: ModelPrice | None) -
             _tools(bound, route, value)
         else:
             bound.tokens += text_bytes(value)
-    if bound.opaque and price is not None:
+    if price is None:
+        return bound.tokens
+    if bound.opaque:
         # Whatever the provider reads, it cannot read more than the model's context window.
-        return max(bound.tokens, price.context_window)
+        return price.context_window
+    if route in _ONE_CONVERSATION:
+        # nor does it take a longer input: it refuses it (or, asked to, truncates it)
+        return min(bound.tokens, price.context_window)
     return bound.tokens
 
 

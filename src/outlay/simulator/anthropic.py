@@ -26,6 +26,14 @@ from outlay.simulator.common import (
     sse_event,
     sse_reply,
 )
+from outlay.simulator.failures import anthropic_failure, failing
+from outlay.simulator.server_tools import (
+    anthropic_blocks,
+    anthropic_tier,
+    anthropic_usage_of,
+    anthropic_uses,
+    iterations_input,
+)
 
 MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")
 _MODELS_CREATED_AT = "2025-01-01T00:00:00Z"
@@ -111,54 +119,69 @@ def _messages(
     stream = payload.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise SimRejection(400, "stream: Input should be a valid boolean")
-    reply = canned_reply(limit)
+    reply = canned_reply(limit, model)
     stop_reason = "max_tokens" if reply.truncated else "end_turn"
+    tier = anthropic_tier(payload, ctx.tiers.get("anthropic"))
+    uses = anthropic_uses(payload)
+    tools = anthropic_blocks(uses, ctx.new_id)
+    # each server tool use starts another iteration, which reads the context again
+    total_input = iterations_input(input_tokens, len(uses))
+    usage = _usage(total_input, reply.output_tokens, tier)
+    if uses:
+        usage["server_tool_use"] = anthropic_usage_of(uses)
     message: dict[str, Any] = {
         "id": ctx.new_id("msg_"),
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": reply.text}],
+        "content": [*tools, {"type": "text", "text": reply.text}],
         "stop_reason": stop_reason,
         "stop_sequence": None,
-        "usage": _usage(input_tokens, reply.output_tokens),
+        "usage": usage,
     }
     broken = model == BREAK_MODEL
+    if failing(model) and not stream:
+        return anthropic_failure([], False, headers)
     if not stream:
         return maybe_broken(json_reply(200, message, headers), broken)
 
-    # message_start reports input tokens and a placeholder output count, as the real API does;
-    # the true output count comes in message_delta.
-    opening = {**message, "content": [], "stop_reason": None, "usage": _usage(input_tokens, 1)}
-    steps: list[tuple[str, dict[str, Any]]] = [
-        ("message_start", {"message": opening}),
-        ("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+    # message_start reports the first iteration's input and a placeholder output count, as
+    # the real API does; message_delta the totals, with the server tools' uses.
+    opening = {**message, "content": [], "stop_reason": None,
+               "usage": _usage(input_tokens, 1, tier)}
+    steps: list[tuple[str, dict[str, Any]]] = [("message_start", {"message": opening})]
+    for index, block in enumerate(tools):
+        steps += [("content_block_start", {"index": index, "content_block": block}),
+                  ("content_block_stop", {"index": index})]
+    text = len(tools)
+    steps += [
+        ("content_block_start", {"index": text, "content_block": {"type": "text", "text": ""}}),
         ("ping", {}),
     ]
     steps += [
-        ("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": piece}})
+        ("content_block_delta", {"index": text, "delta": {"type": "text_delta", "text": piece}})
         for piece in reply.pieces
     ]
+    final = {key: usage[key] for key in usage if key != "service_tier"}
     steps += [
-        ("content_block_stop", {"index": 0}),
+        ("content_block_stop", {"index": text}),
         (
             "message_delta",
-            {
-                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                "usage": {"output_tokens": reply.output_tokens},
-            },
+            {"delta": {"stop_reason": stop_reason, "stop_sequence": None}, "usage": final},
         ),
         ("message_stop", {}),
     ]
     events = [sse_event(name, {"type": name, **data}) for name, data in steps]
+    if failing(model):
+        return anthropic_failure(events, stream, headers)
     return sse_reply(events, headers, broken=broken)
 
 
-def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+def _usage(input_tokens: int, output_tokens: int, tier: str) -> dict[str, Any]:
     return {
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
-        "service_tier": "standard",
+        "service_tier": tier,
     }

@@ -4,7 +4,9 @@ Token rules, relied on by tests elsewhere (they keep usage below any byte-based 
 - a chat-like message (chat message, system prompt, instructions, Responses input item)
   counts ceil(utf8_bytes(text) / 4) + 3, where text is every string in it except role/type;
 - a raw prompt or embedding input counts ceil(utf8_bytes / 4); a token-id list counts its length;
-- the reply is REPLY_TOKENS tokens of a fixed sentence, cut to the caller's output limit.
+- the reply is REPLY_TOKENS tokens of a fixed sentence, cut to the caller's output limit;
+  a model named ``sim-max…`` writes (and bills) every output token the request allows, its
+  limit, or MAX_DEFAULT_OUTPUT_TOKENS when it names none (a mock that tests bounds).
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 REPLY_SENTENCE = "This is a simulated reply from the Outlay gateway's built-in provider."
 REPLY_TOKENS = 24
 MESSAGE_OVERHEAD_TOKENS = 3
 BREAK_MODEL = "sim-break"
+MAX_MODEL_PREFIX = "sim-max"
+# What a ``sim-max`` model writes when the request names no limit: a large model's maximum
+MAX_DEFAULT_OUTPUT_TOKENS = 128_000
 _ERROR_MODEL = re.compile(r"sim-error-([45]\d\d)")
 # Keys whose values name the structure rather than carry text the model reads.
 _STRUCTURAL_KEYS = frozenset({"role", "type"})
@@ -41,6 +46,10 @@ class SimContext:
 
     new_id: Callable[[str], str]
     now: Callable[[], int]
+    # the service tier each provider's account runs a request for `auto` in
+    tiers: Mapping[str, str] = field(default_factory=dict)
+    # what a provider keeps between calls: background responses by id
+    stored: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,7 @@ class CannedReply:
 
     pieces: tuple[str, ...]
     truncated: bool = False
+    unshown: int = 0  # tokens billed beyond the pieces (a ``sim-max`` model's)
 
     @property
     def text(self) -> str:
@@ -70,14 +80,20 @@ class CannedReply:
 
     @property
     def output_tokens(self) -> int:
-        return len(self.pieces)
+        return len(self.pieces) + self.unshown
 
 
-def canned_reply(limit: int | None) -> CannedReply:
-    """REPLY_TOKENS words of the fixed sentence, repeated, cut to ``limit`` tokens if lower."""
+def canned_reply(limit: int | None, model: str = "", default: int | None = None
+                 ) -> CannedReply:
+    """REPLY_TOKENS words of the fixed sentence, repeated, cut to ``limit`` tokens if lower;
+    for a ``sim-max`` model, every token allowed (``limit``, else ``default``, else
+    MAX_DEFAULT_OUTPUT_TOKENS), billed though only the first REPLY_TOKENS are sent."""
     words = REPLY_SENTENCE.split()
     count = REPLY_TOKENS if limit is None else min(limit, REPLY_TOKENS)
     pieces = tuple((" " if i else "") + words[i % len(words)] for i in range(count))
+    if model.startswith(MAX_MODEL_PREFIX):
+        most = limit if limit is not None else default or MAX_DEFAULT_OUTPUT_TOKENS
+        return CannedReply(pieces, truncated=True, unshown=max(0, most - len(pieces)))
     return CannedReply(pieces, truncated=limit is not None and limit < REPLY_TOKENS)
 
 

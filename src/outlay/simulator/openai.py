@@ -13,6 +13,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
+from outlay.simulator import background
 from outlay.simulator.common import (
     BREAK_MODEL,
     CannedReply,
@@ -32,6 +33,8 @@ from outlay.simulator.common import (
     sse_event,
     sse_reply,
 )
+from outlay.simulator.failures import chat_failure, failing, responses_failure
+from outlay.simulator.server_tools import iterations_input, openai_calls, openai_tier
 
 MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1-mini", "o4-mini", "text-embedding-3-small")
 EMBEDDING_DIMENSIONS = 8
@@ -78,6 +81,8 @@ def _route(
         if name not in MODELS:
             raise SimRejection(404, f"The model '{name}' does not exist", "model")
         return json_reply(200, _model_object(name), headers)
+    if path.startswith("/responses/"):
+        return background.route(method, path, ctx, headers)
     handlers = {
         "/chat/completions": _chat,
         "/completions": _completions,
@@ -102,17 +107,19 @@ def _chat(
     if not isinstance(messages, list) or not messages:
         raise SimRejection(400, "'messages' must be a non-empty array.", "messages")
     stream, include_usage = _stream_flags(payload)
-    reply = canned_reply(optional_limit(payload, "max_completion_tokens", "max_tokens"))
+    reply = canned_reply(optional_limit(payload, "max_completion_tokens", "max_tokens"), model)
     usage = _chat_usage(sum(message_tokens(m) for m in messages), reply.output_tokens)
     finish = "length" if reply.truncated else "stop"
     envelope = {
         "id": ctx.new_id("chatcmpl-"),
         "created": ctx.now(),
         "model": model,
-        "service_tier": "default",
+        "service_tier": openai_tier(payload, ctx.tiers.get("openai")),
         "system_fingerprint": _FINGERPRINT,
     }
     broken = model == BREAK_MODEL
+    if failing(model) and not stream:
+        return chat_failure([], stream, headers)
     if not stream:
         message: dict[str, Any] = {
             "role": "assistant",
@@ -136,6 +143,8 @@ def _chat(
             sse_data({**envelope, "object": "chat.completion.chunk", "choices": [], "usage": usage})
         )
     events.append(_DONE)
+    if failing(model):
+        return chat_failure(events, stream, headers)
     return sse_reply(events, headers, broken=broken)
 
 
@@ -145,7 +154,7 @@ def _completions(
     prompt = payload.get("prompt", "<|endoftext|>")
     stream, include_usage = _stream_flags(payload)
     limit = optional_limit(payload, "max_tokens")
-    reply = canned_reply(COMPLETIONS_DEFAULT_MAX_TOKENS if limit is None else limit)
+    reply = canned_reply(COMPLETIONS_DEFAULT_MAX_TOKENS if limit is None else limit, model)
     usage = _chat_usage(_prompt_tokens(prompt), reply.output_tokens)
     usage = {key: usage[key] for key in ("prompt_tokens", "completion_tokens", "total_tokens")}
     finish = "length" if reply.truncated else "stop"
@@ -217,10 +226,18 @@ def _responses(
         input_tokens += message_tokens(instructions)
     stream, _ = _stream_flags(payload, usage_option=False)
     limit = optional_limit(payload, "max_output_tokens", minimum=RESPONSES_MIN_OUTPUT_TOKENS)
-    reply = canned_reply(limit)
+    reply = canned_reply(limit, model)
     ids = (ctx.new_id("resp_"), ctx.new_id("msg_"))
-    final = _response_object(ids, ctx.now(), model, payload, reply, input_tokens)
+    calls = openai_calls(payload, ctx.new_id)
+    # each built-in tool call starts another iteration, which reads the context again
+    final = _response_object(ids, ctx.now(), model, payload, reply,
+                             iterations_input(input_tokens, len(calls)), calls)
+    final["service_tier"] = openai_tier(payload, ctx.tiers.get("openai"))
     broken = model == BREAK_MODEL
+    if failing(model):
+        return responses_failure(final, _response_events(final, reply), stream, headers)
+    if payload.get("background") is True and not stream:
+        return json_reply(200, background.queued(final, ctx), headers)
     if not stream:
         return maybe_broken(json_reply(200, final, headers), broken)
     return sse_reply(_response_events(final, reply), headers, broken=broken)
@@ -233,6 +250,7 @@ def _response_object(
     payload: Mapping[str, Any],
     reply: CannedReply,
     input_tokens: int,
+    calls: list[dict[str, Any]],
 ) -> dict[str, Any]:
     status = "incomplete" if reply.truncated else "completed"
     part = {"type": "output_text", "text": reply.text, "annotations": [], "logprobs": []}
@@ -256,7 +274,7 @@ def _response_object(
         "max_output_tokens": payload.get("max_output_tokens"),
         "metadata": {},
         "model": model,
-        "output": [item],
+        "output": [*calls, item],
         "parallel_tool_calls": True,
         "previous_response_id": None,
         "reasoning": {"effort": None, "summary": None},
@@ -280,17 +298,26 @@ def _response_object(
 
 def _response_events(final: dict[str, Any], reply: CannedReply) -> list[bytes]:
     """The Responses stream: created, deltas, then completed (or incomplete) with usage."""
-    item = final["output"][0]
+    *calls, item = final["output"]
     part = item["content"][0]
     pending = {**final, "status": "in_progress", "output": [], "usage": None}
     pending["incomplete_details"] = None
-    where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    at = len(calls)
+    where = {"item_id": item["id"], "output_index": at, "content_index": 0}
     steps: list[tuple[str, dict[str, Any]]] = [
         ("response.created", {"response": pending}),
         ("response.in_progress", {"response": pending}),
+    ]
+    for index, call in enumerate(calls):
+        steps += [
+            ("response.output_item.added",
+             {"output_index": index, "item": {**call, "status": "in_progress"}}),
+            ("response.output_item.done", {"output_index": index, "item": call}),
+        ]
+    steps += [
         (
             "response.output_item.added",
-            {"output_index": 0, "item": {**item, "status": "in_progress", "content": []}},
+            {"output_index": at, "item": {**item, "status": "in_progress", "content": []}},
         ),
         ("response.content_part.added", {**where, "part": {**part, "text": ""}}),
     ]
@@ -301,7 +328,7 @@ def _response_events(final: dict[str, Any], reply: CannedReply) -> list[bytes]:
     steps += [
         ("response.output_text.done", {**where, "text": reply.text, "logprobs": []}),
         ("response.content_part.done", {**where, "part": part}),
-        ("response.output_item.done", {"output_index": 0, "item": item}),
+        ("response.output_item.done", {"output_index": at, "item": item}),
         (f"response.{final['status']}", {"response": final}),
     ]
     return [

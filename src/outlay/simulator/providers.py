@@ -35,11 +35,12 @@ class SimulatedUpstream:
     Like a real provider it reads ``stream`` from the JSON body, not from the request object.
     """
 
-    def __init__(self, latency_ms: float = 0) -> None:
+    def __init__(self, latency_ms: float = 0, tiers: Mapping[str, str] | None = None) -> None:
         if latency_ms < 0:
             raise ValueError("latency_ms must not be negative")
         self._latency_s = latency_ms / 1000
-        self._context = SimContext(new_id=_new_id, now=lambda: int(time.time()))
+        self._context = SimContext(new_id=_new_id, now=lambda: int(time.time()),
+                                   tiers=dict(tiers or {}))
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         if self._latency_s:

@@ -77,14 +77,16 @@ def approval_view(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def settlement_events(
     scope: str, policy: Policy, period: str, period_start: int, spent: int, key: KeyInfo | None,
+    overrun: tuple[str, int] | None = None,
 ) -> list[Event]:
-    """budget.warning at warn_at, and budget.exceeded when a soft budget is crossed,
-    judged on settled spend."""
+    """budget.warning at warn_at, and budget.exceeded when a soft budget is crossed, judged
+    on settled spend; a hard budget is crossed only by a settlement above its reservation,
+    `overrun` (its request id and the micro-USD charged above what it held)."""
     events = []
     for budget in policy.budgets:
         if budget.period != period:
             continue
-        data = {
+        data: dict[str, object] = {
             "scope": scope, "agent_id": key.agent if key else None,
             "key_id": key.id if key else None, "period": period, "mode": budget.mode,
             "spent_usd": micros_to_usd(spent), "cap_usd": micros_to_usd(budget.cap_micros),
@@ -94,6 +96,12 @@ def settlement_events(
         if budget.warn_at is not None and spent >= budget.warn_at * budget.cap_micros:
             events.append(Event("budget.warning", {**data, "warn_at": budget.warn_at},
                                 f"budget.warning:{mark}"))
-        if budget.mode == "soft" and spent > budget.cap_micros:
+        if spent <= budget.cap_micros:
+            continue
+        if budget.mode == "soft":
             events.append(Event("budget.exceeded", data, f"budget.exceeded:{mark}"))
+        elif overrun is not None:
+            events.append(Event("budget.exceeded", {
+                **data, "request_id": overrun[0], "overrun_usd": micros_to_usd(overrun[1])},
+                f"budget.exceeded:{mark}"))
     return events

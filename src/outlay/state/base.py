@@ -15,11 +15,19 @@ Settled = Literal["settled", "void", "unsettled"]
 
 def charged(settled: Settled, cost: int, amount: int) -> int:
     """What a settlement charges of a reservation of `amount`: nothing when void, all of it
-    when what was used is unknown, else the reported cost, never more than was held (the
-    estimate is an upper bound, and the caps rely on it)."""
-    if settled == "void":
+    when what was used is unknown, else the reported cost, even above what was held: the
+    ledger records the bill (a cost above its reservation is an overrun, see `overrun`).
+    A reservation of nothing is charged nothing: it is a call that moves no money (a free
+    model, a vendor read) or repeats one already charged (an idempotent replay)."""
+    if settled == "void" or amount == 0:
         return 0
-    return amount if settled == "unsettled" else min(cost, amount)
+    return amount if settled == "unsettled" else cost
+
+
+def overrun(settled: Settled, cost: int, amount: int) -> int:
+    """How much a settlement charges above its reservation (0 when within it): a bound that
+    was wrong, shown in the audit, the metrics and the budget events."""
+    return max(0, charged(settled, cost, amount) - amount)
 
 
 class StateError(Exception):

@@ -146,6 +146,9 @@ def audit_entry(r: dict[str, Any]) -> dict[str, Any]:
         "reserved_usd": micros_to_usd(r["reserved"]),
         "cost_usd": micros_to_usd(r["cost"]),
         "settlement": r["settlement"],
+        # a settlement that charged more than it held: the bill, above a bound that was wrong
+        "overrun_usd": (micros_to_usd(r["cost"] - r["reserved"])
+                        if r["settlement"] == "settled" and r["cost"] > r["reserved"] else None),
         "spent_usd": None if r["spent"] is None else micros_to_usd(r["spent"]),
         "cap_usd": None if r["cap"] is None else micros_to_usd(r["cap"]),
     }

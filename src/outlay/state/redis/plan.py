@@ -60,6 +60,12 @@ class Names:
     def counter(self, scope: str, period: str, start: int) -> str:
         return f"{self.prefix}c:{scope}:{period}:{start}"
 
+    def counter_of(self, key: str) -> tuple[str, str, int]:
+        """(scope, period, start) of a counter's key name (a scope may hold colons; a
+        period and a start never do)."""
+        scope, period, start = key.removeprefix(self.prefix + "c:").rsplit(":", 2)
+        return scope, period, int(start)
+
 
 @dataclass(frozen=True)
 class Check:

@@ -113,14 +113,19 @@ class RedisSettlement:
             "status": str(outcome.status or ""), "model": outcome.model or "",
             "reserved": rec["amount"]})
         events: list[Event] = []
-        if int(cost) and rec["watched"]:
+        over = int(cost) - int(rec["amount"])
+        # on an overrun the script returns the spent of every hold, so that a hard budget
+        # it crossed is announced; else of the watched ones (that warn, or are soft)
+        watched = ([self.names.counter_of(hold[0]) for hold in rec["holds"]] if over > 0
+                   else rec["watched"])
+        if int(cost) and watched:
             key = KeyInfo(rec["key_id"], rec["agent"], None, {})
-            for (scope, period, start), now_spent in zip(rec["watched"], result[9:],
-                                                          strict=True):
+            for (scope, period, start), now_spent in zip(watched, result[9:], strict=True):
                 policy = self._policies.get(scope)
                 if policy is not None:
-                    events += settlement_events(scope, policy, period, start, int(now_spent),
-                                                key)
+                    events += settlement_events(
+                        scope, policy, period, int(start), int(now_spent), key,
+                        (outcome.reservation_id, over) if over > 0 else None)
         return True, events
 
     async def _retry_unsettled(self) -> None:

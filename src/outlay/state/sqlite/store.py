@@ -346,15 +346,20 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
                 mirror.set_window(scope, "tpm", state.adjusted(bucket, used_tokens - tokens))
         for scope in held.parallel:
             mirror.add_inflight(c, scope, -1)
-        # only budgets that warn or are soft can raise an event when money is spent
-        watched = [h for h in held.holds if len(h) < 5 or h[4]]
+        # only budgets that warn or are soft can raise an event when money is spent, and
+        # hard ones when the bill passed what was held
+        over = cost - amount if cost > amount else 0
+        watched = held.holds if over else [h for h in held.holds if len(h) < 5 or h[4]]
         if cost and watched:
-            self._settlement_events(c, held, watched)
+            self._settlement_events(
+                c, held, watched, (outcome.reservation_id, over) if over else None)
         return True
 
     def _settlement_events(
-        self, c: sqlite3.Connection, held: Held, held_on: list[list[Any]]) -> None:
-        """Budget warnings and soft-budget crossings, judged on what is now spent."""
+        self, c: sqlite3.Connection, held: Held, held_on: list[list[Any]],
+        overrun: tuple[str, int] | None,
+    ) -> None:
+        """Budget warnings and budget crossings, judged on what is now spent."""
         key = None if held.key_id is None else KeyInfo(held.key_id, held.agent or "", None, {})
         now = self.clock()
         mirror = self._mirror
@@ -363,7 +368,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
             if policy is None:
                 continue
             spent = mirror.counter(c, (scope, period, start))[0]
-            announce(c, now, settlement_events(scope, policy, period, start, spent, key))
+            announce(c, now, settlement_events(scope, policy, period, start, spent, key,
+                                               overrun))
 
     async def renew(self, reservation_ids: list[str]) -> int:
         if not reservation_ids:

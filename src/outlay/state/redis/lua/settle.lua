@@ -1,6 +1,8 @@
 -- Settle one reservation exactly once: taking (deleting) its record is the point of no
--- return, so a late settle and a racing reaper cannot both apply. The cost is never more
--- than was reserved. Every key named in the record shares the installation's hash tag.
+-- return, so a late settle and a racing reaper cannot both apply. The cost is what the
+-- provider billed, even above what was reserved (an overrun: then the spent of every hold is
+-- returned, so that hard budgets it crossed are announced). Every key named in the record
+-- shares the installation's hash tag.
 --
 -- KEYS[1] the reservation hash   KEYS[2] leases zset   KEYS[3] the settler's WAL stream
 -- KEYS[4] meta hash
@@ -8,7 +10,7 @@
 -- ARGV[4] actual tokens   ARGV[5] HTTP status ('' if none)   ARGV[6] model ('' if none)
 -- Returns {-1} while the state is being rebuilt (settle again once it is ready), {0} when
 -- already settled, else {1, cost, used tokens, stream entry id, record, row, overage,
--- tightest budget spent and cap, spent of each watched hold…}.
+-- tightest budget spent and cap, spent of each watched hold (of every hold on an overrun)…}.
 
 if redis.call('HEXISTS', KEYS[4], 'ready') == 0 then return {-1} end
 local got = redis.call('HMGET', KEYS[1], 'rec', 'row', 'ov', 'sp', 'cap', 'at')
@@ -21,18 +23,19 @@ local mode = ARGV[2]
 local cost, used = tonumber(ARGV[3]), tonumber(ARGV[4])
 if mode == 'void' then
   cost, used = 0, 0
+elseif amount == 0 then
+  cost = 0  -- holds nothing: moves no money, or repeats a call already charged
 elseif mode == 'unsettled' then
   cost, used = amount, tokens
-elseif cost > amount then
-  cost = amount
 end
+local over = cost > amount
 
 local out = {1, string.format('%d', cost), string.format('%d', used), '', got[1], got[2],
   got[3], got[4], got[5]}
 for _, hold in ipairs(rec.holds) do
   redis.call('HINCRBY', hold[1], 'reserved', string.format('%d', -amount))
   local spent = redis.call('HINCRBY', hold[1], 'spent', string.format('%d', cost))
-  if hold[2] == 1 then out[#out + 1] = spent end
+  if over or hold[2] == 1 then out[#out + 1] = spent end
 end
 for _, window in ipairs(rec.tpm) do
   -- window = {key, bucket width}: correct the bucket the tokens were counted in, if kept
