@@ -165,3 +165,30 @@ async def test_a_dead_workers_reservation_it_answered_503_is_voided_by_the_reape
     assert (line["spent_usd"], line["reserved_usd"]) == ("0", "0")
     rows = {r["request_id"]: r for r in await survivor.audit(None, 10)}
     assert (rows[request_id]["status"], rows[request_id]["cost_usd"]) == (503, "0")
+
+
+async def test_calls_in_doubt_are_kept_while_redis_is_away_and_voided_after(
+    make_store: MakeStore, own_redis_server: RedisServer, raw: Redis
+) -> None:
+    store = make_store()
+    secret = await opened_with_a_cap(store)
+    request_id = await reserve_while_paused(store, own_redis_server, secret, 6_000)
+    await wait_for_field(raw, store.names.reservation(request_id), "rec")
+    own_redis_server.pause()
+    try:
+        with pytest.raises(StateError):
+            await store.heartbeat()  # Redis away again: nothing voided, nothing forgotten
+        with pytest.raises(StateError):
+            await store._after_outage()  # the voiding itself meets it away
+    finally:
+        own_redis_server.resume()
+    assert request_id in store._doubtful
+    for _ in range(3):  # the first may meet the connection the timeout closed
+        try:
+            await store.heartbeat()
+            break
+        except StateError:
+            continue
+    assert not store._doubtful
+    line = await budget_line(store, "global", "month")
+    assert (line["spent_usd"], line["reserved_usd"]) == ("0", "0")

@@ -202,3 +202,22 @@ def test_the_reason_given_for_a_rebuild() -> None:
 def test_scan_patterns_match_the_prefix_literally(tmp_path: Path) -> None:
     assert scan_pattern("outlay:{t}:") == "outlay:{t}:*"
     assert scan_pattern("outlay:{a*b?[c]}:") == r"outlay:{a\*b\?\[c\]}:*"
+
+
+async def test_a_connection_whose_fence_fails_is_not_used(make_store: MakeStore) -> None:
+    store = make_store()
+    await store.open()
+    _, secret = await store.create_key(NewKey(agent="bot"))
+    meta = await store.redis.hgetall(store.names.meta)
+    await store.redis.delete(store.names.meta)
+    await store.redis.set(store.names.meta, "not a hash")  # the fence script errs on it
+    await store.redis.connection_pool.disconnect()
+    with pytest.raises(StateError, match="WRONGTYPE"):
+        await store.reserve(ticket(secret, 1_000))
+    raw = Redis.from_url(store.url, decode_responses=True)
+    try:
+        await raw.delete(store.names.meta)
+        await raw.hset(store.names.meta, mapping=meta)
+    finally:
+        await raw.aclose()
+    await decide_again(store, secret, 1_000)

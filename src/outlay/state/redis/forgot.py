@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from outlay.policy.decision import KeyInfo
 from outlay.policy.model import Policy
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("outlay.state")
 READY_WAIT_S = 30.0
 _FENCE = script_text("fence.lua")
-# errors of a cluster node that does not hold the installation's slot: not its business
-_ELSEWHERE = ("MOVED", "ASK", "CLUSTERDOWN")
 
 
 def fenced_connect(meta: str) -> Callable[[AbstractConnection], Awaitable[None]]:
@@ -53,11 +51,7 @@ def fenced_connect(meta: str) -> Callable[[AbstractConnection], Awaitable[None]]
     async def connect(connection: AbstractConnection) -> None:
         await connection.on_connect()
         await connection.send_command("EVAL", _FENCE, 1, meta, check_health=False)
-        try:
-            await connection.read_response()
-        except ResponseError as exc:
-            if not str(exc).startswith(_ELSEWHERE):
-                raise
+        await connection.read_response()  # an error fails the connection: not used
 
     return connect
 
