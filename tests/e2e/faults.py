@@ -106,6 +106,7 @@ class Load:
         self.urls, self.key = urls, key
         self.answers: dict[str, Answer] = {}  # marker -> the answer it got
         self.lost: list[str] = []  # markers of calls whose connection broke
+        self.in_flight: Counter[str] = Counter()  # replica URL -> calls sent, not answered
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
@@ -135,6 +136,7 @@ class Load:
             sent = time.monotonic()
             body = {"model": EXACT_MODEL, "max_tokens": EXACT_TOKENS, "user": marker,
                     "messages": [{"role": "user", "content": "hi"}]}
+            self.in_flight[url] += 1
             try:
                 answer = await http.post(f"{url}/v1/chat/completions", json=body)
             except httpx.ConnectError:
@@ -143,6 +145,8 @@ class Load:
             except httpx.TransportError:
                 self.lost.append(marker)
                 continue
+            finally:
+                self.in_flight[url] -= 1
             code = None
             if answer.status_code != 200:
                 try:

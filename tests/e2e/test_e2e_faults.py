@@ -200,12 +200,13 @@ def test_a_replica_killed_while_postgres_is_down(
         postgres_server.stop(remove=False)
         try:
             time.sleep(0.5)
+            wait_until(lambda: load.in_flight[doomed.url] >= 2, 5, "calls in flight there")
             inst.replicas.kill9(1)  # with calls in flight, its ledger not yet written
             time.sleep(1.0)
         finally:
             postgres_server.start()
         time.sleep(1.0)
-    assert load.lost, "no call was cut by the kill"
+    assert load.lost, f"no call was cut by the kill: {load.statuses()}"
     took = balanced(inst, provider, load, postgres_dsn, reached=False, unsettled_from=pids)
     recovery("a replica killed while PostgreSQL was down (1.5 s)",
              f"{len(load.lost)} calls cut; its calls in flight charged in full and its "
