@@ -221,3 +221,17 @@ async def test_a_connection_whose_fence_fails_is_not_used(make_store: MakeStore)
     finally:
         await raw.aclose()
     await decide_again(store, secret, 1_000)
+
+
+async def test_the_heartbeat_fails_while_another_worker_rebuilds(make_store: MakeStore
+                                                                  ) -> None:
+    """What /readyz answers 503 on: a state not ready, whose rebuild another worker holds."""
+    store = make_store()
+    await store.open()
+    await store.redis.set(store.names.rebuild_lock, "another worker", px=60_000)
+    await store.redis.hdel(store.names.meta, "ready")
+    with pytest.raises(StateError, match="being rebuilt"):
+        await store.heartbeat()
+    await store.redis.delete(store.names.rebuild_lock)
+    await store.heartbeat()  # no one rebuilds it: this worker does
+    assert await store.redis.hget(store.names.meta, "ready") == "1"
