@@ -17,6 +17,8 @@ StartReplicas = Callable[..., Replicas]
 
 LOG_TAIL_LINES = 200
 _RUNNING: pytest.StashKey[list[Gateway]] = pytest.StashKey()
+_RECOVERIES: pytest.StashKey[list[str]] = pytest.StashKey()
+Recovery = Callable[[str, str], None]
 
 
 def _register(config: pytest.Config, gateway: Gateway) -> None:
@@ -114,3 +116,22 @@ def start_replicas(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[S
     config_doc=…) -> Replicas, stopped after the test; their logs join a failure's report."""
     with _replica_launcher(request.config, tmp_path) as start:
         yield start
+
+
+@pytest.fixture
+def recovery(request: pytest.FixtureRequest) -> Recovery:
+    """recovery(fault, figures): a line for the run's summary (the fault suite reports how
+    long each fault took to recover from; reported, not asserted)."""
+    def record(fault: str, figures: str) -> None:
+        request.config.stash.setdefault(_RECOVERIES, []).append(f"{fault}: {figures}")
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
+                            config: pytest.Config) -> None:
+    lines = config.stash.get(_RECOVERIES, [])
+    if lines:
+        terminalreporter.section("recovery after each fault")
+        for line in lines:
+            terminalreporter.write_line(line)

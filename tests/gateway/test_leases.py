@@ -46,7 +46,7 @@ async def test_a_stream_running_past_its_lease_is_settled_not_reaped(
     assert lease_of(outlay, rid) == first + LEASE_S // 2 * 1000
     outlay.clock.advance(LEASE_S / 2 + 1)  # past the first lease
     await outlay.store.heartbeat()  # as the upkeep does before it reaps: the worker lives
-    assert await outlay.store.reap() == 0
+    assert await outlay.store.reap() == []
     assert (await outlay.chat(key["key"])).status == 429  # its slot is still taken
     outlay.upstream.release.set()
     await read_rest(resp)

@@ -14,7 +14,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from outlay.gateway.metrics import BUCKETS, Metrics, Snapshots, exposition, render
-from outlay.state.base import BudgetLine
+from outlay.state.base import BudgetLine, Reaped
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -71,6 +71,7 @@ def test_counts_render_as_prometheus_text() -> None:
         "outlay_decisions": "counter", "outlay_spend_usd": "counter",
         "outlay_settlement_overrun_usd": "counter",
         "outlay_settlements": "counter", "outlay_reservations_reaped": "counter",
+        "outlay_reaped_usd": "counter",
         "outlay_request_duration_seconds": "histogram", "outlay_calls_in_flight": "gauge",
         "outlay_workers": "gauge", "outlay_state_up": "gauge", "outlay_budget_cap_usd": "gauge",
         "outlay_budget_spent_usd": "gauge", "outlay_budget_reserved_usd": "gauge"}
@@ -95,7 +96,7 @@ def test_an_empty_server_still_answers_every_family() -> None:
     got = samples(text)
     assert got[("outlay_calls_in_flight", ())] == 0
     assert got[("outlay_workers", ())] == 1
-    assert got[("outlay_reservations_reaped_total", ())] == 0
+    assert not [name for name, _ in got if name.startswith("outlay_reaped")]
 
 
 def test_workers_counts_add_up_and_only_live_workers_gauges_count(tmp_path: Path) -> None:
@@ -107,7 +108,8 @@ def test_workers_counts_add_up_and_only_live_workers_gauges_count(tmp_path: Path
     live = Metrics()
     live.decided("openai.chat", "openai", "allowed")
     live.in_flight = 3
-    live.reaped = 1
+    live.reaped_from(Reaped("w_a_1_ff", charged=2, micros=1_500, voided=1))
+    mine.reaped_from(Reaped("w_a_1_ff", charged=1, micros=500))
     dead = Metrics()
     dead.decided("openai.chat", "openai", "allowed")
     dead.in_flight = 5  # a worker killed mid-call: its gauge no longer counts
@@ -122,7 +124,11 @@ def test_workers_counts_add_up_and_only_live_workers_gauges_count(tmp_path: Path
     assert got[allowed] == 4
     assert got[("outlay_calls_in_flight", ())] == 5
     assert got[("outlay_workers", ())] == 2
-    assert got[("outlay_reservations_reaped_total", ())] == 1
+    reaped = (("settlement", "unsettled"), ("worker", "w_a_1_ff"))
+    assert got[("outlay_reservations_reaped_total", reaped)] == 3
+    assert got[("outlay_reservations_reaped_total", (("settlement", "void"),
+                                                      ("worker", "w_a_1_ff")))] == 1
+    assert got[("outlay_reaped_usd_total", (("worker", "w_a_1_ff"),))] == 0.002
 
 
 def test_a_snapshot_is_replaced_whole(tmp_path: Path) -> None:

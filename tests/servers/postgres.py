@@ -178,6 +178,8 @@ class PostgresServer:
         """Stop the server: "fast" (its sessions ended, its memory released) or
         "immediate" (as a crash would; the next start recovers). Then delete the cluster
         if this server made it, unless `remove` is False (to start it again)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self.resume()  # a paused server would not see the signal
         if self._admin is not None:
             self._admin.close()
             self._admin = None
@@ -191,6 +193,33 @@ class PostgresServer:
                 proc.wait(timeout=STOP_TIMEOUT_S)
         if remove and self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def pause(self) -> None:
+        """SIGSTOP the server and every backend: a hung database, which keeps its
+        connections open and answers nothing until resume()."""
+        for pid in self._processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for pid in reversed(self._processes()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    def _processes(self) -> list[int]:
+        """The postmaster (setpriv execs it: the child's pid) and its children."""
+        assert self._proc is not None, "the server is not running"
+        postmaster = self._proc.pid
+        children = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                # the fields after the command's closing parenthesis: state, then ppid
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+                if int(fields[1]) == postmaster:
+                    children.append(int(entry.name))
+        return [postmaster, *children]
 
     def log(self) -> str:
         try:

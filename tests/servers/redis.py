@@ -3,7 +3,9 @@ restarts, its files and log in a directory of its own; never the machine's Redis
 
 No snapshot is ever taken on its own (`--save ""`), so a restart starts empty unless the
 test asks for the data to survive it: `restart(flush=False)` runs SAVE first, and the new
-process loads that dump from the same directory.
+process loads that dump from the same directory (as it loads one `save()` left, or the
+append-only file of a server started with `--appendonly yes`). `pause()` and `resume()`
+stop and continue the process (SIGSTOP, SIGCONT), as a hung server.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class RedisServer:
         if proc is None:
             return
         if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a paused server would not see the SIGTERM
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=STOP_TIMEOUT_S)
@@ -107,9 +110,26 @@ class RedisServer:
         if proc is None:
             return
         with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+            proc.kill()  # SIGKILL ends a paused process too
         proc.wait(timeout=STOP_TIMEOUT_S)
         self._proc = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the process keeps its sockets (connections stay open, commands queue in
+        its buffers) but answers nothing until resume()."""
+        assert self._proc is not None
+        assert self.running
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: the paused process runs what queued meanwhile, then answers again."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
+
+    def save(self) -> None:
+        """SAVE: a snapshot of every key now, which the next start() loads."""
+        with self._client() as client:
+            client.save()
 
     def restart(self, flush: bool = True) -> RedisServer:
         """Stop and start again on the same port: empty, or (flush=False) with every key."""

@@ -129,3 +129,32 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_a_paused_server_answers_nothing_until_resumed(server: RedisServer) -> None:
+    server.pause()
+    try:
+        with redis.Redis.from_url(server.url, socket_timeout=0.2) as r, \
+                pytest.raises(redis.TimeoutError):
+            r.ping()
+    finally:
+        server.resume()
+    with client(server) as r:
+        assert r.ping()
+
+
+def test_a_kill_after_save_comes_back_with_what_was_saved(server: RedisServer) -> None:
+    with client(server) as r:
+        r.set("saved", "1")
+        server.save()
+        r.set("after", "1")
+    server.kill()
+    server.start()
+    with client(server) as r:
+        assert (r.get("saved"), r.get("after")) == (b"1", None)
+
+
+def test_a_paused_server_still_stops(server: RedisServer) -> None:
+    server.pause()
+    server.stop()
+    assert not server.running

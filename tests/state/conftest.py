@@ -69,7 +69,8 @@ class SqliteBackend:
 @dataclass
 class RedisPostgresBackend:
     """Redis (a tenant of its own on the session's server) beside a fresh PostgreSQL
-    database; options make rebuilds wait no grace, as no other process shares the state."""
+    database; options make rebuilds wait no grace, as no other process shares the state,
+    and count no gap between heartbeats as the store pausing."""
 
     redis_url: str
     database: str
@@ -83,6 +84,8 @@ class RedisPostgresBackend:
         if clock is not None:
             options["clock"] = clock
         options.setdefault("rebuild_grace_s", 0.0)
+        # a clock moved by hand jumps between two heartbeats: not the store pausing
+        options.setdefault("pause_after_s", 86_400.0)
         store = store_from_url(self.url, **options)
         assert isinstance(store, RedisStore)
         return store

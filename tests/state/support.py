@@ -9,7 +9,7 @@ from typing import Any
 
 from outlay.policy.decision import Call
 from outlay.policy.money import usd_to_micros
-from outlay.state.base import StateStore, Ticket
+from outlay.state.base import Reaped, StateStore, Ticket
 from outlay.state.keys import hash_secret
 
 START = datetime(2024, 3, 14, 12, 0, 0, tzinfo=UTC)
@@ -68,3 +68,8 @@ async def budget_line(store: StateStore, scope: str, period: str) -> dict[str, A
     lines: list[dict[str, Any]] = (await store.usage(scope))["budgets"]
     (line,) = [b for b in lines if b["period"] == period]
     return line
+
+
+def charged(reaped: list[Reaped]) -> int:
+    """How many reservations a reap charged in full, over every worker."""
+    return sum(line.charged for line in reaped)

@@ -11,7 +11,7 @@ from outlay.policy.model import parse_policy
 from outlay.state.base import KeyRecord, NewKey, Outcome, StateStore
 
 from .conftest import OpenStore
-from .support import Clock, budget_line, ledger_cost, ticket
+from .support import Clock, budget_line, charged, ledger_cost, ticket
 
 
 async def make_key(store: StateStore) -> tuple[KeyRecord, str]:
@@ -140,17 +140,17 @@ async def test_reap_charges_reservations_whose_lease_ran_out(
     held = await store.reserve(ticket(secret, 6_000))
     clock.advance(59.999)
     await store.heartbeat()  # the worker is alive; only the lease matters
-    assert await store.reap() == 0
+    assert charged(await store.reap()) == 0
     clock.advance(0.001)
     await store.heartbeat()
-    assert await store.reap() == 1
+    assert charged(await store.reap()) == 1
     line = await budget_line(store, "global", "month")
     assert (line["spent_usd"], line["reserved_usd"]) == ("0.006", "0")
     row = (await store.audit(None, 1))[0]
     assert (row["request_id"], row["settlement"], row["cost_usd"]) == (
         held.id, "unsettled", "0.006")
     assert await store.settle(Outcome(held.id, 200, cost_micros=1)) is False  # too late
-    assert await store.reap() == 0
+    assert charged(await store.reap()) == 0
     await store.reserve(ticket(secret, 4_000))  # the parallel slot was freed too
 
 
@@ -163,11 +163,11 @@ async def test_reap_charges_reservations_of_a_dead_worker(
     survivor = await open_store(clock)
     clock.advance(5)
     await survivor.heartbeat()
-    assert await survivor.reap() == 0  # 5 s of silence is not yet death
+    assert charged(await survivor.reap()) == 0  # 5 s of silence is not yet death
     clock.advance(0.001)
     await survivor.heartbeat()
     kept = await survivor.reserve(ticket(secret, 1_000))
-    assert await survivor.reap() == 1
+    assert charged(await survivor.reap()) == 1
     line = await budget_line(survivor, "global", "month")
     assert (line["spent_usd"], line["reserved_usd"]) == ("0.006", "0.001")
     assert await store.settle(Outcome(held.id, 200, cost_micros=1)) is False
@@ -184,5 +184,5 @@ async def test_a_worker_that_keeps_its_heartbeat_is_not_reaped(
         clock.advance(4)
         await store.heartbeat()
         await other.heartbeat()
-        assert await other.reap() == 0
+        assert charged(await other.reap()) == 0
     assert await store.settle(Outcome(held.id, 200, cost_micros=10))

@@ -20,7 +20,7 @@ from outlay.state.base import NewKey, Outcome, StateStore
 from outlay.state.open import store_from_url
 
 from .conftest import Backend, OpenStore
-from .support import Clock, budget_line, ledger_cost, ticket
+from .support import Clock, budget_line, charged, ledger_cost, ticket
 
 
 async def test_two_workers_reserving_alternately_stay_under_the_cap(
@@ -150,7 +150,7 @@ async def test_state_survives_a_restart_and_a_closed_workers_calls_are_charged(
     restarted = await open_store(clock)
     assert (await restarted.get_key(record.id)).agent == "bot"
     assert await restarted.get_policy("global") is not None
-    assert await restarted.reap() == 2  # nobody can settle them now: charged in full
+    assert charged(await restarted.reap()) == 2  # nobody can settle them now: charged in full
     line = await budget_line(restarted, "global", "month")
     assert (line["spent_usd"], line["reserved_usd"]) == ("0.003", "0")
     assert not await restarted.settle(Outcome(held.id, 200, cost_micros=1))

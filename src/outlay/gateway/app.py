@@ -25,6 +25,7 @@ from outlay.gateway.models import list_models
 from outlay.gateway.vendors import vendor_proxy
 from outlay.gateway.wiring import upstream_from_settings, vendor_pricing, vendors_from_settings
 from outlay.policy.errors import AuthError, OutlayError
+from outlay.policy.money import micros_to_usd
 from outlay.pricing.table import PriceTable
 from outlay.settings import Settings
 from outlay.state.base import StateError, StateStore
@@ -187,10 +188,11 @@ async def _upkeep(gw: Gateway) -> None:
             due = gw.streams.due(gw.clock(), int(gw.settings.reservation_lease_s * 1000))
             if due:
                 await gw.store.renew(due)
-            reaped = await gw.store.reap()
-            gw.metrics.reaped += reaped
-            if reaped:
-                log.warning("charged %d abandoned reservations in full", reaped)
+            for line in await gw.store.reap():
+                gw.metrics.reaped_from(line)
+                log.warning("reaped %s: %d reservations charged in full ($%s), %d voided "
+                            "(answered 503 before they were made)", line.worker, line.charged,
+                            micros_to_usd(line.micros), line.voided)
         except StateError as exc:
             log.error("state store unavailable during upkeep: %s", exc)
         await asyncio.sleep(HEARTBEAT_S)

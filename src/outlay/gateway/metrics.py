@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from outlay.owner_only import write_private
-from outlay.state.base import BudgetLine
+from outlay.state.base import BudgetLine, Reaped
 
 # seconds; an LLM call takes from milliseconds (a refusal) to minutes (a long stream)
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -47,7 +47,10 @@ class Metrics:
     durations: dict[str, list[int]] = field(default_factory=dict)
     duration_sums: dict[str, float] = field(default_factory=dict)
     in_flight: int = 0  # calls being answered now
-    reaped: int = 0  # reservations of dead workers (or past their lease) charged in full
+    # (reaped worker, settlement) -> reservations the reaper settled: unsettled (charged
+    # in full: the worker died or the lease ran out) or void (answered 503 before it held)
+    reaped: dict[tuple[str, str], int] = field(default_factory=dict)
+    reaped_micros: dict[str, int] = field(default_factory=dict)  # reaped worker -> charged
 
     def decided(self, route: str, vendor: str, decision: str, code: str = "") -> None:
         label = (route, vendor, decision, code)
@@ -61,6 +64,14 @@ class Metrics:
             self.spend[(vendor, model)] = self.spend.get((vendor, model), 0) + micros
         if over:
             self.overruns[(vendor, model)] = self.overruns.get((vendor, model), 0) + over
+
+    def reaped_from(self, line: Reaped) -> None:
+        for settlement, n in (("unsettled", line.charged), ("void", line.voided)):
+            if n:
+                label = (line.worker, settlement)
+                self.reaped[label] = self.reaped.get(label, 0) + n
+        if line.micros:
+            self.reaped_micros[line.worker] = self.reaped_micros.get(line.worker, 0) + line.micros
 
     def observe(self, route: str, seconds: float) -> None:
         counts = self.durations.get(route)
@@ -78,7 +89,8 @@ class Metrics:
             "overruns": [[*k, v] for k, v in self.overruns.items()],
             "settlements": [[*k, v] for k, v in self.settlements.items()],
             "durations": [[r, c, self.duration_sums[r]] for r, c in self.durations.items()],
-            "reaped": self.reaped,
+            "reaped": [[*k, v] for k, v in self.reaped.items()],
+            "reaped_usd": [[k, v] for k, v in self.reaped_micros.items()],
             "in_flight": self.in_flight,
         }
 
@@ -94,9 +106,11 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     settlements: dict[tuple[str, ...], int] = {}
     durations: dict[str, list[int]] = {}
     sums: dict[str, float] = {}
-    reaped = 0
+    reaped: dict[tuple[str, ...], int] = {}
+    reaped_usd: dict[tuple[str, ...], int] = {}
     for snap in snapshots:
-        reaped += int(snap.get("reaped", 0))
+        _add(reaped, snap.get("reaped", ()))
+        _add(reaped_usd, snap.get("reaped_usd", ()))
         _add(decisions, snap.get("decisions", ()))
         _add(spend, snap.get("spend", ()))
         _add(overruns, snap.get("overruns", ()))
@@ -127,8 +141,13 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
             (_labels(vendor=v, settlement=s) + f" {n}"
              for (v, s), n in sorted(settlements.items())))
     _family(out, "outlay_reservations_reaped_total", "counter",
-            "Reservations charged in full because their worker died or their lease ran out.",
-            [f" {reaped}"])
+            "Reservations settled by the reaper, by the worker that held them and settlement "
+            "(unsettled: charged in full, as the worker died or the lease ran out; void: "
+            "answered 503 before the reservation was made).",
+            (_labels(worker=w, settlement=st) + f" {n}" for (w, st), n in sorted(reaped.items())))
+    _family(out, "outlay_reaped_usd_total", "counter",
+            "USD charged by the reaper, by the worker whose reservations it charged in full.",
+            (_labels(worker=w) + f" {_usd(n)}" for (w,), n in sorted(reaped_usd.items())))
     lines = []
     for route, counts in sorted(durations.items()):
         running = 0

@@ -100,6 +100,18 @@ class BudgetLine:
 
 
 @value
+class Reaped:
+    """What the reaper settled of one worker's reservations: those charged in full (the
+    worker stopped heartbeating, or the lease ran out) and what that charged, and those
+    voided (their decision never reached the worker, which answered 503)."""
+
+    worker: str
+    charged: int = 0
+    micros: int = 0
+    voided: int = 0
+
+
+@value
 class Outcome:
     """How a reserved call ended: its actual cost, and whether that cost is known."""
 
@@ -167,7 +179,9 @@ class StateStore(Protocol):
         """Give these reservations of this worker, if still held, a whole lease from now
         (calls still in flight past half their lease); the number renewed."""
     async def heartbeat(self) -> None: ...
-    async def reap(self) -> int: ...
+    async def reap(self) -> list[Reaped]:
+        """Settle the reservations whose worker died or whose lease ran out; what was
+        settled, by the worker that held them."""
     async def usage(self, scope: str) -> dict[str, Any]: ...
     async def budgets(self) -> list[BudgetLine]:
         """Every budget of every scope but keys' (per-run keys come and go by the

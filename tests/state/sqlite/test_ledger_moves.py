@@ -16,7 +16,7 @@ from outlay.state.ledger_sql import DROP_MOVED, MOVE_SETTLED
 from outlay.state.sqlite.mirror import MOVE_ROWS
 from outlay.state.sqlite.store import SqliteStore
 
-from ..support import Clock, ticket
+from ..support import Clock, charged, ticket
 
 
 def rows_in(path: Path) -> tuple[int, int]:
@@ -126,7 +126,8 @@ async def test_a_crash_keeps_settled_rows_settled_and_reaps_the_pending(
     store = SqliteStore(str(path), clock=clock)
     await store.open()
     try:
-        assert await store.reap() == 1  # the pending call, charged in full; not the settled
+        # the pending call, charged in full; not the settled
+        assert charged(await store.reap()) == 1
         rows = {r["request_id"]: r for r in await store.audit(None, 10)}
         assert (rows[settled.id]["settlement"], rows[settled.id]["cost_usd"]) == (
             "settled", "0.0007")

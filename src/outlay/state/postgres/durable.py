@@ -10,7 +10,8 @@ ValueError are raised where the embedded store raises them.
       ├─ AdminMixin       postgres_admin.py      admin token, agents, groups, keys, policies
       ├─ ApprovalsMixin   postgres_approvals.py  open, decide, claim and release approvals
       ├─ OutboxMixin      postgres_outbox.py     webhook endpoints, outbox, deliveries
-      └─ LedgerMixin      postgres_ledger.py     apply_wal, audit, reports, rebuild queries
+      ├─ LedgerMixin      postgres_ledger.py     apply_wal, audit, reports, rebuild queries
+      └─ EpochMixin       postgres/epoch.py      the Redis state's epoch, answered calls
            all on Pooled  postgres_pool.py       the pool, transactions, errors
     migrations            postgres_schema.py
 """
@@ -22,12 +23,13 @@ from collections.abc import Callable
 from outlay.state.clock import wall_ms
 from outlay.state.postgres.admin import AdminMixin
 from outlay.state.postgres.approvals import ApprovalsMixin
+from outlay.state.postgres.epoch import EpochMixin
 from outlay.state.postgres.ledger import LedgerMixin
 from outlay.state.postgres.outbox import OutboxMixin
 from outlay.state.postgres.schema import migrate
 
 
-class PostgresDurable(AdminMixin, ApprovalsMixin, OutboxMixin, LedgerMixin):
+class PostgresDurable(AdminMixin, ApprovalsMixin, OutboxMixin, LedgerMixin, EpochMixin):
     """One installation's durable state in one PostgreSQL database."""
 
     def __init__(

@@ -39,6 +39,11 @@ class Names:
         return self.prefix + "workers"
 
     @property
+    def reaped(self) -> str:
+        """Workers the reaper declared dead, for each to learn it if it was not."""
+        return self.prefix + "reaped"
+
+    @property
     def rebuild_lock(self) -> str:
         return self.prefix + "rebuild"
 

@@ -1,7 +1,9 @@
 """Recreate an installation's hot state in Redis from the ledger in PostgreSQL: budget
 counters of the current periods, rate windows, calls in flight and their reservations,
-idempotency keys. Runs when a worker finds Redis empty (first start, flushed, replaced);
-the state is marked ready, with a new version, only once all of it is written.
+idempotency keys. Runs when a worker finds Redis without a good state (first start,
+flushed, replaced, restarted from a snapshot: see forgot.py), into a Redis emptied of the
+installation's keys; the state is marked ready (`lua/ready.lua`), with a new version and
+epoch, only once all of it is written.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from outlay.policy.model import Policy
 from outlay.policy.periods import period_bounds
 from outlay.policy.windows import BUCKETS, REQUEST_WINDOWS, bucket_ms
 from outlay.state.redis.plan import Holder, Names, plan
+from outlay.state.redis.scripts import script_text
 
 IDEMPOTENCY_MS = 7 * 86_400_000
 
@@ -50,9 +53,11 @@ def reservation_of(
 
 async def rebuild(
     redis: Redis, names: Names, source: Source, policies: Mapping[str, Policy], now_ms: int,
-    lease_ms: int,
+    lease_ms: int, epoch: str, *, clock_given: bool = False,
 ) -> str:
-    """Write the hot state and mark it ready; returns its new version."""
+    """Write the hot state and mark it ready, of `epoch`; returns its new version. `now_ms`
+    is the store's clock (its TIME, the skew being reset), or the clock the store was
+    given (`clock_given`)."""
     pipe = redis.pipeline(transaction=True)
     for scope, policy in policies.items():
         for period in {b.period for b in policy.budgets}:
@@ -99,6 +104,7 @@ async def rebuild(
             now_ms - IDEMPOTENCY_MS):
         pipe.set(names.idempotency(key_id, vendor, idem), request_id, px=IDEMPOTENCY_MS)
     version = secrets.token_hex(8)
-    pipe.hset(names.meta, mapping={"ready": "1", "version": version})
+    pipe.eval(script_text("ready.lua"), 1, names.meta, version, epoch,
+              str(now_ms) if clock_given else "")
     await pipe.execute()
     return version

@@ -16,16 +16,17 @@ import contextlib
 import logging
 import os
 import secrets
-import time
+import socket
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import orjson
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from outlay.policy.decide import authenticate, decide, precheck
@@ -46,31 +47,35 @@ from outlay.state.clock import wall_ms
 from outlay.state.postgres.durable import PostgresDurable
 from outlay.state.redis.admin import RedisAdmin
 from outlay.state.redis.batch import ScriptBatch
+from outlay.state.redis.doubt import RedisDoubts
+from outlay.state.redis.forgot import RedisRecovery, fenced_connect
+from outlay.state.redis.liveness import PAUSE_AFTER_MS, RedisLiveness
 from outlay.state.redis.plan import Holder, Names, check_args, plan, views
-from outlay.state.redis.rebuild import rebuild
+from outlay.state.redis.scripts import script_text
 from outlay.state.redis.settle import RedisSettlement
-from outlay.state.redis.wal import Wal, drain, ledger_row
+from outlay.state.redis.wal import Wal, ledger_row
 
 log = logging.getLogger("outlay.state")
-HEARTBEAT_STALE_MS = 5_000
-READY_WAIT_S = 30.0
 MARKS_KEPT = 4096
 
 
-
-def _script(name: str) -> str:
-    return (resources.files("outlay.state.redis") / "lua" / name).read_text()
+def worker_name() -> str:
+    """This process's name in the shared state, saying which host and process it is, so
+    that the reaper's logs and metrics name the replica they reaped."""
+    host = socket.gethostname().split(".")[0] or "host"
+    return f"w_{host}_{os.getpid()}_{secrets.token_hex(4)}"
 
 
 class _Retry(Exception):
     """The decision must be made again: stale caches, a rebuilt state, or a replay."""
 
 
-class RedisStore(RedisSettlement, RedisAdmin):
+class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisLiveness):
     def __init__(
         self, url: str, *, database: str | None = None, tenant: str | None = None,
         clock: Callable[[], int] | None = None, lease_s: float = 900.0,
         rebuild_grace_s: float = 1.0, flush_interval_s: float = 0.02,
+        pause_after_s: float = PAUSE_AFTER_MS / 1000, timeout_s: float = 2.0,
     ) -> None:
         parts = urlsplit(url)
         query = parse_qs(parts.query)
@@ -88,7 +93,9 @@ class RedisStore(RedisSettlement, RedisAdmin):
         self.lease_ms = int(lease_s * 1000)
         self.rebuild_grace_s = rebuild_grace_s
         self.flush_interval_s = flush_interval_s
-        self.worker = f"w_{os.getpid()}_{secrets.token_hex(4)}"
+        self.pause_after_ms = int(pause_after_s * 1000)
+        self.timeout_s = timeout_s  # Redis's answer, or a connection: then 503
+        self.worker = worker_name()
         self._redis: Redis | None = None
         self._wal: Wal | None = None
         self._batch: ScriptBatch | None = None
@@ -98,6 +105,8 @@ class RedisStore(RedisSettlement, RedisAdmin):
         self._marks: OrderedDict[str, None] = OrderedDict()
         self._unsettled: list[Outcome] = []  # settlements waiting for a rebuilt state
         self._settling: set[asyncio.Future[Any]] = set()  # queued settlements in flight
+        self._doubtful: dict[str, None] = {}  # calls whose reservation's answer was lost
+        self._voiding: asyncio.Task[None] | None = None
 
     # -- plumbing ---------------------------------------------------------------------
     def clock(self) -> int:
@@ -107,20 +116,28 @@ class RedisStore(RedisSettlement, RedisAdmin):
         if self._redis is not None:
             return
         await self.durable.open()
-        options: dict[str, Any] = {"decode_responses": True, "socket_timeout": 2.0,
-                                   "socket_connect_timeout": 2.0}
+        options: dict[str, Any] = {"decode_responses": True, "socket_timeout": self.timeout_s,
+                                   "socket_connect_timeout": self.timeout_s}
         if self.cluster:
             redis: Redis = RedisCluster.from_url(self.url, **options)  # type: ignore[assignment]
         else:
-            redis = Redis.from_url(self.url, health_check_interval=10, **options)
+            # no retries: a script resent after a timeout could run twice, and the caller
+            # is answered at once; every connection is fenced before its first command
+            redis = Redis.from_url(
+                self.url, health_check_interval=10, retry=Retry(NoBackoff(), 0),
+                redis_connect_func=fenced_connect(self.names.meta), **options)
         self._redis = redis
-        self._reserve_script = redis.register_script(_script("reserve.lua"))
-        self._settle_script = redis.register_script(_script("settle.lua"))
-        self._adopt_script = redis.register_script(_script("adopt.lua"))
-        self._renew_script = redis.register_script(_script("renew.lua"))
+        self._reserve_script = redis.register_script(script_text("reserve.lua"))
+        self._settle_script = redis.register_script(script_text("settle.lua"))
+        self._adopt_script = redis.register_script(script_text("adopt.lua"))
+        self._renew_script = redis.register_script(script_text("renew.lua"))
+        self._void_script = redis.register_script(script_text("void.lua"))
+        self._beat_script = redis.register_script(script_text("beat.lua"))
+        self._now_script = redis.register_script(script_text("now.lua"))
         self._wal = Wal(redis, self.names.wal(self.worker), self.durable, self.flush_interval_s)
         self._batch = ScriptBatch(redis, pipelined=not self.cluster)
         try:
+            await self._check_epoch()
             await self._ensure_ready()
             await self.heartbeat()
         except BaseException:
@@ -133,6 +150,11 @@ class RedisStore(RedisSettlement, RedisAdmin):
         if redis is None:
             return
         await self._settled_so_far()
+        if self._voiding is not None:
+            self._voiding.cancel()
+            await asyncio.wait({self._voiding})
+        with contextlib.suppress(StateError, RedisError, OSError):
+            await self._after_outage()
         with contextlib.suppress(StateError, RedisError, OSError):
             if wal is not None:
                 await wal.stop()
@@ -189,40 +211,6 @@ class RedisStore(RedisSettlement, RedisAdmin):
             if key is not None:
                 self._keys[key_hash] = key
         return key
-
-    async def _ensure_ready(self) -> None:
-        """Redis empty (first start, flushed, replaced): one worker rebuilds it from the
-        ledger after every worker had time to write what it kept; the others wait."""
-        redis = self.redis
-        deadline = time.monotonic() + READY_WAIT_S
-        with contextlib.suppress(StateError):
-            await self.wal.flush()
-        while True:
-            try:
-                if await redis.hexists(self.names.meta, "ready"):
-                    break
-                if await redis.set(self.names.rebuild_lock, self.worker, nx=True, px=60_000):
-                    try:
-                        await self._rebuild()
-                    finally:
-                        await redis.delete(self.names.rebuild_lock)
-                    break
-            except RedisError as exc:
-                raise StateError(f"Redis unavailable: {exc}") from exc
-            if time.monotonic() > deadline:
-                raise StateError("the Redis state is being rebuilt from PostgreSQL; try again")
-            await asyncio.sleep(0.05)
-        await self._retry_unsettled()
-
-    async def _rebuild(self) -> None:
-        if await self.durable.audit(None, 1):  # others may still hold ledger entries
-            await asyncio.sleep(self.rebuild_grace_s)
-            await self.wal.flush()
-        policies = await self.durable.list_policies()
-        version = await rebuild(self.redis, self.names, self.durable, policies, self.clock(),
-                                self.lease_ms)
-        log.warning("rebuilt the Redis state of %s from PostgreSQL", self.names.tenant)
-        self._policies, self._keys, self._version = policies, {}, version
 
     # -- the request path -------------------------------------------------------------
     async def reserve(self, ticket: Ticket) -> Reservation:
@@ -292,14 +280,22 @@ class RedisStore(RedisSettlement, RedisAdmin):
                    status=None, reserved=cost, settlement="pending")
         row["overage_code"] = "approved_overage" if ticket.approval_id else "alert_overage"
         names = self.names
-        result = await self._call(
-            self._reserve_script,
-            [names.meta, names.leases, names.reservation(ticket.request_id),
-             names.wal(self.worker), idem or names.meta, *(c.key for c in checks)],
-            ["" if self._clock is None else now, self._version or "", self.lease_ms,
-             ticket.request_id, "1" if idem else "0", orjson.dumps(record),
-             orjson.dumps(row), len(checks), self.worker, check_args(checks)])
+        try:
+            result = await self._call(
+                self._reserve_script,
+                [names.meta, names.leases, names.reservation(ticket.request_id),
+                 names.wal(self.worker), idem or names.meta, *(c.key for c in checks)],
+                ["" if self._clock is None else now, self._version or "", self.lease_ms,
+                 ticket.request_id, "1" if idem else "0", orjson.dumps(record),
+                 orjson.dumps(row), len(checks), self.worker, check_args(checks)])
+        except StateError:
+            self._in_doubt(ticket, key, now)  # the script may yet run: voided once Redis is back
+            raise
         status = result[0]
+        if status == "taken":  # a copy of this script ran before (a client's resend)
+            self._in_doubt(ticket, key, now)
+            raise StateError("the decision of this call was lost in transit; try again")
+        self._void_soon()
         if status == "not_ready":
             await self._ensure_ready()
             raise _Retry
@@ -382,51 +378,6 @@ class RedisStore(RedisSettlement, RedisAdmin):
         entries = self._event_entries(events, now)
         if entries:
             await self.wal.append(entries)
-
-    # -- upkeep and reporting -----------------------------------------------------------
-    async def heartbeat(self) -> None:
-        try:
-            await self.redis.zadd(self.names.workers, {self.worker: self.clock()})
-        except RedisError as exc:
-            raise StateError(f"Redis unavailable: {exc}") from exc
-        if self._unsettled:
-            with contextlib.suppress(StateError):
-                await self._ensure_ready()
-
-    async def renew(self, reservation_ids: list[str]) -> int:
-        if not reservation_ids:
-            return 0
-        members = [f"{self.worker} {rid}" for rid in reservation_ids]
-        try:
-            renewed = await self._renew_script(
-                [self.names.leases],
-                ["" if self._clock is None else self.clock(), self.lease_ms, *members])
-        except RedisError as exc:
-            raise StateError(f"Redis unavailable: {exc}") from exc
-        return int(renewed)
-
-    async def reap(self) -> int:
-        """Charge in full the reservations whose lease ran out or whose worker died, after
-        writing a dead worker's ledger stream to PostgreSQL."""
-        now = self.clock()
-        try:
-            workers: dict[str, float] = dict(
-                await self.redis.zrange(self.names.workers, 0, -1, withscores=True))  # type: ignore[arg-type]
-            held: list[tuple[str, float]] = await self.redis.zrange(
-                self.names.leases, 0, -1, withscores=True)  # type: ignore[assignment]
-            dead = [w for w, beat in workers.items() if beat < now - HEARTBEAT_STALE_MS]
-            for worker in dead:
-                await drain(self.redis, self.names.wal(worker), self.durable)
-                await self.redis.zrem(self.names.workers, worker)
-        except RedisError as exc:
-            raise StateError(f"Redis unavailable: {exc}") from exc
-        live = {w for w in workers if w not in dead}
-        reaped = 0
-        for member, lease in held:
-            worker, _, request_id = member.partition(" ")
-            if lease <= now or worker not in live:
-                reaped += await self.settle(Outcome(request_id, 0, settled="unsettled"))
-        return reaped
 
 
 class _Admitted:

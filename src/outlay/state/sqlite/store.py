@@ -30,6 +30,7 @@ from outlay.state.announcements import settlement_events
 from outlay.state.base import (
     BudgetLine,
     Outcome,
+    Reaped,
     Reservation,
     StateError,
     Ticket,
@@ -387,19 +388,23 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
             c.execute("INSERT OR REPLACE INTO workers(id, heartbeat_ms) VALUES (?, ?)",
                       (self.worker, self.clock()))
 
-    async def reap(self) -> int:
+    async def reap(self) -> list[Reaped]:
         """Charge in full the reservations whose lease ran out or whose worker died."""
         now = self.clock()
+        by_worker: dict[str, Reaped] = {}
         with self.tx() as c:
-            ids = [r[0] for r in c.execute(
-                "SELECT r.id FROM reservations r LEFT JOIN workers w ON w.id = r.worker "
+            held = c.execute(
+                "SELECT r.id, r.worker, r.amount FROM reservations r "
+                "LEFT JOIN workers w ON w.id = r.worker "
                 "WHERE r.settlement IS NULL AND (r.lease_ms <= ? OR w.heartbeat_ms IS NULL "
                 "OR w.heartbeat_ms < ?)",
-                (now, now - HEARTBEAT_STALE_MS))]
-            for rid in ids:
-                self._settle(c, Outcome(rid, status=0, settled="unsettled"))
+                (now, now - HEARTBEAT_STALE_MS)).fetchall()
+            for rid, worker, amount in held:
+                if self._settle(c, Outcome(rid, status=0, settled="unsettled")):
+                    was = by_worker.get(worker, Reaped(worker))
+                    by_worker[worker] = Reaped(worker, was.charged + 1, was.micros + amount)
             c.execute("DELETE FROM workers WHERE heartbeat_ms < ?", (now - HEARTBEAT_STALE_MS,))
-        return len(ids)
+        return list(by_worker.values())
 
     async def usage(self, scope: str) -> dict[str, Any]:
         self._batch.drain()  # this worker's settlements still queued count too

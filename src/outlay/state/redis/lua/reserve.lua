@@ -1,7 +1,7 @@
 -- Decide and reserve one call, all or nothing: every check of every scope, then (only if
 -- none that blocks is breached) every write. Money is integer micro-USD throughout.
 --
--- KEYS[1] meta hash (version, ready)   KEYS[2] leases zset   KEYS[3] the reservation hash
+-- KEYS[1] meta hash (version, ready, skew)   KEYS[2] leases zset   KEYS[3] the reservation hash
 -- KEYS[4] this worker's WAL stream      KEYS[5] idempotency key (or the meta hash: unused)
 -- KEYS[5+i] the state key of check i
 -- ARGV[1] now in ms, or '' for the server's clock (TIME)
@@ -17,11 +17,13 @@
 --            0 no, -1 yes, n > 0 yes and the counter expires n ms from now
 -- Returns {status, now, …}: 'ok' with the WAL entry id, overage, tightest hard budget
 -- (remaining, cap) and the snapshot; 'refused' with the snapshot; 'stale' with the
--- version; 'not_ready'; 'replay' with the first request id.
+-- version; 'not_ready'; 'replay' with the first request id; 'taken' when this request id
+-- holds a reservation already or was voided (its first attempt's answer was lost).
 
-local meta = redis.call('HMGET', KEYS[1], 'ready', 'version')
+local meta = redis.call('HMGET', KEYS[1], 'ready', 'version', 'skew')
 if not meta[1] then return {'not_ready'} end
 if meta[2] ~= ARGV[2] then return {'stale', meta[2]} end
+if redis.call('EXISTS', KEYS[3]) == 1 then return {'taken'} end
 
 local now
 if ARGV[1] == '' then
@@ -108,7 +110,8 @@ for i = 1, n do
 end
 
 local id = ARGV[4]
-local lease = now + tonumber(ARGV[3])
+-- on the store's clock of time it was alive (beat.lua), as the reaper reads it
+local lease = now - tonumber(meta[3] or '0') + tonumber(ARGV[3])
 local sp, cap = '', ''
 if tight_cap then
   sp, cap = string.format('%d', tight_cap - tight_rem), string.format('%d', tight_cap)
