@@ -133,6 +133,6 @@ async def test_at_the_end_of_its_lease_polling_stops_and_the_reaper_charges_it(
     outlay.clock.advance(outlay.settings.reservation_lease_s + 1)
     await asyncio.wait_for(held.poller, WAIT_S)
     assert not polls.held
-    assert await outlay.store.reap() == 1
+    assert sum(line.charged for line in await outlay.store.reap()) == 1
     outcome = await outlay.store.wait_settled(rid)
     assert outcome.settled == "unsettled"
