@@ -13,6 +13,7 @@ from outlay.policy.errors import BadRequest
 from outlay.vendors import VendorCall, pricing_for
 from outlay.vendors.base import config_usd, exact_micros, route_path
 from outlay.vendors.bodies import Fields, read_json
+from outlay.vendors.objects import ObjectPricing
 
 
 def test_exported_names() -> None:
@@ -115,7 +116,10 @@ def test_gateway_keys_in_the_section_are_left_alone() -> None:
     section = {"base_url": "https://api.stripe.com", "secret": "env:STRIPE_SECRET_KEY"}
     pricing = pricing_for("stripe", section)
     request = VendorCall("stripe", "POST", "/v1/charges", "", b"amount=100&currency=usd", {})
-    assert pricing.estimate(request).cost_micros == 1_000_000
+    assert isinstance(pricing, ObjectPricing)
+    created = pricing.object_call(request)
+    assert created is not None
+    assert pricing.target(created, None) == 1_000_000
 
 
 def test_free_call_description_is_one_printable_line() -> None:

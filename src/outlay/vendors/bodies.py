@@ -72,7 +72,10 @@ class Fields:
 
     @classmethod
     def of(cls, call: VendorCall, default: BodyKind) -> Fields:
-        """The body's fields; a JSON body must be an object."""
+        """The body's fields; a JSON body must be an object. An empty body has none, whatever
+        its type says (a POST without parameters, whose client may name no type)."""
+        if not call.body:
+            return cls(default, {})
         kind = body_kind(call, default)
         if kind == "form":
             return cls(kind, read_form(call))

@@ -43,9 +43,11 @@ from outlay.policy.model import Policy
 from outlay.policy.money import usd_to_micros
 from outlay.state.base import Outcome, Reservation, StateError, Ticket
 from outlay.state.clock import wall_ms
+from outlay.state.exposure import ExposureClaim, ObjectMoved
 from outlay.state.postgres.durable import PostgresDurable
 from outlay.state.redis.admin import RedisAdmin
 from outlay.state.redis.batch import ScriptBatch
+from outlay.state.redis.exposure import RedisExposure, exposure_scripts
 from outlay.state.redis.plan import Holder, Names, check_args, plan, views
 from outlay.state.redis.rebuild import rebuild
 from outlay.state.redis.settle import RedisSettlement
@@ -66,7 +68,7 @@ class _Retry(Exception):
     """The decision must be made again: stale caches, a rebuilt state, or a replay."""
 
 
-class RedisStore(RedisSettlement, RedisAdmin):
+class RedisStore(RedisSettlement, RedisAdmin, RedisExposure):
     def __init__(
         self, url: str, *, database: str | None = None, tenant: str | None = None,
         clock: Callable[[], int] | None = None, lease_s: float = 900.0,
@@ -115,7 +117,10 @@ class RedisStore(RedisSettlement, RedisAdmin):
             redis = Redis.from_url(self.url, health_check_interval=10, **options)
         self._redis = redis
         self._reserve_script = redis.register_script(_script("reserve.lua"))
-        self._settle_script = redis.register_script(_script("settle.lua"))
+        # settle.lua wrapped: any settlement of a call on a vendor object counts it there
+        exposure_reserve, exposure_settle = exposure_scripts()
+        self._settle_script = redis.register_script(exposure_settle)
+        self._exposure_reserve = redis.register_script(exposure_reserve)
         self._adopt_script = redis.register_script(_script("adopt.lua"))
         self._renew_script = redis.register_script(_script("renew.lua"))
         self._wal = Wal(redis, self.names.wal(self.worker), self.durable, self.flush_interval_s)
@@ -226,15 +231,18 @@ class RedisStore(RedisSettlement, RedisAdmin):
 
     # -- the request path -------------------------------------------------------------
     async def reserve(self, ticket: Ticket) -> Reservation:
+        return await self._reserving(ticket, None)
+
+    async def _reserving(self, ticket: Ticket, claim: ExposureClaim | None) -> Reservation:
         for _ in range(8):
             try:
-                return await self._reserve(ticket)
+                return await self._reserve(ticket, claim)
             except _Retry as again:
                 if again.args and isinstance(again.args[0], Ticket):
                     ticket = again.args[0]
         raise StateError("the state kept changing during the decision; try again")
 
-    async def _reserve(self, ticket: Ticket) -> Reservation:
+    async def _reserve(self, ticket: Ticket, claim: ExposureClaim | None) -> Reservation:
         if self._version is None:
             await self._load()
         now = self.clock()
@@ -268,7 +276,8 @@ class RedisStore(RedisSettlement, RedisAdmin):
         approved = bool(ticket.approval_id) and await self.durable.claim_approval(
             ticket.approval_id or "", key.id, ticket.request_id)
         try:
-            reservation = await self._decide(ticket, key, scopes, policies, now, approved)
+            reservation = await self._decide(ticket, key, scopes, policies, now, approved,
+                                             claim)
         except BaseException:
             if approved:
                 await self.durable.release_approval(ticket.approval_id or "", ticket.request_id)
@@ -280,6 +289,7 @@ class RedisStore(RedisSettlement, RedisAdmin):
     async def _decide(
         self, ticket: Ticket, key: KeyInfo, scopes: tuple[str, ...],
         policies: Mapping[str, Policy], now: int, approved: bool,
+        claim: ExposureClaim | None = None,
     ) -> _Admitted:
         call = ticket.call
         cost = call.cost_micros or 0
@@ -292,14 +302,18 @@ class RedisStore(RedisSettlement, RedisAdmin):
                    status=None, reserved=cost, settlement="pending")
         row["overage_code"] = "approved_overage" if ticket.approval_id else "alert_overage"
         names = self.names
-        result = await self._call(
-            self._reserve_script,
-            [names.meta, names.leases, names.reservation(ticket.request_id),
-             names.wal(self.worker), idem or names.meta, *(c.key for c in checks)],
-            ["" if self._clock is None else now, self._version or "", self.lease_ms,
-             ticket.request_id, "1" if idem else "0", orjson.dumps(record),
-             orjson.dumps(row), len(checks), self.worker, check_args(checks)])
+        script = self._reserve_script
+        keys = [names.meta, names.leases, names.reservation(ticket.request_id),
+                names.wal(self.worker), idem or names.meta, *(c.key for c in checks)]
+        args = ["" if self._clock is None else now, self._version or "", self.lease_ms,
+                ticket.request_id, "1" if idem else "0", orjson.dumps(record),
+                orjson.dumps(row), len(checks), self.worker, check_args(checks)]
+        if claim is not None:  # a call on a vendor object: counted there too
+            script, keys, args = self._claimed(ticket, claim, keys, args)
+        result = await self._call(script, keys, args)
         status = result[0]
+        if status == "moved":
+            raise ObjectMoved(claim.object_id if claim else None)
         if status == "not_ready":
             await self._ensure_ready()
             raise _Retry

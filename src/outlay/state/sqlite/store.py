@@ -45,6 +45,7 @@ from outlay.state.sqlite.events import (
     open_approval,
     use_approval,
 )
+from outlay.state.sqlite.exposure import ExposureMixin
 from outlay.state.sqlite.mirror import Held, Mirror
 from outlay.state.sqlite.outbox import OutboxMixin
 from outlay.state.sqlite.reader import Reader
@@ -56,7 +57,7 @@ HEARTBEAT_STALE_MS = 5_000
 
 
 
-class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
+class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
     def __init__(
         self, path: str, *, clock: Clock = wall_ms, lease_s: float = 900.0,
         busy_timeout_s: float = 30.0,
@@ -389,8 +390,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
                 "WHERE r.settlement IS NULL AND (r.lease_ms <= ? OR w.heartbeat_ms IS NULL "
                 "OR w.heartbeat_ms < ?)",
                 (now, now - HEARTBEAT_STALE_MS))]
-            for rid in ids:
-                self._settle(c, Outcome(rid, status=0, settled="unsettled"))
+            for rid in ids:  # a call on a vendor object leaves its object's money held
+                self._settle_exposed(c, Outcome(rid, status=0, settled="unsettled"), None)
             c.execute("DELETE FROM workers WHERE heartbeat_ms < ?", (now - HEARTBEAT_STALE_MS,))
         return len(ids)
 
