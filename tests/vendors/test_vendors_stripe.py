@@ -19,9 +19,7 @@ THREE_DECIMAL = ["bhd", "jod", "kwd", "omr", "tnd"]
 
 
 def stripe(**config: object) -> StripePricing:
-    pricing = pricing_for("stripe", config)
-    assert isinstance(pricing, StripePricing)
-    return pricing
+    return StripePricing.from_config(config)
 
 
 def call(
@@ -432,7 +430,7 @@ def test_the_answer_of_a_call_on_an_object_keeps_its_name() -> None:
 )
 def test_bad_fx_config_is_refused(fx: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=r"vendors\.stripe\.fx\."):
-        stripe(fx=fx)
+        pricing_for("stripe", {"fx": fx})
 
 
 def test_fx_must_be_a_mapping() -> None:

@@ -25,6 +25,7 @@ from outlay.policy.money import micros_to_usd
 from outlay.state.base import Reservation, Settled, Ticket
 from outlay.state.keys import hash_secret
 from outlay.vendors import VendorCall, VendorEstimate, VendorPricing
+from outlay.vendors.base import printable, route_path
 from outlay.vendors.objects import ObjectPricing
 
 
@@ -72,7 +73,7 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
                     approval_id=caller.approval_id)
     reservation = await admit(gw, ticket)
     if not isinstance(reservation, Reservation):
-        return error_response(reservation, "openai", ticket.request_id)
+        return error_response(_worded(reservation, vcall), "openai", ticket.request_id)
     ours = {"X-Outlay-Request-Id": reservation.id,
             **limit_headers(reservation.limits, gw.clock())}
     if reservation.amount:
@@ -94,6 +95,21 @@ def _settler(gw: Gateway, pricing: VendorPricing, vcall: VendorCall, est: Vendor
         actual = pricing.actual(vcall, status, data, est)
         cost = reservation.amount if actual is None else actual
         await settler.finish(status, "settled", cost)
+        if est.cost_micros is None:
+            return {}  # no price known: the ledger says `unpriced`
         return {"X-Outlay-Cost-USD": micros_to_usd(min(cost, reservation.amount))}
 
     return finish
+
+
+def _worded(refusal: OutlayError, vcall: VendorCall) -> OutlayError:
+    """A vendor call whose price is unknown, refused under a hard budget, says which."""
+    if refusal.code != "price_unknown":
+        return refusal
+    where = printable(route_path(vcall.path))
+    return BadRequest(
+        "price_unknown",
+        f"Outlay knows no price for {vcall.method} {where} on {vcall.vendor}, so it cannot "
+        "be reserved under a hard budget. An operator can price it (or, if it moves no "
+        f"money, free it with `usd: 0`) under vendors.{vcall.vendor}.rules.",
+        vendor=vcall.vendor, method=vcall.method, path=where)

@@ -23,6 +23,12 @@ def charged(settled: Settled, cost: int, amount: int) -> int:
     return amount if settled == "unsettled" else min(cost, amount)
 
 
+def unpriced(call: Call) -> str | None:
+    """The code an admitted call's ledger row carries when no price was known for it (no
+    hard budget applied, so it was let through without a reservation)."""
+    return "unpriced" if call.cost_micros is None else None
+
+
 class StateError(Exception):
     """The state store cannot be reached or failed; the gateway fails closed (503)."""
 

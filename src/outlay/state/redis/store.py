@@ -41,7 +41,7 @@ from outlay.policy.decision import (
 from outlay.policy.errors import OutlayError
 from outlay.policy.model import Policy
 from outlay.policy.money import usd_to_micros
-from outlay.state.base import Outcome, Reservation, StateError, Ticket
+from outlay.state.base import Outcome, Reservation, StateError, Ticket, unpriced
 from outlay.state.clock import wall_ms
 from outlay.state.exposure import ExposureClaim, ObjectMoved
 from outlay.state.postgres.durable import PostgresDurable
@@ -298,7 +298,7 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisExposure):
         checks, record = plan(self.names, call, scopes, policies, now, approved,
                               Holder(key.id, key.agent, idem, self.worker))
         row = ledger_row(ticket, key, now, self.worker, decision="allowed",
-                   code="idempotent_replay" if ticket.replay else None, scope=None,
+                   code="idempotent_replay" if ticket.replay else unpriced(call), scope=None,
                    status=None, reserved=cost, settlement="pending")
         row["overage_code"] = "approved_overage" if ticket.approval_id else "alert_overage"
         names = self.names

@@ -33,6 +33,7 @@ from outlay.state.base import (
     StateError,
     Ticket,
     charged,
+    unpriced,
 )
 from outlay.state.clock import wall_ms
 from outlay.state.sqlite.admin import AdminMixin
@@ -259,7 +260,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
         cap = limits.budget_cap
         spent = None if cap is None or limits.budget_remaining is None else (
             cap - limits.budget_remaining)
-        code = "idempotent_replay" if ticket.replay else None
+        code = "idempotent_replay" if ticket.replay else unpriced(call)
         if admit.overage:  # a breach let through: by an approval, or by on_breach alert
             code = "approved_overage" if ticket.approval_id else "alert_overage"
         # what follows only changes the mirror: nothing in it can fail half-way
