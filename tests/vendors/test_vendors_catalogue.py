@@ -28,6 +28,10 @@ PRICED: dict[str, list[tuple[str, str, bytes]]] = {
         (f"{SID}/Messages.json", FORM, b"To=%2B14155550100&Body=hi"),
         (f"{SID}/Messages", FORM, b"To=%2B14155550100&Body=hi"),
         (f"{SID}/Messages.xml", FORM, b"To=%2B14155550100&Body=hi"),
+        (f"{SID}/Calls.json", FORM, b"To=%2B14155550100&From=%2B15017122661&Url=x"),
+        (f"{SID}/Calls", FORM, b"To=%2B14155550100&From=%2B15017122661&Url=x"),
+        (f"{SID}/IncomingPhoneNumbers.json", FORM, b"PhoneNumber=%2B14155550100"),
+        (f"{SID}/IncomingPhoneNumbers", FORM, b"AreaCode=415"),
     ],
     "resend": [
         ("/emails", JSON, b'{"from": "a@b.c", "to": "d@e.f"}'),

@@ -68,7 +68,8 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
         return await object_call(gw, caller, pricing, on_object,
                                  outgoing(request, vendor, path, raw))
     assert est is not None
-    ticket = Ticket(rid, key_hash, Call(vendor=vendor, cost_micros=est.cost_micros),
+    ticket = Ticket(rid, key_hash, Call(vendor=vendor, cost_micros=est.cost_micros,
+                                        clamp=est.clamp),
                     f"vendor.{vendor}", idempotency_key=est.idempotency_key,
                     approval_id=caller.approval_id)
     reservation = await admit(gw, ticket)
@@ -78,8 +79,12 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
             **limit_headers(reservation.limits, gw.clock())}
     if reservation.amount:
         ours["X-Outlay-Reserved-USD"] = micros_to_usd(reservation.amount)
+    body = est.body
+    if reservation.clamped_to is not None and est.limited is not None:
+        body, said = est.limited(reservation.clamped_to)  # lowered to what the budgets leave
+        ours.update(said)
     settle = _settler(gw, pricing, vcall, est, reservation)
-    return await forward(gw, outgoing(request, vendor, path, est.body), reservation.id, ours,
+    return await forward(gw, outgoing(request, vendor, path, body), reservation.id, ours,
                          settle)
 
 

@@ -217,12 +217,14 @@ def decide(
 def clamped(call: Call, views: Sequence[ScopeView], now_ms: int, approved: bool) -> Call:
     """The call with its maximum output lowered to fit the hard budgets that would refuse
     it, when a scope's policy allows clamping (`clamp_max_tokens`) and the lower maximum is
-    at least that policy's floor; otherwise the call unchanged (and refused as asked)."""
+    at least that policy's floor, or when the call names its own floor (a Twilio call's
+    minutes); otherwise the call unchanged (and refused as asked)."""
     clamp, cost = call.clamp, call.cost_micros
     if clamp is None or not cost:
         return call
-    floors = [v.policy.clamp_max_tokens for v in views
-              if v.policy is not None and v.policy.clamp_max_tokens is not None]
+    floors = [clamp.floor] if clamp.floor is not None else [
+        v.policy.clamp_max_tokens for v in views
+        if v.policy is not None and v.policy.clamp_max_tokens is not None]
     if not floors:
         return call
     room = _hard_room(views, now_ms, approved)

@@ -21,6 +21,10 @@ class Clamp:
     per_token: int  # micro-USD per million tokens for each unit of the maximum
     limit: int  # the maximum set when no budget asks for less (the model's)
     choices: int = 1  # tokens billed per unit of the maximum (n completions)
+    # the least maximum the call may be sent with, when the call itself says (a vendor's
+    # unit, such as a Twilio call's minutes): it is then always clamped, whatever the
+    # policies' `clamp_max_tokens` (a floor in tokens) say
+    floor: int | None = None
 
     def cost(self, n: int) -> int:
         return ceil_div(self.base + n * self.per_token, 1_000_000)

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Protocol
 from urllib.parse import unquote
 
+from outlay.policy.decision import Clamp
 from outlay.policy.errors import invalid_request
 from outlay.policy.money import MICROS_PER_USD
 
@@ -39,6 +40,11 @@ class VendorEstimate:
     body: bytes  # the body to forward (Twilio gets MaxPrice added)
     idempotency_key: str | None  # a retry with this key reserves once and is charged once
     describe: str  # short text for the ledger, e.g. "sms 2 segments to GB"
+    # a call Outlay may send with a lower limit to fit the budgets (a Twilio call's minutes):
+    # the cost at each limit, and the body to forward with the limit it was lowered to, with
+    # the header that tells the agent so
+    clamp: Clamp | None = None
+    limited: Callable[[int], tuple[bytes, dict[str, str]]] | None = None
 
 
 class VendorPricing(Protocol):
