@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+import resend
+import resend.exceptions
 
 from ..harness import Gateway, micros, unique
 from .conftest import TWILIO_SID, MockVendors, running, vendor_config
@@ -93,16 +95,49 @@ def test_without_a_hard_budget_it_is_forwarded_and_marked_unpriced(
         "allowed", "unpriced", 0)
 
 
-def test_a_rule_prices_a_broadcast_send(ruled: Gateway, mock_vendors: MockVendors) -> None:
-    name, key = agent(ruled)
+def draft(monkeypatch: pytest.MonkeyPatch, gateway: Gateway, key: str) -> str:
+    """A draft broadcast to a new segment, made through the gateway with the resend SDK (both
+    free under a hard budget: they send nothing)."""
+    monkeypatch.setattr(resend, "api_key", key)
+    monkeypatch.setattr(resend, "api_url", f"{gateway.url}/vendors/resend")
+    segment = resend.Segments.create({"name": "Customers"})
+    made = resend.Broadcasts.create({"segment_id": segment["id"], "from": "shop@example.com",
+                                     "subject": "Sale", "html": "<p>20% off</p>"})
+    return str(made["id"])
+
+
+def test_a_broadcast_send_under_a_hard_budget_has_no_price(
+        vendor_gateway: Gateway, mock_vendors: MockVendors,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    name, key = agent(vendor_gateway)
+    broadcast = draft(monkeypatch, vendor_gateway, key)
     mark = mock_vendors.mark()
 
-    answer = send(ruled, key, BROADCAST, json={})
+    with pytest.raises(resend.exceptions.ResendError) as refused:
+        resend.Broadcasts.send({"broadcast_id": broadcast})
+    with pytest.raises(resend.exceptions.ResendError) as at_once:
+        resend.Broadcasts.create({"segment_id": "s", "from": "shop@example.com",
+                                  "subject": "Now", "send": True})
 
-    assert answer.headers["x-outlay-reserved-usd"] == "0.5"
+    # the SDK shows Outlay's status, not its message (contract §4.3); the audit says why
+    assert (refused.value.code, at_once.value.code) == (400, 400)
+    assert mock_vendors.since(mark) == []
+    codes = [(e["decision"], e["code"]) for e in vendor_gateway.audit(f"agent:{name}")]
+    assert codes[:2] == [("refused", "price_unknown")] * 2
+
+
+def test_a_rule_prices_a_broadcast_send(
+        ruled: Gateway, mock_vendors: MockVendors, monkeypatch: pytest.MonkeyPatch) -> None:
+    name, key = agent(ruled)
+    broadcast = draft(monkeypatch, ruled, key)
+    mark = mock_vendors.mark()
+
+    sent = resend.Broadcasts.send({"broadcast_id": broadcast})
+
+    assert sent["id"] == broadcast
     assert len(mock_vendors.since(mark)) == 1
-    (entry,) = ruled.audit(f"agent:{name}")
-    assert (entry["code"], micros(entry["reserved_usd"])) == (None, 500_000)
+    entry = ruled.audit(f"agent:{name}")[0]
+    assert (entry["code"], micros(entry["cost_usd"])) == (None, 500_000)
 
 
 def test_a_configured_vendor_prices_frees_or_refuses(
