@@ -224,3 +224,5 @@ async def test_a_partial_capture_says_what_it_gave_back(gw: Harness) -> None:
         "0", "15")
     assert "X-Outlay-Reserved-USD" not in captured.headers
     assert await gw.spent() == (5, 0)
+    metrics = await (await gw.client.get("/metrics")).text()
+    assert 'outlay_vendor_returned_usd_total{vendor="stripe"} 15' in metrics

@@ -147,6 +147,7 @@ def _finisher(gw: Gateway, pricing: ObjectPricing, call: ObjectCall, vendor: str
         headers = {"X-Outlay-Cost-USD": micros_to_usd(reservation.amount)}
         if given:
             headers["X-Outlay-Returned-USD"] = micros_to_usd(given)
+            gw.metrics.gave_back(gw.vendor_label(vendor), given)
         return headers
 
     return finish
