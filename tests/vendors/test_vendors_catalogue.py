@@ -3,6 +3,8 @@ endpoint it frees moves no money, and anything else has no price."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -143,3 +145,16 @@ def test_a_path_with_a_newline_is_still_matched() -> None:
 def test_a_bad_catalogue_is_refused(raw: Any, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         parse(raw, "catalogue")
+
+
+def test_the_contract_lists_the_catalogue_as_shipped() -> None:
+    """docs/contract.md §3.8 holds every endpoint of catalogue.yaml, in its order."""
+    contract = (Path(__file__).resolve().parents[2] / "docs" / "contract.md").read_text()
+    rows = {m.group(1): (m.group(2), m.group(3)) for m in re.finditer(
+        r"^\| `(\w+)` \| (.*) \| (.*) \|$", contract.split("### 3.8", 1)[1].split("\n## ")[0],
+        re.MULTILINE)}
+    assert set(rows) == set(catalogue())
+    for vendor, endpoints in catalogue().items():
+        priced, free = (re.findall(r"`([A-Z]+ [^`]+)`", cell) for cell in rows[vendor])
+        assert priced == [f"{e.method} {e.path}" for e in endpoints if e.how], vendor
+        assert free == [f"{e.method} {e.path}" for e in endpoints if not e.how], vendor
