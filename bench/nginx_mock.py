@@ -84,9 +84,9 @@ def _quoted(text: str) -> str:
     return f"'{text}'"
 
 
-def nginx_config(prefix: Path, port: int) -> str:
+def nginx_config(prefix: Path, port: int, extra: str = "") -> str:
     """A self-contained nginx.conf: everything under ``prefix``, in the foreground. Writes
-    the stream's body beside it."""
+    the stream's body beside it. `extra`: more locations (vendor_read's Stripe)."""
     (prefix / "stream.sse").write_text(stream_body())
     return f"""\
 daemon off;
@@ -125,6 +125,6 @@ http {{
       default_type text/event-stream;
     }}
     location = /healthz {{ return 200 'ok'; }}
-  }}
+{extra}  }}
 }}
 """

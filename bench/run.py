@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import hotspots
 import report
+import vendor_read
 from hostile import CLIENTS, HostileRow, hostile_clients, hostile_table
 from load import RssSampler, run_streams, run_wrk, smoke
 from measure import cpu_times, tree_cpu_seconds, wait_quiet
@@ -144,6 +145,9 @@ def main() -> int:
                         help=f"also measure each Outlay scenario's paying calls at one "
                         f"connection beside {CLIENTS} clients sending 4 MiB bodies without a "
                         "valid key, and without them, interleaved (bench/hostile.py)")
+    parser.add_argument("--vendor-read", type=int, default=0, metavar="N",
+                        help="also time N Stripe captures of payments Outlay must read first, "
+                        "against plain vendor calls, on the embedded store [0: not]")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, stores)")
     args = parser.parse_args()
     if args.quick:
@@ -182,7 +186,7 @@ def main() -> int:
         (tmp / "nginx").mkdir()
         mock_port = free_port()
         conf = tmp / "nginx" / "nginx.conf"
-        conf.write_text(nginx_config(tmp / "nginx", mock_port))
+        conf.write_text(nginx_config(tmp / "nginx", mock_port, vendor_read.stripe_locations()))
         nginx = Proc("nginx", [_which("nginx") or "nginx", "-p", str(tmp / "nginx"), "-c",
                                str(conf)], tmp, cpus=load_cpus)
         procs.append(nginx)
@@ -264,6 +268,11 @@ def main() -> int:
                 f"{r.stream.total_p50_ms:6.2f} ms")
         for r in running:
             r.peak_rss = sampler.peaks.get(r.key)
+        vendor_lines: list[str] = []
+        if args.vendor_read and "outlay" in targets:
+            log(f"vendor calls: {args.vendor_read} of each kind, one at a time")
+            vendor_lines = vendor_read.measure(targets["outlay"], args.vendor_read).lines()
+            log("\n".join(vendor_lines[2:]))
 
         checks = [enforcement(r, targets[r.key], ctx.admin_token) for r in running if r.outlay]
 
@@ -294,6 +303,8 @@ def main() -> int:
         text = report.markdown(rows, title=f"Outlay benchmark, {stamp}", setup=setup,
                                checks=checks, profile=profile_md, chart=chart_path.name,
                                hostile=hostile_md)
+        if vendor_lines:
+            text = text.rstrip("\n") + "\n\n" + "\n".join(vendor_lines) + "\n"
         md_path = RESULTS_DIR / f"{stamp}.md"
         md_path.write_text(text)
         log("")

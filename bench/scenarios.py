@@ -117,7 +117,10 @@ class Outlay(Scenario):
         path = ctx.tmp / f"{self.key}.yaml"
         path.write_text(
             "providers:\n  openai:\n    endpoints:\n"
-            f"      - {{base_url: 'http://127.0.0.1:{ctx.mock_port}/v1', api_key: sk-bench}}\n")
+            f"      - {{base_url: 'http://127.0.0.1:{ctx.mock_port}/v1', api_key: sk-bench}}\n"
+            # the mock's Stripe, for --vendor-read
+            "vendors:\n  stripe:\n"
+            f"    {{base_url: 'http://127.0.0.1:{ctx.mock_port}/stripe', secret: sk_bench}}\n")
         return path
 
     def state_args(self, ctx: Context, procs: list[Proc]) -> list[str]:

@@ -409,3 +409,31 @@ def test_keys_lists_a_page_of_the_newest(launch: Launch, browser: WebDriver) -> 
     # the revoked key left its place to an older usable one: the page is the gateway's
     assert (made[1] in shown_ids, made[0] in shown_ids) == (True, False)
     assert page_errors(browser) == []
+
+
+def test_money_a_payment_gave_back_shows_as_a_credit(launch: Launch,
+                                                     browser: WebDriver) -> None:
+    """A $20 authorization captured for $5 (the simulated Stripe): the audit shows the
+    $15 given back as a row of its own."""
+    gateway = launch(CONFIG)
+    agent = unique("ui-payer")
+    gateway.set_policy(f"agent:{agent}", {"budgets": [{"usd": 100, "period": "month"}]})
+    secret = gateway.mint_key(agent)["key"]
+    with httpx.Client(base_url=f"{gateway.url}/vendors/stripe/v1", timeout=15,
+                      headers={"Authorization": f"Bearer {secret}"}) as stripe:
+        held = stripe.post("/payment_intents", data={
+            "amount": "2000", "currency": "usd", "capture_method": "manual",
+            "confirm": "true", "payment_method": "pm_card_visa"}).json()
+        captured = stripe.post(f"/payment_intents/{held['id']}/capture",
+                               data={"amount_to_capture": "500"})
+    assert captured.headers["x-outlay-returned-usd"] == "15"
+
+    sign_in(browser, gateway)
+    go(browser, "audit")
+    shown(browser, "#audit-scope").send_keys(f"agent:{agent}")
+    click(browser, "#audit-apply")
+    credit = shown(browser, "#audit-list .badge.credit")
+    assert credit.text == "credit"
+    row = credit.find_element(By.XPATH, "./ancestor::tr")
+    assert "−$15" in row.text
+    assert page_errors(browser) == []

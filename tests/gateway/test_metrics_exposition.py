@@ -70,11 +70,20 @@ def test_counts_render_as_prometheus_text() -> None:
     assert kinds(text) == {
         "outlay_decisions": "counter", "outlay_spend_usd": "counter",
         "outlay_settlement_overrun_usd": "counter",
-        "outlay_settlements": "counter", "outlay_reservations_reaped": "counter",
-        "outlay_reaped_usd": "counter",
+        "outlay_settlements": "counter", "outlay_vendor_returned_usd": "counter",
+        "outlay_reservations_reaped": "counter", "outlay_reaped_usd": "counter",
         "outlay_request_duration_seconds": "histogram", "outlay_calls_in_flight": "gauge",
         "outlay_workers": "gauge", "outlay_state_up": "gauge", "outlay_budget_cap_usd": "gauge",
         "outlay_budget_spent_usd": "gauge", "outlay_budget_reserved_usd": "gauge"}
+
+
+def test_what_payments_gave_back_adds_up_over_workers() -> None:
+    one, two = Metrics(), Metrics()
+    one.gave_back("stripe", 15_000_000)
+    one.gave_back("stripe", 500_000)
+    two.gave_back("stripe", 1)
+    got = samples(render([one.snapshot(), two.snapshot()], []))
+    assert got[("outlay_vendor_returned_usd_total", (("vendor", "stripe"),))] == 15.500001
 
 
 def test_a_duration_on_a_bucket_bound_counts_in_that_bucket() -> None:

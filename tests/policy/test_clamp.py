@@ -178,3 +178,29 @@ def test_bad_clamp_max_tokens_is_refused(raw: object) -> None:
 def test_clamping_is_off_by_default() -> None:
     assert Policy().clamp_max_tokens is None
     assert "clamp_max_tokens" not in parse_policy({}).to_dict()
+
+
+# -- a call that names its own floor (a Twilio call's minutes) --------------------------------
+
+MINUTES = Clamp(base=0, per_token=14_000 * 1_000_000, limit=240, floor=1)  # $0.014 a minute
+PHONE = Call("twilio", cost_micros=MINUTES.cost(240), clamp=MINUTES)
+
+
+def test_a_call_with_its_own_floor_is_clamped_without_the_policy() -> None:
+    decision = admitted(decide(PHONE, KEY, views(
+        {"agent:bot": budget(1)}, counters=spent("agent:bot", 0)), NOW))
+    assert decision.call is not None
+    assert (decision.call.clamped_to, decision.call.cost_micros) == (71, 994_000)
+
+
+def test_a_call_whose_floor_does_not_fit_is_refused() -> None:
+    decision = decide(PHONE, KEY, views(
+        {"agent:bot": budget(1)}, counters=spent("agent:bot", 1_000_000 - 13_999)), NOW)
+    refused(decision, BudgetExceeded, "budget_exceeded")
+
+
+def test_a_policys_token_floor_does_not_apply_to_minutes() -> None:
+    decision = admitted(decide(PHONE, KEY, views(
+        {"agent:bot": budget(1, clamp_max_tokens=500)}), NOW))
+    assert decision.call is not None
+    assert decision.call.clamped_to == 71

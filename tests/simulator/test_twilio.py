@@ -132,7 +132,8 @@ async def test_unknown_messages_and_routes_are_404s_and_wrong_methods_405s() -> 
         sim, "GET", f"/2010-04-01/Accounts/{ACCOUNT}/Messages/SMnope.json"
     )
     assert (status, body["code"]) == (404, 20404)
-    status, _, body = await twilio_call(sim, "POST", f"/2010-04-01/Accounts/{ACCOUNT}/Calls.json")
+    status, _, body = await twilio_call(sim, "POST",
+                                        f"/2010-04-01/Accounts/{ACCOUNT}/Conferences.json")
     assert (status, body["code"]) == (404, 20404)
     status, _, body = await twilio_call(sim, "DELETE", MESSAGES)
     assert (status, body["code"]) == (405, 20004)

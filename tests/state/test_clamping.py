@@ -93,3 +93,18 @@ async def test_concurrent_clamped_calls_never_reserve_past_the_cap(
     assert all(50 <= r.clamped_to < CLAMP.limit for r in clamped if r.clamped_to)
     line = await budget_line(stores[0], "global", "month")
     assert usd_to_micros(line["reserved_usd"]) == total
+
+
+async def test_a_call_with_its_own_floor_is_clamped_with_no_policy_saying_so(
+        store: StateStore) -> None:
+    """A Twilio call's minutes: clamped whatever `clamp_max_tokens` says, refused when not
+    one minute fits."""
+    minutes = Clamp(base=0, per_token=14_000 * 1_000_000, limit=240, floor=1)
+    _, secret = await store.create_key(NewKey(agent="caller"))
+    await store.put_policy("agent:caller", parse_policy({"budgets": [{"usd": 1}]}))
+    t = ticket(secret, minutes.cost(240), vendor="twilio", model=None)
+    call = replace(t, call=replace(t.call, clamp=minutes))
+    held = await store.reserve(call)
+    assert (held.clamped_to, held.amount) == (71, 994_000)
+    with pytest.raises(BudgetExceeded):  # $0.006 left: not a minute
+        await store.reserve(replace(call, request_id="req_second"))

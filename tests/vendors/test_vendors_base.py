@@ -13,6 +13,7 @@ from outlay.policy.errors import BadRequest
 from outlay.vendors import VendorCall, pricing_for
 from outlay.vendors.base import config_usd, exact_micros, route_path
 from outlay.vendors.bodies import Fields, read_json
+from outlay.vendors.objects import ObjectPricing
 
 
 def test_exported_names() -> None:
@@ -105,17 +106,35 @@ def test_vendor_config_must_be_a_mapping(config: Any) -> None:
         pricing_for("stripe", config)
 
 
-@pytest.mark.parametrize("vendor", ["stripe", "twilio", "resend"])
-def test_rules_are_refused_for_builtin_vendors(vendor: str) -> None:
-    with pytest.raises(ValueError, match=rf"vendors\.{vendor}\.rules"):
-        pricing_for(vendor, {"rules": []})
+def test_rules_come_before_a_builtin_vendors_catalogue() -> None:
+    pricing = pricing_for("resend", {"rules": [
+        {"method": "POST", "path": "/broadcasts/*/send", "usd": 5},
+        {"method": "POST", "path": "/emails", "usd": 0}]})
+    send = VendorCall("resend", "POST", "/broadcasts/b_1/send", "", b"", {})
+    assert pricing.estimate(send).cost_micros == 5_000_000
+    email = VendorCall("resend", "POST", "/emails", "application/json",
+                       b'{"from": "a@b.c", "to": "d@e.f"}', {})
+    assert pricing.estimate(email).cost_micros == 0
+    assert pricing.actual(email, 200, b"{}", pricing.estimate(email)) is None
+
+
+def test_a_rule_takes_a_payment_out_of_stripes_hands() -> None:
+    pricing = pricing_for("stripe", {"rules": [
+        {"method": "POST", "path": "/v1/payment_intents", "usd": 1}]})
+    request = VendorCall("stripe", "POST", "/v1/payment_intents", "", b"amount=9&currency=usd",
+                         {})
+    assert pricing.object_call(request) is None
+    assert pricing.estimate(request).cost_micros == 1_000_000
 
 
 def test_gateway_keys_in_the_section_are_left_alone() -> None:
     section = {"base_url": "https://api.stripe.com", "secret": "env:STRIPE_SECRET_KEY"}
     pricing = pricing_for("stripe", section)
     request = VendorCall("stripe", "POST", "/v1/charges", "", b"amount=100&currency=usd", {})
-    assert pricing.estimate(request).cost_micros == 1_000_000
+    assert isinstance(pricing, ObjectPricing)
+    created = pricing.object_call(request)
+    assert created is not None
+    assert pricing.target(created, None) == 1_000_000
 
 
 def test_free_call_description_is_one_printable_line() -> None:

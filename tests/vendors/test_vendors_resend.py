@@ -163,3 +163,22 @@ def test_actual_is_none() -> None:
 def test_bad_price_config_is_refused(price: object) -> None:
     with pytest.raises(ValueError, match=r"vendors\.resend\.usd_per_email"):
         pricing_for("resend", {"usd_per_email": price})
+
+
+@pytest.mark.parametrize(("body", "cost"), [
+    (b'{"segment_id": "s", "from": "a@b.co", "subject": "x"}', 0),
+    (b'{"segment_id": "s", "from": "a@b.co", "subject": "x", "send": false}', 0),
+    (b"", 0),
+    (b'{"segment_id": "s", "from": "a@b.co", "subject": "x", "send": true}', None),
+])
+def test_a_broadcast_is_free_as_a_draft_and_unpriced_when_sent(
+        body: bytes, cost: int | None) -> None:
+    request = VendorCall("resend", "POST", "/broadcasts", "application/json", body, {})
+    assert pricing_for("resend", {}).estimate(request).cost_micros == cost
+
+
+@pytest.mark.parametrize("body", [b'{"send": "yes"}', b"[]"])
+def test_a_broadcast_whose_sending_cannot_be_read_is_refused(body: bytes) -> None:
+    request = VendorCall("resend", "POST", "/broadcasts", "application/json", body, {})
+    with pytest.raises(BadRequest):
+        pricing_for("resend", {}).estimate(request)

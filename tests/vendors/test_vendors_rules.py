@@ -97,11 +97,11 @@ def test_first_matching_rule_wins() -> None:
     ("method", "path"),
     [("GET", "/v1/calls/c_1"), ("POST", "/v1/call/c_1"), ("POST", "/v2/jobs"), ("POST", "/")],
 )
-def test_no_match_is_free(method: str, path: str) -> None:
+def test_no_match_has_no_price(method: str, path: str) -> None:
     request = call(path, {"units": 5}, method=method)
     estimate = acme().estimate(request)
-    assert (estimate.cost_micros, estimate.body) == (0, request.body)
-    assert estimate.describe.endswith("no pricing rule matches")
+    assert (estimate.cost_micros, estimate.body) == (None, request.body)
+    assert estimate.describe.endswith("no price known")
 
 
 def test_matching_ignores_case_and_path_disguises() -> None:
@@ -147,7 +147,7 @@ def test_actual_is_none() -> None:
 @pytest.mark.parametrize(
     ("config", "match"),
     [
-        ({}, r"vendors\.acme\.rules: required"),
+        ({"rules": None}, r"vendors\.acme\.rules: expected a list"),
         ({"rules": {"method": "POST"}}, "expected a list"),
         ({"rules": ["POST /v1/x"]}, r"rules\[0\]: expected a mapping"),
         ({"rules": [{"method": "POST", "path": "/x", "usd": 1, "cost": 2}]}, "unknown keys"),
@@ -167,6 +167,12 @@ def test_bad_rules_are_refused(config: dict[str, Any], match: str) -> None:
         pricing_for("acme", config)
 
 
-def test_empty_rules_declare_every_call_free() -> None:
-    pricing = pricing_for("acme", {"rules": []})
-    assert pricing.estimate(call("/v1/jobs", {"units": 5})).cost_micros == 0
+@pytest.mark.parametrize("config", [{}, {"rules": []}])
+def test_without_rules_no_call_has_a_price(config: dict[str, Any]) -> None:
+    assert pricing_for("acme", config).estimate(call("/v1/jobs", {"units": 5})).cost_micros is None
+
+
+def test_a_rule_of_zero_frees_what_it_matches() -> None:
+    pricing = acme([{"method": "GET", "path": "/**", "usd": 0}])
+    assert pricing.estimate(call("/v1/jobs", method="GET")).cost_micros == 0
+    assert pricing.estimate(call("/v1/jobs")).cost_micros is None

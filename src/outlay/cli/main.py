@@ -8,6 +8,7 @@ import click
 import httpx
 
 from outlay.cli.admin import COMMANDS
+from outlay.cli.catalogue import catalogue
 from outlay.cli.client import AdminClient, CliHooks
 from outlay.cli.demo import run_demo, simulated_gateway
 from outlay.cli.policies import policy
@@ -121,6 +122,7 @@ def demo(model: str, calls: int) -> None:
 
 
 main.add_command(policy)
+main.add_command(catalogue)
 main.add_command(webhooks)
 for command in COMMANDS:
     main.add_command(command)

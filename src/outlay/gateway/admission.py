@@ -13,6 +13,7 @@ from random import getrandbits
 from outlay.gateway.context import Gateway
 from outlay.policy.errors import ApprovalRequired, OutlayError, Unavailable
 from outlay.state.base import Outcome, Reservation, StateError, Ticket
+from outlay.state.exposure import ExposureClaim
 
 APPROVAL_POLL_S = 0.1
 
@@ -45,10 +46,12 @@ async def refuse_invalid(gw: Gateway, ticket: Ticket, error: OutlayError) -> Out
     return error
 
 
-async def admit(gw: Gateway, ticket: Ticket) -> Reservation | OutlayError:
-    """The reservation, or the refusal to answer with."""
+async def admit(gw: Gateway, ticket: Ticket, claim: ExposureClaim | None = None
+                ) -> Reservation | OutlayError:
+    """The reservation, or the refusal to answer with; a call on a vendor object (`claim`)
+    raises ObjectMoved when it must be priced again."""
     try:
-        reservation = await _reserve(gw, ticket)
+        reservation = await _reserve(gw, ticket, claim)
     except OutlayError as err:
         _count(gw, ticket, "refused", err.code)
         return err
@@ -81,9 +84,11 @@ def _count(gw: Gateway, ticket: Ticket, decision: str, code: str) -> None:
     gw.metrics.decided(route, vendor, decision, code)
 
 
-async def _reserve(gw: Gateway, ticket: Ticket) -> Reservation:
+async def _reserve(gw: Gateway, ticket: Ticket, claim: ExposureClaim | None) -> Reservation:
     """The store's reserve, holding an approval_required refusal for its wait."""
     try:
+        if claim is not None:
+            return await gw.store.reserve_exposure(ticket, claim)
         return await gw.store.reserve(ticket)
     except ApprovalRequired as err:
         if err.wait_s <= 0:
@@ -96,8 +101,10 @@ async def _reserve(gw: Gateway, ticket: Ticket) -> Reservation:
             state = (await gw.store.get_approval(approval_id))["state"]
             if state == "approved":
                 # the refusal's ledger row keeps the first request id; the pass gets its own
-                return await gw.store.reserve(
-                    replace(ticket, request_id=new_request_id(), approval_id=approval_id))
+                approved = replace(ticket, request_id=new_request_id(), approval_id=approval_id)
+                if claim is not None:
+                    return await gw.store.reserve_exposure(approved, claim)
+                return await gw.store.reserve(approved)
             if state != "pending":
                 raise ApprovalRequired(
                     f"Approval {approval_id} was {state}; the call was not made.", 0,

@@ -43,6 +43,8 @@ class Metrics:
     overruns: dict[tuple[str, str], int] = field(default_factory=dict)
     # (vendor, settlement) -> reservations settled: settled, void or unsettled
     settlements: dict[tuple[str, str], int] = field(default_factory=dict)
+    # vendor -> micro-USD given back by payments that will move less than was counted
+    returned: dict[str, int] = field(default_factory=dict)
     # route -> per-bucket counts (the last one past every bound), and the sum of seconds
     durations: dict[str, list[int]] = field(default_factory=dict)
     duration_sums: dict[str, float] = field(default_factory=dict)
@@ -73,6 +75,9 @@ class Metrics:
         if line.micros:
             self.reaped_micros[line.worker] = self.reaped_micros.get(line.worker, 0) + line.micros
 
+    def gave_back(self, vendor: str, micros: int) -> None:
+        self.returned[vendor] = self.returned.get(vendor, 0) + micros
+
     def observe(self, route: str, seconds: float) -> None:
         counts = self.durations.get(route)
         if counts is None:
@@ -88,6 +93,7 @@ class Metrics:
             "spend": [[*k, v] for k, v in self.spend.items()],
             "overruns": [[*k, v] for k, v in self.overruns.items()],
             "settlements": [[*k, v] for k, v in self.settlements.items()],
+            "returned": [[k, v] for k, v in self.returned.items()],
             "durations": [[r, c, self.duration_sums[r]] for r, c in self.durations.items()],
             "reaped": [[*k, v] for k, v in self.reaped.items()],
             "reaped_usd": [[k, v] for k, v in self.reaped_micros.items()],
@@ -104,6 +110,7 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     spend: dict[tuple[str, ...], int] = {}
     overruns: dict[tuple[str, ...], int] = {}
     settlements: dict[tuple[str, ...], int] = {}
+    returned: dict[tuple[str, ...], int] = {}
     durations: dict[str, list[int]] = {}
     sums: dict[str, float] = {}
     reaped: dict[tuple[str, ...], int] = {}
@@ -115,6 +122,7 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
         _add(spend, snap.get("spend", ()))
         _add(overruns, snap.get("overruns", ()))
         _add(settlements, snap.get("settlements", ()))
+        _add(returned, snap.get("returned", ()))
         for route, counts, total in snap.get("durations", ()):
             into = durations.setdefault(route, [0] * (len(BUCKETS) + 1))
             for i, n in enumerate(counts[:len(into)]):
@@ -140,6 +148,10 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
             "void: nothing owed; unsettled: charged in full).",
             (_labels(vendor=v, settlement=s) + f" {n}"
              for (v, s), n in sorted(settlements.items())))
+    _family(out, "outlay_vendor_returned_usd_total", "counter",
+            "USD given back to the budgets by payments that will move less than was counted "
+            "for them (a partial capture, a cancel), by vendor.",
+            (_labels(vendor=v) + f" {_usd(n)}" for (v,), n in sorted(returned.items())))
     _family(out, "outlay_reservations_reaped_total", "counter",
             "Reservations settled by the reaper, by the worker that held them and settlement "
             "(unsettled: charged in full, as the worker died or the lease ran out; void: "

@@ -1,9 +1,10 @@
 """Vendor pass-through under /vendors/<vendor>/<path>: the cost is read from the request,
-reserved on every scope, and the vendor's answer comes back unchanged."""
+reserved on every scope, and the vendor's answer comes back unchanged. Calls on payment
+objects (Stripe's payment intents and charges) are counted on the object instead
+(gateway.vendor_objects)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from aiohttp import web
@@ -12,25 +13,21 @@ from outlay.gateway.admission import admit, new_request_id, refuse_invalid, refu
 from outlay.gateway.context import GATEWAY, Gateway
 from outlay.gateway.errors import error_response
 from outlay.gateway.exchange import read_body
-from outlay.gateway.forward import response_headers
 from outlay.gateway.header_values import approval_id, idempotency_key
 from outlay.gateway.headers import limit_headers
 from outlay.gateway.intake import agent_key
 from outlay.gateway.llm_routes import Route
 from outlay.gateway.settle import Settler
+from outlay.gateway.vendor_forward import Finish, forward, outgoing, raw_path
+from outlay.gateway.vendor_objects import Caller, object_call
 from outlay.policy.decision import Call
-from outlay.policy.errors import BadRequest, OutlayError, Unavailable
+from outlay.policy.errors import BadRequest, OutlayError
 from outlay.policy.money import micros_to_usd
-from outlay.state.base import Reservation, Ticket
+from outlay.state.base import Reservation, Settled, Ticket
 from outlay.state.keys import hash_secret
-from outlay.upstream.base import UpstreamBroken, UpstreamRequest, UpstreamUnreachable
 from outlay.vendors import VendorCall, VendorEstimate, VendorPricing
-
-# Never forwarded: the agent's credential, and what describes the agent's own connection.
-_DROP = {"authorization", "x-api-key", "x-outlay-approval", "host", "content-length",
-         "connection", "keep-alive",
-         "transfer-encoding", "accept-encoding", "cookie", "proxy-authorization", "te",
-         "upgrade", "expect"}
+from outlay.vendors.base import printable, route_path
+from outlay.vendors.objects import ObjectPricing
 
 
 async def vendor_proxy(request: web.Request) -> web.StreamResponse:
@@ -48,7 +45,7 @@ async def vendor_proxy(request: web.Request) -> web.StreamResponse:
 
 async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.StreamResponse:
     rid = new_request_id()
-    path = _raw_path(request)
+    path = raw_path(request)
     secret = agent_key(request.headers)
     key_hash = hash_secret(secret) if secret else None
     pricing = gw.vendor_pricing.get(vendor)
@@ -69,74 +66,65 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
         raw = await read_body(request, gw.settings.max_body_bytes)
         vcall = VendorCall(vendor, request.method.upper(), path, request.content_type, raw,
                            {k.lower(): v for k, v in request.headers.items()})
-        est = pricing.estimate(vcall)
+        on_object = (pricing.object_call(vcall) if isinstance(pricing, ObjectPricing)
+                     else None)
+        est = None if on_object is not None else pricing.estimate(vcall)
     except OutlayError as err:
         refusal = await refuse_invalid(gw, Ticket(rid, key_hash, call, f"vendor.{vendor}"), err)
         return error_response(refusal, "openai", rid)
-
-    ticket = Ticket(rid, key_hash, Call(vendor=vendor, cost_micros=est.cost_micros),
+    caller = Caller(rid, key_hash, approval)
+    if on_object is not None:
+        assert isinstance(pricing, ObjectPricing)
+        return await object_call(gw, caller, pricing, on_object,
+                                 outgoing(request, vendor, path, raw))
+    assert est is not None
+    ticket = Ticket(rid, key_hash, Call(vendor=vendor, cost_micros=est.cost_micros,
+                                        clamp=est.clamp),
                     f"vendor.{vendor}", idempotency_key=est.idempotency_key,
-                    approval_id=approval)
+                    approval_id=caller.approval_id)
     reservation = await admit(gw, ticket)
     if not isinstance(reservation, Reservation):
-        return error_response(reservation, "openai", ticket.request_id)
+        return error_response(_worded(reservation, vcall), "openai", ticket.request_id)
     ours = {"X-Outlay-Request-Id": reservation.id,
             **limit_headers(reservation.limits, gw.clock())}
     if reservation.amount:
         ours["X-Outlay-Reserved-USD"] = micros_to_usd(reservation.amount)
-    outgoing = UpstreamRequest(
-        provider=vendor, method=request.method.upper(), path=path,
-        headers={k: v for k, v in request.headers.items() if k.lower() not in _DROP},
-        body=est.body, stream=False, query=request.rel_url.raw_query_string,
-    )
-    return await _forward(gw, pricing, vcall, est, reservation, outgoing, ours)
+    body = est.body
+    if reservation.clamped_to is not None and est.limited is not None:
+        body, said = est.limited(reservation.clamped_to)  # lowered to what the budgets leave
+        ours.update(said)
+    settle = _settler(gw, pricing, vcall, est, reservation)
+    return await forward(gw, outgoing(request, vendor, path, body), reservation.id, ours,
+                         settle)
 
 
-def _raw_path(request: web.Request) -> str:
-    """The vendor-relative path as the agent encoded it, `%3F` and `%23` included.
+def _settler(gw: Gateway, pricing: VendorPricing, vcall: VendorCall, est: VendorEstimate,
+             reservation: Reservation) -> Finish:
+    settler = Settler(gw, reservation, Route(f"vendor.{vcall.vendor}", vcall.vendor,
+                                             vcall.path), None)
 
-    aiohttp decodes match_info; forwarding that would end the path at a decoded `?` or `#`.
-    Pricing decodes the path itself (vendors.base.route_path). aiohttp routes on the path
-    with `%2F` kept encoded, so the raw path has the route's slashes: /vendors/<v>/<rest>.
-    """
-    parts = request.rel_url.raw_path.split("/", 3)
-    return "/" + (parts[3] if len(parts) == 4 else "")
-
-
-async def _forward(
-    gw: Gateway, pricing: VendorPricing, vcall: VendorCall, est: VendorEstimate,
-    reservation: Reservation, outgoing: UpstreamRequest, ours: dict[str, str],
-) -> web.StreamResponse:
-    route = Route(f"vendor.{vcall.vendor}", vcall.vendor, vcall.path)
-    settle = Settler(gw, reservation, route, None)
-    try:
-        answer = await gw.vendors.send(outgoing)
-        try:
-            data = await answer.read()
-        finally:
-            await answer.close()
-    except UpstreamUnreachable as exc:
-        await settle.finish(502, "void")
-        return error_response(Unavailable(
-            "upstream_unavailable", f"The vendor {vcall.vendor} could not be reached: {exc}",
-            status=502), "openai", reservation.id, ours)
-    except (UpstreamBroken, asyncio.CancelledError) as exc:
-        # the vendor may have acted: the whole reservation is charged
-        await settle.finish(502, "unsettled")
-        if isinstance(exc, asyncio.CancelledError):
-            raise
-        return error_response(Unavailable(
-            "upstream_unavailable", f"The connection to {vcall.vendor} broke: {exc}",
-            status=502), "openai", reservation.id, ours)
-    status = answer.status
-    if 400 <= status < 500:
-        await settle.finish(status, "void")  # refused before any money moved
-    elif status >= 500:
-        await settle.finish(status, "unsettled")  # the vendor cannot say whether it acted
-    else:
+    async def finish(status: int, settled: Settled, data: bytes | None) -> dict[str, str]:
+        if settled != "settled" or data is None:
+            await settler.finish(status, settled)
+            return {}
         actual = pricing.actual(vcall, status, data, est)
         cost = reservation.amount if actual is None else actual
-        await settle.finish(status, "settled", cost)
-        ours["X-Outlay-Cost-USD"] = micros_to_usd(cost)
-    return web.Response(status=status, body=data,
-                        headers=response_headers(answer.headers, ours))
+        await settler.finish(status, "settled", cost)
+        if est.cost_micros is None:
+            return {}  # no price known: the ledger says `unpriced`
+        return {"X-Outlay-Cost-USD": micros_to_usd(cost)}  # the bill, overrun or not
+
+    return finish
+
+
+def _worded(refusal: OutlayError, vcall: VendorCall) -> OutlayError:
+    """A vendor call whose price is unknown, refused under a hard budget, says which."""
+    if refusal.code != "price_unknown":
+        return refusal
+    where = printable(route_path(vcall.path))
+    return BadRequest(
+        "price_unknown",
+        f"Outlay knows no price for {vcall.method} {where} on {vcall.vendor}, so it cannot "
+        "be reserved under a hard budget. An operator can price it (or, if it moves no "
+        f"money, free it with `usd: 0`) under vendors.{vcall.vendor}.rules.",
+        vendor=vcall.vendor, method=vcall.method, path=where)

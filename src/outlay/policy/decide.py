@@ -218,12 +218,13 @@ def decide(
 def clamped(call: Call, views: Sequence[ScopeView], now_ms: int, approved: bool) -> Call:
     """The call with its maximum output lowered to fit the hard budgets that would refuse
     it, when a scope's policy allows clamping (`clamp_max_tokens`) and the lower maximum is
-    at least that policy's floor (the uses of server-side tools: whenever the call's own
-    floor is met); otherwise the call unchanged (and refused as asked)."""
+    at least that policy's floor, or when the call names its own floor (the uses of an LLM
+    call's server-side tools, a Twilio call's minutes); otherwise the call unchanged (and
+    refused as asked)."""
     clamp, cost = call.clamp, call.cost_micros
     if clamp is None or not cost:
         return call
-    floors = [clamp.floor] if clamp.floor else [
+    floors = [clamp.floor] if clamp.floor is not None else [
         v.policy.clamp_max_tokens for v in views
         if v.policy is not None and v.policy.clamp_max_tokens is not None]
     if not floors:

@@ -22,9 +22,11 @@ class Clamp:
     per_token: int  # micro-USD per million tokens for each unit of the maximum
     limit: int  # the maximum set when no budget asks for less (the model's)
     choices: int = 1  # tokens billed per unit of the maximum (n completions)
-    # > 0: the bound is lowered to fit whatever the policies say, never below `floor` (the
-    # uses of server-side tools); 0: only where a policy's `clamp_max_tokens` allows it
-    floor: int = 0
+    # the least maximum the call may be sent with, when the call itself says (the uses of
+    # an LLM call's server-side tools, a Twilio call's minutes): it is then always clamped,
+    # whatever the policies' `clamp_max_tokens` (a floor in tokens) say; None: only where a
+    # policy's `clamp_max_tokens` allows it
+    floor: int | None = None
 
     def cost(self, n: int) -> int:
         return ceil_div(self.base + n * self.per_token, 1_000_000)

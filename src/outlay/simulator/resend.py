@@ -1,4 +1,5 @@
-"""The simulated Resend API: send one email, send a batch, fetch a sent email, in memory.
+"""The simulated Resend API: send one email, send a batch, fetch a sent email, in memory;
+audiences and broadcasts are simulator.resend_broadcasts'.
 
 Errors have Resend's shape, ``{"statusCode", "message", "name"}``. A batch is validated whole
 (one bad email refuses all) unless ``x-batch-validation: permissive`` asks Resend to send
@@ -7,7 +8,6 @@ the good ones and list the rest under ``errors``.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Mapping
@@ -17,6 +17,8 @@ from typing import Any
 from multidict import CIMultiDict
 
 from outlay.simulator.common import SimContext, SimReply, json_reply
+from outlay.simulator.resend_broadcasts import Broadcasts
+from outlay.simulator.resend_common import ResendError, json_body
 from outlay.upstream.base import UpstreamRequest
 
 MAX_RECIPIENTS = 50
@@ -25,28 +27,6 @@ _EMAIL = re.compile(r"/emails/([^/]+)")
 _BARE_ADDRESS = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
 _NAMED_ADDRESS = re.compile(r"[^<>]*<([^<>]+)>")
 _CONTENT_FIELDS = ("html", "text", "react", "template")
-_ERROR_NAMES: Mapping[int, str] = {
-    400: "validation_error",
-    401: "missing_api_key",
-    403: "invalid_api_key",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "invalid_idempotent_request",
-    422: "validation_error",
-    429: "rate_limit_exceeded",
-}
-
-
-class ResendError(Exception):
-    """A request Resend refuses, rendered as its error object."""
-
-    def __init__(self, status: int, message: str, name: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.name = name or _ERROR_NAMES.get(status, "application_error")
-
-
 class ResendSim:
     """One simulated Resend team: every email sent is kept so it can be fetched."""
 
@@ -55,6 +35,7 @@ class ResendSim:
     def __init__(self, ctx: SimContext) -> None:
         self._ctx = ctx
         self._emails: dict[str, dict[str, Any]] = {}
+        self.broadcasts = Broadcasts(ctx.now)
 
     def handle(self, request: UpstreamRequest) -> SimReply:
         try:
@@ -83,11 +64,14 @@ class ResendSim:
             if method != "POST":
                 raise ResendError(405, "Method not allowed")
             permissive = CIMultiDict(request.headers).get("x-batch-validation") == "permissive"
-            return self._send_batch(_json(request.body), permissive=permissive)
+            return self._send_batch(json_body(request.body), permissive=permissive)
         if path == "/emails":
             if method != "POST":
                 raise ResendError(405, "Method not allowed")
-            return {"id": self._send(_checked(_json(request.body)))}
+            return {"id": self._send(_checked(json_body(request.body)))}
+        found = self.broadcasts.route(method, path, request.body)
+        if found is not None:
+            return found
         match = _EMAIL.fullmatch(path)
         if match and method == "GET":
             email = self._emails.get(match.group(1))
@@ -138,13 +122,6 @@ class ResendSim:
             "last_event": "delivered",
         }
         return email_id
-
-
-def _json(body: bytes) -> object:
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ResendError(400, "The request body must be valid JSON.") from None
 
 
 def _checked(payload: object) -> dict[str, Any]:

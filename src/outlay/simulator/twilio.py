@@ -1,4 +1,5 @@
-"""The simulated Twilio Messages API (2010-04-01): send, fetch and list SMS, in memory.
+"""The simulated Twilio Messages API (2010-04-01): send, fetch and list SMS, in memory; calls
+and phone numbers are simulator.twilio_voice's.
 
 Any account SID in the path is accepted, since there is no real account behind it. Twilio's
 magic test numbers fail as with test credentials: To +15005550001 (invalid), 2 (unreachable),
@@ -13,13 +14,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
-from urllib.parse import parse_qs
 
 from outlay.simulator.common import SimContext, SimReply, json_reply
+from outlay.simulator.twilio_common import API_VERSION, TwilioError, first, form_of
+from outlay.simulator.twilio_voice import Voice
 from outlay.upstream.base import UpstreamRequest
 from outlay.vendors.twilio_segments import sms_segments
 
-API_VERSION = "2010-04-01"
 MAX_BODY_CHARS = 1600
 MAX_PAGE_SIZE = 1000
 _MESSAGES = re.compile(rf"/{API_VERSION}/Accounts/([^/]+)/Messages\.json")
@@ -44,16 +45,6 @@ _MAGIC_TO: Mapping[str, tuple[int, str]] = {
 _MAGIC_FROM_INVALID = "+15005550001"
 
 
-class TwilioError(Exception):
-    """A request Twilio refuses, rendered as its error object."""
-
-    def __init__(self, status: int, code: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
 class TwilioSim:
     """Simulated Twilio accounts, one message store across them."""
 
@@ -62,12 +53,15 @@ class TwilioSim:
     def __init__(self, ctx: SimContext) -> None:
         self._ctx = ctx
         self._messages: dict[tuple[str, str], dict[str, Any]] = {}
+        self._voice = Voice(ctx)
 
     def handle(self, request: UpstreamRequest) -> SimReply:
         try:
-            status, answer = self._route(request)
+            status, answer = self._voice.route(request) or self._route(request)
         except TwilioError as exc:
             return self._error(exc)
+        if answer is None:  # 204: released
+            return SimReply(status, self._headers(), ())
         return json_reply(status, answer, self._headers())
 
     def error(self, status: int, message: str) -> SimReply:
@@ -89,15 +83,15 @@ class TwilioSim:
     def _headers(self) -> dict[str, str]:
         return {"Twilio-Request-Id": self._ctx.new_id("RQ")}
 
-    def _route(self, request: UpstreamRequest) -> tuple[int, dict[str, Any]]:
+    def _route(self, request: UpstreamRequest) -> tuple[int, dict[str, Any] | None]:
         method, path = request.method.upper(), request.path
         collection = _MESSAGES.fullmatch(path)
         if collection:
             account = collection.group(1)
             if method == "POST":
-                return 201, self._create(account, _form(request.body))
+                return 201, self._create(account, form_of(request.body))
             if method == "GET":
-                return 200, self._list(account, path, _form(request.query.encode()))
+                return 200, self._list(account, path, form_of(request.query.encode()))
             raise TwilioError(405, 20004, "Method not allowed")
         single = _MESSAGE.fullmatch(path)
         if single:
@@ -109,15 +103,15 @@ class TwilioSim:
         raise TwilioError(404, 20404, f"The requested resource {path} was not found")
 
     def _create(self, account: str, form: Mapping[str, list[str]]) -> dict[str, Any]:
-        to, sender = _first(form, "To"), _first(form, "From")
-        service = _first(form, "MessagingServiceSid")
-        body = _first(form, "Body") or ""
+        to, sender = first(form, "To"), first(form, "From")
+        service = first(form, "MessagingServiceSid")
+        body = first(form, "Body") or ""
         media = form.get("MediaUrl", [])
         if not to:
             raise TwilioError(400, 21604, "A 'To' phone number is required.")
         if not sender and not service:
             raise TwilioError(400, 21603, "A 'From' phone number is required.")
-        if not body and not media and not _first(form, "ContentSid"):
+        if not body and not media and not first(form, "ContentSid"):
             raise TwilioError(400, 21602, "Message body is required.")
         if len(body) > MAX_BODY_CHARS:
             raise TwilioError(
@@ -169,11 +163,11 @@ class TwilioSim:
         return message
 
     def _list(self, account: str, path: str, query: Mapping[str, list[str]]) -> dict[str, Any]:
-        size_text = _first(query, "PageSize") or "50"
+        size_text = first(query, "PageSize") or "50"
         if not size_text.isdigit() or not 1 <= int(size_text) <= MAX_PAGE_SIZE:
             raise TwilioError(400, 20001, f"Invalid PageSize: {size_text}")
         size = int(size_text)
-        wanted = {name: _first(query, name) for name in ("To", "From")}
+        wanted = {name: first(query, name) for name in ("To", "From")}
         newest_first = [
             message
             for (owner, _), message in reversed(self._messages.items())
@@ -195,15 +189,3 @@ class TwilioSim:
             "start": 0,
             "uri": first_page,
         }
-
-
-def _form(raw: bytes) -> dict[str, list[str]]:
-    try:
-        return parse_qs(raw.decode("utf-8"), keep_blank_values=True)
-    except UnicodeDecodeError:
-        raise TwilioError(400, 20001, "The request body is not UTF-8 form data.") from None
-
-
-def _first(form: Mapping[str, list[str]], name: str) -> str | None:
-    values = form.get(name)
-    return values[0] if values else None

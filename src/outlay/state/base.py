@@ -8,6 +8,7 @@ from typing import Any, Literal, Protocol
 
 from outlay.policy.decision import Call, KeyInfo, Limits
 from outlay.policy.model import Policy
+from outlay.state.exposure import ExposureClaim, ExposureReport, ObjectRecord
 from outlay.values import value
 
 Settled = Literal["settled", "void", "unsettled"]
@@ -28,6 +29,12 @@ def overrun(settled: Settled, cost: int, amount: int) -> int:
     """How much a settlement charges above its reservation (0 when within it): a bound that
     was wrong, shown in the audit, the metrics and the budget events."""
     return max(0, charged(settled, cost, amount) - amount)
+
+
+def unpriced(call: Call) -> str | None:
+    """The code an admitted call's ledger row carries when no price was known for it (no
+    hard budget applied, so it was let through without a reservation)."""
+    return "unpriced" if call.cost_micros is None else None
 
 
 class StateError(Exception):
@@ -166,6 +173,17 @@ class StateStore(Protocol):
         milliseconds, and before this store's own usage, audit and report reads; a failure
         leaves the money held for the reaper), False when the caller must await settle()."""
     async def record_refusal(self, ticket: Ticket, status: int, code: str) -> None: ...
+
+    # vendor objects counted by exposure (state.exposure): Stripe payment intents, charges
+    async def vendor_object(self, vendor: str, object_id: str) -> ObjectRecord | None:
+        """The record a call on the object is priced on; None when none is counted."""
+    async def reserve_exposure(self, ticket: Ticket, claim: ExposureClaim) -> Reservation:
+        """reserve(), in the same atomic step counting the call on its object: raises
+        ObjectMoved when the record is no longer the version the call was priced on."""
+    async def settle_exposure(self, outcome: Outcome, report: ExposureReport | None
+                              ) -> int | None:
+        """settle() a reserve_exposure() call and apply what its answer shows of the object;
+        the micro-USD given back, or None when the reservation was already settled."""
 
     # approvals (SPEC §2 on_breach: require_approval)
     async def list_approvals(self, state: str | None = None) -> list[dict[str, Any]]: ...

@@ -177,7 +177,8 @@ def counter(c: sqlite3.Connection, scope: str, period: str, start: int) -> tuple
 
 def spend_by(c: sqlite3.Connection, scope: str, since: int
              ) -> tuple[dict[str | None, int], dict[str | None, int]]:
-    """A scope's spend since `since`, by model and by vendor."""
+    """A scope's spend since `since`, by model and by vendor (what was given back, by a
+    `credit` row of negative cost, taken off)."""
     where, args = scope_filter(scope)
     by_model: dict[str | None, int] = {}
     by_vendor: dict[str | None, int] = {}
@@ -185,11 +186,11 @@ def spend_by(c: sqlite3.Connection, scope: str, since: int
         for source in SOURCES:
             for model, cost in c.execute(
                     f"SELECT model, SUM(cost) FROM {source} WHERE {where} AND ts_ms >= ? "  # noqa: S608
-                    "AND cost > 0 AND model IS NOT NULL GROUP BY model", (*args, since)):
+                    "AND cost != 0 AND model IS NOT NULL GROUP BY model", (*args, since)):
                 by_model[model] = by_model.get(model, 0) + cost
             for vendor, cost in c.execute(
                     f"SELECT vendor, SUM(cost) FROM {source} WHERE {where} AND ts_ms >= ? "  # noqa: S608
-                    "AND cost > 0 GROUP BY vendor", (*args, since)):
+                    "AND cost != 0 GROUP BY vendor", (*args, since)):
                 by_vendor[vendor] = by_vendor.get(vendor, 0) + cost
     return (dict(sorted(by_model.items(), key=_by_name)),
             dict(sorted(by_vendor.items(), key=_by_name)))
@@ -205,8 +206,9 @@ def report(c: sqlite3.Connection, group_by: str, since_ms: int | None) -> list[d
     with snapshot(c):
         for source in SOURCES:
             for name, *counts in c.execute(
-                    f"SELECT {column}, COUNT(*), SUM(decision='allowed'), "  # noqa: S608
-                    "SUM(decision!='allowed'), SUM(cost), SUM(settlement='unsettled') "
+                    f"SELECT {column}, SUM(decision!='credit'), SUM(decision='allowed'), "  # noqa: S608
+                    "SUM(decision IN ('refused', 'invalid')), SUM(cost), "
+                    "SUM(settlement='unsettled') "
                     f"FROM {source} WHERE ts_ms >= ? GROUP BY {column}", (since_ms or 0,)):
                 line = lines.setdefault(name, [0] * len(counts))
                 for i, n in enumerate(counts):

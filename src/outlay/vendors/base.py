@@ -6,13 +6,15 @@ Pure: no I/O, no async. A vendor module turns a VendorCall into a VendorEstimate
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Protocol
 from urllib.parse import unquote
 
+from outlay.policy.decision import Clamp
 from outlay.policy.errors import invalid_request
 from outlay.policy.money import MICROS_PER_USD
 
@@ -33,10 +35,16 @@ class VendorCall:
 class VendorEstimate:
     """The reservation for one vendor call and the body to forward."""
 
-    cost_micros: int  # the most the call can cost; 0 means free and not reserved
+    # the most the call can cost; 0 means free and not reserved, None that no price is known
+    cost_micros: int | None
     body: bytes  # the body to forward (Twilio gets MaxPrice added)
     idempotency_key: str | None  # a retry with this key reserves once and is charged once
     describe: str  # short text for the ledger, e.g. "sms 2 segments to GB"
+    # a call Outlay may send with a lower limit to fit the budgets (a Twilio call's minutes):
+    # the cost at each limit, and the body to forward with the limit it was lowered to, with
+    # the header that tells the agent so
+    clamp: Clamp | None = None
+    limited: Callable[[int], tuple[bytes, dict[str, str]]] | None = None
 
 
 class VendorPricing(Protocol):
@@ -55,6 +63,13 @@ def free(call: VendorCall, why: str) -> VendorEstimate:
     """An estimate for a call that moves no money: nothing is reserved."""
     return VendorEstimate(
         0, call.body, None, f"{call.method} {printable(route_path(call.path))}: {why}"
+    )
+
+
+def unpriced(call: VendorCall) -> VendorEstimate:
+    """An estimate for a call whose price Outlay does not know: a hard budget refuses it."""
+    return VendorEstimate(
+        None, call.body, None, f"{call.method} {printable(route_path(call.path))}: no price known"
     )
 
 
@@ -144,3 +159,15 @@ def config_section(config: Mapping[str, object], key: str, where: str) -> Mappin
     if not isinstance(section, Mapping):
         raise ValueError(f"{where}.{key}: expected a mapping, got {type(section).__name__}")
     return section
+
+
+def path_glob(path: str) -> re.Pattern[str]:
+    """A path pattern: `*` within a segment, `**` across segments, matched against the
+    normalised call path (route_path)."""
+    parts = re.split(r"(\*\*|\*)", route_path(path))
+    regex = "".join(
+        "[^/]*" if part == "*" else ".*" if part == "**" else re.escape(part) for part in parts
+    )
+    # Case-insensitive: a rule that matches more calls can only reserve more, never less.
+    # DOTALL: a decoded path may hold a newline, and `**` must cross it too.
+    return re.compile(regex, re.IGNORECASE | re.DOTALL)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any, Literal
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote_plus, unquote_plus
 
 from outlay.policy.errors import invalid_request
 from outlay.vendors.base import VendorCall
@@ -72,7 +72,10 @@ class Fields:
 
     @classmethod
     def of(cls, call: VendorCall, default: BodyKind) -> Fields:
-        """The body's fields; a JSON body must be an object."""
+        """The body's fields; a JSON body must be an object. An empty body has none, whatever
+        its type says (a POST without parameters, whose client may name no type)."""
+        if not call.body:
+            return cls(default, {})
         kind = body_kind(call, default)
         if kind == "form":
             return cls(kind, read_form(call))
@@ -100,6 +103,18 @@ class Fields:
         if len(found) > 1:
             raise invalid_request(f"`{name}` is given more than once.", name)
         return found[0] if found else None
+
+
+def with_form_field(body: bytes, name: str, value: str) -> bytes:
+    """A form body with every `name` pair (in any case) replaced by one, other bytes kept."""
+    wanted = name.lower()
+    kept = [
+        pair
+        for pair in body.split(b"&")
+        if pair and unquote_plus(pair.split(b"=", 1)[0].decode("utf-8")).lower() != wanted
+    ]
+    kept.append(quote_plus(name).encode("ascii") + b"=" + quote_plus(value).encode("ascii"))
+    return b"&".join(kept)
 
 
 def _text(call: VendorCall) -> str:

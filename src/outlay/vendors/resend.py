@@ -1,7 +1,8 @@
 """Resend: the price per email x every recipient (to, cc, bcc) of every email sent.
 
-`POST /emails` sends one email and `POST /emails/batch` a JSON array of up to 100; other
-Resend endpoints cost nothing here (SPEC §3).
+`POST /emails` sends one email and `POST /emails/batch` a JSON array of up to 100. A
+broadcast created with `send: true` goes to a whole audience: no price is known for it. The
+catalogue says which other endpoints move no money (SPEC §3).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from outlay.vendors.base import (
     free,
     idempotency_key,
     route_path,
+    unpriced,
 )
 from outlay.vendors.bodies import body_kind, read_json
 
@@ -42,6 +44,8 @@ class ResendPricing:
 
     def estimate(self, call: VendorCall) -> VendorEstimate:
         path = route_path(call.path).lower()
+        if call.method.upper() == "POST" and path == "/broadcasts":
+            return _broadcast(call)
         if call.method.upper() != "POST" or path not in ("/emails", "/emails/batch"):
             return free(call, "sends no email")
         if body_kind(call, "json") != "json":
@@ -71,6 +75,20 @@ class ResendPricing:
         self, call: VendorCall, status: int, response_body: bytes, estimate: VendorEstimate
     ) -> int | None:
         return None  # Resend's answer carries ids, not prices: settle at the estimate
+
+
+def _broadcast(call: VendorCall) -> VendorEstimate:
+    """Creating a broadcast: a draft is free; `send: true` sends it to a whole audience at
+    once, whose size the request does not say."""
+    data = read_json(call) if call.body else {}
+    if not isinstance(data, dict):
+        raise invalid_request("The request body must be a JSON object (one broadcast).")
+    sent = data.get("send")
+    if sent is not None and not isinstance(sent, bool):
+        raise invalid_request(f"`send` must be true or false, got {sent!r}.", "send")
+    if sent:
+        return unpriced(call)
+    return free(call, "a draft broadcast sends nothing")
 
 
 def _recipients(email: Mapping[str, Any], where: str) -> int:

@@ -1,4 +1,5 @@
-"""Vendors Outlay does not know, priced by rules in their config section (SPEC §3, §9).
+"""A vendor's `rules` in its config section (SPEC §3, §9): they price, or free, the calls
+they match, before anything else is asked (built-in vendors' catalogue included).
 
     vendors:
       acme:
@@ -6,11 +7,13 @@
         rules:
           - {method: POST, path: "/v1/calls/*", usd: 0.05}                   # fixed per call
           - {method: POST, path: "/v1/jobs", field: units, factor_usd: 0.01}  # field x factor
+          - {method: GET, path: "/**", usd: 0}                                # reads are free
 
-The first rule whose method and path match prices the call; a call no rule matches is free.
-`method` is an HTTP method or `*`. In `path`, `*` matches within one segment and `**` across
-segments. `field` names a top-level form field or a JSON field (`a.b` for a nested one); a rule
-may give both `usd` and `field`, and then costs their sum.
+The first rule whose method and path match prices the call; a call no rule matches has no
+price here (vendors.pricing decides what then). `method` is an HTTP method or `*`. In
+`path`, `*` matches within one segment and `**` across segments. `field` names a top-level
+form field or a JSON field (`a.b` for a nested one); a rule may give both `usd` and `field`,
+and then costs their sum.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from outlay.vendors.base import (
     VendorEstimate,
     config_usd,
     exact_micros,
-    free,
     in_range,
+    path_glob,
     route_path,
 )
 from outlay.vendors.bodies import Fields, body_kind, read_form, read_json
@@ -56,27 +59,18 @@ class RulePricing:
     @classmethod
     def from_config(cls, vendor: str, config: Mapping[str, Any]) -> RulePricing:
         where = f"vendors.{vendor}.rules"
-        raw = config.get("rules")
-        if raw is None:
-            raise ValueError(
-                f"{where}: required for a vendor Outlay does not know; give the rules that "
-                "price its calls, or `rules: []` to declare every call free"
-            )
+        raw = config.get("rules", [])
         if not isinstance(raw, list):
             raise ValueError(f"{where}: expected a list of rules, got {type(raw).__name__}")
         return cls(vendor, [_rule(entry, f"{where}[{index}]") for index, entry in enumerate(raw)])
 
-    def estimate(self, call: VendorCall) -> VendorEstimate:
+    def match(self, call: VendorCall) -> VendorEstimate | None:
+        """The estimate of the first rule `call` matches; None when it matches none."""
         method, path = call.method.upper(), route_path(call.path)
         for rule in self._rules:
             if rule.method in ("*", method) and rule.pattern.fullmatch(path):
                 return self._priced(call, rule)
-        return free(call, "no pricing rule matches")
-
-    def actual(
-        self, call: VendorCall, status: int, response_body: bytes, estimate: VendorEstimate
-    ) -> int | None:
-        return None  # a configured vendor's answer has no known price field
+        return None
 
     def _priced(self, call: VendorCall, rule: Rule) -> VendorEstimate:
         label = f"{self._vendor} {rule.method} {rule.path}"
@@ -145,18 +139,8 @@ def _rule(entry: object, where: str) -> Rule:
     return Rule(
         method=method.upper(),
         path=path,
-        pattern=_glob(path),
+        pattern=path_glob(path),
         usd=config_usd(entry.get("usd", 0), f"{where}.usd"),
         field=field,
         factor_usd=config_usd(factor if factor is not None else 0, f"{where}.factor_usd"),
     )
-
-
-def _glob(path: str) -> re.Pattern[str]:
-    """`*` within a segment, `**` across segments; matched against the normalised call path."""
-    parts = re.split(r"(\*\*|\*)", route_path(path))
-    regex = "".join(
-        "[^/]*" if part == "*" else ".*" if part == "**" else re.escape(part) for part in parts
-    )
-    # Case-insensitive: a rule that matches more calls can only reserve more, never less.
-    return re.compile(regex, re.IGNORECASE)

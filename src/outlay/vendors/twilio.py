@@ -1,7 +1,8 @@
 """Twilio Messages: segments of the Body x the price per segment of the country of `To`.
 
 Outlay forwards the message with `MaxPrice` set to what it reserved, so that Twilio fails a
-message that would cost more instead of sending it. Other Twilio endpoints cost nothing here.
+message that would cost more instead of sending it. Calls and phone numbers are priced by
+vendors.twilio_voice; the catalogue says which other endpoints move no money.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from importlib.resources import files
 from typing import Any
-from urllib.parse import quote_plus, unquote_plus
 
 import yaml
 
@@ -27,27 +27,31 @@ from outlay.vendors.base import (
     free,
     route_path,
 )
-from outlay.vendors.bodies import Fields, body_kind
-from outlay.vendors.twilio_countries import country_of
+from outlay.vendors.bodies import Fields, body_kind, with_form_field
+from outlay.vendors.twilio_countries import destination
 from outlay.vendors.twilio_segments import sms_segments
+from outlay.vendors.twilio_voice import VoicePrices, call_estimate, number_estimate
 
-# POST /2010-04-01/Accounts/{AccountSid}/Messages.json creates (sends) a message.
-_MESSAGES = re.compile(r"/2010-04-01/Accounts/[^/]+/Messages(?:\.json|\.xml)?", re.IGNORECASE)
+# POST /2010-04-01/Accounts/{AccountSid}/Messages.json creates (sends) a message; Calls.json
+# places a call, IncomingPhoneNumbers.json buys a number.
+_ACCOUNT = r"/2010-04-01/Accounts/[^/]+/"
+_MESSAGES = re.compile(_ACCOUNT + r"Messages(?:\.json|\.xml)?", re.IGNORECASE)
+_CALLS = re.compile(_ACCOUNT + r"Calls(?:\.json|\.xml)?", re.IGNORECASE)
+_NUMBERS = re.compile(_ACCOUNT + r"IncomingPhoneNumbers(?:\.json|\.xml)?", re.IGNORECASE)
 _COUNTRY = re.compile(r"[A-Z]{2}")
-_PHONE = re.compile(r"(\+?)([0-9]{2,15})")
-# Characters people and SDKs put inside phone numbers that carry no digits.
-_SEPARATORS = re.compile(r"[\s().-]")
 
 
 class TwilioPricing:
     """Prices Twilio messages from per-country SMS (per segment) and MMS (per message) prices."""
 
     def __init__(
-        self, sms: Mapping[str, Decimal], default_sms: Decimal, mms: Mapping[str, Decimal]
+        self, sms: Mapping[str, Decimal], default_sms: Decimal, mms: Mapping[str, Decimal],
+        voice: VoicePrices,
     ) -> None:
         self._sms = dict(sms)
         self._default_sms = default_sms
         self._mms = dict(mms)
+        self._voice = voice
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TwilioPricing:
@@ -62,16 +66,22 @@ class TwilioPricing:
             table.update(_prices(section, f"vendors.twilio.{key}"))
         if config.get("default_sms_price") is not None:
             default = config_usd(config["default_sms_price"], "vendors.twilio.default_sms_price")
-        return cls(sms, default, mms)
+        return cls(sms, default, mms, _voice_prices(shipped, config))
 
     def estimate(self, call: VendorCall) -> VendorEstimate:
-        if call.method.upper() != "POST" or not _MESSAGES.fullmatch(route_path(call.path)):
-            return free(call, "sends no message")
+        path = route_path(call.path)
+        if call.method.upper() != "POST" or not any(
+                kind.fullmatch(path) for kind in (_MESSAGES, _CALLS, _NUMBERS)):
+            return free(call, "sends no message, places no call, buys no number")
         if body_kind(call, "form") != "form":
             raise invalid_request("Twilio takes form-encoded request bodies.")
         fields = Fields.of(call, "form")
+        if _CALLS.fullmatch(path):
+            return call_estimate(call, fields, self._voice)
+        if _NUMBERS.fullmatch(path):
+            return number_estimate(call, fields, self._voice)
         # Twilio's parameter names are PascalCase; any spelling of one is read as that one.
-        channel, country = _destination(fields.get("To", any_case=True))
+        channel, country = destination(fields.get("To", any_case=True))
         body = fields.get("Body", any_case=True)
         media = fields.get("MediaUrl", any_case=True) is not None
         if not body and not media:
@@ -93,7 +103,7 @@ class TwilioPricing:
         given = fields.get("MaxPrice", any_case=True)
         if cost == 0:  # an operator priced this route at zero: nothing to cap
             return VendorEstimate(0, call.body, None, describe)
-        forwarded = _with_max_price(call.body, _max_price(given, cost))
+        forwarded = with_form_field(call.body, "MaxPrice", _max_price(given, cost))
         return VendorEstimate(cost, forwarded, None, describe)
 
     def actual(
@@ -128,26 +138,6 @@ class TwilioPricing:
         return price
 
 
-def _destination(to: object) -> tuple[str, str | None]:
-    """The channel ("sms", "whatsapp", ...) and ISO country of `To`; country None if unknown."""
-    if not isinstance(to, str) or not to.strip():
-        raise invalid_request("`To` is required: the destination number in E.164 form.", "To")
-    channel, address = "sms", to.strip()
-    if ":" in address:  # whatsapp:+447700900123 and other channel addresses
-        prefix, address = address.split(":", 1)
-        channel = prefix.strip().lower()
-    phone = _PHONE.fullmatch(_SEPARATORS.sub("", address))
-    if phone is None:
-        if channel != "sms":
-            return channel, None  # a channel address that is not a number: price as unknown
-        raise invalid_request(
-            f"`To` must be a phone number in E.164 form such as +447700900123, got {to!r}.", "To"
-        )
-    plus, digits = phone.groups()
-    # Without a leading + the number is national and its country cannot be known.
-    return channel, country_of(digits) if plus else None
-
-
 def _max_price(given: object, cost_micros: int) -> str:
     """MaxPrice to forward: the reservation, or the agent's own when it is lower."""
     reserved = micros_to_usd(cost_micros)
@@ -162,17 +152,6 @@ def _max_price(given: object, cost_micros: int) -> str:
     return format(own, "f") if own < Decimal(reserved) else reserved
 
 
-def _with_max_price(body: bytes, max_price: str) -> bytes:
-    """The form body with every MaxPrice pair replaced by one, other bytes untouched."""
-    kept = [
-        pair
-        for pair in body.split(b"&")
-        if pair and unquote_plus(pair.split(b"=", 1)[0].decode("utf-8")).lower() != "maxprice"
-    ]
-    kept.append(b"MaxPrice=" + quote_plus(max_price).encode("ascii"))
-    return b"&".join(kept)
-
-
 def _prices(raw: Mapping[Any, Any], where: str) -> dict[str, Decimal]:
     prices: dict[str, Decimal] = {}
     for country, price in raw.items():
@@ -184,3 +163,21 @@ def _prices(raw: Mapping[Any, Any], where: str) -> dict[str, Decimal]:
             raise ValueError(f"{where}: {country!r} is not an ISO 3166 alpha-2 country code")
         prices[country.upper()] = config_usd(price, f"{where}.{country}")
     return prices
+
+
+def _voice_prices(shipped: Mapping[str, Any], config: Mapping[str, Any]) -> VoicePrices:
+    """The shipped voice and number prices with `vendors.twilio` applied."""
+    tables = {}
+    for key, option in (("voice", "voice_prices"), ("numbers", "number_prices"),
+                        ("toll_free_numbers", "toll_free_number_prices")):
+        tables[key] = _prices(shipped[key], f"twilio_prices.yaml {key}")
+        tables[key].update(_prices(config_section(config, option, "vendors.twilio"),
+                                   f"vendors.twilio.{option}"))
+    defaults = {}
+    for key, option in (("default_voice", "default_voice_price"),
+                        ("default_number", "default_number_price")):
+        given = config.get(option)
+        defaults[key] = (config_usd(shipped[key], f"twilio_prices.yaml {key}") if given is None
+                         else config_usd(given, f"vendors.twilio.{option}"))
+    return VoicePrices(tables["voice"], defaults["default_voice"], tables["numbers"],
+                       tables["toll_free_numbers"], defaults["default_number"])

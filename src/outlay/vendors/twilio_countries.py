@@ -7,7 +7,10 @@ territories from the US, and Kazakhstan from Russia, because SMS prices differ b
 
 from __future__ import annotations
 
+import re
 from functools import cache
+
+from outlay.policy.errors import invalid_request
 
 _CALLING_CODES = """
 1 US  7 RU  76 KZ  77 KZ  20 EG  27 ZA  30 GR  31 NL  32 BE  33 FR  34 ES  36 HU  39 IT  40 RO
@@ -66,3 +69,28 @@ def country_of(digits: str) -> str | None:
         if found is not None:
             return found
     return None
+
+
+_PHONE = re.compile(r"(\+?)([0-9]{2,15})")
+# Characters people and SDKs put inside phone numbers that carry no digits.
+_SEPARATORS = re.compile(r"[\s().-]")
+
+
+def destination(to: object) -> tuple[str, str | None]:
+    """The channel ("sms", "whatsapp", ...) and ISO country of `To`; country None if unknown."""
+    if not isinstance(to, str) or not to.strip():
+        raise invalid_request("`To` is required: the destination number in E.164 form.", "To")
+    channel, address = "sms", to.strip()
+    if ":" in address:  # whatsapp:+447700900123 and other channel addresses
+        prefix, address = address.split(":", 1)
+        channel = prefix.strip().lower()
+    phone = _PHONE.fullmatch(_SEPARATORS.sub("", address))
+    if phone is None:
+        if channel != "sms":
+            return channel, None  # a channel address that is not a number: price as unknown
+        raise invalid_request(
+            f"`To` must be a phone number in E.164 form such as +447700900123, got {to!r}.", "To"
+        )
+    plus, digits = phone.groups()
+    # Without a leading + the number is national and its country cannot be known.
+    return channel, country_of(digits) if plus else None

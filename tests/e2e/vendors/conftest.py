@@ -21,10 +21,11 @@ from urllib.parse import parse_qs
 import pytest
 from aiohttp import web
 
-from outlay.simulator.vendors import SimulatedVendors
+from outlay.simulator.vendors import FAULT_HEADER, SimulatedVendors
 from outlay.upstream import UpstreamRequest
 
 from ..harness import Gateway
+from ..replicas import Replica
 
 STRIPE_SECRET = "sk_test_gateway"
 TWILIO_SID = "ACgateway" + "0" * 25  # 34 characters, like a real account SID
@@ -68,6 +69,7 @@ class MockVendors:
         self.sim = SimulatedVendors()
         # set by a test that needs calls in flight together; read on the server's thread
         self.delay_s = 0.0
+        self.fault: str | None = None  # answer every request with this simulated fault
         self._received: list[Received] = []
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -102,6 +104,15 @@ class MockVendors:
         finally:
             self.delay_s = 0.0
 
+    @contextlib.contextmanager
+    def faulty(self, fault: str) -> Iterator[None]:
+        """Answer every request with a simulated fault (`Outlay-Sim-Fault`), e.g. error-503."""
+        self.fault = fault
+        try:
+            yield
+        finally:
+            self.fault = None
+
     def creations(self, mark: int, vendor: str, path: str) -> list[Received]:
         """POSTs to `path` (or, for Twilio, any path ending in it) after `mark`."""
         return [c for c in self.since(mark, vendor)
@@ -119,8 +130,11 @@ class MockVendors:
             self._received.append(call)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        forwarded = dict(request.headers)
+        if self.fault is not None:
+            forwarded[FAULT_HEADER] = self.fault
         answer = await self.sim.send(UpstreamRequest(
-            provider=vendor, method=request.method, path=path, headers=dict(request.headers),
+            provider=vendor, method=request.method, path=path, headers=forwarded,
             body=body, stream=False, query=request.rel_url.raw_query_string))
         try:
             data = await answer.read()
@@ -209,6 +223,24 @@ def running(config: pytest.Config, directory: Path, doc: dict[str, Any],
             gateway.stop()
         finally:
             running_list.remove(gateway)
+
+
+@contextlib.contextmanager
+def running_replica(config: pytest.Config, directory: Path, doc: dict[str, Any],
+                    state_url: str, database: str | None, workers: int = 2
+                    ) -> Iterator[Replica]:
+    """A gateway on any state URL (SQLite, or Redis beside PostgreSQL) that keeps its port
+    when restarted; its log joins the report of a test that fails."""
+    replica = Replica(directory, doc, workers, state_url=state_url, database=database)
+    running_list = config.stash.setdefault(_RUNNING, [])
+    running_list.append(replica)
+    try:
+        yield replica.start()
+    finally:
+        try:
+            replica.stop()
+        finally:
+            running_list.remove(replica)
 
 
 @pytest.fixture(scope="package")

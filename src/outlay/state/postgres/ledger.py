@@ -117,8 +117,9 @@ class LedgerMixin(Pooled):
     async def report(self, group_by: str, since_ms: int | None) -> list[dict[str, Any]]:
         column = ledger_sql.GROUP_BY[group_by]
         rows = await self.fetchall(
-            f"SELECT {column}, COUNT(*), COUNT(*) FILTER (WHERE decision = 'allowed'), "  # noqa: S608
-            "COUNT(*) FILTER (WHERE decision <> 'allowed'), SUM(cost)::bigint, "
+            f"SELECT {column}, COUNT(*) FILTER (WHERE decision <> 'credit'), "  # noqa: S608
+            "COUNT(*) FILTER (WHERE decision = 'allowed'), "
+            "COUNT(*) FILTER (WHERE decision IN ('refused', 'invalid')), SUM(cost)::bigint, "
             "COUNT(*) FILTER (WHERE settlement = 'unsettled') FROM ledger WHERE ts_ms >= %s "
             f'GROUP BY {column} ORDER BY SUM(cost) DESC, {column} COLLATE "C" NULLS FIRST',
             (since_ms or 0,))
@@ -130,24 +131,25 @@ class LedgerMixin(Pooled):
         where, args = ledger_sql.scope_filter(scope, "%s")
         by_model = await self.fetchall(
             f"SELECT model, SUM(cost)::bigint FROM ledger WHERE {where} AND ts_ms >= %s "  # noqa: S608
-            'AND cost > 0 AND model IS NOT NULL GROUP BY model ORDER BY model COLLATE "C"',
+            'AND cost <> 0 AND model IS NOT NULL GROUP BY model ORDER BY model COLLATE "C"',
             (*args, since_ms))
         by_vendor = await self.fetchall(
             f"SELECT vendor, SUM(cost)::bigint FROM ledger WHERE {where} AND ts_ms >= %s "  # noqa: S608
-            'AND cost > 0 GROUP BY vendor ORDER BY vendor COLLATE "C" NULLS FIRST',
+            'AND cost <> 0 GROUP BY vendor ORDER BY vendor COLLATE "C" NULLS FIRST',
             (*args, since_ms))
         return dict(by_model), dict(by_vendor)
 
     # -- rebuilding the hot state -----------------------------------------------------
     async def committed(self, scope: str, since_ms: int) -> tuple[int, int]:
         """A scope's allowed calls since `since_ms`: the cost of those settled (or void, or
-        charged unsettled) and the amount still reserved by those pending."""
+        charged unsettled), less what was given back of them (`credit` rows, dated as the
+        charge they return), and the amount still reserved by those pending."""
         where, args = ledger_sql.scope_filter(scope, "%s")
         row = await self.fetchone(
             "SELECT COALESCE(SUM(cost) FILTER (WHERE settlement IN "  # noqa: S608
             "('settled', 'unsettled', 'void')), 0)::bigint, "
             "COALESCE(SUM(reserved) FILTER (WHERE settlement = 'pending'), 0)::bigint "
-            f"FROM ledger WHERE {where} AND decision = 'allowed' AND ts_ms >= %s",
+            f"FROM ledger WHERE {where} AND decision IN ('allowed', 'credit') AND ts_ms >= %s",
             (*args, since_ms))
         assert row is not None  # an aggregate always answers one row
         return int(row[0]), int(row[1])

@@ -43,6 +43,8 @@ class RedisSettlement:
 
         async def _announce(self, events: Iterable[Event], now: int) -> None: ...
 
+        def exposure_extras(self, result: Any) -> tuple[Any, int]: ...
+
     async def settle(self, outcome: Outcome) -> bool:
         """Apply the actual cost once; False if the reservation was already settled or reaped."""
         try:
@@ -100,6 +102,7 @@ class RedisSettlement:
 
     def _after_settle(self, outcome: Outcome, result: Any) -> tuple[bool, list[Event]]:
         """Keep the settlement's ledger entry; the events its spend raises."""
+        result = self.exposure_extras(result)[0]  # a call on a vendor object: its part
         if result[0] == -1:  # the state is being rebuilt: its record comes back with it
             self._unsettled.append(outcome)
             return True, []

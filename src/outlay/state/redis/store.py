@@ -42,12 +42,14 @@ from outlay.policy.decision import (
 from outlay.policy.errors import OutlayError
 from outlay.policy.model import Policy
 from outlay.policy.money import usd_to_micros
-from outlay.state.base import Outcome, Reservation, StateError, Ticket
+from outlay.state.base import Outcome, Reservation, StateError, Ticket, unpriced
 from outlay.state.clock import wall_ms
+from outlay.state.exposure import ExposureClaim, ObjectMoved
 from outlay.state.postgres.durable import PostgresDurable
 from outlay.state.redis.admin import RedisAdmin
 from outlay.state.redis.batch import ScriptBatch
 from outlay.state.redis.doubt import RedisDoubts
+from outlay.state.redis.exposure import RedisExposure, exposure_scripts
 from outlay.state.redis.forgot import RedisRecovery, fenced_connect
 from outlay.state.redis.liveness import PAUSE_AFTER_MS, RedisLiveness
 from outlay.state.redis.plan import Holder, Names, check_args, plan, views
@@ -70,7 +72,8 @@ class _Retry(Exception):
     """The decision must be made again: stale caches, a rebuilt state, or a replay."""
 
 
-class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisLiveness):
+class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisLiveness,
+                 RedisExposure):
     def __init__(
         self, url: str, *, database: str | None = None, tenant: str | None = None,
         clock: Callable[[], int] | None = None, lease_s: float = 900.0,
@@ -128,7 +131,10 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
                 redis_connect_func=fenced_connect(self.names.meta), **options)
         self._redis = redis
         self._reserve_script = redis.register_script(script_text("reserve.lua"))
-        self._settle_script = redis.register_script(script_text("settle.lua"))
+        # settle.lua wrapped: any settlement of a call on a vendor object counts it there
+        exposure_reserve, exposure_settle = exposure_scripts()
+        self._settle_script = redis.register_script(exposure_settle)
+        self._exposure_reserve = redis.register_script(exposure_reserve)
         self._adopt_script = redis.register_script(script_text("adopt.lua"))
         self._renew_script = redis.register_script(script_text("renew.lua"))
         self._void_script = redis.register_script(script_text("void.lua"))
@@ -214,15 +220,18 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
 
     # -- the request path -------------------------------------------------------------
     async def reserve(self, ticket: Ticket) -> Reservation:
+        return await self._reserving(ticket, None)
+
+    async def _reserving(self, ticket: Ticket, claim: ExposureClaim | None) -> Reservation:
         for _ in range(8):
             try:
-                return await self._reserve(ticket)
+                return await self._reserve(ticket, claim)
             except _Retry as again:
                 if again.args and isinstance(again.args[0], Ticket):
                     ticket = again.args[0]
         raise StateError("the state kept changing during the decision; try again")
 
-    async def _reserve(self, ticket: Ticket) -> Reservation:
+    async def _reserve(self, ticket: Ticket, claim: ExposureClaim | None) -> Reservation:
         if self._version is None:
             await self._load()
         now = self.clock()
@@ -256,7 +265,8 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         approved = bool(ticket.approval_id) and await self.durable.claim_approval(
             ticket.approval_id or "", key.id, ticket.request_id)
         try:
-            reservation = await self._decide(ticket, key, scopes, policies, now, approved)
+            reservation = await self._decide(ticket, key, scopes, policies, now, approved,
+                                             claim)
         except BaseException:
             if approved:
                 await self.durable.release_approval(ticket.approval_id or "", ticket.request_id)
@@ -268,6 +278,7 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
     async def _decide(
         self, ticket: Ticket, key: KeyInfo, scopes: tuple[str, ...],
         policies: Mapping[str, Policy], now: int, approved: bool,
+        claim: ExposureClaim | None = None,
     ) -> _Admitted:
         call = ticket.call
         cost = call.cost_micros or 0
@@ -276,18 +287,20 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         checks, record = plan(self.names, call, scopes, policies, now, approved,
                               Holder(key.id, key.agent, idem, self.worker))
         row = ledger_row(ticket, key, now, self.worker, decision="allowed",
-                   code="idempotent_replay" if ticket.replay else None, scope=None,
+                   code="idempotent_replay" if ticket.replay else unpriced(call), scope=None,
                    status=None, reserved=cost, settlement="pending")
         row["overage_code"] = "approved_overage" if ticket.approval_id else "alert_overage"
         names = self.names
+        script = self._reserve_script
+        keys = [names.meta, names.leases, names.reservation(ticket.request_id),
+                names.wal(self.worker), idem or names.meta, *(c.key for c in checks)]
+        args = ["" if self._clock is None else now, self._version or "", self.lease_ms,
+                ticket.request_id, "1" if idem else "0", orjson.dumps(record),
+                orjson.dumps(row), len(checks), self.worker, check_args(checks)]
+        if claim is not None:  # a call on a vendor object: counted there too
+            script, keys, args = self._claimed(ticket, claim, keys, args)
         try:
-            result = await self._call(
-                self._reserve_script,
-                [names.meta, names.leases, names.reservation(ticket.request_id),
-                 names.wal(self.worker), idem or names.meta, *(c.key for c in checks)],
-                ["" if self._clock is None else now, self._version or "", self.lease_ms,
-                 ticket.request_id, "1" if idem else "0", orjson.dumps(record),
-                 orjson.dumps(row), len(checks), self.worker, check_args(checks)])
+            result = await self._call(script, keys, args)
         except StateError:
             self._in_doubt(ticket, key, now)  # the script may yet run: voided once Redis is back
             raise
@@ -296,6 +309,8 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
             self._in_doubt(ticket, key, now)
             raise StateError("the decision of this call was lost in transit; try again")
         self._void_soon()
+        if status == "moved":
+            raise ObjectMoved(claim.object_id if claim else None)
         if status == "not_ready":
             await self._ensure_ready()
             raise _Retry

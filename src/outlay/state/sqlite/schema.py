@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from outlay.state.sqlite.events_schema import EVENTS_SCHEMA
+from outlay.state.sqlite.exposure import EXPOSURE_SCHEMA
 from outlay.state.sqlite.outbox import OUTBOX_SCHEMA
 
 SCHEMA_VERSION = 3
@@ -125,7 +126,7 @@ def apply(conn: sqlite3.Connection) -> None:
     for pragma in PRAGMAS:
         conn.execute(pragma)
     # every statement is IF NOT EXISTS, so workers opening the file at once cannot clash
-    conn.executescript(SCHEMA + EVENTS_SCHEMA + OUTBOX_SCHEMA)
+    conn.executescript(SCHEMA + EVENTS_SCHEMA + OUTBOX_SCHEMA + EXPOSURE_SCHEMA)
     conn.execute("BEGIN IMMEDIATE")
     try:
         row = conn.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone()

@@ -35,6 +35,7 @@ from outlay.state.base import (
     StateError,
     Ticket,
     charged,
+    unpriced,
 )
 from outlay.state.clock import wall_ms
 from outlay.state.sqlite.admin import AdminMixin
@@ -47,6 +48,7 @@ from outlay.state.sqlite.events import (
     open_approval,
     use_approval,
 )
+from outlay.state.sqlite.exposure import ExposureMixin
 from outlay.state.sqlite.mirror import Held, Mirror
 from outlay.state.sqlite.outbox import OutboxMixin
 from outlay.state.sqlite.reader import Reader
@@ -58,7 +60,7 @@ HEARTBEAT_STALE_MS = 5_000
 
 
 
-class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
+class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
     def __init__(
         self, path: str, *, clock: Clock = wall_ms, lease_s: float = 900.0,
         busy_timeout_s: float = 30.0,
@@ -260,7 +262,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         cap = limits.budget_cap
         spent = None if cap is None or limits.budget_remaining is None else (
             cap - limits.budget_remaining)
-        code = "idempotent_replay" if ticket.replay else None
+        code = "idempotent_replay" if ticket.replay else unpriced(call)
         if admit.overage:  # a breach let through: by an approval, or by on_breach alert
             code = "approved_overage" if ticket.approval_id else "alert_overage"
         # what follows only changes the mirror: nothing in it can fail half-way
@@ -400,7 +402,9 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
                 "OR w.heartbeat_ms < ?)",
                 (now, now - HEARTBEAT_STALE_MS)).fetchall()
             for rid, worker, amount in held:
-                if self._settle(c, Outcome(rid, status=0, settled="unsettled")):
+                # a call on a vendor object leaves its object's money held
+                if self._settle_exposed(
+                        c, Outcome(rid, status=0, settled="unsettled"), None) is not None:
                     was = by_worker.get(worker, Reaped(worker))
                     by_worker[worker] = Reaped(worker, was.charged + 1, was.micros + amount)
             c.execute("DELETE FROM workers WHERE heartbeat_ms < ?", (now - HEARTBEAT_STALE_MS,))

@@ -82,7 +82,9 @@ function table(columns, rows, empty, rowProps = () => ({})) {
       el("td", { className: c.num ? "num" : "" }, c.cell(row))))))));
 }
 
-const usd = (value) => (value === null || value === undefined ? "—" : `$${value}`);
+// "-15" (money given back) reads "−$15"
+const usd = (value) => (value === null || value === undefined ? "—"
+  : String(value).startsWith("-") ? `−$${String(value).slice(1)}` : `$${value}`);
 const when = (iso) => (iso ? iso.replace("T", " ").replace(/(\.\d+)?Z$/, " UTC") : "—");
 const text = (value) => (value === null || value === undefined || value === "" ? "—" : String(value));
 const labels = (map) => Object.entries(map || {}).map(([k, v]) => `${k}=${v}`).join(", ") || "—";
@@ -279,7 +281,10 @@ const views = {
         { label: "labels", cell: (e) => labels(e.labels) },
         { label: "vendor", cell: (e) => text(e.vendor) },
         { label: "model", cell: (e) => text(e.model) },
-        { label: "decision", cell: (e) => el("span", { className: `badge ${e.decision}` }, e.decision) },
+        { label: "decision", cell: (e) => el("span", {
+          className: `badge ${e.decision}`,
+          title: e.decision === "credit" ? "money given back: the payment will move less" : undefined,
+        }, e.decision) },
         { label: "code", cell: (e) => text(e.code) },
         { label: "by", cell: (e) => text(e.refused_by) },
         { label: "status", num: true, cell: (e) => text(e.status) },

@@ -1,0 +1,87 @@
+"""Sending an admitted vendor call and answering with the vendor's answer, unchanged: what
+every vendor call shares, whichever way its reservation is then settled."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from outlay.gateway.context import Gateway
+from outlay.gateway.errors import error_response
+from outlay.gateway.forward import response_headers
+from outlay.policy.errors import Unavailable
+from outlay.state.base import Settled
+from outlay.upstream.base import UpstreamBroken, UpstreamRequest, UpstreamUnreachable
+
+# Never forwarded: the agent's credential, and what describes the agent's own connection.
+DROP = frozenset({"authorization", "x-api-key", "x-outlay-approval", "host", "content-length",
+                  "connection", "keep-alive", "transfer-encoding", "accept-encoding", "cookie",
+                  "proxy-authorization", "te", "upgrade", "expect"})
+
+# settles the call (status, how, the vendor's answer if any); the headers to add
+Finish = Callable[[int, Settled, bytes | None], Awaitable[dict[str, str]]]
+
+
+def raw_path(request: web.Request) -> str:
+    """The vendor-relative path as the agent encoded it, `%3F` and `%23` included.
+
+    aiohttp decodes match_info; forwarding that would end the path at a decoded `?` or `#`.
+    Pricing decodes the path itself (vendors.base.route_path). aiohttp routes on the path
+    with `%2F` kept encoded, so the raw path has the route's slashes: /vendors/<v>/<rest>.
+    """
+    parts = request.rel_url.raw_path.split("/", 3)
+    return "/" + (parts[3] if len(parts) == 4 else "")
+
+
+def outgoing(request: web.Request, vendor: str, path: str, body: bytes) -> UpstreamRequest:
+    """The agent's request as it goes to the vendor (the credential is added on sending)."""
+    return UpstreamRequest(
+        provider=vendor, method=request.method.upper(), path=path,
+        headers={k: v for k, v in request.headers.items() if k.lower() not in DROP},
+        body=body, stream=False, query=request.rel_url.raw_query_string,
+    )
+
+
+async def read_vendor(gw: Gateway, sent: UpstreamRequest) -> tuple[int, bytes]:
+    """The vendor's status and whole body; raises what the upstream raises."""
+    answer = await gw.vendors.send(sent)
+    try:
+        return answer.status, await answer.read()
+    finally:
+        await answer.close()
+
+
+async def forward(gw: Gateway, sent: UpstreamRequest, request_id: str, ours: dict[str, str],
+                  finish: Finish) -> web.StreamResponse:
+    """Send, settle as the answer says, and answer: a 4xx voids the call (refused before any
+    money moved), a 5xx or a broken connection charges it whole (the vendor may have
+    acted), a call never sent is voided."""
+    vendor = sent.provider
+    try:
+        answer = await gw.vendors.send(sent)
+        try:
+            data = await answer.read()
+        finally:
+            await answer.close()
+    except UpstreamUnreachable as exc:
+        await finish(502, "void", None)
+        return error_response(Unavailable(
+            "upstream_unavailable", f"The vendor {vendor} could not be reached: {exc}",
+            status=502), "openai", request_id, ours)
+    except (UpstreamBroken, asyncio.CancelledError) as exc:
+        await finish(502, "unsettled", None)
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        return error_response(Unavailable(
+            "upstream_unavailable", f"The connection to {vendor} broke: {exc}",
+            status=502), "openai", request_id, ours)
+    status = answer.status
+    if 400 <= status < 500:
+        await finish(status, "void", data)
+    elif status >= 500:
+        await finish(status, "unsettled", data)
+    else:
+        ours.update(await finish(status, "settled", data))
+    return web.Response(status=status, body=data, headers=response_headers(answer.headers, ours))
