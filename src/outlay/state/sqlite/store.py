@@ -312,7 +312,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
 
     def queue_settlement(self, outcome: Outcome) -> bool:
         # shares the transaction of the next decision, usually the next call's
-        self._batch.submit(lambda c: self._settle(c, outcome))
+        # one that fails is lost: its reservation stays held, the reaper charges it in full
+        self._batch.submit(lambda c: self._settle(c, outcome), lambda _error: None)
         return True
 
     def _settle(self, c: sqlite3.Connection, outcome: Outcome) -> bool:
