@@ -102,6 +102,7 @@ class Gateway:
         return vendor if vendor in self.known_vendors else "unknown"
 
     def __post_init__(self) -> None:
+        self.metrics.retries = self.store.settlement_retries
         self.known_vendors = frozenset({"openai", "anthropic", *self.vendor_pricing})
         self.aliases = self.prices.aliases()
         self.free_models = tuple(

@@ -14,14 +14,14 @@ import bisect
 import contextlib
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from outlay.state.base import BudgetLine
+from outlay.state.base import BudgetLine, RetryCounts
 
 # seconds; an LLM call takes from milliseconds (a refusal) to minutes (a long stream)
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -45,6 +45,8 @@ class Metrics:
     duration_sums: dict[str, float] = field(default_factory=dict)
     in_flight: int = 0  # calls being answered now
     reaped: int = 0  # reservations of dead workers (or past their lease) charged in full
+    # the settlements the worker's store keeps to apply again (StateStore.settlement_retries)
+    retries: Callable[[], RetryCounts] | None = None
 
     def decided(self, route: str, vendor: str, decision: str, code: str = "") -> None:
         label = (route, vendor, decision, code)
@@ -73,7 +75,14 @@ class Metrics:
             "durations": [[r, c, self.duration_sums[r]] for r, c in self.durations.items()],
             "reaped": self.reaped,
             "in_flight": self.in_flight,
+            **_retry_counts(self.retries),
         }
+
+
+def _retry_counts(source: Callable[[], RetryCounts] | None) -> dict[str, int]:
+    counts = RetryCounts(0, 0, 0) if source is None else source()
+    return {"settle_retries": counts.retried, "settle_abandoned": counts.abandoned,
+            "settle_waiting": counts.waiting}
 
 
 def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, Any]],
@@ -86,9 +95,11 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     settlements: dict[tuple[str, ...], int] = {}
     durations: dict[str, list[int]] = {}
     sums: dict[str, float] = {}
-    reaped = 0
+    reaped = retries = abandoned = 0
     for snap in snapshots:
         reaped += int(snap.get("reaped", 0))
+        retries += int(snap.get("settle_retries", 0))
+        abandoned += int(snap.get("settle_abandoned", 0))
         _add(decisions, snap.get("decisions", ()))
         _add(spend, snap.get("spend", ()))
         _add(settlements, snap.get("settlements", ()))
@@ -115,6 +126,16 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     _family(out, "outlay_reservations_reaped_total", "counter",
             "Reservations charged in full because their worker died or their lease ran out.",
             [f" {reaped}"])
+    _family(out, "outlay_settlement_retries_total", "counter",
+            "Attempts to apply again a settlement the state store failed to write.",
+            [f" {retries}"])
+    _family(out, "outlay_settlements_waiting", "gauge",
+            "Settlements the state store failed to write, kept to be applied again.",
+            [f" {sum(int(s.get('settle_waiting', 0)) for s in live)}"])
+    _family(out, "outlay_settlements_abandoned_total", "counter",
+            "Settlements not kept because too many waited; the reaper charges their "
+            "reservations in full.",
+            [f" {abandoned}"])
     lines = []
     for route, counts in sorted(durations.items()):
         running = 0

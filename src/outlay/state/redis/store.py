@@ -50,6 +50,7 @@ from outlay.state.redis.plan import Holder, Names, check_args, plan, views
 from outlay.state.redis.rebuild import rebuild
 from outlay.state.redis.settle import RedisSettlement
 from outlay.state.redis.wal import Wal, drain, ledger_row
+from outlay.state.retries import SettlementRetries
 
 log = logging.getLogger("outlay.state")
 HEARTBEAT_STALE_MS = 5_000
@@ -96,7 +97,8 @@ class RedisStore(RedisSettlement, RedisAdmin):
         self._policies: dict[str, Policy] = {}
         self._keys: dict[str, KeyInfo] = {}
         self._marks: OrderedDict[str, None] = OrderedDict()
-        self._unsettled: list[Outcome] = []  # settlements waiting for a rebuilt state
+        # settlements that met an unreachable Redis or a state being rebuilt
+        self._retries = SettlementRetries(self._apply_settlement)
         self._settling: set[asyncio.Future[Any]] = set()  # queued settlements in flight
 
     # -- plumbing ---------------------------------------------------------------------
@@ -133,6 +135,7 @@ class RedisStore(RedisSettlement, RedisAdmin):
         if redis is None:
             return
         await self._settled_so_far()
+        await self._retries.close()  # one last try, before the ledger's last write
         with contextlib.suppress(StateError, RedisError, OSError):
             if wal is not None:
                 await wal.stop()
@@ -212,7 +215,7 @@ class RedisStore(RedisSettlement, RedisAdmin):
             if time.monotonic() > deadline:
                 raise StateError("the Redis state is being rebuilt from PostgreSQL; try again")
             await asyncio.sleep(0.05)
-        await self._retry_unsettled()
+        await self._retries.retry_now()  # those that waited for the rebuilt state
 
     async def _rebuild(self) -> None:
         if await self.durable.audit(None, 1):  # others may still hold ledger entries
@@ -389,7 +392,7 @@ class RedisStore(RedisSettlement, RedisAdmin):
             await self.redis.zadd(self.names.workers, {self.worker: self.clock()})
         except RedisError as exc:
             raise StateError(f"Redis unavailable: {exc}") from exc
-        if self._unsettled:
+        if self._retries.counts().waiting:  # they may wait for an emptied Redis's rebuild
             with contextlib.suppress(StateError):
                 await self._ensure_ready()
 

@@ -30,11 +30,13 @@ from outlay.state.base import (
     BudgetLine,
     Outcome,
     Reservation,
+    RetryCounts,
     StateError,
     Ticket,
     charged,
 )
 from outlay.state.clock import wall_ms
+from outlay.state.retries import SettlementRetries
 from outlay.state.sqlite.admin import AdminMixin
 from outlay.state.sqlite.batch import GroupCommit
 from outlay.state.sqlite.checkpoint import Checkpointer
@@ -69,6 +71,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         self._conn: sqlite3.Connection | None = None
         self._mirror = Mirror()
         self._batch = GroupCommit(self._batch_tx)
+        self._retries = SettlementRetries(self._apply_settlement)
         self._checkpointer: Checkpointer | None = None
         # the long reads of reports; an in-memory database has only the one connection
         self._reader = None if self.path == ":memory:" else Reader(self.path, busy_timeout_s)
@@ -101,8 +104,9 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
 
     async def close(self) -> None:
         if self._conn is not None:
+            self._batch.drain()  # the queued settlements that fail are kept
+            await self._retries.close()  # one last try for those kept
             with contextlib.suppress(StateError):
-                self._batch.drain()
                 self._mirror.move_now()  # leave the settled rows in the ledger
                 with self._batch_tx():
                     pass
@@ -306,15 +310,26 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
             status=status, reserved=0, settlement="none", spent=None, cap=None))
 
     async def settle(self, outcome: Outcome) -> bool:
-        """Apply the actual cost once; False if the reservation was already settled or reaped."""
+        """Apply the actual cost once; False if the reservation was already settled or
+        reaped. One the store fails to apply is kept and applied again (state/retries.py)."""
+        try:
+            return await self._apply_settlement(outcome)
+        except StateError:
+            self._retries.keep(outcome)
+            raise
+
+    async def _apply_settlement(self, outcome: Outcome) -> bool:
         settled: bool = await self._batch.run(lambda c: self._settle(c, outcome), always=True)
         return settled
 
     def queue_settlement(self, outcome: Outcome) -> bool:
         # shares the transaction of the next decision, usually the next call's
-        # one that fails is lost: its reservation stays held, the reaper charges it in full
-        self._batch.submit(lambda c: self._settle(c, outcome), lambda _error: None)
+        self._batch.submit(lambda c: self._settle(c, outcome),
+                           lambda _error: self._retries.keep(outcome))
         return True
+
+    def settlement_retries(self) -> RetryCounts:
+        return self._retries.counts()
 
     def _settle(self, c: sqlite3.Connection, outcome: Outcome) -> bool:
         # taking the reservation is what makes a settlement happen once: a second settle,
