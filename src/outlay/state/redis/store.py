@@ -18,7 +18,7 @@ import os
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from importlib import resources
 from typing import Any
@@ -61,6 +61,16 @@ MARKS_KEPT = 4096
 
 def _script(name: str) -> str:
     return (resources.files("outlay.state.redis") / "lua" / name).read_text()
+
+
+@contextlib.contextmanager
+def unstorable_values() -> Iterator[None]:
+    """A request's value that cannot be encoded (a string with a lone surrogate, from a
+    header byte that was not UTF-8) fails that request alone, as the store's error."""
+    try:
+        yield
+    except (UnicodeError, orjson.JSONEncodeError) as exc:
+        raise StateError(f"the state store could not record this call: {exc}") from exc
 
 
 class _Retry(Exception):
@@ -229,12 +239,13 @@ class RedisStore(RedisSettlement, RedisAdmin):
 
     # -- the request path -------------------------------------------------------------
     async def reserve(self, ticket: Ticket) -> Reservation:
-        for _ in range(8):
-            try:
-                return await self._reserve(ticket)
-            except _Retry as again:
-                if again.args and isinstance(again.args[0], Ticket):
-                    ticket = again.args[0]
+        with unstorable_values():
+            for _ in range(8):
+                try:
+                    return await self._reserve(ticket)
+                except _Retry as again:
+                    if again.args and isinstance(again.args[0], Ticket):
+                        ticket = again.args[0]
         raise StateError("the state kept changing during the decision; try again")
 
     async def _reserve(self, ticket: Ticket) -> Reservation:
@@ -365,7 +376,8 @@ class RedisStore(RedisSettlement, RedisAdmin):
                 key = await self._key(ticket.key_hash)
         row = ledger_row(ticket, key, self.clock(), self.worker, decision="invalid", code=code,
                    scope=None, status=status, reserved=0, settlement="none")
-        await self.wal.append([{"t": "row", "row": row}])
+        with unstorable_values():
+            await self.wal.append([{"t": "row", "row": row}])
 
     def _event_entries(self, events: Iterable[Event], now: int) -> list[dict[str, Any]]:
         """Events not yet announced by this worker (the ledger's marks coalesce across
