@@ -2,7 +2,7 @@
 not UTF-8 over a raw socket (an `X-Outlay-Approval` on LLM calls, an `Idempotency-Key` on
 Stripe calls), the honest agents calling beside it on the same worker get no error, every
 settlement lands, and each agent's spend is the sum of its audit rows with nothing left
-reserved."""
+reserved: on the embedded store, and on Redis with PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from .conftest import StartReplicas
 from .harness import Gateway, Launch, micros, unique
 
 pytestmark = pytest.mark.e2e
@@ -96,8 +97,20 @@ def scraped(gateway: Gateway) -> dict[str, float]:
             for s in f.samples if not s.labels}
 
 
-def test_bad_header_bytes_of_one_agent_fail_no_call_of_another(launch: Launch) -> None:
-    gateway = launch({"simulated": {"latency_ms": 0}}, workers=1, name="neighbours")
+@pytest.fixture(params=["sqlite", "redis+postgres"])
+def gateway(request: pytest.FixtureRequest, launch: Launch,
+            start_replicas: StartReplicas) -> Gateway:
+    """One worker on the embedded store, or one replica on Redis and PostgreSQL."""
+    config = {"simulated": {"latency_ms": 0}}
+    if request.param == "sqlite":
+        return launch(config, workers=1, name="neighbours")
+    replicas = start_replicas(1, state_url=request.getfixturevalue("redis_url"),
+                              database=request.getfixturevalue("postgres_dsn"),
+                              config_doc=config, name="neighbour")
+    return replicas[0]
+
+
+def test_bad_header_bytes_of_one_agent_fail_no_call_of_another(gateway: Gateway) -> None:
     agents = [unique("honest") for _ in range(HONEST_AGENTS)]
     bad_agent = unique("hostile")
     for agent in (*agents, bad_agent):
