@@ -139,14 +139,16 @@ class GroupCommit:
         try:
             with self._tx() as c:
                 begun = True
-                for at, (op, future, always, _) in enumerate(batch):
+                for queued in batch:
+                    op, future, always, _ = queued
                     if not always and future is not None and future.cancelled():
                         continue
                     try:
                         answers.append((future, True, op(c)))
                     except OutlayError as refusal:
                         answers.append((future, False, refusal))
-                    except Exception as exc:
+                    except Exception as exc:  # found by identity: no count kept per op
+                        at = next(i for i, q in enumerate(batch) if q is queued)
                         raise _OpFailed(at, exc) from exc
         except _OpFailed:
             raise
@@ -166,6 +168,8 @@ class _OpFailed(Exception):
 
 
 class _BeginFailed(Exception):
+    """The transaction could not even begin: the store's failure, not an op's."""
+
     def __init__(self, error: Exception) -> None:
         super().__init__(error)
         self.error = error

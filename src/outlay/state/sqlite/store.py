@@ -324,8 +324,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
 
     def queue_settlement(self, outcome: Outcome) -> bool:
         # shares the transaction of the next decision, usually the next call's
-        self._batch.submit(lambda c: self._settle(c, outcome),
-                           lambda _error: self._retries.keep(outcome))
+        queued = _QueuedSettlement(self, outcome)
+        self._batch.submit(queued, queued.lost)
         return True
 
     def settlement_retries(self) -> RetryCounts:
@@ -446,6 +446,22 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
     async def report(self, group_by: str, since_ms: int | None) -> list[dict[str, Any]]:
         self._batch.drain()
         return await self._read(lambda c: ledger_sql.report(c, group_by, since_ms))
+
+
+class _QueuedSettlement:
+    """A settlement's op in a batch, and what to do if the batch loses it: one object
+    rather than two closures, as every LLM call queues one."""
+
+    __slots__ = ("outcome", "store")
+
+    def __init__(self, store: SqliteStore, outcome: Outcome) -> None:
+        self.store, self.outcome = store, outcome
+
+    def __call__(self, c: sqlite3.Connection) -> bool:
+        return self.store._settle(c, self.outcome)
+
+    def lost(self, _error: StateError) -> None:
+        self.store._retries.keep(self.outcome)
 
 
 def _has_windows(policy: Policy) -> bool:
