@@ -22,6 +22,7 @@ pytestmark = pytest.mark.e2e
 
 HONEST_AGENTS = 6
 DURATION_S = 3.0
+HOSTILE_LANES = 3  # connections of the bad agent at once, each sending every HOSTILE_EVERY_S
 HOSTILE_EVERY_S = 0.02
 ANSWER_TIMEOUT_S = 10.0
 CHAT = {"model": "gpt-4o-mini", "max_tokens": 5,
@@ -86,9 +87,10 @@ async def hostile(port: int, key: str, stop_at: float) -> Counter[int]:
 async def side_by_side(gateway: Gateway, keys: list[str], bad_key: str
                        ) -> tuple[list[Counter[int]], Counter[int]]:
     stop_at = asyncio.get_running_loop().time() + DURATION_S
-    *good, bad = await asyncio.gather(*(honest(gateway.url, k, stop_at) for k in keys),
-                                      hostile(gateway.port, bad_key, stop_at))
-    return good, bad
+    answers = await asyncio.gather(
+        *(honest(gateway.url, k, stop_at) for k in keys),
+        *(hostile(gateway.port, bad_key, stop_at) for _ in range(HOSTILE_LANES)))
+    return answers[:len(keys)], sum(answers[len(keys):], Counter())
 
 
 def scraped(gateway: Gateway) -> dict[str, float]:
@@ -123,7 +125,7 @@ def test_bad_header_bytes_of_one_agent_fail_no_call_of_another(gateway: Gateway)
     assert all(sum(c.values()) >= 10 for c in good), good  # they kept calling throughout
     assert [set(c) for c in good] == [{200}] * HONEST_AGENTS, good  # not one error
     # the bad calls are refused alone: at the edge (400) or by the store (503)
-    assert sum(bad.values()) >= DURATION_S / HOSTILE_EVERY_S / 4, bad
+    assert sum(bad.values()) >= 10, bad
     assert set(bad) <= {400, 503}, bad
 
     for agent, statuses in zip(agents, good, strict=True):
