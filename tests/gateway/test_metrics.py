@@ -4,6 +4,8 @@ served, in Prometheus' text format."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,6 +25,14 @@ from .fakes import (
     read_at_least,
     read_rest,
 )
+
+
+async def eventually(condition: Callable[[], object]) -> None:
+    for _ in range(int(WAIT_S / 0.005)):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"still not so after {WAIT_S} s")
 
 
 async def scrape(outlay: Outlay) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -163,3 +173,36 @@ async def test_the_metrics_token_lets_a_scrape_through(make_outlay: MakeOutlay) 
             "/metrics", headers={"Authorization": f"{scheme} {METRICS_TOKEN}"})
         assert resp.status == 200
         assert "outlay_calls_in_flight" in await resp.text()
+
+
+async def test_a_settlement_the_store_failed_to_write_waits_then_lands_and_is_counted(
+    outlay: Outlay, key: dict[str, Any]
+) -> None:
+    await outlay.set_policy("agent:agent-a", {"budgets": [{"usd": 10, "period": "day"}]})
+    chunks = openai_stream(usage=(25, 5))  # 25 x 1 + 5 x 2 micro-USD
+    outlay.upstream.script(Reply(headers=SSE_HEADERS, chunks=chunks, pause_after=1))
+    resp = await outlay.chat(key["key"], {**CHAT, "stream": True,
+                                          "stream_options": {"include_usage": True}})
+    assert await read_at_least(resp, len(chunks[0])) == chunks[0]
+    # reserved; now another process holds the write lock past this worker's patience
+    outlay.store.conn.execute("PRAGMA busy_timeout = 20")
+    other = sqlite3.connect(outlay.store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        outlay.upstream.release.set()
+        async with asyncio.timeout(WAIT_S):
+            await read_rest(resp)
+        await eventually(lambda: outlay.store.settlement_retries().waiting)
+        got = await scrape(outlay)
+        assert got[("outlay_settlements_waiting", ())] == 1
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    # applied again, backing off, until it lands
+    await eventually(lambda: not outlay.store.settlement_retries().waiting)
+    got = await scrape(outlay)
+    assert got[("outlay_settlements_waiting", ())] == 0
+    assert got[("outlay_settlement_retries_total", ())] >= 1
+    assert got[("outlay_settlements_abandoned_total", ())] == 0
+    budget = await outlay.budget("agent:agent-a")
+    assert (budget["spent_usd"], budget["reserved_usd"]) == ("0.000035", "0")

@@ -14,7 +14,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from outlay.gateway.metrics import BUCKETS, Metrics, Snapshots, exposition, render
-from outlay.state.base import BudgetLine, Reaped
+from outlay.state.base import BudgetLine, Reaped, RetryCounts
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -74,7 +74,9 @@ def test_counts_render_as_prometheus_text() -> None:
         "outlay_reservations_reaped": "counter", "outlay_reaped_usd": "counter",
         "outlay_request_duration_seconds": "histogram", "outlay_calls_in_flight": "gauge",
         "outlay_workers": "gauge", "outlay_state_up": "gauge", "outlay_budget_cap_usd": "gauge",
-        "outlay_budget_spent_usd": "gauge", "outlay_budget_reserved_usd": "gauge"}
+        "outlay_budget_spent_usd": "gauge", "outlay_budget_reserved_usd": "gauge",
+        "outlay_settlement_retries": "counter", "outlay_settlements_waiting": "gauge",
+        "outlay_settlements_abandoned": "counter"}
 
 
 def test_what_payments_gave_back_adds_up_over_workers() -> None:
@@ -138,6 +140,27 @@ def test_workers_counts_add_up_and_only_live_workers_gauges_count(tmp_path: Path
     assert got[("outlay_reservations_reaped_total", (("settlement", "void"),
                                                       ("worker", "w_a_1_ff")))] == 1
     assert got[("outlay_reaped_usd_total", (("worker", "w_a_1_ff"),))] == 0.002
+
+
+def test_settlement_retries_add_up_and_only_live_workers_waiting_count(
+        tmp_path: Path) -> None:
+    mine, live, dead = Metrics(), Metrics(), Metrics()
+    mine.retries = lambda: RetryCounts(waiting=1, retried=4, abandoned=0)
+    live.retries = lambda: RetryCounts(waiting=2, retried=3, abandoned=1)
+    dead.retries = lambda: RetryCounts(waiting=7, retried=5, abandoned=0)  # gone for good
+    snapshots = Snapshots(str(tmp_path))
+    (tmp_path / f"{os.getppid()}-1.json").write_bytes(orjson.dumps(live.snapshot()))
+    (tmp_path / f"{a_dead_pid()}-1.json").write_bytes(orjson.dumps(dead.snapshot()))
+    got = samples(exposition(mine, snapshots))
+    assert got[("outlay_settlement_retries_total", ())] == 12
+    assert got[("outlay_settlements_waiting", ())] == 3
+    assert got[("outlay_settlements_abandoned_total", ())] == 1
+
+
+def test_without_a_store_no_settlement_waits() -> None:
+    got = samples(render([Metrics().snapshot()], [Metrics().snapshot()]))
+    assert got[("outlay_settlement_retries_total", ())] == 0
+    assert got[("outlay_settlements_waiting", ())] == 0
 
 
 def test_a_snapshot_is_replaced_whole(tmp_path: Path) -> None:

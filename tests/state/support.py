@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -73,3 +75,12 @@ async def budget_line(store: StateStore, scope: str, period: str) -> dict[str, A
 def charged(reaped: list[Reaped]) -> int:
     """How many reservations a reap charged in full, over every worker."""
     return sum(line.charged for line in reaped)
+
+
+async def eventually(condition: Callable[[], object], timeout_s: float = 5.0) -> None:
+    """Wait until `condition()` holds (checked every 5 ms); fail after `timeout_s`."""
+    for _ in range(int(timeout_s / 0.005)):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"still not so after {timeout_s} s")

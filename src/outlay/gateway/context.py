@@ -107,6 +107,7 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.keys = KeyCheck(self.store)
+        self.metrics.retries = self.store.settlement_retries
         self.known_vendors = frozenset({"openai", "anthropic", *self.vendor_pricing})
         self.aliases = self.prices.aliases()
         self.background = Background(

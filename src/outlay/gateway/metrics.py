@@ -14,7 +14,7 @@ import bisect
 import contextlib
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from outlay.owner_only import write_private
-from outlay.state.base import BudgetLine, Reaped
+from outlay.state.base import BudgetLine, Reaped, RetryCounts
 
 # seconds; an LLM call takes from milliseconds (a refusal) to minutes (a long stream)
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -53,6 +53,8 @@ class Metrics:
     # in full: the worker died or the lease ran out) or void (answered 503 before it held)
     reaped: dict[tuple[str, str], int] = field(default_factory=dict)
     reaped_micros: dict[str, int] = field(default_factory=dict)  # reaped worker -> charged
+    # the settlements the worker's store keeps to apply again (StateStore.settlement_retries)
+    retries: Callable[[], RetryCounts] | None = None
 
     def decided(self, route: str, vendor: str, decision: str, code: str = "") -> None:
         label = (route, vendor, decision, code)
@@ -98,7 +100,14 @@ class Metrics:
             "reaped": [[*k, v] for k, v in self.reaped.items()],
             "reaped_usd": [[k, v] for k, v in self.reaped_micros.items()],
             "in_flight": self.in_flight,
+            **_retry_counts(self.retries),
         }
+
+
+def _retry_counts(source: Callable[[], RetryCounts] | None) -> dict[str, int]:
+    counts = RetryCounts(0, 0, 0) if source is None else source()
+    return {"settle_retries": counts.retried, "settle_abandoned": counts.abandoned,
+            "settle_waiting": counts.waiting}
 
 
 def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, Any]],
@@ -115,9 +124,12 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     sums: dict[str, float] = {}
     reaped: dict[tuple[str, ...], int] = {}
     reaped_usd: dict[tuple[str, ...], int] = {}
+    retries = abandoned = 0
     for snap in snapshots:
         _add(reaped, snap.get("reaped", ()))
         _add(reaped_usd, snap.get("reaped_usd", ()))
+        retries += int(snap.get("settle_retries", 0))
+        abandoned += int(snap.get("settle_abandoned", 0))
         _add(decisions, snap.get("decisions", ()))
         _add(spend, snap.get("spend", ()))
         _add(overruns, snap.get("overruns", ()))
@@ -160,6 +172,16 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     _family(out, "outlay_reaped_usd_total", "counter",
             "USD charged by the reaper, by the worker whose reservations it charged in full.",
             (_labels(worker=w) + f" {_usd(n)}" for (w,), n in sorted(reaped_usd.items())))
+    _family(out, "outlay_settlement_retries_total", "counter",
+            "Attempts to apply again a settlement the state store failed to write.",
+            [f" {retries}"])
+    _family(out, "outlay_settlements_waiting", "gauge",
+            "Settlements the state store failed to write, kept to be applied again.",
+            [f" {sum(int(s.get('settle_waiting', 0)) for s in live)}"])
+    _family(out, "outlay_settlements_abandoned_total", "counter",
+            "Settlements not kept because too many waited; the reaper charges their "
+            "reservations in full.",
+            [f" {abandoned}"])
     lines = []
     for route, counts in sorted(durations.items()):
         running = 0

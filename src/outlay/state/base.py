@@ -95,6 +95,15 @@ class Reservation:
 
 
 @value
+class RetryCounts:
+    """Settlements that met a failing store, as one worker kept them (`state/retries.py`)."""
+
+    waiting: int  # kept now, to be applied again
+    retried: int  # attempts to apply a kept settlement again, since the worker started
+    abandoned: int  # not kept, the queue being full: left to the reaper
+
+
+@value
 class BudgetLine:
     """One budget of a scope in its current period, for monitoring."""
 
@@ -167,11 +176,19 @@ class StateStore(Protocol):
 
     # the request path: one atomic call each
     async def reserve(self, ticket: Ticket) -> Reservation: ...
-    async def settle(self, outcome: Outcome) -> bool: ...
+    async def settle(self, outcome: Outcome) -> bool:
+        """Apply the actual cost once; False if the reservation was already settled or
+        reaped. StateError when it could not be applied now: the store keeps it and applies
+        it again until it lands (`settlement_retries`)."""
     def queue_settlement(self, outcome: Outcome) -> bool:
         """settle() without waiting, if this backend can: True when queued (applied within
-        milliseconds, and before this store's own usage, audit and report reads; a failure
-        leaves the money held for the reaper), False when the caller must await settle()."""
+        milliseconds, and before this store's own usage, audit and report reads; one that
+        fails is kept and applied again, as settle()'s), False when the caller must await
+        settle()."""
+    def settlement_retries(self) -> RetryCounts:
+        """The settlements this worker keeps because the store failed to apply them (a
+        settle() that raised StateError, or a queued one that failed), to apply them again
+        until they land."""
     async def record_refusal(self, ticket: Ticket, status: int, code: str) -> None: ...
 
     # vendor objects counted by exposure (state.exposure): Stripe payment intents, charges

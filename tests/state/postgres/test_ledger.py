@@ -4,6 +4,7 @@ reports read as the embedded store reads them, and the queries that rebuild Redi
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
@@ -164,6 +165,41 @@ async def test_a_bad_batch_applies_nothing(durable: PostgresDurable) -> None:
         await durable.apply_wal([row("r1"), event("m", "no.such.event")])
     await durable.apply_wal([])
     assert await entries(durable) == []
+
+
+async def test_an_entry_postgres_refuses_holds_back_no_other(durable: PostgresDurable) -> None:
+    # a NUL (from a request's model, path or idempotency key) is text PostgreSQL refuses
+    batch = [row(f"r{n}") for n in range(5)]
+    batch[2] = row("r2", model="gpt\x00", route="/vendors/x/\x00", idem="idem-\x00")
+    batch += [settle("r2", 60), settle("r3", 70), row("r5", model="gpt\udcff")]
+    await durable.apply_wal(batch)
+    by_id = {e["request_id"]: e for e in await entries(durable)}
+    assert sorted(by_id) == ["r0", "r1", "r2", "r3", "r4", "r5"]
+    assert (by_id["r2"]["model"], by_id["r2"]["route"]) == ("gpt\ufffd", "/vendors/x/\ufffd")
+    assert by_id["r5"]["model"] == "gpt\ufffd"
+    assert (by_id["r2"]["cost_usd"], by_id["r3"]["cost_usd"]) == ("0.00006", "0.00007")
+    # a key changed to be stored must never match another call's
+    assert await durable.idempotency_since(0) == []
+
+
+async def test_an_entry_refused_even_cleaned_is_logged_and_left_out(
+    durable: PostgresDurable, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, "outlay.state"):
+        await durable.apply_wal([row("r1"), row("r2", ts_ms="soon"), row("r3")])
+    assert [e["request_id"] for e in await entries(durable)] == ["r1", "r3"]
+    assert "left out" in caplog.text
+    assert "'soon'" in caplog.text
+
+
+async def test_a_connection_failure_is_not_taken_for_a_refused_entry(
+    postgres_dsn: str, clock: Clock
+) -> None:
+    store = PostgresDurable(postgres_dsn, clock=clock)
+    await store.open()
+    await store.close()  # nothing to write with: the batch is kept by its caller
+    with pytest.raises(StateError):
+        await store.apply_wal([row("r1", model="gpt\x00")])
 
 
 async def test_labels_given_as_an_object_are_stored_as_json(durable: PostgresDurable) -> None:

@@ -1,5 +1,6 @@
 """Scripts of one event-loop turn share one pipeline, each with its own answer; a script
-Redis forgot (a restart) is loaded again; a Redis that does not answer fails them all."""
+Redis forgot (a restart) is loaded again; a script that fails or cannot be sent fails alone;
+a Redis that does not answer fails them all."""
 
 from __future__ import annotations
 
@@ -35,9 +36,9 @@ async def test_scripts_of_one_turn_share_a_pipeline(
     sent: list[int] = []
     real = batch._pipeline
 
-    async def counted(calls: list[Any]) -> list[Any]:
+    async def counted(calls: list[Any], packed: bytes, results: list[Any]) -> None:
         sent.append(len(calls))
-        return await real(calls)
+        await real(calls, packed, results)
 
     monkeypatch.setattr(batch, "_pipeline", counted)
     answers = await asyncio.gather(*(batch.run(script, ["batch:n"], [i]) for i in range(1, 51)))
@@ -76,3 +77,44 @@ async def test_a_failing_script_fails_alone(client: Redis) -> None:
                                    return_exceptions=True)
     assert results[0] == 5
     assert isinstance(results[1], StateError)
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+async def test_a_script_whose_arguments_cannot_be_sent_fails_alone(
+    client: Redis, pipelined: bool
+) -> None:
+    batch = ScriptBatch(client, pipelined=pipelined)
+    script = client.register_script(INCR)
+    await batch.run(script, ["batch:n"], [0])
+    results = await asyncio.gather(
+        *(batch.run(script, ["batch:n"], [1]) for _ in range(3)),
+        batch.run(script, ["batch:\udcff"], [1]),  # a key with a lone surrogate
+        batch.run(script, ["batch:n"], ["\udcff"]),
+        *(batch.run(script, ["batch:n"], [1]) for _ in range(3)),
+        return_exceptions=True)
+    assert sorted(results[:3] + results[5:]) == [1, 2, 3, 4, 5, 6]  # every honest one ran
+    for failed in results[3:5]:
+        assert isinstance(failed, StateError)
+        assert "could not record this call" in str(failed)
+    assert await client.get("batch:n") == "6"
+
+
+async def test_replies_read_before_the_connection_broke_still_answer(
+    client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = ScriptBatch(client)
+    script = client.register_script(INCR)
+    await batch.run(script, ["batch:n"], [0])
+    real = batch._pipeline
+
+    async def broken_after_two(calls: list[Any], packed: bytes, results: list[Any]) -> None:
+        await real(calls, packed, results)
+        del results[2:]
+        raise ConnectionError("connection reset")  # the rest of the replies are lost
+
+    monkeypatch.setattr(batch, "_pipeline", broken_after_two)
+    results = await asyncio.gather(*(batch.run(script, ["batch:n"], [1]) for _ in range(4)),
+                                   return_exceptions=True)
+    assert results[:2] == [1, 2]
+    assert all(isinstance(r, StateError) and "Redis unavailable" in str(r)
+               for r in results[2:])

@@ -17,7 +17,7 @@ from outlay.state.redis.store import RedisStore
 from outlay.state.redis.wal import entries_of
 
 from ...servers.redis import RedisServer
-from ..support import Clock, budget_line, ledger_cost, ticket
+from ..support import Clock, budget_line, eventually, ledger_cost, ticket
 
 
 @pytest.fixture
@@ -95,18 +95,50 @@ async def test_redis_unreachable_fails_closed_and_keeps_the_settlement(
         else:  # an answered LLM call's: sent with the loop turn's scripts, and it fails
             assert store.queue_settlement(outcome)
             await asyncio.sleep(0.1)
+        assert store.settlement_retries().waiting == 1  # kept, not dropped
         own_redis_server.start()  # empty: rebuilt from the ledger, the call still in flight
-        if settle_by == "awaiting it":
-            await store.heartbeat()  # and the kept settlement is applied to it
-        else:
-            for _ in range(3):  # the first may meet a pooled connection Redis closed
-                with contextlib.suppress(StateError):
-                    await store.heartbeat()
-                    break
+        for _ in range(3):  # the first may meet a pooled connection Redis closed
+            with contextlib.suppress(StateError):
+                await store.heartbeat()  # which rebuilds the emptied state
+                break
+        # and the kept settlement is applied to it, now or at its next try
+        await eventually(lambda: store.settlement_retries().waiting == 0, timeout_s=15)
         line = await budget_line(store, "global", "month")
         assert (line["spent_usd"], line["reserved_usd"]) == ("0.001234", "0")
         (row,) = [r for r in await store.audit(None, 10) if r["request_id"] == held.id]
         assert (row["settlement"], row["cost_usd"]) == ("settled", "0.001234")
+        counts = store.settlement_retries()
+        assert (counts.waiting, counts.abandoned) == (0, 0)
+        assert counts.retried >= 1
+    finally:
+        await store.close()
+
+
+async def test_a_settlement_kept_while_redis_is_down_lands_by_itself_once_it_is_back(
+    own_redis_server: RedisServer, postgres_dsn: str, clock: Clock
+) -> None:
+    store = store_from_url(own_redis_server.url, database=postgres_dsn, clock=clock,
+                           rebuild_grace_s=0.0)
+    assert isinstance(store, RedisStore)
+    await store.open()
+    try:
+        _, secret = await store.create_key(NewKey(agent="bot"))
+        await store.put_policy("global", parse_policy({"budgets": [{"usd": 1}]}))
+        held = [await store.reserve(ticket(secret, 5_000)) for _ in range(3)]
+        await store.redis.save()  # this restart keeps the data
+        own_redis_server.stop()
+        with pytest.raises(StateError):
+            await store.settle(Outcome(held[0].id, 200, cost_micros=1_000))
+        for h in held[1:]:
+            assert store.queue_settlement(Outcome(h.id, 200, cost_micros=1_000))
+        await eventually(lambda: store.settlement_retries().waiting == 3)
+        await asyncio.sleep(0.3)  # tried again meanwhile, backing off
+        assert store.settlement_retries().retried >= 2
+        own_redis_server.start()
+        await eventually(lambda: store.settlement_retries().waiting == 0, timeout_s=15)
+        line = await budget_line(store, "global", "month")
+        assert (line["spent_usd"], line["reserved_usd"]) == ("0.003", "0")
+        assert await ledger_cost(store) == 3_000
     finally:
         await store.close()
 

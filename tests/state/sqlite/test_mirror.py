@@ -93,28 +93,56 @@ async def test_the_rows_on_disk_match_after_every_batch(
     raw.close()
 
 
-async def test_a_failed_write_fails_its_whole_batch_and_loses_nothing(
+async def test_a_failed_write_fails_its_op_alone_and_leaves_nothing_in_the_mirror(
     pair: tuple[SqliteStore, SqliteStore, Clock], tmp_path: Path
 ) -> None:
-    one, _, _ = pair
+    one, two, _ = pair
     _, secret = await one.create_key(NewKey(agent="bot"))
     await one.put_policy("agent:bot", parse_policy({"budgets": [{"usd": 1}]}))
     await one.reserve(ticket(secret, 1_000))
     raw = sqlite3.connect(tmp_path / "o.db", isolation_level=None)
+    # the reservation's row is written from the mirror at the commit: the failure comes
+    # after both ops ran, and the batch is split to find whose row it is
     raw.execute("CREATE TRIGGER boom BEFORE INSERT ON reservations WHEN NEW.id = 'req_boom' "
                 "BEGIN SELECT RAISE(ABORT, 'disk trouble'); END")
-    results = await asyncio.gather(
+    good, boom = await asyncio.gather(
         one.reserve(ticket(secret, 1_000)), one.reserve(ticket(secret, 1_000,
                                                                request_id="req_boom")),
         return_exceptions=True)
-    assert all(isinstance(r, StateError) for r in results), results
+    assert isinstance(boom, StateError)
+    assert "disk trouble" in str(boom)
+    assert not isinstance(good, BaseException)
     raw.execute("DROP TRIGGER boom")
     raw.close()
-    # nothing of the failed batch counts, in memory or on disk
+    # nothing of the failed op counts, in this worker's memory or on disk
     await one.reserve(ticket(secret, 1_000))
-    line = await budget_line(one, "agent:bot", "month")
-    assert line["reserved_usd"] == "0.002"
+    for store in (one, two):
+        line = await budget_line(store, "agent:bot", "month")
+        assert line["reserved_usd"] == "0.003"
     assert [r["request_id"] for r in await one.audit(None, 10)].count("req_boom") == 0
+    assert await one.settle(Outcome(good.id, 200, cost_micros=10))
+    assert not await one.settle(Outcome("req_boom", 200, cost_micros=10))
+
+
+async def test_a_locked_store_fails_the_whole_batch_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(str(tmp_path / "o.db"), busy_timeout_s=0.05)
+    await store.open()
+    try:
+        _, secret = await store.create_key(NewKey(agent="bot"))
+        raw = sqlite3.connect(tmp_path / "o.db", isolation_level=None)
+        raw.execute("BEGIN IMMEDIATE")  # another process holds the write lock too long
+        results = await asyncio.gather(*(store.reserve(ticket(secret, 1_000))
+                                         for _ in range(3)), return_exceptions=True)
+        assert all(isinstance(r, StateError) for r in results), results
+        assert all("locked" in str(r) for r in results)
+        raw.execute("ROLLBACK")
+        raw.close()
+        await store.reserve(ticket(secret, 1_000))
+        assert [r["decision"] for r in await store.audit(None, 10)] == ["allowed"]
+    finally:
+        await store.close()
 
 
 async def test_a_settlement_reaped_by_another_worker_is_not_applied_again(

@@ -5,10 +5,18 @@ audit and reports, and read back to rebuild the hot state when Redis lost it.
 same log) changes nothing the second time. Rows are inserted once by request id, a
 settlement applies only to a row still pending, and an event is announced only by the
 process that recorded its coalescing mark first.
+
+One entry PostgreSQL refuses for what it holds (a NUL, which text cannot store, from a
+request's model or path) must not hold back the ledger: the batch is halved until that
+entry stands alone, every other is written, and it is written with its text made storable
+(each NUL or lone surrogate becomes U+FFFD; an idempotency key so changed is left out, so
+that it can never match another call's). One refused even then is logged whole and left
+out, rather than be retried for ever ahead of everything after it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,6 +50,7 @@ _SETTLE = (
     "tokens = s.tokens FROM jsonb_to_recordset(%s::jsonb) AS s(request_id text, "
     "status integer, cost bigint, settlement text, model text, reserved bigint, "
     "tokens bigint) WHERE l.request_id = s.request_id AND l.settlement = 'pending'")
+log = logging.getLogger("outlay.state")
 _RETRIES = 3  # a deadlock between two appliers of overlapping batches is retried
 
 
@@ -90,9 +99,69 @@ async def _apply(cur: Cursor, entries: list[dict[str, Any]]) -> None:
             await enqueue(cur, e["ts_ms"], e["type"], e["data"])
 
 
+def _refused_content(exc: BaseException) -> bool:
+    """PostgreSQL (or the encoding before it) refused what an entry holds, not the
+    connection: a data exception (class 22) or a broken constraint (class 23)."""
+    cause = exc.__cause__ if isinstance(exc, StateError) else exc
+    return isinstance(cause, psycopg.DataError | psycopg.IntegrityError
+                      | orjson.JSONEncodeError | UnicodeError)
+
+
+def storable(value: Any) -> Any:
+    """`value` with every NUL and lone surrogate in its strings replaced by U+FFFD."""
+    if isinstance(value, str):
+        return "".join("\ufffd" if c == "\x00" or "\ud800" <= c <= "\udfff" else c
+                       for c in value)
+    if isinstance(value, dict):
+        return {k: storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
+def _storable_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    cleaned: dict[str, Any] = storable(entry)
+    row = entry.get("row")
+    if isinstance(row, dict) and row.get("idem") is not None and \
+            cleaned["row"]["idem"] != row["idem"]:
+        cleaned["row"]["idem"] = None
+    return cleaned
+
+
 class LedgerMixin(Pooled):
     async def apply_wal(self, entries: list[dict[str, Any]]) -> None:
-        """Apply a batch of the hot state's log in one transaction, idempotently."""
+        """Apply a batch of the hot state's log in one transaction, idempotently; an entry
+        PostgreSQL refuses is written on its own (see above)."""
+        try:
+            await self._apply_batch(entries)
+        except (StateError, orjson.JSONEncodeError, UnicodeError) as exc:
+            if not _refused_content(exc):
+                raise
+            await self._apply_apart(entries)
+
+    async def _apply_apart(self, entries: list[dict[str, Any]]) -> None:
+        """Halve a batch PostgreSQL refused until the refused entries stand alone, in order
+        (a settlement's entry carries its row, so no half can settle a row it lacks)."""
+        if len(entries) > 1:
+            half = len(entries) // 2
+            for part in (entries[:half], entries[half:]):
+                try:
+                    await self._apply_batch(part)
+                except (StateError, orjson.JSONEncodeError, UnicodeError) as exc:
+                    if not _refused_content(exc):
+                        raise
+                    await self._apply_apart(part)
+            return
+        (entry,) = entries
+        try:
+            await self._apply_batch([_storable_entry(entry)])
+        except (StateError, orjson.JSONEncodeError, UnicodeError) as exc:
+            if not _refused_content(exc):
+                raise
+            log.error("PostgreSQL refused a ledger entry even with its text made storable; "
+                      "it is left out: %r (%s)", entry, exc)
+
+    async def _apply_batch(self, entries: list[dict[str, Any]]) -> None:
         if not entries:
             return
         for attempt in range(_RETRIES):

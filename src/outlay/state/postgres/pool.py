@@ -46,10 +46,11 @@ async def connect(dsn: str) -> psycopg.AsyncConnection[TupleRow]:
 @contextlib.contextmanager
 def state_errors(doing: str) -> Iterator[None]:
     """Turn driver and pool errors (psycopg_pool's errors are psycopg.Error too) raised
-    inside into StateError, saying what was being done."""
+    inside into StateError, saying what was being done; and a value the driver cannot
+    encode (a string with a lone surrogate: psycopg raises the codec's error)."""
     try:
         yield
-    except psycopg.Error as exc:
+    except (psycopg.Error, UnicodeEncodeError) as exc:
         raise StateError(f"{doing}: {exc}".rstrip()) from exc
 
 

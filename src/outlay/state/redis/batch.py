@@ -1,6 +1,10 @@
 """The scripts a worker runs in one turn of its event loop go to Redis together, in one
 pipeline: one write and one read for all of them instead of one each. A pipeline is not a
-transaction; each script is still atomic on its own, which is all a decision needs."""
+transaction; each script is still atomic on its own, which is all a decision needs.
+
+One script fails alone: its own error reply, or arguments that cannot be sent (a string
+with a lone surrogate cannot be encoded) fail that script's caller only, and the others are
+sent and answered. Only a connection that fails fails every script it carried."""
 
 from __future__ import annotations
 
@@ -55,15 +59,34 @@ class ScriptBatch:
             task.add_done_callback(self._sending.discard)
 
     async def _send(self, batch: list[Call]) -> None:
+        if len(batch) == 1 or not self._pipelined:
+            await asyncio.gather(*(self._one(*call) for call in batch))
+            return
+        packed: list[bytes] = []
+        sendable: list[Call] = []
+        for call in batch:
+            script, keys, args, future = call
+            try:
+                packed.append(_command(b"EVALSHA", script.sha, len(keys), *keys, *args))
+            except (UnicodeError, ValueError) as exc:
+                future.set_exception(_unsendable(exc))
+                continue
+            sendable.append(call)
+        if sendable:
+            await self._send_packed(sendable, packed)
+
+    async def _send_packed(self, batch: list[Call], packed: list[bytes]) -> None:
+        results: list[Any] = []
         try:
-            if len(batch) == 1 or not self._pipelined:
-                await asyncio.gather(*(self._one(*call) for call in batch))
-                return
-            results = await self._pipeline(batch)
+            try:
+                await self._pipeline(batch, b"".join(packed), results)
+            finally:  # the replies read before a failure still answer their callers
+                for (*_, future), result in zip(batch, results, strict=False):
+                    if not isinstance(result, NoScriptError):
+                        _resolve(future, result)
             for (script, keys, args, future), result in zip(batch, results, strict=True):
                 if isinstance(result, NoScriptError):  # Redis restarted: load it, once
-                    result = await script(keys=keys, args=args)
-                _resolve(future, result)
+                    _resolve(future, await script(keys=keys, args=args))
         except (RedisError, OSError) as exc:
             _fail(batch, StateError(f"Redis unavailable: {exc}"))
         except BaseException as exc:  # never leave a caller waiting for ever
@@ -71,23 +94,20 @@ class ScriptBatch:
             if not isinstance(exc, Exception):
                 raise
 
-    async def _pipeline(self, batch: list[Call]) -> list[Any]:
-        """EVALSHA of every call, written at once on one connection, the replies read in
-        order. Packed here rather than by the client's pipeline: for these few, known
-        commands its generic packing and bookkeeping were most of a decision's client cost."""
-        packed = b"".join(_command(b"EVALSHA", script.sha, len(keys), *keys, *args)
-                          for script, keys, args, _ in batch)
+    async def _pipeline(self, batch: list[Call], packed: bytes, results: list[Any]) -> None:
+        """EVALSHA of every call (`packed`), written at once on one connection, the replies
+        read in order into `results`. Packed here rather than by the client's pipeline: for
+        these few, known commands its generic packing and bookkeeping were most of a
+        decision's client cost."""
         pool = self._redis.connection_pool
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
             await connection.send_packed_command(packed, check_health=False)
-            results: list[Any] = []
             for _ in batch:
                 try:
                     results.append(await connection.read_response())
                 except ResponseError as refused:  # one script's error, a whole reply
                     results.append(refused)
-            return results
         except BaseException:
             await connection.disconnect()  # replies may be left unread: never reuse it
             raise
@@ -97,10 +117,18 @@ class ScriptBatch:
     @staticmethod
     async def _one(script: AsyncScript, keys: list[Any], args: list[Any],
                    future: asyncio.Future[Any]) -> None:
+        """One script on its own; whatever happens is this caller's alone."""
         try:
             result = await script(keys=keys, args=args)
         except ResponseError as refused:  # the script failed, not the connection
             result = refused
+        except (RedisError, OSError) as exc:
+            result = StateError(f"Redis unavailable: {exc}")
+        except (UnicodeError, ValueError) as exc:
+            result = _unsendable(exc)
+        except BaseException as exc:  # never leave a caller waiting for ever
+            _resolve(future, StateError(f"Redis client failed: {exc!r}"))
+            raise
         _resolve(future, result)
 
 
@@ -113,6 +141,10 @@ def _command(*args: Any) -> bytes:
     return b"".join(parts)
 
 
+def _unsendable(exc: Exception) -> StateError:
+    return StateError(f"the state store could not record this call: {exc}")
+
+
 def _fail(batch: list[Call], error: StateError) -> None:
     for *_, future in batch:
         if not future.done():
@@ -122,7 +154,9 @@ def _fail(batch: list[Call], error: StateError) -> None:
 def _resolve(future: asyncio.Future[Any], result: Any) -> None:
     if future.done():
         return
-    if isinstance(result, RedisError):
+    if isinstance(result, StateError):
+        future.set_exception(result)
+    elif isinstance(result, RedisError):
         future.set_exception(StateError(f"Redis refused a script: {result}"))
     else:
         future.set_result(result)

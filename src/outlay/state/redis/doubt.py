@@ -33,6 +33,7 @@ from outlay.state.redis.wal import Ledger, entries_of, ledger_row
 if TYPE_CHECKING:
     from outlay.state.postgres.durable import PostgresDurable
     from outlay.state.redis.wal import Wal
+    from outlay.state.retries import SettlementRetries
 
 log = logging.getLogger("outlay.state")
 # how long a void marker waits for a reservation script still in a paused Redis's buffer
@@ -70,7 +71,7 @@ class RedisDoubts:
         durable: PostgresDurable
         clock: Callable[[], int]
         _doubtful: dict[str, None]
-        _unsettled: list[Outcome]
+        _retries: SettlementRetries
         _void_script: Any
         _voiding: asyncio.Task[None] | None
 
@@ -84,7 +85,6 @@ class RedisDoubts:
 
         async def settle(self, outcome: Outcome) -> bool: ...
 
-        async def _retry_unsettled(self) -> None: ...
 
     def _in_doubt(self, ticket: Ticket, key: KeyInfo | None, now: int) -> None:
         """The reservation script of `ticket` may have run, though its answer never came."""
@@ -120,11 +120,11 @@ class RedisDoubts:
         """Put right what calls that met an unanswering Redis left: void those in doubt,
         apply the settlements kept, then write this worker's stream to PostgreSQL (the
         entries of scripts that ran though their answers were lost)."""
-        if not (self._doubtful or self._unsettled):
+        if not (self._doubtful or self._retries.counts().waiting):
             return
         await self._void_doubtful()
-        await self._retry_unsettled()
-        if not self._unsettled:
+        await self._retries.retry_now()
+        if not self._retries.counts().waiting:
             try:
                 await write_own_stream(self.redis, self.names.wal(self.worker), self.durable)
             except RedisError as exc:

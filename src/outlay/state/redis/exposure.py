@@ -20,6 +20,7 @@ from outlay.state.redis.scripts import script_text
 
 if TYPE_CHECKING:
     from outlay.state.redis.wal import Wal
+    from outlay.state.retries import SettlementRetries
 
 _EXTRAS = "__x"  # where the object's part of a settlement's reply begins
 
@@ -43,7 +44,7 @@ class RedisExposure:
         names: Names
         _exposure_reserve: Any
         _settle_script: Any
-        _unsettled: list[Outcome]
+        _retries: SettlementRetries
 
         @property
         def redis(self) -> Redis: ...
@@ -102,7 +103,7 @@ class RedisExposure:
         try:
             result = await self._call(self._settle_script, keys, args)
         except StateError:
-            self._unsettled.append(outcome)  # settled plainly when Redis is back
+            self._retries.keep(outcome)  # settled plainly when Redis is back
             raise
         result, given = self.exposure_extras(result)
         settled, events = self._after_settle(outcome, result)

@@ -37,6 +37,7 @@ from outlay.state.redis.wal import Ledger, drain
 if TYPE_CHECKING:
     from outlay.state.postgres.durable import PostgresDurable
     from outlay.state.redis.wal import Wal
+    from outlay.state.retries import SettlementRetries
 
 log = logging.getLogger("outlay.state")
 READY_WAIT_S = 30.0
@@ -117,7 +118,7 @@ class RedisRecovery:
         @property
         def wal(self) -> Wal: ...
 
-        async def _retry_unsettled(self) -> None: ...
+        _retries: SettlementRetries
 
     async def _check_epoch(self) -> None:
         """At start: a ready state of another epoch than PostgreSQL's is not ready."""
@@ -154,7 +155,7 @@ class RedisRecovery:
             if not wait or time.monotonic() > deadline:
                 raise StateError("the Redis state is being rebuilt from PostgreSQL; try again")
             await asyncio.sleep(0.05)
-        await self._retry_unsettled()
+        await self._retries.retry_now()
 
     async def _rebuild(self) -> None:
         started = time.monotonic()

@@ -2,7 +2,7 @@
 applies the actual cost exactly once and returns the ledger entry and the spend of the
 budgets to watch. An answered LLM call's settlement goes out with the loop turn's scripts
 without being awaited; a settlement that meets an unreachable Redis, or a state being
-rebuilt, is kept and applied again when it is back (the reaper charges it in full else).
+rebuilt, is kept and applied again until it lands (state/retries.py).
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import orjson
 from outlay.policy.decision import Event, KeyInfo
 from outlay.policy.model import Policy
 from outlay.state.announcements import settlement_events
-from outlay.state.base import Outcome, StateError
+from outlay.state.base import Outcome, RetryCounts, StateError
 from outlay.state.redis.batch import ScriptBatch
 from outlay.state.redis.plan import Names
 from outlay.state.redis.wal import Wal
+from outlay.state.retries import SettlementRetries
 
 log = logging.getLogger("outlay.state")
 
@@ -32,7 +33,7 @@ class RedisSettlement:
         clock: Callable[[], int]
         _batch: ScriptBatch | None
         _policies: dict[str, Policy]
-        _unsettled: list[Outcome]
+        _retries: SettlementRetries
         _settling: set[asyncio.Future[Any]]
         _settle_script: Any
 
@@ -48,12 +49,18 @@ class RedisSettlement:
     async def settle(self, outcome: Outcome) -> bool:
         """Apply the actual cost once; False if the reservation was already settled or reaped."""
         try:
-            result = await self._call(self._settle_script, *self._settle_call(outcome))
+            return await self._apply_settlement(outcome)
         except StateError:
             # Redis is away: settle again when it is back (if the reply alone was lost, the
             # script then finds the record gone and nothing is applied twice)
-            self._unsettled.append(outcome)
+            self._retries.keep(outcome)
             raise
+
+    def settlement_retries(self) -> RetryCounts:
+        return self._retries.counts()
+
+    async def _apply_settlement(self, outcome: Outcome) -> bool:
+        result = await self._call(self._settle_script, *self._settle_call(outcome))
         settled, events = self._after_settle(outcome, result)
         if events:
             await self._announce(events, self.clock())
@@ -71,7 +78,7 @@ class RedisSettlement:
     def _queued_settled(self, outcome: Outcome, done: asyncio.Future[Any]) -> None:
         self._settling.discard(done)
         if done.cancelled() or done.exception() is not None:
-            self._unsettled.append(outcome)  # applied when Redis is back, or by the reaper
+            self._retries.keep(outcome)  # applied again until it lands
             return
         try:
             _, events = self._after_settle(outcome, done.result())
@@ -85,7 +92,7 @@ class RedisSettlement:
 
     async def _settled_so_far(self) -> None:
         """Wait for the settlements queued by this worker (before a read, or closing); at
-        most 5 s a step if Redis does not answer (they then land in _unsettled)."""
+        most 5 s a step if Redis does not answer (they are then kept, to apply again)."""
         for _ in range(2):  # the scripts' replies, then the events some of them raised
             pending = [f for f in self._settling if not f.done()]
             if not pending:
@@ -104,7 +111,7 @@ class RedisSettlement:
         """Keep the settlement's ledger entry; the events its spend raises."""
         result = self.exposure_extras(result)[0]  # a call on a vendor object: its part
         if result[0] == -1:  # the state is being rebuilt: its record comes back with it
-            self._unsettled.append(outcome)
+            self._retries.keep(outcome)
             return True, []
         if result[0] == 0:
             return False, []
@@ -130,12 +137,3 @@ class RedisSettlement:
                         scope, policy, period, int(start), int(now_spent), key,
                         (outcome.reservation_id, over) if over > 0 else None)
         return True, events
-
-    async def _retry_unsettled(self) -> None:
-        waiting, self._unsettled = self._unsettled, []
-        for i, outcome in enumerate(waiting):
-            try:
-                await self.settle(outcome)
-            except StateError:  # this one is queued again by settle; so are the rest
-                self._unsettled.extend(waiting[i + 1:])
-                raise

@@ -18,7 +18,7 @@ import os
 import secrets
 import socket
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -42,7 +42,7 @@ from outlay.policy.decision import (
 from outlay.policy.errors import OutlayError
 from outlay.policy.model import Policy
 from outlay.policy.money import usd_to_micros
-from outlay.state.base import Outcome, Reservation, StateError, Ticket, unpriced
+from outlay.state.base import Reservation, StateError, Ticket, unpriced
 from outlay.state.clock import wall_ms
 from outlay.state.exposure import ExposureClaim, ObjectMoved
 from outlay.state.postgres.durable import PostgresDurable
@@ -56,6 +56,7 @@ from outlay.state.redis.plan import Holder, Names, check_args, plan, views
 from outlay.state.redis.scripts import script_text
 from outlay.state.redis.settle import RedisSettlement
 from outlay.state.redis.wal import Wal, ledger_row
+from outlay.state.retries import SettlementRetries
 
 log = logging.getLogger("outlay.state")
 MARKS_KEPT = 4096
@@ -66,6 +67,16 @@ def worker_name() -> str:
     that the reaper's logs and metrics name the replica they reaped."""
     host = socket.gethostname().split(".")[0] or "host"
     return f"w_{host}_{os.getpid()}_{secrets.token_hex(4)}"
+
+
+@contextlib.contextmanager
+def unstorable_values() -> Iterator[None]:
+    """A request's value that cannot be encoded (a string with a lone surrogate, from a
+    header byte that was not UTF-8) fails that request alone, as the store's error."""
+    try:
+        yield
+    except (UnicodeError, orjson.JSONEncodeError) as exc:
+        raise StateError(f"the state store could not record this call: {exc}") from exc
 
 
 class _Retry(Exception):
@@ -106,7 +117,8 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         self._policies: dict[str, Policy] = {}
         self._keys: dict[str, KeyInfo] = {}
         self._marks: OrderedDict[str, None] = OrderedDict()
-        self._unsettled: list[Outcome] = []  # settlements waiting for a rebuilt state
+        # settlements that met an unreachable Redis or a state being rebuilt
+        self._retries = SettlementRetries(self._apply_settlement)
         self._settling: set[asyncio.Future[Any]] = set()  # queued settlements in flight
         self._doubtful: dict[str, None] = {}  # calls whose reservation's answer was lost
         self._voiding: asyncio.Task[None] | None = None
@@ -161,6 +173,7 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
             await asyncio.wait({self._voiding})
         with contextlib.suppress(StateError, RedisError, OSError):
             await self._after_outage()
+        await self._retries.close()  # one last try, before the ledger's last write
         with contextlib.suppress(StateError, RedisError, OSError):
             if wal is not None:
                 await wal.stop()
@@ -220,7 +233,8 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
 
     # -- the request path -------------------------------------------------------------
     async def reserve(self, ticket: Ticket) -> Reservation:
-        return await self._reserving(ticket, None)
+        with unstorable_values():
+            return await self._reserving(ticket, None)
 
     async def _reserving(self, ticket: Ticket, claim: ExposureClaim | None) -> Reservation:
         for _ in range(8):
@@ -373,7 +387,8 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
                 key = await self._key(ticket.key_hash)
         row = ledger_row(ticket, key, self.clock(), self.worker, decision="invalid", code=code,
                    scope=None, status=status, reserved=0, settlement="none")
-        await self.wal.append([{"t": "row", "row": row}])
+        with unstorable_values():
+            await self.wal.append([{"t": "row", "row": row}])
 
     def _event_entries(self, events: Iterable[Event], now: int) -> list[dict[str, Any]]:
         """Events not yet announced by this worker (the ledger's marks coalesce across

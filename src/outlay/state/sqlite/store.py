@@ -32,12 +32,14 @@ from outlay.state.base import (
     Outcome,
     Reaped,
     Reservation,
+    RetryCounts,
     StateError,
     Ticket,
     charged,
     unpriced,
 )
 from outlay.state.clock import wall_ms
+from outlay.state.retries import SettlementRetries
 from outlay.state.sqlite.admin import AdminMixin
 from outlay.state.sqlite.batch import GroupCommit
 from outlay.state.sqlite.checkpoint import Checkpointer
@@ -73,6 +75,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
         self._conn: sqlite3.Connection | None = None
         self._mirror = Mirror()
         self._batch = GroupCommit(self._batch_tx)
+        self._retries = SettlementRetries(self._apply_settlement)
         self._checkpointer: Checkpointer | None = None
         # the long reads of reports; an in-memory database has only the one connection
         self._reader = None if self.path == ":memory:" else Reader(self.path, busy_timeout_s)
@@ -105,8 +108,9 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
 
     async def close(self) -> None:
         if self._conn is not None:
+            self._batch.drain()  # the queued settlements that fail are kept
+            await self._retries.close()  # one last try for those kept
             with contextlib.suppress(StateError):
-                self._batch.drain()
                 self._mirror.move_now()  # leave the settled rows in the ledger
                 with self._batch_tx():
                     pass
@@ -310,14 +314,26 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
             status=status, reserved=0, settlement="none", spent=None, cap=None))
 
     async def settle(self, outcome: Outcome) -> bool:
-        """Apply the actual cost once; False if the reservation was already settled or reaped."""
+        """Apply the actual cost once; False if the reservation was already settled or
+        reaped. One the store fails to apply is kept and applied again (state/retries.py)."""
+        try:
+            return await self._apply_settlement(outcome)
+        except StateError:
+            self._retries.keep(outcome)
+            raise
+
+    async def _apply_settlement(self, outcome: Outcome) -> bool:
         settled: bool = await self._batch.run(lambda c: self._settle(c, outcome), always=True)
         return settled
 
     def queue_settlement(self, outcome: Outcome) -> bool:
         # shares the transaction of the next decision, usually the next call's
-        self._batch.submit(lambda c: self._settle(c, outcome))
+        queued = _QueuedSettlement(self, outcome)
+        self._batch.submit(queued, queued.lost)
         return True
+
+    def settlement_retries(self) -> RetryCounts:
+        return self._retries.counts()
 
     def _settle(self, c: sqlite3.Connection, outcome: Outcome) -> bool:
         # taking the reservation is what makes a settlement happen once: a second settle,
@@ -446,6 +462,22 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
     async def report(self, group_by: str, since_ms: int | None) -> list[dict[str, Any]]:
         self._batch.drain()
         return await self._read(lambda c: ledger_sql.report(c, group_by, since_ms))
+
+
+class _QueuedSettlement:
+    """A settlement's op in a batch, and what to do if the batch loses it: one object
+    rather than two closures, as every LLM call queues one."""
+
+    __slots__ = ("outcome", "store")
+
+    def __init__(self, store: SqliteStore, outcome: Outcome) -> None:
+        self.store, self.outcome = store, outcome
+
+    def __call__(self, c: sqlite3.Connection) -> bool:
+        return self.store._settle(c, self.outcome)
+
+    def lost(self, _error: StateError) -> None:
+        self.store._retries.keep(self.outcome)
 
 
 def _has_windows(policy: Policy) -> bool:
