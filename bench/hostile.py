@@ -79,10 +79,20 @@ def _send_until_answered(sock: socket.socket, request: bytes) -> None:
     connection) is there to read: a client does not go on sending a body already refused."""
     view = memoryview(request)
     sent = 0
-    while sent < len(view):
-        if select.select([sock], [], [], 0)[0]:
-            return
-        sent += sock.send(view[sent:sent + PIECE])
+    # non-blocking while sending: a blocking send into a full buffer would wait for a server
+    # that has answered and stopped reading, however soon its answer came
+    sock.setblocking(False)
+    try:
+        while sent < len(view):
+            readable, writable, _ = select.select([sock], [sock], [], TIMEOUT_S)
+            if readable:
+                return
+            if not writable:
+                raise TimeoutError("the server neither read nor answered")
+            with contextlib.suppress(BlockingIOError):
+                sent += sock.send(view[sent:sent + PIECE])
+    finally:
+        sock.settimeout(TIMEOUT_S)
 
 
 def _one(host: str, port: int, request: bytes) -> int | None:

@@ -547,7 +547,7 @@ def test_the_clamp_prices_every_lower_maximum_as_the_estimate_would(
     # the request is left as it came; the bound is the provider's own default
     assert full.max_field not in full.body_patch
     assert full.clamp.limit == (16 if route == "openai.completions" else p.max_output_tokens)
-    assert full.clamp.floor == 0  # lowered only where a policy allows it
+    assert full.clamp.floor is None  # lowered only where a policy allows it
     assert full.clamp.cost(full.clamp.limit) == full.cost_micros
     for n in (1, 17, p.max_output_tokens // 3):
         asked = estimate(route, {**body, full.max_field: n}, p)
