@@ -7,18 +7,14 @@
 
 import type { Routes } from "./routes.js";
 
-/** Marks a routing fetch, so that a second interception never wraps the first one's. */
-export const ROUTING: unique symbol = Symbol("outlay.routingFetch");
-
 export type Fetch = typeof fetch;
 type FetchInput = Parameters<Fetch>[0];
-export type RoutingFetch = Fetch & { readonly [ROUTING]: Routes };
 
 /**
  * `original` with calls to routed destinations sent to the gateway. An answer is handed back
  * only once `ready` has settled: the typed errors an SDK builds from it are installed by then.
  */
-export function routingFetch(routes: Routes, original: Fetch, ready: Promise<unknown>): RoutingFetch {
+export function routingFetch(routes: Routes, original: Fetch, ready: Promise<unknown>): Fetch {
   async function fetchThroughGateway(input: FetchInput, init?: RequestInit): Promise<Response> {
     const target = routes.target(urlOf(input));
     if (target === null) {
@@ -28,11 +24,7 @@ export function routingFetch(routes: Routes, original: Fetch, ready: Promise<unk
     await ready;
     return response;
   }
-  return Object.defineProperty(fetchThroughGateway, ROUTING, { value: routes }) as RoutingFetch;
-}
-
-export function isRoutingFetch(value: unknown): value is RoutingFetch {
-  return typeof value === "function" && ROUTING in value;
+  return fetchThroughGateway as Fetch;
 }
 
 function urlOf(input: FetchInput): string {
