@@ -116,6 +116,7 @@ def test_every_documented_variable_is_read() -> None:
         "OUTLAY_MAX_BODY_BYTES": "100",
         "OUTLAY_SIMULATED_LATENCY_MS": "2.5",
         "OUTLAY_RESERVATION_LEASE_S": "30",
+        "OUTLAY_APPROVAL_TTL": "15m",
     }
     settings = load_settings(None, env)
     assert settings == Settings(
@@ -128,7 +129,18 @@ def test_every_documented_variable_is_read() -> None:
         max_body_bytes=100,
         simulated_latency_ms=2.5,
         reservation_lease_s=30.0,
+        approval_ttl=900.0,
     )
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("approval_ttl: 90\n", 90.0), ("approval_ttl: 2.5\n", 2.5), ("approval_ttl: 90s\n", 90.0),
+    ("approval_ttl: 30m\n", 1800.0), ("approval_ttl: 1h\n", 3600.0),
+    ("approval_ttl: 7d\n", 604800.0), ("approval_ttl: '45'\n", 45.0), ("", 3600.0),
+])
+def test_approval_ttl_takes_seconds_or_a_duration(
+        tmp_path: Path, text: str, seconds: float) -> None:
+    assert load_settings(write(tmp_path, text), {}).approval_ttl == seconds
 
 
 def test_empty_variables_count_as_unset(tmp_path: Path) -> None:
@@ -188,6 +200,11 @@ def test_unknown_top_level_key_names_the_file_and_key(tmp_path: Path) -> None:
         ("state: 5\n", "state"),
         ("state: outlay.db\n", "state"),
         ("reservation_lease_s: .nan\n", "reservation_lease_s"),
+        ("approval_ttl: 0\n", "approval_ttl must be at least 1 second"),
+        ("approval_ttl: -5\n", "approval_ttl"),
+        ("approval_ttl: 1w\n", "approval_ttl must be seconds or a duration"),
+        ("approval_ttl: soon\n", "approval_ttl must be seconds or a duration"),
+        ("approval_ttl: true\n", "approval_ttl"),
         ("simulated: {latency_ms: -1}\n", r"simulated\.latency_ms"),
         ("simulated: {latency: 1}\n", "simulated"),
         ("providers: [openai]\n", "providers"),

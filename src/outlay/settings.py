@@ -15,6 +15,7 @@ Environment variables (an empty value counts as unset):
     OUTLAY_MAX_BODY_BYTES       largest accepted request body
     OUTLAY_SIMULATED_LATENCY_MS latency of the simulated provider
     OUTLAY_RESERVATION_LEASE_S  how long a reservation may be held before it is charged in full
+    OUTLAY_APPROVAL_TTL         how long an approval may be decided and used (3600, 90s, 30m, 1h)
     OPENAI_API_KEY, ANTHROPIC_API_KEY
                                 used for that provider when the file does not configure it
 
@@ -69,6 +70,7 @@ _TOP_LEVEL_KEYS = frozenset(
         "simulated",
         "max_body_bytes",
         "reservation_lease_s",
+        "approval_ttl",
         "webhooks",
     }
 )
@@ -114,6 +116,7 @@ class Settings:
     simulated_latency_ms: float = 0.0
     max_body_bytes: int = 4 * 1024 * 1024
     reservation_lease_s: float = 900.0
+    approval_ttl: float = 3600.0  # seconds an approval may be decided and used after it opens
     # webhook delivery (the `webhooks:` section of the file)
     webhook_timeout_s: float = 10.0  # per attempt, connect to last byte
     webhook_concurrency: int = 8  # sends in flight at once, per worker
@@ -183,6 +186,24 @@ def _float(minimum: float) -> Callable[[object, str], float]:
     return lambda value, where: float(_number(value, where, integer=False, minimum=minimum))
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def _duration(value: object, where: str) -> float:
+    """Seconds, given as a number or as text with a unit: 3600, "90s", "30m", "1h", "7d"."""
+    if isinstance(value, str):
+        found = _DURATION.fullmatch(value.strip())
+        if found is None:
+            raise ConfigError(f"{where} must be seconds or a duration such as 90s, 30m, 1h or "
+                              f"7d, got {value!r}")
+        value = float(found[1]) * _UNIT_S[found[2]]
+    seconds = _number(value, where, integer=False, minimum=0)
+    if seconds < 1:
+        raise ConfigError(f"{where} must be at least 1 second, got {value!r}")
+    return seconds
+
+
 def _port(value: object, where: str) -> int:
     port = _int(0)(value, where)  # 0 asks the OS for a free port, handy in tests
     if port > 65535:
@@ -215,6 +236,7 @@ _CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "max_body_bytes": _int(1),
     "simulated_latency_ms": _float(0),
     "reservation_lease_s": _float(0.001),
+    "approval_ttl": _duration,
 }
 # Host and port come from `listen` / OUTLAY_LISTEN, and the latency from `simulated:` in the
 # file: one spelling per place, so two values can never disagree.
@@ -226,6 +248,7 @@ _ENV_VARIABLES = {
     "max_body_bytes": "OUTLAY_MAX_BODY_BYTES",
     "simulated_latency_ms": "OUTLAY_SIMULATED_LATENCY_MS",
     "reservation_lease_s": "OUTLAY_RESERVATION_LEASE_S",
+    "approval_ttl": "OUTLAY_APPROVAL_TTL",
 }
 _FILE_KEYS = (
     "state",
@@ -234,6 +257,7 @@ _FILE_KEYS = (
     "workers",
     "max_body_bytes",
     "reservation_lease_s",
+    "approval_ttl",
 )
 
 

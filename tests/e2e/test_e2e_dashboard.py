@@ -334,6 +334,12 @@ def test_approvals_are_decided_from_the_browser(launch: Launch, browser: WebDriv
         with pytest.raises(openai.PermissionDeniedError):
             client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20,
                                            extra_headers={"X-Outlay-Approval": no})
+    # what was approved, and the call that used it
+    used_by = gateway.admin.get(f"/admin/v1/approvals/{yes}").json()["used_by"]
+    Select(browser.find_element(By.ID, "approval-state")).select_by_visible_text("used")
+    row = f'#approvals-list tr[data-approval-id="{yes}"]'
+    until_text(browser, row, lambda t: used_by in t and f"budget_exceeded on agent:{agent}" in t
+               and "POST /chat/completions" in t)
 
     # the kill switch over the whole agent, from the Keys view
     second = gateway.mint_key(agent)["id"]

@@ -96,7 +96,8 @@ async def readyz(request: web.Request) -> web.Response:
 def store_for(settings: Settings) -> StateStore:
     """The state backend the settings name (unopened)."""
     return store_from_url(settings.state, database=settings.database,
-                          lease_s=settings.reservation_lease_s)
+                          lease_s=settings.reservation_lease_s,
+                          approval_ttl_s=settings.approval_ttl)
 
 
 def create_app(

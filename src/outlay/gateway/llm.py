@@ -23,6 +23,7 @@ from outlay.gateway.intake import agent_key, parse_json_object
 from outlay.gateway.llm_routes import ROUTES, Route
 from outlay.gateway.settle import Settler
 from outlay.gateway.usage_tap import UsageHider, UsageTap, usage_of
+from outlay.policy.approvals import APPROVAL_HEADER, presented_approval, request_shape
 from outlay.policy.decision import Call
 from outlay.policy.errors import OutlayError, Unavailable
 from outlay.policy.money import micros_to_usd
@@ -60,6 +61,7 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
     key_hash = hash_secret(secret) if secret else None
     model: str | None = None
     try:
+        approval = presented_approval(ex.headers.get(APPROVAL_HEADER))
         raw = await ex.body(gw.settings.max_body_bytes)
         body = parse_json_object(ex.content_type, raw)
         model = body.get("model") if isinstance(body.get("model"), str) else None
@@ -76,8 +78,9 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
         free=bool(price and price.free), cost_micros=est.cost_micros,
         tokens=est.input_tokens + est.output_tokens, clamp=est.clamp,
     )
+    path = f"{route.path}?{ex.query}" if ex.query else route.path
     ticket = Ticket(rid, key_hash, call, route.kind, gw.aliases, gw.free_models,
-                    approval_id=ex.headers.get("X-Outlay-Approval"))
+                    approval_id=approval, shape=request_shape("POST", path, raw))
     reservation = await admit(gw, ticket)
     if not isinstance(reservation, Reservation):
         await ex.send(*error_answer(reservation, route.flavor, rid))

@@ -17,6 +17,7 @@ from outlay.gateway.headers import limit_headers
 from outlay.gateway.intake import agent_key
 from outlay.gateway.llm_routes import Route
 from outlay.gateway.settle import Settler
+from outlay.policy.approvals import APPROVAL_HEADER, presented_approval, request_shape
 from outlay.policy.decision import Call
 from outlay.policy.errors import BadRequest, OutlayError, Unavailable
 from outlay.policy.money import micros_to_usd
@@ -56,6 +57,7 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
         if pricing is None:
             raise BadRequest("invalid_request", f"Unknown vendor {vendor!r}: configure it under "
                              "`vendors:` in the configuration.", param="vendor")
+        approval = presented_approval(request.headers.get(APPROVAL_HEADER))
         raw = await read_body(request, gw.settings.max_body_bytes)
         vcall = VendorCall(vendor, request.method.upper(), path, request.content_type, raw,
                            {k.lower(): v for k, v in request.headers.items()})
@@ -64,9 +66,11 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
         refusal = await refuse_invalid(gw, Ticket(rid, key_hash, call, f"vendor.{vendor}"), err)
         return error_response(refusal, "openai", rid)
 
+    query = request.rel_url.raw_query_string
     ticket = Ticket(rid, key_hash, Call(vendor=vendor, cost_micros=est.cost_micros),
                     f"vendor.{vendor}", idempotency_key=est.idempotency_key,
-                    approval_id=request.headers.get("X-Outlay-Approval"))
+                    approval_id=approval,
+                    shape=request_shape(vcall.method, f"{path}?{query}" if query else path, raw))
     reservation = await admit(gw, ticket)
     if not isinstance(reservation, Reservation):
         return error_response(reservation, "openai", ticket.request_id)

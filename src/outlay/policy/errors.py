@@ -3,7 +3,8 @@
 OutlayError
 ├── AuthError            401  invalid_api_key | key_revoked | key_expired
 ├── NotAllowed           403  model_not_allowed | vendor_not_allowed
-│   └── ApprovalRequired 403  approval_required
+│   ├── ApprovalRequired 403  approval_required
+│   └── ApprovalMismatch 403  approval_mismatch
 ├── RateLimited          429  rate_limit_exceeded | hourly_… | daily_… | token_… | concurrency_…
 ├── BudgetExceeded       402  budget_exceeded
 ├── BadRequest           400  invalid_request | price_unknown; 413 request_too_large
@@ -48,6 +49,15 @@ class ApprovalRequired(NotAllowed):
     def __init__(self, message: str, wait_s: float, **details: Any) -> None:
         super().__init__("approval_required", message, **details)
         self.wait_s = wait_s
+
+
+class ApprovalMismatch(NotAllowed):
+    """403 approval_mismatch: the approval a call presents is not for this call (another key,
+    another request, a dearer call, a breach it does not cover) or can no longer be used
+    (denied, used, expired); `differs` names what."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__("approval_mismatch", message, **details)
 
 
 class RateLimited(OutlayError):

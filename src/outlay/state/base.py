@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from outlay.policy.approvals import RequestShape
 from outlay.policy.decision import Call, KeyInfo, Limits
 from outlay.policy.model import Policy
 from outlay.values import value
@@ -67,6 +68,9 @@ class Ticket:
     idempotency_key: str | None = None
     replay: bool = False  # set by the store: this call repeats an admitted idempotency key
     approval_id: str | None = None  # X-Outlay-Approval: lets an approved breach through once
+    # method, path and body hash: what an approval records, and what a call presenting one
+    # must match (with the call's vendor and model)
+    shape: RequestShape | None = None
 
 
 @value

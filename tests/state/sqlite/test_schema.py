@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from outlay.policy.errors import ApprovalRequired
 from outlay.policy.model import parse_policy
 from outlay.state.base import NewKey, Outcome
 from outlay.state.ledger_sql import MOVE_SETTLED
 from outlay.state.sqlite import schema as sqlite_schema
+from outlay.state.sqlite.events_schema import APPROVAL_COLUMNS_V4
 from outlay.state.sqlite.schema import SCHEMA_VERSION, apply
 from outlay.state.sqlite.store import SqliteStore
 
@@ -34,6 +36,12 @@ def version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone()[0])
 
 
+def drop_v4_columns(conn: sqlite3.Connection) -> None:
+    """The approvals' shape before version 4."""
+    for column in APPROVAL_COLUMNS_V4:
+        conn.execute(f"ALTER TABLE approvals DROP COLUMN {column.split()[0]}")
+
+
 def downgrade_to_v1(path: Path) -> None:
     """Give a file the shapes, the rows and the version Outlay 1 left: a call in flight had
     its pending row in the ledger and a reservation of nine columns."""
@@ -52,6 +60,7 @@ def downgrade_to_v1(path: Path) -> None:
     conn.execute("DROP TABLE current")
     conn.execute("DROP INDEX ledger_grp")
     conn.execute(V1_LEDGER_GRP)
+    drop_v4_columns(conn)
     conn.execute("UPDATE meta SET v='1' WHERE k='schema_version'")
     assert "WITHOUT ROWID" not in shape(conn, "reservations")
     conn.close()
@@ -60,7 +69,7 @@ def downgrade_to_v1(path: Path) -> None:
 def test_a_new_file_has_the_current_shapes(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "outlay.db", isolation_level=None)
     apply(conn)
-    assert version(conn) == SCHEMA_VERSION == 3
+    assert version(conn) == SCHEMA_VERSION == 4
     assert "WITHOUT ROWID" in shape(conn, "reservations")
     assert "settlement TEXT" in shape(conn, "reservations")
     assert "WHERE grp IS NOT NULL" in shape(conn, "ledger_grp")
@@ -91,7 +100,7 @@ async def test_a_version_1_file_is_upgraded_and_keeps_its_calls_in_flight(
     await store.open()
     try:
         conn = store.conn
-        assert version(conn) == 3
+        assert version(conn) == SCHEMA_VERSION
         assert "WITHOUT ROWID" in shape(conn, "reservations")
         assert "WHERE grp IS NOT NULL" in shape(conn, "ledger_grp")
         # the call in flight: its reservation as it was, its pending row now beside it
@@ -110,6 +119,33 @@ async def test_a_version_1_file_is_upgraded_and_keeps_its_calls_in_flight(
             ("team", 0)))
         assert "ledger_grp" in plan
         assert len(await store.audit("group:team", 10)) == 2
+    finally:
+        await store.close()
+
+
+async def test_a_version_3_file_keeps_its_approvals(tmp_path: Path) -> None:
+    path = tmp_path / "outlay.db"
+    old = SqliteStore(str(path))
+    await old.open()
+    await old.put_policy("agent:bot", parse_policy(
+        {"on_breach": "require_approval", "rpm": 0}))
+    _, secret = await old.create_key(NewKey(agent="bot"))
+    with pytest.raises(ApprovalRequired) as opened:
+        await old.reserve(ticket(secret, 0))
+    await old.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    drop_v4_columns(conn)
+    conn.execute("UPDATE meta SET v='3' WHERE k='schema_version'")
+    conn.close()
+
+    store = SqliteStore(str(path))
+    await store.open()
+    try:
+        assert version(store.conn) == SCHEMA_VERSION
+        shown = await store.get_approval(opened.value.details["approval_id"])
+        # it covers the breach it names, never expires, and was not used
+        assert (shown["state"], shown["breaches"], shown["expires_at"], shown["used_at"]) == (
+            "pending", [{"scope": "agent:bot", "code": "rate_limit_exceeded"}], None, None)
     finally:
         await store.close()
 

@@ -111,9 +111,17 @@ CREATE TABLE delivery_attempts (
 CREATE INDEX delivery_attempts_of ON delivery_attempts(event_id, endpoint_id);
 """
 
+# an approval records the breaches it lets through ([[scope, code], …]), its expiry, its use
+_V2 = """
+ALTER TABLE approvals ADD COLUMN breaches TEXT;
+ALTER TABLE approvals ADD COLUMN expires_ms BIGINT;
+ALTER TABLE approvals ADD COLUMN used_ms BIGINT;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "keys, agents, groups, policies, ledger, approvals and the webhook outbox",
               _V1),
+    Migration(2, "approvals: the breaches they let through, expiry and use", _V2),
 )
 LATEST = MIGRATIONS[-1].version
 

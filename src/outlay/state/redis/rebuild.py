@@ -43,7 +43,7 @@ def reservation_of(
     idem = (names.idempotency(row["key_id"], row["vendor"], row["idem"])
             if row.get("idem") else "")
     call = Call(row["vendor"], cost_micros=row["reserved"], tokens=row["tokens"])
-    _, record = plan(names, call, row_scopes(row), policies, row["ts_ms"], False,
+    _, record = plan(names, call, row_scopes(row), policies, row["ts_ms"], None,
                      Holder(row["key_id"], row["agent"], idem, worker))
     return record
 

@@ -28,17 +28,19 @@ import orjson
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
+from outlay.policy.approvals import judge
 from outlay.policy.decide import authenticate, decide, precheck
 from outlay.policy.decision import (
     Admit,
     ApprovalNeed,
     Event,
+    Grant,
     KeyInfo,
     Limits,
     ScopeView,
     call_scopes,
 )
-from outlay.policy.errors import OutlayError
+from outlay.policy.errors import ApprovalMismatch, OutlayError
 from outlay.policy.model import Policy
 from outlay.policy.money import usd_to_micros
 from outlay.state.base import Outcome, Reservation, StateError, Ticket
@@ -46,7 +48,7 @@ from outlay.state.clock import wall_ms
 from outlay.state.postgres.durable import PostgresDurable
 from outlay.state.redis.admin import RedisAdmin
 from outlay.state.redis.batch import ScriptBatch
-from outlay.state.redis.plan import Holder, Names, check_args, plan, views
+from outlay.state.redis.plan import GRANTED, Holder, Names, check_args, plan, views
 from outlay.state.redis.rebuild import rebuild
 from outlay.state.redis.settle import RedisSettlement
 from outlay.state.redis.wal import Wal, drain, ledger_row
@@ -71,6 +73,7 @@ class RedisStore(RedisSettlement, RedisAdmin):
         self, url: str, *, database: str | None = None, tenant: str | None = None,
         clock: Callable[[], int] | None = None, lease_s: float = 900.0,
         rebuild_grace_s: float = 1.0, flush_interval_s: float = 0.02,
+        approval_ttl_s: float = 3600.0,
     ) -> None:
         parts = urlsplit(url)
         query = parse_qs(parts.query)
@@ -86,6 +89,7 @@ class RedisStore(RedisSettlement, RedisAdmin):
         self.durable = PostgresDurable(database, clock=self.clock)
         self._clock = clock
         self.lease_ms = int(lease_s * 1000)
+        self.approval_ttl_ms = int(approval_ttl_s * 1000)
         self.rebuild_grace_s = rebuild_grace_s
         self.flush_interval_s = flush_interval_s
         self.worker = f"w_{os.getpid()}_{secrets.token_hex(4)}"
@@ -265,32 +269,54 @@ class RedisStore(RedisSettlement, RedisAdmin):
                 raise _Retry
             await self._refused(ticket, key, now, early.error, early.scope, [])
             raise early.error
-        approved = bool(ticket.approval_id) and await self.durable.claim_approval(
-            ticket.approval_id or "", key.id, ticket.request_id)
+        grant = await self._grant(ticket, key, now)
         try:
-            reservation = await self._decide(ticket, key, scopes, policies, now, approved)
+            reservation = await self._decide(ticket, key, scopes, policies, now, grant)
         except BaseException:
-            if approved:
-                await self.durable.release_approval(ticket.approval_id or "", ticket.request_id)
+            if grant is not None:
+                await self.durable.release_approval(grant.approval_id, ticket.request_id)
             raise
-        if approved and not reservation.overage:
-            await self.durable.release_approval(ticket.approval_id or "", ticket.request_id)
+        if grant is not None and not reservation.approved:
+            # no breach of the approval's came up: it is left for the call it is for
+            await self.durable.release_approval(grant.approval_id, ticket.request_id)
         return reservation.value
+
+    async def _grant(self, ticket: Ticket, key: KeyInfo, now: int) -> Grant | None:
+        """The approval the call presents, claimed for it in PostgreSQL (given back if no
+        breach of its comes up); a refusal (recorded) when it is not for this call or can no
+        longer be used, another replica's call having claimed it first included."""
+        approval_id = ticket.approval_id
+        if not approval_id:
+            return None
+        for _ in range(3):  # claimed and given back meanwhile: judged again
+            verdict = judge(await self.durable.find_approval(approval_id), approval_id,
+                            key.id, ticket.call, ticket.shape, now)
+            if verdict is None or isinstance(verdict, ApprovalMismatch):
+                break
+            if await self.durable.claim_approval(approval_id, key.id, ticket.request_id, now):
+                return verdict
+        else:
+            verdict = ApprovalMismatch(f"Approval {approval_id} is in use by another call.",
+                                       approval_id=approval_id, state="approved",
+                                       differs=["state"])
+        if isinstance(verdict, ApprovalMismatch):
+            await self._refused(ticket, key, now, verdict, None, [])
+        return None
 
     async def _decide(
         self, ticket: Ticket, key: KeyInfo, scopes: tuple[str, ...],
-        policies: Mapping[str, Policy], now: int, approved: bool,
+        policies: Mapping[str, Policy], now: int, grant: Grant | None,
     ) -> _Admitted:
         call = ticket.call
         cost = call.cost_micros or 0
         idem = (self.names.idempotency(key.id, call.vendor, ticket.idempotency_key)
                 if ticket.idempotency_key and not ticket.replay else "")
-        checks, record = plan(self.names, call, scopes, policies, now, approved,
+        checks, record = plan(self.names, call, scopes, policies, now, grant,
                               Holder(key.id, key.agent, idem, self.worker))
         row = ledger_row(ticket, key, now, self.worker, decision="allowed",
                    code="idempotent_replay" if ticket.replay else None, scope=None,
                    status=None, reserved=cost, settlement="pending")
-        row["overage_code"] = "approved_overage" if ticket.approval_id else "alert_overage"
+        row["overage_code"] = "alert_overage"  # the script says which overage it let through
         names = self.names
         result = await self._call(
             self._reserve_script,
@@ -312,7 +338,7 @@ class RedisStore(RedisSettlement, RedisAdmin):
                                  idempotency_key=None, replay=True))
         at = int(result[1])
         seen = views(checks, result[-1], scopes, policies, at)
-        decision = decide(call, key, seen, at, ticket.aliases, ticket.free_models, approved)
+        decision = decide(call, key, seen, at, ticket.aliases, ticket.free_models, grant)
         if status == "refused":
             if isinstance(decision, Admit):
                 if decision.call is not None:  # fits with its maximum output lowered
@@ -332,7 +358,7 @@ class RedisStore(RedisSettlement, RedisAdmin):
             log.error("the reservation script admitted what decide refused: %s",
                       decision.error.code)
         return _Admitted(Reservation(ticket.request_id, key, limits, cost, at, call.clamped_to),
-                         bool(int(overage)))
+                         int(overage) == GRANTED)
 
     async def _refused(
         self, ticket: Ticket, key: KeyInfo | None, now: int, error: OutlayError | None,
@@ -351,7 +377,8 @@ class RedisStore(RedisSettlement, RedisAdmin):
         entries = [{"t": "row", "row": row}, *self._event_entries(events, now)]
         await self.wal.append(entries)
         if approval is not None and key is not None:
-            raise await self.durable.open_approval(now, ticket, key, approval)
+            raise await self.durable.open_approval(now, ticket, key, approval,
+                                                   self.approval_ttl_ms)
         if error is not None:
             raise error
 
@@ -430,8 +457,8 @@ class RedisStore(RedisSettlement, RedisAdmin):
 
 
 class _Admitted:
-    __slots__ = ("overage", "value")
+    __slots__ = ("approved", "value")
 
-    def __init__(self, value: Reservation, overage: bool) -> None:
-        self.value, self.overage = value, overage
+    def __init__(self, value: Reservation, approved: bool) -> None:
+        self.value, self.approved = value, approved  # approved: the call used its approval
 

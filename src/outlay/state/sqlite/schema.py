@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 
-from outlay.state.sqlite.events_schema import EVENTS_SCHEMA
+from outlay.state.sqlite.events_schema import APPROVAL_COLUMNS_V4, EVENTS_SCHEMA
 from outlay.state.sqlite.outbox import OUTBOX_SCHEMA
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -117,8 +117,14 @@ def _v3(conn: sqlite3.Connection) -> None:
                  "AND request_id IN (SELECT id FROM reservations)")
 
 
+def _v4(conn: sqlite3.Connection) -> None:
+    """Approvals record the breaches they let through, their expiry and their use."""
+    for column in APPROVAL_COLUMNS_V4:
+        conn.execute(f"ALTER TABLE approvals ADD COLUMN {column}")
+
+
 # what turns a file of the version before each into that version, in order
-MIGRATIONS = {2: _v2, 3: _v3}
+MIGRATIONS = {2: _v2, 3: _v3, 4: _v4}
 
 
 def apply(conn: sqlite3.Connection) -> None:

@@ -18,9 +18,18 @@ from typing import Any, TypeVar
 
 import orjson
 
+from outlay.policy.approvals import judge
 from outlay.policy.decide import authenticate, decide
-from outlay.policy.decision import Admit, Counter, Event, KeyInfo, ScopeView, call_scopes
-from outlay.policy.errors import OutlayError
+from outlay.policy.decision import (
+    Admit,
+    Counter,
+    Event,
+    Grant,
+    KeyInfo,
+    ScopeView,
+    call_scopes,
+)
+from outlay.policy.errors import ApprovalMismatch, OutlayError
 from outlay.policy.model import Policy
 from outlay.policy.money import usd_to_micros
 from outlay.policy.windows import REQUEST_WINDOWS, bucket_of, decode
@@ -36,15 +45,15 @@ from outlay.state.base import (
 )
 from outlay.state.clock import wall_ms
 from outlay.state.sqlite.admin import AdminMixin
-from outlay.state.sqlite.batch import GroupCommit
-from outlay.state.sqlite.checkpoint import Checkpointer
-from outlay.state.sqlite.events import (
+from outlay.state.sqlite.approvals import (
     ApprovalsMixin,
-    announce,
     mark_used,
     open_approval,
-    use_approval,
+    read_approval,
 )
+from outlay.state.sqlite.batch import GroupCommit
+from outlay.state.sqlite.checkpoint import Checkpointer
+from outlay.state.sqlite.events import announce
 from outlay.state.sqlite.mirror import Held, Mirror
 from outlay.state.sqlite.outbox import OutboxMixin
 from outlay.state.sqlite.reader import Reader
@@ -59,11 +68,12 @@ HEARTBEAT_STALE_MS = 5_000
 class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
     def __init__(
         self, path: str, *, clock: Clock = wall_ms, lease_s: float = 900.0,
-        busy_timeout_s: float = 30.0,
+        busy_timeout_s: float = 30.0, approval_ttl_s: float = 3600.0,
     ) -> None:
         self.path = path or ":memory:"
         self.clock = clock
         self.lease_ms = int(lease_s * 1000)
+        self.approval_ttl_ms = int(approval_ttl_s * 1000)
         self.busy_timeout_s = busy_timeout_s
         self.worker = f"w_{os.getpid()}_{secrets.token_hex(4)}"
         self._conn: sqlite3.Connection | None = None
@@ -175,10 +185,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
 
     def _reserve(self, c: sqlite3.Connection, ticket: Ticket) -> Reservation:
         """Authenticate, decide and reserve, inside the batch's transaction. A refusal is
-        recorded first and raised last, so its ledger row commits with the batch."""
+        recorded, then raised: the batch keeps its ledger row and answers with it."""
         now = self.clock()
-        call = ticket.call
-        decision = None
         key = None if ticket.key_hash is None else self._mirror.key(c, ticket.key_hash)
         refusal: OutlayError | None = authenticate(key, now)
         if refusal is not None or key is None:
@@ -188,32 +196,44 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
                     "expired_at": refusal.details.get("expired_at"),
                 }, f"key.expired:{key.id}")])
             self._refusal_row(c, ticket, key, now, refusal, None)
-        else:
-            if self._is_replay(c, ticket, key):
-                # decided like any call (allow-lists, windows), but it holds no money
-                call = replace(call, cost_micros=0)
-                ticket = replace(ticket, call=call, idempotency_key=None, replay=True)
-            approved = use_approval(c, ticket, key)
-            views = self._views(c, call_scopes(key, call.vendor), now)
-            decision = decide(call, key, views, now, ticket.aliases, ticket.free_models,
-                              approved)
-            announce(c, now, decision.events)
-            if isinstance(decision, Admit):
-                if decision.call is not None:  # its maximum output lowered to fit
-                    call = decision.call
-                    ticket = replace(ticket, call=call)
-                self._write_admit(c, ticket, key, decision, now)
-                if approved and decision.overage and ticket.approval_id:
-                    mark_used(c, ticket.approval_id, ticket.request_id)
-            else:
-                refusal = decision.error
-                if decision.approval is not None:
-                    refusal = open_approval(c, now, ticket, key, decision.approval)
-                self._refusal_row(c, ticket, key, now, refusal, decision.scope)
-        if refusal is not None or key is None or not isinstance(decision, Admit):
             raise refusal or StateError("decision lost")
+        if self._is_replay(c, ticket, key):
+            # decided like any call (allow-lists, windows), but it holds no money
+            ticket = replace(ticket, call=replace(ticket.call, cost_micros=0),
+                             idempotency_key=None, replay=True)
+        grant = self._grant(c, ticket, key, now)
+        views = self._views(c, call_scopes(key, ticket.call.vendor), now)
+        decision = decide(ticket.call, key, views, now, ticket.aliases, ticket.free_models,
+                          grant)
+        announce(c, now, decision.events)
+        if not isinstance(decision, Admit):
+            refusal = decision.error
+            if decision.approval is not None:
+                refusal = open_approval(c, now, ticket, key, decision.approval,
+                                        self.approval_ttl_ms)
+            self._refusal_row(c, ticket, key, now, refusal, decision.scope)
+            raise refusal
+        if decision.call is not None:  # its maximum output lowered to fit
+            ticket = replace(ticket, call=decision.call)
+        self._write_admit(c, ticket, key, decision, now)
+        if grant is not None and decision.approved:
+            mark_used(c, grant.approval_id, ticket.request_id, now)
+        call = ticket.call
         return Reservation(ticket.request_id, key, decision.limits, call.cost_micros or 0, now,
                            call.clamped_to)
+
+    def _grant(self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, now: int
+               ) -> Grant | None:
+        """What the approval the call presents lets through; a refusal (recorded) when it is
+        not for this call or can no longer be used."""
+        if not ticket.approval_id:
+            return None
+        verdict = judge(read_approval(c, ticket.approval_id), ticket.approval_id, key.id,
+                        ticket.call, ticket.shape, now)
+        if isinstance(verdict, ApprovalMismatch):
+            self._refusal_row(c, ticket, key, now, verdict, None)
+            raise verdict
+        return verdict
 
     def _is_replay(self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo) -> bool:
         """A retry of a call already admitted under the same idempotency key is forwarded but
@@ -260,7 +280,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
             cap - limits.budget_remaining)
         code = "idempotent_replay" if ticket.replay else None
         if admit.overage:  # a breach let through: by an approval, or by on_breach alert
-            code = "approved_overage" if ticket.approval_id else "alert_overage"
+            code = "approved_overage" if admit.approved else "alert_overage"
         # what follows only changes the mirror: nothing in it can fail half-way
         mirror = self._mirror
         for (scope, name), state in admit.windows.items():
