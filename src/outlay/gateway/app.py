@@ -20,7 +20,12 @@ from outlay.gateway.llm_routes import ROUTES, Route
 from outlay.gateway.metrics import CONTENT_TYPE, Snapshots, exposition, keep_writing
 from outlay.gateway.models import list_models
 from outlay.gateway.vendors import vendor_proxy
-from outlay.gateway.wiring import upstream_from_settings, vendor_pricing, vendors_from_settings
+from outlay.gateway.wiring import (
+    upstream_from_settings,
+    vendor_accounts,
+    vendor_pricing,
+    vendors_from_settings,
+)
 from outlay.policy.errors import OutlayError
 from outlay.pricing.table import PriceTable
 from outlay.settings import Settings
@@ -121,6 +126,7 @@ def create_app(
         clock=clock,
         vendors=vendors or vendors_from_settings(settings),
         vendor_pricing=vendor_pricing(settings.vendors),
+        vendor_accounts=vendor_accounts(settings),
         snapshots=None if metrics_dir is None else Snapshots(metrics_dir),
     )
     health.store = gw.store

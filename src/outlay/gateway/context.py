@@ -83,6 +83,8 @@ class Gateway:
     clock: Callable[[], int]
     vendors: Upstream
     vendor_pricing: Mapping[str, VendorPricing]
+    # a fingerprint of each configured vendor's credential: its account (gateway/wiring.py)
+    vendor_accounts: Mapping[str, str] = field(default_factory=dict)
     streams: Streams = field(default_factory=Streams)
     outages: Throttled = field(default_factory=Throttled)  # 503s of an unreachable store
     metrics: Metrics = field(default_factory=Metrics)

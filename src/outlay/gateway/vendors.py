@@ -4,7 +4,9 @@ reserved on every scope, and the vendor's answer comes back unchanged."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -17,6 +19,7 @@ from outlay.gateway.headers import limit_headers
 from outlay.gateway.intake import agent_key
 from outlay.gateway.llm_routes import Route
 from outlay.gateway.settle import Settler
+from outlay.gateway.wiring import SIMULATED_ACCOUNT
 from outlay.policy.approvals import APPROVAL_HEADER, presented_approval, request_shape
 from outlay.policy.decision import Call
 from outlay.policy.errors import BadRequest, OutlayError, Unavailable
@@ -69,6 +72,7 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
     query = request.rel_url.raw_query_string
     ticket = Ticket(rid, key_hash, Call(vendor=vendor, cost_micros=est.cost_micros),
                     f"vendor.{vendor}", idempotency_key=est.idempotency_key,
+                    idempotency_account=vendor_account(gw, vendor, request.headers),
                     approval_id=approval,
                     shape=request_shape(vcall.method, f"{path}?{query}" if query else path, raw))
     reservation = await admit(gw, ticket)
@@ -78,12 +82,26 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
             **limit_headers(reservation.limits, gw.clock())}
     if reservation.amount:
         ours["X-Outlay-Reserved-USD"] = micros_to_usd(reservation.amount)
+    if reservation.replay_of:
+        ours["X-Outlay-Replay-Of"] = reservation.replay_of
     outgoing = UpstreamRequest(
         provider=vendor, method=request.method.upper(), path=path,
         headers={k: v for k, v in request.headers.items() if k.lower() not in _DROP},
         body=est.body, stream=False, query=request.rel_url.raw_query_string,
     )
     return await _forward(gw, pricing, vcall, est, reservation, outgoing, ours)
+
+
+def vendor_account(gw: Gateway, vendor: str, headers: Mapping[str, str]) -> str:
+    """The vendor account a call acts on, which its idempotency key belongs to: the
+    configured credential's, and for Stripe the connected account `Stripe-Account` names
+    (kept as a fingerprint: the header may hold any bytes)."""
+    account = gw.vendor_accounts.get(vendor, SIMULATED_ACCOUNT)
+    connected = headers.get("Stripe-Account") if vendor == "stripe" else None
+    if connected:
+        digest = hashlib.sha256(connected.encode("utf-8", "surrogateescape")).hexdigest()
+        account = f"{account}:{digest[:16]}"
+    return account
 
 
 def _raw_path(request: web.Request) -> str:

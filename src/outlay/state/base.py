@@ -63,10 +63,12 @@ class Ticket:
     route: str
     aliases: Mapping[str, str] = field(default_factory=dict)
     free_models: tuple[str, ...] = ()
-    # a vendor retry carrying the same key (Stripe's Idempotency-Key) reserves and is
-    # charged once: the retry is recorded as a replay and holds nothing
+    # a vendor retry carrying the same key (Stripe's Idempotency-Key) on the same vendor
+    # account, whichever Outlay key sends it, reserves and is charged once: the retry is
+    # recorded as a replay of the first call and holds nothing
     idempotency_key: str | None = None
-    replay: bool = False  # set by the store: this call repeats an admitted idempotency key
+    idempotency_account: str = ""  # the vendor account the key belongs to (its fingerprint)
+    replay_of: str | None = None  # set by the store: the admitted call this one repeats
     approval_id: str | None = None  # X-Outlay-Approval: lets an approved breach through once
     # method, path and body hash: what an approval records, and what a call presenting one
     # must match (with the call's vendor and model)
@@ -81,6 +83,7 @@ class Reservation:
     amount: int
     started_ms: int
     clamped_to: int | None = None  # the maximum output the call must be sent with
+    replay_of: str | None = None  # the call this one repeats (an idempotent replay)
 
 
 @value

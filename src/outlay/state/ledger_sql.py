@@ -46,16 +46,16 @@ INSERT_ROW = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)")
 HOLD_ROW = (
     "INSERT INTO reservations(id, created_ms, lease_ms, worker, amount, tokens, holds, tpm, "
-    "parallel, seq, key_id, agent, grp, labels, vendor, model, route, code, spent, cap) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    "parallel, seq, key_id, agent, grp, labels, vendor, model, route, code, spent, cap, "
+    "replay_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 SETTLE_ROW = (
     "UPDATE reservations SET status=?, cost=?, settlement=?, model=COALESCE(?, model), "
     "spent=CASE WHEN spent IS NULL THEN NULL ELSE spent - ? + ? END WHERE id=?")
 MOVE_SETTLED = (
     "INSERT INTO ledger(seq, request_id, ts_ms, key_id, agent, grp, labels, vendor, model, "
-    "route, decision, code, scope, status, reserved, cost, settlement, spent, cap) "
+    "route, decision, code, scope, status, reserved, cost, settlement, spent, cap, replay_of) "
     "SELECT seq, id, created_ms, key_id, agent, grp, labels, vendor, model, route, 'allowed', "
-    "code, NULL, status, amount, cost, settlement, spent, cap FROM reservations "
+    "code, NULL, status, amount, cost, settlement, spent, cap, replay_of FROM reservations "
     "WHERE settlement IS NOT NULL ORDER BY seq")
 DROP_MOVED = "DELETE FROM reservations WHERE settlement IS NOT NULL"
 # the highest row number given: the ledger's AUTOINCREMENT entry (a row inserted with its
@@ -66,8 +66,8 @@ LAST_SEQ = ("SELECT max(ifnull((SELECT seq FROM sqlite_sequence WHERE name='ledg
 HELD_ROWS = (
     "(SELECT seq, id AS request_id, created_ms AS ts_ms, key_id, agent, grp, labels, vendor, "
     "model, route, 'allowed' AS decision, code, NULL AS scope, status, amount AS reserved, "
-    "COALESCE(cost, 0) AS cost, COALESCE(settlement, 'pending') AS settlement, spent, cap "
-    "FROM reservations)")
+    "COALESCE(cost, 0) AS cost, COALESCE(settlement, 'pending') AS settlement, spent, cap, "
+    "replay_of FROM reservations)")
 SOURCES = ("ledger", HELD_ROWS)
 
 
@@ -112,6 +112,7 @@ def settle_row(outcome: Outcome, cost: int, reserved: int) -> tuple[Any, ...]:
 AUDIT_COLUMNS = (
     "request_id", "ts_ms", "key_id", "agent", "grp", "labels", "vendor", "model", "route",
     "decision", "code", "scope", "status", "reserved", "cost", "settlement", "spent", "cap",
+    "replay_of",
 )
 
 
@@ -148,6 +149,7 @@ def audit_entry(r: dict[str, Any]) -> dict[str, Any]:
         "settlement": r["settlement"],
         "spent_usd": None if r["spent"] is None else micros_to_usd(r["spent"]),
         "cap_usd": None if r["cap"] is None else micros_to_usd(r["cap"]),
+        "replay_of": r["replay_of"],
     }
 
 

@@ -26,6 +26,10 @@ V1_RESERVATIONS = """CREATE TABLE reservations (
   holds TEXT NOT NULL, tpm TEXT NOT NULL, parallel TEXT NOT NULL
 )"""
 V1_LEDGER_GRP = "CREATE INDEX ledger_grp ON ledger(grp, ts_ms)"
+V4_IDEMPOTENCY = """CREATE TABLE idempotency (
+  key_id TEXT NOT NULL, vendor TEXT NOT NULL, idem TEXT NOT NULL, request_id TEXT NOT NULL,
+  created_ms INTEGER NOT NULL, PRIMARY KEY (key_id, vendor, idem)
+)"""
 
 
 def shape(conn: sqlite3.Connection, name: str) -> str:
@@ -37,9 +41,14 @@ def version(conn: sqlite3.Connection) -> int:
 
 
 def drop_v4_columns(conn: sqlite3.Connection) -> None:
-    """The approvals' shape before version 4."""
+    """The shapes before version 4 (and 5): approvals without their breaches, expiry and
+    use, ledger rows without what they replay, idempotency keys by Outlay key."""
     for column in APPROVAL_COLUMNS_V4:
         conn.execute(f"ALTER TABLE approvals DROP COLUMN {column.split()[0]}")
+    for table in ("ledger", "reservations"):
+        if "replay_of" in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN replay_of")
+    conn.execute(V4_IDEMPOTENCY)
 
 
 def downgrade_to_v1(path: Path) -> None:
@@ -69,7 +78,10 @@ def downgrade_to_v1(path: Path) -> None:
 def test_a_new_file_has_the_current_shapes(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "outlay.db", isolation_level=None)
     apply(conn)
-    assert version(conn) == SCHEMA_VERSION == 4
+    assert version(conn) == SCHEMA_VERSION == 5
+    assert "replay_of TEXT" in shape(conn, "ledger")
+    assert "replay_of TEXT" in shape(conn, "reservations")
+    assert "PRIMARY KEY (vendor, account, idem)" in shape(conn, "replays")
     assert "WITHOUT ROWID" in shape(conn, "reservations")
     assert "settlement TEXT" in shape(conn, "reservations")
     assert "WHERE grp IS NOT NULL" in shape(conn, "ledger_grp")

@@ -118,10 +118,18 @@ ALTER TABLE approvals ADD COLUMN expires_ms BIGINT;
 ALTER TABLE approvals ADD COLUMN used_ms BIGINT;
 """
 
+# a vendor's idempotency keys are its account's (a fingerprint of the credential, and of a
+# connected account), whichever key sends them; a replay's row names the call it repeats
+_V3 = """
+ALTER TABLE ledger ADD COLUMN idem_account TEXT;
+ALTER TABLE ledger ADD COLUMN replay_of TEXT;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "keys, agents, groups, policies, ledger, approvals and the webhook outbox",
               _V1),
     Migration(2, "approvals: the breaches they let through, expiry and use", _V2),
+    Migration(3, "ledger: idempotency keys by vendor account; what a replay repeats", _V3),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -51,8 +51,9 @@ class Names:
     def wal(self, worker: str) -> str:
         return self.prefix + "wal:" + worker
 
-    def idempotency(self, key_id: str, vendor: str, idem: str) -> str:
-        return f"{self.prefix}i:{key_id}:{vendor}:{idem}"
+    def idempotency(self, vendor: str, account: str, idem: str) -> str:
+        """A vendor account's idempotency key, whichever Outlay key sends it."""
+        return f"{self.prefix}i:{vendor}:{account}:{idem}"
 
     def window(self, scope: str, name: str) -> str:
         return f"{self.prefix}w:{scope}:{name}"

@@ -309,12 +309,13 @@ class RedisStore(RedisSettlement, RedisAdmin):
     ) -> _Admitted:
         call = ticket.call
         cost = call.cost_micros or 0
-        idem = (self.names.idempotency(key.id, call.vendor, ticket.idempotency_key)
-                if ticket.idempotency_key and not ticket.replay else "")
+        idem = (self.names.idempotency(call.vendor, ticket.idempotency_account,
+                                       ticket.idempotency_key)
+                if ticket.idempotency_key and not ticket.replay_of else "")
         checks, record = plan(self.names, call, scopes, policies, now, grant,
                               Holder(key.id, key.agent, idem, self.worker))
         row = ledger_row(ticket, key, now, self.worker, decision="allowed",
-                   code="idempotent_replay" if ticket.replay else None, scope=None,
+                   code="idempotent_replay" if ticket.replay_of else None, scope=None,
                    status=None, reserved=cost, settlement="pending")
         row["overage_code"] = "alert_overage"  # the script says which overage it let through
         names = self.names
@@ -333,9 +334,10 @@ class RedisStore(RedisSettlement, RedisAdmin):
             self._version = None
             raise _Retry
         if status == "replay":
-            # decided like any call (allow-lists, windows), but it holds no money
+            # decided like any call (allow-lists, windows), but it holds no money: the first
+            # call's scopes keep the charge
             raise _Retry(replace(ticket, call=replace(call, cost_micros=0),
-                                 idempotency_key=None, replay=True))
+                                 idempotency_key=None, replay_of=str(result[2])))
         at = int(result[1])
         seen = views(checks, result[-1], scopes, policies, at)
         decision = decide(call, key, seen, at, ticket.aliases, ticket.free_models, grant)
@@ -357,8 +359,8 @@ class RedisStore(RedisSettlement, RedisAdmin):
         else:  # the script's checks are the enforcement; this would be a bug to report
             log.error("the reservation script admitted what decide refused: %s",
                       decision.error.code)
-        return _Admitted(Reservation(ticket.request_id, key, limits, cost, at, call.clamped_to),
-                         int(overage) == GRANTED)
+        return _Admitted(Reservation(ticket.request_id, key, limits, cost, at, call.clamped_to,
+                                     ticket.replay_of), int(overage) == GRANTED)
 
     async def _refused(
         self, ticket: Ticket, key: KeyInfo | None, now: int, error: OutlayError | None,

@@ -175,5 +175,7 @@ def ledger_row(
         "status": status, "reserved": reserved, "cost": 0, "settlement": settlement,
         "spent": None, "cap": None, "tokens": call.tokens if decision == "allowed" else 0,
         "worker": worker, "idem": ticket.idempotency_key if decision == "allowed" else None,
+        "idem_account": ticket.idempotency_account if decision == "allowed" else None,
+        "replay_of": ticket.replay_of,
     }
 

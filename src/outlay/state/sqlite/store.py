@@ -197,10 +197,12 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
                 }, f"key.expired:{key.id}")])
             self._refusal_row(c, ticket, key, now, refusal, None)
             raise refusal or StateError("decision lost")
-        if self._is_replay(c, ticket, key):
-            # decided like any call (allow-lists, windows), but it holds no money
+        first = self._replayed(c, ticket)
+        if first is not None:
+            # decided like any call (allow-lists, windows), but it holds no money: the first
+            # call's scopes keep the charge
             ticket = replace(ticket, call=replace(ticket.call, cost_micros=0),
-                             idempotency_key=None, replay=True)
+                             idempotency_key=None, replay_of=first)
         grant = self._grant(c, ticket, key, now)
         views = self._views(c, call_scopes(key, ticket.call.vendor), now)
         decision = decide(ticket.call, key, views, now, ticket.aliases, ticket.free_models,
@@ -220,7 +222,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
             mark_used(c, grant.approval_id, ticket.request_id, now)
         call = ticket.call
         return Reservation(ticket.request_id, key, decision.limits, call.cost_micros or 0, now,
-                           call.clamped_to)
+                           call.clamped_to, ticket.replay_of)
 
     def _grant(self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, now: int
                ) -> Grant | None:
@@ -235,15 +237,17 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
             raise verdict
         return verdict
 
-    def _is_replay(self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo) -> bool:
-        """A retry of a call already admitted under the same idempotency key is forwarded but
-        never charged again. Only an admitted call registers its key (`_write_admit`), so
-        the retry of a refused call is decided afresh, money included."""
+    def _replayed(self, c: sqlite3.Connection, ticket: Ticket) -> str | None:
+        """The call a retry repeats: one already admitted under the same idempotency key on
+        the same vendor account, whichever key sent it. The retry is forwarded but never
+        charged again. Only an admitted call registers its key (`_write_admit`), so the
+        retry of a refused call is decided afresh, money included."""
         if ticket.idempotency_key is None:
-            return False
-        first = c.execute("SELECT 1 FROM idempotency WHERE key_id=? AND vendor=? AND idem=?",
-                          (key.id, ticket.call.vendor, ticket.idempotency_key)).fetchone()
-        return first is not None
+            return None
+        first = c.execute(
+            "SELECT request_id FROM replays WHERE vendor=? AND account=? AND idem=?",
+            (ticket.call.vendor, ticket.idempotency_account, ticket.idempotency_key)).fetchone()
+        return None if first is None else str(first[0])
 
     def _views(self, c: sqlite3.Connection, scopes: tuple[str, ...], now: int) -> list[ScopeView]:
         mirror = self._mirror
@@ -271,14 +275,15 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
     ) -> None:
         call = ticket.call
         if ticket.idempotency_key is not None:
-            c.execute("INSERT INTO idempotency(key_id, vendor, idem, request_id, created_ms) "
-                      "VALUES (?, ?, ?, ?, ?)",
-                      (key.id, call.vendor, ticket.idempotency_key, ticket.request_id, now))
+            c.execute("INSERT INTO replays(vendor, account, idem, request_id, key_id, "
+                      "created_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                      (call.vendor, ticket.idempotency_account, ticket.idempotency_key,
+                       ticket.request_id, key.id, now))
         limits = admit.limits
         cap = limits.budget_cap
         spent = None if cap is None or limits.budget_remaining is None else (
             cap - limits.budget_remaining)
-        code = "idempotent_replay" if ticket.replay else None
+        code = "idempotent_replay" if ticket.replay_of else None
         if admit.overage:  # a breach let through: by an approval, or by on_breach alert
             code = "approved_overage" if admit.approved else "alert_overage"
         # what follows only changes the mirror: nothing in it can fail half-way
@@ -296,7 +301,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         mirror.hold(c, ticket.request_id, (
             ticket.request_id, now, now + self.lease_ms, self.worker, amount, call.tokens,
             orjson.dumps(holds), orjson.dumps(tpm), orjson.dumps(parallel),
-        ), (*ledger_sql.call_columns(ticket, key), code, spent, cap),
+        ), (*ledger_sql.call_columns(ticket, key), code, spent, cap, ticket.replay_of),
             Held(amount, call.tokens, holds, tpm, parallel, key.id, key.agent))
 
     def _refusal_row(
@@ -346,7 +351,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         cost = charged(outcome.settled, outcome.cost_micros, amount)
         if outcome.settled == "void":
             # a refused first attempt must not turn its retries into free replays
-            c.execute("DELETE FROM idempotency WHERE request_id=?", (outcome.reservation_id,))
+            c.execute("DELETE FROM replays WHERE request_id=?", (outcome.reservation_id,))
         used_tokens = 0 if outcome.settled == "void" else (
             tokens if outcome.settled == "unsettled" else outcome.tokens)
         for h in held.holds:
