@@ -143,6 +143,16 @@ def test_approval_ttl_takes_seconds_or_a_duration(
     assert load_settings(write(tmp_path, text), {}).approval_ttl == seconds
 
 
+def test_the_file_read_is_known_by_its_absolute_path(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "workers: 2\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings("outlay.yaml", {}).config_file == str(tmp_path / "outlay.yaml")
+    assert load_settings(None, {}).config_file == str(tmp_path / "outlay.yaml")
+    monkeypatch.chdir(tmp_path.parent)
+    assert load_settings(None, {}).config_file is None
+
+
 def test_empty_variables_count_as_unset(tmp_path: Path) -> None:
     path = write(tmp_path, "workers: 2\n")
     assert load_settings(path, {"OUTLAY_WORKERS": ""}).workers == 2
@@ -262,7 +272,8 @@ def test_missing_or_broken_file(tmp_path: Path) -> None:
         load_settings(write(tmp_path, "listen: [\n"), {})
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_settings(write(tmp_path, "- a\n"), {})
-    assert load_settings(write(tmp_path, "# nothing yet\n"), {}) == Settings()
+    empty = write(tmp_path, "# nothing yet\n")
+    assert load_settings(empty, {}) == Settings(config_file=str(empty))
 
 
 def test_invalid_policy_names_the_scope(tmp_path: Path) -> None:

@@ -113,6 +113,7 @@ class Settings:
     vendors: Mapping[str, Mapping[str, Any]] = field(default_factory=_frozen_empty)
     prices: Mapping[str, Any] = field(default_factory=_frozen_empty)
     policies: Mapping[str, Mapping[str, Any]] = field(default_factory=_frozen_empty)
+    config_file: str | None = None  # the file read, absolute; it manages `policies`' scopes
     simulated_latency_ms: float = 0.0
     max_body_bytes: int = 4 * 1024 * 1024
     reservation_lease_s: float = 900.0
@@ -481,5 +482,6 @@ def load_settings(
         vendors=MappingProxyType(_vendors(doc.get("vendors"), f"{source}: vendors")),
         prices=MappingProxyType(_mapping(doc.get("prices"), f"{source}: prices")),
         policies=MappingProxyType(_policies(doc.get("policies"), f"{source}: policies")),
+        config_file=None if config_path is None else str(config_path.resolve()),
         **values,
     )

@@ -198,7 +198,8 @@ def test_sign_in_refuses_a_wrong_token_and_signs_out(launch: Launch,
 
 def test_spend_shows_and_a_key_is_revoked_from_the_browser(launch: Launch,
                                                             browser: WebDriver) -> None:
-    gateway = launch(CONFIG)
+    filed = f"group:{unique('ui-filed')}"  # a policy the configuration file manages
+    gateway = launch({**CONFIG, "policies": {filed: {"rpm": 1000}}})
     agent = unique("ui-agent")
     gateway.set_policy("global", {"budgets": [{"usd": 1000, "period": "month", "mode": "hard"}],
                                   "rpm": 600})
@@ -271,7 +272,10 @@ def test_spend_shows_and_a_key_is_revoked_from_the_browser(launch: Launch,
     card = browser.find_element(By.CSS_SELECTOR,
                                 f'#policies-list .policy[data-scope="agent:{agent}"]')
     assert "$5 per day, hard" in card.text
+    assert card.find_elements(By.CSS_SELECTOR, ".managed") == []
     shown(browser, '#policies-list .policy[data-scope="global"]')
+    until_text(browser, f'#policies-list .policy[data-scope="{filed}"] .managed',
+               f"read-only managed by {gateway.config_path.resolve()}")
 
     # Audit: filtered by scope, the same entries as the admin API, newest first
     go(browser, "audit")

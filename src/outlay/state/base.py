@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol
 from outlay.policy.approvals import RequestShape
 from outlay.policy.decision import Call, KeyInfo, Limits
 from outlay.policy.model import Policy
+from outlay.state.config_policies import ConfigPolicies
 from outlay.values import value
 
 Settled = Literal["settled", "void", "unsettled"]
@@ -144,6 +145,16 @@ class StateStore(Protocol):
     async def delete_policy(self, scope: str) -> None: ...
     async def list_policies(self, *, keys: bool = True) -> dict[str, Policy]:
         """Every policy by scope; `keys=False` leaves out keys' own."""
+    async def config_policies(self) -> ConfigPolicies:
+        """The scopes whose policy the configuration file manages, and the file; an admin
+        change to one of them (put_policy, delete_policy, a key's policy by update_key)
+        raises PolicyManaged."""
+    async def apply_config_policies(
+        self, file: str | None, policies: Mapping[str, Policy]
+    ) -> list[str]:
+        """Write the file's policies, each replacing its scope's, and make `file` their
+        manager, in one step; the scopes a file managed before and this one no longer names,
+        which keep their policies and are managed through the admin API from now on."""
 
     # the request path: one atomic call each
     async def reserve(self, ticket: Ticket) -> Reservation: ...

@@ -251,12 +251,15 @@ const views = {
       return { policies, usage };
     },
     render({ policies, usage }) {
-      const fields = (p) => Object.entries(p).filter(([name]) => name !== "scope")
+      const fields = (p) => Object.entries(p).filter(([name]) => !["scope", "managed_by"].includes(name))
         .map(([name, value]) => el("div", { className: "field" },
           el("dt", {}, name), el("dd", {}, policyValue(value))));
+      // a policy the configuration file sets is changed there, not here
+      const managed = (p) => (p.managed_by ? el("p", { className: "managed" },
+        el("span", { className: "badge read-only" }, "read-only"), ` managed by ${p.managed_by}`) : null);
       const cards = policies.map((p, i) =>
         el("div", { className: "card policy", "data-scope": p.scope },
-          el("h3", {}, p.scope), el("dl", {}, fields(p)),
+          el("h3", {}, p.scope), managed(p), el("dl", {}, fields(p)),
           usage[i] ? usageView(usage[i]) : el("p", { className: "empty" },
             `Usage not loaded: only the first ${MAX_POLICY_USAGE} policies are read.`)));
       $("policies-list").replaceChildren(
