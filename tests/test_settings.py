@@ -282,6 +282,13 @@ def test_invalid_policy_names_the_scope(tmp_path: Path) -> None:
         load_settings(path, {})
 
 
+@pytest.mark.parametrize("value", ["-1", "2.5", "soon", "true"])
+def test_a_bad_hold_wait_ms_in_the_file_names_it(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, f"policies:\n  group:g: {{hold_wait_ms: {value}}}\n")
+    with pytest.raises(ConfigError, match=r"policies\.group:g: hold_wait_ms must be a whole"):
+        load_settings(path, {})
+
+
 def test_invalid_scope_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "policies:\n  robot: {rpm: 1}\n")
     with pytest.raises(ConfigError, match=r"policies\.robot: invalid scope"):

@@ -117,6 +117,10 @@ async def test_no_policy_is_404(admin: Admin) -> None:
     ({"free_models_only": "yes"}, "free_models_only"),
     ({"on_breach": "panic"}, "on_breach"),
     ({"approval_wait_s": -1}, "approval_wait_s"),
+    ({"hold_wait_ms": -1}, "hold_wait_ms"),
+    ({"hold_wait_ms": 1.5}, "hold_wait_ms"),
+    ({"hold_wait_ms": "2000"}, "hold_wait_ms"),
+    ({"hold_wait_ms": 600_001}, "hold_wait_ms"),
 ])
 async def test_bad_policy_field_is_named(admin: Admin, policy: dict[str, Any],
                                          named: str) -> None:

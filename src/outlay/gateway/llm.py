@@ -80,7 +80,8 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
     )
     path = f"{route.path}?{ex.query}" if ex.query else route.path
     ticket = Ticket(rid, key_hash, call, route.kind, gw.aliases, gw.free_models,
-                    approval_id=approval, shape=request_shape("POST", path, raw))
+                    approval_id=approval, shape=request_shape("POST", path, raw),
+                    may_wait=True)
     reservation = await admit(gw, ticket)
     if not isinstance(reservation, Reservation):
         await ex.send(*error_answer(reservation, route.flavor, rid))

@@ -45,6 +45,10 @@ class Metrics:
     duration_sums: dict[str, float] = field(default_factory=dict)
     in_flight: int = 0  # calls being answered now
     reaped: int = 0  # reservations of dead workers (or past their lease) charged in full
+    # calls that waited for calls in flight to settle (hold_wait_ms), by how the wait
+    # ended (admitted, refused), and the seconds they waited
+    hold_waits: dict[str, int] = field(default_factory=dict)
+    hold_seconds: float = 0.0
 
     def decided(self, route: str, vendor: str, decision: str, code: str = "") -> None:
         label = (route, vendor, decision, code)
@@ -55,6 +59,10 @@ class Metrics:
         self.settlements[key] = self.settlements.get(key, 0) + 1
         if micros:
             self.spend[(vendor, model)] = self.spend.get((vendor, model), 0) + micros
+
+    def held(self, outcome: str, seconds: float) -> None:
+        self.hold_waits[outcome] = self.hold_waits.get(outcome, 0) + 1
+        self.hold_seconds += seconds
 
     def observe(self, route: str, seconds: float) -> None:
         counts = self.durations.get(route)
@@ -73,6 +81,8 @@ class Metrics:
             "durations": [[r, c, self.duration_sums[r]] for r, c in self.durations.items()],
             "reaped": self.reaped,
             "in_flight": self.in_flight,
+            "hold_waits": [[k, v] for k, v in self.hold_waits.items()],
+            "hold_seconds": self.hold_seconds,
         }
 
 
@@ -87,8 +97,12 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     durations: dict[str, list[int]] = {}
     sums: dict[str, float] = {}
     reaped = 0
+    hold_waits: dict[tuple[str, ...], int] = {}
+    hold_seconds = 0.0
     for snap in snapshots:
         reaped += int(snap.get("reaped", 0))
+        _add(hold_waits, snap.get("hold_waits", ()))
+        hold_seconds += float(snap.get("hold_seconds", 0.0))
         _add(decisions, snap.get("decisions", ()))
         _add(spend, snap.get("spend", ()))
         _add(settlements, snap.get("settlements", ()))
@@ -115,6 +129,13 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     _family(out, "outlay_reservations_reaped_total", "counter",
             "Reservations charged in full because their worker died or their lease ran out.",
             [f" {reaped}"])
+    _family(out, "outlay_hold_waits_total", "counter",
+            "Calls that waited for calls in flight to settle because only their reservations "
+            "left no room under a hard budget, by how the wait ended (admitted, refused).",
+            (_labels(outcome=o) + f" {n}" for (o,), n in sorted(hold_waits.items())))
+    _family(out, "outlay_hold_wait_seconds_total", "counter",
+            "Seconds calls spent waiting for calls in flight to settle.",
+            [f" {_float(hold_seconds)}"])
     lines = []
     for route, counts in sorted(durations.items()):
         running = 0

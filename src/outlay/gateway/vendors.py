@@ -74,7 +74,8 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
                     f"vendor.{vendor}", idempotency_key=est.idempotency_key,
                     idempotency_account=vendor_account(gw, vendor, request.headers),
                     approval_id=approval,
-                    shape=request_shape(vcall.method, f"{path}?{query}" if query else path, raw))
+                    shape=request_shape(vcall.method, f"{path}?{query}" if query else path, raw),
+                    may_wait=True)
     reservation = await admit(gw, ticket)
     if not isinstance(reservation, Reservation):
         return error_response(reservation, "openai", ticket.request_id)

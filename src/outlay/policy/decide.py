@@ -133,12 +133,16 @@ def decide(
     aliases: Mapping[str, str] | None = None,
     free_models: Sequence[str] = (),
     grant: Grant | None = None,
+    may_wait: bool = False,
 ) -> Decision:
     """Check every limit of every scope; admit with the writes to make, or refuse with why.
 
     A breach that blocks refuses at once; breaches a human must approve are collected, so
     that the approval names them all, and refuse once every limit was checked. `grant`: the
-    approval the call presents, which lets exactly its breaches through."""
+    approval the call presents, which lets exactly its breaches through. `may_wait`: a call
+    that would be refused by a hard budget whose settled spend has room for it, but not
+    beside other calls' reservations, is not refused: the Refuse says how long it may wait
+    (`hold_ms`) for them to settle before it is decided again without waiting."""
     refused = precheck(call, views, aliases, free_models)
     if refused:
         return refused
@@ -202,9 +206,11 @@ def decide(
                 if committed + cost > budget.cap_micros:
                     error = _budget_error(view.scope, budget.period, budget.cap_micros,
                                           counter, cost, end)
-                    refusal = breaches.budget(view, error, budget.period, start,
-                                              budget.cap_micros, committed)
-                    if refusal:
+                    if (may_wait and counter.spent + cost <= budget.cap_micros
+                            and breaches.may_hold(view, error)):
+                        pass  # room once the calls in flight settle: wait for them
+                    elif refusal := breaches.budget(view, error, budget.period, start,
+                                                    budget.cap_micros, committed):
                         return refusal
                 limits.budget(budget.cap_micros, budget.cap_micros - committed - cost)
             watched = budget.warn_at is not None or budget.mode == "soft"
@@ -212,7 +218,7 @@ def decide(
             holds[(view.scope, budget.period)] = Hold(
                 view.scope, budget.period, start, cost,
                 watched or (earlier is not None and earlier.watched))
-    refusal = breaches.awaiting_approval()
+    refusal = breaches.awaiting_approval() or breaches.holding()
     if refusal:
         return refusal
     return Admit(windows, tuple(holds.values()), tuple(parallel), limits.build(),
@@ -278,6 +284,7 @@ class _Breaches:
         self.overage = False
         self.approved = False  # a breach the grant covers was let through
         self.needs: list[tuple[ScopeView, OutlayError]] = []  # breaches awaiting a human
+        self.held: list[tuple[ScopeView, OutlayError]] = []  # budgets full of others' holds
 
     def rate(self, view: ScopeView, error: RateLimited) -> Refuse | None:
         minute = self.now_ms // 60_000
@@ -315,6 +322,26 @@ class _Breaches:
         self.needs.append((view, error))
         return None
 
+    def may_hold(self, view: ScopeView, error: BudgetExceeded) -> bool:
+        """Whether a budget breach that only calls in flight make may wait for them: one
+        that would refuse (not alert, not approved) in a scope whose policy waits; noted."""
+        policy = view.policy
+        assert policy is not None
+        if policy.on_breach == "alert" or policy.hold_ms <= 0 or (
+                self.grant is not None and (view.scope, error.code) in self.grant.breaches):
+            return False
+        self.held.append((view, error))
+        return True
+
+    def holding(self) -> Refuse | None:
+        """The call may wait for calls in flight (the shortest wait of the scopes holding
+        it); nothing is announced: it is not refused yet."""
+        if not self.held:
+            return None
+        view, error = self.held[0]
+        wait = min(v.policy.hold_ms for v, _ in self.held if v.policy is not None)
+        return Refuse(error, view.scope, hold_ms=wait)
+
     def awaiting_approval(self) -> Refuse | None:
         """The refusal of breaches a human must approve: the first one's, naming them all;
         or, when the call presents an approval, that it does not cover them."""
@@ -338,15 +365,19 @@ def percent(spent: int, cap: int) -> float:
 def _budget_error(
     scope: str, period: str, cap: int, counter: Counter, cost: int, end: int | None
 ) -> BudgetExceeded:
-    spent = micros_to_usd(counter.spent + counter.reserved)
+    """The refusal of a hard budget: what is spent (settled), what calls in flight hold
+    beside it, the cap, and what this call may cost."""
+    spent, held = micros_to_usd(counter.spent), micros_to_usd(counter.reserved)
     resets = iso(end) if end is not None else None
     return BudgetExceeded(
         "budget_exceeded",
         f"Budget exceeded for {scope}: ${spent} spent of a ${micros_to_usd(cap)} hard cap "
-        f"{_PERIOD_WORDS[period]}; this call may cost up to ${micros_to_usd(cost)}."
+        f"{_PERIOD_WORDS[period]}"
+        + (f", ${held} more held by calls in flight" if counter.reserved else "")
+        + f"; this call may cost up to ${micros_to_usd(cost)}."
         + (f" The budget resets at {resets}." if resets else ""),
-        scope=scope, period=period, spent_usd=spent, cap_usd=micros_to_usd(cap),
-        resets_at=resets,
+        scope=scope, period=period, spent_usd=spent, held_usd=held,
+        cap_usd=micros_to_usd(cap), resets_at=resets,
     )
 
 

@@ -165,6 +165,9 @@ class Refuse:
     scope: str | None
     events: tuple[Event, ...] = ()
     approval: ApprovalNeed | None = None
+    # not refused yet: the call fits every hard budget's settled spend, not beside the
+    # calls in flight; it may wait this many ms for them to settle and be decided again
+    hold_ms: int | None = None
 
 
 Decision = Admit | Refuse

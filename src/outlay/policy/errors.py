@@ -7,6 +7,7 @@ OutlayError
 │   └── ApprovalMismatch 403  approval_mismatch
 ├── RateLimited          429  rate_limit_exceeded | hourly_… | daily_… | token_… | concurrency_…
 ├── BudgetExceeded       402  budget_exceeded
+│   └── BudgetHeld       (402) not yet: calls in flight may free room (the gateway waits)
 ├── BadRequest           400  invalid_request | price_unknown; 413 request_too_large
 └── Unavailable          502/503  upstream_unavailable | enforcement_unavailable
 """
@@ -90,6 +91,16 @@ class BudgetExceeded(OutlayError):
     @property
     def headers(self) -> dict[str, str]:
         return {"x-should-retry": "false"}
+
+
+class BudgetHeld(BudgetExceeded):
+    """Not an answer yet: the call fits a hard budget's settled spend, but not beside other
+    calls' reservations. The gateway waits up to `wait_ms` for them to settle and asks
+    again; nothing was recorded. Should it reach an agent, it is a 402 like its base."""
+
+    def __init__(self, refusal: BudgetExceeded, wait_ms: int) -> None:
+        super().__init__(refusal.code, refusal.message, **refusal.details)
+        self.wait_ms = wait_ms
 
 
 class BadRequest(OutlayError):

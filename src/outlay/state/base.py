@@ -8,7 +8,9 @@ from typing import Any, Literal, Protocol
 
 from outlay.policy.approvals import RequestShape
 from outlay.policy.decision import Call, KeyInfo, Limits
+from outlay.policy.errors import OutlayError
 from outlay.policy.model import Policy
+from outlay.policy.money import usd_to_micros
 from outlay.state.config_policies import ConfigPolicies
 from outlay.values import value
 
@@ -71,9 +73,34 @@ class Ticket:
     idempotency_account: str = ""  # the vendor account the key belongs to (its fingerprint)
     replay_of: str | None = None  # set by the store: the admitted call this one repeats
     approval_id: str | None = None  # X-Outlay-Approval: lets an approved breach through once
+    # a call that fits a hard budget's settled spend but not beside the calls in flight may
+    # be held back (BudgetHeld) instead of refused; the gateway then asks again, saying how
+    # long it has waited, and finally without may_wait
+    may_wait: bool = False
+    waited_ms: int = 0
     # method, path and body hash: what an approval records, and what a call presenting one
     # must match (with the call's vendor and model)
     shape: RequestShape | None = None
+
+
+@value
+class RefusalFigures:
+    """What a refusal's ledger row says of money: for a budget refusal the settled spend,
+    cap and others' holds that refused it; for any refusal the most the call may cost."""
+
+    spent: int | None = None
+    cap: int | None = None
+    held: int | None = None
+    estimated: int | None = None
+
+
+def refusal_figures(error: OutlayError | None, ticket: Ticket) -> RefusalFigures:
+    estimated = ticket.call.cost_micros
+    if error is None or error.code != "budget_exceeded":
+        return RefusalFigures(estimated=estimated)
+    details = error.details
+    return RefusalFigures(usd_to_micros(details["spent_usd"]), usd_to_micros(details["cap_usd"]),
+                          usd_to_micros(details.get("held_usd", "0")), estimated)
 
 
 @value

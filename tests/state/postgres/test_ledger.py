@@ -37,7 +37,7 @@ def row(request_id: str, ts_ms: int = T0, **fields: Any) -> dict[str, Any]:
         "route": "/v1/chat/completions", "decision": "allowed", "code": None, "scope": None,
         "status": None, "reserved": 100, "cost": 0, "settlement": "pending", "spent": 500,
         "cap": 1_000, "tokens": 10, "worker": "w1", "idem": None, "idem_account": None,
-        "replay_of": None,
+        "replay_of": None, "waited_ms": None, "held": None, "estimated": None,
     }
     return {"t": "row", "row": {**base, **fields}}
 

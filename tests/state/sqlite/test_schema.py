@@ -41,13 +41,16 @@ def version(conn: sqlite3.Connection) -> int:
 
 
 def drop_v4_columns(conn: sqlite3.Connection) -> None:
-    """The shapes before version 4 (and 5): approvals without their breaches, expiry and
-    use, ledger rows without what they replay, idempotency keys by Outlay key."""
+    """The shapes before version 4 (and 5 and 6): approvals without their breaches, expiry
+    and use, ledger rows without what they replay, their waits and refusals' figures,
+    idempotency keys by Outlay key."""
     for column in APPROVAL_COLUMNS_V4:
         conn.execute(f"ALTER TABLE approvals DROP COLUMN {column.split()[0]}")
     for table in ("ledger", "reservations"):
-        if "replay_of" in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
-            conn.execute(f"ALTER TABLE {table} DROP COLUMN replay_of")
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for column in ("replay_of", "waited_ms", "held", "estimated"):
+            if column in present:
+                conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     conn.execute(V4_IDEMPOTENCY)
 
 
@@ -78,7 +81,9 @@ def downgrade_to_v1(path: Path) -> None:
 def test_a_new_file_has_the_current_shapes(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "outlay.db", isolation_level=None)
     apply(conn)
-    assert version(conn) == SCHEMA_VERSION == 5
+    assert version(conn) == SCHEMA_VERSION == 6
+    assert "estimated INTEGER" in shape(conn, "ledger")
+    assert "waited_ms INTEGER" in shape(conn, "reservations")
     assert "replay_of TEXT" in shape(conn, "ledger")
     assert "replay_of TEXT" in shape(conn, "reservations")
     assert "PRIMARY KEY (vendor, account, idem)" in shape(conn, "replays")

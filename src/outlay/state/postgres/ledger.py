@@ -23,11 +23,12 @@ from outlay.state.postgres.pool import Cursor, Pooled
 ROW_COLUMNS = (
     "request_id", "ts_ms", "key_id", "agent", "grp", "labels", "vendor", "model", "route",
     "decision", "code", "scope", "status", "reserved", "cost", "settlement", "spent", "cap",
-    "tokens", "worker", "idem", "idem_account", "replay_of",
+    "tokens", "worker", "idem", "idem_account", "replay_of", "waited_ms", "held", "estimated",
 )
 _ZERO = ("reserved", "cost", "tokens")  # NOT NULL: absent means 0
 _TYPES = {"ts_ms": "bigint", "status": "integer", "reserved": "bigint", "cost": "bigint",
-          "spent": "bigint", "cap": "bigint", "tokens": "bigint"}
+          "spent": "bigint", "cap": "bigint", "tokens": "bigint", "waited_ms": "bigint",
+          "held": "bigint", "estimated": "bigint"}
 # a batch is two statements whatever its size: its rows, then its settlements, each passed
 # as one JSON array and read back as a set
 _INSERT = (

@@ -40,10 +40,9 @@ from outlay.policy.decision import (
     ScopeView,
     call_scopes,
 )
-from outlay.policy.errors import ApprovalMismatch, OutlayError
+from outlay.policy.errors import ApprovalMismatch, BudgetExceeded, BudgetHeld, OutlayError
 from outlay.policy.model import Policy
-from outlay.policy.money import usd_to_micros
-from outlay.state.base import Outcome, Reservation, StateError, Ticket
+from outlay.state.base import Outcome, Reservation, StateError, Ticket, refusal_figures
 from outlay.state.clock import wall_ms
 from outlay.state.postgres.durable import PostgresDurable
 from outlay.state.redis.admin import RedisAdmin
@@ -340,12 +339,18 @@ class RedisStore(RedisSettlement, RedisAdmin):
                                  idempotency_key=None, replay_of=str(result[2])))
         at = int(result[1])
         seen = views(checks, result[-1], scopes, policies, at)
-        decision = decide(call, key, seen, at, ticket.aliases, ticket.free_models, grant)
+        decision = decide(call, key, seen, at, ticket.aliases, ticket.free_models, grant,
+                          ticket.may_wait)
         if status == "refused":
             if isinstance(decision, Admit):
                 if decision.call is not None:  # fits with its maximum output lowered
                     raise _Retry(replace(ticket, call=decision.call))
                 raise _Retry  # a period turned between plan and script
+            if decision.hold_ms is not None:
+                # not refused yet, and nothing written: the gateway asks again when the
+                # calls in flight have settled
+                assert isinstance(decision.error, BudgetExceeded)
+                raise BudgetHeld(decision.error, decision.hold_ms)
             await self._refused(ticket, key, at, decision.error, decision.scope,
                                 list(decision.events), decision.approval)
             raise decision.error
@@ -369,13 +374,11 @@ class RedisStore(RedisSettlement, RedisAdmin):
         """Record a refusal and its events, then raise the error (opening the approval a
         `require_approval` breach asks for)."""
         status, code = (error.status, error.code) if error else (401, "invalid_api_key")
-        spent = cap = None
-        if error is not None and error.code == "budget_exceeded":
-            spent = usd_to_micros(error.details["spent_usd"])
-            cap = usd_to_micros(error.details["cap_usd"])
+        figures = refusal_figures(error, ticket)
         row = ledger_row(ticket, key, now, self.worker, decision="refused", code=code, scope=scope,
                    status=status, reserved=0, settlement="none")
-        row.update(spent=spent, cap=cap)
+        row.update(spent=figures.spent, cap=figures.cap, held=figures.held,
+                   estimated=figures.estimated)
         entries = [{"t": "row", "row": row}, *self._event_entries(events, now)]
         await self.wal.append(entries)
         if approval is not None and key is not None:

@@ -176,6 +176,7 @@ def ledger_row(
         "spent": None, "cap": None, "tokens": call.tokens if decision == "allowed" else 0,
         "worker": worker, "idem": ticket.idempotency_key if decision == "allowed" else None,
         "idem_account": ticket.idempotency_account if decision == "allowed" else None,
-        "replay_of": ticket.replay_of,
+        "replay_of": ticket.replay_of, "waited_ms": ticket.waited_ms or None,
+        "held": None, "estimated": None,
     }
 

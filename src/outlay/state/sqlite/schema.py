@@ -7,7 +7,7 @@ import sqlite3
 from outlay.state.sqlite.events_schema import APPROVAL_COLUMNS_V4, EVENTS_SCHEMA
 from outlay.state.sqlite.outbox import OUTBOX_SCHEMA
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -42,8 +42,13 @@ _REPLAYS = """CREATE TABLE IF NOT EXISTS replays (
   key_id TEXT NOT NULL, created_ms INTEGER NOT NULL, PRIMARY KEY (vendor, account, idem)
 ) WITHOUT ROWID"""
 _LEDGER_COLUMNS_V5 = ("replay_of TEXT",)
+# version 6: how long a call waited for calls in flight to settle; a refusal's row says what
+# the call may cost and, for a budget, what calls in flight held beside the spend
+_RESERVATION_COLUMNS_V6 = ("waited_ms INTEGER",)
+_LEDGER_COLUMNS_V6 = (*_RESERVATION_COLUMNS_V6, "held INTEGER", "estimated INTEGER")
 _RESERVATIONS = _RESERVATIONS.replace(
-    "settlement TEXT\n", "settlement TEXT, " + ", ".join(_LEDGER_COLUMNS_V5) + "\n")
+    "settlement TEXT\n",
+    "settlement TEXT, " + ", ".join((*_LEDGER_COLUMNS_V5, *_RESERVATION_COLUMNS_V6)) + "\n")
 # partial: the calls of agents in no group do not write it (`grp = ?` still uses it)
 _LEDGER_GRP = ("CREATE INDEX IF NOT EXISTS ledger_grp ON ledger(grp, ts_ms) "
                "WHERE grp IS NOT NULL")
@@ -90,7 +95,10 @@ CREATE TABLE IF NOT EXISTS ledger (
   cost INTEGER NOT NULL DEFAULT 0,
   settlement TEXT NOT NULL,          -- pending | settled | void | unsettled | none
   spent INTEGER, cap INTEGER,        -- the tightest hard budget: committed spend and cap
-  replay_of TEXT                     -- an idempotent replay: the call it repeats
+  replay_of TEXT,                    -- an idempotent replay: the call it repeats
+  waited_ms INTEGER,                 -- how long it waited for calls in flight to settle
+  held INTEGER,                      -- a budget refusal: what calls in flight held
+  estimated INTEGER                  -- a refusal: the most the call may cost
 );
 CREATE INDEX IF NOT EXISTS ledger_key ON ledger(key_id, ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_agent ON ledger(agent, ts_ms);
@@ -141,8 +149,17 @@ def _v5(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
 
+def _v6(conn: sqlite3.Connection) -> None:
+    """Rows say how long a call waited for calls in flight, and a refusal's what the call
+    may cost and what calls in flight held."""
+    for column in _LEDGER_COLUMNS_V6:
+        conn.execute(f"ALTER TABLE ledger ADD COLUMN {column}")
+    for column in _RESERVATION_COLUMNS_V6:
+        conn.execute(f"ALTER TABLE reservations ADD COLUMN {column}")
+
+
 # what turns a file of the version before each into that version, in order
-MIGRATIONS = {2: _v2, 3: _v3, 4: _v4, 5: _v5}
+MIGRATIONS = {2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}
 
 
 def apply(conn: sqlite3.Connection) -> None:

@@ -29,9 +29,8 @@ from outlay.policy.decision import (
     ScopeView,
     call_scopes,
 )
-from outlay.policy.errors import ApprovalMismatch, OutlayError
+from outlay.policy.errors import ApprovalMismatch, BudgetExceeded, BudgetHeld, OutlayError
 from outlay.policy.model import Policy
-from outlay.policy.money import usd_to_micros
 from outlay.policy.windows import REQUEST_WINDOWS, bucket_of, decode
 from outlay.state import ledger_sql
 from outlay.state.announcements import settlement_events
@@ -42,6 +41,7 @@ from outlay.state.base import (
     StateError,
     Ticket,
     charged,
+    refusal_figures,
 )
 from outlay.state.clock import wall_ms
 from outlay.state.sqlite.admin import AdminMixin
@@ -206,7 +206,12 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         grant = self._grant(c, ticket, key, now)
         views = self._views(c, call_scopes(key, ticket.call.vendor), now)
         decision = decide(ticket.call, key, views, now, ticket.aliases, ticket.free_models,
-                          grant)
+                          grant, ticket.may_wait)
+        if not isinstance(decision, Admit) and decision.hold_ms is not None:
+            # not refused yet, and nothing written: the gateway asks again when the calls in
+            # flight have settled
+            assert isinstance(decision.error, BudgetExceeded)
+            raise BudgetHeld(decision.error, decision.hold_ms)
         announce(c, now, decision.events)
         if not isinstance(decision, Admit):
             refusal = decision.error
@@ -301,7 +306,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         mirror.hold(c, ticket.request_id, (
             ticket.request_id, now, now + self.lease_ms, self.worker, amount, call.tokens,
             orjson.dumps(holds), orjson.dumps(tpm), orjson.dumps(parallel),
-        ), (*ledger_sql.call_columns(ticket, key), code, spent, cap, ticket.replay_of),
+        ), (*ledger_sql.call_columns(ticket, key), code, spent, cap, ticket.replay_of,
+            ticket.waited_ms or None),
             Held(amount, call.tokens, holds, tpm, parallel, key.id, key.agent))
 
     def _refusal_row(
@@ -309,14 +315,12 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin):
         error: OutlayError | None, scope: str | None,
     ) -> None:
         status, code = (error.status, error.code) if error else (401, "invalid_api_key")
-        spent = cap = None
-        if error is not None and error.code == "budget_exceeded":
-            # the audit shows the spend and cap that refused the call
-            spent = usd_to_micros(error.details["spent_usd"])
-            cap = usd_to_micros(error.details["cap_usd"])
+        # the audit shows what the call may cost, and the spend, holds and cap that refused it
+        figures = refusal_figures(error, ticket)
         self._mirror.ledger_row(c, ledger_sql.insert_row(
             ticket, key, now, decision="refused", code=code, scope=scope, status=status,
-            reserved=0, settlement="none", spent=spent, cap=cap))
+            reserved=0, settlement="none", spent=figures.spent, cap=figures.cap,
+            held=figures.held, estimated=figures.estimated))
 
     async def record_refusal(self, ticket: Ticket, status: int, code: str) -> None:
         # on the request path like a decision: a flood of malformed requests costs a ledger
