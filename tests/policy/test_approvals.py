@@ -3,12 +3,14 @@ lets through with a grant (exactly the approved breaches, nothing else)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 
 import pytest
 
 from outlay.policy.approvals import (
     Approval,
+    Approved,
     judge,
     presented_approval,
     request_shape,
@@ -24,7 +26,7 @@ PAY = Call("stripe", cost_micros=200_000)
 SHAPE = request_shape("post", "/v1/payment_intents", b"amount=20&currency=usd")
 APPROVED = Approval(
     APPROVAL_ID, KEY.id, "approved", (("agent:bot", "budget_exceeded"),), 200_000, "stripe",
-    None, SHAPE, expires_ms=NOW + 3_600_000)
+    None, Approved(SHAPE.method, SHAPE.path, SHAPE.body_sha256), expires_ms=NOW + 3_600_000)
 
 
 @pytest.mark.parametrize("header", [None, ""])
@@ -75,7 +77,7 @@ def test_every_part_of_the_request_is_compared() -> None:
     unpriced = replace(PAY, cost_micros=None)
     assert mismatch(judge(APPROVED, APPROVAL_ID, KEY.id, unpriced, SHAPE, NOW)).details[
         "differs"] == ["amount"]
-    unrecorded = replace(APPROVED, shape=None)  # opened before requests were recorded
+    unrecorded = replace(APPROVED, request=None)  # opened before requests were recorded
     assert mismatch(judge(unrecorded, APPROVAL_ID, KEY.id, PAY, SHAPE, NOW)).details[
         "differs"] == ["method", "path", "body"]
 
@@ -93,6 +95,11 @@ def test_an_approval_that_cannot_serve_says_why(
     error = mismatch(judge(approval, APPROVAL_ID, KEY.id, PAY, SHAPE, NOW))
     assert (error.details["differs"], error.details["state"]) == (differs, state)
     assert words in error.message
+
+
+def test_the_body_is_hashed_as_sent() -> None:
+    assert SHAPE.body_sha256 == hashlib.sha256(b"amount=20&currency=usd").hexdigest()
+    assert SHAPE.method == "POST"  # methods compare as upper case
 
 
 def test_a_pending_approval_for_the_same_call_is_no_grant_but_no_refusal() -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from outlay.policy.decision import Breach, Call, Grant
 from outlay.policy.errors import ApprovalMismatch, BadRequest
@@ -47,15 +47,29 @@ def presented_approval(header: str | None) -> str | None:
 @value
 class RequestShape:
     """What identifies a request beyond its vendor and model: how and where it is sent, and
-    what it says."""
+    what it says. The body is hashed only when an approval is opened or judged, not on
+    every call."""
+
+    method: str
+    path: str
+    body: bytes = field(repr=False)
+
+    @property
+    def body_sha256(self) -> str:
+        return hashlib.sha256(self.body).hexdigest()
+
+
+def request_shape(method: str, path: str, body: bytes) -> RequestShape:
+    return RequestShape(method.upper(), path, body)
+
+
+@value
+class Approved:
+    """The request an approval was opened for, as recorded: method, path, body hash."""
 
     method: str
     path: str
     body_sha256: str
-
-
-def request_shape(method: str, path: str, body: bytes) -> RequestShape:
-    return RequestShape(method.upper(), path, hashlib.sha256(body).hexdigest())
 
 
 @dataclass(frozen=True)
@@ -69,7 +83,7 @@ class Approval:
     max_micros: int  # the most the approved call may cost
     vendor: str | None
     model: str | None
-    shape: RequestShape | None  # None: opened before requests were recorded
+    request: Approved | None  # None: opened before requests were recorded
     expires_ms: int | None
     used_by: str | None = None
 
@@ -84,17 +98,17 @@ class Approval:
         """What of the call is not what was approved, in the order a person reads a request."""
         # the gateway gives every call its shape: an approval without one (opened before
         # shapes were recorded) matches none of them
-        mine = (None, None, None) if self.shape is None else (
-            self.shape.method, self.shape.path, self.shape.body_sha256)
-        theirs = (None, None, None) if shape is None else (
-            shape.method, shape.path, shape.body_sha256)
-        differs = [name for name, a, b in zip(("method", "path"), mine, theirs, strict=False)
-                   if a != b]
+        mine = self.request
+        differs = []
+        if (mine and mine.method) != (shape and shape.method):
+            differs.append("method")
+        if (mine and mine.path) != (shape and shape.path):
+            differs.append("path")
         if call.vendor != self.vendor:
             differs.append("vendor")
         if call.model != self.model:
             differs.append("model")
-        if mine[2] != theirs[2]:
+        if (mine and mine.body_sha256) != (shape and shape.body_sha256):
             differs.append("body")
         if call.cost_micros is None or call.cost_micros > self.max_micros:
             differs.append("amount")
@@ -102,8 +116,8 @@ class Approval:
 
     def describe(self) -> str:
         """The approved call in a few words: `POST /v1/charges on stripe costing at most $1`."""
-        where = "an unrecorded request" if self.shape is None else (
-            f"{self.shape.method} {self.shape.path}")
+        where = "an unrecorded request" if self.request is None else (
+            f"{self.request.method} {self.request.path}")
         model = f" with model {self.model}" if self.model else ""
         return (f"{where} on {self.vendor}{model} costing at most "
                 f"${micros_to_usd(self.max_micros)}")

@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from outlay.policy.approvals import Approval, RequestShape
+from outlay.policy.approvals import Approval, Approved
 from outlay.policy.decide import iso, percent
 from outlay.policy.decision import ApprovalNeed, Breach, Event, KeyInfo
 from outlay.policy.errors import ApprovalRequired
@@ -52,7 +52,7 @@ def approval_of(row: Mapping[str, Any]) -> Approval:
     """The stored approval (a row of APPROVAL_COLUMNS) as `judge` reads it."""
     request = json.loads(row["request"])
     method, path, body = request.get("method"), request.get("path"), request.get("body_sha256")
-    shape = RequestShape(method, path, body) if method and path and body else None
+    shape = Approved(method, path, body) if method and path and body else None
     return Approval(row["id"], row["key_id"], row["state"], _breaches(row), row["estimated"],
                     request.get("vendor"), request.get("model"), shape, row.get("expires_ms"),
                     row["used_by"])
