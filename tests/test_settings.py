@@ -122,6 +122,7 @@ def test_every_documented_variable_is_read() -> None:
         "OUTLAY_BODY_TIMEOUT_S": "7",
         "OUTLAY_MAX_CONNECTIONS": "8",
         "OUTLAY_METRICS_TOKEN": "t" * 16,
+        "OUTLAY_APPROVAL_TTL": "15m",
     }
     settings = load_settings(None, env)
     assert settings == Settings(
@@ -139,7 +140,28 @@ def test_every_documented_variable_is_read() -> None:
         body_timeout_s=7.0,
         max_connections=8,
         metrics_token="t" * 16,
+        approval_ttl=900.0,
     )
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("approval_ttl: 90\n", 90.0), ("approval_ttl: 2.5\n", 2.5), ("approval_ttl: 90s\n", 90.0),
+    ("approval_ttl: 30m\n", 1800.0), ("approval_ttl: 1h\n", 3600.0),
+    ("approval_ttl: 7d\n", 604800.0), ("approval_ttl: '45'\n", 45.0), ("", 3600.0),
+])
+def test_approval_ttl_takes_seconds_or_a_duration(
+        tmp_path: Path, text: str, seconds: float) -> None:
+    assert load_settings(write(tmp_path, text), {}).approval_ttl == seconds
+
+
+def test_the_file_read_is_known_by_its_absolute_path(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "workers: 2\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings("outlay.yaml", {}).config_file == str(tmp_path / "outlay.yaml")
+    assert load_settings(None, {}).config_file == str(tmp_path / "outlay.yaml")
+    monkeypatch.chdir(tmp_path.parent)
+    assert load_settings(None, {}).config_file is None
 
 
 def test_empty_variables_count_as_unset(tmp_path: Path) -> None:
@@ -199,6 +221,11 @@ def test_unknown_top_level_key_names_the_file_and_key(tmp_path: Path) -> None:
         ("state: 5\n", "state"),
         ("state: outlay.db\n", "state"),
         ("reservation_lease_s: .nan\n", "reservation_lease_s"),
+        ("approval_ttl: 0\n", "approval_ttl must be at least 1 second"),
+        ("approval_ttl: -5\n", "approval_ttl"),
+        ("approval_ttl: 1w\n", "approval_ttl must be seconds or a duration"),
+        ("approval_ttl: soon\n", "approval_ttl must be seconds or a duration"),
+        ("approval_ttl: true\n", "approval_ttl"),
         ("simulated: {latency_ms: -1}\n", r"simulated\.latency_ms"),
         ("simulated: {latency: 1}\n", "simulated"),
         ("providers: [openai]\n", "providers"),
@@ -272,12 +299,20 @@ def test_missing_or_broken_file(tmp_path: Path) -> None:
         load_settings(write(tmp_path, "listen: [\n"), {})
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_settings(write(tmp_path, "- a\n"), {})
-    assert load_settings(write(tmp_path, "# nothing yet\n"), {}) == Settings()
+    empty = write(tmp_path, "# nothing yet\n")
+    assert load_settings(empty, {}) == Settings(config_file=str(empty))
 
 
 def test_invalid_policy_names_the_scope(tmp_path: Path) -> None:
     path = write(tmp_path, "policies:\n  agent:bot: {budgets: [{usd: 5, period: fortnight}]}\n")
     with pytest.raises(ConfigError, match=r"policies\.agent:bot: budgets\[0\]\.period"):
+        load_settings(path, {})
+
+
+@pytest.mark.parametrize("value", ["-1", "2.5", "soon", "true"])
+def test_a_bad_hold_wait_ms_in_the_file_names_it(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, f"policies:\n  group:g: {{hold_wait_ms: {value}}}\n")
+    with pytest.raises(ConfigError, match=r"policies\.group:g: hold_wait_ms must be a whole"):
         load_settings(path, {})
 
 

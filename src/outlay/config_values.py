@@ -4,6 +4,7 @@ returns the value or raises ConfigError naming the place."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 
 from outlay.gateway.header_values import CREDENTIAL_MAX, printable_ascii
@@ -70,6 +71,24 @@ def integer(minimum: int) -> Callable[[object, str], int]:
 
 def real(minimum: float) -> Callable[[object, str], float]:
     return lambda value, where: float(number(value, where, integer=False, minimum=minimum))
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def duration(value: object, where: str) -> float:
+    """Seconds, given as a number or as text with a unit: 3600, "90s", "30m", "1h", "7d"."""
+    if isinstance(value, str):
+        found = _DURATION.fullmatch(value.strip())
+        if found is None:
+            raise ConfigError(f"{where} must be seconds or a duration such as 90s, 30m, 1h or "
+                              f"7d, got {value!r}")
+        value = float(found[1]) * _UNIT_S[found[2]]
+    seconds = number(value, where, integer=False, minimum=0)
+    if seconds < 1:
+        raise ConfigError(f"{where} must be at least 1 second, got {value!r}")
+    return seconds
 
 
 def bearer_token(value: object, where: str) -> str:

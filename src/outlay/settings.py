@@ -20,6 +20,7 @@ Environment variables (an empty value counts as unset):
     OUTLAY_BODY_TIMEOUT_S       a body not whole this long after its head: 408, closed
     OUTLAY_MAX_CONNECTIONS      open connections per worker; past it new ones are closed
     OUTLAY_METRICS_TOKEN        when set, GET /metrics needs `Authorization: Bearer <it>`
+    OUTLAY_APPROVAL_TTL         how long an approval may be decided and used (3600, 90s, 30m, 1h)
     OPENAI_API_KEY, ANTHROPIC_API_KEY
                                 used for that provider when the file does not configure it
 
@@ -75,6 +76,7 @@ _TOP_LEVEL_KEYS = frozenset(
         "simulated",
         "max_body_bytes",
         "reservation_lease_s",
+        "approval_ttl",
         "webhooks",
         "server",
     }
@@ -116,9 +118,11 @@ class Settings:
     vendors: Mapping[str, Mapping[str, Any]] = field(default_factory=_frozen_empty)
     prices: Mapping[str, Any] = field(default_factory=_frozen_empty)
     policies: Mapping[str, Mapping[str, Any]] = field(default_factory=_frozen_empty)
+    config_file: str | None = None  # the file read, absolute; it manages `policies`' scopes
     simulated_latency_ms: float = 0.0
     max_body_bytes: int = 4 * 1024 * 1024
     reservation_lease_s: float = 900.0
+    approval_ttl: float = 3600.0  # seconds an approval may be decided and used after it opens
     # webhook delivery (the `webhooks:` section of the file)
     webhook_timeout_s: float = 10.0  # per attempt, connect to last byte
     webhook_concurrency: int = 8  # sends in flight at once, per worker
@@ -160,6 +164,7 @@ _CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "body_timeout_s": cv.real(0.001),
     "max_connections": cv.integer(1),
     "metrics_token": cv.bearer_token,
+    "approval_ttl": cv.duration,
 }
 # Host and port come from `listen` / OUTLAY_LISTEN, and the latency from `simulated:` in the
 # file: one spelling per place, so two values can never disagree.
@@ -176,9 +181,10 @@ _ENV_VARIABLES = {
     "body_timeout_s": "OUTLAY_BODY_TIMEOUT_S",
     "max_connections": "OUTLAY_MAX_CONNECTIONS",
     "metrics_token": "OUTLAY_METRICS_TOKEN",
+    "approval_ttl": "OUTLAY_APPROVAL_TTL",
 }
 _FILE_KEYS = ("state", "database", "admin_token", "workers", "max_body_bytes",
-              "reservation_lease_s")
+              "reservation_lease_s", "approval_ttl")
 
 
 # --- the file ---
@@ -435,5 +441,6 @@ def load_settings(
         vendors=MappingProxyType(_vendors(doc.get("vendors"), f"{source}: vendors")),
         prices=MappingProxyType(_mapping(doc.get("prices"), f"{source}: prices")),
         policies=MappingProxyType(_policies(doc.get("policies"), f"{source}: policies")),
+        config_file=None if config_path is None else str(config_path.resolve()),
         **values,
     )

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from outlay.policy.model import parse_policy
+
 from .harness import Admin
 
 FULL = {
@@ -27,7 +29,7 @@ STORED = {
 
 async def test_put_answers_the_stored_policy(admin: Admin) -> None:
     stored = await admin.call("PUT", "policies/agent:order-processor", FULL)
-    assert stored == {"scope": "agent:order-processor", **STORED}
+    assert stored == {"scope": "agent:order-processor", "managed_by": None, **STORED}
     assert await admin.call("GET", "policies/agent:order-processor") == stored
 
 
@@ -39,7 +41,7 @@ async def test_usd_keeps_full_precision(admin: Admin) -> None:
 
 async def test_defaults_are_filled_in(admin: Admin) -> None:
     stored = await admin.call("PUT", "policies/global", {"budgets": [{"usd": 1}]})
-    assert stored == {"scope": "global", "on_breach": "block",
+    assert stored == {"scope": "global", "managed_by": None, "on_breach": "block",
                       "budgets": [{"usd": "1", "period": "month", "mode": "hard"}]}
 
 
@@ -61,8 +63,8 @@ async def test_replace_list_and_delete(admin: Admin) -> None:
     await admin.call("PUT", "policies/vendor:openai", {"tpm": 3})
     listed = (await admin.call("GET", "policies"))["policies"]
     assert listed == [
-        {"scope": "global", "rph": 2, "on_breach": "block"},
-        {"scope": "vendor:openai", "tpm": 3, "on_breach": "block"},
+        {"scope": "global", "managed_by": None, "rph": 2, "on_breach": "block"},
+        {"scope": "vendor:openai", "managed_by": None, "tpm": 3, "on_breach": "block"},
     ]
     assert await admin.call("DELETE", "policies/global") == {"scope": "global", "deleted": True}
     await admin.refused("GET", "policies/global", status=404, code="not_found")
@@ -115,6 +117,10 @@ async def test_no_policy_is_404(admin: Admin) -> None:
     ({"free_models_only": "yes"}, "free_models_only"),
     ({"on_breach": "panic"}, "on_breach"),
     ({"approval_wait_s": -1}, "approval_wait_s"),
+    ({"hold_wait_ms": -1}, "hold_wait_ms"),
+    ({"hold_wait_ms": 1.5}, "hold_wait_ms"),
+    ({"hold_wait_ms": "2000"}, "hold_wait_ms"),
+    ({"hold_wait_ms": 600_001}, "hold_wait_ms"),
 ])
 async def test_bad_policy_field_is_named(admin: Admin, policy: dict[str, Any],
                                          named: str) -> None:
@@ -138,3 +144,28 @@ async def test_bad_scope(admin: Admin, scope: str) -> None:
         assert resp["error"]["code"] == "invalid_policy"
         assert scope in resp["error"]["message"]
     assert (await admin.call("GET", "policies"))["policies"] == []
+
+
+async def test_a_policy_the_configuration_file_manages_is_read_only(admin: Admin) -> None:
+    file = "/etc/outlay/outlay.yaml"
+    minted = await admin.mint()
+    key_scope = f"key:{minted['id']}"
+    assert await admin.store.apply_config_policies(file, {
+        "agent:r": parse_policy({"budgets": [{"usd": 100, "period": "day"}]}),
+        key_scope: parse_policy({"rpm": 5})}) == []
+    await admin.call("PUT", "policies/agent:api", {"rpm": 7})
+    for method, path, body in [("PUT", "policies/agent:r", {"budgets": [{"usd": 10}]}),
+                               ("DELETE", "policies/agent:r", None),
+                               ("PATCH", f"keys/{minted['id']}", {"policy": {"rpm": 50}})]:
+        error = (await admin.call(method, path, body, expect=409))["error"]
+        assert error["code"] == "policy_managed_by_config"
+        assert file in error["message"]
+        assert error["file"] == file
+    shown = await admin.call("GET", "policies/agent:r")
+    assert (shown["managed_by"], shown["budgets"][0]["usd"]) == (file, "100")
+    listed = {p["scope"]: p["managed_by"] for p in (await admin.call("GET", "policies"))[
+        "policies"]}
+    assert listed == {"agent:api": None, "agent:r": file, key_scope: file}
+    # a key's other fields stay the API's
+    renamed = await admin.call("PATCH", f"keys/{minted['id']}", {"name": "ci"})
+    assert (renamed["name"], renamed["policy"]["rpm"]) == ("ci", 5)

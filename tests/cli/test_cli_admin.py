@@ -296,6 +296,24 @@ async def test_policy_show_list_delete(fake_admin: FakeAdmin, run_cli: RunCli) -
     assert result.stdout.strip() == "Deleted the policy of global."
 
 
+async def test_a_policy_the_configuration_file_manages(
+        fake_admin: FakeAdmin, run_cli: RunCli) -> None:
+    answer = {"scope": "agent:r", "managed_by": "/etc/outlay.yaml", "rpm": 60}
+    fake_admin.answer("GET", "/admin/v1/policies/agent:r", answer)
+    result = await run_cli("policy", "show", "agent:r")
+    assert result.stdout.splitlines() == [
+        "# managed by /etc/outlay.yaml: change it there (read-only here)", "rpm: 60"]
+    error = {"error": {"message": "The policy of agent:r is set by /etc/outlay.yaml: change "
+                       "it there and restart Outlay.", "type": "admin_error",
+                       "code": "policy_managed_by_config", "param": None,
+                       "scope": "agent:r", "file": "/etc/outlay.yaml"}}
+    fake_admin.answer("PUT", "/admin/v1/policies/agent:r", error, status=409)
+    result = await run_cli("policy", "set", "agent:r", "--rpm", "5")
+    assert result.exit_code == 1
+    assert "/etc/outlay.yaml" in result.stderr
+    assert "HTTP 409 policy_managed_by_config" in result.stderr
+
+
 USAGE = {
     "scope": "agent:bot",
     "windows": [

@@ -110,6 +110,7 @@ class Gateway:
         self.workers = workers
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self._log_from = 0  # where the log of the current start begins
         self._admin: httpx.Client | None = None
 
     # -- lifecycle --------------------------------------------------------------------
@@ -121,6 +122,8 @@ class Gateway:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(self.config), encoding="utf-8")
         argv = self.argv()
+        # started again (after stop or kill): the port is the one this start prints
+        self.port, self._log_from = 0, len(self.log())
         with self.log_path.open("ab") as log:
             log.write(f"--- {' '.join(argv)}\n".encode())
             log.flush()
@@ -137,7 +140,7 @@ class Gateway:
         while time.monotonic() < deadline:
             self._check_alive()
             if not self.port:
-                found = _LISTENING.search(self.log())
+                found = _LISTENING.search(self.log()[self._log_from:])
                 self.port = int(found[2]) if found else 0
             if self.port:
                 with contextlib.suppress(httpx.TransportError):

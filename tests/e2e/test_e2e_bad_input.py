@@ -95,3 +95,25 @@ def test_other_routes_refuse_a_body_without_its_required_field(
     (entry,) = gateway.audit(f"key:{minted['id']}")
     assert entry["decision"] == "invalid"
     assert micros(entry["cost_usd"]) == 0
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/vendors/stripe/v1/payment_intents"])
+def test_an_approval_header_that_is_no_approval_id_is_refused_naming_it(
+        gateway: Gateway, path: str) -> None:
+    agent = unique("bad-approval")
+    minted = gateway.mint_key(agent)
+    gateway.set_policy(f"agent:{agent}", {"on_breach": "require_approval", "budgets": [
+        {"usd": "0.000001", "period": "day"}]})
+    headers = {"Authorization": f"Bearer {minted['key']}", "X-Outlay-Approval": "please-let-me"}
+    with httpx.Client(base_url=gateway.url, headers=headers, timeout=15) as http:
+        if path.startswith("/v1/"):
+            answer = http.post(path, content=GOOD, headers={"Content-Type": JSON})
+        else:
+            answer = http.post(path, data={"amount": "2000", "currency": "usd"})
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_request", "X-Outlay-Approval")
+    (row,) = gateway.audit(f"key:{minted['id']}")
+    assert (row["decision"], row["reserved_usd"]) == ("invalid", "0")
+    approvals = gateway.admin.get("/admin/v1/approvals").json()["approvals"]
+    assert [a for a in approvals if a["agent"] == agent] == []  # nothing opened

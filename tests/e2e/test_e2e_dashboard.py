@@ -198,7 +198,8 @@ def test_sign_in_refuses_a_wrong_token_and_signs_out(launch: Launch,
 
 def test_spend_shows_and_a_key_is_revoked_from_the_browser(launch: Launch,
                                                             browser: WebDriver) -> None:
-    gateway = launch(CONFIG)
+    filed = f"group:{unique('ui-filed')}"  # a policy the configuration file manages
+    gateway = launch({**CONFIG, "policies": {filed: {"rpm": 1000}}})
     agent = unique("ui-agent")
     gateway.set_policy("global", {"budgets": [{"usd": 1000, "period": "month", "mode": "hard"}],
                                   "rpm": 600})
@@ -271,7 +272,10 @@ def test_spend_shows_and_a_key_is_revoked_from_the_browser(launch: Launch,
     card = browser.find_element(By.CSS_SELECTOR,
                                 f'#policies-list .policy[data-scope="agent:{agent}"]')
     assert "$5 per day, hard" in card.text
+    assert card.find_elements(By.CSS_SELECTOR, ".managed") == []
     shown(browser, '#policies-list .policy[data-scope="global"]')
+    until_text(browser, f'#policies-list .policy[data-scope="{filed}"] .managed',
+               f"read-only managed by {gateway.config_path.resolve()}")
 
     # Audit: filtered by scope, the same entries as the admin API, newest first
     go(browser, "audit")
@@ -334,6 +338,12 @@ def test_approvals_are_decided_from_the_browser(launch: Launch, browser: WebDriv
         with pytest.raises(openai.PermissionDeniedError):
             client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20,
                                            extra_headers={"X-Outlay-Approval": no})
+    # what was approved, and the call that used it
+    used_by = gateway.admin.get(f"/admin/v1/approvals/{yes}").json()["used_by"]
+    Select(browser.find_element(By.ID, "approval-state")).select_by_visible_text("used")
+    row = f'#approvals-list tr[data-approval-id="{yes}"]'
+    until_text(browser, row, lambda t: used_by in t and f"budget_exceeded on agent:{agent}" in t
+               and "POST /chat/completions" in t)
 
     # the kill switch over the whole agent, from the Keys view
     second = gateway.mint_key(agent)["id"]

@@ -72,6 +72,7 @@ def test_counts_render_as_prometheus_text() -> None:
         "outlay_settlement_overrun_usd": "counter",
         "outlay_settlements": "counter", "outlay_vendor_returned_usd": "counter",
         "outlay_reservations_reaped": "counter", "outlay_reaped_usd": "counter",
+        "outlay_hold_waits": "counter", "outlay_hold_wait_seconds": "counter",
         "outlay_request_duration_seconds": "histogram", "outlay_calls_in_flight": "gauge",
         "outlay_workers": "gauge", "outlay_state_up": "gauge", "outlay_budget_cap_usd": "gauge",
         "outlay_budget_spent_usd": "gauge", "outlay_budget_reserved_usd": "gauge",
@@ -86,6 +87,19 @@ def test_what_payments_gave_back_adds_up_over_workers() -> None:
     two.gave_back("stripe", 1)
     got = samples(render([one.snapshot(), two.snapshot()], []))
     assert got[("outlay_vendor_returned_usd_total", (("vendor", "stripe"),))] == 15.500001
+
+
+def test_waits_for_calls_in_flight_are_counted_by_outcome_and_summed_over_workers() -> None:
+    one, other = Metrics(), Metrics()
+    one.held("admitted", 0.25)
+    one.held("refused", 2.0)
+    other.held("admitted", 0.5)
+    got = samples(render([one.snapshot(), other.snapshot()], []))
+    assert got[("outlay_hold_waits_total", (("outcome", "admitted"),))] == 2
+    assert got[("outlay_hold_waits_total", (("outcome", "refused"),))] == 1
+    assert got[("outlay_hold_wait_seconds_total", ())] == 2.75
+    nothing = samples(render([Metrics().snapshot()], []))
+    assert nothing[("outlay_hold_wait_seconds_total", ())] == 0
 
 
 def test_a_duration_on_a_bucket_bound_counts_in_that_bucket() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from outlay.policy.decide import clamped, decide
-from outlay.policy.decision import Admit, Call, Clamp, Counter
+from outlay.policy.decision import Admit, Call, Clamp, Counter, Grant
 from outlay.policy.errors import BudgetExceeded
 from outlay.policy.model import DEFAULT_CLAMP_FLOOR, Policy, PolicyError, parse_policy
 
@@ -135,10 +135,12 @@ def test_budgets_that_let_a_breach_through_do_not_clamp() -> None:
 def test_an_approved_breach_is_not_clamped_but_an_unapproved_one_is() -> None:
     policy = budget(0.01, clamp_max_tokens=True, on_breach="require_approval")
     counters = spent("agent:bot", 5_000)
+    grant = Grant("apr_0123456789abcdef", frozenset({("agent:bot", "budget_exceeded")}))
     approved = admitted(decide(CALL, KEY, views({"agent:bot": policy}, counters=counters),
-                               NOW, approved=True))
+                               NOW, grant=grant))
     assert approved.call is None
     assert approved.overage
+    assert approved.approved
     pending = admitted(decide(CALL, KEY, views({"agent:bot": policy}, counters=counters), NOW))
     assert pending.call is not None
     assert not pending.overage

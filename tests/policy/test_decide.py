@@ -294,8 +294,8 @@ def test_budget_exceeded_states_spend_against_cap() -> None:
     assert error.status == 402
     assert error.headers == {"x-should-retry": "false"}
     assert error.details == {
-        "scope": "agent:bot", "period": "month", "spent_usd": "49.999", "cap_usd": "50",
-        "resets_at": "2024-04-01T00:00:00Z",
+        "scope": "agent:bot", "period": "month", "spent_usd": "49.999", "held_usd": "0",
+        "cap_usd": "50", "resets_at": "2024-04-01T00:00:00Z",
     }
     assert "$49.999 spent of a $50 hard cap this month" in error.message
     assert "$0.0015" in error.message
@@ -306,7 +306,10 @@ def test_reserved_money_counts_against_the_cap() -> None:
     counters = {"global": {"day": Counter(DAY_START, spent=4_000, reserved=5_000)}}
     error = refused(decide(CHAT, KEY, views(policy, counters=counters), NOW),
                     BudgetExceeded, "budget_exceeded")
-    assert error.details["spent_usd"] == "0.009"
+    # spent and held apart: what is spent, and what calls in flight hold beside it
+    assert (error.details["spent_usd"], error.details["held_usd"]) == ("0.004", "0.005")
+    assert "$0.004 spent of a $0.01 hard cap today, $0.005 more held by calls in flight" in (
+        error.message)
     assert error.details["resets_at"] == iso(DAY_END)
 
 

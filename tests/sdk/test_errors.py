@@ -32,6 +32,8 @@ REFUSALS: list[tuple[gw.OutlayError, type[outlay.OutlayError]]] = [
                    allowed=["stripe"], scope="agent:a"), outlay.VendorNotAllowed),
     (gw.ApprovalRequired("A human must approve this call.", 0, approval_id="apr_42",
                          scope="agent:a", reason="budget_exceeded"), outlay.ApprovalRequired),
+    (gw.ApprovalMismatch("Approval apr_42 was already used.", approval_id="apr_42",
+                         state="used", differs=["state"]), outlay.OutlayError),
     *[(gw.RateLimited(code, "Rate limit reached.", scope="key:key_1", limit=7, retry_after=13,
                       window=window, window_s=60, reset_unix=1_800_000_000), outlay.RateLimited)
       for window, code in LIMIT_CODES.items()],

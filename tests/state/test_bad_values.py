@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from outlay.policy.errors import ApprovalMismatch
 from outlay.policy.model import parse_policy
 from outlay.policy.money import usd_to_micros
 from outlay.state.base import NewKey, Outcome, Reservation, StateError, StateStore, Ticket
@@ -83,8 +84,10 @@ async def test_a_bad_value_fails_its_call_alone_and_every_settlement_lands(
     assert all(isinstance(r, Reservation) for r in reserved), reserved
     assert results[HONEST // 2 + 1:-(HONEST // 2)] == [True] * (HONEST // 2)
     spoilt = results[HONEST // 2]
-    # refused alone, or (a value this store can keep) admitted like any call
-    assert isinstance(spoilt, StateError | Reservation), spoilt
+    # refused alone, or (a value this store can keep) admitted like any call, or for an
+    # approval id, refused as any approval id that names no approval
+    kept = StateError | Reservation | (ApprovalMismatch if field == "approval id" else None)
+    assert isinstance(spoilt, kept), spoilt
     second: list[Reservation] = [r for r in reserved if isinstance(r, Reservation)]
     if isinstance(spoilt, Reservation):
         second.append(spoilt)

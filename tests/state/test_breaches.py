@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from outlay.policy.errors import ApprovalRequired, BudgetExceeded, RateLimited
+from outlay.policy.errors import ApprovalMismatch, ApprovalRequired, BudgetExceeded, RateLimited
 from outlay.policy.model import parse_policy
 from outlay.state.base import KeyRecord, NewKey, Outcome, StateStore, Ticket
 
@@ -147,10 +147,11 @@ async def test_require_approval_holds_until_approved_then_passes_once(
     assert (await store.get_approval(approval_id))["state"] == "used"
     entry = (await store.audit(None, 1))[0]
     assert (entry["decision"], entry["code"]) == ("allowed", "approved_overage")
-    with pytest.raises(ApprovalRequired) as used:  # an approval lets one call through
+    with pytest.raises(ApprovalMismatch) as used:  # an approval lets one call through
         await store.reserve(approved(secret, 1_000, approval_id))
-    assert used.value.details["approval_id"] != approval_id
-    assert (await types(store))["approval.requested"] == 2
+    assert (used.value.details["approval_id"], used.value.details["state"]) == (
+        approval_id, "used")
+    assert (await types(store))["approval.requested"] == 1
     assert (await types(store))["approval.decided"] == 1
 
 
@@ -163,9 +164,9 @@ async def test_a_denied_approval_cannot_be_used_nor_decided_twice(store: StateSt
     assert (await store.decide_approval(approval_id, False))["state"] == "denied"
     with pytest.raises(ValueError, match="already denied"):
         await store.decide_approval(approval_id, True)
-    with pytest.raises(ApprovalRequired):
+    with pytest.raises(ApprovalMismatch, match="denied"):
         await store.reserve(approved(secret, 0, approval_id))
-    assert [a["state"] for a in await store.list_approvals()] == ["pending", "denied"]
+    assert [a["state"] for a in await store.list_approvals()] == ["denied"]
 
 
 async def test_revoking_an_agent_revokes_every_key_and_announces_each(

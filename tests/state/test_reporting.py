@@ -21,7 +21,8 @@ AUDIT_KEYS = {"request_id", "time", "key_id", "agent", "labels", "vendor", "mode
 # each budget's warn_at, and the audit row's group, route, refusal code and settlement.
 USAGE_EXTRA = {"spend_since"}
 BUDGET_EXTRA = {"warn_at"}
-AUDIT_EXTRA = {"group", "route", "code", "refused_by", "settlement", "overrun_usd"}
+AUDIT_EXTRA = {"group", "route", "code", "refused_by", "settlement", "overrun_usd", "replay_of",
+               "waited_ms", "held_usd", "estimated_usd"}
 
 
 async def test_usage_has_the_spec_shape(store: StateStore, clock: Clock) -> None:
@@ -127,7 +128,8 @@ async def test_audit_is_newest_first_with_the_spec_fields(store: StateStore, clo
         "model": "gpt-4o-mini-2024-07-18", "route": "/v1/chat/completions",
         "decision": "allowed", "code": None, "refused_by": None, "status": 200,
         "reserved_usd": "0.004", "cost_usd": "0.003", "settlement": "settled", "overrun_usd": None,
-        "spent_usd": "0.003", "cap_usd": "0.01",
+        "spent_usd": "0.003", "cap_usd": "0.01", "replay_of": None, "waited_ms": 0,
+        "held_usd": None, "estimated_usd": None,
     }
     assert (b["decision"], b["code"], b["status"], b["refused_by"], b["time"]) == (
         "refused", "budget_exceeded", 402, "global", "2024-03-14T12:00:01Z")

@@ -61,7 +61,9 @@ async def test_the_tightest_scope_refuses(store: StateStore, tight: int) -> None
     with pytest.raises(BudgetExceeded) as caught:
         await store.reserve(ticket(secret, 1_001))
     assert caught.value.details["scope"] == scopes[tight]
-    assert caught.value.details["spent_usd"] == "0.004"  # reserved money counts as spent
+    # reserved money counts against the cap, shown beside what is spent
+    assert (caught.value.details["spent_usd"], caught.value.details["held_usd"]) == (
+        "0", "0.004")
     assert caught.value.details["cap_usd"] == "0.005"
     await store.reserve(ticket(secret, 1_000))  # exactly up to the cap
     row = (await store.audit(None, 2))[1]

@@ -6,9 +6,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from outlay.admin.approvals_openapi import STATES
 from outlay.admin.common import PREFIX, dump, read_json
 from outlay.gateway.context import GATEWAY
+from outlay.policy.approvals import STATES
 from outlay.policy.errors import invalid_request
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-STATES = ("pending", "approved", "denied", "used")
+from outlay.policy.approvals import STATES
 
 
 def approval_paths() -> dict[str, Any]:
@@ -22,7 +22,7 @@ def approval_paths() -> dict[str, Any]:
         "/admin/v1/approvals/{id}": {"get": {
             "summary": "Show an approval", "parameters": one, "responses": obj}},
         "/admin/v1/approvals/{id}/approve": {"post": {
-            "summary": "Let the held call through once", "parameters": one,
+            "summary": "Let the call it was opened for through once", "parameters": one,
             "requestBody": note, "responses": obj}},
         "/admin/v1/approvals/{id}/deny": {"post": {
             "summary": "Refuse the held call", "parameters": one, "requestBody": note,

@@ -13,9 +13,11 @@ from outlay.policy.errors import invalid_request
 PREFIX = "/admin/v1"
 
 
-def error_response(status: int, code: str, message: str, param: str | None = None) -> web.Response:
+def error_response(status: int, code: str, message: str, param: str | None = None,
+                   **details: Any) -> web.Response:
     return web.json_response(
-        {"error": {"message": message, "type": "admin_error", "code": code, "param": param}},
+        {"error": {"message": message, "type": "admin_error", "code": code, "param": param,
+                   **details}},
         status=status, dumps=lambda o: orjson.dumps(o).decode())
 
 

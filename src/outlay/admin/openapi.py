@@ -34,6 +34,10 @@ _POLICY = {
                              "description": "lower the maximum output Outlay sets (when the "
                              "request names none) to fit the hard budgets, down to this many "
                              "tokens (true: 256)"},
+        "hold_wait_ms": {"type": "integer", "minimum": 0, "maximum": 600_000,
+                         "description": "how long a call that fits a hard budget's settled "
+                         "spend, but not beside the calls in flight, waits for them to settle "
+                         "(default 2000; 0: never)"},
     },
 }
 _KEY = {

@@ -17,8 +17,9 @@ from outlay.gateway.context import GATEWAY
 from outlay.gateway.header_values import credential
 from outlay.policy.decide import iso
 from outlay.policy.errors import AuthError, BadRequest, OutlayError, invalid_request
-from outlay.policy.model import PolicyError, parse_policy, parse_scope
+from outlay.policy.model import Policy, PolicyError, parse_policy, parse_scope
 from outlay.state.base import KeyRecord, NewKey, NotFound, StateError
+from outlay.state.config_policies import ConfigPolicies, PolicyManaged
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_AUDIT = 1000
@@ -47,6 +48,9 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(400, "invalid_policy", str(err))
     except NotFound as err:
         return error_response(404, "not_found", str(err.args[0]) if err.args else "not found")
+    except PolicyManaged as err:
+        return error_response(409, "policy_managed_by_config", str(err), scope=err.scope,
+                              file=err.file)
     except StateError as err:
         return error_response(503, "enforcement_unavailable", str(err))
     except web.HTTPException as exc:  # no such admin route, or not with that method
@@ -159,19 +163,27 @@ async def list_groups(request: web.Request) -> web.Response:
     return dump({"groups": await request.app[GATEWAY].store.list_groups()})
 
 
+def policy_view(scope: str, policy: Policy, managed: ConfigPolicies) -> dict[str, Any]:
+    """A policy as answered: its scope, the configuration file that manages it (null: the
+    admin API does), and its fields."""
+    by = (managed.file or "the configuration file") if scope in managed.scopes else None
+    return {"scope": scope, "managed_by": by, **policy.to_dict()}
+
+
 async def put_policy(request: web.Request) -> web.Response:
     scope = parse_scope(request.match_info["scope"])
     policy = parse_policy(await read_json(request))
     stored = await request.app[GATEWAY].store.put_policy(scope, policy)
-    return dump({"scope": scope, **stored.to_dict()})
+    return dump(policy_view(scope, stored, ConfigPolicies()))
 
 
 async def get_policy(request: web.Request) -> web.Response:
     scope = parse_scope(request.match_info["scope"])
-    policy = await request.app[GATEWAY].store.get_policy(scope)
+    store = request.app[GATEWAY].store
+    policy = await store.get_policy(scope)
     if policy is None:
         raise NotFound(f"no policy on {scope}")
-    return dump({"scope": scope, **policy.to_dict()})
+    return dump(policy_view(scope, policy, await store.config_policies()))
 
 
 async def delete_policy(request: web.Request) -> web.Response:
@@ -184,8 +196,10 @@ async def list_policies(request: web.Request) -> web.Response:
     keys = request.query.get("keys", "true")
     if keys not in ("true", "false"):
         raise invalid_request("keys must be true or false", "keys")
-    policies = await request.app[GATEWAY].store.list_policies(keys=keys == "true")
-    return dump({"policies": [{"scope": s, **p.to_dict()} for s, p in policies.items()]})
+    store = request.app[GATEWAY].store
+    policies = await store.list_policies(keys=keys == "true")
+    managed = await store.config_policies()
+    return dump({"policies": [policy_view(s, p, managed) for s, p in policies.items()]})
 
 
 async def usage(request: web.Request) -> web.Response:

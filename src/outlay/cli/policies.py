@@ -112,15 +112,22 @@ def _mark_amounts(policy: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_policy(policy: Any) -> str:
-    """A stored policy as the YAML a person would write in outlay.yaml."""
+    """A stored policy as the YAML a person would write in outlay.yaml, under a comment
+    naming the configuration file when that file manages it."""
+    managed_by = None
     if isinstance(policy, dict) and "scope" in policy:
-        # The API answers {"scope", ...policy}; the scope is already on the command line.
-        policy = policy.get("policy", {k: v for k, v in policy.items() if k != "scope"})
+        # The API answers {"scope", "managed_by", ...policy}; the scope is already on the
+        # command line.
+        managed_by = policy.get("managed_by")
+        policy = policy.get("policy", {k: v for k, v in policy.items()
+                                       if k not in ("scope", "managed_by")})
     if not policy:
         return "(no policy)"
     if isinstance(policy, dict):
         policy = _mark_amounts(policy)
     text: str = yaml.dump(policy, Dumper=_PolicyDumper, sort_keys=False, default_flow_style=False)
+    if managed_by:
+        text = f"# managed by {managed_by}: change it there (read-only here)\n{text}"
     return text.rstrip()
 
 

@@ -1,6 +1,7 @@
 """Admitting an agent request, shared by the LLM and vendor routes: recording a request
 refused before any policy was consulted, and the one store call that decides and reserves,
-holding it while a human decides when the policy says `on_breach: require_approval`."""
+asked again while calls in flight may free room for it (`hold_wait_ms`, gateway/holds.py),
+and held while a human decides when the policy says `on_breach: require_approval`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from dataclasses import replace
 from random import getrandbits
 
 from outlay.gateway.context import Gateway
-from outlay.policy.errors import ApprovalRequired, OutlayError, Unavailable
+from outlay.gateway.holds import Wait
+from outlay.policy.errors import ApprovalRequired, BudgetHeld, OutlayError, Unavailable
 from outlay.state.base import Outcome, Reservation, StateError, Ticket
 from outlay.state.exposure import ExposureClaim
 
@@ -87,9 +89,7 @@ def _count(gw: Gateway, ticket: Ticket, decision: str, code: str) -> None:
 async def _reserve(gw: Gateway, ticket: Ticket, claim: ExposureClaim | None) -> Reservation:
     """The store's reserve, holding an approval_required refusal for its wait."""
     try:
-        if claim is not None:
-            return await gw.store.reserve_exposure(ticket, claim)
-        return await gw.store.reserve(ticket)
+        return await _reserve_or_hold(gw, ticket, claim)
     except ApprovalRequired as err:
         if err.wait_s <= 0:
             raise
@@ -101,12 +101,41 @@ async def _reserve(gw: Gateway, ticket: Ticket, claim: ExposureClaim | None) -> 
             state = (await gw.store.get_approval(approval_id))["state"]
             if state == "approved":
                 # the refusal's ledger row keeps the first request id; the pass gets its own
-                approved = replace(ticket, request_id=new_request_id(), approval_id=approval_id)
-                if claim is not None:
-                    return await gw.store.reserve_exposure(approved, claim)
-                return await gw.store.reserve(approved)
+                return await _reserve_or_hold(gw, replace(
+                    ticket, request_id=new_request_id(), approval_id=approval_id), claim)
             if state != "pending":
                 raise ApprovalRequired(
                     f"Approval {approval_id} was {state}; the call was not made.", 0,
                     approval_id=approval_id, decision=state) from None
         raise
+
+
+async def _reserve_or_hold(gw: Gateway, ticket: Ticket, claim: ExposureClaim | None
+                           ) -> Reservation:
+    """The store's reserve, asked again while the call waits for calls in flight to settle
+    (BudgetHeld), then once more without waiting. The wait holds nothing: no lock, no money,
+    no ledger row until the call is decided (its row then says how long it waited)."""
+    wait: Wait | None = None
+    outcome = "refused"
+    try:
+        while True:
+            try:
+                reservation = await (gw.store.reserve(ticket) if claim is None
+                                     else gw.store.reserve_exposure(ticket, claim))
+            except BudgetHeld as held:
+                if wait is None:
+                    if not gw.holds.enter():  # too many wait already: decided now
+                        ticket = replace(ticket, may_wait=False)
+                        continue
+                    wait = Wait.of(held.wait_ms)
+                pause = wait.next_poll()
+                if pause:
+                    await gw.holds.wait(pause)
+                ticket = replace(ticket, may_wait=pause > 0, waited_ms=wait.waited_ms)
+                continue
+            outcome = "admitted"
+            return reservation
+    finally:
+        if wait is not None:
+            gw.holds.leave()
+            gw.metrics.held(outcome, wait.waited_ms / 1000)

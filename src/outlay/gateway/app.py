@@ -23,7 +23,12 @@ from outlay.gateway.llm_routes import ROUTES, Route
 from outlay.gateway.metrics import CONTENT_TYPE, Snapshots, exposition, keep_writing
 from outlay.gateway.models import list_models
 from outlay.gateway.vendors import vendor_proxy
-from outlay.gateway.wiring import upstream_from_settings, vendor_pricing, vendors_from_settings
+from outlay.gateway.wiring import (
+    upstream_from_settings,
+    vendor_accounts,
+    vendor_pricing,
+    vendors_from_settings,
+)
 from outlay.policy.errors import AuthError, OutlayError
 from outlay.policy.money import micros_to_usd
 from outlay.pricing.table import PriceTable
@@ -114,7 +119,8 @@ async def readyz(request: web.Request) -> web.Response:
 def store_for(settings: Settings) -> StateStore:
     """The state backend the settings name (unopened)."""
     return store_from_url(settings.state, database=settings.database,
-                          lease_s=settings.reservation_lease_s)
+                          lease_s=settings.reservation_lease_s,
+                          approval_ttl_s=settings.approval_ttl)
 
 
 def create_app(
@@ -138,6 +144,7 @@ def create_app(
         clock=clock,
         vendors=vendors or vendors_from_settings(settings),
         vendor_pricing=vendor_pricing(settings.vendors),
+        vendor_accounts=vendor_accounts(settings),
         snapshots=None if metrics_dir is None else Snapshots(metrics_dir),
     )
     health.store = gw.store

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from outlay.gateway.background import Background
+from outlay.gateway.holds import Holds
 from outlay.gateway.keycheck import KeyCheck
 from outlay.gateway.metrics import Metrics, Snapshots
 from outlay.gateway.outages import Throttled
@@ -85,9 +86,12 @@ class Gateway:
     clock: Callable[[], int]
     vendors: Upstream
     vendor_pricing: Mapping[str, VendorPricing]
+    # a fingerprint of each configured vendor's credential: its account (gateway/wiring.py)
+    vendor_accounts: Mapping[str, str] = field(default_factory=dict)
     streams: Streams = field(default_factory=Streams)
     outages: Throttled = field(default_factory=Throttled)  # 503s of an unreachable store
     metrics: Metrics = field(default_factory=Metrics)
+    holds: Holds = field(default_factory=Holds)  # calls waiting for calls in flight to settle
     # where the workers of one server leave their counts for each other (None: one worker)
     snapshots: Snapshots | None = None
     # the worker's loop, set when the app starts: asyncio.current_task(loop) is a dict

@@ -26,6 +26,7 @@ from outlay.gateway.intake import agent_key, parse_json_object
 from outlay.gateway.llm_routes import ROUTES, Route
 from outlay.gateway.settle import Settler
 from outlay.gateway.usage_tap import UsageHider, UsageTap
+from outlay.policy.approvals import request_shape
 from outlay.policy.decision import Call
 from outlay.policy.errors import OutlayError, Unavailable
 from outlay.policy.money import micros_to_usd
@@ -91,8 +92,10 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
         free=bool(price and price.free), cost_micros=est.cost_micros,
         tokens=est.input_tokens + est.output_tokens, clamp=est.clamp, unpriced=est.unpriced,
     )
+    path = f"{route.path}?{ex.query}" if ex.query else route.path
     ticket = Ticket(rid, key_hash, call, route.kind, gw.aliases, gw.free_models,
-                    approval_id=approval)
+                    approval_id=approval, shape=request_shape("POST", path, raw),
+                    may_wait=True)
     reservation = await admit(gw, ticket)
     if not isinstance(reservation, Reservation):
         await ex.send(*error_answer(reservation, route.flavor, rid))

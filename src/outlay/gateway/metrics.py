@@ -55,6 +55,10 @@ class Metrics:
     reaped_micros: dict[str, int] = field(default_factory=dict)  # reaped worker -> charged
     # the settlements the worker's store keeps to apply again (StateStore.settlement_retries)
     retries: Callable[[], RetryCounts] | None = None
+    # calls that waited for calls in flight to settle (hold_wait_ms), by how the wait
+    # ended (admitted, refused), and the seconds they waited
+    hold_waits: dict[str, int] = field(default_factory=dict)
+    hold_seconds: float = 0.0
 
     def decided(self, route: str, vendor: str, decision: str, code: str = "") -> None:
         label = (route, vendor, decision, code)
@@ -80,6 +84,10 @@ class Metrics:
     def gave_back(self, vendor: str, micros: int) -> None:
         self.returned[vendor] = self.returned.get(vendor, 0) + micros
 
+    def held(self, outcome: str, seconds: float) -> None:
+        self.hold_waits[outcome] = self.hold_waits.get(outcome, 0) + 1
+        self.hold_seconds += seconds
+
     def observe(self, route: str, seconds: float) -> None:
         counts = self.durations.get(route)
         if counts is None:
@@ -101,6 +109,8 @@ class Metrics:
             "reaped_usd": [[k, v] for k, v in self.reaped_micros.items()],
             "in_flight": self.in_flight,
             **_retry_counts(self.retries),
+            "hold_waits": [[k, v] for k, v in self.hold_waits.items()],
+            "hold_seconds": self.hold_seconds,
         }
 
 
@@ -125,7 +135,11 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     reaped: dict[tuple[str, ...], int] = {}
     reaped_usd: dict[tuple[str, ...], int] = {}
     retries = abandoned = 0
+    hold_waits: dict[tuple[str, ...], int] = {}
+    hold_seconds = 0.0
     for snap in snapshots:
+        _add(hold_waits, snap.get("hold_waits", ()))
+        hold_seconds += float(snap.get("hold_seconds", 0.0))
         _add(reaped, snap.get("reaped", ()))
         _add(reaped_usd, snap.get("reaped_usd", ()))
         retries += int(snap.get("settle_retries", 0))
@@ -182,6 +196,13 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
             "Settlements not kept because too many waited; the reaper charges their "
             "reservations in full.",
             [f" {abandoned}"])
+    _family(out, "outlay_hold_waits_total", "counter",
+            "Calls that waited for calls in flight to settle because only their reservations "
+            "left no room under a hard budget, by how the wait ended (admitted, refused).",
+            (_labels(outcome=o) + f" {n}" for (o,), n in sorted(hold_waits.items())))
+    _family(out, "outlay_hold_wait_seconds_total", "counter",
+            "Seconds calls spent waiting for calls in flight to settle.",
+            [f" {_float(hold_seconds)}"])
     lines = []
     for route, counts in sorted(durations.items()):
         running = 0

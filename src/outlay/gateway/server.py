@@ -38,13 +38,22 @@ FILES_BESIDE_CONNECTIONS = 256
 
 
 async def prepare_state(settings: Settings) -> str | None:
-    """Create the schema, apply the policies of the config; return a newly made admin token."""
+    """Create the schema, apply the policies of the config; return a newly made admin token.
+
+    The file manages the scopes it names; every other scope's policy is the admin API's and
+    is left as it is. A scope the file no longer names keeps its last policy, which the admin
+    API manages from now on: the log says so."""
     store = store_for(settings)
     await store.open()
     try:
         token = await store.init_admin_token(settings.admin_token)
-        for scope, raw in settings.policies.items():
-            await store.put_policy(parse_scope(scope), parse_policy(dict(raw)))
+        policies = {parse_scope(scope): parse_policy(dict(raw))
+                    for scope, raw in settings.policies.items()}
+        released = await store.apply_config_policies(settings.config_file, policies)
+        for scope in released:
+            log.warning("the policy of %s is no longer in %s: it keeps its last policy, now "
+                        "managed through the admin API", scope,
+                        settings.config_file or "a configuration file")
         return token
     finally:
         await store.close()

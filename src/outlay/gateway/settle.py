@@ -96,9 +96,12 @@ class Settler:
                                 self.price_of.name if self.price_of else "", settled,
                                 charged(settled, cost, amount), overrun(settled, cost, amount))
         if not self.wait and self.gw.store.queue_settlement(outcome):
+            # calls waiting for room ask again: their decisions come after this settlement
+            self.gw.holds.settled()
             return
         try:
             await self.gw.store.settle(outcome)
         except StateError:
             # the reservation stays held and the reaper charges it in full after its lease
             return
+        self.gw.holds.settled()

@@ -20,6 +20,7 @@ from outlay.gateway.context import Gateway
 from outlay.gateway.errors import error_response
 from outlay.gateway.headers import limit_headers
 from outlay.gateway.vendor_forward import Finish, forward, read_vendor
+from outlay.policy.approvals import RequestShape
 from outlay.policy.decide import authenticate
 from outlay.policy.decision import Call
 from outlay.policy.errors import OutlayError, Unavailable
@@ -41,6 +42,8 @@ class Caller:
     request_id: str
     key_hash: str | None
     approval_id: str | None
+    account: str  # the vendor account (vendors.vendor_account) its idempotency keys are kept on
+    shape: RequestShape  # what an approval it presents must have been opened for
 
 
 async def object_call(gw: Gateway, caller: Caller, pricing: ObjectPricing, call: ObjectCall,
@@ -54,7 +57,8 @@ async def object_call(gw: Gateway, caller: Caller, pricing: ObjectPricing, call:
         ticket = Ticket(caller.request_id, caller.key_hash, Call(vendor=vendor, cost_micros=cost),
                         f"vendor.{vendor}",
                         idempotency_key=call.idempotency_key if cost else None,
-                        approval_id=caller.approval_id)
+                        idempotency_account=caller.account, approval_id=caller.approval_id,
+                        shape=caller.shape, may_wait=True)
         try:
             reservation = await admit(gw, ticket, claim)
         except ObjectMoved:
@@ -65,6 +69,8 @@ async def object_call(gw: Gateway, caller: Caller, pricing: ObjectPricing, call:
                 **limit_headers(reservation.limits, gw.clock())}
         if reservation.amount:
             ours["X-Outlay-Reserved-USD"] = micros_to_usd(reservation.amount)
+        if reservation.replay_of:
+            ours["X-Outlay-Replay-Of"] = reservation.replay_of
         return await forward(gw, sent, reservation.id, ours,
                              _finisher(gw, pricing, call, vendor, reservation))
     busy = await _refuse(gw, caller, vendor, Unavailable(

@@ -5,7 +5,9 @@ objects (Stripe's payment intents and charges) are counted on the object instead
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -20,6 +22,8 @@ from outlay.gateway.llm_routes import Route
 from outlay.gateway.settle import Settler
 from outlay.gateway.vendor_forward import Finish, forward, outgoing, raw_path
 from outlay.gateway.vendor_objects import Caller, object_call
+from outlay.gateway.wiring import SIMULATED_ACCOUNT
+from outlay.policy.approvals import request_shape
 from outlay.policy.decision import Call
 from outlay.policy.errors import BadRequest, OutlayError
 from outlay.policy.money import micros_to_usd
@@ -72,7 +76,9 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
     except OutlayError as err:
         refusal = await refuse_invalid(gw, Ticket(rid, key_hash, call, f"vendor.{vendor}"), err)
         return error_response(refusal, "openai", rid)
-    caller = Caller(rid, key_hash, approval)
+    query = request.rel_url.raw_query_string
+    caller = Caller(rid, key_hash, approval, vendor_account(gw, vendor, request.headers),
+                    request_shape(vcall.method, f"{path}?{query}" if query else path, raw))
     if on_object is not None:
         assert isinstance(pricing, ObjectPricing)
         return await object_call(gw, caller, pricing, on_object,
@@ -81,7 +87,8 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
     ticket = Ticket(rid, key_hash, Call(vendor=vendor, cost_micros=est.cost_micros,
                                         clamp=est.clamp),
                     f"vendor.{vendor}", idempotency_key=est.idempotency_key,
-                    approval_id=caller.approval_id)
+                    idempotency_account=caller.account, approval_id=caller.approval_id,
+                    shape=caller.shape, may_wait=True)
     reservation = await admit(gw, ticket)
     if not isinstance(reservation, Reservation):
         return error_response(_worded(reservation, vcall), "openai", ticket.request_id)
@@ -89,6 +96,8 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
             **limit_headers(reservation.limits, gw.clock())}
     if reservation.amount:
         ours["X-Outlay-Reserved-USD"] = micros_to_usd(reservation.amount)
+    if reservation.replay_of:
+        ours["X-Outlay-Replay-Of"] = reservation.replay_of
     body = est.body
     if reservation.clamped_to is not None and est.limited is not None:
         body, said = est.limited(reservation.clamped_to)  # lowered to what the budgets leave
@@ -115,6 +124,18 @@ def _settler(gw: Gateway, pricing: VendorPricing, vcall: VendorCall, est: Vendor
         return {"X-Outlay-Cost-USD": micros_to_usd(cost)}  # the bill, overrun or not
 
     return finish
+
+
+def vendor_account(gw: Gateway, vendor: str, headers: Mapping[str, str]) -> str:
+    """The vendor account a call acts on, which its idempotency key belongs to: the
+    configured credential's, and for Stripe the connected account `Stripe-Account` names
+    (kept as a fingerprint: the header may hold any bytes)."""
+    account = gw.vendor_accounts.get(vendor, SIMULATED_ACCOUNT)
+    connected = headers.get("Stripe-Account") if vendor == "stripe" else None
+    if connected:
+        digest = hashlib.sha256(connected.encode("utf-8", "surrogateescape")).hexdigest()
+        account = f"{account}:{digest[:16]}"
+    return account
 
 
 def _worded(refusal: OutlayError, vcall: VendorCall) -> OutlayError:

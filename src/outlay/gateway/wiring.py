@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
 from outlay.settings import Settings
@@ -73,6 +74,20 @@ def vendors_from_settings(settings: Settings) -> Upstream:
 
     return VendorRouter(real, SimulatedVendors(latency_ms=settings.simulated_latency_ms),
                         SIMULATED_VENDORS)
+
+
+SIMULATED_ACCOUNT = "simulated"
+
+
+def vendor_accounts(settings: Settings) -> dict[str, str]:
+    """Which vendor account each vendor's calls go to, by a fingerprint of its credential
+    (Twilio's account SID, else the secret; never the secret itself): a vendor's idempotency
+    keys are the account's, whichever Outlay key sends them. Simulated vendors share one."""
+    accounts = {}
+    for vendor, endpoint in vendor_endpoints(settings.vendors).items():
+        credential = endpoint.account_sid or endpoint.secret
+        accounts[vendor] = hashlib.sha256(f"{vendor}\n{credential}".encode()).hexdigest()[:16]
+    return accounts
 
 
 def vendor_pricing(vendors: Mapping[str, Mapping[str, object]]) -> dict[str, VendorPricing]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 
 from outlay.policy.access import model_matches, vendor_matches
+from outlay.policy.approvals import uncovered
 from outlay.policy.decision import (
     Admit,
     ApprovalNeed,
@@ -18,6 +18,7 @@ from outlay.policy.decision import (
     Counter,
     Decision,
     Event,
+    Grant,
     Hold,
     KeyInfo,
     Limits,
@@ -34,6 +35,7 @@ from outlay.policy.errors import (
 )
 from outlay.policy.model import Period
 from outlay.policy.money import ceil_div, micros_to_usd
+from outlay.policy.periods import iso as iso  # re-exported: the gateway's time format
 from outlay.policy.periods import period_bounds
 from outlay.policy.windows import (
     LIMIT_CODES,
@@ -46,10 +48,6 @@ from outlay.policy.windows import (
 
 _PERIOD_WORDS = {"hour": "this hour", "day": "today", "week": "this week",
                  "month": "this month", "total": "in total"}
-
-
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def authenticate(key: KeyInfo | None, now_ms: int) -> AuthError | None:
@@ -135,16 +133,24 @@ def decide(
     now_ms: int,
     aliases: Mapping[str, str] | None = None,
     free_models: Sequence[str] = (),
-    approved: bool = False,
+    grant: Grant | None = None,
+    may_wait: bool = False,
 ) -> Decision:
-    """Check every limit of every scope; admit with the writes to make, or refuse with why."""
+    """Check every limit of every scope; admit with the writes to make, or refuse with why.
+
+    A breach that blocks refuses at once; breaches a human must approve are collected, so
+    that the approval names them all, and refuse once every limit was checked. `grant`: the
+    approval the call presents, which lets exactly its breaches through. `may_wait`: a call
+    that would be refused by a hard budget whose settled spend has room for it, but not
+    beside other calls' reservations, is not refused: the Refuse says how long it may wait
+    (`hold_ms`) for them to settle before it is decided again without waiting."""
     refused = precheck(call, views, aliases, free_models)
     if refused:
         return refused
     asked = call
-    call = clamped(call, views, now_ms, approved)
+    call = clamped(call, views, now_ms, grant)
     cost = call.cost_micros or 0
-    breaches = _Breaches(key, now_ms, approved)
+    breaches = _Breaches(key, now_ms, grant)
 
     windows: dict[tuple[str, str], WindowState] = {}
     limits = _LimitsBuilder()
@@ -201,9 +207,11 @@ def decide(
                 if committed + cost > budget.cap_micros:
                     error = _budget_error(view.scope, budget.period, budget.cap_micros,
                                           counter, cost, end)
-                    refusal = breaches.budget(view, error, budget.period, start,
-                                              budget.cap_micros, committed)
-                    if refusal:
+                    if (may_wait and counter.spent + cost <= budget.cap_micros
+                            and breaches.may_hold(view, error)):
+                        pass  # room once the calls in flight settle: wait for them
+                    elif refusal := breaches.budget(view, error, budget.period, start,
+                                                    budget.cap_micros, committed):
                         return refusal
                 limits.budget(budget.cap_micros, budget.cap_micros - committed - cost)
             watched = budget.warn_at is not None or budget.mode == "soft"
@@ -211,11 +219,16 @@ def decide(
             holds[(view.scope, budget.period)] = Hold(
                 view.scope, budget.period, start, cost,
                 watched or (earlier is not None and earlier.watched))
+    refusal = breaches.awaiting_approval() or breaches.holding()
+    if refusal:
+        return refusal
     return Admit(windows, tuple(holds.values()), tuple(parallel), limits.build(),
-                 tuple(breaches.events), breaches.overage, None if call is asked else call)
+                 tuple(breaches.events), breaches.overage, None if call is asked else call,
+                 breaches.approved)
 
 
-def clamped(call: Call, views: Sequence[ScopeView], now_ms: int, approved: bool) -> Call:
+def clamped(call: Call, views: Sequence[ScopeView], now_ms: int,
+            grant: Grant | None = None) -> Call:
     """The call with its maximum output lowered to fit the hard budgets that would refuse
     it, when a scope's policy allows clamping (`clamp_max_tokens`) and the lower maximum is
     at least that policy's floor, or when the call names its own floor (the uses of an LLM
@@ -229,7 +242,7 @@ def clamped(call: Call, views: Sequence[ScopeView], now_ms: int, approved: bool)
         if v.policy is not None and v.policy.clamp_max_tokens is not None]
     if not floors:
         return call
-    room = _hard_room(views, now_ms, approved)
+    room = _hard_room(views, now_ms, grant)
     if room is None or cost <= room:
         return call
     most = clamp.most_within(room)
@@ -240,13 +253,13 @@ def clamped(call: Call, views: Sequence[ScopeView], now_ms: int, approved: bool)
                    clamp=None, clamped_to=most)
 
 
-def _hard_room(views: Sequence[ScopeView], now_ms: int, approved: bool) -> int | None:
+def _hard_room(views: Sequence[ScopeView], now_ms: int, grant: Grant | None) -> int | None:
     """What is left under the tightest hard budget whose breach would refuse the call."""
     room: int | None = None
     for view in views:
         policy = view.policy
         if policy is None or policy.on_breach == "alert" or (
-                policy.on_breach == "require_approval" and approved):
+                grant is not None and (view.scope, "budget_exceeded") in grant.breaches):
             continue
         for budget in policy.budgets:
             if budget.mode != "hard":
@@ -266,12 +279,16 @@ def _current(view: ScopeView, period: Period, start: int) -> Counter:
 
 class _Breaches:
     """What a breach does, by the breached scope's `on_breach`: block (refuse), alert (let
-    through and announce), require_approval (refuse pending a human, unless approved)."""
+    through and announce), require_approval (refuse pending a human, unless the call's
+    approval covers that very breach)."""
 
-    def __init__(self, key: KeyInfo, now_ms: int, approved: bool) -> None:
-        self.key, self.now_ms, self.approved = key, now_ms, approved
+    def __init__(self, key: KeyInfo, now_ms: int, grant: Grant | None) -> None:
+        self.key, self.now_ms, self.grant = key, now_ms, grant
         self.events: list[Event] = []
         self.overage = False
+        self.approved = False  # a breach the grant covers was let through
+        self.needs: list[tuple[ScopeView, OutlayError]] = []  # breaches awaiting a human
+        self.held: list[tuple[ScopeView, OutlayError]] = []  # budgets full of others' holds
 
     def rate(self, view: ScopeView, error: RateLimited) -> Refuse | None:
         minute = self.now_ms // 60_000
@@ -298,13 +315,51 @@ class _Breaches:
         assert view.policy is not None
         action = view.policy.on_breach
         self.events.append(event)
-        if action == "alert" or (action == "require_approval" and self.approved):
+        if action == "alert":
             self.overage = True
             return None
         if action == "block":
             return Refuse(error, view.scope, tuple(self.events))
-        need = ApprovalNeed(view.scope, error.code, error.message, view.policy.approval_wait_s)
-        return Refuse(error, view.scope, tuple(self.events), need)
+        if self.grant is not None and (view.scope, error.code) in self.grant.breaches:
+            self.overage = self.approved = True
+            return None
+        self.needs.append((view, error))
+        return None
+
+    def may_hold(self, view: ScopeView, error: BudgetExceeded) -> bool:
+        """Whether a budget breach that only calls in flight make may wait for them: one
+        that would refuse (not alert, not approved) in a scope whose policy waits; noted."""
+        policy = view.policy
+        assert policy is not None
+        if policy.on_breach == "alert" or policy.hold_ms <= 0 or (
+                self.grant is not None and (view.scope, error.code) in self.grant.breaches):
+            return False
+        self.held.append((view, error))
+        return True
+
+    def holding(self) -> Refuse | None:
+        """The call may wait for calls in flight (the shortest wait of the scopes holding
+        it); nothing is announced: it is not refused yet."""
+        if not self.held:
+            return None
+        view, error = self.held[0]
+        wait = min(v.policy.hold_ms for v, _ in self.held if v.policy is not None)
+        return Refuse(error, view.scope, hold_ms=wait)
+
+    def awaiting_approval(self) -> Refuse | None:
+        """The refusal of breaches a human must approve: the first one's, naming them all;
+        or, when the call presents an approval, that it does not cover them."""
+        if not self.needs:
+            return None
+        view, error = self.needs[0]
+        assert view.policy is not None
+        breaches = tuple((v.scope, e.code) for v, e in self.needs)
+        events = tuple(self.events)
+        if self.grant is not None:
+            return Refuse(uncovered(self.grant, breaches), view.scope, events)
+        need = ApprovalNeed(view.scope, error.code, error.message, view.policy.approval_wait_s,
+                            breaches)
+        return Refuse(error, view.scope, events, need)
 
 
 def percent(spent: int, cap: int) -> float:
@@ -314,15 +369,19 @@ def percent(spent: int, cap: int) -> float:
 def _budget_error(
     scope: str, period: str, cap: int, counter: Counter, cost: int, end: int | None
 ) -> BudgetExceeded:
-    spent = micros_to_usd(counter.spent + counter.reserved)
+    """The refusal of a hard budget: what is spent (settled), what calls in flight hold
+    beside it, the cap, and what this call may cost."""
+    spent, held = micros_to_usd(counter.spent), micros_to_usd(counter.reserved)
     resets = iso(end) if end is not None else None
     return BudgetExceeded(
         "budget_exceeded",
         f"Budget exceeded for {scope}: ${spent} spent of a ${micros_to_usd(cap)} hard cap "
-        f"{_PERIOD_WORDS[period]}; this call may cost up to ${micros_to_usd(cost)}."
+        f"{_PERIOD_WORDS[period]}"
+        + (f", ${held} more held by calls in flight" if counter.reserved else "")
+        + f"; this call may cost up to ${micros_to_usd(cost)}."
         + (f" The budget resets at {resets}." if resets else ""),
-        scope=scope, period=period, spent_usd=spent, cap_usd=micros_to_usd(cap),
-        resets_at=resets,
+        scope=scope, period=period, spent_usd=spent, held_usd=held,
+        cap_usd=micros_to_usd(cap), resets_at=resets,
     )
 
 

@@ -115,14 +115,27 @@ class Event:
     coalesce: str
 
 
+Breach = tuple[str, str]  # (scope, code): a limit of a scope that a call breaches
+
+
 @dataclass(frozen=True)
 class ApprovalNeed:
-    """A breach in a scope whose policy says `on_breach: require_approval`."""
+    """Breaches in scopes whose policy says `on_breach: require_approval`: the first one's
+    scope, code and wording, and every one of them, which the approval records."""
 
     scope: str
     code: str  # the breach: budget_exceeded, rate_limit_exceeded, …
     reason: str
     wait_s: float
+    breaches: tuple[Breach, ...] = ()
+
+
+@value
+class Grant:
+    """What an approved approval lets a call through: exactly the breaches it was opened for."""
+
+    approval_id: str
+    breaches: frozenset[Breach]
 
 
 @value
@@ -150,6 +163,7 @@ class Admit:
     events: tuple[Event, ...] = ()
     overage: bool = False  # a breach was let through (on_breach alert, or an approval)
     call: Call | None = None  # the call as admitted, when its maximum output was clamped
+    approved: bool = False  # a breach the approval covers was let through: it is used
 
 
 @value
@@ -158,6 +172,9 @@ class Refuse:
     scope: str | None
     events: tuple[Event, ...] = ()
     approval: ApprovalNeed | None = None
+    # not refused yet: the call fits every hard budget's settled spend, not beside the
+    # calls in flight; it may wait this many ms for them to settle and be decided again
+    hold_ms: int | None = None
 
 
 Decision = Admit | Refuse

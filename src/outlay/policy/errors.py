@@ -3,9 +3,11 @@
 OutlayError
 ├── AuthError            401  invalid_api_key | key_revoked | key_expired
 ├── NotAllowed           403  model_not_allowed | vendor_not_allowed
-│   └── ApprovalRequired 403  approval_required
+│   ├── ApprovalRequired 403  approval_required
+│   └── ApprovalMismatch 403  approval_mismatch
 ├── RateLimited          429  rate_limit_exceeded | hourly_… | daily_… | token_… | concurrency_…
 ├── BudgetExceeded       402  budget_exceeded
+│   └── BudgetHeld       (402) not yet: calls in flight may free room (the gateway waits)
 ├── BadRequest           400  invalid_request | price_unknown; 413 request_too_large;
 │   │                    408  request_timeout
 │   └── NotFound         404  not_found (a background response of another key, or none)
@@ -52,6 +54,15 @@ class ApprovalRequired(NotAllowed):
         self.wait_s = wait_s
 
 
+class ApprovalMismatch(NotAllowed):
+    """403 approval_mismatch: the approval a call presents is not for this call (another key,
+    another request, a dearer call, a breach it does not cover) or can no longer be used
+    (denied, used, expired); `differs` names what."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__("approval_mismatch", message, **details)
+
+
 class RateLimited(OutlayError):
     status = 429
     error_type = "rate_limit_error"
@@ -82,6 +93,16 @@ class BudgetExceeded(OutlayError):
     @property
     def headers(self) -> dict[str, str]:
         return {"x-should-retry": "false"}
+
+
+class BudgetHeld(BudgetExceeded):
+    """Not an answer yet: the call fits a hard budget's settled spend, but not beside other
+    calls' reservations. The gateway waits up to `wait_ms` for them to settle and asks
+    again; nothing was recorded. Should it reach an agent, it is a 402 like its base."""
+
+    def __init__(self, refusal: BudgetExceeded, wait_ms: int) -> None:
+        super().__init__(refusal.code, refusal.message, **refusal.details)
+        self.wait_ms = wait_ms
 
 
 class BadRequest(OutlayError):

@@ -54,6 +54,13 @@ class Policy:
     # an LLM call that names no maximum output may be sent with a smaller one than the
     # model's, down to this many tokens, to fit the hard budgets; None: never
     clamp_max_tokens: int | None = None
+    # how long a call that fits a hard budget's settled spend, but not beside the calls in
+    # flight, waits for them to settle before it is refused; None: DEFAULT_HOLD_WAIT_MS
+    hold_wait_ms: int | None = None
+
+    @property
+    def hold_ms(self) -> int:
+        return DEFAULT_HOLD_WAIT_MS if self.hold_wait_ms is None else self.hold_wait_ms
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -74,15 +81,21 @@ class Policy:
             out["approval_wait_s"] = self.approval_wait_s
         if self.clamp_max_tokens is not None:
             out["clamp_max_tokens"] = self.clamp_max_tokens
+        if self.hold_wait_ms is not None:
+            out["hold_wait_ms"] = self.hold_wait_ms
         return out
 
 
 _POLICY_FIELDS = {
     "rpm", "rph", "rpd", "tpm", "max_parallel", "budgets", "models",
     "free_models_only", "vendors", "on_breach", "approval_wait_s", "clamp_max_tokens",
+    "hold_wait_ms",
 }
 # `clamp_max_tokens: true`: the least output worth sending a call with
 DEFAULT_CLAMP_FLOOR = 256
+# how long a call waits for calls in flight to settle when only their holds leave no room
+DEFAULT_HOLD_WAIT_MS = 2_000
+MAX_HOLD_WAIT_MS = 600_000  # a call may not wait longer than its client would (ten minutes)
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -171,7 +184,19 @@ def parse_policy(raw: object) -> Policy:
         on_breach=on_breach,
         approval_wait_s=float(wait),
         clamp_max_tokens=_clamp_floor(raw.get("clamp_max_tokens")),
+        hold_wait_ms=_hold_wait(raw.get("hold_wait_ms")),
     )
+
+
+def _hold_wait(value: object) -> int | None:
+    if value is None:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, int)
+            or not 0 <= value <= MAX_HOLD_WAIT_MS):
+        raise PolicyError(
+            f"hold_wait_ms must be a whole number of milliseconds from 0 to "
+            f"{MAX_HOLD_WAIT_MS}, got {value!r}")
+    return value
 
 
 def _clamp_floor(value: object) -> int | None:

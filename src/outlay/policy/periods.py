@@ -17,6 +17,11 @@ def _ms(moment: datetime) -> int:
 HOUR_MS = 3_600_000
 
 
+def iso(ms: int) -> str:
+    """A moment in unix ms as ISO 8601 in UTC with a Z, as every answer writes times."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
 def period_bounds(period: Period, now_ms: int) -> tuple[int, int | None]:
     """(start_ms, end_ms) of the period containing now_ms; `total` never ends (None)."""
     if period == "total":

@@ -7,6 +7,7 @@ OutlayError                 status, code, message, details, request_id
 │       └── KeyExpired      401 key_expired                       expired_at
 ├── ModelNotAllowed         403 model_not_allowed                 allowed
 ├── VendorNotAllowed        403 vendor_not_allowed                allowed
+│                           (itself: 403 approval_mismatch)       approval_id, state, differs
 ├── ApprovalRequired        403 approval_required                 approval_id
 ├── BudgetExceeded          402 budget_exceeded                   scope, period, spent_usd, cap_usd,
 │                                                                 resets_at
@@ -190,6 +191,7 @@ _BY_CODE: dict[str, type[OutlayError]] = {
     "model_not_allowed": ModelNotAllowed,
     "vendor_not_allowed": VendorNotAllowed,
     "approval_required": ApprovalRequired,
+    "approval_mismatch": OutlayError,  # the approval presented is not for this call
     "budget_exceeded": BudgetExceeded,
     "rate_limit_exceeded": RateLimited,
     "hourly_rate_limit_exceeded": RateLimited,

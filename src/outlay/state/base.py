@@ -6,8 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from outlay.policy.approvals import RequestShape
 from outlay.policy.decision import Call, KeyInfo, Limits
+from outlay.policy.errors import OutlayError
 from outlay.policy.model import Policy
+from outlay.policy.money import usd_to_micros
+from outlay.state.config_policies import ConfigPolicies
 from outlay.state.exposure import ExposureClaim, ExposureReport, ObjectRecord
 from outlay.values import value
 
@@ -77,11 +81,41 @@ class Ticket:
     route: str
     aliases: Mapping[str, str] = field(default_factory=dict)
     free_models: tuple[str, ...] = ()
-    # a vendor retry carrying the same key (Stripe's Idempotency-Key) reserves and is
-    # charged once: the retry is recorded as a replay and holds nothing
+    # a vendor retry carrying the same key (Stripe's Idempotency-Key) on the same vendor
+    # account, whichever Outlay key sends it, reserves and is charged once: the retry is
+    # recorded as a replay of the first call and holds nothing
     idempotency_key: str | None = None
-    replay: bool = False  # set by the store: this call repeats an admitted idempotency key
+    idempotency_account: str = ""  # the vendor account the key belongs to (its fingerprint)
+    replay_of: str | None = None  # set by the store: the admitted call this one repeats
     approval_id: str | None = None  # X-Outlay-Approval: lets an approved breach through once
+    # a call that fits a hard budget's settled spend but not beside the calls in flight may
+    # be held back (BudgetHeld) instead of refused; the gateway then asks again, saying how
+    # long it has waited, and finally without may_wait
+    may_wait: bool = False
+    waited_ms: int = 0
+    # method, path and body hash: what an approval records, and what a call presenting one
+    # must match (with the call's vendor and model)
+    shape: RequestShape | None = None
+
+
+@value
+class RefusalFigures:
+    """What a refusal's ledger row says of money: for a budget refusal the settled spend,
+    cap and others' holds that refused it; for any refusal the most the call may cost."""
+
+    spent: int | None = None
+    cap: int | None = None
+    held: int | None = None
+    estimated: int | None = None
+
+
+def refusal_figures(error: OutlayError | None, ticket: Ticket) -> RefusalFigures:
+    estimated = ticket.call.cost_micros
+    if error is None or error.code != "budget_exceeded":
+        return RefusalFigures(estimated=estimated)
+    details = error.details
+    return RefusalFigures(usd_to_micros(details["spent_usd"]), usd_to_micros(details["cap_usd"]),
+                          usd_to_micros(details.get("held_usd", "0")), estimated)
 
 
 @value
@@ -92,6 +126,7 @@ class Reservation:
     amount: int
     started_ms: int
     clamped_to: int | None = None  # the maximum output the call must be sent with
+    replay_of: str | None = None  # the call this one repeats (an idempotent replay)
 
 
 @value
@@ -173,6 +208,16 @@ class StateStore(Protocol):
     async def delete_policy(self, scope: str) -> None: ...
     async def list_policies(self, *, keys: bool = True) -> dict[str, Policy]:
         """Every policy by scope; `keys=False` leaves out keys' own."""
+    async def config_policies(self) -> ConfigPolicies:
+        """The scopes whose policy the configuration file manages, and the file; an admin
+        change to one of them (put_policy, delete_policy, a key's policy by update_key)
+        raises PolicyManaged."""
+    async def apply_config_policies(
+        self, file: str | None, policies: Mapping[str, Policy]
+    ) -> list[str]:
+        """Write the file's policies, each replacing its scope's, and make `file` their
+        manager, in one step; the scopes a file managed before and this one no longer names,
+        which keep their policies and are managed through the admin API from now on."""
 
     # the request path: one atomic call each
     async def reserve(self, ticket: Ticket) -> Reservation: ...

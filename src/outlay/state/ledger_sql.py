@@ -42,20 +42,24 @@ def scope_filter(scope: str, mark: str = "?") -> tuple[str, tuple[Any, ...]]:
 # moved (MOVE_SETTLED), a refusal's is written at once
 INSERT_ROW = (
     "INSERT INTO ledger(seq, request_id, ts_ms, key_id, agent, grp, labels, vendor, model, "
-    "route, decision, code, scope, status, reserved, cost, settlement, spent, cap) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)")
+    "route, decision, code, scope, status, reserved, cost, settlement, spent, cap, held, "
+    "estimated, waited_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)")
 HOLD_ROW = (
     "INSERT INTO reservations(id, created_ms, lease_ms, worker, amount, tokens, holds, tpm, "
-    "parallel, seq, key_id, agent, grp, labels, vendor, model, route, code, spent, cap) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    "parallel, seq, key_id, agent, grp, labels, vendor, model, route, code, spent, cap, "
+    "replay_of, waited_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 SETTLE_ROW = (
     "UPDATE reservations SET status=?, cost=?, settlement=?, model=COALESCE(?, model), "
     "spent=CASE WHEN spent IS NULL THEN NULL ELSE spent - ? + ? END WHERE id=?")
 MOVE_SETTLED = (
     "INSERT INTO ledger(seq, request_id, ts_ms, key_id, agent, grp, labels, vendor, model, "
-    "route, decision, code, scope, status, reserved, cost, settlement, spent, cap) "
+    "route, decision, code, scope, status, reserved, cost, settlement, spent, cap, replay_of, "
+    "waited_ms) "
     "SELECT seq, id, created_ms, key_id, agent, grp, labels, vendor, model, route, 'allowed', "
-    "code, NULL, status, amount, cost, settlement, spent, cap FROM reservations "
+    "code, NULL, status, amount, cost, settlement, spent, cap, replay_of, waited_ms "
+    "FROM reservations "
     "WHERE settlement IS NOT NULL ORDER BY seq")
 DROP_MOVED = "DELETE FROM reservations WHERE settlement IS NOT NULL"
 # the highest row number given: the ledger's AUTOINCREMENT entry (a row inserted with its
@@ -66,8 +70,8 @@ LAST_SEQ = ("SELECT max(ifnull((SELECT seq FROM sqlite_sequence WHERE name='ledg
 HELD_ROWS = (
     "(SELECT seq, id AS request_id, created_ms AS ts_ms, key_id, agent, grp, labels, vendor, "
     "model, route, 'allowed' AS decision, code, NULL AS scope, status, amount AS reserved, "
-    "COALESCE(cost, 0) AS cost, COALESCE(settlement, 'pending') AS settlement, spent, cap "
-    "FROM reservations)")
+    "COALESCE(cost, 0) AS cost, COALESCE(settlement, 'pending') AS settlement, spent, cap, "
+    "replay_of, waited_ms, NULL AS held, NULL AS estimated FROM reservations)")
 SOURCES = ("ledger", HELD_ROWS)
 
 
@@ -96,11 +100,11 @@ def call_columns(ticket: Ticket, key: KeyInfo | None) -> tuple[Any, ...]:
 def insert_row(
     ticket: Ticket, key: KeyInfo | None, now: int, *, decision: str, code: str | None,
     scope: str | None, status: int | None, reserved: int, settlement: str, spent: int | None,
-    cap: int | None,
+    cap: int | None, held: int | None = None, estimated: int | None = None,
 ) -> tuple[Any, ...]:
     """The values of INSERT_ROW for one call, its sequence number left out."""
     return (ticket.request_id, now, *call_columns(ticket, key), decision, code, scope,
-            status, reserved, settlement, spent, cap)
+            status, reserved, settlement, spent, cap, held, estimated, ticket.waited_ms or None)
 
 
 def settle_row(outcome: Outcome, cost: int, reserved: int) -> tuple[Any, ...]:
@@ -112,6 +116,7 @@ def settle_row(outcome: Outcome, cost: int, reserved: int) -> tuple[Any, ...]:
 AUDIT_COLUMNS = (
     "request_id", "ts_ms", "key_id", "agent", "grp", "labels", "vendor", "model", "route",
     "decision", "code", "scope", "status", "reserved", "cost", "settlement", "spent", "cap",
+    "replay_of", "waited_ms", "held", "estimated",
 )
 
 
@@ -151,6 +156,10 @@ def audit_entry(r: dict[str, Any]) -> dict[str, Any]:
                         if r["settlement"] == "settled" and r["cost"] > r["reserved"] else None),
         "spent_usd": None if r["spent"] is None else micros_to_usd(r["spent"]),
         "cap_usd": None if r["cap"] is None else micros_to_usd(r["cap"]),
+        "replay_of": r["replay_of"],
+        "waited_ms": r["waited_ms"] or 0,
+        "held_usd": None if r["held"] is None else micros_to_usd(r["held"]),
+        "estimated_usd": None if r["estimated"] is None else micros_to_usd(r["estimated"]),
     }
 
 

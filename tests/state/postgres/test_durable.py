@@ -22,6 +22,7 @@ from tests.servers.postgres import PostgresServer, free_port
 from ..support import Clock
 
 NEED = ApprovalNeed("agent:a", "budget_exceeded", "The daily budget of agent:a is spent.", 30.0)
+TTL_MS = 3_600_000
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ async def test_opening_an_approval_records_it_and_announces_it_once(
 ) -> None:
     await durable.add_webhook("https://hooks.example.com/a", ["approval.requested"])
     key = await key_of(durable)
-    refusal = await durable.open_approval(clock.now, ticket("req_1"), key, NEED)
+    refusal = await durable.open_approval(clock.now, ticket("req_1"), key, NEED, TTL_MS)
     assert isinstance(refusal, ApprovalRequired)
     approval_id = refusal.details["approval_id"]
     assert f"X-Outlay-Approval: {approval_id}" in str(refusal)
@@ -71,15 +72,20 @@ async def test_opening_an_approval_records_it_and_announces_it_once(
     assert shown["state"] == "pending"
     assert shown["estimated_usd"] == "2.5"
     assert shown["request"] == {"route": "/v1/chat/completions", "vendor": "openai",
-                                "model": "gpt-4o", "request_id": "req_1"}
+                                "model": "gpt-4o", "request_id": "req_1", "method": None,
+                                "path": None, "body_sha256": None}
+    assert shown["breaches"] == [{"scope": "agent:a", "code": "budget_exceeded"}]
+    assert shown["expires_at"] == "2024-03-14T13:00:00Z"
     # the agent retries naming the pending approval: the same one, announced once
-    again = await durable.open_approval(clock.now, ticket("req_2", approval_id), key, NEED)
+    again = await durable.open_approval(clock.now, ticket("req_2", approval_id), key, NEED,
+                                        TTL_MS)
     assert again.details["approval_id"] == approval_id
     assert [a["id"] for a in await durable.list_approvals()] == [approval_id]
     assert await event_types(durable) == ["approval.requested"]
     # naming an approval of another key opens a new one
     other = await key_of(durable, "b")
-    third = await durable.open_approval(clock.now, ticket("req_3", approval_id), other, NEED)
+    third = await durable.open_approval(clock.now, ticket("req_3", approval_id), other, NEED,
+                                        TTL_MS)
     assert third.details["approval_id"] != approval_id
 
 
@@ -87,13 +93,15 @@ async def test_an_approved_approval_is_claimed_by_one_call(
     durable: PostgresDurable, replica: PostgresDurable, clock: Clock,
 ) -> None:
     key = await key_of(durable)
-    approval_id = (await durable.open_approval(clock.now, ticket("r0"), key, NEED)
+    approval_id = (await durable.open_approval(clock.now, ticket("r0"), key, NEED, TTL_MS)
                    ).details["approval_id"]
-    assert not await durable.claim_approval(approval_id, key.id, "r1")  # still pending
+    # still pending
+    assert not await durable.claim_approval(approval_id, key.id, "r1", clock.now)
     await durable.decide_approval(approval_id, True, "once")
-    assert not await durable.claim_approval(approval_id, "key_other", "r1")
-    claims = await asyncio.gather(*(store.claim_approval(approval_id, key.id, f"r{i}")
-                                    for i in range(8) for store in (durable, replica)))
+    assert not await durable.claim_approval(approval_id, "key_other", "r1", clock.now)
+    claims = await asyncio.gather(*(
+        store.claim_approval(approval_id, key.id, f"r{i}", clock.now)
+        for i in range(8) for store in (durable, replica)))
     assert claims.count(True) == 1
     used = await durable.get_approval(approval_id)
     assert used["state"] == "used"
@@ -105,23 +113,37 @@ async def test_a_released_approval_can_be_claimed_again(
     durable: PostgresDurable, clock: Clock,
 ) -> None:
     key = await key_of(durable)
-    approval_id = (await durable.open_approval(clock.now, ticket("r0"), key, NEED)
+    approval_id = (await durable.open_approval(clock.now, ticket("r0"), key, NEED, TTL_MS)
                    ).details["approval_id"]
     await durable.decide_approval(approval_id, True)
-    assert await durable.claim_approval(approval_id, key.id, "r1")
+    assert await durable.claim_approval(approval_id, key.id, "r1", clock.now)
     await durable.release_approval(approval_id, "r2")  # not the claimant: nothing
     assert (await durable.get_approval(approval_id))["used_by"] == "r1"
     await durable.release_approval(approval_id, "r1")
     released = await durable.get_approval(approval_id)
     assert (released["state"], released["used_by"]) == ("approved", None)
-    assert await durable.claim_approval(approval_id, key.id, "r3")
+    assert await durable.claim_approval(approval_id, key.id, "r3", clock.now)
     assert (await durable.get_approval(approval_id))["used_by"] == "r3"
+
+
+async def test_an_expired_approval_is_never_claimed(
+    durable: PostgresDurable, clock: Clock,
+) -> None:
+    key = await key_of(durable)
+    approval_id = (await durable.open_approval(clock.now, ticket("r0"), key, NEED, TTL_MS)
+                   ).details["approval_id"]
+    await durable.decide_approval(approval_id, True)
+    clock.advance(3600)
+    assert not await durable.claim_approval(approval_id, key.id, "r1", clock.now)
+    assert (await durable.get_approval(approval_id))["state"] == "expired"
+    assert [a["id"] for a in await durable.list_approvals("expired")] == [approval_id]
+    assert await durable.list_approvals("approved") == []
 
 
 async def test_deciding_an_approval(durable: PostgresDurable, clock: Clock) -> None:
     await durable.add_webhook("https://hooks.example.com/a", ["approval.decided"])
     key = await key_of(durable)
-    approval_id = (await durable.open_approval(clock.now, ticket("r0"), key, NEED)
+    approval_id = (await durable.open_approval(clock.now, ticket("r0"), key, NEED, TTL_MS)
                    ).details["approval_id"]
     clock.advance(60)
     denied = await durable.decide_approval(approval_id, False, "too dear")
@@ -133,7 +155,7 @@ async def test_deciding_an_approval(durable: PostgresDurable, clock: Clock) -> N
         await durable.decide_approval("apr_nope", True)
     with pytest.raises(NotFound):
         await durable.get_approval("apr_nope")
-    assert not await durable.claim_approval(approval_id, key.id, "r1")
+    assert not await durable.claim_approval(approval_id, key.id, "r1", clock.now)
     assert await event_types(durable) == ["approval.decided"]
 
 

@@ -37,7 +37,8 @@ def row(request_id: str, ts_ms: int = T0, **fields: Any) -> dict[str, Any]:
         "labels": '{"team":"x"}', "vendor": "openai", "model": "gpt-4o-mini",
         "route": "/v1/chat/completions", "decision": "allowed", "code": None, "scope": None,
         "status": None, "reserved": 100, "cost": 0, "settlement": "pending", "spent": 500,
-        "cap": 1_000, "tokens": 10, "worker": "w1", "idem": None,
+        "cap": 1_000, "tokens": 10, "worker": "w1", "idem": None, "idem_account": None,
+        "replay_of": None, "waited_ms": None, "held": None, "estimated": None,
     }
     return {"t": "row", "row": {**base, **fields}}
 
@@ -282,17 +283,20 @@ async def test_spend_by_model_and_vendor_reads_as_the_embedded_store(
 
 # -- rebuilding the hot state -------------------------------------------------------------
 REBUILD = [
-    row("p1", T0, reserved=100, tokens=10, worker="w1", idem="idem-1", vendor="stripe"),
+    row("p1", T0, reserved=100, tokens=10, worker="w1", idem="idem-1", idem_account="acct",
+        vendor="stripe"),
     row("p2", T0 + 30_000, key_id="k2", agent="b", grp="g", reserved=50, tokens=5,
         worker="w2"),
     row("s1", T0 + 61_000, cost=40, settlement="settled", tokens=4, idem="idem-2",
-        vendor="stripe"),
+        idem_account="acct", vendor="stripe"),
     row("v1", T0 + 62_000, cost=0, settlement="void", tokens=0, idem="idem-3",
-        vendor="stripe"),
+        idem_account="acct", vendor="stripe"),
+
     row("u1", T0 + 125_000, cost=70, reserved=70, settlement="unsettled", tokens=9),
     row("x1", T0 + 1_000, decision="refused", settlement="none", reserved=0, tokens=0,
         code="rate_limit_exceeded", idem="idem-4"),
-    row("old", T0 - MINUTE, cost=1_000, settlement="settled", tokens=100, idem="idem-0"),
+    row("old", T0 - MINUTE, cost=1_000, settlement="settled", tokens=100, idem="idem-0",
+        idem_account="acct-2"),
 ]
 
 
@@ -326,9 +330,11 @@ async def test_pending_rows_are_the_open_reservations(durable: PostgresDurable) 
     await durable.apply_wal(REBUILD)
     assert await durable.pending_rows() == [
         {"request_id": "p1", "ts_ms": T0, "key_id": "k1", "agent": "a", "grp": "g",
-         "vendor": "stripe", "reserved": 100, "tokens": 10, "worker": "w1", "idem": "idem-1"},
+         "vendor": "stripe", "reserved": 100, "tokens": 10, "worker": "w1", "idem": "idem-1",
+         "idem_account": "acct"},
         {"request_id": "p2", "ts_ms": T0 + 30_000, "key_id": "k2", "agent": "b", "grp": "g",
-         "vendor": "openai", "reserved": 50, "tokens": 5, "worker": "w2", "idem": None},
+         "vendor": "openai", "reserved": 50, "tokens": 5, "worker": "w2", "idem": None,
+         "idem_account": None},
     ]
     await durable.apply_wal([settle("p1", 80, tokens=8)])
     assert [r["request_id"] for r in await durable.pending_rows()] == ["p2"]
@@ -337,14 +343,22 @@ async def test_pending_rows_are_the_open_reservations(durable: PostgresDurable) 
 
 
 async def test_idempotency_keys_of_admitted_calls_not_voided(durable: PostgresDurable) -> None:
-    await durable.apply_wal(REBUILD)
+    await durable.apply_wal([
+        *REBUILD,
+        # a replay of s1 from another key: it registers nothing
+        row("r1", T0 + 63_000, key_id="k2", cost=0, reserved=0, settlement="settled",
+            tokens=0, code="idempotent_replay", replay_of="s1", vendor="stripe"),
+        # kept before keys were kept by account: its account is unknown, so it is left out
+        row("pre", T0 + 64_000, cost=5, settlement="settled", tokens=0, idem="idem-5",
+            vendor="stripe")])
     assert await durable.idempotency_since(T0) == [
-        ("k1", "stripe", "idem-1", "p1"), ("k1", "stripe", "idem-2", "s1")]
+        ("stripe", "acct", "idem-1", "p1"), ("stripe", "acct", "idem-2", "s1")]
     assert await durable.idempotency_since(T0 - MINUTE) == [
-        ("k1", "stripe", "idem-1", "p1"), ("k1", "stripe", "idem-2", "s1"),
-        ("k1", "openai", "idem-0", "old")]
+        ("stripe", "acct", "idem-1", "p1"), ("stripe", "acct", "idem-2", "s1"),
+        ("openai", "acct-2", "idem-0", "old")]
     await durable.apply_wal([settle("p1", 0, settlement="void")])
-    assert await durable.idempotency_since(T0) == [("k1", "stripe", "idem-2", "s1")]
+    assert await durable.idempotency_since(T0) == [("stripe", "acct", "idem-2", "s1")]
+    assert [e["replay_of"] for e in await durable.audit("key:k2", 10)] == ["s1", None]
 
 
 async def test_reading_a_closed_store_is_a_state_error(postgres_dsn: str) -> None:

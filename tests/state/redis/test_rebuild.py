@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import pytest
 
@@ -71,6 +72,29 @@ async def test_spend_windows_and_calls_in_flight_come_back(
     await store.reserve(ticket(secret, 0))  # the 4th call this minute (and the refused 5th)
     with pytest.raises(RateLimited):
         await store.reserve(ticket(secret, 0))
+
+
+async def test_a_vendor_accounts_idempotency_keys_come_back(
+    open_redis_store: Callable[..., RedisStore], clock: Clock
+) -> None:
+    store = open_redis_store(clock)
+    await store.open()
+    _, first = await store.create_key(NewKey(agent="bot"))
+    _, second = await store.create_key(NewKey(agent="bot"))
+    paid = await store.reserve(replace(ticket(first, 3_000, vendor="stripe", model=None,
+                                              idempotency_key="order-1"),
+                                       idempotency_account="acct"))
+    assert await store.settle(Outcome(paid.id, 200, cost_micros=3_000))
+    await store.wal.flush()  # the ledger in PostgreSQL holds the call
+    await empty_redis(store)
+    again = await store.reserve(replace(ticket(second, 3_000, vendor="stripe", model=None,
+                                               idempotency_key="order-1"),
+                                        idempotency_account="acct"))
+    assert (again.amount, again.replay_of) == (0, paid.id)
+    elsewhere = await store.reserve(replace(ticket(second, 3_000, vendor="stripe", model=None,
+                                                   idempotency_key="order-1"),
+                                            idempotency_account="acct-2"))
+    assert (elsewhere.amount, elsewhere.replay_of) == (3_000, None)
 
 
 @pytest.mark.parametrize("settle_by", ["awaiting it", "queueing it"])

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from outlay.policy.errors import ApprovalRequired
 from outlay.policy.model import parse_policy
 from outlay.state.base import NewKey, Outcome
 from outlay.state.ledger_sql import MOVE_SETTLED
 from outlay.state.sqlite import schema as sqlite_schema
+from outlay.state.sqlite.events_schema import APPROVAL_COLUMNS_V4
 from outlay.state.sqlite.schema import SCHEMA_VERSION, apply
 from outlay.state.sqlite.store import SqliteStore
 
@@ -24,6 +26,10 @@ V1_RESERVATIONS = """CREATE TABLE reservations (
   holds TEXT NOT NULL, tpm TEXT NOT NULL, parallel TEXT NOT NULL
 )"""
 V1_LEDGER_GRP = "CREATE INDEX ledger_grp ON ledger(grp, ts_ms)"
+V4_IDEMPOTENCY = """CREATE TABLE idempotency (
+  key_id TEXT NOT NULL, vendor TEXT NOT NULL, idem TEXT NOT NULL, request_id TEXT NOT NULL,
+  created_ms INTEGER NOT NULL, PRIMARY KEY (key_id, vendor, idem)
+)"""
 
 
 def shape(conn: sqlite3.Connection, name: str) -> str:
@@ -32,6 +38,20 @@ def shape(conn: sqlite3.Connection, name: str) -> str:
 
 def version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone()[0])
+
+
+def drop_v4_columns(conn: sqlite3.Connection) -> None:
+    """The shapes before version 4 (and 5 and 6): approvals without their breaches, expiry
+    and use, ledger rows without what they replay, their waits and refusals' figures,
+    idempotency keys by Outlay key."""
+    for column in APPROVAL_COLUMNS_V4:
+        conn.execute(f"ALTER TABLE approvals DROP COLUMN {column.split()[0]}")
+    for table in ("ledger", "reservations"):
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for column in ("replay_of", "waited_ms", "held", "estimated"):
+            if column in present:
+                conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    conn.execute(V4_IDEMPOTENCY)
 
 
 def downgrade_to_v1(path: Path) -> None:
@@ -52,6 +72,7 @@ def downgrade_to_v1(path: Path) -> None:
     conn.execute("DROP TABLE current")
     conn.execute("DROP INDEX ledger_grp")
     conn.execute(V1_LEDGER_GRP)
+    drop_v4_columns(conn)
     conn.execute("UPDATE meta SET v='1' WHERE k='schema_version'")
     assert "WITHOUT ROWID" not in shape(conn, "reservations")
     conn.close()
@@ -60,7 +81,12 @@ def downgrade_to_v1(path: Path) -> None:
 def test_a_new_file_has_the_current_shapes(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "outlay.db", isolation_level=None)
     apply(conn)
-    assert version(conn) == SCHEMA_VERSION == 3
+    assert version(conn) == SCHEMA_VERSION == 6
+    assert "estimated INTEGER" in shape(conn, "ledger")
+    assert "waited_ms INTEGER" in shape(conn, "reservations")
+    assert "replay_of TEXT" in shape(conn, "ledger")
+    assert "replay_of TEXT" in shape(conn, "reservations")
+    assert "PRIMARY KEY (vendor, account, idem)" in shape(conn, "replays")
     assert "WITHOUT ROWID" in shape(conn, "reservations")
     assert "settlement TEXT" in shape(conn, "reservations")
     assert "WHERE grp IS NOT NULL" in shape(conn, "ledger_grp")
@@ -91,7 +117,7 @@ async def test_a_version_1_file_is_upgraded_and_keeps_its_calls_in_flight(
     await store.open()
     try:
         conn = store.conn
-        assert version(conn) == 3
+        assert version(conn) == SCHEMA_VERSION
         assert "WITHOUT ROWID" in shape(conn, "reservations")
         assert "WHERE grp IS NOT NULL" in shape(conn, "ledger_grp")
         # the call in flight: its reservation as it was, its pending row now beside it
@@ -110,6 +136,33 @@ async def test_a_version_1_file_is_upgraded_and_keeps_its_calls_in_flight(
             ("team", 0)))
         assert "ledger_grp" in plan
         assert len(await store.audit("group:team", 10)) == 2
+    finally:
+        await store.close()
+
+
+async def test_a_version_3_file_keeps_its_approvals(tmp_path: Path) -> None:
+    path = tmp_path / "outlay.db"
+    old = SqliteStore(str(path))
+    await old.open()
+    await old.put_policy("agent:bot", parse_policy(
+        {"on_breach": "require_approval", "rpm": 0}))
+    _, secret = await old.create_key(NewKey(agent="bot"))
+    with pytest.raises(ApprovalRequired) as opened:
+        await old.reserve(ticket(secret, 0))
+    await old.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    drop_v4_columns(conn)
+    conn.execute("UPDATE meta SET v='3' WHERE k='schema_version'")
+    conn.close()
+
+    store = SqliteStore(str(path))
+    await store.open()
+    try:
+        assert version(store.conn) == SCHEMA_VERSION
+        shown = await store.get_approval(opened.value.details["approval_id"])
+        # it covers the breach it names, never expires, and was not used
+        assert (shown["state"], shown["breaches"], shown["expires_at"], shown["used_at"]) == (
+            "pending", [{"scope": "agent:bot", "code": "rate_limit_exceeded"}], None, None)
     finally:
         await store.close()
 

@@ -17,6 +17,7 @@ from outlay.policy.decision import KeyInfo
 from outlay.policy.model import Policy
 from outlay.state.announcements import key_revoked
 from outlay.state.base import KeyRecord, NewKey, NotFound
+from outlay.state.config_policies import META_KEY, ConfigPolicies, parse
 from outlay.state.keys import hash_secret, key_filter, new_key_id, new_secret
 from outlay.state.postgres.outbox import announce
 from outlay.state.postgres.pool import Cursor, Pooled, Row
@@ -130,6 +131,7 @@ class AdminMixin(Pooled):
                 await cur.execute("UPDATE keys SET labels = %s WHERE id = %s",
                                   (json.dumps(dict(labels)), key_id))
             if policy is not None:
+                (await self._managed(cur)).check(f"key:{key_id}")
                 await self._put_policy(cur, f"key:{key_id}", policy)
         return await self.get_key(key_id)
 
@@ -189,15 +191,40 @@ class AdminMixin(Pooled):
     async def put_policy(self, scope: str, policy: Policy) -> Policy:
         """Store a scope's policy. Counters are not touched: the hot state rebuilds its own."""
         async with self.tx() as cur:
+            (await self._managed(cur)).check(scope)
             await self._put_policy(cur, scope, policy)
         return policy
+
+    @staticmethod
+    async def _managed(cur: Cursor) -> ConfigPolicies:
+        await cur.execute("SELECT v FROM meta WHERE k = %s", (META_KEY,))
+        row = await cur.fetchone()
+        return parse(row[0] if row else None)
+
+    async def config_policies(self) -> ConfigPolicies:
+        async with self.tx() as cur:
+            return await self._managed(cur)
+
+    async def apply_config_policies(
+        self, file: str | None, policies: Mapping[str, Policy]
+    ) -> list[str]:
+        async with self.tx() as cur:
+            before = await self._managed(cur)
+            for scope, policy in policies.items():
+                await self._put_policy(cur, scope, policy)
+            after = ConfigPolicies(file, frozenset(policies))
+            await cur.execute("INSERT INTO meta(k, v) VALUES (%s, %s) ON CONFLICT (k) "
+                              "DO UPDATE SET v = excluded.v", (META_KEY, after.dump()))
+        return before.released(after.scopes)
 
     async def get_policy(self, scope: str) -> Policy | None:
         row = await self.fetchone("SELECT body FROM policies WHERE scope = %s", (scope,))
         return parse_stored_policy(row[0]) if row else None
 
     async def delete_policy(self, scope: str) -> None:
-        await self.execute("DELETE FROM policies WHERE scope = %s", (scope,))
+        async with self.tx() as cur:
+            (await self._managed(cur)).check(scope)
+            await cur.execute("DELETE FROM policies WHERE scope = %s", (scope,))
 
     async def list_policies(self, *, keys: bool = True) -> dict[str, Policy]:
         where = "" if keys else " WHERE scope NOT LIKE 'key:%%'"

@@ -31,11 +31,12 @@ from outlay.state.postgres.pool import Cursor, Pooled
 ROW_COLUMNS = (
     "request_id", "ts_ms", "key_id", "agent", "grp", "labels", "vendor", "model", "route",
     "decision", "code", "scope", "status", "reserved", "cost", "settlement", "spent", "cap",
-    "tokens", "worker", "idem",
+    "tokens", "worker", "idem", "idem_account", "replay_of", "waited_ms", "held", "estimated",
 )
 _ZERO = ("reserved", "cost", "tokens")  # NOT NULL: absent means 0
 _TYPES = {"ts_ms": "bigint", "status": "integer", "reserved": "bigint", "cost": "bigint",
-          "spent": "bigint", "cap": "bigint", "tokens": "bigint"}
+          "spent": "bigint", "cap": "bigint", "tokens": "bigint", "waited_ms": "bigint",
+          "held": "bigint", "estimated": "bigint"}
 # a batch is two statements whatever its size: its rows, then its settlements, each passed
 # as one JSON array and read back as a set
 _INSERT = (
@@ -239,17 +240,18 @@ class LedgerMixin(Pooled):
     async def pending_rows(self) -> list[dict[str, Any]]:
         """Every allowed call not settled yet: the reservations the hot state holds."""
         columns = ("request_id", "ts_ms", "key_id", "agent", "grp", "vendor", "reserved",
-                   "tokens", "worker", "idem")
+                   "tokens", "worker", "idem", "idem_account")
         rows = await self.fetchall(
             f"SELECT {', '.join(columns)} FROM ledger "  # noqa: S608 (fixed columns)
             "WHERE settlement = 'pending' AND decision = 'allowed' ORDER BY seq")
         return [dict(zip(columns, r, strict=True)) for r in rows]
 
     async def idempotency_since(self, since_ms: int) -> list[tuple[str, str, str, str]]:
-        """(key_id, vendor, idem, request_id) of the allowed calls since `since_ms` that
-        carried an idempotency key and were not voided."""
+        """(vendor, account, idem, request_id) of the allowed calls since `since_ms` that
+        registered an idempotency key and were not voided (keys kept before they were kept
+        by account are left out: their account is unknown)."""
         rows = await self.fetchall(
-            "SELECT key_id, vendor, idem, request_id FROM ledger WHERE decision = 'allowed' "
-            "AND idem IS NOT NULL AND settlement <> 'void' AND ts_ms >= %s ORDER BY seq",
-            (since_ms,))
+            "SELECT vendor, idem_account, idem, request_id FROM ledger "
+            "WHERE decision = 'allowed' AND idem IS NOT NULL AND idem_account IS NOT NULL "
+            "AND settlement <> 'void' AND ts_ms >= %s ORDER BY seq", (since_ms,))
         return [(k, v, i, r) for k, v, i, r in rows]

@@ -111,9 +111,35 @@ CREATE TABLE delivery_attempts (
 CREATE INDEX delivery_attempts_of ON delivery_attempts(event_id, endpoint_id);
 """
 
+# an approval records the breaches it lets through ([[scope, code], …]), its expiry, its use
+_V2 = """
+ALTER TABLE approvals ADD COLUMN breaches TEXT;
+ALTER TABLE approvals ADD COLUMN expires_ms BIGINT;
+ALTER TABLE approvals ADD COLUMN used_ms BIGINT;
+"""
+
+# a vendor's idempotency keys are its account's (a fingerprint of the credential, and of a
+# connected account), whichever key sends them; a replay's row names the call it repeats
+_V3 = """
+ALTER TABLE ledger ADD COLUMN idem_account TEXT;
+ALTER TABLE ledger ADD COLUMN replay_of TEXT;
+"""
+
+# how long a call waited for calls in flight to settle; a refusal's row: what the call may
+# cost and, for a budget, what calls in flight held beside the spend
+_V4 = """
+ALTER TABLE ledger ADD COLUMN waited_ms BIGINT;
+ALTER TABLE ledger ADD COLUMN held BIGINT;
+ALTER TABLE ledger ADD COLUMN estimated BIGINT;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "keys, agents, groups, policies, ledger, approvals and the webhook outbox",
               _V1),
+    Migration(2, "approvals: the breaches they let through, expiry and use", _V2),
+    Migration(3, "ledger: idempotency keys by vendor account; what a replay repeats", _V3),
+    Migration(4, "ledger: waits for calls in flight; what a refused call may cost and what "
+              "calls in flight held", _V4),
 )
 LATEST = MIGRATIONS[-1].version
 

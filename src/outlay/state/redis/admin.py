@@ -17,6 +17,7 @@ from outlay.policy.model import Policy
 from outlay.policy.periods import period_bounds
 from outlay.policy.windows import WINDOW_SECONDS, bucket_ms
 from outlay.state.base import BudgetLine, KeyRecord, NewKey, StateError
+from outlay.state.config_policies import ConfigPolicies
 from outlay.state.redis.plan import window_state
 from outlay.state.redis.wal import drain
 from outlay.state.usage import usage_view
@@ -68,6 +69,9 @@ class AdminDelegate:
 
     async def list_policies(self, *, keys: bool = True) -> dict[str, Policy]:
         return await self.durable.list_policies(keys=keys)
+
+    async def config_policies(self) -> ConfigPolicies:
+        return await self.durable.config_policies()
 
     # approvals
     async def list_approvals(self, state: str | None = None) -> list[dict[str, Any]]:
@@ -179,6 +183,16 @@ class RedisAdmin(AdminDelegate):
     async def delete_policy(self, scope: str) -> None:
         await self.durable.delete_policy(scope)
         await self._changed()
+
+    async def apply_config_policies(
+        self, file: str | None, policies: Mapping[str, Policy]
+    ) -> list[str]:
+        before = {scope: await self.durable.get_policy(scope) for scope in policies}
+        released = await self.durable.apply_config_policies(file, policies)
+        for scope, policy in policies.items():
+            await self._adopt(scope, before[scope], policy)
+        await self._changed()
+        return released
 
     async def _adopt(self, scope: str, before: Policy | None, policy: Policy) -> None:
         """A budget period new to a scope starts from what the ledger says the scope spent

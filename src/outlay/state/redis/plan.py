@@ -9,10 +9,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from outlay.policy.decision import Call, Counter, ScopeView
+from outlay.policy.decision import Call, Counter, Grant, ScopeView
 from outlay.policy.model import Policy
 from outlay.policy.periods import period_bounds
-from outlay.policy.windows import BUCKETS, REQUEST_WINDOWS, WindowState, bucket_ms
+from outlay.policy.windows import BUCKETS, LIMIT_CODES, REQUEST_WINDOWS, WindowState, bucket_ms
+
+# what a breach of a check does (the script's `block` value)
+LET_THROUGH, BLOCK, GRANTED = 0, 1, 2  # on_breach alert; refuse; an approval covers it
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,9 @@ class Names:
     def wal(self, worker: str) -> str:
         return self.prefix + "wal:" + worker
 
-    def idempotency(self, key_id: str, vendor: str, idem: str) -> str:
-        return f"{self.prefix}i:{key_id}:{vendor}:{idem}"
+    def idempotency(self, vendor: str, account: str, idem: str) -> str:
+        """A vendor account's idempotency key, whichever Outlay key sends it."""
+        return f"{self.prefix}i:{vendor}:{account}:{idem}"
 
     def window(self, scope: str, name: str) -> str:
         return f"{self.prefix}w:{scope}:{name}"
@@ -81,21 +85,25 @@ class Check:
     a: int  # bucket width ms | max in flight | cap (-1 soft)
     b: int  # limit | 0 | amount
     c: int  # weight | 0 | holds its counter: 0 no, -1 yes, n > 0 yes and it expires in n ms
-    block: bool
+    block: int  # LET_THROUGH, BLOCK or GRANTED
     start: int = 0  # budget period start
 
 
 def check_args(checks: Sequence[Check]) -> str:
     """The script's argument for the checks: five space-separated values each (one string
     costs the client far less to send than five arguments per check)."""
-    return " ".join(f"{c.kind} {c.a} {c.b} {c.c} {1 if c.block else 0}" for c in checks)
+    return " ".join(f"{c.kind} {c.a} {c.b} {c.c} {c.block}" for c in checks)
 
 
-def blocks(policy: Policy, approved: bool) -> bool:
-    """Whether a breach in a scope with this policy refuses the call (see decide._Breaches)."""
-    if policy.on_breach == "block":
-        return True
-    return policy.on_breach == "require_approval" and not approved
+def blocks(policy: Policy, scope: str, code: str, grant: Grant | None) -> int:
+    """What a breach of `code` in a scope with this policy does (see decide._Breaches): let
+    through (alert), refuse, or let through as the call's approval says (GRANTED)."""
+    if policy.on_breach == "alert":
+        return LET_THROUGH
+    if policy.on_breach == "require_approval" and grant is not None and (
+            (scope, code) in grant.breaches):
+        return GRANTED
+    return BLOCK
 
 
 # a counter outlives its period by a day (the ledger can rebuild it any time after that)
@@ -120,7 +128,7 @@ class Holder:
 
 def plan(
     names: Names, call: Call, scopes: Sequence[str], policies: Mapping[str, Policy],
-    now_ms: int, approved: bool, holder: Holder,
+    now_ms: int, grant: Grant | None, holder: Holder,
 ) -> tuple[tuple[Check, ...], dict[str, Any]]:
     """The checks of every scope, in `decide`'s order, and the reservation's record: what
     it holds (so settling can release it) and who holds it."""
@@ -133,25 +141,26 @@ def plan(
         policy = policies.get(scope)
         if policy is None:
             continue
-        block = blocks(policy, approved)
         for name in (*REQUEST_WINDOWS, "tpm"):
             limit = getattr(policy, name)
             weight = call.tokens if name == "tpm" else 1
             if limit is None or weight == 0:
                 continue
             key = names.window(scope, name)
+            block = blocks(policy, scope, LIMIT_CODES[name], grant)
             checks.append(Check(scope, "w", key, name, bucket_ms(name), limit, weight, block))
             if name == "tpm":
                 tpm.append((key, str(bucket_ms(name))))
         if policy.max_parallel is not None:
             key = names.inflight(scope)
+            block = blocks(policy, scope, "concurrency_limit_exceeded", grant)
             checks.append(Check(scope, "p", key, "", policy.max_parallel, 0, 0, block))
             parallel.append(key)
     for scope in scopes:
         policy = policies.get(scope)
         if policy is None:
             continue
-        block = blocks(policy, approved)
+        block = blocks(policy, scope, "budget_exceeded", grant)
         held: dict[str, int] = {}
         for budget in policy.budgets:
             start = period_bounds(budget.period, now_ms)[0]

@@ -43,10 +43,10 @@ def reservation_of(
     names: Names, row: Mapping[str, Any], policies: Mapping[str, Policy], worker: str
 ) -> dict[str, Any]:
     """The record of a call still in flight, as `plan` made it when the call was admitted."""
-    idem = (names.idempotency(row["key_id"], row["vendor"], row["idem"])
-            if row.get("idem") else "")
+    idem = (names.idempotency(row["vendor"], row["idem_account"], row["idem"])
+            if row.get("idem") and row.get("idem_account") is not None else "")
     call = Call(row["vendor"], cost_micros=row["reserved"], tokens=row["tokens"])
-    _, record = plan(names, call, row_scopes(row), policies, row["ts_ms"], False,
+    _, record = plan(names, call, row_scopes(row), policies, row["ts_ms"], None,
                      Holder(row["key_id"], row["agent"], idem, worker))
     return record
 
@@ -91,6 +91,7 @@ async def rebuild(
             "code": None, "scope": None, "status": None, "reserved": row["reserved"],
             "cost": 0, "settlement": "pending", "spent": None, "cap": None,
             "tokens": row["tokens"], "worker": worker, "idem": row.get("idem"),
+            "idem_account": row.get("idem_account"),
         }
         pipe.hset(names.reservation(row["request_id"]), mapping={
             "rec": orjson.dumps(record), "row": orjson.dumps(template), "ov": "0", "sp": "",
@@ -100,9 +101,9 @@ async def rebuild(
         pipe.zadd(names.workers, dict.fromkeys(workers, now_ms), nx=True)
     for key, n in inflight.items():
         pipe.set(key, n)
-    for key_id, vendor, idem, request_id in await source.idempotency_since(
+    for vendor, account, idem, request_id in await source.idempotency_since(
             now_ms - IDEMPOTENCY_MS):
-        pipe.set(names.idempotency(key_id, vendor, idem), request_id, px=IDEMPOTENCY_MS)
+        pipe.set(names.idempotency(vendor, account, idem), request_id, px=IDEMPOTENCY_MS)
     version = secrets.token_hex(8)
     pipe.eval(script_text("ready.lua"), 1, names.meta, version, epoch,
               str(now_ms) if clock_given else "")

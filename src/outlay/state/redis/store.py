@@ -29,20 +29,21 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from outlay.policy.approvals import judge
 from outlay.policy.decide import authenticate, decide, precheck
 from outlay.policy.decision import (
     Admit,
     ApprovalNeed,
     Event,
+    Grant,
     KeyInfo,
     Limits,
     ScopeView,
     call_scopes,
 )
-from outlay.policy.errors import OutlayError
+from outlay.policy.errors import ApprovalMismatch, BudgetExceeded, BudgetHeld, OutlayError
 from outlay.policy.model import Policy
-from outlay.policy.money import usd_to_micros
-from outlay.state.base import Reservation, StateError, Ticket, unpriced
+from outlay.state.base import Reservation, StateError, Ticket, refusal_figures, unpriced
 from outlay.state.clock import wall_ms
 from outlay.state.exposure import ExposureClaim, ObjectMoved
 from outlay.state.postgres.durable import PostgresDurable
@@ -52,7 +53,7 @@ from outlay.state.redis.doubt import RedisDoubts
 from outlay.state.redis.exposure import RedisExposure, exposure_scripts
 from outlay.state.redis.forgot import RedisRecovery, fenced_connect
 from outlay.state.redis.liveness import PAUSE_AFTER_MS, RedisLiveness
-from outlay.state.redis.plan import Holder, Names, check_args, plan, views
+from outlay.state.redis.plan import GRANTED, Holder, Names, check_args, plan, views
 from outlay.state.redis.scripts import script_text
 from outlay.state.redis.settle import RedisSettlement
 from outlay.state.redis.wal import Wal, ledger_row
@@ -90,6 +91,7 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         clock: Callable[[], int] | None = None, lease_s: float = 900.0,
         rebuild_grace_s: float = 1.0, flush_interval_s: float = 0.02,
         pause_after_s: float = PAUSE_AFTER_MS / 1000, timeout_s: float = 2.0,
+        approval_ttl_s: float = 3600.0,
     ) -> None:
         parts = urlsplit(url)
         query = parse_qs(parts.query)
@@ -105,6 +107,7 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         self.durable = PostgresDurable(database, clock=self.clock)
         self._clock = clock
         self.lease_ms = int(lease_s * 1000)
+        self.approval_ttl_ms = int(approval_ttl_s * 1000)
         self.rebuild_grace_s = rebuild_grace_s
         self.flush_interval_s = flush_interval_s
         self.pause_after_ms = int(pause_after_s * 1000)
@@ -276,34 +279,57 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
                 raise _Retry
             await self._refused(ticket, key, now, early.error, early.scope, [])
             raise early.error
-        approved = bool(ticket.approval_id) and await self.durable.claim_approval(
-            ticket.approval_id or "", key.id, ticket.request_id)
+        grant = await self._grant(ticket, key, now)
         try:
-            reservation = await self._decide(ticket, key, scopes, policies, now, approved,
+            reservation = await self._decide(ticket, key, scopes, policies, now, grant,
                                              claim)
         except BaseException:
-            if approved:
-                await self.durable.release_approval(ticket.approval_id or "", ticket.request_id)
+            if grant is not None:
+                await self.durable.release_approval(grant.approval_id, ticket.request_id)
             raise
-        if approved and not reservation.overage:
-            await self.durable.release_approval(ticket.approval_id or "", ticket.request_id)
+        if grant is not None and not reservation.approved:
+            # no breach of the approval's came up: it is left for the call it is for
+            await self.durable.release_approval(grant.approval_id, ticket.request_id)
         return reservation.value
+
+    async def _grant(self, ticket: Ticket, key: KeyInfo, now: int) -> Grant | None:
+        """The approval the call presents, claimed for it in PostgreSQL (given back if no
+        breach of its comes up); a refusal (recorded) when it is not for this call or can no
+        longer be used, another replica's call having claimed it first included."""
+        approval_id = ticket.approval_id
+        if not approval_id:
+            return None
+        for _ in range(3):  # claimed and given back meanwhile: judged again
+            verdict = judge(await self.durable.find_approval(approval_id), approval_id,
+                            key.id, ticket.call, ticket.shape, now)
+            if verdict is None or isinstance(verdict, ApprovalMismatch):
+                break
+            if await self.durable.claim_approval(approval_id, key.id, ticket.request_id, now):
+                return verdict
+        else:
+            verdict = ApprovalMismatch(f"Approval {approval_id} is in use by another call.",
+                                       approval_id=approval_id, state="approved",
+                                       differs=["state"])
+        if isinstance(verdict, ApprovalMismatch):
+            await self._refused(ticket, key, now, verdict, None, [])
+        return None
 
     async def _decide(
         self, ticket: Ticket, key: KeyInfo, scopes: tuple[str, ...],
-        policies: Mapping[str, Policy], now: int, approved: bool,
+        policies: Mapping[str, Policy], now: int, grant: Grant | None,
         claim: ExposureClaim | None = None,
     ) -> _Admitted:
         call = ticket.call
         cost = call.cost_micros or 0
-        idem = (self.names.idempotency(key.id, call.vendor, ticket.idempotency_key)
-                if ticket.idempotency_key and not ticket.replay else "")
-        checks, record = plan(self.names, call, scopes, policies, now, approved,
+        idem = (self.names.idempotency(call.vendor, ticket.idempotency_account,
+                                       ticket.idempotency_key)
+                if ticket.idempotency_key and not ticket.replay_of else "")
+        checks, record = plan(self.names, call, scopes, policies, now, grant,
                               Holder(key.id, key.agent, idem, self.worker))
         row = ledger_row(ticket, key, now, self.worker, decision="allowed",
-                   code="idempotent_replay" if ticket.replay else unpriced(call), scope=None,
+                   code="idempotent_replay" if ticket.replay_of else unpriced(call), scope=None,
                    status=None, reserved=cost, settlement="pending")
-        row["overage_code"] = "approved_overage" if ticket.approval_id else "alert_overage"
+        row["overage_code"] = "alert_overage"  # the script says which overage it let through
         names = self.names
         script = self._reserve_script
         keys = [names.meta, names.leases, names.reservation(ticket.request_id),
@@ -332,17 +358,24 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
             self._version = None
             raise _Retry
         if status == "replay":
-            # decided like any call (allow-lists, windows), but it holds no money
+            # decided like any call (allow-lists, windows), but it holds no money: the first
+            # call's scopes keep the charge
             raise _Retry(replace(ticket, call=replace(call, cost_micros=0),
-                                 idempotency_key=None, replay=True))
+                                 idempotency_key=None, replay_of=str(result[2])))
         at = int(result[1])
         seen = views(checks, result[-1], scopes, policies, at)
-        decision = decide(call, key, seen, at, ticket.aliases, ticket.free_models, approved)
+        decision = decide(call, key, seen, at, ticket.aliases, ticket.free_models, grant,
+                          ticket.may_wait)
         if status == "refused":
             if isinstance(decision, Admit):
                 if decision.call is not None:  # fits with its maximum output lowered
                     raise _Retry(replace(ticket, call=decision.call))
                 raise _Retry  # a period turned between plan and script
+            if decision.hold_ms is not None:
+                # not refused yet, and nothing written: the gateway asks again when the
+                # calls in flight have settled
+                assert isinstance(decision.error, BudgetExceeded)
+                raise BudgetHeld(decision.error, decision.hold_ms)
             await self._refused(ticket, key, at, decision.error, decision.scope,
                                 list(decision.events), decision.approval)
             raise decision.error
@@ -356,8 +389,8 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         else:  # the script's checks are the enforcement; this would be a bug to report
             log.error("the reservation script admitted what decide refused: %s",
                       decision.error.code)
-        return _Admitted(Reservation(ticket.request_id, key, limits, cost, at, call.clamped_to),
-                         bool(int(overage)))
+        return _Admitted(Reservation(ticket.request_id, key, limits, cost, at, call.clamped_to,
+                                     ticket.replay_of), int(overage) == GRANTED)
 
     async def _refused(
         self, ticket: Ticket, key: KeyInfo | None, now: int, error: OutlayError | None,
@@ -366,17 +399,16 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         """Record a refusal and its events, then raise the error (opening the approval a
         `require_approval` breach asks for)."""
         status, code = (error.status, error.code) if error else (401, "invalid_api_key")
-        spent = cap = None
-        if error is not None and error.code == "budget_exceeded":
-            spent = usd_to_micros(error.details["spent_usd"])
-            cap = usd_to_micros(error.details["cap_usd"])
+        figures = refusal_figures(error, ticket)
         row = ledger_row(ticket, key, now, self.worker, decision="refused", code=code, scope=scope,
                    status=status, reserved=0, settlement="none")
-        row.update(spent=spent, cap=cap)
+        row.update(spent=figures.spent, cap=figures.cap, held=figures.held,
+                   estimated=figures.estimated)
         entries = [{"t": "row", "row": row}, *self._event_entries(events, now)]
         await self.wal.append(entries)
         if approval is not None and key is not None:
-            raise await self.durable.open_approval(now, ticket, key, approval)
+            raise await self.durable.open_approval(now, ticket, key, approval,
+                                                   self.approval_ttl_ms)
         if error is not None:
             raise error
 
@@ -411,8 +443,8 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
 
 
 class _Admitted:
-    __slots__ = ("overage", "value")
+    __slots__ = ("approved", "value")
 
-    def __init__(self, value: Reservation, overage: bool) -> None:
-        self.value, self.overage = value, overage
+    def __init__(self, value: Reservation, approved: bool) -> None:
+        self.value, self.approved = value, approved  # approved: the call used its approval
 

@@ -46,8 +46,10 @@ def entries_of(fields: Mapping[str, str]) -> list[Entry]:
         return entries
     row = orjson.loads(fields["row"])
     overage_code = row.pop("overage_code", None)
-    if fields.get("ov") == "1":
+    if fields.get("ov") == "1":  # let through by on_breach: alert
         row["code"] = overage_code
+    elif fields.get("ov") == "2":  # let through by the call's approval
+        row["code"] = "approved_overage"
     row["spent"], row["cap"] = _opt_int(fields.get("sp", "")), _opt_int(fields.get("cap", ""))
     out: list[Entry] = [{"t": "row", "row": row}]
     if kind == "s":
@@ -173,5 +175,8 @@ def ledger_row(
         "status": status, "reserved": reserved, "cost": 0, "settlement": settlement,
         "spent": None, "cap": None, "tokens": call.tokens if decision == "allowed" else 0,
         "worker": worker, "idem": ticket.idempotency_key if decision == "allowed" else None,
+        "idem_account": ticket.idempotency_account if decision == "allowed" else None,
+        "replay_of": ticket.replay_of, "waited_ms": ticket.waited_ms or None,
+        "held": None, "estimated": None,
     }
 

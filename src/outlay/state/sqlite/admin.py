@@ -16,6 +16,7 @@ from outlay.policy.model import Policy
 from outlay.state import ledger_sql
 from outlay.state.announcements import key_revoked
 from outlay.state.base import KeyRecord, NewKey, NotFound
+from outlay.state.config_policies import META_KEY, ConfigPolicies, parse
 from outlay.state.keys import hash_secret, key_filter, new_key_id, new_secret
 from outlay.state.sqlite.events import announce
 from outlay.state.stored_policy import parse_stored_policy
@@ -142,6 +143,7 @@ class AdminMixin:
             if labels is not None:
                 c.execute("UPDATE keys SET labels=? WHERE id=?", (json.dumps(dict(labels)), key_id))
             if policy is not None:
+                self._managed(c).check(f"key:{key_id}")
                 self._put_policy(c, f"key:{key_id}", policy)
         return await self.get_key(key_id)
 
@@ -214,8 +216,28 @@ class AdminMixin:
 
     async def put_policy(self, scope: str, policy: Policy) -> Policy:
         with self.tx() as c:
+            self._managed(c).check(scope)
             self._put_policy(c, scope, policy)
         return policy
+
+    @staticmethod
+    def _managed(c: sqlite3.Connection) -> ConfigPolicies:
+        row = c.execute("SELECT v FROM meta WHERE k=?", (META_KEY,)).fetchone()
+        return parse(row[0] if row else None)
+
+    async def config_policies(self) -> ConfigPolicies:
+        return self._managed(self.conn)
+
+    async def apply_config_policies(
+        self, file: str | None, policies: Mapping[str, Policy]
+    ) -> list[str]:
+        with self.tx() as c:
+            before = self._managed(c)
+            for scope, policy in policies.items():
+                self._put_policy(c, scope, policy)
+            after = ConfigPolicies(file, frozenset(policies))
+            c.execute("INSERT OR REPLACE INTO meta(k, v) VALUES (?, ?)", (META_KEY, after.dump()))
+        return before.released(after.scopes)
 
     async def get_policy(self, scope: str) -> Policy | None:
         row = self.conn.execute("SELECT body FROM policies WHERE scope=?", (scope,)).fetchone()
@@ -223,6 +245,7 @@ class AdminMixin:
 
     async def delete_policy(self, scope: str) -> None:
         with self.tx() as c:
+            self._managed(c).check(scope)
             c.execute("DELETE FROM policies WHERE scope=?", (scope,))
 
     async def list_policies(self, *, keys: bool = True) -> dict[str, Policy]:

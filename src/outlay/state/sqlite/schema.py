@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 
-from outlay.state.sqlite.events_schema import EVENTS_SCHEMA
+from outlay.state.sqlite.events_schema import APPROVAL_COLUMNS_V4, EVENTS_SCHEMA
 from outlay.state.sqlite.exposure import EXPOSURE_SCHEMA
 from outlay.state.sqlite.outbox import OUTBOX_SCHEMA
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 6
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -36,6 +36,20 @@ _LEDGER_COLUMNS_V3 = (
 _RESERVATIONS = _RESERVATIONS_V2.replace(
     "parallel TEXT NOT NULL\n", "parallel TEXT NOT NULL,\n  "
     + ", ".join(_LEDGER_COLUMNS_V3) + "\n")
+# version 5: a vendor's idempotency keys are its account's (the configured credential, and a
+# connected account), whichever Outlay key sends them; a replay's row names the first call
+_REPLAYS = """CREATE TABLE IF NOT EXISTS replays (
+  vendor TEXT NOT NULL, account TEXT NOT NULL, idem TEXT NOT NULL, request_id TEXT NOT NULL,
+  key_id TEXT NOT NULL, created_ms INTEGER NOT NULL, PRIMARY KEY (vendor, account, idem)
+) WITHOUT ROWID"""
+_LEDGER_COLUMNS_V5 = ("replay_of TEXT",)
+# version 6: how long a call waited for calls in flight to settle; a refusal's row says what
+# the call may cost and, for a budget, what calls in flight held beside the spend
+_RESERVATION_COLUMNS_V6 = ("waited_ms INTEGER",)
+_LEDGER_COLUMNS_V6 = (*_RESERVATION_COLUMNS_V6, "held INTEGER", "estimated INTEGER")
+_RESERVATIONS = _RESERVATIONS.replace(
+    "settlement TEXT\n",
+    "settlement TEXT, " + ", ".join((*_LEDGER_COLUMNS_V5, *_RESERVATION_COLUMNS_V6)) + "\n")
 # partial: the calls of agents in no group do not write it (`grp = ?` still uses it)
 _LEDGER_GRP = ("CREATE INDEX IF NOT EXISTS ledger_grp ON ledger(grp, ts_ms) "
                "WHERE grp IS NOT NULL")
@@ -66,11 +80,8 @@ CREATE TABLE IF NOT EXISTS counters (
   PRIMARY KEY (scope, period, period_start)
 ) WITHOUT ROWID;
 {reservations};
-CREATE TABLE IF NOT EXISTS idempotency (
-  key_id TEXT NOT NULL, vendor TEXT NOT NULL, idem TEXT NOT NULL, request_id TEXT NOT NULL,
-  created_ms INTEGER NOT NULL, PRIMARY KEY (key_id, vendor, idem)
-);
-CREATE INDEX IF NOT EXISTS idempotency_request ON idempotency(request_id);
+{replays};
+CREATE INDEX IF NOT EXISTS replays_request ON replays(request_id);
 CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, heartbeat_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -84,14 +95,19 @@ CREATE TABLE IF NOT EXISTS ledger (
   reserved INTEGER NOT NULL DEFAULT 0,
   cost INTEGER NOT NULL DEFAULT 0,
   settlement TEXT NOT NULL,          -- pending | settled | void | unsettled | none
-  spent INTEGER, cap INTEGER         -- the tightest hard budget: committed spend and cap
+  spent INTEGER, cap INTEGER,        -- the tightest hard budget: committed spend and cap
+  replay_of TEXT,                    -- an idempotent replay: the call it repeats
+  waited_ms INTEGER,                 -- how long it waited for calls in flight to settle
+  held INTEGER,                      -- a budget refusal: what calls in flight held
+  estimated INTEGER                  -- a refusal: the most the call may cost
 );
 CREATE INDEX IF NOT EXISTS ledger_key ON ledger(key_id, ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_agent ON ledger(agent, ts_ms);
 {ledger_grp};
 CREATE INDEX IF NOT EXISTS ledger_vendor ON ledger(vendor, ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_ts ON ledger(ts_ms);
-""".replace("{reservations}", _RESERVATIONS).replace("{ledger_grp}", _LEDGER_GRP)
+""".replace("{reservations}", _RESERVATIONS).replace("{ledger_grp}", _LEDGER_GRP).replace(
+    "{replays}", _REPLAYS)
 
 
 def _v2(conn: sqlite3.Connection) -> None:
@@ -118,8 +134,33 @@ def _v3(conn: sqlite3.Connection) -> None:
                  "AND request_id IN (SELECT id FROM reservations)")
 
 
+def _v4(conn: sqlite3.Connection) -> None:
+    """Approvals record the breaches they let through, their expiry and their use."""
+    for column in APPROVAL_COLUMNS_V4:
+        conn.execute(f"ALTER TABLE approvals ADD COLUMN {column}")
+
+
+def _v5(conn: sqlite3.Connection) -> None:
+    """Idempotency keys by vendor account (the table SCHEMA made); the keys kept by Outlay
+    key cannot be told their account, so they are dropped; ledger rows name what they
+    replay."""
+    conn.execute("DROP TABLE IF EXISTS idempotency")
+    for table in ("ledger", "reservations"):
+        for column in _LEDGER_COLUMNS_V5:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
+
+def _v6(conn: sqlite3.Connection) -> None:
+    """Rows say how long a call waited for calls in flight, and a refusal's what the call
+    may cost and what calls in flight held."""
+    for column in _LEDGER_COLUMNS_V6:
+        conn.execute(f"ALTER TABLE ledger ADD COLUMN {column}")
+    for column in _RESERVATION_COLUMNS_V6:
+        conn.execute(f"ALTER TABLE reservations ADD COLUMN {column}")
+
+
 # what turns a file of the version before each into that version, in order
-MIGRATIONS = {2: _v2, 3: _v3}
+MIGRATIONS = {2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}
 
 
 def apply(conn: sqlite3.Connection) -> None:

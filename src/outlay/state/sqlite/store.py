@@ -19,11 +19,19 @@ from typing import Any, TypeVar
 import orjson
 
 from outlay.owner_only import create_private
+from outlay.policy.approvals import judge
 from outlay.policy.decide import authenticate, decide
-from outlay.policy.decision import Admit, Counter, Event, KeyInfo, ScopeView, call_scopes
-from outlay.policy.errors import OutlayError
+from outlay.policy.decision import (
+    Admit,
+    Counter,
+    Event,
+    Grant,
+    KeyInfo,
+    ScopeView,
+    call_scopes,
+)
+from outlay.policy.errors import ApprovalMismatch, BudgetExceeded, BudgetHeld, OutlayError
 from outlay.policy.model import Policy
-from outlay.policy.money import usd_to_micros
 from outlay.policy.windows import REQUEST_WINDOWS, bucket_of, decode
 from outlay.state import ledger_sql
 from outlay.state.announcements import settlement_events
@@ -36,20 +44,22 @@ from outlay.state.base import (
     StateError,
     Ticket,
     charged,
+    refusal_figures,
     unpriced,
 )
 from outlay.state.clock import wall_ms
 from outlay.state.retries import SettlementRetries
+from outlay.state.sqlite import replays
 from outlay.state.sqlite.admin import AdminMixin
-from outlay.state.sqlite.batch import GroupCommit
-from outlay.state.sqlite.checkpoint import Checkpointer
-from outlay.state.sqlite.events import (
+from outlay.state.sqlite.approvals import (
     ApprovalsMixin,
-    announce,
     mark_used,
     open_approval,
-    use_approval,
+    read_approval,
 )
+from outlay.state.sqlite.batch import GroupCommit
+from outlay.state.sqlite.checkpoint import Checkpointer
+from outlay.state.sqlite.events import announce
 from outlay.state.sqlite.exposure import ExposureMixin
 from outlay.state.sqlite.mirror import Held, Mirror
 from outlay.state.sqlite.outbox import OutboxMixin
@@ -65,11 +75,12 @@ HEARTBEAT_STALE_MS = 5_000
 class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
     def __init__(
         self, path: str, *, clock: Clock = wall_ms, lease_s: float = 900.0,
-        busy_timeout_s: float = 30.0,
+        busy_timeout_s: float = 30.0, approval_ttl_s: float = 3600.0,
     ) -> None:
         self.path = path or ":memory:"
         self.clock = clock
         self.lease_ms = int(lease_s * 1000)
+        self.approval_ttl_ms = int(approval_ttl_s * 1000)
         self.busy_timeout_s = busy_timeout_s
         self.worker = f"w_{os.getpid()}_{secrets.token_hex(4)}"
         self._conn: sqlite3.Connection | None = None
@@ -183,10 +194,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
 
     def _reserve(self, c: sqlite3.Connection, ticket: Ticket) -> Reservation:
         """Authenticate, decide and reserve, inside the batch's transaction. A refusal is
-        recorded first and raised last, so its ledger row commits with the batch."""
+        recorded, then raised: the batch keeps its ledger row and answers with it."""
         now = self.clock()
-        call = ticket.call
-        decision = None
         key = None if ticket.key_hash is None else self._mirror.key(c, ticket.key_hash)
         refusal: OutlayError | None = authenticate(key, now)
         if refusal is not None or key is None:
@@ -196,42 +205,51 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
                     "expired_at": refusal.details.get("expired_at"),
                 }, f"key.expired:{key.id}")])
             self._refusal_row(c, ticket, key, now, refusal, None)
-        else:
-            if self._is_replay(c, ticket, key):
-                # decided like any call (allow-lists, windows), but it holds no money
-                call = replace(call, cost_micros=0)
-                ticket = replace(ticket, call=call, idempotency_key=None, replay=True)
-            approved = use_approval(c, ticket, key)
-            views = self._views(c, call_scopes(key, call.vendor), now)
-            decision = decide(call, key, views, now, ticket.aliases, ticket.free_models,
-                              approved)
-            announce(c, now, decision.events)
-            if isinstance(decision, Admit):
-                if decision.call is not None:  # its maximum output lowered to fit
-                    call = decision.call
-                    ticket = replace(ticket, call=call)
-                self._write_admit(c, ticket, key, decision, now)
-                if approved and decision.overage and ticket.approval_id:
-                    mark_used(c, ticket.approval_id, ticket.request_id)
-            else:
-                refusal = decision.error
-                if decision.approval is not None:
-                    refusal = open_approval(c, now, ticket, key, decision.approval)
-                self._refusal_row(c, ticket, key, now, refusal, decision.scope)
-        if refusal is not None or key is None or not isinstance(decision, Admit):
             raise refusal or StateError("decision lost")
+        first = replays.first_call(c, ticket)
+        if first is not None:
+            # decided like any call (allow-lists, windows), but it holds no money: the first
+            # call's scopes keep the charge
+            ticket = replace(ticket, call=replace(ticket.call, cost_micros=0),
+                             idempotency_key=None, replay_of=first)
+        grant = self._grant(c, ticket, key, now)
+        views = self._views(c, call_scopes(key, ticket.call.vendor), now)
+        decision = decide(ticket.call, key, views, now, ticket.aliases, ticket.free_models,
+                          grant, ticket.may_wait)
+        if not isinstance(decision, Admit) and decision.hold_ms is not None:
+            # not refused yet, and nothing written: the gateway asks again when the calls in
+            # flight have settled
+            assert isinstance(decision.error, BudgetExceeded)
+            raise BudgetHeld(decision.error, decision.hold_ms)
+        announce(c, now, decision.events)
+        if not isinstance(decision, Admit):
+            refusal = decision.error
+            if decision.approval is not None:
+                refusal = open_approval(c, now, ticket, key, decision.approval,
+                                        self.approval_ttl_ms)
+            self._refusal_row(c, ticket, key, now, refusal, decision.scope)
+            raise refusal
+        if decision.call is not None:  # its maximum output lowered to fit
+            ticket = replace(ticket, call=decision.call)
+        self._write_admit(c, ticket, key, decision, now)
+        if grant is not None and decision.approved:
+            mark_used(c, grant.approval_id, ticket.request_id, now)
+        call = ticket.call
         return Reservation(ticket.request_id, key, decision.limits, call.cost_micros or 0, now,
-                           call.clamped_to)
+                           call.clamped_to, ticket.replay_of)
 
-    def _is_replay(self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo) -> bool:
-        """A retry of a call already admitted under the same idempotency key is forwarded but
-        never charged again. Only an admitted call registers its key (`_write_admit`), so
-        the retry of a refused call is decided afresh, money included."""
-        if ticket.idempotency_key is None:
-            return False
-        first = c.execute("SELECT 1 FROM idempotency WHERE key_id=? AND vendor=? AND idem=?",
-                          (key.id, ticket.call.vendor, ticket.idempotency_key)).fetchone()
-        return first is not None
+    def _grant(self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, now: int
+               ) -> Grant | None:
+        """What the approval the call presents lets through; a refusal (recorded) when it is
+        not for this call or can no longer be used."""
+        if not ticket.approval_id:
+            return None
+        verdict = judge(read_approval(c, ticket.approval_id), ticket.approval_id, key.id,
+                        ticket.call, ticket.shape, now)
+        if isinstance(verdict, ApprovalMismatch):
+            self._refusal_row(c, ticket, key, now, verdict, None)
+            raise verdict
+        return verdict
 
     def _views(self, c: sqlite3.Connection, scopes: tuple[str, ...], now: int) -> list[ScopeView]:
         mirror = self._mirror
@@ -258,17 +276,14 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
         self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, admit: Admit, now: int
     ) -> None:
         call = ticket.call
-        if ticket.idempotency_key is not None:
-            c.execute("INSERT INTO idempotency(key_id, vendor, idem, request_id, created_ms) "
-                      "VALUES (?, ?, ?, ?, ?)",
-                      (key.id, call.vendor, ticket.idempotency_key, ticket.request_id, now))
+        replays.register(c, ticket, key.id, now)
         limits = admit.limits
         cap = limits.budget_cap
         spent = None if cap is None or limits.budget_remaining is None else (
             cap - limits.budget_remaining)
-        code = "idempotent_replay" if ticket.replay else unpriced(call)
+        code = "idempotent_replay" if ticket.replay_of else unpriced(call)
         if admit.overage:  # a breach let through: by an approval, or by on_breach alert
-            code = "approved_overage" if ticket.approval_id else "alert_overage"
+            code = "approved_overage" if admit.approved else "alert_overage"
         # what follows only changes the mirror: nothing in it can fail half-way
         mirror = self._mirror
         for (scope, name), state in admit.windows.items():
@@ -284,7 +299,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
         mirror.hold(c, ticket.request_id, (
             ticket.request_id, now, now + self.lease_ms, self.worker, amount, call.tokens,
             orjson.dumps(holds), orjson.dumps(tpm), orjson.dumps(parallel),
-        ), (*ledger_sql.call_columns(ticket, key), code, spent, cap),
+        ), (*ledger_sql.call_columns(ticket, key), code, spent, cap, ticket.replay_of,
+            ticket.waited_ms or None),
             Held(amount, call.tokens, holds, tpm, parallel, key.id, key.agent))
 
     def _refusal_row(
@@ -292,14 +308,12 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
         error: OutlayError | None, scope: str | None,
     ) -> None:
         status, code = (error.status, error.code) if error else (401, "invalid_api_key")
-        spent = cap = None
-        if error is not None and error.code == "budget_exceeded":
-            # the audit shows the spend and cap that refused the call
-            spent = usd_to_micros(error.details["spent_usd"])
-            cap = usd_to_micros(error.details["cap_usd"])
+        # the audit shows what the call may cost, and the spend, holds and cap that refused it
+        figures = refusal_figures(error, ticket)
         self._mirror.ledger_row(c, ledger_sql.insert_row(
             ticket, key, now, decision="refused", code=code, scope=scope, status=status,
-            reserved=0, settlement="none", spent=spent, cap=cap))
+            reserved=0, settlement="none", spent=figures.spent, cap=figures.cap,
+            held=figures.held, estimated=figures.estimated))
 
     async def record_refusal(self, ticket: Ticket, status: int, code: str) -> None:
         # on the request path like a decision: a flood of malformed requests costs a ledger
@@ -345,8 +359,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
         amount, tokens = held.amount, held.tokens
         cost = charged(outcome.settled, outcome.cost_micros, amount)
         if outcome.settled == "void":
-            # a refused first attempt must not turn its retries into free replays
-            c.execute("DELETE FROM idempotency WHERE request_id=?", (outcome.reservation_id,))
+            replays.forget(c, outcome.reservation_id)
         used_tokens = 0 if outcome.settled == "void" else (
             tokens if outcome.settled == "unsettled" else outcome.tokens)
         for h in held.holds:

@@ -253,12 +253,15 @@ const views = {
       return { policies, usage };
     },
     render({ policies, usage }) {
-      const fields = (p) => Object.entries(p).filter(([name]) => name !== "scope")
+      const fields = (p) => Object.entries(p).filter(([name]) => !["scope", "managed_by"].includes(name))
         .map(([name, value]) => el("div", { className: "field" },
           el("dt", {}, name), el("dd", {}, policyValue(value))));
+      // a policy the configuration file sets is changed there, not here
+      const managed = (p) => (p.managed_by ? el("p", { className: "managed" },
+        el("span", { className: "badge read-only" }, "read-only"), ` managed by ${p.managed_by}`) : null);
       const cards = policies.map((p, i) =>
         el("div", { className: "card policy", "data-scope": p.scope },
-          el("h3", {}, p.scope), el("dl", {}, fields(p)),
+          el("h3", {}, p.scope), managed(p), el("dl", {}, fields(p)),
           usage[i] ? usageView(usage[i]) : el("p", { className: "empty" },
             `Usage not loaded: only the first ${MAX_POLICY_USAGE} policies are read.`)));
       $("policies-list").replaceChildren(
@@ -311,13 +314,17 @@ const views = {
         { label: "opened", cell: (a) => when(a.created_at) },
         { label: "agent", cell: (a) => text(a.agent) },
         { label: "key", cell: (a) => text(a.key_id) },
-        { label: "breach", cell: (a) => `${text(a.code)} on ${text(a.scope)}` },
+        // what is approved: these breaches, this request, at most this much, until then
+        { label: "breaches", cell: (a) => (a.breaches || [{ scope: a.scope, code: a.code }])
+          .map((b) => `${b.code} on ${b.scope}`).join(", ") },
         { label: "reason", cell: (a) => text(a.reason) },
-        { label: "call", cell: (a) => [a.request?.route, a.request?.vendor, a.request?.model]
-          .filter(Boolean).join(" · ") || "—" },
-        { label: "estimate", num: true, cell: (a) => usd(a.estimated_usd) },
+        { label: "call", cell: (a) => [[a.request?.method, a.request?.path].filter(Boolean).join(" "),
+          a.request?.vendor, a.request?.model].filter(Boolean).join(" · ") || "—" },
+        { label: "at most", num: true, cell: (a) => usd(a.estimated_usd) },
+        { label: "expires", cell: (a) => (a.expires_at ? when(a.expires_at) : "—") },
         { label: "state", cell: (a) => el("span", { className: `badge ${a.state}` }, a.state) },
         { label: "decided", cell: (a) => (a.decided_at ? `${when(a.decided_at)}${a.note ? ` (${a.note})` : ""}` : "—") },
+        { label: "used by", cell: (a) => (a.used_by ? [el("code", {}, a.used_by), ` ${when(a.used_at)}`] : "—") },
         { label: "", cell: (a) => (a.state === "pending"
           ? [button("Approve", () => decide(a, "approve"), "approve"), " ",
             button("Deny", () => decide(a, "deny"), "danger deny")] : null) },

@@ -9,13 +9,16 @@
 -- ARGV[4] request id   ARGV[5] 1 if KEYS[5] is an idempotency key to claim
 -- ARGV[6] the reservation record (JSON: amount, tokens, holds, tpm, parallel, …)
 -- ARGV[7] the ledger row (JSON)   ARGV[8] number of checks   ARGV[9] this worker's name
--- ARGV[10] the checks, five space-separated values each: kind a b c block
+-- ARGV[10] the checks, five space-separated values each: kind a b c block, where block
+--   says what a breach does: 1 refuses the call, 0 lets it through (on_breach alert), 2 lets
+--   it through as the call's approval says
 --   window   'w', bucket width ms, limit, weight            (61 buckets of width ms)
 --   parallel 'p', max in flight, 0, 0
 --   budget   'b', cap (-1: a soft budget, never breached), amount, and whether this check
 --            holds the counter (once per counter, whatever number of budgets share it):
 --            0 no, -1 yes, n > 0 yes and the counter expires n ms from now
--- Returns {status, now, …}: 'ok' with the WAL entry id, overage, tightest hard budget
+-- Returns {status, now, …}: 'ok' with the WAL entry id, overage (0 none, 1 let through by
+-- alert, 2 by the approval, which the call then uses), tightest hard budget
 -- (remaining, cap) and the snapshot; 'refused' with the snapshot; 'stale' with the
 -- version; 'not_ready'; 'replay' with the first request id; 'taken' when this request id
 -- holds a reservation already or was voided (its first attempt's answer was lost).
@@ -41,7 +44,7 @@ end
 local n = tonumber(ARGV[8])
 local spec = {}
 for kind, a, b, c, block in string.gmatch(ARGV[10], '(%a) (%-?%d+) (%-?%d+) (%-?%d+) (%d)') do
-  spec[#spec + 1] = {kind, tonumber(a), tonumber(b), tonumber(c), block == '1'}
+  spec[#spec + 1] = {kind, tonumber(a), tonumber(b), tonumber(c), block}
 end
 local snapshot = {}
 local blocked, overage = false, 0
@@ -88,7 +91,13 @@ for i = 1, n do
     snapshot[i] = {string.format('%d', spent), string.format('%d', reserved)}
   end
   if breached then
-    if block then blocked = true else overage = 1 end
+    if block == '1' then
+      blocked = true
+    elseif block == '2' then
+      overage = 2
+    elseif overage == 0 then
+      overage = 1
+    end
   end
 end
 if blocked then return {'refused', now, snapshot} end
