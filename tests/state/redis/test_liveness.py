@@ -132,31 +132,3 @@ async def test_the_heartbeat_fences_a_state_written_on_another_process(
         await client.delete("b:m", "b:w", "b:r")
         await client.aclose()
 
-
-async def test_a_holder_the_state_has_no_heartbeat_of_is_heard_out_before_it_is_reaped(
-    make_store: MakeStore, clock: Clock
-) -> None:
-    # a Redis restored from an older snapshot, or rebuilt, can hold a live worker's leases
-    # without its heartbeat: that worker still settles what it served, if it is alive
-    one, other = await make_store(), await make_store()
-    secret = await capped(one)
-    held = await other.reserve(ticket(secret, 6_000))
-    await one.redis.zrem(one.names.workers, other.worker)
-    assert await one.reap() == []  # not known dead: seen now
-    await beating(clock, 2, one, other)
-    assert await one.reap() == []
-    assert await other.settle(Outcome(held.id, 200, cost_micros=1_000))
-    line = await budget_line(one, "global", "month")
-    assert (line["spent_usd"], line["reserved_usd"]) == ("0.001", "0")
-
-
-async def test_a_holder_never_heard_again_is_reaped_once_it_stays_silent(
-    make_store: MakeStore, clock: Clock
-) -> None:
-    one, other = await make_store(), await make_store()
-    secret = await capped(one)
-    await other.reserve(ticket(secret, 6_000))
-    await one.redis.zrem(one.names.workers, other.worker)
-    assert await one.reap() == []
-    await beating(clock, 6, one)
-    assert await one.reap() == [Reaped(other.worker, charged=1, micros=6_000)]

@@ -112,14 +112,9 @@ class RedisLiveness:
                 await self.redis.zadd(names.reaped, {worker: now})
             if dead:
                 await self.redis.zremrangebyscore(names.reaped, "-inf", now - REAPED_KEPT_MS)
-            # a holder the state has no heartbeat of (a Redis restored or rebuilt since it
-            # last beat) is not known dead: it is seen now, and reaped only if it stays silent
-            unheard = {m.partition(" ")[0] for m, _ in held} - workers.keys()
-            if unheard:
-                await self.redis.zadd(names.workers, dict.fromkeys(unheard, now), nx=True)
         except RedisError as exc:
             raise StateError(f"Redis unavailable: {exc}") from exc
-        live = {w for w in workers if w not in dead} | unheard
+        live = {w for w in workers if w not in dead}
         due = []
         for member, lease in held:
             worker, _, request_id = member.partition(" ")

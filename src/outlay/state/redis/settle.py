@@ -8,6 +8,7 @@ rebuilt, is kept and applied again until it lands (state/retries.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,8 @@ class RedisSettlement:
 
         def exposure_extras(self, result: Any) -> tuple[Any, int]: ...
 
+        async def _ensure_ready(self, *, wait: bool = True) -> None: ...
+
     async def settle(self, outcome: Outcome) -> bool:
         """Apply the actual cost once; False if the reservation was already settled or reaped."""
         try:
@@ -64,6 +67,11 @@ class RedisSettlement:
         settled, events = self._after_settle(outcome, result)
         if events:
             await self._announce(events, self.clock())
+        if self.exposure_extras(result)[0][0] == -1:
+            # kept for a state that must be rebuilt (a restarted Redis): ask for the rebuild
+            # now rather than wait for the next heartbeat to notice
+            with contextlib.suppress(StateError):
+                await self._ensure_ready(wait=False)
         return settled
 
     def queue_settlement(self, outcome: Outcome) -> bool:
