@@ -25,6 +25,7 @@ from aiohttp import StreamReader, web
 from outlay.gateway.deadline import Deadline
 
 MAX_HEAD_BYTES = 32 * 1024  # a longer head is answered 431; aiohttp's line limits match
+LINGER_S = 1.0  # how long the rest of a refused head is read and dropped before closing
 _END = b"\r\n\r\n"
 # a head is arriving (its time runs); the head is whole and a handler is due or running;
 # between requests (aiohttp's keep-alive timer runs); closed after a 431
@@ -72,7 +73,14 @@ class Handed(asyncio.Protocol):
             self.deadline.cancel()
             if self.transport is not None:
                 self.transport.write(_TOO_LARGE)
-                self.transport.close()
+                # a lingering close: the answer, then our end of the stream, and the rest of
+                # the client's bytes read and dropped for a moment; closing with them unread
+                # would reset the connection, and a reset can discard the answer unread
+                if self.transport.can_write_eof():
+                    self.transport.write_eof()
+                    asyncio.get_running_loop().call_later(LINGER_S, self.transport.close)
+                else:
+                    self.transport.close()
             return False
         if end >= 0:
             self.phase = BUSY  # aiohttp has the whole head: its handler is due
@@ -97,6 +105,8 @@ class Handed(asyncio.Protocol):
             self.phase = IDLE
 
     def eof_received(self) -> bool | None:
+        if self.phase == DONE:
+            return None  # answered 431 and lingering: the client is done, so are we
         return self.inner.eof_received()
 
     def pause_writing(self) -> None:
