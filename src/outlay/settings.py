@@ -338,12 +338,18 @@ def _vendors(raw: object, where: str) -> dict[str, Mapping[str, Any]]:
     return vendors
 
 
-def _policies(raw: object, where: str) -> dict[str, Mapping[str, Any]]:
+def _vendor_names(raw: object) -> tuple[str, ...]:
+    """The vendors a policy may name: the built-in ones and those configured."""
+    configured = tuple(str(name) for name in raw) if isinstance(raw, dict) else ()
+    return ("stripe", "twilio", "resend", *configured)
+
+
+def _policies(raw: object, where: str, vendors: tuple[str, ...]) -> dict[str, Mapping[str, Any]]:
     policies: dict[str, Mapping[str, Any]] = {}
     for scope, policy in _mapping(raw, where).items():
         try:
             scope_name = parse_scope(str(scope))
-            parse_policy(policy)
+            parse_policy(policy, vendors)
         except PolicyError as exc:
             raise ConfigError(f"{where}.{scope}: {exc}") from None
         policies[scope_name] = policy or {}
@@ -440,7 +446,8 @@ def load_settings(
             _service_tier_defaults(doc.get("providers"), f"{source}: providers")),
         vendors=MappingProxyType(_vendors(doc.get("vendors"), f"{source}: vendors")),
         prices=MappingProxyType(_mapping(doc.get("prices"), f"{source}: prices")),
-        policies=MappingProxyType(_policies(doc.get("policies"), f"{source}: policies")),
+        policies=MappingProxyType(_policies(doc.get("policies"), f"{source}: policies",
+                                            _vendor_names(doc.get("vendors")))),
         config_file=None if config_path is None else str(config_path.resolve()),
         **values,
     )

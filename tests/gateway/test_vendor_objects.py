@@ -64,7 +64,7 @@ class Harness:
 @pytest.fixture
 async def gw(aiohttp_client: AiohttpClient, tmp_path: Path) -> Harness:
     settings = Settings(state=f"sqlite:///{tmp_path / 'outlay.db'}", admin_token=ADMIN_TOKEN,
-                        vendors={"stripe": {"secret": "sk_test_gw"}})
+                        vendors={"stripe": {"secret": "sk_test_gw", "accounts": "any"}})
     clock = ManualClock()
     store = WatchedStore(str(tmp_path / "outlay.db"), clock=clock)
     stripe = FakeUpstream()

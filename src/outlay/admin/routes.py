@@ -45,7 +45,7 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
     except OutlayError as err:
         return error_response(err.status, err.code, err.message, err.details.get("param"))
     except PolicyError as err:
-        return error_response(400, "invalid_policy", str(err))
+        return error_response(400, "invalid_policy", str(err), err.field)
     except NotFound as err:
         return error_response(404, "not_found", str(err.args[0]) if err.args else "not found")
     except PolicyManaged as err:
@@ -99,7 +99,8 @@ async def create_key(request: web.Request) -> web.Response:
     name = body.get("name")
     if name is not None and not isinstance(name, str):
         raise invalid_request("name must be a string", "name")
-    policy = parse_policy(body["policy"]) if body.get("policy") is not None else None
+    policy = (parse_policy(body["policy"], gw.vendor_pricing)
+              if body.get("policy") is not None else None)
     record, secret = await gw.store.create_key(NewKey(
         agent=agent, name=name, ttl_seconds=ttl, labels=_labels(body.get("labels")) or {},
         policy=policy))
@@ -132,8 +133,10 @@ async def update_key(request: web.Request) -> web.Response:
     name = body.get("name")
     if name is not None and not isinstance(name, str):
         raise invalid_request("name must be a string", "name")
-    policy = parse_policy(body["policy"]) if body.get("policy") is not None else None
-    record = await request.app[GATEWAY].store.update_key(
+    gw = request.app[GATEWAY]
+    policy = (parse_policy(body["policy"], gw.vendor_pricing)
+              if body.get("policy") is not None else None)
+    record = await gw.store.update_key(
         request.match_info["id"], name, _labels(body.get("labels")), policy)
     return dump(key_view(record))
 
@@ -172,7 +175,8 @@ def policy_view(scope: str, policy: Policy, managed: ConfigPolicies) -> dict[str
 
 async def put_policy(request: web.Request) -> web.Response:
     scope = parse_scope(request.match_info["scope"])
-    policy = parse_policy(await read_json(request))
+    gw = request.app[GATEWAY]
+    policy = parse_policy(await read_json(request), gw.vendor_pricing)
     stored = await request.app[GATEWAY].store.put_policy(scope, policy)
     return dump(policy_view(scope, stored, ConfigPolicies()))
 

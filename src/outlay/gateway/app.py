@@ -26,6 +26,7 @@ from outlay.gateway.vendors import vendor_proxy
 from outlay.gateway.wiring import (
     upstream_from_settings,
     vendor_accounts,
+    vendor_headers_of,
     vendor_pricing,
     vendors_from_settings,
 )
@@ -145,6 +146,7 @@ def create_app(
         vendors=vendors or vendors_from_settings(settings),
         vendor_pricing=vendor_pricing(settings.vendors),
         vendor_accounts=vendor_accounts(settings),
+        vendor_headers=vendor_headers_of(settings),
         snapshots=None if metrics_dir is None else Snapshots(metrics_dir),
     )
     health.store = gw.store

@@ -13,6 +13,7 @@ from outlay.gateway.holds import Holds
 from outlay.gateway.keycheck import KeyCheck
 from outlay.gateway.metrics import Metrics, Snapshots
 from outlay.gateway.outages import Throttled
+from outlay.gateway.vendor_headers import VendorHeaders
 from outlay.pricing.table import PriceTable
 from outlay.settings import Settings
 from outlay.state.base import StateStore
@@ -88,6 +89,8 @@ class Gateway:
     vendor_pricing: Mapping[str, VendorPricing]
     # a fingerprint of each configured vendor's credential: its account (gateway/wiring.py)
     vendor_accounts: Mapping[str, str] = field(default_factory=dict)
+    # which request headers each vendor is sent, and whether it takes any connected account
+    vendor_headers: Mapping[str, VendorHeaders] = field(default_factory=dict)
     streams: Streams = field(default_factory=Streams)
     outages: Throttled = field(default_factory=Throttled)  # 503s of an unreachable store
     metrics: Metrics = field(default_factory=Metrics)

@@ -24,7 +24,7 @@ from outlay.gateway.context import GATEWAY
 from outlay.gateway.h1 import H1Site, Limits
 from outlay.gateway.handoff import MAX_HEAD_BYTES
 from outlay.gateway.llm import llm_handlers
-from outlay.gateway.wiring import vendor_pricing, vendors_from_settings
+from outlay.gateway.wiring import vendor_headers_of, vendor_pricing, vendors_from_settings
 from outlay.policy.model import parse_policy, parse_scope
 from outlay.pricing.table import PriceTable
 from outlay.settings import Settings
@@ -155,6 +155,7 @@ def serve(settings: Settings) -> None:
         # bad prices or vendor sections stop start-up with a clear message
         PriceTable.load(settings.prices)
         vendor_pricing(settings.vendors)
+        vendor_headers_of(settings)
         vendors_from_settings(settings)
         token = asyncio.run(prepare_state(settings))
         sock = bind(settings.host, settings.port)

@@ -11,14 +11,10 @@ from aiohttp import web
 from outlay.gateway.context import Gateway
 from outlay.gateway.errors import error_response
 from outlay.gateway.forward import response_headers
+from outlay.gateway.vendor_headers import VendorHeaders
 from outlay.policy.errors import Unavailable
 from outlay.state.base import Settled
 from outlay.upstream.base import UpstreamBroken, UpstreamRequest, UpstreamUnreachable
-
-# Never forwarded: the agent's credential, and what describes the agent's own connection.
-DROP = frozenset({"authorization", "x-api-key", "x-outlay-approval", "host", "content-length",
-                  "connection", "keep-alive", "transfer-encoding", "accept-encoding", "cookie",
-                  "proxy-authorization", "te", "upgrade", "expect"})
 
 # settles the call (status, how, the vendor's answer if any); the headers to add
 Finish = Callable[[int, Settled, bytes | None], Awaitable[dict[str, str]]]
@@ -35,11 +31,13 @@ def raw_path(request: web.Request) -> str:
     return "/" + (parts[3] if len(parts) == 4 else "")
 
 
-def outgoing(request: web.Request, vendor: str, path: str, body: bytes) -> UpstreamRequest:
-    """The agent's request as it goes to the vendor (the credential is added on sending)."""
+def outgoing(request: web.Request, rule: VendorHeaders, vendor: str, path: str, body: bytes
+             ) -> UpstreamRequest:
+    """The agent's request as it goes to the vendor, with only the headers the vendor is
+    sent (gateway.vendor_headers); the credential is added on sending."""
     return UpstreamRequest(
         provider=vendor, method=request.method.upper(), path=path,
-        headers={k: v for k, v in request.headers.items() if k.lower() not in DROP},
+        headers=rule.forwarded(request.headers),
         body=body, stream=False, query=request.rel_url.raw_query_string,
     )
 

@@ -11,7 +11,7 @@ move is given back to every scope that was charged for it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiohttp import web
 
@@ -44,6 +44,7 @@ class Caller:
     approval_id: str | None
     account: str  # the vendor account (vendors.vendor_account) its idempotency keys are kept on
     shape: RequestShape  # what an approval it presents must have been opened for
+    call: Call  # what the call asks for that a policy may not allow (policy.vendor_checks)
 
 
 async def object_call(gw: Gateway, caller: Caller, pricing: ObjectPricing, call: ObjectCall,
@@ -54,7 +55,8 @@ async def object_call(gw: Gateway, caller: Caller, pricing: ObjectPricing, call:
         if isinstance(priced, OutlayError):
             return error_response(priced, "openai", caller.request_id)
         cost, claim = priced
-        ticket = Ticket(caller.request_id, caller.key_hash, Call(vendor=vendor, cost_micros=cost),
+        ticket = Ticket(caller.request_id, caller.key_hash,
+                        replace(caller.call, cost_micros=cost),
                         f"vendor.{vendor}",
                         idempotency_key=call.idempotency_key if cost else None,
                         idempotency_account=caller.account, approval_id=caller.approval_id,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 
 from aiohttp import web
 
@@ -21,6 +22,7 @@ from outlay.gateway.intake import agent_key
 from outlay.gateway.llm_routes import Route
 from outlay.gateway.settle import Settler
 from outlay.gateway.vendor_forward import Finish, forward, outgoing, raw_path
+from outlay.gateway.vendor_headers import NO_RULE
 from outlay.gateway.vendor_objects import Caller, object_call
 from outlay.gateway.wiring import SIMULATED_ACCOUNT
 from outlay.policy.approvals import request_shape
@@ -31,6 +33,7 @@ from outlay.state.base import Reservation, Settled, Ticket
 from outlay.state.keys import hash_secret
 from outlay.vendors import VendorCall, VendorEstimate, VendorPricing
 from outlay.vendors.base import printable, route_path
+from outlay.vendors.destinations import destinations
 from outlay.vendors.objects import ObjectPricing
 
 
@@ -73,19 +76,21 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
         on_object = (pricing.object_call(vcall) if isinstance(pricing, ObjectPricing)
                      else None)
         est = None if on_object is not None else pricing.estimate(vcall)
+        asked = _asked(gw, vcall)
     except OutlayError as err:
         refusal = await refuse_invalid(gw, Ticket(rid, key_hash, call, f"vendor.{vendor}"), err)
         return error_response(refusal, "openai", rid)
     query = request.rel_url.raw_query_string
     caller = Caller(rid, key_hash, approval, vendor_account(gw, vendor, request.headers),
-                    request_shape(vcall.method, f"{path}?{query}" if query else path, raw))
+                    request_shape(vcall.method, f"{path}?{query}" if query else path, raw),
+                    asked)
+    rule = gw.vendor_headers.get(vendor, NO_RULE)
     if on_object is not None:
         assert isinstance(pricing, ObjectPricing)
         return await object_call(gw, caller, pricing, on_object,
-                                 outgoing(request, vendor, path, raw))
+                                 outgoing(request, rule, vendor, path, raw))
     assert est is not None
-    ticket = Ticket(rid, key_hash, Call(vendor=vendor, cost_micros=est.cost_micros,
-                                        clamp=est.clamp),
+    ticket = Ticket(rid, key_hash, replace(asked, cost_micros=est.cost_micros, clamp=est.clamp),
                     f"vendor.{vendor}", idempotency_key=est.idempotency_key,
                     idempotency_account=caller.account, approval_id=caller.approval_id,
                     shape=caller.shape, may_wait=True)
@@ -103,8 +108,22 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
         body, said = est.limited(reservation.clamped_to)  # lowered to what the budgets leave
         ours.update(said)
     settle = _settler(gw, pricing, vcall, est, reservation)
-    return await forward(gw, outgoing(request, vendor, path, body), reservation.id, ours,
-                         settle)
+    return await forward(gw, outgoing(request, rule, vendor, path, body), reservation.id,
+                         ours, settle)
+
+
+def _asked(gw: Gateway, vcall: VendorCall) -> Call:
+    """What a vendor call asks for that a policy may not allow (policy.vendor_checks): the
+    operation, the connected accounts it names and where it sends."""
+    vendor = vcall.vendor
+    accounts: tuple[str, ...] = ()
+    if vendor == "stripe":
+        accounts = tuple(value for name in ("stripe-account", "stripe-context")
+                         if (value := vcall.headers.get(name, "").strip()))
+    rule = gw.vendor_headers.get(vendor, NO_RULE)
+    return Call(vendor=vendor, operation=(vcall.method, route_path(vcall.path)),
+                accounts=accounts, any_account=rule.any_account,
+                destinations=destinations(vcall))
 
 
 def _settler(gw: Gateway, pricing: VendorPricing, vcall: VendorCall, est: VendorEstimate,

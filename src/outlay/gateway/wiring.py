@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
+from outlay.gateway.vendor_headers import VendorHeaders, vendor_headers
 from outlay.settings import Settings
 from outlay.upstream.base import (
     EndpointHealth,
@@ -94,3 +95,10 @@ def vendor_pricing(vendors: Mapping[str, Mapping[str, object]]) -> dict[str, Ven
     """Pricing for the built-in vendors and every vendor named in the config."""
     names = dict.fromkeys((*BUILTIN_VENDORS, *vendors))
     return {name: pricing_for(name, vendors.get(name, {})) for name in names}
+
+
+def vendor_headers_of(settings: Settings) -> dict[str, VendorHeaders]:
+    """Which request headers each vendor is sent (gateway.vendor_headers); the built-in
+    vendors without credentials go to the simulator."""
+    credentialed = frozenset(vendor_endpoints(settings.vendors))
+    return vendor_headers(settings.vendors, BUILTIN_VENDORS, credentialed)

@@ -37,6 +37,7 @@ from outlay.policy.model import Period
 from outlay.policy.money import ceil_div, micros_to_usd
 from outlay.policy.periods import iso as iso  # re-exported: the gateway's time format
 from outlay.policy.periods import period_bounds
+from outlay.policy.vendor_checks import vendor_refusal
 from outlay.policy.windows import (
     LIMIT_CODES,
     REQUEST_WINDOWS,
@@ -111,9 +112,10 @@ def precheck(
     call: Call, views: Sequence[ScopeView], aliases: Mapping[str, str] | None = None,
     free_models: Sequence[str] = (),
 ) -> Refuse | None:
-    """The refusals that depend on the policies alone, not on any counter: allow-lists, and
-    an unpriced call under a hard budget."""
-    refused = _access(call, views, aliases or {}, free_models)
+    """The refusals that depend on the policies alone, not on any counter: allow-lists (a
+    vendor call's operations, accounts and destinations among them), and an unpriced call
+    under a hard budget."""
+    refused = _access(call, views, aliases or {}, free_models) or vendor_refusal(call, views)
     if refused:
         return refused
     if call.cost_micros is None and _has_hard_budget(views):

@@ -51,6 +51,13 @@ class Call:
     clamp: Clamp | None = None  # the maximum output may be lowered to fit a budget
     clamped_to: int | None = None  # the maximum output it was lowered to
     unpriced: str | None = None  # what has no price, when cost_micros is None ("model 'x'")
+    # a vendor call (policy.vendor_access): the method and the path the vendor acts on, the
+    # connected accounts it names (Stripe-Account, Stripe-Context), whether the configuration
+    # lets any account be named, and where it sends (countries, e-mail recipients)
+    operation: tuple[str, str] | None = None
+    accounts: tuple[str, ...] = ()
+    any_account: bool = False
+    destinations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

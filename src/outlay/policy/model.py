@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from outlay.policy.money import micros_to_usd, usd_to_micros
+from outlay.policy.vendor_access import (
+    ACCESS_FIELDS,
+    AccessError,
+    VendorLists,
+    lists_to_dict,
+    parse_lists,
+)
 
 Period = Literal["hour", "day", "week", "month", "total"]
 Mode = Literal["hard", "soft"]
@@ -17,7 +25,12 @@ SCOPE_KINDS = ("key", "agent", "group", "vendor", "global")
 
 
 class PolicyError(ValueError):
-    """A policy or scope that cannot be accepted; the message says which field and why."""
+    """A policy or scope that cannot be accepted; the message says which field and why
+    (`field`, when known, names it alone)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,11 @@ class Policy:
     # how long a call that fits a hard budget's settled spend, but not beside the calls in
     # flight, waits for them to settle before it is refused; None: DEFAULT_HOLD_WAIT_MS
     hold_wait_ms: int | None = None
+    # least privilege on vendor APIs (policy.vendor_access): per vendor, the operations the
+    # scope may call, the connected accounts it may act on, the destinations it may reach
+    operations: VendorLists | None = None
+    accounts: VendorLists | None = None
+    destinations: VendorLists | None = None
 
     @property
     def hold_ms(self) -> int:
@@ -83,13 +101,17 @@ class Policy:
             out["clamp_max_tokens"] = self.clamp_max_tokens
         if self.hold_wait_ms is not None:
             out["hold_wait_ms"] = self.hold_wait_ms
+        for name in ACCESS_FIELDS:
+            lists = getattr(self, name)
+            if lists is not None:
+                out[name] = lists_to_dict(lists)
         return out
 
 
 _POLICY_FIELDS = {
     "rpm", "rph", "rpd", "tpm", "max_parallel", "budgets", "models",
     "free_models_only", "vendors", "on_breach", "approval_wait_s", "clamp_max_tokens",
-    "hold_wait_ms",
+    "hold_wait_ms", *ACCESS_FIELDS,
 }
 # `clamp_max_tokens: true`: the least output worth sending a call with
 DEFAULT_CLAMP_FLOOR = 256
@@ -137,8 +159,10 @@ def parse_budget(raw: object, index: int = 0) -> Budget:
     return Budget(cap, period, mode, None if warn_at is None else float(warn_at))
 
 
-def parse_policy(raw: object) -> Policy:
-    """Validate a policy dict (SPEC §2); unknown fields and bad values raise PolicyError."""
+def parse_policy(raw: object, known_vendors: Collection[str] | None = None) -> Policy:
+    """Validate a policy dict (SPEC §2); unknown fields and bad values raise PolicyError.
+    `known_vendors`: the vendor names the gateway knows, which `operations`, `accounts` and
+    `destinations` may name (None: any, for a policy already stored)."""
     if raw is None:
         return Policy()
     if not isinstance(raw, dict):
@@ -171,6 +195,10 @@ def parse_policy(raw: object) -> Policy:
     if (isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0
             or not math.isfinite(wait)):
         raise PolicyError("approval_wait_s must be a non-negative number of seconds")
+    try:
+        access = {name: parse_lists(name, raw.get(name), known_vendors) for name in ACCESS_FIELDS}
+    except AccessError as exc:
+        raise PolicyError(str(exc), exc.field) from None
     return Policy(
         rpm=limits.get("rpm"),
         rph=limits.get("rph"),
@@ -185,6 +213,9 @@ def parse_policy(raw: object) -> Policy:
         approval_wait_s=float(wait),
         clamp_max_tokens=_clamp_floor(raw.get("clamp_max_tokens")),
         hold_wait_ms=_hold_wait(raw.get("hold_wait_ms")),
+        operations=access["operations"],
+        accounts=access["accounts"],
+        destinations=access["destinations"],
     )
 
 

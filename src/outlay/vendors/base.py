@@ -6,17 +6,17 @@ Pure: no I/O, no async. A vendor module turns a VendorCall into a VendorEstimate
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Protocol
-from urllib.parse import unquote
 
 from outlay.policy.decision import Clamp
 from outlay.policy.errors import invalid_request
 from outlay.policy.money import MICROS_PER_USD
+from outlay.policy.vendor_access import path_glob as path_glob
+from outlay.policy.vendor_access import route_path as route_path
 
 
 @dataclass(frozen=True)
@@ -76,26 +76,6 @@ def unpriced(call: VendorCall) -> VendorEstimate:
 def printable(text: str) -> str:
     """`text` safe for a one-line ledger entry: a decoded path may hold control characters."""
     return "".join(char if char.isprintable() else "?" for char in text)
-
-
-def route_path(path: str) -> str:
-    """The path a vendor will act on: query dropped, %-escapes decoded, dot segments resolved.
-
-    Classifying the decoded, normalised path means `/v1/payment%5Fintents` or
-    `/v1/x/../payment_intents` cannot pass for a free route when the vendor would create a
-    payment. Case is kept; matchers compare case-insensitively for the same reason.
-    """
-    path = path.split("?", 1)[0].split("#", 1)[0]
-    segments: list[str] = []
-    for segment in unquote(path).split("/"):
-        if segment in ("", "."):
-            continue
-        if segment == "..":
-            if segments:
-                segments.pop()
-            continue
-        segments.append(segment)
-    return "/" + "/".join(segments)
 
 
 def exact_micros(*factors: int | Decimal | Fraction) -> int:
@@ -159,15 +139,3 @@ def config_section(config: Mapping[str, object], key: str, where: str) -> Mappin
     if not isinstance(section, Mapping):
         raise ValueError(f"{where}.{key}: expected a mapping, got {type(section).__name__}")
     return section
-
-
-def path_glob(path: str) -> re.Pattern[str]:
-    """A path pattern: `*` within a segment, `**` across segments, matched against the
-    normalised call path (route_path)."""
-    parts = re.split(r"(\*\*|\*)", route_path(path))
-    regex = "".join(
-        "[^/]*" if part == "*" else ".*" if part == "**" else re.escape(part) for part in parts
-    )
-    # Case-insensitive: a rule that matches more calls can only reserve more, never less.
-    # DOTALL: a decoded path may hold a newline, and `**` must cross it too.
-    return re.compile(regex, re.IGNORECASE | re.DOTALL)

@@ -35,8 +35,8 @@ from outlay.vendors.twilio_voice import VoicePrices, call_estimate, number_estim
 # POST /2010-04-01/Accounts/{AccountSid}/Messages.json creates (sends) a message; Calls.json
 # places a call, IncomingPhoneNumbers.json buys a number.
 _ACCOUNT = r"/2010-04-01/Accounts/[^/]+/"
-_MESSAGES = re.compile(_ACCOUNT + r"Messages(?:\.json|\.xml)?", re.IGNORECASE)
-_CALLS = re.compile(_ACCOUNT + r"Calls(?:\.json|\.xml)?", re.IGNORECASE)
+MESSAGES = re.compile(_ACCOUNT + r"Messages(?:\.json|\.xml)?", re.IGNORECASE)
+CALLS = re.compile(_ACCOUNT + r"Calls(?:\.json|\.xml)?", re.IGNORECASE)
 _NUMBERS = re.compile(_ACCOUNT + r"IncomingPhoneNumbers(?:\.json|\.xml)?", re.IGNORECASE)
 _COUNTRY = re.compile(r"[A-Z]{2}")
 
@@ -71,12 +71,12 @@ class TwilioPricing:
     def estimate(self, call: VendorCall) -> VendorEstimate:
         path = route_path(call.path)
         if call.method.upper() != "POST" or not any(
-                kind.fullmatch(path) for kind in (_MESSAGES, _CALLS, _NUMBERS)):
+                kind.fullmatch(path) for kind in (MESSAGES, CALLS, _NUMBERS)):
             return free(call, "sends no message, places no call, buys no number")
         if body_kind(call, "form") != "form":
             raise invalid_request("Twilio takes form-encoded request bodies.")
         fields = Fields.of(call, "form")
-        if _CALLS.fullmatch(path):
+        if CALLS.fullmatch(path):
             return call_estimate(call, fields, self._voice)
         if _NUMBERS.fullmatch(path):
             return number_estimate(call, fields, self._voice)

@@ -62,6 +62,8 @@ def test_one_payment_retried_from_another_run_key_is_charged_once(
 def test_another_connected_account_is_another_payment(
         vendor_gateway: Gateway, http: httpx.Client) -> None:
     agent = unique("connected")
+    vendor_gateway.set_policy(f"agent:{agent}", {"accounts": {"stripe": ["acct_one",
+                                                                        "acct_two"]}})
     key = vendor_gateway.mint_key(agent)["key"]
     other = vendor_gateway.mint_key(agent)["key"]
     idem = unique("order")
