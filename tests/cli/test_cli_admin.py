@@ -240,9 +240,28 @@ async def test_policy_set_inline_and_file(
     assert fake_admin.last.body == {"rpd": 7}
 
 
+async def test_policy_set_vendor_lists_from_flags(fake_admin: FakeAdmin,
+                                                  run_cli: RunCli) -> None:
+    fake_admin.answer("PUT", "/admin/v1/policies/agent:payer", {"on_breach": "block"})
+    result = await run_cli(
+        "policy", "set", "agent:payer", "--operation", "stripe=POST /v1/payment_intents",
+        "--operation", "stripe=GET /v1/**", "--account", "stripe=acct_1Nabc",
+        "--destination", "twilio=US", "--destination", "resend=*@example.com",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert fake_admin.last.body == {
+        "operations": {"stripe": ["POST /v1/payment_intents", "GET /v1/**"]},
+        "accounts": {"stripe": ["acct_1Nabc"]},
+        "destinations": {"twilio": ["US"], "resend": ["*@example.com"]},
+    }
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["global", "--operation", "stripe"], "VENDOR=ENTRY"),
+        (["global", "--operation", "stripe=/v1/refunds"], "operations.stripe[0]"),
+        (["global", "--destination", "=US"], "VENDOR=ENTRY"),
         (["robot", "--rpm", "1"], "invalid scope"),
         (["global"], "give the policy one way"),
         (["global", '{"rpm": 1}', "--rpm", "2"], "give the policy one way"),

@@ -447,3 +447,20 @@ def test_money_a_payment_gave_back_shows_as_a_credit(launch: Launch,
     row = credit.find_element(By.XPATH, "./ancestor::tr")
     assert "−$15" in row.text
     assert page_errors(browser) == []
+
+
+def test_a_policy_shows_what_each_vendor_allows(launch: Launch, browser: WebDriver) -> None:
+    gateway = launch(CONFIG)
+    scope = f"agent:{unique('ui-least')}"
+    gateway.set_policy(scope, {
+        "operations": {"stripe": ["POST /v1/payment_intents", "GET /v1/**"]},
+        "accounts": {"stripe": ["acct_1Nabc"]},
+        "destinations": {"twilio": ["US", "CA"], "resend": ["*@example.com"]}})
+    sign_in(browser, gateway)
+    go(browser, "policies")
+    card = f'#policies-list .policy[data-scope="{scope}"]'
+    shown(browser, card)
+    until_text(browser, card, lambda text: all(line in text for line in (
+        "stripe: POST /v1/payment_intents, GET /v1/**", "stripe: acct_1Nabc",
+        "twilio: US, CA", "resend: *@example.com")))
+    assert page_errors(browser) == []

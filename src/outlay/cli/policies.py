@@ -66,6 +66,18 @@ def parse_budget_flag(text: str) -> dict[str, Any]:
     return budget
 
 
+def per_vendor(entries: tuple[str, ...], flag: str) -> dict[str, list[str]]:
+    """``VENDOR=ENTRY`` flags as the policy's mapping of vendor to entries."""
+    out: dict[str, list[str]] = {}
+    for text in entries:
+        vendor, sep, entry = text.partition("=")
+        if not sep or not vendor.strip() or not entry.strip():
+            raise click.BadParameter(f"{text!r}: use VENDOR=ENTRY, e.g. "
+                                     "'stripe=POST /v1/payment_intents'", param_hint=flag)
+        out.setdefault(vendor.strip(), []).append(entry.strip())
+    return out
+
+
 def policy_from_options(policy_file: IO[str] | None, policy_text: str | None) -> Any:
     """The policy given by --policy-file or --policy, or None when neither was given."""
     if policy_file is not None and policy_text is not None:
@@ -165,6 +177,14 @@ def policy() -> None:
     help="Lower the maximum output of LLM calls that name none to fit the hard budgets, "
     "down to FLOOR tokens.",
 )
+@click.option("--operation", "operations", multiple=True, metavar="VENDOR=METHOD PATH",
+              help="An operation the scope may call on VENDOR, e.g. "
+              "'stripe=POST /v1/payment_intents'; repeatable.")
+@click.option("--account", "accounts", multiple=True, metavar="VENDOR=ACCOUNT",
+              help="A connected account the scope may name, e.g. stripe=acct_1Nabc; repeatable.")
+@click.option("--destination", "destinations", multiple=True, metavar="VENDOR=WHERE",
+              help="A country (twilio=US) or recipient pattern (resend=*@example.com) the "
+              "scope may send to; repeatable.")
 @admin_command
 def policy_set(
     admin: Admin,
@@ -174,6 +194,9 @@ def policy_set(
     budgets: tuple[str, ...],
     models: tuple[str, ...],
     vendors: tuple[str, ...],
+    operations: tuple[str, ...],
+    accounts: tuple[str, ...],
+    destinations: tuple[str, ...],
     **limits: Any,
 ) -> None:
     """Replace the whole policy of SCOPE.
@@ -182,6 +205,7 @@ def policy_set(
 
     \b
       outlay policy set agent:bot --rpm 60 --budget 50/month/hard/0.8 --model gpt-4o-mini
+      outlay policy set agent:payer --operation 'stripe=POST /v1/payment_intents'
       outlay policy set global '{"budgets": [{"usd": 1000, "period": "month"}]}'
     """
     from_flags: dict[str, Any] = {
@@ -193,6 +217,11 @@ def policy_set(
         from_flags["models"] = list(models)
     if vendors:
         from_flags["vendors"] = list(vendors)
+    for name, flag, given_lists in (("operations", "--operation", operations),
+                                    ("accounts", "--account", accounts),
+                                    ("destinations", "--destination", destinations)):
+        if given_lists:
+            from_flags[name] = per_vendor(given_lists, flag)
     given = [bool(from_flags), inline is not None, policy_file is not None]
     if sum(given) != 1:
         raise click.UsageError("give the policy one way: --file, an inline POLICY, or flags")

@@ -359,6 +359,11 @@ function policyValue(value) {
       ? `$${v.usd} per ${v.period}, ${v.mode}${v.warn_at !== undefined ? `, warn at ${Math.round(v.warn_at * 1000) / 10} %` : ""}`
       : String(v))).join("; ") || "(none)";
   }
+  if (value && typeof value === "object" && Object.values(value).every(Array.isArray)) {
+    // operations, accounts, destinations: what each vendor allows
+    return Object.entries(value).map(([vendor, list]) => `${vendor}: ${list.join(", ") || "none"}`)
+      .join("; ") || "(none)";
+  }
   return value && typeof value === "object" ? JSON.stringify(value) : String(value);
 }
 
