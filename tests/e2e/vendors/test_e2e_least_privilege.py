@@ -5,7 +5,9 @@ SDKs), which of the agent's headers reach the vendor, and bad policies refused w
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,8 +18,12 @@ import stripe
 from twilio.base.exceptions import TwilioRestException  # type: ignore[import-untyped]
 from twilio.http.http_client import TwilioHttpClient  # type: ignore[import-untyped]
 
+from tests.servers.postgres import PostgresServer
+from tests.servers.redis import RedisServer
+
 from ..harness import Gateway, unique
-from .conftest import MockVendors
+from ..replicas import Replica
+from .conftest import MockVendors, running_replica, vendor_config
 from .test_e2e_twilio_resend_sdk import point_resend, twilio
 
 pytestmark = pytest.mark.e2e
@@ -28,6 +34,22 @@ PAYMENT_INTENTS_ONLY = {"operations": {"stripe": ["POST /v1/payment_intents"]}}
 def stripe_refusal_status() -> int:
     """What a refusal on a Stripe route answers with (the one place to change it)."""
     return 403
+
+
+@pytest.fixture(scope="module")
+def redis_gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                  mock_vendors: MockVendors, redis_server: RedisServer,
+                  postgres_server: PostgresServer) -> Iterator[Replica]:
+    """`outlay serve --workers 2` on Redis beside PostgreSQL: policies go through both."""
+    directory: Path = tmp_path_factory.mktemp("least-redis")
+    database = postgres_server.new_database()
+    try:
+        with running_replica(request.config, directory, vendor_config(mock_vendors),
+                             f"{redis_server.url}?tenant=t_{secrets.token_hex(8)}",
+                             database) as gw:
+            yield gw
+    finally:
+        postgres_server.drop_database(database)
 
 
 @pytest.fixture
@@ -258,3 +280,26 @@ def test_metrics_count_the_refusals_by_code(
     text = httpx.get(f"{vendor_gateway.url}/metrics", timeout=10).text
     assert any('code="operation_not_allowed"' in line and 'vendor="stripe"' in line
                for line in text.splitlines() if not line.startswith("#"))
+
+
+def test_the_lists_hold_on_redis_and_postgresql(
+        redis_gateway: Replica, mock_vendors: MockVendors,
+        stripe_http: stripe.HTTPClient) -> None:
+    agent, key = agent_with(redis_gateway, {
+        **PAYMENT_INTENTS_ONLY, "accounts": {"stripe": ["acct_1Nabc"]}})
+    client = stripe_client(redis_gateway, key, stripe_http)
+    mark = mock_vendors.mark()
+    with pytest.raises(stripe.StripeError) as refund:
+        client.v1.refunds.create(params={"charge": "ch_1", "amount": 500})
+    with pytest.raises(stripe.StripeError) as account:
+        client.v1.payment_intents.create(params={"amount": 100, "currency": "usd"},
+                                         options={"stripe_account": "acct_OTHER"})
+    assert mock_vendors.since(mark) == []
+    refused(refund.value, "operation_not_allowed")
+    refused(account.value, "account_not_allowed")
+    intent = client.v1.payment_intents.create(params={"amount": 100, "currency": "usd"},
+                                              options={"stripe_account": "acct_1Nabc"})
+    assert intent.amount == 100
+    assert len(mock_vendors.since(mark, "stripe")) == 1
+    codes = sorted(r["code"] or "" for r in redis_gateway.audit(f"agent:{agent}"))
+    assert codes == ["", "account_not_allowed", "operation_not_allowed"]
