@@ -106,3 +106,25 @@ def test_lists_round_trip_and_any_vendor_when_stored() -> None:
     policy = parse_policy(raw)  # a stored policy: its vendor may have left the configuration
     assert {k: policy.to_dict()[k] for k in raw} == raw
     assert parse_policy(policy.to_dict()) == policy
+
+
+def test_a_destination_that_cannot_be_read_is_in_no_list() -> None:
+    from outlay.vendors.base import VendorCall
+    from outlay.vendors.destinations import UNREADABLE, destinations
+
+    def resend(path: str, body: bytes) -> VendorCall:
+        return VendorCall("resend", "POST", path, "application/json", body, {})
+
+    assert destinations(resend("/emails", b"not json")) == (UNREADABLE,)
+    assert destinations(resend("/emails", b'{"to": "A <a@x.test>, b@y.test", "bcc": ['
+                                          b'"c@z.test"]}')) == ("a@x.test", "b@y.test",
+                                                                 "c@z.test")
+    assert destinations(resend("/broadcasts", b'{"audience_id": "aud_1", "send": true}')) == (
+        "audience aud_1",)
+    assert destinations(resend("/broadcasts", b'{"audience_id": "aud_1"}')) == ()
+    sms = VendorCall("twilio", "POST", "/2010-04-01/Accounts/AC1/Messages.json",
+                     "application/x-www-form-urlencoded", b"To=%2B447700900123&Body=x", {})
+    assert destinations(sms) == ("GB",)
+    national = VendorCall("twilio", "POST", "/2010-04-01/Accounts/AC1/Calls.json",
+                          "application/x-www-form-urlencoded", b"To=07700900123", {})
+    assert destinations(national) == ("unknown country",)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from aiohttp import web
+from multidict import CIMultiDictProxy
 
 from outlay.gateway.admission import admit, new_request_id, refuse_invalid, refuse_unread
 from outlay.gateway.context import GATEWAY, Gateway
@@ -76,7 +77,7 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
         on_object = (pricing.object_call(vcall) if isinstance(pricing, ObjectPricing)
                      else None)
         est = None if on_object is not None else pricing.estimate(vcall)
-        asked = _asked(gw, vcall)
+        asked = _asked(gw, vcall, request.headers)
     except OutlayError as err:
         refusal = await refuse_invalid(gw, Ticket(rid, key_hash, call, f"vendor.{vendor}"), err)
         return error_response(refusal, "openai", rid)
@@ -112,14 +113,19 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
                          ours, settle)
 
 
-def _asked(gw: Gateway, vcall: VendorCall) -> Call:
+# the headers that make a Stripe call act on a connected account
+ACCOUNT_HEADERS = ("Stripe-Account", "Stripe-Context")
+
+
+def _asked(gw: Gateway, vcall: VendorCall, headers: CIMultiDictProxy[str]) -> Call:
     """What a vendor call asks for that a policy may not allow (policy.vendor_checks): the
-    operation, the connected accounts it names and where it sends."""
+    operation, the connected accounts it names (every value of every account header, as
+    each is sent on: an empty one too, which no list holds) and where it sends."""
     vendor = vcall.vendor
     accounts: tuple[str, ...] = ()
     if vendor == "stripe":
-        accounts = tuple(value for name in ("stripe-account", "stripe-context")
-                         if (value := vcall.headers.get(name, "").strip()))
+        accounts = tuple(dict.fromkeys(value.strip() for name in ACCOUNT_HEADERS
+                                       for value in headers.getall(name, ())))
     rule = gw.vendor_headers.get(vendor, NO_RULE)
     return Call(vendor=vendor, operation=(vcall.method, route_path(vcall.path)),
                 accounts=accounts, any_account=rule.any_account,

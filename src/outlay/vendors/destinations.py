@@ -10,16 +10,27 @@ from __future__ import annotations
 from email.utils import getaddresses
 from typing import Any
 
+from outlay.policy.errors import BadRequest
 from outlay.vendors.base import VendorCall, route_path
 from outlay.vendors.bodies import Fields, read_json
 from outlay.vendors.twilio import CALLS, MESSAGES
 from outlay.vendors.twilio_countries import destination
 
 UNKNOWN_COUNTRY = "unknown country"  # a number whose country cannot be told: no list has it
+UNREADABLE = "unreadable destination"
 
 
 def destinations(call: VendorCall) -> tuple[str, ...]:
-    """Where `call` sends (countries, or e-mail addresses); () when it sends nothing."""
+    """Where `call` sends (countries, or e-mail addresses); () when it sends nothing. A body
+    its pricing took (a vendor's own `rules` come first) but that says nowhere readable is
+    UNREADABLE, which no list holds."""
+    try:
+        return _destinations(call)
+    except BadRequest:
+        return (UNREADABLE,)
+
+
+def _destinations(call: VendorCall) -> tuple[str, ...]:
     if call.method.upper() != "POST":
         return ()
     path = route_path(call.path)

@@ -160,6 +160,12 @@ def test_a_connected_account_must_be_listed(
     assert refused(nobody.value, "account_not_allowed")["account"] == "acct_1Nabc"
     assert refused(other.value, "account_not_allowed")["allowed"] == ["acct_1Nabc"]
     assert context.json()["error"]["code"] == "account_not_allowed"
+    for sent_twice in ([("Stripe-Account", "acct_OTHER"), ("Stripe-Account", "acct_1Nabc")],
+                       [("Stripe-Account", "acct_1Nabc"), ("Stripe-Account", "acct_EVIL")]):
+        twice = httpx.post(f"{vendor_gateway.url}/vendors/stripe/v1/payment_intents",
+                           data={"amount": "100", "currency": "usd"},
+                           headers=[("Authorization", f"Bearer {listed_key}"), *sent_twice])
+        assert twice.json()["error"]["code"] == "account_not_allowed", twice.json()
 
     intent = listed.v1.payment_intents.create(params={"amount": 100, "currency": "usd"},
                                            options={"stripe_account": "acct_1Nabc"})
