@@ -85,8 +85,8 @@ class WatchedStore(SqliteStore):
         self._changed.set()
         return done
 
-    async def wait_settled(self, request_id: str) -> Outcome:
-        async with asyncio.timeout(WAIT_S):
+    async def wait_settled(self, request_id: str, within_s: float = WAIT_S) -> Outcome:
+        async with asyncio.timeout(within_s):
             while request_id not in self.outcomes:
                 self._changed.clear()
                 await self._changed.wait()

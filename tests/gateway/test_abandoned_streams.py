@@ -58,11 +58,9 @@ async def hang_up_after_first_chunk(outlay: Outlay, resp: Any, first: bytes) -> 
 
 
 async def outcome_of(outlay: Outlay, rid: str) -> tuple[Outcome, dict[str, Any]]:
-    async with asyncio.timeout(10):
-        while rid not in outlay.store.outcomes:
-            await asyncio.sleep(0.01)
+    outcome = await outlay.store.wait_settled(rid, within_s=10)
     (entry,) = [e for e in await outlay.audit() if e["request_id"] == rid]
-    return outlay.store.outcomes[rid], entry
+    return outcome, entry
 
 
 @pytest.mark.parametrize(("path", "body", "chunks", "cost"), [

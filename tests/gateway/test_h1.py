@@ -5,9 +5,9 @@ pressure, idle connections, and stopping with answers in progress."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
