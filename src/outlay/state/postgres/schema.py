@@ -54,7 +54,7 @@ CREATE TABLE ledger (
   status INTEGER,                    -- HTTP status returned to the agent
   reserved BIGINT NOT NULL DEFAULT 0,
   cost BIGINT NOT NULL DEFAULT 0,
-  settlement TEXT NOT NULL,          -- pending | settled | settled_estimate | void | unsettled | none
+  settlement TEXT NOT NULL,          -- pending | settled | void | unsettled | none
   spent BIGINT, cap BIGINT,          -- the tightest hard budget: committed spend and cap
   tokens BIGINT NOT NULL DEFAULT 0,  -- reserved against tpm, then the actual ones
   worker TEXT,                       -- the gateway process holding the reservation

@@ -94,7 +94,7 @@ CREATE TABLE IF NOT EXISTS ledger (
   status INTEGER,                    -- HTTP status returned to the agent
   reserved INTEGER NOT NULL DEFAULT 0,
   cost INTEGER NOT NULL DEFAULT 0,
-  settlement TEXT NOT NULL,          -- pending | settled | settled_estimate | void | unsettled | none
+  settlement TEXT NOT NULL,          -- pending | settled | void | unsettled | none
   spent INTEGER, cap INTEGER,        -- the tightest hard budget: committed spend and cap
   replay_of TEXT,                    -- an idempotent replay: the call it repeats
   waited_ms INTEGER,                 -- how long it waited for calls in flight to settle
