@@ -89,6 +89,26 @@ def _chat_events(mode: str) -> Iterator[bytes]:
     yield b"data: [DONE]\n\n"
 
 
+def _response_events(mode: str) -> Iterator[bytes]:
+    response = {"id": "resp_slow", "object": "response", "created_at": 1_735_689_600,
+                "model": "gpt-4o-mini-2024-07-18", "status": "in_progress", "output": []}
+    yield _sse({"type": "response.created", "sequence_number": 0, "response": response},
+               "response.created")
+    n = 0
+    while mode != "slow" or n < WORDS:
+        yield _sse({"type": "response.output_text.delta", "sequence_number": n + 1,
+                    "item_id": "msg_1", "output_index": 0, "content_index": 0,
+                    "delta": f" w{n % 10}"}, "response.output_text.delta")
+        n += 1
+    usage = {"input_tokens": INPUT_TOKENS, "output_tokens": WORDS,
+             "total_tokens": INPUT_TOKENS + WORDS,
+             "input_tokens_details": {"cached_tokens": 0},
+             "output_tokens_details": {"reasoning_tokens": 0}}
+    yield _sse({"type": "response.completed", "sequence_number": n + 1,
+                "response": {**response, "status": "completed", "usage": usage}},
+               "response.completed")
+
+
 def _message_events(mode: str) -> Iterator[bytes]:
     yield _sse({"type": "message_start", "message": {
         "id": "msg_slow", "type": "message", "role": "assistant", "model": CLAUDE_MODEL,
@@ -115,6 +135,12 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     return await _stream(request, marker, mode, _chat_events(mode))
 
 
+async def _responses(request: web.Request) -> web.StreamResponse:
+    body = await request.json()
+    marker, mode = body["metadata"]["marker"].split(":")
+    return await _stream(request, marker, mode, _response_events(mode))
+
+
 async def _messages(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     marker, mode = body["metadata"]["user_id"].split(":")
@@ -128,6 +154,7 @@ def provider() -> Iterator[Provider]:
     app[PROVIDER] = found
     app.router.add_post("/v1/chat/completions", _chat)
     app.router.add_post("/v1/messages", _messages)
+    app.router.add_post("/v1/responses", _responses)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
     loop = asyncio.new_event_loop()
     try:
@@ -214,6 +241,24 @@ def test_an_abandoned_openai_stream_is_charged_its_real_usage(
     assert micros(entry["reserved_usd"]) > 20 * expected  # not charged what it held
     assert provider.sent[marker] == WORDS + 2  # read to its end, usage and [DONE]
     assert micros(gateway.budget(scope)["spent_usd"]) == expected
+    assert micros(gateway.budget(scope)["reserved_usd"]) == 0
+
+
+def test_an_abandoned_responses_stream_is_charged_its_real_usage(
+        gateway: Gateway, provider: Provider) -> None:
+    minted, scope = new_key(gateway, "quit-responses")
+    marker = unique("resp")
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=minted["key"], max_retries=0,
+                       timeout=15) as client:
+        read_three_and_break(client.responses.create(
+            model=CHAT_MODEL, input="Say hello.", stream=True, max_output_tokens=4000,
+            metadata={"marker": f"{marker}:slow"}))
+    entry = settled_entry(gateway, scope)
+    expected = price_cost_micros(gateway.prices()[CHAT_MODEL], INPUT_TOKENS, WORDS)
+    assert (entry["route"], entry["settlement"]) == ("openai.responses", "settled")
+    assert micros(entry["cost_usd"]) == expected
+    assert micros(entry["reserved_usd"]) > 20 * expected
+    assert marker not in provider.closed  # read to its end
     assert micros(gateway.budget(scope)["reserved_usd"]) == 0
 
 
