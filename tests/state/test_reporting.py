@@ -46,12 +46,13 @@ async def test_usage_has_the_spec_shape(store: StateStore, clock: Clock) -> None
     assert set(usage) == USAGE_KEYS | USAGE_EXTRA
     assert usage["scope"] == "agent:bot"
     assert usage["windows"] == [
+        # the calls' buckets began at 12:00:00: they count for one window from then
         {"name": "rpm", "limit": 10, "used": 3, "remaining": 7,
-         "reset_at": "2024-03-14T12:01:01Z"},
+         "reset_at": "2024-03-14T12:01:00Z"},
         {"name": "rph", "limit": 100, "used": 3, "remaining": 97,
-         "reset_at": "2024-03-14T13:01:00Z"},
+         "reset_at": "2024-03-14T13:00:00Z"},
         {"name": "tpm", "limit": 5_000, "used": 300, "remaining": 4_700,
-         "reset_at": "2024-03-14T12:01:01Z"},
+         "reset_at": "2024-03-14T12:01:00Z"},
     ]
     for window in usage["windows"]:
         assert set(window) == WINDOW_KEYS
