@@ -123,6 +123,8 @@ def test_every_documented_variable_is_read() -> None:
         "OUTLAY_MAX_CONNECTIONS": "8",
         "OUTLAY_METRICS_TOKEN": "t" * 16,
         "OUTLAY_APPROVAL_TTL": "15m",
+        "OUTLAY_ABANDONED_STREAM_S": "12.5",
+        "OUTLAY_ABANDONED_STREAM_BYTES": "4096",
     }
     settings = load_settings(None, env)
     assert settings == Settings(
@@ -141,6 +143,8 @@ def test_every_documented_variable_is_read() -> None:
         max_connections=8,
         metrics_token="t" * 16,
         approval_ttl=900.0,
+        abandoned_stream_s=12.5,
+        abandoned_stream_bytes=4096,
     )
 
 
@@ -266,6 +270,10 @@ def test_unknown_top_level_key_names_the_file_and_key(tmp_path: Path) -> None:
         ("server: {metrics_token: 'a token with spaces in it'}\n", r"server\.metrics_token"),
         ("server: {metrics_token: 12345678901234567890}\n",
          r"server\.metrics_token must be a non-empty string"),
+        ("server: {abandoned_stream_s: -1}\n",
+         r"server\.abandoned_stream_s must be a number >= 0"),
+        ("server: {abandoned_stream_bytes: 1.5}\n",
+         r"server\.abandoned_stream_bytes must be an integer >= 0"),
         ("server: {keepalive: 5}\n", r"server: unknown field\(s\) keepalive; known: "
          r"header_timeout_s, idle_timeout_s, body_timeout_s, max_connections, metrics_token"),
     ],
@@ -477,3 +485,12 @@ def test_a_bad_service_tier_default_is_refused_naming_it(
     path = write(tmp_path, f"providers: {{{provider}: {{service_tier_default: {tier}}}}}\n")
     with pytest.raises(ConfigError, match=message):
         load_settings(path, {})
+
+
+def test_the_abandoned_stream_bounds_come_from_the_server_section(tmp_path: Path) -> None:
+    defaults = load_settings(write(tmp_path, ""), {})
+    assert (defaults.abandoned_stream_s, defaults.abandoned_stream_bytes) == (
+        300.0, 16 * 1024 * 1024)
+    path = write(tmp_path, "server: {abandoned_stream_s: 0, abandoned_stream_bytes: 1024}\n")
+    settings = load_settings(path, {})
+    assert (settings.abandoned_stream_s, settings.abandoned_stream_bytes) == (0.0, 1024)

@@ -134,6 +134,10 @@ class Settings:
     body_timeout_s: float = 60.0  # a body must be whole this long after its head, else 408
     max_connections: int = 10_000  # per worker; past it new connections are closed at once
     metrics_token: str | None = field(default=None, repr=False)  # GET /metrics needs it
+    # a stream whose agent hung up is read on for the usage the provider reports at its end,
+    # for at most this long and this many bytes; then the upstream is closed
+    abandoned_stream_s: float = 300.0
+    abandoned_stream_bytes: int = 16 * 1024 * 1024
 
     @property
     def simulated(self) -> bool:
@@ -164,6 +168,8 @@ _CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "body_timeout_s": cv.real(0.001),
     "max_connections": cv.integer(1),
     "metrics_token": cv.bearer_token,
+    "abandoned_stream_s": cv.real(0),
+    "abandoned_stream_bytes": cv.integer(0),
     "approval_ttl": cv.duration,
 }
 # Host and port come from `listen` / OUTLAY_LISTEN, and the latency from `simulated:` in the
@@ -181,6 +187,8 @@ _ENV_VARIABLES = {
     "body_timeout_s": "OUTLAY_BODY_TIMEOUT_S",
     "max_connections": "OUTLAY_MAX_CONNECTIONS",
     "metrics_token": "OUTLAY_METRICS_TOKEN",
+    "abandoned_stream_s": "OUTLAY_ABANDONED_STREAM_S",
+    "abandoned_stream_bytes": "OUTLAY_ABANDONED_STREAM_BYTES",
     "approval_ttl": "OUTLAY_APPROVAL_TTL",
 }
 _FILE_KEYS = ("state", "database", "admin_token", "workers", "max_body_bytes",
@@ -368,7 +376,8 @@ _WEBHOOK_FIELDS: _Section = {
 # the same names as the Settings fields: one converter each, shared with the environment
 _SERVER_FIELDS: _Section = {
     name: (name, _CONVERTERS[name]) for name in
-    ("header_timeout_s", "idle_timeout_s", "body_timeout_s", "max_connections", "metrics_token")
+    ("header_timeout_s", "idle_timeout_s", "body_timeout_s", "max_connections", "metrics_token",
+     "abandoned_stream_s", "abandoned_stream_bytes")
 }
 
 

@@ -448,13 +448,15 @@ async def test_providers_table(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
 async def test_report(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
     rows = [
         {"vendor": "openai", "requests": 12, "allowed": 10, "refused": 2, "cost_usd": "0.0123",
-         "unsettled": 0},
+         "unsettled": 0, "estimated": 3},
     ]  # fmt: skip
     fake_admin.answer("GET", "/admin/v1/reports", {"group_by": "vendor", "rows": rows})
     result = await run_cli("report", "--by", "vendor", "--since", "2024-05-01")
     assert result.exit_code == 0, result.output
     assert fake_admin.last.query == {"group_by": "vendor", "since_ms": "1714521600000"}
-    assert result.stdout.splitlines()[1].split() == ["openai", "12", "10", "2", "0.0123", "0"]
+    assert result.stdout.splitlines()[0].split()[-2:] == ["UNSETTLED", "ESTIMATED"]
+    assert result.stdout.splitlines()[1].split() == [
+        "openai", "12", "10", "2", "0.0123", "0", "3"]
 
     before = time.time() * 1000
     result = await run_cli("report", "--since", "1h")

@@ -84,6 +84,7 @@ def test_count_tokens_is_free(gateway: Gateway) -> None:
     (entry,) = gateway.audit(f"key:{minted['id']}")
     assert (entry["route"], entry["status"]) == ("anthropic.count_tokens", 200)
     assert micros(entry["cost_usd"]) == 0
+    assert entry["settlement"] == "settled"  # clean and free, not unsettled
 
 
 def test_rate_limit_raises_anthropic_rate_limit_error(gateway: Gateway) -> None:

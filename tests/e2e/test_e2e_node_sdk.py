@@ -32,6 +32,7 @@ KEYS: dict[str, dict[str, Any]] = {
     "rate": {"policy": {"rpm": 1}},
     "anthropic": {},
     "anthropicDenied": {"policy": {"models": ["gpt-4o-mini"]}},
+    "models": {},
     "stripe": {"policy": {"budgets": [{"usd": "100", "period": "total", "mode": "hard"}]}},
     "restore": {},
 }
@@ -151,6 +152,22 @@ def test_an_anthropic_client_is_charged_and_its_refusals_are_typed(agent: Agent)
     assert result["allowed"] == ["gpt-4o-mini"]
     (denied,) = agent.audit("anthropicDenied")
     assert denied["code"] == "model_not_allowed"
+
+
+def test_models_are_retrieved_and_listed_by_both_sdks(agent: Agent) -> None:
+    result = agent.result("models")
+
+    assert result["model"] == {"id": "gpt-4o-mini", "object": "model", "owned_by": "openai"}
+    prices = agent.gateway.prices()
+    assert result["listed"] == sorted(prices)
+    assert result["claude"] == {"id": "claude-haiku-4-5", "type": "model",
+                                "display_name": "Claude Haiku 4.5",
+                                "created_at": "1970-01-01T00:00:00Z"}
+    # Anthropic's SDK pages through the list (3 a page): every Anthropic model, no other
+    assert result["claudes"] == sorted(n for n, p in prices.items()
+                                       if p["provider"] == "anthropic")
+    assert result["missing"] == {"notFound": True, "status": 404}
+    assert agent.audit("models") == []  # listings move no money and write nothing
 
 
 def test_a_fetch_call_to_stripes_host_goes_to_the_stripe_vendor_route_and_is_charged(

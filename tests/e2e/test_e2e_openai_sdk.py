@@ -148,7 +148,7 @@ def test_rate_limit_raises_rate_limit_error_with_headers(gateway: Gateway) -> No
     retry_after = headers["retry-after"]
     assert retry_after.isdigit()
     # windows are kept in 1 s buckets for rpm, so a slot may free up to a bucket late
-    assert 1 <= int(retry_after) <= 61
+    assert 1 <= int(retry_after) <= 60
     assert headers["x-ratelimit-limit-requests"] == "2"
     assert headers["x-ratelimit-remaining-requests"] == "0"
     assert headers["x-ratelimit-reset-requests"]

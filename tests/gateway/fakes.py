@@ -85,8 +85,8 @@ class WatchedStore(SqliteStore):
         self._changed.set()
         return done
 
-    async def wait_settled(self, request_id: str) -> Outcome:
-        async with asyncio.timeout(WAIT_S):
+    async def wait_settled(self, request_id: str, within_s: float = WAIT_S) -> Outcome:
+        async with asyncio.timeout(within_s):
             while request_id not in self.outcomes:
                 self._changed.clear()
                 await self._changed.wait()
@@ -107,6 +107,10 @@ class Reply:
     chunks: Sequence[bytes] | None = None
     pause_after: int | None = None  # after yielding this many chunks, wait for `release`
     break_after: int | None = None  # after yielding this many chunks, the connection breaks
+    # after the chunks, this chunk again and again, `every_s` apart, until the gateway stops
+    # reading (a hostile provider's stream that never ends)
+    endless: bytes | None = None
+    every_s: float = 0.0
     unreachable: bool = False  # nothing is sent: UpstreamUnreachable from send()
     broken: bool = False  # sent, then lost before any headers: UpstreamBroken from send()
 
@@ -120,6 +124,7 @@ class FakeResponse:
         self._reply = reply
         self._upstream = upstream
         self.closed = False
+        self.endless_sent = 0  # times the endless chunk was sent
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         reply = self._reply
@@ -132,6 +137,10 @@ class FakeResponse:
                 raise UpstreamBroken("fake: connection lost mid-body")
             if index < len(chunks):
                 yield chunks[index]
+        while reply.endless is not None:
+            await asyncio.sleep(reply.every_s)
+            self.endless_sent += 1
+            yield reply.endless
 
     async def read(self) -> bytes:
         return b"".join([chunk async for chunk in self.iter_chunks()])

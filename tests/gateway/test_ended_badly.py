@@ -75,7 +75,7 @@ async def test_an_error_event_mid_stream_is_charged_the_input_and_the_output_sho
     entry = await settled(outlay, resp)
     held = usd_to_micros(entry["reserved_usd"])
     # 5 bytes of text shown and 16 tokens that show none, of the 100 held
-    assert entry["settlement"] == "settled"
+    assert entry["settlement"] == "settled_estimate"
     assert usd_to_micros(entry["cost_usd"]) == held - (100 - 21) * 2
 
 
@@ -90,7 +90,7 @@ async def test_an_anthropic_overload_mid_stream_is_charged_the_input_it_reported
     entry = await settled(outlay, resp)
     # 30 input tokens reported; "hello" and 16 unseen tokens of output
     assert (entry["settlement"], usd_to_micros(entry["cost_usd"])) == (
-        "settled", 30 * 3 + 21 * 15)
+        "settled_estimate", 30 * 3 + 21 * 15)
 
 
 async def test_a_200_error_body_is_charged_the_input_bound_only(
@@ -101,7 +101,7 @@ async def test_a_200_error_body_is_charged_the_input_bound_only(
     resp = await outlay.chat(key["key"], {**CHAT, "max_tokens": 100})
     assert resp.status == 200
     entry = (await outlay.audit(limit=1))[0]
-    assert entry["settlement"] == "settled"
+    assert entry["settlement"] == "settled_estimate"
     assert usd_to_micros(entry["cost_usd"]) == usd_to_micros(entry["reserved_usd"]) - 100 * 2
     assert resp.headers["X-Outlay-Cost-USD"] == entry["cost_usd"]
 
@@ -115,4 +115,4 @@ async def test_a_model_that_may_reason_unseen_is_charged_its_whole_output_bound(
             "stream": True}
     entry = await settled(outlay, await outlay.chat(key["key"], body))
     # its reasoning tokens are billed though never shown: nothing bounds them but the held
-    assert (entry["settlement"], entry["cost_usd"]) == ("settled", entry["reserved_usd"])
+    assert (entry["settlement"], entry["cost_usd"]) == ("settled_estimate", entry["reserved_usd"])

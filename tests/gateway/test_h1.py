@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
@@ -219,16 +220,18 @@ async def test_a_stream_is_sent_chunked(
     assert (await answer(reader))[0] == 200
 
 
-async def test_an_agent_gone_mid_stream_leaves_the_call_charged_in_full(
-    outlay: Outlay, key: dict[str, Any], connect: Connect,
+async def test_an_agent_gone_mid_stream_is_charged_the_usage_reported_after_it_left(
+    outlay: Outlay, key: dict[str, Any], connect: Connect, caplog: pytest.LogCaptureFixture,
 ) -> None:
     _reader, writer, rid = await paused_stream(outlay, key, connect)
     writer.transport.abort()
     await asyncio.sleep(0.05)
-    outlay.upstream.release.set()
-    assert (await asyncio.wait_for(outlay.store.wait_settled(rid), WAIT_S)).settled == (
-        "unsettled")
+    with caplog.at_level(logging.ERROR):
+        outlay.upstream.release.set()
+        outcome = await asyncio.wait_for(outlay.store.wait_settled(rid), WAIT_S)
+    assert (outcome.settled, outcome.cost_micros) == ("settled", 20)  # 10 x 1 + 5 x 2
     assert all(r.closed for r in outlay.upstream.responses)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []  # no error
 
 
 async def test_a_failing_route_answers_500_and_closes(

@@ -75,6 +75,9 @@ async def test_models_needs_a_valid_key(outlay: Outlay, key: dict[str, Any]) -> 
     assert error_of(await resp.json(), "openai")["code"] == "invalid_api_key"
     await outlay.admin("POST", f"keys/{key['id']}/revoke")
     resp = await outlay.client.get("/v1/models", headers={"x-api-key": key["key"]})
+    assert resp.status == 401  # an x-api-key is Anthropic's: so is the answer's shape
+    assert error_of(await resp.json(), "anthropic")["code"] == "key_revoked"
+    resp = await outlay.client.get("/v1/models", headers={"Authorization": f"Bearer {key['key']}"})
     assert resp.status == 401
     assert error_of(await resp.json(), "openai")["code"] == "key_revoked"
 

@@ -19,6 +19,12 @@ def test_output_text_is_counted_as_written() -> None:
     assert text_bytes(b'{"type":"text_delta","text":"abc"}{"thinking":"de"}') == 5
     assert text_bytes(b'{"delta":"cut sho') == len("cut sho")  # unfinished: all of it
     assert text_bytes(b'{"model":"gpt","usage":{"output_tokens":5}}') == 0
+    # JSON written with spaces (json.dumps's default) is counted as well as compact JSON
+    assert text_bytes(b'{"delta": {"type": "text_delta", "text": " w1"}}') == 3
+    assert text_bytes(b'{"content" : "ab", "refusal":\t"c"}') == 3
+    # a field name inside a string is text, not a field
+    assert text_bytes(b'{"content":"say \\"text\\": \\"x\\""}') == len(
+        'say \\"text\\": \\"x\\"')
 
 
 def test_every_escape_is_at_least_as_long_as_its_utf8() -> None:

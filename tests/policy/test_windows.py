@@ -1,4 +1,5 @@
-"""Rolling windows: exact admission, never over-admitting, honest retry_after."""
+"""Rolling windows: never stricter than exact, never over the limit in a window less one
+bucket, and a retry_after within the window after which the slot is free."""
 
 from __future__ import annotations
 
@@ -60,8 +61,10 @@ def test_a_burst_admits_exactly_the_limit(name: str, offset: int) -> None:
     assert refused.used == 30
     assert refused.limit == 30
     window = WINDOW_SECONDS[name] * 1000
-    # the burst's bucket leaves the window one window after the bucket's end
-    assert refused.retry_after_ms == window + bucket_ms(name) - offset
+    # the burst's bucket leaves the window one window after the bucket's start: never
+    # longer than the window (Retry-After 60 at most for rpm)
+    assert refused.retry_after_ms == window - offset
+    assert refused.retry_after_ms <= window
     assert refused.state == state  # a refusal changes nothing
     assert check(name, state, 30, 1, now + refused.retry_after_ms - 1).allowed is False
     assert check(name, state, 30, 1, now + refused.retry_after_ms).allowed is True
@@ -86,12 +89,12 @@ def test_retry_after_waits_only_for_the_oldest_needed_bucket() -> None:
     now = T0 + 30_000
     refused = check("rpm", state, 10, 1, now)
     assert not refused.allowed
-    # the request at T0 stops counting once the bucket [T0, T0+1s) is a full window old
-    assert now + refused.retry_after_ms == T0 + 1000 + 60_000
+    # the request at T0 stops counting a window after its bucket [T0, T0+1s) started
+    assert now + refused.retry_after_ms == T0 + 60_000
     assert check("rpm", state, 10, 1, now + refused.retry_after_ms).allowed
     # a request needing two slots waits for the second-oldest bucket too
     two = check("rpm", state, 10, 2, now)
-    assert now + two.retry_after_ms == T0 + 2000 + 60_000
+    assert now + two.retry_after_ms == T0 + 1000 + 60_000
 
 
 def test_weight_above_the_limit_is_refused_with_a_window_wait() -> None:
@@ -108,7 +111,7 @@ def test_zero_limit_admits_nothing() -> None:
 def test_reset_is_when_the_oldest_counted_bucket_leaves() -> None:
     state = check("rpm", WindowState(), 5, 1, T0 + 250).state
     later = check("rpm", state, 5, 1, T0 + 20_000)
-    assert later.reset_ms == T0 + 1000 + 60_000
+    assert later.reset_ms == T0 + 60_000
     empty = check("rpm", WindowState(), 5, 0, T0 + 7)
     assert empty.reset_ms == T0 + 7
 
@@ -130,21 +133,21 @@ def _brute_force(seed: int, name: str, limit: int, max_weight: int) -> tuple[int
         now += rng.choices(steps, odds)[0]
         weight = rng.randint(1, max_weight)
         result = check(name, state, limit, weight, now)
-        in_window = sum(w for t, w in log if now - t < window)  # the rolling (now-W, now]
-        # slots the bucketing may still count: anything within one extra bucket
-        counted = sum(w for t, w in log if now - t < window + width)
+        # the rolling span (now-(W-bucket), now]: the bucketing counts all of it
+        in_span = sum(w for t, w in log if now - t < window - width)
+        counted = sum(w for t, w in log if now - t < window)  # an exact log: (now-W, now]
         if result.allowed:
             admitted += 1
             log.append((now, weight))
-            # never over-admits: every rolling window ending at an admission holds <= limit
-            assert in_window + weight <= limit, (seed, now)
-            assert result.used >= in_window + weight
+            # never over-admits: every span of a window less one bucket holds <= limit
+            assert in_span + weight <= limit, (seed, now)
+            assert result.used >= in_span + weight
         else:
             refused += 1
-            # never stricter than a log that counts one extra bucket
+            # never stricter than a log of exact timestamps over the whole window
             assert counted + weight > limit, (seed, now)
             wait = result.retry_after_ms
-            assert wait >= 1
+            assert 1 <= wait <= window, (seed, now)
             if weight <= limit:
                 assert check(name, state, limit, weight, now + wait).allowed, (seed, now)
             if wait > 1:
@@ -175,18 +178,21 @@ def test_long_windows_never_over_admit(name: str) -> None:
     assert refused > 20
 
 
-def test_rolled_keeps_only_buckets_that_can_overlap_the_window() -> None:
+def test_rolled_keeps_only_buckets_that_still_count() -> None:
     state = WindowState(100, (1, 2, 3))  # buckets 98, 99, 100
     assert state.used == 6
     assert state.rolled(100) is state
     assert state.rolled(90) is state  # a clock behind the store's never drops counts
     assert state.rolled(101) == WindowState(101, (1, 2, 3, 0))
-    assert state.rolled(98 + BUCKETS) == WindowState(158, (1, 2, 3) + (0,) * 58)
-    assert state.rolled(99 + BUCKETS) == WindowState(159, (2, 3) + (0,) * 59)
-    assert state.rolled(100 + BUCKETS) == WindowState(160, (3,) + (0,) * 60)
-    assert state.rolled(101 + BUCKETS) == WindowState(161, ())
-    assert len(state.rolled(158).counts) == BUCKETS + 1
+    assert state.rolled(97 + BUCKETS) == WindowState(157, (1, 2, 3) + (0,) * 57)
+    assert state.rolled(98 + BUCKETS) == WindowState(158, (2, 3) + (0,) * 58)
+    assert state.rolled(99 + BUCKETS) == WindowState(159, (3,) + (0,) * 59)
+    assert state.rolled(100 + BUCKETS) == WindowState(160, ())
+    assert len(state.rolled(157).counts) == BUCKETS
     assert WindowState().rolled(5) == WindowState(5, ())
+    # a window an earlier version kept, with one bucket more, drops its oldest
+    kept = WindowState(160, (9,) + (1,) * BUCKETS)
+    assert kept.rolled(160) == WindowState(160, (1,) * BUCKETS)
 
 
 def test_added() -> None:
@@ -209,7 +215,7 @@ def test_adjusted_corrects_a_bucket_after_the_fact() -> None:
 @pytest.mark.parametrize(
     "state",
     [WindowState(), WindowState(5, ()), WindowState(28_573_626, (3,)),
-     WindowState(28_573_626, (0, 1, 0, 30) + (0,) * 57)],
+     WindowState(28_573_626, (0, 1, 0, 30) + (0,) * 56)],
 )
 def test_encode_decode_round_trip(state: WindowState) -> None:
     assert decode(encode(state)) == state

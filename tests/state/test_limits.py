@@ -29,8 +29,10 @@ async def test_rpm_admits_exactly_30_then_waits(store: StateStore, clock: Clock)
     assert (error.status, error.code) == (429, "rate_limit_exceeded")
     assert error.details["limit"] == 30
     assert error.details["scope"].startswith("key:")
-    assert error.details["retry_after"] == 61  # the burst's bucket leaves the window at 60.75 s
-    clock.advance(60.749)
+    # the burst's bucket stops counting a minute after it started, 59.75 s from now: never
+    # more than the window, and the slot is free when Retry-After says
+    assert error.details["retry_after"] == 60
+    clock.advance(59.749)
     with pytest.raises(RateLimited):
         await store.reserve(ticket(secret, 0))
     clock.advance(0.001)
@@ -135,3 +137,31 @@ async def test_hourly_and_daily_windows(store: StateStore, clock: Clock) -> None
         await store.reserve(ticket(secret, 0))
     assert caught.value.code == "daily_rate_limit_exceeded"
     assert caught.value.details["retry_after"] > 20 * 3_600
+
+
+@pytest.mark.parametrize("into_bucket", [0.0, 0.001, 0.5, 0.999])
+async def test_a_client_that_waits_exactly_retry_after_is_admitted(
+        store: StateStore, clock: Clock, into_bucket: float) -> None:
+    # the worst case for a bucketed window: the slot was taken in the very bucket of the
+    # refusal; Retry-After (whole seconds) is still within the window, and then it is free
+    secret = await new_key(store, {"rpm": 2, "rph": 8})
+    clock.advance(into_bucket)
+    for _ in range(3):  # three rounds: each refusal's wait is honoured, and is enough
+        await store.reserve(ticket(secret, 0))
+        await store.reserve(ticket(secret, 0))
+        with pytest.raises(RateLimited) as caught:
+            await store.reserve(ticket(secret, 0))
+        retry_after = caught.value.details["retry_after"]
+        assert 1 <= retry_after <= 60
+        assert caught.value.headers["Retry-After"] == str(retry_after)
+        clock.advance(retry_after)
+    # the hourly window's own refusal says at most an hour
+    await store.reserve(ticket(secret, 0))
+    await store.reserve(ticket(secret, 0))
+    clock.advance(60)
+    with pytest.raises(RateLimited) as caught:
+        await store.reserve(ticket(secret, 0))
+    assert caught.value.code == "hourly_rate_limit_exceeded"
+    assert 3_000 < caught.value.details["retry_after"] <= 3_600
+    clock.advance(caught.value.details["retry_after"])
+    await store.reserve(ticket(secret, 0))

@@ -7,7 +7,7 @@ import pytest
 from outlay.policy.errors import AuthError, BudgetExceeded, RateLimited
 from outlay.policy.model import parse_policy
 from outlay.policy.money import usd_to_micros
-from outlay.state.base import NewKey, Outcome, StateStore
+from outlay.state.base import NewKey, Outcome, Settled, StateStore
 
 from .support import Clock, ledger_cost, ticket
 
@@ -46,12 +46,13 @@ async def test_usage_has_the_spec_shape(store: StateStore, clock: Clock) -> None
     assert set(usage) == USAGE_KEYS | USAGE_EXTRA
     assert usage["scope"] == "agent:bot"
     assert usage["windows"] == [
+        # the calls' buckets began at 12:00:00: they count for one window from then
         {"name": "rpm", "limit": 10, "used": 3, "remaining": 7,
-         "reset_at": "2024-03-14T12:01:01Z"},
+         "reset_at": "2024-03-14T12:01:00Z"},
         {"name": "rph", "limit": 100, "used": 3, "remaining": 97,
-         "reset_at": "2024-03-14T13:01:00Z"},
+         "reset_at": "2024-03-14T13:00:00Z"},
         {"name": "tpm", "limit": 5_000, "used": 300, "remaining": 4_700,
-         "reset_at": "2024-03-14T12:01:01Z"},
+         "reset_at": "2024-03-14T12:01:00Z"},
     ]
     for window in usage["windows"]:
         assert set(window) == WINDOW_KEYS
@@ -163,17 +164,26 @@ async def test_audit_limit_and_scope(store: StateStore) -> None:
 async def test_report(store: StateStore) -> None:
     _, secret_a = await store.create_key(NewKey(agent="a"))
     _, secret_b = await store.create_key(NewKey(agent="b"))
-    for secret, cost in ((secret_a, 1_000), (secret_a, 2_000), (secret_b, 500)):
+    settled: tuple[Settled, ...] = ("settled", "settled_estimate", "unsettled")
+    for secret, cost, how in ((secret_a, 1_000, settled[0]), (secret_a, 2_000, settled[1]),
+                              (secret_b, 500, settled[2])):
         held = await store.reserve(ticket(secret, cost))
-        await store.settle(Outcome(held.id, 200, cost_micros=cost))
+        await store.settle(Outcome(held.id, 200, cost_micros=cost // 2, settled=how))
     with pytest.raises(AuthError):
         await store.reserve(ticket("olk_nope"))
     rows = await store.report("agent", None)
+    # an estimate is charged what it counted, an unsettled call its whole reservation
     assert rows[:2] == [
-        {"agent": "a", "requests": 2, "allowed": 2, "refused": 0, "cost_usd": "0.003",
-         "unsettled": 0},
+        {"agent": "a", "requests": 2, "allowed": 2, "refused": 0, "cost_usd": "0.0015",
+         "unsettled": 0, "estimated": 1},
         {"agent": "b", "requests": 1, "allowed": 1, "refused": 0, "cost_usd": "0.0005",
-         "unsettled": 0},
+         "unsettled": 1, "estimated": 0},
     ]
+    assert [e["settlement"] for e in await store.audit("agent:a", 10)] == [
+        "settled_estimate", "settled"]
+    # a budget set afterwards counts the spend already made, the estimate included
+    await store.put_policy("agent:a", parse_policy({"budgets": [{"usd": 1}]}))
+    (budget,) = (await store.usage("agent:a"))["budgets"]
+    assert budget["spent_usd"] == "0.0015"
     assert rows[2]["agent"] is None
     assert rows[2]["refused"] == 1

@@ -89,6 +89,24 @@ const SCENARIOS = {
     return { ...answered, ...refused };
   },
 
+  async models() {
+    return intercepted("models", async () => {
+      const openai = new OpenAI({ maxRetries: 0 });
+      const model = await openai.models.retrieve("gpt-4o-mini");
+      const listed = [];
+      for await (const entry of openai.models.list()) listed.push(entry.id);
+      const claude = await new Anthropic({ maxRetries: 0 }).models.retrieve("claude-haiku-4-5");
+      const claudes = [];
+      for await (const entry of new Anthropic({ maxRetries: 0 }).models.list({ limit: 3 })) claudes.push(entry.id);
+      const missing = await rejection(openai.models.retrieve("no-such-model"));
+      return {
+        model: { id: model.id, object: model.object, owned_by: model.owned_by }, listed,
+        claude: { id: claude.id, type: claude.type, display_name: claude.display_name, created_at: claude.created_at },
+        claudes, missing: { notFound: missing instanceof OpenAI.NotFoundError, status: missing.status },
+      };
+    });
+  },
+
   async stripe() {
     return intercepted("stripe", async () => {
       const response = await fetch("https://api.stripe.com/v1/payment_intents", {

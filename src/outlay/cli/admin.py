@@ -231,7 +231,8 @@ def report(admin: Admin, group_by: str, since: int | None) -> None:
     admin.emit(
         answer,
         lambda answer: table(
-            [group_by.upper(), "REQUESTS", "ALLOWED", "REFUSED", "COST USD", "UNSETTLED"],
+            [group_by.upper(), "REQUESTS", "ALLOWED", "REFUSED", "COST USD", "UNSETTLED",
+             "ESTIMATED"],
             (
                 [
                     r.get(group_by),
@@ -240,6 +241,7 @@ def report(admin: Admin, group_by: str, since: int | None) -> None:
                     r.get("refused"),
                     usd(r.get("cost_usd")),
                     r.get("unsettled"),
+                    r.get("estimated"),
                 ]
                 for r in answer.get("rows", [])
             ),

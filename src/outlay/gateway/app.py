@@ -21,7 +21,7 @@ from outlay.gateway.health import HealthEvents
 from outlay.gateway.llm import proxy
 from outlay.gateway.llm_routes import ROUTES, Route
 from outlay.gateway.metrics import CONTENT_TYPE, Snapshots, exposition, keep_writing
-from outlay.gateway.models import list_models
+from outlay.gateway.models import list_models, retrieve_model
 from outlay.gateway.vendors import vendor_proxy
 from outlay.gateway.wiring import (
     upstream_from_settings,
@@ -156,6 +156,7 @@ def create_app(
     for path, route in ROUTES.items():
         app.router.add_post(path, _route(route))  # type: ignore[arg-type]
     app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/{model_id}", retrieve_model)
     background_routes(app)
     app.router.add_route("*", "/vendors/{vendor}/{path:.*}", vendor_proxy)
     app.router.add_get("/healthz", healthz)

@@ -206,7 +206,7 @@ class H1Connection(asyncio.Protocol):
         ex = H1Exchange(self, head)
         try:
             await self.server.routes[head.path](ex)
-            if ex.state != "done":
+            if ex.state != "done" and not self.lost:  # else the agent went away mid-answer
                 raise RuntimeError(f"{head.path}: the route ended without an answer")
         except ConnectionError:
             ex.keep = False  # the agent went away

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from outlay.gateway.abandoned import read_on
 from outlay.gateway.admission import admit, new_request_id, refuse_invalid, refuse_unread
 from outlay.gateway.background import held_response
 from outlay.gateway.context import Flight, Gateway
@@ -196,7 +197,7 @@ async def _whole(
             await ex.send(answer.status, response_headers(answer.headers, ours), data)
             return
         outcome = settle.answer(document if isinstance(document, dict) else None, len(data))
-        if outcome[0] == "settled":
+        if outcome[0] in ("settled", "settled_estimate"):
             ours = {**ours, "X-Outlay-Cost-USD": micros_to_usd(outcome[1])}
     try:
         # the agent has its answer first: the money stays held until the settlement
@@ -230,9 +231,10 @@ async def _stream(
     hider: UsageHider | None,
 ) -> None:
     tap = UsageTap()
+    chunks = answer.iter_chunks()
     try:
         await ex.start(answer.status, response_headers(answer.headers, ours))
-        async for chunk in answer.iter_chunks():
+        async for chunk in chunks:
             tap.feed(chunk)
             if hider is not None:
                 chunk = hider.feed(chunk)
@@ -252,7 +254,15 @@ async def _stream(
         ex.abort()
         return
     except ConnectionError:
-        await settle.finish(answer.status, "unsettled")
+        # the agent hung up: the provider bills what it generates, so its usage is read from
+        # the rest of the stream, within bounds; else what it showed is counted
+        settings = settle.gw.settings
+        try:
+            await read_on(chunks, tap, settings.abandoned_stream_s,
+                          settings.abandoned_stream_bytes)
+        finally:
+            await answer.close()
+            await settle.finish(answer.status, *settle.stream(tap))
         return
     finally:
         await answer.close()

@@ -41,7 +41,7 @@ class Metrics:
     spend: dict[tuple[str, str], int] = field(default_factory=dict)
     # (vendor, model) -> micro-USD charged above the reservation (a bound that was wrong)
     overruns: dict[tuple[str, str], int] = field(default_factory=dict)
-    # (vendor, settlement) -> reservations settled: settled, void or unsettled
+    # (vendor, settlement) -> reservations settled: settled, settled_estimate, void or unsettled
     settlements: dict[tuple[str, str], int] = field(default_factory=dict)
     # vendor -> micro-USD given back by payments that will move less than was counted
     returned: dict[str, int] = field(default_factory=dict)
@@ -171,6 +171,7 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
              for (v, m), n in sorted(overruns.items())))
     _family(out, "outlay_settlements_total", "counter",
             "Reservations settled, by vendor and settlement (settled: to the reported cost; "
+            "settled_estimate: to what Outlay counted of an answer without usage; "
             "void: nothing owed; unsettled: charged in full).",
             (_labels(vendor=v, settlement=s) + f" {n}"
              for (v, s), n in sorted(settlements.items())))

@@ -48,6 +48,8 @@ class Settler:
     def answer(self, document: dict[str, Any] | None, size: int) -> tuple[Settled, int, int]:
         """What a whole 2xx answer of `size` bytes costs, from what it reports; without
         usage, what it can have used (an error body shows no output)."""
+        if self.route.kind == "anthropic.count_tokens":
+            return "settled", 0, 0  # counting tokens is free, and reports no usage
         usage = None if document is None else usage_of(document)
         if document is None or usage is None:
             # an error body shows no output; any other body at most a token a byte
@@ -68,18 +70,18 @@ class Settler:
     def cut_short(self, shown: int, partial: dict[str, Any] | None, tier: str | None
                   ) -> tuple[Settled, int, int]:
         """A call that ended without reporting its usage is charged what it can have used
-        up to then: the input reported (Anthropic's, at the stream's start) or its bound,
-        plus the output it showed (`shown`, a bound in tokens), never the whole reservation
-        unless its model may have reasoned unseen."""
+        up to then, as an estimate (`settled_estimate`): the input reported (Anthropic's, at
+        the stream's start) or its bound, plus the output it showed (`shown`, a bound in
+        tokens), never the whole reservation unless its model may have reasoned unseen."""
         est = self.est
         if est is None or est.cost_micros is None:
             return self.price(None)
         output = est.output_tokens if est.hidden_output else min(est.output_tokens, shown)
         if partial and count(partial, "input_tokens") and not est.tools.tools:
             usage = {**partial, "output_tokens": max(count(partial, "output_tokens"), output)}
-            return self.price(usage, tier=tier)
-        cost = est.up_to(output)
-        return "settled", cost or 0, est.input_tokens + output
+            _, reported, tokens = self.price(usage, tier=tier)
+            return "settled_estimate", reported, tokens
+        return "settled_estimate", est.up_to(output) or 0, est.input_tokens + output
 
     def _tool_uses(self, document: dict[str, Any]) -> dict[str, int] | None:
         if self.route.kind != "openai.responses":

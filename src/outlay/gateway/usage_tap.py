@@ -4,6 +4,7 @@ its output is kept too, for a stream that ends without usage (an error event mid
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -14,8 +15,9 @@ from outlay.pricing.usage import reported_tier
 # without usage; past it, every byte counts as a token (a bound, never an undercount)
 KEPT_BYTES = 256 * 1024
 # The JSON string fields that carry output: text, reasoning, tool-call arguments, refusals
-_OUTPUT_KEYS = (b'"content":"', b'"delta":"', b'"text":"', b'"thinking":"',
-                b'"partial_json":"', b'"arguments":"', b'"refusal":"')
+# (compact JSON or not: whitespace may surround the colon)
+_OUTPUT_FIELD = re.compile(
+    rb'"(?:content|delta|text|thinking|partial_json|arguments|refusal)"\s*:\s*"')
 
 
 class UsageTap:
@@ -98,15 +100,14 @@ class UsageTap:
 def text_bytes(data: bytes) -> int:
     """Bytes of the output strings in a run of JSON events, as written (escapes included)."""
     total = 0
-    for key in _OUTPUT_KEYS:
-        at = data.find(key)
-        while at >= 0:
-            start = at + len(key)
-            end = _string_end(data, start)
-            if end < 0:
-                return total + len(data) - start  # cut short: all of it, to be safe
-            total += end - start
-            at = data.find(key, end)
+    at = 0
+    while (found := _OUTPUT_FIELD.search(data, at)) is not None:
+        start = found.end()
+        end = _string_end(data, start)
+        if end < 0:
+            return total + len(data) - start  # cut short: all of it, to be safe
+        total += end - start
+        at = end + 1
     return total
 
 

@@ -1,11 +1,12 @@
-"""Rolling rate windows (rpm, rph, rpd, tpm) as bucketed counters that never over-admit.
+"""Rolling rate windows (rpm, rph, rpd, tpm) as bucketed counters.
 
-A window of W seconds is kept as the counts of its last BUCKETS+1 buckets of W/BUCKETS each.
-A request is admitted only if the sum over every bucket that overlaps the rolling window
-(now-W, now], plus the request's own weight, stays within the limit. Because a partly
-expired bucket is still counted whole, no rolling window ever holds more than the limit;
-a freed slot may become usable up to one bucket (W/60: 1 s for rpm) later than a log of
-exact timestamps would allow.
+A window of W seconds is kept as the counts of its last BUCKETS buckets of W/BUCKETS each:
+a request counts from the start of its bucket for W, so it stops counting exactly W after
+that start, never later than W after it was made. A request is admitted only if the sum of
+those counts, plus its own weight, stays within the limit. So the wait a refusal names is
+never longer than the window (Retry-After 60 at most for a minute window), the slot is free
+when it says, no request is refused that a log of exact timestamps would admit, and no span
+of W less one bucket (59 s for rpm) ever holds more than the limit.
 """
 
 from __future__ import annotations
@@ -45,15 +46,15 @@ class WindowState:
         return sum(self.counts)
 
     def rolled(self, bucket: int) -> WindowState:
-        """The same window seen from `bucket`: buckets that left the window are dropped."""
-        if bucket <= self.newest:
+        """The same window seen from `bucket`: buckets that left the window are dropped (a
+        bucket leaves a window's span after it started; a window kept by an earlier
+        version, with one bucket more, loses it here)."""
+        if bucket < self.newest or (bucket == self.newest and len(self.counts) <= BUCKETS):
             return self
-        if not self.counts or bucket - self.newest > BUCKETS:
+        if not self.counts or bucket - self.newest >= BUCKETS:
             return WindowState(bucket, ())
-        keep_from = bucket - BUCKETS  # oldest bucket that can still overlap the window
         counts = self.counts + (0,) * (bucket - self.newest)
-        drop = max(0, len(counts) - (bucket - keep_from + 1))
-        return WindowState(bucket, counts[drop:])
+        return WindowState(bucket, counts[-BUCKETS:])
 
     def added(self, bucket: int, weight: int) -> WindowState:
         rolled = self.rolled(bucket)
@@ -89,15 +90,15 @@ def check(name: str, state: WindowState, limit: int, weight: int, now_ms: int) -
     first = rolled.newest - len(rolled.counts) + 1
 
     def expiry(index: int) -> int:
-        # bucket `first+index` stops overlapping (now-W, now] once now-W >= its end
-        return (first + index + 1) * width + window
+        # bucket `first+index` stops counting a window's span after it started
+        return (first + index) * width + window
 
     used = rolled.used
     if used + weight <= limit:
         after = rolled.added(bucket, weight)
         oldest = next((i for i, c in enumerate(after.counts) if c), None)
         first_after = after.newest - len(after.counts) + 1
-        reset = now_ms if oldest is None else (first_after + oldest + 1) * width + window
+        reset = now_ms if oldest is None else (first_after + oldest) * width + window
         return WindowCheck(True, after, limit, used + weight, 0, reset)
     freed = 0
     retry_at = now_ms + window  # weight alone above the limit: no wait can help; say one window
@@ -113,7 +114,7 @@ def check(name: str, state: WindowState, limit: int, weight: int, now_ms: int) -
 
 def encode(state: WindowState) -> bytes:
     """The newest bucket and the counts as packed 64-bit integers: the store rewrites a
-    window on every call, and packing beats formatting and parsing 61 numbers as text."""
+    window on every call, and packing beats formatting and parsing 60 numbers as text."""
     return array("q", (state.newest, *state.counts)).tobytes()
 
 

@@ -15,7 +15,9 @@ from outlay.state.config_policies import ConfigPolicies
 from outlay.state.exposure import ExposureClaim, ExposureReport, ObjectRecord
 from outlay.values import value
 
-Settled = Literal["settled", "void", "unsettled"]
+# settled: at the usage the provider reported; settled_estimate: at what Outlay counted of an
+# answer that reported none (a stream whose agent hung up and whose usage never came)
+Settled = Literal["settled", "settled_estimate", "void", "unsettled"]
 
 
 def charged(settled: Settled, cost: int, amount: int) -> int:

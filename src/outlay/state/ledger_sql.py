@@ -153,7 +153,8 @@ def audit_entry(r: dict[str, Any]) -> dict[str, Any]:
         "settlement": r["settlement"],
         # a settlement that charged more than it held: the bill, above a bound that was wrong
         "overrun_usd": (micros_to_usd(r["cost"] - r["reserved"])
-                        if r["settlement"] == "settled" and r["cost"] > r["reserved"] else None),
+                        if r["settlement"] in ("settled", "settled_estimate")
+                        and r["cost"] > r["reserved"] else None),
         "spent_usd": None if r["spent"] is None else micros_to_usd(r["spent"]),
         "cap_usd": None if r["cap"] is None else micros_to_usd(r["cap"]),
         "replay_of": r["replay_of"],
@@ -217,7 +218,7 @@ def report(c: sqlite3.Connection, group_by: str, since_ms: int | None) -> list[d
             for name, *counts in c.execute(
                     f"SELECT {column}, SUM(decision!='credit'), SUM(decision='allowed'), "  # noqa: S608
                     "SUM(decision IN ('refused', 'invalid')), SUM(cost), "
-                    "SUM(settlement='unsettled') "
+                    "SUM(settlement='unsettled'), SUM(settlement='settled_estimate') "
                     f"FROM {source} WHERE ts_ms >= ? GROUP BY {column}", (since_ms or 0,)):
                 line = lines.setdefault(name, [0] * len(counts))
                 for i, n in enumerate(counts):
@@ -227,8 +228,9 @@ def report(c: sqlite3.Connection, group_by: str, since_ms: int | None) -> list[d
 
 
 def report_line(group_by: str, row: tuple[Any, ...]) -> dict[str, Any]:
-    """One line of a report from its row: the group, requests, allowed, refused, cost and
-    unsettled."""
-    name, n, ok, refused, cost, unsettled = row
+    """One line of a report from its row: the group, requests, allowed, refused, cost,
+    unsettled (charged their whole reservation) and estimated (charged what Outlay counted)."""
+    name, n, ok, refused, cost, unsettled, estimated = row
     return {group_by: name, "requests": n, "allowed": ok, "refused": refused,
-            "cost_usd": micros_to_usd(cost or 0), "unsettled": unsettled}
+            "cost_usd": micros_to_usd(cost or 0), "unsettled": unsettled,
+            "estimated": estimated or 0}

@@ -190,7 +190,8 @@ class LedgerMixin(Pooled):
             f"SELECT {column}, COUNT(*) FILTER (WHERE decision <> 'credit'), "  # noqa: S608
             "COUNT(*) FILTER (WHERE decision = 'allowed'), "
             "COUNT(*) FILTER (WHERE decision IN ('refused', 'invalid')), SUM(cost)::bigint, "
-            "COUNT(*) FILTER (WHERE settlement = 'unsettled') FROM ledger WHERE ts_ms >= %s "
+            "COUNT(*) FILTER (WHERE settlement = 'unsettled'), "
+            "COUNT(*) FILTER (WHERE settlement = 'settled_estimate') FROM ledger WHERE ts_ms >= %s "
             f'GROUP BY {column} ORDER BY SUM(cost) DESC, {column} COLLATE "C" NULLS FIRST',
             (since_ms or 0,))
         return [ledger_sql.report_line(group_by, row) for row in rows]
@@ -217,7 +218,7 @@ class LedgerMixin(Pooled):
         where, args = ledger_sql.scope_filter(scope, "%s")
         row = await self.fetchone(
             "SELECT COALESCE(SUM(cost) FILTER (WHERE settlement IN "  # noqa: S608
-            "('settled', 'unsettled', 'void')), 0)::bigint, "
+            "('settled', 'settled_estimate', 'unsettled', 'void')), 0)::bigint, "
             "COALESCE(SUM(reserved) FILTER (WHERE settlement = 'pending'), 0)::bigint "
             f"FROM ledger WHERE {where} AND decision IN ('allowed', 'credit') AND ts_ms >= %s",
             (*args, since_ms))

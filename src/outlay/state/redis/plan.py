@@ -216,5 +216,5 @@ def window_state(width_ms: int, flat: Sequence[Any], now_ms: int) -> WindowState
     rolling window ending at the current bucket."""
     bucket = now_ms // width_ms
     counts = dict(zip(map(int, flat[::2]), map(int, flat[1::2]), strict=True))
-    first = bucket - BUCKETS
+    first = bucket - BUCKETS + 1
     return WindowState(bucket, tuple(counts.get(b, 0) for b in range(first, bucket + 1)))

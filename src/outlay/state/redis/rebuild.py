@@ -69,7 +69,7 @@ async def rebuild(
             if getattr(policy, name) is None:
                 continue
             width = bucket_ms(name)
-            since = (now_ms // width - BUCKETS) * width
+            since = (now_ms // width - BUCKETS + 1) * width
             counts = await source.window_counts(scope, since, width, name == "tpm")
             key = names.window(scope, name)
             pipe.delete(key)

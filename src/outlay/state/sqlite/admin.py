@@ -201,7 +201,7 @@ class AdminMixin:
             start = ledger_sql.period_start_of(period, now)
             spent = sum(c.execute(
                 f"SELECT COALESCE(SUM(cost), 0) FROM {source} WHERE {where} "  # noqa: S608 (fixed column names)
-                "AND ts_ms >= ? AND settlement IN ('settled', 'unsettled')",
+                "AND ts_ms >= ? AND settlement IN ('settled', 'settled_estimate', 'unsettled')",
                 (*args, start)).fetchone()[0] for source in ledger_sql.SOURCES)
             reserved = 0
             for rid, holds_text, amount in c.execute(in_flight, (*args, start)).fetchall():

@@ -159,6 +159,7 @@ const views = {
         { label: "refused", num: true, cell: (r) => r.refused },
         { label: "cost", num: true, cell: (r) => usd(r.cost_usd) },
         { label: "unsettled", num: true, cell: (r) => r.unsettled },
+        { label: "estimated", num: true, cell: (r) => r.estimated },
       ], report.rows, "No calls recorded yet.", () => ({ className: "report-row" })));
       $("updated-overview").textContent = `updated ${new Date().toLocaleTimeString()}`;
     },

@@ -12,7 +12,7 @@
 -- ARGV[10] the checks, five space-separated values each: kind a b c block, where block
 --   says what a breach does: 1 refuses the call, 0 lets it through (on_breach alert), 2 lets
 --   it through as the call's approval says
---   window   'w', bucket width ms, limit, weight            (61 buckets of width ms)
+--   window   'w', bucket width ms, limit, weight            (60 buckets of width ms)
 --   parallel 'p', max in flight, 0, 0
 --   budget   'b', cap (-1: a soft budget, never breached), amount, and whether this check
 --            holds the counter (once per counter, whatever number of budgets share it):
@@ -60,7 +60,7 @@ for i = 1, n do
     local used, seen, stale = 0, {}, {}
     for j = 1, #fields, 2 do
       local at = tonumber(fields[j])
-      if at < bucket - 60 then
+      if at <= bucket - 60 then  -- a bucket counts for 60 buckets from its start
         stale[#stale + 1] = fields[j]
       elseif at <= bucket then
         local count = tonumber(fields[j + 1])

@@ -6,7 +6,7 @@
 --
 -- KEYS[1] the reservation hash   KEYS[2] leases zset   KEYS[3] the settler's WAL stream
 -- KEYS[4] meta hash
--- ARGV[1] request id   ARGV[2] settled | void | unsettled   ARGV[3] actual cost
+-- ARGV[1] request id   ARGV[2] settled | settled_estimate | void | unsettled   ARGV[3] actual cost
 -- ARGV[4] actual tokens   ARGV[5] HTTP status ('' if none)   ARGV[6] model ('' if none)
 -- Returns {-1} while the state is being rebuilt (settle again once it is ready), {0} when
 -- already settled, else {1, cost, used tokens, stream entry id, record, row, overage,
