@@ -17,7 +17,13 @@ from outlay.gateway.context import GATEWAY
 from outlay.gateway.header_values import credential
 from outlay.policy.decide import iso
 from outlay.policy.errors import AuthError, BadRequest, OutlayError, invalid_request
-from outlay.policy.model import Policy, PolicyError, parse_policy, parse_scope
+from outlay.policy.model import (
+    Policy,
+    PolicyError,
+    check_scope_policy,
+    parse_policy,
+    parse_scope,
+)
 from outlay.state.base import KeyRecord, NewKey, NotFound, StateError
 from outlay.state.config_policies import ConfigPolicies, PolicyManaged
 
@@ -100,6 +106,8 @@ async def create_key(request: web.Request) -> web.Response:
     if name is not None and not isinstance(name, str):
         raise invalid_request("name must be a string", "name")
     policy = parse_policy(body["policy"]) if body.get("policy") is not None else None
+    if policy is not None:
+        check_scope_policy("key:", policy)
     record, secret = await gw.store.create_key(NewKey(
         agent=agent, name=name, ttl_seconds=ttl, labels=_labels(body.get("labels")) or {},
         policy=policy))
@@ -133,6 +141,8 @@ async def update_key(request: web.Request) -> web.Response:
     if name is not None and not isinstance(name, str):
         raise invalid_request("name must be a string", "name")
     policy = parse_policy(body["policy"]) if body.get("policy") is not None else None
+    if policy is not None:
+        check_scope_policy("key:", policy)
     record = await request.app[GATEWAY].store.update_key(
         request.match_info["id"], name, _labels(body.get("labels")), policy)
     return dump(key_view(record))
@@ -173,6 +183,7 @@ def policy_view(scope: str, policy: Policy, managed: ConfigPolicies) -> dict[str
 async def put_policy(request: web.Request) -> web.Response:
     scope = parse_scope(request.match_info["scope"])
     policy = parse_policy(await read_json(request))
+    check_scope_policy(scope, policy)
     stored = await request.app[GATEWAY].store.put_policy(scope, policy)
     return dump(policy_view(scope, stored, ConfigPolicies()))
 
@@ -204,15 +215,28 @@ async def list_policies(request: web.Request) -> web.Response:
 
 async def usage(request: web.Request) -> web.Response:
     scope = parse_scope(request.match_info["scope"])
-    return dump(await request.app[GATEWAY].store.usage(scope))
+    limit = int_query(request, "values", 100, MAX_AUDIT)
+    return dump(await request.app[GATEWAY].store.usage(scope, limit))
 
 
 async def audit(request: web.Request) -> web.Response:
     scope = request.query.get("scope")
     limit = int_query(request, "limit", 100, MAX_AUDIT)
     entries = await request.app[GATEWAY].store.audit(
-        parse_scope(scope) if scope else None, limit)
+        audit_scope(scope) if scope else None, limit)
     return dump({"entries": entries})
+
+
+def audit_scope(text: str) -> str:
+    """A scope to filter the audit by, or `label:<name>=<value>` (a key's label or a call's
+    tag): the rows of calls carrying that label, as the scope `tag:<name>=<value>` says."""
+    if text.startswith("label:"):
+        scope = parse_scope("tag:" + text.removeprefix("label:"))
+        if scope.endswith("=*"):
+            raise invalid_request("a label filter names one value: label:<name>=<value>",
+                                  "scope")
+        return scope
+    return parse_scope(text)
 
 
 async def report(request: web.Request) -> web.Response:

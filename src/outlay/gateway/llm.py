@@ -30,6 +30,7 @@ from outlay.policy.approvals import request_shape
 from outlay.policy.decision import Call
 from outlay.policy.errors import OutlayError, Unavailable
 from outlay.policy.money import micros_to_usd
+from outlay.policy.tags import TAGS_HEADER, parse_tags
 from outlay.pricing.estimate import USES_FIELDS, Estimate, beta_names, clamp_patch, estimate
 from outlay.pricing.table import ModelPrice
 from outlay.state.base import Reservation, Settled, Ticket
@@ -73,6 +74,7 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
     model: str | None = None
     try:
         approval = approval_id(ex.headers)
+        tags = parse_tags(ex.headers.get(TAGS_HEADER))
         raw = await ex.body(gw.settings.max_body_bytes)
         body = parse_json_object(ex.content_type, raw)
         model = body.get("model") if isinstance(body.get("model"), str) else None
@@ -95,7 +97,7 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
     path = f"{route.path}?{ex.query}" if ex.query else route.path
     ticket = Ticket(rid, key_hash, call, route.kind, gw.aliases, gw.free_models,
                     approval_id=approval, shape=request_shape("POST", path, raw),
-                    may_wait=True)
+                    may_wait=True, tags=tags)
     reservation = await admit(gw, ticket)
     if not isinstance(reservation, Reservation):
         await ex.send(*error_answer(reservation, route.flavor, rid))

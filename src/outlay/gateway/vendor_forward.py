@@ -16,7 +16,8 @@ from outlay.state.base import Settled
 from outlay.upstream.base import UpstreamBroken, UpstreamRequest, UpstreamUnreachable
 
 # Never forwarded: the agent's credential, and what describes the agent's own connection.
-DROP = frozenset({"authorization", "x-api-key", "x-outlay-approval", "host", "content-length",
+DROP = frozenset({"authorization", "x-api-key", "x-outlay-approval", "x-outlay-tags", "host",
+                  "content-length",
                   "connection", "keep-alive", "transfer-encoding", "accept-encoding", "cookie",
                   "proxy-authorization", "te", "upgrade", "expect"})
 

@@ -11,7 +11,8 @@ move is given back to every scope that was charged for it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -44,6 +45,7 @@ class Caller:
     approval_id: str | None
     account: str  # the vendor account (vendors.vendor_account) its idempotency keys are kept on
     shape: RequestShape  # what an approval it presents must have been opened for
+    tags: Mapping[str, str] = field(default_factory=dict)  # X-Outlay-Tags
 
 
 async def object_call(gw: Gateway, caller: Caller, pricing: ObjectPricing, call: ObjectCall,
@@ -58,7 +60,7 @@ async def object_call(gw: Gateway, caller: Caller, pricing: ObjectPricing, call:
                         f"vendor.{vendor}",
                         idempotency_key=call.idempotency_key if cost else None,
                         idempotency_account=caller.account, approval_id=caller.approval_id,
-                        shape=caller.shape, may_wait=True)
+                        shape=caller.shape, may_wait=True, tags=caller.tags)
         try:
             reservation = await admit(gw, ticket, claim)
         except ObjectMoved:

@@ -37,6 +37,7 @@ from outlay.policy.model import Period
 from outlay.policy.money import ceil_div, micros_to_usd
 from outlay.policy.periods import iso as iso  # re-exported: the gateway's time format
 from outlay.policy.periods import period_bounds
+from outlay.policy.tags import missing_tags
 from outlay.policy.windows import (
     LIMIT_CODES,
     REQUEST_WINDOWS,
@@ -109,10 +110,15 @@ def _has_hard_budget(views: Sequence[ScopeView]) -> bool:
 
 def precheck(
     call: Call, views: Sequence[ScopeView], aliases: Mapping[str, str] | None = None,
-    free_models: Sequence[str] = (),
+    free_models: Sequence[str] = (), labels: Mapping[str, str] | None = None,
 ) -> Refuse | None:
-    """The refusals that depend on the policies alone, not on any counter: allow-lists, and
-    an unpriced call under a hard budget."""
+    """The refusals that depend on the policies alone, not on any counter: a tag a policy
+    requires and the call lacks (`labels`: the call's, when known), allow-lists, and an
+    unpriced call under a hard budget."""
+    if labels is not None:
+        missing = missing_tags(((v.scope, v.policy) for v in views if v.policy), labels)
+        if missing is not None:
+            return Refuse(missing, missing.details["scope"])
     refused = _access(call, views, aliases or {}, free_models)
     if refused:
         return refused
@@ -135,6 +141,7 @@ def decide(
     free_models: Sequence[str] = (),
     grant: Grant | None = None,
     may_wait: bool = False,
+    labels: Mapping[str, str] | None = None,
 ) -> Decision:
     """Check every limit of every scope; admit with the writes to make, or refuse with why.
 
@@ -144,7 +151,7 @@ def decide(
     that would be refused by a hard budget whose settled spend has room for it, but not
     beside other calls' reservations, is not refused: the Refuse says how long it may wait
     (`hold_ms`) for them to settle before it is decided again without waiting."""
-    refused = precheck(call, views, aliases, free_models)
+    refused = precheck(call, views, aliases, free_models, labels)
     if refused:
         return refused
     asked = call
@@ -213,7 +220,8 @@ def decide(
                     elif refusal := breaches.budget(view, error, budget.period, start,
                                                     budget.cap_micros, committed):
                         return refusal
-                limits.budget(budget.cap_micros, budget.cap_micros - committed - cost)
+                limits.budget(budget.cap_micros, budget.cap_micros - committed - cost,
+                              view.scope)
             watched = budget.warn_at is not None or budget.mode == "soft"
             earlier = holds.get((view.scope, budget.period))
             holds[(view.scope, budget.period)] = Hold(
@@ -391,7 +399,7 @@ class _LimitsBuilder:
     def __init__(self) -> None:
         self.req: tuple[int, int, int, str] | None = None  # remaining, limit, reset, window
         self.tok: tuple[int, int, int, str] | None = None
-        self.bud: tuple[int, int] | None = None  # remaining, cap
+        self.bud: tuple[int, int, str] | None = None  # remaining, cap, scope
         self.policies: list[tuple[str, int, int]] = []
 
     def window(self, name: str, limit: int, used: int, reset_ms: int) -> None:
@@ -402,8 +410,8 @@ class _LimitsBuilder:
         else:
             self.req = entry if self.req is None or entry < self.req else self.req
 
-    def budget(self, cap: int, remaining: int) -> None:
-        entry = (max(0, remaining), cap)
+    def budget(self, cap: int, remaining: int, scope: str) -> None:
+        entry = (max(0, remaining), cap, scope)
         self.bud = entry if self.bud is None or entry < self.bud else self.bud
 
     def build(self) -> Limits:
@@ -418,5 +426,6 @@ class _LimitsBuilder:
             tokens_reset_ms=tok[2] if tok else None,
             budget_cap=bud[1] if bud else None,
             budget_remaining=bud[0] if bud else None,
+            budget_scope=bud[2] if bud else None,
             policies=tuple(self.policies),
         )

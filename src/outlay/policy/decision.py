@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from outlay.policy.errors import OutlayError
-from outlay.policy.model import Period, Policy
+from outlay.policy.model import TAG_NAME, TAG_VALUE, Period, Policy
 from outlay.policy.money import ceil_div
 from outlay.policy.windows import WindowState
 from outlay.values import value
@@ -68,9 +68,15 @@ class KeyInfo:
         return (f"key:{self.id}", f"agent:{self.agent}", *group)
 
 
-def call_scopes(key: KeyInfo, vendor: str) -> tuple[str, ...]:
-    """Every scope a call is charged to, narrowest first."""
-    return (*key.scopes, f"vendor:{vendor}", "global")
+def call_scopes(key: KeyInfo, vendor: str, labels: Mapping[str, str] | None = None
+                ) -> tuple[str, ...]:
+    """Every scope a call is charged to, narrowest first: its key, agent and group, its tag
+    scopes (`tag:<name>=<value>`, one per label of the call: its key's and its tags), its
+    vendor and everything."""
+    tags = () if not labels else tuple(
+        f"tag:{n}={v}" for n in sorted(labels)
+        if TAG_NAME.fullmatch(n) and TAG_VALUE.fullmatch(v := labels[n]))
+    return (*key.scopes, *tags, f"vendor:{vendor}", "global")
 
 
 @value
@@ -151,6 +157,7 @@ class Limits:
     tokens_reset_ms: int | None = None
     budget_cap: int | None = None
     budget_remaining: int | None = None
+    budget_scope: str | None = None  # the scope of the tightest hard budget
     policies: tuple[tuple[str, int, int], ...] = ()  # (window name, limit, seconds)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -13,7 +14,11 @@ Mode = Literal["hard", "soft"]
 Breach = Literal["block", "alert", "require_approval"]
 
 PERIODS: tuple[Period, ...] = ("hour", "day", "week", "month", "total")
-SCOPE_KINDS = ("key", "agent", "group", "vendor", "global")
+SCOPE_KINDS = ("key", "agent", "group", "vendor", "tag", "global")
+# a tag's name and value (X-Outlay-Tags, `tag:<name>=<value>` scopes)
+TAG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+TAG_VALUE = re.compile(r"[A-Za-z0-9_.:@/+-]{1,128}")
+DEFAULT_MAX_VALUES = 100_000
 
 
 class PolicyError(ValueError):
@@ -57,6 +62,14 @@ class Policy:
     # how long a call that fits a hard budget's settled spend, but not beside the calls in
     # flight, waits for them to settle before it is refused; None: DEFAULT_HOLD_WAIT_MS
     hold_wait_ms: int | None = None
+    # tags every call under this policy must carry (400 missing_tag otherwise)
+    required_tags: tuple[str, ...] = ()
+    # a `tag:<name>=*` policy: how many distinct values it tracks (None: DEFAULT_MAX_VALUES)
+    max_values: int | None = None
+
+    @property
+    def values_limit(self) -> int:
+        return DEFAULT_MAX_VALUES if self.max_values is None else self.max_values
 
     @property
     def hold_ms(self) -> int:
@@ -83,13 +96,17 @@ class Policy:
             out["clamp_max_tokens"] = self.clamp_max_tokens
         if self.hold_wait_ms is not None:
             out["hold_wait_ms"] = self.hold_wait_ms
+        if self.required_tags:
+            out["required_tags"] = list(self.required_tags)
+        if self.max_values is not None:
+            out["max_values"] = self.max_values
         return out
 
 
 _POLICY_FIELDS = {
     "rpm", "rph", "rpd", "tpm", "max_parallel", "budgets", "models",
     "free_models_only", "vendors", "on_breach", "approval_wait_s", "clamp_max_tokens",
-    "hold_wait_ms",
+    "hold_wait_ms", "required_tags", "max_values",
 }
 # `clamp_max_tokens: true`: the least output worth sending a call with
 DEFAULT_CLAMP_FLOOR = 256
@@ -185,7 +202,34 @@ def parse_policy(raw: object) -> Policy:
         approval_wait_s=float(wait),
         clamp_max_tokens=_clamp_floor(raw.get("clamp_max_tokens")),
         hold_wait_ms=_hold_wait(raw.get("hold_wait_ms")),
+        required_tags=_required_tags(raw.get("required_tags")),
+        max_values=_max_values(raw.get("max_values")),
     )
+
+
+def _required_tags(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(
+            isinstance(v, str) and TAG_NAME.fullmatch(v) for v in value):
+        raise PolicyError(f"required_tags must be a list of tag names, got {value!r}")
+    return tuple(dict.fromkeys(value))
+
+
+def _max_values(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PolicyError(f"max_values must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def check_scope_policy(scope: str, policy: Policy) -> None:
+    """What a policy may say depends on its scope: `max_values` only on `tag:<name>=*`."""
+    if policy.max_values is not None and not (
+            scope.startswith("tag:") and scope.endswith("=*")):
+        raise PolicyError(
+            f"max_values applies only to a tag:<name>=* policy, not to {scope}")
 
 
 def _hold_wait(value: object) -> int | None:
@@ -221,6 +265,16 @@ def parse_scope(text: str) -> str:
     if not sep or kind not in SCOPE_KINDS or kind == "global" or not name:
         raise PolicyError(
             f"invalid scope {text!r}: use key:<id>, agent:<name>, group:<name>, "
-            "vendor:<name> or global"
+            "vendor:<name>, tag:<name>=<value>, tag:<name>=* or global"
         )
+    if kind == "tag":
+        tag, eq, value = name.partition("=")
+        if not eq or not TAG_NAME.fullmatch(tag) or not (
+                value == "*" or TAG_VALUE.fullmatch(value)):
+            raise PolicyError(
+                f"invalid scope {text!r}: a tag scope is tag:<name>=<value> or "
+                "tag:<name>=* (one bucket per value)")
+    elif "*" in name:
+        raise PolicyError(
+            f"invalid scope {text!r}: only a tag scope may name every value (tag:<name>=*)")
     return text

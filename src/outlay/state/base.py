@@ -11,6 +11,7 @@ from outlay.policy.decision import Call, KeyInfo, Limits
 from outlay.policy.errors import OutlayError
 from outlay.policy.model import Policy
 from outlay.policy.money import usd_to_micros
+from outlay.policy.tags import merged
 from outlay.state.config_policies import ConfigPolicies
 from outlay.state.exposure import ExposureClaim, ExposureReport, ObjectRecord
 from outlay.values import value
@@ -96,6 +97,12 @@ class Ticket:
     # method, path and body hash: what an approval records, and what a call presenting one
     # must match (with the call's vendor and model)
     shape: RequestShape | None = None
+    # X-Outlay-Tags: the call's tags, joined to its key's labels (theirs win on a clash)
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def labels(self, key: KeyInfo) -> dict[str, str]:
+        """The call's labels: its tags under its key's labels."""
+        return merged(self.tags, key.labels)
 
 
 @value
@@ -262,7 +269,9 @@ class StateStore(Protocol):
     async def reap(self) -> list[Reaped]:
         """Settle the reservations whose worker died or whose lease ran out; what was
         settled, by the worker that held them."""
-    async def usage(self, scope: str) -> dict[str, Any]: ...
+    async def usage(self, scope: str, values_limit: int = 100) -> dict[str, Any]:
+        """A scope's windows, budgets and month's spend; for a `tag:<name>=*` scope also the
+        values it tracks this period, the `values_limit` that spent most with their spend."""
     async def budgets(self) -> list[BudgetLine]:
         """Every budget of every scope but keys' (per-run keys come and go by the
         thousand), as it stands in its current period."""

@@ -12,6 +12,7 @@ from typing import Any
 from outlay.policy.decision import Call, Counter, Grant, ScopeView
 from outlay.policy.model import Policy
 from outlay.policy.periods import period_bounds
+from outlay.policy.tags import tracking_period
 from outlay.policy.windows import BUCKETS, LIMIT_CODES, REQUEST_WINDOWS, WindowState, bucket_ms
 
 # what a breach of a check does (the script's `block` value)
@@ -65,6 +66,10 @@ class Names:
 
     def inflight(self, scope: str) -> str:
         return self.prefix + "p:" + scope
+
+    def tag_values(self, name: str, start: int) -> str:
+        """The set of the values a `tag:<name>=*` policy tracks in the period from `start`."""
+        return f"{self.prefix}tv:{name}:{start}"
 
     def counter(self, scope: str, period: str, start: int) -> str:
         return f"{self.prefix}c:{scope}:{period}:{start}"
@@ -188,6 +193,24 @@ def plan(
     return tuple(checks), record
 
 
+def tag_value_checks(names: Names, tracked: Sequence[tuple[str, str]],
+                     policies: Mapping[str, Policy], now_ms: int, record: dict[str, Any]
+                     ) -> list[Check]:
+    """The checks of the values `tag:<name>=*` policies track (`tracked`: (name, value) of
+    each); the values go in the record's `tv` list, which the checks index from 1."""
+    checks = []
+    values: list[str] = []
+    for name, value in tracked:
+        policy = policies[f"tag:{name}=*"]
+        period = tracking_period(policy)
+        start = period_bounds(period, now_ms)[0]
+        values.append(value)
+        checks.append(Check(f"tag:{name}=*", "t", names.tag_values(name, start), name,
+                            policy.values_limit, len(values), counter_ttl_ms(period), BLOCK))
+    record["tv"] = values
+    return checks
+
+
 def views(
     checks: Sequence[Check], snapshot: Sequence[Sequence[Any]], scopes: Sequence[str],
     policies: Mapping[str, Policy], now_ms: int,
@@ -201,6 +224,8 @@ def views(
             windows.setdefault(check.scope, {})[check.name] = window_state(check.a, seen, now_ms)
         elif check.kind == "p":
             inflight[check.scope] = int(seen[0])
+        elif check.kind == "t":
+            continue  # a value tracked: no view of its own
         else:
             counters.setdefault(check.scope, {})[check.name] = Counter(
                 check.start, int(seen[0]), int(seen[1]))

@@ -169,7 +169,7 @@ def ledger_row(
     return {
         "request_id": ticket.request_id, "ts_ms": now, "key_id": key.id if key else None,
         "agent": key.agent if key else None, "grp": key.group if key else None,
-        "labels": orjson.dumps(dict(key.labels)).decode() if key else None,
+        "labels": orjson.dumps(ticket.labels(key)).decode() if key else None,
         "vendor": call.vendor, "model": call.model_resolved or call.model,
         "route": ticket.route, "decision": decision, "code": code, "scope": scope,
         "status": status, "reserved": reserved, "cost": 0, "settlement": settlement,

@@ -23,16 +23,14 @@ from outlay.policy.approvals import judge
 from outlay.policy.decide import authenticate, decide
 from outlay.policy.decision import (
     Admit,
-    Counter,
     Event,
     Grant,
     KeyInfo,
-    ScopeView,
     call_scopes,
 )
 from outlay.policy.errors import ApprovalMismatch, BudgetExceeded, BudgetHeld, OutlayError
-from outlay.policy.model import Policy
-from outlay.policy.windows import REQUEST_WINDOWS, bucket_of, decode
+from outlay.policy.tags import is_wildcard, resolve, split, wildcard_of, with_wildcards
+from outlay.policy.windows import bucket_of, decode
 from outlay.state import ledger_sql
 from outlay.state.announcements import settlement_events
 from outlay.state.base import (
@@ -49,7 +47,7 @@ from outlay.state.base import (
 )
 from outlay.state.clock import wall_ms
 from outlay.state.retries import SettlementRetries
-from outlay.state.sqlite import replays
+from outlay.state.sqlite import replays, tagged
 from outlay.state.sqlite.admin import AdminMixin
 from outlay.state.sqlite.approvals import (
     ApprovalsMixin,
@@ -65,6 +63,7 @@ from outlay.state.sqlite.mirror import Held, Mirror
 from outlay.state.sqlite.outbox import OutboxMixin
 from outlay.state.sqlite.reader import Reader
 from outlay.state.sqlite.schema import apply
+from outlay.state.usage import tag_values_view
 
 Clock = Callable[[], int]
 T = TypeVar("T")
@@ -85,6 +84,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
         self.worker = f"w_{os.getpid()}_{secrets.token_hex(4)}"
         self._conn: sqlite3.Connection | None = None
         self._mirror = Mirror()
+        self._tag_values = tagged.TagValues()
         self._batch = GroupCommit(self._batch_tx)
         self._retries = SettlementRetries(self._apply_settlement)
         self._checkpointer: Checkpointer | None = None
@@ -213,9 +213,18 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
             ticket = replace(ticket, call=replace(ticket.call, cost_micros=0),
                              idempotency_key=None, replay_of=first)
         grant = self._grant(c, ticket, key, now)
-        views = self._views(c, call_scopes(key, ticket.call.vendor), now)
+        labels = ticket.labels(key)
+        scopes = call_scopes(key, ticket.call.vendor, labels)
+        own = self._mirror.policies_of(c, with_wildcards(scopes))
+        views = tagged.views(self._mirror, c, scopes, resolve(scopes, own), now)
         decision = decide(ticket.call, key, views, now, ticket.aliases, ticket.free_models,
-                          grant, ticket.may_wait)
+                          grant, ticket.may_wait, labels)
+        if isinstance(decision, Admit) and own and len(scopes) > len(key.scopes) + 2:
+            values = self._tag_values.new_values(c, scopes, own, now)
+            if not isinstance(values, list):  # one value too many for a `*` policy
+                self._refusal_row(c, ticket, key, now, values, values.details["scope"])
+                raise values
+            tagged.TagValues.add(c, values)
         if not isinstance(decision, Admit) and decision.hold_ms is not None:
             # not refused yet, and nothing written: the gateway asks again when the calls in
             # flight have settled
@@ -250,27 +259,6 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
             self._refusal_row(c, ticket, key, now, verdict, None)
             raise verdict
         return verdict
-
-    def _views(self, c: sqlite3.Connection, scopes: tuple[str, ...], now: int) -> list[ScopeView]:
-        mirror = self._mirror
-        policies = mirror.policies_of(c, scopes)
-        views = []
-        for scope in scopes:
-            policy = policies.get(scope)
-            if policy is None:
-                views.append(ScopeView(scope, None))
-                continue
-            counters = {}
-            for period in {b.period for b in policy.budgets}:
-                start = ledger_sql.period_start_of(period, now)
-                spent, reserved = mirror.counter(c, (scope, period, start))
-                counters[period] = Counter(start, spent, reserved)
-            views.append(ScopeView(
-                scope, policy,
-                mirror.windows_of(c, scope) if _has_windows(policy) else {},
-                mirror.inflight_of(c, scope) if policy.max_parallel is not None else 0,
-                counters))
-        return views
 
     def _write_admit(
         self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, admit: Admit, now: int
@@ -396,7 +384,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
         now = self.clock()
         mirror = self._mirror
         for scope, period, start, *_ in held_on:
-            policy = mirror.policies_of(c, (scope,)).get(scope)
+            policy = tagged.policies_in_force(mirror, c, (scope,)).get(scope)
             if policy is None:
                 continue
             spent = mirror.counter(c, (scope, period, start))[0]
@@ -439,11 +427,20 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
             c.execute("DELETE FROM workers WHERE heartbeat_ms < ?", (now - HEARTBEAT_STALE_MS,))
         return list(by_worker.values())
 
-    async def usage(self, scope: str) -> dict[str, Any]:
+    async def usage(self, scope: str, values_limit: int = 100) -> dict[str, Any]:
         self._batch.drain()  # this worker's settlements still queued count too
         policy = await self.get_policy(scope)
+        wild = wildcard_of(scope)
+        if policy is None and wild is not None:  # a tag value under its `*` policy
+            policy = await self.get_policy(wild)
         now, windows = self.clock(), self._windows_of(scope)
-        return await self._read(lambda c: ledger_sql.usage(c, scope, policy, now, windows))
+        view = await self._read(lambda c: ledger_sql.usage(c, scope, policy, now, windows))
+        parts = split(scope)
+        if parts is not None and parts[1] == "*" and policy is not None:
+            count, values, spend = await self._read(
+                lambda c: tagged.values_seen(c, parts[0], policy, now))
+            view.update(tag_values_view(policy, count, values, spend, parts[0], values_limit))
+        return view
 
     async def _read(self, read: Callable[[sqlite3.Connection], T]) -> T:
         """A read that may take long, off the event loop (see sqlite_reader)."""
@@ -456,6 +453,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
         now = self.clock()
         lines = []
         for scope, policy in (await self.list_policies(keys=False)).items():
+            if is_wildcard(scope):
+                continue  # its values' budgets: see its usage
             for budget in policy.budgets:
                 spent, reserved = ledger_sql.counter(
                     self.conn, scope, budget.period,
@@ -493,5 +492,4 @@ class _QueuedSettlement:
         self.store._retries.keep(self.outcome)
 
 
-def _has_windows(policy: Policy) -> bool:
-    return any(getattr(policy, n) is not None for n in (*REQUEST_WINDOWS, "tpm"))
+

@@ -17,6 +17,9 @@
 --   budget   'b', cap (-1: a soft budget, never breached), amount, and whether this check
 --            holds the counter (once per counter, whatever number of budgets share it):
 --            0 no, -1 yes, n > 0 yes and the counter expires n ms from now
+--   tag values 't', max_values, the value's index in the record's `tv` list, and the set's
+--            expiry in ms (n > 0) or -1: a value of a `tag:<name>=*` policy, tracked in the
+--            set KEYS[5+i]; a new one past max_values refuses at once ('too_many_values')
 -- Returns {status, now, …}: 'ok' with the WAL entry id, overage (0 none, 1 let through by
 -- alert, 2 by the approval, which the call then uses), tightest hard budget
 -- (remaining, cap) and the snapshot; 'refused' with the snapshot; 'stale' with the
@@ -50,6 +53,7 @@ local snapshot = {}
 local blocked, overage = false, 0
 local tight_rem, tight_cap = nil, nil
 local state = {}
+local tagvals = nil
 for i = 1, n do
   local kind, a, b, c, block = unpack(spec[i])
   local key = KEYS[5 + i]
@@ -73,6 +77,14 @@ for i = 1, n do
     breached = used + c > b
     state[i] = bucket
     snapshot[i] = seen
+  elseif kind == 't' then
+    if tagvals == nil then tagvals = cjson.decode(ARGV[6]).tv end
+    state[i] = false
+    if redis.call('SISMEMBER', key, tagvals[b]) == 0 then
+      if redis.call('SCARD', key) >= a then return {'too_many_values', now, b} end
+      state[i] = true
+    end
+    snapshot[i] = {}
   elseif kind == 'p' then
     local inflight = tonumber(redis.call('GET', key) or '0')
     breached = inflight + 1 > a
@@ -112,6 +124,11 @@ for i = 1, n do
     end
   elseif kind == 'p' then
     redis.call('INCR', key)
+  elseif kind == 't' then
+    if state[i] then
+      redis.call('SADD', key, tagvals[b])
+      if c > 0 then redis.call('PEXPIRE', key, c) end
+    end
   elseif c ~= 0 then
     redis.call('HINCRBY', key, 'reserved', string.format('%d', b))
     if c > 0 then redis.call('PEXPIRE', key, c) end
