@@ -61,7 +61,9 @@ async def admit(gw: Gateway, ticket: Ticket, claim: ExposureClaim | None = None
         refusal = unavailable(gw, exc)
         _count(gw, ticket, "refused", refusal.code)
         return refusal
-    _count(gw, ticket, "allowed", "")
+    # a breach only reported (enforce: shadow) is counted with the refusal it would have been
+    _count(gw, ticket, "allowed",
+           f"shadow_{reservation.shadowed[0]}" if reservation.shadowed else "")
     return reservation
 
 

@@ -104,7 +104,8 @@ def _access(
 
 def _has_hard_budget(views: Sequence[ScopeView]) -> bool:
     return any(
-        b.mode == "hard" for v in views if v.policy for b in v.policy.budgets
+        b.mode == "hard" and not v.policy.shadows(b)
+        for v in views if v.policy for b in v.policy.budgets
     )
 
 
@@ -210,18 +211,20 @@ def decide(
             start, end = period_bounds(budget.period, now_ms)
             counter = _current(view, budget.period, start)
             committed = counter.spent + counter.reserved
+            shadow = view.policy.shadows(budget)
             if budget.mode == "hard":
                 if committed + cost > budget.cap_micros:
                     error = _budget_error(view.scope, budget.period, budget.cap_micros,
                                           counter, cost, end)
-                    if (may_wait and counter.spent + cost <= budget.cap_micros
+                    if (not shadow and may_wait and counter.spent + cost <= budget.cap_micros
                             and breaches.may_hold(view, error)):
                         pass  # room once the calls in flight settle: wait for them
                     elif refusal := breaches.budget(view, error, budget.period, start,
-                                                    budget.cap_micros, committed):
+                                                    budget.cap_micros, committed, shadow):
                         return refusal
-                limits.budget(budget.cap_micros, budget.cap_micros - committed - cost,
-                              view.scope)
+                if not shadow:  # the headers speak of the caps that refuse
+                    limits.budget(budget.cap_micros, budget.cap_micros - committed - cost,
+                                  view.scope)
             watched = budget.warn_at is not None or budget.mode == "soft"
             earlier = holds.get((view.scope, budget.period))
             holds[(view.scope, budget.period)] = Hold(
@@ -232,7 +235,7 @@ def decide(
         return refusal
     return Admit(windows, tuple(holds.values()), tuple(parallel), limits.build(),
                  tuple(breaches.events), breaches.overage, None if call is asked else call,
-                 breaches.approved)
+                 breaches.approved, tuple(breaches.shadowed))
 
 
 def clamped(call: Call, views: Sequence[ScopeView], now_ms: int,
@@ -270,7 +273,7 @@ def _hard_room(views: Sequence[ScopeView], now_ms: int, grant: Grant | None) -> 
                 grant is not None and (view.scope, "budget_exceeded") in grant.breaches):
             continue
         for budget in policy.budgets:
-            if budget.mode != "hard":
+            if budget.mode != "hard" or policy.shadows(budget):
                 continue
             counter = _current(view, budget.period, period_bounds(budget.period, now_ms)[0])
             left = budget.cap_micros - counter.spent - counter.reserved
@@ -297,6 +300,7 @@ class _Breaches:
         self.approved = False  # a breach the grant covers was let through
         self.needs: list[tuple[ScopeView, OutlayError]] = []  # breaches awaiting a human
         self.held: list[tuple[ScopeView, OutlayError]] = []  # budgets full of others' holds
+        self.shadowed: list[str] = []  # the codes of breaches only reported (enforce: shadow)
 
     def rate(self, view: ScopeView, error: RateLimited) -> Refuse | None:
         minute = self.now_ms // 60_000
@@ -309,7 +313,7 @@ class _Breaches:
 
     def budget(
         self, view: ScopeView, error: BudgetExceeded, period: str, start: int, cap: int,
-        committed: int,
+        committed: int, shadow: bool = False,
     ) -> Refuse | None:
         event = Event("budget.exceeded", {
             "scope": view.scope, "agent_id": self.key.agent, "key_id": self.key.id,
@@ -317,10 +321,18 @@ class _Breaches:
             "cap_usd": micros_to_usd(cap), "percent_used": percent(committed, cap),
             "resets_at": error.details.get("resets_at"),
         }, f"budget.exceeded:{view.scope}:{period}:{start}")
-        return self._apply(view, error, event)
+        return self._apply(view, error, event, shadow)
 
-    def _apply(self, view: ScopeView, error: OutlayError, event: Event) -> Refuse | None:
+    def _apply(self, view: ScopeView, error: OutlayError, event: Event, shadow: bool = False
+               ) -> Refuse | None:
         assert view.policy is not None
+        if shadow or view.policy.enforce == "shadow":
+            # counted as if enforced, announced as `<event>.shadow`, and let through
+            self.shadowed.append(error.code)
+            self.events.append(Event(f"{event.type}.shadow", {
+                **event.data, "code": error.code, "enforce": "shadow"},
+                f"{event.coalesce}:shadow"))
+            return None
         action = view.policy.on_breach
         self.events.append(event)
         if action == "alert":

@@ -171,6 +171,7 @@ class Admit:
     overage: bool = False  # a breach was let through (on_breach alert, or an approval)
     call: Call | None = None  # the call as admitted, when its maximum output was clamped
     approved: bool = False  # a breach the approval covers was let through: it is used
+    shadowed: tuple[str, ...] = ()  # codes of breaches only reported (enforce: shadow)
 
 
 @value

@@ -12,6 +12,8 @@ from outlay.policy.money import micros_to_usd, usd_to_micros
 Period = Literal["hour", "day", "week", "month", "total"]
 Mode = Literal["hard", "soft"]
 Breach = Literal["block", "alert", "require_approval"]
+Enforce = Literal["enforce", "shadow"]
+ENFORCE: tuple[Enforce, ...] = ("enforce", "shadow")
 
 PERIODS: tuple[Period, ...] = ("hour", "day", "week", "month", "total")
 SCOPE_KINDS = ("key", "agent", "group", "vendor", "tag", "global")
@@ -31,6 +33,8 @@ class Budget:
     period: Period
     mode: Mode = "hard"
     warn_at: float | None = None
+    # shadow: counted and reported as if enforced, but never refuses (nor holds, nor clamps)
+    enforce: Enforce = "enforce"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -40,6 +44,8 @@ class Budget:
         }
         if self.warn_at is not None:
             out["warn_at"] = self.warn_at
+        if self.enforce != "enforce":
+            out["enforce"] = self.enforce
         return out
 
 
@@ -66,6 +72,13 @@ class Policy:
     required_tags: tuple[str, ...] = ()
     # a `tag:<name>=*` policy: how many distinct values it tracks (None: DEFAULT_MAX_VALUES)
     max_values: int | None = None
+    # shadow: every limit and budget of the policy is counted and its breaches reported
+    # (audit, metrics, `*.shadow` webhooks) as if enforced, but calls pass
+    enforce: Enforce = "enforce"
+
+    def shadows(self, budget: Budget | None = None) -> bool:
+        """Whether a breach (of `budget`, when given) is only reported, never enforced."""
+        return self.enforce == "shadow" or (budget is not None and budget.enforce == "shadow")
 
     @property
     def values_limit(self) -> int:
@@ -100,13 +113,15 @@ class Policy:
             out["required_tags"] = list(self.required_tags)
         if self.max_values is not None:
             out["max_values"] = self.max_values
+        if self.enforce != "enforce":
+            out["enforce"] = self.enforce
         return out
 
 
 _POLICY_FIELDS = {
     "rpm", "rph", "rpd", "tpm", "max_parallel", "budgets", "models",
     "free_models_only", "vendors", "on_breach", "approval_wait_s", "clamp_max_tokens",
-    "hold_wait_ms", "required_tags", "max_values",
+    "hold_wait_ms", "required_tags", "max_values", "enforce",
 }
 # `clamp_max_tokens: true`: the least output worth sending a call with
 DEFAULT_CLAMP_FLOOR = 256
@@ -131,7 +146,7 @@ def parse_budget(raw: object, index: int = 0) -> Budget:
     where = f"budgets[{index}]"
     if not isinstance(raw, dict):
         raise PolicyError(f"{where} must be an object like {{usd: 50, period: month}}")
-    unknown = set(raw) - {"usd", "period", "mode", "warn_at"}
+    unknown = set(raw) - {"usd", "period", "mode", "warn_at", "enforce"}
     if unknown:
         raise PolicyError(f"{where}: unknown field(s) {sorted(unknown)}")
     if "usd" not in raw:
@@ -151,7 +166,16 @@ def parse_budget(raw: object, index: int = 0) -> Budget:
         isinstance(warn_at, bool) or not isinstance(warn_at, int | float) or not 0 < warn_at <= 1
     ):
         raise PolicyError(f"{where}.warn_at must be a fraction in (0, 1], got {warn_at!r}")
-    return Budget(cap, period, mode, None if warn_at is None else float(warn_at))
+    return Budget(cap, period, mode, None if warn_at is None else float(warn_at),
+                  _enforce(raw.get("enforce"), f"{where}.enforce"))
+
+
+def _enforce(value: object, where: str) -> Enforce:
+    if value is None or value == "enforce":
+        return "enforce"
+    if value == "shadow":
+        return "shadow"
+    raise PolicyError(f"{where} must be 'enforce' or 'shadow', got {value!r}")
 
 
 def parse_policy(raw: object) -> Policy:
@@ -204,6 +228,7 @@ def parse_policy(raw: object) -> Policy:
         hold_wait_ms=_hold_wait(raw.get("hold_wait_ms")),
         required_tags=_required_tags(raw.get("required_tags")),
         max_values=_max_values(raw.get("max_values")),
+        enforce=_enforce(raw.get("enforce"), "enforce"),
     )
 
 

@@ -42,6 +42,10 @@ def unpriced(call: Call) -> str | None:
     return "unpriced" if call.cost_micros is None else None
 
 
+# the ledger code of a call a shadow limit or budget would have refused (enforce: shadow)
+SHADOW_CODE = "shadow_refusal"
+
+
 class StateError(Exception):
     """The state store cannot be reached or failed; the gateway fails closed (503)."""
 
@@ -134,6 +138,7 @@ class Reservation:
     started_ms: int
     clamped_to: int | None = None  # the maximum output the call must be sent with
     replay_of: str | None = None  # the call this one repeats (an idempotent replay)
+    shadowed: tuple[str, ...] = ()  # the codes of breaches only reported (enforce: shadow)
 
 
 @value

@@ -16,7 +16,8 @@ from outlay.policy.tags import tracking_period
 from outlay.policy.windows import BUCKETS, LIMIT_CODES, REQUEST_WINDOWS, WindowState, bucket_ms
 
 # what a breach of a check does (the script's `block` value)
-LET_THROUGH, BLOCK, GRANTED = 0, 1, 2  # on_breach alert; refuse; an approval covers it
+# on_breach alert; refuse; an approval covers it; only reported (enforce: shadow)
+LET_THROUGH, BLOCK, GRANTED, SHADOW = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,8 @@ def check_args(checks: Sequence[Check]) -> str:
 def blocks(policy: Policy, scope: str, code: str, grant: Grant | None) -> int:
     """What a breach of `code` in a scope with this policy does (see decide._Breaches): let
     through (alert), refuse, or let through as the call's approval says (GRANTED)."""
+    if policy.enforce == "shadow":
+        return SHADOW
     if policy.on_breach == "alert":
         return LET_THROUGH
     if policy.on_breach == "require_approval" and grant is not None and (
@@ -180,7 +183,8 @@ def plan(
                 k, _, s, p, st = holds[held[key]]
                 holds[held[key]] = (k, 1, s, p, st)
             hold = counter_ttl_ms(budget.period) if first else 0
-            checks.append(Check(scope, "b", key, budget.period, cap, cost, hold, block, start))
+            checks.append(Check(scope, "b", key, budget.period, cap, cost, hold,
+                                SHADOW if budget.enforce == "shadow" else block, start))
     record = {
         "amount": str(cost), "tokens": str(call.tokens),
         "holds": [[h[0], h[1]] for h in holds],

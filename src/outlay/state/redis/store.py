@@ -412,8 +412,9 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         else:  # the script's checks are the enforcement; this would be a bug to report
             log.error("the reservation script admitted what decide refused: %s",
                       decision.error.code)
+        shadowed = decision.shadowed if isinstance(decision, Admit) else ()
         return _Admitted(Reservation(ticket.request_id, key, limits, cost, at, call.clamped_to,
-                                     ticket.replay_of), int(overage) == GRANTED)
+                                     ticket.replay_of, shadowed), int(overage) == GRANTED)
 
     async def _refused(
         self, ticket: Ticket, key: KeyInfo | None, now: int, error: OutlayError | None,

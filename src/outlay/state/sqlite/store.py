@@ -34,6 +34,7 @@ from outlay.policy.windows import bucket_of, decode
 from outlay.state import ledger_sql
 from outlay.state.announcements import settlement_events
 from outlay.state.base import (
+    SHADOW_CODE,
     BudgetLine,
     Outcome,
     Reaped,
@@ -245,7 +246,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
             mark_used(c, grant.approval_id, ticket.request_id, now)
         call = ticket.call
         return Reservation(ticket.request_id, key, decision.limits, call.cost_micros or 0, now,
-                           call.clamped_to, ticket.replay_of)
+                           call.clamped_to, ticket.replay_of, decision.shadowed)
 
     def _grant(self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, now: int
                ) -> Grant | None:
@@ -272,6 +273,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
         code = "idempotent_replay" if ticket.replay_of else unpriced(call)
         if admit.overage:  # a breach let through: by an approval, or by on_breach alert
             code = "approved_overage" if admit.approved else "alert_overage"
+        elif admit.shadowed:  # a breach only reported: a refusal it would have been
+            code = SHADOW_CODE
         # what follows only changes the mirror: nothing in it can fail half-way
         mirror = self._mirror
         for (scope, name), state in admit.windows.items():

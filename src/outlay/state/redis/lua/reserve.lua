@@ -11,7 +11,7 @@
 -- ARGV[7] the ledger row (JSON)   ARGV[8] number of checks   ARGV[9] this worker's name
 -- ARGV[10] the checks, five space-separated values each: kind a b c block, where block
 --   says what a breach does: 1 refuses the call, 0 lets it through (on_breach alert), 2 lets
---   it through as the call's approval says
+--   it through as the call's approval says, 3 lets it through and reports it (shadow)
 --   window   'w', bucket width ms, limit, weight            (61 buckets of width ms)
 --   parallel 'p', max in flight, 0, 0
 --   budget   'b', cap (-1: a soft budget, never breached), amount, and whether this check
@@ -21,7 +21,7 @@
 --            expiry in ms (n > 0) or -1: a value of a `tag:<name>=*` policy, tracked in the
 --            set KEYS[5+i]; a new one past max_values refuses at once ('too_many_values')
 -- Returns {status, now, …}: 'ok' with the WAL entry id, overage (0 none, 1 let through by
--- alert, 2 by the approval, which the call then uses), tightest hard budget
+-- alert, 2 by the approval, which the call then uses, 3 only reported: shadow), tightest hard budget
 -- (remaining, cap) and the snapshot; 'refused' with the snapshot; 'stale' with the
 -- version; 'not_ready'; 'replay' with the first request id; 'taken' when this request id
 -- holds a reservation already or was voided (its first attempt's answer was lost).
@@ -96,7 +96,8 @@ for i = 1, n do
       breached = spent + reserved + b > a
       local rem = a - spent - reserved - b
       if rem < 0 then rem = 0 end
-      if tight_rem == nil or rem < tight_rem or (rem == tight_rem and a < tight_cap) then
+      if block ~= '3' and (tight_rem == nil or rem < tight_rem
+          or (rem == tight_rem and a < tight_cap)) then
         tight_rem, tight_cap = rem, a
       end
     end
@@ -107,7 +108,9 @@ for i = 1, n do
       blocked = true
     elseif block == '2' then
       overage = 2
-    elseif overage == 0 then
+    elseif block == '3' then
+      if overage == 0 then overage = 3 end
+    elseif overage ~= 2 then
       overage = 1
     end
   end
