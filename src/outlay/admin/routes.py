@@ -24,6 +24,7 @@ from outlay.policy.model import (
     parse_policy,
     parse_scope,
 )
+from outlay.pricing.table import PriceTable
 from outlay.state.base import KeyRecord, NewKey, NotFound, StateError
 from outlay.state.config_policies import ConfigPolicies, PolicyManaged
 
@@ -184,6 +185,7 @@ async def put_policy(request: web.Request) -> web.Response:
     scope = parse_scope(request.match_info["scope"])
     policy = parse_policy(await read_json(request))
     check_scope_policy(scope, policy)
+    check_downgrades(policy, request.app[GATEWAY].prices)
     stored = await request.app[GATEWAY].store.put_policy(scope, policy)
     return dump(policy_view(scope, stored, ConfigPolicies()))
 
@@ -225,6 +227,23 @@ async def audit(request: web.Request) -> web.Response:
     entries = await request.app[GATEWAY].store.audit(
         audit_scope(scope) if scope else None, limit)
     return dump({"entries": entries})
+
+
+def check_downgrades(policy: Policy, prices: PriceTable) -> None:
+    """Each model a budget downgrades to is priced, and none dearer than the one before."""
+    for i, budget in enumerate(policy.budgets):
+        before: tuple[str, int] | None = None
+        for model in budget.downgrade_to:
+            price = prices.resolve(model)
+            where = f"budgets[{i}].on_exceeded.downgrade_to"
+            if price is None:
+                raise PolicyError(f"{where}: no price is known for {model!r}; a call can be "
+                                  "sent only to a model Outlay can price")
+            cost = price.input_micros_per_mtok + price.output_micros_per_mtok
+            if before is not None and cost > before[1]:
+                raise PolicyError(f"{where}: {model!r} is dearer than {before[0]!r} before "
+                                  "it; list cheaper models, cheapest last")
+            before = (model, cost)
 
 
 def audit_scope(text: str) -> str:

@@ -221,6 +221,8 @@ def decide(
                         pass  # room once the calls in flight settle: wait for them
                     elif refusal := breaches.budget(view, error, budget.period, start,
                                                     budget.cap_micros, committed, shadow):
+                        if budget.downgrade_to and refusal.approval is None:
+                            return replace(refusal, downgrade=budget.downgrade_to)
                         return refusal
                 if not shadow:  # the headers speak of the caps that refuse
                     limits.budget(budget.cap_micros, budget.cap_micros - committed - cost,

@@ -183,6 +183,8 @@ class Refuse:
     # not refused yet: the call fits every hard budget's settled spend, not beside the
     # calls in flight; it may wait this many ms for them to settle and be decided again
     hold_ms: int | None = None
+    # the refusing budget's on_exceeded.downgrade_to: the models to try the call on instead
+    downgrade: tuple[str, ...] = ()
 
 
 Decision = Admit | Refuse

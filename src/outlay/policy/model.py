@@ -35,6 +35,9 @@ class Budget:
     warn_at: float | None = None
     # shadow: counted and reported as if enforced, but never refuses (nor holds, nor clamps)
     enforce: Enforce = "enforce"
+    # on_exceeded: {downgrade_to: …}: the cheaper models, in order, an LLM call this budget
+    # would refuse is sent to instead when one of them fits
+    downgrade_to: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -46,6 +49,8 @@ class Budget:
             out["warn_at"] = self.warn_at
         if self.enforce != "enforce":
             out["enforce"] = self.enforce
+        if self.downgrade_to:
+            out["on_exceeded"] = {"downgrade_to": list(self.downgrade_to)}
         return out
 
 
@@ -146,7 +151,7 @@ def parse_budget(raw: object, index: int = 0) -> Budget:
     where = f"budgets[{index}]"
     if not isinstance(raw, dict):
         raise PolicyError(f"{where} must be an object like {{usd: 50, period: month}}")
-    unknown = set(raw) - {"usd", "period", "mode", "warn_at", "enforce"}
+    unknown = set(raw) - {"usd", "period", "mode", "warn_at", "enforce", "on_exceeded"}
     if unknown:
         raise PolicyError(f"{where}: unknown field(s) {sorted(unknown)}")
     if "usd" not in raw:
@@ -166,8 +171,29 @@ def parse_budget(raw: object, index: int = 0) -> Budget:
         isinstance(warn_at, bool) or not isinstance(warn_at, int | float) or not 0 < warn_at <= 1
     ):
         raise PolicyError(f"{where}.warn_at must be a fraction in (0, 1], got {warn_at!r}")
-    return Budget(cap, period, mode, None if warn_at is None else float(warn_at),
-                  _enforce(raw.get("enforce"), f"{where}.enforce"))
+    budget = Budget(cap, period, mode, None if warn_at is None else float(warn_at),
+                    _enforce(raw.get("enforce"), f"{where}.enforce"),
+                    _downgrade_to(raw.get("on_exceeded"), f"{where}.on_exceeded"))
+    if budget.downgrade_to and (mode != "hard" or budget.enforce == "shadow"):
+        raise PolicyError(f"{where}.on_exceeded applies to an enforced hard budget only")
+    return budget
+
+
+def _downgrade_to(value: object, where: str) -> tuple[str, ...]:
+    """`on_exceeded: {downgrade_to: model | [models]}`: the models, in order."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict) or set(value) != {"downgrade_to"}:
+        raise PolicyError(f"{where} must be {{downgrade_to: <model or list of models>}}, "
+                          f"got {value!r}")
+    models = value["downgrade_to"]
+    if isinstance(models, str):
+        models = [models]
+    if (not isinstance(models, list) or not models
+            or not all(isinstance(m, str) and m for m in models)):
+        raise PolicyError(f"{where}.downgrade_to must be a model or a non-empty list of "
+                          f"models, got {models!r}")
+    return tuple(models)
 
 
 def _enforce(value: object, where: str) -> Enforce:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from outlay.policy.approvals import RequestShape
-from outlay.policy.decision import Call, KeyInfo, Limits
+from outlay.policy.decision import Call, Event, KeyInfo, Limits
 from outlay.policy.errors import OutlayError
 from outlay.policy.model import Policy
 from outlay.policy.money import usd_to_micros
@@ -44,6 +44,9 @@ def unpriced(call: Call) -> str | None:
 
 # the ledger code of a call a shadow limit or budget would have refused (enforce: shadow)
 SHADOW_CODE = "shadow_refusal"
+
+
+DOWNGRADED_CODE = "downgraded"  # the ledger code of a call sent to a cheaper model
 
 
 class StateError(Exception):
@@ -103,6 +106,11 @@ class Ticket:
     shape: RequestShape | None = None
     # X-Outlay-Tags: the call's tags, joined to its key's labels (theirs win on a clash)
     tags: Mapping[str, str] = field(default_factory=dict)
+    # a call a budget would refuse, priced on the models its on_exceeded.downgrade_to names
+    # (None: not priced yet: the store raises DowngradeAsked instead of refusing)
+    downgrades: Mapping[str, Call] | None = None
+    downgraded_from: str | None = None  # set by the store: the model the call asked for
+    downgrade_event: Event | None = None  # set by the store: budget.downgraded, once admitted
 
     def labels(self, key: KeyInfo) -> dict[str, str]:
         """The call's labels: its tags under its key's labels."""
@@ -139,6 +147,7 @@ class Reservation:
     clamped_to: int | None = None  # the maximum output the call must be sent with
     replay_of: str | None = None  # the call this one repeats (an idempotent replay)
     shadowed: tuple[str, ...] = ()  # the codes of breaches only reported (enforce: shadow)
+    downgraded_to: str | None = None  # the model the call must be sent to (on_exceeded)
 
 
 @value

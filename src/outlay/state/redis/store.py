@@ -44,8 +44,16 @@ from outlay.policy.decision import (
 from outlay.policy.errors import ApprovalMismatch, BudgetExceeded, BudgetHeld, OutlayError
 from outlay.policy.model import Policy
 from outlay.policy.tags import resolve, too_many_values, tracked
-from outlay.state.base import Reservation, StateError, Ticket, refusal_figures, unpriced
+from outlay.state.base import (
+    DOWNGRADED_CODE,
+    Reservation,
+    StateError,
+    Ticket,
+    refusal_figures,
+    unpriced,
+)
 from outlay.state.clock import wall_ms
+from outlay.state.downgrades import downgrade
 from outlay.state.exposure import ExposureClaim, ObjectMoved
 from outlay.state.postgres.durable import PostgresDurable
 from outlay.state.redis.admin import RedisAdmin
@@ -345,7 +353,8 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         if tracked_values:
             checks += tuple(tag_value_checks(self.names, tracked_values, own, now, record))
         row = ledger_row(ticket, key, now, self.worker, decision="allowed",
-                   code="idempotent_replay" if ticket.replay_of else unpriced(call), scope=None,
+                   code=DOWNGRADED_CODE if ticket.downgraded_from
+                   else "idempotent_replay" if ticket.replay_of else unpriced(call), scope=None,
                    status=None, reserved=cost, settlement="pending")
         row["overage_code"] = "alert_overage"  # the script says which overage it let through
         names = self.names
@@ -399,6 +408,10 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
                 # calls in flight have settled
                 assert isinstance(decision.error, BudgetExceeded)
                 raise BudgetHeld(decision.error, decision.hold_ms)
+            cheaper, _, event = downgrade(ticket, key, decision, lambda c: decide(
+                c, key, seen, at, ticket.aliases, ticket.free_models, grant, False, labels), at)
+            if event is not None:  # fits on a cheaper model: the script decides that call
+                raise _Retry(replace(cheaper, downgrade_event=event))
             await self._refused(ticket, key, at, decision.error, decision.scope,
                                 list(decision.events), decision.approval)
             raise decision.error
@@ -408,13 +421,16 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         limits = Limits()
         if isinstance(decision, Admit):
             limits = decision.limits
-            await self._announce(decision.events, at)
+            event = ticket.downgrade_event
+            await self._announce((*decision.events, *((event,) if event else ())), at)
         else:  # the script's checks are the enforcement; this would be a bug to report
             log.error("the reservation script admitted what decide refused: %s",
                       decision.error.code)
         shadowed = decision.shadowed if isinstance(decision, Admit) else ()
         return _Admitted(Reservation(ticket.request_id, key, limits, cost, at, call.clamped_to,
-                                     ticket.replay_of, shadowed), int(overage) == GRANTED)
+                                     ticket.replay_of, shadowed,
+                                     call.model if ticket.downgraded_from else None),
+                         int(overage) == GRANTED)
 
     async def _refused(
         self, ticket: Ticket, key: KeyInfo | None, now: int, error: OutlayError | None,

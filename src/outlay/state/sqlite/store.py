@@ -29,11 +29,12 @@ from outlay.policy.decision import (
     call_scopes,
 )
 from outlay.policy.errors import ApprovalMismatch, BudgetExceeded, BudgetHeld, OutlayError
-from outlay.policy.tags import is_wildcard, resolve, split, wildcard_of, with_wildcards
+from outlay.policy.tags import is_wildcard, resolve, wildcard_of, with_wildcards
 from outlay.policy.windows import bucket_of, decode
 from outlay.state import ledger_sql
 from outlay.state.announcements import settlement_events
 from outlay.state.base import (
+    DOWNGRADED_CODE,
     SHADOW_CODE,
     BudgetLine,
     Outcome,
@@ -47,6 +48,7 @@ from outlay.state.base import (
     unpriced,
 )
 from outlay.state.clock import wall_ms
+from outlay.state.downgrades import downgrade
 from outlay.state.retries import SettlementRetries
 from outlay.state.sqlite import replays, tagged
 from outlay.state.sqlite.admin import AdminMixin
@@ -64,7 +66,6 @@ from outlay.state.sqlite.mirror import Held, Mirror
 from outlay.state.sqlite.outbox import OutboxMixin
 from outlay.state.sqlite.reader import Reader
 from outlay.state.sqlite.schema import apply
-from outlay.state.usage import tag_values_view
 
 Clock = Callable[[], int]
 T = TypeVar("T")
@@ -220,6 +221,9 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
         views = tagged.views(self._mirror, c, scopes, resolve(scopes, own), now)
         decision = decide(ticket.call, key, views, now, ticket.aliases, ticket.free_models,
                           grant, ticket.may_wait, labels)
+        ticket, decision, _ = downgrade(ticket, key, decision, lambda call: decide(
+            call, key, views, now, ticket.aliases, ticket.free_models, grant, False, labels),
+            now)
         if isinstance(decision, Admit) and own and len(scopes) > len(key.scopes) + 2:
             values = self._tag_values.new_values(c, scopes, own, now)
             if not isinstance(values, list):  # one value too many for a `*` policy
@@ -246,7 +250,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
             mark_used(c, grant.approval_id, ticket.request_id, now)
         call = ticket.call
         return Reservation(ticket.request_id, key, decision.limits, call.cost_micros or 0, now,
-                           call.clamped_to, ticket.replay_of, decision.shadowed)
+                           call.clamped_to, ticket.replay_of, decision.shadowed,
+                           call.model if ticket.downgraded_from else None)
 
     def _grant(self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, now: int
                ) -> Grant | None:
@@ -275,6 +280,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
             code = "approved_overage" if admit.approved else "alert_overage"
         elif admit.shadowed:  # a breach only reported: a refusal it would have been
             code = SHADOW_CODE
+        if ticket.downgraded_from:  # sent to a cheaper model than it asked for
+            code = DOWNGRADED_CODE
         # what follows only changes the mirror: nothing in it can fail half-way
         mirror = self._mirror
         for (scope, name), state in admit.windows.items():
@@ -433,17 +440,11 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
     async def usage(self, scope: str, values_limit: int = 100) -> dict[str, Any]:
         self._batch.drain()  # this worker's settlements still queued count too
         policy = await self.get_policy(scope)
-        wild = wildcard_of(scope)
-        if policy is None and wild is not None:  # a tag value under its `*` policy
-            policy = await self.get_policy(wild)
+        if policy is None and (wild := wildcard_of(scope)) is not None:
+            policy = await self.get_policy(wild)  # a tag value under its `*` policy
         now, windows = self.clock(), self._windows_of(scope)
-        view = await self._read(lambda c: ledger_sql.usage(c, scope, policy, now, windows))
-        parts = split(scope)
-        if parts is not None and parts[1] == "*" and policy is not None:
-            count, values, spend = await self._read(
-                lambda c: tagged.values_seen(c, parts[0], policy, now))
-            view.update(tag_values_view(policy, count, values, spend, parts[0], values_limit))
-        return view
+        return await self._read(lambda c: tagged.usage(c, scope, policy, now, windows,
+                                                       values_limit))
 
     async def _read(self, read: Callable[[sqlite3.Connection], T]) -> T:
         """A read that may take long, off the event loop (see sqlite_reader)."""

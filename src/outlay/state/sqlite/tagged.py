@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
+from typing import Any
 
 from outlay.policy.decision import Counter, ScopeView
 from outlay.policy.errors import RateLimited
@@ -13,15 +14,17 @@ from outlay.policy.model import Policy
 from outlay.policy.periods import period_bounds
 from outlay.policy.tags import (
     resolve,
+    split,
     tag_scope,
     too_many_values,
     tracked,
     tracking_period,
     with_wildcards,
 )
-from outlay.policy.windows import REQUEST_WINDOWS
+from outlay.policy.windows import REQUEST_WINDOWS, WindowState
 from outlay.state import ledger_sql
 from outlay.state.sqlite.mirror import Mirror
+from outlay.state.usage import tag_values_view
 
 KNOWN_KEPT = 200_000  # values known to be tracked, kept by a worker before it starts over
 
@@ -125,3 +128,14 @@ def values_seen(c: sqlite3.Connection, name: str, policy: Policy, now: int
     values = [v for (v,) in c.execute(
         "SELECT value FROM tag_values WHERE name=? AND period_start=?", (name, start))]
     return (row[0] if row else 0), values, spend
+
+
+def usage(c: sqlite3.Connection, scope: str, policy: Policy | None, now: int,
+          windows: dict[str, WindowState], values_limit: int) -> dict[str, Any]:
+    """A scope's usage; for `tag:<name>=*`, with the values it tracks and their spend."""
+    view = ledger_sql.usage(c, scope, policy, now, windows)
+    parts = split(scope)
+    if parts is not None and parts[1] == "*" and policy is not None:
+        count, values, spend = values_seen(c, parts[0], policy, now)
+        view.update(tag_values_view(policy, count, values, spend, parts[0], values_limit))
+    return view
