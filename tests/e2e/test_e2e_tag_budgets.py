@@ -129,3 +129,21 @@ def test_required_tags_key_labels_and_the_budget_the_sdk_reads(gateway: Gateway)
     assert gateway.audit(f"label:{tag}=someone-else") == []
     assert [r["request_id"] for r in gateway.audit("label:workflow=nightly")][:1] == [
         rows[0]["request_id"]]
+
+
+def test_a_nearly_spent_budget_sends_gpt_4o_as_gpt_4o_mini(gateway: Gateway) -> None:
+    agent = unique("downgrade")
+    gateway.set_policy(f"agent:{agent}", {"budgets": [
+        {"usd": "0.0002", "period": "day", "on_exceeded": {"downgrade_to": "gpt-4o-mini"}}]})
+    key = gateway.mint_key(agent)["key"]
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o", max_tokens=100, messages=[{"role": "user", "content": "hi"}])
+    assert raw.headers["x-outlay-downgraded"] == "gpt-4o -> gpt-4o-mini"
+    assert raw.parse().model.startswith("gpt-4o-mini")  # the provider answered as that model
+    [row] = gateway.audit(f"agent:{agent}")
+    assert (row["code"], row["model"]) == ("downgraded", "gpt-4o-mini")
+    with pytest.raises(openai.APIStatusError) as refused:  # not even gpt-4o-mini fits
+        client.chat.completions.create(model="gpt-4o", max_tokens=4000,
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert refused.value.status_code == 402
