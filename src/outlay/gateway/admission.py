@@ -81,7 +81,8 @@ async def admit(gw: Gateway, ticket: Ticket, claim: ExposureClaim | None = None,
         return refusal
     # a breach only reported (enforce: shadow) is counted with the refusal it would have been
     _count(gw, ticket, "allowed",
-           f"shadow_{reservation.shadowed[0]}" if reservation.shadowed else "")
+           f"shadow_{reservation.shadowed[0]}" if reservation.shadowed
+           else "downgraded" if reservation.downgraded_to else "")
     return reservation
 
 
