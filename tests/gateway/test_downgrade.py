@@ -33,7 +33,7 @@ async def test_a_call_the_budget_would_refuse_goes_to_the_cheaper_model(
     assert (entry["decision"], entry["code"], entry["model"]) == (
         "allowed", "downgraded", "gpt-4o-mini")
     metrics = await (await outlay.client.get("/metrics")).text()
-    assert [row for row in metrics.splitlines() if 'code="downgraded"' in row][0].endswith(" 1")
+    assert next(row for row in metrics.splitlines() if 'code="downgraded"' in row).endswith(" 1")
     # a call that fits is sent as asked
     resp = await outlay.chat(key["key"], chat("gpt-4o", 1))
     assert resp.status == 200
