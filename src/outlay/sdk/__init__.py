@@ -1,7 +1,7 @@
 """The Python SDK (SPEC §6): route the official clients through the gateway, typed errors for
 its refusals, and a retry helper that honours Retry-After."""
 
-from outlay.sdk.answers import BudgetLeft, budget_of, error_from
+from outlay.sdk.answers import budget_of, error_from
 from outlay.sdk.errors import (
     ApprovalRequired,
     BudgetExceeded,
@@ -21,7 +21,6 @@ from outlay.sdk.retry import aretry, retry
 __all__ = [
     "ApprovalRequired",
     "BudgetExceeded",
-    "BudgetLeft",
     "InvalidKey",
     "InvalidRequest",
     "KeyExpired",
