@@ -10,6 +10,11 @@ calls (one kept-alive connection, the same fully enforced keys as bench/run.py) 
 nginx mock; the difference of the two totals divided by DELTA is the cost of one call,
 start-up and shut-down cancelled out. System calls' time in the kernel is not counted.
 Needs valgrind (Debian's `valgrind`) besides what bench/run.py needs.
+
+`--tag-values N` counts this checkout twice more, side by side: plain calls as above, and the
+same calls each tagged `X-Outlay-Tags: customer=<value>` under a `tag:customer=*` policy with
+a daily budget, on a store that has seen N values already (seeded into the SQLite file, each
+with its counter): the request-path cost of a budget per tag value.
 """
 
 from __future__ import annotations
@@ -18,13 +23,15 @@ import argparse
 import http.client
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from nginx_mock import nginx_config, request_body
-from procs import Proc, free_port, http_ok, port_open, wait_until
+from procs import Proc, free_port, http_json, http_ok, port_open, wait_until
 from scenarios import provision
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,8 +47,29 @@ def total_instructions(callgrind_out: Path) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def count(source: Path, calls: int, mock_port: int, tmp: Path, name: str) -> int:
-    """Instructions of one gateway from start to stop, having answered `calls` calls."""
+DAY_MS = 86_400_000
+TAG_POLICY = {"budgets": [{"usd": 1_000_000, "period": "day"}]}
+
+
+def seed_tag_values(db: Path, values: int) -> None:
+    """`values` customers the `tag:customer=*` policy tracks today, each with a counter."""
+    start = int(time.time() * 1000) // DAY_MS * DAY_MS
+    conn = sqlite3.connect(db, timeout=60)
+    with conn:
+        conn.executemany("INSERT OR IGNORE INTO tag_values(name, period_start, value) "
+                         "VALUES ('customer', ?, ?)", ((start, f"c{i}") for i in range(values)))
+        conn.execute("INSERT OR REPLACE INTO tag_value_counts(name, period_start, n) "
+                     "VALUES ('customer', ?, ?)", (start, values))
+        conn.executemany("INSERT OR IGNORE INTO counters(scope, period, period_start, spent, "
+                         "reserved) VALUES (?, 'day', ?, 1000, 0)",
+                         ((f"tag:customer=c{i}", start) for i in range(values)))
+    conn.close()
+
+
+def count(source: Path, calls: int, mock_port: int, tmp: Path, name: str,
+          tag_values: int = 0) -> int:
+    """Instructions of one gateway from start to stop, having answered `calls` calls (each
+    tagged with one of `tag_values` customers already seen, when more than 0)."""
     port = free_port()
     config = tmp / f"{name}.yaml"
     config.write_text("providers:\n  openai:\n    endpoints:\n"
@@ -58,12 +86,20 @@ def count(source: Path, calls: int, mock_port: int, tmp: Path, name: str) -> int
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: http_ok(url + "/readyz"), 600, name, gateway)
         tokens = provision(url, ADMIN_TOKEN)
+        if tag_values:
+            status, answer = http_json("PUT", f"{url}/admin/v1/policies/tag:customer=*",
+                                       TAG_POLICY, ADMIN_TOKEN)
+            if status != 200:
+                raise RuntimeError(f"PUT tag:customer=* answered {status}: {answer}")
+            seed_tag_values(tmp / f"{name}.db", tag_values)
         body = request_body().encode()
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         for i in range(calls):
-            conn.request("POST", "/v1/chat/completions", body, {
-                "Authorization": f"Bearer {tokens[i % len(tokens)]}",
-                "Content-Type": "application/json"})
+            headers = {"Authorization": f"Bearer {tokens[i % len(tokens)]}",
+                       "Content-Type": "application/json"}
+            if tag_values:
+                headers["X-Outlay-Tags"] = f"customer=c{i % tag_values}"
+            conn.request("POST", "/v1/chat/completions", body, headers)
             answer = conn.getresponse()
             answer.read()
             if answer.status != 200:
@@ -79,6 +115,9 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, help="another checkout, counted too")
     parser.add_argument("--calls", type=int, default=300, help="calls of the shorter run")
     parser.add_argument("--delta", type=int, default=1000, help="more calls in the longer")
+    parser.add_argument("--tag-values", type=int, default=0,
+                        help="also count calls tagged under a tag:customer=* budget with "
+                        "this many values seen")
     args = parser.parse_args()
     for tool in ("valgrind", "callgrind_annotate", "nginx"):
         if shutil.which(tool) is None:
@@ -91,14 +130,22 @@ def main() -> int:
     nginx = Proc("nginx", ["nginx", "-p", str(tmp / "nginx"), "-c", str(conf)], tmp)
     try:
         wait_until(lambda: port_open(mock_port), 30, "nginx", nginx)
-        sources = {"this checkout": ROOT}
+        runs: list[tuple[str, Path, int]] = [("this checkout", ROOT, 0)]
         if args.baseline is not None:
-            sources["baseline"] = args.baseline
-        for i, (label, source) in enumerate(sources.items()):
-            short = count(source, args.calls, mock_port, tmp, f"gateway{i}-short")
-            long = count(source, args.calls + args.delta, mock_port, tmp, f"gateway{i}-long")
+            runs.append(("baseline", args.baseline, 0))
+        if args.tag_values:
+            runs.append((f"this checkout, tagged, {args.tag_values:,} values seen", ROOT,
+                         args.tag_values))
+        figures = []
+        for i, (label, source, values) in enumerate(runs):
+            short = count(source, args.calls, mock_port, tmp, f"gateway{i}-short", values)
+            long = count(source, args.calls + args.delta, mock_port, tmp, f"gateway{i}-long",
+                         values)
             per_call = (long - short) / args.delta
+            figures.append(per_call)
             print(f"{label} ({source}): {per_call:,.0f} instructions per call", flush=True)
+        if args.tag_values:
+            print(f"tagged ÷ plain: {figures[-1] / figures[0]:.3f}", flush=True)
     finally:
         nginx.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -21,6 +21,7 @@ EXPORTED = [
     "VendorNotAllowed",
     "__version__",
     "aretry",
+    "budget_of",
     "error_from",
     "intercept_all",
     "restore",

@@ -42,7 +42,7 @@ import yaml
 
 from outlay import config_values as cv
 from outlay.config_values import ConfigError, parse_listen
-from outlay.policy.model import PolicyError, parse_policy, parse_scope
+from outlay.policy.model import PolicyError, check_scope_policy, parse_policy, parse_scope
 
 __all__ = [
     "DEFAULT_BASE_URLS",
@@ -357,7 +357,7 @@ def _policies(raw: object, where: str, vendors: tuple[str, ...]) -> dict[str, Ma
     for scope, policy in _mapping(raw, where).items():
         try:
             scope_name = parse_scope(str(scope))
-            parse_policy(policy, vendors)
+            check_scope_policy(scope_name, parse_policy(policy, vendors))
         except PolicyError as exc:
             raise ConfigError(f"{where}.{scope}: {exc}") from None
         policies[scope_name] = policy or {}

@@ -576,3 +576,46 @@ async def test_prices_check_of_an_unknown_model_fails(fake_admin: FakeAdmin,
     result = await run_cli("prices", "check", "nope")
     assert result.exit_code != 0
     assert "no price for model 'nope'" in result.output
+
+
+TAG_USAGE = {
+    **USAGE, "scope": "tag:customer=*", "windows": [], "values_seen": 2, "max_values": 100000,
+    "values": [
+        {"value": "acme", "scope": "tag:customer=acme", "budgets": [
+            {"period": "day", "cap_usd": "2", "spent_usd": "1.5", "reserved_usd": "0.1",
+             "remaining_usd": "0.4"}]},
+        {"value": "beta", "scope": "tag:customer=beta", "budgets": [
+            {"period": "day", "cap_usd": "2", "spent_usd": "0", "reserved_usd": "0",
+             "remaining_usd": "2"}]},
+    ],
+}
+
+
+async def test_usage_of_a_star_tag_scope_lists_its_values(
+        fake_admin: FakeAdmin, run_cli: RunCli) -> None:
+    fake_admin.answer("GET", "/admin/v1/usage/tag:customer=*", TAG_USAGE)
+    result = await run_cli("usage", "tag:customer=*", "--values", "2")
+    assert result.exit_code == 0, result.output
+    assert fake_admin.last.query == {"values": "2"}
+    text = result.stdout
+    assert "Values seen this period: 2 (max_values 100000)" in text
+    values = text.split("\n\n")[-1].splitlines()
+    assert values[0].split() == ["VALUE", "BUDGET", "CAP", "USD", "SPENT", "USD", "RESERVED",
+                                 "USD", "REMAINING", "USD"]
+    assert values[1].split() == ["acme", "day", "2", "1.5", "0.1", "0.4"]
+    assert values[2].split() == ["beta", "day", "2", "0", "0", "2"]
+    result = await run_cli("usage", "agent:*")
+    assert result.exit_code != 0
+    assert "only a tag scope" in result.output
+
+
+async def test_audit_by_label(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
+    fake_admin.answer("GET", "/admin/v1/audit", {"entries": []})
+    result = await run_cli("audit", "--label", "customer=acme")
+    assert result.exit_code == 0, result.output
+    assert fake_admin.last.query == {"scope": "label:customer=acme", "limit": "50"}
+    for bad in ("customer", "customer=*", "bad name=x"):
+        result = await run_cli("audit", "--label", bad)
+        assert result.exit_code != 0, bad
+    result = await run_cli("audit", "--label", "a=b", "--scope", "global")
+    assert result.exit_code != 0

@@ -463,4 +463,31 @@ def test_a_policy_shows_what_each_vendor_allows(launch: Launch, browser: WebDriv
     until_text(browser, card, lambda text: all(line in text for line in (
         "stripe: POST /v1/payment_intents, GET /v1/**", "stripe: acct_1Nabc",
         "twilio: US, CA", "resend: *@example.com")))
+
+
+def test_a_star_tag_policy_lists_each_value_s_spend(launch: Launch, browser: WebDriver) -> None:
+    gateway = launch(CONFIG)
+    secret = gateway.mint_key(unique("ui-tags"))["key"]
+    gateway.set_policy("tag:customer=*", {"budgets": [{"usd": 2, "period": "day"}]})
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=secret, max_retries=0,
+                           timeout=15)
+    with client:
+        for customer in ("acme", "acme", "beta"):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
+                                           max_tokens=20,
+                                           extra_headers={"X-Outlay-Tags": f"customer={customer}"})
+    lines = {v["value"]: v["budgets"][0] for v in gateway.usage("tag:customer=*")["values"]}
+    assert set(lines) == {"acme", "beta"}
+    sign_in(browser, gateway)
+    go(browser, "policies")
+    card = '#policies-list .policy[data-scope="tag:customer=*"]'
+    shown(browser, card)
+    until_text(browser, f"{card} .values-seen", lambda t: "Values seen this period: 2" in t)
+    for value, line in lines.items():
+        cells = row_cells(browser, f"{card} tr.tag-value", value)
+        assert cells[1:6] == ["day", f"${line['spent_usd']}", "$0", "$2",
+                              f"${line['remaining_usd']}"]
+    acme, beta = (browser.find_element(By.CSS_SELECTOR, f"{card} tr.tag-value:nth-child({n})")
+                  for n in (1, 2))
+    assert (acme.text.split()[0], beta.text.split()[0]) == ("acme", "beta")  # most spent first
     assert page_errors(browser) == []

@@ -112,3 +112,25 @@ def test_errors_can_be_made_directly_with_their_defaults() -> None:
     bad = outlay.BudgetExceeded("over", details={"spent_usd": "lots", "cap_usd": 1.5,
                                                  "resets_at": "soon"})
     assert (bad.spent_usd, bad.cap_usd, bad.resets_at) == (None, Decimal("1.5"), None)
+
+
+def test_budget_of_reads_the_budget_an_answer_reports() -> None:
+    import httpx
+
+    from outlay import budget_of
+
+    answer = httpx.Response(200, headers={"X-Outlay-Budget-Remaining-Usd": "1.25",
+                                          "X-Outlay-Budget-Scope": "tag:customer=acme"})
+    left = budget_of(answer)
+    assert left is not None
+    assert (left.remaining_usd, left.scope) == (Decimal("1.25"), "tag:customer=acme")
+    plain = budget_of({"x-outlay-budget-remaining-usd": "0"})
+    assert plain is not None
+    assert (plain.remaining_usd, plain.scope) == (Decimal("0"), None)
+    assert budget_of(httpx.Response(200)) is None  # no hard budget applied
+    assert budget_of({"X-Outlay-Budget-Remaining-Usd": "lots"}) is None
+    assert budget_of(object()) is None
+
+    class Raw:  # an SDK's raw response keeps the HTTP response under `.response`
+        response = answer
+    assert budget_of(Raw()) == left

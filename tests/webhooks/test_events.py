@@ -21,7 +21,8 @@ def test_the_event_types_of_the_spec() -> None:
     assert set(EVENT_TYPES) == {
         "budget.warning", "budget.exceeded", "agent.rate_limited", "key.revoked",
         "key.expired", "approval.requested", "approval.decided", "provider.unhealthy",
-        "provider.recovered"}
+        "provider.recovered", "budget.exceeded.shadow", "agent.rate_limited.shadow",
+        "budget.downgraded"}
 
 
 @pytest.mark.parametrize("url", ["https://hooks.example.com/outlay",

@@ -145,3 +145,27 @@ export function header(headers: HeadersLike | null | undefined, name: string): s
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
+
+/** What an allowed answer says of the tightest hard budget that applied to the call. */
+export interface BudgetLeft {
+  /** What is left once this call's most is held, in USD (an exact decimal string). */
+  readonly remainingUsd: string;
+  /** The budget's scope, e.g. `tag:customer=acme`; null when the answer does not say. */
+  readonly scope: string | null;
+}
+
+/**
+ * The budget an allowed answer reports (`X-Outlay-Budget-Remaining-Usd`,
+ * `X-Outlay-Budget-Scope`), read off a fetch Response, an openai SDK's `withResponse()`
+ * result (`{data, response}`) or headers; null when no hard budget applied.
+ */
+export function budgetOf(thing: unknown): BudgetLeft | null {
+  const holder = isRecord(thing) && isRecord(thing.response) ? thing.response : thing;
+  const headers = isRecord(holder) && "headers" in holder
+    ? headersOf(holder.headers) : headersOf(holder);
+  const remaining = header(headers, "X-Outlay-Budget-Remaining-Usd");
+  if (remaining === null || !/^\d+(\.\d+)?$/.test(remaining)) {
+    return null;
+  }
+  return { remainingUsd: remaining, scope: header(headers, "X-Outlay-Budget-Scope") };
+}

@@ -4,7 +4,14 @@
  * refusals, and a retry helper that honours Retry-After.
  */
 
-export { errorFrom, errorFromAnswer, errorFromResponse, type HeadersLike } from "./answers.js";
+export {
+  budgetOf,
+  type BudgetLeft,
+  errorFrom,
+  errorFromAnswer,
+  errorFromResponse,
+  type HeadersLike,
+} from "./answers.js";
 export {
   ApprovalRequired,
   BudgetExceeded,

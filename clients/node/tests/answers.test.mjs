@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import OpenAI from "openai";
-import { BudgetExceeded, errorFrom, errorFromResponse, RateLimited } from "outlay";
+import { BudgetExceeded, budgetOf, errorFrom, errorFromResponse, RateLimited } from "outlay";
 import { BUDGET, RID, refusal } from "./gateway.mjs";
 
 const ANSWER = refusal(402, BUDGET);
@@ -69,4 +69,16 @@ test("a Response whose body was read is typed by status and headers alone", asyn
   const got = await errorFromResponse(response);
   assert.ok(got instanceof RateLimited);
   assert.equal(got.retryAfter, 9);
+});
+
+test("budgetOf reads the budget an allowed answer reports", async () => {
+  const headers = { "X-Outlay-Budget-Remaining-Usd": "1.25", "X-Outlay-Budget-Scope": "tag:customer=acme" };
+  const response = new Response("{}", { status: 200, headers });
+  assert.deepEqual(budgetOf(response), { remainingUsd: "1.25", scope: "tag:customer=acme" });
+  assert.deepEqual(budgetOf({ data: {}, response }), { remainingUsd: "1.25", scope: "tag:customer=acme" });
+  assert.deepEqual(budgetOf({ "x-outlay-budget-remaining-usd": "0" }), { remainingUsd: "0", scope: null });
+  assert.equal(budgetOf(new Response("{}")), null); // no hard budget applied
+  assert.equal(budgetOf({ "X-Outlay-Budget-Remaining-Usd": "lots" }), null);
+  assert.equal(budgetOf(null), null);
+  assert.equal(budgetOf("x"), null);
 });

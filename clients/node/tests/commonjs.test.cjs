@@ -8,7 +8,7 @@ const outlay = require("outlay");
 
 const EXPORTS = ["ApprovalRequired", "BudgetExceeded", "InvalidKey", "InvalidRequest", "KeyExpired", "KeyRevoked",
   "ModelNotAllowed", "Outlay", "OutlayError", "RateLimited", "Unavailable", "VendorNotAllowed",
-  "errorFrom", "errorFromAnswer", "errorFromResponse", "withRetry"];
+  "budgetOf", "errorFrom", "errorFromAnswer", "errorFromResponse", "withRetry"];
 
 test("both builds export exactly the same names", async () => {
   const esm = await import("outlay");

@@ -16,6 +16,10 @@ _BUDGET = {
         "period": {"enum": ["hour", "day", "week", "month", "total"]},
         "mode": {"enum": ["hard", "soft"]},
         "warn_at": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "enforce": {"enum": ["enforce", "shadow"]},
+        "on_exceeded": {"type": "object", "required": ["downgrade_to"], "properties": {
+            "downgrade_to": {"oneOf": [{"type": "string"}, {
+                "type": "array", "items": {"type": "string"}, "minItems": 1}]}}},
     },
 }
 _POLICY = {
@@ -38,6 +42,12 @@ _POLICY = {
                          "description": "how long a call that fits a hard budget's settled "
                          "spend, but not beside the calls in flight, waits for them to settle "
                          "(default 2000; 0: never)"},
+        "required_tags": {"type": "array", "items": {"type": "string"},
+                          "description": "labels every call must carry (400 missing_tag)"},
+        "max_values": {"type": "integer", "minimum": 1,
+                       "description": "tag:<name>=* only: values tracked per period "
+                       "(default 100000)"},
+        "enforce": {"enum": ["enforce", "shadow"]},
     },
 }
 _KEY = {

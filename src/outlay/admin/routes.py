@@ -17,7 +17,14 @@ from outlay.gateway.context import GATEWAY
 from outlay.gateway.header_values import credential
 from outlay.policy.decide import iso
 from outlay.policy.errors import AuthError, BadRequest, OutlayError, invalid_request
-from outlay.policy.model import Policy, PolicyError, parse_policy, parse_scope
+from outlay.policy.model import (
+    Policy,
+    PolicyError,
+    check_scope_policy,
+    parse_policy,
+    parse_scope,
+)
+from outlay.pricing.table import PriceTable
 from outlay.state.base import KeyRecord, NewKey, NotFound, StateError
 from outlay.state.config_policies import ConfigPolicies, PolicyManaged
 
@@ -101,6 +108,8 @@ async def create_key(request: web.Request) -> web.Response:
         raise invalid_request("name must be a string", "name")
     policy = (parse_policy(body["policy"], gw.vendor_pricing)
               if body.get("policy") is not None else None)
+    if policy is not None:
+        check_scope_policy("key:", policy)
     record, secret = await gw.store.create_key(NewKey(
         agent=agent, name=name, ttl_seconds=ttl, labels=_labels(body.get("labels")) or {},
         policy=policy))
@@ -136,6 +145,8 @@ async def update_key(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     policy = (parse_policy(body["policy"], gw.vendor_pricing)
               if body.get("policy") is not None else None)
+    if policy is not None:
+        check_scope_policy("key:", policy)
     record = await gw.store.update_key(
         request.match_info["id"], name, _labels(body.get("labels")), policy)
     return dump(key_view(record))
@@ -177,6 +188,8 @@ async def put_policy(request: web.Request) -> web.Response:
     scope = parse_scope(request.match_info["scope"])
     gw = request.app[GATEWAY]
     policy = parse_policy(await read_json(request), gw.vendor_pricing)
+    check_scope_policy(scope, policy)
+    check_downgrades(policy, gw.prices)
     stored = await request.app[GATEWAY].store.put_policy(scope, policy)
     return dump(policy_view(scope, stored, ConfigPolicies()))
 
@@ -208,15 +221,45 @@ async def list_policies(request: web.Request) -> web.Response:
 
 async def usage(request: web.Request) -> web.Response:
     scope = parse_scope(request.match_info["scope"])
-    return dump(await request.app[GATEWAY].store.usage(scope))
+    limit = int_query(request, "values", 100, MAX_AUDIT)
+    return dump(await request.app[GATEWAY].store.usage(scope, limit))
 
 
 async def audit(request: web.Request) -> web.Response:
     scope = request.query.get("scope")
     limit = int_query(request, "limit", 100, MAX_AUDIT)
     entries = await request.app[GATEWAY].store.audit(
-        parse_scope(scope) if scope else None, limit)
+        audit_scope(scope) if scope else None, limit)
     return dump({"entries": entries})
+
+
+def check_downgrades(policy: Policy, prices: PriceTable) -> None:
+    """Each model a budget downgrades to is priced, and none dearer than the one before."""
+    for i, budget in enumerate(policy.budgets):
+        before: tuple[str, int] | None = None
+        for model in budget.downgrade_to:
+            price = prices.resolve(model)
+            where = f"budgets[{i}].on_exceeded.downgrade_to"
+            if price is None:
+                raise PolicyError(f"{where}: no price is known for {model!r}; a call can be "
+                                  "sent only to a model Outlay can price")
+            cost = price.input_micros_per_mtok + price.output_micros_per_mtok
+            if before is not None and cost > before[1]:
+                raise PolicyError(f"{where}: {model!r} is dearer than {before[0]!r} before "
+                                  "it; list cheaper models, cheapest last")
+            before = (model, cost)
+
+
+def audit_scope(text: str) -> str:
+    """A scope to filter the audit by, or `label:<name>=<value>` (a key's label or a call's
+    tag): the rows of calls carrying that label, as the scope `tag:<name>=<value>` says."""
+    if text.startswith("label:"):
+        scope = parse_scope("tag:" + text.removeprefix("label:"))
+        if scope.endswith("=*"):
+            raise invalid_request("a label filter names one value: label:<name>=<value>",
+                                  "scope")
+        return scope
+    return parse_scope(text)
 
 
 async def report(request: web.Request) -> web.Response:

@@ -127,15 +127,27 @@ def render_usage(answer: dict[str, Any]) -> str:
     for title, spend in (("MODEL", by_model), ("VENDOR", by_vendor)):
         if spend:
             parts.append(table([title, "SPENT USD"], ([k, usd(v)] for k, v in spend.items())))
+    if "values_seen" in answer:  # a tag:<name>=* scope: each value's own budgets
+        parts.append(f"Values seen this period: {answer['values_seen']} "
+                     f"(max_values {answer.get('max_values')})")
+        parts.append(table(
+            ["VALUE", "BUDGET", "CAP USD", "SPENT USD", "RESERVED USD", "REMAINING USD"],
+            ([v.get("value"), b.get("period"), usd(b.get("cap_usd")), usd(b.get("spent_usd")),
+              usd(b.get("reserved_usd")), usd(b.get("remaining_usd"))]
+             for v in answer.get("values") or [] for b in v.get("budgets") or [{}]),
+            "No values seen."))
     return "\n\n".join(parts)
 
 
 @click.command()
 @click.argument("scope", callback=lambda _ctx, _param, value: scope_argument(value))
+@click.option("--values", "values", type=click.IntRange(min=1, max=1000), default=100,
+              show_default=True, help="For tag:<name>=*: how many values to list (top spend).")
 @admin_command
-def usage(admin: Admin, scope: str) -> None:
-    """Live usage of SCOPE: rate windows, budgets and spend."""
-    admin.emit(admin.client.get(f"/usage/{segment(scope)}"), render_usage)
+def usage(admin: Admin, scope: str, values: int) -> None:
+    """Live usage of SCOPE: rate windows, budgets and spend; for tag:<name>=*, the values
+    seen this period with their spend."""
+    admin.emit(admin.client.get(f"/usage/{segment(scope)}", values=values), render_usage)
 
 
 def _spend_of_cap(entry: dict[str, Any]) -> str:
@@ -145,13 +157,27 @@ def _spend_of_cap(entry: dict[str, Any]) -> str:
     return f"{usd(spent)}/{usd(cap)}"
 
 
+def _label_option(value: str | None) -> str | None:
+    """`--label NAME=VALUE`: the calls carrying that label (a key's label or a call's tag)."""
+    if value is None:
+        return None
+    scope_argument("tag:" + value.removeprefix("label:"))
+    if value.endswith("=*"):
+        raise click.BadParameter("name one value: NAME=VALUE", param_hint="--label")
+    return "label:" + value.removeprefix("label:")
+
+
 @click.command()
 @click.option("--scope", callback=lambda _c, _p, v: None if v is None else scope_argument(v))
+@click.option("--label", callback=lambda _c, _p, v: _label_option(v),
+              help="Only calls carrying this label or tag: NAME=VALUE.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @admin_command
-def audit(admin: Admin, scope: str | None, limit: int) -> None:
+def audit(admin: Admin, scope: str | None, label: str | None, limit: int) -> None:
     """The audit ledger, newest first."""
-    answer = admin.client.get("/audit", scope=scope, limit=limit)
+    if scope is not None and label is not None:
+        raise click.UsageError("give either --scope or --label, not both")
+    answer = admin.client.get("/audit", scope=label or scope, limit=limit)
     admin.emit(
         answer,
         lambda answer: table(

@@ -8,12 +8,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from random import getrandbits
 
 from outlay.gateway.context import Gateway
 from outlay.gateway.holds import Wait
-from outlay.policy.errors import ApprovalRequired, BudgetHeld, OutlayError, Unavailable
+from outlay.policy.decision import Call
+from outlay.policy.errors import (
+    ApprovalRequired,
+    BudgetHeld,
+    DowngradeAsked,
+    OutlayError,
+    Unavailable,
+)
 from outlay.state.base import Outcome, Reservation, StateError, Ticket
 from outlay.state.exposure import ExposureClaim
 
@@ -48,12 +56,22 @@ async def refuse_invalid(gw: Gateway, ticket: Ticket, error: OutlayError) -> Out
     return error
 
 
-async def admit(gw: Gateway, ticket: Ticket, claim: ExposureClaim | None = None
-                ) -> Reservation | OutlayError:
+# prices an LLM call on other models (on_exceeded.downgrade_to): model -> the call on it
+Reprice = Callable[[tuple[str, ...]], Mapping[str, Call]]
+
+
+async def admit(gw: Gateway, ticket: Ticket, claim: ExposureClaim | None = None,
+                reprice: Reprice | None = None) -> Reservation | OutlayError:
     """The reservation, or the refusal to answer with; a call on a vendor object (`claim`)
-    raises ObjectMoved when it must be priced again."""
+    raises ObjectMoved when it must be priced again. A budget that would send the call to a
+    cheaper model has it priced there by `reprice` (none: it is refused)."""
     try:
-        reservation = await _reserve(gw, ticket, claim)
+        try:
+            reservation = await _reserve(gw, ticket, claim)
+        except DowngradeAsked as asked:
+            # nothing was written: decided again with the cheaper models priced
+            ticket = replace(ticket, downgrades=dict(reprice(asked.models)) if reprice else {})
+            reservation = await _reserve(gw, ticket, claim)
     except OutlayError as err:
         _count(gw, ticket, "refused", err.code)
         return err
@@ -61,7 +79,10 @@ async def admit(gw: Gateway, ticket: Ticket, claim: ExposureClaim | None = None
         refusal = unavailable(gw, exc)
         _count(gw, ticket, "refused", refusal.code)
         return refusal
-    _count(gw, ticket, "allowed", "")
+    # a breach only reported (enforce: shadow) is counted with the refusal it would have been
+    _count(gw, ticket, "allowed",
+           f"shadow_{reservation.shadowed[0]}" if reservation.shadowed
+           else "downgraded" if reservation.downgraded_to else "")
     return reservation
 
 

@@ -43,4 +43,8 @@ def limit_headers(limits: Limits, now_ms: int) -> dict[str, str]:
     if limits.budget_cap is not None:
         out["X-Budget-Limit-USD"] = micros_to_usd(limits.budget_cap)
         out["X-Budget-Remaining-USD"] = micros_to_usd(limits.budget_remaining or 0)
+        # the same figure under Outlay's names, and the scope whose budget it is
+        out["X-Outlay-Budget-Remaining-Usd"] = out["X-Budget-Remaining-USD"]
+        if limits.budget_scope is not None:
+            out["X-Outlay-Budget-Scope"] = limits.budget_scope
     return out

@@ -31,6 +31,7 @@ from outlay.policy.approvals import request_shape
 from outlay.policy.decision import Call
 from outlay.policy.errors import OutlayError, Unavailable
 from outlay.policy.money import micros_to_usd
+from outlay.policy.tags import TAGS_HEADER, parse_tags
 from outlay.pricing.estimate import USES_FIELDS, Estimate, beta_names, clamp_patch, estimate
 from outlay.pricing.table import ModelPrice
 from outlay.state.base import Reservation, Settled, Ticket
@@ -74,6 +75,7 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
     model: str | None = None
     try:
         approval = approval_id(ex.headers)
+        tags = parse_tags(ex.headers.get(TAGS_HEADER))
         raw = await ex.body(gw.settings.max_body_bytes)
         body = parse_json_object(ex.content_type, raw)
         model = body.get("model") if isinstance(body.get("model"), str) else None
@@ -88,22 +90,42 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
         await ex.send(*error_answer(refusal, route.flavor, rid))
         return
 
-    call = Call(
-        vendor=route.provider, model=model, model_resolved=price.name if price else None,
-        free=bool(price and price.free), cost_micros=est.cost_micros,
-        tokens=est.input_tokens + est.output_tokens, clamp=est.clamp, unpriced=est.unpriced,
-    )
+    def priced(name: str | None, price: ModelPrice | None, est: Estimate) -> Call:
+        return Call(
+            vendor=route.provider, model=name, model_resolved=price.name if price else None,
+            free=bool(price and price.free), cost_micros=est.cost_micros,
+            tokens=est.input_tokens + est.output_tokens, clamp=est.clamp,
+            unpriced=est.unpriced)
+
+    def on(name: str) -> tuple[ModelPrice, Estimate] | None:
+        """The call on another model of its provider (on_exceeded.downgrade_to)."""
+        other = gw.prices.resolve(name)
+        if other is None or other.provider != route.provider:
+            return None
+        return other, estimate(route.kind, {**body, "model": name}, other, betas=betas,
+                               tier_default=gw.settings.service_tier_defaults.get(
+                                   route.provider))
+
+    def reprice(models: tuple[str, ...]) -> dict[str, Call]:
+        return {name: priced(name, *found) for name in models if (found := on(name))}
+
+    call = priced(model, price, est)
     path = f"{route.path}?{ex.query}" if ex.query else route.path
     ticket = Ticket(rid, key_hash, call, route.kind, gw.aliases, gw.free_models,
                     approval_id=approval, shape=request_shape("POST", path, raw),
-                    may_wait=True)
-    reservation = await admit(gw, ticket)
+                    may_wait=True, tags=tags)
+    reservation = await admit(gw, ticket, reprice=reprice)
     if not isinstance(reservation, Reservation):
         await ex.send(*error_answer(reservation, route.flavor, rid))
         return
 
     ours = {"X-Outlay-Request-Id": reservation.id,
             **limit_headers(reservation.limits, gw.clock())}
+    downgraded = reservation.downgraded_to
+    if downgraded is not None and (found := on(downgraded)):
+        # a budget sent the call to a cheaper model: forwarded, priced and settled as that
+        ours["X-Outlay-Downgraded"] = f"{model} -> {downgraded}"
+        body, (price, est) = {**body, "model": downgraded}, found
     patch = est.body_patch
     if reservation.clamped_to is not None and est.max_field is not None:
         # the call fits the budget only with a lower bound than the request's own default
@@ -113,7 +135,7 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
     if est.max_field in USES_FIELDS and est.clamp is not None:
         # Outlay bounded the uses of server-side tools the request left open
         ours["X-Outlay-Max-Tool-Uses"] = str(reservation.clamped_to or est.clamp.limit)
-    forward_body = orjson.dumps({**body, **patch}) if patch else raw
+    forward_body = orjson.dumps({**body, **patch}) if patch or downgraded else raw
     stream = body.get("stream") is True
     outgoing = UpstreamRequest(
         provider=route.provider, method="POST", path=route.path,

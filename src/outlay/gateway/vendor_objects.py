@@ -11,7 +11,8 @@ move is given back to every scope that was charged for it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from aiohttp import web
 
@@ -45,6 +46,7 @@ class Caller:
     account: str  # the vendor account (vendors.vendor_account) its idempotency keys are kept on
     shape: RequestShape  # what an approval it presents must have been opened for
     call: Call  # what the call asks for that a policy may not allow (policy.vendor_checks)
+    tags: Mapping[str, str] = field(default_factory=dict)  # X-Outlay-Tags
 
 
 async def object_call(gw: Gateway, caller: Caller, pricing: ObjectPricing, call: ObjectCall,
@@ -60,7 +62,7 @@ async def object_call(gw: Gateway, caller: Caller, pricing: ObjectPricing, call:
                         f"vendor.{vendor}",
                         idempotency_key=call.idempotency_key if cost else None,
                         idempotency_account=caller.account, approval_id=caller.approval_id,
-                        shape=caller.shape, may_wait=True)
+                        shape=caller.shape, may_wait=True, tags=caller.tags)
         try:
             reservation = await admit(gw, ticket, claim)
         except ObjectMoved:

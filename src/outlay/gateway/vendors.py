@@ -30,6 +30,7 @@ from outlay.policy.approvals import request_shape
 from outlay.policy.decision import Call
 from outlay.policy.errors import BadRequest, OutlayError
 from outlay.policy.money import micros_to_usd
+from outlay.policy.tags import TAGS_HEADER, parse_tags
 from outlay.state.base import Reservation, Settled, Ticket
 from outlay.state.keys import hash_secret
 from outlay.vendors import VendorCall, VendorEstimate, VendorPricing
@@ -70,6 +71,7 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
                 return error_response(refusal, "openai", rid)
             rid = new_request_id()
         approval = approval_id(request.headers)
+        tags = parse_tags(request.headers.get(TAGS_HEADER))
         idempotency_key(request.headers)  # checked here; the vendor's pricing reads it
         raw = await read_body(request, gw.settings.max_body_bytes)
         vcall = VendorCall(vendor, request.method.upper(), path, request.content_type, raw,
@@ -84,7 +86,7 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
     query = request.rel_url.raw_query_string
     caller = Caller(rid, key_hash, approval, vendor_account(gw, vendor, request.headers),
                     request_shape(vcall.method, f"{path}?{query}" if query else path, raw),
-                    asked)
+                    asked, tags)
     rule = gw.vendor_headers.get(vendor, NO_RULE)
     if on_object is not None:
         assert isinstance(pricing, ObjectPricing)
@@ -94,7 +96,7 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
     ticket = Ticket(rid, key_hash, replace(asked, cost_micros=est.cost_micros, clamp=est.clamp),
                     f"vendor.{vendor}", idempotency_key=est.idempotency_key,
                     idempotency_account=caller.account, approval_id=caller.approval_id,
-                    shape=caller.shape, may_wait=True)
+                    shape=caller.shape, may_wait=True, tags=caller.tags)
     reservation = await admit(gw, ticket)
     if not isinstance(reservation, Reservation):
         return error_response(_worded(reservation, vcall), "openai", ticket.request_id)

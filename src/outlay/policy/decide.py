@@ -37,6 +37,7 @@ from outlay.policy.model import Period
 from outlay.policy.money import ceil_div, micros_to_usd
 from outlay.policy.periods import iso as iso  # re-exported: the gateway's time format
 from outlay.policy.periods import period_bounds
+from outlay.policy.tags import missing_tags
 from outlay.policy.vendor_checks import vendor_refusal
 from outlay.policy.windows import (
     LIMIT_CODES,
@@ -104,17 +105,23 @@ def _access(
 
 def _has_hard_budget(views: Sequence[ScopeView]) -> bool:
     return any(
-        b.mode == "hard" for v in views if v.policy for b in v.policy.budgets
+        b.mode == "hard" and not v.policy.shadows(b)
+        for v in views if v.policy for b in v.policy.budgets
     )
 
 
 def precheck(
     call: Call, views: Sequence[ScopeView], aliases: Mapping[str, str] | None = None,
-    free_models: Sequence[str] = (),
+    free_models: Sequence[str] = (), labels: Mapping[str, str] | None = None,
 ) -> Refuse | None:
-    """The refusals that depend on the policies alone, not on any counter: allow-lists (a
-    vendor call's operations, accounts and destinations among them), and an unpriced call
-    under a hard budget."""
+    """The refusals that depend on the policies alone, not on any counter: a tag a policy
+    requires and the call lacks (`labels`: the call's, when known), allow-lists (a vendor
+    call's operations, accounts and destinations among them), and an unpriced call under a
+    hard budget."""
+    if labels is not None:
+        missing = missing_tags(((v.scope, v.policy) for v in views if v.policy), labels)
+        if missing is not None:
+            return Refuse(missing, missing.details["scope"])
     refused = _access(call, views, aliases or {}, free_models) or vendor_refusal(call, views)
     if refused:
         return refused
@@ -137,6 +144,7 @@ def decide(
     free_models: Sequence[str] = (),
     grant: Grant | None = None,
     may_wait: bool = False,
+    labels: Mapping[str, str] | None = None,
 ) -> Decision:
     """Check every limit of every scope; admit with the writes to make, or refuse with why.
 
@@ -146,7 +154,7 @@ def decide(
     that would be refused by a hard budget whose settled spend has room for it, but not
     beside other calls' reservations, is not refused: the Refuse says how long it may wait
     (`hold_ms`) for them to settle before it is decided again without waiting."""
-    refused = precheck(call, views, aliases, free_models)
+    refused = precheck(call, views, aliases, free_models, labels)
     if refused:
         return refused
     asked = call
@@ -205,17 +213,22 @@ def decide(
             start, end = period_bounds(budget.period, now_ms)
             counter = _current(view, budget.period, start)
             committed = counter.spent + counter.reserved
+            shadow = view.policy.shadows(budget)
             if budget.mode == "hard":
                 if committed + cost > budget.cap_micros:
                     error = _budget_error(view.scope, budget.period, budget.cap_micros,
                                           counter, cost, end)
-                    if (may_wait and counter.spent + cost <= budget.cap_micros
+                    if (not shadow and may_wait and counter.spent + cost <= budget.cap_micros
                             and breaches.may_hold(view, error)):
                         pass  # room once the calls in flight settle: wait for them
                     elif refusal := breaches.budget(view, error, budget.period, start,
-                                                    budget.cap_micros, committed):
+                                                    budget.cap_micros, committed, shadow):
+                        if budget.downgrade_to and refusal.approval is None:
+                            return replace(refusal, downgrade=budget.downgrade_to)
                         return refusal
-                limits.budget(budget.cap_micros, budget.cap_micros - committed - cost)
+                if not shadow:  # the headers speak of the caps that refuse
+                    limits.budget(budget.cap_micros, budget.cap_micros - committed - cost,
+                                  view.scope)
             watched = budget.warn_at is not None or budget.mode == "soft"
             earlier = holds.get((view.scope, budget.period))
             holds[(view.scope, budget.period)] = Hold(
@@ -226,7 +239,7 @@ def decide(
         return refusal
     return Admit(windows, tuple(holds.values()), tuple(parallel), limits.build(),
                  tuple(breaches.events), breaches.overage, None if call is asked else call,
-                 breaches.approved)
+                 breaches.approved, tuple(breaches.shadowed))
 
 
 def clamped(call: Call, views: Sequence[ScopeView], now_ms: int,
@@ -264,7 +277,7 @@ def _hard_room(views: Sequence[ScopeView], now_ms: int, grant: Grant | None) -> 
                 grant is not None and (view.scope, "budget_exceeded") in grant.breaches):
             continue
         for budget in policy.budgets:
-            if budget.mode != "hard":
+            if budget.mode != "hard" or policy.shadows(budget):
                 continue
             counter = _current(view, budget.period, period_bounds(budget.period, now_ms)[0])
             left = budget.cap_micros - counter.spent - counter.reserved
@@ -291,6 +304,7 @@ class _Breaches:
         self.approved = False  # a breach the grant covers was let through
         self.needs: list[tuple[ScopeView, OutlayError]] = []  # breaches awaiting a human
         self.held: list[tuple[ScopeView, OutlayError]] = []  # budgets full of others' holds
+        self.shadowed: list[str] = []  # the codes of breaches only reported (enforce: shadow)
 
     def rate(self, view: ScopeView, error: RateLimited) -> Refuse | None:
         minute = self.now_ms // 60_000
@@ -303,7 +317,7 @@ class _Breaches:
 
     def budget(
         self, view: ScopeView, error: BudgetExceeded, period: str, start: int, cap: int,
-        committed: int,
+        committed: int, shadow: bool = False,
     ) -> Refuse | None:
         event = Event("budget.exceeded", {
             "scope": view.scope, "agent_id": self.key.agent, "key_id": self.key.id,
@@ -311,10 +325,18 @@ class _Breaches:
             "cap_usd": micros_to_usd(cap), "percent_used": percent(committed, cap),
             "resets_at": error.details.get("resets_at"),
         }, f"budget.exceeded:{view.scope}:{period}:{start}")
-        return self._apply(view, error, event)
+        return self._apply(view, error, event, shadow)
 
-    def _apply(self, view: ScopeView, error: OutlayError, event: Event) -> Refuse | None:
+    def _apply(self, view: ScopeView, error: OutlayError, event: Event, shadow: bool = False
+               ) -> Refuse | None:
         assert view.policy is not None
+        if shadow or view.policy.enforce == "shadow":
+            # counted as if enforced, announced as `<event>.shadow`, and let through
+            self.shadowed.append(error.code)
+            self.events.append(Event(f"{event.type}.shadow", {
+                **event.data, "code": error.code, "enforce": "shadow"},
+                f"{event.coalesce}:shadow"))
+            return None
         action = view.policy.on_breach
         self.events.append(event)
         if action == "alert":
@@ -393,7 +415,7 @@ class _LimitsBuilder:
     def __init__(self) -> None:
         self.req: tuple[int, int, int, str] | None = None  # remaining, limit, reset, window
         self.tok: tuple[int, int, int, str] | None = None
-        self.bud: tuple[int, int] | None = None  # remaining, cap
+        self.bud: tuple[int, int, str] | None = None  # remaining, cap, scope
         self.policies: list[tuple[str, int, int]] = []
 
     def window(self, name: str, limit: int, used: int, reset_ms: int) -> None:
@@ -404,8 +426,8 @@ class _LimitsBuilder:
         else:
             self.req = entry if self.req is None or entry < self.req else self.req
 
-    def budget(self, cap: int, remaining: int) -> None:
-        entry = (max(0, remaining), cap)
+    def budget(self, cap: int, remaining: int, scope: str) -> None:
+        entry = (max(0, remaining), cap, scope)
         self.bud = entry if self.bud is None or entry < self.bud else self.bud
 
     def build(self) -> Limits:
@@ -420,5 +442,6 @@ class _LimitsBuilder:
             tokens_reset_ms=tok[2] if tok else None,
             budget_cap=bud[1] if bud else None,
             budget_remaining=bud[0] if bud else None,
+            budget_scope=bud[2] if bud else None,
             policies=tuple(self.policies),
         )

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from outlay.policy.errors import OutlayError
-from outlay.policy.model import Period, Policy
+from outlay.policy.model import TAG_NAME, TAG_VALUE, Period, Policy
 from outlay.policy.money import ceil_div
 from outlay.policy.windows import WindowState
 from outlay.values import value
@@ -75,9 +75,15 @@ class KeyInfo:
         return (f"key:{self.id}", f"agent:{self.agent}", *group)
 
 
-def call_scopes(key: KeyInfo, vendor: str) -> tuple[str, ...]:
-    """Every scope a call is charged to, narrowest first."""
-    return (*key.scopes, f"vendor:{vendor}", "global")
+def call_scopes(key: KeyInfo, vendor: str, labels: Mapping[str, str] | None = None
+                ) -> tuple[str, ...]:
+    """Every scope a call is charged to, narrowest first: its key, agent and group, its tag
+    scopes (`tag:<name>=<value>`, one per label of the call: its key's and its tags), its
+    vendor and everything."""
+    tags = () if not labels else tuple(
+        f"tag:{n}={v}" for n in sorted(labels)
+        if TAG_NAME.fullmatch(n) and TAG_VALUE.fullmatch(v := labels[n]))
+    return (*key.scopes, *tags, f"vendor:{vendor}", "global")
 
 
 @value
@@ -158,6 +164,7 @@ class Limits:
     tokens_reset_ms: int | None = None
     budget_cap: int | None = None
     budget_remaining: int | None = None
+    budget_scope: str | None = None  # the scope of the tightest hard budget
     policies: tuple[tuple[str, int, int], ...] = ()  # (window name, limit, seconds)
 
 
@@ -171,6 +178,7 @@ class Admit:
     overage: bool = False  # a breach was let through (on_breach alert, or an approval)
     call: Call | None = None  # the call as admitted, when its maximum output was clamped
     approved: bool = False  # a breach the approval covers was let through: it is used
+    shadowed: tuple[str, ...] = ()  # codes of breaches only reported (enforce: shadow)
 
 
 @value
@@ -182,6 +190,8 @@ class Refuse:
     # not refused yet: the call fits every hard budget's settled spend, not beside the
     # calls in flight; it may wait this many ms for them to settle and be decided again
     hold_ms: int | None = None
+    # the refusing budget's on_exceeded.downgrade_to: the models to try the call on instead
+    downgrade: tuple[str, ...] = ()
 
 
 Decision = Admit | Refuse

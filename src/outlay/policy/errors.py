@@ -106,6 +106,16 @@ class BudgetHeld(BudgetExceeded):
         self.wait_ms = wait_ms
 
 
+class DowngradeAsked(BudgetExceeded):
+    """Not an answer: the budget that refuses the call would send it to a cheaper model
+    (`on_exceeded.downgrade_to`); nothing was recorded. The gateway prices `models` for
+    this call and asks again with them. Should it reach an agent, it is a 402."""
+
+    def __init__(self, refusal: OutlayError, models: tuple[str, ...]) -> None:
+        super().__init__(refusal.code, refusal.message, **refusal.details)
+        self.models = models
+
+
 class BadRequest(OutlayError):
     status = 400
     error_type = "invalid_request_error"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,9 +20,15 @@ from outlay.policy.vendor_access import (
 Period = Literal["hour", "day", "week", "month", "total"]
 Mode = Literal["hard", "soft"]
 Breach = Literal["block", "alert", "require_approval"]
+Enforce = Literal["enforce", "shadow"]
+ENFORCE: tuple[Enforce, ...] = ("enforce", "shadow")
 
 PERIODS: tuple[Period, ...] = ("hour", "day", "week", "month", "total")
-SCOPE_KINDS = ("key", "agent", "group", "vendor", "global")
+SCOPE_KINDS = ("key", "agent", "group", "vendor", "tag", "global")
+# a tag's name and value (X-Outlay-Tags, `tag:<name>=<value>` scopes)
+TAG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+TAG_VALUE = re.compile(r"[A-Za-z0-9_.:@/+-]{1,128}")
+DEFAULT_MAX_VALUES = 100_000
 
 
 class PolicyError(ValueError):
@@ -39,6 +46,11 @@ class Budget:
     period: Period
     mode: Mode = "hard"
     warn_at: float | None = None
+    # shadow: counted and reported as if enforced, but never refuses (nor holds, nor clamps)
+    enforce: Enforce = "enforce"
+    # on_exceeded: {downgrade_to: …}: the cheaper models, in order, an LLM call this budget
+    # would refuse is sent to instead when one of them fits
+    downgrade_to: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -48,6 +60,10 @@ class Budget:
         }
         if self.warn_at is not None:
             out["warn_at"] = self.warn_at
+        if self.enforce != "enforce":
+            out["enforce"] = self.enforce
+        if self.downgrade_to:
+            out["on_exceeded"] = {"downgrade_to": list(self.downgrade_to)}
         return out
 
 
@@ -75,6 +91,21 @@ class Policy:
     operations: VendorLists | None = None
     accounts: VendorLists | None = None
     destinations: VendorLists | None = None
+    # tags every call under this policy must carry (400 missing_tag otherwise)
+    required_tags: tuple[str, ...] = ()
+    # a `tag:<name>=*` policy: how many distinct values it tracks (None: DEFAULT_MAX_VALUES)
+    max_values: int | None = None
+    # shadow: every limit and budget of the policy is counted and its breaches reported
+    # (audit, metrics, `*.shadow` webhooks) as if enforced, but calls pass
+    enforce: Enforce = "enforce"
+
+    def shadows(self, budget: Budget | None = None) -> bool:
+        """Whether a breach (of `budget`, when given) is only reported, never enforced."""
+        return self.enforce == "shadow" or (budget is not None and budget.enforce == "shadow")
+
+    @property
+    def values_limit(self) -> int:
+        return DEFAULT_MAX_VALUES if self.max_values is None else self.max_values
 
     @property
     def hold_ms(self) -> int:
@@ -105,13 +136,19 @@ class Policy:
             lists = getattr(self, name)
             if lists is not None:
                 out[name] = lists_to_dict(lists)
+        if self.required_tags:
+            out["required_tags"] = list(self.required_tags)
+        if self.max_values is not None:
+            out["max_values"] = self.max_values
+        if self.enforce != "enforce":
+            out["enforce"] = self.enforce
         return out
 
 
 _POLICY_FIELDS = {
     "rpm", "rph", "rpd", "tpm", "max_parallel", "budgets", "models",
     "free_models_only", "vendors", "on_breach", "approval_wait_s", "clamp_max_tokens",
-    "hold_wait_ms", *ACCESS_FIELDS,
+    "hold_wait_ms", "required_tags", "max_values", "enforce", *ACCESS_FIELDS,
 }
 # `clamp_max_tokens: true`: the least output worth sending a call with
 DEFAULT_CLAMP_FLOOR = 256
@@ -136,7 +173,7 @@ def parse_budget(raw: object, index: int = 0) -> Budget:
     where = f"budgets[{index}]"
     if not isinstance(raw, dict):
         raise PolicyError(f"{where} must be an object like {{usd: 50, period: month}}")
-    unknown = set(raw) - {"usd", "period", "mode", "warn_at"}
+    unknown = set(raw) - {"usd", "period", "mode", "warn_at", "enforce", "on_exceeded"}
     if unknown:
         raise PolicyError(f"{where}: unknown field(s) {sorted(unknown)}")
     if "usd" not in raw:
@@ -156,7 +193,37 @@ def parse_budget(raw: object, index: int = 0) -> Budget:
         isinstance(warn_at, bool) or not isinstance(warn_at, int | float) or not 0 < warn_at <= 1
     ):
         raise PolicyError(f"{where}.warn_at must be a fraction in (0, 1], got {warn_at!r}")
-    return Budget(cap, period, mode, None if warn_at is None else float(warn_at))
+    budget = Budget(cap, period, mode, None if warn_at is None else float(warn_at),
+                    _enforce(raw.get("enforce"), f"{where}.enforce"),
+                    _downgrade_to(raw.get("on_exceeded"), f"{where}.on_exceeded"))
+    if budget.downgrade_to and (mode != "hard" or budget.enforce == "shadow"):
+        raise PolicyError(f"{where}.on_exceeded applies to an enforced hard budget only")
+    return budget
+
+
+def _downgrade_to(value: object, where: str) -> tuple[str, ...]:
+    """`on_exceeded: {downgrade_to: model | [models]}`: the models, in order."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict) or set(value) != {"downgrade_to"}:
+        raise PolicyError(f"{where} must be {{downgrade_to: <model or list of models>}}, "
+                          f"got {value!r}")
+    models = value["downgrade_to"]
+    if isinstance(models, str):
+        models = [models]
+    if (not isinstance(models, list) or not models
+            or not all(isinstance(m, str) and m for m in models)):
+        raise PolicyError(f"{where}.downgrade_to must be a model or a non-empty list of "
+                          f"models, got {models!r}")
+    return tuple(models)
+
+
+def _enforce(value: object, where: str) -> Enforce:
+    if value is None or value == "enforce":
+        return "enforce"
+    if value == "shadow":
+        return "shadow"
+    raise PolicyError(f"{where} must be 'enforce' or 'shadow', got {value!r}")
 
 
 def parse_policy(raw: object, known_vendors: Collection[str] | None = None) -> Policy:
@@ -216,7 +283,35 @@ def parse_policy(raw: object, known_vendors: Collection[str] | None = None) -> P
         operations=access["operations"],
         accounts=access["accounts"],
         destinations=access["destinations"],
+        required_tags=_required_tags(raw.get("required_tags")),
+        max_values=_max_values(raw.get("max_values")),
+        enforce=_enforce(raw.get("enforce"), "enforce"),
     )
+
+
+def _required_tags(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(
+            isinstance(v, str) and TAG_NAME.fullmatch(v) for v in value):
+        raise PolicyError(f"required_tags must be a list of tag names, got {value!r}")
+    return tuple(dict.fromkeys(value))
+
+
+def _max_values(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PolicyError(f"max_values must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def check_scope_policy(scope: str, policy: Policy) -> None:
+    """What a policy may say depends on its scope: `max_values` only on `tag:<name>=*`."""
+    if policy.max_values is not None and not (
+            scope.startswith("tag:") and scope.endswith("=*")):
+        raise PolicyError(
+            f"max_values applies only to a tag:<name>=* policy, not to {scope}")
 
 
 def _hold_wait(value: object) -> int | None:
@@ -252,6 +347,16 @@ def parse_scope(text: str) -> str:
     if not sep or kind not in SCOPE_KINDS or kind == "global" or not name:
         raise PolicyError(
             f"invalid scope {text!r}: use key:<id>, agent:<name>, group:<name>, "
-            "vendor:<name> or global"
+            "vendor:<name>, tag:<name>=<value>, tag:<name>=* or global"
         )
+    if kind == "tag":
+        tag, eq, value = name.partition("=")
+        if not eq or not TAG_NAME.fullmatch(tag) or not (
+                value == "*" or TAG_VALUE.fullmatch(value)):
+            raise PolicyError(
+                f"invalid scope {text!r}: a tag scope is tag:<name>=<value> or "
+                "tag:<name>=* (one bucket per value)")
+    elif "*" in name:
+        raise PolicyError(
+            f"invalid scope {text!r}: only a tag scope may name every value (tag:<name>=*)")
     return text

@@ -1,7 +1,7 @@
 """The Python SDK (SPEC §6): route the official clients through the gateway, typed errors for
 its refusals, and a retry helper that honours Retry-After."""
 
-from outlay.sdk.answers import error_from
+from outlay.sdk.answers import budget_of, error_from
 from outlay.sdk.errors import (
     ApprovalRequired,
     BudgetExceeded,
@@ -31,6 +31,7 @@ __all__ = [
     "Unavailable",
     "VendorNotAllowed",
     "aretry",
+    "budget_of",
     "error_from",
     "intercept_all",
     "restore",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from outlay.sdk.errors import OutlayError, error_from_answer
@@ -66,3 +68,42 @@ def _int(value: object) -> int | None:
     if isinstance(value, str) and value.isdigit():
         return int(value)
     return None
+
+
+@dataclass(frozen=True)
+class BudgetLeft:
+    """What an allowed answer says of the tightest hard budget that applied to the call:
+    what is left of it once this call's most is held (`X-Outlay-Budget-Remaining-Usd`),
+    and its scope (`X-Outlay-Budget-Scope`, e.g. `tag:customer=acme`)."""
+
+    remaining_usd: Decimal
+    scope: str | None
+
+
+def budget_of(thing: object) -> BudgetLeft | None:
+    """The budget an allowed answer reports, read off what the agent's code holds: an
+    `openai` or `anthropic` raw response (`.with_raw_response`), an `httpx` or `requests`
+    response, or a mapping of headers. None when no hard budget applied (or no headers)."""
+    headers = thing if isinstance(thing, Mapping) else getattr(thing, "headers", None)
+    if headers is None:
+        headers = getattr(getattr(thing, "response", None), "headers", None)
+    if headers is None:
+        return None
+    remaining = _header(headers, "x-outlay-budget-remaining-usd")
+    if remaining is None:
+        return None
+    try:
+        amount = Decimal(remaining)
+    except InvalidOperation:
+        return None
+    return BudgetLeft(amount, _header(headers, "x-outlay-budget-scope"))
+
+
+def _header(headers: object, name: str) -> str | None:
+    get = getattr(headers, "get", None)
+    if get is None:
+        return None
+    value = get(name)
+    if value is None and isinstance(headers, Mapping):  # a plain dict keeps its own case
+        value = next((v for k, v in headers.items() if str(k).lower() == name), None)
+    return value if isinstance(value, str) else None

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from outlay.policy.approvals import RequestShape
-from outlay.policy.decision import Call, KeyInfo, Limits
+from outlay.policy.decision import Call, Event, KeyInfo, Limits
 from outlay.policy.errors import OutlayError
 from outlay.policy.model import Policy
 from outlay.policy.money import usd_to_micros
+from outlay.policy.tags import merged
 from outlay.state.config_policies import ConfigPolicies
 from outlay.state.exposure import ExposureClaim, ExposureReport, ObjectRecord
 from outlay.values import value
@@ -41,6 +42,13 @@ def unpriced(call: Call) -> str | None:
     """The code an admitted call's ledger row carries when no price was known for it (no
     hard budget applied, so it was let through without a reservation)."""
     return "unpriced" if call.cost_micros is None else None
+
+
+# the ledger code of a call a shadow limit or budget would have refused (enforce: shadow)
+SHADOW_CODE = "shadow_refusal"
+
+
+DOWNGRADED_CODE = "downgraded"  # the ledger code of a call sent to a cheaper model
 
 
 class StateError(Exception):
@@ -98,6 +106,17 @@ class Ticket:
     # method, path and body hash: what an approval records, and what a call presenting one
     # must match (with the call's vendor and model)
     shape: RequestShape | None = None
+    # X-Outlay-Tags: the call's tags, joined to its key's labels (theirs win on a clash)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    # a call a budget would refuse, priced on the models its on_exceeded.downgrade_to names
+    # (None: not priced yet: the store raises DowngradeAsked instead of refusing)
+    downgrades: Mapping[str, Call] | None = None
+    downgraded_from: str | None = None  # set by the store: the model the call asked for
+    downgrade_event: Event | None = None  # set by the store: budget.downgraded, once admitted
+
+    def labels(self, key: KeyInfo) -> dict[str, str]:
+        """The call's labels: its tags under its key's labels."""
+        return merged(self.tags, key.labels)
 
 
 @value
@@ -129,6 +148,8 @@ class Reservation:
     started_ms: int
     clamped_to: int | None = None  # the maximum output the call must be sent with
     replay_of: str | None = None  # the call this one repeats (an idempotent replay)
+    shadowed: tuple[str, ...] = ()  # the codes of breaches only reported (enforce: shadow)
+    downgraded_to: str | None = None  # the model the call must be sent to (on_exceeded)
 
 
 @value
@@ -264,7 +285,9 @@ class StateStore(Protocol):
     async def reap(self) -> list[Reaped]:
         """Settle the reservations whose worker died or whose lease ran out; what was
         settled, by the worker that held them."""
-    async def usage(self, scope: str) -> dict[str, Any]: ...
+    async def usage(self, scope: str, values_limit: int = 100) -> dict[str, Any]:
+        """A scope's windows, budgets and month's spend; for a `tag:<name>=*` scope also the
+        values it tracks this period, the `values_limit` that spent most with their spend."""
     async def budgets(self) -> list[BudgetLine]:
         """Every budget of every scope but keys' (per-run keys come and go by the
         thousand), as it stands in its current period."""

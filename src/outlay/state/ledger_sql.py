@@ -34,6 +34,15 @@ def scope_filter(scope: str, mark: str = "?") -> tuple[str, tuple[Any, ...]]:
     if scope == "global":
         return "1=1", ()
     kind, _, name = scope.partition(":")
+    if kind == "tag":  # a label of the call (its key's, or a tag it carried)
+        label, _, value = name.partition("=")
+        # the label's name is a checked tag name (state/policy/model.TAG_NAME): no quote
+        column = (f"json_extract(labels, '$.\"{label}\"')" if mark == "?"
+                  else f"(labels::jsonb ->> {mark})")
+        args: tuple[Any, ...] = () if mark == "?" else (label,)
+        if value == "*":
+            return f"{column} IS NOT NULL", args
+        return f"{column} = {mark}", (*args, value)
     return f"{_SCOPE_COLUMNS[kind]} = {mark}", (name,)
 
 
@@ -93,7 +102,7 @@ def call_columns(ticket: Ticket, key: KeyInfo | None) -> tuple[Any, ...]:
     """key_id, agent, grp, labels, vendor, model, route: what a ledger row says of a call."""
     call = ticket.call
     return (key.id if key else None, key.agent if key else None, key.group if key else None,
-            orjson.dumps(dict(key.labels)).decode() if key else None,
+            orjson.dumps(ticket.labels(key)).decode() if key else None,
             call.vendor, call.model_resolved or call.model, ticket.route)
 
 

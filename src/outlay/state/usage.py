@@ -50,3 +50,31 @@ def usage_view(
         "spend_by_model": {m or "": micros_to_usd(v) for m, v in by_model.items()},
         "spend_by_vendor": {m or "": micros_to_usd(v) for m, v in by_vendor.items()},
     }
+
+
+def tag_values_view(
+    policy: Policy, count: int, values: list[str],
+    spend: Mapping[str, Mapping[Any, tuple[int, int]]], name: str, limit: int,
+) -> dict[str, Any]:
+    """What a `tag:<name>=*` scope's usage adds: how many values it tracks this period (of
+    `max_values`), and the `limit` values that spent most (by their first budget's period),
+    each with its spend and what is left in each budget."""
+    periods = [b.period for b in policy.budgets]
+    first = periods[0] if periods else None
+
+    def spent_of(value: str) -> int:
+        return spend.get(value, {}).get(first, (0, 0))[0] if first else 0
+
+    top = sorted(values, key=lambda v: (-spent_of(v), v))[:limit]
+    lines = []
+    for value in top:
+        budgets = []
+        for budget in policy.budgets:
+            spent, reserved = spend.get(value, {}).get(budget.period, (0, 0))
+            budgets.append({
+                "period": budget.period, "cap_usd": micros_to_usd(budget.cap_micros),
+                "spent_usd": micros_to_usd(spent), "reserved_usd": micros_to_usd(reserved),
+                "remaining_usd": micros_to_usd(max(0, budget.cap_micros - spent - reserved)),
+            })
+        lines.append({"value": value, "scope": f"tag:{name}={value}", "budgets": budgets})
+    return {"values_seen": count, "max_values": policy.values_limit, "values": lines}

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 EVENT_TYPES = (
     "budget.warning", "budget.exceeded", "agent.rate_limited", "key.revoked", "key.expired",
     "approval.requested", "approval.decided", "provider.unhealthy", "provider.recovered",
+    "budget.exceeded.shadow", "agent.rate_limited.shadow", "budget.downgraded",
 )
 # sent only by `outlay webhooks test`, only to the endpoint named; no filter selects it
 TEST_EVENT = "webhook.test"

@@ -331,10 +331,10 @@ async def test_pending_rows_are_the_open_reservations(durable: PostgresDurable) 
     assert await durable.pending_rows() == [
         {"request_id": "p1", "ts_ms": T0, "key_id": "k1", "agent": "a", "grp": "g",
          "vendor": "stripe", "reserved": 100, "tokens": 10, "worker": "w1", "idem": "idem-1",
-         "idem_account": "acct"},
+         "idem_account": "acct", "labels": '{"team":"x"}'},
         {"request_id": "p2", "ts_ms": T0 + 30_000, "key_id": "k2", "agent": "b", "grp": "g",
          "vendor": "openai", "reserved": 50, "tokens": 5, "worker": "w2", "idem": None,
-         "idem_account": None},
+         "idem_account": None, "labels": '{"team":"x"}'},
     ]
     await durable.apply_wal([settle("p1", 80, tokens=8)])
     assert [r["request_id"] for r in await durable.pending_rows()] == ["p2"]
@@ -367,3 +367,21 @@ async def test_reading_a_closed_store_is_a_state_error(postgres_dsn: str) -> Non
         await store.audit(None, 10)
     with pytest.raises(StateError, match="not open"):
         await store.apply_wal([row("r1")])
+
+
+async def test_tag_scopes_and_values_read_the_rows_labels(durable: PostgresDurable) -> None:
+    await durable.apply_wal([
+        row("t1", T0, cost=30, settlement="settled", labels={"customer": "acme", "team": "x"}),
+        row("t2", T0 + 1, cost=20, settlement="settled", labels={"customer": "beta"}),
+        row("t3", T0 + 2, reserved=5, labels={"customer": "acme"}),
+        row("t4", T0 + 3, decision="refused", settlement="none",
+            labels={"customer": "gamma"}),
+    ])
+    assert await durable.committed("tag:customer=acme", T0) == (30, 5)
+    assert await durable.committed("tag:customer=beta", T0) == (20, 0)
+    assert await durable.committed("tag:customer=*", T0) == (50, 5)
+    assert await durable.committed("tag:customer=nobody", T0) == (0, 0)
+    assert sorted(await durable.tag_values("customer", T0)) == ["acme", "beta"]
+    assert await durable.tag_values("customer", T0 + 10) == []
+    audit = await durable.audit("tag:customer=acme", 10)
+    assert [e["request_id"] for e in audit] == ["t3", "t1"]

@@ -241,11 +241,19 @@ class LedgerMixin(Pooled):
     async def pending_rows(self) -> list[dict[str, Any]]:
         """Every allowed call not settled yet: the reservations the hot state holds."""
         columns = ("request_id", "ts_ms", "key_id", "agent", "grp", "vendor", "reserved",
-                   "tokens", "worker", "idem", "idem_account")
+                   "tokens", "worker", "idem", "idem_account", "labels")
         rows = await self.fetchall(
             f"SELECT {', '.join(columns)} FROM ledger "  # noqa: S608 (fixed columns)
             "WHERE settlement = 'pending' AND decision = 'allowed' ORDER BY seq")
         return [dict(zip(columns, r, strict=True)) for r in rows]
+
+    async def tag_values(self, name: str, since_ms: int) -> list[str]:
+        """The values of the label `name` the allowed calls since `since_ms` carried."""
+        rows = await self.fetchall(
+            "SELECT DISTINCT labels::jsonb ->> %s FROM ledger WHERE decision = 'allowed' "
+            "AND ts_ms >= %s AND labels IS NOT NULL AND labels::jsonb ? %s",
+            (name, since_ms, name))
+        return [str(v) for (v,) in rows if v is not None]
 
     async def idempotency_since(self, since_ms: int) -> list[tuple[str, str, str, str]]:
         """(vendor, account, idem, request_id) of the allowed calls since `since_ms` that

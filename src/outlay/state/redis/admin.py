@@ -13,14 +13,15 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from outlay.policy.decision import KeyInfo
-from outlay.policy.model import Policy
+from outlay.policy.model import Period, Policy
 from outlay.policy.periods import period_bounds
+from outlay.policy.tags import is_wildcard, split, tracking_period, wildcard_of
 from outlay.policy.windows import WINDOW_SECONDS, bucket_ms
 from outlay.state.base import BudgetLine, KeyRecord, NewKey, StateError
 from outlay.state.config_policies import ConfigPolicies
 from outlay.state.redis.plan import window_state
 from outlay.state.redis.wal import drain
-from outlay.state.usage import usage_view
+from outlay.state.usage import tag_values_view, usage_view
 from outlay.webhooks.outbox import DeliveryJob, FinalState
 
 if TYPE_CHECKING:
@@ -212,9 +213,12 @@ class RedisAdmin(AdminDelegate):
                              [self.names.counter(scope, period, start), self.names.leases],
                              [scope, period, start, spent, watched, self.names.prefix])
 
-    async def usage(self, scope: str) -> dict[str, Any]:
+    async def usage(self, scope: str, values_limit: int = 100) -> dict[str, Any]:
         await self._settled_so_far()  # this worker's queued settlements count too
         policy = await self.durable.get_policy(scope)
+        wild = wildcard_of(scope)
+        if policy is None and wild is not None:  # a tag value under its `*` policy
+            policy = await self.durable.get_policy(wild)
         now = self.clock()
         windows = {}
         counters: dict[str, tuple[int, int]] = {}
@@ -235,7 +239,32 @@ class RedisAdmin(AdminDelegate):
         await self._catch_up()
         since = period_bounds("month", now)[0]
         by_model, by_vendor = await self.durable.spend_by(scope, since)
-        return usage_view(scope, policy, now, windows, counters, since, by_model, by_vendor)
+        view = usage_view(scope, policy, now, windows, counters, since, by_model, by_vendor)
+        parts = split(scope)
+        if parts is not None and parts[1] == "*" and policy is not None:
+            view.update(await self._values_seen(parts[0], policy, now, values_limit))
+        return view
+
+    async def _values_seen(self, name: str, policy: Policy, now: int, limit: int
+                           ) -> dict[str, Any]:
+        """The values a `tag:<name>=*` policy tracks this period, with their spend."""
+        start = period_bounds(tracking_period(policy), now)[0]
+        periods: list[Period] = sorted({b.period for b in policy.budgets})
+        try:
+            values = sorted(map(str, await self.redis.smembers(
+                self.names.tag_values(name, start))))
+            pipe = self.redis.pipeline(transaction=False)
+            for value in values:
+                for period in periods:
+                    pipe.hmget(self.names.counter(f"tag:{name}={value}", period,
+                                                  period_bounds(period, now)[0]),
+                               "spent", "reserved")
+            found = iter(await pipe.execute()) if values and periods else iter(())
+        except RedisError as exc:
+            raise StateError(f"Redis unavailable: {exc}") from exc
+        spend = {v: {p: (lambda r: (int(r[0] or 0), int(r[1] or 0)))(next(found))
+                     for p in periods} for v in values} if periods else {}
+        return tag_values_view(policy, len(values), values, spend, name, limit)
 
     async def budgets(self) -> list[BudgetLine]:
         await self._settled_so_far()
@@ -244,6 +273,8 @@ class RedisAdmin(AdminDelegate):
         lines = []
         try:
             for scope, policy in policies.items():
+                if is_wildcard(scope):
+                    continue  # its values' budgets: see its usage
                 for budget in policy.budgets:
                     start = period_bounds(budget.period, now)[0]
                     spent, reserved = await self.redis.hmget(

@@ -12,10 +12,12 @@ from typing import Any
 from outlay.policy.decision import Call, Counter, Grant, ScopeView
 from outlay.policy.model import Policy
 from outlay.policy.periods import period_bounds
+from outlay.policy.tags import tracking_period
 from outlay.policy.windows import BUCKETS, LIMIT_CODES, REQUEST_WINDOWS, WindowState, bucket_ms
 
 # what a breach of a check does (the script's `block` value)
-LET_THROUGH, BLOCK, GRANTED = 0, 1, 2  # on_breach alert; refuse; an approval covers it
+# on_breach alert; refuse; an approval covers it; only reported (enforce: shadow)
+LET_THROUGH, BLOCK, GRANTED, SHADOW = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,10 @@ class Names:
     def inflight(self, scope: str) -> str:
         return self.prefix + "p:" + scope
 
+    def tag_values(self, name: str, start: int) -> str:
+        """The set of the values a `tag:<name>=*` policy tracks in the period from `start`."""
+        return f"{self.prefix}tv:{name}:{start}"
+
     def counter(self, scope: str, period: str, start: int) -> str:
         return f"{self.prefix}c:{scope}:{period}:{start}"
 
@@ -98,6 +104,8 @@ def check_args(checks: Sequence[Check]) -> str:
 def blocks(policy: Policy, scope: str, code: str, grant: Grant | None) -> int:
     """What a breach of `code` in a scope with this policy does (see decide._Breaches): let
     through (alert), refuse, or let through as the call's approval says (GRANTED)."""
+    if policy.enforce == "shadow":
+        return SHADOW
     if policy.on_breach == "alert":
         return LET_THROUGH
     if policy.on_breach == "require_approval" and grant is not None and (
@@ -175,7 +183,8 @@ def plan(
                 k, _, s, p, st = holds[held[key]]
                 holds[held[key]] = (k, 1, s, p, st)
             hold = counter_ttl_ms(budget.period) if first else 0
-            checks.append(Check(scope, "b", key, budget.period, cap, cost, hold, block, start))
+            checks.append(Check(scope, "b", key, budget.period, cap, cost, hold,
+                                SHADOW if budget.enforce == "shadow" else block, start))
     record = {
         "amount": str(cost), "tokens": str(call.tokens),
         "holds": [[h[0], h[1]] for h in holds],
@@ -186,6 +195,24 @@ def plan(
         "worker": holder.worker, "scopes": list(scopes),
     }
     return tuple(checks), record
+
+
+def tag_value_checks(names: Names, tracked: Sequence[tuple[str, str]],
+                     policies: Mapping[str, Policy], now_ms: int, record: dict[str, Any]
+                     ) -> list[Check]:
+    """The checks of the values `tag:<name>=*` policies track (`tracked`: (name, value) of
+    each); the values go in the record's `tv` list, which the checks index from 1."""
+    checks = []
+    values: list[str] = []
+    for name, value in tracked:
+        policy = policies[f"tag:{name}=*"]
+        period = tracking_period(policy)
+        start = period_bounds(period, now_ms)[0]
+        values.append(value)
+        checks.append(Check(f"tag:{name}=*", "t", names.tag_values(name, start), name,
+                            policy.values_limit, len(values), counter_ttl_ms(period), BLOCK))
+    record["tv"] = values
+    return checks
 
 
 def views(
@@ -201,6 +228,8 @@ def views(
             windows.setdefault(check.scope, {})[check.name] = window_state(check.a, seen, now_ms)
         elif check.kind == "p":
             inflight[check.scope] = int(seen[0])
+        elif check.kind == "t":
+            continue  # a value tracked: no view of its own
         else:
             counters.setdefault(check.scope, {})[check.name] = Counter(
                 check.start, int(seen[0]), int(seen[1]))

@@ -15,11 +15,12 @@ from typing import Any, Protocol
 import orjson
 from redis.asyncio import Redis
 
-from outlay.policy.decision import Call
+from outlay.policy.decision import Call, KeyInfo, call_scopes
 from outlay.policy.model import Policy
 from outlay.policy.periods import period_bounds
+from outlay.policy.tags import is_wildcard, split, tracking_period
 from outlay.policy.windows import BUCKETS, REQUEST_WINDOWS, bucket_ms
-from outlay.state.redis.plan import Holder, Names, plan
+from outlay.state.redis.plan import Holder, Names, counter_ttl_ms, plan
 from outlay.state.redis.scripts import script_text
 
 IDEMPOTENCY_MS = 7 * 86_400_000
@@ -31,12 +32,32 @@ class Source(Protocol):
                             ) -> dict[int, int]: ...
     async def pending_rows(self) -> list[dict[str, Any]]: ...
     async def idempotency_since(self, since_ms: int) -> list[tuple[str, str, str, str]]: ...
+    async def tag_values(self, name: str, since_ms: int) -> list[str]: ...
 
 
 def row_scopes(row: Mapping[str, Any]) -> list[str]:
-    group = [f"group:{row['grp']}"] if row.get("grp") else []
-    return [f"key:{row['key_id']}", f"agent:{row['agent']}", *group,
-            f"vendor:{row['vendor']}", "global"]
+    key = KeyInfo(row["key_id"], row["agent"], row.get("grp"), {})
+    labels = row.get("labels")
+    return list(call_scopes(key, row["vendor"], orjson.loads(labels) if labels else None))
+
+
+async def with_tag_values(source: Source, policies: Mapping[str, Policy], now_ms: int
+                          ) -> tuple[dict[str, Policy], dict[str, tuple[int, list[str]]]]:
+    """The policies to rebuild the state of: every scope's own, and each value a `*` policy
+    tracks (seen in its tracking period) under its `*`'s; and the values to track again,
+    by tag name (their set's period start, the values)."""
+    out = dict(policies)
+    tracked: dict[str, tuple[int, list[str]]] = {}
+    for scope, policy in policies.items():
+        parts = split(scope)
+        if parts is None or parts[1] != "*":
+            continue
+        start = period_bounds(tracking_period(policy), now_ms)[0]
+        values = (await source.tag_values(parts[0], start))[:policy.values_limit]
+        tracked[parts[0]] = (start, values)
+        for value in values:
+            out.setdefault(f"tag:{parts[0]}={value}", policy)
+    return out, tracked
 
 
 def reservation_of(
@@ -58,8 +79,19 @@ async def rebuild(
     """Write the hot state and mark it ready, of `epoch`; returns its new version. `now_ms`
     is the store's clock (its TIME, the skew being reset), or the clock the store was
     given (`clock_given`)."""
+    policies, tracked = await with_tag_values(source, policies, now_ms)
     pipe = redis.pipeline(transaction=True)
+    for name, (start, values) in tracked.items():
+        key = names.tag_values(name, start)
+        pipe.delete(key)
+        if values:
+            pipe.sadd(key, *values)
+            ttl = counter_ttl_ms(tracking_period(policies[f"tag:{name}=*"]))
+            if ttl > 0:
+                pipe.pexpire(key, ttl)
     for scope, policy in policies.items():
+        if is_wildcard(scope):
+            continue  # its values are scopes of their own
         for period in {b.period for b in policy.budgets}:
             start = period_bounds(period, now_ms)[0]
             spent, reserved = await source.committed(scope, start)

@@ -17,6 +17,7 @@ import orjson
 
 from outlay.policy.decision import Event, KeyInfo
 from outlay.policy.model import Policy
+from outlay.policy.tags import resolve
 from outlay.state.announcements import settlement_events
 from outlay.state.base import Outcome, RetryCounts, StateError
 from outlay.state.redis.batch import ScriptBatch
@@ -139,7 +140,7 @@ class RedisSettlement:
         if int(cost) and watched:
             key = KeyInfo(rec["key_id"], rec["agent"], None, {})
             for (scope, period, start), now_spent in zip(watched, result[9:], strict=True):
-                policy = self._policies.get(scope)
+                policy = resolve((scope,), self._policies).get(scope)
                 if policy is not None:
                     events += settlement_events(
                         scope, policy, period, int(start), int(now_spent), key,

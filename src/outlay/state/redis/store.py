@@ -43,8 +43,17 @@ from outlay.policy.decision import (
 )
 from outlay.policy.errors import ApprovalMismatch, BudgetExceeded, BudgetHeld, OutlayError
 from outlay.policy.model import Policy
-from outlay.state.base import Reservation, StateError, Ticket, refusal_figures, unpriced
+from outlay.policy.tags import resolve, too_many_values, tracked
+from outlay.state.base import (
+    DOWNGRADED_CODE,
+    Reservation,
+    StateError,
+    Ticket,
+    refusal_figures,
+    unpriced,
+)
 from outlay.state.clock import wall_ms
+from outlay.state.downgrades import downgrade
 from outlay.state.exposure import ExposureClaim, ObjectMoved
 from outlay.state.postgres.durable import PostgresDurable
 from outlay.state.redis.admin import RedisAdmin
@@ -53,7 +62,15 @@ from outlay.state.redis.doubt import RedisDoubts
 from outlay.state.redis.exposure import RedisExposure, exposure_scripts
 from outlay.state.redis.forgot import RedisRecovery, fenced_connect
 from outlay.state.redis.liveness import PAUSE_AFTER_MS, RedisLiveness
-from outlay.state.redis.plan import GRANTED, Holder, Names, check_args, plan, views
+from outlay.state.redis.plan import (
+    GRANTED,
+    Holder,
+    Names,
+    check_args,
+    plan,
+    tag_value_checks,
+    views,
+)
 from outlay.state.redis.scripts import script_text
 from outlay.state.redis.settle import RedisSettlement
 from outlay.state.redis.wal import Wal, ledger_row
@@ -263,10 +280,14 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
                     "expired_at": refusal.details.get("expired_at")}, f"key.expired:{key.id}"))
             await self._refused(ticket, key, now, refusal, None, events)
             raise refusal or StateError("decision lost")
-        scopes = call_scopes(key, call.vendor)
-        policies = self._policies
+        labels = ticket.labels(key)
+        scopes = call_scopes(key, call.vendor, labels)
+        own = policies = self._policies
+        tagged: list[tuple[str, str]] = []
+        if len(scopes) > len(key.scopes) + 2:  # tag scopes: a value may fall under its `*`
+            policies, tagged = resolve(scopes, own), tracked(scopes, own)
         early = precheck(call, [ScopeView(s, policies.get(s)) for s in scopes],
-                         ticket.aliases, ticket.free_models)
+                         ticket.aliases, ticket.free_models, labels)
         if early is not None:
             # refused on this worker's copy of the policies alone: make sure it is current
             # (the script checks the version of everything it admits, but this never got there)
@@ -282,7 +303,7 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         grant = await self._grant(ticket, key, now)
         try:
             reservation = await self._decide(ticket, key, scopes, policies, now, grant,
-                                             claim)
+                                             claim, (tagged, own, labels))
         except BaseException:
             if grant is not None:
                 await self.durable.release_approval(grant.approval_id, ticket.request_id)
@@ -318,16 +339,22 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         self, ticket: Ticket, key: KeyInfo, scopes: tuple[str, ...],
         policies: Mapping[str, Policy], now: int, grant: Grant | None,
         claim: ExposureClaim | None = None,
+        tags: tuple[list[tuple[str, str]], Mapping[str, Policy], Mapping[str, str]] = (
+            [], {}, {}),
     ) -> _Admitted:
         call = ticket.call
+        tracked_values, own, labels = tags
         cost = call.cost_micros or 0
         idem = (self.names.idempotency(call.vendor, ticket.idempotency_account,
                                        ticket.idempotency_key)
                 if ticket.idempotency_key and not ticket.replay_of else "")
         checks, record = plan(self.names, call, scopes, policies, now, grant,
                               Holder(key.id, key.agent, idem, self.worker))
+        if tracked_values:
+            checks += tuple(tag_value_checks(self.names, tracked_values, own, now, record))
         row = ledger_row(ticket, key, now, self.worker, decision="allowed",
-                   code="idempotent_replay" if ticket.replay_of else unpriced(call), scope=None,
+                   code=DOWNGRADED_CODE if ticket.downgraded_from
+                   else "idempotent_replay" if ticket.replay_of else unpriced(call), scope=None,
                    status=None, reserved=cost, settlement="pending")
         row["overage_code"] = "alert_overage"  # the script says which overage it let through
         names = self.names
@@ -357,6 +384,11 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         if status == "stale":
             self._version = None
             raise _Retry
+        if status == "too_many_values":  # a new value of a `*` policy past max_values
+            name = tracked_values[int(result[2]) - 1][0]
+            wild = f"tag:{name}=*"
+            error = too_many_values(name, own[wild].values_limit)
+            await self._refused(ticket, key, int(result[1]), error, wild, [])
         if status == "replay":
             # decided like any call (allow-lists, windows), but it holds no money: the first
             # call's scopes keep the charge
@@ -365,7 +397,7 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         at = int(result[1])
         seen = views(checks, result[-1], scopes, policies, at)
         decision = decide(call, key, seen, at, ticket.aliases, ticket.free_models, grant,
-                          ticket.may_wait)
+                          ticket.may_wait, labels)
         if status == "refused":
             if isinstance(decision, Admit):
                 if decision.call is not None:  # fits with its maximum output lowered
@@ -376,6 +408,10 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
                 # calls in flight have settled
                 assert isinstance(decision.error, BudgetExceeded)
                 raise BudgetHeld(decision.error, decision.hold_ms)
+            cheaper, _, event = downgrade(ticket, key, decision, lambda c: decide(
+                c, key, seen, at, ticket.aliases, ticket.free_models, grant, False, labels), at)
+            if event is not None:  # fits on a cheaper model: the script decides that call
+                raise _Retry(replace(cheaper, downgrade_event=event))
             await self._refused(ticket, key, at, decision.error, decision.scope,
                                 list(decision.events), decision.approval)
             raise decision.error
@@ -385,12 +421,16 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         limits = Limits()
         if isinstance(decision, Admit):
             limits = decision.limits
-            await self._announce(decision.events, at)
+            event = ticket.downgrade_event
+            await self._announce((*decision.events, *((event,) if event else ())), at)
         else:  # the script's checks are the enforcement; this would be a bug to report
             log.error("the reservation script admitted what decide refused: %s",
                       decision.error.code)
+        shadowed = decision.shadowed if isinstance(decision, Admit) else ()
         return _Admitted(Reservation(ticket.request_id, key, limits, cost, at, call.clamped_to,
-                                     ticket.replay_of), int(overage) == GRANTED)
+                                     ticket.replay_of, shadowed,
+                                     call.model if ticket.downgraded_from else None),
+                         int(overage) == GRANTED)
 
     async def _refused(
         self, ticket: Ticket, key: KeyInfo | None, now: int, error: OutlayError | None,

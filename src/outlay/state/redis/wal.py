@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from outlay.policy.decision import KeyInfo
-from outlay.state.base import StateError, Ticket
+from outlay.state.base import SHADOW_CODE, StateError, Ticket
 
 log = logging.getLogger("outlay.state")
 
@@ -50,6 +50,8 @@ def entries_of(fields: Mapping[str, str]) -> list[Entry]:
         row["code"] = overage_code
     elif fields.get("ov") == "2":  # let through by the call's approval
         row["code"] = "approved_overage"
+    elif fields.get("ov") == "3":  # a breach only reported (enforce: shadow)
+        row["code"] = SHADOW_CODE
     row["spent"], row["cap"] = _opt_int(fields.get("sp", "")), _opt_int(fields.get("cap", ""))
     out: list[Entry] = [{"t": "row", "row": row}]
     if kind == "s":
@@ -169,7 +171,7 @@ def ledger_row(
     return {
         "request_id": ticket.request_id, "ts_ms": now, "key_id": key.id if key else None,
         "agent": key.agent if key else None, "grp": key.group if key else None,
-        "labels": orjson.dumps(dict(key.labels)).decode() if key else None,
+        "labels": orjson.dumps(ticket.labels(key)).decode() if key else None,
         "vendor": call.vendor, "model": call.model_resolved or call.model,
         "route": ticket.route, "decision": decision, "code": code, "scope": scope,
         "status": status, "reserved": reserved, "cost": 0, "settlement": settlement,

@@ -159,6 +159,19 @@ def _v6(conn: sqlite3.Connection) -> None:
         conn.execute(f"ALTER TABLE reservations ADD COLUMN {column}")
 
 
+# the values each `tag:<name>=*` policy tracks in its period (state/sqlite/tagged.py)
+TAG_VALUES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tag_values (
+  name TEXT NOT NULL, period_start INTEGER NOT NULL, value TEXT NOT NULL,
+  PRIMARY KEY (name, period_start, value)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tag_value_counts (
+  name TEXT NOT NULL, period_start INTEGER NOT NULL, n INTEGER NOT NULL,
+  PRIMARY KEY (name, period_start)
+) WITHOUT ROWID;
+"""
+
+
 # what turns a file of the version before each into that version, in order
 MIGRATIONS = {2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}
 
@@ -167,7 +180,8 @@ def apply(conn: sqlite3.Connection) -> None:
     for pragma in PRAGMAS:
         conn.execute(pragma)
     # every statement is IF NOT EXISTS, so workers opening the file at once cannot clash
-    conn.executescript(SCHEMA + EVENTS_SCHEMA + OUTBOX_SCHEMA + EXPOSURE_SCHEMA)
+    conn.executescript(SCHEMA + EVENTS_SCHEMA + OUTBOX_SCHEMA + EXPOSURE_SCHEMA
+                       + TAG_VALUES_SCHEMA)
     conn.execute("BEGIN IMMEDIATE")
     try:
         row = conn.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone()

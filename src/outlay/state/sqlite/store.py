@@ -23,19 +23,19 @@ from outlay.policy.approvals import judge
 from outlay.policy.decide import authenticate, decide
 from outlay.policy.decision import (
     Admit,
-    Counter,
     Event,
     Grant,
     KeyInfo,
-    ScopeView,
     call_scopes,
 )
 from outlay.policy.errors import ApprovalMismatch, BudgetExceeded, BudgetHeld, OutlayError
-from outlay.policy.model import Policy
-from outlay.policy.windows import REQUEST_WINDOWS, bucket_of, decode
+from outlay.policy.tags import is_wildcard, resolve, wildcard_of, with_wildcards
+from outlay.policy.windows import bucket_of, decode
 from outlay.state import ledger_sql
 from outlay.state.announcements import settlement_events
 from outlay.state.base import (
+    DOWNGRADED_CODE,
+    SHADOW_CODE,
     BudgetLine,
     Outcome,
     Reaped,
@@ -48,8 +48,9 @@ from outlay.state.base import (
     unpriced,
 )
 from outlay.state.clock import wall_ms
+from outlay.state.downgrades import downgrade
 from outlay.state.retries import SettlementRetries
-from outlay.state.sqlite import replays
+from outlay.state.sqlite import replays, tagged
 from outlay.state.sqlite.admin import AdminMixin
 from outlay.state.sqlite.approvals import (
     ApprovalsMixin,
@@ -85,6 +86,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
         self.worker = f"w_{os.getpid()}_{secrets.token_hex(4)}"
         self._conn: sqlite3.Connection | None = None
         self._mirror = Mirror()
+        self._tag_values = tagged.TagValues()
         self._batch = GroupCommit(self._batch_tx)
         self._retries = SettlementRetries(self._apply_settlement)
         self._checkpointer: Checkpointer | None = None
@@ -213,9 +215,21 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
             ticket = replace(ticket, call=replace(ticket.call, cost_micros=0),
                              idempotency_key=None, replay_of=first)
         grant = self._grant(c, ticket, key, now)
-        views = self._views(c, call_scopes(key, ticket.call.vendor), now)
+        labels = ticket.labels(key)
+        scopes = call_scopes(key, ticket.call.vendor, labels)
+        own = self._mirror.policies_of(c, with_wildcards(scopes))
+        views = tagged.views(self._mirror, c, scopes, resolve(scopes, own), now)
         decision = decide(ticket.call, key, views, now, ticket.aliases, ticket.free_models,
-                          grant, ticket.may_wait)
+                          grant, ticket.may_wait, labels)
+        ticket, decision, _ = downgrade(ticket, key, decision, lambda call: decide(
+            call, key, views, now, ticket.aliases, ticket.free_models, grant, False, labels),
+            now)
+        if isinstance(decision, Admit) and own and len(scopes) > len(key.scopes) + 2:
+            values = self._tag_values.new_values(c, scopes, own, now)
+            if not isinstance(values, list):  # one value too many for a `*` policy
+                self._refusal_row(c, ticket, key, now, values, values.details["scope"])
+                raise values
+            tagged.TagValues.add(c, values)
         if not isinstance(decision, Admit) and decision.hold_ms is not None:
             # not refused yet, and nothing written: the gateway asks again when the calls in
             # flight have settled
@@ -236,7 +250,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
             mark_used(c, grant.approval_id, ticket.request_id, now)
         call = ticket.call
         return Reservation(ticket.request_id, key, decision.limits, call.cost_micros or 0, now,
-                           call.clamped_to, ticket.replay_of)
+                           call.clamped_to, ticket.replay_of, decision.shadowed,
+                           call.model if ticket.downgraded_from else None)
 
     def _grant(self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, now: int
                ) -> Grant | None:
@@ -251,27 +266,6 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
             raise verdict
         return verdict
 
-    def _views(self, c: sqlite3.Connection, scopes: tuple[str, ...], now: int) -> list[ScopeView]:
-        mirror = self._mirror
-        policies = mirror.policies_of(c, scopes)
-        views = []
-        for scope in scopes:
-            policy = policies.get(scope)
-            if policy is None:
-                views.append(ScopeView(scope, None))
-                continue
-            counters = {}
-            for period in {b.period for b in policy.budgets}:
-                start = ledger_sql.period_start_of(period, now)
-                spent, reserved = mirror.counter(c, (scope, period, start))
-                counters[period] = Counter(start, spent, reserved)
-            views.append(ScopeView(
-                scope, policy,
-                mirror.windows_of(c, scope) if _has_windows(policy) else {},
-                mirror.inflight_of(c, scope) if policy.max_parallel is not None else 0,
-                counters))
-        return views
-
     def _write_admit(
         self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, admit: Admit, now: int
     ) -> None:
@@ -284,6 +278,10 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
         code = "idempotent_replay" if ticket.replay_of else unpriced(call)
         if admit.overage:  # a breach let through: by an approval, or by on_breach alert
             code = "approved_overage" if admit.approved else "alert_overage"
+        elif admit.shadowed:  # a breach only reported: a refusal it would have been
+            code = SHADOW_CODE
+        if ticket.downgraded_from:  # sent to a cheaper model than it asked for
+            code = DOWNGRADED_CODE
         # what follows only changes the mirror: nothing in it can fail half-way
         mirror = self._mirror
         for (scope, name), state in admit.windows.items():
@@ -396,7 +394,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
         now = self.clock()
         mirror = self._mirror
         for scope, period, start, *_ in held_on:
-            policy = mirror.policies_of(c, (scope,)).get(scope)
+            policy = tagged.policies_in_force(mirror, c, (scope,)).get(scope)
             if policy is None:
                 continue
             spent = mirror.counter(c, (scope, period, start))[0]
@@ -439,11 +437,14 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
             c.execute("DELETE FROM workers WHERE heartbeat_ms < ?", (now - HEARTBEAT_STALE_MS,))
         return list(by_worker.values())
 
-    async def usage(self, scope: str) -> dict[str, Any]:
+    async def usage(self, scope: str, values_limit: int = 100) -> dict[str, Any]:
         self._batch.drain()  # this worker's settlements still queued count too
         policy = await self.get_policy(scope)
+        if policy is None and (wild := wildcard_of(scope)) is not None:
+            policy = await self.get_policy(wild)  # a tag value under its `*` policy
         now, windows = self.clock(), self._windows_of(scope)
-        return await self._read(lambda c: ledger_sql.usage(c, scope, policy, now, windows))
+        return await self._read(lambda c: tagged.usage(c, scope, policy, now, windows,
+                                                       values_limit))
 
     async def _read(self, read: Callable[[sqlite3.Connection], T]) -> T:
         """A read that may take long, off the event loop (see sqlite_reader)."""
@@ -456,6 +457,8 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
         now = self.clock()
         lines = []
         for scope, policy in (await self.list_policies(keys=False)).items():
+            if is_wildcard(scope):
+                continue  # its values' budgets: see its usage
             for budget in policy.budgets:
                 spent, reserved = ledger_sql.counter(
                     self.conn, scope, budget.period,
@@ -493,5 +496,4 @@ class _QueuedSettlement:
         self.store._retries.keep(self.outcome)
 
 
-def _has_windows(policy: Policy) -> bool:
-    return any(getattr(policy, n) is not None for n in (*REQUEST_WINDOWS, "tpm"))
+

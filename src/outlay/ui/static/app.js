@@ -130,7 +130,29 @@ function usageView(usage) {
   };
   parts.push(spend(`Spend by model since ${when(usage.spend_since)}`, usage.spend_by_model));
   parts.push(spend(`Spend by vendor since ${when(usage.spend_since)}`, usage.spend_by_vendor));
+  if (usage.values) parts.push(...tagValuesView(usage));
   return el("div", { className: "usage", "data-scope": usage.scope }, parts);
+}
+
+// A tag:<name>=* scope: every value has its own budgets; the values that spent most, each
+// with its first budget (the others are in its own usage).
+function tagValuesView(usage) {
+  const first = (v) => (v.budgets && v.budgets[0]) || null;
+  return [
+    el("p", { className: "values-seen" },
+      `Each value has its own budget. Values seen this period: ${usage.values_seen} ` +
+      `(at most ${usage.max_values}); the ${usage.values.length} that spent most:`),
+    table([
+      { label: "value", cell: (v) => text(v.value) },
+      { label: "budget", cell: (v) => (first(v) ? first(v).period : "—") },
+      { label: "spent", num: true, cell: (v) => (first(v) ? usd(first(v).spent_usd) : "—") },
+      { label: "reserved", num: true, cell: (v) => (first(v) ? usd(first(v).reserved_usd) : "—") },
+      { label: "cap", num: true, cell: (v) => (first(v) ? usd(first(v).cap_usd) : "—") },
+      { label: "remaining", num: true, cell: (v) => (first(v) ? usd(first(v).remaining_usd) : "—") },
+      { label: "used", cell: (v) => (first(v) ? meter(Number(first(v).spent_usd),
+        Number(first(v).reserved_usd), Number(first(v).cap_usd)) : "—") },
+    ], usage.values, "No values seen this period.", () => ({ className: "tag-value" })),
+  ];
 }
 
 function confirmBox(question, yesLabel, onYes, onNo) {

@@ -11,14 +11,17 @@
 -- ARGV[7] the ledger row (JSON)   ARGV[8] number of checks   ARGV[9] this worker's name
 -- ARGV[10] the checks, five space-separated values each: kind a b c block, where block
 --   says what a breach does: 1 refuses the call, 0 lets it through (on_breach alert), 2 lets
---   it through as the call's approval says
+--   it through as the call's approval says, 3 lets it through and reports it (shadow)
 --   window   'w', bucket width ms, limit, weight            (60 buckets of width ms)
 --   parallel 'p', max in flight, 0, 0
 --   budget   'b', cap (-1: a soft budget, never breached), amount, and whether this check
 --            holds the counter (once per counter, whatever number of budgets share it):
 --            0 no, -1 yes, n > 0 yes and the counter expires n ms from now
+--   tag values 't', max_values, the value's index in the record's `tv` list, and the set's
+--            expiry in ms (n > 0) or -1: a value of a `tag:<name>=*` policy, tracked in the
+--            set KEYS[5+i]; a new one past max_values refuses at once ('too_many_values')
 -- Returns {status, now, …}: 'ok' with the WAL entry id, overage (0 none, 1 let through by
--- alert, 2 by the approval, which the call then uses), tightest hard budget
+-- alert, 2 by the approval, which the call then uses, 3 only reported: shadow), tightest hard budget
 -- (remaining, cap) and the snapshot; 'refused' with the snapshot; 'stale' with the
 -- version; 'not_ready'; 'replay' with the first request id; 'taken' when this request id
 -- holds a reservation already or was voided (its first attempt's answer was lost).
@@ -50,6 +53,7 @@ local snapshot = {}
 local blocked, overage = false, 0
 local tight_rem, tight_cap = nil, nil
 local state = {}
+local tagvals = nil
 for i = 1, n do
   local kind, a, b, c, block = unpack(spec[i])
   local key = KEYS[5 + i]
@@ -73,6 +77,14 @@ for i = 1, n do
     breached = used + c > b
     state[i] = bucket
     snapshot[i] = seen
+  elseif kind == 't' then
+    if tagvals == nil then tagvals = cjson.decode(ARGV[6]).tv end
+    state[i] = false
+    if redis.call('SISMEMBER', key, tagvals[b]) == 0 then
+      if redis.call('SCARD', key) >= a then return {'too_many_values', now, b} end
+      state[i] = true
+    end
+    snapshot[i] = {}
   elseif kind == 'p' then
     local inflight = tonumber(redis.call('GET', key) or '0')
     breached = inflight + 1 > a
@@ -84,7 +96,8 @@ for i = 1, n do
       breached = spent + reserved + b > a
       local rem = a - spent - reserved - b
       if rem < 0 then rem = 0 end
-      if tight_rem == nil or rem < tight_rem or (rem == tight_rem and a < tight_cap) then
+      if block ~= '3' and (tight_rem == nil or rem < tight_rem
+          or (rem == tight_rem and a < tight_cap)) then
         tight_rem, tight_cap = rem, a
       end
     end
@@ -95,7 +108,9 @@ for i = 1, n do
       blocked = true
     elseif block == '2' then
       overage = 2
-    elseif overage == 0 then
+    elseif block == '3' then
+      if overage == 0 then overage = 3 end
+    elseif overage ~= 2 then
       overage = 1
     end
   end
@@ -112,6 +127,11 @@ for i = 1, n do
     end
   elseif kind == 'p' then
     redis.call('INCR', key)
+  elseif kind == 't' then
+    if state[i] then
+      redis.call('SADD', key, tagvals[b])
+      if c > 0 then redis.call('PEXPIRE', key, c) end
+    end
   elseif c ~= 0 then
     redis.call('HINCRBY', key, 'reserved', string.format('%d', b))
     if c > 0 then redis.call('PEXPIRE', key, c) end
