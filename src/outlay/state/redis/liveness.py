@@ -55,7 +55,8 @@ class RedisLiveness:
 
         def clock(self) -> int: ...
 
-        async def settle(self, outcome: Outcome) -> bool: ...
+        async def _apply_settlement(self, outcome: Outcome, *, keep: bool = True
+                                    ) -> bool: ...
 
         async def _ensure_ready(self, *, wait: bool = True) -> None: ...
 
@@ -129,8 +130,10 @@ class RedisLiveness:
             void = request_id in answered
             outcome = (Outcome(request_id, 503, settled="void") if void
                        else Outcome(request_id, 0, settled="unsettled"))
-            if not await self.settle(outcome):
-                continue  # settled meanwhile by its worker
+            # never kept to apply later: judged on this state, it may be wrong on the next
+            # (a rebuilt one, whose worker is heard from again); the next turn judges again
+            if not await self._apply_settlement(outcome, keep=False):
+                continue  # settled meanwhile by its worker, or the state is being rebuilt
             was = reaped.get(worker, Reaped(worker))
             reaped[worker] = (Reaped(worker, was.charged, was.micros, was.voided + 1) if void
                               else Reaped(worker, was.charged + 1, was.micros + amount,

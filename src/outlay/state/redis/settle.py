@@ -36,6 +36,7 @@ class RedisSettlement:
         _policies: dict[str, Policy]
         _retries: SettlementRetries
         _settling: set[asyncio.Future[Any]]
+        _rebuild_asked: asyncio.Task[None] | None
         _settle_script: Any
 
         @property
@@ -62,16 +63,14 @@ class RedisSettlement:
     def settlement_retries(self) -> RetryCounts:
         return self._retries.counts()
 
-    async def _apply_settlement(self, outcome: Outcome) -> bool:
+    async def _apply_settlement(self, outcome: Outcome, *, keep: bool = True) -> bool:
+        """Apply once; on a state being rebuilt the outcome is kept to apply again (`keep`),
+        or else (the reaper's, whose judgement was of a state that is no more) dropped:
+        False then, as for a reservation no longer held."""
         result = await self._call(self._settle_script, *self._settle_call(outcome))
-        settled, events = self._after_settle(outcome, result)
+        settled, events = self._after_settle(outcome, result, keep=keep)
         if events:
             await self._announce(events, self.clock())
-        if self.exposure_extras(result)[0][0] == -1:
-            # kept for a state that must be rebuilt (a restarted Redis): ask for the rebuild
-            # now rather than wait for the next heartbeat to notice
-            with contextlib.suppress(StateError):
-                await self._ensure_ready(wait=False)
         return settled
 
     def queue_settlement(self, outcome: Outcome) -> bool:
@@ -82,6 +81,15 @@ class RedisSettlement:
         self._settling.add(future)
         future.add_done_callback(lambda done: self._queued_settled(outcome, done))
         return True
+
+    def _ask_rebuild(self) -> None:
+        """Rebuild the state now (in the background: a callback may ask), unless asked."""
+        if self._rebuild_asked is None or self._rebuild_asked.done():
+            self._rebuild_asked = asyncio.ensure_future(self._rebuild_quietly())
+
+    async def _rebuild_quietly(self) -> None:
+        with contextlib.suppress(StateError):  # another worker rebuilds it, or Redis is away
+            await self._ensure_ready(wait=False)
 
     def _queued_settled(self, outcome: Outcome, done: asyncio.Future[Any]) -> None:
         self._settling.discard(done)
@@ -115,12 +123,18 @@ class RedisSettlement:
                 [outcome.reservation_id, outcome.settled, outcome.cost_micros,
                  outcome.tokens, outcome.status or "", outcome.model or ""])
 
-    def _after_settle(self, outcome: Outcome, result: Any) -> tuple[bool, list[Event]]:
-        """Keep the settlement's ledger entry; the events its spend raises."""
+    def _after_settle(self, outcome: Outcome, result: Any, *, keep: bool = True
+                      ) -> tuple[bool, list[Event]]:
+        """Keep the settlement's ledger entry; the events its spend raises. On a state that
+        must be rebuilt (a restarted Redis) the one place that decides what follows: the
+        outcome kept, to apply when its record comes back with the rebuilt state (True), and
+        the rebuild asked for at once rather than at the next heartbeat."""
         result = self.exposure_extras(result)[0]  # a call on a vendor object: its part
-        if result[0] == -1:  # the state is being rebuilt: its record comes back with it
-            self._retries.keep(outcome)
-            return True, []
+        if result[0] == -1:
+            if keep:
+                self._retries.keep(outcome)
+            self._ask_rebuild()
+            return keep, []
         if result[0] == 0:
             return False, []
         cost, used, entry, rec_text, row, overage, spent, cap = result[1:9]

@@ -125,6 +125,7 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         self._settling: set[asyncio.Future[Any]] = set()  # queued settlements in flight
         self._doubtful: dict[str, None] = {}  # calls whose reservation's answer was lost
         self._voiding: asyncio.Task[None] | None = None
+        self._rebuild_asked: asyncio.Task[None] | None = None  # by a settlement kept for it
 
     # -- plumbing ---------------------------------------------------------------------
     def clock(self) -> int:
@@ -171,9 +172,10 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         if redis is None:
             return
         await self._settled_so_far()
-        if self._voiding is not None:
-            self._voiding.cancel()
-            await asyncio.wait({self._voiding})
+        for task in (self._voiding, self._rebuild_asked):
+            if task is not None:
+                task.cancel()
+                await asyncio.wait({task})
         with contextlib.suppress(StateError, RedisError, OSError):
             await self._after_outage()
         await self._retries.close()  # one last try, before the ledger's last write
@@ -333,7 +335,8 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         names = self.names
         script = self._reserve_script
         keys = [names.meta, names.leases, names.reservation(ticket.request_id),
-                names.wal(self.worker), idem or names.meta, *(c.key for c in checks)]
+                names.wal(self.worker), idem or names.meta, names.workers,
+                *(c.key for c in checks)]
         args = ["" if self._clock is None else now, self._version or "", self.lease_ms,
                 ticket.request_id, "1" if idem else "0", orjson.dumps(record),
                 orjson.dumps(row), len(checks), self.worker, check_args(checks)]
