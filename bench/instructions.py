@@ -4,12 +4,16 @@ comparing a change with the code it changes when timings drift by a third within
 
     .venv/bin/python bench/instructions.py                      # this checkout
     .venv/bin/python bench/instructions.py --baseline /tmp/base # and another, side by side
+    .venv/bin/python bench/instructions.py --state redis        # on Redis + PostgreSQL
 
 Each checkout's gateway runs under callgrind twice, answering N and N + DELTA plain chat
 calls (one kept-alive connection, the same fully enforced keys as bench/run.py) against the
 nginx mock; the difference of the two totals divided by DELTA is the cost of one call,
 start-up and shut-down cancelled out. System calls' time in the kernel is not counted.
-Needs valgrind (Debian's `valgrind`) besides what bench/run.py needs.
+Needs valgrind (Debian's `valgrind`) besides what bench/run.py needs. On Redis +
+PostgreSQL (`--state redis`, both started here, each gateway on a tenant of its own) the
+count is the gateway's alone: what Redis and PostgreSQL do for it is not in it, nor the
+time a round trip to them takes.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 
 from nginx_mock import nginx_config, request_body
 from procs import Proc, free_port, http_ok, port_open, wait_until
-from scenarios import provision
+from scenarios import Context, OutlayRedisPostgres, provision
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "oladm_instructions"  # noqa: S105 (a throwaway gateway on loopback)
@@ -40,8 +44,10 @@ def total_instructions(callgrind_out: Path) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def count(source: Path, calls: int, mock_port: int, tmp: Path, name: str) -> int:
-    """Instructions of one gateway from start to stop, having answered `calls` calls."""
+def count(source: Path, calls: int, mock_port: int, tmp: Path, name: str,
+          state: list[str] | None = None) -> int:
+    """Instructions of one gateway from start to stop, having answered `calls` calls, on
+    its own SQLite file or on `state` (the arguments naming Redis and PostgreSQL)."""
     port = free_port()
     config = tmp / f"{name}.yaml"
     config.write_text("providers:\n  openai:\n    endpoints:\n"
@@ -50,8 +56,9 @@ def count(source: Path, calls: int, mock_port: int, tmp: Path, name: str) -> int
     out = tmp / f"{name}.callgrind"
     gateway = Proc(name, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                           sys.executable, "-m", "outlay.cli", "serve", "--config", str(config),
-                          "--state", f"sqlite:///{tmp / name}.db", "--port", str(port),
-                          "--workers", "1"],
+                          *(_tenant(state, name) if state else
+                            ["--state", f"sqlite:///{tmp / name}.db"]),
+                          "--port", str(port), "--workers", "1"],
                    tmp, env={"OUTLAY_ADMIN_TOKEN": ADMIN_TOKEN,
                              "PYTHONPATH": str(source.resolve() / "src")})
     try:
@@ -74,11 +81,19 @@ def count(source: Path, calls: int, mock_port: int, tmp: Path, name: str) -> int
     return total_instructions(out)
 
 
+def _tenant(state: list[str], name: str) -> list[str]:
+    """The Redis state's arguments with a tenant of `name`'s own: every run starts empty."""
+    at = state.index("--state") + 1
+    return [*state[:at], f"{state[at]}?tenant={name}", *state[at + 1:]]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", type=Path, help="another checkout, counted too")
     parser.add_argument("--calls", type=int, default=300, help="calls of the shorter run")
     parser.add_argument("--delta", type=int, default=1000, help="more calls in the longer")
+    parser.add_argument("--state", choices=("sqlite", "redis"), default="sqlite",
+                        help="the embedded store, or Redis + PostgreSQL")
     args = parser.parse_args()
     for tool in ("valgrind", "callgrind_annotate", "nginx"):
         if shutil.which(tool) is None:
@@ -89,17 +104,29 @@ def main() -> int:
     conf = tmp / "nginx" / "nginx.conf"
     conf.write_text(nginx_config(tmp / "nginx", mock_port))
     nginx = Proc("nginx", ["nginx", "-p", str(tmp / "nginx"), "-c", str(conf)], tmp)
+    services: list[Proc] = []
     try:
         wait_until(lambda: port_open(mock_port), 30, "nginx", nginx)
+        state = None
+        if args.state == "redis":
+            scenario = OutlayRedisPostgres("redis", "", "")
+            ctx = Context(tmp, mock_port, nginx.pid, None, print)
+            missing = scenario.unavailable(ctx)
+            if missing:
+                sys.exit(missing)
+            state = scenario.state_args(ctx, services)
         sources = {"this checkout": ROOT}
         if args.baseline is not None:
             sources["baseline"] = args.baseline
         for i, (label, source) in enumerate(sources.items()):
-            short = count(source, args.calls, mock_port, tmp, f"gateway{i}-short")
-            long = count(source, args.calls + args.delta, mock_port, tmp, f"gateway{i}-long")
+            short = count(source, args.calls, mock_port, tmp, f"gateway{i}_short", state)
+            long = count(source, args.calls + args.delta, mock_port, tmp, f"gateway{i}_long",
+                         state)
             per_call = (long - short) / args.delta
             print(f"{label} ({source}): {per_call:,.0f} instructions per call", flush=True)
     finally:
+        for service in reversed(services):
+            service.stop()
         nginx.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -19,7 +19,7 @@ from outlay.state.redis.scripts import script_text
 from outlay.state.redis.store import RedisStore
 
 from ...servers.redis import RedisServer
-from ..support import Clock, budget_line, charged, ledger_cost, ticket
+from ..support import Clock, budget_line, charged, ledger_cost, sent, ticket
 
 MakeStore = Callable[..., RedisStore]
 
@@ -74,7 +74,7 @@ async def test_a_worker_silent_while_others_beat_is_reaped_after_5_s(
 ) -> None:
     one, other = await make_store(), await make_store()
     secret = await capped(one)
-    await other.reserve(ticket(secret, 6_000))
+    await sent(other, await other.reserve(ticket(secret, 6_000)))
     await beating(clock, 5, one)
     assert await one.reap() == []
     await beating(clock, 1, one)
@@ -85,7 +85,7 @@ async def test_a_lease_is_measured_on_the_store_s_clock(make_store: MakeStore, c
                                                         ) -> None:
     store = await make_store(lease_s=10)
     secret = await capped(store)
-    await store.reserve(ticket(secret, 6_000))
+    await sent(store, await store.reserve(ticket(secret, 6_000)))
     clock.advance(30)  # paused for 30 s: the lease has 8 s left on the store's clock
     await store.heartbeat()
     assert await store.reap() == []
@@ -100,7 +100,7 @@ async def test_a_worker_declared_dead_learns_it_and_settles_nothing_twice(
 ) -> None:
     one, other = await make_store(), await make_store()
     secret = await capped(one)
-    held = await other.reserve(ticket(secret, 6_000))
+    held = await sent(other, await other.reserve(ticket(secret, 6_000)))
     await beating(clock, 6, one)  # `other` cut off from Redis, not dead
     assert charged(await one.reap()) == 1
     caplog.set_level(logging.WARNING, "outlay.state")
@@ -172,7 +172,7 @@ async def test_the_reaper_s_judgement_of_a_forgotten_state_is_not_kept(
     rebuilt state, in which the worker's call is back and the worker alive."""
     one, other = await make_store(), await make_store()
     secret = await capped(one)
-    held = await other.reserve(ticket(secret, 6_000))
+    held = await sent(other, await other.reserve(ticket(secret, 6_000)))
     await beating(clock, 6, one)
     await one.redis.hdel(one.names.meta, "ready")  # Redis restored meanwhile
     assert await one.reap() == []

@@ -95,7 +95,7 @@ async def rebuild(
         }
         pipe.hset(names.reservation(row["request_id"]), mapping={
             "rec": orjson.dumps(record), "row": orjson.dumps(template), "ov": "0", "sp": "",
-            "cap": "", "at": str(row["ts_ms"])})
+            "cap": "", "at": str(row["ts_ms"]), "fwd": "1"})  # may have been sent
         pipe.zadd(names.leases, {f"{worker} {row['request_id']}": row["ts_ms"] + lease_ms})
     for key, n in inflight.items():
         pipe.set(key, n)

@@ -154,6 +154,7 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         self._adopt_script = redis.register_script(script_text("adopt.lua"))
         self._renew_script = redis.register_script(script_text("renew.lua"))
         self._void_script = redis.register_script(script_text("void.lua"))
+        self._forward_script = redis.register_script(script_text("forward.lua"))
         self._beat_script = redis.register_script(script_text("beat.lua"))
         self._now_script = redis.register_script(script_text("now.lua"))
         self._wal = Wal(redis, self.names.wal(self.worker), self.durable, self.flush_interval_s)
@@ -394,6 +395,14 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
                       decision.error.code)
         return _Admitted(Reservation(ticket.request_id, key, limits, cost, at, call.clamped_to,
                                      ticket.replay_of), int(overage) == GRANTED)
+
+    async def forwarding(self, reservation_id: str) -> bool:
+        """Mark the reservation forwarded, just before its call is sent: a worker that dies
+        before this leaves a call that was never sent, voided rather than charged. False when
+        the reservation is no longer held (reaped): the call must not be sent."""
+        marked = await self._call(self._forward_script,
+                                  [self.names.reservation(reservation_id)], [])
+        return bool(int(marked))
 
     async def _refused(
         self, ticket: Ticket, key: KeyInfo | None, now: int, error: OutlayError | None,

@@ -125,8 +125,9 @@ local sp, cap = '', ''
 if tight_cap then
   sp, cap = string.format('%d', tight_cap - tight_rem), string.format('%d', tight_cap)
 end
+-- fwd 0: not yet forwarded (forward.lua marks it just before the call is sent)
 redis.call('HSET', KEYS[3], 'rec', ARGV[6], 'row', ARGV[7], 'ov', overage, 'sp', sp,
-  'cap', cap, 'at', string.format('%d', now))
+  'cap', cap, 'at', string.format('%d', now), 'fwd', '0')
 redis.call('ZADD', KEYS[2], lease, ARGV[9] .. ' ' .. id)
 -- a worker that holds a lease is alive now: known to the reaper from its first reservation
 -- on a state rebuilt since its last heartbeat, not only from its next heartbeat
