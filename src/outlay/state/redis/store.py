@@ -173,13 +173,15 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         if redis is None:
             return
         await self._settled_so_far()
-        for task in (self._voiding, self._rebuild_asked):
-            if task is not None:
-                task.cancel()
-                await asyncio.wait({task})
+        if self._voiding is not None:
+            self._voiding.cancel()
+            await asyncio.wait({self._voiding})
         with contextlib.suppress(StateError, RedisError, OSError):
             await self._after_outage()
         await self._retries.close()  # one last try, before the ledger's last write
+        if self._rebuild_asked is not None:  # by a settlement, that last try's included
+            self._rebuild_asked.cancel()
+            await asyncio.wait({self._rebuild_asked})
         with contextlib.suppress(StateError, RedisError, OSError):
             if wal is not None:
                 await wal.stop()
