@@ -206,8 +206,10 @@ def test_replica_killed_mid_load_loses_nothing(
                               config_doc=LOAD_CONFIG)
     agent = unique("replica-crash")
     scope = f"agent:{agent}"
-    cap = 50_000  # $0.05: some 208 calls, a few seconds of load
-    replicas[0].set_policy(scope, hard_cap("0.05"))
+    # $0.12: some 500 calls, over ten seconds of load, so that the cap is reached after the
+    # killed replica is back even when its restart takes seconds on a loaded machine
+    cap = 120_000
+    replicas[0].set_policy(scope, hard_cap("0.12"))
     key = replicas[1].mint_key(agent)["key"]
 
     with hammering(replicas.urls, key) as load:
@@ -225,7 +227,8 @@ def test_replica_killed_mid_load_loses_nothing(
         replicas.start(1)
         restarted = time.monotonic()
         wait_until(lambda: load.statuses[402] >= 20 and load.last_ok > restarted, 30,
-                   "the cap to be reached after the restart")
+                   "the cap to be reached after the restart",
+                   lambda: (load.statuses, load.codes, len(load.lost)))
     assert not load.unexpected(), load.unexpected()[:10]
     assert load.lost, "no call was cut by the kill"
     assert set(load.statuses) <= {200, 402}, load.statuses
