@@ -108,6 +108,7 @@ class Gateway:
         self.log_path = directory / "serve.log"
         self.config = {"listen": "127.0.0.1:0", **config}
         self.workers = workers
+        self.env: dict[str, str] = {}  # added to the process's environment
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self._log_from = 0  # where the log of the current start begins
@@ -128,7 +129,8 @@ class Gateway:
             log.write(f"--- {' '.join(argv)}\n".encode())
             log.flush()
             # a session of its own, so that kill() reaches the workers as well
-            self.proc = subprocess.Popen(argv, cwd=self.dir, env=server_env(), stdout=log,
+            self.proc = subprocess.Popen(argv, cwd=self.dir, env={**server_env(), **self.env},
+                                         stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready()
         self._admin = httpx.Client(

@@ -5,8 +5,10 @@ the ledger still adds up."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -211,3 +213,52 @@ def test_a_killed_worker_is_reaped_by_the_others(launch: Launch) -> None:
     answer = httpx.post(f"{gw.url}/v1/chat/completions", json=BODY, timeout=15,
                         headers={"Authorization": f"Bearer {key}"})
     assert answer.status_code == 200, answer.text
+
+
+def test_a_worker_killed_between_a_decision_and_its_sending_has_the_call_voided(
+        launch: Launch) -> None:
+    """The embedded store: a call decided by a worker (its reservation held) that dies before
+    sending it is voided by the surviving worker's reaper, never charged."""
+    gw = launch({"simulated": {"latency_ms": 10}}, workers=2, name="dies-before-sending")
+    gw.stop()
+    gw.env["OUTLAY_TEST_PAUSE_BEFORE_FORWARD_S"] = "60"  # tests only: held before sending
+    gw.start()
+    agent = unique("dies-before-sending")
+    scope = f"agent:{agent}"
+    gw.set_policy(scope, {"budgets": [{"usd": 1, "period": "day", "mode": "hard"}]})
+    key = gw.mint_key(agent)["key"]
+    cut: list[BaseException] = []
+
+    def unsent() -> None:
+        try:
+            httpx.post(f"{gw.url}/v1/chat/completions", json=BODY, timeout=30,
+                       headers={"Authorization": f"Bearer {key}"})
+        except httpx.TransportError as exc:
+            cut.append(exc)
+
+    def holder() -> int | None:
+        """The process id of the worker holding the call's reservation, read from the file."""
+        with contextlib.closing(sqlite3.connect(gw.state_path, timeout=5)) as conn:
+            row = conn.execute("SELECT worker FROM reservations WHERE agent = ? AND "
+                               "settlement IS NULL", (agent,)).fetchone()
+        return int(row[0].split("_")[1]) if row else None  # w_<pid>_<hex>
+
+    def reserved() -> int | None:
+        try:
+            return micros(gw.budget(scope)["reserved_usd"])
+        except httpx.TransportError:  # the admin client's connection was the dead worker's
+            return None
+
+    sender = threading.Thread(target=unsent, daemon=True)
+    sender.start()
+    wait_until(lambda: holder() is not None, 15, "the call decided")
+    pid = holder()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    sender.join(15)
+    assert cut, "the call was answered"
+    wait_until(lambda: reserved() == 0, REAP_TIMEOUT_S,
+               "the surviving worker to settle the dead one's reservation")
+    (entry,) = [e for e in gw.audit(scope) if e["decision"] == "allowed"]
+    assert (entry["settlement"], micros(entry["cost_usd"])) == ("void", 0), entry
+    assert micros(gw.budget(scope)["spent_usd"]) == 0

@@ -1,18 +1,22 @@
 """Faults of the stores under paced load on two replicas invent or lose no money: Redis
 killed and restarted from a snapshot taken seconds before, or from its append-only file;
 Redis paused (SIGSTOP) longer than the socket timeout; PostgreSQL stopped, or hung; a
-replica killed while PostgreSQL is down. After each, the provider's served calls, the
+replica killed while PostgreSQL is down; a replica killed between its decisions and their
+sending (its calls voided, never charged). After each, the provider's served calls, the
 ledger's charged rows and the counters agree, no cap is passed, nothing is left held or
 pending, and no call answered 503 was served or charged. How long each took to recover is
 reported in the run's summary (not asserted: it depends on the machine)."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.servers.postgres import PostgresServer
@@ -21,16 +25,18 @@ from tests.servers.redis import RedisServer
 from .conftest import Recovery
 from .faults import (
     PER_CALL,
-    Load,
     Provider,
     check_books,
+    ledger,
+    paced_load,
     replica_config,
     run_provider,
     settled_down,
-    wait_until,
+    worker_pid,
 )
-from .harness import unique
+from .harness import EXACT_MODEL, EXACT_TOKENS, unique
 from .replicas import Replicas
+from .traffic import Load, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -71,8 +77,8 @@ def install(start_replicas: StartReplicas, provider: Provider, state_url: str, d
 def balanced(inst: Installation, provider: Provider, load: Load, dsn: str, *,
              reached: bool, unsettled_from: set[int] | None = None) -> float:
     """Wait for the books to settle, check them; returns how long settling took."""
-    assert set(load.statuses()) <= {200, 402, 503}, load.statuses()
-    assert set(load.codes()) <= {"budget_exceeded", "enforcement_unavailable"}, load.codes()
+    assert set(load.statuses) <= {200, 402, 503}, load.statuses
+    assert set(load.codes) <= {"budget_exceeded", "enforcement_unavailable"}, load.codes
     took = settled_down(inst.replicas, inst.scope, dsn, inst.agent)
     spent = check_books(inst.replicas, provider, load, inst.scope, dsn, inst.agent, inst.cap,
                         unsettled_from=unsettled_from)
@@ -99,7 +105,7 @@ def redis_forgets(start_replicas: StartReplicas, provider: Provider, server: Red
     """Load until 40 calls after the last save, kill Redis, `restart` it: the state it
     loads is stale. Then load until the cap is reached."""
     inst = install(start_replicas, provider, f"{server.url}?tenant=t_forget", dsn, CAP_CALLS)
-    with Load(inst.replicas.urls, inst.key) as load:
+    with paced_load(inst.replicas.urls, inst.key) as load:
         wait_until(lambda: load.count(200) >= 20, 15, "calls to be served")
         saved = load.count(200)
         server.save()
@@ -142,7 +148,7 @@ def test_redis_paused_longer_than_the_socket_timeout(
         postgres_dsn: str, recovery: Recovery) -> None:
     inst = install(start_replicas, provider, f"{own_redis_server.url}?tenant=t_pause",
                    postgres_dsn)
-    with Load(inst.replicas.urls, inst.key) as load:
+    with paced_load(inst.replicas.urls, inst.key) as load:
         wait_until(lambda: load.count(200) >= 20, 15, "calls to be served")
         own_redis_server.pause()
         try:
@@ -152,7 +158,7 @@ def test_redis_paused_longer_than_the_socket_timeout(
         back = time.monotonic()
         again = served_again(load, back)
         time.sleep(1.0)
-    assert load.count(503) >= 2, load.statuses()
+    assert load.count(503) >= 2, load.statuses
     took = balanced(inst, provider, load, postgres_dsn, reached=False)
     recovery("Redis paused 7 s (SIGSTOP)",
              f"served again {again:.1f} s after it resumed; {unavailable(load)}, none "
@@ -165,7 +171,7 @@ def test_postgres_stopped_or_hung(
         postgres_server: PostgresServer, postgres_dsn: str, recovery: Recovery,
         how: str) -> None:
     inst = install(start_replicas, provider, redis_url, postgres_dsn)
-    with Load(inst.replicas.urls, inst.key) as load:
+    with paced_load(inst.replicas.urls, inst.key) as load:
         wait_until(lambda: load.count(200) >= 20, 15, "calls to be served")
         during = load.count(200)
         if how == "stopped":
@@ -195,7 +201,7 @@ def test_a_replica_killed_while_postgres_is_down(
     doomed = inst.replicas[1]
     assert doomed.proc is not None
     pids = set(doomed.worker_pids()) | {doomed.proc.pid}
-    with Load(inst.replicas.urls, inst.key) as load:
+    with paced_load(inst.replicas.urls, inst.key) as load:
         wait_until(lambda: load.count(200) >= 20, 15, "calls to be served")
         postgres_server.stop(remove=False)
         try:
@@ -206,8 +212,62 @@ def test_a_replica_killed_while_postgres_is_down(
         finally:
             postgres_server.start()
         time.sleep(1.0)
-    assert load.lost, f"no call was cut by the kill: {load.statuses()}"
+    assert load.lost, f"no call was cut by the kill: {load.statuses}"
     took = balanced(inst, provider, load, postgres_dsn, reached=False, unsettled_from=pids)
     recovery("a replica killed while PostgreSQL was down (1.5 s)",
              f"{len(load.lost)} calls cut; its calls in flight charged in full and its "
              f"ledger written by the other replica {took:.1f} s after the load")
+
+
+PAUSE = "OUTLAY_TEST_PAUSE_BEFORE_FORWARD_S"  # tests only: decided, then held before sending
+UNSENT = 3
+
+
+def test_a_replica_killed_between_its_decisions_and_their_sending(
+        start_replicas: StartReplicas, provider: Provider, redis_url: str,
+        postgres_dsn: str, recovery: Recovery) -> None:
+    """Calls decided on a replica (their reservations held) that dies before sending them
+    are voided by the other replica's reaper, never charged; the books hold as after any
+    fault, under load on the replica that lives."""
+    inst = install(start_replicas, provider, redis_url, postgres_dsn)
+    doomed = inst.replicas[1]
+    doomed.env[PAUSE] = "60"
+    inst.replicas.restart(1)
+    assert doomed.proc is not None
+    pids = set(doomed.worker_pids()) | {doomed.proc.pid}
+    body = {"model": EXACT_MODEL, "max_tokens": EXACT_TOKENS,
+            "messages": [{"role": "user", "content": "hi"}]}
+
+    def unsent(n: int) -> None:  # answered never: the replica dies first
+        with contextlib.suppress(httpx.TransportError):
+            httpx.post(f"{doomed.url}/v1/chat/completions", timeout=30,
+                       json={**body, "user": f"unsent-{n}"},
+                       headers={"Authorization": f"Bearer {inst.key}"})
+
+    def held_there() -> list[str]:
+        return [r.request_id for r in ledger(postgres_dsn, inst.agent)
+                if worker_pid(r.worker) in pids and r.settlement == "pending"]
+
+    senders = [threading.Thread(target=unsent, args=(n,), daemon=True) for n in range(UNSENT)]
+    with paced_load([inst.replicas[0].url], inst.key) as load:
+        wait_until(lambda: load.count(200) >= 10, 15, "calls to be served")
+        for sender in senders:
+            sender.start()
+        wait_until(lambda: len(held_there()) == UNSENT, 15, "the calls decided there",
+                   held_there)
+        held = held_there()
+        inst.replicas.kill9(1)
+        killed = time.monotonic()
+        wait_until(lambda: not held_there(), 20, "the reaper to settle them", held_there)
+        reaped = time.monotonic() - killed
+    for sender in senders:
+        sender.join(10)
+    took = balanced(inst, provider, load, postgres_dsn, reached=False)
+    voided = {r.request_id: r for r in ledger(postgres_dsn, inst.agent)
+              if r.request_id in held}
+    assert {(r.settlement, r.cost) for r in voided.values()} == {("void", 0)}, voided
+    assert not [m for m in provider.served if m.startswith("unsent-")], provider.served
+    recovery("a replica killed between its decisions and their sending",
+             f"{UNSENT} calls decided there voided by the other replica {reaped:.1f} s "
+             "after the kill (the reaper's 5 s); "
+             f"books settled {took:.1f} s after the load")

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from .conftest import Launch
 from .harness import micros, price_cost_micros, unique
+from .traffic import serve_in_thread
 
 pytestmark = pytest.mark.e2e
 
@@ -80,22 +81,8 @@ def provider() -> Iterator[Provider]:
     app = web.Application()
     app[PROVIDER] = found
     app.router.add_post("/v1/chat/completions", _chat)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
-        found.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        thread = threading.Thread(target=loop.run_forever, daemon=True)
-        thread.start()
-        try:
-            yield found
-        finally:
-            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(10)
-    finally:
-        loop.close()
+    with serve_in_thread(app) as found.url:
+        yield found
 
 
 def test_calls_stream_and_charges_through_a_real_http_provider(

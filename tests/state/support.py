@@ -11,7 +11,7 @@ from typing import Any
 
 from outlay.policy.decision import Call
 from outlay.policy.money import usd_to_micros
-from outlay.state.base import Reaped, StateStore, Ticket
+from outlay.state.base import Reaped, Reservation, StateStore, Ticket
 from outlay.state.keys import hash_secret
 
 START = datetime(2024, 3, 14, 12, 0, 0, tzinfo=UTC)
@@ -84,3 +84,10 @@ async def eventually(condition: Callable[[], object], timeout_s: float = 5.0) ->
             return
         await asyncio.sleep(0.005)
     raise AssertionError(f"still not so after {timeout_s} s")
+
+
+async def sent(store: StateStore, reservation: Reservation) -> Reservation:
+    """A reservation whose call was sent (the worker marked it forwarded): a reaper that
+    finds its worker dead charges it in full, as it may have been served."""
+    assert await store.forwarding(reservation.id)
+    return reservation

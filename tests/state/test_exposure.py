@@ -203,13 +203,32 @@ async def test_an_adopted_object_starts_with_the_state_read_from_the_vendor(
     assert await spent(store) == (30, 0)
 
 
-async def test_a_call_the_reaper_charges_leaves_its_object_held(
+async def test_a_call_its_dead_worker_never_sent_is_voided_on_its_object(
         store: StateStore, open_store: OpenStore, clock: Clock) -> None:
     _, secret = await payer(store)
     await create(store, secret, "pi_1", 20)
     record = await store.vendor_object("stripe", "pi_1")
     assert record is not None
     await store.reserve_exposure(stripe_ticket(secret, 5 * USD), claim("pi_1", record.version))
+    await store.close()  # the worker stops before sending the call
+    restarted = await open_store(clock)
+    assert [(line.charged, line.voided) for line in await restarted.reap()] == [(0, 1)]
+    after = await restarted.vendor_object("stripe", "pi_1")
+    assert after is not None
+    assert (after.held, after.inflight) == (20 * USD, 0)
+    assert await spent(restarted) == (20, 0)
+    await store.open()  # so the fixture can close it
+
+
+async def test_a_call_the_reaper_charges_leaves_its_object_held(
+        store: StateStore, open_store: OpenStore, clock: Clock) -> None:
+    _, secret = await payer(store)
+    await create(store, secret, "pi_1", 20)
+    record = await store.vendor_object("stripe", "pi_1")
+    assert record is not None
+    held = await store.reserve_exposure(stripe_ticket(secret, 5 * USD),
+                                        claim("pi_1", record.version))
+    assert await store.forwarding(held.id)  # sent
     await store.close()  # the worker stops with the call in flight
     restarted = await open_store(clock)
     assert sum(line.charged for line in await restarted.reap()) == 1

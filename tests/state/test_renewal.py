@@ -9,7 +9,7 @@ from outlay.policy.errors import RateLimited
 from outlay.state.base import Outcome
 
 from .conftest import OpenStore
-from .support import Clock, budget_line, charged, ticket
+from .support import Clock, budget_line, charged, sent, ticket
 from .test_reservations import make_key, put
 
 
@@ -37,7 +37,7 @@ async def test_a_renewed_reservation_outlives_its_first_lease(
 async def test_a_renewed_lease_still_runs_out(open_store: OpenStore, clock: Clock) -> None:
     store = await open_store(clock, lease_s=60)
     _, secret = await make_key(store)
-    held = await store.reserve(ticket(secret, 6_000))
+    held = await sent(store, await store.reserve(ticket(secret, 6_000)))
     clock.advance(30)
     assert await store.renew([held.id]) == 1
     clock.advance(60)  # a whole lease since the renewal, and no renewal after it
@@ -67,7 +67,7 @@ async def test_another_workers_reservation_is_not_renewed(
     mine = await open_store(clock, lease_s=60)
     other = await open_store(clock, lease_s=60)
     _, secret = await make_key(mine)
-    held = await other.reserve(ticket(secret, 1_000))
+    held = await sent(other, await other.reserve(ticket(secret, 1_000)))
     clock.advance(30)
     assert await mine.renew([held.id]) == 0  # each worker renews the calls it carries
     clock.advance(30)

@@ -140,6 +140,7 @@ async def test_reap_charges_reservations_whose_lease_ran_out(
     _, secret = await make_key(store)
     await put(store, "global", {"budgets": [{"usd": 0.01}], "max_parallel": 1})
     held = await store.reserve(ticket(secret, 6_000))
+    assert await store.forwarding(held.id)  # sent: it may have been served
     clock.advance(59.999)
     await store.heartbeat()  # the worker is alive; only the lease matters
     assert charged(await store.reap()) == 0
@@ -162,6 +163,7 @@ async def test_reap_charges_reservations_of_a_dead_worker(
     _, secret = await make_key(store)
     await put(store, "global", {"budgets": [{"usd": 0.01}]})
     held = await store.reserve(ticket(secret, 6_000))  # held by `store`, which then dies
+    assert await store.forwarding(held.id)  # after sending it
     survivor = await open_store(clock)
     clock.advance(5)
     await survivor.heartbeat()
@@ -174,6 +176,31 @@ async def test_reap_charges_reservations_of_a_dead_worker(
     assert (line["spent_usd"], line["reserved_usd"]) == ("0.006", "0.001")
     assert await store.settle(Outcome(held.id, 200, cost_micros=1)) is False
     assert await survivor.settle(Outcome(kept.id, 200, cost_micros=1_000)) is True
+
+
+async def test_reap_voids_the_calls_a_dead_worker_never_sent(
+    store: StateStore, open_store: OpenStore, clock: Clock
+) -> None:
+    """A worker that dies between a call's decision and its sending leaves a call that was
+    never sent: voided, never charged; one it marked forwarded is charged in full (it may
+    have been served)."""
+    _, secret = await make_key(store)
+    await put(store, "global", {"budgets": [{"usd": 0.01}]})
+    unsent = await store.reserve(ticket(secret, 6_000))
+    sent = await store.reserve(ticket(secret, 3_000))
+    assert await store.forwarding(sent.id)
+    survivor = await open_store(clock)
+    clock.advance(5.001)
+    await survivor.heartbeat()
+    (reaped,) = await survivor.reap()
+    assert (reaped.charged, reaped.micros, reaped.voided) == (1, 3_000, 1)
+    line = await budget_line(survivor, "global", "month")
+    assert (line["spent_usd"], line["reserved_usd"]) == ("0.003", "0")
+    rows = {row["request_id"]: row for row in await survivor.audit(None, 10)}
+    assert (rows[unsent.id]["settlement"], rows[unsent.id]["cost_usd"]) == ("void", "0")
+    assert (rows[sent.id]["settlement"], rows[sent.id]["cost_usd"]) == ("unsettled", "0.003")
+    assert not await store.forwarding(unsent.id)  # reaped meanwhile: not to be sent now
+    assert await store.settle(Outcome(unsent.id, 200, cost_micros=1)) is False
 
 
 async def test_a_worker_that_keeps_its_heartbeat_is_not_reaped(

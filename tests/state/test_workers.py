@@ -20,7 +20,7 @@ from outlay.state.base import NewKey, Outcome, StateStore
 from outlay.state.open import store_from_url
 
 from .conftest import Backend, OpenStore
-from .support import Clock, budget_line, charged, ledger_cost, ticket
+from .support import Clock, budget_line, charged, ledger_cost, sent, ticket
 
 
 async def test_two_workers_reserving_alternately_stay_under_the_cap(
@@ -144,8 +144,8 @@ async def test_state_survives_a_restart_and_a_closed_workers_calls_are_charged(
 ) -> None:
     record, secret = await store.create_key(NewKey(agent="bot"))
     await store.put_policy("global", parse_policy({"budgets": [{"usd": 0.01}], "rpm": 3}))
-    await store.reserve(ticket(secret, 1_000))
-    held = await store.reserve(ticket(secret, 2_000))
+    await sent(store, await store.reserve(ticket(secret, 1_000)))
+    held = await sent(store, await store.reserve(ticket(secret, 2_000)))
     await store.close()  # the worker stops with a call in flight
     restarted = await open_store(clock)
     assert (await restarted.get_key(record.id)).agent == "bot"

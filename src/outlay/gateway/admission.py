@@ -101,6 +101,27 @@ async def refuse_unread(gw: Gateway, ticket: Ticket) -> OutlayError | None:
     return None
 
 
+async def cleared_to_send(gw: Gateway, reservation: Reservation) -> OutlayError | None:
+    """Mark the reservation forwarded, just before its call is sent: a call whose worker
+    dies before this was never sent, and is voided rather than charged. The refusal to
+    answer instead when the store cannot mark it (unreachable: the call is voided, as any
+    answered 503) or no longer holds it (reaped meanwhile: it must not be sent). A
+    reservation of nothing needs no mark."""
+    if gw.pause_before_forward_s:
+        await asyncio.sleep(gw.pause_before_forward_s)
+    if not reservation.amount:
+        return None
+    try:
+        if await gw.store.forwarding(reservation.id):
+            return None
+    except StateError as exc:
+        with contextlib.suppress(StateError):  # kept by the store, voided once it is back
+            await gw.store.settle(Outcome(reservation.id, 503, settled="void"))
+        return unavailable(gw, exc)
+    return Unavailable("enforcement_unavailable", "The reservation of this call was released "
+                       "before it was sent (this worker was taken for dead); it was not sent.")
+
+
 def _count(gw: Gateway, ticket: Ticket, decision: str, code: str) -> None:
     vendor = gw.vendor_label(ticket.call.vendor)
     route = ticket.route if vendor == ticket.call.vendor else f"vendor.{vendor}"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
@@ -148,6 +149,8 @@ def create_app(
         vendor_accounts=vendor_accounts(settings),
         vendor_headers=vendor_headers_of(settings),
         snapshots=None if metrics_dir is None else Snapshots(metrics_dir),
+        pause_before_forward_s=float(os.environ.get("OUTLAY_TEST_PAUSE_BEFORE_FORWARD_S")
+                                     or 0),
     )
     health.store = gw.store
     app = web.Application(client_max_size=settings.max_body_bytes + 1,
@@ -201,8 +204,8 @@ async def _upkeep(gw: Gateway) -> None:
             for line in await gw.store.reap():
                 gw.metrics.reaped_from(line)
                 log.warning("reaped %s: %d reservations charged in full ($%s), %d voided "
-                            "(answered 503 before they were made)", line.worker, line.charged,
-                            micros_to_usd(line.micros), line.voided)
+                            "(never sent, or answered 503 before they were made)",
+                            line.worker, line.charged, micros_to_usd(line.micros), line.voided)
         except StateError as exc:
             log.error("state store unavailable during upkeep: %s", exc)
         await asyncio.sleep(HEARTBEAT_S)

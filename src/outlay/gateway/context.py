@@ -100,6 +100,9 @@ class Gateway:
     # the worker's loop, set when the app starts: asyncio.current_task(loop) is a dict
     # lookup, while finding the running loop costs a getpid() per call on Python 3.11
     loop: asyncio.AbstractEventLoop | None = None
+    # tests only (OUTLAY_TEST_PAUSE_BEFORE_FORWARD_S): a pause between a call's decision and
+    # its sending, for the fault suite to kill a replica there; 0 everywhere else
+    pause_before_forward_s: float = 0.0
     # derived once from the price table: the request path reads them on every call
     aliases: dict[str, str] = field(init=False)
     # label values: a vendor path outside the configuration must not become a series

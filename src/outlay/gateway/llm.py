@@ -15,7 +15,13 @@ from typing import Any
 import orjson
 
 from outlay.gateway.abandoned import read_on
-from outlay.gateway.admission import admit, new_request_id, refuse_invalid, refuse_unread
+from outlay.gateway.admission import (
+    admit,
+    cleared_to_send,
+    new_request_id,
+    refuse_invalid,
+    refuse_unread,
+)
 from outlay.gateway.background import held_response
 from outlay.gateway.context import Flight, Gateway
 from outlay.gateway.errors import error_answer
@@ -159,6 +165,10 @@ async def _forward(
     outgoing: UpstreamRequest, ours: dict[str, str], price: ModelPrice | None, est: Estimate,
     hide_usage: bool,
 ) -> None:
+    refusal = await cleared_to_send(gw, reservation)
+    if refusal is not None:
+        await ex.send(*error_answer(refusal, route.flavor, reservation.id, ours))
+        return
     settle = Settler(gw, reservation, route, price, est, wait=False)
     try:
         answer = await gw.upstream.send(outgoing)

@@ -182,7 +182,7 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     _family(out, "outlay_reservations_reaped_total", "counter",
             "Reservations settled by the reaper, by the worker that held them and settlement "
             "(unsettled: charged in full, as the worker died or the lease ran out; void: "
-            "answered 503 before the reservation was made).",
+            "never sent, or answered 503 before the reservation was made).",
             (_labels(worker=w, settlement=st) + f" {n}" for (w, st), n in sorted(reaped.items())))
     _family(out, "outlay_reaped_usd_total", "counter",
             "USD charged by the reaper, by the worker whose reservations it charged in full.",

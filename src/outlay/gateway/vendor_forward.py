@@ -8,12 +8,13 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from outlay.gateway.admission import cleared_to_send
 from outlay.gateway.context import Gateway
 from outlay.gateway.errors import error_response
 from outlay.gateway.forward import response_headers
 from outlay.gateway.vendor_headers import VendorHeaders
 from outlay.policy.errors import Unavailable
-from outlay.state.base import Settled
+from outlay.state.base import Reservation, Settled
 from outlay.upstream.base import UpstreamBroken, UpstreamRequest, UpstreamUnreachable
 
 # settles the call (status, how, the vendor's answer if any); the headers to add
@@ -51,12 +52,15 @@ async def read_vendor(gw: Gateway, sent: UpstreamRequest) -> tuple[int, bytes]:
         await answer.close()
 
 
-async def forward(gw: Gateway, sent: UpstreamRequest, request_id: str, ours: dict[str, str],
-                  finish: Finish) -> web.StreamResponse:
+async def forward(gw: Gateway, sent: UpstreamRequest, reservation: Reservation,
+                  ours: dict[str, str], finish: Finish) -> web.StreamResponse:
     """Send, settle as the answer says, and answer: a 4xx voids the call (refused before any
     money moved), a 5xx or a broken connection charges it whole (the vendor may have
     acted), a call never sent is voided."""
-    vendor = sent.provider
+    vendor, request_id = sent.provider, reservation.id
+    refusal = await cleared_to_send(gw, reservation)
+    if refusal is not None:
+        return error_response(refusal, "openai", request_id, ours)
     try:
         answer = await gw.vendors.send(sent)
         try:

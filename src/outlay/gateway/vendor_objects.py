@@ -75,7 +75,7 @@ async def object_call(gw: Gateway, caller: Caller, pricing: ObjectPricing, call:
             ours["X-Outlay-Reserved-USD"] = micros_to_usd(reservation.amount)
         if reservation.replay_of:
             ours["X-Outlay-Replay-Of"] = reservation.replay_of
-        return await forward(gw, sent, reservation.id, ours,
+        return await forward(gw, sent, reservation, ours,
                              _finisher(gw, pricing, call, vendor, reservation))
     busy = await _refuse(gw, caller, vendor, Unavailable(
         "enforcement_unavailable", f"The {call.kind} {call.object_id} kept changing while "

@@ -111,8 +111,8 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
         body, said = est.limited(reservation.clamped_to)  # lowered to what the budgets leave
         ours.update(said)
     settle = _settler(gw, pricing, vcall, est, reservation)
-    return await forward(gw, outgoing(request, rule, vendor, path, body), reservation.id,
-                         ours, settle)
+    return await forward(gw, outgoing(request, rule, vendor, path, body), reservation, ours,
+                         settle)
 
 
 # the headers that make a Stripe call act on a connected account

@@ -258,6 +258,10 @@ class StateStore(Protocol):
         settle() that raised StateError, or a queued one that failed), to apply them again
         until they land."""
     async def record_refusal(self, ticket: Ticket, status: int, code: str) -> None: ...
+    async def forwarding(self, reservation_id: str) -> bool:
+        """Mark a reservation's call as about to be sent, just before it is (the reaper
+        voids, rather than charges, a call its dead worker never marked); False when the
+        reservation is no longer held (reaped meanwhile): the call must not be sent."""
 
     # vendor objects counted by exposure (state.exposure): Stripe payment intents, charges
     async def vendor_object(self, vendor: str, object_id: str) -> ObjectRecord | None:

@@ -57,8 +57,8 @@ INSERT_ROW = (
 HOLD_ROW = (
     "INSERT INTO reservations(id, created_ms, lease_ms, worker, amount, tokens, holds, tpm, "
     "parallel, seq, key_id, agent, grp, labels, vendor, model, route, code, spent, cap, "
-    "replay_of, waited_ms) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    "replay_of, waited_ms, forwarded) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)")
 SETTLE_ROW = (
     "UPDATE reservations SET status=?, cost=?, settlement=?, model=COALESCE(?, model), "
     "spent=CASE WHEN spent IS NULL THEN NULL ELSE spent - ? + ? END WHERE id=?")

@@ -5,6 +5,7 @@ and its own settlement of what was reaped is not applied again."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -12,13 +13,13 @@ import pytest
 from redis.asyncio import Redis
 
 from outlay.policy.model import parse_policy
-from outlay.state.base import NewKey, Outcome, Reaped
+from outlay.state.base import NewKey, Outcome, Reaped, StateError
 from outlay.state.open import store_from_url
 from outlay.state.redis.scripts import script_text
 from outlay.state.redis.store import RedisStore
 
 from ...servers.redis import RedisServer
-from ..support import Clock, budget_line, charged, ledger_cost, ticket
+from ..support import Clock, budget_line, charged, ledger_cost, sent, ticket
 
 MakeStore = Callable[..., RedisStore]
 
@@ -73,7 +74,7 @@ async def test_a_worker_silent_while_others_beat_is_reaped_after_5_s(
 ) -> None:
     one, other = await make_store(), await make_store()
     secret = await capped(one)
-    await other.reserve(ticket(secret, 6_000))
+    await sent(other, await other.reserve(ticket(secret, 6_000)))
     await beating(clock, 5, one)
     assert await one.reap() == []
     await beating(clock, 1, one)
@@ -84,7 +85,7 @@ async def test_a_lease_is_measured_on_the_store_s_clock(make_store: MakeStore, c
                                                         ) -> None:
     store = await make_store(lease_s=10)
     secret = await capped(store)
-    await store.reserve(ticket(secret, 6_000))
+    await sent(store, await store.reserve(ticket(secret, 6_000)))
     clock.advance(30)  # paused for 30 s: the lease has 8 s left on the store's clock
     await store.heartbeat()
     assert await store.reap() == []
@@ -99,7 +100,7 @@ async def test_a_worker_declared_dead_learns_it_and_settles_nothing_twice(
 ) -> None:
     one, other = await make_store(), await make_store()
     secret = await capped(one)
-    held = await other.reserve(ticket(secret, 6_000))
+    held = await sent(other, await other.reserve(ticket(secret, 6_000)))
     await beating(clock, 6, one)  # `other` cut off from Redis, not dead
     assert charged(await one.reap()) == 1
     caplog.set_level(logging.WARNING, "outlay.state")
@@ -132,3 +133,53 @@ async def test_the_heartbeat_fences_a_state_written_on_another_process(
         await client.delete("b:m", "b:w", "b:r")
         await client.aclose()
 
+
+
+async def rebuilt(store: RedisStore) -> None:
+    """The state forgotten (a Redis restored from a snapshot), then rebuilt by `store`
+    from the ledger; at most a few tries while a rebuild it asked for runs."""
+    await store.redis.hdel(store.names.meta, "ready")
+    for _ in range(100):
+        try:
+            await store.heartbeat()
+        except StateError:
+            await asyncio.sleep(0.02)
+            continue
+        if await store.redis.hexists(store.names.meta, "ready"):
+            return
+    raise AssertionError("the state was not rebuilt")
+
+
+async def test_a_worker_first_heard_from_by_its_reservation_on_a_rebuilt_state_is_alive(
+    make_store: MakeStore, clock: Clock
+) -> None:
+    """A worker with no call in flight when the state is rebuilt is not in it until its
+    next heartbeat; a call it reserves meanwhile is its own to settle, not reaped."""
+    one, other = await make_store(), await make_store()
+    secret = await capped(one)
+    await rebuilt(one)
+    held = await other.reserve(ticket(secret, 6_000))  # before its next heartbeat
+    assert await one.reap() == []
+    assert await other.settle(Outcome(held.id, 200, cost_micros=1_000))
+    assert await ledger_cost(one) == 1_000
+
+
+async def test_the_reaper_s_judgement_of_a_forgotten_state_is_not_kept(
+    make_store: MakeStore, clock: Clock
+) -> None:
+    """The reaper judged a worker dead on a state that turned out to be forgotten (its
+    settlement finds the state not ready): nothing of that judgement is applied to the
+    rebuilt state, in which the worker's call is back and the worker alive."""
+    one, other = await make_store(), await make_store()
+    secret = await capped(one)
+    held = await sent(other, await other.reserve(ticket(secret, 6_000)))
+    await beating(clock, 6, one)
+    await one.redis.hdel(one.names.meta, "ready")  # Redis restored meanwhile
+    assert await one.reap() == []
+    await rebuilt(one)
+    assert one.settlement_retries().waiting == 0
+    assert await one.reap() == []
+    assert await other.settle(Outcome(held.id, 200, cost_micros=1_000))
+    line = await budget_line(one, "global", "month")
+    assert (line["spent_usd"], line["reserved_usd"]) == ("0.001", "0")
+    assert await ledger_cost(one) == 1_000

@@ -181,3 +181,40 @@ def test_stream_entries_decode_to_idempotent_ledger_writes() -> None:
                           "tokens": 12}
     written = entries_of({"k": "j", "e": '[{"t": "event", "mark": "m"}]'})
     assert written == [{"t": "event", "mark": "m"}]
+
+
+async def test_counters_and_calls_in_flight_come_back_from_one_snapshot_of_the_ledger(
+    open_redis_store: Callable[..., RedisStore], clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another worker's reservation reaching PostgreSQL in the middle of a rebuild's reads
+    is either in both the counters and the calls in flight, or in neither: never held by
+    a call the counters do not count (admitting past the cap, then reserved < 0)."""
+    store = open_redis_store(clock)
+    await store.open()
+    _, secret = await store.create_key(NewKey(agent="bot"))
+    await store.put_policy("agent:bot", parse_policy({"budgets": [{"usd": 0.01,
+                                                                   "period": "day"}]}))
+    durable = store.durable
+    write, read_pending = durable.apply_wal, durable.pending_rows
+    late: list[dict[str, object]] = []
+
+    async def held_back(entries: list[dict[str, object]]) -> None:
+        late.extend(entries)
+
+    async def landing_meanwhile() -> list[dict[str, object]]:
+        await write(late)  # committed by another connection, after the counters' reads
+        return await read_pending()
+
+    monkeypatch.setattr(durable, "apply_wal", held_back)
+    in_flight = await store.reserve(ticket(secret, 3_000))
+    await store.wal.flush()
+    assert late, "the reservation's ledger entry was held back"
+    monkeypatch.setattr(durable, "apply_wal", write)
+    monkeypatch.setattr(durable, "pending_rows", landing_meanwhile)
+    await empty_redis(store)
+    third = await store.reserve(ticket(secret, 1_000))  # rebuilt first, then decided
+    await store.settle(Outcome(in_flight.id, 200, cost_micros=3_000))
+    await store.settle(Outcome(third.id, 200, cost_micros=1_000))
+    line = await budget_line(store, "agent:bot", "day")
+    assert line["reserved_usd"] == "0", line

@@ -118,7 +118,7 @@ async def test_the_script_decides_as_the_embedded_store(
                            len(checks)]
         result = await reserve(
             keys=[names.meta, names.leases, names.reservation(rid), names.wal("w"),
-                  names.meta, *(c.key for c in checks)],
+                  names.meta, names.workers, *(c.key for c in checks)],
             args=[*args, "w", check_args(checks)])
         assert result[0] == expected, (step, result[0])
         decision = decide(call, key, views(checks, result[-1], scopes, policies, now), now)
@@ -154,7 +154,7 @@ async def test_a_settlement_applies_once(redis: Redis) -> None:
     args: list[Any] = [START_MS, "v1", 1000, "r1", "0", orjson.dumps(record), b"{}",
                        len(checks), "w", check_args(checks)]
     keys = [names.meta, names.leases, names.reservation("r1"), names.wal("w"), names.meta,
-            *(c.key for c in checks)]
+            names.workers, *(c.key for c in checks)]
     assert (await reserve(keys=keys, args=args))[0] == "ok"
     settle_keys = [names.reservation("r1"), names.leases, names.wal("w"), names.meta]
     first = await settle(keys=settle_keys, args=["r1", "settled", 300, 0, 200, ""])
@@ -172,7 +172,8 @@ async def test_a_settlement_applies_once(redis: Redis) -> None:
 async def test_nothing_is_decided_on_an_empty_or_newer_state(redis: Redis) -> None:
     names = Names("t")
     reserve = _script(redis, "reserve.lua")
-    keys = [names.meta, names.leases, names.reservation("r1"), names.wal("w"), names.meta]
+    keys = [names.meta, names.leases, names.reservation("r1"), names.wal("w"), names.meta,
+            names.workers]
     args = [START_MS, "v0", 1000, "r1", "0", b"{}", b"{}", 0, "w", ""]
     assert await reserve(keys=keys, args=args) == ["stale", "v1"]
     await redis.delete(names.meta)

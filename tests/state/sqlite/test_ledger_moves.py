@@ -17,7 +17,7 @@ from outlay.state.sqlite import mirror
 from outlay.state.sqlite.mirror import MOVE_ROWS
 from outlay.state.sqlite.store import SqliteStore
 
-from ..support import Clock, charged, eventually, ticket
+from ..support import Clock, charged, eventually, sent, ticket
 
 
 def rows_in(path: Path) -> tuple[int, int]:
@@ -123,7 +123,7 @@ async def test_a_crash_keeps_settled_rows_settled_and_reaps_the_pending(
     store, secret = await open_bot(path, clock)
     settled = await store.reserve(ticket(secret, 2_000))
     assert await store.settle(Outcome(settled.id, 200, cost_micros=700))
-    pending = await store.reserve(ticket(secret, 3_000))
+    pending = await sent(store, await store.reserve(ticket(secret, 3_000)))
     # the process dies: nothing closed, nothing moved
     assert store._checkpointer is not None
     store._checkpointer.stop()

@@ -14,7 +14,7 @@ from outlay.policy.model import parse_policy
 from outlay.state.base import NewKey, Outcome, StateError
 from outlay.state.sqlite.store import SqliteStore
 
-from ..support import Clock, budget_line, charged, ticket
+from ..support import Clock, budget_line, charged, sent, ticket
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ async def test_a_settlement_reaped_by_another_worker_is_not_applied_again(
     one, two, clock = pair
     _, secret = await one.create_key(NewKey(agent="bot"))
     await one.put_policy("agent:bot", parse_policy({"budgets": [{"usd": 1}]}))
-    held = await one.reserve(ticket(secret, 1_000))
+    held = await sent(one, await one.reserve(ticket(secret, 1_000)))
     clock.advance(901)  # past the lease: the other worker's reaper charges it in full
     await two.heartbeat()
     assert charged(await two.reap()) == 1

@@ -17,7 +17,7 @@ from outlay.state.sqlite.events_schema import APPROVAL_COLUMNS_V4
 from outlay.state.sqlite.schema import SCHEMA_VERSION, apply
 from outlay.state.sqlite.store import SqliteStore
 
-from ..support import ticket
+from ..support import Clock, ticket
 
 # the version 1 shapes that version 2 changed
 V1_RESERVATIONS = """CREATE TABLE reservations (
@@ -41,14 +41,14 @@ def version(conn: sqlite3.Connection) -> int:
 
 
 def drop_v4_columns(conn: sqlite3.Connection) -> None:
-    """The shapes before version 4 (and 5 and 6): approvals without their breaches, expiry
+    """The shapes before version 4 (and 5, 6 and 7): approvals without their breaches, expiry
     and use, ledger rows without what they replay, their waits and refusals' figures,
-    idempotency keys by Outlay key."""
+    reservations without whether they were forwarded, idempotency keys by Outlay key."""
     for column in APPROVAL_COLUMNS_V4:
         conn.execute(f"ALTER TABLE approvals DROP COLUMN {column.split()[0]}")
     for table in ("ledger", "reservations"):
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        for column in ("replay_of", "waited_ms", "held", "estimated"):
+        for column in ("replay_of", "waited_ms", "held", "estimated", "forwarded"):
             if column in present:
                 conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     conn.execute(V4_IDEMPOTENCY)
@@ -81,8 +81,9 @@ def downgrade_to_v1(path: Path) -> None:
 def test_a_new_file_has_the_current_shapes(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "outlay.db", isolation_level=None)
     apply(conn)
-    assert version(conn) == SCHEMA_VERSION == 6
+    assert version(conn) == SCHEMA_VERSION == 7
     assert "estimated INTEGER" in shape(conn, "ledger")
+    assert "forwarded INTEGER" in shape(conn, "reservations")
     assert "waited_ms INTEGER" in shape(conn, "reservations")
     assert "replay_of TEXT" in shape(conn, "ledger")
     assert "replay_of TEXT" in shape(conn, "reservations")
@@ -163,6 +164,31 @@ async def test_a_version_3_file_keeps_its_approvals(tmp_path: Path) -> None:
         # it covers the breach it names, never expires, and was not used
         assert (shown["state"], shown["breaches"], shown["expires_at"], shown["used_at"]) == (
             "pending", [{"scope": "agent:bot", "code": "rate_limit_exceeded"}], None, None)
+    finally:
+        await store.close()
+
+
+async def test_a_version_6_files_calls_in_flight_count_as_sent(
+        tmp_path: Path, clock: Clock) -> None:
+    """A reservation held when the file is upgraded may have been sent: charged in full if
+    its worker is gone, as before."""
+    path = tmp_path / "outlay.db"
+    old = SqliteStore(str(path), clock=clock)
+    await old.open()
+    await old.put_policy("global", parse_policy({"budgets": [{"usd": 1}]}))
+    _, secret = await old.create_key(NewKey(agent="bot"))
+    await old.reserve(ticket(secret, 3_000))
+    await old.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("ALTER TABLE reservations DROP COLUMN forwarded")
+    conn.execute("UPDATE meta SET v='6' WHERE k='schema_version'")
+    conn.close()
+
+    store = SqliteStore(str(path), clock=clock)
+    await store.open()
+    try:
+        assert version(store.conn) == SCHEMA_VERSION
+        assert [(r.charged, r.micros, r.voided) for r in await store.reap()] == [(1, 3_000, 0)]
     finally:
         await store.close()
 

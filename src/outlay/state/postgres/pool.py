@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import psycopg
@@ -17,6 +18,9 @@ from outlay.state.base import StateError
 CONNECT_TIMEOUT_S = 5
 Cursor = psycopg.AsyncCursor[TupleRow]
 Row = tuple[Any, ...]
+Connection = psycopg.AsyncConnection[TupleRow]
+# the connection whose one snapshot a task's reads see (Pooled.snapshot), per task
+_SNAPSHOT: ContextVar[Connection | None] = ContextVar("outlay_pg_snapshot", default=None)
 
 
 def described(dsn: str) -> str:
@@ -112,18 +116,42 @@ class Pooled:
                     conn.cursor() as cur:
                 yield cur
 
-    async def fetchall(self, query: str, args: Any = ()) -> list[Row]:
-        """A read of one statement, outside any transaction of ours."""
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[None]:
+        """Inside the block, this task's reads (fetchall, fetchone) all see one snapshot of
+        the database, one read-only REPEATABLE READ transaction: sums and rows read one
+        after the other agree, whatever other writers commit meanwhile."""
         with state_errors(self._failed):
-            async with self.pool.connection() as conn:
+            async with self.pool.connection() as conn, conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, "
+                                   "READ ONLY")
+                token = _SNAPSHOT.set(conn)
+                try:
+                    yield
+                finally:
+                    _SNAPSHOT.reset(token)
+
+    async def fetchall(self, query: str, args: Any = ()) -> list[Row]:
+        """A read of one statement, outside any transaction of ours (but a snapshot's)."""
+        with state_errors(self._failed):
+            async with self._reading() as conn:
                 cur = await conn.execute(query, args)
                 return await cur.fetchall()
 
     async def fetchone(self, query: str, args: Any = ()) -> Row | None:
         with state_errors(self._failed):
-            async with self.pool.connection() as conn:
+            async with self._reading() as conn:
                 cur = await conn.execute(query, args)
                 return await cur.fetchone()
+
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[Connection]:
+        conn = _SNAPSHOT.get()
+        if conn is not None:
+            yield conn
+            return
+        async with self.pool.connection() as pooled:
+            yield pooled
 
     async def execute(self, query: str, args: Any = ()) -> int:
         """A write of one statement, its own transaction; returns the rows it touched."""

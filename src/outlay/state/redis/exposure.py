@@ -59,7 +59,8 @@ class RedisExposure:
 
         def _settle_call(self, outcome: Outcome) -> tuple[list[str], list[Any]]: ...
 
-        def _after_settle(self, outcome: Outcome, result: Any) -> tuple[bool, list[Any]]: ...
+        def _after_settle(self, outcome: Outcome, result: Any) -> tuple[str | None, list[Any]]:
+            ...
 
         async def _announce(self, events: Any, now: int) -> None: ...
 
@@ -109,7 +110,7 @@ class RedisExposure:
         settled, events = self._after_settle(outcome, result)
         if events:
             await self._announce(events, self.clock())
-        return given if settled else None
+        return given if settled is not None else None
 
     def exposure_extras(self, result: Any) -> tuple[Any, int]:
         """A settlement's reply without the object's part; the give-backs' ledger rows

@@ -146,7 +146,11 @@ class RedisRecovery:
                     break
                 if await redis.set(self.names.rebuild_lock, self.worker, nx=True, px=60_000):
                     try:
-                        await self._rebuild()
+                        # another worker's rebuild may have finished (and let the lock go)
+                        # since the state was found not ready: never rebuild a ready state,
+                        # wiping the calls admitted on it meanwhile
+                        if not await redis.hexists(self.names.meta, "ready"):
+                            await self._rebuild()
                     finally:
                         await redis.delete(self.names.rebuild_lock)
                     break
@@ -172,8 +176,14 @@ class RedisRecovery:
         await self.durable.set_redis_epoch(self.names.tenant, new_epoch)
         now = (self._clock() if self._clock is not None
                else int(await self._now_script(keys=[self.names.meta], args=[""])))
-        version = await rebuild(self.redis, self.names, self.durable, policies, now,
-                                self.lease_ms, new_epoch, clock_given=self._clock is not None)
+        # one snapshot of the ledger: the counters' spent and reserved agree with the calls
+        # put back in flight, whatever ledger entries other workers write meanwhile (read
+        # one after the other, a reservation landing between the two would be held by its
+        # call yet missing from its counters: admitted past the cap, then reserved < 0)
+        async with self.durable.snapshot():
+            version = await rebuild(self.redis, self.names, self.durable, policies, now,
+                                    self.lease_ms, new_epoch,
+                                    clock_given=self._clock is not None)
         took = (time.monotonic() - started) * 1000
         if reason is None:
             log.info("set up the Redis state of %s (a new installation)", self.names.tenant)

@@ -10,7 +10,8 @@ reaching a store that others reached for HEARTBEAT_STALE_MS.
 
 The reaper writes a dead worker's ledger stream to PostgreSQL, then settles what it held:
 charged in full (the call may have been served), unless the ledger already has the call's
-final row: then its decision never reached the worker, which answered 503, and it is
+final row (then its decision never reached the worker, which answered 503) or its worker
+never marked it forwarded (`lua/forward.lua`: it died before sending it): then it is
 voided. A worker declared dead that was not (its heartbeats could not get through) learns
 it at its next heartbeat; its own settlements of what was reaped find nothing to apply.
 """
@@ -55,7 +56,8 @@ class RedisLiveness:
 
         def clock(self) -> int: ...
 
-        async def settle(self, outcome: Outcome) -> bool: ...
+        async def _applied(self, outcome: Outcome, *, keep: bool = True,
+                           reaped: bool = False) -> str | None: ...
 
         async def _ensure_ready(self, *, wait: bool = True) -> None: ...
 
@@ -126,11 +128,15 @@ class RedisLiveness:
         reaped: dict[str, Reaped] = {}
         for worker, request_id in due:
             amount = await self._amount_held(request_id)
-            void = request_id in answered
-            outcome = (Outcome(request_id, 503, settled="void") if void
+            void_now = request_id in answered
+            outcome = (Outcome(request_id, 503, settled="void") if void_now
                        else Outcome(request_id, 0, settled="unsettled"))
-            if not await self.settle(outcome):
-                continue  # settled meanwhile by its worker
+            # never kept to apply later: judged on this state, it may be wrong on the next
+            # (a rebuilt one, whose worker is heard from again); the next turn judges again
+            applied = await self._applied(outcome, keep=False, reaped=not void_now)
+            if applied is None:
+                continue  # settled meanwhile by its worker, or the state is being rebuilt
+            void = applied == "void"  # answered 503, or never forwarded
             was = reaped.get(worker, Reaped(worker))
             reaped[worker] = (Reaped(worker, was.charged, was.micros, was.voided + 1) if void
                               else Reaped(worker, was.charged + 1, was.micros + amount,

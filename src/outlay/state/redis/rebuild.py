@@ -127,17 +127,16 @@ async def rebuild(
         }
         pipe.hset(names.reservation(row["request_id"]), mapping={
             "rec": orjson.dumps(record), "row": orjson.dumps(template), "ov": "0", "sp": "",
-            "cap": "", "at": str(row["ts_ms"])})
+            "cap": "", "at": str(row["ts_ms"]), "fwd": "1"})  # may have been sent
         pipe.zadd(names.leases, {f"{worker} {row['request_id']}": row["ts_ms"] + lease_ms})
-    if workers:  # their calls are theirs to settle: reaped only if they stop heartbeating
-        pipe.zadd(names.workers, dict.fromkeys(workers, now_ms), nx=True)
     for key, n in inflight.items():
         pipe.set(key, n)
     for vendor, account, idem, request_id in await source.idempotency_since(
             now_ms - IDEMPOTENCY_MS):
         pipe.set(names.idempotency(vendor, account, idem), request_id, px=IDEMPOTENCY_MS)
     version = secrets.token_hex(8)
-    pipe.eval(script_text("ready.lua"), 1, names.meta, version, epoch,
-              str(now_ms) if clock_given else "")
+    # the workers of those calls: theirs to settle, reaped only if they stop heartbeating
+    pipe.eval(script_text("ready.lua"), 2, names.meta, names.workers, version, epoch,
+              str(now_ms) if clock_given else "", *sorted(workers))
     await pipe.execute()
     return version

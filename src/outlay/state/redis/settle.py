@@ -19,7 +19,7 @@ from outlay.policy.decision import Event, KeyInfo
 from outlay.policy.model import Policy
 from outlay.policy.tags import resolve
 from outlay.state.announcements import settlement_events
-from outlay.state.base import Outcome, RetryCounts, StateError
+from outlay.state.base import Outcome, RetryCounts, Settled, StateError
 from outlay.state.redis.batch import ScriptBatch
 from outlay.state.redis.plan import Names
 from outlay.state.redis.wal import Wal
@@ -37,6 +37,7 @@ class RedisSettlement:
         _policies: dict[str, Policy]
         _retries: SettlementRetries
         _settling: set[asyncio.Future[Any]]
+        _rebuild_asked: asyncio.Task[None] | None
         _settle_script: Any
 
         @property
@@ -64,15 +65,22 @@ class RedisSettlement:
         return self._retries.counts()
 
     async def _apply_settlement(self, outcome: Outcome) -> bool:
-        result = await self._call(self._settle_script, *self._settle_call(outcome))
-        settled, events = self._after_settle(outcome, result)
+        return await self._applied(outcome) is not None
+
+    async def _applied(self, outcome: Outcome, *, keep: bool = True, reaped: bool = False
+                       ) -> Settled | None:
+        """Apply once: the settlement applied, or None when the reservation is no longer
+        held. The reaper's (`reaped`, an `unsettled` outcome) is `void` for a call its worker
+        never marked forwarded. On a state being rebuilt the outcome is kept to apply again
+        (`keep`), or else (the reaper's, whose judgement was of a state that is no more)
+        dropped: None then too."""
+        keys, args = self._settle_call(outcome)
+        if reaped:
+            args[1] = "reaped"
+        result = await self._call(self._settle_script, keys, args)
+        settled, events = self._after_settle(outcome, result, keep=keep)
         if events:
             await self._announce(events, self.clock())
-        if self.exposure_extras(result)[0][0] == -1:
-            # kept for a state that must be rebuilt (a restarted Redis): ask for the rebuild
-            # now rather than wait for the next heartbeat to notice
-            with contextlib.suppress(StateError):
-                await self._ensure_ready(wait=False)
         return settled
 
     def queue_settlement(self, outcome: Outcome) -> bool:
@@ -83,6 +91,15 @@ class RedisSettlement:
         self._settling.add(future)
         future.add_done_callback(lambda done: self._queued_settled(outcome, done))
         return True
+
+    def _ask_rebuild(self) -> None:
+        """Rebuild the state now (in the background: a callback may ask), unless asked."""
+        if self._rebuild_asked is None or self._rebuild_asked.done():
+            self._rebuild_asked = asyncio.ensure_future(self._rebuild_quietly())
+
+    async def _rebuild_quietly(self) -> None:
+        with contextlib.suppress(StateError):  # another worker rebuilds it, or Redis is away
+            await self._ensure_ready(wait=False)
 
     def _queued_settled(self, outcome: Outcome, done: asyncio.Future[Any]) -> None:
         self._settling.discard(done)
@@ -116,19 +133,27 @@ class RedisSettlement:
                 [outcome.reservation_id, outcome.settled, outcome.cost_micros,
                  outcome.tokens, outcome.status or "", outcome.model or ""])
 
-    def _after_settle(self, outcome: Outcome, result: Any) -> tuple[bool, list[Event]]:
-        """Keep the settlement's ledger entry; the events its spend raises."""
+    def _after_settle(self, outcome: Outcome, result: Any, *, keep: bool = True
+                      ) -> tuple[Settled | None, list[Event]]:
+        """Keep the settlement's ledger entry; the settlement applied (None if none) and
+        the events its spend raises. On a state that must be rebuilt (a restarted Redis) the
+        one place that decides what follows: the outcome kept, to apply when its record
+        comes back with the rebuilt state (counted as applied), and the rebuild asked for at
+        once rather than at the next heartbeat."""
         result = self.exposure_extras(result)[0]  # a call on a vendor object: its part
-        if result[0] == -1:  # the state is being rebuilt: its record comes back with it
-            self._retries.keep(outcome)
-            return True, []
+        if result[0] == -1:
+            if keep:
+                self._retries.keep(outcome)
+            self._ask_rebuild()
+            return (outcome.settled if keep else None), []
         if result[0] == 0:
-            return False, []
-        cost, used, entry, rec_text, row, overage, spent, cap = result[1:9]
+            return None, []
+        cost, used, entry, rec_text, row, overage, spent, cap, mode = result[1:10]
+        applied: Settled = "void" if mode == "void" else outcome.settled
         rec = orjson.loads(rec_text)
         self.wal.add(entry, {
             "k": "s", "row": row, "ov": overage, "sp": spent, "cap": cap,
-            "mode": outcome.settled, "cost": cost, "tokens": used,
+            "mode": applied, "cost": cost, "tokens": used,
             "status": str(outcome.status or ""), "model": outcome.model or "",
             "reserved": rec["amount"]})
         events: list[Event] = []
@@ -139,10 +164,10 @@ class RedisSettlement:
                    else rec["watched"])
         if int(cost) and watched:
             key = KeyInfo(rec["key_id"], rec["agent"], None, {})
-            for (scope, period, start), now_spent in zip(watched, result[9:], strict=True):
+            for (scope, period, start), now_spent in zip(watched, result[10:], strict=True):
                 policy = resolve((scope,), self._policies).get(scope)
                 if policy is not None:
                     events += settlement_events(
                         scope, policy, period, int(start), int(now_spent), key,
                         (outcome.reservation_id, over) if over > 0 else None)
-        return True, events
+        return applied, events

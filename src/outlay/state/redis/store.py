@@ -142,6 +142,7 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         self._settling: set[asyncio.Future[Any]] = set()  # queued settlements in flight
         self._doubtful: dict[str, None] = {}  # calls whose reservation's answer was lost
         self._voiding: asyncio.Task[None] | None = None
+        self._rebuild_asked: asyncio.Task[None] | None = None  # by a settlement kept for it
 
     # -- plumbing ---------------------------------------------------------------------
     def clock(self) -> int:
@@ -170,6 +171,7 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         self._adopt_script = redis.register_script(script_text("adopt.lua"))
         self._renew_script = redis.register_script(script_text("renew.lua"))
         self._void_script = redis.register_script(script_text("void.lua"))
+        self._forward_script = redis.register_script(script_text("forward.lua"))
         self._beat_script = redis.register_script(script_text("beat.lua"))
         self._now_script = redis.register_script(script_text("now.lua"))
         self._wal = Wal(redis, self.names.wal(self.worker), self.durable, self.flush_interval_s)
@@ -194,6 +196,9 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         with contextlib.suppress(StateError, RedisError, OSError):
             await self._after_outage()
         await self._retries.close()  # one last try, before the ledger's last write
+        if self._rebuild_asked is not None:  # by a settlement, that last try's included
+            self._rebuild_asked.cancel()
+            await asyncio.wait({self._rebuild_asked})
         with contextlib.suppress(StateError, RedisError, OSError):
             if wal is not None:
                 await wal.stop()
@@ -360,7 +365,8 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         names = self.names
         script = self._reserve_script
         keys = [names.meta, names.leases, names.reservation(ticket.request_id),
-                names.wal(self.worker), idem or names.meta, *(c.key for c in checks)]
+                names.wal(self.worker), idem or names.meta, names.workers,
+                *(c.key for c in checks)]
         args = ["" if self._clock is None else now, self._version or "", self.lease_ms,
                 ticket.request_id, "1" if idem else "0", orjson.dumps(record),
                 orjson.dumps(row), len(checks), self.worker, check_args(checks)]
@@ -431,6 +437,14 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
                                      ticket.replay_of, shadowed,
                                      call.model if ticket.downgraded_from else None),
                          int(overage) == GRANTED)
+
+    async def forwarding(self, reservation_id: str) -> bool:
+        """Mark the reservation forwarded, just before its call is sent: a worker that dies
+        before this leaves a call that was never sent, voided rather than charged. False when
+        the reservation is no longer held (reaped): the call must not be sent."""
+        marked = await self._call(self._forward_script,
+                                  [self.names.reservation(reservation_id)], [])
+        return bool(int(marked))
 
     async def _refused(
         self, ticket: Ticket, key: KeyInfo | None, now: int, error: OutlayError | None,

@@ -8,7 +8,7 @@ from outlay.state.sqlite.events_schema import APPROVAL_COLUMNS_V4, EVENTS_SCHEMA
 from outlay.state.sqlite.exposure import EXPOSURE_SCHEMA
 from outlay.state.sqlite.outbox import OUTBOX_SCHEMA
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -50,6 +50,12 @@ _LEDGER_COLUMNS_V6 = (*_RESERVATION_COLUMNS_V6, "held INTEGER", "estimated INTEG
 _RESERVATIONS = _RESERVATIONS.replace(
     "settlement TEXT\n",
     "settlement TEXT, " + ", ".join((*_LEDGER_COLUMNS_V5, *_RESERVATION_COLUMNS_V6)) + "\n")
+# version 7: whether a reservation's call was forwarded (0 until its worker marks it, just
+# before sending it; NULL, of a reservation made before, counts as forwarded): the reaper
+# voids a dead worker's call never sent instead of charging it in full
+_RESERVATION_COLUMNS_V7 = ("forwarded INTEGER",)
+_RESERVATIONS = _RESERVATIONS.replace(
+    "waited_ms INTEGER\n", "waited_ms INTEGER, " + ", ".join(_RESERVATION_COLUMNS_V7) + "\n")
 # partial: the calls of agents in no group do not write it (`grp = ?` still uses it)
 _LEDGER_GRP = ("CREATE INDEX IF NOT EXISTS ledger_grp ON ledger(grp, ts_ms) "
                "WHERE grp IS NOT NULL")
@@ -172,8 +178,14 @@ CREATE TABLE IF NOT EXISTS tag_value_counts (
 """
 
 
+def _v7(conn: sqlite3.Connection) -> None:
+    """Reservations say whether their call was forwarded (those held now: NULL, forwarded)."""
+    for column in _RESERVATION_COLUMNS_V7:
+        conn.execute(f"ALTER TABLE reservations ADD COLUMN {column}")
+
+
 # what turns a file of the version before each into that version, in order
-MIGRATIONS = {2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}
+MIGRATIONS = {2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7}
 
 
 def apply(conn: sqlite3.Connection) -> None:

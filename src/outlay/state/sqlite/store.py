@@ -38,7 +38,6 @@ from outlay.state.base import (
     SHADOW_CODE,
     BudgetLine,
     Outcome,
-    Reaped,
     Reservation,
     RetryCounts,
     StateError,
@@ -62,6 +61,7 @@ from outlay.state.sqlite.batch import GroupCommit
 from outlay.state.sqlite.checkpoint import Checkpointer
 from outlay.state.sqlite.events import announce
 from outlay.state.sqlite.exposure import ExposureMixin
+from outlay.state.sqlite.leases import LeasesMixin
 from outlay.state.sqlite.mirror import Held, Mirror
 from outlay.state.sqlite.outbox import OutboxMixin
 from outlay.state.sqlite.reader import Reader
@@ -69,11 +69,10 @@ from outlay.state.sqlite.schema import apply
 
 Clock = Callable[[], int]
 T = TypeVar("T")
-HEARTBEAT_STALE_MS = 5_000
 
 
 
-class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
+class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin, LeasesMixin):
     def __init__(
         self, path: str, *, clock: Clock = wall_ms, lease_s: float = 900.0,
         busy_timeout_s: float = 30.0, approval_ttl_s: float = 3600.0,
@@ -401,42 +400,7 @@ class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin):
             announce(c, now, settlement_events(scope, policy, period, start, spent, key,
                                                overrun))
 
-    async def renew(self, reservation_ids: list[str]) -> int:
-        if not reservation_ids:
-            return 0
-        until = self.clock() + self.lease_ms
-        renewed: int = await self._batch.run(lambda c: sum(
-            c.execute("UPDATE reservations SET lease_ms=? WHERE id=? AND worker=? "
-                      "AND settlement IS NULL", (until, rid, self.worker)).rowcount
-            for rid in reservation_ids))
-        return renewed
-
-    # -- upkeep and reporting -----------------------------------------------------------
-    async def heartbeat(self) -> None:
-        with self.tx() as c:
-            c.execute("INSERT OR REPLACE INTO workers(id, heartbeat_ms) VALUES (?, ?)",
-                      (self.worker, self.clock()))
-
-    async def reap(self) -> list[Reaped]:
-        """Charge in full the reservations whose lease ran out or whose worker died."""
-        now = self.clock()
-        by_worker: dict[str, Reaped] = {}
-        with self.tx() as c:
-            held = c.execute(
-                "SELECT r.id, r.worker, r.amount FROM reservations r "
-                "LEFT JOIN workers w ON w.id = r.worker "
-                "WHERE r.settlement IS NULL AND (r.lease_ms <= ? OR w.heartbeat_ms IS NULL "
-                "OR w.heartbeat_ms < ?)",
-                (now, now - HEARTBEAT_STALE_MS)).fetchall()
-            for rid, worker, amount in held:
-                # a call on a vendor object leaves its object's money held
-                if self._settle_exposed(
-                        c, Outcome(rid, status=0, settled="unsettled"), None) is not None:
-                    was = by_worker.get(worker, Reaped(worker))
-                    by_worker[worker] = Reaped(worker, was.charged + 1, was.micros + amount)
-            c.execute("DELETE FROM workers WHERE heartbeat_ms < ?", (now - HEARTBEAT_STALE_MS,))
-        return list(by_worker.values())
-
+    # -- reporting -----------------------------------------------------------------------
     async def usage(self, scope: str, values_limit: int = 100) -> dict[str, Any]:
         self._batch.drain()  # this worker's settlements still queued count too
         policy = await self.get_policy(scope)

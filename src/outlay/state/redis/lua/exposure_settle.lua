@@ -26,7 +26,7 @@ if not linked then
   record = record .. ARGV[9]
 end
 
-local mode, shown, state = ARGV[2], ARGV[7] or '', ARGV[8] or ''
+local mode, shown, state = out[10], ARGV[7] or '', ARGV[8] or ''  -- as settle.lua applied it
 local f = redis.call('HMGET', record, 'version', 'held', 'inflight', 'seen', 'charges')
 local held, inflight = tonumber(f[2] or '0'), tonumber(f[3] or '0')
 local seen = f[4] or ''

@@ -3,7 +3,7 @@
 --
 -- KEYS[1] meta hash (version, ready, skew)   KEYS[2] leases zset   KEYS[3] the reservation hash
 -- KEYS[4] this worker's WAL stream      KEYS[5] idempotency key (or the meta hash: unused)
--- KEYS[5+i] the state key of check i
+-- KEYS[6] workers zset   KEYS[6+i] the state key of check i
 -- ARGV[1] now in ms, or '' for the server's clock (TIME)
 -- ARGV[2] the policy version the caller decided with   ARGV[3] lease in ms
 -- ARGV[4] request id   ARGV[5] 1 if KEYS[5] is an idempotency key to claim
@@ -56,7 +56,7 @@ local state = {}
 local tagvals = nil
 for i = 1, n do
   local kind, a, b, c, block = unpack(spec[i])
-  local key = KEYS[5 + i]
+  local key = KEYS[6 + i]
   local breached = false
   if kind == 'w' then
     local bucket = math.floor(now / a)
@@ -119,7 +119,7 @@ if blocked then return {'refused', now, snapshot} end
 
 for i = 1, n do
   local kind, a, b, c = unpack(spec[i])
-  local key = KEYS[5 + i]
+  local key = KEYS[6 + i]
   if kind == 'w' then
     if c > 0 then
       redis.call('HINCRBY', key, string.format('%d', state[i]), string.format('%d', c))
@@ -145,9 +145,13 @@ local sp, cap = '', ''
 if tight_cap then
   sp, cap = string.format('%d', tight_cap - tight_rem), string.format('%d', tight_cap)
 end
+-- fwd 0: not yet forwarded (forward.lua marks it just before the call is sent)
 redis.call('HSET', KEYS[3], 'rec', ARGV[6], 'row', ARGV[7], 'ov', overage, 'sp', sp,
-  'cap', cap, 'at', string.format('%d', now))
+  'cap', cap, 'at', string.format('%d', now), 'fwd', '0')
 redis.call('ZADD', KEYS[2], lease, ARGV[9] .. ' ' .. id)
+-- a worker that holds a lease is alive now: known to the reaper from its first reservation
+-- on a state rebuilt since its last heartbeat, not only from its next heartbeat
+redis.call('ZADD', KEYS[6], 'NX', now - tonumber(meta[3] or '0'), ARGV[9])
 if ARGV[5] == '1' then redis.call('SET', KEYS[5], id, 'PX', 604800000) end
 local entry = redis.call('XADD', KEYS[4], '*', 'k', 'r', 'row', ARGV[7], 'ov', overage,
   'sp', sp, 'cap', cap)

@@ -6,20 +6,28 @@
 --
 -- KEYS[1] the reservation hash   KEYS[2] leases zset   KEYS[3] the settler's WAL stream
 -- KEYS[4] meta hash
--- ARGV[1] request id   ARGV[2] settled | settled_estimate | void | unsettled   ARGV[3] actual cost
+-- ARGV[1] request id   ARGV[2] settled | settled_estimate | void | unsettled | reaped
+-- ARGV[3] actual cost
 -- ARGV[4] actual tokens   ARGV[5] HTTP status ('' if none)   ARGV[6] model ('' if none)
+-- `reaped` is the reaper's: `unsettled` (charged in full, the call may have been served),
+-- but `void` for a call its worker never marked forwarded (`fwd` 0, see forward.lua): it
+-- died before sending it.
 -- Returns {-1} while the state is being rebuilt (settle again once it is ready), {0} when
 -- already settled, else {1, cost, used tokens, stream entry id, record, row, overage,
--- tightest budget spent and cap, spent of each watched hold (of every hold on an overrun)…}.
+-- tightest budget spent and cap, the settlement applied, spent of each watched hold (of
+-- every hold on an overrun)…}.
 
 if redis.call('HEXISTS', KEYS[4], 'ready') == 0 then return {-1} end
-local got = redis.call('HMGET', KEYS[1], 'rec', 'row', 'ov', 'sp', 'cap', 'at')
+local got = redis.call('HMGET', KEYS[1], 'rec', 'row', 'ov', 'sp', 'cap', 'at', 'fwd')
 if not got[1] then return {0} end
 redis.call('DEL', KEYS[1])
 local rec = cjson.decode(got[1])
 redis.call('ZREM', KEYS[2], rec.worker .. ' ' .. ARGV[1])
 local amount, tokens = tonumber(rec.amount), tonumber(rec.tokens)
 local mode = ARGV[2]
+if mode == 'reaped' then
+  if got[7] == '0' then mode = 'void' else mode = 'unsettled' end
+end
 local cost, used = tonumber(ARGV[3]), tonumber(ARGV[4])
 if mode == 'void' then
   cost, used = 0, 0
@@ -31,7 +39,7 @@ end
 local over = cost > amount
 
 local out = {1, string.format('%d', cost), string.format('%d', used), '', got[1], got[2],
-  got[3], got[4], got[5]}
+  got[3], got[4], got[5], mode}
 for _, hold in ipairs(rec.holds) do
   redis.call('HINCRBY', hold[1], 'reserved', string.format('%d', -amount))
   local spent = redis.call('HINCRBY', hold[1], 'spent', string.format('%d', cost))

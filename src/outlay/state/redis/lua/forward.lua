@@ -1,0 +1,11 @@
+-- A call is about to be sent upstream: its reservation, if still held, is marked forwarded.
+-- Until then a worker that dies leaves a call that was never sent, which the reaper voids
+-- (settle.lua); from then on it is charged in full, as it may have been served.
+--
+-- KEYS[1] the reservation hash
+-- Returns 1 when marked, 0 when the reservation is no longer held (the reaper settled it:
+-- the call must not be sent).
+
+if redis.call('HEXISTS', KEYS[1], 'rec') == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'fwd', '1')
+return 1
