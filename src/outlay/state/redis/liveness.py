@@ -19,6 +19,9 @@ it at its next heartbeat; its own settlements of what was reaped find nothing to
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +40,13 @@ log = logging.getLogger("outlay.state")
 HEARTBEAT_STALE_MS = 5_000
 PAUSE_AFTER_MS = 2_000
 REAPED_KEPT_MS = 86_400_000  # how long a reaped worker's name waits for it to come back
+
+
+def worker_name() -> str:
+    """This process's name in the shared state, saying which host and process it is, so
+    that the reaper's logs and metrics name the replica they reaped."""
+    host = socket.gethostname().split(".")[0] or "host"
+    return f"w_{host}_{os.getpid()}_{secrets.token_hex(4)}"
 
 
 class RedisLiveness:

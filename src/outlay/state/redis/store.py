@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
-import socket
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
@@ -61,7 +59,7 @@ from outlay.state.redis.batch import ScriptBatch
 from outlay.state.redis.doubt import RedisDoubts
 from outlay.state.redis.exposure import RedisExposure, exposure_scripts
 from outlay.state.redis.forgot import RedisRecovery, fenced_connect
-from outlay.state.redis.liveness import PAUSE_AFTER_MS, RedisLiveness
+from outlay.state.redis.liveness import PAUSE_AFTER_MS, RedisLiveness, worker_name
 from outlay.state.redis.plan import (
     GRANTED,
     Holder,
@@ -78,13 +76,6 @@ from outlay.state.retries import SettlementRetries
 
 log = logging.getLogger("outlay.state")
 MARKS_KEPT = 4096
-
-
-def worker_name() -> str:
-    """This process's name in the shared state, saying which host and process it is, so
-    that the reaper's logs and metrics name the replica they reaped."""
-    host = socket.gethostname().split(".")[0] or "host"
-    return f"w_{host}_{os.getpid()}_{secrets.token_hex(4)}"
 
 
 @contextlib.contextmanager
