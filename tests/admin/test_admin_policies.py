@@ -29,6 +29,8 @@ STORED = {
 
 async def test_put_answers_the_stored_policy(admin: Admin) -> None:
     stored = await admin.call("PUT", "policies/agent:order-processor", FULL)
+    assert stored.pop("removed") == {}
+    assert "names no agent yet" in stored.pop("warning")
     assert stored == {"scope": "agent:order-processor", "managed_by": None, **STORED}
     assert await admin.call("GET", "policies/agent:order-processor") == stored
 
@@ -42,7 +44,8 @@ async def test_usd_keeps_full_precision(admin: Admin) -> None:
 async def test_defaults_are_filled_in(admin: Admin) -> None:
     stored = await admin.call("PUT", "policies/global", {"budgets": [{"usd": 1}]})
     assert stored == {"scope": "global", "managed_by": None, "on_breach": "block",
-                      "budgets": [{"usd": "1", "period": "month", "mode": "hard"}]}
+                      "budgets": [{"usd": "1", "period": "month", "mode": "hard"}],
+                      "removed": {}}
 
 
 @pytest.mark.parametrize("scope", ["agent:a", "group:billing-agents", "vendor:stripe", "global"])

@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from outlay.gateway.context import Gateway
-from outlay.gateway.errors import error_response
 from outlay.gateway.forward import response_headers
+from outlay.gateway.vendor_errors import vendor_refusal
 from outlay.policy.errors import Unavailable
 from outlay.state.base import Settled
 from outlay.upstream.base import UpstreamBroken, UpstreamRequest, UpstreamUnreachable
@@ -67,16 +67,16 @@ async def forward(gw: Gateway, sent: UpstreamRequest, request_id: str, ours: dic
             await answer.close()
     except UpstreamUnreachable as exc:
         await finish(502, "void", None)
-        return error_response(Unavailable(
+        return vendor_refusal(Unavailable(
             "upstream_unavailable", f"The vendor {vendor} could not be reached: {exc}",
-            status=502), "openai", request_id, ours)
+            status=502), vendor, request_id, ours)
     except (UpstreamBroken, asyncio.CancelledError) as exc:
         await finish(502, "unsettled", None)
         if isinstance(exc, asyncio.CancelledError):
             raise
-        return error_response(Unavailable(
+        return vendor_refusal(Unavailable(
             "upstream_unavailable", f"The connection to {vendor} broke: {exc}",
-            status=502), "openai", request_id, ours)
+            status=502), vendor, request_id, ours)
     status = answer.status
     if 400 <= status < 500:
         await finish(status, "void", data)
