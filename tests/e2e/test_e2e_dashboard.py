@@ -581,5 +581,13 @@ def test_a_refusing_scope_is_flagged_the_audit_fits_and_refusals_filter(
     until_text(browser, "#audit-shown", lambda t: t.startswith(f"{len(want)} of the newest"))
     Select(shown(browser, "#audit-decision")).select_by_visible_text("every call")
     wait(browser).until(lambda d: len(d.find_elements(
+        By.CSS_SELECTOR, "#audit-list tr.audit-row")) > len(want))
+    wait(browser).until(lambda d: len(d.find_elements(
         By.CSS_SELECTOR, "#audit-list tr.audit-row")) == len(gateway.audit("global", 100)))
+
+    # Providers: nothing is configured, so every upstream is marked simulated
+    go(browser, "providers")
+    shown(browser, '#providers-list tr[data-provider="stripe"][data-simulated="true"]')
+    assert {r.get_attribute("data-simulated") for r in browser.find_elements(
+        By.CSS_SELECTOR, "#providers-list tbody tr")} == {"true"}
     assert page_errors(browser) == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -233,9 +234,10 @@ def test_typos_are_refused_and_nothing_is_stored(simulated: Gateway) -> None:
     agents = admin.get("/admin/v1/agents").json()["agents"]
     assert {"name": agent, "group": "fleet-a"} in agents
 
-    nobody = admin.put("/admin/v1/policies/agent:does-not-exist-" + agent, json={"rpm": 5})
-    assert nobody.status_code == 200
-    assert "names no agent yet" in nobody.json()["warning"]
+    nobody = _cli(simulated, "policy", "set", f"agent:does-not-exist-{agent}", "--rpm", "5")
+    assert nobody.returncode == 0, nobody.stderr
+    assert "Warning: agent:does-not-exist-" in nobody.stdout
+    assert "names no agent yet" in nobody.stdout
 
 
 def test_a_key_for_a_new_agent_lands_under_the_default_policy(launch: Launch) -> None:
@@ -255,3 +257,54 @@ def test_a_key_for_a_new_agent_lands_under_the_default_policy(launch: Launch) ->
                                   "messages": [{"role": "user", "content": "hi"}]})
     assert refused.status_code == 402  # $0.04 of output does not fit $0.001
     assert refused.json()["error"]["scope"] == f"agent:{agent}"
+
+
+def test_clamped_calls_across_two_workers_never_pass_the_cap(launch: Launch) -> None:
+    """A hostile agent: four clients at once over two workers, on a model that writes (and
+    bills) every token it is allowed, so each clamped call costs what it reserved."""
+    model = "sim-max-first-day"
+    gateway = launch({"prices": {model: {
+        "provider": "anthropic", "input": 3, "output": 15, "max_output_tokens": 8192,
+        "context_window": 200_000}}}, workers=2)
+    agent = unique("clamp-race")
+    gateway.admin.post("/admin/v1/agents", json={"name": agent}).raise_for_status()
+    # two whole calls ($0.0155 each) fit, the third only with its maximum lowered
+    cap_usd = Decimal("0.04")
+    gateway.set_policy(f"agent:{agent}", {"budgets": [
+        {"usd": str(cap_usd), "period": "day", "mode": "hard"}]})
+    key = gateway.mint_key(agent)["key"]
+    clamped: list[int] = []
+    statuses: list[int] = []
+
+    def spend() -> None:
+        client = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0,
+                                     timeout=30)
+        with client:
+            for _ in range(200):
+                try:
+                    answer = client.messages.with_raw_response.create(
+                        model=model, max_tokens=1024,
+                        messages=[{"role": "user", "content": "Say hello."}])
+                except anthropic.APIStatusError as exc:
+                    statuses.append(exc.status_code)
+                    return
+                statuses.append(200)
+                said = answer.headers.get("X-Outlay-Max-Tokens-Clamped")
+                if said is not None:
+                    clamped.append(int(said))
+
+    threads = [threading.Thread(target=spend) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not any(thread.is_alive() for thread in threads)
+    assert set(statuses) <= {200, 402}, statuses
+    assert statuses.count(402) == 4  # every client ended on a refusal
+    budget = gateway.budget(f"agent:{agent}")
+    spent, cap = micros(budget["spent_usd"]), micros(str(cap_usd))
+    assert micros(budget["reserved_usd"]) == 0
+    assert spent <= cap, f"{spent} micro-USD spent past the {cap} cap"
+    assert spent >= cap * 9 // 10, f"refused at {spent} of {cap}"
+    assert clamped
+    assert all(256 <= n < 1024 for n in clamped)
