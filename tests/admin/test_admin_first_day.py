@@ -47,8 +47,14 @@ async def test_put_says_what_it_removed_and_refuses_to_drop_a_budget(admin: Admi
     assert (kept["rpm"], kept["budgets"]) == (10, [BUDGET])  # nothing stored
     same_budget = await admin.call("PUT", f"policies/{SCOPE}", {"budgets": [BUDGET]})
     assert same_budget["removed"] == {"rpm": 10, "tpm": 9}
+    # a budget of the same period and mode with another cap is changed, not dropped
+    lowered = await admin.call("PUT", f"policies/{SCOPE}", {"budgets": [{**BUDGET, "usd": 2}]})
+    assert (lowered["removed"], lowered["budgets"][0]["usd"]) == ({}, "2")
+    soft = await admin.refused("PUT", f"policies/{SCOPE}", {"budgets": [
+        {**BUDGET, "mode": "soft"}]}, status=409, code="budget_would_be_dropped")
+    assert soft["budgets"] == [{**BUDGET, "usd": "2"}]
     dropped = await admin.call("PUT", f"policies/{SCOPE}?drop_budgets=true", {"rpm": 1})
-    assert dropped["removed"] == {"budgets": [BUDGET]}
+    assert dropped["removed"] == {"budgets": [{**BUDGET, "usd": "2"}]}
     assert "budgets" not in await admin.call("GET", f"policies/{SCOPE}")
 
 

@@ -401,7 +401,7 @@ def test_providers_show_every_endpoint_and_its_breaker(launch: Launch,
         until_text(browser, f"{row} .badge", p["state"])
         cells = [c.text for c in browser.find_elements(By.CSS_SELECTOR, f"{row} td")]
         assert cells == [p["kind"], p["provider"], p["base_url"], str(p["weight"]), p["state"],
-                         str(p["consecutive_failures"])]
+                         str(p["consecutive_failures"]), "simulated" if p["simulated"] else "no"]
     # one worker: the page and this test were answered by the same process
     until_text(browser, "#providers-worker",
                lambda t: f"worker process {answer['worker']} " in t)

@@ -84,6 +84,13 @@ async def scope_warning(gw: Gateway, scope: str) -> str | None:
             "one exists; check the name for a typo")
 
 
+def _dropped(old: Policy | None, new: Policy) -> list[Budget]:
+    """The budgets of `old` that `new` has none of the same period and mode for (a budget
+    whose cap or warning changes is kept, not dropped)."""
+    kept = {(b.period, b.mode) for b in new.budgets}
+    return [b for b in (old.budgets if old else ()) if (b.period, b.mode) not in kept]
+
+
 def _removed(old: Policy | None, new: Policy) -> dict[str, Any]:
     """What `old` has that `new` drops: fields by value, and the budgets it loses."""
     if old is None:
@@ -91,7 +98,7 @@ def _removed(old: Policy | None, new: Policy) -> dict[str, Any]:
     before, after = old.to_dict(), new.to_dict()
     removed = {name: value for name, value in before.items()
                if name not in after and name != "budgets"}
-    lost = [b.to_dict() for b in old.budgets if b not in new.budgets]
+    lost = [b.to_dict() for b in _dropped(old, new)]
     if lost:
         removed["budgets"] = lost
     return removed
@@ -102,7 +109,7 @@ async def _store_policy(request: web.Request, scope: str, policy: Policy,
     gw = request.app[GATEWAY]
     check_models(gw, policy, _flag(request, "allow_unpriced"))
     removed = _removed(old, policy)
-    dropped: list[Budget] = [b for b in (old.budgets if old else ()) if b not in policy.budgets]
+    dropped = _dropped(old, policy)
     if dropped and not _flag(request, "drop_budgets"):
         raise BudgetDropped(
             "budget_would_be_dropped",
