@@ -34,18 +34,20 @@ def _stripe(error: OutlayError, status: int) -> tuple[int, dict[str, Any], dict[
 def _twilio(error: OutlayError, status: int) -> tuple[int, dict[str, Any], dict[str, str]]:
     """twilio-python raises TwilioRestException for every status of 400 and more, never
     retried, with the body's `message` and `code`."""
-    details = {k: v for k, v in error.details.items() if k not in ("code", "message", "status")}
+    details = {k: v for k, v in error.details.items()
+               if k not in ("code", "message", "status", "param")}
     return status, {"code": error.code, "message": error.message, "status": status,
-                    "more_info": None, "outlay_type": error.error_type, **details}, {}
+                    "more_info": None, "param": error.details.get("param"),
+                    "outlay_type": error.error_type, **details}, {}
 
 
 def _resend(error: OutlayError, status: int) -> tuple[int, dict[str, Any], dict[str, str]]:
     """resend-python raises by `statusCode` and `name` and reads `message`; it never
     retries. A 402 is its plain ResendError."""
     details = {k: v for k, v in error.details.items()
-               if k not in ("statusCode", "name", "message")}
+               if k not in ("statusCode", "name", "message", "param")}
     return status, {"statusCode": status, "name": error.code, "code": error.code,
-                    "message": error.message,
+                    "message": error.message, "param": error.details.get("param"),
                     "outlay_type": error.error_type, **details}, {}
 
 
