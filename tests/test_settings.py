@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 
+from outlay.gateway.wiring import vendors_from_settings
 from outlay.settings import ConfigError, EndpointSettings, Settings, load_settings
 from outlay.webhooks.delivery import delivery_settings
 
@@ -71,6 +73,8 @@ def test_spec_example_file(tmp_path: Path) -> None:
         "OPENAI_API_KEY": "sk-1",
         "OPENAI_API_KEY_2": "sk-2",
         "STRIPE_SECRET_KEY": "sk_test",
+        "ANTHROPIC_API_KEY": "sk-a",
+        "RESEND_API_KEY": "re_1",
     }
     settings = load_settings(path, env)
     assert (settings.host, settings.port) == ("0.0.0.0", 9000)
@@ -85,10 +89,11 @@ def test_spec_example_file(tmp_path: Path) -> None:
         EndpointSettings("https://api.openai.com/v1", "sk-1", 3),
         EndpointSettings("https://eu.example-proxy/v1", "sk-2", 1),
     )
-    # ANTHROPIC_API_KEY is unset: its only endpoint is dropped, and so is the provider.
-    assert "anthropic" not in settings.providers
+    assert settings.providers["anthropic"] == (
+        EndpointSettings("https://api.anthropic.com", "sk-a"),)
     assert settings.vendors["stripe"] == {"base_url": "https://api.stripe.com", "secret": "sk_test"}
-    assert settings.vendors["resend"]["api_key"] is None
+    assert settings.vendors["resend"]["api_key"] == "re_1"
+    assert settings.simulated_upstreams() == ["twilio"]  # the one vendor no section configures
     assert settings.prices == {"my-model": {"input": 1, "output": 2}}
     assert settings.policies["agent:bot"] == {"rpm": 60}
     assert not settings.simulated
@@ -339,14 +344,13 @@ def test_env_references_resolve_anywhere(tmp_path: Path) -> None:
         load_settings(write(tmp_path, "admin_token: 'env:'\n"), {})
 
 
-def test_endpoint_with_unset_key_is_dropped_but_keyless_base_url_is_kept(tmp_path: Path) -> None:
+def test_endpoint_default_url_and_keyless_base_url(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         """
         providers:
           openai:
             endpoints:
-              - {api_key: env:UNSET}
               - {api_key: env:OPENAI_KEY}
           local:
             endpoints: [{base_url: http://127.0.0.1:11434/v1}]
@@ -367,16 +371,85 @@ def test_plain_provider_keys_from_environment(tmp_path: Path) -> None:
         "anthropic": (EndpointSettings("https://api.anthropic.com", "sk-a"),),
     }
     assert not settings.simulated
-    # A configured provider is taken as written, even when its endpoints all drop out.
-    path = write(tmp_path, "providers: {openai: {endpoints: [{api_key: env:UNSET}]}}\n")
+    # A configured provider is taken as written: simulated, never the environment's key.
+    path = write(tmp_path, "providers: {openai: {simulate: true}}\n")
     settings = load_settings(path, env)
     assert set(settings.providers) == {"anthropic"}
+    assert settings.simulated_upstreams() == ["openai", "stripe", "twilio", "resend"]
 
 
-def test_simulated_only_without_any_usable_endpoint(tmp_path: Path) -> None:
-    path = write(tmp_path, "providers: {openai: {endpoints: [{api_key: env:OPENAI_API_KEY}]}}\n")
-    assert load_settings(path, {}).simulated
-    assert not load_settings(path, {"OPENAI_API_KEY": "sk"}).simulated
+@pytest.mark.parametrize(("text", "where", "variable"), [
+    ("providers: {openai: {endpoints: [{api_key: env:OPENAI_KEY_TYPO}]}}",
+     "providers.openai.endpoints[0].api_key", "OPENAI_KEY_TYPO"),
+    ("providers: {openai: {endpoints: [{api_key: env:OPENAI_API_KEY}, {api_key: env:K2}]}}",
+     "providers.openai.endpoints[1].api_key", "K2"),
+    ("vendors: {stripe: {secret: env:STRIPE_SECRET_KEY}}", "vendors.stripe.secret",
+     "STRIPE_SECRET_KEY"),
+    ("vendors: {twilio: {account_sid: AC1, auth_token: env:TWILIO_AUTH_TOKEN}}",
+     "vendors.twilio.auth_token", "TWILIO_AUTH_TOKEN"),
+    ("vendors: {acme: {base_url: 'https://a.example', secret: env:ACME}}",
+     "vendors.acme.secret", "ACME"),
+])
+def test_an_unset_credential_stops_the_start(tmp_path: Path, text: str, where: str,
+                                              variable: str) -> None:
+    path = write(tmp_path, text + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, {"OPENAI_API_KEY": "sk", "STRIPE_SECRET_KEY": ""})
+    assert f"{where} is env:{variable}, and {variable} is not set" in str(caught.value)
+    assert "simulate: true" in str(caught.value)
+
+
+def test_simulate_true_opts_a_section_in(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        providers:
+          openai: {endpoints: [{api_key: env:OPENAI_API_KEY}]}
+          anthropic: {simulate: true, endpoints: [{api_key: env:UNSET}]}
+        vendors:
+          stripe: {simulate: true, secret: env:UNSET}
+          resend: {api_key: env:RESEND_API_KEY}
+        """)
+    settings = load_settings(path, {"OPENAI_API_KEY": "sk", "RESEND_API_KEY": "re"})
+    assert set(settings.providers) == {"openai"}
+    assert settings.simulate == {"anthropic", "stripe"}
+    assert "stripe" not in settings.real_vendors
+    assert settings.simulated_upstreams() == ["anthropic", "stripe", "twilio"]
+    only_simulated = write(tmp_path, "providers: {openai: {simulate: true}}\n")
+    assert load_settings(only_simulated, {}).simulated
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("vendors: {acme: {simulate: true, base_url: 'https://a.example'}}",
+     "vendors.acme.simulate: only stripe, twilio, resend can be simulated"),
+    ("providers: {local: {simulate: true}}",
+     "providers.local.simulate: only openai, anthropic can be simulated"),
+    ("vendors: {stripe: {simulate: 'yes'}}", "vendors.stripe.simulate must be true or false"),
+])
+def test_bad_simulate(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(write(tmp_path, text + "\n"), {})
+
+
+@pytest.mark.parametrize(("text", "hint"), [
+    ("polices: {}", "unknown setting(s) polices (did you mean policies?)"),
+    ("vendors: {strpe: {secret: sk}}", "vendors.strpe.base_url is required: the vendor has no "
+     "default (did you mean stripe?)"),
+    ("providers: {opneai: {endpoints: [{api_key: sk}]}}", "(did you mean openai?)"),
+    ("default_policy: {rmp: 5}", "(did you mean rpm?)"),
+])
+def test_typos_in_section_names_get_did_you_mean(tmp_path: Path, text: str, hint: str) -> None:
+    path = write(tmp_path, text + "\n")
+    def start() -> None:
+        vendors_from_settings(load_settings(path, {}))  # as `outlay serve` checks a config
+
+    with pytest.raises((ConfigError, ValueError), match=re.escape(hint)):
+        start()
+
+
+def test_default_policy(tmp_path: Path) -> None:
+    path = write(tmp_path, "default_policy: {rpm: 10, budgets: [{usd: 1, period: day}]}\n")
+    assert dict(load_settings(path, {}).default_policy or {}) == {
+        "rpm": 10, "budgets": [{"usd": 1, "period": "day"}]}
+    assert load_settings(write(tmp_path, "{}\n"), {}).default_policy is None
 
 
 def test_settings_are_immutable(tmp_path: Path) -> None:

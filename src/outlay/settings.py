@@ -41,6 +41,14 @@ from typing import Any
 import yaml
 
 from outlay import config_values as cv
+from outlay.config_sections import (
+    SIMULATED_PROVIDERS,
+    SIMULATED_VENDORS,
+    did_you_mean,
+    has_credential,
+    simulated_sections,
+    unset_credentials,
+)
 from outlay.config_values import ConfigError, parse_listen
 from outlay.policy.model import PolicyError, check_scope_policy, parse_policy, parse_scope
 
@@ -73,6 +81,7 @@ _TOP_LEVEL_KEYS = frozenset(
         "vendors",
         "prices",
         "policies",
+        "default_policy",
         "simulated",
         "max_body_bytes",
         "reservation_lease_s",
@@ -138,12 +147,30 @@ class Settings:
     # for at most this long and this many bytes; then the upstream is closed
     abandoned_stream_s: float = 300.0
     abandoned_stream_bytes: int = 16 * 1024 * 1024
+    # the providers and vendors whose section says `simulate: true`
+    simulate: frozenset[str] = frozenset()
+    # the policy every new agent gets (a typo'd agent name lands under these caps)
+    default_policy: Mapping[str, Any] | None = None
 
     @property
     def simulated(self) -> bool:
         """True when no provider endpoint is configured, so the simulated provider serves."""
         # Endpoints without a usable key or base URL were already dropped at load time.
         return not any(self.providers.values())
+
+    @property
+    def real_vendors(self) -> Mapping[str, Mapping[str, Any]]:
+        """The vendor sections that may name a real vendor: all but `simulate: true` ones."""
+        return {name: section for name, section in self.vendors.items()
+                if name not in self.simulate}
+
+    def simulated_upstreams(self) -> list[str]:
+        """The providers and built-in vendors the simulator serves, by name."""
+        providers = [name for name in SIMULATED_PROVIDERS
+                     if self.simulated or name in self.simulate]
+        vendors = [name for name in SIMULATED_VENDORS
+                   if name in self.simulate or not has_credential(self.vendors.get(name))]
+        return providers + vendors
 
     @property
     def listen(self) -> str:
@@ -225,7 +252,8 @@ def _read_file(path: Path) -> dict[str, Any]:
     unknown = sorted(str(key) for key in set(doc) - _TOP_LEVEL_KEYS)
     if unknown:
         raise ConfigError(
-            f"{path}: unknown setting(s) {', '.join(unknown)}; "
+            f"{path}: unknown setting(s) {', '.join(unknown)}"
+            f"{did_you_mean(unknown[0], _TOP_LEVEL_KEYS)}; "
             f"known: {', '.join(sorted(_TOP_LEVEL_KEYS))}"
         )
     return doc
@@ -281,7 +309,8 @@ def _endpoint(raw: object, provider: str, where: str) -> EndpointSettings | None
     if base_url is None:
         base_url = DEFAULT_BASE_URLS.get(provider)
         if base_url is None:
-            raise ConfigError(f"{where}.base_url is required: provider {provider!r} has no default")
+            raise ConfigError(f"{where}.base_url is required: provider {provider!r} has no "
+                              f"default{did_you_mean(provider, DEFAULT_BASE_URLS)}")
     return EndpointSettings(base_url=base_url, api_key=api_key, weight=weight)
 
 
@@ -292,10 +321,13 @@ def _providers(
     for name, section in _mapping(raw, where).items():
         here = f"{where}.{_name(name, where)}"
         section = _mapping(section, here)
-        unknown = sorted(str(key) for key in set(section) - {"endpoints", "service_tier_default"})
+        unknown = sorted(str(key) for key in
+                         set(section) - {"endpoints", "service_tier_default", "simulate"})
         if unknown:
             raise ConfigError(f"{here}: unknown field(s) {', '.join(unknown)}; use endpoints: "
-                              "(and service_tier_default:)")
+                              "(and service_tier_default:, simulate:)")
+        if section.get("simulate") is True:
+            continue  # served by the simulator, whatever endpoints it lists
         endpoints_raw = section.get("endpoints")
         if endpoints_raw is None:
             endpoints_raw = []
@@ -362,6 +394,17 @@ def _policies(raw: object, where: str, vendors: tuple[str, ...]) -> dict[str, Ma
             raise ConfigError(f"{where}.{scope}: {exc}") from None
         policies[scope_name] = policy or {}
     return policies
+
+
+def _default_policy(raw: object, where: str) -> Mapping[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        parse_policy(raw)
+    except PolicyError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    assert isinstance(raw, dict)
+    return MappingProxyType(raw)
 
 
 # The sections of single values: field -> (Settings field, converter)
@@ -438,9 +481,13 @@ def load_settings(
     config_path = _config_path(path, env)
     doc: dict[str, Any] = {}
     source = "config"
+    simulate: frozenset[str] = frozenset()
     if config_path is not None:
         source = str(config_path)
-        doc = _resolve(_read_file(config_path), env, source)
+        raw = _read_file(config_path)
+        unset_credentials(raw, env, source)
+        simulate = simulated_sections(raw, source)
+        doc = _resolve(raw, env, source)
     values: dict[str, Any] = {
         **_scalars_from_file(doc, source),
         **_section(doc.get("simulated"), f"{source}: simulated", _SIMULATED_FIELDS),
@@ -458,5 +505,7 @@ def load_settings(
         policies=MappingProxyType(_policies(doc.get("policies"), f"{source}: policies",
                                             _vendor_names(doc.get("vendors")))),
         config_file=None if config_path is None else str(config_path.resolve()),
+        simulate=simulate,
+        default_policy=_default_policy(doc.get("default_policy"), f"{source}: default_policy"),
         **values,
     )

@@ -43,11 +43,12 @@ class ManualClock:
         self.now += int(seconds * 1000)
 
 
-def gateway_app(path: Path) -> tuple[web.Application, SqliteStore, ManualClock]:
+def gateway_app(path: Path, **settings_fields: Any
+                ) -> tuple[web.Application, SqliteStore, ManualClock]:
     """The gateway the admin tests serve: create_app on the SQLite file at `path`, the
     simulated provider behind it and a manual clock. Once it runs (its store open), set the
     admin token as `outlay serve` would: `await store.init_admin_token(ADMIN_TOKEN)`."""
-    settings = Settings(state=f"sqlite:///{path}", admin_token=ADMIN_TOKEN)
+    settings = Settings(state=f"sqlite:///{path}", admin_token=ADMIN_TOKEN, **settings_fields)
     clock = ManualClock()
     store = SqliteStore(str(path), clock=clock)
     app = create_app(settings, store=store, upstream=SimulatedUpstream(),

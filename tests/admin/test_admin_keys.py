@@ -13,13 +13,18 @@ KEY_FIELDS = {"id", "agent", "group", "name", "labels", "created_at", "expires_a
               "revoked_at", "policy"}
 
 
+MINT_ONLY = {"key", "agent_created", "default_policy"}  # said only when the key is minted
+
+
 async def test_mint_answers_201_with_the_secret(admin: Admin) -> None:
     minted = await admin.call("POST", "keys", {
         "agent": "order-processor", "name": "run-42", "ttl_seconds": 3600,
         "labels": {"run": "r-42", "workflow": "nightly"},
         "policy": {"rpm": 60, "budgets": [{"usd": 5, "period": "total"}]},
     }, expect=201)
-    assert set(minted) == KEY_FIELDS | {"key"}
+    assert set(minted) == KEY_FIELDS | {"key", "agent_created", "default_policy"}
+    assert minted["agent_created"] is True  # order-processor did not exist: the key made it
+    assert minted["default_policy"] is False  # no default_policy configured
     assert minted["id"].startswith("key_")
     assert minted["key"].startswith("olk_")
     assert len(minted["key"]) > 20
@@ -105,7 +110,7 @@ async def test_bad_listing_parameters_are_refused(admin: Admin, query: str) -> N
 async def test_show_key(admin: Admin) -> None:
     minted = await admin.mint(name="n", labels={"a": "b"})
     shown = await admin.call("GET", f"keys/{minted['id']}")
-    assert shown == {k: v for k, v in minted.items() if k != "key"}
+    assert shown == {k: v for k, v in minted.items() if k not in MINT_ONLY}
 
 
 async def test_update_key(admin: Admin) -> None:
@@ -125,7 +130,7 @@ async def test_update_key(admin: Admin) -> None:
 async def test_update_leaves_what_is_not_given(admin: Admin) -> None:
     minted = await admin.mint(name="keep", labels={"run": "1"})
     updated = await admin.call("PATCH", f"keys/{minted['id']}", {})
-    assert updated == {k: v for k, v in minted.items() if k != "key"}
+    assert updated == {k: v for k, v in minted.items() if k not in MINT_ONLY}
 
 
 async def test_revoke_key(admin: Admin) -> None:
@@ -198,9 +203,9 @@ async def test_body_must_be_a_json_object(admin: Admin, raw: bytes) -> None:
 async def test_agents_and_groups(admin: Admin) -> None:
     made = await admin.call("POST", "agents", {"name": "billing-1", "group": "billing"},
                             expect=201)
-    assert made == {"name": "billing-1", "group": "billing"}
+    assert made == {"name": "billing-1", "group": "billing", "default_policy": False}
     assert await admin.call("POST", "agents", {"name": "solo"}, expect=201) == {
-        "name": "solo", "group": None}
+        "name": "solo", "group": None, "default_policy": False}
     await admin.mint("made-on-first-key")
     agents = (await admin.call("GET", "agents"))["agents"]
     assert agents == [{"name": "billing-1", "group": "billing"},
@@ -217,8 +222,20 @@ async def test_agents_and_groups(admin: Admin) -> None:
 
 async def test_moving_an_agent_to_another_group(admin: Admin) -> None:
     await admin.call("POST", "agents", {"name": "x", "group": "one"}, expect=201)
-    moved = await admin.call("POST", "agents", {"name": "x", "group": "two"}, expect=201)
+    # creating it again is refused: it would move the agent out of its group's budgets
+    again = await admin.refused("POST", "agents", {"name": "x", "group": "two"}, status=409,
+                                code="agent_exists")
+    assert again["code"] == "agent_exists"
+    assert again["agent"] == {"name": "x", "group": "one"}
+    assert (await admin.call("GET", "agents"))["agents"] == [{"name": "x", "group": "one"}]
+    moved = await admin.call("PATCH", "agents/x", {"group": "two"})
     assert moved == {"name": "x", "group": "two"}
+    missing = await admin.refused("PATCH", "agents/nobody", {"group": "two"}, status=404,
+                                  code="not_found")
+    assert missing["code"] == "not_found"
+    typo = await admin.refused("PATCH", "agents/x", {"grup": "two"})
+    assert typo["param"] == "grup"
+    assert "did you mean group?" in typo["message"]
 
 
 @pytest.mark.parametrize(("body", "param"), [

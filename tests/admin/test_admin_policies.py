@@ -29,6 +29,8 @@ STORED = {
 
 async def test_put_answers_the_stored_policy(admin: Admin) -> None:
     stored = await admin.call("PUT", "policies/agent:order-processor", FULL)
+    assert stored.pop("removed") == {}
+    assert "names no agent yet" in stored.pop("warning")
     assert stored == {"scope": "agent:order-processor", "managed_by": None, **STORED}
     assert await admin.call("GET", "policies/agent:order-processor") == stored
 
@@ -42,7 +44,8 @@ async def test_usd_keeps_full_precision(admin: Admin) -> None:
 async def test_defaults_are_filled_in(admin: Admin) -> None:
     stored = await admin.call("PUT", "policies/global", {"budgets": [{"usd": 1}]})
     assert stored == {"scope": "global", "managed_by": None, "on_breach": "block",
-                      "budgets": [{"usd": "1", "period": "month", "mode": "hard"}]}
+                      "budgets": [{"usd": "1", "period": "month", "mode": "hard"}],
+                      "removed": {}}
 
 
 @pytest.mark.parametrize("scope", ["agent:a", "group:billing-agents", "vendor:stripe", "global"])
@@ -136,6 +139,7 @@ async def test_policy_must_be_an_object(admin: Admin) -> None:
 @pytest.mark.parametrize("scope", ["team:x", "agent:", "global:x", "nope", "key:", "Agent:x"])
 async def test_bad_scope(admin: Admin, scope: str) -> None:
     for method, path, body in [("PUT", f"policies/{scope}", {"rpm": 1}),
+                               ("PATCH", f"policies/{scope}", {"rpm": 1}),
                                ("GET", f"policies/{scope}", None),
                                ("DELETE", f"policies/{scope}", None),
                                ("GET", f"usage/{scope}", None),
@@ -155,6 +159,8 @@ async def test_a_policy_the_configuration_file_manages_is_read_only(admin: Admin
         key_scope: parse_policy({"rpm": 5})}) == []
     await admin.call("PUT", "policies/agent:api", {"rpm": 7})
     for method, path, body in [("PUT", "policies/agent:r", {"budgets": [{"usd": 10}]}),
+                               ("PUT", "policies/agent:r?drop_budgets=true", {"rpm": 1}),
+                               ("PATCH", "policies/agent:r", {"rpm": 1}),
                                ("DELETE", "policies/agent:r", None),
                                ("PATCH", f"keys/{minted['id']}", {"policy": {"rpm": 50}})]:
         error = (await admin.call(method, path, body, expect=409))["error"]

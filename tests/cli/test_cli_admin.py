@@ -428,17 +428,19 @@ async def test_prices_table(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
 async def test_providers_table(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
     endpoints = [
         {"kind": "llm", "provider": "openai", "base_url": "https://api.openai.com/v1",
-         "weight": 3, "state": "open", "consecutive_failures": 5},
+         "weight": 3, "state": "open", "consecutive_failures": 5, "simulated": False},
         {"kind": "vendor", "provider": "stripe", "base_url": "simulated", "weight": 1,
-         "state": "closed", "consecutive_failures": 0},
+         "state": "closed", "consecutive_failures": 0, "simulated": True},
     ]  # fmt: skip
     fake_admin.answer("GET", "/admin/v1/providers", {"worker": 7, "providers": endpoints})
     result = await run_cli("providers")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["KIND", "PROVIDER", "ENDPOINT", "WEIGHT", "STATE", "FAILURES"]
-    assert lines[1].split() == ["llm", "openai", "https://api.openai.com/v1", "3", "open", "5"]
-    assert lines[2].split() == ["vendor", "stripe", "simulated", "1", "closed", "0"]
+    assert lines[0].split() == ["KIND", "PROVIDER", "ENDPOINT", "WEIGHT", "STATE", "FAILURES",
+                                "SIMULATED"]
+    assert lines[1].split() == ["llm", "openai", "https://api.openai.com/v1", "3", "open", "5",
+                                "no"]
+    assert lines[2].split() == ["vendor", "stripe", "simulated", "1", "closed", "0", "yes"]
     columns_align(result.stdout, "KIND", "PROVIDER", "ENDPOINT", "WEIGHT", "STATE")
     result = await run_cli("providers", "--json")
     assert result.exit_code == 0, result.output

@@ -120,7 +120,8 @@ async def test_demo_spends_the_budget_until_refused(
     monkeypatch.setattr(main_module, "simulated_gateway", already_running)
     result = await asyncio.to_thread(CliRunner().invoke, main, ["demo", "--calls", "5"])
     assert result.exit_code == 0, result.output
-    assert fake.paths[:3] == [
+    assert fake.paths[:4] == [
+        "GET /admin/v1/prices",  # the demo sizes its calls and floor from the price table
         "POST /admin/v1/agents",
         "PUT /admin/v1/policies/agent:demo-agent",
         "POST /admin/v1/keys",

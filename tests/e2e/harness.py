@@ -240,7 +240,9 @@ class Gateway:
         return self._ok(self.admin.post(f"/admin/v1/keys/{key_id}/revoke"))
 
     def set_policy(self, scope: str, policy: dict[str, Any]) -> dict[str, Any]:
-        return self._ok(self.admin.put(f"/admin/v1/policies/{scope}", json=policy))
+        """Replace the scope's policy, budgets it drops included (a test's set-up)."""
+        return self._ok(self.admin.put(f"/admin/v1/policies/{scope}", json=policy,
+                                       params={"drop_budgets": "true"}))
 
     def usage(self, scope: str) -> dict[str, Any]:
         return self._ok(self.admin.get(f"/admin/v1/usage/{scope}"))

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import time
+import zlib
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ import openai
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import (
+    ElementClickInterceptedException,
+    ElementNotInteractableException,
     NoSuchElementException,
     StaleElementReferenceException,
 )
@@ -83,9 +87,16 @@ def shown(driver: WebDriver, css: str, timeout: float = WAIT_S) -> Any:
 
 
 def click(driver: WebDriver, css: str) -> None:
-    """Click `css` once it is there; the page redraws, so a stale element is looked up again."""
+    """Click `css` once it is there, displayed and enabled; the page redraws, so a stale
+    element is looked up again, and under load one not interactable yet is waited for."""
     def press(d: WebDriver) -> bool:
-        d.find_element(By.CSS_SELECTOR, css).click()
+        element = d.find_element(By.CSS_SELECTOR, css)
+        if not (element.is_displayed() and element.is_enabled()):
+            return False
+        try:
+            element.click()
+        except (ElementNotInteractableException, ElementClickInterceptedException):
+            return False
         return True
     wait(driver).until(press, f"could not click {css}")
 
@@ -390,7 +401,7 @@ def test_providers_show_every_endpoint_and_its_breaker(launch: Launch,
         until_text(browser, f"{row} .badge", p["state"])
         cells = [c.text for c in browser.find_elements(By.CSS_SELECTOR, f"{row} td")]
         assert cells == [p["kind"], p["provider"], p["base_url"], str(p["weight"]), p["state"],
-                         str(p["consecutive_failures"])]
+                         str(p["consecutive_failures"]), "simulated" if p["simulated"] else "no"]
     # one worker: the page and this test were answered by the same process
     until_text(browser, "#providers-worker",
                lambda t: f"worker process {answer['worker']} " in t)
@@ -490,4 +501,136 @@ def test_a_star_tag_policy_lists_each_value_s_spend(launch: Launch, browser: Web
     acme, beta = (browser.find_element(By.CSS_SELECTOR, f"{card} tr.tag-value:nth-child({n})")
                   for n in (1, 2))
     assert (acme.text.split()[0], beta.text.split()[0]) == ("acme", "beta")  # most spent first
+
+
+# -- a refusing scope, the audit table's width, the refusal filter ---------------------------
+
+def png_pixels(data: bytes) -> tuple[int, int, list[tuple[int, int, int]]]:
+    """Width, height and RGB pixels of an 8-bit, non-interlaced RGB or RGBA PNG (what
+    Chromium's screenshots are), decoded without an imaging library."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, header = 8, b"", b""
+    while pos < len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        header = body if kind == b"IHDR" else header
+        idat += body if kind == b"IDAT" else b""
+        pos += 12 + length
+    width, height = int.from_bytes(header[0:4], "big"), int.from_bytes(header[4:8], "big")
+    depth, colour, interlace = header[8], header[9], header[12]
+    assert (depth, interlace) == (8, 0), header
+    assert colour in (2, 6), header
+    step = 4 if colour == 6 else 3
+    raw, stride = zlib.decompress(idat), width * step
+    rows: list[bytearray] = []
+    previous = bytearray(stride)
+    for y in range(height):
+        start = y * (stride + 1)
+        kind, line = raw[start], bytearray(raw[start + 1:start + 1 + stride])
+        for x in range(stride):
+            left = line[x - step] if x >= step else 0
+            up, corner = previous[x], previous[x - step] if x >= step else 0
+            if kind == 1:
+                line[x] = (line[x] + left) & 0xFF
+            elif kind == 2:
+                line[x] = (line[x] + up) & 0xFF
+            elif kind == 3:
+                line[x] = (line[x] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                line[x] = (line[x] + (left if pa <= pb and pa <= pc else up if pb <= pc
+                                      else corner)) & 0xFF
+        rows.append(line)
+        previous = line
+    pixels = [(row[x], row[x + 1], row[x + 2]) for row in rows for x in range(0, stride, step)]
+    return width, height, pixels
+
+
+def reddish(pixels: list[tuple[int, int, int]]) -> int:
+    return sum(1 for r, g, b in pixels if r > 150 and g < 90 and b < 90)
+
+
+def test_a_refusing_scope_is_flagged_the_audit_fits_and_refusals_filter(
+        launch: Launch, browser: WebDriver, tmp_path: Path) -> None:
+    gateway = launch(CONFIG)
+    agent = unique("ui-refused")
+    scope = f"agent:{agent}"
+    gateway.admin.post("/admin/v1/agents", json={"name": agent}).raise_for_status()
+    gateway.set_policy(scope, {"clamp_max_tokens": False, "budgets": [
+        {"usd": "0.01", "period": "day", "mode": "hard"}]})
+    secret = gateway.mint_key(agent, name="a-rather-long-key-name-for-the-audit",
+                              labels={"workflow": "nightly-reconciliation-of-ledgers",
+                                      "run": "r-2026-12-06-000042"})["key"]
+    for _ in range(3):
+        chat(gateway, secret)
+    with httpx.Client(base_url=f"{gateway.url}/v1", timeout=15) as http:
+        refused = http.post("/chat/completions", headers={"Authorization": f"Bearer {secret}"},
+                            json={"model": "gpt-4o", "max_tokens": 4096, "messages": MESSAGES})
+    assert refused.status_code == 402  # its $0.04 worst case: the meters still show little
+    [budget] = gateway.usage(scope)["budgets"]
+    assert Decimal(budget["spent_usd"]) < Decimal("0.005")
+
+    sign_in(browser, gateway)
+    go(browser, "policies")
+    card_css = f'#policies-list .policy[data-scope="{scope}"]'
+    flag = shown(browser, f"{card_css} .refusing")
+    assert "budget_exceeded" in flag.text
+    assert browser.find_element(By.CSS_SELECTOR, card_css).get_attribute(
+        "data-refusing") == "budget_exceeded"
+    shot = tmp_path / "refusing.png"
+    flag_png = flag.screenshot_as_png
+    shot.write_bytes(flag_png)
+    width, height, pixels = png_pixels(flag_png)
+    assert width > 0
+    assert height > 0
+    assert reddish(pixels) > 20, f"the flag is not red: {shot}"
+    bar = browser.find_element(By.CSS_SELECTOR, f"{card_css} tr.budget .bar")
+    bar_png = bar.screenshot_as_png
+    (tmp_path / "refusing-bar.png").write_bytes(bar_png)
+    assert reddish(png_pixels(bar_png)[2]) > 0, "the budget bar of a refusing scope is not red"
+
+    go(browser, "audit")
+    shown(browser, "#audit-list table.audit")
+    entries = gateway.audit(scope)
+    fits = browser.execute_script("""
+        const wrap = document.querySelector('#audit-list .table-wrap');
+        const table = wrap.querySelector('table');
+        const last = table.querySelector('thead th:last-child').getBoundingClientRect();
+        return {window: window.innerWidth, scroll: wrap.scrollWidth, client: wrap.clientWidth,
+                right: table.getBoundingClientRect().right, lastRight: last.right,
+                page: document.documentElement.scrollWidth};""")
+    assert fits["window"] <= 1400
+    assert fits["scroll"] <= fits["client"], fits  # no sideways scrolling in the table
+    assert fits["right"] <= fits["window"], fits
+    assert fits["lastRight"] <= fits["window"], fits
+    assert fits["page"] <= fits["window"], fits
+    table_png = browser.find_element(By.CSS_SELECTOR, "#audit-list table").screenshot_as_png
+    (tmp_path / "audit.png").write_bytes(table_png)
+    assert png_pixels(table_png)[0] <= 1400
+    for label in ("cost", "spent / cap", "request"):
+        header = browser.find_element(
+            By.XPATH, f'//table[contains(@class,"audit")]//th[.="{label}"]')
+        assert header.is_displayed()
+        assert header.rect["x"] + header.rect["width"] <= 1400
+
+    Select(shown(browser, "#audit-decision")).select_by_visible_text("refusals only")
+    want = [e["request_id"] for e in entries if e["decision"] == "refused"]
+    assert want
+    wait(browser).until(lambda d: [r.get_attribute("data-request-id") for r in d.find_elements(
+        By.CSS_SELECTOR, "#audit-list tr.audit-row")] == want)
+    assert {r.get_attribute("data-decision") for r in browser.find_elements(
+        By.CSS_SELECTOR, "#audit-list tr.audit-row")} == {"refused"}
+    until_text(browser, "#audit-shown", lambda t: t.startswith(f"{len(want)} of the newest"))
+    Select(shown(browser, "#audit-decision")).select_by_visible_text("every call")
+    wait(browser).until(lambda d: len(d.find_elements(
+        By.CSS_SELECTOR, "#audit-list tr.audit-row")) > len(want))
+    wait(browser).until(lambda d: len(d.find_elements(
+        By.CSS_SELECTOR, "#audit-list tr.audit-row")) == len(gateway.audit("global", 100)))
+
+    # Providers: nothing is configured, so every upstream is marked simulated
+    go(browser, "providers")
+    shown(browser, '#providers-list tr[data-provider="stripe"][data-simulated="true"]')
+    assert {r.get_attribute("data-simulated") for r in browser.find_elements(
+        By.CSS_SELECTOR, "#providers-list tbody tr")} == {"true"}
     assert page_errors(browser) == []

@@ -87,6 +87,11 @@ def hard(usd: str) -> dict[str, Any]:
     return {"policy": {"budgets": [{"usd": usd, "period": "day", "mode": "hard"}]}}
 
 
+def strict(usd: str) -> dict[str, Any]:
+    """A hard budget that refuses a call not fitting as asked (no clamping, §2.6)."""
+    return {"policy": {**hard(usd)["policy"], "clamp_max_tokens": False}}
+
+
 def only(gateway: Gateway, scope: str) -> dict[str, Any]:
     (entry,) = gateway.audit(scope)
     assert entry["overrun_usd"] is None, entry  # no bound in this file is ever wrong
@@ -166,7 +171,7 @@ def test_an_anthropic_tier_is_read_from_its_usage(priced: Gateway, asked: str,
 
 def test_priority_refused_before_the_call_where_only_standard_fits(priced: Gateway) -> None:
     # a bound of about $0.01 at standard prices, $0.02 at priority's
-    client, scope = openai_client(priced, **hard("0.015"))
+    client, scope = openai_client(priced, **strict("0.015"))
     with client:
         with pytest.raises(openai.APIStatusError) as refused:
             client.responses.create(model="gpt-5", input="hi", max_output_tokens=1000,
@@ -270,7 +275,7 @@ def test_a_search_refused_when_not_even_one_fits(priced: Gateway) -> None:
 
 
 def test_the_128k_output_beta_is_bounded_at_its_limit(priced: Gateway) -> None:
-    client, scope = anthropic_client(priced, **hard("1"))
+    client, scope = anthropic_client(priced, **strict("1"))
     beta = {"anthropic-beta": "output-128k-2025-02-19"}
     with client:
         # 128,000 tokens at $15/M is $1.92: refused before anything is sent
@@ -294,19 +299,20 @@ CLAMPED_DOLLAR = {"policy": {"budgets": [{"usd": 1, "period": "day", "mode": "ha
 def test_an_operator_priced_model_stays_within_the_cap(priced: Gateway, stream: bool) -> None:
     client, scope = openai_client(priced, **CLAMPED_DOLLAR)
     with client:
-        with pytest.raises(openai.APIStatusError) as refused:  # $1.28 of output
-            client.chat.completions.create(model="sim-max-gpt", messages=HI,
-                                           max_completion_tokens=128_000)
-        assert refused.value.status_code == 402
-        # no maximum named: clamped to fit, and the provider writes every token allowed
+        # $1.28 of output asked for: lowered to fit, and the provider writes every token allowed
         if stream:
             chunks = list(client.chat.completions.create(
-                model="sim-max-gpt", messages=HI, stream=True,
+                model="sim-max-gpt", messages=HI, stream=True, max_completion_tokens=128_000,
                 stream_options={"include_usage": True}))
             usage = chunks[-1].usage
         else:
-            usage = client.chat.completions.create(model="sim-max-gpt", messages=HI).usage
+            usage = client.chat.completions.create(model="sim-max-gpt", messages=HI,
+                                                   max_completion_tokens=128_000).usage
+        with pytest.raises(openai.APIStatusError) as refused:  # no room for 16 tokens left
+            client.chat.completions.create(model="sim-max-gpt", messages=HI)
+        assert refused.value.status_code == 402
     assert usage is not None
+    assert usage.completion_tokens < 128_000
     spent = micros(priced.budget(scope)["spent_usd"])
     assert spent == bill("sim-max-gpt", "default", usage.prompt_tokens, usage.completion_tokens)
     assert 900_000 < spent <= 1_000_000

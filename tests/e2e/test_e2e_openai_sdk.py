@@ -245,12 +245,16 @@ def test_a_call_without_max_tokens_is_clamped_to_fit_the_budget(gateway: Gateway
         assert 16 <= clamped < 16_384
         assert completion.usage is not None
         assert completion.usage.completion_tokens <= clamped
-        with pytest.raises(openai.APIStatusError) as refused:  # its own maximum: not lowered
-            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
-                                           max_tokens=16_384)
-    assert refused.value.status_code == 402
+        # its own maximum is lowered the same way, to what the first call's cost left
+        named = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=MESSAGES, max_tokens=16_384)
+        lowered = int(named.headers["x-outlay-max-tokens-clamped"])
+        assert 16 <= lowered < 16_384
+        assert named.parse().usage.completion_tokens <= lowered  # type: ignore[union-attr]
     entries = gateway.audit(f"key:{minted['id']}")
-    allowed = [e for e in entries if e["decision"] == "allowed"]
-    assert len(allowed) == 1
-    assert cap - micros(allowed[0]["reserved_usd"]) < 1  # the reservation filled the room
-    assert micros(allowed[0]["cost_usd"]) <= micros(allowed[0]["reserved_usd"])
+    first, second = reversed([e for e in entries if e["decision"] == "allowed"])
+    assert cap - micros(first["reserved_usd"]) < 1  # the reservation filled the room
+    assert micros(first["cost_usd"]) <= micros(first["reserved_usd"])
+    left = cap - micros(first["cost_usd"])
+    assert 0 <= left - micros(second["reserved_usd"]) < 1  # and the second filled what was left
+    assert micros(first["cost_usd"]) + micros(second["cost_usd"]) <= cap

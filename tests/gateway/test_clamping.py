@@ -1,5 +1,7 @@
-"""Clamping through the gateway: a call that names no maximum output and would not fit a hard
-budget at the model's maximum is sent with a lower one (`clamp_max_tokens`), and says so."""
+"""Clamping through the gateway: a call that would not fit a hard budget at its own maximum
+output (or the model's) is sent with a lower one, at least the floor (`clamp_max_tokens`,
+256 tokens by default, or the call's own maximum when smaller), and says so;
+`clamp_max_tokens: false` refuses it instead."""
 
 from __future__ import annotations
 
@@ -59,15 +61,34 @@ async def test_a_call_that_fits_is_sent_as_it_came(
     assert "X-Outlay-Max-Tokens-Clamped" not in resp.headers
 
 
-async def test_a_call_naming_its_maximum_is_refused_not_lowered(
+async def test_a_call_naming_its_maximum_is_lowered_in_its_own_field(
     outlay: Outlay, key: dict[str, Any]
 ) -> None:
     await outlay.set_policy("agent:agent-a", {
         "budgets": [{"usd": 0.0001}], "clamp_max_tokens": 1})
+    outlay.upstream.script(Reply(body=openai_answer()))
+    resp = await outlay.chat(key["key"], {**NO_MAX, "max_tokens": 100})
+    assert resp.status == 200, await resp.text()
+    clamped = int(resp.headers["X-Outlay-Max-Tokens-Clamped"])
+    assert 1 <= clamped < 100
+    sent = outlay.upstream.last_json()
+    assert sent["max_tokens"] == clamped
+    assert "max_completion_tokens" not in sent
+    entry = (await outlay.audit(limit=1))[0]
+    assert usd_to_micros(entry["reserved_usd"]) <= 100  # never past the $0.0001 cap
+
+
+async def test_clamp_max_tokens_false_refuses_instead(
+    outlay: Outlay, key: dict[str, Any]
+) -> None:
+    await outlay.set_policy("agent:agent-a", {
+        "budgets": [{"usd": 0.0001}], "clamp_max_tokens": False})
     resp = await outlay.chat(key["key"], {**NO_MAX, "max_tokens": 100})
     assert resp.status == 402
+    assert "X-Outlay-Max-Tokens-Clamped" not in resp.headers
     assert error_of(await resp.json(), "openai")["code"] == "budget_exceeded"
     assert await reserved(outlay) == 0
+    assert outlay.upstream.requests == []
 
 
 async def test_below_the_policys_floor_the_call_is_refused(
@@ -83,12 +104,13 @@ async def test_below_the_policys_floor_the_call_is_refused(
     assert outlay.upstream.requests == []
 
 
-async def test_without_the_policy_the_call_is_refused(
+async def test_without_the_policy_room_below_the_default_floor_is_refused(
     outlay: Outlay, key: dict[str, Any]
 ) -> None:
     await outlay.set_policy("agent:agent-a", {"budgets": [{"usd": 0.0001}]})
-    resp = await outlay.chat(key["key"], NO_MAX)
+    resp = await outlay.chat(key["key"], NO_MAX)  # room for about 45 tokens, under 256
     assert resp.status == 402
+    assert outlay.upstream.requests == []
 
 
 async def test_a_bad_clamp_setting_is_refused_by_the_admin_api(outlay: Outlay) -> None:

@@ -125,7 +125,9 @@ def basic(user: bytes, password: bytes) -> str:
     ({"Authorization": "Token x", "x-api-key": "olk_d"}, "olk_d"),
     ({}, None),
     ({"Authorization": "Bearer "}, None),
-    ({"Authorization": basic(b"ACsid", b"")}, None),
+    # curl -u olk_…: (Stripe's documented style): no password, the user name is the key
+    ({"Authorization": basic(b"olk_u", b"")}, "olk_u"),
+    ({"Authorization": basic(b"", b"")}, None),
 ])
 def test_the_key_is_read_from_bearer_x_api_key_or_basic(
     headers: dict[str, str], key: str | None

@@ -52,11 +52,12 @@ async def test_a_failing_endpoint_shows_its_breaker_open(
     llm = {p["provider"]: p for p in body["providers"] if p["kind"] == "llm"}
     assert llm["openai"] == {"kind": "llm", "provider": "openai",
                              "base_url": failing_ep.base_url, "weight": 3, "state": "open",
-                             "consecutive_failures": 2}
+                             "consecutive_failures": 2, "simulated": False}
     assert (llm["anthropic"]["state"], llm["anthropic"]["consecutive_failures"]) == ("closed", 0)
     vendors = {p["provider"]: p for p in body["providers"] if p["kind"] == "vendor"}
     assert set(vendors) == {"stripe", "twilio", "resend"}  # simulated: no credentials set
     assert {p["base_url"] for p in vendors.values()} == {"simulated"}
+    assert all(p["simulated"] for p in vendors.values())
 
 
 async def test_providers_need_the_admin_token(aiohttp_client: AiohttpClient,

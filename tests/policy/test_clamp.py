@@ -1,5 +1,6 @@
-"""Clamping: an LLM call that names no maximum output is sent with a smaller one than the
-model's, so that it fits the hard budgets, when a scope's policy says `clamp_max_tokens`."""
+"""Clamping: an LLM call is sent with a smaller maximum output than it asked for (or than the
+model's), so that it fits the hard budgets, unless a scope's policy says
+`clamp_max_tokens: false`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from outlay.policy.decide import clamped, decide
 from outlay.policy.decision import Admit, Call, Clamp, Counter, Grant
 from outlay.policy.errors import BudgetExceeded
-from outlay.policy.model import DEFAULT_CLAMP_FLOOR, Policy, PolicyError, parse_policy
+from outlay.policy.model import CLAMP_OFF, DEFAULT_CLAMP_FLOOR, Policy, PolicyError, parse_policy
 
 from .test_decide import KEY, MONTH_START, NOW, admitted, refused, views
 
@@ -76,13 +77,59 @@ def test_a_call_that_fits_is_not_clamped() -> None:
     assert [h.amount for h in decision.holds] == [9_000]
 
 
-def test_without_the_policy_the_call_is_refused() -> None:
-    decision = decide(CALL, KEY, views(
-        {"agent:bot": budget(0.01)}, counters=spent("agent:bot", 5_000)), NOW)
+def test_without_the_policy_the_call_is_clamped_to_the_default_floor_or_more() -> None:
+    decision = admitted(decide(CALL, KEY, views(
+        {"agent:bot": budget(0.01)}, counters=spent("agent:bot", 5_000)), NOW))
+    assert decision.call is not None
+    assert decision.call.clamped_to == 2_000
+    assert [h.amount for h in decision.holds] == [5_000]
+    # room for 255 output tokens only: under the default floor of 256, refused as asked
+    room = CLAMP.cost(DEFAULT_CLAMP_FLOOR) - 1
+    below = decide(CALL, KEY, views(
+        {"agent:bot": budget(0.01)}, counters=spent("agent:bot", 10_000 - room)), NOW)
+    error = refused(below, BudgetExceeded, "budget_exceeded")
+    assert "0.009" in error.message
+
+
+def test_clamp_max_tokens_false_keeps_strict_refusal() -> None:
+    for scope in ("agent:bot", "global"):
+        decision = decide(CALL, KEY, views(
+            {"agent:bot": budget(0.01), scope: {**budget(0.01), "clamp_max_tokens": False}},
+            counters=spent("agent:bot", 5_000)), NOW)
+        refused(decision, BudgetExceeded, "budget_exceeded")
+
+
+NAMED = Clamp(base=1_000 * 1_000_000, per_token=2_000_000, limit=1_024, named=True)
+NAMED_CALL = Call("anthropic", "m", "m", cost_micros=NAMED.cost(1_024), tokens=2_024,
+                  clamp=NAMED)
+
+
+def test_a_call_that_named_its_maximum_is_lowered_down_to_the_floor() -> None:
+    room = NAMED.cost(300)
+    decision = admitted(decide(NAMED_CALL, KEY, views(
+        {"agent:bot": budget(0.01)}, counters=spent("agent:bot", 10_000 - room)), NOW))
+    assert decision.call is not None
+    assert decision.call.clamped_to == 300
+    assert decision.call.cost_micros == room
+    below = decide(NAMED_CALL, KEY, views(
+        {"agent:bot": budget(0.01)},
+        counters=spent("agent:bot", 10_000 - NAMED.cost(DEFAULT_CLAMP_FLOOR) + 1)), NOW)
+    refused(below, BudgetExceeded, "budget_exceeded")
+
+
+def test_a_call_that_named_less_than_the_floor_is_never_lowered() -> None:
+    small = replace(NAMED, limit=100)
+    call = Call("anthropic", "m", "m", cost_micros=small.cost(100), tokens=1_100, clamp=small)
+    decision = decide(call, KEY, views(
+        {"agent:bot": budget(0.01)}, counters=spent("agent:bot", 10_000 - small.cost(99))), NOW)
     refused(decision, BudgetExceeded, "budget_exceeded")
+    fits = admitted(decide(call, KEY, views(
+        {"agent:bot": budget(0.01)}, counters=spent("agent:bot", 10_000 - small.cost(100))),
+        NOW))
+    assert fits.call is None
 
 
-def test_a_call_that_set_its_own_maximum_is_refused() -> None:
+def test_a_call_without_a_clamp_is_refused() -> None:
     decision = decide(replace(CALL, clamp=None), KEY, views(
         {"agent:bot": budget(0.01, clamp_max_tokens=True)},
         counters=spent("agent:bot", 5_000)), NOW)
@@ -156,15 +203,15 @@ def test_a_clamped_call_meets_the_token_window_with_its_clamped_tokens() -> None
 
 
 def test_clamped_leaves_other_calls_alone() -> None:
-    assert clamped(replace(CALL, cost_micros=None), views({}), NOW, False).clamp is CLAMP
-    no_policy = views({"agent:bot": budget(0.001)})
-    assert clamped(CALL, no_policy, NOW, False) is CALL
+    assert clamped(replace(CALL, cost_micros=None), views({}), NOW).clamp is CLAMP
+    below_floor = views({"agent:bot": budget(0.001)})
+    assert clamped(CALL, below_floor, NOW) is CALL
 
 
 # -- the policy field -------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("raw", "floor"), [
-    (True, DEFAULT_CLAMP_FLOOR), (False, None), (None, None), (1, 1), (4096, 4096)])
+    (True, DEFAULT_CLAMP_FLOOR), (False, CLAMP_OFF), (None, None), (1, 1), (4096, 4096)])
 def test_clamp_max_tokens_values(raw: object, floor: int | None) -> None:
     policy = parse_policy({"clamp_max_tokens": raw})
     assert policy.clamp_max_tokens == floor
@@ -177,9 +224,10 @@ def test_bad_clamp_max_tokens_is_refused(raw: object) -> None:
         parse_policy({"clamp_max_tokens": raw})
 
 
-def test_clamping_is_off_by_default() -> None:
+def test_clamping_is_on_by_default_and_false_is_kept() -> None:
     assert Policy().clamp_max_tokens is None
     assert "clamp_max_tokens" not in parse_policy({}).to_dict()
+    assert parse_policy({"clamp_max_tokens": False}).to_dict()["clamp_max_tokens"] is False
 
 
 # -- a call that names its own floor (a Twilio call's minutes) --------------------------------

@@ -175,7 +175,10 @@ def test_anthropic_web_search_reserves_every_use_and_iteration() -> None:
     # past 200k input tokens: long-context prices; and 20 searches at $0.01
     assert est.cost_micros == 21 * 200_000 * 6 + -(-1000 * 22_500_000 // 1_000_000) + 200_000
     assert est.fees == (("web_search", 10_000),)
-    assert est.clamp is None  # the request bounds its own uses
+    # the request bounds its own uses: only its named maximum output may be lowered
+    assert est.clamp is not None
+    assert est.clamp.named
+    assert est.max_field == "max_tokens"
     assert est.body_patch == {}
 
 

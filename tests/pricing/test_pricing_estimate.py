@@ -9,7 +9,7 @@ import pytest
 
 from outlay.policy.errors import BadRequest
 from outlay.pricing import ModelPrice, PriceTable, cost_of, estimate
-from outlay.pricing.estimate import DEFAULT_MAX_OUTPUT_TOKENS
+from outlay.pricing.estimate import DEFAULT_MAX_OUTPUT_TOKENS, clamp_patch
 from outlay.pricing.tokens import (
     ANTHROPIC_BUILTIN_TOOL_TOKENS,
     ANTHROPIC_TOOLS_TOKENS,
@@ -551,15 +551,19 @@ def test_the_clamp_prices_every_lower_maximum_as_the_estimate_would(
     assert full.clamp.cost(full.clamp.limit) == full.cost_micros
     for n in (1, 17, p.max_output_tokens // 3):
         asked = estimate(route, {**body, full.max_field: n}, p)
-        assert asked.clamp is None  # the request names its maximum: never lowered
+        # the request names its maximum: lowered from it, priced as the model's would be
+        assert asked.clamp is not None
+        assert asked.clamp.named
+        assert asked.clamp.limit == n
+        assert asked.max_field == full.max_field
+        assert asked.clamp.cost(n) == asked.cost_micros
+        assert asked.clamp.cost(n // 2) == full.clamp.cost(n // 2)
         assert full.clamp.cost(n) == asked.cost_micros, n
         assert full.output_tokens - (full.clamp.limit - n) * full.clamp.choices == \
             asked.output_tokens
 
 
 @pytest.mark.parametrize(("route", "body", "model"), [
-    ("openai.chat", chat(max_tokens=10), "gpt-4o-mini"),  # its own maximum
-    ("openai.chat", chat(max_completion_tokens=10), "gpt-4o-mini"),
     ("openai.embeddings", {"model": "text-embedding-3-small", "input": "x"},
      "text-embedding-3-small"),  # no output to lower
     ("anthropic.count_tokens", _without_max(anthropic()), "claude-sonnet-4-5"),
@@ -573,3 +577,19 @@ def test_unpriced_and_free_models_have_no_clamp() -> None:
     assert estimate("openai.chat", chat(model="nobody-knows"), None).clamp is None
     free = ModelPrice("free-one", "openai", 0, 0, 0, 100, 1000, free=True)
     assert estimate("openai.chat", chat(model="free-one"), free).clamp is None
+
+
+@pytest.mark.parametrize(("route", "body", "field", "limit"), [
+    ("openai.chat", chat(max_tokens=10), "max_tokens", 10),
+    ("openai.chat", chat(max_completion_tokens=10), "max_completion_tokens", 10),
+    ("openai.chat", chat(max_tokens=10, max_completion_tokens=20), "max_tokens", 20),
+    ("anthropic.messages", anthropic(max_tokens=1_024), "max_tokens", 1_024),
+])
+def test_a_named_maximum_is_lowered_in_every_field_the_request_named(
+        route: str, body: dict[str, Any], field: str, limit: int) -> None:
+    est = estimate(route, body, price(body["model"]))
+    assert est.clamp is not None
+    assert est.clamp.named
+    assert (est.max_field, est.clamp.limit) == (field, limit)
+    named = {name for name in ("max_tokens", "max_completion_tokens") if name in body}
+    assert clamp_patch(route, body, est, 7) == dict.fromkeys(named, 7)

@@ -24,7 +24,7 @@ async def show_approval(request: web.Request) -> web.Response:
 
 
 async def _decide(request: web.Request, approve: bool) -> web.Response:
-    body = await read_json(request)
+    body = await read_json(request, ("note",))
     note = body.get("note")
     if note is not None and not isinstance(note, str):
         raise invalid_request("note must be a string", "note")
@@ -49,6 +49,7 @@ async def deny(request: web.Request) -> web.Response:
 def _revoke_all(kind: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The kill switch over an agent or a group: revoke every live key, cut its calls."""
     async def revoke(request: web.Request) -> web.Response:
+        await read_json(request, ())  # takes no fields: a body naming one is a mistake
         gw = request.app[GATEWAY]
         name = request.match_info["name"]
         ids = await gw.store.revoke_keys(**{kind: name})

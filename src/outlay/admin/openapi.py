@@ -35,9 +35,10 @@ _POLICY = {
         "on_breach": {"enum": ["block", "alert", "require_approval"]},
         "approval_wait_s": {"type": "number", "minimum": 0},
         "clamp_max_tokens": {"oneOf": [{"type": "boolean"}, {"type": "integer", "minimum": 1}],
-                             "description": "lower the maximum output Outlay sets (when the "
-                             "request names none) to fit the hard budgets, down to this many "
-                             "tokens (true: 256)"},
+                             "description": "lower a call's maximum output (its own or the "
+                             "model's) to fit the hard budgets, down to this many tokens "
+                             "(unset or true: 256, or the call's own maximum when smaller); "
+                             "false: refuse instead"},
         "hold_wait_ms": {"type": "integer", "minimum": 0, "maximum": 600_000,
                          "description": "how long a call that fits a hard budget's settled "
                          "spend, but not beside the calls in flight, waits for them to settle "
@@ -110,7 +111,21 @@ def openapi_document() -> dict[str, Any]:
         "labels": {"type": "object", "additionalProperties": {"type": "string"}},
         "policy": _ref("Policy")}}
     minted = {"allOf": [_ref("Key"), {"type": "object", "properties": {
-        "key": {"type": "string", "description": "the secret, shown only here"}}}]}
+        "key": {"type": "string", "description": "the secret, shown only here"},
+        "agent_created": {"type": "boolean",
+                          "description": "the agent did not exist: the key created it"},
+        "default_policy": {"type": "boolean",
+                           "description": "the new agent was given the configuration's "
+                           "default_policy"}}}]}
+    stored = {"allOf": [_ref("Policy"), {"type": "object", "properties": {
+        "scope": {"type": "string"}, "managed_by": {"type": ["string", "null"]},
+        "removed": {"type": "object", "description": "the fields the change removed, with "
+                    "their old values (`budgets`: the budgets dropped)"},
+        "warning": {"type": "string", "description": "the scope names nothing that exists "
+                    "yet"}}}]}
+    written = [*_SCOPE,
+               {"name": "allow_unpriced", "in": "query", "schema": {"enum": ["true", "false"]},
+                "description": "true: allow `models` that are neither priced nor aliases"}]
     return {
         "openapi": "3.1.0",
         "info": {"title": "Outlay admin API", "version": __version__},
@@ -125,7 +140,10 @@ def openapi_document() -> dict[str, Any]:
                 "get": {"summary": "This document", "security": [],
                         "responses": _ok({"type": "object"})}},
             "/admin/v1/keys": {
-                "post": {"summary": "Mint a key", "requestBody": _body(new_key),
+                "post": {"summary": "Mint a key (an agent that does not exist is created)",
+                         "parameters": [{"name": "allow_unpriced", "in": "query",
+                                         "schema": {"enum": ["true", "false"]}}],
+                         "requestBody": _body(new_key),
                          "responses": _ok(minted, "201", "Created")},
                 "get": {"summary": "List keys: every one oldest first, or with `limit` the "
                                    "newest that many, newest first", "parameters": [
@@ -151,11 +169,22 @@ def openapi_document() -> dict[str, Any]:
                 "post": {"summary": "Revoke a key everywhere", "parameters": _ID,
                          "responses": _ok(_ref("Key"))}},
             "/admin/v1/agents": {
-                "post": {"summary": "Create an agent", "requestBody": _body({
-                    "type": "object", "required": ["name"], "properties": {
-                        "name": {"type": "string"}, "group": {"type": "string"}}}),
+                "post": {"summary": "Create a new agent (409 agent_exists for one that exists)",
+                         "requestBody": _body({
+                             "type": "object", "required": ["name"],
+                             "additionalProperties": False, "properties": {
+                                 "name": {"type": "string"}, "group": {"type": "string"}}}),
                          "responses": _ok({"type": "object"}, "201", "Created")},
                 "get": {"summary": "List agents", "responses": _ok({"type": "object"})},
+            },
+            "/admin/v1/agents/{name}": {
+                "patch": {"summary": "Move an agent to another group", "parameters": [
+                    {"name": "name", "in": "path", "required": True,
+                     "schema": {"type": "string"}}],
+                          "requestBody": _body({"type": "object", "required": ["group"],
+                                                "additionalProperties": False,
+                                                "properties": {"group": {"type": "string"}}}),
+                          "responses": _ok({"type": "object"})},
             },
             "/admin/v1/groups": {"get": {"summary": "List groups",
                                          "responses": _ok({"type": "object"})}},
@@ -165,8 +194,16 @@ def openapi_document() -> dict[str, Any]:
                      "description": "false: leave out keys' own policies"}],
                 "responses": _ok({"type": "object"})}},
             "/admin/v1/policies/{scope}": {
-                "put": {"summary": "Set a scope's policy", "parameters": _SCOPE,
-                        "requestBody": _body(_ref("Policy")), "responses": _ok(_ref("Policy"))},
+                "put": {"summary": "Replace a scope's policy (409 budget_would_be_dropped "
+                                   "unless drop_budgets=true)", "parameters": [
+                    *written, {"name": "drop_budgets", "in": "query",
+                               "schema": {"enum": ["true", "false"]},
+                               "description": "true: remove budgets the new policy does not "
+                               "name"}],
+                        "requestBody": _body(_ref("Policy")), "responses": _ok(stored)},
+                "patch": {"summary": "Change only the fields given (null removes one)",
+                          "parameters": written, "requestBody": _body(_ref("Policy")),
+                          "responses": _ok(stored)},
                 "get": {"summary": "Show a scope's policy", "parameters": _SCOPE,
                         "responses": _ok(_ref("Policy"))},
                 "delete": {"summary": "Remove a scope's policy", "parameters": _SCOPE,

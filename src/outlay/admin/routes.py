@@ -9,29 +9,29 @@ from typing import Any
 
 from aiohttp import web
 
+from outlay.admin.agents import create_agent, create_key, key_view, labels, update_agent
 from outlay.admin.approvals import add_approval_routes
 from outlay.admin.common import PREFIX, dump, error_response, int_query, read_json
 from outlay.admin.openapi import openapi_document
+from outlay.admin.policies import (
+    check_models,
+    delete_policy,
+    get_policy,
+    list_policies,
+    patch_policy,
+    put_policy,
+)
 from outlay.admin.webhooks import add_webhook_routes
 from outlay.gateway.context import GATEWAY
 from outlay.gateway.header_values import credential
-from outlay.policy.decide import iso
 from outlay.policy.errors import AuthError, BadRequest, OutlayError, invalid_request
-from outlay.policy.model import (
-    Policy,
-    PolicyError,
-    check_scope_policy,
-    parse_policy,
-    parse_scope,
-)
-from outlay.pricing.table import PriceTable
-from outlay.state.base import KeyRecord, NewKey, NotFound, StateError
-from outlay.state.config_policies import ConfigPolicies, PolicyManaged
+from outlay.policy.model import PolicyError, check_scope_policy, parse_policy, parse_scope
+from outlay.state.base import NotFound, StateError
+from outlay.state.config_policies import PolicyManaged
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_AUDIT = 1000
 MAX_KEYS = 10_000  # a page of the key listing
-MAX_TTL_S = 10 * 366 * 86_400  # longer is no expiry at all: omit ttl_seconds for that
 
 
 @web.middleware
@@ -50,7 +50,8 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
                             "(Authorization: Bearer <OUTLAY_ADMIN_TOKEN>).")
         return await handler(request)
     except OutlayError as err:
-        return error_response(err.status, err.code, err.message, err.details.get("param"))
+        return error_response(err.status, err.code, err.message, err.details.get("param"),
+                              **{k: v for k, v in err.details.items() if k != "param"})
     except PolicyError as err:
         return error_response(400, "invalid_policy", str(err), err.field)
     except NotFound as err:
@@ -69,51 +70,6 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
-
-
-def _labels(value: object) -> dict[str, str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise invalid_request("labels must be an object of string values", "labels")
-    return dict(value)
-
-
-def key_view(record: KeyRecord) -> dict[str, Any]:
-    return {
-        "id": record.id, "agent": record.agent, "group": record.group, "name": record.name,
-        "labels": dict(record.labels), "created_at": iso(record.created_ms),
-        "expires_at": None if record.expires_ms is None else iso(record.expires_ms),
-        "revoked_at": None if record.revoked_ms is None else iso(record.revoked_ms),
-        "policy": None if record.policy is None else record.policy.to_dict(),
-    }
-
-
-async def create_key(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
-    body = await read_json(request)
-    agent = body.get("agent")
-    if not isinstance(agent, str) or not agent:
-        raise invalid_request("agent is required: the name of the agent that owns the key",
-                              "agent")
-    ttl = body.get("ttl_seconds")
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float)
-                            or not 0 < ttl <= MAX_TTL_S):
-        raise invalid_request(
-            f"ttl_seconds must be a positive number of seconds up to {MAX_TTL_S} (ten years); "
-            "leave it out for a key that does not expire", "ttl_seconds")
-    name = body.get("name")
-    if name is not None and not isinstance(name, str):
-        raise invalid_request("name must be a string", "name")
-    policy = (parse_policy(body["policy"], gw.vendor_pricing)
-              if body.get("policy") is not None else None)
-    if policy is not None:
-        check_scope_policy("key:", policy)
-    record, secret = await gw.store.create_key(NewKey(
-        agent=agent, name=name, ttl_seconds=ttl, labels=_labels(body.get("labels")) or {},
-        policy=policy))
-    return dump({**key_view(record), "key": secret}, 201)
 
 
 async def list_keys(request: web.Request) -> web.Response:
@@ -138,7 +94,7 @@ async def show_key(request: web.Request) -> web.Response:
 
 
 async def update_key(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = await read_json(request, ("name", "labels", "policy"))
     name = body.get("name")
     if name is not None and not isinstance(name, str):
         raise invalid_request("name must be a string", "name")
@@ -146,27 +102,19 @@ async def update_key(request: web.Request) -> web.Response:
     policy = (parse_policy(body["policy"], gw.vendor_pricing)
               if body.get("policy") is not None else None)
     if policy is not None:
+        check_models(gw, policy, request.query.get("allow_unpriced") == "true")
         check_scope_policy("key:", policy)
     record = await gw.store.update_key(
-        request.match_info["id"], name, _labels(body.get("labels")), policy)
+        request.match_info["id"], name, labels(body.get("labels")), policy)
     return dump(key_view(record))
 
 
 async def revoke_key(request: web.Request) -> web.Response:
+    await read_json(request, ())  # takes no fields: a body naming one is a mistake
     gw = request.app[GATEWAY]
     record = await gw.store.revoke_key(request.match_info["id"])
     gw.streams.cut(record.id)
     return dump(key_view(record))
-
-
-async def create_agent(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    name, group = body.get("name"), body.get("group")
-    if not isinstance(name, str) or not name:
-        raise invalid_request("name is required", "name")
-    if group is not None and (not isinstance(group, str) or not group):
-        raise invalid_request("group must be a non-empty string", "group")
-    return dump(await request.app[GATEWAY].store.create_agent(name, group), 201)
 
 
 async def list_agents(request: web.Request) -> web.Response:
@@ -175,48 +123,6 @@ async def list_agents(request: web.Request) -> web.Response:
 
 async def list_groups(request: web.Request) -> web.Response:
     return dump({"groups": await request.app[GATEWAY].store.list_groups()})
-
-
-def policy_view(scope: str, policy: Policy, managed: ConfigPolicies) -> dict[str, Any]:
-    """A policy as answered: its scope, the configuration file that manages it (null: the
-    admin API does), and its fields."""
-    by = (managed.file or "the configuration file") if scope in managed.scopes else None
-    return {"scope": scope, "managed_by": by, **policy.to_dict()}
-
-
-async def put_policy(request: web.Request) -> web.Response:
-    scope = parse_scope(request.match_info["scope"])
-    gw = request.app[GATEWAY]
-    policy = parse_policy(await read_json(request), gw.vendor_pricing)
-    check_scope_policy(scope, policy)
-    check_downgrades(policy, gw.prices)
-    stored = await request.app[GATEWAY].store.put_policy(scope, policy)
-    return dump(policy_view(scope, stored, ConfigPolicies()))
-
-
-async def get_policy(request: web.Request) -> web.Response:
-    scope = parse_scope(request.match_info["scope"])
-    store = request.app[GATEWAY].store
-    policy = await store.get_policy(scope)
-    if policy is None:
-        raise NotFound(f"no policy on {scope}")
-    return dump(policy_view(scope, policy, await store.config_policies()))
-
-
-async def delete_policy(request: web.Request) -> web.Response:
-    scope = parse_scope(request.match_info["scope"])
-    await request.app[GATEWAY].store.delete_policy(scope)
-    return dump({"scope": scope, "deleted": True})
-
-
-async def list_policies(request: web.Request) -> web.Response:
-    keys = request.query.get("keys", "true")
-    if keys not in ("true", "false"):
-        raise invalid_request("keys must be true or false", "keys")
-    store = request.app[GATEWAY].store
-    policies = await store.list_policies(keys=keys == "true")
-    managed = await store.config_policies()
-    return dump({"policies": [policy_view(s, p, managed) for s, p in policies.items()]})
 
 
 async def usage(request: web.Request) -> web.Response:
@@ -231,23 +137,6 @@ async def audit(request: web.Request) -> web.Response:
     entries = await request.app[GATEWAY].store.audit(
         audit_scope(scope) if scope else None, limit)
     return dump({"entries": entries})
-
-
-def check_downgrades(policy: Policy, prices: PriceTable) -> None:
-    """Each model a budget downgrades to is priced, and none dearer than the one before."""
-    for i, budget in enumerate(policy.budgets):
-        before: tuple[str, int] | None = None
-        for model in budget.downgrade_to:
-            price = prices.resolve(model)
-            where = f"budgets[{i}].on_exceeded.downgrade_to"
-            if price is None:
-                raise PolicyError(f"{where}: no price is known for {model!r}; a call can be "
-                                  "sent only to a model Outlay can price")
-            cost = price.input_micros_per_mtok + price.output_micros_per_mtok
-            if before is not None and cost > before[1]:
-                raise PolicyError(f"{where}: {model!r} is dearer than {before[0]!r} before "
-                                  "it; list cheaper models, cheapest last")
-            before = (model, cost)
 
 
 def audit_scope(text: str) -> str:
@@ -297,7 +186,8 @@ async def providers(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     return dump({"worker": os.getpid(), "providers": [
         {"kind": kind, "provider": h.provider, "base_url": h.base_url, "weight": h.weight,
-         "state": h.state.value, "consecutive_failures": h.consecutive_failures}
+         "state": h.state.value, "consecutive_failures": h.consecutive_failures,
+         "simulated": h.base_url == "simulated"}
         for kind, upstream in (("llm", gw.upstream), ("vendor", gw.vendors))
         for h in upstream.health()]})
 
@@ -316,10 +206,12 @@ def add_admin_routes(app: web.Application) -> None:
     r.add_patch(f"{PREFIX}/keys/{{id}}", update_key)
     r.add_post(f"{PREFIX}/keys/{{id}}/revoke", revoke_key)
     r.add_post(f"{PREFIX}/agents", create_agent)
+    r.add_patch(f"{PREFIX}/agents/{{name}}", update_agent)
     r.add_get(f"{PREFIX}/agents", list_agents)
     r.add_get(f"{PREFIX}/groups", list_groups)
     r.add_get(f"{PREFIX}/policies", list_policies)
     r.add_put(f"{PREFIX}/policies/{{scope}}", put_policy)
+    r.add_patch(f"{PREFIX}/policies/{{scope}}", patch_policy)
     r.add_get(f"{PREFIX}/policies/{{scope}}", get_policy)
     r.add_delete(f"{PREFIX}/policies/{{scope}}", delete_policy)
     r.add_get(f"{PREFIX}/usage/{{scope}}", usage)

@@ -34,7 +34,7 @@ def _id(request: web.Request) -> str:
 
 
 async def add_webhook(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = await read_json(request, ("url", "events"))
     try:
         url, events = check_url(body.get("url")), check_events(body.get("events"))
     except WebhookError as exc:
@@ -56,7 +56,7 @@ async def remove_webhook(request: web.Request) -> web.Response:
 
 
 async def rotate_secret(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = await read_json(request, ("overlap_seconds",))
     overlap = body.get("overlap_seconds", 86_400)
     if isinstance(overlap, bool) or not isinstance(overlap, int | float) or not (
             0 <= overlap <= MAX_OVERLAP_S):
@@ -67,11 +67,13 @@ async def rotate_secret(request: web.Request) -> web.Response:
 
 
 async def enable_webhook(request: web.Request) -> web.Response:
+    await read_json(request, ())  # takes no fields
     return dump(await _store(request).enable_webhook(_id(request)))
 
 
 async def send_test(request: web.Request) -> web.Response:
     """Queue a `webhook.test` event for this endpoint only, whatever its filter."""
+    await read_json(request, ())  # takes no fields
     store = _store(request)
     endpoint = await store.get_webhook(_id(request))
     if endpoint["disabled_at"] is not None:

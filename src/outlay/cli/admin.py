@@ -29,11 +29,23 @@ def agents() -> None:
 @click.option("--group", help="Fleet the agent belongs to.")
 @admin_command
 def agents_create(admin: Admin, name: str, group: str | None) -> None:
-    """Create an agent (agents are also made on their first key)."""
+    """Create a new agent (agents are also made on their first key); an agent that exists
+    is refused: move it with `agents update`."""
     body = {"name": name} if group is None else {"name": name, "group": group}
     answer = admin.client.post("/agents", body)
     in_group = f" in group {group}" if group else ""
-    admin.emit(answer, lambda _: f"Created agent {name}{in_group}.")
+    given = " with the configured default_policy" if answer.get("default_policy") else ""
+    admin.emit(answer, lambda _: f"Created agent {name}{in_group}{given}.")
+
+
+@agents.command("update")
+@click.argument("name")
+@click.option("--group", required=True, help="The group to move the agent to.")
+@admin_command
+def agents_update(admin: Admin, name: str, group: str) -> None:
+    """Move an existing agent to another group (and under that group's budgets)."""
+    answer = admin.client.patch(f"/agents/{segment(name)}", {"group": group})
+    admin.emit(answer, lambda _: f"Moved agent {name} to group {group}.")
 
 
 @agents.command("list")
@@ -226,10 +238,11 @@ def providers(admin: Admin) -> None:
     admin.emit(
         admin.client.get("/providers"),
         lambda answer: table(
-            ["KIND", "PROVIDER", "ENDPOINT", "WEIGHT", "STATE", "FAILURES"],
+            ["KIND", "PROVIDER", "ENDPOINT", "WEIGHT", "STATE", "FAILURES", "SIMULATED"],
             (
                 [p.get("kind"), p.get("provider"), p.get("base_url"), p.get("weight"),
-                 p.get("state"), p.get("consecutive_failures")]
+                 p.get("state"), p.get("consecutive_failures"),
+                 "yes" if p.get("simulated") else "no"]
                 for p in answer.get("providers", [])
             ),
             "(no endpoints)",

@@ -27,46 +27,61 @@ from outlay.cli.client import AdminClient, error_message, segment
 
 DEMO_AGENT = "demo-agent"
 DEMO_SCOPE = f"agent:{DEMO_AGENT}"
-DEMO_CAP_USD = Decimal("0.001")
-DEMO_POLICY: dict[str, Any] = {
-    "rpm": 30,
-    "budgets": [{"usd": str(DEMO_CAP_USD), "period": "day", "mode": "hard"}],
-}
+DEMO_CAP_USD = Decimal("0.0003")
+DEMO_RPM = 120
 # Without a known price, ask for this many output tokens per call.
 FALLBACK_MAX_TOKENS = 1000
 _CREDENTIAL_VARIABLES = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY"}
 
 
-def demo_max_tokens(admin: AdminClient, model: str) -> int:
-    """Output tokens whose price is 90% of the cap, so a few calls exhaust what can be reserved.
-
-    Outlay reserves the most a call can cost (its max_tokens at the output price); sizing
-    max_tokens from the price table makes the refusal arrive after a few calls, whatever model.
-    """
+def _output_price(admin: AdminClient, model: str) -> Decimal | None:
+    """USD per output token of `model` (by name or alias), from the gateway's price table."""
     for entry in (admin.get("/prices") or {}).get("models", []):
         if model == entry.get("name") or model in (entry.get("aliases") or []):
             try:
                 per_token = Decimal(str(entry.get("output"))) / 1_000_000
             except InvalidOperation:
-                break
-            if per_token > 0:
-                return max(16, int(DEMO_CAP_USD * Decimal("0.9") / per_token))
-    return FALLBACK_MAX_TOKENS
+                return None
+            return per_token if per_token > 0 else None
+    return None
+
+
+def demo_max_tokens(per_token: Decimal | None) -> int:
+    """Output tokens whose price is 90% of the cap: without clamping the second call would
+    already be refused, with it each call is sent with what the budget still leaves."""
+    if per_token is None:
+        return FALLBACK_MAX_TOKENS
+    return max(16, int(DEMO_CAP_USD * Decimal("0.9") / per_token))
+
+
+def demo_floor(per_token: Decimal | None) -> int:
+    """The least maximum output a clamped call is sent with: what costs 5% of the cap, so
+    that the budget is spent to at least 90% before the first refusal."""
+    if per_token is None:
+        return 16
+    return max(1, int(DEMO_CAP_USD * Decimal("0.05") / per_token))
+
+
+def demo_policy(floor: int) -> dict[str, Any]:
+    return {"rpm": DEMO_RPM, "clamp_max_tokens": floor,
+            "budgets": [{"usd": str(DEMO_CAP_USD), "period": "day", "mode": "hard"}]}
 
 
 def run_demo(admin: AdminClient, gateway: httpx.Client, *, model: str, calls: int) -> None:
     """The scripted walk-through, against a gateway that is already up."""
+    per_token = _output_price(admin, model)
+    max_tokens, floor = demo_max_tokens(per_token), demo_floor(per_token)
     admin.post("/agents", {"name": DEMO_AGENT})
-    admin.put(f"/policies/{segment(DEMO_SCOPE)}", DEMO_POLICY)
-    click.echo(
-        f"Agent {DEMO_AGENT}: 30 requests/minute and a hard budget of ${DEMO_CAP_USD} a day."
-    )
+    admin.put(f"/policies/{segment(DEMO_SCOPE)}", demo_policy(floor))
+    click.echo(f"Agent {DEMO_AGENT}: {DEMO_RPM} requests/minute and a hard budget of "
+               f"${DEMO_CAP_USD} a day.")
     created = admin.post("/keys", {"agent": DEMO_AGENT, "name": "demo", "ttl_seconds": 3600})
     click.echo(f"Minted key {created['id']}: {created['key']}")
-    max_tokens = demo_max_tokens(admin, model)
     click.echo(
-        f"Each call may write up to {max_tokens} tokens: Outlay reserves what that could cost "
-        "before forwarding it,\nand refuses the call once the budget left cannot cover it.\n"
+        f"Each call asks for up to {max_tokens} tokens: Outlay reserves what that could cost "
+        "before forwarding it.\nWhen the budget left cannot cover it, Outlay lowers the call's "
+        f"max_tokens to what fits (down to {floor}),\nsays so in X-Outlay-Max-Tokens-Clamped, "
+        "and refuses the call only below that.\n"
     )
     headers = {"Authorization": f"Bearer {created['key']}"}
     body = {
@@ -74,6 +89,7 @@ def run_demo(admin: AdminClient, gateway: httpx.Client, *, model: str, calls: in
         "max_tokens": max_tokens,
         "messages": [{"role": "user", "content": "Say something about budgets."}],
     }
+    refused = False
     for number in range(1, calls + 1):
         try:
             response = gateway.post("/v1/chat/completions", json=body, headers=headers)
@@ -81,14 +97,33 @@ def run_demo(admin: AdminClient, gateway: httpx.Client, *, model: str, calls: in
             raise click.ClickException(f"the demo gateway stopped answering: {exc}") from None
         if response.is_error:
             click.echo(f"call {number:>2}: refused: {error_message(response)}")
+            refused = True
             break
         cost = response.headers.get("X-Outlay-Cost-USD", "?")
         left = response.headers.get("X-Budget-Remaining-USD", "?")
-        click.echo(f"call {number:>2}: {model} answered, cost ${cost}, budget left ${left}")
+        clamped = response.headers.get("X-Outlay-Max-Tokens-Clamped")
+        lowered = f", max_tokens lowered to {clamped}" if clamped else ""
+        click.echo(f"call {number:>2}: {model} answered, cost ${cost}, budget left "
+                   f"${left}{lowered}")
     else:
         click.echo(f"All {calls} calls fitted in the budget.")
+    usage = admin.get(f"/usage/{segment(DEMO_SCOPE)}")
+    spent = _spent(usage)
+    if spent is not None:
+        share = spent / DEMO_CAP_USD * 100
+        when = "before the first refusal" if refused else "in all"
+        click.echo(f"\nSpent ${spent} of the ${DEMO_CAP_USD} budget ({share:.1f} %) {when}.")
     click.echo("")
-    click.echo(render_usage(admin.get(f"/usage/{segment(DEMO_SCOPE)}")))
+    click.echo(render_usage(usage))
+
+
+def _spent(usage: Any) -> Decimal | None:
+    for budget in (usage or {}).get("budgets", []):
+        try:
+            return Decimal(str(budget.get("spent_usd")))
+        except InvalidOperation:
+            return None
+    return None
 
 
 def _free_port() -> int:

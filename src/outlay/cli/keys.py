@@ -60,8 +60,13 @@ def _render_keys(answer: dict[str, Any]) -> str:
 
 
 def _render_created_key(answer: dict[str, Any]) -> str:
+    created = []
+    if answer.get("agent_created"):
+        given = " with the configured default_policy" if answer.get("default_policy") else ""
+        created = [f"Created agent {answer.get('agent')}{given} (it did not exist).", ""]
     return "\n".join(
         [
+            *created,
             _render_key(answer),
             "",
             f"secret:  {answer.get('key')}",

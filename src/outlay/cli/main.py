@@ -108,7 +108,7 @@ def migrate(config: str | None, database: str | None) -> None:
 
 @main.command()
 @click.option("--model", default="gpt-4o-mini", show_default=True, help="Model to call.")
-@click.option("--calls", type=click.IntRange(min=1), default=25, show_default=True)
+@click.option("--calls", type=click.IntRange(min=1), default=60, show_default=True)
 def demo(model: str, calls: int) -> None:
     """Watch a budget stop an agent, offline, on a simulated gateway."""
     hooks = click.get_current_context().find_object(CliHooks) or CliHooks()

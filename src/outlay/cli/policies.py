@@ -1,4 +1,4 @@
-"""`outlay policy set|show|list|delete`, and reading a policy from a file, text or flags.
+"""`outlay policy set|update|show|list|delete`, and reading a policy from a file, text or flags.
 
 Policies are checked here with the same parser the gateway uses, so a typo is reported
 before anything is sent.
@@ -151,40 +151,105 @@ def policy() -> None:
     """
 
 
+def _policy_fields(command: Any) -> Any:
+    """The flags that give policy fields, shared by `policy set` and `policy update`."""
+    for option in reversed([
+        click.argument("scope", callback=lambda _ctx, _param, value: scope_argument(value)),
+        click.argument("inline", required=False, metavar="[POLICY]"),
+        click.option("--file", "policy_file", type=click.File("r"),
+                     help="Read the policy (YAML/JSON)."),
+        click.option("--rpm", type=click.IntRange(min=0), help="Requests per rolling minute."),
+        click.option("--rph", type=click.IntRange(min=0), help="Requests per rolling hour."),
+        click.option("--rpd", type=click.IntRange(min=0), help="Requests per rolling day."),
+        click.option("--tpm", type=click.IntRange(min=0), help="LLM tokens per rolling minute."),
+        click.option("--max-parallel", type=click.IntRange(min=0),
+                     help="Calls in flight at once."),
+        click.option("--budget", "budgets", multiple=True,
+                     help=f"USD[/PERIOD[/MODE[/WARN_AT]]], repeatable; PERIOD one of "
+                     f"{', '.join(PERIODS)}."),
+        click.option("--model", "models", multiple=True,
+                     help="Allowed model (name, alias, glob)."),
+        click.option("--vendor", "vendors", multiple=True, help="Allowed vendor, repeatable."),
+        click.option("--free-models-only", is_flag=True, default=None,
+                     help="Allow only free models."),
+        click.option("--on-breach", type=click.Choice(["block", "alert", "require_approval"])),
+        click.option("--clamp-max-tokens", type=click.IntRange(min=1), metavar="FLOOR",
+                     help="Lower the maximum output of LLM calls to fit the hard budgets "
+                     "down to FLOOR tokens (default 256; a policy file's "
+                     "`clamp_max_tokens: false` refuses instead)."),
+        click.option("--allow-unpriced", is_flag=True,
+                     help="Allow models in --model that are neither priced nor aliases."),
+        click.option("--operation", "operations", multiple=True, metavar="VENDOR=METHOD PATH",
+                     help="An operation the scope may call on VENDOR, e.g. "
+                     "'stripe=POST /v1/payment_intents'; repeatable."),
+        click.option("--account", "accounts", multiple=True, metavar="VENDOR=ACCOUNT",
+                     help="A connected account the scope may name, e.g. stripe=acct_1Nabc; "
+                     "repeatable."),
+        click.option("--destination", "destinations", multiple=True, metavar="VENDOR=WHERE",
+                     help="A country (twilio=US) or recipient pattern (resend=*@example.com) "
+                     "the scope may send to; repeatable."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _given_policy(inline: str | None, policy_file: IO[str] | None, budgets: tuple[str, ...],
+                  models: tuple[str, ...], vendors: tuple[str, ...],
+                  limits: dict[str, Any]) -> dict[str, Any]:
+    lists = {name: limits.pop(name, ()) for name in ("operations", "accounts", "destinations")}
+    from_flags: dict[str, Any] = {
+        name: value for name, value in limits.items() if value is not None
+    }
+    for name, flag in (("operations", "--operation"), ("accounts", "--account"),
+                       ("destinations", "--destination")):
+        if lists[name]:
+            from_flags[name] = per_vendor(lists[name], flag)
+    if budgets:
+        from_flags["budgets"] = [parse_budget_flag(text) for text in budgets]
+    if models:
+        from_flags["models"] = list(models)
+    if vendors:
+        from_flags["vendors"] = list(vendors)
+    given = [bool(from_flags), inline is not None, policy_file is not None]
+    if sum(given) != 1:
+        raise click.UsageError("give the policy one way: --file, an inline POLICY, or flags")
+    if policy_file is not None:
+        raw = load_policy(policy_file.read(), "--file")
+    elif inline is not None:
+        raw = load_policy(inline, "POLICY")
+    else:
+        raw = checked(from_flags, "flags")
+    return raw
+
+
+def _removed_text(name: str, value: Any) -> str:
+    if name == "budgets" and isinstance(value, list):
+        return "budgets (" + ", ".join(
+            f"${b.get('usd')}/{b.get('period')} {b.get('mode')}" for b in value) + ")"
+    return f"{name} ({value})"
+
+
+def render_stored(scope: str, stored: dict[str, Any]) -> str:
+    """The stored policy, then what the change removed and any warning."""
+    policy = {k: v for k, v in stored.items() if k not in ("removed", "warning")}
+    lines = [f"Policy of {scope}:", render_policy(policy)]
+    removed = stored.get("removed") or {}
+    if removed:
+        lines.append("Removed: " + "; ".join(
+            _removed_text(name, value) for name, value in removed.items()))
+    if stored.get("warning"):
+        lines.append(f"Warning: {stored['warning']}")
+    return "\n".join(lines)
+
+
+def _flags(allow_unpriced: bool, yes: bool = False) -> dict[str, Any]:
+    return {"allow_unpriced": "true" if allow_unpriced else None,
+            "drop_budgets": "true" if yes else None}
+
+
 @policy.command("set")
-@click.argument("scope", callback=lambda _ctx, _param, value: scope_argument(value))
-@click.argument("inline", required=False, metavar="[POLICY]")
-@click.option("--file", "policy_file", type=click.File("r"), help="Read the policy (YAML/JSON).")
-@click.option("--rpm", type=click.IntRange(min=0), help="Requests per rolling minute.")
-@click.option("--rph", type=click.IntRange(min=0), help="Requests per rolling hour.")
-@click.option("--rpd", type=click.IntRange(min=0), help="Requests per rolling day.")
-@click.option("--tpm", type=click.IntRange(min=0), help="LLM tokens per rolling minute.")
-@click.option("--max-parallel", type=click.IntRange(min=0), help="Calls in flight at once.")
-@click.option(
-    "--budget",
-    "budgets",
-    multiple=True,
-    help=f"USD[/PERIOD[/MODE[/WARN_AT]]], repeatable; PERIOD one of {', '.join(PERIODS)}.",
-)
-@click.option("--model", "models", multiple=True, help="Allowed model (name, alias, glob).")
-@click.option("--vendor", "vendors", multiple=True, help="Allowed vendor, repeatable.")
-@click.option("--free-models-only", is_flag=True, default=None, help="Allow only free models.")
-@click.option("--on-breach", type=click.Choice(["block", "alert", "require_approval"]))
-@click.option(
-    "--clamp-max-tokens",
-    type=click.IntRange(min=1),
-    metavar="FLOOR",
-    help="Lower the maximum output of LLM calls that name none to fit the hard budgets, "
-    "down to FLOOR tokens.",
-)
-@click.option("--operation", "operations", multiple=True, metavar="VENDOR=METHOD PATH",
-              help="An operation the scope may call on VENDOR, e.g. "
-              "'stripe=POST /v1/payment_intents'; repeatable.")
-@click.option("--account", "accounts", multiple=True, metavar="VENDOR=ACCOUNT",
-              help="A connected account the scope may name, e.g. stripe=acct_1Nabc; repeatable.")
-@click.option("--destination", "destinations", multiple=True, metavar="VENDOR=WHERE",
-              help="A country (twilio=US) or recipient pattern (resend=*@example.com) the "
-              "scope may send to; repeatable.")
+@_policy_fields
+@click.option("--yes", is_flag=True, help="Remove budgets the new policy does not name.")
 @admin_command
 def policy_set(
     admin: Admin,
@@ -194,45 +259,49 @@ def policy_set(
     budgets: tuple[str, ...],
     models: tuple[str, ...],
     vendors: tuple[str, ...],
-    operations: tuple[str, ...],
-    accounts: tuple[str, ...],
-    destinations: tuple[str, ...],
+    allow_unpriced: bool,
+    yes: bool,
     **limits: Any,
 ) -> None:
-    """Replace the whole policy of SCOPE.
+    """Replace the whole policy of SCOPE (what it does not name is removed, and said).
 
-    The policy is given as a file (--file), as inline JSON/YAML, or through flags:
+    The policy is given as a file (--file), as inline JSON/YAML, or through flags; a
+    budget the new policy drops is refused without --yes (`policy update` keeps it):
 
     \b
       outlay policy set agent:bot --rpm 60 --budget 50/month/hard/0.8 --model gpt-4o-mini
       outlay policy set agent:payer --operation 'stripe=POST /v1/payment_intents'
       outlay policy set global '{"budgets": [{"usd": 1000, "period": "month"}]}'
     """
-    from_flags: dict[str, Any] = {
-        name: value for name, value in limits.items() if value is not None
-    }
-    if budgets:
-        from_flags["budgets"] = [parse_budget_flag(text) for text in budgets]
-    if models:
-        from_flags["models"] = list(models)
-    if vendors:
-        from_flags["vendors"] = list(vendors)
-    for name, flag, given_lists in (("operations", "--operation", operations),
-                                    ("accounts", "--account", accounts),
-                                    ("destinations", "--destination", destinations)):
-        if given_lists:
-            from_flags[name] = per_vendor(given_lists, flag)
-    given = [bool(from_flags), inline is not None, policy_file is not None]
-    if sum(given) != 1:
-        raise click.UsageError("give the policy one way: --file, an inline POLICY, or flags")
-    if policy_file is not None:
-        body = load_policy(policy_file.read(), "--file")
-    elif inline is not None:
-        body = load_policy(inline, "POLICY")
-    else:
-        body = checked(from_flags, "flags")
-    answer = admin.client.put(f"/policies/{segment(scope)}", body)
-    admin.emit(answer, lambda stored: f"Policy of {scope}:\n{render_policy(stored)}")
+    body = _given_policy(inline, policy_file, budgets, models, vendors, limits)
+    answer = admin.client.request("PUT", f"/policies/{segment(scope)}", body=body,
+                                  params=_flags(allow_unpriced, yes))
+    admin.emit(answer, lambda stored: render_stored(scope, stored))
+
+
+@policy.command("update")
+@_policy_fields
+@admin_command
+def policy_update(
+    admin: Admin,
+    scope: str,
+    inline: str | None,
+    policy_file: IO[str] | None,
+    budgets: tuple[str, ...],
+    models: tuple[str, ...],
+    vendors: tuple[str, ...],
+    allow_unpriced: bool,
+    **limits: Any,
+) -> None:
+    """Change only the fields given for SCOPE; the rest of its policy is kept:
+
+    \b
+      outlay policy update agent:bot --rpm 120
+    """
+    body = _given_policy(inline, policy_file, budgets, models, vendors, limits)
+    answer = admin.client.request("PATCH", f"/policies/{segment(scope)}", body=body,
+                                  params=_flags(allow_unpriced))
+    admin.emit(answer, lambda stored: render_stored(scope, stored))
 
 
 @policy.command("show")

@@ -23,6 +23,7 @@ from outlay.gateway.llm import proxy
 from outlay.gateway.llm_routes import ROUTES, Route
 from outlay.gateway.metrics import CONTENT_TYPE, Snapshots, exposition, keep_writing
 from outlay.gateway.models import list_models, retrieve_model
+from outlay.gateway.vendor_errors import vendor_refusal
 from outlay.gateway.vendors import vendor_proxy
 from outlay.gateway.wiring import (
     upstream_from_settings,
@@ -75,7 +76,9 @@ async def json_errors(
         error.status = exc.status
         error.error_type = "not_found_error" if flavor == "anthropic" and exc.status == 404 else (
             "invalid_request_error")
-        response = error_response(error, flavor, new_request_id())
+        vendor = request.path.split("/")[2] if request.path.startswith("/vendors/") else None
+        response = (error_response(error, flavor, new_request_id()) if vendor is None
+                    else vendor_refusal(error, vendor, new_request_id()))
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response

@@ -26,7 +26,10 @@ def agent_key(headers: Mapping[str, str]) -> str | None:
             decoded = base64.b64decode(value.strip(), validate=True).decode()
         except ValueError:  # not base64 (ASCII only, or binascii.Error), or not UTF-8
             return None
-        return credential(decoded.partition(":")[2]) or None
+        # the password (Twilio's SDK: account SID and token), else the user name: curl's
+        # `-u olk_…:`, as Stripe documents its own keys
+        user, _, password = decoded.partition(":")
+        return credential(password or user) or None
     return credential(headers.get("x-api-key") or "") or None
 
 

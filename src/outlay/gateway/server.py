@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import resource
@@ -63,7 +64,17 @@ def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise OSError(exc.errno, f"cannot listen on {where}: address already in use "
+                          "(another outlay serve, or another program?); choose another "
+                          "port with --port (or `listen:`), e.g. --port 0 for any free "
+                          "one") from None
+        raise OSError(exc.errno, f"cannot listen on {where}: {exc.strerror}") from None
     sock.listen(1024)
     sock.set_inheritable(True)
     return sock
@@ -164,7 +175,9 @@ def serve(settings: Settings) -> None:
     if token:
         print(f"Outlay made an admin token (shown once, stored hashed): {token}", flush=True)
     host, port = sock.getsockname()[:2]
-    mode = "simulated providers" if settings.simulated else "configured providers"
+    simulated = settings.simulated_upstreams()
+    mode = (f"simulated: {', '.join(simulated)}; answers carry X-Outlay-Simulated: true"
+            if simulated else "nothing simulated")
     print(f"Outlay listening on http://{host}:{port} ({settings.workers} worker(s), "
           f"state {settings.state}, {mode})", flush=True)
     if settings.workers <= 1:

@@ -10,8 +10,8 @@ from aiohttp import web
 
 from outlay.gateway.admission import cleared_to_send
 from outlay.gateway.context import Gateway
-from outlay.gateway.errors import error_response
 from outlay.gateway.forward import response_headers
+from outlay.gateway.vendor_errors import vendor_refusal
 from outlay.gateway.vendor_headers import VendorHeaders
 from outlay.policy.errors import Unavailable
 from outlay.state.base import Reservation, Settled
@@ -60,7 +60,7 @@ async def forward(gw: Gateway, sent: UpstreamRequest, reservation: Reservation,
     vendor, request_id = sent.provider, reservation.id
     refusal = await cleared_to_send(gw, reservation)
     if refusal is not None:
-        return error_response(refusal, "openai", request_id, ours)
+        return vendor_refusal(refusal, vendor, request_id, ours)
     try:
         answer = await gw.vendors.send(sent)
         try:
@@ -69,16 +69,16 @@ async def forward(gw: Gateway, sent: UpstreamRequest, reservation: Reservation,
             await answer.close()
     except UpstreamUnreachable as exc:
         await finish(502, "void", None)
-        return error_response(Unavailable(
+        return vendor_refusal(Unavailable(
             "upstream_unavailable", f"The vendor {vendor} could not be reached: {exc}",
-            status=502), "openai", request_id, ours)
+            status=502), vendor, request_id, ours)
     except (UpstreamBroken, asyncio.CancelledError) as exc:
         await finish(502, "unsettled", None)
         if isinstance(exc, asyncio.CancelledError):
             raise
-        return error_response(Unavailable(
+        return vendor_refusal(Unavailable(
             "upstream_unavailable", f"The connection to {vendor} broke: {exc}",
-            status=502), "openai", request_id, ours)
+            status=502), vendor, request_id, ours)
     status = answer.status
     if 400 <= status < 500:
         await finish(status, "void", data)

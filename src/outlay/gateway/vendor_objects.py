@@ -18,8 +18,8 @@ from aiohttp import web
 
 from outlay.gateway.admission import admit, refuse_invalid, unavailable
 from outlay.gateway.context import Gateway
-from outlay.gateway.errors import error_response
 from outlay.gateway.headers import limit_headers
+from outlay.gateway.vendor_errors import vendor_refusal
 from outlay.gateway.vendor_forward import Finish, forward, read_vendor
 from outlay.policy.approvals import RequestShape
 from outlay.policy.decide import authenticate
@@ -55,7 +55,7 @@ async def object_call(gw: Gateway, caller: Caller, pricing: ObjectPricing, call:
     for _ in range(MAX_PRICINGS):
         priced = await _price(gw, caller, pricing, call, vendor)
         if isinstance(priced, OutlayError):
-            return error_response(priced, "openai", caller.request_id)
+            return vendor_refusal(priced, vendor, caller.request_id)
         cost, claim = priced
         ticket = Ticket(caller.request_id, caller.key_hash,
                         replace(caller.call, cost_micros=cost),
@@ -68,7 +68,7 @@ async def object_call(gw: Gateway, caller: Caller, pricing: ObjectPricing, call:
         except ObjectMoved:
             continue  # nothing was written: price it on the record as it is now
         if not isinstance(reservation, Reservation):
-            return error_response(reservation, "openai", caller.request_id)
+            return vendor_refusal(reservation, vendor, caller.request_id)
         ours = {"X-Outlay-Request-Id": reservation.id,
                 **limit_headers(reservation.limits, gw.clock())}
         if reservation.amount:
@@ -80,7 +80,7 @@ async def object_call(gw: Gateway, caller: Caller, pricing: ObjectPricing, call:
     busy = await _refuse(gw, caller, vendor, Unavailable(
         "enforcement_unavailable", f"The {call.kind} {call.object_id} kept changing while "
         "Outlay counted this call on it; try again."))
-    return error_response(busy, "openai", caller.request_id)
+    return vendor_refusal(busy, vendor, caller.request_id)
 
 
 async def _price(gw: Gateway, caller: Caller, pricing: ObjectPricing, call: ObjectCall,

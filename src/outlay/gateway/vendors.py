@@ -15,13 +15,13 @@ from multidict import CIMultiDictProxy
 
 from outlay.gateway.admission import admit, new_request_id, refuse_invalid, refuse_unread
 from outlay.gateway.context import GATEWAY, Gateway
-from outlay.gateway.errors import error_response
 from outlay.gateway.exchange import read_body
 from outlay.gateway.header_values import approval_id, idempotency_key
 from outlay.gateway.headers import limit_headers
 from outlay.gateway.intake import agent_key
 from outlay.gateway.llm_routes import Route
 from outlay.gateway.settle import Settler
+from outlay.gateway.vendor_errors import vendor_refusal
 from outlay.gateway.vendor_forward import Finish, forward, outgoing, raw_path
 from outlay.gateway.vendor_headers import NO_RULE
 from outlay.gateway.vendor_objects import Caller, object_call
@@ -68,7 +68,7 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
             # closes the connection if the body is not all here)
             refusal = await refuse_unread(gw, Ticket(rid, key_hash, call, f"vendor.{vendor}"))
             if refusal is not None:
-                return error_response(refusal, "openai", rid)
+                return vendor_refusal(refusal, vendor, rid)
             rid = new_request_id()
         approval = approval_id(request.headers)
         tags = parse_tags(request.headers.get(TAGS_HEADER))
@@ -82,7 +82,7 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
         asked = _asked(gw, vcall, request.headers)
     except OutlayError as err:
         refusal = await refuse_invalid(gw, Ticket(rid, key_hash, call, f"vendor.{vendor}"), err)
-        return error_response(refusal, "openai", rid)
+        return vendor_refusal(refusal, vendor, rid)
     query = request.rel_url.raw_query_string
     caller = Caller(rid, key_hash, approval, vendor_account(gw, vendor, request.headers),
                     request_shape(vcall.method, f"{path}?{query}" if query else path, raw),
@@ -99,7 +99,7 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
                     shape=caller.shape, may_wait=True, tags=caller.tags)
     reservation = await admit(gw, ticket)
     if not isinstance(reservation, Reservation):
-        return error_response(_worded(reservation, vcall), "openai", ticket.request_id)
+        return vendor_refusal(_worded(reservation, vcall), vendor, ticket.request_id)
     ours = {"X-Outlay-Request-Id": reservation.id,
             **limit_headers(reservation.limits, gw.clock())}
     if reservation.amount:

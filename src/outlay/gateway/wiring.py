@@ -22,18 +22,47 @@ from outlay.vendors import BUILTIN_VENDORS, VendorPricing, pricing_for
 def upstream_from_settings(
     settings: Settings, on_health_change: HealthListener | None = None
 ) -> Upstream:
-    """The simulated provider when no provider has credentials; real endpoints otherwise."""
-    if settings.simulated:
+    """The simulated provider when no provider has credentials; real endpoints otherwise, but
+    for the providers whose section says `simulate: true`."""
+    simulated = frozenset(settings.simulate & {"openai", "anthropic"})
+    sim: Upstream | None = None
+    if settings.simulated or simulated:
         # the simulator is loaded only when the settings ask for it
         from outlay.simulator.providers import SimulatedUpstream
 
-        return SimulatedUpstream(latency_ms=settings.simulated_latency_ms,
-                                 tiers=settings.service_tier_defaults)
+        sim = SimulatedUpstream(latency_ms=settings.simulated_latency_ms,
+                                tiers=settings.service_tier_defaults)
+        if settings.simulated:
+            return sim
     endpoints = {
         provider: [Endpoint(e.base_url or "", e.api_key, e.weight) for e in configured]
         for provider, configured in settings.providers.items()
     }
-    return HttpUpstream(endpoints, on_health_change=on_health_change)
+    real = HttpUpstream(endpoints, on_health_change=on_health_change)
+    return ProviderRouter(real, sim, simulated) if sim is not None else real
+
+
+class ProviderRouter:
+    """Real endpoints for the configured providers, the simulator for those a section marks
+    `simulate: true`."""
+
+    def __init__(self, real: Upstream, simulated: Upstream,
+                 simulated_providers: frozenset[str]) -> None:
+        self.real, self.simulated = real, simulated
+        self.simulated_providers = simulated_providers
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        if request.provider in self.simulated_providers:
+            return await self.simulated.send(request)
+        return await self.real.send(request)
+
+    async def close(self) -> None:
+        await self.real.close()
+        await self.simulated.close()
+
+    def health(self) -> list[EndpointHealth]:
+        return self.real.health() + [h for h in self.simulated.health()
+                                     if h.provider in self.simulated_providers]
 
 
 class VendorRouter:
@@ -66,7 +95,7 @@ class VendorRouter:
 
 
 def vendors_from_settings(settings: Settings) -> Upstream:
-    endpoints = vendor_endpoints(settings.vendors)
+    endpoints = vendor_endpoints(settings.real_vendors)
     real = VendorUpstream(endpoints) if endpoints else None
     if real is not None and real.vendors.issuperset(BUILTIN_VENDORS):
         return VendorRouter(real, None)
@@ -85,7 +114,7 @@ def vendor_accounts(settings: Settings) -> dict[str, str]:
     (Twilio's account SID, else the secret; never the secret itself): a vendor's idempotency
     keys are the account's, whichever Outlay key sends them. Simulated vendors share one."""
     accounts = {}
-    for vendor, endpoint in vendor_endpoints(settings.vendors).items():
+    for vendor, endpoint in vendor_endpoints(settings.real_vendors).items():
         credential = endpoint.account_sid or endpoint.secret
         accounts[vendor] = hashlib.sha256(f"{vendor}\n{credential}".encode()).hexdigest()[:16]
     return accounts

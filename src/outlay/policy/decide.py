@@ -33,7 +33,7 @@ from outlay.policy.errors import (
     OutlayError,
     RateLimited,
 )
-from outlay.policy.model import Period
+from outlay.policy.model import CLAMP_OFF, DEFAULT_CLAMP_FLOOR, Period
 from outlay.policy.money import ceil_div, micros_to_usd
 from outlay.policy.periods import iso as iso  # re-exported: the gateway's time format
 from outlay.policy.periods import period_bounds
@@ -245,23 +245,30 @@ def decide(
 def clamped(call: Call, views: Sequence[ScopeView], now_ms: int,
             grant: Grant | None = None) -> Call:
     """The call with its maximum output lowered to fit the hard budgets that would refuse
-    it, when a scope's policy allows clamping (`clamp_max_tokens`) and the lower maximum is
-    at least that policy's floor, or when the call names its own floor (the uses of an LLM
-    call's server-side tools, a Twilio call's minutes); otherwise the call unchanged (and
-    refused as asked)."""
+    it, named by the request or not, when the lower maximum is at least the floor: the
+    highest `clamp_max_tokens` of the call's policies (DEFAULT_CLAMP_FLOOR when none sets
+    one), or the request's own maximum when that is smaller. A policy with
+    `clamp_max_tokens: false` keeps every call of its scopes as asked (and refused). A call
+    that names its own floor (the uses of an LLM call's server-side tools, a Twilio call's
+    minutes) is always clamped down to it. Otherwise the call unchanged."""
     clamp, cost = call.clamp, call.cost_micros
     if clamp is None or not cost:
         return call
-    floors = [clamp.floor] if clamp.floor is not None else [
-        v.policy.clamp_max_tokens for v in views
-        if v.policy is not None and v.policy.clamp_max_tokens is not None]
-    if not floors:
-        return call
+    if clamp.floor is not None:
+        floor = clamp.floor
+    else:
+        asked = [v.policy.clamp_max_tokens for v in views
+                 if v.policy is not None and v.policy.clamp_max_tokens is not None]
+        if CLAMP_OFF in asked:
+            return call
+        floor = max(asked, default=DEFAULT_CLAMP_FLOOR)
+        if clamp.named:
+            floor = min(floor, clamp.limit)
     room = _hard_room(views, now_ms, grant)
     if room is None or cost <= room:
         return call
     most = clamp.most_within(room)
-    if most < max(floors) or most >= clamp.limit:
+    if most < floor or most >= clamp.limit:
         return call
     return replace(call, cost_micros=clamp.cost(most),
                    tokens=max(0, call.tokens - (clamp.limit - most) * clamp.choices),

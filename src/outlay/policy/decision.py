@@ -15,7 +15,7 @@ from outlay.values import value
 @value
 class Clamp:
     """How an LLM call's cost shrinks with a bound Outlay sets for it (its maximum output, or
-    the uses of its server-side tools) when the request names none:
+    the uses of its server-side tools), lowered from the request's own or the model's:
     cost(n) = ceil((base + n * per_token) / 10^6) micro-USD."""
 
     base: int  # micro-USD per million tokens of everything but the output maximum
@@ -27,6 +27,9 @@ class Clamp:
     # whatever the policies' `clamp_max_tokens` (a floor in tokens) say; None: only where a
     # policy's `clamp_max_tokens` allows it
     floor: int | None = None
+    # the request named `limit` itself: it is never lowered below the policies' floor or
+    # its own maximum, whichever is smaller
+    named: bool = False
 
     def cost(self, n: int) -> int:
         return ceil_div(self.base + n * self.per_token, 1_000_000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Collection
@@ -80,8 +81,8 @@ class Policy:
     vendors: tuple[str, ...] | None = None
     on_breach: Breach = "block"
     approval_wait_s: float = 0.0
-    # an LLM call that names no maximum output may be sent with a smaller one than the
-    # model's, down to this many tokens, to fit the hard budgets; None: never
+    # an LLM call's maximum output may be lowered to fit the hard budgets down to this many
+    # tokens; None: not set (DEFAULT_CLAMP_FLOOR); CLAMP_OFF (false): never, refuse instead
     clamp_max_tokens: int | None = None
     # how long a call that fits a hard budget's settled spend, but not beside the calls in
     # flight, waits for them to settle before it is refused; None: DEFAULT_HOLD_WAIT_MS
@@ -128,7 +129,9 @@ class Policy:
         out["on_breach"] = self.on_breach
         if self.approval_wait_s:
             out["approval_wait_s"] = self.approval_wait_s
-        if self.clamp_max_tokens is not None:
+        if self.clamp_max_tokens == CLAMP_OFF:
+            out["clamp_max_tokens"] = False
+        elif self.clamp_max_tokens is not None:
             out["clamp_max_tokens"] = self.clamp_max_tokens
         if self.hold_wait_ms is not None:
             out["hold_wait_ms"] = self.hold_wait_ms
@@ -150,8 +153,10 @@ _POLICY_FIELDS = {
     "free_models_only", "vendors", "on_breach", "approval_wait_s", "clamp_max_tokens",
     "hold_wait_ms", "required_tags", "max_values", "enforce", *ACCESS_FIELDS,
 }
-# `clamp_max_tokens: true`: the least output worth sending a call with
+# `clamp_max_tokens: true` or unset: the least output worth sending a call with
 DEFAULT_CLAMP_FLOOR = 256
+# `clamp_max_tokens: false`: a call that does not fit is refused, never lowered
+CLAMP_OFF = 0
 # how long a call waits for calls in flight to settle when only their holds leave no room
 DEFAULT_HOLD_WAIT_MS = 2_000
 MAX_HOLD_WAIT_MS = 600_000  # a call may not wait longer than its client would (ten minutes)
@@ -236,7 +241,11 @@ def parse_policy(raw: object, known_vendors: Collection[str] | None = None) -> P
         raise PolicyError("a policy must be an object")
     unknown = set(raw) - _POLICY_FIELDS
     if unknown:
-        raise PolicyError(f"unknown policy field(s): {sorted(unknown)}")
+        first = sorted(map(str, unknown))[0]
+        close = difflib.get_close_matches(first, sorted(_POLICY_FIELDS), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise PolicyError(f"unknown policy field(s): {sorted(map(str, unknown))}{hint}; known: "
+                          f"{', '.join(sorted(_POLICY_FIELDS))}")
     limits = {
         name: _positive_int(name, raw[name])
         for name in ("rpm", "rph", "rpd", "tpm", "max_parallel")
@@ -326,10 +335,13 @@ def _hold_wait(value: object) -> int | None:
 
 
 def _clamp_floor(value: object) -> int | None:
-    """`clamp_max_tokens`: false (or absent), true (a floor of DEFAULT_CLAMP_FLOOR tokens) or
-    the least maximum output, in tokens, a clamped call may be sent with."""
-    if value is None or value is False:
+    """`clamp_max_tokens`: absent (None: the default floor), false (CLAMP_OFF), true (a floor
+    of DEFAULT_CLAMP_FLOOR tokens) or the least maximum output, in tokens, a clamped call may
+    be sent with."""
+    if value is None:
         return None
+    if value is False:
+        return CLAMP_OFF
     if value is True:
         return DEFAULT_CLAMP_FLOOR
     if isinstance(value, int) and value >= 1:

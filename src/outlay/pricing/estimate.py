@@ -131,10 +131,11 @@ def estimate(route: str, body: dict[str, Any], price: ModelPrice | None, *,
     if max_field is None:
         return est
     choices = _choices(route, body)
-    own = _own_limit(route, price)
+    named = _named_limit(route, body, price)
+    own = _own_limit(route, price) if named is None else named
     # the output bound beyond the maximum itself (predicted output) is billed whatever it is
     clamp = Clamp(numerator - own * choices * rates.output, choices * rates.output, own,
-                  choices)
+                  choices, named=named is not None)
     return _with(est, clamp, max_field, patch)
 
 
@@ -160,7 +161,8 @@ def clamp_patch(route: str, body: Mapping[str, Any], est: Estimate, n: int) -> d
     if est.max_field in USES_FIELDS:
         return with_uses(route, body, est.tools, n)
     assert est.max_field is not None
-    return {est.max_field: n}
+    named = {name: n for name in _MAX_FIELDS.get(route, ()) if body.get(name) is not None}
+    return named or {est.max_field: n}
 
 
 def beta_names(header: str | None) -> tuple[str, ...]:
@@ -368,15 +370,27 @@ def _own_limit(route: str, price: ModelPrice | None) -> int:
 
 
 def _clamp_field(route: str, body: Mapping[str, Any]) -> str | None:
-    """The field Outlay would set to lower the maximum output, when the request names none:
+    """The field Outlay sets to lower the maximum output: the one the request names, else
     the one the provider honours (on chat completions `max_completion_tokens`, which every
     OpenAI chat model takes, and reasoning models require)."""
     fields = _MAX_FIELDS.get(route)
-    if fields is None or any(body.get(name) is not None for name in fields):
+    if fields is None:
         return None
+    for name in fields:
+        if body.get(name) is not None:
+            return name
     if route == "openai.chat":
         return "max_completion_tokens"
     return fields[0]
+
+
+def _named_limit(route: str, body: Mapping[str, Any], price: ModelPrice) -> int | None:
+    """The maximum output the request names itself (the largest, when it names two), cut to
+    the model's own: None when it names none."""
+    requested = [body[name] for name in _MAX_FIELDS.get(route, ()) if body.get(name) is not None]
+    if not requested:
+        return None
+    return int(min(max(requested), price.max_output_tokens))
 
 
 def _choices(route: str, body: Mapping[str, Any]) -> int:

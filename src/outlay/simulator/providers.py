@@ -27,6 +27,8 @@ from outlay.upstream.breaker import BreakerState
 # Streams pause this fraction of the latency between chunks: slow enough to hold a call in
 # flight, quick enough that a whole reply is not many times the configured latency.
 CHUNK_PAUSE_FRACTION = 0.05
+# On every answer the simulator gives, provider's or vendor's (SPEC §4.4)
+SIMULATED_HEADER = "X-Outlay-Simulated"
 
 
 class SimulatedUpstream:
@@ -64,7 +66,9 @@ class SimulatedResponse:
 
     def __init__(self, reply: SimReply, pause_s: float = 0) -> None:
         self.status: int = reply.status
-        self.headers: Mapping[str, str] = CIMultiDict(reply.headers)
+        headers = CIMultiDict(reply.headers)
+        headers[SIMULATED_HEADER] = "true"  # no agent or operator may take it for the real one
+        self.headers: Mapping[str, str] = headers
         self._chunks = reply.chunks
         self._break_after = reply.break_after
         self._pause_s = pause_s

@@ -8,6 +8,7 @@ specific: how each vendor takes its credential, and Twilio's account SID in the 
 from __future__ import annotations
 
 import base64
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -150,6 +151,10 @@ def vendor_endpoints(vendors_config: Mapping[str, Mapping[str, Any]]) -> dict[st
 
 def _vendor_endpoint(name: str, section: Mapping[str, Any]) -> VendorEndpoint | None:
     where = f"vendors.{name}"
+    if name not in DEFAULT_VENDOR_URLS and section.get("base_url") is None:
+        close = difflib.get_close_matches(name, list(DEFAULT_VENDOR_URLS), n=1, cutoff=0.6)
+        raise ValueError(f"{where}.base_url is required: the vendor has no default"
+                         + (f" (did you mean {close[0]}?)" if close else ""))
     base_url = _base_url(section.get("base_url"), DEFAULT_VENDOR_URLS.get(name), where)
     if name == "stripe":
         # api_key is accepted too, so a natural slip does not silently fall back to simulation.

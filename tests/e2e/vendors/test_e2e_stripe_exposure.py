@@ -92,7 +92,8 @@ def test_raising_the_amount_past_the_cap_is_refused_before_stripe_sees_it(
     with pytest.raises(stripe.StripeError) as refused:
         sdk.v1.payment_intents.update(intent.id, params={"amount": 500_000})
 
-    assert refused.value.http_status == 402
+    assert refused.value.http_status == 400  # a budget refusal, never a declined card's 402
+    assert not isinstance(refused.value, stripe.CardError)
     assert refused.value.code == "budget_exceeded"
     assert mock_vendors.since(mark) == []  # the update never reached Stripe
     confirmed = sdk.v1.payment_intents.confirm(intent.id, params={"payment_method": CARD})
@@ -198,7 +199,7 @@ def test_20_concurrent_updates_admit_exactly_what_fits(
     with mock_vendors.slow(0.2), ThreadPoolExecutor(20) as pool:
         statuses = list(pool.map(update, ids))
 
-    assert sorted(statuses, key=str) == [(200, None)] * 3 + [(402, "budget_exceeded")] * 17
+    assert sorted(statuses, key=str) == [(200, None)] * 3 + [(400, "budget_exceeded")] * 17
     reached = [c for c in mock_vendors.since(mark, "stripe") if c.method == "POST"]
     assert len(reached) == 3  # $30 left, $9 each: three fit, the fourth would pass the cap
     assert spent(gateway, agent) == (47 * USD, 0)
@@ -224,7 +225,8 @@ def test_a_confirm_of_an_intent_made_elsewhere_is_priced_from_stripe(
     mark = mock_vendors.mark()
     with pytest.raises(stripe.StripeError) as refused:
         sdk.v1.payment_intents.confirm(made[1])  # $60 does not fit in the $20 left
-    assert refused.value.http_status == 402
+    assert refused.value.http_status == 400
+    assert refused.value.code == "budget_exceeded"
     assert [(c.method, c.path) for c in mock_vendors.since(mark, "stripe")] == [
         ("GET", f"/v1/payment_intents/{made[1]}")]
     assert spent(gateway, agent) == (30 * USD, 0)

@@ -80,12 +80,17 @@ def test_hard_cap_admits_two_20_dollar_intents_and_refuses_the_third(
     with pytest.raises(stripe.StripeError) as refused:
         sdk.v1.payment_intents.create(params=USD_20)
 
-    assert refused.value.http_status == 402
+    # never 402, which stripe-python reads as a declined card: a Stripe-shaped 400
+    assert isinstance(refused.value, stripe.InvalidRequestError)
+    assert not isinstance(refused.value, stripe.CardError)
+    assert refused.value.http_status == 400
     assert refused.value.code == "budget_exceeded"
     assert refused.value.headers is not None
     assert refused.value.headers.get("x-should-retry") == "false"
+    assert refused.value.headers.get("stripe-should-retry") == "false"
     body = refused.value.json_body
     assert body is not None
+    assert body["error"]["type"] == "invalid_request_error"
     assert body["error"]["code"] == "budget_exceeded"
     assert micros(body["error"]["cap_usd"]) == 50_000_000
     created = mock_vendors.creations(mark, "stripe", INTENTS)
@@ -137,7 +142,7 @@ def test_a_retry_with_the_same_idempotency_key_is_charged_once(
     assert [micros(e["cost_usd"]) for e in charged] == [20_000_000]
 
 
-def test_the_sdk_does_not_retry_a_402(
+def test_the_sdk_does_not_retry_a_budget_refusal(
         vendor_gateway: Gateway, mock_vendors: MockVendors,
         stripe_http: stripe.HTTPClient) -> None:
     """A refusal is final: the SDK's own retries do not repeat it."""
@@ -146,10 +151,11 @@ def test_the_sdk_does_not_retry_a_402(
                               base_addresses={"api": f"{vendor_gateway.url}/vendors/stripe"})
     mark = mock_vendors.mark()
 
-    with pytest.raises(stripe.StripeError) as refused:
+    with pytest.raises(stripe.InvalidRequestError) as refused:
         sdk.v1.payment_intents.create(params=USD_20)
 
-    assert refused.value.http_status == 402
+    assert refused.value.http_status == 400
+    assert not isinstance(refused.value, stripe.CardError)
     assert mock_vendors.since(mark) == []
     assert [e["code"] for e in vendor_gateway.audit(f"agent:{agent}")] == ["budget_exceeded"]
 
@@ -157,7 +163,7 @@ def test_the_sdk_does_not_retry_a_402(
 def test_a_retry_of_a_refused_payment_is_refused_again(
         vendor_gateway: Gateway, mock_vendors: MockVendors,
         stripe_http: stripe.HTTPClient) -> None:
-    """A 402 never reached Stripe, so a retry with its Idempotency-Key is a new payment and
+    """A refusal never reached Stripe, so a retry with its Idempotency-Key is a new payment and
     must face the budget again, not pass as a free replay of a call that was never made."""
     agent, key = agent_with_cap(vendor_gateway, "stripe-idem-refused", 30)
     sdk = client(vendor_gateway, key, stripe_http)
@@ -166,9 +172,9 @@ def test_a_retry_of_a_refused_payment_is_refused_again(
     idem = f"order-{uuid.uuid4()}"
 
     for _ in range(2):
-        with pytest.raises(stripe.StripeError) as refused:
+        with pytest.raises(stripe.InvalidRequestError) as refused:
             sdk.v1.payment_intents.create(params=USD_20, options={"idempotency_key": idem})
-        assert refused.value.http_status == 402
+        assert (refused.value.http_status, refused.value.code) == (400, "budget_exceeded")
 
     assert mock_vendors.creations(mark, "stripe", INTENTS) == []
     assert spent(vendor_gateway, agent) == 20_000_000

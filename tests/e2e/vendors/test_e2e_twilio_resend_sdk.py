@@ -182,8 +182,13 @@ def test_an_over_budget_call_is_each_sdks_own_error_with_status_402(
         resend.Emails.send({"from": "shop@example.com", "to": "ada@example.com",
                             "subject": "s", "text": "t"})
 
+    # 402 is neither SDK's card error nor retried by either; each reads Outlay's words
     assert sms.value.status == 402
+    assert sms.value.code == "budget_exceeded"
+    assert "budget" in sms.value.msg
     assert email.value.code == 402
+    assert email.value.error_type == "budget_exceeded"
+    assert "budget" in email.value.message
     assert mock_vendors.since(mark) == []
     refusals = vendor_gateway.audit(f"agent:{agent}")
     assert [(e["vendor"], e["code"]) for e in refusals] == [

@@ -104,8 +104,24 @@ function meter(used, reserved, cap) {
     el("span", { className: "pct" }, `${(pct + held).toFixed(1)} %`));
 }
 
-function usageView(usage) {
+// The newest audit entry of a scope, when it is a refusal: the scope is refusing calls now,
+// whatever its meters show (a budget can refuse at 68 % when a call's worst case is large).
+async function lastRefusal(scope) {
+  const { entries } = await api(`/audit?${new URLSearchParams({ scope, limit: "1" })}`);
+  const newest = entries[0];
+  return newest && newest.decision === "refused" ? newest : null;
+}
+
+function refusingFlag(refusal) {
+  return el("p", { className: "refusing", role: "alert", "data-code": refusal.code || "" },
+    el("span", { className: "badge refused" }, "refusing"),
+    ` ${refusal.code || "refused"}`, refusal.refused_by ? ` on ${refusal.refused_by}` : "",
+    ` since ${when(refusal.time)}`);
+}
+
+function usageView(usage, refusal = null) {
   const parts = [];
+  if (refusal) parts.push(refusingFlag(refusal));
   parts.push(table([
     { label: "budget", cell: (b) => `${b.period} · ${b.mode}` },
     { label: "spent", num: true, cell: (b) => usd(b.spent_usd) },
@@ -131,7 +147,8 @@ function usageView(usage) {
   parts.push(spend(`Spend by model since ${when(usage.spend_since)}`, usage.spend_by_model));
   parts.push(spend(`Spend by vendor since ${when(usage.spend_since)}`, usage.spend_by_vendor));
   if (usage.values) parts.push(...tagValuesView(usage));
-  return el("div", { className: "usage", "data-scope": usage.scope }, parts);
+  return el("div", { className: `usage${refusal ? " refusing-scope" : ""}`,
+    "data-scope": usage.scope, "data-refusing": refusal ? refusal.code || "refused" : "" }, parts);
 }
 
 // A tag:<name>=* scope: every value has its own budgets; the values that spent most, each
@@ -166,12 +183,13 @@ const views = {
   overview: {
     state: { groupBy: "agent" },
     async load() {
-      const [global, report] = await Promise.all([
-        api("/usage/global"), api(`/reports?group_by=${encodeURIComponent(this.state.groupBy)}`)]);
-      return { global, report };
+      const [global, report, refusal] = await Promise.all([
+        api("/usage/global"), api(`/reports?group_by=${encodeURIComponent(this.state.groupBy)}`),
+        lastRefusal("global")]);
+      return { global, report, refusal };
     },
-    render({ global, report }) {
-      $("overview-global").replaceChildren(usageView(global));
+    render({ global, report, refusal }) {
+      $("overview-global").replaceChildren(usageView(global, refusal));
       const by = report.group_by;
       const none = { group: "(no group)", model: "(no model)" }[by] || "—";
       $("overview-report").replaceChildren(table([
@@ -193,13 +211,14 @@ const views = {
       const selected = this.state.selected;
       // a page of the newest keys: per-run keys can number in the hundreds of thousands
       const active = $("show-inactive").checked ? "" : "&active=true";
-      const [keys, report, agents, groups, usage] = await Promise.all([
+      const [keys, report, agents, groups, usage, refusal] = await Promise.all([
         api(`/keys?limit=${KEYS_PAGE}${active}`), api("/reports?group_by=key"), api("/agents"),
-        api("/groups"), selected ? api(`/usage/${scopePath(`key:${selected}`)}`) : null]);
+        api("/groups"), selected ? api(`/usage/${scopePath(`key:${selected}`)}`) : null,
+        selected ? lastRefusal(`key:${selected}`) : null]);
       return { keys: keys.keys, more: keys.more, report: report.rows, agents: agents.agents,
-        groups: groups.groups, usage };
+        groups: groups.groups, usage, refusal };
     },
-    render({ keys, more, report, agents, groups, usage }) {
+    render({ keys, more, report, agents, groups, usage, refusal }) {
       const st = this.state;
       const cost = new Map(report.map((r) => [r.key, r.cost_usd]));
       const now = Date.now();
@@ -235,7 +254,7 @@ const views = {
 
       $("keys-usage").replaceChildren(...(usage ? [el("div", { className: "card" },
         el("div", { className: "heading" }, el("h3", {}, `Usage of key:${st.selected}`),
-          button("Close", () => this.select(null))), usageView(usage))] : []));
+          button("Close", () => this.select(null))), usageView(usage, refusal))] : []));
 
       const killRow = (kind, name) => {
         const target = `${kind}:${name}`;
@@ -271,11 +290,13 @@ const views = {
     async load() {
       // keys' own policies are under Keys: per-run keys can number in the hundreds of thousands
       const { policies } = await api("/policies?keys=false");
-      const usage = await Promise.all(policies.slice(0, MAX_POLICY_USAGE)
-        .map((p) => api(`/usage/${scopePath(p.scope)}`)));
-      return { policies, usage };
+      const shown = policies.slice(0, MAX_POLICY_USAGE);
+      const [usage, refusals] = await Promise.all([
+        Promise.all(shown.map((p) => api(`/usage/${scopePath(p.scope)}`))),
+        Promise.all(shown.map((p) => lastRefusal(p.scope)))]);
+      return { policies, usage, refusals };
     },
-    render({ policies, usage }) {
+    render({ policies, usage, refusals }) {
       const fields = (p) => Object.entries(p).filter(([name]) => !["scope", "managed_by"].includes(name))
         .map(([name, value]) => el("div", { className: "field" },
           el("dt", {}, name), el("dd", {}, policyValue(value))));
@@ -283,9 +304,10 @@ const views = {
       const managed = (p) => (p.managed_by ? el("p", { className: "managed" },
         el("span", { className: "badge read-only" }, "read-only"), ` managed by ${p.managed_by}`) : null);
       const cards = policies.map((p, i) =>
-        el("div", { className: "card policy", "data-scope": p.scope },
+        el("div", { className: `card policy${refusals[i] ? " refusing-scope" : ""}`,
+          "data-scope": p.scope, "data-refusing": refusals[i] ? refusals[i].code || "refused" : "" },
           el("h3", {}, p.scope), managed(p), el("dl", {}, fields(p)),
-          usage[i] ? usageView(usage[i]) : el("p", { className: "empty" },
+          usage[i] ? usageView(usage[i], refusals[i]) : el("p", { className: "empty" },
             `Usage not loaded: only the first ${MAX_POLICY_USAGE} policies are read.`)));
       $("policies-list").replaceChildren(
         ...(cards.length ? cards : [el("p", { className: "empty" }, "No policies.")]));
@@ -293,34 +315,42 @@ const views = {
   },
 
   audit: {
-    state: { scope: "", limit: "100" },
+    state: { scope: "", limit: "100", decision: "" },
     async load() {
       const query = new URLSearchParams({ limit: this.state.limit });
       if (this.state.scope) query.set("scope", this.state.scope);
       return api(`/audit?${query}`);
     },
     render({ entries }) {
+      // refusals (or allowed or invalid calls) among the entries read: `limit` counts them all
+      const want = this.state.decision;
+      const kept = want ? entries.filter((e) => e.decision === want) : entries;
+      $("audit-shown").textContent = want
+        ? `${kept.length} of the newest ${entries.length} entries are ${want}.` : "";
+      const two = (a, b) => [text(a), el("br"), el("span", { className: "sub" }, text(b))];
+      const money = (e) => (e.cap_usd === null ? usd(e.spent_usd)
+        : `${usd(e.spent_usd)} / ${usd(e.cap_usd)}`);
+      // fits 1,400 px: paired cells stack two values, long ids wrap
       $("audit-list").replaceChildren(table([
         { label: "time", cell: (e) => when(e.time) },
-        { label: "agent", cell: (e) => text(e.agent) },
-        { label: "key", cell: (e) => text(e.key_id) },
-        { label: "labels", cell: (e) => labels(e.labels) },
-        { label: "vendor", cell: (e) => text(e.vendor) },
-        { label: "model", cell: (e) => text(e.model) },
+        { label: "agent / key", cell: (e) => two(e.agent, e.key_id) },
+        { label: "labels", cell: (e) => el("span", { className: "wrap" }, labels(e.labels)) },
+        { label: "vendor / model", cell: (e) => two(e.vendor, e.model) },
         { label: "decision", cell: (e) => el("span", {
           className: `badge ${e.decision}`,
           title: e.decision === "credit" ? "money given back: the payment will move less" : undefined,
         }, e.decision) },
-        { label: "code", cell: (e) => text(e.code) },
-        { label: "by", cell: (e) => text(e.refused_by) },
+        { label: "code / by", cell: (e) => two(e.code, e.refused_by) },
         { label: "status", num: true, cell: (e) => text(e.status) },
         { label: "reserved", num: true, cell: (e) => usd(e.reserved_usd) },
         { label: "cost", num: true, cell: (e) => usd(e.cost_usd) },
         { label: "settlement", cell: (e) => text(e.settlement) },
-        { label: "spent / cap", num: true,
-          cell: (e) => (e.cap_usd === null ? usd(e.spent_usd) : `${usd(e.spent_usd)} / ${usd(e.cap_usd)}`) },
-        { label: "request", cell: (e) => el("code", {}, text(e.request_id)) },
-      ], entries, "No entries.", (e) => ({ className: "audit-row", "data-request-id": e.request_id })));
+        { label: "spent / cap", num: true, cell: money },
+        { label: "request", cell: (e) => el("code", { className: "wrap" }, text(e.request_id)) },
+      ], kept, want ? `No ${want} entries among the newest ${entries.length}.` : "No entries.",
+      (e) => ({ className: `audit-row ${e.decision}`, "data-request-id": e.request_id,
+        "data-decision": e.decision })));
+      $("audit-list").querySelector("table")?.classList.add("audit");
     },
   },
 
@@ -371,7 +401,10 @@ const views = {
         { label: "weight", num: true, cell: (p) => text(p.weight) },
         { label: "state", cell: (p) => el("span", { className: `badge ${p.state}` }, p.state) },
         { label: "failures in a row", num: true, cell: (p) => text(p.consecutive_failures) },
-      ], providers, "No endpoints.", (p) => ({ "data-provider": p.provider })));
+        { label: "simulated", cell: (p) => p.simulated
+          ? el("span", { className: "badge simulated" }, "simulated") : text("no") },
+      ], providers, "No endpoints.", (p) => ({ "data-provider": p.provider,
+        "data-simulated": String(Boolean(p.simulated)) })));
     },
   },
 };
@@ -536,10 +569,15 @@ $("report-group").addEventListener("change", (event) => {
   refresh("overview", true);
 });
 $("show-inactive").addEventListener("change", () => refresh("keys", true));
+$("audit-decision").addEventListener("change", (event) => {
+  views.audit.state.decision = event.target.value;
+  redraw("audit");
+});
 $("audit-form").addEventListener("submit", (event) => {
   event.preventDefault();
   views.audit.state.scope = $("audit-scope").value.trim();
   views.audit.state.limit = $("audit-limit").value;
+  views.audit.state.decision = $("audit-decision").value;
   refresh("audit", true);
 });
 $("approval-state").addEventListener("change", (event) => {
