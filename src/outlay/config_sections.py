@@ -1,6 +1,7 @@
 """What the provider and vendor sections of a config file say about simulation, read before
 `env:` references are resolved: a credential that names an unset variable stops the start
-(a real upstream must never be simulated in silence), `simulate: true` opts a section in."""
+(a real upstream must never be simulated in silence), `simulate: true` opts a section in;
+and the service tier a provider's account runs `auto` requests in."""
 
 from __future__ import annotations
 
@@ -10,8 +11,17 @@ from typing import Any
 
 from outlay.config_values import ConfigError
 
-__all__ = ["CREDENTIAL_FIELDS", "SIMULATED_PROVIDERS", "SIMULATED_VENDORS", "did_you_mean",
-           "has_credential", "simulated_sections", "unset_credentials"]
+__all__ = [
+    "CREDENTIAL_FIELDS",
+    "SERVICE_TIERS",
+    "SIMULATED_PROVIDERS",
+    "SIMULATED_VENDORS",
+    "did_you_mean",
+    "has_credential",
+    "service_tier_defaults",
+    "simulated_sections",
+    "unset_credentials",
+]
 
 # The fields of a vendor section that hold its credential (whatever the vendor)
 CREDENTIAL_FIELDS = ("secret", "api_key", "account_sid", "auth_token")
@@ -99,3 +109,29 @@ def _refuse(variable: str | None, where: str) -> None:
             f"{where} is env:{variable}, and {variable} is not set (or empty): set it, or "
             f"add `simulate: true` to {'.'.join(section)} to serve it with the built-in "
             "simulator")
+
+
+# The tiers a request for `auto` may land in, by provider
+SERVICE_TIERS = {"openai": ("default", "flex", "priority", "scale"),
+                 "anthropic": ("standard", "priority")}
+
+
+def service_tier_defaults(raw: object, where: str) -> dict[str, str]:
+    """`providers.<name>.service_tier_default`: the tier the provider's account runs a
+    request for `auto` in (OpenAI's project setting; Anthropic's priority capacity)."""
+    found: dict[str, str] = {}
+    if not isinstance(raw, dict):
+        return found  # the providers section itself is checked where it is read
+    for name, section in raw.items():
+        if not isinstance(section, dict):
+            continue
+        tier = section.get("service_tier_default")
+        if tier is None:
+            continue
+        here = f"{where}.{name}.service_tier_default"
+        known = SERVICE_TIERS.get(str(name))
+        if not isinstance(tier, str) or not tier or (known is not None and tier not in known):
+            expected = f"one of {', '.join(known)}" if known else "a tier name"
+            raise ConfigError(f"{here}: expected {expected}, got {tier!r}")
+        found[str(name)] = tier
+    return found

@@ -46,6 +46,7 @@ from outlay.config_sections import (
     SIMULATED_VENDORS,
     did_you_mean,
     has_credential,
+    service_tier_defaults,
     simulated_sections,
     unset_credentials,
 )
@@ -346,28 +347,6 @@ def _providers(
     return providers
 
 
-# The tiers a request for `auto` may land in, by provider
-SERVICE_TIERS = {"openai": ("default", "flex", "priority", "scale"),
-                 "anthropic": ("standard", "priority")}
-
-
-def _service_tier_defaults(raw: object, where: str) -> dict[str, str]:
-    """`providers.<name>.service_tier_default`: the tier the provider's account runs a
-    request for `auto` in (OpenAI's project setting; Anthropic's priority capacity)."""
-    found: dict[str, str] = {}
-    for name, section in _mapping(raw, where).items():
-        tier = _mapping(section, f"{where}.{name}").get("service_tier_default")
-        if tier is None:
-            continue
-        here = f"{where}.{name}.service_tier_default"
-        known = SERVICE_TIERS.get(str(name))
-        if not isinstance(tier, str) or not tier or (known is not None and tier not in known):
-            expected = f"one of {', '.join(known)}" if known else "a tier name"
-            raise ConfigError(f"{here}: expected {expected}, got {tier!r}")
-        found[str(name)] = tier
-    return found
-
-
 def _vendors(raw: object, where: str) -> dict[str, Mapping[str, Any]]:
     vendors: dict[str, Mapping[str, Any]] = {}
     for name, section in _mapping(raw, where).items():
@@ -499,7 +478,7 @@ def load_settings(
     return Settings(
         providers=MappingProxyType(_providers(doc.get("providers"), env, f"{source}: providers")),
         service_tier_defaults=MappingProxyType(
-            _service_tier_defaults(doc.get("providers"), f"{source}: providers")),
+            service_tier_defaults(doc.get("providers"), f"{source}: providers")),
         vendors=MappingProxyType(_vendors(doc.get("vendors"), f"{source}: vendors")),
         prices=MappingProxyType(_mapping(doc.get("prices"), f"{source}: prices")),
         policies=MappingProxyType(_policies(doc.get("policies"), f"{source}: policies",
