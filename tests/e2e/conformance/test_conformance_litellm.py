@@ -14,7 +14,7 @@ from .conftest import WEATHER, Ledger
 
 # LiteLLM reads its model map from the network unless told to use the copy it ships
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-import litellm  # noqa: E402
+import litellm
 
 pytestmark = [
     pytest.mark.e2e,
