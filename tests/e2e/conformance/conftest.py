@@ -3,7 +3,9 @@ checks every framework's scenarios share: chat, stream, a tool loop and a 402.""
 
 from __future__ import annotations
 
+import gc
 import time
+import warnings
 from collections.abc import Iterator
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
@@ -18,6 +20,18 @@ CONFORMANCE_CONFIG: dict[str, Any] = {"simulated": {"latency_ms": 0}}
 TINY_BUDGET = {"budgets": [{"usd": "0.000001", "period": "day", "mode": "hard"}]}
 WEATHER = "It is sunny in Paris."
 SETTLE_TIMEOUT_S = 10.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _frameworks_clients_collected() -> Iterator[None]:
+    """Collect, at the end of each module, the HTTP clients and event loops the frameworks
+    made and give no way to close (LangChain's models, LiteLLM's cached clients): their
+    ResourceWarnings are the frameworks' own, and would otherwise surface in whatever test
+    runs when the garbage collector happens to find them."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 @pytest.fixture(scope="module")
