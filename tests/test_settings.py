@@ -163,6 +163,15 @@ def test_approval_ttl_takes_seconds_or_a_duration(
     assert load_settings(write(tmp_path, text), {}).approval_ttl == seconds
 
 
+def test_price_snapshot_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "price_snapshot: prices.snapshot.yaml\n")
+    assert load_settings(path, {}).price_snapshot == "prices.snapshot.yaml"
+    assert load_settings(path, {"OUTLAY_PRICE_SNAPSHOT": "/x.yaml"}).price_snapshot == "/x.yaml"
+    assert load_settings(write(tmp_path, ""), {}).price_snapshot is None
+    with pytest.raises(ConfigError, match="price_snapshot"):
+        load_settings(write(tmp_path, "price_snapshot: 3\n"), {})
+
+
 def test_the_file_read_is_known_by_its_absolute_path(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path, "workers: 2\n")

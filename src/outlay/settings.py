@@ -81,6 +81,7 @@ _TOP_LEVEL_KEYS = frozenset(
         "providers",
         "vendors",
         "prices",
+        "price_snapshot",
         "policies",
         "default_policy",
         "simulated",
@@ -127,6 +128,7 @@ class Settings:
     service_tier_defaults: Mapping[str, str] = field(default_factory=_frozen_empty)
     vendors: Mapping[str, Mapping[str, Any]] = field(default_factory=_frozen_empty)
     prices: Mapping[str, Any] = field(default_factory=_frozen_empty)
+    price_snapshot: str | None = None  # a snapshot from `outlay prices update`, not the shipped
     policies: Mapping[str, Mapping[str, Any]] = field(default_factory=_frozen_empty)
     config_file: str | None = None  # the file read, absolute; it manages `policies`' scopes
     simulated_latency_ms: float = 0.0
@@ -199,6 +201,7 @@ _CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "abandoned_stream_s": cv.real(0),
     "abandoned_stream_bytes": cv.integer(0),
     "approval_ttl": cv.duration,
+    "price_snapshot": cv.nonempty_text,
 }
 # Host and port come from `listen` / OUTLAY_LISTEN, and the latency from `simulated:` in the
 # file: one spelling per place, so two values can never disagree.
@@ -218,9 +221,10 @@ _ENV_VARIABLES = {
     "abandoned_stream_s": "OUTLAY_ABANDONED_STREAM_S",
     "abandoned_stream_bytes": "OUTLAY_ABANDONED_STREAM_BYTES",
     "approval_ttl": "OUTLAY_APPROVAL_TTL",
+    "price_snapshot": "OUTLAY_PRICE_SNAPSHOT",
 }
 _FILE_KEYS = ("state", "database", "admin_token", "workers", "max_body_bytes",
-              "reservation_lease_s", "approval_ttl")
+              "reservation_lease_s", "approval_ttl", "price_snapshot")
 
 
 # --- the file ---

@@ -184,6 +184,8 @@ async def test_one_price_with_every_dimension(admin: Admin) -> None:
     assert sonnet["betas"] == {"context-1m": {"context_window": 1_000_000}}
     assert sonnet["tool_fees"] == {"web_fetch": "0", "web_search": "0.01"}
     assert sonnet["service_tier_default"] == "standard"
+    assert sonnet["source"]["prices"].startswith("genai-prices ")
+    assert sonnet["source"]["max_output_tokens"] == "prices.yaml"
     gpt5 = await admin.call("GET", "prices/gpt-5")
     assert set(gpt5["service_tiers"]) == {"flex", "priority"}
 

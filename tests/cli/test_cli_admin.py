@@ -552,7 +552,9 @@ async def test_prices_check_shows_every_dimension(fake_admin: FakeAdmin, run_cli
                                                            "tiers": [long]}},
               "tool_fees": {"web_fetch": "0", "web_search": "0.01"},
               "betas": {"context-1m": {"context_window": 1000000}},
-              "base_tier": "standard", "service_tier_default": "priority"}
+              "base_tier": "standard", "service_tier_default": "priority",
+              "source": {"prices": "genai-prices 0.2.5 (2026-12-06)",
+                         "max_output_tokens": "prices.yaml"}}
     fake_admin.answer("GET", "/admin/v1/prices/claude-sonnet-4-5-20250929", answer)
     result = await run_cli("prices", "check", "claude-sonnet-4-5-20250929")
     assert result.exit_code == 0, result.output
@@ -568,6 +570,8 @@ async def test_prices_check_shows_every_dimension(fake_admin: FakeAdmin, run_cli
     assert "betas: context-1m lifts context_window=1000000" in text
     assert "tool fees (USD per use): web_fetch 0, web_search 0.01" in text
     assert "reserved at: priority" in text
+    assert "source of prices: genai-prices 0.2.5 (2026-12-06)" in text
+    assert "source of max_output_tokens: prices.yaml" in text
 
 
 async def test_prices_check_of_an_unknown_model_fails(fake_admin: FakeAdmin,

@@ -13,6 +13,7 @@ import httpx2
 import openai
 import pytest
 import requests
+from agents.tracing.processors import BackendSpanExporter
 
 import outlay
 from outlay.gateway.errors import error_answer
@@ -35,6 +36,7 @@ PATCHED: list[tuple[type, str]] = [
     (anthropic.Anthropic, "__init__"), (anthropic.AsyncAnthropic, "__init__"),
     (anthropic.Anthropic, "_make_status_error"), (anthropic.AsyncAnthropic, "_make_status_error"),
     (requests.Session, "send"), (httpx.Client, "send"), (httpx.AsyncClient, "send"),
+    (httpx2.Client, "send"), (httpx2.AsyncClient, "send"), (BackendSpanExporter, "export"),
 ]
 _ABSENT = object()
 

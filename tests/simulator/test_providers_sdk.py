@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anthropic
 import httpx2
@@ -160,3 +162,103 @@ async def test_anthropic_errors_map_to_sdk_exceptions(claude: anthropic.AsyncAnt
         await claude.post(
             "/v1/messages", cast_to=object, body={"model": "m", "messages": ANTHROPIC_HELLO}
         )
+
+
+WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}},
+                  "required": ["city"], "additionalProperties": False}
+
+
+async def test_openai_chat_calls_a_tool_then_answers(oai: openai.AsyncOpenAI) -> None:
+    tools: Any = [{"type": "function",
+                   "function": {"name": "get_weather", "parameters": WEATHER_SCHEMA}}]
+    plain = await oai.chat.completions.create(model="gpt-4o-mini", messages=OPENAI_HELLO,
+                                              tools=tools)
+    choice = plain.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.tool_calls is not None
+    call: Any = choice.message.tool_calls[0]
+    assert (call.function.name, json.loads(call.function.arguments)) == (
+        "get_weather", {"city": "sim"})
+    assert plain.usage is not None
+    assert plain.usage.prompt_tokens > 7  # the tool's definition is read too
+    assert plain.usage.completion_tokens > 0
+
+    stream = await oai.chat.completions.create(
+        model="gpt-4o-mini", messages=OPENAI_HELLO, tools=tools, stream=True,
+        stream_options={"include_usage": True})
+    arguments, name, finish, usage = "", None, None, None
+    async for chunk in stream:
+        usage = chunk.usage or usage
+        for delta_call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            name = name or (delta_call.function.name if delta_call.function else None)
+            arguments += (delta_call.function.arguments or "") if delta_call.function else ""
+        if chunk.choices and chunk.choices[0].finish_reason:
+            finish = chunk.choices[0].finish_reason
+    assert (name, arguments, finish) == ("get_weather", call.function.arguments, "tool_calls")
+    assert usage is not None
+    assert usage.completion_tokens == plain.usage.completion_tokens
+
+    messages: Any = [*OPENAI_HELLO, choice.message.model_dump(exclude_none=True),
+                     {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+    answer = await oai.chat.completions.create(model="gpt-4o-mini", messages=messages,
+                                               tools=tools)
+    assert answer.choices[0].finish_reason == "stop"
+    assert answer.choices[0].message.content
+
+
+async def test_openai_responses_calls_a_tool_then_answers(oai: openai.AsyncOpenAI) -> None:
+    tools: Any = [{"type": "function", "name": "get_weather", "parameters": WEATHER_SCHEMA,
+                   "strict": True}]
+    plain = await oai.responses.create(model="gpt-4o-mini", input="Hello", tools=tools)
+    item: Any = plain.output[0]
+    assert (item.type, item.name, json.loads(item.arguments)) == (
+        "function_call", "get_weather", {"city": "sim"})
+    stream = await oai.responses.create(model="gpt-4o-mini", input="Hello", tools=tools,
+                                        stream=True)
+    deltas, final = "", None
+    async for event in stream:
+        if event.type == "response.function_call_arguments.delta":
+            deltas += event.delta
+        if event.type == "response.completed":
+            final = event.response
+    assert final is not None
+    assert final.usage is not None
+    assert plain.usage is not None
+    assert deltas == item.arguments
+    assert final.usage.output_tokens == plain.usage.output_tokens > 0
+    follow: Any = [{"role": "user", "content": "Hello"}, item.model_dump(exclude_none=True),
+                   {"type": "function_call_output", "call_id": item.call_id, "output": "sunny"}]
+    answer = await oai.responses.create(model="gpt-4o-mini", input=follow, tools=tools)
+    assert answer.output_text
+
+
+async def test_anthropic_calls_a_tool_then_answers(claude: anthropic.AsyncAnthropic) -> None:
+    tools: Any = [{"name": "get_weather", "input_schema": WEATHER_SCHEMA}]
+    plain = await claude.messages.create(model="claude-haiku-4-5", max_tokens=256,
+                                         messages=ANTHROPIC_HELLO, tools=tools)
+    block: Any = plain.content[0]
+    assert plain.stop_reason == "tool_use"
+    assert (block.type, block.name, block.input) == ("tool_use", "get_weather", {"city": "sim"})
+
+    async with claude.messages.stream(model="claude-haiku-4-5", max_tokens=256,
+                                      messages=ANTHROPIC_HELLO, tools=tools) as stream:
+        delta_usage = None
+        async for event in stream:
+            if event.type == "message_delta":
+                delta_usage = event.usage
+        final = await stream.get_final_message()
+    streamed: Any = final.content[0]
+    assert (streamed.name, streamed.input) == ("get_weather", {"city": "sim"})
+    # message_delta reports the input too, as the real API does
+    assert delta_usage is not None
+    assert delta_usage.input_tokens == plain.usage.input_tokens > 7
+    assert delta_usage.output_tokens == plain.usage.output_tokens
+
+    messages: Any = [*ANTHROPIC_HELLO, {"role": "assistant", "content": [block.model_dump()]},
+                     {"role": "user", "content": [{"type": "tool_result",
+                                                   "tool_use_id": block.id,
+                                                   "content": "sunny"}]}]
+    answer = await claude.messages.create(model="claude-haiku-4-5", max_tokens=256,
+                                          messages=messages, tools=tools)
+    assert answer.stop_reason == "end_turn"
+    assert answer.content[0].type == "text"

@@ -175,7 +175,8 @@ async def price_of(request: web.Request) -> web.Response:
     found = gw.prices.resolve(requested)
     if found is None:
         raise NotFound(f"no price for model {requested!r}")
-    return dump({"requested": requested, **found.to_dict(), "base_tier": found.base_tier,
+    return dump({"requested": requested, **found.to_dict(), "source": dict(found.sources),
+                 "base_tier": found.base_tier,
                  "service_tier_default": gw.settings.service_tier_defaults.get(
                      found.provider, found.base_tier)})
 

@@ -1,16 +1,24 @@
-"""`outlay prices`: the price table in force, and `outlay prices check MODEL`, one model as a
+"""`outlay prices`: the price table in force; `outlay prices check MODEL`, one model as a
 request naming it is priced, with every dimension (service tiers, input-length tiers, tool
-fees, limits and the betas that lift them)."""
+fees, limits and the betas that lift them) and where each figure comes from; `outlay prices
+update`, a new price snapshot from the genai-prices package."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import click
+import yaml
 
 from outlay.cli.client import Admin, admin_command, segment
 from outlay.cli.output import cell, table, usd
+from outlay.pricing.genai_source import SOURCE, snapshot
+from outlay.pricing.sources import Snapshot
+from outlay.pricing.table import PriceTable
 
 _RATE_COLUMNS = ("input", "cached_input", "cache_write", "cache_write_1h", "output")
 
@@ -67,6 +75,7 @@ def render_check(answer: Mapping[str, Any]) -> str:
         f"a request for `auto` (or no tier) is reserved at: "
         f"{answer.get('service_tier_default') or answer.get('base_tier')}",
         "aliases: " + cell(answer.get("aliases")),
+        *(f"source of {what}: {where}" for what, where in (answer.get("source") or {}).items()),
     ]
     return "\n".join(lines)
 
@@ -83,3 +92,47 @@ def _rows(tier: str, rates: Mapping[str, Any], long: list[Mapping[str, Any]]
     yield [tier, "-", *(usd(rates.get(column)) for column in _RATE_COLUMNS)]
     for past in long:
         yield [tier, past.get("threshold"), *(usd(past.get(column)) for column in _RATE_COLUMNS)]
+
+
+@prices.command("update")
+@click.option("--from", "data_file", type=click.Path(exists=True, dir_okay=False),
+              help="A genai-prices data file (its data.json) instead of the installed "
+                   "package's prices.")
+@click.option("--out", default="prices.snapshot.yaml", show_default=True,
+              type=click.Path(dir_okay=False), help="Where to write the snapshot.")
+def prices_update(data_file: str | None, out: str) -> None:
+    """Write a price snapshot from the genai-prices package (`pip install -U genai-prices`
+    first for its newest prices), checked as the gateway would load it; point
+    `price_snapshot:` in outlay.yaml at it and restart the gateway to use it."""
+    try:
+        import genai_prices
+        from genai_prices.data import providers as bundled
+    except ImportError:
+        raise click.ClickException(
+            "the genai-prices package is not installed: pip install -U genai-prices") from None
+    providers: Any = bundled
+    version = genai_prices.__version__
+    if data_file is not None:
+        from genai_prices.types import _providers_from_raw
+
+        with open(data_file, encoding="utf-8") as handle:
+            raw = json.load(handle)
+        if not isinstance(raw, list):
+            raise click.ClickException(f"{data_file}: expected genai-prices' list of providers")
+        providers = _providers_from_raw(raw)
+        version = f"{version} with {os.path.basename(data_file)}"
+    text = render_snapshot(snapshot(providers, version, datetime.now(UTC).date()))
+    try:
+        table = PriceTable.load(snapshot=Snapshot.parse(text, out))
+    except ValueError as exc:
+        raise click.ClickException(f"the snapshot would not load: {exc}") from None
+    with open(out, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    click.echo(f"wrote {out}: {SOURCE} {version}, {len(table.names())} models priced "
+               f"with prices.yaml; set `price_snapshot: {out}` and restart the gateway")
+
+
+def render_snapshot(doc: Mapping[str, Any]) -> str:
+    head = ("# Prices drawn from the genai-prices package by `outlay prices update`; Outlay's\n"
+            "# prices.yaml adds what it lacks (output limits, betas, tool fees, aliases).\n")
+    return head + yaml.safe_dump(dict(doc), sort_keys=False, allow_unicode=True)

@@ -34,7 +34,7 @@ from outlay.gateway.wiring import (
 )
 from outlay.policy.errors import AuthError, OutlayError
 from outlay.policy.money import micros_to_usd
-from outlay.pricing.table import PriceTable
+from outlay.pricing.table import PriceTable, load_table
 from outlay.settings import Settings
 from outlay.state.base import StateError, StateStore
 from outlay.state.clock import wall_ms
@@ -145,7 +145,7 @@ def create_app(
         settings=settings,
         store=store or store_for(settings),
         upstream=upstream or upstream_from_settings(settings, health),
-        prices=prices or PriceTable.load(settings.prices),
+        prices=prices or load_table(settings.prices, settings.price_snapshot),
         clock=clock,
         vendors=vendors or vendors_from_settings(settings),
         vendor_pricing=vendor_pricing(settings.vendors),

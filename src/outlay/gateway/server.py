@@ -27,7 +27,7 @@ from outlay.gateway.handoff import MAX_HEAD_BYTES
 from outlay.gateway.llm import llm_handlers
 from outlay.gateway.wiring import vendor_headers_of, vendor_pricing, vendors_from_settings
 from outlay.policy.model import parse_policy, parse_scope
-from outlay.pricing.table import PriceTable
+from outlay.pricing.table import load_table
 from outlay.settings import Settings
 from outlay.state.base import StateError
 
@@ -164,7 +164,7 @@ def serve(settings: Settings) -> None:
     _raise_open_files(settings.max_connections)
     try:
         # bad prices or vendor sections stop start-up with a clear message
-        PriceTable.load(settings.prices)
+        load_table(settings.prices, settings.price_snapshot)
         vendor_pricing(settings.vendors)
         vendor_headers_of(settings)
         vendors_from_settings(settings)

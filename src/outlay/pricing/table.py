@@ -5,6 +5,7 @@ Resolves a requested model name through its canonical name, an alias or a dated 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -16,6 +17,7 @@ import yaml
 from outlay.policy.money import ceil_div, micros_to_usd, usd_to_micros
 from outlay.pricing import rates as dims
 from outlay.pricing.rates import BASE_TIERS, BetaLimits, LengthTier, Rates, TierPrices
+from outlay.pricing.sources import Snapshot, combine
 
 PROVIDERS = ("openai", "anthropic")
 
@@ -57,6 +59,8 @@ class ModelPrice:
     tool_fees: tuple[tuple[str, int], ...] = ()
     # the limits a beta header lifts, by beta name without its date (`context-1m`)
     betas: tuple[tuple[str, BetaLimits], ...] = ()
+    # where its figures come from: `prices`, `max_output_tokens`, `context_window` -> source
+    sources: tuple[tuple[str, str], ...] = dataclasses.field(default=(), compare=False)
 
     @property
     def cache_write(self) -> int:
@@ -146,6 +150,13 @@ def _tier_dict(tier: TierPrices) -> dict[str, Any]:
     return found
 
 
+def load_table(overrides: Mapping[str, Any] | None, snapshot_path: str | None) -> PriceTable:
+    """The table a gateway runs with: the shipped snapshot, or the one `price_snapshot`
+    names, with prices.yaml and the configuration's overrides."""
+    snapshot = None if snapshot_path is None else Snapshot.from_file(snapshot_path)
+    return PriceTable.load(overrides, snapshot)
+
+
 class PriceTable:
     """Immutable after load: canonical models plus an alias index."""
 
@@ -154,18 +165,25 @@ class PriceTable:
         self._aliases = dict(aliases)
 
     @classmethod
-    def load(cls, overrides: Mapping[str, Any] | None = None) -> PriceTable:
+    def load(cls, overrides: Mapping[str, Any] | None = None,
+             snapshot: Snapshot | None = None) -> PriceTable:
         """The shipped table with `overrides` (config `prices:`) applied entry by entry.
 
-        An override naming a known model changes only the fields it gives; an unknown name adds
-        a model (needing `provider`, and `input` and `output` unless `free`); `alias_of` makes
-        the name a pure alias. Raises ValueError naming the model and field at fault.
+        The table is the price snapshot (`snapshot`, else the shipped one) with prices.yaml
+        over it (sources.combine). An override naming a known model changes only the fields
+        it gives; an unknown name adds a model (needing `provider`, and `input` and `output`
+        unless `free`); `alias_of` makes the name a pure alias. Raises ValueError naming the
+        model and field at fault.
         """
         text = files("outlay.pricing").joinpath("prices.yaml").read_text(encoding="utf-8")
         shipped = yaml.safe_load(text)
         if not isinstance(shipped, Mapping) or not isinstance(shipped.get("models"), Mapping):
             raise ValueError("prices.yaml: expected a `models:` mapping")
-        entries = {name: dict(_entry(name, raw)) for name, raw in shipped["models"].items()}
+        own = {name: dict(_entry(name, raw)) for name, raw in shipped["models"].items()}
+        source = snapshot or Snapshot.shipped()
+        for name, raw in source.models.items():
+            _entry(name, raw)
+        entries, origins = combine(source, own)
         fees = {provider: dict(dims.tool_fees(f"prices.yaml: tool_fees.{provider}", raw))
                 for provider, raw in (shipped.get("tool_fees") or {}).items()}
         new: set[str] = set()
@@ -175,10 +193,17 @@ class PriceTable:
             for name, raw in overrides.items():
                 if name not in entries or "alias_of" in entries[name]:
                     new.add(name)
-                _merge(entries, name, _entry(name, raw))
+                given = _entry(name, raw)
+                _merge(entries, name, given)
+                mine = origins.setdefault(name, {}) if name in entries else {}
+                for field in ("max_output_tokens", "context_window"):
+                    if field in given:
+                        mine[field] = "config"
+                if name in new or any(f in given for f in _PRICE_FIELDS):
+                    mine["prices"] = "config"
         for name in sorted(new):
             _require_limits(name, entries.get(name, {}))
-        return _build(entries, fees)
+        return _build(entries, fees, origins)
 
     def resolve(self, model: str) -> ModelPrice | None:
         """The price of `model` given by name, alias or dated snapshot; None when unknown."""
@@ -290,11 +315,13 @@ def _merge(entries: dict[str, dict[str, Any]], name: str, override: Mapping[str,
 
 
 def _build(entries: Mapping[str, Mapping[str, Any]],
-           fees: Mapping[str, Mapping[str, int]]) -> PriceTable:
+           fees: Mapping[str, Mapping[str, int]],
+           origins: Mapping[str, Mapping[str, str]]) -> PriceTable:
     """Turn checked entries into ModelPrices and an alias index with canonical targets."""
     models = {
-        name: _model(name, entry, fees) for name, entry in entries.items()
-        if "alias_of" not in entry
+        name: replace(_model(name, entry, fees),
+                      sources=tuple(sorted(origins.get(name, {}).items())))
+        for name, entry in entries.items() if "alias_of" not in entry
     }
     aliases: dict[str, str] = {}
 

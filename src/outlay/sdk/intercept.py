@@ -7,6 +7,7 @@ import threading
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from outlay.sdk.key_guard import KeyGuard, guard_exporters
 from outlay.sdk.llm_clients import route_llm_clients
 from outlay.sdk.patches import Patches
 from outlay.sdk.vendor_http import VendorRoutes, route_vendor_http
@@ -37,8 +38,11 @@ def intercept_all(
 
     Clients constructed afterwards use the gateway whatever api_key or base_url they are
     given or find in the environment. `vendors` maps more hosts to vendor names (or a host to
-    None to leave it alone). Calling it again replaces the settings; `restore()` undoes it.
-    Libraries that are not installed are skipped.
+    None to leave it alone). The key goes to the gateway only: a request to any other host
+    sent through requests, httpx or httpx2 loses every header carrying it, and
+    openai-agents' trace exporter does not send traces whose only credential is the key.
+    Calling it again replaces the settings; `restore()` undoes it. Libraries that are not
+    installed are skipped.
     """
     if not key or not isinstance(key, str):
         raise ValueError("key must be the Outlay key (olk_…)")
@@ -50,8 +54,10 @@ def intercept_all(
             _CURRENT.patches = None
         patches = Patches()
         try:
+            guard = KeyGuard.of(gateway, key)
             route_llm_clients(patches, gateway, key)
-            route_vendor_http(patches, routes)
+            route_vendor_http(patches, routes, guard)
+            guard_exporters(patches, guard)
         except BaseException:
             patches.undo()
             raise

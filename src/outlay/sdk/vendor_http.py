@@ -3,8 +3,8 @@ instead, with the Outlay key in place of the vendor credential.
 
 The stripe, twilio and resend SDKs send through `requests.Session.send` (every blocking
 client) or `httpx.Client.send` / `httpx.AsyncClient.send` (stripe's and resend's async
-clients), so those three methods are the narrowest points that see all their calls. Any other
-host passes untouched.
+clients), so those three methods are the narrowest points that see all their calls. A call to
+any other host passes, without the Outlay key (key_guard.py).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from outlay.sdk.key_guard import KeyGuard
 from outlay.sdk.patches import Patches, optional_import
 
 DEFAULT_VENDOR_HOSTS: Mapping[str, str] = {
@@ -90,17 +91,24 @@ class VendorRoutes:
         return f"Bearer {self.key}"
 
 
-def route_vendor_http(patches: Patches, routes: VendorRoutes) -> None:
+def route_vendor_http(patches: Patches, routes: VendorRoutes, guard: KeyGuard) -> None:
+    """Vendor hosts' calls to the gateway; every other call without the key (`guard`)."""
     requests = optional_import("requests")
     if requests is not None:
-        patches.replace(requests.Session, "send", functools.partial(_requests_send, routes))
-    httpx = optional_import("httpx")
-    if httpx is not None:
-        patches.replace(httpx.Client, "send", functools.partial(_httpx_send, routes))
-        patches.replace(httpx.AsyncClient, "send", functools.partial(_httpx_send_async, routes))
+        patches.replace(requests.Session, "send",
+                        functools.partial(_requests_send, routes, guard))
+    # httpx2 is the official SDKs' fork of httpx, which their exporters use too
+    for name in ("httpx", "httpx2"):
+        httpx = optional_import(name)
+        if httpx is None:
+            continue
+        patches.replace(httpx.Client, "send", functools.partial(_httpx_send, routes, guard))
+        patches.replace(httpx.AsyncClient, "send",
+                        functools.partial(_httpx_send_async, routes, guard))
 
 
-def _requests_send(routes: VendorRoutes, send: Callable[..., Any]) -> Callable[..., Any]:
+def _requests_send(routes: VendorRoutes, guard: KeyGuard,
+                   send: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(send)
     def send_through_gateway(self: Any, request: Any, **kwargs: Any) -> Any:
         target = routes.target(request.url) if isinstance(request.url, str) else None
@@ -110,26 +118,34 @@ def _requests_send(routes: VendorRoutes, send: Callable[..., Any]) -> Callable[.
             routes.put_credentials(request.headers)
             # proxies were chosen for the vendor's host; send() chooses again for the gateway's
             kwargs.pop("proxies", None)
+        elif isinstance(request.url, str):
+            guard.strip(request.url, request.headers)
         return send(self, request, **kwargs)
 
     return send_through_gateway
 
 
-def _httpx_send(routes: VendorRoutes, send: Callable[..., Any]) -> Callable[..., Any]:
+def _httpx_send(routes: VendorRoutes, guard: KeyGuard,
+                send: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(send)
     def send_through_gateway(self: Any, request: Any, **kwargs: Any) -> Any:
         if _to_gateway(routes, request):
             kwargs["auth"] = None  # the client's own auth would put the vendor credential back
+        else:
+            guard.strip(str(request.url), request.headers)
         return send(self, request, **kwargs)
 
     return send_through_gateway
 
 
-def _httpx_send_async(routes: VendorRoutes, send: Callable[..., Any]) -> Callable[..., Any]:
+def _httpx_send_async(routes: VendorRoutes, guard: KeyGuard,
+                      send: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(send)
     async def send_through_gateway(self: Any, request: Any, **kwargs: Any) -> Any:
         if _to_gateway(routes, request):
             kwargs["auth"] = None
+        else:
+            guard.strip(str(request.url), request.headers)
         return await send(self, request, **kwargs)
 
     return send_through_gateway

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from outlay.simulator import tool_answers
 from outlay.simulator.common import (
     BREAK_MODEL,
     SimContext,
@@ -27,6 +28,7 @@ from outlay.simulator.common import (
     sse_reply,
 )
 from outlay.simulator.failures import anthropic_failure, failing
+from outlay.simulator.function_tools import anthropic_call, definitions_tokens
 from outlay.simulator.server_tools import (
     anthropic_blocks,
     anthropic_tier,
@@ -102,7 +104,7 @@ def _input_tokens(payload: Mapping[str, Any]) -> int:
         if not isinstance(system, str | list):
             raise SimRejection(400, "system: Input should be a valid string or list")
         tokens += message_tokens(system)
-    return tokens
+    return tokens + definitions_tokens(payload.get("tools"))
 
 
 def _messages(
@@ -120,13 +122,18 @@ def _messages(
     if stream is not None and not isinstance(stream, bool):
         raise SimRejection(400, "stream: Input should be a valid boolean")
     reply = canned_reply(limit, model)
-    stop_reason = "max_tokens" if reply.truncated else "end_turn"
+    call = anthropic_call(payload, limit)
+    stop_reason = "tool_use" if call else "max_tokens" if reply.truncated else "end_turn"
     tier = anthropic_tier(payload, ctx.tiers.get("anthropic"))
     uses = anthropic_uses(payload)
     tools = anthropic_blocks(uses, ctx.new_id)
     # each server tool use starts another iteration, which reads the context again
     total_input = iterations_input(input_tokens, len(uses))
-    usage = _usage(total_input, reply.output_tokens, tier)
+    usage = _usage(total_input, reply.output_tokens if call is None else call.output_tokens,
+                   tier)
+    # the answer ends in the text, or in the agent's tool called instead
+    last = ({"type": "text", "text": reply.text} if call is None
+            else tool_answers.anthropic_block(call, ctx.new_id))
     if uses:
         usage["server_tool_use"] = anthropic_usage_of(uses)
     message: dict[str, Any] = {
@@ -134,7 +141,7 @@ def _messages(
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [*tools, {"type": "text", "text": reply.text}],
+        "content": [*tools, last],
         "stop_reason": stop_reason,
         "stop_sequence": None,
         "usage": usage,
@@ -154,17 +161,21 @@ def _messages(
         steps += [("content_block_start", {"index": index, "content_block": block}),
                   ("content_block_stop", {"index": index})]
     text = len(tools)
-    steps += [
-        ("content_block_start", {"index": text, "content_block": {"type": "text", "text": ""}}),
-        ("ping", {}),
-    ]
-    steps += [
-        ("content_block_delta", {"index": text, "delta": {"type": "text_delta", "text": piece}})
-        for piece in reply.pieces
-    ]
+    if call is not None:
+        steps += tool_answers.anthropic_steps(last, text)
+    else:
+        steps += [
+            ("content_block_start",
+             {"index": text, "content_block": {"type": "text", "text": ""}}),
+            ("ping", {}),
+            *(("content_block_delta",
+               {"index": text, "delta": {"type": "text_delta", "text": piece}})
+              for piece in reply.pieces),
+            ("content_block_stop", {"index": text}),
+        ]
+    # message_delta carries the whole usage, input included, as the real API's does
     final = {key: usage[key] for key in usage if key != "service_tier"}
     steps += [
-        ("content_block_stop", {"index": text}),
         (
             "message_delta",
             {"delta": {"stop_reason": stop_reason, "stop_sequence": None}, "usage": final},

@@ -13,7 +13,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-from outlay.simulator import background
+from outlay.simulator import background, tool_answers
 from outlay.simulator.common import (
     BREAK_MODEL,
     CannedReply,
@@ -34,6 +34,7 @@ from outlay.simulator.common import (
     sse_reply,
 )
 from outlay.simulator.failures import chat_failure, failing, responses_failure
+from outlay.simulator.function_tools import definitions_tokens, openai_chat_call, responses_call
 from outlay.simulator.server_tools import iterations_input, openai_calls, openai_tier
 
 MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1-mini", "o4-mini", "text-embedding-3-small")
@@ -107,9 +108,15 @@ def _chat(
     if not isinstance(messages, list) or not messages:
         raise SimRejection(400, "'messages' must be a non-empty array.", "messages")
     stream, include_usage = _stream_flags(payload)
-    reply = canned_reply(optional_limit(payload, "max_completion_tokens", "max_tokens"), model)
-    usage = _chat_usage(sum(message_tokens(m) for m in messages), reply.output_tokens)
-    finish = "length" if reply.truncated else "stop"
+    limit = optional_limit(payload, "max_completion_tokens", "max_tokens")
+    reply = canned_reply(limit, model)
+    call = openai_chat_call(payload, limit)
+    prompt_tokens = sum(message_tokens(m) for m in messages)
+    prompt_tokens += definitions_tokens(payload.get("tools"))
+    usage = _chat_usage(prompt_tokens,
+                        reply.output_tokens if call is None else call.output_tokens)
+    finish = "tool_calls" if call else "length" if reply.truncated else "stop"
+    call_id = ctx.new_id("call_")
     envelope = {
         "id": ctx.new_id("chatcmpl-"),
         "created": ctx.now(),
@@ -126,7 +133,7 @@ def _chat(
             "content": reply.text,
             "refusal": None,
             "annotations": [],
-        }
+        } if call is None else tool_answers.chat_message(call, call_id)
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
         answer = {**envelope, "object": "chat.completion", "choices": [choice], "usage": usage}
         return maybe_broken(json_reply(200, answer, headers), broken)
@@ -135,8 +142,11 @@ def _chat(
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         return _chunk(envelope, "chat.completion.chunk", [choice], include_usage)
 
-    events = [chunk({"role": "assistant", "content": "", "refusal": None}, None)]
-    events += [chunk({"content": piece}, None) for piece in reply.pieces]
+    if call is None:
+        events = [chunk({"role": "assistant", "content": "", "refusal": None}, None)]
+        events += [chunk({"content": piece}, None) for piece in reply.pieces]
+    else:
+        events = [chunk(delta, None) for delta in tool_answers.chat_deltas(call, call_id)]
     events.append(chunk({}, finish))
     if include_usage:
         events.append(
@@ -229,9 +239,18 @@ def _responses(
     reply = canned_reply(limit, model)
     ids = (ctx.new_id("resp_"), ctx.new_id("msg_"))
     calls = openai_calls(payload, ctx.new_id)
+    input_tokens += definitions_tokens(payload.get("tools"))
     # each built-in tool call starts another iteration, which reads the context again
     final = _response_object(ids, ctx.now(), model, payload, reply,
                              iterations_input(input_tokens, len(calls)), calls)
+    call = responses_call(payload, limit)
+    if call is not None:
+        # the agent's tool is called instead of an answer in text
+        usage = final["usage"]
+        usage["output_tokens"] = call.output_tokens
+        usage["total_tokens"] = usage["input_tokens"] + call.output_tokens
+        final.update(status="completed", incomplete_details=None)
+        final["output"][-1] = tool_answers.responses_item(call, ctx.new_id)
     final["service_tier"] = openai_tier(payload, ctx.tiers.get("openai"))
     broken = model == BREAK_MODEL
     if failing(model):
@@ -299,7 +318,6 @@ def _response_object(
 def _response_events(final: dict[str, Any], reply: CannedReply) -> list[bytes]:
     """The Responses stream: created, deltas, then completed (or incomplete) with usage."""
     *calls, item = final["output"]
-    part = item["content"][0]
     pending = {**final, "status": "in_progress", "output": [], "usage": None}
     pending["incomplete_details"] = None
     at = len(calls)
@@ -314,23 +332,21 @@ def _response_events(final: dict[str, Any], reply: CannedReply) -> list[bytes]:
              {"output_index": index, "item": {**call, "status": "in_progress"}}),
             ("response.output_item.done", {"output_index": index, "item": call}),
         ]
-    steps += [
-        (
-            "response.output_item.added",
-            {"output_index": at, "item": {**item, "status": "in_progress", "content": []}},
-        ),
-        ("response.content_part.added", {**where, "part": {**part, "text": ""}}),
-    ]
-    steps += [
-        ("response.output_text.delta", {**where, "delta": piece, "logprobs": []})
-        for piece in reply.pieces
-    ]
-    steps += [
-        ("response.output_text.done", {**where, "text": reply.text, "logprobs": []}),
-        ("response.content_part.done", {**where, "part": part}),
-        ("response.output_item.done", {"output_index": at, "item": item}),
-        (f"response.{final['status']}", {"response": final}),
-    ]
+    if item["type"] == "function_call":
+        steps += tool_answers.responses_steps(item, at)
+    else:
+        part = item["content"][0]
+        steps += [
+            ("response.output_item.added",
+             {"output_index": at, "item": {**item, "status": "in_progress", "content": []}}),
+            ("response.content_part.added", {**where, "part": {**part, "text": ""}}),
+            *(("response.output_text.delta", {**where, "delta": piece, "logprobs": []})
+              for piece in reply.pieces),
+            ("response.output_text.done", {**where, "text": reply.text, "logprobs": []}),
+            ("response.content_part.done", {**where, "part": part}),
+            ("response.output_item.done", {"output_index": at, "item": item}),
+        ]
+    steps.append((f"response.{final['status']}", {"response": final}))
     return [
         sse_event(name, {"type": name, "sequence_number": number, **data})
         for number, (name, data) in enumerate(steps)
