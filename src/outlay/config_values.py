@@ -101,6 +101,12 @@ def bearer_token(value: object, where: str) -> str:
     return text
 
 
+def bearer_tokens(value: object, where: str) -> tuple[str, ...]:
+    """Comma-separated bearer tokens (each as `bearer_token` checks it)."""
+    text = nonempty_text(value, where)
+    return tuple(bearer_token(part.strip(), where) for part in text.split(",") if part.strip())
+
+
 def port_number(value: object, where: str) -> int:
     port = integer(0)(value, where)  # 0 asks the OS for a free port, handy in tests
     if port > 65535:

@@ -21,6 +21,8 @@ Environment variables (an empty value counts as unset):
     OUTLAY_MAX_CONNECTIONS      open connections per worker; past it new ones are closed
     OUTLAY_METRICS_TOKEN        when set, GET /metrics needs `Authorization: Bearer <it>`
     OUTLAY_APPROVAL_TTL         how long an approval may be decided and used (3600, 90s, 30m, 1h)
+    OUTLAY_SECRET_KEY           seals webhook secrets at rest (at least 16 characters)
+    OUTLAY_OLD_SECRET_KEYS      earlier secret keys, comma-separated: they still open secrets
     OPENAI_API_KEY, ANTHROPIC_API_KEY
                                 used for that provider when the file does not configure it
 
@@ -134,6 +136,9 @@ class Settings:
     body_timeout_s: float = 60.0  # a body must be whole this long after its head, else 408
     max_connections: int = 10_000  # per worker; past it new connections are closed at once
     metrics_token: str | None = field(default=None, repr=False)  # GET /metrics needs it
+    # webhook secrets are sealed at rest with it; older keys only open what they sealed
+    secret_key: str | None = field(default=None, repr=False)
+    old_secret_keys: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def simulated(self) -> bool:
@@ -165,6 +170,8 @@ _CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "max_connections": cv.integer(1),
     "metrics_token": cv.bearer_token,
     "approval_ttl": cv.duration,
+    "secret_key": cv.bearer_token,
+    "old_secret_keys": cv.bearer_tokens,
 }
 # Host and port come from `listen` / OUTLAY_LISTEN, and the latency from `simulated:` in the
 # file: one spelling per place, so two values can never disagree.
@@ -182,6 +189,8 @@ _ENV_VARIABLES = {
     "max_connections": "OUTLAY_MAX_CONNECTIONS",
     "metrics_token": "OUTLAY_METRICS_TOKEN",
     "approval_ttl": "OUTLAY_APPROVAL_TTL",
+    "secret_key": "OUTLAY_SECRET_KEY",
+    "old_secret_keys": "OUTLAY_OLD_SECRET_KEYS",
 }
 _FILE_KEYS = ("state", "database", "admin_token", "workers", "max_body_bytes",
               "reservation_lease_s", "approval_ttl")

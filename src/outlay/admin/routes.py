@@ -9,14 +9,16 @@ from typing import Any
 
 from aiohttp import web
 
+from outlay.admin.access import authenticate, authorize, install
 from outlay.admin.approvals import add_approval_routes
 from outlay.admin.common import PREFIX, dump, error_response, int_query, read_json
 from outlay.admin.openapi import openapi_document
+from outlay.admin.tokens import add_access_routes
 from outlay.admin.webhooks import add_webhook_routes
 from outlay.gateway.context import GATEWAY
 from outlay.gateway.header_values import credential
 from outlay.policy.decide import iso
-from outlay.policy.errors import AuthError, BadRequest, OutlayError, invalid_request
+from outlay.policy.errors import BadRequest, OutlayError, invalid_request
 from outlay.policy.model import Policy, PolicyError, parse_policy, parse_scope
 from outlay.state.base import KeyRecord, NewKey, NotFound, StateError
 from outlay.state.config_policies import ConfigPolicies, PolicyManaged
@@ -29,21 +31,20 @@ MAX_TTL_S = 10 * 366 * 86_400  # longer is no expiry at all: omit ttl_seconds fo
 
 @web.middleware
 async def admin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Admin routes need the admin token; errors become JSON. Agent keys never pass."""
+    """Admin routes need an admin token allowed the call; errors become JSON. Agent keys
+    never pass."""
     if not request.path.startswith(PREFIX + "/") or request.path == PREFIX + "/openapi.json":
         return await handler(request)
-    gw = request.app[GATEWAY]
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     # a token that is not printable ASCII is refused before it is hashed (credential)
     token = credential(token.strip()) or ""
-    try:
-        if (scheme.lower() != "bearer" or not token
-                or not await gw.store.admin_token_ok(token)):
-            raise AuthError("invalid_admin_token", "A valid admin token is required "
-                            "(Authorization: Bearer <OUTLAY_ADMIN_TOKEN>).")
-        return await handler(request)
+    try:  # who the token is, and whether its role and scopes allow the call (access.py)
+        return await authorize(request, await authenticate(request, scheme, token), handler)
     except OutlayError as err:
-        return error_response(err.status, err.code, err.message, err.details.get("param"))
+        response = error_response(err.status, err.code, err.message, err.details.get("param"),
+                                  **{k: v for k, v in err.details.items() if k == "missing"})
+        response.headers.update(err.headers)
+        return response
     except PolicyError as err:
         return error_response(400, "invalid_policy", str(err))
     except NotFound as err:
@@ -261,6 +262,7 @@ async def openapi(_: web.Request) -> web.Response:
 
 def add_admin_routes(app: web.Application) -> None:
     app.middlewares.append(admin_guard)
+    install(app)
     r = app.router
     r.add_get(f"{PREFIX}/openapi.json", openapi)
     r.add_post(f"{PREFIX}/keys", create_key)
@@ -283,3 +285,4 @@ def add_admin_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/providers", providers)
     add_approval_routes(app)
     add_webhook_routes(app)
+    add_access_routes(app)
