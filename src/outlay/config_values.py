@@ -102,9 +102,10 @@ def bearer_token(value: object, where: str) -> str:
 
 
 def bearer_tokens(value: object, where: str) -> tuple[str, ...]:
-    """Comma-separated bearer tokens (each as `bearer_token` checks it)."""
-    text = nonempty_text(value, where)
-    return tuple(bearer_token(part.strip(), where) for part in text.split(",") if part.strip())
+    """Bearer tokens, comma-separated or a list (each as `bearer_token` checks it)."""
+    parts = value if isinstance(value, list) else nonempty_text(value, where).split(",")
+    return tuple(bearer_token(part.strip() if isinstance(part, str) else part, where)
+                 for part in parts if not isinstance(part, str) or part.strip())
 
 
 def port_number(value: object, where: str) -> int:

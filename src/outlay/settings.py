@@ -81,6 +81,8 @@ _TOP_LEVEL_KEYS = frozenset(
         "approval_ttl",
         "webhooks",
         "server",
+        "secret_key",
+        "old_secret_keys",
     }
 )
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -193,7 +195,7 @@ _ENV_VARIABLES = {
     "old_secret_keys": "OUTLAY_OLD_SECRET_KEYS",
 }
 _FILE_KEYS = ("state", "database", "admin_token", "workers", "max_body_bytes",
-              "reservation_lease_s", "approval_ttl")
+              "reservation_lease_s", "approval_ttl", "secret_key", "old_secret_keys")
 
 
 # --- the file ---

@@ -116,10 +116,11 @@ async def authorize(request: web.Request, principal: Principal, handler: Handler
 
 async def _target(request: web.Request, rule: Rule, fleet: Fleet, principal: Principal
                   ) -> Target | None:
-    if rule.target is None:
+    resolve = rule.target if request.method in ("GET", "HEAD") else rule.new or rule.target
+    if resolve is None:
         return None
     try:
-        return await rule.target(request, fleet)
+        return await resolve(request, fleet)
     except (OutlayError, PolicyError):
         if principal.scoped:  # judged before anything is done for a scoped token
             raise

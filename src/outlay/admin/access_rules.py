@@ -36,6 +36,7 @@ class Rule:
     read: Role = "admin"
     write: Role = "admin"
     target: Resolve | None = None  # what a call acts on
+    new: Resolve | None = None  # what a write to a collection (a create) acts on
     created: Callable[[dict[str, Any]], str] | None = None  # a create's target, from its answer
     rows: Rows | None = None  # a listing a scoped token sees part of
     fleetless_ok: bool = False  # data of no fleet (prices, providers) a scoped token may read
@@ -171,12 +172,13 @@ P = PREFIX
 VIEW: Role = "viewer"
 OPERATE: Role = "operator"
 RULES: dict[str, Rule] = {
-    f"{P}/keys": Rule(VIEW, OPERATE, _new_key, lambda a: f"key:{a.get('id')}",
-                      Rows("keys", _row_agent)),
+    f"{P}/keys": Rule(VIEW, OPERATE, new=_new_key, created=lambda a: f"key:{a.get('id')}",
+                      rows=Rows("keys", _row_agent)),
     f"{P}/keys/{{id}}": Rule(VIEW, OPERATE, _key),
     f"{P}/keys/{{id}}/revoke": Rule(VIEW, OPERATE, _key),
-    f"{P}/agents": Rule(VIEW, OPERATE, _new_agent, lambda a: f"agent:{a.get('name')}",
-                        Rows("agents", _row_agent)),
+    f"{P}/agents": Rule(VIEW, OPERATE, new=_new_agent,
+                        created=lambda a: f"agent:{a.get('name')}",
+                        rows=Rows("agents", _row_agent)),
     f"{P}/agents/{{name}}/revoke": Rule(VIEW, OPERATE, _agent),
     f"{P}/groups": Rule(VIEW, OPERATE, rows=Rows("groups", _row_group)),
     f"{P}/groups/{{name}}/revoke": Rule(VIEW, OPERATE, _group),
