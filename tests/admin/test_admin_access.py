@@ -1,4 +1,4 @@
-"""Every admin route × every role × a target inside and outside the token's scopes: the
+"""Every admin route, every role, a target inside and outside the token's scopes: the
 answer is allowed, 403 `forbidden` (naming the role or the scope missing) or 401, and an
 allowed answer to a scoped token never holds another fleet's rows.
 
@@ -20,24 +20,24 @@ from .harness import ADMIN_TOKEN, Admin
 
 P = "/admin/v1"
 PUBLIC = {("GET", f"{P}/openapi.json")}
-V, O, A = "viewer", "operator", "admin"
+V, OP, A = "viewer", "operator", "admin"
 
 # the role each route needs: the issue's contract (viewer reads usage, audit, reports,
 # policies; operator also mints, updates and revokes keys, sets policies, decides approvals;
 # admin everything, admin tokens and webhooks included)
 EXPECTED: dict[tuple[str, str], str] = {
-    ("GET", f"{P}/keys"): V, ("POST", f"{P}/keys"): O,
-    ("GET", f"{P}/keys/{{id}}"): V, ("PATCH", f"{P}/keys/{{id}}"): O,
-    ("POST", f"{P}/keys/{{id}}/revoke"): O,
-    ("GET", f"{P}/agents"): V, ("POST", f"{P}/agents"): O,
-    ("POST", f"{P}/agents/{{name}}/revoke"): O,
-    ("GET", f"{P}/groups"): V, ("POST", f"{P}/groups/{{name}}/revoke"): O,
+    ("GET", f"{P}/keys"): V, ("POST", f"{P}/keys"): OP,
+    ("GET", f"{P}/keys/{{id}}"): V, ("PATCH", f"{P}/keys/{{id}}"): OP,
+    ("POST", f"{P}/keys/{{id}}/revoke"): OP,
+    ("GET", f"{P}/agents"): V, ("POST", f"{P}/agents"): OP,
+    ("POST", f"{P}/agents/{{name}}/revoke"): OP,
+    ("GET", f"{P}/groups"): V, ("POST", f"{P}/groups/{{name}}/revoke"): OP,
     ("GET", f"{P}/policies"): V, ("GET", f"{P}/policies/{{scope}}"): V,
-    ("PUT", f"{P}/policies/{{scope}}"): O, ("DELETE", f"{P}/policies/{{scope}}"): O,
+    ("PUT", f"{P}/policies/{{scope}}"): OP, ("DELETE", f"{P}/policies/{{scope}}"): OP,
     ("GET", f"{P}/usage/{{scope}}"): V, ("GET", f"{P}/audit"): V, ("GET", f"{P}/reports"): V,
     ("GET", f"{P}/prices"): V, ("GET", f"{P}/prices/{{model}}"): V, ("GET", f"{P}/providers"): V,
     ("GET", f"{P}/approvals"): V, ("GET", f"{P}/approvals/{{id}}"): V,
-    ("POST", f"{P}/approvals/{{id}}/approve"): O, ("POST", f"{P}/approvals/{{id}}/deny"): O,
+    ("POST", f"{P}/approvals/{{id}}/approve"): OP, ("POST", f"{P}/approvals/{{id}}/deny"): OP,
     ("GET", f"{P}/webhooks"): A, ("POST", f"{P}/webhooks"): A,
     ("GET", f"{P}/webhooks/{{id}}"): A, ("DELETE", f"{P}/webhooks/{{id}}"): A,
     ("POST", f"{P}/webhooks/{{id}}/rotate"): A, ("POST", f"{P}/webhooks/{{id}}/enable"): A,
@@ -84,7 +84,7 @@ async def build_world(admin: Admin) -> World:
     spare = await admin.call("POST", "admin-tokens", {"name": "spare", "role": "viewer"},
                              expect=201)
     world.ids["spare_token"] = spare["id"]
-    for role in (V, O, A):
+    for role in (V, OP, A):
         for scoped in (True, False):
             made = await admin.call("POST", "admin-tokens", {
                 "name": f"{role}-{'a' if scoped else 'all'}", "role": role,
@@ -216,13 +216,15 @@ async def test_route_by_role_and_scope(admin: Admin, route: tuple[str, str]) -> 
             text = await resp.text()
             if ROLE_ORDER.index(role) < ROLE_ORDER.index(needed):
                 assert (resp.status, _code(text)) == (403, "forbidden"), (where, text)
-                assert _missing(text) == "role" and needed in _message(text), (where, text)
+                assert _missing(text) == "role", (where, text)
+                assert needed in _message(text), (where, text)
                 continue
             if scoped and case.kind in ("out", "none"):
                 assert (resp.status, _code(text)) == (403, "forbidden"), (where, text)
                 assert _missing(text) == "scope", (where, text)
                 continue
-            assert resp.status not in (401, 403) and resp.status < 500, (where, text)
+            assert resp.status not in (401, 403), (where, text)
+            assert resp.status < 500, (where, text)
             if method == "GET":  # every read above is of something that exists
                 assert resp.status == 200, (where, text)
             if scoped and resp.status < 400:
@@ -247,7 +249,7 @@ async def test_a_wrong_or_revoked_token_is_401_everywhere(admin: Admin) -> None:
             assert _code(await resp.text()) == "invalid_admin_token"
 
 
-ROLE_ORDER = [V, O, A]
+ROLE_ORDER = [V, OP, A]
 
 
 def _error(text: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from outlay.state.access import (
 )
 from outlay.state.base import NotFound
 from outlay.state.keys import hash_secret
-from outlay.state.postgres.pool import Pooled
+from outlay.state.postgres.pool import Pooled, state_errors
 from outlay.state.sealing import Sealer
 
 _TOKENS = "SELECT id, name, role, scopes, created_ms, revoked_ms FROM admin_tokens"
@@ -93,5 +93,13 @@ class AccessMixin(Pooled):
                                       None if previous is None else sealer.reseal(previous),
                                       endpoint_id))
                 resealed += 1 + (previous is not None)
+        # the table rewritten: the rows' earlier versions are not left in its files
+        with state_errors(self._failed):
+            async with self.pool.connection() as conn:
+                await conn.set_autocommit(True)
+                try:
+                    await conn.execute("VACUUM FULL webhook_endpoints")
+                finally:
+                    await conn.set_autocommit(False)
         self.sealer = sealer
         return resealed

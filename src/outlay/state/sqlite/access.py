@@ -114,13 +114,20 @@ class AccessMixin:
 
     async def reseal_secrets(self, sealer: Sealer) -> int:
         resealed = 0
-        with self.tx() as c:
-            rows = c.execute("SELECT id, secret, previous_secret FROM webhook_endpoints"
-                             ).fetchall()
-            for endpoint_id, secret, previous in rows:
-                c.execute("UPDATE webhook_endpoints SET secret=?, previous_secret=? WHERE id=?",
-                          (sealer.reseal(secret),
-                           None if previous is None else sealer.reseal(previous), endpoint_id))
-                resealed += 1 + (previous is not None)
+        # what the rows held before is overwritten, not left in free space or the WAL
+        self.conn.execute("PRAGMA secure_delete=ON")
+        try:
+            with self.tx() as c:
+                rows = c.execute("SELECT id, secret, previous_secret FROM webhook_endpoints"
+                                 ).fetchall()
+                for endpoint_id, secret, previous in rows:
+                    c.execute(
+                        "UPDATE webhook_endpoints SET secret=?, previous_secret=? WHERE id=?",
+                        (sealer.reseal(secret),
+                         None if previous is None else sealer.reseal(previous), endpoint_id))
+                    resealed += 1 + (previous is not None)
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self.conn.execute("PRAGMA secure_delete=OFF")
         self.sealer = sealer
         return resealed
