@@ -12,7 +12,7 @@ import pytest
 
 from outlay.state.access import AccessStore, AdminWrite
 from outlay.state.base import NotFound, StateStore
-from outlay.state.sealing import SealError, Sealer
+from outlay.state.sealing import Sealer, SealError
 from outlay.webhooks.outbox import WebhookStore
 
 from .conftest import Backend, OpenStore, SqliteBackend
