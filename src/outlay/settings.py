@@ -20,6 +20,7 @@ Environment variables (an empty value counts as unset):
     OUTLAY_BODY_TIMEOUT_S       a body not whole this long after its head: 408, closed
     OUTLAY_MAX_CONNECTIONS      open connections per worker; past it new ones are closed
     OUTLAY_METRICS_TOKEN        when set, GET /metrics needs `Authorization: Bearer <it>`
+    OUTLAY_ADMIN_AUTH_FAILURES  failed admin authentications per address and minute (0: any)
     OUTLAY_APPROVAL_TTL         how long an approval may be decided and used (3600, 90s, 30m, 1h)
     OUTLAY_SECRET_KEY           seals webhook secrets at rest (at least 16 characters)
     OUTLAY_OLD_SECRET_KEYS      earlier secret keys, comma-separated: they still open secrets
@@ -138,6 +139,7 @@ class Settings:
     body_timeout_s: float = 60.0  # a body must be whole this long after its head, else 408
     max_connections: int = 10_000  # per worker; past it new connections are closed at once
     metrics_token: str | None = field(default=None, repr=False)  # GET /metrics needs it
+    admin_auth_failures: int = 100  # per client address and minute, then 429; 0: no limit
     # webhook secrets are sealed at rest with it; older keys only open what they sealed
     secret_key: str | None = field(default=None, repr=False)
     old_secret_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -170,6 +172,7 @@ _CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "idle_timeout_s": cv.real(0.001),
     "body_timeout_s": cv.real(0.001),
     "max_connections": cv.integer(1),
+    "admin_auth_failures": cv.integer(0),
     "metrics_token": cv.bearer_token,
     "approval_ttl": cv.duration,
     "secret_key": cv.bearer_token,
@@ -190,6 +193,7 @@ _ENV_VARIABLES = {
     "body_timeout_s": "OUTLAY_BODY_TIMEOUT_S",
     "max_connections": "OUTLAY_MAX_CONNECTIONS",
     "metrics_token": "OUTLAY_METRICS_TOKEN",
+    "admin_auth_failures": "OUTLAY_ADMIN_AUTH_FAILURES",
     "approval_ttl": "OUTLAY_APPROVAL_TTL",
     "secret_key": "OUTLAY_SECRET_KEY",
     "old_secret_keys": "OUTLAY_OLD_SECRET_KEYS",
@@ -373,7 +377,8 @@ _WEBHOOK_FIELDS: _Section = {
 # the same names as the Settings fields: one converter each, shared with the environment
 _SERVER_FIELDS: _Section = {
     name: (name, _CONVERTERS[name]) for name in
-    ("header_timeout_s", "idle_timeout_s", "body_timeout_s", "max_connections", "metrics_token")
+    ("header_timeout_s", "idle_timeout_s", "body_timeout_s", "max_connections", "metrics_token",
+     "admin_auth_failures")
 }
 
 

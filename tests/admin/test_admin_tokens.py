@@ -138,6 +138,13 @@ async def test_failed_authentications_are_limited_per_address(admin: Admin) -> N
     assert (await admin.call("GET", "whoami"))["role"] == "admin"
 
 
+def test_no_limit_counts_nothing() -> None:
+    limit = FailedAuthLimit(lambda: 0.0, failures=0)
+    for _ in range(1000):
+        limit.failed("10.0.0.1")
+    assert (len(limit), limit.retry_after("10.0.0.1")) == (0, None)
+
+
 def test_the_failure_counts_are_bounded() -> None:
     limit = FailedAuthLimit(lambda: 0.0, failures=2, window_s=60, max_addresses=100)
     for i in range(1000):

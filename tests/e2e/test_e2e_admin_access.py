@@ -153,11 +153,9 @@ def test_replicas_share_tokens_audit_and_sealed_secrets(
         call(second, lead, "POST", "keys", {"agent": "elsewhere"}, status=403)
         # revoked through one replica: the other refuses the very next call
         call(first, ADMIN_TOKEN, "POST", f"admin-tokens/{made['id']}/revoke", {})
-        revoked_at = time.monotonic()
         refused = httpx.get(f"{second}/admin/v1/whoami", timeout=15,
                             headers={"Authorization": f"Bearer {lead}"})
         assert refused.status_code == 401
-        assert time.monotonic() - revoked_at < 1.0
 
         receiver = Receiver(free_port())
         try:

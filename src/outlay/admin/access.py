@@ -39,7 +39,8 @@ log = logging.getLogger("outlay.admin")
 
 
 def install(app: web.Application) -> None:
-    app[AUTH_LIMIT] = FailedAuthLimit(time.monotonic)
+    app[AUTH_LIMIT] = FailedAuthLimit(time.monotonic,
+                                      app[GATEWAY].settings.admin_auth_failures)
 
 
 def forbidden(message: str, missing: str) -> NotAllowed:

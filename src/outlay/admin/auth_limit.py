@@ -1,6 +1,7 @@
 """Failed admin authentications, counted per client address in fixed windows: past the
 limit an address is refused (429) until its window ends, whatever token it sends. Memory
-is bounded: past `max_addresses` the address seen longest ago is forgotten."""
+is bounded: past `max_addresses` the address seen longest ago is forgotten. A limit of 0
+counts nothing."""
 
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ class FailedAuthLimit:
         return max(1, math.ceil(left)) if count >= self.failures else None
 
     def failed(self, address: str) -> None:
+        if self.failures <= 0:
+            return
         now = self.clock()
         start, count = self._seen.pop(address, (now, 0))
         if now - start >= self.window_s:

@@ -105,10 +105,12 @@ async def snapshot(store: StateStore, target: Target | None) -> Any:
             policy = await store.get_policy(name)
             return None if policy is None else policy.to_dict()
         if kind in ("agent", "group"):
-            column = "agent" if kind == "agent" else "group"
-            live = [r.id for r in await store.list_keys(None) if r.revoked_ms is None
-                    and getattr(r, column) == name]
             agents = {a["name"]: a["group"] for a in await store.list_agents()}
+            members = [name] if kind == "agent" else [a for a, g in agents.items() if g == name]
+            live: list[str] = []
+            for agent in members:
+                live += (r.id for r in await store.list_keys(agent) if r.revoked_ms is None)
+            live.sort()
             if kind == "agent":
                 if name not in agents:
                     return None
