@@ -104,6 +104,7 @@ def rotate_secret_key(config: str | None, state: str | None, database: str | Non
     key in OUTLAY_OLD_SECRET_KEYS to store the secrets in clear again."""
     from outlay.gateway.app import sealer_for
     from outlay.settings import ConfigError, load_settings
+    from outlay.state.access import AccessStore
     from outlay.state.base import StateError
     from outlay.state.open import store_from_url
 
@@ -117,11 +118,9 @@ def rotate_secret_key(config: str | None, state: str | None, database: str | Non
         store = store_from_url(settings.state, database=settings.database, sealer=sealer)
         await store.open()
         try:
-            access = getattr(store, "reseal_secrets", None)
-            if access is None:
+            if not isinstance(store, AccessStore):
                 raise click.ClickException("this state backend keeps no secrets")
-            count: int = await access(sealer)
-            return count
+            return await store.reseal_secrets(sealer)
         finally:
             await store.close()
 
