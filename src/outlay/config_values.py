@@ -101,6 +101,13 @@ def bearer_token(value: object, where: str) -> str:
     return text
 
 
+def bearer_tokens(value: object, where: str) -> tuple[str, ...]:
+    """Bearer tokens, comma-separated or a list (each as `bearer_token` checks it)."""
+    parts = value if isinstance(value, list) else nonempty_text(value, where).split(",")
+    return tuple(bearer_token(part.strip() if isinstance(part, str) else part, where)
+                 for part in parts if not isinstance(part, str) or part.strip())
+
+
 def port_number(value: object, where: str) -> int:
     port = integer(0)(value, where)  # 0 asks the OS for a free port, handy in tests
     if port > 65535:

@@ -20,7 +20,10 @@ Environment variables (an empty value counts as unset):
     OUTLAY_BODY_TIMEOUT_S       a body not whole this long after its head: 408, closed
     OUTLAY_MAX_CONNECTIONS      open connections per worker; past it new ones are closed
     OUTLAY_METRICS_TOKEN        when set, GET /metrics needs `Authorization: Bearer <it>`
+    OUTLAY_ADMIN_AUTH_FAILURES  failed admin authentications per address and minute (0: any)
     OUTLAY_APPROVAL_TTL         how long an approval may be decided and used (3600, 90s, 30m, 1h)
+    OUTLAY_SECRET_KEY           seals webhook secrets at rest (at least 16 characters)
+    OUTLAY_OLD_SECRET_KEYS      earlier secret keys, comma-separated: they still open secrets
     OPENAI_API_KEY, ANTHROPIC_API_KEY
                                 used for that provider when the file does not configure it
 
@@ -90,6 +93,8 @@ _TOP_LEVEL_KEYS = frozenset(
         "approval_ttl",
         "webhooks",
         "server",
+        "secret_key",
+        "old_secret_keys",
     }
 )
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -154,6 +159,10 @@ class Settings:
     simulate: frozenset[str] = frozenset()
     # the policy every new agent gets (a typo'd agent name lands under these caps)
     default_policy: Mapping[str, Any] | None = None
+    admin_auth_failures: int = 100  # per client address and minute, then 429; 0: no limit
+    # webhook secrets are sealed at rest with it; older keys only open what they sealed
+    secret_key: str | None = field(default=None, repr=False)
+    old_secret_keys: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def simulated(self) -> bool:
@@ -197,11 +206,14 @@ _CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "idle_timeout_s": cv.real(0.001),
     "body_timeout_s": cv.real(0.001),
     "max_connections": cv.integer(1),
+    "admin_auth_failures": cv.integer(0),
     "metrics_token": cv.bearer_token,
     "abandoned_stream_s": cv.real(0),
     "abandoned_stream_bytes": cv.integer(0),
     "approval_ttl": cv.duration,
     "price_snapshot": cv.nonempty_text,
+    "secret_key": cv.bearer_token,
+    "old_secret_keys": cv.bearer_tokens,
 }
 # Host and port come from `listen` / OUTLAY_LISTEN, and the latency from `simulated:` in the
 # file: one spelling per place, so two values can never disagree.
@@ -220,11 +232,15 @@ _ENV_VARIABLES = {
     "metrics_token": "OUTLAY_METRICS_TOKEN",
     "abandoned_stream_s": "OUTLAY_ABANDONED_STREAM_S",
     "abandoned_stream_bytes": "OUTLAY_ABANDONED_STREAM_BYTES",
+    "admin_auth_failures": "OUTLAY_ADMIN_AUTH_FAILURES",
     "approval_ttl": "OUTLAY_APPROVAL_TTL",
     "price_snapshot": "OUTLAY_PRICE_SNAPSHOT",
+    "secret_key": "OUTLAY_SECRET_KEY",
+    "old_secret_keys": "OUTLAY_OLD_SECRET_KEYS",
 }
 _FILE_KEYS = ("state", "database", "admin_token", "workers", "max_body_bytes",
-              "reservation_lease_s", "approval_ttl", "price_snapshot")
+              "reservation_lease_s", "approval_ttl", "price_snapshot", "secret_key",
+              "old_secret_keys")
 
 
 # --- the file ---
@@ -403,7 +419,7 @@ _WEBHOOK_FIELDS: _Section = {
 _SERVER_FIELDS: _Section = {
     name: (name, _CONVERTERS[name]) for name in
     ("header_timeout_s", "idle_timeout_s", "body_timeout_s", "max_connections", "metrics_token",
-     "abandoned_stream_s", "abandoned_stream_bytes")
+     "abandoned_stream_s", "abandoned_stream_bytes", "admin_auth_failures")
 }
 
 

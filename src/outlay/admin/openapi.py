@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from outlay import __version__
+from outlay.admin.access_openapi import access_paths
 from outlay.admin.approvals_openapi import approval_paths
 from outlay.admin.webhooks_openapi import webhook_paths
 
@@ -244,5 +245,6 @@ def openapi_document() -> dict[str, Any]:
                         "consecutive_failures": {"type": "integer"}}}}}})}},
             **approval_paths(),
             **webhook_paths(),
+            **access_paths(),
         },
     }

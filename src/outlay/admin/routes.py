@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from outlay.admin.access import authenticate, authorize, install
 from outlay.admin.agents import create_agent, create_key, key_view, labels, update_agent
 from outlay.admin.approvals import add_approval_routes
 from outlay.admin.common import PREFIX, dump, error_response, int_query, read_json
@@ -21,6 +22,7 @@ from outlay.admin.policies import (
     patch_policy,
     put_policy,
 )
+from outlay.admin.tokens import add_access_routes
 from outlay.admin.webhooks import add_webhook_routes
 from outlay.gateway.context import GATEWAY
 from outlay.gateway.header_values import credential
@@ -36,22 +38,20 @@ MAX_KEYS = 10_000  # a page of the key listing
 
 @web.middleware
 async def admin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Admin routes need the admin token; errors become JSON. Agent keys never pass."""
+    """Admin routes need an admin token allowed the call; errors become JSON. Agent keys
+    never pass."""
     if not request.path.startswith(PREFIX + "/") or request.path == PREFIX + "/openapi.json":
         return await handler(request)
-    gw = request.app[GATEWAY]
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     # a token that is not printable ASCII is refused before it is hashed (credential)
     token = credential(token.strip()) or ""
-    try:
-        if (scheme.lower() != "bearer" or not token
-                or not await gw.store.admin_token_ok(token)):
-            raise AuthError("invalid_admin_token", "A valid admin token is required "
-                            "(Authorization: Bearer <OUTLAY_ADMIN_TOKEN>).")
-        return await handler(request)
+    try:  # who the token is, and whether its role and scopes allow the call (access.py)
+        return await authorize(request, await authenticate(request, scheme, token), handler)
     except OutlayError as err:
-        return error_response(err.status, err.code, err.message, err.details.get("param"),
-                              **{k: v for k, v in err.details.items() if k != "param"})
+        response = error_response(err.status, err.code, err.message, err.details.get("param"),
+                                  **{k: v for k, v in err.details.items() if k != "param"})
+        response.headers.update(err.headers)
+        return response
     except PolicyError as err:
         return error_response(400, "invalid_policy", str(err), err.field)
     except NotFound as err:
@@ -199,6 +199,7 @@ async def openapi(_: web.Request) -> web.Response:
 
 def add_admin_routes(app: web.Application) -> None:
     app.middlewares.append(admin_guard)
+    install(app)
     r = app.router
     r.add_get(f"{PREFIX}/openapi.json", openapi)
     r.add_post(f"{PREFIX}/keys", create_key)
@@ -223,3 +224,4 @@ def add_admin_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/providers", providers)
     add_approval_routes(app)
     add_webhook_routes(app)
+    add_access_routes(app)

@@ -128,7 +128,9 @@ def error_message(response: httpx.Response) -> str:
             message = body.get("message") or body.get("detail")
     text = str(message or response.text.strip() or response.reason_phrase)
     status = f"HTTP {response.status_code}" + (f" {code}" if code else "")
-    hint = "; check --token or OUTLAY_ADMIN_TOKEN" if response.status_code == 401 else ""
+    hint = {401: "; check --token or OUTLAY_ADMIN_TOKEN",
+            403: "; this admin token may not do that (`outlay whoami` shows its role and "
+                 "scopes)"}.get(response.status_code, "")
     return f"{text} ({status}){hint}"
 
 

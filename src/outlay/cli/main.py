@@ -7,6 +7,7 @@ import os
 import click
 import httpx
 
+from outlay.cli.access import COMMANDS as ACCESS_COMMANDS
 from outlay.cli.admin import COMMANDS
 from outlay.cli.catalogue import catalogue
 from outlay.cli.client import AdminClient, CliHooks
@@ -31,7 +32,7 @@ Environment (overridden by the flags above):
   OUTLAY_ADMIN_TOKEN, OUTLAY_WORKERS, OUTLAY_MAX_BODY_BYTES,
   OUTLAY_SIMULATED_LATENCY_MS, OUTLAY_RESERVATION_LEASE_S, OUTLAY_HEADER_TIMEOUT_S,
   OUTLAY_IDLE_TIMEOUT_S, OUTLAY_BODY_TIMEOUT_S, OUTLAY_MAX_CONNECTIONS,
-  OUTLAY_METRICS_TOKEN;
+  OUTLAY_METRICS_TOKEN, OUTLAY_SECRET_KEY, OUTLAY_OLD_SECRET_KEYS;
   OPENAI_API_KEY / ANTHROPIC_API_KEY for a provider the config file leaves out.
 """
 
@@ -124,7 +125,7 @@ def demo(model: str, calls: int) -> None:
 main.add_command(policy)
 main.add_command(catalogue)
 main.add_command(webhooks)
-for command in COMMANDS:
+for command in COMMANDS + ACCESS_COMMANDS:
     main.add_command(command)
 
 

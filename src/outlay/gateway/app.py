@@ -39,6 +39,7 @@ from outlay.settings import Settings
 from outlay.state.base import StateError, StateStore
 from outlay.state.clock import wall_ms
 from outlay.state.open import store_from_url
+from outlay.state.sealing import Sealer
 from outlay.ui import add_ui_routes
 from outlay.upstream.base import Upstream
 from outlay.webhooks.delivery import attach_deliverer, delivery_settings
@@ -125,7 +126,12 @@ def store_for(settings: Settings) -> StateStore:
     """The state backend the settings name (unopened)."""
     return store_from_url(settings.state, database=settings.database,
                           lease_s=settings.reservation_lease_s,
-                          approval_ttl_s=settings.approval_ttl)
+                          approval_ttl_s=settings.approval_ttl, sealer=sealer_for(settings))
+
+
+def sealer_for(settings: Settings) -> Sealer:
+    """What seals the webhook secrets the store keeps: OUTLAY_SECRET_KEY, when set."""
+    return Sealer(settings.secret_key, settings.old_secret_keys)
 
 
 def create_app(

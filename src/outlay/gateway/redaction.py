@@ -86,6 +86,8 @@ def secrets_of(settings: Settings) -> Iterator[str | None]:
     vendors' keys."""
     yield settings.admin_token
     yield settings.metrics_token
+    yield settings.secret_key
+    yield from settings.old_secret_keys
     for endpoints in settings.providers.values():
         yield from (endpoint.api_key for endpoint in endpoints)
     try:

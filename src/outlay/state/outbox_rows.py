@@ -4,6 +4,7 @@ endpoint, delivery and attempt rows."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from outlay.policy.decide import iso
@@ -32,11 +33,13 @@ def endpoint_view(row: tuple[Any, ...], now_ms: int) -> dict[str, Any]:
     }
 
 
-def delivery_job(row: tuple[Any, ...], now_ms: int, lease_until_ms: int) -> DeliveryJob:
+def delivery_job(row: tuple[Any, ...], now_ms: int, lease_until_ms: int,
+                 opened: Callable[[str], str]) -> DeliveryJob:
     """A claimed delivery from its row: event_id, endpoint_id, url, secret, previous_secret,
-    previous_until_ms, body, attempts, created_ms."""
+    previous_until_ms, body, attempts, created_ms; `opened` unseals a stored secret."""
     event_id, endpoint_id, url, secret, previous, until, body, attempts, created = row
-    secrets = (secret, previous) if previous and until and until > now_ms else (secret,)
+    secrets = ((opened(secret), opened(previous)) if previous and until and until > now_ms
+               else (opened(secret),))
     return DeliveryJob(event_id, endpoint_id, url, secrets, body.encode(), attempts, created,
                        lease_until_ms)
 

@@ -8,6 +8,7 @@ ValueError are raised where the embedded store raises them.
 
     PostgresDurable
       ├─ AdminMixin       postgres_admin.py      admin token, agents, groups, keys, policies
+      ├─ AccessMixin      postgres/access.py     admin tokens with roles, the admin audit
       ├─ ApprovalsMixin   postgres_approvals.py  open, decide, claim and release approvals
       ├─ OutboxMixin      postgres_outbox.py     webhook endpoints, outbox, deliveries
       ├─ LedgerMixin      postgres_ledger.py     apply_wal, audit, reports, rebuild queries
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from outlay.state.clock import wall_ms
+from outlay.state.postgres.access import AccessMixin
 from outlay.state.postgres.admin import AdminMixin
 from outlay.state.postgres.approvals import ApprovalsMixin
 from outlay.state.postgres.epoch import EpochMixin
@@ -29,7 +31,8 @@ from outlay.state.postgres.outbox import OutboxMixin
 from outlay.state.postgres.schema import migrate
 
 
-class PostgresDurable(AdminMixin, ApprovalsMixin, OutboxMixin, LedgerMixin, EpochMixin):
+class PostgresDurable(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, LedgerMixin,
+                      EpochMixin):
     """One installation's durable state in one PostgreSQL database."""
 
     def __init__(

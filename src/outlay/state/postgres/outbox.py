@@ -151,7 +151,7 @@ class OutboxMixin(Pooled):
         async with self.tx() as cur:
             await cur.execute("INSERT INTO webhook_endpoints(id, url, events, secret, "
                               "created_ms) VALUES (%s, %s, %s, %s, %s)",
-                              (endpoint_id, url, Jsonb(events), secret, now))
+                              (endpoint_id, url, Jsonb(events), self.sealer.seal(secret), now))
             view = await _endpoint(cur, endpoint_id, now)
         return {**view, "secret": secret}
 
@@ -194,7 +194,8 @@ class OutboxMixin(Pooled):
                 raise NotFound(f"no webhook endpoint {endpoint_id}")
             await cur.execute("UPDATE webhook_endpoints SET secret = %s, previous_secret = %s, "
                               "previous_until_ms = %s WHERE id = %s",
-                              (secret, row[0] if until else None, until, endpoint_id))
+                              (self.sealer.seal(secret), row[0] if until else None, until,
+                               endpoint_id))
         return {"id": endpoint_id, "secret": secret,
                 "previous_secret_expires_at": None if until is None else iso(until)}
 
@@ -216,7 +217,7 @@ class OutboxMixin(Pooled):
         lease = now + lease_ms
         rows = await self.fetchall(_CLAIM, {"now": now, "limit": limit, "lease": lease})
         rows.sort(key=lambda r: (r[9], r[10]))  # RETURNING keeps no order: due first
-        return [delivery_job(r[:9], now, lease) for r in rows]
+        return [delivery_job(r[:9], now, lease, self.sealer.open) for r in rows]
 
     async def record_attempt(
         self, job: DeliveryJob, status_code: int | None, error: str | None,

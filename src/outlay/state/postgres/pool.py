@@ -14,6 +14,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from outlay.state.base import StateError
+from outlay.state.sealing import Sealer
 
 CONNECT_TIMEOUT_S = 5
 Cursor = psycopg.AsyncCursor[TupleRow]
@@ -78,6 +79,7 @@ class Pooled:
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]] | None = None
         self.where = described(dsn)
         self._failed = f"PostgreSQL at {self.where} failed"
+        self.sealer = Sealer()  # webhook secrets: sealed when it has a key
 
     async def open_pool(self) -> None:
         if self._pool is not None:

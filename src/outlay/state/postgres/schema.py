@@ -133,6 +133,25 @@ ALTER TABLE ledger ADD COLUMN held BIGINT;
 ALTER TABLE ledger ADD COLUMN estimated BIGINT;
 """
 
+# admin tokens with roles and scopes (hashed), and the admin audit trail, which refuses
+# UPDATE and DELETE to any statement
+_V5 = """
+CREATE TABLE admin_tokens (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, role TEXT NOT NULL,
+  scopes JSONB NOT NULL, created_ms BIGINT NOT NULL, revoked_ms BIGINT
+);
+CREATE TABLE admin_audit (
+  seq BIGSERIAL PRIMARY KEY, ts_ms BIGINT NOT NULL, token_id TEXT, token_name TEXT NOT NULL,
+  action TEXT NOT NULL, target TEXT NOT NULL, agent TEXT, grp TEXT, before JSONB,
+  after JSONB, status INTEGER NOT NULL
+);
+CREATE INDEX admin_audit_target ON admin_audit(target, seq);
+CREATE FUNCTION admin_audit_unchangeable() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the admin audit cannot be changed'; END $$;
+CREATE TRIGGER admin_audit_no_change BEFORE UPDATE OR DELETE ON admin_audit
+FOR EACH ROW EXECUTE FUNCTION admin_audit_unchangeable();
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "keys, agents, groups, policies, ledger, approvals and the webhook outbox",
               _V1),
@@ -140,6 +159,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "ledger: idempotency keys by vendor account; what a replay repeats", _V3),
     Migration(4, "ledger: waits for calls in flight; what a refused call may cost and what "
               "calls in flight held", _V4),
+    Migration(5, "admin tokens with roles and scopes; the admin audit trail", _V5),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -54,6 +54,7 @@ from outlay.state.clock import wall_ms
 from outlay.state.downgrades import downgrade
 from outlay.state.exposure import ExposureClaim, ObjectMoved
 from outlay.state.postgres.durable import PostgresDurable
+from outlay.state.redis.access import AccessDelegate
 from outlay.state.redis.admin import RedisAdmin
 from outlay.state.redis.batch import ScriptBatch
 from outlay.state.redis.doubt import RedisDoubts
@@ -73,6 +74,7 @@ from outlay.state.redis.scripts import script_text
 from outlay.state.redis.settle import RedisSettlement
 from outlay.state.redis.wal import Wal, ledger_row
 from outlay.state.retries import SettlementRetries
+from outlay.state.sealing import Sealer
 
 log = logging.getLogger("outlay.state")
 MARKS_KEPT = 4096
@@ -92,14 +94,14 @@ class _Retry(Exception):
     """The decision must be made again: stale caches, a rebuilt state, or a replay."""
 
 
-class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisLiveness,
-                 RedisExposure):
+class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, RedisDoubts,
+                 RedisLiveness, RedisExposure):
     def __init__(
         self, url: str, *, database: str | None = None, tenant: str | None = None,
         clock: Callable[[], int] | None = None, lease_s: float = 900.0,
         rebuild_grace_s: float = 1.0, flush_interval_s: float = 0.02,
         pause_after_s: float = PAUSE_AFTER_MS / 1000, timeout_s: float = 2.0,
-        approval_ttl_s: float = 3600.0,
+        approval_ttl_s: float = 3600.0, sealer: Sealer | None = None,
     ) -> None:
         parts = urlsplit(url)
         query = parse_qs(parts.query)
@@ -113,6 +115,7 @@ class RedisStore(RedisSettlement, RedisAdmin, RedisRecovery, RedisDoubts, RedisL
         self.url = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
         self.names = Names(tenant or "default")
         self.durable = PostgresDurable(database, clock=self.clock)
+        self.durable.sealer = sealer or Sealer()
         self._clock = clock
         self.lease_ms = int(lease_s * 1000)
         self.approval_ttl_ms = int(approval_ttl_s * 1000)

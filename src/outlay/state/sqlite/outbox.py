@@ -23,6 +23,7 @@ from outlay.state.outbox_rows import (
     delivery_view,
     endpoint_view,
 )
+from outlay.state.sealing import Sealer
 from outlay.webhooks.events import (
     ALL,
     check_events,
@@ -38,7 +39,7 @@ OUTBOX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS webhook_endpoints (
   id TEXT PRIMARY KEY, url TEXT NOT NULL,
   events TEXT NOT NULL DEFAULT '["*"]',   -- JSON list of event types; "*" or [] is every event
-  secret TEXT NOT NULL,                   -- kept in clear: HMAC needs it to sign
+  secret TEXT NOT NULL,  -- HMAC needs it to sign: sealed when OUTLAY_SECRET_KEY is set
   previous_secret TEXT, previous_until_ms INTEGER,  -- a rotated-out secret, still signing
   disabled_ms INTEGER, disabled_reason TEXT, created_ms INTEGER NOT NULL
 );
@@ -96,6 +97,8 @@ class _Store(Protocol):
     def conn(self) -> sqlite3.Connection: ...
     def clock(self) -> int: ...
     def tx(self) -> AbstractContextManager[sqlite3.Connection]: ...
+    @property
+    def sealer(self) -> Sealer: ...
 
 
 _ENDPOINT = (
@@ -150,7 +153,7 @@ class OutboxMixin:
         with self.tx() as c:
             c.execute("INSERT INTO webhook_endpoints(id, url, events, secret, created_ms) "
                       "VALUES (?, ?, ?, ?, ?)",
-                      (endpoint_id, url, json.dumps(events), secret, now))
+                      (endpoint_id, url, json.dumps(events), self.sealer.seal(secret), now))
             view = _endpoint(c, endpoint_id, now)
         return {**view, "secret": secret}
 
@@ -188,7 +191,7 @@ class OutboxMixin:
                 raise NotFound(f"no webhook endpoint {endpoint_id}")
             c.execute("UPDATE webhook_endpoints SET secret = ?, previous_secret = ?, "
                       "previous_until_ms = ? WHERE id = ?",
-                      (secret, row[0] if until else None, until, endpoint_id))
+                      (self.sealer.seal(secret), row[0] if until else None, until, endpoint_id))
         return {"id": endpoint_id, "secret": secret,
                 "previous_secret_expires_at": None if until is None else iso(until)}
 
@@ -216,7 +219,7 @@ class OutboxMixin:
             c.executemany("UPDATE deliveries SET lease_until_ms = ? "
                           "WHERE event_id = ? AND endpoint_id = ?",
                           [(lease, r[0], r[1]) for r in rows])
-        return [delivery_job(row, now, lease) for row in rows]
+        return [delivery_job(row, now, lease, self.sealer.open) for row in rows]
 
     async def record_attempt(
         self: _Store, job: DeliveryJob, status_code: int | None, error: str | None,

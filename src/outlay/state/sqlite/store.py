@@ -49,14 +49,11 @@ from outlay.state.base import (
 from outlay.state.clock import wall_ms
 from outlay.state.downgrades import downgrade
 from outlay.state.retries import SettlementRetries
+from outlay.state.sealing import Sealer
 from outlay.state.sqlite import replays, tagged
+from outlay.state.sqlite.access import AccessMixin
 from outlay.state.sqlite.admin import AdminMixin
-from outlay.state.sqlite.approvals import (
-    ApprovalsMixin,
-    mark_used,
-    open_approval,
-    read_approval,
-)
+from outlay.state.sqlite.approvals import ApprovalsMixin, mark_used, open_approval, read_approval
 from outlay.state.sqlite.batch import GroupCommit
 from outlay.state.sqlite.checkpoint import Checkpointer
 from outlay.state.sqlite.events import announce
@@ -72,16 +69,19 @@ T = TypeVar("T")
 
 
 
-class SqliteStore(AdminMixin, ApprovalsMixin, OutboxMixin, ExposureMixin, LeasesMixin):
+class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, ExposureMixin,
+                  LeasesMixin):
     def __init__(
         self, path: str, *, clock: Clock = wall_ms, lease_s: float = 900.0,
         busy_timeout_s: float = 30.0, approval_ttl_s: float = 3600.0,
+        sealer: Sealer | None = None,
     ) -> None:
         self.path = path or ":memory:"
         self.clock = clock
         self.lease_ms = int(lease_s * 1000)
         self.approval_ttl_ms = int(approval_ttl_s * 1000)
         self.busy_timeout_s = busy_timeout_s
+        self.sealer = sealer or Sealer()  # webhook secrets: sealed when it has a key
         self.worker = f"w_{os.getpid()}_{secrets.token_hex(4)}"
         self._conn: sqlite3.Connection | None = None
         self._mirror = Mirror()

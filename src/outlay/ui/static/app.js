@@ -10,6 +10,11 @@ const MAX_POLICY_USAGE = 50;  // usage calls the policies view makes per refresh
 
 const $ = (id) => document.getElementById(id);
 
+// the signed-in token as GET /whoami answers: its role and scopes decide what is offered
+let who = { role: "viewer", scopes: [], can: { viewer: true, operator: false, admin: false } };
+const may = (role) => Boolean(who.can && who.can[role]);
+const scoped = () => who.scopes.length > 0;
+
 class ApiError extends Error {
   constructor(status, code, message) {
     super(message);
@@ -184,12 +189,14 @@ const views = {
     state: { groupBy: "agent" },
     async load() {
       const [global, report, refusal] = await Promise.all([
-        api("/usage/global"), api(`/reports?group_by=${encodeURIComponent(this.state.groupBy)}`),
-        lastRefusal("global")]);
+        scoped() ? null : api("/usage/global"),
+        api(`/reports?group_by=${encodeURIComponent(this.state.groupBy)}`),
+        scoped() ? null : lastRefusal("global")]);
       return { global, report, refusal };
     },
     render({ global, report, refusal }) {
-      $("overview-global").replaceChildren(usageView(global, refusal));
+      $("overview-global").replaceChildren(global ? usageView(global, refusal) : el("p",
+        { className: "empty" }, `This token acts on ${who.scopes.join(", ")} only.`));
       const by = report.group_by;
       const none = { group: "(no group)", model: "(no model)" }[by] || "—";
       $("overview-report").replaceChildren(table([
@@ -226,7 +233,7 @@ const views = {
         : k.expires_at && Date.parse(k.expires_at) <= now ? "expired" : "active");
       const shown = $("show-inactive").checked ? keys : keys.filter((k) => status(k) === "active");
       const actions = (k) => {
-        if (status(k) !== "active") return null;
+        if (status(k) !== "active" || !may("operator")) return null;
         if (st.confirm === `key:${k.id}`) {
           return confirmBox(`Revoke ${k.id}? Its calls stop at once.`, "Yes, revoke",
             () => act(`/keys/${encodeURIComponent(k.id)}/revoke`, `Key ${k.id} revoked.`),
@@ -257,6 +264,7 @@ const views = {
           button("Close", () => this.select(null))), usageView(usage, refusal))] : []));
 
       const killRow = (kind, name) => {
+        if (!may("operator")) return null;
         const target = `${kind}:${name}`;
         if (st.confirm === target) {
           return confirmBox(`Revoke every key of ${kind} ${name}?`, "Yes, revoke all",
@@ -378,11 +386,33 @@ const views = {
         { label: "state", cell: (a) => el("span", { className: `badge ${a.state}` }, a.state) },
         { label: "decided", cell: (a) => (a.decided_at ? `${when(a.decided_at)}${a.note ? ` (${a.note})` : ""}` : "—") },
         { label: "used by", cell: (a) => (a.used_by ? [el("code", {}, a.used_by), ` ${when(a.used_at)}`] : "—") },
-        { label: "", cell: (a) => (a.state === "pending"
+        { label: "", cell: (a) => (a.state === "pending" && may("operator")
           ? [button("Approve", () => decide(a, "approve"), "approve"), " ",
             button("Deny", () => decide(a, "deny"), "danger deny")] : null) },
       ], approvals, this.state.state === "pending" ? "No approvals waiting." : "No approvals.",
       (a) => ({ "data-approval-id": a.id })));
+    },
+  },
+
+  "admin-audit": {
+    state: { target: "" },
+    async load() {
+      const query = new URLSearchParams({ limit: "200" });
+      if (this.state.target) query.set("target", this.state.target);
+      return api(`/admin-audit?${query}`);
+    },
+    render({ entries }) {
+      const value = (v) => (v === null || v === undefined ? "—"
+        : el("code", {}, JSON.stringify(v)));
+      $("admin-audit-list").replaceChildren(table([
+        { label: "time", cell: (e) => when(e.time) },
+        { label: "token", cell: (e) => text(e.token_name) },
+        { label: "action", cell: (e) => text(e.action) },
+        { label: "target", cell: (e) => text(e.target) },
+        { label: "before", cell: (e) => value(e.before) },
+        { label: "after", cell: (e) => value(e.after) },
+      ], entries, "No admin writes.", (e) => ({ className: "admin-audit-row",
+        "data-target": e.target })));
     },
   },
 
@@ -500,7 +530,19 @@ function show(name) {
 
 const signedIn = () => Boolean(sessionStorage.getItem(TOKEN));
 
-function enter() {
+async function enter() {
+  if (!who.name) {
+    try {
+      who = await api("/whoami");
+    } catch (err) {
+      failed(err);
+      return;
+    }
+  }
+  $("whoami").textContent = `${who.name} · ${who.role}${scoped() ? ` · ${who.scopes.join(", ")}` : ""}`;
+  for (const option of $("report-group").options) {
+    option.hidden = scoped() && ["model", "vendor"].includes(option.value);
+  }
   $("sign-in").hidden = true;
   $("sign-in-error").hidden = true;
   $("nav").hidden = false;
@@ -517,7 +559,8 @@ function signOut(message = "", kind = "error") {
   // nothing read with the token stays on the page
   for (const id of ["overview-global", "overview-report", "keys-list", "keys-more", "keys-usage",
     "keys-agents", "keys-groups", "policies-list", "audit-list", "approvals-list", "providers-list",
-    "providers-worker"]) $(id).replaceChildren();
+    "providers-worker", "admin-audit-list", "whoami"]) $(id).replaceChildren();
+  who = { role: "viewer", scopes: [], can: {} };
   views.keys.state.selected = null;
   views.keys.state.confirm = null;
   notice("");
@@ -543,7 +586,7 @@ async function signIn(event) {
   }
   $("sign-in-button").disabled = true;
   try {
-    await api("/policies", { token });
+    who = await api("/whoami", { token });
   } catch (err) {
     error.textContent = err.status === 401
       ? "Wrong admin token: the gateway refused it (invalid_admin_token)."
@@ -579,6 +622,11 @@ $("audit-form").addEventListener("submit", (event) => {
   views.audit.state.limit = $("audit-limit").value;
   views.audit.state.decision = $("audit-decision").value;
   refresh("audit", true);
+});
+$("admin-audit-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  views["admin-audit"].state.target = $("admin-audit-target").value.trim();
+  refresh("admin-audit", true);
 });
 $("approval-state").addEventListener("change", (event) => {
   views.approvals.state.state = event.target.value;
