@@ -30,10 +30,11 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", f"{P}/keys/{{id}}"): V, ("PATCH", f"{P}/keys/{{id}}"): OP,
     ("POST", f"{P}/keys/{{id}}/revoke"): OP,
     ("GET", f"{P}/agents"): V, ("POST", f"{P}/agents"): OP,
-    ("POST", f"{P}/agents/{{name}}/revoke"): OP,
+    ("POST", f"{P}/agents/{{name}}/revoke"): OP, ("PATCH", f"{P}/agents/{{name}}"): OP,
     ("GET", f"{P}/groups"): V, ("POST", f"{P}/groups/{{name}}/revoke"): OP,
     ("GET", f"{P}/policies"): V, ("GET", f"{P}/policies/{{scope}}"): V,
     ("PUT", f"{P}/policies/{{scope}}"): OP, ("DELETE", f"{P}/policies/{{scope}}"): OP,
+    ("PATCH", f"{P}/policies/{{scope}}"): OP,
     ("GET", f"{P}/usage/{{scope}}"): V, ("GET", f"{P}/audit"): V, ("GET", f"{P}/reports"): V,
     ("GET", f"{P}/prices"): V, ("GET", f"{P}/prices/{{model}}"): V, ("GET", f"{P}/providers"): V,
     ("GET", f"{P}/approvals"): V, ("GET", f"{P}/approvals/{{id}}"): V,
@@ -121,6 +122,11 @@ CASES: dict[tuple[str, str], list[Case]] = {
         Case("out", "agents", {"name": "loose-agent"})],
     ("POST", f"{P}/agents/{{name}}/revoke"): _in_out("agents/{t}/revoke", "in-agent",
                                                       "out-agent"),
+    ("PATCH", f"{P}/agents/{{name}}"): [
+        Case("in", "agents/in-agent", {"group": "fleet-a"}),
+        Case("out", "agents/in-agent", {"group": "fleet-b"}),  # moved out
+        Case("out", "agents/out-agent", {"group": "fleet-a"}),  # taken in
+        Case("out", "agents/out-agent", {"group": "fleet-b"})],
     ("GET", f"{P}/groups"): [Case("list", "groups")],
     ("POST", f"{P}/groups/{{name}}/revoke"): _in_out("groups/{t}/revoke", "fleet-a",
                                                       "fleet-b"),
@@ -133,6 +139,10 @@ CASES: dict[tuple[str, str], list[Case]] = {
         *_in_out("policies/{t}", "key:{in_key}", "key:{out_key}", {"rpm": 5}),
         Case("out", "policies/global", {"rpm": 5}),
         Case("out", "policies/vendor:stripe", {"rpm": 5})],
+    ("PATCH", f"{P}/policies/{{scope}}"): [
+        *_in_out("policies/{t}", "group:fleet-a", "group:fleet-b", {"rpm": 7}),
+        *_in_out("policies/{t}", "key:{in_key}", "key:{out_key}", {"rpm": 7}),
+        Case("out", "policies/global", {"rpm": 7})],
     ("DELETE", f"{P}/policies/{{scope}}"): [
         *_in_out("policies/{t}", "group:fleet-a", "group:fleet-b"),
         Case("out", "policies/global")],

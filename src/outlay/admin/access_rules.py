@@ -123,6 +123,17 @@ async def _new_agent(request: web.Request, fleet: Fleet) -> Target:
     return Target(f"agent:{name}", members)
 
 
+async def _moved_agent(request: web.Request, fleet: Fleet) -> Target:
+    """An agent moved to another group: where it is and where it goes must both be covered."""
+    name = request.match_info["name"]
+    group = (await _body(request)).get("group")
+    now = await fleet.group_of(name)
+    members: tuple[Member, ...] = ((name, now),)
+    if isinstance(group, str) and group:
+        members += ((name, group),)
+    return Target(f"agent:{name}", members)
+
+
 def _fleetless(kind: str, key: str = "id") -> Resolve:
     async def resolve(request: web.Request, _: Fleet) -> Target:
         return Target(f"{kind}:{request.match_info[key]}")
@@ -179,6 +190,7 @@ RULES: dict[str, Rule] = {
     f"{P}/agents": Rule(VIEW, OPERATE, new=_new_agent,
                         created=lambda a: f"agent:{a.get('name')}",
                         rows=Rows("agents", _row_agent)),
+    f"{P}/agents/{{name}}": Rule(VIEW, OPERATE, _moved_agent),
     f"{P}/agents/{{name}}/revoke": Rule(VIEW, OPERATE, _agent),
     f"{P}/groups": Rule(VIEW, OPERATE, rows=Rows("groups", _row_group)),
     f"{P}/groups/{{name}}/revoke": Rule(VIEW, OPERATE, _group),

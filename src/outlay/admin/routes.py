@@ -26,7 +26,7 @@ from outlay.admin.tokens import add_access_routes
 from outlay.admin.webhooks import add_webhook_routes
 from outlay.gateway.context import GATEWAY
 from outlay.gateway.header_values import credential
-from outlay.policy.errors import AuthError, BadRequest, OutlayError, invalid_request
+from outlay.policy.errors import BadRequest, OutlayError, invalid_request
 from outlay.policy.model import PolicyError, check_scope_policy, parse_policy, parse_scope
 from outlay.state.base import NotFound, StateError
 from outlay.state.config_policies import PolicyManaged
