@@ -11,6 +11,7 @@ and a new key's secret is random, so nobody asked for its hash before it existed
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -24,12 +25,16 @@ MAX_KEPT = 10_000  # keys kept before starting over: random secrets must not fil
 
 
 class KeyCheck:
-    """The store's keys by hash, each read at most once a TTL_S per worker."""
+    """The store's keys by hash, each read at most once a TTL_S per worker: calls of a key
+    that arrive while its read is under way wait for that read instead of making their own
+    (a loaded worker would otherwise read a busy key once per call for as long as the
+    store takes to answer)."""
 
     def __init__(self, store: StateStore, clock: Callable[[], float] = time.monotonic,
                  ttl_s: float = TTL_S) -> None:
         self.store, self.clock, self.ttl_s = store, clock, ttl_s
         self._kept: dict[str, tuple[float, KeyInfo | None]] = {}
+        self._reading: dict[str, asyncio.Future[KeyInfo | StateError | None]] = {}
 
     async def refusal(self, key_hash: str | None, now_ms: int) -> AuthError | None:
         """The 401 this key gets whatever its request says; None when the store decides."""
@@ -38,13 +43,25 @@ class KeyCheck:
         now = self.clock()
         kept = self._kept.get(key_hash)
         if kept is not None and now - kept[0] < self.ttl_s:
-            key = kept[1]
-        else:
-            try:
-                key = await self.store.key_by_hash(key_hash)
-            except StateError:
-                return None  # the store decides the call, and answers 503 if it is still away
-            if len(self._kept) >= MAX_KEPT:
-                self._kept.clear()
-            self._kept[key_hash] = (now, key)
+            return authenticate(kept[1], now_ms)
+        reading = self._reading.get(key_hash)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(key_hash, now))
+            self._reading[key_hash] = reading
+        # shielded: a caller cancelled while it waits leaves the read to the others
+        key = await asyncio.shield(reading)
+        if isinstance(key, StateError):
+            return None  # the store decides the call, and answers 503 if it is still away
         return authenticate(key, now_ms)
+
+    async def _read(self, key_hash: str, now: float) -> KeyInfo | StateError | None:
+        try:
+            key = await self.store.key_by_hash(key_hash)
+        except StateError as exc:
+            return exc  # not kept: the next call asks the store again
+        finally:
+            del self._reading[key_hash]
+        if len(self._kept) >= MAX_KEPT:
+            self._kept.clear()
+        self._kept[key_hash] = (now, key)
+        return key
