@@ -25,7 +25,7 @@ from pathlib import Path
 
 from nginx_mock import nginx_config, request_body
 from procs import Proc, free_port, http_ok, port_open, wait_until
-from scenarios import provision
+from scenarios import Context, OutlayRedisPostgres, provision
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "oladm_instructions"  # noqa: S105 (a throwaway gateway on loopback)
@@ -40,8 +40,10 @@ def total_instructions(callgrind_out: Path) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def count(source: Path, calls: int, mock_port: int, tmp: Path, name: str) -> int:
-    """Instructions of one gateway from start to stop, having answered `calls` calls."""
+def count(source: Path, calls: int, mock_port: int, tmp: Path, name: str,
+          state: list[str] | None = None) -> int:
+    """Instructions of one gateway from start to stop, having answered `calls` calls
+    (`state`: its --state arguments; None: an embedded store of its own)."""
     port = free_port()
     config = tmp / f"{name}.yaml"
     config.write_text("providers:\n  openai:\n    endpoints:\n"
@@ -50,7 +52,8 @@ def count(source: Path, calls: int, mock_port: int, tmp: Path, name: str) -> int
     out = tmp / f"{name}.callgrind"
     gateway = Proc(name, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                           sys.executable, "-m", "outlay.cli", "serve", "--config", str(config),
-                          "--state", f"sqlite:///{tmp / name}.db", "--port", str(port),
+                          *(state or ["--state", f"sqlite:///{tmp / name}.db"]),
+                          "--port", str(port),
                           "--workers", "1"],
                    tmp, env={"OUTLAY_ADMIN_TOKEN": ADMIN_TOKEN,
                              "PYTHONPATH": str(source.resolve() / "src")})
@@ -79,6 +82,9 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, help="another checkout, counted too")
     parser.add_argument("--calls", type=int, default=300, help="calls of the shorter run")
     parser.add_argument("--delta", type=int, default=1000, help="more calls in the longer")
+    parser.add_argument("--store", choices=("sqlite", "redis"), default="sqlite",
+                        help="the embedded store [sqlite], or Redis + PostgreSQL (started "
+                             "here for each run, outside callgrind)")
     args = parser.parse_args()
     for tool in ("valgrind", "callgrind_annotate", "nginx"):
         if shutil.which(tool) is None:
@@ -95,8 +101,24 @@ def main() -> int:
         if args.baseline is not None:
             sources["baseline"] = args.baseline
         for i, (label, source) in enumerate(sources.items()):
-            short = count(source, args.calls, mock_port, tmp, f"gateway{i}-short")
-            long = count(source, args.calls + args.delta, mock_port, tmp, f"gateway{i}-long")
+            totals = []
+            for run, calls in (("short", args.calls), ("long", args.calls + args.delta)):
+                name = f"gateway{i}-{run}"
+                services: list[Proc] = []
+                try:
+                    state = None
+                    if args.store == "redis":
+                        run_tmp = tmp / name
+                        run_tmp.mkdir()
+                        tmp.chmod(0o755)  # PostgreSQL's user (as root) reaches its cluster
+                        ctx = Context(tmp=run_tmp, mock_port=mock_port, mock_pid=nginx.pid,
+                                      gateway_cpus=None, log=print)
+                        state = OutlayRedisPostgres(name, name, "").state_args(ctx, services)
+                    totals.append(count(source, calls, mock_port, tmp, name, state))
+                finally:
+                    for service in reversed(services):
+                        service.stop()
+            short, long = totals
             per_call = (long - short) / args.delta
             print(f"{label} ({source}): {per_call:,.0f} instructions per call", flush=True)
     finally:
