@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from nginx_mock import nginx_config, request_body
@@ -41,9 +42,10 @@ def total_instructions(callgrind_out: Path) -> int:
 
 
 def count(source: Path, calls: int, mock_port: int, tmp: Path, name: str,
-          state: list[str] | None = None) -> int:
-    """Instructions of one gateway from start to stop, having answered `calls` calls
-    (`state`: its --state arguments; None: an embedded store of its own)."""
+          state: list[str] | None = None, connections: int = 1) -> int:
+    """Instructions of one gateway from start to stop, having answered `calls` calls over
+    `connections` kept-alive connections at once (`state`: its --state arguments; None: an
+    embedded store of its own)."""
     port = free_port()
     config = tmp / f"{name}.yaml"
     config.write_text("providers:\n  openai:\n    endpoints:\n"
@@ -62,16 +64,22 @@ def count(source: Path, calls: int, mock_port: int, tmp: Path, name: str,
         wait_until(lambda: http_ok(url + "/readyz"), 600, name, gateway)
         tokens = provision(url, ADMIN_TOKEN)
         body = request_body().encode()
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        for i in range(calls):
-            conn.request("POST", "/v1/chat/completions", body, {
-                "Authorization": f"Bearer {tokens[i % len(tokens)]}",
-                "Content-Type": "application/json"})
-            answer = conn.getresponse()
-            answer.read()
-            if answer.status != 200:
-                raise RuntimeError(f"{name}: call {i} answered {answer.status}")
-        conn.close()
+
+        def client(first: int) -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+            for i in range(first, calls, connections):
+                conn.request("POST", "/v1/chat/completions", body, {
+                    "Authorization": f"Bearer {tokens[i % len(tokens)]}",
+                    "Content-Type": "application/json"})
+                answer = conn.getresponse()
+                answer.read()
+                if answer.status != 200:
+                    raise RuntimeError(f"{name}: call {i} answered {answer.status}")
+            conn.close()
+
+        with ThreadPoolExecutor(connections) as pool:
+            for done in [pool.submit(client, first) for first in range(connections)]:
+                done.result()
     finally:
         gateway.stop(timeout=300)
     return total_instructions(out)
@@ -85,6 +93,8 @@ def main() -> int:
     parser.add_argument("--store", choices=("sqlite", "redis"), default="sqlite",
                         help="the embedded store [sqlite], or Redis + PostgreSQL (started "
                              "here for each run, outside callgrind)")
+    parser.add_argument("--connections", type=int, default=1,
+                        help="calls sent over this many connections at once [1]")
     args = parser.parse_args()
     for tool in ("valgrind", "callgrind_annotate", "nginx"):
         if shutil.which(tool) is None:
@@ -114,7 +124,8 @@ def main() -> int:
                         ctx = Context(tmp=run_tmp, mock_port=mock_port, mock_pid=nginx.pid,
                                       gateway_cpus=None, log=print)
                         state = OutlayRedisPostgres(name, name, "").state_args(ctx, services)
-                    totals.append(count(source, calls, mock_port, tmp, name, state))
+                    totals.append(count(source, calls, mock_port, tmp, name, state,
+                                         args.connections))
                 finally:
                     for service in reversed(services):
                         service.stop()
