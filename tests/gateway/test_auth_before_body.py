@@ -234,14 +234,38 @@ async def test_calls_of_one_key_arriving_while_it_is_read_share_that_read() -> N
     check = KeyCheck(Store())  # type: ignore[arg-type]
     waiting = [asyncio.create_task(check.refusal(h, 0)) for h in ["good"] * 5 + ["unknown"] * 3]
     await asyncio.sleep(0)
-    waiting[0].cancel()  # a caller gone while it waits leaves the read to the others
+    waiting[1].cancel()  # a caller gone while it waits leaves the read to the others
     release.set()
-    done = await asyncio.wait_for(asyncio.gather(*waiting[1:]), WAIT_S)
+    done = await asyncio.wait_for(asyncio.gather(waiting[0], *waiting[2:]), WAIT_S)
     assert sorted(reads) == ["good", "unknown"]  # one read of each key, not one per call
     assert done[:4] == [None] * 4  # the store decides the good key's calls
     assert all(isinstance(refusal, AuthError) for refusal in done[4:])
     assert (await check.refusal("good", 0)) is None
     assert len(reads) == 2
+    with pytest.raises(asyncio.CancelledError):
+        await waiting[1]
+
+
+async def test_a_read_whose_caller_is_cancelled_is_made_again_for_those_waiting() -> None:
+    from outlay.gateway.keycheck import KeyCheck
+
+    reads: list[str] = []
+    release = asyncio.Event()
+
+    class Store:
+        async def key_by_hash(self, key_hash: str) -> None:
+            reads.append(key_hash)
+            await release.wait()
+
+    check = KeyCheck(Store())  # type: ignore[arg-type]
+    waiting = [asyncio.create_task(check.refusal("unknown", 0)) for _ in range(4)]
+    await asyncio.sleep(0)
+    waiting[0].cancel()  # the caller making the read
+    await asyncio.sleep(0)
+    release.set()
+    done = await asyncio.wait_for(asyncio.gather(*waiting[1:]), WAIT_S)
+    assert reads == ["unknown", "unknown"]  # read again once, for all three waiting
+    assert all(isinstance(refusal, AuthError) for refusal in done)
     with pytest.raises(asyncio.CancelledError):
         await waiting[0]
 

@@ -20,6 +20,12 @@ from outlay.policy.decision import KeyInfo
 from outlay.policy.errors import AuthError
 from outlay.state.base import StateError, StateStore
 
+
+class _Gone:
+    """A read that ended without an answer: its caller was cancelled."""
+
+
+_GONE = _Gone()
 TTL_S = 1.0  # how long a key read from the store is used here
 MAX_KEPT = 10_000  # keys kept before starting over: random secrets must not fill the memory
 
@@ -34,34 +40,45 @@ class KeyCheck:
                  ttl_s: float = TTL_S) -> None:
         self.store, self.clock, self.ttl_s = store, clock, ttl_s
         self._kept: dict[str, tuple[float, KeyInfo | None]] = {}
-        self._reading: dict[str, asyncio.Future[KeyInfo | StateError | None]] = {}
+        self._reading: dict[str, asyncio.Future[KeyInfo | StateError | _Gone | None]] = {}
 
     async def refusal(self, key_hash: str | None, now_ms: int) -> AuthError | None:
         """The 401 this key gets whatever its request says; None when the store decides."""
         if key_hash is None:
             return authenticate(None, now_ms)
-        now = self.clock()
-        kept = self._kept.get(key_hash)
-        if kept is not None and now - kept[0] < self.ttl_s:
-            return authenticate(kept[1], now_ms)
-        reading = self._reading.get(key_hash)
-        if reading is None:
-            reading = asyncio.ensure_future(self._read(key_hash, now))
-            self._reading[key_hash] = reading
-        # shielded: a caller cancelled while it waits leaves the read to the others
-        key = await asyncio.shield(reading)
-        if isinstance(key, StateError):
-            return None  # the store decides the call, and answers 503 if it is still away
-        return authenticate(key, now_ms)
+        while True:
+            now = self.clock()
+            kept = self._kept.get(key_hash)
+            if kept is not None and now - kept[0] < self.ttl_s:
+                return authenticate(kept[1], now_ms)
+            reading = self._reading.get(key_hash)
+            if reading is None:
+                key = await self._read(key_hash, now)
+            else:
+                # shielded: a caller cancelled while it waits leaves the read to the others
+                key = await asyncio.shield(reading)
+            if isinstance(key, _Gone):
+                continue  # the caller reading it was cancelled: read it again
+            if isinstance(key, StateError):
+                return None  # the store decides the call, and answers 503 if still away
+            return authenticate(key, now_ms)
 
-    async def _read(self, key_hash: str, now: float) -> KeyInfo | StateError | None:
+    async def _read(self, key_hash: str, now: float) -> KeyInfo | StateError | _Gone | None:
+        """Read the key in the caller's own task (a store that answers at once costs no
+        task of its own); calls of the key arriving meanwhile wait for its answer."""
+        reading: asyncio.Future[KeyInfo | StateError | _Gone | None] = \
+            asyncio.get_running_loop().create_future()
+        self._reading[key_hash] = reading
+        key: KeyInfo | StateError | _Gone | None = _GONE
         try:
             key = await self.store.key_by_hash(key_hash)
         except StateError as exc:
-            return exc  # not kept: the next call asks the store again
+            key = exc  # not kept: the next call asks the store again
+        else:
+            if len(self._kept) >= MAX_KEPT:
+                self._kept.clear()
+            self._kept[key_hash] = (now, key)
         finally:
             del self._reading[key_hash]
-        if len(self._kept) >= MAX_KEPT:
-            self._kept.clear()
-        self._kept[key_hash] = (now, key)
+            reading.set_result(key)  # _GONE if this caller was cancelled or failed
         return key
