@@ -28,11 +28,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from nginx_mock import nginx_config, request_body
 from procs import Proc, free_port, http_json, http_ok, port_open, wait_until
-from scenarios import provision
+from scenarios import Context, OutlayRedisPostgres, provision
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "oladm_instructions"  # noqa: S105 (a throwaway gateway on loopback)
@@ -67,9 +68,11 @@ def seed_tag_values(db: Path, values: int) -> None:
 
 
 def count(source: Path, calls: int, mock_port: int, tmp: Path, name: str,
-          tag_values: int = 0) -> int:
-    """Instructions of one gateway from start to stop, having answered `calls` calls (each
-    tagged with one of `tag_values` customers already seen, when more than 0)."""
+          state: list[str] | None = None, connections: int = 1, tag_values: int = 0) -> int:
+    """Instructions of one gateway from start to stop, having answered `calls` calls over
+    `connections` kept-alive connections at once (`state`: its --state arguments; None: an
+    embedded store of its own), each tagged with one of `tag_values` customers already seen
+    when more than 0."""
     port = free_port()
     config = tmp / f"{name}.yaml"
     config.write_text("providers:\n  openai:\n    endpoints:\n"
@@ -78,7 +81,8 @@ def count(source: Path, calls: int, mock_port: int, tmp: Path, name: str,
     out = tmp / f"{name}.callgrind"
     gateway = Proc(name, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                           sys.executable, "-m", "outlay.cli", "serve", "--config", str(config),
-                          "--state", f"sqlite:///{tmp / name}.db", "--port", str(port),
+                          *(state or ["--state", f"sqlite:///{tmp / name}.db"]),
+                          "--port", str(port),
                           "--workers", "1"],
                    tmp, env={"OUTLAY_ADMIN_TOKEN": ADMIN_TOKEN,
                              "PYTHONPATH": str(source.resolve() / "src")})
@@ -93,18 +97,24 @@ def count(source: Path, calls: int, mock_port: int, tmp: Path, name: str,
                 raise RuntimeError(f"PUT tag:customer=* answered {status}: {answer}")
             seed_tag_values(tmp / f"{name}.db", tag_values)
         body = request_body().encode()
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        for i in range(calls):
-            headers = {"Authorization": f"Bearer {tokens[i % len(tokens)]}",
-                       "Content-Type": "application/json"}
-            if tag_values:
-                headers["X-Outlay-Tags"] = f"customer=c{i % tag_values}"
-            conn.request("POST", "/v1/chat/completions", body, headers)
-            answer = conn.getresponse()
-            answer.read()
-            if answer.status != 200:
-                raise RuntimeError(f"{name}: call {i} answered {answer.status}")
-        conn.close()
+
+        def client(first: int) -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+            for i in range(first, calls, connections):
+                headers = {"Authorization": f"Bearer {tokens[i % len(tokens)]}",
+                           "Content-Type": "application/json"}
+                if tag_values:
+                    headers["X-Outlay-Tags"] = f"customer=c{i % tag_values}"
+                conn.request("POST", "/v1/chat/completions", body, headers)
+                answer = conn.getresponse()
+                answer.read()
+                if answer.status != 200:
+                    raise RuntimeError(f"{name}: call {i} answered {answer.status}")
+            conn.close()
+
+        with ThreadPoolExecutor(connections) as pool:
+            for done in [pool.submit(client, first) for first in range(connections)]:
+                done.result()
     finally:
         gateway.stop(timeout=300)
     return total_instructions(out)
@@ -118,7 +128,14 @@ def main() -> int:
     parser.add_argument("--tag-values", type=int, default=0,
                         help="also count calls tagged under a tag:customer=* budget with "
                         "this many values seen")
+    parser.add_argument("--store", choices=("sqlite", "redis"), default="sqlite",
+                        help="the embedded store [sqlite], or Redis + PostgreSQL (started "
+                             "here for each run, outside callgrind)")
+    parser.add_argument("--connections", type=int, default=1,
+                        help="calls sent over this many connections at once [1]")
     args = parser.parse_args()
+    if args.tag_values and args.store != "sqlite":
+        sys.exit("--tag-values seeds the embedded store's file: use it with --store sqlite")
     for tool in ("valgrind", "callgrind_annotate", "nginx"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed (apt-get install valgrind nginx-light)")
@@ -138,9 +155,25 @@ def main() -> int:
                          args.tag_values))
         figures = []
         for i, (label, source, values) in enumerate(runs):
-            short = count(source, args.calls, mock_port, tmp, f"gateway{i}-short", values)
-            long = count(source, args.calls + args.delta, mock_port, tmp, f"gateway{i}-long",
-                         values)
+            totals = []
+            for run, calls in (("short", args.calls), ("long", args.calls + args.delta)):
+                name = f"gateway{i}-{run}"
+                services: list[Proc] = []
+                try:
+                    state = None
+                    if args.store == "redis":
+                        run_tmp = tmp / name
+                        run_tmp.mkdir()
+                        tmp.chmod(0o755)  # PostgreSQL's user (as root) reaches its cluster
+                        ctx = Context(tmp=run_tmp, mock_port=mock_port, mock_pid=nginx.pid,
+                                      gateway_cpus=None, log=print)
+                        state = OutlayRedisPostgres(name, name, "").state_args(ctx, services)
+                    totals.append(count(source, calls, mock_port, tmp, name, state,
+                                        args.connections, values))
+                finally:
+                    for service in reversed(services):
+                        service.stop()
+            short, long = totals
             per_call = (long - short) / args.delta
             figures.append(per_call)
             print(f"{label} ({source}): {per_call:,.0f} instructions per call", flush=True)

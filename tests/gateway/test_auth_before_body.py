@@ -215,3 +215,76 @@ async def test_a_vendor_call_with_a_refused_key_is_answered_before_its_body(
 def json_code(body: bytes) -> str:
     code: str = orjson.loads(body)["error"]["code"]
     return code
+
+
+async def test_calls_of_one_key_arriving_while_it_is_read_share_that_read() -> None:
+    from outlay.gateway.keycheck import KeyCheck
+    from outlay.policy.decision import KeyInfo
+
+    reads: list[str] = []
+    release = asyncio.Event()
+
+    class Store:
+        async def key_by_hash(self, key_hash: str) -> KeyInfo | None:
+            reads.append(key_hash)
+            await release.wait()
+            return None if key_hash == "unknown" else KeyInfo("k1", "bot", None, {}, None,
+                                                               False)
+
+    check = KeyCheck(Store())  # type: ignore[arg-type]
+    waiting = [asyncio.create_task(check.refusal(h, 0)) for h in ["good"] * 5 + ["unknown"] * 3]
+    await asyncio.sleep(0)
+    waiting[1].cancel()  # a caller gone while it waits leaves the read to the others
+    release.set()
+    done = await asyncio.wait_for(asyncio.gather(waiting[0], *waiting[2:]), WAIT_S)
+    assert sorted(reads) == ["good", "unknown"]  # one read of each key, not one per call
+    assert done[:4] == [None] * 4  # the store decides the good key's calls
+    assert all(isinstance(refusal, AuthError) for refusal in done[4:])
+    assert (await check.refusal("good", 0)) is None
+    assert len(reads) == 2
+    with pytest.raises(asyncio.CancelledError):
+        await waiting[1]
+
+
+async def test_a_read_whose_caller_is_cancelled_is_made_again_for_those_waiting() -> None:
+    from outlay.gateway.keycheck import KeyCheck
+
+    reads: list[str] = []
+    release = asyncio.Event()
+
+    class Store:
+        async def key_by_hash(self, key_hash: str) -> None:
+            reads.append(key_hash)
+            await release.wait()
+
+    check = KeyCheck(Store())  # type: ignore[arg-type]
+    waiting = [asyncio.create_task(check.refusal("unknown", 0)) for _ in range(4)]
+    await asyncio.sleep(0)
+    waiting[0].cancel()  # the caller making the read
+    await asyncio.sleep(0)
+    release.set()
+    done = await asyncio.wait_for(asyncio.gather(*waiting[1:]), WAIT_S)
+    assert reads == ["unknown", "unknown"]  # read again once, for all three waiting
+    assert all(isinstance(refusal, AuthError) for refusal in done)
+    with pytest.raises(asyncio.CancelledError):
+        await waiting[0]
+
+
+async def test_a_failed_read_is_not_kept_and_each_waiting_call_goes_to_the_store() -> None:
+    from outlay.gateway.keycheck import KeyCheck
+
+    reads: list[str] = []
+
+    class Store:
+        async def key_by_hash(self, key_hash: str) -> None:
+            reads.append(key_hash)
+            await asyncio.sleep(0)
+            raise StateError("the store is away")
+
+    check = KeyCheck(Store())  # type: ignore[arg-type]
+    done = await asyncio.wait_for(
+        asyncio.gather(*(check.refusal("good", 0) for _ in range(3))), WAIT_S)
+    assert done == [None] * 3
+    assert reads == ["good"]
+    assert await check.refusal("good", 0) is None
+    assert reads == ["good", "good"]

@@ -11,6 +11,7 @@ and a new key's secret is random, so nobody asked for its hash before it existed
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -19,32 +20,65 @@ from outlay.policy.decision import KeyInfo
 from outlay.policy.errors import AuthError
 from outlay.state.base import StateError, StateStore
 
+
+class _Gone:
+    """A read that ended without an answer: its caller was cancelled."""
+
+
+_GONE = _Gone()
 TTL_S = 1.0  # how long a key read from the store is used here
 MAX_KEPT = 10_000  # keys kept before starting over: random secrets must not fill the memory
 
 
 class KeyCheck:
-    """The store's keys by hash, each read at most once a TTL_S per worker."""
+    """The store's keys by hash, each read at most once a TTL_S per worker: calls of a key
+    that arrive while its read is under way wait for that read instead of making their own
+    (a loaded worker would otherwise read a busy key once per call for as long as the
+    store takes to answer)."""
 
     def __init__(self, store: StateStore, clock: Callable[[], float] = time.monotonic,
                  ttl_s: float = TTL_S) -> None:
         self.store, self.clock, self.ttl_s = store, clock, ttl_s
         self._kept: dict[str, tuple[float, KeyInfo | None]] = {}
+        self._reading: dict[str, asyncio.Future[KeyInfo | StateError | _Gone | None]] = {}
 
     async def refusal(self, key_hash: str | None, now_ms: int) -> AuthError | None:
         """The 401 this key gets whatever its request says; None when the store decides."""
         if key_hash is None:
             return authenticate(None, now_ms)
-        now = self.clock()
-        kept = self._kept.get(key_hash)
-        if kept is not None and now - kept[0] < self.ttl_s:
-            key = kept[1]
+        while True:
+            now = self.clock()
+            kept = self._kept.get(key_hash)
+            if kept is not None and now - kept[0] < self.ttl_s:
+                return authenticate(kept[1], now_ms)
+            reading = self._reading.get(key_hash)
+            if reading is None:
+                key = await self._read(key_hash, now)
+            else:
+                # shielded: a caller cancelled while it waits leaves the read to the others
+                key = await asyncio.shield(reading)
+            if isinstance(key, _Gone):
+                continue  # the caller reading it was cancelled: read it again
+            if isinstance(key, StateError):
+                return None  # the store decides the call, and answers 503 if still away
+            return authenticate(key, now_ms)
+
+    async def _read(self, key_hash: str, now: float) -> KeyInfo | StateError | _Gone | None:
+        """Read the key in the caller's own task (a store that answers at once costs no
+        task of its own); calls of the key arriving meanwhile wait for its answer."""
+        reading: asyncio.Future[KeyInfo | StateError | _Gone | None] = \
+            asyncio.get_running_loop().create_future()
+        self._reading[key_hash] = reading
+        key: KeyInfo | StateError | _Gone | None = _GONE
+        try:
+            key = await self.store.key_by_hash(key_hash)
+        except StateError as exc:
+            key = exc  # not kept: the next call asks the store again
         else:
-            try:
-                key = await self.store.key_by_hash(key_hash)
-            except StateError:
-                return None  # the store decides the call, and answers 503 if it is still away
             if len(self._kept) >= MAX_KEPT:
                 self._kept.clear()
             self._kept[key_hash] = (now, key)
-        return authenticate(key, now_ms)
+        finally:
+            del self._reading[key_hash]
+            reading.set_result(key)  # _GONE if this caller was cancelled or failed
+        return key

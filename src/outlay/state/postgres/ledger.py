@@ -84,7 +84,8 @@ async def _apply(cur: Cursor, entries: list[dict[str, Any]]) -> None:
     for entry in entries:
         kind = entry["t"]
         if kind == "row":
-            rows.setdefault(entry["row"]["request_id"], _row(entry["row"]))
+            if (request_id := entry["row"]["request_id"]) not in rows:
+                rows[request_id] = _row(entry["row"])
         elif kind == "settle":
             settles.append(_settlement(entry))
         elif kind == "event":

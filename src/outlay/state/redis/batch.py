@@ -59,7 +59,8 @@ class ScriptBatch:
             task.add_done_callback(self._sending.discard)
 
     async def _send(self, batch: list[Call]) -> None:
-        if len(batch) == 1 or not self._pipelined:
+        # a batch of one is packed too: the client's own path costs more than the packing
+        if not self._pipelined:
             await asyncio.gather(*(self._one(*call) for call in batch))
             return
         packed: list[bytes] = []
@@ -86,7 +87,7 @@ class ScriptBatch:
                         _resolve(future, result)
             for (script, keys, args, future), result in zip(batch, results, strict=True):
                 if isinstance(result, NoScriptError):  # Redis restarted: load it, once
-                    _resolve(future, await script(keys=keys, args=args))
+                    await self._one(script, keys, args, future)
         except (RedisError, OSError) as exc:
             _fail(batch, StateError(f"Redis unavailable: {exc}"))
         except BaseException as exc:  # never leave a caller waiting for ever

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 from outlay.policy.decision import Call, Counter, Grant, ScopeView
@@ -246,4 +247,5 @@ def window_state(width_ms: int, flat: Sequence[Any], now_ms: int) -> WindowState
     bucket = now_ms // width_ms
     counts = dict(zip(map(int, flat[::2]), map(int, flat[1::2]), strict=True))
     first = bucket - BUCKETS + 1
-    return WindowState(bucket, tuple(counts.get(b, 0) for b in range(first, bucket + 1)))
+    # counts.get(b, 0) for every bucket, oldest first, without a Python step per bucket
+    return WindowState(bucket, tuple(map(counts.get, range(first, bucket + 1), repeat(0))))

@@ -416,8 +416,8 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
                                 list(decision.events), decision.approval)
             raise decision.error
         _, _, entry, overage, spent, cap = result[:6]
-        self.wal.add(entry, {"k": "r", "row": orjson.dumps(row).decode(),
-                             "ov": str(overage), "sp": spent, "cap": cap})
+        # the row as this worker built it (the stream holds it as the script's text)
+        self.wal.add(entry, {"k": "r", "ov": str(overage), "sp": spent, "cap": cap}, row)
         limits = Limits()
         if isinstance(decision, Admit):
             limits = decision.limits

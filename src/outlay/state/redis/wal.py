@@ -36,15 +36,17 @@ def _opt_int(text: str) -> int | None:
     return int(text) if text else None
 
 
-def entries_of(fields: Mapping[str, str]) -> list[Entry]:
+def entries_of(fields: Mapping[str, str], row: Entry | None = None) -> list[Entry]:
     """One stream entry as the ledger writes it applies: 'r' a reservation's row, 's' a
     settlement (with the row, so that it lands even before the reserving worker's own
-    entry), 'j' entries written as they are."""
+    entry), 'j' entries written as they are. `row`: the entry's row as a dict, when the
+    caller has it (then `fields` need not carry it as text, and it is taken as is)."""
     kind = fields["k"]
     if kind == "j":
         entries: list[Entry] = orjson.loads(fields["e"])
         return entries
-    row = orjson.loads(fields["row"])
+    if row is None:
+        row = orjson.loads(fields["row"])
     overage_code = row.pop("overage_code", None)
     if fields.get("ov") == "1":  # let through by on_breach: alert
         row["code"] = overage_code
@@ -92,9 +94,10 @@ class Wal:
             log.warning("stopping with %d ledger batches not written to PostgreSQL",
                         len(self._pending))
 
-    def add(self, stream_id: str | None, fields: Mapping[str, str]) -> None:
-        """Keep an entry a script already put in the stream."""
-        self._pending.append((stream_id, entries_of(fields)))
+    def add(self, stream_id: str | None, fields: Mapping[str, str],
+            row: Entry | None = None) -> None:
+        """Keep an entry a script already put in the stream (`row`: see entries_of)."""
+        self._pending.append((stream_id, entries_of(fields, row)))
 
     async def append(self, entries: list[Entry]) -> None:
         """Write entries the scripts did not (refusals, events): stream first, then memory."""
