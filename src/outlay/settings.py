@@ -217,27 +217,12 @@ _CONVERTERS: dict[str, Callable[[object, str], Any]] = {
 }
 # Host and port come from `listen` / OUTLAY_LISTEN, and the latency from `simulated:` in the
 # file: one spelling per place, so two values can never disagree.
-_ENV_VARIABLES = {
-    "state": "OUTLAY_STATE",
-    "database": "OUTLAY_DATABASE",
-    "admin_token": "OUTLAY_ADMIN_TOKEN",
-    "workers": "OUTLAY_WORKERS",
-    "max_body_bytes": "OUTLAY_MAX_BODY_BYTES",
-    "simulated_latency_ms": "OUTLAY_SIMULATED_LATENCY_MS",
-    "reservation_lease_s": "OUTLAY_RESERVATION_LEASE_S",
-    "header_timeout_s": "OUTLAY_HEADER_TIMEOUT_S",
-    "idle_timeout_s": "OUTLAY_IDLE_TIMEOUT_S",
-    "body_timeout_s": "OUTLAY_BODY_TIMEOUT_S",
-    "max_connections": "OUTLAY_MAX_CONNECTIONS",
-    "metrics_token": "OUTLAY_METRICS_TOKEN",
-    "abandoned_stream_s": "OUTLAY_ABANDONED_STREAM_S",
-    "abandoned_stream_bytes": "OUTLAY_ABANDONED_STREAM_BYTES",
-    "admin_auth_failures": "OUTLAY_ADMIN_AUTH_FAILURES",
-    "approval_ttl": "OUTLAY_APPROVAL_TTL",
-    "price_snapshot": "OUTLAY_PRICE_SNAPSHOT",
-    "secret_key": "OUTLAY_SECRET_KEY",
-    "old_secret_keys": "OUTLAY_OLD_SECRET_KEYS",
-}
+_ENV_VARIABLES = {name: f"OUTLAY_{name.upper()}" for name in (
+    "state", "database", "admin_token", "workers", "max_body_bytes", "simulated_latency_ms",
+    "reservation_lease_s", "header_timeout_s", "idle_timeout_s", "body_timeout_s",
+    "max_connections", "metrics_token", "abandoned_stream_s", "abandoned_stream_bytes",
+    "admin_auth_failures", "approval_ttl", "price_snapshot", "secret_key", "old_secret_keys",
+)}
 _FILE_KEYS = ("state", "database", "admin_token", "workers", "max_body_bytes",
               "reservation_lease_s", "approval_ttl", "price_snapshot", "secret_key",
               "old_secret_keys")
