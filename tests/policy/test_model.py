@@ -89,6 +89,11 @@ def test_null_means_absent(name: str) -> None:
         ({"budgets": [{"usd": 1, "warn_at": float("nan")}]}, "budgets[0].warn_at"),
         ({"budgets": [{"usd": 1, "cap": 2}]}, "cap"),
         ({"budgets": [{"usd": 1}, {"usd": 2, "mode": "x"}]}, "budgets[1].mode"),
+        ({"budgets": [{"usd": 1, "flow": "in"}]}, "budgets[0].flow"),
+        ({"budgets": [{"usd": 1, "flow": "Spend"}]}, "budgets[0].flow"),
+        ({"budgets": [{"usd": 1, "flow": None}]}, "budgets[0].flow"),
+        ({"budgets": [{"usd": 1, "flow": ["out"]}]}, "budgets[0].flow"),
+        ({"budgets": [{"usd": 1}, {"usd": 2, "flow": "out"}]}, "budgets[1].flow"),
         ({"models": "gpt-4o"}, "models"),
         ({"models": [""]}, "models"),
         ({"models": ["gpt-4o", 4]}, "models"),
@@ -119,6 +124,26 @@ def test_a_policy_must_be_an_object(raw: object) -> None:
 
 def test_policy_error_is_a_value_error() -> None:
     assert issubclass(PolicyError, ValueError)
+
+
+def test_a_budget_flow_of_spend_is_the_default_and_changes_nothing() -> None:
+    spend = parse_budget({"usd": 5, "period": "day", "flow": "spend"})
+    assert spend == parse_budget({"usd": 5, "period": "day"})
+    assert "flow" not in spend.to_dict()
+
+
+@pytest.mark.parametrize("flow", ["in", "OUT", "", 1, True, None, {"out": 1}])
+def test_a_budget_flow_other_than_spend_or_out_is_refused_naming_the_field(
+        flow: object) -> None:
+    with pytest.raises(PolicyError, match=r"budgets\[2\]\.flow must be 'spend' or 'out'") as caught:
+        parse_budget({"usd": 5, "flow": flow}, 2)
+    assert caught.value.field == "budgets[2].flow"
+
+
+def test_a_money_out_budget_is_refused_rather_than_stored_uncounted() -> None:
+    with pytest.raises(PolicyError, match="not enforced by this version") as caught:
+        parse_policy({"budgets": [{"usd": 50, "period": "day", "flow": "out"}]})
+    assert caught.value.field == "budgets[0].flow"
 
 
 def test_budget_defaults_hard_month_without_warning() -> None:

@@ -178,7 +178,7 @@ def parse_budget(raw: object, index: int = 0) -> Budget:
     where = f"budgets[{index}]"
     if not isinstance(raw, dict):
         raise PolicyError(f"{where} must be an object like {{usd: 50, period: month}}")
-    unknown = set(raw) - {"usd", "period", "mode", "warn_at", "enforce", "on_exceeded"}
+    unknown = set(raw) - {"usd", "period", "mode", "warn_at", "enforce", "on_exceeded", "flow"}
     if unknown:
         raise PolicyError(f"{where}: unknown field(s) {sorted(unknown)}")
     if "usd" not in raw:
@@ -193,6 +193,7 @@ def parse_budget(raw: object, index: int = 0) -> Budget:
     mode = raw.get("mode", "hard")
     if mode not in ("hard", "soft"):
         raise PolicyError(f"{where}.mode must be 'hard' or 'soft', got {mode!r}")
+    _flow(raw.get("flow", "spend"), f"{where}.flow")
     warn_at = raw.get("warn_at")
     if warn_at is not None and (
         isinstance(warn_at, bool) or not isinstance(warn_at, int | float) or not 0 < warn_at <= 1
@@ -204,6 +205,21 @@ def parse_budget(raw: object, index: int = 0) -> Budget:
     if budget.downgrade_to and (mode != "hard" or budget.enforce == "shadow"):
         raise PolicyError(f"{where}.on_exceeded applies to an enforced hard budget only")
     return budget
+
+
+def _flow(value: object, where: str) -> None:
+    """`flow`: what a budget caps. `spend` (the default, what calls cost) is the only one
+    enforced; `out` (money a vendor call moves out of the account: refunds, transfers,
+    payouts) is refused rather than stored, so that no one takes an uncounted cap for a
+    counted one."""
+    if value == "spend":
+        return
+    if value == "out":
+        raise PolicyError(
+            f"{where}: 'out' (a cap on money moved out: refunds, transfers, payouts) is not "
+            "enforced by this version of Outlay, so it is refused rather than stored; "
+            "use 'spend' (the default) or omit the field", where)
+    raise PolicyError(f"{where} must be 'spend' or 'out', got {value!r}", where)
 
 
 def _downgrade_to(value: object, where: str) -> tuple[str, ...]:
