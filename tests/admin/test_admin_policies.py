@@ -115,7 +115,7 @@ async def test_no_policy_is_404(admin: Admin) -> None:
     ({"budgets": [{"usd": 1, "warn_at": 2}]}, "budgets[0].warn_at"),
     ({"budgets": [{"usd": 1, "cap": 2}]}, "cap"),
     ({"budgets": [{"usd": 1, "flow": "in"}]}, "budgets[0].flow"),
-    ({"budgets": [{"usd": 1}, {"usd": 1, "flow": "out"}]}, "budgets[1].flow"),
+    ({"budgets": [{"usd": 1}, {"usd": 1, "flow": "money"}]}, "budgets[1].flow"),
     ({"models": "gpt-4o"}, "models"),
     ({"models": [""]}, "models"),
     ({"vendors": [1]}, "vendors"),

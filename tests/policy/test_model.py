@@ -93,7 +93,7 @@ def test_null_means_absent(name: str) -> None:
         ({"budgets": [{"usd": 1, "flow": "Spend"}]}, "budgets[0].flow"),
         ({"budgets": [{"usd": 1, "flow": None}]}, "budgets[0].flow"),
         ({"budgets": [{"usd": 1, "flow": ["out"]}]}, "budgets[0].flow"),
-        ({"budgets": [{"usd": 1}, {"usd": 2, "flow": "out"}]}, "budgets[1].flow"),
+        ({"budgets": [{"usd": 1}, {"usd": 2, "flow": "spent"}]}, "budgets[1].flow"),
         ({"models": "gpt-4o"}, "models"),
         ({"models": [""]}, "models"),
         ({"models": ["gpt-4o", 4]}, "models"),
@@ -140,10 +140,19 @@ def test_a_budget_flow_other_than_spend_or_out_is_refused_naming_the_field(
     assert caught.value.field == "budgets[2].flow"
 
 
-def test_a_money_out_budget_is_refused_rather_than_stored_uncounted() -> None:
-    with pytest.raises(PolicyError, match="not enforced by this version") as caught:
-        parse_policy({"budgets": [{"usd": 50, "period": "day", "flow": "out"}]})
-    assert caught.value.field == "budgets[0].flow"
+def test_a_money_out_budget_keeps_its_flow_and_counter_apart_from_spend() -> None:
+    policy = parse_policy({"budgets": [{"usd": 50, "period": "day", "flow": "out"},
+                                       {"usd": 10, "period": "day"}]})
+    out, spend = policy.budgets
+    assert (out.flow, out.counter) == ("out", "day-out")
+    assert (spend.flow, spend.counter) == ("spend", "day")
+    assert out.to_dict() == {"usd": "50", "period": "day", "mode": "hard", "flow": "out"}
+    assert parse_policy(policy.to_dict()) == policy
+
+
+def test_a_money_out_budget_cannot_downgrade_models() -> None:
+    with pytest.raises(PolicyError, match=r"budgets\[0\]\.on_exceeded applies to a spend"):
+        parse_budget({"usd": 5, "flow": "out", "on_exceeded": {"downgrade_to": "gpt-4o-mini"}})
 
 
 def test_budget_defaults_hard_month_without_warning() -> None:

@@ -20,7 +20,7 @@ AUDIT_KEYS = {"request_id", "time", "key_id", "agent", "labels", "vendor", "mode
 # Beyond SPEC §4, pinned so that every backend answers alike: when spend_by_* starts counting,
 # each budget's warn_at, and the audit row's group, route, refusal code and settlement.
 USAGE_EXTRA = {"spend_since"}
-BUDGET_EXTRA = {"warn_at"}
+BUDGET_EXTRA = {"warn_at", "flow"}
 AUDIT_EXTRA = {"group", "route", "code", "refused_by", "settlement", "overrun_usd", "replay_of",
                "waited_ms", "held_usd", "estimated_usd"}
 
@@ -61,12 +61,12 @@ async def test_usage_has_the_spec_shape(store: StateStore, clock: Clock) -> None
     assert month == {
         "period": "month", "mode": "hard", "cap_usd": "0.05", "spent_usd": "0.0035",
         "reserved_usd": "0.003", "remaining_usd": "0.0435", "resets_at": "2024-04-01T00:00:00Z",
-        "warn_at": 0.8,
+        "warn_at": 0.8, "flow": "spend",
     }
     assert day == {
         "period": "day", "mode": "soft", "cap_usd": "0.01", "spent_usd": "0.0035",
         "reserved_usd": "0.003", "remaining_usd": "0.0035", "resets_at": "2024-03-15T00:00:00Z",
-        "warn_at": None,
+        "warn_at": None, "flow": "spend",
     }
     assert usage["spend_by_model"] == {"gpt-4o-mini": "0.0025", "claude-3-5-haiku": "0.001"}
     assert usage["spend_by_vendor"] == {"openai": "0.0025", "anthropic": "0.001"}
@@ -175,9 +175,9 @@ async def test_report(store: StateStore) -> None:
     # an estimate is charged what it counted, an unsettled call its whole reservation
     assert rows[:2] == [
         {"agent": "a", "requests": 2, "allowed": 2, "refused": 0, "cost_usd": "0.0015",
-         "unsettled": 0, "estimated": 1},
+         "unsettled": 0, "estimated": 1, "out_usd": "0"},
         {"agent": "b", "requests": 1, "allowed": 1, "refused": 0, "cost_usd": "0.0005",
-         "unsettled": 1, "estimated": 0},
+         "unsettled": 1, "estimated": 0, "out_usd": "0"},
     ]
     assert [e["settlement"] for e in await store.audit("agent:a", 10)] == [
         "settled_estimate", "settled"]

@@ -202,7 +202,8 @@ def test_unreadable_bodies_are_refused() -> None:
         ("GET", "/v1/customers", ""),
         ("POST", "/v1/customers", "email=a%40b.c"),
         ("DELETE", "/v1/customers/cus_1", ""),
-        ("POST", "/v1/refunds", "payment_intent=pi_1&amount=500"),
+        ("GET", "/v1/refunds", ""),
+        ("GET", "/v1/payouts/po_1", ""),
     ],
 )
 def test_calls_that_move_no_money_are_free(method: str, path: str, body: str) -> None:

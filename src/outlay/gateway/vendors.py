@@ -93,7 +93,8 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
         return await object_call(gw, caller, pricing, on_object,
                                  outgoing(request, rule, vendor, path, raw))
     assert est is not None
-    ticket = Ticket(rid, key_hash, replace(asked, cost_micros=est.cost_micros, clamp=est.clamp),
+    ticket = Ticket(rid, key_hash, replace(asked, cost_micros=est.cost_micros, clamp=est.clamp,
+                                           flow=est.flow),
                     f"vendor.{vendor}", idempotency_key=est.idempotency_key,
                     idempotency_account=caller.account, approval_id=caller.approval_id,
                     shape=caller.shape, may_wait=True, tags=caller.tags)
@@ -170,6 +171,13 @@ def _worded(refusal: OutlayError, vcall: VendorCall) -> OutlayError:
     if refusal.code != "price_unknown":
         return refusal
     where = printable(route_path(vcall.path))
+    if refusal.details.get("flow") == "out":
+        return BadRequest(
+            "price_unknown",
+            f"{vcall.method} {where} names no `amount`, so it would move the whole refundable "
+            "remainder, which Outlay cannot know before the call; it cannot be reserved under "
+            "a hard money-out budget (flow: out). Name the `amount` to move.",
+            param="amount", vendor=vcall.vendor, method=vcall.method, path=where, flow="out")
     return BadRequest(
         "price_unknown",
         f"Outlay knows no price for {vcall.method} {where} on {vcall.vendor}, so it cannot "

@@ -33,7 +33,7 @@ from outlay.policy.errors import (
     OutlayError,
     RateLimited,
 )
-from outlay.policy.model import CLAMP_OFF, DEFAULT_CLAMP_FLOOR, Period
+from outlay.policy.model import CLAMP_OFF, DEFAULT_CLAMP_FLOOR, Budget
 from outlay.policy.money import ceil_div, micros_to_usd
 from outlay.policy.periods import iso as iso  # re-exported: the gateway's time format
 from outlay.policy.periods import period_bounds
@@ -103,9 +103,9 @@ def _access(
     return None
 
 
-def _has_hard_budget(views: Sequence[ScopeView]) -> bool:
+def _has_hard_budget(views: Sequence[ScopeView], flow: str) -> bool:
     return any(
-        b.mode == "hard" and not v.policy.shadows(b)
+        b.mode == "hard" and b.flow == flow and not v.policy.shadows(b)
         for v in views if v.policy for b in v.policy.budgets
     )
 
@@ -125,7 +125,12 @@ def precheck(
     refused = _access(call, views, aliases or {}, free_models) or vendor_refusal(call, views)
     if refused:
         return refused
-    if call.cost_micros is None and _has_hard_budget(views):
+    if call.cost_micros is None and _has_hard_budget(views, call.flow):
+        if call.flow == "out":
+            return Refuse(BadRequest(
+                "price_unknown", "How much money this call moves out is not known before it "
+                "is made, so it cannot be reserved under a hard money-out budget.",
+                flow="out"), None)
         return Refuse(BadRequest(
             "price_unknown",
             f"No price is known for {call.unpriced or f'model {call.model!r}'}, so it cannot "
@@ -210,19 +215,21 @@ def decide(
         if view.policy is None:
             continue
         for budget in view.policy.budgets:
+            if budget.flow != call.flow:
+                continue  # money out never counts toward spend, nor spend toward money out
             start, end = period_bounds(budget.period, now_ms)
-            counter = _current(view, budget.period, start)
+            counter = _current(view, budget.counter, start)
             committed = counter.spent + counter.reserved
             shadow = view.policy.shadows(budget)
             if budget.mode == "hard":
                 if committed + cost > budget.cap_micros:
                     error = _budget_error(view.scope, budget.period, budget.cap_micros,
-                                          counter, cost, end)
+                                          counter, cost, end, budget.flow)
                     if (not shadow and may_wait and counter.spent + cost <= budget.cap_micros
                             and breaches.may_hold(view, error)):
                         pass  # room once the calls in flight settle: wait for them
-                    elif refusal := breaches.budget(view, error, budget.period, start,
-                                                    budget.cap_micros, committed, shadow):
+                    elif refusal := breaches.budget(view, error, budget, start,
+                                                    committed, shadow):
                         if budget.downgrade_to and refusal.approval is None:
                             return replace(refusal, downgrade=budget.downgrade_to)
                         return refusal
@@ -230,10 +237,10 @@ def decide(
                     limits.budget(budget.cap_micros, budget.cap_micros - committed - cost,
                                   view.scope)
             watched = budget.warn_at is not None or budget.mode == "soft"
-            earlier = holds.get((view.scope, budget.period))
-            holds[(view.scope, budget.period)] = Hold(
+            earlier = holds.get((view.scope, budget.counter))
+            holds[(view.scope, budget.counter)] = Hold(
                 view.scope, budget.period, start, cost,
-                watched or (earlier is not None and earlier.watched))
+                watched or (earlier is not None and earlier.watched), budget.flow)
     refusal = breaches.awaiting_approval() or breaches.holding()
     if refusal:
         return refusal
@@ -284,18 +291,18 @@ def _hard_room(views: Sequence[ScopeView], now_ms: int, grant: Grant | None) -> 
                 grant is not None and (view.scope, "budget_exceeded") in grant.breaches):
             continue
         for budget in policy.budgets:
-            if budget.mode != "hard" or policy.shadows(budget):
+            if budget.mode != "hard" or policy.shadows(budget) or budget.flow != "spend":
                 continue
-            counter = _current(view, budget.period, period_bounds(budget.period, now_ms)[0])
+            counter = _current(view, budget.counter, period_bounds(budget.period, now_ms)[0])
             left = budget.cap_micros - counter.spent - counter.reserved
             room = left if room is None else min(room, left)
     return room
 
 
-def _current(view: ScopeView, period: Period, start: int) -> Counter:
-    """The scope's counter of `period` if it counts the period starting at `start`; a fresh
-    one otherwise (the period turned since it was written)."""
-    counter = view.counters.get(period)
+def _current(view: ScopeView, name: str, start: int) -> Counter:
+    """The scope's counter `name` (a budget's `counter`) if it counts the period starting
+    at `start`; a fresh one otherwise (the period turned since it was written)."""
+    counter = view.counters.get(name)
     return counter if counter is not None and counter.period_start == start else Counter(start)
 
 
@@ -323,15 +330,16 @@ class _Breaches:
         return self._apply(view, error, event)
 
     def budget(
-        self, view: ScopeView, error: BudgetExceeded, period: str, start: int, cap: int,
+        self, view: ScopeView, error: BudgetExceeded, budget: Budget, start: int,
         committed: int, shadow: bool = False,
     ) -> Refuse | None:
+        cap = budget.cap_micros
         event = Event("budget.exceeded", {
             "scope": view.scope, "agent_id": self.key.agent, "key_id": self.key.id,
-            "period": period, "mode": "hard", "spent_usd": micros_to_usd(committed),
+            "period": budget.period, "mode": "hard", "spent_usd": micros_to_usd(committed),
             "cap_usd": micros_to_usd(cap), "percent_used": percent(committed, cap),
-            "resets_at": error.details.get("resets_at"),
-        }, f"budget.exceeded:{view.scope}:{period}:{start}")
+            "resets_at": error.details.get("resets_at"), **_flow_of(budget),
+        }, f"budget.exceeded:{view.scope}:{budget.counter}:{start}")
         return self._apply(view, error, event, shadow)
 
     def _apply(self, view: ScopeView, error: OutlayError, event: Event, shadow: bool = False
@@ -393,26 +401,34 @@ class _Breaches:
         return Refuse(error, view.scope, events, need)
 
 
+def _flow_of(budget: Budget) -> dict[str, str]:
+    """What an event or a refusal says of a money-out budget's flow (spend says nothing)."""
+    return {} if budget.flow == "spend" else {"flow": budget.flow}
+
+
 def percent(spent: int, cap: int) -> float:
     return round(100 * spent / cap, 2) if cap else 100.0
 
 
 def _budget_error(
-    scope: str, period: str, cap: int, counter: Counter, cost: int, end: int | None
+    scope: str, period: str, cap: int, counter: Counter, cost: int, end: int | None,
+    flow: str = "spend",
 ) -> BudgetExceeded:
     """The refusal of a hard budget: what is spent (settled), what calls in flight hold
-    beside it, the cap, and what this call may cost."""
+    beside it, the cap, and what this call may cost (or move out, for money out)."""
     spent, held = micros_to_usd(counter.spent), micros_to_usd(counter.reserved)
     resets = iso(end) if end is not None else None
+    out = flow == "out"
     return BudgetExceeded(
         "budget_exceeded",
-        f"Budget exceeded for {scope}: ${spent} spent of a ${micros_to_usd(cap)} hard cap "
+        f"{'Money-out budget' if out else 'Budget'} exceeded for {scope}: ${spent} "
+        f"{'moved out' if out else 'spent'} of a ${micros_to_usd(cap)} hard cap "
         f"{_PERIOD_WORDS[period]}"
         + (f", ${held} more held by calls in flight" if counter.reserved else "")
-        + f"; this call may cost up to ${micros_to_usd(cost)}."
+        + f"; this call {'moves out' if out else 'may cost'} up to ${micros_to_usd(cost)}."
         + (f" The budget resets at {resets}." if resets else ""),
         scope=scope, period=period, spent_usd=spent, held_usd=held,
-        cap_usd=micros_to_usd(cap), resets_at=resets,
+        cap_usd=micros_to_usd(cap), resets_at=resets, **({"flow": flow} if out else {}),
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from outlay.policy.errors import OutlayError
-from outlay.policy.model import TAG_NAME, TAG_VALUE, Period, Policy
+from outlay.policy.model import TAG_NAME, TAG_VALUE, Flow, Period, Policy, counter_name
 from outlay.policy.money import ceil_div
 from outlay.policy.windows import WindowState
 from outlay.values import value
@@ -61,6 +61,9 @@ class Call:
     accounts: tuple[str, ...] = ()
     any_account: bool = False
     destinations: tuple[str, ...] = ()
+    # what the call's cost is: spend (what it costs), or money it moves out of the account
+    # (a Stripe refund, transfer or payout); only the budgets of its flow count it
+    flow: Flow = "spend"
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,8 @@ class ScopeView:
     policy: Policy | None
     windows: Mapping[str, WindowState] = field(default_factory=dict)
     inflight: int = 0
-    counters: Mapping[Period, Counter] = field(default_factory=dict)
+    # by counter name (model.counter_name: a budget's period, `<period>-out` for money out)
+    counters: Mapping[str, Counter] = field(default_factory=dict)
 
 
 @value
@@ -119,6 +123,12 @@ class Hold:
     amount: int
     # a budget here warns or is soft, so settling may raise an event (not part of the money)
     watched: bool = field(default=False, compare=False)
+    flow: Flow = "spend"
+
+    @property
+    def counter(self) -> str:
+        """The name its counter is kept under (model.counter_name)."""
+        return counter_name(self.period, self.flow)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,16 @@ Mode = Literal["hard", "soft"]
 Breach = Literal["block", "alert", "require_approval"]
 Enforce = Literal["enforce", "shadow"]
 ENFORCE: tuple[Enforce, ...] = ("enforce", "shadow")
+# what a budget caps: `spend` (what calls cost) or `out` (money a vendor call moves out of
+# the account: Stripe refunds, transfers, payouts); each flow counts on counters of its own
+Flow = Literal["spend", "out"]
+FLOWS: tuple[Flow, ...] = ("spend", "out")
+
+
+def counter_name(period: str, flow: str = "spend") -> str:
+    """The name a budget's counter is kept under beside its scope and period start: its
+    period for spend, `<period>-out` for money out, so that the two never share one."""
+    return period if flow == "spend" else f"{period}-{flow}"
 
 PERIODS: tuple[Period, ...] = ("hour", "day", "week", "month", "total")
 SCOPE_KINDS = ("key", "agent", "group", "vendor", "tag", "global")
@@ -52,6 +62,11 @@ class Budget:
     # on_exceeded: {downgrade_to: …}: the cheaper models, in order, an LLM call this budget
     # would refuse is sent to instead when one of them fits
     downgrade_to: tuple[str, ...] = ()
+    flow: Flow = "spend"
+
+    @property
+    def counter(self) -> str:
+        return counter_name(self.period, self.flow)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -59,6 +74,8 @@ class Budget:
             "period": self.period,
             "mode": self.mode,
         }
+        if self.flow != "spend":
+            out["flow"] = self.flow
         if self.warn_at is not None:
             out["warn_at"] = self.warn_at
         if self.enforce != "enforce":
@@ -193,7 +210,7 @@ def parse_budget(raw: object, index: int = 0) -> Budget:
     mode = raw.get("mode", "hard")
     if mode not in ("hard", "soft"):
         raise PolicyError(f"{where}.mode must be 'hard' or 'soft', got {mode!r}")
-    _flow(raw.get("flow", "spend"), f"{where}.flow")
+    flow = _flow(raw.get("flow", "spend"), f"{where}.flow")
     warn_at = raw.get("warn_at")
     if warn_at is not None and (
         isinstance(warn_at, bool) or not isinstance(warn_at, int | float) or not 0 < warn_at <= 1
@@ -201,24 +218,18 @@ def parse_budget(raw: object, index: int = 0) -> Budget:
         raise PolicyError(f"{where}.warn_at must be a fraction in (0, 1], got {warn_at!r}")
     budget = Budget(cap, period, mode, None if warn_at is None else float(warn_at),
                     _enforce(raw.get("enforce"), f"{where}.enforce"),
-                    _downgrade_to(raw.get("on_exceeded"), f"{where}.on_exceeded"))
+                    _downgrade_to(raw.get("on_exceeded"), f"{where}.on_exceeded"), flow)
     if budget.downgrade_to and (mode != "hard" or budget.enforce == "shadow"):
         raise PolicyError(f"{where}.on_exceeded applies to an enforced hard budget only")
+    if budget.downgrade_to and flow == "out":
+        raise PolicyError(f"{where}.on_exceeded applies to a spend budget only", where)
     return budget
 
 
-def _flow(value: object, where: str) -> None:
-    """`flow`: what a budget caps. `spend` (the default, what calls cost) is the only one
-    enforced; `out` (money a vendor call moves out of the account: refunds, transfers,
-    payouts) is refused rather than stored, so that no one takes an uncounted cap for a
-    counted one."""
-    if value == "spend":
-        return
-    if value == "out":
-        raise PolicyError(
-            f"{where}: 'out' (a cap on money moved out: refunds, transfers, payouts) is not "
-            "enforced by this version of Outlay, so it is refused rather than stored; "
-            "use 'spend' (the default) or omit the field", where)
+def _flow(value: object, where: str) -> Flow:
+    """`flow`: what a budget caps, `spend` (the default) or `out`."""
+    if value == "spend" or value == "out":
+        return value
     raise PolicyError(f"{where} must be 'spend' or 'out', got {value!r}", where)
 
 

@@ -127,23 +127,25 @@ def stored_states(state: str | None) -> tuple[str, ...] | None:
 
 
 def settlement_events(
-    scope: str, policy: Policy, period: str, period_start: int, spent: int, key: KeyInfo | None,
-    overrun: tuple[str, int] | None = None,
+    scope: str, policy: Policy, counter: str, period_start: int, spent: int,
+    key: KeyInfo | None, overrun: tuple[str, int] | None = None,
 ) -> list[Event]:
     """budget.warning at warn_at, and budget.exceeded when a soft budget is crossed, judged
-    on settled spend; a hard budget is crossed only by a settlement above its reservation,
-    `overrun` (its request id and the micro-USD charged above what it held)."""
+    on settled spend (or money moved out); a hard budget is crossed only by a settlement
+    above its reservation, `overrun` (its request id and the micro-USD charged above what it
+    held). `counter`: the counter settled (model.counter_name: period, and flow)."""
     events = []
     for budget in policy.budgets:
-        if budget.period != period:
+        if budget.counter != counter:
             continue
         data: dict[str, object] = {
             "scope": scope, "agent_id": key.agent if key else None,
-            "key_id": key.id if key else None, "period": period, "mode": budget.mode,
+            "key_id": key.id if key else None, "period": budget.period, "mode": budget.mode,
             "spent_usd": micros_to_usd(spent), "cap_usd": micros_to_usd(budget.cap_micros),
             "percent_used": percent(spent, budget.cap_micros),
+            **({} if budget.flow == "spend" else {"flow": budget.flow}),
         }
-        mark = f"{scope}:{period}:{period_start}"
+        mark = f"{scope}:{counter}:{period_start}"
         if budget.warn_at is not None and spent >= budget.warn_at * budget.cap_micros:
             events.append(Event("budget.warning", {**data, "warn_at": budget.warn_at},
                                 f"budget.warning:{mark}"))

@@ -171,6 +171,7 @@ class BudgetLine:
     cap: int  # micro-USD
     spent: int
     reserved: int
+    flow: str = "spend"  # what the budget caps: spend, or money out
 
 
 @value

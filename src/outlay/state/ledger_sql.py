@@ -51,23 +51,23 @@ def scope_filter(scope: str, mark: str = "?") -> tuple[str, tuple[Any, ...]]:
 # moved (MOVE_SETTLED), a refusal's is written at once
 INSERT_ROW = (
     "INSERT INTO ledger(seq, request_id, ts_ms, key_id, agent, grp, labels, vendor, model, "
-    "route, decision, code, scope, status, reserved, cost, settlement, spent, cap, held, "
-    "estimated, waited_ms) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)")
+    "route, flow, decision, code, scope, status, reserved, cost, settlement, spent, cap, "
+    "held, estimated, waited_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)")
 HOLD_ROW = (
     "INSERT INTO reservations(id, created_ms, lease_ms, worker, amount, tokens, holds, tpm, "
-    "parallel, seq, key_id, agent, grp, labels, vendor, model, route, code, spent, cap, "
-    "replay_of, waited_ms, forwarded) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)")
+    "parallel, seq, key_id, agent, grp, labels, vendor, model, route, flow, code, spent, "
+    "cap, replay_of, waited_ms, forwarded) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)")
 SETTLE_ROW = (
     "UPDATE reservations SET status=?, cost=?, settlement=?, model=COALESCE(?, model), "
     "spent=CASE WHEN spent IS NULL THEN NULL ELSE spent - ? + ? END WHERE id=?")
 MOVE_SETTLED = (
     "INSERT INTO ledger(seq, request_id, ts_ms, key_id, agent, grp, labels, vendor, model, "
     "route, decision, code, scope, status, reserved, cost, settlement, spent, cap, replay_of, "
-    "waited_ms) "
+    "waited_ms, flow) "
     "SELECT seq, id, created_ms, key_id, agent, grp, labels, vendor, model, route, 'allowed', "
-    "code, NULL, status, amount, cost, settlement, spent, cap, replay_of, waited_ms "
+    "code, NULL, status, amount, cost, settlement, spent, cap, replay_of, waited_ms, flow "
     "FROM reservations "
     "WHERE settlement IS NOT NULL ORDER BY seq")
 DROP_MOVED = "DELETE FROM reservations WHERE settlement IS NOT NULL"
@@ -80,7 +80,7 @@ HELD_ROWS = (
     "(SELECT seq, id AS request_id, created_ms AS ts_ms, key_id, agent, grp, labels, vendor, "
     "model, route, 'allowed' AS decision, code, NULL AS scope, status, amount AS reserved, "
     "COALESCE(cost, 0) AS cost, COALESCE(settlement, 'pending') AS settlement, spent, cap, "
-    "replay_of, waited_ms, NULL AS held, NULL AS estimated FROM reservations)")
+    "replay_of, waited_ms, NULL AS held, NULL AS estimated, flow FROM reservations)")
 SOURCES = ("ledger", HELD_ROWS)
 
 
@@ -99,11 +99,23 @@ def snapshot(c: sqlite3.Connection) -> Iterator[None]:
 
 
 def call_columns(ticket: Ticket, key: KeyInfo | None) -> tuple[Any, ...]:
-    """key_id, agent, grp, labels, vendor, model, route: what a ledger row says of a call."""
+    """key_id, agent, grp, labels, vendor, model, route, flow: what a ledger row says of a
+    call (flow: NULL for spend, 'out' for money moved out)."""
     call = ticket.call
     return (key.id if key else None, key.agent if key else None, key.group if key else None,
             orjson.dumps(ticket.labels(key)).decode() if key else None,
-            call.vendor, call.model_resolved or call.model, ticket.route)
+            call.vendor, call.model_resolved or call.model, ticket.route, row_flow(call.flow))
+
+
+def row_flow(flow: str) -> str | None:
+    """A ledger row's `flow`: NULL for spend (every row written before flows existed is
+    spend), the flow's name otherwise."""
+    return None if flow == "spend" else flow
+
+
+# the rows whose cost is spend (money out is reported apart, and counts toward its own
+# budgets only)
+SPEND = "flow IS NULL"
 
 
 def insert_row(
@@ -181,14 +193,15 @@ def usage(
     since = period_start_of("month", now)
     with snapshot(c):
         for budget in policy.budgets if policy is not None else ():
-            counters[budget.period] = counter(
-                c, scope, budget.period, period_start_of(budget.period, now))
+            counters[budget.counter] = counter(
+                c, scope, budget.counter, period_start_of(budget.period, now))
         by_model, by_vendor = spend_by(c, scope, since)
     return usage_view(scope, policy, now, windows, counters, since, by_model, by_vendor)
 
 
 def counter(c: sqlite3.Connection, scope: str, period: str, start: int) -> tuple[int, int]:
-    """(spent, reserved) of a scope's budget period starting at `start` (SQLite)."""
+    """(spent, reserved) of a scope's budget counter (`period`: model.counter_name) in the
+    period starting at `start` (SQLite)."""
     row = c.execute("SELECT spent, reserved FROM counters WHERE scope=? AND period=? "
                     "AND period_start=?", (scope, period, start)).fetchone()
     return (row[0], row[1]) if row else (0, 0)
@@ -197,7 +210,7 @@ def counter(c: sqlite3.Connection, scope: str, period: str, start: int) -> tuple
 def spend_by(c: sqlite3.Connection, scope: str, since: int
              ) -> tuple[dict[str | None, int], dict[str | None, int]]:
     """A scope's spend since `since`, by model and by vendor (what was given back, by a
-    `credit` row of negative cost, taken off)."""
+    `credit` row of negative cost, taken off; money moved out is not spend)."""
     where, args = scope_filter(scope)
     by_model: dict[str | None, int] = {}
     by_vendor: dict[str | None, int] = {}
@@ -205,11 +218,12 @@ def spend_by(c: sqlite3.Connection, scope: str, since: int
         for source in SOURCES:
             for model, cost in c.execute(
                     f"SELECT model, SUM(cost) FROM {source} WHERE {where} AND ts_ms >= ? "  # noqa: S608
-                    "AND cost != 0 AND model IS NOT NULL GROUP BY model", (*args, since)):
+                    f"AND cost != 0 AND {SPEND} AND model IS NOT NULL GROUP BY model",
+                    (*args, since)):
                 by_model[model] = by_model.get(model, 0) + cost
             for vendor, cost in c.execute(
                     f"SELECT vendor, SUM(cost) FROM {source} WHERE {where} AND ts_ms >= ? "  # noqa: S608
-                    "AND cost != 0 GROUP BY vendor", (*args, since)):
+                    f"AND cost != 0 AND {SPEND} GROUP BY vendor", (*args, since)):
                 by_vendor[vendor] = by_vendor.get(vendor, 0) + cost
     return (dict(sorted(by_model.items(), key=_by_name)),
             dict(sorted(by_vendor.items(), key=_by_name)))
@@ -226,8 +240,10 @@ def report(c: sqlite3.Connection, group_by: str, since_ms: int | None) -> list[d
         for source in SOURCES:
             for name, *counts in c.execute(
                     f"SELECT {column}, SUM(decision!='credit'), SUM(decision='allowed'), "  # noqa: S608
-                    "SUM(decision IN ('refused', 'invalid')), SUM(cost), "
-                    "SUM(settlement='unsettled'), SUM(settlement='settled_estimate') "
+                    "SUM(decision IN ('refused', 'invalid')), "
+                    f"SUM(CASE WHEN {SPEND} THEN cost ELSE 0 END), "
+                    "SUM(settlement='unsettled'), SUM(settlement='settled_estimate'), "
+                    f"SUM(CASE WHEN {SPEND} THEN 0 ELSE cost END) "
                     f"FROM {source} WHERE ts_ms >= ? GROUP BY {column}", (since_ms or 0,)):
                 line = lines.setdefault(name, [0] * len(counts))
                 for i, n in enumerate(counts):
@@ -237,9 +253,10 @@ def report(c: sqlite3.Connection, group_by: str, since_ms: int | None) -> list[d
 
 
 def report_line(group_by: str, row: tuple[Any, ...]) -> dict[str, Any]:
-    """One line of a report from its row: the group, requests, allowed, refused, cost,
-    unsettled (charged their whole reservation) and estimated (charged what Outlay counted)."""
-    name, n, ok, refused, cost, unsettled, estimated = row
+    """One line of a report from its row: the group, requests, allowed, refused, cost (spend),
+    unsettled (charged their whole reservation), estimated (charged what Outlay counted) and
+    money moved out of the account (refunds, transfers, payouts: not in the cost)."""
+    name, n, ok, refused, cost, unsettled, estimated, *out = row
     return {group_by: name, "requests": n, "allowed": ok, "refused": refused,
             "cost_usd": micros_to_usd(cost or 0), "unsettled": unsettled,
-            "estimated": estimated or 0}
+            "estimated": estimated or 0, "out_usd": micros_to_usd((out[0] if out else 0) or 0)}

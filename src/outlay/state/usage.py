@@ -18,7 +18,8 @@ def usage_view(
     counters: Mapping[str, tuple[int, int]], since: int, by_model: Mapping[str | None, int],
     by_vendor: Mapping[str | None, int],
 ) -> dict[str, Any]:
-    """`counters` maps a budget period to (spent, reserved) in its current period."""
+    """`counters` maps a budget's counter (model.counter_name) to (spent, reserved) in its
+    current period."""
     out_windows = []
     budgets = []
     if policy is not None:
@@ -33,9 +34,9 @@ def usage_view(
             })
         for budget in policy.budgets:
             end = period_bounds(budget.period, now)[1]
-            spent, reserved = counters.get(budget.period, (0, 0))
+            spent, reserved = counters.get(budget.counter, (0, 0))
             budgets.append({
-                "period": budget.period, "mode": budget.mode,
+                "period": budget.period, "mode": budget.mode, "flow": budget.flow,
                 "cap_usd": micros_to_usd(budget.cap_micros),
                 "spent_usd": micros_to_usd(spent), "reserved_usd": micros_to_usd(reserved),
                 "remaining_usd": micros_to_usd(max(0, budget.cap_micros - spent - reserved)),
@@ -59,7 +60,7 @@ def tag_values_view(
     """What a `tag:<name>=*` scope's usage adds: how many values it tracks this period (of
     `max_values`), and the `limit` values that spent most (by their first budget's period),
     each with its spend and what is left in each budget."""
-    periods = [b.period for b in policy.budgets]
+    periods = [b.counter for b in policy.budgets]
     first = periods[0] if periods else None
 
     def spent_of(value: str) -> int:
@@ -70,9 +71,10 @@ def tag_values_view(
     for value in top:
         budgets = []
         for budget in policy.budgets:
-            spent, reserved = spend.get(value, {}).get(budget.period, (0, 0))
+            spent, reserved = spend.get(value, {}).get(budget.counter, (0, 0))
             budgets.append({
-                "period": budget.period, "cap_usd": micros_to_usd(budget.cap_micros),
+                "period": budget.period, "flow": budget.flow,
+                "cap_usd": micros_to_usd(budget.cap_micros),
                 "spent_usd": micros_to_usd(spent), "reserved_usd": micros_to_usd(reserved),
                 "remaining_usd": micros_to_usd(max(0, budget.cap_micros - spent - reserved)),
             })

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from outlay.policy.decision import Clamp
 from outlay.policy.errors import invalid_request
+from outlay.policy.model import Flow
 from outlay.policy.money import MICROS_PER_USD
 from outlay.policy.vendor_access import path_glob as path_glob
 from outlay.policy.vendor_access import route_path as route_path
@@ -45,6 +46,9 @@ class VendorEstimate:
     # the header that tells the agent so
     clamp: Clamp | None = None
     limited: Callable[[int], tuple[bytes, dict[str, str]]] | None = None
+    # spend (what the call costs), or money it moves out of the account (refunds, transfers,
+    # payouts): each counts only toward the budgets of its flow
+    flow: Flow = "spend"
 
 
 class VendorPricing(Protocol):

@@ -1,8 +1,9 @@
 """Stripe: a payment costs its `amount` (smallest currency unit) in `currency`, converted to USD.
 
 Payment intents and charges are counted by exposure (vendors.stripe_objects): a call on one
-costs the change it makes to what the object has moved or can still move. Refunds bring
-money back, and everything else moves none (SPEC §3).
+costs the change it makes to what the object has moved or can still move. Refunds, transfers
+and payouts move money out of the account (vendors.stripe_out): flow `out`, counted by
+money-out budgets only. Everything else moves none (SPEC §3).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import yaml
 
 from outlay.policy.errors import invalid_request
-from outlay.vendors import stripe_objects
+from outlay.vendors import stripe_objects, stripe_out
 from outlay.vendors.base import (
     VendorCall,
     VendorEstimate,
@@ -25,7 +26,6 @@ from outlay.vendors.base import (
     config_usd,
     exact_micros,
     free,
-    route_path,
 )
 from outlay.vendors.objects import ObjectCall, ObjectSeen
 
@@ -60,14 +60,23 @@ class StripePricing:
         return cls(rates, decimals)
 
     def estimate(self, call: VendorCall) -> VendorEstimate:
-        if call.method.upper() == "POST" and route_path(call.path).lower() == "/v1/refunds":
-            return free(call, "refund, money comes back")
+        kind = stripe_out.kind_of(call)
+        if kind is not None:
+            return stripe_out.estimate(call, kind, self.usd, self._known_currency)
         return free(call, "moves no money")
 
     def actual(
         self, call: VendorCall, status: int, response_body: bytes, estimate: VendorEstimate
     ) -> int | None:
+        kind = stripe_out.kind_of(call)
+        if kind is not None:  # what moved out, as Stripe's answer says
+            return stripe_out.actual(kind, status, response_body, self.usd)
         return None  # what moves is counted on the objects (object_call), not here
+
+    def _known_currency(self, value: object) -> str:
+        code = self._currency(value, required=True)
+        assert code is not None
+        return code
 
     # -- payment intents and charges, counted by exposure --------------------------------
     def object_call(self, call: VendorCall) -> ObjectCall | None:

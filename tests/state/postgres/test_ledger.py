@@ -331,10 +331,10 @@ async def test_pending_rows_are_the_open_reservations(durable: PostgresDurable) 
     assert await durable.pending_rows() == [
         {"request_id": "p1", "ts_ms": T0, "key_id": "k1", "agent": "a", "grp": "g",
          "vendor": "stripe", "reserved": 100, "tokens": 10, "worker": "w1", "idem": "idem-1",
-         "idem_account": "acct", "labels": '{"team":"x"}'},
+         "idem_account": "acct", "labels": '{"team":"x"}', "flow": None},
         {"request_id": "p2", "ts_ms": T0 + 30_000, "key_id": "k2", "agent": "b", "grp": "g",
          "vendor": "openai", "reserved": 50, "tokens": 5, "worker": "w2", "idem": None,
-         "idem_account": None, "labels": '{"team":"x"}'},
+         "idem_account": None, "labels": '{"team":"x"}', "flow": None},
     ]
     await durable.apply_wal([settle("p1", 80, tokens=8)])
     assert [r["request_id"] for r in await durable.pending_rows()] == ["p2"]

@@ -43,7 +43,7 @@ EVERY = list(range(1, LATEST + 1))
 async def test_a_fresh_database_gets_the_whole_schema(postgres_dsn: str) -> None:
     assert await schema_version(postgres_dsn) == 0
     assert await migrate(postgres_dsn) == EVERY
-    assert await schema_version(postgres_dsn) == LATEST == 5
+    assert await schema_version(postgres_dsn) == LATEST == 6
     assert tables(postgres_dsn) == TABLES
     assert [v for v, _ in recorded(postgres_dsn)] == EVERY
 

@@ -81,9 +81,11 @@ def downgrade_to_v1(path: Path) -> None:
 def test_a_new_file_has_the_current_shapes(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "outlay.db", isolation_level=None)
     apply(conn)
-    assert version(conn) == SCHEMA_VERSION == 7
+    assert version(conn) == SCHEMA_VERSION == 8
     assert "estimated INTEGER" in shape(conn, "ledger")
     assert "forwarded INTEGER" in shape(conn, "reservations")
+    assert "flow TEXT" in shape(conn, "ledger")
+    assert "flow TEXT" in shape(conn, "reservations")
     assert "waited_ms INTEGER" in shape(conn, "reservations")
     assert "replay_of TEXT" in shape(conn, "ledger")
     assert "replay_of TEXT" in shape(conn, "reservations")

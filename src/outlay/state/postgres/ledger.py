@@ -32,6 +32,7 @@ ROW_COLUMNS = (
     "request_id", "ts_ms", "key_id", "agent", "grp", "labels", "vendor", "model", "route",
     "decision", "code", "scope", "status", "reserved", "cost", "settlement", "spent", "cap",
     "tokens", "worker", "idem", "idem_account", "replay_of", "waited_ms", "held", "estimated",
+    "flow",
 )
 _ZERO = ("reserved", "cost", "tokens")  # NOT NULL: absent means 0
 _TYPES = {"ts_ms": "bigint", "status": "integer", "reserved": "bigint", "cost": "bigint",
@@ -190,10 +191,13 @@ class LedgerMixin(Pooled):
         rows = await self.fetchall(
             f"SELECT {column}, COUNT(*) FILTER (WHERE decision <> 'credit'), "  # noqa: S608
             "COUNT(*) FILTER (WHERE decision = 'allowed'), "
-            "COUNT(*) FILTER (WHERE decision IN ('refused', 'invalid')), SUM(cost)::bigint, "
+            "COUNT(*) FILTER (WHERE decision IN ('refused', 'invalid')), "
+            f"COALESCE(SUM(cost) FILTER (WHERE {ledger_sql.SPEND}), 0)::bigint, "
             "COUNT(*) FILTER (WHERE settlement = 'unsettled'), "
-            "COUNT(*) FILTER (WHERE settlement = 'settled_estimate') FROM ledger WHERE ts_ms >= %s "
-            f'GROUP BY {column} ORDER BY SUM(cost) DESC, {column} COLLATE "C" NULLS FIRST',
+            "COUNT(*) FILTER (WHERE settlement = 'settled_estimate'), "
+            f"COALESCE(SUM(cost) FILTER (WHERE NOT {ledger_sql.SPEND}), 0)::bigint "
+            "FROM ledger WHERE ts_ms >= %s GROUP BY "
+            f"{column} ORDER BY 5 DESC, {column} COLLATE \"C\" NULLS FIRST",
             (since_ms or 0,))
         return [ledger_sql.report_line(group_by, row) for row in rows]
 
@@ -203,20 +207,29 @@ class LedgerMixin(Pooled):
         where, args = ledger_sql.scope_filter(scope, "%s")
         by_model = await self.fetchall(
             f"SELECT model, SUM(cost)::bigint FROM ledger WHERE {where} AND ts_ms >= %s "  # noqa: S608
-            'AND cost <> 0 AND model IS NOT NULL GROUP BY model ORDER BY model COLLATE "C"',
+            f"AND cost <> 0 AND {ledger_sql.SPEND} AND model IS NOT NULL GROUP BY model "
+            'ORDER BY model COLLATE "C"',
             (*args, since_ms))
         by_vendor = await self.fetchall(
             f"SELECT vendor, SUM(cost)::bigint FROM ledger WHERE {where} AND ts_ms >= %s "  # noqa: S608
-            'AND cost <> 0 GROUP BY vendor ORDER BY vendor COLLATE "C" NULLS FIRST',
+            f"AND cost <> 0 AND {ledger_sql.SPEND} GROUP BY vendor "
+            'ORDER BY vendor COLLATE "C" NULLS FIRST',
             (*args, since_ms))
         return dict(by_model), dict(by_vendor)
 
     # -- rebuilding the hot state -----------------------------------------------------
-    async def committed(self, scope: str, since_ms: int) -> tuple[int, int]:
-        """A scope's allowed calls since `since_ms`: the cost of those settled (or void, or
-        charged unsettled), less what was given back of them (`credit` rows, dated as the
-        charge they return), and the amount still reserved by those pending."""
+    async def committed(self, scope: str, since_ms: int, flow: str = "spend"
+                        ) -> tuple[int, int]:
+        """A scope's allowed calls of `flow` (spend, or money out) since `since_ms`: the cost
+        of those settled (or void, or charged unsettled), less what was given back of them
+        (`credit` rows, dated as the charge they return), and the amount still reserved by
+        those pending."""
         where, args = ledger_sql.scope_filter(scope, "%s")
+        if flow == "spend":
+            where += f" AND {ledger_sql.SPEND}"
+        else:
+            where += " AND flow = %s"
+            args = (*args, flow)
         row = await self.fetchone(
             "SELECT COALESCE(SUM(cost) FILTER (WHERE settlement IN "  # noqa: S608
             "('settled', 'settled_estimate', 'unsettled', 'void')), 0)::bigint, "
@@ -242,7 +255,7 @@ class LedgerMixin(Pooled):
     async def pending_rows(self) -> list[dict[str, Any]]:
         """Every allowed call not settled yet: the reservations the hot state holds."""
         columns = ("request_id", "ts_ms", "key_id", "agent", "grp", "vendor", "reserved",
-                   "tokens", "worker", "idem", "idem_account", "labels")
+                   "tokens", "worker", "idem", "idem_account", "labels", "flow")
         rows = await self.fetchall(
             f"SELECT {', '.join(columns)} FROM ledger "  # noqa: S608 (fixed columns)
             "WHERE settlement = 'pending' AND decision = 'allowed' ORDER BY seq")

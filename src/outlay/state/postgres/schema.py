@@ -152,6 +152,11 @@ CREATE TRIGGER admin_audit_no_change BEFORE UPDATE OR DELETE ON admin_audit
 FOR EACH ROW EXECUTE FUNCTION admin_audit_unchangeable();
 """
 
+# which flow a call's cost is (NULL: spend; 'out': money moved out of the account)
+_V6 = """
+ALTER TABLE ledger ADD COLUMN flow TEXT;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "keys, agents, groups, policies, ledger, approvals and the webhook outbox",
               _V1),
@@ -160,6 +165,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "ledger: waits for calls in flight; what a refused call may cost and what "
               "calls in flight held", _V4),
     Migration(5, "admin tokens with roles and scopes; the admin audit trail", _V5),
+    Migration(6, "ledger: which flow a call's cost is (spend, or money moved out)", _V6),
 )
 LATEST = MIGRATIONS[-1].version
 

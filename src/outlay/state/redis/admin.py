@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from outlay.policy.decision import KeyInfo
-from outlay.policy.model import Period, Policy
+from outlay.policy.model import Policy
 from outlay.policy.periods import period_bounds
 from outlay.policy.tags import is_wildcard, split, tracking_period, wildcard_of
 from outlay.policy.windows import WINDOW_SECONDS, bucket_ms
@@ -198,20 +198,21 @@ class RedisAdmin(AdminDelegate):
     async def _adopt(self, scope: str, before: Policy | None, policy: Policy) -> None:
         """A budget period new to a scope starts from what the ledger says the scope spent
         in it, and holds the scope's calls still in flight (`lua/adopt.lua`)."""
-        had = {b.period for b in before.budgets} if before else set()
-        periods = {b.period for b in policy.budgets} - had
-        if not periods:
+        had = {b.counter for b in before.budgets} if before else set()
+        counters = {(b.counter, b.period, b.flow) for b in policy.budgets
+                    if b.counter not in had}
+        if not counters:
             return
         await self.wal.flush()
         now = self.clock()
-        for period in sorted(periods):
+        for counter, period, flow in sorted(counters):
             start = period_bounds(period, now)[0]
-            spent, _ = await self.durable.committed(scope, start)
+            spent, _ = await self.durable.committed(scope, start, flow)
             watched = int(any(b.warn_at is not None or b.mode == "soft"
-                              for b in policy.budgets if b.period == period))
+                              for b in policy.budgets if b.counter == counter))
             await self._call(self._adopt_script,
-                             [self.names.counter(scope, period, start), self.names.leases],
-                             [scope, period, start, spent, watched, self.names.prefix])
+                             [self.names.counter(scope, counter, start), self.names.leases],
+                             [scope, counter, start, spent, watched, self.names.prefix, flow])
 
     async def usage(self, scope: str, values_limit: int = 100) -> dict[str, Any]:
         await self._settled_so_far()  # this worker's queued settlements count too
@@ -232,8 +233,8 @@ class RedisAdmin(AdminDelegate):
                 for budget in policy.budgets:
                     start = period_bounds(budget.period, now)[0]
                     spent, reserved = await self.redis.hmget(
-                        self.names.counter(scope, budget.period, start), "spent", "reserved")
-                    counters[budget.period] = (int(spent or 0), int(reserved or 0))
+                        self.names.counter(scope, budget.counter, start), "spent", "reserved")
+                    counters[budget.counter] = (int(spent or 0), int(reserved or 0))
         except RedisError as exc:
             raise StateError(f"Redis unavailable: {exc}") from exc
         await self._catch_up()
@@ -249,21 +250,21 @@ class RedisAdmin(AdminDelegate):
                            ) -> dict[str, Any]:
         """The values a `tag:<name>=*` policy tracks this period, with their spend."""
         start = period_bounds(tracking_period(policy), now)[0]
-        periods: list[Period] = sorted({b.period for b in policy.budgets})
+        periods = sorted({(b.counter, b.period) for b in policy.budgets})
         try:
             values = sorted(map(str, await self.redis.smembers(
                 self.names.tag_values(name, start))))
             pipe = self.redis.pipeline(transaction=False)
             for value in values:
-                for period in periods:
-                    pipe.hmget(self.names.counter(f"tag:{name}={value}", period,
+                for counter, period in periods:
+                    pipe.hmget(self.names.counter(f"tag:{name}={value}", counter,
                                                   period_bounds(period, now)[0]),
                                "spent", "reserved")
             found = iter(await pipe.execute()) if values and periods else iter(())
         except RedisError as exc:
             raise StateError(f"Redis unavailable: {exc}") from exc
         spend = {v: {p: (lambda r: (int(r[0] or 0), int(r[1] or 0)))(next(found))
-                     for p in periods} for v in values} if periods else {}
+                     for p, _ in periods} for v in values} if periods else {}
         return tag_values_view(policy, len(values), values, spend, name, limit)
 
     async def budgets(self) -> list[BudgetLine]:
@@ -278,10 +279,10 @@ class RedisAdmin(AdminDelegate):
                 for budget in policy.budgets:
                     start = period_bounds(budget.period, now)[0]
                     spent, reserved = await self.redis.hmget(
-                        self.names.counter(scope, budget.period, start), "spent", "reserved")
+                        self.names.counter(scope, budget.counter, start), "spent", "reserved")
                     lines.append(BudgetLine(scope, budget.period, budget.mode,
                                             budget.cap_micros, int(spent or 0),
-                                            int(reserved or 0)))
+                                            int(reserved or 0), budget.flow))
         except RedisError as exc:
             raise StateError(f"Redis unavailable: {exc}") from exc
         return lines

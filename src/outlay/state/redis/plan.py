@@ -172,19 +172,21 @@ def plan(
         block = blocks(policy, scope, "budget_exceeded", grant)
         held: dict[str, int] = {}
         for budget in policy.budgets:
+            if budget.flow != call.flow:
+                continue  # money out never counts toward spend, nor spend toward money out
             start = period_bounds(budget.period, now_ms)[0]
-            key = names.counter(scope, budget.period, start)
+            key = names.counter(scope, budget.counter, start)
             cap = budget.cap_micros if budget.mode == "hard" else -1
             watched = budget.warn_at is not None or budget.mode == "soft"
             first = key not in held
             if first:
                 held[key] = len(holds)
-                holds.append((key, int(watched), scope, budget.period, start))
+                holds.append((key, int(watched), scope, budget.counter, start))
             elif watched:
                 k, _, s, p, st = holds[held[key]]
                 holds[held[key]] = (k, 1, s, p, st)
             hold = counter_ttl_ms(budget.period) if first else 0
-            checks.append(Check(scope, "b", key, budget.period, cap, cost, hold,
+            checks.append(Check(scope, "b", key, budget.counter, cap, cost, hold,
                                 SHADOW if budget.enforce == "shadow" else block, start))
     record = {
         "amount": str(cost), "tokens": str(call.tokens),
@@ -193,7 +195,7 @@ def plan(
         "tpm": [list(t) for t in tpm],
         "parallel": parallel,
         "key_id": holder.key_id, "agent": holder.agent, "idem": holder.idem,
-        "worker": holder.worker, "scopes": list(scopes),
+        "worker": holder.worker, "scopes": list(scopes), "flow": call.flow,
     }
     return tuple(checks), record
 
@@ -236,7 +238,7 @@ def views(
                 check.start, int(seen[0]), int(seen[1]))
     return [
         ScopeView(scope, policies.get(scope), windows.get(scope, {}), inflight.get(scope, 0),
-                  counters.get(scope, {}))  # type: ignore[arg-type]
+                  counters.get(scope, {}))
         for scope in scopes
     ]
 

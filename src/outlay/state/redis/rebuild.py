@@ -27,7 +27,8 @@ IDEMPOTENCY_MS = 7 * 86_400_000
 
 
 class Source(Protocol):
-    async def committed(self, scope: str, since_ms: int) -> tuple[int, int]: ...
+    async def committed(self, scope: str, since_ms: int, flow: str = "spend"
+                        ) -> tuple[int, int]: ...
     async def window_counts(self, scope: str, since_ms: int, bucket_ms: int, tokens: bool
                             ) -> dict[int, int]: ...
     async def pending_rows(self) -> list[dict[str, Any]]: ...
@@ -66,7 +67,8 @@ def reservation_of(
     """The record of a call still in flight, as `plan` made it when the call was admitted."""
     idem = (names.idempotency(row["vendor"], row["idem_account"], row["idem"])
             if row.get("idem") and row.get("idem_account") is not None else "")
-    call = Call(row["vendor"], cost_micros=row["reserved"], tokens=row["tokens"])
+    call = Call(row["vendor"], cost_micros=row["reserved"], tokens=row["tokens"],
+                flow="out" if row.get("flow") == "out" else "spend")
     _, record = plan(names, call, row_scopes(row), policies, row["ts_ms"], None,
                      Holder(row["key_id"], row["agent"], idem, worker))
     return record
@@ -92,10 +94,10 @@ async def rebuild(
     for scope, policy in policies.items():
         if is_wildcard(scope):
             continue  # its values are scopes of their own
-        for period in {b.period for b in policy.budgets}:
+        for period, flow, counter in {(b.period, b.flow, b.counter) for b in policy.budgets}:
             start = period_bounds(period, now_ms)[0]
-            spent, reserved = await source.committed(scope, start)
-            pipe.hset(names.counter(scope, period, start),
+            spent, reserved = await source.committed(scope, start, flow)
+            pipe.hset(names.counter(scope, counter, start),
                       mapping={"spent": spent, "reserved": reserved})
         for name in (*REQUEST_WINDOWS, "tpm"):
             if getattr(policy, name) is None:
@@ -123,7 +125,7 @@ async def rebuild(
             "code": None, "scope": None, "status": None, "reserved": row["reserved"],
             "cost": 0, "settlement": "pending", "spent": None, "cap": None,
             "tokens": row["tokens"], "worker": worker, "idem": row.get("idem"),
-            "idem_account": row.get("idem_account"),
+            "idem_account": row.get("idem_account"), "flow": row.get("flow"),
         }
         pipe.hset(names.reservation(row["request_id"]), mapping={
             "rec": orjson.dumps(record), "row": orjson.dumps(template), "ov": "0", "sp": "",

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from outlay.policy.decision import KeyInfo
+from outlay.state import ledger_sql
 from outlay.state.base import SHADOW_CODE, StateError, Ticket
 
 log = logging.getLogger("outlay.state")
@@ -182,6 +183,6 @@ def ledger_row(
         "worker": worker, "idem": ticket.idempotency_key if decision == "allowed" else None,
         "idem_account": ticket.idempotency_account if decision == "allowed" else None,
         "replay_of": ticket.replay_of, "waited_ms": ticket.waited_ms or None,
-        "held": None, "estimated": None,
+        "held": None, "estimated": None, "flow": ledger_sql.row_flow(call.flow),
     }
 

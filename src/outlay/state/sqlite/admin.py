@@ -195,24 +195,30 @@ class AdminMixin:
         # period, and holds the scope's calls still in flight; the counter is rebuilt each
         # time, since spend made while the scope had no such budget never reached it.
         where, args = ledger_sql.scope_filter(scope)
-        in_flight = ("SELECT id, holds, amount FROM reservations "  # noqa: S608 (fixed column names)
-                     f"WHERE {where} AND created_ms >= ? AND settlement IS NULL")
-        for period in {b.period for b in policy.budgets}:
+        for period, flow, name in {(b.period, b.flow, b.counter) for b in policy.budgets}:
+            # only the rows of the budget's flow: spend, or money moved out
+            of_flow = "flow IS NULL" if flow == "spend" else "flow = ?"
+            flow_args = () if flow == "spend" else (flow,)
+            in_flight = ("SELECT id, holds, amount FROM reservations "  # noqa: S608 (fixed column names)
+                         f"WHERE {where} AND {of_flow} AND created_ms >= ? "
+                         "AND settlement IS NULL")
             start = ledger_sql.period_start_of(period, now)
             spent = sum(c.execute(
                 f"SELECT COALESCE(SUM(cost), 0) FROM {source} WHERE {where} "  # noqa: S608 (fixed column names)
-                "AND ts_ms >= ? AND settlement IN ('settled', 'settled_estimate', 'unsettled')",
-                (*args, start)).fetchone()[0] for source in ledger_sql.SOURCES)
+                f"AND {of_flow} AND ts_ms >= ? "
+                "AND settlement IN ('settled', 'settled_estimate', 'unsettled')",
+                (*args, *flow_args, start)).fetchone()[0] for source in ledger_sql.SOURCES)
             reserved = 0
-            for rid, holds_text, amount in c.execute(in_flight, (*args, start)).fetchall():
+            for rid, holds_text, amount in c.execute(
+                    in_flight, (*args, *flow_args, start)).fetchall():
                 holds = json.loads(holds_text)
-                if not any(h[:3] == [scope, period, start] for h in holds):
-                    holds.append([scope, period, start, amount])
+                if not any(h[:3] == [scope, name, start] for h in holds):
+                    holds.append([scope, name, start, amount])
                     c.execute("UPDATE reservations SET holds=? WHERE id=?",
                               (json.dumps(holds), rid))
                 reserved += amount
             c.execute("INSERT OR REPLACE INTO counters(scope, period, period_start, spent, "
-                      "reserved) VALUES (?, ?, ?, ?, ?)", (scope, period, start, spent, reserved))
+                      "reserved) VALUES (?, ?, ?, ?, ?)", (scope, name, start, spent, reserved))
 
     async def put_policy(self, scope: str, policy: Policy) -> Policy:
         with self.tx() as c:

@@ -9,7 +9,7 @@ from outlay.state.sqlite.events_schema import APPROVAL_COLUMNS_V4, EVENTS_SCHEMA
 from outlay.state.sqlite.exposure import EXPOSURE_SCHEMA
 from outlay.state.sqlite.outbox import OUTBOX_SCHEMA
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -57,6 +57,11 @@ _RESERVATIONS = _RESERVATIONS.replace(
 _RESERVATION_COLUMNS_V7 = ("forwarded INTEGER",)
 _RESERVATIONS = _RESERVATIONS.replace(
     "waited_ms INTEGER\n", "waited_ms INTEGER, " + ", ".join(_RESERVATION_COLUMNS_V7) + "\n")
+# version 8: which flow a call's cost is (NULL: spend; 'out': money moved out of the
+# account), so that counters are rebuilt by flow and reports keep the two apart
+_LEDGER_COLUMNS_V8 = ("flow TEXT",)
+_RESERVATIONS = _RESERVATIONS.replace(
+    "forwarded INTEGER\n", "forwarded INTEGER, " + ", ".join(_LEDGER_COLUMNS_V8) + "\n")
 # partial: the calls of agents in no group do not write it (`grp = ?` still uses it)
 _LEDGER_GRP = ("CREATE INDEX IF NOT EXISTS ledger_grp ON ledger(grp, ts_ms) "
                "WHERE grp IS NOT NULL")
@@ -106,7 +111,8 @@ CREATE TABLE IF NOT EXISTS ledger (
   replay_of TEXT,                    -- an idempotent replay: the call it repeats
   waited_ms INTEGER,                 -- how long it waited for calls in flight to settle
   held INTEGER,                      -- a budget refusal: what calls in flight held
-  estimated INTEGER                  -- a refusal: the most the call may cost
+  estimated INTEGER,                 -- a refusal: the most the call may cost
+  flow TEXT                          -- NULL: spend; 'out': money moved out of the account
 );
 CREATE INDEX IF NOT EXISTS ledger_key ON ledger(key_id, ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_agent ON ledger(agent, ts_ms);
@@ -185,8 +191,18 @@ def _v7(conn: sqlite3.Connection) -> None:
         conn.execute(f"ALTER TABLE reservations ADD COLUMN {column}")
 
 
+def _v8(conn: sqlite3.Connection) -> None:
+    """Rows say which flow their cost is (those written before: NULL, spend). A table an
+    earlier step made anew (reservations, from version 2) has the column already."""
+    for table in ("ledger", "reservations"):
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for column in _LEDGER_COLUMNS_V8:
+            if column.split()[0] not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
+
 # what turns a file of the version before each into that version, in order
-MIGRATIONS = {2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7}
+MIGRATIONS = {2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8}
 
 
 def apply(conn: sqlite3.Connection) -> None:

@@ -288,8 +288,8 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         for scope in admit.parallel_scopes:
             mirror.add_inflight(c, scope, 1)
         for h in admit.holds:
-            mirror.add_counter(c, (h.scope, h.period, h.period_start), 0, h.amount)
-        holds = [[h.scope, h.period, h.period_start, h.amount, h.watched] for h in admit.holds]
+            mirror.add_counter(c, (h.scope, h.counter, h.period_start), 0, h.amount)
+        holds = [[h.scope, h.counter, h.period_start, h.amount, h.watched] for h in admit.holds]
         tpm = [[scope, bucket_of("tpm", now)] for (scope, name) in admit.windows if name == "tpm"]
         parallel = list(admit.parallel_scopes)
         amount = call.cost_micros or 0
@@ -425,10 +425,10 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
                 continue  # its values' budgets: see its usage
             for budget in policy.budgets:
                 spent, reserved = ledger_sql.counter(
-                    self.conn, scope, budget.period,
+                    self.conn, scope, budget.counter,
                     ledger_sql.period_start_of(budget.period, now))
                 lines.append(BudgetLine(scope, budget.period, budget.mode, budget.cap_micros,
-                                        spent, reserved))
+                                        spent, reserved, budget.flow))
         return lines
 
     def _windows_of(self, scope: str) -> dict[str, Any]:

@@ -45,10 +45,10 @@ def views(mirror: Mirror, c: sqlite3.Connection, scopes: tuple[str, ...],
             out.append(ScopeView(scope, None))
             continue
         counters = {}
-        for period in {b.period for b in policy.budgets}:
+        for period, name in {(b.period, b.counter) for b in policy.budgets}:
             start = ledger_sql.period_start_of(period, now)
-            spent, reserved = mirror.counter(c, (scope, period, start))
-            counters[period] = Counter(start, spent, reserved)
+            spent, reserved = mirror.counter(c, (scope, name, start))
+            counters[name] = Counter(start, spent, reserved)
         out.append(ScopeView(
             scope, policy,
             mirror.windows_of(c, scope) if _has_windows(policy) else {},
@@ -118,13 +118,13 @@ def values_seen(c: sqlite3.Connection, name: str, policy: Policy, now: int
     row = c.execute("SELECT n FROM tag_value_counts WHERE name=? AND period_start=?",
                     (name, start)).fetchone()
     spend: dict[str, dict[str, tuple[int, int]]] = {}
-    for period in {b.period for b in policy.budgets}:
+    for period, counter in {(b.period, b.counter) for b in policy.budgets}:
         pstart = ledger_sql.period_start_of(period, now)
         for scope, spent, reserved in c.execute(
                 "SELECT scope, spent, reserved FROM counters WHERE scope >= ? AND scope < ? "
                 "AND period=? AND period_start=?",
-                (f"tag:{name}=", f"tag:{name}>", period, pstart)):
-            spend.setdefault(scope.partition("=")[2], {})[period] = (spent, reserved)
+                (f"tag:{name}=", f"tag:{name}>", counter, pstart)):
+            spend.setdefault(scope.partition("=")[2], {})[counter] = (spent, reserved)
     values = [v for (v,) in c.execute(
         "SELECT value FROM tag_values WHERE name=? AND period_start=?", (name, start))]
     return (row[0] if row else 0), values, spend

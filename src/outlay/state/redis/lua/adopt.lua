@@ -4,6 +4,7 @@
 -- KEYS[1] the counter   KEYS[2] leases zset
 -- ARGV[1] scope   ARGV[2] period   ARGV[3] period start   ARGV[4] spent so far
 -- ARGV[5] 1 if the budget warns or is soft   ARGV[6] the installation's key prefix
+-- ARGV[7] the budget's flow (spend, or out): only the calls of that flow count toward it
 
 local reserved = 0
 for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
@@ -13,14 +14,15 @@ for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   if text then
     local rec = cjson.decode(text)
     local at = tonumber(redis.call('HGET', key, 'at'))
-    local mine = false
+    local mine = (rec.flow or 'spend') == ARGV[7]
+    local scoped = false
     for _, scope in ipairs(rec.scopes) do
-      if scope == ARGV[1] then mine = true end
+      if scope == ARGV[1] then scoped = true end
     end
     for _, hold in ipairs(rec.holds) do
       if hold[1] == KEYS[1] then mine = false end
     end
-    if mine and at >= tonumber(ARGV[3]) then
+    if mine and scoped and at >= tonumber(ARGV[3]) then
       table.insert(rec.holds, {KEYS[1], tonumber(ARGV[5])})
       if ARGV[5] == '1' then
         table.insert(rec.watched, {ARGV[1], ARGV[2], tonumber(ARGV[3])})

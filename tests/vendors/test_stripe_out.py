@@ -1,0 +1,96 @@
+"""Stripe refunds, transfers and payouts: priced by their amount as money moved out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from outlay.policy.errors import BadRequest
+from outlay.vendors import VendorCall
+from outlay.vendors.stripe import StripePricing
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def stripe() -> StripePricing:
+    return StripePricing.from_config({"fx": {"eur": "1.10"}})
+
+
+def post(path: str, body: str, **headers: str) -> VendorCall:
+    return VendorCall("stripe", "POST", path, FORM, body.encode(),
+                      {k.lower().replace("_", "-"): v for k, v in headers.items()})
+
+
+@pytest.mark.parametrize(("path", "body", "micros"), [
+    ("/v1/refunds", "payment_intent=pi_1&amount=500&currency=usd", 5_000_000),
+    ("/v1/refunds", "charge=ch_1&amount=250&currency=eur", 2_750_000),
+    ("/v1/transfers", "amount=1000&currency=usd&destination=acct_1", 10_000_000),
+    ("/v1/payouts", "amount=1&currency=usd", 10_000),
+    ("/v1/transfers/", "amount=1000&currency=usd&destination=acct_1", 10_000_000),
+])
+def test_money_out_is_reserved_at_its_amount_as_flow_out(path: str, body: str,
+                                                          micros: int) -> None:
+    pricing = stripe()
+    request = post(path, body, idempotency_key="k1")
+    assert pricing.object_call(request) is None
+    estimate = pricing.estimate(request)
+    assert (estimate.cost_micros, estimate.flow) == (micros, "out")
+    assert estimate.idempotency_key == "k1"
+    assert estimate.body == request.body
+
+
+def test_a_refund_without_currency_is_bounded_by_the_dearest_currency() -> None:
+    pricing = stripe()
+    estimate = pricing.estimate(post("/v1/refunds", "charge=ch_1&amount=500"))
+    assert estimate.flow == "out"
+    assert estimate.cost_micros == pricing.usd(500, None) >= 5_000_000
+
+
+def test_a_refund_without_amount_is_unpriced_money_out() -> None:
+    estimate = stripe().estimate(post("/v1/refunds", "charge=ch_1"))
+    assert (estimate.cost_micros, estimate.flow) == (None, "out")
+
+
+@pytest.mark.parametrize(("path", "body", "param"), [
+    ("/v1/transfers", "currency=usd&destination=acct_1", "amount"),
+    ("/v1/payouts", "currency=usd", "amount"),
+    ("/v1/payouts", "amount=100", "currency"),
+    ("/v1/transfers", "amount=100&currency=xyz", "currency"),
+    ("/v1/refunds", "charge=ch_1&amount=-5&currency=usd", "amount"),
+    ("/v1/refunds", "charge=ch_1&amount=five", "amount"),
+    ("/v1/refunds", "charge=ch_1&amount=5&currency=us", "currency"),
+])
+def test_bad_money_out_is_refused_naming_the_field(path: str, body: str, param: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        stripe().estimate(post(path, body))
+    assert caught.value.details.get("param") == param
+
+
+@pytest.mark.parametrize(("path", "answer", "micros"), [
+    ("/v1/refunds", {"object": "refund", "amount": 300, "currency": "usd"}, 3_000_000),
+    ("/v1/transfers", {"object": "transfer", "amount": 100, "currency": "eur"}, 1_100_000),
+    ("/v1/payouts", {"object": "payout", "amount": 7, "currency": "usd"}, 70_000),
+])
+def test_money_out_settles_at_what_stripe_says_moved(path: str, answer: dict[str, object],
+                                                     micros: int) -> None:
+    pricing = stripe()
+    request = post(path, "amount=500&currency=usd")
+    estimate = pricing.estimate(request)
+    assert pricing.actual(request, 200, json.dumps(answer).encode(), estimate) == micros
+
+
+@pytest.mark.parametrize(("status", "answer"), [
+    (200, b"not json"),
+    (200, b'{"object": "charge", "amount": 5, "currency": "usd"}'),
+    (200, b'{"object": "refund", "amount": "5", "currency": "usd"}'),
+    (200, b'{"object": "refund", "amount": -5, "currency": "usd"}'),
+    (200, b'{"object": "refund", "amount": 5}'),
+    (200, b"[]"),
+    (500, b'{"object": "refund", "amount": 5, "currency": "usd"}'),
+])
+def test_an_answer_that_is_not_the_object_settles_at_the_reservation(
+        status: int, answer: bytes) -> None:
+    pricing = stripe()
+    request = post("/v1/refunds", "charge=ch_1&amount=500&currency=usd")
+    assert pricing.actual(request, status, answer, pricing.estimate(request)) is None
