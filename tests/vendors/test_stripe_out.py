@@ -94,3 +94,13 @@ def test_an_answer_that_is_not_the_object_settles_at_the_reservation(
     pricing = stripe()
     request = post("/v1/refunds", "charge=ch_1&amount=500&currency=usd")
     assert pricing.actual(request, status, answer, pricing.estimate(request)) is None
+
+
+@pytest.mark.parametrize("path", ["/v1/charges/ch_1/refund", "/v1/charges/ch_1/refunds",
+                                  "/v1/charges/ch_1/refunds/"])
+def test_a_refund_by_a_charges_route_is_money_out_too(path: str) -> None:
+    pricing = stripe()
+    request = post(path, "amount=500&currency=usd")
+    assert pricing.object_call(request) is None
+    estimate = pricing.estimate(request)
+    assert (estimate.cost_micros, estimate.flow) == (5_000_000, "out")

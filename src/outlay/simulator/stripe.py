@@ -1,4 +1,5 @@
-"""The simulated Stripe API: payment intents, charges and customers, kept in memory.
+"""The simulated Stripe API: payment intents, charges, customers, and money out (refunds,
+transfers, payouts: stripe_moves), kept in memory.
 
 Stripe's test payment methods whose name contains ``chargeDeclined`` (``pm_card_chargeDeclined``,
 ``tok_chargeDeclined``) are declined with a 402 card_error, as in test mode. The payments
@@ -14,6 +15,7 @@ from typing import Any
 from multidict import CIMultiDict
 
 from outlay.simulator.common import SimContext, SimReply, json_reply
+from outlay.simulator.stripe_moves import ROUTES, MoneyOut
 from outlay.simulator.stripe_params import (
     StripeError,
     decode_form,
@@ -45,6 +47,8 @@ class StripeSim:
         self._customers: dict[str, dict[str, Any]] = {}
         self.payments = Payments(ctx, self._customer_ref)
         pay = self.payments
+        self.money_out = MoneyOut(ctx, lambda charge_id: existing(
+            pay.charges, charge_id, "charge", "charge"))
         # POST /v1/payment_intents/{id}[/{action}] and /v1/charges/{id}[/{action}]
         self._intent_actions: dict[str | None, Action] = {
             None: pay.update_intent, "confirm": pay.confirm_intent,
@@ -97,6 +101,8 @@ class StripeSim:
                 return 200, self.payments.create_charge(params)
             if path == "/v1/customers":
                 return 200, self._create_customer(params)
+            if path in ROUTES:
+                return 200, self.money_out.create(ROUTES[path], params)
             for pattern, actions in ((_PAYMENT_INTENT, self._intent_actions),
                                      (_CHARGE, self._charge_actions)):
                 match = pattern.fullmatch(path)

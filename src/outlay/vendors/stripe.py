@@ -80,6 +80,8 @@ class StripePricing:
 
     # -- payment intents and charges, counted by exposure --------------------------------
     def object_call(self, call: VendorCall) -> ObjectCall | None:
+        if stripe_out.kind_of(call) is not None:
+            return None  # a refund by a charge's route: money out, priced by `estimate`
         found = stripe_objects.object_call(call)
         if found is not None and (found.currency is not None or found.action == "create"):
             self._currency(found.currency, required=found.action == "create")

@@ -11,6 +11,7 @@ known before the call: it is unpriced (a hard money-out budget refuses it). Pure
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 
 from outlay.policy.errors import invalid_request
@@ -20,16 +21,21 @@ from outlay.vendors.stripe_objects import _currency_field, _idempotency_key, amo
 
 # the routes that create a movement of money out of the account, by what they create
 ROUTES = {"/v1/refunds": "refund", "/v1/transfers": "transfer", "/v1/payouts": "payout"}
+_CHARGE_REFUND = re.compile(r"/v1/charges/[^/]+/refunds?")
 
 Usd = Callable[[int, str | None], int]  # micro-USD of an amount in a currency (None: unknown)
 Currency = Callable[[object], str]  # a currency the pricing knows, or a refusal
 
 
 def kind_of(call: VendorCall) -> str | None:
-    """`refund`, `transfer` or `payout` when `call` creates one; None otherwise."""
+    """`refund`, `transfer` or `payout` when `call` creates one (a refund by Stripe's older
+    routes too: /v1/charges/{id}/refund and /v1/charges/{id}/refunds); None otherwise."""
     if call.method.upper() != "POST":
         return None
-    return ROUTES.get(printable(route_path(call.path)).lower().rstrip("/"))
+    path = printable(route_path(call.path)).lower().rstrip("/")
+    if _CHARGE_REFUND.fullmatch(path):
+        return "refund"
+    return ROUTES.get(path)
 
 
 def estimate(call: VendorCall, kind: str, usd: Usd, currency: Currency) -> VendorEstimate:

@@ -1,0 +1,75 @@
+"""The simulated Stripe's money out: refunds, transfers and payouts, created and kept in memory.
+
+A refund names a `charge` or a `payment_intent`; without an `amount` it refunds the charge's
+whole refundable remainder (a charge the simulator made: one it does not know is refused, as
+Stripe refuses it). A transfer names its `destination`; a payout moves to the account's bank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from outlay.simulator.common import SimContext
+from outlay.simulator.stripe_params import (
+    StripeError,
+    param_amount,
+    param_currency,
+    param_metadata,
+    param_string,
+)
+
+__all__ = ["ROUTES", "MoneyOut"]
+
+_PREFIXES = {"refund": "re_", "transfer": "tr_", "payout": "po_"}
+ROUTES = {"/v1/refunds": "refund", "/v1/transfers": "transfer", "/v1/payouts": "payout"}
+
+Charge = Callable[[str], dict[str, Any]]  # a charge the simulator made, or a 404
+
+
+class MoneyOut:
+    def __init__(self, ctx: SimContext, charge: Charge) -> None:
+        self._ctx = ctx
+        self._charge = charge
+        self.made: dict[str, dict[str, Any]] = {}
+
+    def create(self, kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        made = {"refund": self._refund, "transfer": self._transfer,
+                "payout": self._payout}[kind](params)
+        object_id = self._ctx.new_id(_PREFIXES[kind])
+        made = {"id": object_id, "object": kind, **made, "created": self._ctx.now(),
+                "metadata": param_metadata(params)}
+        self.made[object_id] = made
+        return made
+
+    def _refund(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        charge = param_string(params, "charge")
+        intent = param_string(params, "payment_intent")
+        if charge is None and intent is None:
+            raise StripeError(400, "One of the following params should be provided for this "
+                              "request: payment_intent or charge.", code="parameter_missing")
+        if "amount" in params:
+            amount = param_amount(params)
+            currency = param_currency(params) if params.get("currency") else "usd"
+        else:
+            if charge is None:
+                raise StripeError(400, "Missing required param: amount.", param="amount",
+                                  code="parameter_missing")
+            known = self._charge(charge)
+            amount = int(known["amount"]) - int(known.get("amount_refunded") or 0)
+            currency = str(known["currency"])
+        return {"amount": amount, "currency": currency, "charge": charge,
+                "payment_intent": intent, "status": "succeeded",
+                "reason": param_string(params, "reason")}
+
+    def _transfer(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        destination = param_string(params, "destination")
+        if destination is None:
+            raise StripeError(400, "Missing required param: destination.",
+                              param="destination", code="parameter_missing")
+        return {"amount": param_amount(params), "currency": param_currency(params),
+                "destination": destination, "reversed": False}
+
+    def _payout(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        return {"amount": param_amount(params), "currency": param_currency(params),
+                "status": "pending", "method": param_string(params, "method") or "standard"}
