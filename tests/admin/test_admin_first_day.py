@@ -53,6 +53,10 @@ async def test_put_says_what_it_removed_and_refuses_to_drop_a_budget(admin: Admi
     soft = await admin.refused("PUT", f"policies/{SCOPE}", {"budgets": [
         {**BUDGET, "mode": "soft"}]}, status=409, code="budget_would_be_dropped")
     assert soft["budgets"] == [{**BUDGET, "usd": "2"}]
+    # so is a money-out budget in place of a spend one: another cap, not the same one
+    out = await admin.refused("PUT", f"policies/{SCOPE}", {"budgets": [
+        {**BUDGET, "flow": "out"}]}, status=409, code="budget_would_be_dropped")
+    assert out["budgets"] == [{**BUDGET, "usd": "2"}]
     dropped = await admin.call("PUT", f"policies/{SCOPE}?drop_budgets=true", {"rpm": 1})
     assert dropped["removed"] == {"budgets": [{**BUDGET, "usd": "2"}]}
     assert "budgets" not in await admin.call("GET", f"policies/{SCOPE}")

@@ -125,12 +125,23 @@ async def test_budgets_are_exported_but_not_keys(outlay: Outlay, key: dict[str, 
     assert (await outlay.chat(key["key"])).status == 200
     await outlay.store.wait_settled((await outlay.audit(limit=1))[0]["request_id"])
     got = await scrape(outlay)
-    agent = (("mode", "hard"), ("period", "day"), ("scope", "agent:agent-a"))
+    agent = (("flow", "spend"), ("mode", "hard"), ("period", "day"),
+             ("scope", "agent:agent-a"))
     assert got[("outlay_budget_cap_usd", agent)] == 10
     assert got[("outlay_budget_spent_usd", agent)] == 0.000035
     assert got[("outlay_budget_reserved_usd", agent)] == 0
     assert not any("key:" in str(labels) for _, labels in got)
     assert got[("outlay_state_up", ())] == 1
+
+
+async def test_a_money_out_budget_is_exported_apart_from_spend(outlay: Outlay) -> None:
+    await outlay.set_policy("agent:agent-a", {"budgets": [
+        {"usd": 10, "period": "day"}, {"usd": 50, "period": "day", "flow": "out"}]})
+    got = await scrape(outlay)
+    labels = (("mode", "hard"), ("period", "day"), ("scope", "agent:agent-a"))
+    assert got[("outlay_budget_cap_usd", (("flow", "out"), *labels))] == 50
+    assert got[("outlay_budget_cap_usd", (("flow", "spend"), *labels))] == 10
+    assert got[("outlay_budget_spent_usd", (("flow", "out"), *labels))] == 0
 
 
 async def test_a_failing_store_still_answers_the_counts(

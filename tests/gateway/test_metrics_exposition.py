@@ -44,6 +44,7 @@ def test_counts_render_as_prometheus_text() -> None:
     m.settled("openai", "gpt-4o-mini", "settled", 1_234_567)
     m.settled("openai", "gpt-4o-mini", "void", 0)
     m.settled("openai", "gpt-4o-mini", "settled", 500_000, 200_000)
+    m.settled("stripe", "", "settled", 5_000_000, flow="out")  # a refund: not spend
     m.observe("openai.chat", 0.003)
     m.observe("openai.chat", 0.2)
     m.observe("openai.chat", 1_000.0)
@@ -56,6 +57,9 @@ def test_counts_render_as_prometheus_text() -> None:
         ("vendor", "openai")))] == 1
     assert got[("outlay_spend_usd_total", (("model", "gpt-4o-mini"), ("vendor", "openai")))] \
         == 1.734567
+    assert got[("outlay_moved_out_usd_total", (("vendor", "stripe"),))] == 5.0
+    assert not any(n == "outlay_spend_usd_total" and ("vendor", "stripe") in labels
+                   for n, labels in got)
     assert got[("outlay_settlement_overrun_usd_total",
                 (("model", "gpt-4o-mini"), ("vendor", "openai")))] == 0.2
     assert got[("outlay_settlements_total", (("settlement", "void"), ("vendor", "openai")))] == 1
@@ -69,7 +73,7 @@ def test_counts_render_as_prometheus_text() -> None:
     assert got[(bucket, (("le", "+Inf"), *route))] == 3
     assert kinds(text) == {
         "outlay_decisions": "counter", "outlay_spend_usd": "counter",
-        "outlay_settlement_overrun_usd": "counter",
+        "outlay_settlement_overrun_usd": "counter", "outlay_moved_out_usd": "counter",
         "outlay_settlements": "counter", "outlay_vendor_returned_usd": "counter",
         "outlay_reservations_reaped": "counter", "outlay_reaped_usd": "counter",
         "outlay_hold_waits": "counter", "outlay_hold_wait_seconds": "counter",
@@ -199,14 +203,19 @@ def test_without_a_shared_directory_a_worker_answers_for_itself() -> None:
 
 def test_budgets_render_as_gauges_and_the_state_as_up() -> None:
     lines = [BudgetLine("agent:bot", "day", "hard", 1_000_000, 250_001, 3),
-             BudgetLine('group:"odd"', "month", "soft", 5_000_000, 0, 0)]
+             BudgetLine('group:"odd"', "month", "soft", 5_000_000, 0, 0),
+             BudgetLine("agent:bot", "day", "hard", 50_000_000, 7, 0, "out")]
     got = samples(render([Metrics().snapshot()], [], lines))
-    bot = (("mode", "hard"), ("period", "day"), ("scope", "agent:bot"))
+    bot = (("flow", "spend"), ("mode", "hard"), ("period", "day"), ("scope", "agent:bot"))
     assert got[("outlay_budget_cap_usd", bot)] == 1.0
     assert got[("outlay_budget_spent_usd", bot)] == 0.250001
     assert got[("outlay_budget_reserved_usd", bot)] == 0.000003
-    odd = (("mode", "soft"), ("period", "month"), ("scope", 'group:"odd"'))
+    odd = (("flow", "spend"), ("mode", "soft"), ("period", "month"),
+           ("scope", 'group:"odd"'))
     assert got[("outlay_budget_cap_usd", odd)] == 5.0
+    out = (("flow", "out"), *bot[1:])
+    assert (got[("outlay_budget_cap_usd", out)], got[("outlay_budget_spent_usd", out)]) == (
+        50.0, 0.000007)
     assert got[("outlay_state_up", ())] == 1
 
 

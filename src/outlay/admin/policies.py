@@ -93,10 +93,11 @@ async def scope_warning(gw: Gateway, scope: str) -> str | None:
 
 
 def _dropped(old: Policy | None, new: Policy) -> list[Budget]:
-    """The budgets of `old` that `new` has none of the same period and mode for (a budget
-    whose cap or warning changes is kept, not dropped)."""
-    kept = {(b.period, b.mode) for b in new.budgets}
-    return [b for b in (old.budgets if old else ()) if (b.period, b.mode) not in kept]
+    """The budgets of `old` that `new` has none of the same period, mode and flow for (a
+    budget whose cap or warning changes is kept, not dropped)."""
+    kept = {(b.period, b.mode, b.flow) for b in new.budgets}
+    return [b for b in (old.budgets if old else ())
+            if (b.period, b.mode, b.flow) not in kept]
 
 
 def _removed(old: Policy | None, new: Policy) -> dict[str, Any]:

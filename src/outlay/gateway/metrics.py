@@ -43,6 +43,8 @@ class Metrics:
     overruns: dict[tuple[str, str], int] = field(default_factory=dict)
     # (vendor, settlement) -> reservations settled: settled, settled_estimate, void or unsettled
     settlements: dict[tuple[str, str], int] = field(default_factory=dict)
+    # vendor -> micro-USD moved out of the account (refunds, transfers, payouts: not spend)
+    moved_out: dict[str, int] = field(default_factory=dict)
     # vendor -> micro-USD given back by payments that will move less than was counted
     returned: dict[str, int] = field(default_factory=dict)
     # route -> per-bucket counts (the last one past every bound), and the sum of seconds
@@ -65,10 +67,12 @@ class Metrics:
         self.decisions[label] = self.decisions.get(label, 0) + 1
 
     def settled(self, vendor: str, model: str, settlement: str, micros: int,
-                over: int = 0) -> None:
+                over: int = 0, flow: str = "spend") -> None:
         key = (vendor, settlement)
         self.settlements[key] = self.settlements.get(key, 0) + 1
-        if micros:
+        if micros and flow == "out":
+            self.moved_out[vendor] = self.moved_out.get(vendor, 0) + micros
+        elif micros:
             self.spend[(vendor, model)] = self.spend.get((vendor, model), 0) + micros
         if over:
             self.overruns[(vendor, model)] = self.overruns.get((vendor, model), 0) + over
@@ -104,6 +108,7 @@ class Metrics:
             "overruns": [[*k, v] for k, v in self.overruns.items()],
             "settlements": [[*k, v] for k, v in self.settlements.items()],
             "returned": [[k, v] for k, v in self.returned.items()],
+            "moved_out": [[k, v] for k, v in self.moved_out.items()],
             "durations": [[r, c, self.duration_sums[r]] for r, c in self.durations.items()],
             "reaped": [[*k, v] for k, v in self.reaped.items()],
             "reaped_usd": [[k, v] for k, v in self.reaped_micros.items()],
@@ -130,6 +135,7 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     overruns: dict[tuple[str, ...], int] = {}
     settlements: dict[tuple[str, ...], int] = {}
     returned: dict[tuple[str, ...], int] = {}
+    moved_out: dict[tuple[str, ...], int] = {}
     durations: dict[str, list[int]] = {}
     sums: dict[str, float] = {}
     reaped: dict[tuple[str, ...], int] = {}
@@ -149,6 +155,7 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
         _add(overruns, snap.get("overruns", ()))
         _add(settlements, snap.get("settlements", ()))
         _add(returned, snap.get("returned", ()))
+        _add(moved_out, snap.get("moved_out", ()))
         for route, counts, total in snap.get("durations", ()):
             into = durations.setdefault(route, [0] * (len(BUCKETS) + 1))
             for i, n in enumerate(counts[:len(into)]):
@@ -164,6 +171,10 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     _family(out, "outlay_spend_usd_total", "counter",
             "USD charged by settled calls, by vendor and model (model empty for vendor calls).",
             (_labels(vendor=v, model=m) + f" {_usd(n)}" for (v, m), n in sorted(spend.items())))
+    _family(out, "outlay_moved_out_usd_total", "counter",
+            "USD moved out of the account by settled vendor calls (refunds, transfers, "
+            "payouts; not in outlay_spend_usd_total), by vendor.",
+            (_labels(vendor=v) + f" {_usd(n)}" for (v,), n in sorted(moved_out.items())))
     _family(out, "outlay_settlement_overrun_usd_total", "counter",
             "USD charged by settlements above their reservation (what the provider billed "
             "past a bound that was wrong), by vendor and model.",
@@ -223,11 +234,12 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
             "1 when the state store answered this scrape, 0 when it did not.",
             [f" {0 if budgets is None else 1}"])
     texts = {"cap": "The cap of each budget (keys' budgets are not exported).",
-             "spent": "USD settled against each budget in its current period.",
+             "spent": "USD settled against each budget in its current period (spend, or "
+                      "money moved out for a flow=out budget).",
              "reserved": "USD held for calls in flight against each budget."}
     for name, text in texts.items():
         _family(out, f"outlay_budget_{name}_usd", "gauge", text,
-                (_labels(scope=b.scope, period=b.period, mode=b.mode)
+                (_labels(scope=b.scope, period=b.period, mode=b.mode, flow=b.flow)
                  + f" {_usd(getattr(b, name))}" for b in budgets or ()))
     return "\n".join(out) + "\n"
 

@@ -21,9 +21,10 @@ class Settler:
 
     def __init__(
         self, gw: Gateway, reservation: Reservation, route: Route, price: ModelPrice | None,
-        est: Estimate | None = None, *, wait: bool = True,
+        est: Estimate | None = None, *, wait: bool = True, flow: str = "spend",
     ) -> None:
         self.gw, self.reservation, self.route, self.price_of = gw, reservation, route, price
+        self.flow = flow  # spend, or money moved out (metrics count the two apart)
         self.est = est  # the bound: the tier it assumed and the tools' fees
         # False: queue the settlement and return (an answer already sent needs nothing from
         # it; the money stays held until it is applied, a few milliseconds at most)
@@ -96,7 +97,8 @@ class Settler:
         amount = self.reservation.amount
         self.gw.metrics.settled(self.route.provider,
                                 self.price_of.name if self.price_of else "", settled,
-                                charged(settled, cost, amount), overrun(settled, cost, amount))
+                                charged(settled, cost, amount), overrun(settled, cost, amount),
+                                self.flow)
         if not self.wait and self.gw.store.queue_settlement(outcome):
             # calls waiting for room ask again: their decisions come after this settlement
             self.gw.holds.settled()

@@ -138,7 +138,7 @@ def _asked(gw: Gateway, vcall: VendorCall, headers: CIMultiDictProxy[str]) -> Ca
 def _settler(gw: Gateway, pricing: VendorPricing, vcall: VendorCall, est: VendorEstimate,
              reservation: Reservation) -> Finish:
     settler = Settler(gw, reservation, Route(f"vendor.{vcall.vendor}", vcall.vendor,
-                                             vcall.path), None)
+                                             vcall.path), None, flow=est.flow)
 
     async def finish(status: int, settled: Settled, data: bytes | None) -> dict[str, str]:
         if settled != "settled" or data is None:
