@@ -195,7 +195,8 @@ async def test_policy_set_from_flags(fake_admin: FakeAdmin, run_cli: RunCli) -> 
     result = await run_cli(
         "policy", "set", "agent:bot", "--rpm", "60", "--tpm", "1000",
         "--budget", "50/month/hard/0.8", "--budget", "$5/day/soft", "--budget", "1",
-        "--model", "gpt-4o-mini", "--model", "claude-*", "--vendor", "openai",
+        "--budget", "out:20/day", "--model", "gpt-4o-mini", "--model", "claude-*",
+        "--vendor", "openai",
         "--free-models-only", "--on-breach", "alert", "--clamp-max-tokens", "256",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -210,6 +211,7 @@ async def test_policy_set_from_flags(fake_admin: FakeAdmin, run_cli: RunCli) -> 
             {"usd": "50", "period": "month", "mode": "hard", "warn_at": 0.8},
             {"usd": "5", "period": "day", "mode": "soft"},
             {"usd": "1"},
+            {"usd": "20", "period": "day", "flow": "out"},
         ],
         "models": ["gpt-4o-mini", "claude-*"],
         "vendors": ["openai"],
@@ -267,6 +269,8 @@ async def test_policy_set_vendor_lists_from_flags(fake_admin: FakeAdmin,
         (["global", '{"rpm": 1}', "--rpm", "2"], "give the policy one way"),
         (["global", "--budget", "5/fortnight"], "budgets[0].period"),
         (["global", "--budget", "5/day/hard/x"], "WARN_AT"),
+        (["global", "--budget", "in:5/day"], "[out:]USD"),
+        (["global", "--budget", "out:"], "[out:]USD"),
         (["global", '{"colour": "red"}'], "unknown policy field"),
         (["global", "--clamp-max-tokens", "0"], "--clamp-max-tokens"),
         (["global", '{"clamp_max_tokens": 0}'], "clamp_max_tokens"),

@@ -120,7 +120,7 @@ def render_usage(answer: dict[str, Any]) -> str:
             ],
             (
                 [
-                    b.get("period"),
+                    b.get("period") + (" (out)" if b.get("flow") == "out" else ""),
                     b.get("mode"),
                     usd(b.get("cap_usd")),
                     usd(b.get("spent_usd")),

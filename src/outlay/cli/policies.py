@@ -44,14 +44,21 @@ def scope_argument(value: str) -> str:
 
 
 def parse_budget_flag(text: str) -> dict[str, Any]:
-    """``USD[/PERIOD[/MODE[/WARN_AT]]]``, e.g. ``50/month/hard/0.8``; period month, mode hard."""
-    parts = text.strip().split("/")
-    if not 1 <= len(parts) <= 4 or not parts[0]:
+    """``[out:]USD[/PERIOD[/MODE[/WARN_AT]]]``, e.g. ``50/month/hard/0.8``; period month,
+    mode hard; ``out:`` makes it a money-out budget (flow out: refunds, transfers, payouts)."""
+    flow, sep, rest = text.strip().partition(":")
+    if not sep:
+        flow, rest = "spend", text.strip()
+    parts = rest.split("/")
+    if flow not in ("spend", "out") or not 1 <= len(parts) <= 4 or not parts[0]:
         raise click.BadParameter(
-            f"{text!r}: use USD[/PERIOD[/MODE[/WARN_AT]]], e.g. 50/month/hard",
+            f"{text!r}: use [out:]USD[/PERIOD[/MODE[/WARN_AT]]], e.g. 50/month/hard or "
+            "out:50/day",
             param_hint="--budget",
         )
     budget: dict[str, Any] = {"usd": parts[0].lstrip("$")}
+    if flow == "out":
+        budget["flow"] = "out"
     if len(parts) > 1:
         budget["period"] = parts[1]
     if len(parts) > 2:
@@ -165,8 +172,9 @@ def _policy_fields(command: Any) -> Any:
         click.option("--max-parallel", type=click.IntRange(min=0),
                      help="Calls in flight at once."),
         click.option("--budget", "budgets", multiple=True,
-                     help=f"USD[/PERIOD[/MODE[/WARN_AT]]], repeatable; PERIOD one of "
-                     f"{', '.join(PERIODS)}."),
+                     help=f"[out:]USD[/PERIOD[/MODE[/WARN_AT]]], repeatable; PERIOD one of "
+                     f"{', '.join(PERIODS)}; out: caps money moved out (refunds, transfers, "
+                     "payouts) instead of spend."),
         click.option("--model", "models", multiple=True,
                      help="Allowed model (name, alias, glob)."),
         click.option("--vendor", "vendors", multiple=True, help="Allowed vendor, repeatable."),
@@ -225,7 +233,8 @@ def _given_policy(inline: str | None, policy_file: IO[str] | None, budgets: tupl
 def _removed_text(name: str, value: Any) -> str:
     if name == "budgets" and isinstance(value, list):
         return "budgets (" + ", ".join(
-            f"${b.get('usd')}/{b.get('period')} {b.get('mode')}" for b in value) + ")"
+            f"${b.get('usd')}/{b.get('period')} {b.get('mode')}"
+            + (" out" if b.get("flow") == "out" else "") for b in value) + ")"
     return f"{name} ({value})"
 
 
