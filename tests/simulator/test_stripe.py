@@ -241,9 +241,9 @@ async def test_customer_list_pages_newest_first() -> None:
 
 async def test_unknown_routes_and_objects_are_404s() -> None:
     sim = SimulatedVendors()
-    status, _, body = await stripe_call(sim, "POST", "/v1/refunds", {"charge": "ch_1"})
+    status, _, body = await stripe_call(sim, "POST", "/v1/invoices", {"customer": "cus_1"})
     assert status == 404
-    assert body["error"]["message"].startswith("Unrecognized request URL (POST: /v1/refunds)")
+    assert body["error"]["message"].startswith("Unrecognized request URL (POST: /v1/invoices)")
     status, _, body = await stripe_call(sim, "GET", "/v1/customers/cus_nope")
     assert (status, body["error"]["code"], body["error"]["param"]) == (
         404,
