@@ -128,7 +128,7 @@ function usageView(usage, refusal = null) {
   const parts = [];
   if (refusal) parts.push(refusingFlag(refusal));
   parts.push(table([
-    { label: "budget", cell: (b) => `${b.period} · ${b.mode}` },
+    { label: "budget", cell: (b) => `${b.period} · ${b.mode}${b.flow === "out" ? " · money out" : ""}` },
     { label: "spent", num: true, cell: (b) => usd(b.spent_usd) },
     { label: "reserved", num: true, cell: (b) => usd(b.reserved_usd) },
     { label: "cap", num: true, cell: (b) => usd(b.cap_usd) },
