@@ -58,6 +58,9 @@ async def test_money_out_and_spend_count_on_their_own_counters(store: StateStore
     assert usage["spend_by_vendor"] == {"openai": "0.015"}  # money out is not spend
     (line,) = [r for r in await store.report("agent", None) if r["agent"] == "bot"]
     assert (line["cost_usd"], line["out_usd"]) == ("0.015", "0.05")
+    rows = await store.audit("agent:bot", 100)
+    assert {r["flow"] for r in rows if r["vendor"] == "stripe"} == {"out"}
+    assert {r["flow"] for r in rows if r["vendor"] == "openai"} == {"spend"}
     flows = {b.flow: b.spent for b in await store.budgets() if b.scope == "agent:bot"}
     assert flows == {"out": 50_000, "spend": 15_000}
 

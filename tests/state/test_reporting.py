@@ -22,7 +22,7 @@ AUDIT_KEYS = {"request_id", "time", "key_id", "agent", "labels", "vendor", "mode
 USAGE_EXTRA = {"spend_since"}
 BUDGET_EXTRA = {"warn_at", "flow"}
 AUDIT_EXTRA = {"group", "route", "code", "refused_by", "settlement", "overrun_usd", "replay_of",
-               "waited_ms", "held_usd", "estimated_usd"}
+               "waited_ms", "held_usd", "estimated_usd", "flow"}
 
 
 async def test_usage_has_the_spec_shape(store: StateStore, clock: Clock) -> None:
@@ -130,7 +130,7 @@ async def test_audit_is_newest_first_with_the_spec_fields(store: StateStore, clo
         "decision": "allowed", "code": None, "refused_by": None, "status": 200,
         "reserved_usd": "0.004", "cost_usd": "0.003", "settlement": "settled", "overrun_usd": None,
         "spent_usd": "0.003", "cap_usd": "0.01", "replay_of": None, "waited_ms": 0,
-        "held_usd": None, "estimated_usd": None,
+        "held_usd": None, "estimated_usd": None, "flow": "spend",
     }
     assert (b["decision"], b["code"], b["status"], b["refused_by"], b["time"]) == (
         "refused", "budget_exceeded", 402, "global", "2024-03-14T12:00:01Z")

@@ -137,7 +137,7 @@ def settle_row(outcome: Outcome, cost: int, reserved: int) -> tuple[Any, ...]:
 AUDIT_COLUMNS = (
     "request_id", "ts_ms", "key_id", "agent", "grp", "labels", "vendor", "model", "route",
     "decision", "code", "scope", "status", "reserved", "cost", "settlement", "spent", "cap",
-    "replay_of", "waited_ms", "held", "estimated",
+    "replay_of", "waited_ms", "held", "estimated", "flow",
 )
 
 
@@ -180,6 +180,8 @@ def audit_entry(r: dict[str, Any]) -> dict[str, Any]:
         "cap_usd": None if r["cap"] is None else micros_to_usd(r["cap"]),
         "replay_of": r["replay_of"],
         "waited_ms": r["waited_ms"] or 0,
+        # what the cost is: spend, or money moved out of the account (§2.3)
+        "flow": r["flow"] or "spend",
         "held_usd": None if r["held"] is None else micros_to_usd(r["held"]),
         "estimated_usd": None if r["estimated"] is None else micros_to_usd(r["estimated"]),
     }

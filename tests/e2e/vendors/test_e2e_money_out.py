@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import stripe
 
@@ -148,6 +149,24 @@ def test_transfers_and_payouts_count_toward_money_out(
     assert caught.value.json_body["error"]["code"] == "budget_exceeded"  # type: ignore[index]
     assert len(mock_vendors.since(mark, "stripe")) == 2
     assert vendor_gateway.budget(f"agent:{agent}")["spent_usd"] == "10"
+
+
+def test_a_refund_by_a_charges_own_route_counts_as_money_out(
+        vendor_gateway: Gateway, mock_vendors: MockVendors) -> None:
+    """A hostile agent may refund through Stripe's older routes: they count just the same."""
+    agent = unique("refunder")
+    vendor_gateway.set_policy(f"agent:{agent}", {"budgets": [
+        {"usd": 5, "period": "day", "flow": "out"}]})
+    key = vendor_gateway.mint_key(agent)["key"]
+    mark = mock_vendors.mark()
+    for path in ("/v1/charges/ch_1/refunds", "/v1/charges/ch_1/refund", "/v1/refunds"):
+        answer = httpx.post(f"{vendor_gateway.url}/vendors/stripe{path}",
+                            data={"amount": "600", "currency": "usd", "charge": "ch_1"},
+                            headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        assert answer.status_code == 400, (path, answer.text)
+        assert answer.json()["error"]["code"] == "budget_exceeded"
+        assert answer.json()["error"]["flow"] == "out"
+    assert mock_vendors.since(mark, "stripe") == []
 
 
 def test_a_refund_without_amount_is_refused_under_a_money_out_budget(
