@@ -30,8 +30,15 @@ async def test_a_refund_without_amount_refunds_the_charges_remainder() -> None:
     sim = SimulatedVendors()
     _, _, charge = await stripe_call(sim, "POST", "/v1/charges", {
         "amount": "1200", "currency": "gbp", "source": "tok_visa"})
+    status, _, part = await stripe_call(sim, "POST", "/v1/refunds",
+                                        {"charge": charge["id"], "amount": "200"})
+    assert (status, part["amount"]) == (200, 200)
     _, _, refund = await stripe_call(sim, "POST", "/v1/refunds", {"charge": charge["id"]})
-    assert (refund["amount"], refund["currency"]) == (charge["amount"], "gbp")
+    assert (refund["amount"], refund["currency"]) == (1000, "gbp")
+    _, _, seen = await stripe_call(sim, "GET", f"/v1/charges/{charge['id']}")
+    assert (seen["amount_refunded"], seen["refunded"]) == (1200, True)
+    status, error = await error_of(sim, "/v1/refunds", {"charge": charge["id"]})
+    assert (status, error["code"]) == (400, "charge_already_refunded")
     status, error = await error_of(sim, "/v1/refunds", {"charge": "ch_nobody"})
     assert (status, error["code"]) == (400, "resource_missing")
 

@@ -104,3 +104,43 @@ def test_a_refund_by_a_charges_route_is_money_out_too(path: str) -> None:
     assert pricing.object_call(request) is None
     estimate = pricing.estimate(request)
     assert (estimate.cost_micros, estimate.flow) == (5_000_000, "out")
+
+
+@pytest.mark.parametrize(("path", "body", "account", "read"), [
+    ("/v1/refunds", "charge=ch_9", "", ("/v1/charges/ch_9", ())),
+    ("/v1/refunds", "payment_intent=pi_9", "acct_1",
+     ("/v1/payment_intents/pi_9", (("Stripe-Account", "acct_1"),))),
+    ("/v1/charges/ch_7/refunds", "", "", ("/v1/charges/ch_7", ())),
+    ("/v1/refunds", "charge=ch_9&amount=5", "", None),  # names its amount: no read
+    ("/v1/refunds", "charge=..%2Fcustomers", "", None),  # not an object id
+    ("/v1/refunds", "", "", None),
+    ("/v1/transfers", "currency=usd", "", None),
+])
+def test_a_refund_naming_no_amount_reads_what_it_refunds(
+        path: str, body: str, account: str, read: object) -> None:
+    headers = {"stripe_account": account} if account else {}
+    assert stripe().remainder_read(post(path, body, **headers)) == read
+
+
+@pytest.mark.parametrize(("answer", "micros"), [
+    ({"object": "charge", "captured": True, "amount": 900, "amount_captured": 800,
+      "amount_refunded": 300, "currency": "usd"}, 5_000_000),
+    ({"object": "charge", "captured": False, "amount": 900, "amount_refunded": 0,
+      "currency": "eur"}, 9_900_000),
+    ({"object": "charge", "captured": True, "amount": 900, "amount_captured": 100,
+      "amount_refunded": 300, "currency": "usd"}, 0),
+    ({"object": "payment_intent", "amount": 900, "amount_received": 700, "currency": "usd"},
+     7_000_000),
+])
+def test_the_remainder_is_what_stripe_says_can_still_be_refunded(
+        answer: dict[str, object], micros: int) -> None:
+    assert stripe().remainder(json.dumps(answer).encode()) == micros
+
+
+@pytest.mark.parametrize("answer", [
+    b"nope", b"[]", b'{"object": "charge", "amount": 5}',
+    b'{"object": "charge", "captured": true, "amount_captured": -1, "currency": "usd"}',
+    b'{"object": "refund", "amount": 5, "currency": "usd"}',
+])
+def test_an_answer_saying_no_remainder_leaves_it_unknown(answer: bytes) -> None:
+    assert stripe().remainder(answer) is None

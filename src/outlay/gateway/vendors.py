@@ -25,6 +25,7 @@ from outlay.gateway.vendor_errors import vendor_refusal
 from outlay.gateway.vendor_forward import Finish, forward, outgoing, raw_path
 from outlay.gateway.vendor_headers import NO_RULE
 from outlay.gateway.vendor_objects import Caller, object_call
+from outlay.gateway.vendor_remainder import with_remainder
 from outlay.gateway.wiring import SIMULATED_ACCOUNT
 from outlay.policy.approvals import request_shape
 from outlay.policy.decision import Call
@@ -93,6 +94,7 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
         return await object_call(gw, caller, pricing, on_object,
                                  outgoing(request, rule, vendor, path, raw))
     assert est is not None
+    est = await with_remainder(gw, pricing, vcall, est)  # a refund of the whole remainder
     ticket = Ticket(rid, key_hash, replace(asked, cost_micros=est.cost_micros, clamp=est.clamp,
                                            flow=est.flow),
                     f"vendor.{vendor}", idempotency_key=est.idempotency_key,

@@ -48,7 +48,7 @@ class StripeSim:
         self.payments = Payments(ctx, self._customer_ref)
         pay = self.payments
         self.money_out = MoneyOut(ctx, lambda charge_id: existing(
-            pay.charges, charge_id, "charge", "charge"))
+            pay.charges, charge_id, "charge", "charge"), pay.charges.get)
         # POST /v1/payment_intents/{id}[/{action}] and /v1/charges/{id}[/{action}]
         self._intent_actions: dict[str | None, Action] = {
             None: pay.update_intent, "confirm": pay.confirm_intent,

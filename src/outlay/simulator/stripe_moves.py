@@ -24,13 +24,15 @@ __all__ = ["ROUTES", "MoneyOut"]
 _PREFIXES = {"refund": "re_", "transfer": "tr_", "payout": "po_"}
 ROUTES = {"/v1/refunds": "refund", "/v1/transfers": "transfer", "/v1/payouts": "payout"}
 
-Charge = Callable[[str], dict[str, Any]]  # a charge the simulator made, or a 404
+Charge = Callable[[str], dict[str, Any]]  # a charge the simulator made, or a 400
+Known = Callable[[str], dict[str, Any] | None]  # a charge the simulator made, or None
 
 
 class MoneyOut:
-    def __init__(self, ctx: SimContext, charge: Charge) -> None:
+    def __init__(self, ctx: SimContext, charge: Charge, known: Known) -> None:
         self._ctx = ctx
         self._charge = charge
+        self._known = known
         self.made: dict[str, dict[str, Any]] = {}
 
     def create(self, kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,6 +60,17 @@ class MoneyOut:
             known = self._charge(charge)
             amount = int(known["amount"]) - int(known.get("amount_refunded") or 0)
             currency = str(known["currency"])
+        made = self._known(charge) if charge is not None else None
+        if made is not None:  # a charge the simulator made: what is left to refund
+            left = int(made["amount"]) - int(made.get("amount_refunded") or 0)
+            if amount > left or left == 0:
+                raise StripeError(400, f"Charge {charge} has already been refunded."
+                                  if left == 0 else f"Refund amount ({amount}) is greater "
+                                  f"than unrefunded amount on charge ({left})",
+                                  param="amount", code="charge_already_refunded"
+                                  if left == 0 else "amount_too_large")
+            made.update(amount_refunded=int(made.get("amount_refunded") or 0) + amount,
+                        refunded=amount == left)
         return {"amount": amount, "currency": currency, "charge": charge,
                 "payment_intent": intent, "status": "succeeded",
                 "reason": param_string(params, "reason")}

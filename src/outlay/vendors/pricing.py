@@ -56,6 +56,15 @@ class CataloguedPricing:
         builtin = self._priced_by_builtin(call)
         return None if builtin is None else builtin.actual(call, status, response_body, estimate)
 
+    # -- a refund naming no amount: what it refunds, read from the vendor first ----------
+    def remainder_read(self, call: VendorCall) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+        builtin = self._priced_by_builtin(call)
+        return builtin.remainder_read(call) if isinstance(builtin, StripePricing) else None
+
+    def remainder(self, answer: bytes) -> int | None:
+        builtin = self._builtin
+        return builtin.remainder(answer) if isinstance(builtin, StripePricing) else None
+
     # -- payment objects, priced by the vendor's own pricing (Stripe) --------------------
     def object_call(self, call: VendorCall) -> ObjectCall | None:
         builtin = self._priced_by_builtin(call)

@@ -73,6 +73,13 @@ class StripePricing:
             return stripe_out.actual(kind, status, response_body, self.usd)
         return None  # what moves is counted on the objects (object_call), not here
 
+    # -- a refund of the whole remainder: read from Stripe first (gateway.vendor_remainder)
+    def remainder_read(self, call: VendorCall) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+        return stripe_out.remainder_read(call)
+
+    def remainder(self, answer: bytes) -> int | None:
+        return stripe_out.remainder(answer, self.usd)
+
     def _known_currency(self, value: object) -> str:
         code = self._currency(value, required=True)
         assert code is not None

@@ -183,6 +183,31 @@ def test_a_refund_without_amount_is_refused_under_a_money_out_budget(
     assert mock_vendors.since(mark, "stripe") == []
 
 
+def test_a_refund_without_amount_reserves_the_remainder_stripe_reports(
+        vendor_gateway: Gateway, mock_vendors: MockVendors) -> None:
+    agent = unique("refunder")
+    vendor_gateway.set_policy(f"agent:{agent}", {"budgets": [
+        {"usd": 20, "period": "day", "flow": "out"}]})
+    stripe_ = client(vendor_gateway.url, vendor_gateway.mint_key(agent)["key"])
+    charge = stripe_.v1.charges.create(params={"amount": 1200, "currency": "usd",
+                                               "source": "tok_visa"})
+    mark = mock_vendors.mark()
+    refund = stripe_.v1.refunds.create(params={"charge": charge.id})
+    assert refund.amount == 1200
+    read, made = mock_vendors.since(mark, "stripe")
+    assert (read.method, read.path) == ("GET", f"/v1/charges/{charge.id}")
+    assert (made.method, made.path) == ("POST", "/v1/refunds")
+    line = vendor_gateway.budget(f"agent:{agent}")
+    assert (line["flow"], line["spent_usd"], line["reserved_usd"]) == ("out", "12", "0")
+    # nothing is left: Stripe refuses the second, which moves (and is charged) nothing
+    with pytest.raises(stripe.StripeError) as caught:
+        stripe_.v1.refunds.create(params={"charge": charge.id})
+    error = caught.value.json_body["error"]  # type: ignore[index]
+    assert error["code"] == "charge_already_refunded"
+    assert [c.method for c in mock_vendors.since(mark, "stripe")] == ["GET", "POST"] * 2
+    assert vendor_gateway.budget(f"agent:{agent}")["spent_usd"] == "12"
+
+
 @pytest.mark.parametrize(("budget", "named"), [
     ({"usd": 5, "flow": "in"}, "budgets[0].flow"),
     ({"usd": 5, "flow": ["out"]}, "budgets[0].flow"),
