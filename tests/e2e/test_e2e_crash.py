@@ -215,6 +215,17 @@ def test_a_killed_worker_is_reaped_by_the_others(launch: Launch) -> None:
     assert answer.status_code == 200, answer.text
 
 
+def test_a_gateway_stopped_while_its_workers_start_stops(launch: Launch) -> None:
+    """SIGTERM as soon as the first worker answers, the others maybe still starting: every
+    worker stops (a forked worker had the supervisor's handler until aiohttp installed its
+    own, and a SIGTERM in between was swallowed: `stop` fails after 10 s)."""
+    for attempt in range(3):
+        gw = launch({}, workers=2, name=f"stopped-starting-{attempt}")
+        gw.stop()
+        assert gw.proc is not None
+        assert gw.proc.returncode == 0
+
+
 def test_a_worker_killed_between_a_decision_and_its_sending_has_the_call_voided(
         launch: Launch) -> None:
     """The embedded store: a call decided by a worker (its reservation held) that dies before

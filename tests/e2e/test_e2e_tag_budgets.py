@@ -137,9 +137,9 @@ def test_required_tags_key_labels_and_the_budget_the_sdk_reads(gateway: Gateway)
 
 def test_a_nearly_spent_budget_sends_gpt_4o_as_gpt_4o_mini(gateway: Gateway) -> None:
     agent = unique("downgrade")
-    gateway.set_policy(f"agent:{agent}", {"budgets": [
+    gateway.set_policy(f"agent:{agent}", {"clamp_max_tokens": False, "budgets": [
         {"usd": "0.0002", "period": "day", "on_exceeded": {"downgrade_to": "gpt-4o-mini"}}]})
-    key = gateway.mint_key(agent)["key"]
+    key = gateway.mint_key(agent)["key"]  # not clamped: a call fits as asked or is refused
     client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
     raw = client.chat.completions.with_raw_response.create(
         model="gpt-4o", max_tokens=100, messages=[{"role": "user", "content": "hi"}])

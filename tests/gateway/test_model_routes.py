@@ -82,11 +82,16 @@ async def test_the_list_answers_anthropic_clients_in_their_shape(
     status, body = await get(outlay, "/v1/models", headers)
     assert status == 200
     assert set(body) == {"data", "has_more", "first_id", "last_id"}
-    assert [m["id"] for m in body["data"]] == ANTHROPIC
+    first = ANTHROPIC[:20]  # Anthropic's default page
+    assert [m["id"] for m in body["data"]] == first
     assert all(set(m) == {"type", "id", "display_name", "created_at"} for m in body["data"])
     assert {m["type"] for m in body["data"]} == {"model"}
     assert (body["has_more"], body["first_id"], body["last_id"]) == (
-        False, ANTHROPIC[0], ANTHROPIC[-1])
+        len(ANTHROPIC) > 20, first[0], first[-1])
+    status, whole = await get(outlay, "/v1/models", headers, limit="1000")
+    assert status == 200
+    assert [m["id"] for m in whole["data"]] == ANTHROPIC
+    assert (whole["has_more"], whole["last_id"]) == (False, ANTHROPIC[-1])
 
 
 async def test_the_anthropic_list_pages_as_anthropics_does(

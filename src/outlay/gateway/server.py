@@ -196,6 +196,10 @@ def _supervise(settings: Settings, sock: socket.socket) -> None:
     def spawn() -> None:
         pid = os.fork()
         if pid == 0:
+            # not the supervisor's handler: a SIGTERM before the worker's own (aiohttp's)
+            # is installed ends the worker instead of being swallowed
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             try:
                 run_worker(settings, sock, metrics_dir)
             finally:

@@ -32,8 +32,9 @@ PAYMENT_INTENTS_ONLY = {"operations": {"stripe": ["POST /v1/payment_intents"]}}
 
 
 def stripe_refusal_status() -> int:
-    """What a refusal on a Stripe route answers with (the one place to change it)."""
-    return 403
+    """What a permission refusal on a Stripe route answers with: 400, as stripe-python's
+    InvalidRequestError keeps the code (its PermissionError drops it; contract §4.3.1)."""
+    return 400
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +190,7 @@ def test_twilio_to_a_country_not_listed_is_refused(
                      auth=("ACagent", key))
     assert mock_vendors.since(mark) == []
     assert (error.value.status, call.value.status, raw.status_code) == (403, 403, 403)
-    detail = raw.json()["error"]
+    detail = raw.json()  # Twilio's error shape: the fields at the top (contract §4.3.1)
     assert (detail["code"], detail["destination"], detail["allowed"]) == (
         "destination_not_allowed", "AU", ["US", "CA"])
     assert [r["code"] for r in vendor_gateway.audit(f"agent:{agent}")] == [
@@ -218,7 +219,7 @@ def test_resend_to_a_recipient_not_matching_is_refused(
         {"from": "me@example.com", "to": "x@other.test", "subject": "s", "html": "x"}],
         headers={"Authorization": f"Bearer {key}"})
     assert mock_vendors.since(mark) == []
-    detail = raw.json()["error"]
+    detail = raw.json()  # Resend's error shape: the fields at the top (contract §4.3.1)
     assert (raw.status_code, detail["code"], detail["destination"]) == (
         403, "destination_not_allowed", "x@other.test")
     assert [r["code"] for r in vendor_gateway.audit(f"agent:{agent}")] == [
