@@ -94,7 +94,8 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
         return await object_call(gw, caller, pricing, on_object,
                                  outgoing(request, rule, vendor, path, raw))
     assert est is not None
-    est = await with_remainder(gw, pricing, vcall, est)  # a refund of the whole remainder
+    # a refund of the whole remainder: what it moves, read from Stripe first
+    est = await with_remainder(gw, pricing, vcall, est, asked, key_hash, caller.tags or {})
     ticket = Ticket(rid, key_hash, replace(asked, cost_micros=est.cost_micros, clamp=est.clamp,
                                            flow=est.flow),
                     f"vendor.{vendor}", idempotency_key=est.idempotency_key,
