@@ -29,7 +29,7 @@ from outlay.gateway.vendor_remainder import with_remainder
 from outlay.gateway.wiring import SIMULATED_ACCOUNT
 from outlay.policy.approvals import request_shape
 from outlay.policy.decision import Call
-from outlay.policy.errors import BadRequest, OutlayError
+from outlay.policy.errors import BadRequest, OutlayError, invalid_request
 from outlay.policy.money import micros_to_usd
 from outlay.policy.tags import TAGS_HEADER, parse_tags
 from outlay.state.base import Reservation, Settled, Ticket
@@ -80,6 +80,10 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
         on_object = (pricing.object_call(vcall) if isinstance(pricing, ObjectPricing)
                      else None)
         est = None if on_object is not None else pricing.estimate(vcall)
+        if est is not None and est.flow == "out" and request.rel_url.raw_query_string:
+            raise invalid_request(
+                "A call that moves money out takes its parameters in the body only: a query "
+                "string could change what it moves after Outlay counted it.", "query")
         asked = _asked(gw, vcall, request.headers)
     except OutlayError as err:
         refusal = await refuse_invalid(gw, Ticket(rid, key_hash, call, f"vendor.{vendor}"), err)

@@ -166,6 +166,13 @@ def test_a_refund_by_a_charges_own_route_counts_as_money_out(
         assert answer.status_code == 400, (path, answer.text)
         assert answer.json()["error"]["code"] == "budget_exceeded"
         assert answer.json()["error"]["flow"] == "out"
+    # nor may it move more than it was counted for through the query string
+    answer = httpx.post(f"{vendor_gateway.url}/vendors/stripe/v1/refunds?amount=100000",
+                        data={"amount": "100", "currency": "usd", "charge": "ch_1"},
+                        headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert answer.status_code == 400, answer.text
+    assert (answer.json()["error"]["code"], answer.json()["error"]["param"]) == (
+        "invalid_request", "query")
     assert mock_vendors.since(mark, "stripe") == []
 
 
