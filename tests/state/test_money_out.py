@@ -108,3 +108,18 @@ async def test_concurrent_money_out_never_passes_the_cap(store: StateStore) -> N
     admitted = await asyncio.gather(*(one(i) for i in range(20)))
     assert sum(admitted) == 10
     assert lines(await store.usage("agent:bot"))["out"] == ("0", "0.05")
+
+
+async def test_a_money_out_budget_from_the_configuration_counts_money_out(
+        store: StateStore) -> None:
+    _, secret = await store.create_key(NewKey(agent="bot"))
+    refund = await store.reserve(out(secret, 30_000))
+    assert await store.settle(Outcome(refund.id, 200, cost_micros=30_000))
+    policy = parse_policy(POLICY)
+    assert await store.apply_config_policies("/etc/outlay/outlay.yaml",
+                                             {"agent:bot": policy}) == []
+    assert await store.get_policy("agent:bot") == policy
+    assert lines(await store.usage("agent:bot")) == {"out": ("0.03", "0"),
+                                                     "spend": ("0", "0")}
+    with pytest.raises(BudgetExceeded):
+        await store.reserve(out(secret, 20_001))
