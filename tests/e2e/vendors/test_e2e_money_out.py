@@ -176,7 +176,7 @@ def test_a_refund_by_a_charges_own_route_counts_as_money_out(
     assert mock_vendors.since(mark, "stripe") == []
 
 
-def test_a_refund_without_amount_is_refused_under_a_money_out_budget(
+def test_a_refund_without_amount_of_an_unknown_charge_is_refused_under_a_money_out_budget(
         vendor_gateway: Gateway, mock_vendors: MockVendors) -> None:
     agent = unique("refunder")
     vendor_gateway.set_policy(f"agent:{agent}", POLICY)
@@ -187,7 +187,10 @@ def test_a_refund_without_amount_is_refused_under_a_money_out_budget(
     error: dict[str, Any] = caught.value.json_body["error"]  # type: ignore[index]
     assert caught.value.http_status == 400
     assert (error["code"], error["param"], error["flow"]) == ("price_unknown", "amount", "out")
-    assert mock_vendors.since(mark, "stripe") == []
+    # Outlay asked Stripe what the refund would move; Stripe knows no such charge, so
+    # nothing can be reserved, and the refund itself never reaches Stripe
+    assert [(c.method, c.path) for c in mock_vendors.since(mark, "stripe")] == [
+        ("GET", "/v1/charges/ch_1")]
 
 
 def test_a_refund_without_amount_reserves_the_remainder_stripe_reports(
