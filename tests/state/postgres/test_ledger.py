@@ -237,7 +237,7 @@ def sqlite_ledger() -> sqlite3.Connection:
     columns = ledger_sql.AUDIT_COLUMNS
     conn.executemany(
         f"INSERT INTO ledger({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",  # noqa: S608
-        [tuple(e["row"][c] for c in columns) for e in ROWS])
+        [tuple(e["row"].get(c) for c in columns) for e in ROWS])
     return conn
 
 
