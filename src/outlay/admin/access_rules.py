@@ -116,21 +116,23 @@ async def _new_agent(request: web.Request, fleet: Fleet) -> Target:
         raise invalid_request("name is required", "name")
     if group is not None and (not isinstance(group, str) or not group):
         raise invalid_request("group must be a non-empty string", "group")
-    now = await fleet.group_of(name)
-    members: tuple[Member, ...] = ((name, group if group is not None else now),)
-    if await fleet.agent_exists(name):
-        members += ((name, now),)
-    return Target(f"agent:{name}", members)
+    return await _agent_going(fleet, name, group, await fleet.agent_exists(name))
 
 
 async def _moved_agent(request: web.Request, fleet: Fleet) -> Target:
     """An agent moved to another group: where it is and where it goes must both be covered."""
-    name = request.match_info["name"]
     group = (await _body(request)).get("group")
+    return await _agent_going(fleet, request.match_info["name"],
+                              group if isinstance(group, str) and group else None, True)
+
+
+async def _agent_going(fleet: Fleet, name: str, group: str | None, exists: bool) -> Target:
+    """An agent and the group it goes to (None: stays where it is), and, when it exists,
+    the group it leaves: a token must cover every one."""
     now = await fleet.group_of(name)
-    members: tuple[Member, ...] = ((name, now),)
-    if isinstance(group, str) and group:
-        members += ((name, group),)
+    members: tuple[Member, ...] = ((name, group if group is not None else now),)
+    if exists:
+        members += ((name, now),)
     return Target(f"agent:{name}", members)
 
 

@@ -14,7 +14,7 @@ from outlay.admin.policies import check_models
 from outlay.gateway.context import GATEWAY, Gateway
 from outlay.policy.decide import iso
 from outlay.policy.errors import OutlayError, invalid_request
-from outlay.policy.model import check_scope_policy, parse_policy
+from outlay.policy.model import Policy, check_scope_policy, parse_policy
 from outlay.state.base import KeyRecord, NewKey, NotFound
 
 __all__ = ["create_agent", "create_key", "key_view", "labels", "update_agent"]
@@ -103,6 +103,18 @@ async def update_agent(request: web.Request) -> web.Response:
     return dump(await gw.store.create_agent(name, group))
 
 
+def key_policy(request: web.Request, body: dict[str, Any]) -> Policy | None:
+    """The policy a key's create or update body gives (None: none given), checked as a
+    key's: fields a key scope takes, models priced or insisted on (`allow_unpriced`)."""
+    if body.get("policy") is None:
+        return None
+    gw = request.app[GATEWAY]
+    policy = parse_policy(body["policy"], gw.vendor_pricing)
+    check_scope_policy("key:", policy)
+    check_models(gw, policy, request.query.get("allow_unpriced") == "true")
+    return policy
+
+
 async def create_key(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     body = await read_json(request, KEY_FIELDS)
@@ -119,12 +131,7 @@ async def create_key(request: web.Request) -> web.Response:
     name = body.get("name")
     if name is not None and not isinstance(name, str):
         raise invalid_request("name must be a string", "name")
-    policy = (parse_policy(body["policy"], gw.vendor_pricing)
-              if body.get("policy") is not None else None)
-    if policy is not None:
-        check_scope_policy("key:", policy)
-    if policy is not None:
-        check_models(gw, policy, request.query.get("allow_unpriced") == "true")
+    policy = key_policy(request, body)
     key_labels = labels(body.get("labels")) or {}
     created = await _agent(gw, agent) is None
     given = await _default_policy(gw, agent) if created else False

@@ -10,12 +10,18 @@ from typing import Any
 from aiohttp import web
 
 from outlay.admin.access import authenticate, authorize, install
-from outlay.admin.agents import create_agent, create_key, key_view, labels, update_agent
+from outlay.admin.agents import (
+    create_agent,
+    create_key,
+    key_policy,
+    key_view,
+    labels,
+    update_agent,
+)
 from outlay.admin.approvals import add_approval_routes
 from outlay.admin.common import PREFIX, dump, error_response, int_query, read_json
 from outlay.admin.openapi import openapi_document
 from outlay.admin.policies import (
-    check_models,
     delete_policy,
     get_policy,
     list_policies,
@@ -27,7 +33,7 @@ from outlay.admin.webhooks import add_webhook_routes
 from outlay.gateway.context import GATEWAY
 from outlay.gateway.header_values import credential
 from outlay.policy.errors import BadRequest, OutlayError, invalid_request
-from outlay.policy.model import PolicyError, check_scope_policy, parse_policy, parse_scope
+from outlay.policy.model import PolicyError, parse_scope
 from outlay.state.base import NotFound, StateError
 from outlay.state.config_policies import PolicyManaged
 
@@ -98,14 +104,8 @@ async def update_key(request: web.Request) -> web.Response:
     name = body.get("name")
     if name is not None and not isinstance(name, str):
         raise invalid_request("name must be a string", "name")
-    gw = request.app[GATEWAY]
-    policy = (parse_policy(body["policy"], gw.vendor_pricing)
-              if body.get("policy") is not None else None)
-    if policy is not None:
-        check_models(gw, policy, request.query.get("allow_unpriced") == "true")
-        check_scope_policy("key:", policy)
-    record = await gw.store.update_key(
-        request.match_info["id"], name, labels(body.get("labels")), policy)
+    record = await request.app[GATEWAY].store.update_key(
+        request.match_info["id"], name, labels(body.get("labels")), key_policy(request, body))
     return dump(key_view(record))
 
 
