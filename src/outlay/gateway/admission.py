@@ -22,7 +22,8 @@ from outlay.policy.errors import (
     OutlayError,
     Unavailable,
 )
-from outlay.state.base import Outcome, Reservation, StateError, Ticket
+from outlay.policy.loop_check import LOOP_CODE
+from outlay.state.base import NotFound, Outcome, Reservation, StateError, Ticket
 from outlay.state.exposure import ExposureClaim
 
 APPROVAL_POLL_S = 0.1
@@ -74,6 +75,8 @@ async def admit(gw: Gateway, ticket: Ticket, claim: ExposureClaim | None = None,
             reservation = await _reserve(gw, ticket, claim)
     except OutlayError as err:
         _count(gw, ticket, "refused", err.code)
+        if err.code == LOOP_CODE and err.details.get("on_loop") == "revoke":
+            await _revoke_looping(gw, ticket)
         return err
     except StateError as exc:
         refusal = unavailable(gw, exc)
@@ -120,6 +123,24 @@ async def cleared_to_send(gw: Gateway, reservation: Reservation) -> OutlayError 
         return unavailable(gw, exc)
     return Unavailable("enforcement_unavailable", "The reservation of this call was released "
                        "before it was sent (this worker was taken for dead); it was not sent.")
+
+
+async def _revoke_looping(gw: Gateway, ticket: Ticket) -> None:
+    """A key whose loop guard says `on_loop: revoke`, revoked as the admin API would (its
+    streams cut, `key.revoked` announced). Should the store fail now, the refusal stands and
+    the loop's next call, refused again, revokes it."""
+    if ticket.key_hash is None:
+        return
+    try:
+        key = await gw.store.key_by_hash(ticket.key_hash)
+        if key is None or key.revoked:
+            return
+        await gw.store.revoke_key(key.id)
+    except (StateError, NotFound) as exc:
+        gw.outages.warn(f"could not revoke a looping key: {exc}")
+        return
+    gw.streams.cut(key.id)
+    gw.metrics.loop_revoked()
 
 
 def _count(gw: Gateway, ticket: Ticket, decision: str, code: str) -> None:

@@ -33,6 +33,7 @@ from outlay.policy.errors import (
     OutlayError,
     RateLimited,
 )
+from outlay.policy.loop_check import LOOP_CODE, Loop, judge_loop
 from outlay.policy.model import CLAMP_OFF, DEFAULT_CLAMP_FLOOR, Budget
 from outlay.policy.money import ceil_div, micros_to_usd
 from outlay.policy.periods import iso as iso  # re-exported: the gateway's time format
@@ -150,6 +151,7 @@ def decide(
     grant: Grant | None = None,
     may_wait: bool = False,
     labels: Mapping[str, str] | None = None,
+    loop: Loop | None = None,
 ) -> Decision:
     """Check every limit of every scope; admit with the writes to make, or refuse with why.
 
@@ -158,14 +160,24 @@ def decide(
     approval the call presents, which lets exactly its breaches through. `may_wait`: a call
     that would be refused by a hard budget whose settled spend has room for it, but not
     beside other calls' reservations, is not refused: the Refuse says how long it may wait
-    (`hold_ms`) for them to settle before it is decided again without waiting."""
+    (`hold_ms`) for them to settle before it is decided again without waiting. `loop`:
+    the loop guard the call is under, with its request's admissions so far."""
     refused = precheck(call, views, aliases, free_models, labels)
     if refused:
         return refused
+    repeats, looped = None, None
+    if loop is not None:  # the same request made over and over: refused before any limit
+        verdict = judge_loop(loop, key, now_ms)
+        if verdict.refusal is not None:
+            return verdict.refusal
+        repeats, looped = verdict.state, verdict.shadowed
     asked = call
     call = clamped(call, views, now_ms, grant)
     cost = call.cost_micros or 0
     breaches = _Breaches(key, now_ms, grant)
+    if looped is not None:  # only reported (enforce: shadow)
+        breaches.shadowed.append(LOOP_CODE)
+        breaches.events.append(looped)
 
     windows: dict[tuple[str, str], WindowState] = {}
     limits = _LimitsBuilder()
@@ -246,7 +258,7 @@ def decide(
         return refusal
     return Admit(windows, tuple(holds.values()), tuple(parallel), limits.build(),
                  tuple(breaches.events), breaches.overage, None if call is asked else call,
-                 breaches.approved, tuple(breaches.shadowed))
+                 breaches.approved, tuple(breaches.shadowed), repeats)
 
 
 def clamped(call: Call, views: Sequence[ScopeView], now_ms: int,

@@ -192,6 +192,8 @@ class Admit:
     call: Call | None = None  # the call as admitted, when its maximum output was clamped
     approved: bool = False  # a breach the approval covers was let through: it is used
     shadowed: tuple[str, ...] = ()  # codes of breaches only reported (enforce: shadow)
+    # the admissions of the call's request, this one counted, when a loop guard applies
+    repeats: WindowState | None = None
 
 
 @value

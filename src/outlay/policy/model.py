@@ -9,6 +9,13 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from outlay.policy.loop_guard import (
+    LoopGuard,
+    LoopGuardError,
+    OnLoop,
+    parse_loop_guard,
+    parse_on_loop,
+)
 from outlay.policy.money import micros_to_usd, usd_to_micros
 from outlay.policy.vendor_access import (
     ACCESS_FIELDS,
@@ -116,6 +123,10 @@ class Policy:
     # shadow: every limit and budget of the policy is counted and its breaches reported
     # (audit, metrics, `*.shadow` webhooks) as if enforced, but calls pass
     enforce: Enforce = "enforce"
+    # the same request admitted more than loop_guard.max_repeats times within its window_s
+    # is refused (429 loop_detected), or its key revoked (on_loop: revoke)
+    loop_guard: LoopGuard | None = None
+    on_loop: OnLoop = "refuse"
 
     def shadows(self, budget: Budget | None = None) -> bool:
         """Whether a breach (of `budget`, when given) is only reported, never enforced."""
@@ -162,13 +173,18 @@ class Policy:
             out["max_values"] = self.max_values
         if self.enforce != "enforce":
             out["enforce"] = self.enforce
+        if self.loop_guard is not None:
+            out["loop_guard"] = self.loop_guard.to_dict()
+        if self.on_loop != "refuse":
+            out["on_loop"] = self.on_loop
         return out
 
 
 _POLICY_FIELDS = {
     "rpm", "rph", "rpd", "tpm", "max_parallel", "budgets", "models",
     "free_models_only", "vendors", "on_breach", "approval_wait_s", "clamp_max_tokens",
-    "hold_wait_ms", "required_tags", "max_values", "enforce", *ACCESS_FIELDS,
+    "hold_wait_ms", "required_tags", "max_values", "enforce", "loop_guard", "on_loop",
+    *ACCESS_FIELDS,
 }
 # `clamp_max_tokens: true` or unset: the least output worth sending a call with
 DEFAULT_CLAMP_FLOOR = 256
@@ -302,6 +318,11 @@ def parse_policy(raw: object, known_vendors: Collection[str] | None = None) -> P
         access = {name: parse_lists(name, raw.get(name), known_vendors) for name in ACCESS_FIELDS}
     except AccessError as exc:
         raise PolicyError(str(exc), exc.field) from None
+    try:
+        loop_guard, on_loop = parse_loop_guard(raw.get("loop_guard")), parse_on_loop(
+            raw.get("on_loop"))
+    except LoopGuardError as exc:
+        raise PolicyError(str(exc), exc.field) from None
     return Policy(
         rpm=limits.get("rpm"),
         rph=limits.get("rph"),
@@ -322,6 +343,8 @@ def parse_policy(raw: object, known_vendors: Collection[str] | None = None) -> P
         required_tags=_required_tags(raw.get("required_tags")),
         max_values=_max_values(raw.get("max_values")),
         enforce=_enforce(raw.get("enforce"), "enforce"),
+        loop_guard=loop_guard,
+        on_loop=on_loop,
     )
 
 

@@ -15,6 +15,7 @@ EVENT_TYPES = (
     "budget.warning", "budget.exceeded", "agent.rate_limited", "key.revoked", "key.expired",
     "approval.requested", "approval.decided", "provider.unhealthy", "provider.recovered",
     "budget.exceeded.shadow", "agent.rate_limited.shadow", "budget.downgraded",
+    "agent.loop_detected", "agent.loop_detected.shadow",
 )
 # sent only by `outlay webhooks test`, only to the endpoint named; no filter selects it
 TEST_EVENT = "webhook.test"

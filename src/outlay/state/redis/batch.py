@@ -9,8 +9,11 @@ sent and answered. Only a connection that fails fails every script it carried.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError, ResponseError
@@ -20,6 +23,16 @@ from outlay.state.base import StateError
 
 MAX_BATCH = 256
 Call = tuple[AsyncScript, list[Any], list[Any], "asyncio.Future[Any]"]
+
+
+@contextlib.contextmanager
+def unstorable_values() -> Iterator[None]:
+    """A request's value that cannot be encoded (a string with a lone surrogate, from a
+    header byte that was not UTF-8) fails that request alone, as the store's error."""
+    try:
+        yield
+    except (UnicodeError, orjson.JSONEncodeError) as exc:
+        raise StateError(f"the state store could not record this call: {exc}") from exc
 
 
 class ScriptBatch:

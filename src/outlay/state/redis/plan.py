@@ -6,15 +6,18 @@ built from the scopes' policies; then the script's snapshot turned back into the
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import repeat
 from typing import Any
 
 from outlay.policy.decision import Call, Counter, Grant, ScopeView
+from outlay.policy.loop_check import Loop, loop_in_force
+from outlay.policy.loop_guard import from_buckets
 from outlay.policy.model import Policy
 from outlay.policy.periods import period_bounds
 from outlay.policy.tags import tracking_period
 from outlay.policy.windows import BUCKETS, LIMIT_CODES, REQUEST_WINDOWS, WindowState, bucket_ms
+from outlay.state.base import Ticket
 
 # what a breach of a check does (the script's `block` value)
 # on_breach alert; refuse; an approval covers it; only reported (enforce: shadow)
@@ -66,6 +69,10 @@ class Names:
     def window(self, scope: str, name: str) -> str:
         return f"{self.prefix}w:{scope}:{name}"
 
+    def repeats(self, mark: str) -> str:
+        """A request's admissions under the loop guard (bucket -> count)."""
+        return f"{self.prefix}l:{mark}"
+
     def inflight(self, scope: str) -> str:
         return self.prefix + "p:" + scope
 
@@ -86,7 +93,7 @@ class Names:
 @dataclass(frozen=True)
 class Check:
     scope: str
-    kind: str  # w (window), p (parallel), b (budget)
+    kind: str  # w (window), p (parallel), b (budget), t (tag value), l (loop guard)
     key: str
     name: str  # window name, or budget period
     a: int  # bucket width ms | max in flight | cap (-1 soft)
@@ -231,8 +238,8 @@ def views(
             windows.setdefault(check.scope, {})[check.name] = window_state(check.a, seen, now_ms)
         elif check.kind == "p":
             inflight[check.scope] = int(seen[0])
-        elif check.kind == "t":
-            continue  # a value tracked: no view of its own
+        elif check.kind in ("t", "l"):
+            continue  # a value tracked, a request's repeats: no view of its own
         else:
             counters.setdefault(check.scope, {})[check.name] = Counter(
                 check.start, int(seen[0]), int(seen[1]))
@@ -251,3 +258,27 @@ def window_state(width_ms: int, flat: Sequence[Any], now_ms: int) -> WindowState
     first = bucket - BUCKETS + 1
     # counts.get(b, 0) for every bucket, oldest first, without a Python step per bucket
     return WindowState(bucket, tuple(map(counts.get, range(first, bucket + 1), repeat(0))))
+
+
+def loop_plan(names: Names, ticket: Ticket, key_id: str, scopes: Sequence[str],
+              policies: Mapping[str, Policy]) -> tuple[Loop | None, tuple[Check, ...]]:
+    """The loop guard of the call and its check (none when no policy of its scopes sets a
+    guard, or the call replays an admitted one): `l`, bucket width, max_repeats, window ms."""
+    if ticket.replay_of is not None:
+        return None, ()
+    loop = loop_in_force(((s, policies.get(s)) for s in scopes), key_id, ticket.shape)
+    if loop is None:
+        return None, ()
+    guard = loop.guard
+    key = names.repeats(f"{loop.fingerprint}:{guard.bucket_ms}")
+    return loop, (Check(loop.scope, "l", key, "", guard.bucket_ms, guard.max_repeats,
+                        guard.window_ms, SHADOW if loop.shadow else BLOCK),)
+
+
+def loop_seen(checks: Sequence[Check], snapshot: Sequence[Sequence[Any]], loop: Loop) -> Loop:
+    """The loop guard with the admissions of its request the script saw."""
+    for check, seen in zip(checks, snapshot, strict=True):
+        if check.kind == "l":
+            counts = dict(zip(map(int, seen[::2]), map(int, seen[1::2]), strict=True))
+            return replace(loop, state=from_buckets(counts))
+    return loop

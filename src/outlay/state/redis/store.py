@@ -16,7 +16,7 @@ import contextlib
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -56,7 +56,7 @@ from outlay.state.exposure import ExposureClaim, ObjectMoved
 from outlay.state.postgres.durable import PostgresDurable
 from outlay.state.redis.access import AccessDelegate
 from outlay.state.redis.admin import RedisAdmin
-from outlay.state.redis.batch import ScriptBatch
+from outlay.state.redis.batch import ScriptBatch, unstorable_values
 from outlay.state.redis.doubt import RedisDoubts
 from outlay.state.redis.exposure import RedisExposure, exposure_scripts
 from outlay.state.redis.forgot import RedisRecovery, fenced_connect
@@ -66,6 +66,8 @@ from outlay.state.redis.plan import (
     Holder,
     Names,
     check_args,
+    loop_plan,
+    loop_seen,
     plan,
     tag_value_checks,
     views,
@@ -78,16 +80,6 @@ from outlay.state.sealing import Sealer
 
 log = logging.getLogger("outlay.state")
 MARKS_KEPT = 4096
-
-
-@contextlib.contextmanager
-def unstorable_values() -> Iterator[None]:
-    """A request's value that cannot be encoded (a string with a lone surrogate, from a
-    header byte that was not UTF-8) fails that request alone, as the store's error."""
-    try:
-        yield
-    except (UnicodeError, orjson.JSONEncodeError) as exc:
-        raise StateError(f"the state store could not record this call: {exc}") from exc
 
 
 class _Retry(Exception):
@@ -351,6 +343,8 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
                               Holder(key.id, key.agent, idem, self.worker))
         if tracked_values:
             checks += tuple(tag_value_checks(self.names, tracked_values, own, now, record))
+        loop, guard = loop_plan(self.names, ticket, key.id, scopes, policies)
+        checks += guard
         row = ledger_row(ticket, key, now, self.worker, decision="allowed",
                    code=DOWNGRADED_CODE if ticket.downgraded_from
                    else "idempotent_replay" if ticket.replay_of else unpriced(call), scope=None,
@@ -396,8 +390,9 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
                                  idempotency_key=None, replay_of=str(result[2])))
         at = int(result[1])
         seen = views(checks, result[-1], scopes, policies, at)
+        loop = loop and loop_seen(checks, result[-1], loop)
         decision = decide(call, key, seen, at, ticket.aliases, ticket.free_models, grant,
-                          ticket.may_wait, labels)
+                          ticket.may_wait, labels, loop)
         if status == "refused":
             if isinstance(decision, Admit):
                 if decision.call is not None:  # fits with its maximum output lowered
@@ -409,7 +404,8 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
                 assert isinstance(decision.error, BudgetExceeded)
                 raise BudgetHeld(decision.error, decision.hold_ms)
             cheaper, _, event = downgrade(ticket, key, decision, lambda c: decide(
-                c, key, seen, at, ticket.aliases, ticket.free_models, grant, False, labels), at)
+                c, key, seen, at, ticket.aliases, ticket.free_models, grant, False, labels,
+                loop), at)
             if event is not None:  # fits on a cheaper model: the script decides that call
                 raise _Retry(replace(cheaper, downgrade_event=event))
             await self._refused(ticket, key, at, decision.error, decision.scope,

@@ -8,6 +8,7 @@ from outlay.state.sqlite.access import ACCESS_SCHEMA
 from outlay.state.sqlite.events_schema import APPROVAL_COLUMNS_V4, EVENTS_SCHEMA
 from outlay.state.sqlite.exposure import EXPOSURE_SCHEMA
 from outlay.state.sqlite.outbox import OUTBOX_SCHEMA
+from outlay.state.sqlite.repeats import REPEATS_SCHEMA
 
 SCHEMA_VERSION = 8
 
@@ -210,7 +211,7 @@ def apply(conn: sqlite3.Connection) -> None:
         conn.execute(pragma)
     # every statement is IF NOT EXISTS, so workers opening the file at once cannot clash
     conn.executescript(SCHEMA + EVENTS_SCHEMA + OUTBOX_SCHEMA + EXPOSURE_SCHEMA
-                       + TAG_VALUES_SCHEMA + ACCESS_SCHEMA)
+                       + TAG_VALUES_SCHEMA + ACCESS_SCHEMA + REPEATS_SCHEMA)
     conn.execute("BEGIN IMMEDIATE")
     try:
         row = conn.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone()

@@ -50,7 +50,7 @@ from outlay.state.clock import wall_ms
 from outlay.state.downgrades import downgrade
 from outlay.state.retries import SettlementRetries
 from outlay.state.sealing import Sealer
-from outlay.state.sqlite import replays, tagged
+from outlay.state.sqlite import repeats, replays, tagged
 from outlay.state.sqlite.access import AccessMixin
 from outlay.state.sqlite.admin import AdminMixin
 from outlay.state.sqlite.approvals import ApprovalsMixin, mark_used, open_approval, read_approval
@@ -218,11 +218,12 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         scopes = call_scopes(key, ticket.call.vendor, labels)
         own = self._mirror.policies_of(c, with_wildcards(scopes))
         views = tagged.views(self._mirror, c, scopes, resolve(scopes, own), now)
+        loop = repeats.loop_of(c, ticket, key, views)
         decision = decide(ticket.call, key, views, now, ticket.aliases, ticket.free_models,
-                          grant, ticket.may_wait, labels)
+                          grant, ticket.may_wait, labels, loop)
         ticket, decision, _ = downgrade(ticket, key, decision, lambda call: decide(
-            call, key, views, now, ticket.aliases, ticket.free_models, grant, False, labels),
-            now)
+            call, key, views, now, ticket.aliases, ticket.free_models, grant, False, labels,
+            loop), now)
         if isinstance(decision, Admit) and own and len(scopes) > len(key.scopes) + 2:
             values = self._tag_values.new_values(c, scopes, own, now)
             if not isinstance(values, list):  # one value too many for a `*` policy
@@ -245,6 +246,8 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         if decision.call is not None:  # its maximum output lowered to fit
             ticket = replace(ticket, call=decision.call)
         self._write_admit(c, ticket, key, decision, now)
+        if loop is not None and decision.repeats is not None:
+            repeats.write(c, loop, decision.repeats, now)
         if grant is not None and decision.approved:
             mark_used(c, grant.approval_id, ticket.request_id, now)
         call = ticket.call

@@ -17,6 +17,8 @@
 --   budget   'b', cap (-1: a soft budget, never breached), amount, and whether this check
 --            holds the counter (once per counter, whatever number of budgets share it):
 --            0 no, -1 yes, n > 0 yes and the counter expires n ms from now
+--   loop guard 'l', bucket width ms, max_repeats, window ms: a request's admissions
+--            (bucket -> count); a bucket counts while its start + the window is after now
 --   tag values 't', max_values, the value's index in the record's `tv` list, and the set's
 --            expiry in ms (n > 0) or -1: a value of a `tag:<name>=*` policy, tracked in the
 --            set KEYS[5+i]; a new one past max_values refuses at once ('too_many_values')
@@ -85,6 +87,21 @@ for i = 1, n do
       state[i] = true
     end
     snapshot[i] = {}
+  elseif kind == 'l' then
+    local fields = redis.call('HGETALL', key)
+    local used, seen, stale = 0, {}, {}
+    for j = 1, #fields, 2 do
+      if tonumber(fields[j]) * a + c <= now then
+        stale[#stale + 1] = fields[j]
+      else
+        used = used + tonumber(fields[j + 1])
+        seen[#seen + 1] = fields[j]
+        seen[#seen + 1] = fields[j + 1]
+      end
+    end
+    if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+    breached = used + 1 > b
+    snapshot[i] = seen
   elseif kind == 'p' then
     local inflight = tonumber(redis.call('GET', key) or '0')
     breached = inflight + 1 > a
@@ -127,6 +144,9 @@ for i = 1, n do
     end
   elseif kind == 'p' then
     redis.call('INCR', key)
+  elseif kind == 'l' then
+    redis.call('HINCRBY', key, string.format('%d', math.floor(now / a)), 1)
+    redis.call('PEXPIRE', key, c + a)
   elseif kind == 't' then
     if state[i] then
       redis.call('SADD', key, tagvals[b])

@@ -1,0 +1,83 @@
+"""Which loop guard a call is under, and what it says of the call: the tightest guard of
+its scopes' policies (the fewest repeats over the longest window), and a refusal with its
+`agent.loop_detected` event once the same request was admitted `max_repeats` times. Pure:
+the stores read the request's count and write it back in the decision's atomic step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import field
+
+from outlay.policy.approvals import RequestShape
+from outlay.policy.decision import Event, KeyInfo, Refuse
+from outlay.policy.errors import RateLimited
+from outlay.policy.loop_guard import LoopGuard, OnLoop, count_repeat, fingerprint
+from outlay.policy.model import Policy
+from outlay.policy.money import ceil_div
+from outlay.policy.windows import WindowState
+from outlay.values import value
+
+LOOP_CODE = "loop_detected"
+
+
+@value
+class Loop:
+    """The guard a call is under, the request it counts, and that request's admissions."""
+
+    guard: LoopGuard
+    on_loop: OnLoop
+    scope: str  # the scope whose policy sets the fewest repeats
+    shadow: bool  # every guard of the call is only reported (enforce: shadow)
+    fingerprint: str
+    route: str  # "POST /v1/chat/completions"
+    state: WindowState = field(default_factory=WindowState)
+
+
+@value
+class LoopVerdict:
+    refusal: Refuse | None
+    state: WindowState  # what to store when the call is admitted
+    shadowed: Event | None = None  # a repeat past the guard, only reported
+
+
+def loop_in_force(policies: Iterable[tuple[str, Policy | None]], key_id: str,
+                  shape: RequestShape | None) -> Loop | None:
+    """The loop guard of a call with these scopes' policies; None when no policy sets one
+    (the request is then never hashed) or the request is not known (refused unread)."""
+    guarded = [(scope, p) for scope, p in policies if p is not None]
+    tight = [(p.loop_guard.max_repeats, scope, p) for scope, p in guarded
+             if p.loop_guard is not None]
+    if not tight or shape is None:
+        return None
+    repeats, scope, _ = min(tight, key=lambda entry: entry[0])
+    window = max(p.loop_guard.window_s for _, _, p in tight if p.loop_guard is not None)
+    on_loop: OnLoop = "revoke" if any(p.on_loop == "revoke" for _, p in guarded) else "refuse"
+    return Loop(LoopGuard(repeats, window), on_loop, scope,
+                all(p.enforce == "shadow" for _, _, p in tight),
+                fingerprint(key_id, shape.method, shape.path, shape.body),
+                f"{shape.method} {shape.path}")
+
+
+def judge_loop(loop: Loop, key: KeyInfo, now_ms: int) -> LoopVerdict:
+    seen = count_repeat(loop.guard, loop.state, now_ms)
+    if seen.allowed:
+        return LoopVerdict(None, seen.state)
+    guard, retry = loop.guard, ceil_div(seen.retry_after_ms, 1000)
+    revoke = loop.on_loop == "revoke"
+    error = RateLimited(
+        LOOP_CODE,
+        f"The same request ({loop.route}, same body) was made {seen.repeats} times within "
+        f"{guard.window_s} s, the most {loop.scope} allows (loop_guard); "
+        + ("the key has been revoked." if revoke else f"retry after {retry} s."),
+        scope=loop.scope, repeats=seen.repeats, max_repeats=guard.max_repeats,
+        window_s=guard.window_s, retry_after=retry, on_loop=loop.on_loop)
+    event = Event("agent.loop_detected", {
+        "scope": loop.scope, "agent_id": key.agent, "key_id": key.id, "code": LOOP_CODE,
+        "route": loop.route, "repeats": seen.repeats, "max_repeats": guard.max_repeats,
+        "window_s": guard.window_s, "retry_after": retry, "on_loop": loop.on_loop,
+    }, f"agent.loop_detected:{key.id}:{now_ms // guard.window_ms}")
+    if loop.shadow:
+        return LoopVerdict(None, seen.state, Event(
+            f"{event.type}.shadow", {**event.data, "enforce": "shadow"},
+            f"{event.coalesce}:shadow"))
+    return LoopVerdict(Refuse(error, loop.scope, (event,)), seen.state)
