@@ -131,13 +131,13 @@ def test_the_tightest_guard_of_the_scopes_applies() -> None:
         ("global", parse_policy({"loop_guard": {"max_repeats": 50, "window_s": 600},
                                  "on_loop": "revoke"})),
     ]
-    loop = loop_in_force(policies, "key_1", SHAPE)
+    loop = loop_in_force(policies, "key_1", "openai.chat", SHAPE)
     assert loop is not None
     assert (loop.guard, loop.on_loop, loop.scope, loop.shadow) == (
         LoopGuard(10, 600), "revoke", "key:key_1", False)
-    assert loop.route == "POST /v1/chat/completions"
-    assert loop_in_force([("global", Policy())], "key_1", SHAPE) is None
-    assert loop_in_force(policies, "key_1", None) is None
+    assert (loop.route, loop.request) == ("openai.chat", "POST /v1/chat/completions")
+    assert loop_in_force([("global", Policy())], "key_1", "openai.chat", SHAPE) is None
+    assert loop_in_force(policies, "key_1", "openai.chat", None) is None
 
 
 def _decide(loop: Loop) -> Admit | Refuse:
@@ -147,7 +147,7 @@ def _decide(loop: Loop) -> Admit | Refuse:
 
 def test_decide_refuses_a_loop_with_its_event_and_counts_an_admission() -> None:
     loop = loop_in_force([("key:key_1", parse_policy(
-        {"loop_guard": {"max_repeats": 2, "window_s": 60}}))], "key_1", SHAPE)
+        {"loop_guard": {"max_repeats": 2, "window_s": 60}}))], "key_1", "openai.chat", SHAPE)
     assert loop is not None
     first = _decide(loop)
     assert isinstance(first, Admit)
@@ -172,7 +172,7 @@ def test_decide_refuses_a_loop_with_its_event_and_counts_an_admission() -> None:
 def test_a_shadow_guard_lets_the_loop_through_and_reports_it() -> None:
     policy = parse_policy({"loop_guard": {"max_repeats": 1, "window_s": 60},
                            "enforce": "shadow"})
-    loop = loop_in_force([("key:key_1", policy)], "key_1", SHAPE)
+    loop = loop_in_force([("key:key_1", policy)], "key_1", "openai.chat", SHAPE)
     assert loop is not None
     assert loop.shadow
     state = count_repeat(loop.guard, WindowState(), NOW).state

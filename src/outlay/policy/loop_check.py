@@ -29,7 +29,8 @@ class Loop:
     scope: str  # the scope whose policy sets the fewest repeats
     shadow: bool  # every guard of the call is only reported (enforce: shadow)
     fingerprint: str
-    route: str  # "POST /v1/chat/completions"
+    route: str  # the gateway's route: openai.chat, vendor.stripe, …
+    request: str  # method and path: "POST /chat/completions"
     state: WindowState = field(default_factory=WindowState)
 
 
@@ -40,7 +41,7 @@ class LoopVerdict:
     shadowed: Event | None = None  # a repeat past the guard, only reported
 
 
-def loop_in_force(policies: Iterable[tuple[str, Policy | None]], key_id: str,
+def loop_in_force(policies: Iterable[tuple[str, Policy | None]], key_id: str, route: str,
                   shape: RequestShape | None) -> Loop | None:
     """The loop guard of a call with these scopes' policies; None when no policy sets one
     (the request is then never hashed) or the request is not known (refused unread)."""
@@ -54,8 +55,8 @@ def loop_in_force(policies: Iterable[tuple[str, Policy | None]], key_id: str,
     on_loop: OnLoop = "revoke" if any(p.on_loop == "revoke" for _, p in guarded) else "refuse"
     return Loop(LoopGuard(repeats, window), on_loop, scope,
                 all(p.enforce == "shadow" for _, _, p in tight),
-                fingerprint(key_id, shape.method, shape.path, shape.body),
-                f"{shape.method} {shape.path}")
+                fingerprint(key_id, shape.method, f"{route} {shape.path}", shape.body),
+                route, f"{shape.method} {shape.path}")
 
 
 def judge_loop(loop: Loop, key: KeyInfo, now_ms: int) -> LoopVerdict:
@@ -66,15 +67,17 @@ def judge_loop(loop: Loop, key: KeyInfo, now_ms: int) -> LoopVerdict:
     revoke = loop.on_loop == "revoke"
     error = RateLimited(
         LOOP_CODE,
-        f"The same request ({loop.route}, same body) was made {seen.repeats} times within "
-        f"{guard.window_s} s, the most {loop.scope} allows (loop_guard); "
+        f"The same request ({loop.request} on {loop.route}, same body) was made "
+        f"{seen.repeats} times within {guard.window_s} s, the most {loop.scope} allows "
+        "(loop_guard); "
         + ("the key has been revoked." if revoke else f"retry after {retry} s."),
         scope=loop.scope, repeats=seen.repeats, max_repeats=guard.max_repeats,
         window_s=guard.window_s, retry_after=retry, on_loop=loop.on_loop)
     event = Event("agent.loop_detected", {
         "scope": loop.scope, "agent_id": key.agent, "key_id": key.id, "code": LOOP_CODE,
-        "route": loop.route, "repeats": seen.repeats, "max_repeats": guard.max_repeats,
-        "window_s": guard.window_s, "retry_after": retry, "on_loop": loop.on_loop,
+        "route": loop.route, "request": loop.request, "repeats": seen.repeats,
+        "max_repeats": guard.max_repeats, "window_s": guard.window_s, "retry_after": retry,
+        "on_loop": loop.on_loop,
     }, f"agent.loop_detected:{key.id}:{now_ms // guard.window_ms}")
     if loop.shadow:
         return LoopVerdict(None, seen.state, Event(

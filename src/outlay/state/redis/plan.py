@@ -266,7 +266,8 @@ def loop_plan(names: Names, ticket: Ticket, key_id: str, scopes: Sequence[str],
     guard, or the call replays an admitted one): `l`, bucket width, max_repeats, window ms."""
     if ticket.replay_of is not None:
         return None, ()
-    loop = loop_in_force(((s, policies.get(s)) for s in scopes), key_id, ticket.shape)
+    loop = loop_in_force(((s, policies.get(s)) for s in scopes), key_id, ticket.route,
+                         ticket.shape)
     if loop is None:
         return None, ()
     guard = loop.guard

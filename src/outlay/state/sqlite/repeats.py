@@ -32,7 +32,8 @@ def loop_of(c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, views: Sequence
     of its scopes sets one, or the call replays an admitted one (same Idempotency-Key)."""
     if ticket.replay_of is not None:
         return None
-    loop = loop_in_force(((v.scope, v.policy) for v in views), key.id, ticket.shape)
+    loop = loop_in_force(((v.scope, v.policy) for v in views), key.id, ticket.route,
+                         ticket.shape)
     if loop is None:
         return None
     row = c.execute("SELECT state FROM repeats WHERE mark=?", (_mark(loop),)).fetchone()
