@@ -22,7 +22,7 @@ def test_the_event_types_of_the_spec() -> None:
         "budget.warning", "budget.exceeded", "agent.rate_limited", "key.revoked",
         "key.expired", "approval.requested", "approval.decided", "provider.unhealthy",
         "provider.recovered", "budget.exceeded.shadow", "agent.rate_limited.shadow",
-        "budget.downgraded"}
+        "budget.downgraded", "agent.loop_detected", "agent.loop_detected.shadow"}
 
 
 @pytest.mark.parametrize("url", ["https://hooks.example.com/outlay",

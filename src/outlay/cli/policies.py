@@ -73,6 +73,18 @@ def parse_budget_flag(text: str) -> dict[str, Any]:
     return budget
 
 
+def parse_loop_guard_flag(text: str | None) -> dict[str, int] | None:
+    """``MAX_REPEATS/WINDOW_S``, e.g. ``20/60``: the same request at most 20 times a minute
+    (the gateway checks the bounds and names the field it refuses)."""
+    if text is None:
+        return None
+    repeats, sep, window = text.strip().partition("/")
+    if not sep or not repeats.strip().isdigit() or not window.strip().isdigit():
+        raise click.BadParameter(f"{text!r}: use MAX_REPEATS/WINDOW_S, e.g. 20/60",
+                                 param_hint="--loop-guard")
+    return {"max_repeats": int(repeats), "window_s": int(window)}
+
+
 def per_vendor(entries: tuple[str, ...], flag: str) -> dict[str, list[str]]:
     """``VENDOR=ENTRY`` flags as the policy's mapping of vendor to entries."""
     out: dict[str, list[str]] = {}
@@ -185,6 +197,12 @@ def _policy_fields(command: Any) -> Any:
                      help="Lower the maximum output of LLM calls to fit the hard budgets "
                      "down to FLOOR tokens (default 256; a policy file's "
                      "`clamp_max_tokens: false` refuses instead)."),
+        click.option("--loop-guard", metavar="MAX_REPEATS/WINDOW_S",
+                     callback=lambda _ctx, _param, value: parse_loop_guard_flag(value),
+                     help="Refuse the same request (key, route, body) admitted MAX_REPEATS "
+                     "times within WINDOW_S seconds, e.g. 20/60 (429 loop_detected)."),
+        click.option("--on-loop", type=click.Choice(["refuse", "revoke"]),
+                     help="What a loop does: refuse its calls (default) or revoke its key."),
         click.option("--allow-unpriced", is_flag=True,
                      help="Allow models in --model that are neither priced nor aliases."),
         click.option("--operation", "operations", multiple=True, metavar="VENDOR=METHOD PATH",
@@ -280,6 +298,7 @@ def policy_set(
     \b
       outlay policy set agent:bot --rpm 60 --budget 50/month/hard/0.8 --model gpt-4o-mini
       outlay policy set agent:payer --operation 'stripe=POST /v1/payment_intents'
+      outlay policy set agent:bot --loop-guard 20/60 --on-loop revoke
       outlay policy set global '{"budgets": [{"usd": 1000, "period": "month"}]}'
     """
     body = _given_policy(inline, policy_file, budgets, models, vendors, limits)
