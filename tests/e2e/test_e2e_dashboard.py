@@ -214,7 +214,9 @@ def test_spend_shows_and_a_key_is_revoked_from_the_browser(launch: Launch,
     agent = unique("ui-agent")
     gateway.set_policy("global", {"budgets": [{"usd": 1000, "period": "month", "mode": "hard"}],
                                   "rpm": 600})
-    gateway.set_policy(f"agent:{agent}", {"budgets": [{"usd": 5, "period": "day"}]})
+    gateway.set_policy(f"agent:{agent}", {"budgets": [{"usd": 5, "period": "day"}],
+                                          "loop_guard": {"max_repeats": 20, "window_s": 60},
+                                          "on_loop": "revoke"})
     minted = gateway.mint_key(agent, name=HOSTILE_NAME, labels={"run": HOSTILE_LABEL})
     key_id, secret = minted["id"], minted["key"]
     assert chat(gateway, secret).choices[0].message.content
@@ -283,6 +285,8 @@ def test_spend_shows_and_a_key_is_revoked_from_the_browser(launch: Launch,
     card = browser.find_element(By.CSS_SELECTOR,
                                 f'#policies-list .policy[data-scope="agent:{agent}"]')
     assert "$5 per day, hard" in card.text
+    assert "same request at most 20 times per 60 s" in card.text  # loop_guard
+    assert "revoke" in card.text  # on_loop
     assert card.find_elements(By.CSS_SELECTOR, ".managed") == []
     shown(browser, '#policies-list .policy[data-scope="global"]')
     until_text(browser, f'#policies-list .policy[data-scope="{filed}"] .managed',

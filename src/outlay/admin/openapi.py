@@ -50,6 +50,16 @@ _POLICY = {
                        "description": "tag:<name>=* only: values tracked per period "
                        "(default 100000)"},
         "enforce": {"enum": ["enforce", "shadow"]},
+        "loop_guard": {
+            "type": "object", "additionalProperties": False,
+            "required": ["max_repeats", "window_s"],
+            "properties": {"max_repeats": {"type": "integer", "minimum": 1, "maximum": 100_000},
+                           "window_s": {"type": "integer", "minimum": 1, "maximum": 86_400}},
+            "description": "the same request (key, route, body) admitted max_repeats times "
+                           "within window_s is refused (429 loop_detected)"},
+        "on_loop": {"enum": ["refuse", "revoke"],
+                    "description": "what a loop does: refuse its calls (default) or revoke "
+                                   "its key"},
     },
 }
 _KEY = {

@@ -307,7 +307,7 @@ const views = {
     render({ policies, usage, refusals }) {
       const fields = (p) => Object.entries(p).filter(([name]) => !["scope", "managed_by"].includes(name))
         .map(([name, value]) => el("div", { className: "field" },
-          el("dt", {}, name), el("dd", {}, policyValue(value))));
+          el("dt", {}, name), el("dd", {}, policyValue(value, name))));
       // a policy the configuration file sets is changed there, not here
       const managed = (p) => (p.managed_by ? el("p", { className: "managed" },
         el("span", { className: "badge read-only" }, "read-only"), ` managed by ${p.managed_by}`) : null);
@@ -439,7 +439,11 @@ const views = {
   },
 };
 
-function policyValue(value) {
+function policyValue(value, name) {
+  if (name === "loop_guard" && value && typeof value === "object") {
+    // the same request (key, route, body) at most max_repeats times within window_s
+    return `same request at most ${value.max_repeats} times per ${value.window_s} s`;
+  }
   if (Array.isArray(value)) {
     return value.map((v) => (v && typeof v === "object"
       ? `$${v.usd} per ${v.period}, ${v.mode}${v.warn_at !== undefined ? `, warn at ${Math.round(v.warn_at * 1000) / 10} %` : ""}`
