@@ -130,6 +130,13 @@ def bar(rows: list[Row]) -> list[str]:
               f"Outlay on Redis + PostgreSQL throughput at 32 connections ≥ "
               f"{BAR_THROUGHPUT_REDIS_PG:.0%} of the pass-through's: {_num(a)} vs {_num(b)} "
               f"req/s = {_ratio(a, b)}")
+    guards = by.get("outlay-guards")
+    if guards and floor:  # the guards on the request path keep the embedded store's bar
+        a, b = guards.rps(32), floor.rps(32)
+        ratio = a / b if a and b else None
+        check(None if ratio is None else ratio >= BAR_THROUGHPUT,
+              f"{guards.title}: throughput at 32 connections ≥ {BAR_THROUGHPUT:.0%} of the "
+              f"pass-through's: {_num(a)} vs {_num(b)} req/s = {_ratio(a, b)}")
     if outlay and direct:
         a, b = outlay.p50(1), direct.p50(1)
         added = None if a is None or b is None else a - b

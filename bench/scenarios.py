@@ -33,6 +33,12 @@ HUGE_USD = 1_000_000_000  # far above anything a run can spend: nothing is ever 
 KEY_POLICY = {"rpm": 1_000_000_000, "tpm": 1_000_000_000_000,
               "budgets": [{"usd": HUGE_USD, "period": "month", "mode": "hard"}]}
 AGENT_POLICY = {"budgets": [{"usd": HUGE_USD, "period": "month", "mode": "hard"}]}
+# the guards on the request path: a loop guard on every key, counting each call. The load
+# generator sends one body over and over, so every call of a key is the same request and
+# counted against one fingerprint: 100,000 in 10 s per key (100,000 calls a second over the
+# LOAD_KEYS keys) is far above what a run sends, so it never refuses, and it pays the
+# hashing and the count on every call
+GUARDS_POLICY = {**KEY_POLICY, "loop_guard": {"max_repeats": 100_000, "window_s": 10}}
 
 
 @dataclass
@@ -108,10 +114,12 @@ class Outlay(Scenario):
     outlay = True
 
     def __init__(self, key: str, title: str, about: str, *, seed_keys: int = 0,
-                 seed_ledger: int = 0, source: Path | None = None) -> None:
+                 seed_ledger: int = 0, source: Path | None = None,
+                 key_policy: dict[str, object] | None = None) -> None:
         self.key, self.title, self.about = key, title, about
         self.seed_keys, self.seed_ledger = seed_keys, seed_ledger
         self.source = source  # another checkout to run Outlay from; None: this one
+        self.key_policy = key_policy or KEY_POLICY
 
     def config(self, ctx: Context) -> Path:
         path = ctx.tmp / f"{self.key}.yaml"
@@ -150,7 +158,7 @@ class Outlay(Scenario):
             procs.append(gateway)
             url = f"http://127.0.0.1:{port}"
             wait_until(lambda: http_ok(url + "/readyz"), 60, self.title, gateway)
-            tokens = provision(url, ctx.admin_token)
+            tokens = provision(url, ctx.admin_token, self.key_policy)
         except BaseException:
             for proc in reversed(procs):
                 proc.stop()
@@ -158,7 +166,8 @@ class Outlay(Scenario):
         return Target(url, tokens=tokens, pid=gateway.pid, procs=procs)
 
 
-def provision(url: str, token: str) -> list[str]:
+def provision(url: str, token: str, key_policy: dict[str, object] | None = None
+              ) -> list[str]:
     """The agent's budget and LOAD_KEYS keys with their own windows and budget."""
     status, answer = http_json("PUT", f"{url}/admin/v1/policies/agent:{AGENT}", AGENT_POLICY,
                                token)
@@ -167,7 +176,8 @@ def provision(url: str, token: str) -> list[str]:
     tokens = []
     for _ in range(LOAD_KEYS):
         status, answer = http_json("POST", f"{url}/admin/v1/keys",
-                                   {"agent": AGENT, "policy": KEY_POLICY}, token)
+                                   {"agent": AGENT, "policy": key_policy or KEY_POLICY},
+                                   token)
         if status not in (200, 201) or "key" not in answer:
             raise RuntimeError(f"POST /admin/v1/keys answered {status}: {answer}")
         tokens.append(answer["key"])
@@ -376,6 +386,9 @@ def table(*, quick: bool, baseline: Path | None = None) -> list[Scenario]:
         Outlay("outlay", "Outlay, embedded store",
                f"`outlay serve --state sqlite:///…`, {LOAD_KEYS} keys, full enforcement"),
         *compared,
+        Outlay("outlay-guards", "Outlay, embedded, guards on",
+               "as the embedded store, every key under a loop guard that counts each call "
+               "(100,000 repeats in 10 s: never refused)", key_policy=GUARDS_POLICY),
         Outlay("outlay-grown", f"Outlay, embedded, {_short(keys)} keys, {_short(ledger)} rows",
                f"as the embedded store, on one seeded with {keys:,} keys (each with a "
                f"policy) and a ledger of {ledger:,} rows", seed_keys=keys, seed_ledger=ledger),

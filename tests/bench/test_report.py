@@ -63,3 +63,15 @@ def test_added_latency_over_the_bar_fails() -> None:
     failed = [line for line in report.bar(rows) if "FAIL" in line]
     assert len(failed) == 1
     assert "p50 latency added" in failed[0]
+
+
+def test_the_guards_on_row_is_held_to_the_embedded_bar() -> None:
+    base = [_row("direct", 100_000, 0.01), _row("passthrough", 6000, 0.4),
+            _row("outlay", 4800, 0.5)]
+    good = report.bar([*base, _row("outlay-guards", 4700, 0.5)])
+    (line,) = [line for line in good if "outlay-guards" in line]
+    assert line.startswith("- **PASS**")
+    bad = report.bar([*base, _row("outlay-guards", 2000, 0.5)])  # 33% of the pass-through's
+    (line,) = [line for line in bad if "outlay-guards" in line]
+    assert line.startswith("- **FAIL**")
+    assert "33%" in line
