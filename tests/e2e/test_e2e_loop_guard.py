@@ -55,6 +55,17 @@ async def _events(receiver: Receiver, kind: str, count: int) -> list[dict[str, A
     return got()
 
 
+def loop_refusals(urls: list[str]) -> int:
+    """`outlay_decisions_total`'s loop_detected refusals, summed over the servers."""
+    total = 0
+    for url in urls:
+        for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+            if line.startswith("outlay_decisions_total{") and 'code="loop_detected"' in line:
+                assert 'decision="refused"' in line
+                total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
 async def check_loop_guard(admin: Gateway, urls: list[str], *, revoke: bool = False) -> None:
     receiver = await Receiver().start()
     try:
@@ -96,6 +107,7 @@ async def check_loop_guard(admin: Gateway, urls: list[str], *, revoke: bool = Fa
         assert (data["route"], data["request"]) == ("openai.chat", "POST /chat/completions")
         if not revoke:
             assert after.status_code == 200
+            assert loop_refusals(sorted(set(urls))) == CALLS - REPEATS
             return
         assert after.status_code == 401
         assert after.json()["error"]["code"] == "key_revoked"

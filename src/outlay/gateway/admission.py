@@ -140,7 +140,6 @@ async def _revoke_looping(gw: Gateway, ticket: Ticket) -> None:
         gw.outages.warn(f"could not revoke a looping key: {exc}")
         return
     gw.streams.cut(key.id)
-    gw.metrics.loop_revoked()
 
 
 def _count(gw: Gateway, ticket: Ticket, decision: str, code: str) -> None:

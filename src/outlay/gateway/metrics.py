@@ -61,7 +61,6 @@ class Metrics:
     # ended (admitted, refused), and the seconds they waited
     hold_waits: dict[str, int] = field(default_factory=dict)
     hold_seconds: float = 0.0
-    loop_revocations: int = 0  # keys revoked by a loop guard (on_loop: revoke)
 
     def decided(self, route: str, vendor: str, decision: str, code: str = "") -> None:
         label = (route, vendor, decision, code)
@@ -93,9 +92,6 @@ class Metrics:
         self.hold_waits[outcome] = self.hold_waits.get(outcome, 0) + 1
         self.hold_seconds += seconds
 
-    def loop_revoked(self) -> None:
-        self.loop_revocations += 1
-
     def observe(self, route: str, seconds: float) -> None:
         counts = self.durations.get(route)
         if counts is None:
@@ -120,7 +116,6 @@ class Metrics:
             **_retry_counts(self.retries),
             "hold_waits": [[k, v] for k, v in self.hold_waits.items()],
             "hold_seconds": self.hold_seconds,
-            "loop_revocations": self.loop_revocations,
         }
 
 
@@ -148,9 +143,7 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     retries = abandoned = 0
     hold_waits: dict[tuple[str, ...], int] = {}
     hold_seconds = 0.0
-    loop_revocations = 0
     for snap in snapshots:
-        loop_revocations += int(snap.get("loop_revocations", 0))
         _add(hold_waits, snap.get("hold_waits", ()))
         hold_seconds += float(snap.get("hold_seconds", 0.0))
         _add(reaped, snap.get("reaped", ()))
@@ -222,10 +215,6 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     _family(out, "outlay_hold_wait_seconds_total", "counter",
             "Seconds calls spent waiting for calls in flight to settle.",
             [f" {_float(hold_seconds)}"])
-    _family(out, "outlay_loop_revocations_total", "counter",
-            "Keys revoked because the same request repeated past a loop guard (on_loop: "
-            "revoke); its refusals are outlay_decisions_total's code loop_detected.",
-            [f" {loop_revocations}"])
     lines = []
     for route, counts in sorted(durations.items()):
         running = 0
