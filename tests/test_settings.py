@@ -331,6 +331,25 @@ def test_invalid_policy_names_the_scope(tmp_path: Path) -> None:
         load_settings(path, {})
 
 
+@pytest.mark.parametrize(("guard", "field"), [
+    ("{max_repeats: 0, window_s: 60}", "loop_guard.max_repeats"),
+    ("{max_repeats: 20, window_s: -5}", "loop_guard.window_s"),
+    ("{max_repeats: 20, window_s: 60, burst: 2}", "loop_guard.burst"),
+])
+def test_a_bad_loop_guard_in_the_file_names_it(tmp_path: Path, guard: str, field: str) -> None:
+    path = write(tmp_path, f"policies:\n  group:g: {{loop_guard: {guard}}}\n")
+    with pytest.raises(ConfigError, match=rf"policies\.group:g: {re.escape(field)}"):
+        load_settings(path, {})
+
+
+def test_a_loop_guard_in_the_file_is_the_policy(tmp_path: Path) -> None:
+    path = write(tmp_path, "policies:\n  global: {loop_guard: {max_repeats: 20, window_s: 60}, "
+                           "on_loop: revoke}\n")
+    policy = load_settings(path, {}).policies["global"]
+    assert dict(policy) == {"loop_guard": {"max_repeats": 20, "window_s": 60},
+                            "on_loop": "revoke"}
+
+
 @pytest.mark.parametrize("value", ["-1", "2.5", "soon", "true"])
 def test_a_bad_hold_wait_ms_in_the_file_names_it(tmp_path: Path, value: str) -> None:
     path = write(tmp_path, f"policies:\n  group:g: {{hold_wait_ms: {value}}}\n")
