@@ -172,3 +172,14 @@ def test_a_bad_loop_guard_is_refused_naming_its_field(
         "loop_guard": {"max_repeats": 2, "window_s": 2}, "on_loop": "ban"})
     assert bad_on_loop.json()["error"]["param"] == "on_loop"
     assert gateway.admin.get(f"/admin/v1/policies/{scope}").status_code == 404
+
+
+def test_a_key_with_a_bad_loop_guard_is_not_made(gateway: Gateway) -> None:
+    agent = unique("bad-loop-key")
+    answer = gateway.admin.post("/admin/v1/keys", json={
+        "agent": agent, "policy": {"loop_guard": {"max_repeats": 0, "window_s": 60}}})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "loop_guard.max_repeats"
+    keys = gateway.admin.get("/admin/v1/keys", params={"agent": agent})
+    assert keys.status_code == 200
+    assert keys.json()["keys"] == []
