@@ -42,9 +42,10 @@ class LoopVerdict:
 
 
 def loop_in_force(policies: Iterable[tuple[str, Policy | None]], key_id: str, route: str,
-                  shape: RequestShape | None) -> Loop | None:
+                  shape: RequestShape | None, digest: bytes | None = None) -> Loop | None:
     """The loop guard of a call with these scopes' policies; None when no policy sets one
-    (the request is then never hashed) or the request is not known (refused unread)."""
+    (the request is then never hashed) or the request is not known (refused unread).
+    `digest`: the body's body_digest, when made already."""
     guarded = [(scope, p) for scope, p in policies if p is not None]
     tight = [(p.loop_guard.max_repeats, scope, p) for scope, p in guarded
              if p.loop_guard is not None]
@@ -55,7 +56,7 @@ def loop_in_force(policies: Iterable[tuple[str, Policy | None]], key_id: str, ro
     on_loop: OnLoop = "revoke" if any(p.on_loop == "revoke" for _, p in guarded) else "refuse"
     return Loop(LoopGuard(repeats, window), on_loop, scope,
                 all(p.enforce == "shadow" for _, _, p in tight),
-                fingerprint(key_id, shape.method, f"{route} {shape.path}", shape.body),
+                fingerprint(key_id, shape.method, f"{route} {shape.path}", shape.body, digest),
                 route, f"{shape.method} {shape.path}")
 
 

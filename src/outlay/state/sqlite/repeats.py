@@ -5,11 +5,13 @@ decides the call, so every worker counts every admission of it exactly."""
 from __future__ import annotations
 
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
 
 from outlay.policy.decision import KeyInfo, ScopeView
 from outlay.policy.loop_check import Loop, loop_in_force
+from outlay.policy.loop_guard import body_digest
 from outlay.policy.windows import WindowState, decode, encode
 from outlay.state.base import Ticket
 
@@ -20,20 +22,49 @@ CREATE TABLE IF NOT EXISTS repeats (
 CREATE INDEX IF NOT EXISTS repeats_expiry ON repeats(expires_ms);
 """
 PRUNED_PER_WRITE = 4  # rows past their window deleted with each write: the table stays small
+GUARDED_KEYS_KEPT = 4096
+
+
+class GuardedKeys:
+    """The keys (by hash) whose last call on this worker was under a loop guard: their next
+    call's body is hashed before the transaction, not under SQLite's write lock (a large
+    prompt takes a quarter of a millisecond). A key it does not know is hashed inside, only
+    when a guard applies; one it knows wrongly costs a hash, never a wrong decision."""
+
+    def __init__(self) -> None:
+        self._keys: OrderedDict[str, None] = OrderedDict()
+
+    def digest(self, ticket: Ticket) -> bytes | None:
+        if ticket.shape is None or ticket.key_hash not in self._keys:
+            return None
+        return body_digest(ticket.shape.body)
+
+    def saw(self, key_hash: str | None, guarded: bool) -> None:
+        if key_hash is None:
+            return
+        if not guarded:
+            self._keys.pop(key_hash, None)
+            return
+        self._keys[key_hash] = None
+        self._keys.move_to_end(key_hash)
+        if len(self._keys) > GUARDED_KEYS_KEPT:
+            self._keys.popitem(last=False)
 
 
 def _mark(loop: Loop) -> str:
     return f"{loop.fingerprint}:{loop.guard.bucket_ms}"
 
 
-def loop_of(c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, views: Sequence[ScopeView]
-            ) -> Loop | None:
+def loop_of(c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, views: Sequence[ScopeView],
+            guarded: GuardedKeys, digest: bytes | None = None) -> Loop | None:
     """The loop guard of the call and its request's admissions so far; None when no policy
-    of its scopes sets one, or the call replays an admitted one (same Idempotency-Key)."""
+    of its scopes sets one, or the call replays an admitted one (same Idempotency-Key).
+    `digest`: the body's, when hashed before the transaction."""
     if ticket.replay_of is not None:
         return None
     loop = loop_in_force(((v.scope, v.policy) for v in views), key.id, ticket.route,
-                         ticket.shape)
+                         ticket.shape, digest)
+    guarded.saw(ticket.key_hash, loop is not None)
     if loop is None:
         return None
     row = c.execute("SELECT state FROM repeats WHERE mark=?", (_mark(loop),)).fetchone()

@@ -86,6 +86,7 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         self._conn: sqlite3.Connection | None = None
         self._mirror = Mirror()
         self._tag_values = tagged.TagValues()
+        self._guarded = repeats.GuardedKeys()
         self._batch = GroupCommit(self._batch_tx)
         self._retries = SettlementRetries(self._apply_settlement)
         self._checkpointer: Checkpointer | None = None
@@ -190,10 +191,13 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
 
     # -- the request path -------------------------------------------------------------
     async def reserve(self, ticket: Ticket) -> Reservation:
-        reservation: Reservation = await self._batch.run(lambda c: self._reserve(c, ticket))
+        digest = self._guarded.digest(ticket)  # outside the write lock, when likely needed
+        reservation: Reservation = await self._batch.run(
+            lambda c: self._reserve(c, ticket, digest))
         return reservation
 
-    def _reserve(self, c: sqlite3.Connection, ticket: Ticket) -> Reservation:
+    def _reserve(self, c: sqlite3.Connection, ticket: Ticket, digest: bytes | None = None
+                 ) -> Reservation:
         """Authenticate, decide and reserve, inside the batch's transaction. A refusal is
         recorded, then raised: the batch keeps its ledger row and answers with it."""
         now = self.clock()
@@ -218,7 +222,7 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         scopes = call_scopes(key, ticket.call.vendor, labels)
         own = self._mirror.policies_of(c, with_wildcards(scopes))
         views = tagged.views(self._mirror, c, scopes, resolve(scopes, own), now)
-        loop = repeats.loop_of(c, ticket, key, views)
+        loop = repeats.loop_of(c, ticket, key, views, self._guarded, digest)
         decision = decide(ticket.call, key, views, now, ticket.aliases, ticket.free_models,
                           grant, ticket.may_wait, labels, loop)
         ticket, decision, _ = downgrade(ticket, key, decision, lambda call: decide(

@@ -1,0 +1,60 @@
+"""The embedded store's loop-guard rows: a key whose calls are guarded has its next body
+hashed before the transaction (the same fingerprint as inside it), and rows past their
+window are pruned as new ones are written."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from outlay.policy.approvals import request_shape
+from outlay.policy.errors import RateLimited
+from outlay.policy.loop_guard import body_digest, fingerprint
+from outlay.policy.model import parse_policy
+from outlay.state.base import NewKey, Ticket
+from outlay.state.sqlite.repeats import PRUNED_PER_WRITE
+from outlay.state.sqlite.store import SqliteStore
+
+from ..support import Clock, ticket
+
+
+def same(secret: str, body: bytes = b'{"model": "m"}') -> Ticket:
+    t = ticket(secret)
+    return replace(t, shape=request_shape("POST", t.route, body))
+
+
+def test_a_digest_made_ahead_is_the_fingerprint_made_inside() -> None:
+    body = b'{"b": 1, "a": [2, 3]}'
+    assert fingerprint("k", "POST", "r /p", body, body_digest(body)) == fingerprint(
+        "k", "POST", "r /p", body)
+
+
+async def test_guarded_keys_are_hashed_ahead_and_counted_alike(tmp_path: Path) -> None:
+    clock = Clock()
+    store = SqliteStore(str(tmp_path / "o.db"), clock=clock)
+    await store.open()
+    try:
+        await store.put_policy("agent:bot", parse_policy(
+            {"loop_guard": {"max_repeats": 2, "window_s": 60}}))
+        _, guarded = await store.create_key(NewKey(agent="bot"))
+        _, free = await store.create_key(NewKey(agent="other"))
+        assert store._guarded.digest(same(guarded)) is None  # not known yet: hashed inside
+        await store.reserve(same(guarded))
+        await store.reserve(same(free))
+        assert store._guarded.digest(same(guarded)) == body_digest(b'{"model": "m"}')
+        assert store._guarded.digest(same(free)) is None  # no guard: never hashed
+        await store.reserve(same(guarded, b'{ "model":"m" }'))  # hashed ahead, same request
+        with pytest.raises(RateLimited):
+            await store.reserve(same(guarded))
+
+        clock.advance(61)  # every row so far is past its window
+        rows = store.conn.execute("SELECT COUNT(*) FROM repeats").fetchone()[0]
+        assert rows == 1
+        for n in range(PRUNED_PER_WRITE + 1):
+            await store.reserve(same(guarded, b'{"n": %d}' % n))
+        marks = store.conn.execute("SELECT COUNT(*) FROM repeats").fetchone()[0]
+        assert marks == PRUNED_PER_WRITE + 1  # the expired row went with the first write
+    finally:
+        await store.close()
