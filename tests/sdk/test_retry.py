@@ -187,3 +187,14 @@ async def test_aretry_never_retries_a_402_and_gives_up_after_its_attempts() -> N
 def test_settings_are_checked(call: Callable[[], object]) -> None:
     with pytest.raises(ValueError, match=r"attempts|max_wait_s"):
         call()
+
+
+def test_a_loop_detected_refusal_is_never_retried() -> None:
+    """Repeating the same request is the loop the guard stopped (SPEC §2.10)."""
+    loop = outlay.RateLimited("The same request, again.", code="loop_detected",
+                              details={"retry_after": 30, "repeats": 20, "window_s": 60})
+    fn, sleeps = Script(loop), Sleeps()
+    with pytest.raises(outlay.RateLimited) as raised:
+        outlay.retry(fn, attempts=5, sleep=sleeps)
+    assert raised.value is loop
+    assert (len(fn.calls), sleeps) == (1, [])

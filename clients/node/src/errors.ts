@@ -13,6 +13,7 @@
  * │                                                                 resetsAt
  * ├── RateLimited             429 rate_limit_exceeded | hourly_… | daily_… | token_… |
  * │                               concurrency_limit_exceeded        retryAfter, limit
+ * │                               loop_detected (never retried)
  * ├── InvalidRequest          400 invalid_request | price_unknown; 413 request_too_large
  * └── Unavailable             502 / 503 upstream_unavailable | enforcement_unavailable
  *
@@ -204,6 +205,7 @@ export const BY_CODE: ReadonlyMap<string, typeof OutlayError> = new Map<string, 
   ["daily_rate_limit_exceeded", RateLimited],
   ["token_rate_limit_exceeded", RateLimited],
   ["concurrency_limit_exceeded", RateLimited],
+  ["loop_detected", RateLimited], // the same request made over and over (loop_guard)
   ["invalid_request", InvalidRequest],
   ["price_unknown", InvalidRequest],
   ["request_too_large", InvalidRequest],

@@ -70,6 +70,9 @@ export function waitBeforeRetry(
   const refusal = errorFrom(error);
   let retryAfter: number | null;
   if (refusal instanceof RateLimited) {
+    if (refusal.code === "loop_detected") {
+      return null; // the same request made over and over: repeating it is the loop
+    }
     retryAfter = refusal.retryAfter;
   } else if (isServerError(error)) {
     // Outlay's own 5xx (Unavailable) and an upstream's passed through alike

@@ -21,6 +21,7 @@ const REFUSALS = [
   ...["rate_limit_exceeded", "hourly_rate_limit_exceeded", "daily_rate_limit_exceeded", "token_rate_limit_exceeded"]
     .map((code) => [429, { ...RATE, code }, RateLimited]),
   [429, { code: "concurrency_limit_exceeded", message: "Too many calls in flight.", scope: "key:key_1", limit: 2, retry_after: 1 }, RateLimited],
+  [429, { code: "loop_detected", message: "The same request, again.", scope: "agent:a", repeats: 20, window_s: 60, retry_after: 30 }, RateLimited],
   [402, BUDGET, BudgetExceeded],
   [400, { code: "price_unknown", message: "No price is known for model 'x'." }, InvalidRequest],
   [400, { code: "invalid_request", message: "The request body is empty.", param: "body" }, InvalidRequest],

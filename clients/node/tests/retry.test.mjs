@@ -150,3 +150,10 @@ test("settings are checked", async () => {
   await assert.rejects(withRetry(script(), { maxWaitS: -1 }), /maxWaitS/);
   await assert.rejects(withRetry(script(), { maxWaitS: Number.NaN }), /maxWaitS/);
 });
+
+test("a loop_detected refusal is typed RateLimited but never retried", async () => {
+  const error = await sdkError(429, { error: { message: "The same request, again.", code: "loop_detected", repeats: 20, window_s: 60, retry_after: 30 } }, { "retry-after": "30" });
+  const { sleeps, sleep } = sleeper();
+  await assert.rejects(withRetry(script(error), { sleep }), (thrown) => thrown === error);
+  assert.deepEqual(sleeps, []);
+});

@@ -32,7 +32,9 @@ def retry(
     A rate-limit refusal (an Outlay `RateLimited`, or any SDK's 429) is retried after its
     `Retry-After`; without one, after an exponential back-off with full jitter. A wait longer
     than `max_wait_s` is not taken: the error is raised at once, since an earlier retry would
-    only be refused again. Every other error, and the last one, is raised as it came.
+    only be refused again. A `loop_detected` refusal (the same request made over and over,
+    SPEC §2.10) is never retried: repeating it is the loop. Every other error, and the last
+    one, is raised as it came.
     (`attempts`, `max_wait_s` and `sleep` are this helper's own; `fn` cannot take them.)
     """
     _check(attempts, max_wait_s)
@@ -77,8 +79,8 @@ def wait_before_retry(
     if attempt >= attempts:
         return None
     refusal = error_from(exc)
-    if not isinstance(refusal, RateLimited):
-        return None
+    if not isinstance(refusal, RateLimited) or refusal.code == "loop_detected":
+        return None  # a loop's call repeated is the loop: never retried
     if refusal.retry_after is None:
         # no one said when: spread the retries of many agents instead of aligning them
         return random.uniform(0, min(max_wait_s, _BACKOFF_BASE_S * 2 ** (attempt - 1)))
