@@ -101,6 +101,7 @@ async def check_loop_guard(admin: Gateway, urls: list[str], *, revoke: bool = Fa
         (after,) = await _calls(urls[-1:], key["key"], [json.dumps(other)])
         events = await _events(receiver, "agent.loop_detected", 1)
         assert len(events) == 1  # once per key per window, whatever replica or worker
+        assert all(r.verified_with == [0] for r in receiver.got)  # every delivery signed
         data = events[0]["data"]
         assert (data["key_id"], data["agent_id"], data["repeats"]) == (
             key["id"], agent, REPEATS)
