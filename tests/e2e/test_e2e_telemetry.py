@@ -93,6 +93,7 @@ def test_each_call_exports_its_span_joining_the_callers_trace(
         launch: Launch, receiver: Receiver) -> None:
     gateway = launch({"telemetry": {"otlp_endpoint": receiver.url, "service_name": "gw-e2e"}})
     agent = unique("traced")
+    gateway.set_policy(f"agent:{agent}", {"rpm": 3})
     key = gateway.mint_key(agent, labels={"team": "billing"})["key"]
     auth = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=gateway.url, timeout=15) as client:
@@ -104,8 +105,10 @@ def test_each_call_exports_its_span_joining_the_callers_trace(
         invalid = client.post("/v1/chat/completions", json={"model": 5}, headers=auth)
         vendor = client.post("/vendors/resend/emails", json=EMAIL, headers={
             **auth, "traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+        limited = client.post("/v1/chat/completions", json=CHAT, headers=auth)
     assert joined.status_code == malformed.status_code == vendor.status_code == 200
     assert invalid.status_code == 400
+    assert limited.status_code == 429
 
     span = receiver.span_of(joined.headers["X-Outlay-Request-Id"])
     assert span["traceId"] == TRACE_ID
@@ -155,8 +158,19 @@ def test_each_call_exports_its_span_joining_the_callers_trace(
     assert sent["outlay.decision"] == "allowed"
     assert sent["outlay.cost_usd"] == pytest.approx(float(vendor.headers["X-Outlay-Cost-USD"]))
 
-    counts = _spans_counted(gateway, 4)
-    assert counts == (4.0, 0.0)
+    # a call a policy refused: its agent and labels, the refusal's code, an error status
+    limited_span = receiver.span_of(limited.headers["X-Outlay-Request-Id"])
+    refusal = attributes(limited_span)
+    assert refusal["outlay.decision"] == "refused"
+    assert refusal["outlay.code"] == "rate_limit_exceeded"
+    assert refusal["outlay.agent"] == agent
+    assert refusal["outlay.tag.team"] == "billing"
+    assert refusal["http.response.status_code"] == 429
+    assert "gen_ai.usage.input_tokens" not in refusal
+    assert limited_span["status"] == {"code": 2, "message": "rate_limit_exceeded"}
+
+    counts = _spans_counted(gateway, 5)
+    assert counts == (5.0, 0.0)
 
 
 def _spans_counted(gateway: Gateway, at_least: int) -> tuple[float, float]:
