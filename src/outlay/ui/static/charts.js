@@ -78,7 +78,7 @@ export function stackedBars(series, { label, unit = money, width = 900, height =
       const h = Math.max(1, (value / top) * plotH);
       y -= h;
       bars += 1;
-      chart.append(svg("rect", { class: "bar", x: pad.left + i * slot + (slot - barW) / 2, y,
+      chart.append(svg("rect", { class: "mark", x: pad.left + i * slot + (slot - barW) / 2, y,
         width: barW, height: h, fill: PALETTE[k % PALETTE.length], "data-series": s.name,
         "data-start": s.points[i].start, "data-value": value },
       title(`${s.name} · ${s.points[i].start}: ${unit(value)}`)));
@@ -117,7 +117,7 @@ export function rankedBars(rows, { label, unit = money, width = 640 } = {}) {
       clip(r.name)));
     if (w > 0) {
       bars += 1;
-      chart.append(svg("rect", { class: "bar", x: pad.left, y: y + 2, width: w, height: rowH - 6,
+      chart.append(svg("rect", { class: "mark", x: pad.left, y: y + 2, width: w, height: rowH - 6,
         fill: PALETTE[0], "data-name": r.name, "data-value": r.value },
       title(`${r.name}: ${unit(r.value)}${r.note ? ` · ${r.note}` : ""}`)));
     }
@@ -151,14 +151,14 @@ export function projections(budgets, { label, width = 640 } = {}) {
     const projectedW = x(b.projected) - pad.left;
     if (projectedW > 0) {
       bars += 1;
-      chart.append(svg("rect", { class: `bar projected${over ? " over" : ""}`, x: pad.left,
+      chart.append(svg("rect", { class: `mark projected${over ? " over" : ""}`, x: pad.left,
         y: y + 6, width: projectedW, height: 16, fill: over ? "#f4b4ae" : "#b7cdf2",
         "data-value": b.projected }, title(`projected ${money(b.projected)}`)));
     }
     const spentW = x(b.spent) - pad.left;
     if (spentW > 0) {
       bars += 1;
-      chart.append(svg("rect", { class: "bar spent", x: pad.left, y: y + 6, width: spentW,
+      chart.append(svg("rect", { class: "mark spent", x: pad.left, y: y + 6, width: spentW,
         height: 16, fill: over ? "#b42318" : "#2457c5", "data-value": b.spent },
       title(`spent ${money(b.spent)}`)));
     }
