@@ -24,7 +24,9 @@ function title(textValue) {
   return svg("title", {}, textValue);
 }
 
-const money = (n) => `$${n >= 100 ? n.toFixed(0) : n >= 1 ? n.toFixed(2) : n.toFixed(4)}`;
+// whole dollars past $100, cents past $1, else three significant digits ($0.000026)
+const money = (n) => `$${n >= 100 ? n.toFixed(0) : n >= 1 ? n.toFixed(2)
+  : String(Number(n.toPrecision(3)))}`;
 
 function legend(names) {
   const box = document.createElement("ul");
