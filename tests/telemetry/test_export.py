@@ -97,14 +97,7 @@ async def test_a_refusing_collector_loses_the_batch(serve, status: int,  # type:
                                                      caplog: pytest.LogCaptureFixture) -> None:
     url = await serve(Collector(status=status))
     exporter = Exporter(TelemetrySettings(url, headers={"authorization": "Bearer sekrit-123456"}))
-    exporter.start()
-    try:
-        with exporter.call("openai.chat", "openai", None, llm=True):
-            pass
-        await _until(lambda: exporter.dropped == 1)
-    finally:
-        await exporter.close()
-    assert exporter.exported == 0
+    await _one_span_lost(exporter)
     assert f"answered HTTP {status}" in caplog.text
     assert "sekrit" not in caplog.text
 
@@ -125,10 +118,18 @@ async def test_a_slow_collector_times_out_and_a_stop_does_not_wait_for_it(serve)
     assert exporter.counts() == (0, 2)
 
 
-async def test_an_unreachable_collector_loses_the_batch() -> None:
+async def test_an_unreachable_collector_loses_the_batch(
+        caplog: pytest.LogCaptureFixture) -> None:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]
-    exporter = Exporter(TelemetrySettings(f"http://user:pw@127.0.0.1:{port}/v1/traces"))
+    await _one_span_lost(Exporter(TelemetrySettings(
+        f"http://user:sekrit@127.0.0.1:{port}/v1/traces")))
+    assert f"collector at 127.0.0.1:{port} could not be reached" in caplog.text
+    assert "sekrit" not in caplog.text
+
+
+async def _one_span_lost(exporter: Exporter) -> None:
+    """One call's span, which the collector does not take: dropped and counted."""
     exporter.start()
     try:
         with exporter.call("openai.chat", "openai", None, llm=True):
@@ -136,3 +137,4 @@ async def test_an_unreachable_collector_loses_the_batch() -> None:
         await _until(lambda: exporter.dropped == 1)
     finally:
         await exporter.close()
+    assert exporter.counts() == (0, 1)

@@ -225,13 +225,12 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     _family(out, "outlay_hold_wait_seconds_total", "counter",
             "Seconds calls spent waiting for calls in flight to settle.",
             [f" {_float(hold_seconds)}"])
-    _family(out, "outlay_telemetry_spans_exported_total", "counter",
-            "Call spans the OTLP collector accepted (telemetry.otlp_endpoint).",
-            [f" {spans_exported}"])
-    _family(out, "outlay_telemetry_spans_dropped_total", "counter",
-            "Call spans dropped: the export queue was full, or the collector failed, refused "
-            "or did not answer in time.",
-            [f" {spans_dropped}"])
+    for outcome, text, n in (
+            ("exported", "Call spans the OTLP collector accepted (telemetry.otlp_endpoint).",
+             spans_exported),
+            ("dropped", "Call spans dropped: the export queue was full, or the collector "
+             "failed, refused or did not answer in time.", spans_dropped)):
+        _family(out, f"outlay_telemetry_spans_{outcome}_total", "counter", text, [f" {n}"])
     lines = []
     for route, counts in sorted(durations.items()):
         running = 0
