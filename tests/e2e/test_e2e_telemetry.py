@@ -169,8 +169,38 @@ def test_each_call_exports_its_span_joining_the_callers_trace(
     assert "gen_ai.usage.input_tokens" not in refusal
     assert limited_span["status"] == {"code": 2, "message": "rate_limit_exceeded"}
 
-    counts = _spans_counted(gateway, 5)
-    assert counts == (5.0, 0.0)
+    # a streamed Anthropic message: its usage as the stream's events report it
+    streamer = gateway.mint_key(unique("streamer"))["key"]  # the agent's rpm is used up
+    input_tokens, output_tokens, rid = _anthropic_stream(gateway, streamer)
+    streamed = attributes(receiver.span_of(rid))
+    assert streamed["gen_ai.system"] == "anthropic"
+    assert streamed["gen_ai.operation.name"] == "chat"
+    assert streamed["gen_ai.request.model"] == "claude-haiku-4-5"
+    assert streamed["gen_ai.usage.input_tokens"] == input_tokens > 0
+    assert streamed["gen_ai.usage.output_tokens"] == output_tokens > 0
+    assert streamed["outlay.settlement"] == "settled"
+
+    counts = _spans_counted(gateway, 6)
+    assert counts == (6.0, 0.0)
+
+
+def _anthropic_stream(gateway: Gateway, key: str) -> tuple[int, int, str]:
+    """(input tokens, output tokens, request id) of a streamed Anthropic message."""
+    body = {"model": "claude-haiku-4-5", "max_tokens": 16, "stream": True,
+            "messages": [{"role": "user", "content": "hi"}]}
+    usage: dict[str, int] = {}
+    with httpx.Client(base_url=gateway.url, timeout=15) as client, client.stream(
+            "POST", "/v1/messages", json=body,
+            headers={"x-api-key": key, "anthropic-version": "2023-06-01"}) as answer:
+        assert answer.status_code == 200
+        for line in answer.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            event = json.loads(line.removeprefix("data:"))
+            found = event.get("usage") or event.get("message", {}).get("usage") or {}
+            usage.update({k: v for k, v in found.items() if isinstance(v, int)})
+        rid = answer.headers["X-Outlay-Request-Id"]
+    return usage["input_tokens"], usage["output_tokens"], rid
 
 
 def _spans_counted(gateway: Gateway, at_least: int) -> tuple[float, float]:
