@@ -154,3 +154,17 @@ async def test_a_scoped_token_s_csv_holds_only_its_fleet(admin: Admin) -> None:
     resp = await admin.client.get("/admin/v1/reports/series?scope=agent:agent-b&format=csv",
                                   headers={"Authorization": f"Bearer {made['token']}"})
     assert resp.status == 403
+
+
+async def test_without_a_range_a_series_ends_with_the_current_interval(admin: Admin) -> None:
+    await tagged_calls(admin)  # at 12:00, 13:00, 14:00; the clock then at 15:00
+    hours = (await admin.call("GET", "reports/series"))["points"]
+    assert len(hours) == 24
+    assert (hours[0]["start"], hours[-1]["start"]) == ("2025-06-14T16:00:00Z",
+                                                       "2025-06-15T15:00:00Z")
+    assert [p["requests"] for p in hours[-4:]] == [1, 1, 1, 0]
+    days = (await admin.call("GET", "reports/series?interval=day"))["points"]
+    assert len(days) == 30
+    assert (days[-1]["start"], days[-1]["requests"]) == ("2025-06-15T00:00:00Z", 3)
+    admin.clock.advance(-3 * 3600)  # a call made at this very moment is in its hour
+    assert (await admin.call("GET", "reports/series"))["points"][-1]["requests"] == 1

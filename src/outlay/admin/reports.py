@@ -25,7 +25,7 @@ from outlay.policy.series import (
 
 GROUPS = ("key", "agent", "group", "vendor", "model")
 FORMATS = ("json", "csv")
-# the range a series covers when it names none: a day of hours, thirty days
+# the points a series has when it names no start: a day of hours, thirty days
 DEFAULT_SPAN = {"hour": 24, "day": 30}
 
 
@@ -90,10 +90,11 @@ def series_query(request: web.Request, now_ms: int) -> SeriesQuery:
         raise invalid_request(f"split must be one of {', '.join(SPLITS)}", "split")
     check_format(request)
     until = moment(request, "until")
-    until = now_ms if until is None else until
+    until = now_ms + 1 if until is None else until  # now included
     since = moment(request, "since")
-    if since is None:
-        since = until - DEFAULT_SPAN[interval] * INTERVAL_MS[interval]
+    if since is None:  # the interval holding the last moment, and those before it
+        step = INTERVAL_MS[interval]
+        since = (until - 1) - (until - 1) % step - (DEFAULT_SPAN[interval] - 1) * step
     if since >= until:
         raise invalid_request("since must be before until", "since")
     points = points_in(cast(Interval, interval), since, until)
