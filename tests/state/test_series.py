@@ -151,3 +151,19 @@ async def test_a_report_by_label_ranks_each_value_by_cost(
     assert [r["label:run"] for r in await store.report("label:run", None)] == [
         None, "r-1", "r-2"]
     assert [r["request_id"] for r in await store.audit("tag:run=r-2", 10)] == [held.id]
+
+
+@pytest.mark.parametrize("scope", ["global", "group:fleet", "vendor:openai", "agent:bot"])
+async def test_a_split_by_agent_sums_each_agent_s_calls(
+        store: StateStore, clock: Clock, scope: str) -> None:
+    await spend_in_hours(store, clock)
+    query = SeriesQuery(scope, "hour", at(12), at(18), "agent")
+    answer = series_answer(query, await store.series(query))
+    found = {s["agent"]: totals(s) for s in answer["series"]}
+    for agent in ("bot", "other"):
+        rows = [r for r in await store.audit(f"agent:{agent}", 1000)
+                if r in await store.audit(scope, 1000)]
+        expected = (len(rows), sum(r["decision"] == "refused" for r in rows),
+                    sum(usd_to_micros(r["cost_usd"]) for r in rows))
+        assert found.get(agent, (0, 0, 0)) == expected, (scope, agent)
+    assert totals(answer) == tuple(map(sum, zip(*found.values(), strict=True)))

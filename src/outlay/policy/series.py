@@ -55,11 +55,18 @@ def points_in(interval: Interval, since_ms: int, until_ms: int) -> int:
 Sums = tuple[int, str | None, int, int, int]
 
 
-def _points(query: SeriesQuery, sums: dict[int, list[int]]) -> list[dict[str, Any]]:
-    return [{"start": iso(start), "requests": sums.get(start, [0, 0, 0])[0],
-             "refused": sums.get(start, [0, 0, 0])[1],
-             "cost_usd": micros_to_usd(sums.get(start, [0, 0, 0])[2])}
-            for start in query.starts()]
+def _points(starts: list[tuple[int, str]], sums: dict[int, list[int]]
+            ) -> list[dict[str, Any]]:
+    """A point per interval (`starts`: each start and its ISO text), zeros where `sums` has
+    none."""
+    points = []
+    for start, text in starts:
+        line = sums.get(start)
+        points.append({"start": text, "requests": 0, "refused": 0, "cost_usd": "0"}
+                      if line is None else
+                      {"start": text, "requests": line[0], "refused": line[1],
+                       "cost_usd": micros_to_usd(line[2])})
+    return points
 
 
 def series_answer(query: SeriesQuery, rows: Iterable[Sums]) -> dict[str, Any]:
@@ -73,14 +80,15 @@ def series_answer(query: SeriesQuery, rows: Iterable[Sums]) -> dict[str, Any]:
             line[0] += requests
             line[1] += refused
             line[2] += cost
+    starts = [(start, iso(start)) for start in query.starts()]
     answer: dict[str, Any] = {"scope": query.scope, "interval": query.interval,
                               "since": iso(query.first), "until": iso(query.until_ms),
-                              "points": _points(query, total)}
+                              "points": _points(starts, total)}
     if query.split is not None:
         def dearest(item: tuple[str | None, dict[int, list[int]]]) -> tuple[int, bool, str]:
             name, sums = item
             return -sum(s[2] for s in sums.values()), name is None, name or ""
         answer["split"] = query.split
-        answer["series"] = [{query.split: name, "points": _points(query, sums)}
+        answer["series"] = [{query.split: name, "points": _points(starts, sums)}
                             for name, sums in sorted(by_value.items(), key=dearest)]
     return answer

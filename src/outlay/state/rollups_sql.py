@@ -1,14 +1,17 @@
 """Hourly rollups of the ledger (SQLite and PostgreSQL): what a series of spend over time is
 read from, instead of a scan of the ledger per request.
 
-`rollups` holds, per UTC hour and agent, group, vendor, model and refusal code, the sums a
-series shows: requests (every row but `credit`), refusals (`refused` and `invalid`), spend
-and money moved out. Triggers on the ledger keep it in the transaction that writes the rows
-(each insert, each settlement, and any other change, as the difference of the row before and
-after), so it always equals the ledger's sums. A NULL column is kept as '' (a primary key
-needs values); a code only on refusals. Scopes of a key or a tag are read from the ledger
-(by its `ledger_key` index, or the range's rows): a rollup by key would hold a row per
-per-run key.
+`rollups` holds, per scope (`global`, each `agent:<name>` and each `group:<name>`), UTC hour,
+vendor, model and refusal code, the sums a series shows: requests (every row but `credit`),
+refusals (`refused` and `invalid`), spend and money moved out. A ledger row counts in the
+rollups of its three scopes. Triggers on the ledger keep them in the transaction that writes
+the rows (each insert, each settlement, any other change as the difference of the row
+before and after), so they always equal the ledger's sums. A NULL column is kept as '' (a
+primary key needs values); a code only on refusals. An hour of `global` holds a row per
+vendor, model and code seen in it, however many agents called: a month by hour reads a few
+thousand rows of a million-row ledger. A vendor's series is read from `global`'s rows of
+that vendor; a key's or a tag's from the ledger (by its `ledger_key` index, or the range's
+rows): a rollup by key would hold a row per per-run key.
 """
 
 # S608: the SQL here is built from this module's constants and checked names only; every
@@ -24,15 +27,17 @@ from typing import Any
 from outlay.policy.series import SeriesQuery, Sums
 from outlay.state import ledger_sql
 
-_KEYS = ("hour_ms", "agent", "grp", "vendor", "model", "code")
+_KEYS = ("scope", "hour_ms", "vendor", "model", "code")
 _SUMS = ("requests", "refused", "cost", "out")
 REFUSED = "('refused', 'invalid')"
+# the scopes a ledger row counts in: (the scope's text, when the row has one)
+_SCOPES = (("'global'", "1=1"), ("'agent:' || {r}.agent", "{r}.agent IS NOT NULL"),
+           ("'group:' || {r}.grp", "{r}.grp IS NOT NULL"))
 
 
-def _key_exprs(row: str) -> tuple[str, ...]:
-    return (f"{row}.ts_ms / 3600000 * 3600000", f"COALESCE({row}.agent, '')",
-            f"COALESCE({row}.grp, '')", f"COALESCE({row}.vendor, '')",
-            f"COALESCE({row}.model, '')",
+def _key_exprs(row: str, scope: str) -> tuple[str, ...]:
+    return (scope.format(r=row), f"{row}.ts_ms / 3600000 * 3600000",
+            f"COALESCE({row}.vendor, '')", f"COALESCE({row}.model, '')",
             f"CASE WHEN {row}.decision IN {REFUSED} THEN COALESCE({row}.code, '') ELSE '' END")
 
 
@@ -48,82 +53,76 @@ _UPSERT_TAIL = f" ON CONFLICT ({', '.join(_KEYS)}) DO UPDATE SET {_ADD}"
 _COLUMNS = ", ".join((*_KEYS, *_SUMS))
 # the columns whose change moves a row's sums (an update of others leaves rollups alone)
 _MOVING = ("ts_ms", "agent", "grp", "vendor", "model", "code", "decision", "cost", "flow")
+_TABLE = f"""CREATE TABLE IF NOT EXISTS rollups (
+  scope TEXT NOT NULL, hour_ms BIGINT NOT NULL, vendor TEXT NOT NULL, model TEXT NOT NULL,
+  code TEXT NOT NULL,
+  requests BIGINT NOT NULL DEFAULT 0, refused BIGINT NOT NULL DEFAULT 0,
+  cost BIGINT NOT NULL DEFAULT 0, out BIGINT NOT NULL DEFAULT 0,
+  PRIMARY KEY ({', '.join(_KEYS)})
+)"""
 
 
-def _sqlite_upsert(row: str, sign: str = "") -> str:
-    values = ", ".join((*_key_exprs(row), *_sum_exprs(row, sign)))
-    return f"INSERT INTO rollups({_COLUMNS}) VALUES ({values}){_UPSERT_TAIL};"
+def _sqlite_upserts(row: str, sign: str = "") -> str:
+    sums = ", ".join(_sum_exprs(row, sign))
+    return "\n  ".join(
+        f"INSERT INTO rollups({_COLUMNS}) SELECT {', '.join(_key_exprs(row, scope))}, {sums} "
+        f"WHERE {when.format(r=row)}{_UPSERT_TAIL};" for scope, when in _SCOPES)
 
 
 _CHANGED = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in _MOVING)
 SQLITE_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS rollups (
-  hour_ms INTEGER NOT NULL, agent TEXT NOT NULL, grp TEXT NOT NULL, vendor TEXT NOT NULL,
-  model TEXT NOT NULL, code TEXT NOT NULL,
-  requests INTEGER NOT NULL DEFAULT 0, refused INTEGER NOT NULL DEFAULT 0,
-  cost INTEGER NOT NULL DEFAULT 0, out INTEGER NOT NULL DEFAULT 0,
-  PRIMARY KEY ({', '.join(_KEYS)})
-) WITHOUT ROWID;
+{_TABLE} WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS ledger_rollup_insert AFTER INSERT ON ledger BEGIN
-  {_sqlite_upsert("NEW")}
+  {_sqlite_upserts("NEW")}
 END;
 CREATE TRIGGER IF NOT EXISTS ledger_rollup_update AFTER UPDATE OF {', '.join(_MOVING)}
 ON ledger WHEN {_CHANGED} BEGIN
-  {_sqlite_upsert("OLD", "-")}
-  {_sqlite_upsert("NEW")}
+  {_sqlite_upserts("OLD", "-")}
+  {_sqlite_upserts("NEW")}
 END;
 CREATE TRIGGER IF NOT EXISTS ledger_rollup_delete AFTER DELETE ON ledger BEGIN
-  {_sqlite_upsert("OLD", "-")}
+  {_sqlite_upserts("OLD", "-")}
 END;
 """
 
 _GROUPED = ", ".join(str(i) for i in range(1, len(_KEYS) + 1))
+
+
+def _scoped(source: str, sign: str) -> str:
+    """A row per ledger row of `source` and scope it counts in: its rollup key and sums."""
+    return " UNION ALL ".join(
+        "SELECT " + ", ".join(f"{e} AS {c}" for e, c in zip(
+            (*_key_exprs("r", scope), *_sum_exprs("r", sign)), (*_KEYS, *_SUMS), strict=True))
+        + f" FROM {source} r WHERE {when.format(r='r')}" for scope, when in _SCOPES)
+
+
+def _summed(deltas: str) -> str:
+    return (f"INSERT INTO rollups({_COLUMNS}) SELECT {', '.join(_KEYS)}, "
+            + ", ".join(f"SUM({s})" for s in _SUMS)
+            + f" FROM ({deltas}) d WHERE true GROUP BY {_GROUPED} ORDER BY {_GROUPED}"
+            + _UPSERT_TAIL)
+
+
 # every rollup made again from the ledger: the migration's back-fill (idempotent)
-BACKFILL = (
-    "DELETE FROM rollups;\n"
-    f"INSERT INTO rollups({_COLUMNS}) SELECT {', '.join(_key_exprs('ledger'))}, "
-    + ", ".join(f"SUM{e}" for e in _sum_exprs("ledger"))
-    + f" FROM ledger GROUP BY {_GROUPED};\n")
-
-
-def _pg_delta(source: str, sign: str) -> str:
-    return (f"SELECT {', '.join(_key_exprs('r'))}, "
-            + ", ".join(_sum_exprs("r", sign)) + f" FROM {source} r")
-
+BACKFILL = f"DELETE FROM rollups;\n{_summed(_scoped('ledger', ''))};\n"
 
 _PG_CHANGED = " OR ".join(f"o.{c} IS DISTINCT FROM n.{c}" for c in _MOVING)
+_PG_MOVED = "old_rows o JOIN new_rows n USING (seq) WHERE " + _PG_CHANGED
 # statement triggers over transition tables: one upsert per statement (a batch of the
 # write-ahead log), its rows summed by rollup and taken in key order, so that two appliers
 # lock rollups in the same order
 PG_SCHEMA = f"""
 LOCK TABLE ledger IN SHARE ROW EXCLUSIVE MODE;
-CREATE TABLE rollups (
-  hour_ms BIGINT NOT NULL, agent TEXT NOT NULL, grp TEXT NOT NULL, vendor TEXT NOT NULL,
-  model TEXT NOT NULL, code TEXT NOT NULL,
-  requests BIGINT NOT NULL DEFAULT 0, refused BIGINT NOT NULL DEFAULT 0,
-  cost BIGINT NOT NULL DEFAULT 0, out BIGINT NOT NULL DEFAULT 0,
-  PRIMARY KEY ({', '.join(_KEYS)})
-);
+{_TABLE};
 CREATE FUNCTION ledger_rollup() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF TG_OP = 'INSERT' THEN
-    INSERT INTO rollups({_COLUMNS}) SELECT {', '.join(_KEYS)}, {
-        ', '.join(f'SUM({s})' for s in _SUMS)}
-    FROM ({_pg_delta('new_rows', '')}) d({_COLUMNS})
-    GROUP BY {_GROUPED} ORDER BY {_GROUPED}{_UPSERT_TAIL};
+    {_summed(_scoped('new_rows', ''))};
   ELSIF TG_OP = 'UPDATE' THEN
-    INSERT INTO rollups({_COLUMNS}) SELECT {', '.join(_KEYS)}, {
-        ', '.join(f'SUM({s})' for s in _SUMS)}
-    FROM ({_pg_delta('(SELECT o.* FROM old_rows o JOIN new_rows n USING (seq) WHERE '
-                     + _PG_CHANGED + ')', '-')}
-          UNION ALL {_pg_delta('(SELECT n.* FROM old_rows o JOIN new_rows n USING (seq) '
-                               'WHERE ' + _PG_CHANGED + ')', '')}) d({_COLUMNS})
-    GROUP BY {_GROUPED} ORDER BY {_GROUPED}{_UPSERT_TAIL};
+    {_summed(_scoped(f'(SELECT o.* FROM {_PG_MOVED})', '-') + ' UNION ALL '
+             + _scoped(f'(SELECT n.* FROM {_PG_MOVED})', ''))};
   ELSE
-    INSERT INTO rollups({_COLUMNS}) SELECT {', '.join(_KEYS)}, {
-        ', '.join(f'SUM({s})' for s in _SUMS)}
-    FROM ({_pg_delta('old_rows', '-')}) d({_COLUMNS})
-    GROUP BY {_GROUPED} ORDER BY {_GROUPED}{_UPSERT_TAIL};
+    {_summed(_scoped('old_rows', '-'))};
   END IF;
   RETURN NULL;
 END $$;
@@ -138,26 +137,35 @@ CREATE TRIGGER ledger_rollup_delete AFTER DELETE ON ledger
 
 # a rollup a settlement emptied (its call moved to the model that served it) is no value
 _SOME = "HAVING SUM(requests) <> 0 OR SUM(refused) <> 0 OR SUM(cost) <> 0"
-# a scope read from the rollups: its column there
-_ROLLUP_SCOPES = {"vendor": "vendor", "agent": "agent", "group": "grp"}
 _LEDGER_SPLIT = {"vendor": "vendor", "model": "model", "agent": "agent",
                  "code": f"CASE WHEN decision IN {REFUSED} THEN code END"}
 
 
-def from_rollups(scope: str) -> bool:
-    return scope == "global" or scope.partition(":")[0] in _ROLLUP_SCOPES
+def from_rollups(query: SeriesQuery) -> bool:
+    """Whether the rollups answer a series: a global, vendor, agent or group scope, not
+    split by agent (but an agent's own). A split by agent reads the range's ledger rows:
+    every agent's rollups of the range are nearly as many, and read in a worse order."""
+    kind = query.scope.partition(":")[0]
+    return (query.scope == "global" or kind in ("vendor", "agent", "group")) and (
+        query.split != "agent" or kind == "agent")
 
 
 def rollup_query(query: SeriesQuery, mark: str = "?") -> tuple[str, tuple[Any, ...]]:
-    """The sums of a series by interval (and split value) from the rollups, for a scope
+    """The sums of a series by interval (and split value) from the rollups, for a query
     `from_rollups` takes; `mark`: the driver's placeholder."""
-    where = "hour_ms >= {m} AND hour_ms < {m}"
-    args: list[Any] = [query.first, query.until_ms]
-    if query.scope != "global":
-        kind, _, name = query.scope.partition(":")
-        where += f" AND {_ROLLUP_SCOPES[kind]} = {{m}}"
+    kind, _, name = query.scope.partition(":")
+    args: list[Any] = []
+    if kind in ("agent", "group"):
+        where, args = "scope = {m}", [query.scope]
+    else:
+        where = "scope = 'global'"
+    if kind == "vendor":
+        where += " AND vendor = {m}"
         args.append(name)
-    split = f"NULLIF({query.split}, '')" if query.split else "NULL"
+    where += " AND hour_ms >= {m} AND hour_ms < {m}"
+    args += [query.first, query.until_ms]
+    split = ("NULL" if query.split is None else "substr(scope, 7)" if query.split == "agent"
+             else f"NULLIF({query.split}, '')")  # agent: of an agent's own scope
     sql = (f"SELECT hour_ms / {query.step} * {query.step}, {split}, SUM(requests), "
            f"SUM(refused), SUM(cost) FROM rollups WHERE {where} GROUP BY 1, 2 {_SOME}")
     return sql.replace("{m}", mark), tuple(args)
@@ -187,7 +195,7 @@ def sqlite_series(c: sqlite3.Connection, query: SeriesQuery) -> list[Sums]:
     still held in reservations (calls in flight, settled ones not moved yet)."""
     where, args = ledger_sql.scope_filter(query.scope)
     with ledger_sql.snapshot(c):
-        if from_rollups(query.scope):
+        if from_rollups(query):
             rows = _sums(c.execute(*rollup_query(query)))
         else:
             rows = _sums(c.execute(*ledger_query(query, "ledger", where, args)))
@@ -198,7 +206,7 @@ def sqlite_series(c: sqlite3.Connection, query: SeriesQuery) -> list[Sums]:
 async def postgres_series(fetchall: Callable[[str, Any], Awaitable[list[Any]]],
                           query: SeriesQuery) -> list[Sums]:
     """A series' sums on PostgreSQL (pending rows are in its ledger, and so its rollups)."""
-    if from_rollups(query.scope):
+    if from_rollups(query):
         return _sums(await fetchall(*rollup_query(query, "%s")))
     where, args = ledger_sql.scope_filter(query.scope, "%s")
     return _sums(await fetchall(*ledger_query(query, "ledger", where, args, "%s")))

@@ -144,10 +144,13 @@ def unused_dsn() -> str:
 
 
 def rollups(dsn: str) -> list[tuple[int, str, str, int, int, int]]:
+    """The global rollups; every row is agent bot's, whose rollups must be the same."""
+    read = ("SELECT hour_ms, vendor, model, requests, refused, cost FROM rollups "
+            "WHERE scope = %s AND (requests <> 0 OR cost <> 0) ORDER BY 1, 2, 3, refused DESC")
     with psycopg.connect(dsn) as conn:
-        return [tuple(r) for r in conn.execute(  # type: ignore[misc]
-            "SELECT hour_ms, vendor, model, requests, refused, cost FROM rollups "
-            "WHERE requests <> 0 OR cost <> 0 ORDER BY 1, 2, 3, refused DESC")]
+        found = [tuple(r) for r in conn.execute(read, ("global",))]
+        assert [tuple(r) for r in conn.execute(read, ("agent:bot",))] == found
+    return found  # type: ignore[return-value]
 
 
 async def test_the_rollups_are_back_filled_from_the_ledger_then_kept(
