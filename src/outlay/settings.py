@@ -53,6 +53,7 @@ from outlay.config_sections import (
     simulated_sections,
     unset_credentials,
 )
+from outlay.config_telemetry import TelemetrySettings, telemetry_section
 from outlay.config_values import ConfigError, parse_listen
 from outlay.policy.model import PolicyError, check_scope_policy, parse_policy, parse_scope
 
@@ -95,6 +96,7 @@ _TOP_LEVEL_KEYS = frozenset(
         "server",
         "secret_key",
         "old_secret_keys",
+        "telemetry",
     }
 )
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -163,6 +165,7 @@ class Settings:
     # webhook secrets are sealed at rest with it; older keys only open what they sealed
     secret_key: str | None = field(default=None, repr=False)
     old_secret_keys: tuple[str, ...] = field(default=(), repr=False)
+    telemetry: TelemetrySettings | None = None  # each call's span over OTLP/HTTP; None: off
 
     @property
     def simulated(self) -> bool:
@@ -491,5 +494,6 @@ def load_settings(
         config_file=None if config_path is None else str(config_path.resolve()),
         simulate=simulate,
         default_policy=_default_policy(doc.get("default_policy"), f"{source}: default_policy"),
+        telemetry=telemetry_section(doc.get("telemetry"), f"{source}: telemetry"),
         **values,
     )

@@ -36,6 +36,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("PUT", f"{P}/policies/{{scope}}"): OP, ("DELETE", f"{P}/policies/{{scope}}"): OP,
     ("PATCH", f"{P}/policies/{{scope}}"): OP,
     ("GET", f"{P}/usage/{{scope}}"): V, ("GET", f"{P}/audit"): V, ("GET", f"{P}/reports"): V,
+    ("GET", f"{P}/reports/series"): V,
     ("GET", f"{P}/prices"): V, ("GET", f"{P}/prices/{{model}}"): V, ("GET", f"{P}/providers"): V,
     ("GET", f"{P}/approvals"): V, ("GET", f"{P}/approvals/{{id}}"): V,
     ("POST", f"{P}/approvals/{{id}}/approve"): OP, ("POST", f"{P}/approvals/{{id}}/deny"): OP,
@@ -154,7 +155,11 @@ CASES: dict[tuple[str, str], list[Case]] = {
     ("GET", f"{P}/reports"): [
         Case("list", "reports?group_by=agent"), Case("list", "reports?group_by=key"),
         Case("list", "reports?group_by=group"), Case("out", "reports?group_by=vendor"),
-        Case("out", "reports?group_by=model")],
+        Case("out", "reports?group_by=model"), Case("out", "reports?group_by=label:run")],
+    ("GET", f"{P}/reports/series"): [
+        *_in_out("reports/series?scope={t}", "agent:in-agent", "agent:out-agent"),
+        Case("in", "reports/series?scope=group:fleet-a&split=agent"),
+        Case("out", "reports/series?scope=global"), Case("out", "reports/series")],
     ("GET", f"{P}/prices"): [Case("fleetless", "prices")],
     ("GET", f"{P}/prices/{{model}}"): [Case("fleetless", "prices/gpt-4o-mini")],
     ("GET", f"{P}/providers"): [Case("fleetless", "providers")],

@@ -352,9 +352,11 @@ USAGE = {
             "reserved_usd": 0.00001,
             "remaining_usd": "48.765423",
             "resets_at": "2023-12-01T00:00:00Z",
+            "projected_usd": "61.7",
         }
     ],
     "spend_since": "2023-11-01T00:00:00Z",
+    "exhausted_at": "2023-11-28T06:00:00Z",
     "spend_by_model": {"gpt-4o-mini": "1.234567"},
     "spend_by_vendor": {"openai": "1.234567"},
 }
@@ -371,8 +373,10 @@ async def test_usage_tables(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
     columns_align(windows, "WINDOW", "LIMIT", "USED", "REMAINING")
     budgets = text.split("\n\n")[2]
     assert budgets.splitlines()[1].split() == [
-        "month", "hard", "50", "1.234567", "0.00001", "48.765423", "2023-12-01", "00:00:00Z",
+        "month", "hard", "50", "1.234567", "0.00001", "48.765423", "61.7", "2023-12-01",
+        "00:00:00Z",
     ]  # fmt: skip
+    assert "At this rate a hard cap is hit at 2023-11-28 06:00:00Z." in text
     assert "Spend since 2023-11-01 00:00:00Z:" in text
     assert "gpt-4o-mini  1.234567" in text
     assert "openai  1.234567" in text
@@ -629,3 +633,64 @@ async def test_audit_by_label(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
         assert result.exit_code != 0, bad
     result = await run_cli("audit", "--label", "a=b", "--scope", "global")
     assert result.exit_code != 0
+
+
+async def test_report_by_label_and_as_csv(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
+    rows = [{"label:run": "r-1", "requests": 3, "allowed": 3, "refused": 0, "cost_usd": "0.5",
+             "unsettled": 0, "estimated": 0, "out_usd": "0"},
+            {"label:run": None, "requests": 1, "allowed": 0, "refused": 1, "cost_usd": "0",
+             "unsettled": 0, "estimated": 0, "out_usd": "0"}]
+    fake_admin.answer("GET", "/admin/v1/reports", {"group_by": "label:run", "rows": rows})
+    result = await run_cli("report", "--by", "label:run")
+    assert result.exit_code == 0, result.output
+    assert fake_admin.last.query == {"group_by": "label:run"}
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[0] == "LABEL:RUN"
+    assert lines[1].split() == ["r-1", "3", "3", "0", "0.5", "0", "0"]
+    assert lines[2].split()[0] == "-"
+    csv_text = "label:run,requests\r\nr-1,3\r\n"
+    fake_admin.answer("GET", "/admin/v1/reports", csv_text)
+    result = await run_cli("report", "--by", "label:run", "--csv")
+    assert result.exit_code == 0, result.output
+    assert fake_admin.last.query == {"group_by": "label:run", "format": "csv"}
+    assert result.stdout.splitlines() == ["label:run,requests", "r-1,3"]
+    for bad in (["--by", "colour"], ["--by", "label:"], ["--csv", "--json"],
+                ["--interval", "day"], ["--series", "--by", "vendor"]):
+        result = await run_cli("report", *bad)
+        assert result.exit_code == 2, (bad, result.output)
+
+
+SERIES = {"scope": "vendor:stripe", "interval": "day", "split": "model",
+          "points": [{"start": "2024-05-01T00:00:00Z", "requests": 2, "refused": 1,
+                      "cost_usd": "0.3"},
+                     {"start": "2024-05-02T00:00:00Z", "requests": 0, "refused": 0,
+                      "cost_usd": "0"}],
+          "series": [{"model": None, "points": [
+              {"start": "2024-05-01T00:00:00Z", "requests": 2, "refused": 1, "cost_usd": "0.3"},
+              {"start": "2024-05-02T00:00:00Z", "requests": 0, "refused": 0,
+               "cost_usd": "0"}]}]}
+
+
+async def test_report_series(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
+    plain = {k: v for k, v in SERIES.items() if k not in ("split", "series")}
+    fake_admin.answer("GET", "/admin/v1/reports/series", plain)
+    result = await run_cli("report", "--series", "--interval", "day", "--scope",
+                           "vendor:stripe", "--since", "2024-05-01")
+    assert result.exit_code == 0, result.output
+    assert fake_admin.last.query == {"scope": "vendor:stripe", "interval": "day",
+                                     "since": "1714521600000"}
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Spend of vendor:stripe by day"
+    assert lines[2].split() == ["START", "REQUESTS", "REFUSED", "COST", "USD"]
+    assert lines[3].split() == ["2024-05-01", "00:00:00Z", "2", "1", "0.3"]
+    assert lines[4].split() == ["2024-05-02", "00:00:00Z", "0", "0", "0"]
+    fake_admin.answer("GET", "/admin/v1/reports/series", SERIES)
+    result = await run_cli("report", "--series", "--split", "model")
+    assert result.exit_code == 0, result.output
+    assert fake_admin.last.query == {"split": "model"}
+    assert result.stdout.splitlines()[3].split() == ["2024-05-01", "00:00:00Z", "-", "2", "1",
+                                                     "0.3"]
+    fake_admin.answer("GET", "/admin/v1/reports/series", "start,requests\r\n")
+    result = await run_cli("report", "--series", "--csv", "--until", "2024-05-03")
+    assert fake_admin.last.query == {"format": "csv", "until": "1714694400000"}
+    assert result.stdout.startswith("start,requests")

@@ -4,6 +4,8 @@ audit of that fleet."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
@@ -48,6 +50,21 @@ def test_a_scoped_token_sees_and_does_only_what_it_may(launch: Launch,
                                  ) == []
     assert theirs not in browser.find_element(By.ID, "keys-list").text
     assert browser.find_elements(By.CSS_SELECTOR, "button.revoke, button.revoke-all") == []
+    assert not browser.find_element(By.ID, "keys-mint").is_displayed()
+    go(browser, "policies")
+    shown(browser, f'#policies-list .card.policy[data-scope="group:{ours}"]')
+    assert browser.find_elements(By.CSS_SELECTOR, "button.edit-policy") == []
+    assert not browser.find_element(By.ID, "policy-new-form").is_displayed()
+    # and the admin API refuses the viewer's writes, whatever the page offers
+    for method, path, body in (("POST", "/keys", {"agent": f"{ours}-bot"}),
+                               ("PATCH", f"/policies/group:{ours}", {"rpm": 1})):
+        status = browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "fetch('/admin/v1' + arguments[1], {method: arguments[0], body: arguments[2],"
+            " headers: {Authorization: 'Bearer ' + sessionStorage.getItem('outlay.adminToken'),"
+            " 'Content-Type': 'application/json'}}).then((r) => done(r.status));",
+            method, path, json.dumps(body))
+        assert status == 403, (method, path)
     go(browser, "admin-audit")
     shown(browser, f'#admin-audit-list tr[data-target="policy:group:{ours}"]')
     assert theirs not in browser.find_element(By.ID, "admin-audit-list").text
@@ -58,4 +75,7 @@ def test_a_scoped_token_sees_and_does_only_what_it_may(launch: Launch,
     go(browser, "keys")
     shown(browser, "#keys-list button.revoke")
     shown(browser, f'#keys-agents tr[data-agent="{ours}-bot"] button.revoke-all')
+    shown(browser, "#keys-mint")
+    go(browser, "policies")
+    shown(browser, f'#policies-list .card.policy[data-scope="group:{ours}"] button.edit-policy')
     assert page_errors(browser) == []

@@ -30,6 +30,17 @@ def kinds(text: str) -> dict[str, str]:
     return {f.name: f.type for f in text_string_to_metric_families(text)}
 
 
+def test_span_counts_are_summed_over_workers() -> None:
+    one, two = Metrics(), Metrics()
+    assert samples(render([one.snapshot()], [one.snapshot()]))[
+        ("outlay_telemetry_spans_dropped_total", ())] == 0
+    one.spans = lambda: (5, 1)
+    two.spans = lambda: (2, 3)
+    got = samples(render([one.snapshot(), two.snapshot()], [one.snapshot()]))
+    assert got[("outlay_telemetry_spans_exported_total", ())] == 7
+    assert got[("outlay_telemetry_spans_dropped_total", ())] == 4
+
+
 def a_dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait(timeout=30)
@@ -81,7 +92,9 @@ def test_counts_render_as_prometheus_text() -> None:
         "outlay_workers": "gauge", "outlay_state_up": "gauge", "outlay_budget_cap_usd": "gauge",
         "outlay_budget_spent_usd": "gauge", "outlay_budget_reserved_usd": "gauge",
         "outlay_settlement_retries": "counter", "outlay_settlements_waiting": "gauge",
-        "outlay_settlements_abandoned": "counter"}
+        "outlay_settlements_abandoned": "counter",
+        "outlay_telemetry_spans_exported": "counter",
+        "outlay_telemetry_spans_dropped": "counter"}
 
 
 def test_what_payments_gave_back_adds_up_over_workers() -> None:

@@ -19,8 +19,8 @@ AUDIT_KEYS = {"request_id", "time", "key_id", "agent", "labels", "vendor", "mode
               "status", "reserved_usd", "cost_usd", "spent_usd", "cap_usd"}
 # Beyond SPEC §4, pinned so that every backend answers alike: when spend_by_* starts counting,
 # each budget's warn_at, and the audit row's group, route, refusal code and settlement.
-USAGE_EXTRA = {"spend_since"}
-BUDGET_EXTRA = {"warn_at", "flow"}
+USAGE_EXTRA = {"spend_since", "exhausted_at"}
+BUDGET_EXTRA = {"warn_at", "flow", "projected_usd"}
 AUDIT_EXTRA = {"group", "route", "code", "refused_by", "settlement", "overrun_usd", "replay_of",
                "waited_ms", "held_usd", "estimated_usd", "flow"}
 
@@ -61,16 +61,17 @@ async def test_usage_has_the_spec_shape(store: StateStore, clock: Clock) -> None
     assert month == {
         "period": "month", "mode": "hard", "cap_usd": "0.05", "spent_usd": "0.0035",
         "reserved_usd": "0.003", "remaining_usd": "0.0435", "resets_at": "2024-04-01T00:00:00Z",
-        "warn_at": 0.8, "flow": "spend",
+        "warn_at": 0.8, "flow": "spend", "projected_usd": "0.008037",
     }
     assert day == {
         "period": "day", "mode": "soft", "cap_usd": "0.01", "spent_usd": "0.0035",
         "reserved_usd": "0.003", "remaining_usd": "0.0035", "resets_at": "2024-03-15T00:00:00Z",
-        "warn_at": None, "flow": "spend",
+        "warn_at": None, "flow": "spend", "projected_usd": "0.006999",
     }
     assert usage["spend_by_model"] == {"gpt-4o-mini": "0.0025", "claude-3-5-haiku": "0.001"}
     assert usage["spend_by_vendor"] == {"openai": "0.0025", "anthropic": "0.001"}
     assert usage["spend_since"] == "2024-03-01T00:00:00Z"
+    assert usage["exhausted_at"] is None  # the month's cap, at this rate, in 190 days
     # the ledger and the counters agree on what was spent
     assert await ledger_cost(store, "agent:bot") == 3_500
 
@@ -79,6 +80,7 @@ async def test_usage_of_a_scope_without_a_policy(store: StateStore) -> None:
     assert await store.usage("group:nobody") == {
         "scope": "group:nobody", "windows": [], "budgets": [],
         "spend_since": "2024-03-01T00:00:00Z", "spend_by_model": {}, "spend_by_vendor": {},
+        "exhausted_at": None,
     }
 
 
@@ -187,3 +189,19 @@ async def test_report(store: StateStore) -> None:
     assert budget["spent_usd"] == "0.0015"
     assert rows[2]["agent"] is None
     assert rows[2]["refused"] == 1
+
+
+async def test_usage_projects_each_budget_and_says_when_a_hard_cap_is_hit(
+        store: StateStore, clock: Clock) -> None:
+    """12:00 on the 14th of March: half the day gone, $0.006 of the day's $0.01 spent; at
+    that rate the cap is hit at 20:00, and the day ends at $0.012."""
+    _, secret = await store.create_key(NewKey(agent="bot"))
+    await store.put_policy("agent:bot", parse_policy({"budgets": [
+        {"usd": 0.01, "period": "day"}, {"usd": 1, "period": "total"},
+        {"usd": 0.001, "period": "hour", "mode": "soft"}]}))
+    held = await store.reserve(ticket(secret, 6_000))
+    await store.settle(Outcome(held.id, 200, cost_micros=6_000))
+    usage = await store.usage("agent:bot")
+    assert [(b["period"], b["projected_usd"]) for b in usage["budgets"]] == [
+        ("day", "0.012"), ("total", None), ("hour", "0.6")]
+    assert usage["exhausted_at"] == "2024-03-14T20:00:00Z"

@@ -19,8 +19,13 @@ from outlay.ui import FILES
 TYPES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "dom.js": "text/javascript; charset=utf-8",
+    "charts.js": "text/javascript; charset=utf-8",
+    "overview.js": "text/javascript; charset=utf-8",
+    "writes.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
+SCRIPTS = [name for name in TYPES if name.endswith(".js")]
 SECURITY = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -189,17 +194,25 @@ async def test_the_page_needs_only_the_served_files(ui: TestClient[Any, Any]) ->
         assert url.startswith("/ui/")
         resp = await ui.get(url)
         assert resp.status == 200, url
-    # the script fetches nothing but the admin API, and imports nothing
-    script = packaged("app.js").decode()
-    assert not re.search(r"^\s*import\s", script, re.MULTILINE)
-    assert re.findall(r"https?://", script) == []
-    assert re.findall(r"fetch\(([^,)]+)", script) == ["API + path"]
+    # the scripts fetch nothing but the admin API, and import only one another
+    fetched = []
+    for name in SCRIPTS:
+        script = packaged(name).decode()
+        for imported in re.findall(r"^import\s[^;]*?from\s+\"([^\"]+)\"", script,
+                                   re.MULTILINE | re.DOTALL):
+            assert imported.startswith("./")
+            assert imported[2:] in SCRIPTS, (name, imported)
+        assert not re.search(r"import\(", script)
+        # the one URL: SVG's namespace, a name that is never fetched
+        assert re.findall(r"https?://[^\"]*", script) in ([], ["http://www.w3.org/2000/svg"])
+        fetched += re.findall(r"fetch\(([^,)]+)", script)
+    assert fetched == ["API + path"]
 
 
 def test_api_data_is_never_parsed_as_markup() -> None:
     """Names, labels and agents come from whoever mints keys: the page must only ever make
     text nodes of them."""
-    script = packaged("app.js").decode()
+    script = "\n".join(packaged(name).decode() for name in SCRIPTS)
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
                  "new Function", "setAttribute(\"on", "srcdoc", "DOMParser",
                  "createContextualFragment"):

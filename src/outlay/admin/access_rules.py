@@ -17,7 +17,7 @@ from outlay.admin.common import PREFIX
 from outlay.admin.fleet import Fleet, Member, Target
 from outlay.policy.admin_roles import Principal, Role
 from outlay.policy.errors import invalid_request
-from outlay.policy.model import parse_scope
+from outlay.policy.model import PolicyError, parse_scope
 
 Resolve = Callable[[web.Request, Fleet], Awaitable[Target | None]]
 RowMembers = Callable[[dict[str, Any], Fleet], Awaitable[tuple[Member, ...]]]
@@ -174,7 +174,17 @@ async def _row_report(row: dict[str, Any], fleet: Fleet) -> tuple[Member, ...]:
 def _report_across_fleets(request: web.Request) -> str | None:
     if request.query.get("group_by", "agent") in ("key", "agent", "group"):
         return None
-    return "a report by vendor or model sums every fleet: group_by key, agent or group"
+    return ("a report by vendor, model or label sums every fleet: group_by key, agent or "
+            "group")
+
+
+async def _series(request: web.Request, fleet: Fleet) -> Target:
+    """A series is of one scope: a scoped token's must be within it."""
+    try:
+        scope = parse_scope(request.query.get("scope", "global"))
+    except PolicyError as err:
+        raise invalid_request(str(err), "scope") from None
+    return await fleet.scope_target(scope, "series:")
 
 
 def _id_of(answer: dict[str, Any]) -> str:
@@ -202,6 +212,7 @@ RULES: dict[str, Rule] = {
     f"{P}/audit": Rule(VIEW, OPERATE, _audit),  # without ?scope=: admin/scoped_reads.py
     f"{P}/reports": Rule(VIEW, OPERATE, rows=Rows("rows", _row_report),
                          scoped_refusal=_report_across_fleets),
+    f"{P}/reports/series": Rule(VIEW, OPERATE, _series),
     f"{P}/prices": Rule(VIEW, "admin", fleetless_ok=True),
     f"{P}/prices/{{model}}": Rule(VIEW, "admin", fleetless_ok=True),
     f"{P}/providers": Rule(VIEW, "admin", fleetless_ok=True),

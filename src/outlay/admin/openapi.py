@@ -115,6 +115,10 @@ _SCOPE = [{"name": "scope", "in": "path", "required": True, "schema": {"type": "
            "description": "key:<id>, agent:<name>, group:<name>, vendor:<name> or global"}]
 
 
+_FORMAT = {"name": "format", "in": "query", "schema": {"enum": ["json", "csv"]},
+           "description": "csv: a header row, then a line per row or point"}
+
+
 def openapi_document() -> dict[str, Any]:
     new_key = {"type": "object", "required": ["agent"], "properties": {
         "agent": {"type": "string"}, "name": {"type": "string"},
@@ -232,10 +236,29 @@ def openapi_document() -> dict[str, Any]:
                     "entries": {"type": "array", "items": {"type": "object"}}}})}},
             "/admin/v1/reports": {"get": {
                 "summary": "Spend report", "parameters": [
-                    {"name": "group_by", "in": "query",
-                     "schema": {"enum": ["key", "agent", "group", "vendor", "model"]}},
-                    {"name": "since_ms", "in": "query", "schema": {"type": "integer"}}],
+                    {"name": "group_by", "in": "query", "schema": {"type": "string"},
+                     "description": "key, agent, group, vendor, model or label:<name>"},
+                    {"name": "since_ms", "in": "query", "schema": {"type": "integer"}},
+                    _FORMAT],
                 "responses": _ok({"type": "object"})}},
+            "/admin/v1/reports/series": {"get": {
+                "summary": "Spend over time: a point per interval, zeros included",
+                "parameters": [
+                    {"name": "scope", "in": "query", "schema": {"type": "string"}},
+                    {"name": "interval", "in": "query", "schema": {"enum": ["hour", "day"]}},
+                    {"name": "since", "in": "query", "schema": {"type": "string"},
+                     "description": "ISO 8601 date or time, or unix ms"},
+                    {"name": "until", "in": "query", "schema": {"type": "string"},
+                     "description": "ISO 8601 date or time, or unix ms (excluded)"},
+                    {"name": "split", "in": "query",
+                     "schema": {"enum": ["vendor", "model", "agent", "code"]}},
+                    _FORMAT],
+                "responses": _ok({"type": "object", "properties": {
+                    "scope": {"type": "string"}, "interval": {"type": "string"},
+                    "points": {"type": "array", "items": {"type": "object", "properties": {
+                        "start": {"type": "string"}, "requests": {"type": "integer"},
+                        "refused": {"type": "integer"},
+                        "cost_usd": {"type": "string"}}}}}})}},
             "/admin/v1/prices": {"get": {"summary": "The price table in force",
                                          "responses": _ok({"type": "object"})}},
             "/admin/v1/prices/{model}": {"get": {

@@ -20,6 +20,7 @@ from outlay.admin.agents import (
 )
 from outlay.admin.approvals import add_approval_routes
 from outlay.admin.common import PREFIX, dump, error_response, int_query, read_json
+from outlay.admin.csv_export import csv_export
 from outlay.admin.openapi import openapi_document
 from outlay.admin.policies import (
     delete_policy,
@@ -28,11 +29,12 @@ from outlay.admin.policies import (
     patch_policy,
     put_policy,
 )
+from outlay.admin.reports import report, series
 from outlay.admin.tokens import add_access_routes
 from outlay.admin.webhooks import add_webhook_routes
 from outlay.gateway.context import GATEWAY
 from outlay.gateway.header_values import credential
-from outlay.policy.errors import BadRequest, OutlayError, invalid_request
+from outlay.policy.errors import OutlayError, invalid_request
 from outlay.policy.model import PolicyError, parse_scope
 from outlay.state.base import NotFound, StateError
 from outlay.state.config_policies import PolicyManaged
@@ -151,18 +153,6 @@ def audit_scope(text: str) -> str:
     return parse_scope(text)
 
 
-async def report(request: web.Request) -> web.Response:
-    group_by = request.query.get("group_by", "agent")
-    if group_by not in ("key", "agent", "group", "vendor", "model"):
-        raise BadRequest("invalid_request", "group_by must be key, agent, group, vendor or model",
-                         param="group_by")
-    since = request.query.get("since_ms")
-    if since is not None and not since.isdigit():
-        raise invalid_request("since_ms must be a unix time in milliseconds", "since_ms")
-    rows = await request.app[GATEWAY].store.report(group_by, int(since) if since else None)
-    return dump({"group_by": group_by, "rows": rows})
-
-
 async def prices(request: web.Request) -> web.Response:
     return dump({"models": request.app[GATEWAY].prices.to_list()})
 
@@ -198,6 +188,7 @@ async def openapi(_: web.Request) -> web.Response:
 
 
 def add_admin_routes(app: web.Application) -> None:
+    app.middlewares.append(csv_export)  # outside the guard: CSV of what the token may see
     app.middlewares.append(admin_guard)
     install(app)
     r = app.router
@@ -219,6 +210,7 @@ def add_admin_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/usage/{{scope}}", usage)
     r.add_get(f"{PREFIX}/audit", audit)
     r.add_get(f"{PREFIX}/reports", report)
+    r.add_get(f"{PREFIX}/reports/series", series)
     r.add_get(f"{PREFIX}/prices", prices)
     r.add_get(f"{PREFIX}/prices/{{model}}", price_of)
     r.add_get(f"{PREFIX}/providers", providers)

@@ -10,13 +10,13 @@ from typing import Any
 
 import click
 
-from outlay.cli import params
 from outlay.cli.approvals import approvals, kill
 from outlay.cli.client import Admin, admin_command, segment
 from outlay.cli.keys import keys
 from outlay.cli.output import NONE, table, usd, when
 from outlay.cli.policies import scope_argument
 from outlay.cli.prices import prices
+from outlay.cli.reports import report
 
 
 @click.group()
@@ -116,6 +116,7 @@ def render_usage(answer: dict[str, Any]) -> str:
                 "SPENT USD",
                 "RESERVED USD",
                 "REMAINING USD",
+                "PROJECTED USD",
                 "RESETS AT",
             ],
             (
@@ -126,6 +127,7 @@ def render_usage(answer: dict[str, Any]) -> str:
                     usd(b.get("spent_usd")),
                     usd(b.get("reserved_usd")),
                     usd(b.get("remaining_usd")),
+                    usd(b.get("projected_usd")),
                     when(b.get("resets_at")),
                 ]
                 for b in budgets
@@ -133,6 +135,8 @@ def render_usage(answer: dict[str, Any]) -> str:
             "No budgets.",
         )
     )
+    if answer.get("exhausted_at"):
+        parts.append(f"At this rate a hard cap is hit at {when(answer['exhausted_at'])}.")
     by_model, by_vendor = answer.get("spend_by_model"), answer.get("spend_by_vendor")
     if (by_model or by_vendor) and answer.get("spend_since"):
         parts.append(f"Spend since {when(answer['spend_since'])}:")
@@ -246,45 +250,6 @@ def providers(admin: Admin) -> None:
                 for p in answer.get("providers", [])
             ),
             "(no endpoints)",
-        ),
-    )
-
-
-REPORT_GROUPS = ["agent", "key", "group", "vendor", "model"]
-
-
-@click.command()
-@click.option(
-    "--by", "group_by", type=click.Choice(REPORT_GROUPS), default="agent", show_default=True
-)
-@click.option(
-    "--since",
-    callback=params.since,
-    metavar="WHEN",
-    help="A duration ago (7d, 12h) or an ISO date.",
-)
-@admin_command
-def report(admin: Admin, group_by: str, since: int | None) -> None:
-    """Spend and refusals from the ledger, by agent, key, group, vendor or model."""
-    answer = admin.client.get("/reports", group_by=group_by, since_ms=since)
-    admin.emit(
-        answer,
-        lambda answer: table(
-            [group_by.upper(), "REQUESTS", "ALLOWED", "REFUSED", "COST USD", "UNSETTLED",
-             "ESTIMATED"],
-            (
-                [
-                    r.get(group_by),
-                    r.get("requests"),
-                    r.get("allowed"),
-                    r.get("refused"),
-                    usd(r.get("cost_usd")),
-                    r.get("unsettled"),
-                    r.get("estimated"),
-                ]
-                for r in answer.get("rows", [])
-            ),
-            "(no calls)",
         ),
     )
 

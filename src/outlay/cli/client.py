@@ -59,7 +59,23 @@ class AdminClient:
         body: Any = None,
     ) -> Any:
         """Send one admin call; ``path`` is below /admin/v1. None params are left out."""
-        headers = {"Accept": "application/json", "User-Agent": "outlay-cli"}
+        response = self._send(method, path, params, body, "application/json")
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise AdminError(
+                f"the gateway answered {response.status_code} with a body that is not JSON"
+            ) from None
+
+    def get_text(self, path: str, **params: Any) -> str:
+        """A GET whose answer is text (a report as CSV), as the gateway wrote it."""
+        return self._send("GET", path, params, None, "text/csv").text
+
+    def _send(self, method: str, path: str, params: Mapping[str, Any] | None, body: Any,
+              accept: str) -> httpx.Response:
+        headers = {"Accept": accept, "User-Agent": "outlay-cli"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         query = {name: value for name, value in (params or {}).items() if value is not None}
@@ -88,14 +104,7 @@ class AdminClient:
                 raise AdminError(f"cannot reach the gateway at {self.url}: {exc}") from None
         if response.is_error:
             raise AdminError(error_message(response))
-        if not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            raise AdminError(
-                f"the gateway answered {response.status_code} with a body that is not JSON"
-            ) from None
+        return response
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params)

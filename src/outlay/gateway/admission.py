@@ -23,8 +23,10 @@ from outlay.policy.errors import (
     Unavailable,
 )
 from outlay.policy.loop_check import LOOP_CODE
+from outlay.policy.tags import merged
 from outlay.state.base import NotFound, Outcome, Reservation, StateError, Ticket
 from outlay.state.exposure import ExposureClaim
+from outlay.telemetry.spans import CURRENT, noted_admission, noted_decision
 
 APPROVAL_POLL_S = 0.1
 
@@ -53,7 +55,7 @@ async def refuse_invalid(gw: Gateway, ticket: Ticket, error: OutlayError) -> Out
         await gw.store.record_refusal(ticket, error.status, error.code)
     except StateError as exc:
         error = unavailable(gw, exc)
-    _count(gw, ticket, "invalid", error.code)
+    _count(gw, ticket, "invalid", error.code, error.status)
     return error
 
 
@@ -74,18 +76,21 @@ async def admit(gw: Gateway, ticket: Ticket, claim: ExposureClaim | None = None,
             ticket = replace(ticket, downgrades=dict(reprice(asked.models)) if reprice else {})
             reservation = await _reserve(gw, ticket, claim)
     except OutlayError as err:
-        _count(gw, ticket, "refused", err.code)
+        _count(gw, ticket, "refused", err.code, err.status)
         if err.code == LOOP_CODE and err.details.get("on_loop") == "revoke":
             await _revoke_looping(gw, ticket)
         return err
     except StateError as exc:
         refusal = unavailable(gw, exc)
-        _count(gw, ticket, "refused", refusal.code)
+        _count(gw, ticket, "refused", refusal.code, refusal.status)
         return refusal
     # a breach only reported (enforce: shadow) is counted with the refusal it would have been
     _count(gw, ticket, "allowed",
            f"shadow_{reservation.shadowed[0]}" if reservation.shadowed
            else "downgraded" if reservation.downgraded_to else "")
+    if CURRENT.get() is not None:
+        key = reservation.key
+        noted_admission(key.agent, merged(ticket.tags, key.labels), reservation.downgraded_to)
     return reservation
 
 
@@ -142,10 +147,17 @@ async def _revoke_looping(gw: Gateway, ticket: Ticket) -> None:
     gw.streams.cut(key.id)
 
 
-def _count(gw: Gateway, ticket: Ticket, decision: str, code: str) -> None:
+def _count(gw: Gateway, ticket: Ticket, decision: str, code: str,
+           status: int | None = None) -> None:
     vendor = gw.vendor_label(ticket.call.vendor)
     route = ticket.route if vendor == ticket.call.vendor else f"vendor.{vendor}"
     gw.metrics.decided(route, vendor, decision, code)
+    if CURRENT.get() is None:
+        return  # no span: telemetry is off
+    noted_decision(ticket.request_id, ticket.call.model, decision, code, status)
+    if status is not None and (key := gw.keys.kept(ticket.key_hash)) is not None:
+        # a refused call's agent, as its key was read in the head
+        noted_admission(key.agent, merged(ticket.tags, key.labels), None)
 
 
 async def _reserve(gw: Gateway, ticket: Ticket, claim: ExposureClaim | None) -> Reservation:

@@ -40,6 +40,7 @@ from outlay.state.base import StateError, StateStore
 from outlay.state.clock import wall_ms
 from outlay.state.open import store_from_url
 from outlay.state.sealing import Sealer
+from outlay.telemetry.export import Exporter
 from outlay.ui import add_ui_routes
 from outlay.upstream.base import Upstream
 from outlay.webhooks.delivery import attach_deliverer, delivery_settings
@@ -158,6 +159,7 @@ def create_app(
         vendor_accounts=vendor_accounts(settings),
         vendor_headers=vendor_headers_of(settings),
         snapshots=None if metrics_dir is None else Snapshots(metrics_dir),
+        telemetry=None if settings.telemetry is None else Exporter(settings.telemetry),
         pause_before_forward_s=float(os.environ.get("OUTLAY_TEST_PAUSE_BEFORE_FORWARD_S")
                                      or 0),
     )
@@ -189,6 +191,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(_upkeep(gw)), asyncio.create_task(_kill_switch(gw))]
     if gw.snapshots is not None:
         tasks.append(asyncio.create_task(keep_writing(gw.snapshots, gw.metrics)))
+    if gw.telemetry is not None:
+        gw.telemetry.start()
     yield
     for task in tasks:
         task.cancel()
@@ -196,6 +200,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await gw.background.close()
+    if gw.telemetry is not None:
+        await gw.telemetry.close()
     await gw.upstream.close()
     await gw.vendors.close()
     await gw.store.close()

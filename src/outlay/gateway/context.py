@@ -17,6 +17,7 @@ from outlay.gateway.vendor_headers import VendorHeaders
 from outlay.pricing.table import PriceTable
 from outlay.settings import Settings
 from outlay.state.base import StateStore
+from outlay.telemetry.export import Exporter
 from outlay.upstream.base import Upstream
 from outlay.vendors import VendorPricing
 
@@ -95,6 +96,7 @@ class Gateway:
     outages: Throttled = field(default_factory=Throttled)  # 503s of an unreachable store
     metrics: Metrics = field(default_factory=Metrics)
     holds: Holds = field(default_factory=Holds)  # calls waiting for calls in flight to settle
+    telemetry: Exporter | None = None  # each call's span, to the OTLP collector (None: off)
     # where the workers of one server leave their counts for each other (None: one worker)
     snapshots: Snapshots | None = None
     # the worker's loop, set when the app starts: asyncio.current_task(loop) is a dict
@@ -118,6 +120,8 @@ class Gateway:
     def __post_init__(self) -> None:
         self.keys = KeyCheck(self.store)
         self.metrics.retries = self.store.settlement_retries
+        if self.telemetry is not None:
+            self.metrics.spans = self.telemetry.counts
         self.known_vendors = frozenset({"openai", "anthropic", *self.vendor_pricing})
         self.aliases = self.prices.aliases()
         self.background = Background(

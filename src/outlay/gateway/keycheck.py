@@ -42,6 +42,12 @@ class KeyCheck:
         self._kept: dict[str, tuple[float, KeyInfo | None]] = {}
         self._reading: dict[str, asyncio.Future[KeyInfo | StateError | _Gone | None]] = {}
 
+    def kept(self, key_hash: str | None) -> KeyInfo | None:
+        """The key last read for this hash, however old (what a span says of a refused
+        call's agent); None when none was read. Never asks the store."""
+        kept = self._kept.get(key_hash) if key_hash is not None else None
+        return None if kept is None else kept[1]
+
     async def refusal(self, key_hash: str | None, now_ms: int) -> AuthError | None:
         """The 401 this key gets whatever its request says; None when the store decides."""
         if key_hash is None:

@@ -42,6 +42,7 @@ from outlay.pricing.estimate import USES_FIELDS, Estimate, beta_names, clamp_pat
 from outlay.pricing.table import ModelPrice
 from outlay.state.base import Reservation, Settled, Ticket
 from outlay.state.keys import hash_secret
+from outlay.telemetry.trace_context import TRACEPARENT
 from outlay.upstream.base import (
     UpstreamBroken,
     UpstreamRequest,
@@ -60,7 +61,12 @@ async def proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
     metrics.in_flight += 1
     start = time.perf_counter()
     try:
-        await _proxy(ex, gw, route)
+        if gw.telemetry is None:
+            await _proxy(ex, gw, route)
+        else:
+            with gw.telemetry.call(route.kind, route.provider, ex.headers.get(TRACEPARENT),
+                                   llm=True):
+                await _proxy(ex, gw, route)
     finally:
         metrics.in_flight -= 1
         metrics.observe(route.kind, time.perf_counter() - start)

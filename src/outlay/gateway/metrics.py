@@ -61,6 +61,8 @@ class Metrics:
     # ended (admitted, refused), and the seconds they waited
     hold_waits: dict[str, int] = field(default_factory=dict)
     hold_seconds: float = 0.0
+    # (spans exported, spans dropped) by the worker's telemetry exporter (None: off)
+    spans: Callable[[], tuple[int, int]] | None = None
 
     def decided(self, route: str, vendor: str, decision: str, code: str = "") -> None:
         label = (route, vendor, decision, code)
@@ -116,6 +118,7 @@ class Metrics:
             **_retry_counts(self.retries),
             "hold_waits": [[k, v] for k, v in self.hold_waits.items()],
             "hold_seconds": self.hold_seconds,
+            **_span_counts(self.spans),
         }
 
 
@@ -123,6 +126,11 @@ def _retry_counts(source: Callable[[], RetryCounts] | None) -> dict[str, int]:
     counts = RetryCounts(0, 0, 0) if source is None else source()
     return {"settle_retries": counts.retried, "settle_abandoned": counts.abandoned,
             "settle_waiting": counts.waiting}
+
+
+def _span_counts(source: Callable[[], tuple[int, int]] | None) -> dict[str, int]:
+    exported, dropped = (0, 0) if source is None else source()
+    return {"spans_exported": exported, "spans_dropped": dropped}
 
 
 def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, Any]],
@@ -140,7 +148,7 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     sums: dict[str, float] = {}
     reaped: dict[tuple[str, ...], int] = {}
     reaped_usd: dict[tuple[str, ...], int] = {}
-    retries = abandoned = 0
+    retries = abandoned = spans_exported = spans_dropped = 0
     hold_waits: dict[tuple[str, ...], int] = {}
     hold_seconds = 0.0
     for snap in snapshots:
@@ -150,6 +158,8 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
         _add(reaped_usd, snap.get("reaped_usd", ()))
         retries += int(snap.get("settle_retries", 0))
         abandoned += int(snap.get("settle_abandoned", 0))
+        spans_exported += int(snap.get("spans_exported", 0))
+        spans_dropped += int(snap.get("spans_dropped", 0))
         _add(decisions, snap.get("decisions", ()))
         _add(spend, snap.get("spend", ()))
         _add(overruns, snap.get("overruns", ()))
@@ -215,6 +225,12 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     _family(out, "outlay_hold_wait_seconds_total", "counter",
             "Seconds calls spent waiting for calls in flight to settle.",
             [f" {_float(hold_seconds)}"])
+    for outcome, text, n in (
+            ("exported", "Call spans the OTLP collector accepted (telemetry.otlp_endpoint).",
+             spans_exported),
+            ("dropped", "Call spans dropped: the export queue was full, or the collector "
+             "failed, refused or did not answer in time.", spans_dropped)):
+        _family(out, f"outlay_telemetry_spans_{outcome}_total", "counter", text, [f" {n}"])
     lines = []
     for route, counts in sorted(durations.items()):
         running = 0

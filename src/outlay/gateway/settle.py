@@ -11,6 +11,7 @@ from outlay.pricing.estimate import Estimate
 from outlay.pricing.table import ModelPrice
 from outlay.pricing.usage import count, openai_tool_uses, reported_tier, usage_cost
 from outlay.state.base import Outcome, Reservation, Settled, StateError, charged, overrun
+from outlay.telemetry.spans import noted_settlement, noted_usage
 
 # Tokens a model may write that show no text (end-of-turn and other special tokens)
 UNSHOWN_TOKENS = 16
@@ -38,6 +39,7 @@ class Settler:
         whole reservation is charged."""
         if usage is None:
             return "unsettled", 0, 0
+        noted_usage(usage)
         est = self.est
         tokens, cost = usage_cost(
             self.route.kind, usage, self.price_of, tier=tier,
@@ -95,10 +97,11 @@ class Settler:
         self.done = True
         outcome = Outcome(self.reservation.id, status, cost, tokens, settled)
         amount = self.reservation.amount
+        bill = charged(settled, cost, amount)
         self.gw.metrics.settled(self.route.provider,
                                 self.price_of.name if self.price_of else "", settled,
-                                charged(settled, cost, amount), overrun(settled, cost, amount),
-                                self.flow)
+                                bill, overrun(settled, cost, amount), self.flow)
+        noted_settlement(status, settled, bill)
         if not self.wait and self.gw.store.queue_settlement(outcome):
             # calls waiting for room ask again: their decisions come after this settlement
             self.gw.holds.settled()

@@ -34,6 +34,7 @@ from outlay.policy.money import micros_to_usd
 from outlay.policy.tags import TAGS_HEADER, parse_tags
 from outlay.state.base import Reservation, Settled, Ticket
 from outlay.state.keys import hash_secret
+from outlay.telemetry.trace_context import TRACEPARENT
 from outlay.vendors import VendorCall, VendorEstimate, VendorPricing
 from outlay.vendors.base import printable, route_path
 from outlay.vendors.destinations import destinations
@@ -47,7 +48,13 @@ async def vendor_proxy(request: web.Request) -> web.StreamResponse:
     metrics.in_flight += 1
     start = time.perf_counter()
     try:
-        return await _vendor_proxy(request, gw, vendor)
+        if gw.telemetry is None:
+            return await _vendor_proxy(request, gw, vendor)
+        label = gw.vendor_label(vendor)
+        with gw.telemetry.call(f"vendor.{label}", label,
+                               request.headers.get(TRACEPARENT), llm=False,
+                               method=request.method):
+            return await _vendor_proxy(request, gw, vendor)
     finally:
         metrics.in_flight -= 1
         metrics.observe(f"vendor.{gw.vendor_label(vendor)}", time.perf_counter() - start)

@@ -11,6 +11,7 @@ from outlay.policy.decision import Call, Event, KeyInfo, Limits
 from outlay.policy.errors import OutlayError
 from outlay.policy.model import Policy
 from outlay.policy.money import usd_to_micros
+from outlay.policy.series import SeriesQuery, Sums
 from outlay.policy.tags import merged
 from outlay.state.config_policies import ConfigPolicies
 from outlay.state.exposure import ExposureClaim, ExposureReport, ObjectRecord
@@ -297,5 +298,10 @@ class StateStore(Protocol):
         """Every budget of every scope but keys' (per-run keys come and go by the
         thousand), as it stands in its current period."""
     async def audit(self, scope: str | None, limit: int) -> list[dict[str, Any]]: ...
-    async def report(self, group_by: str, since_ms: int | None) -> list[dict[str, Any]]: ...
+    async def report(self, group_by: str, since_ms: int | None) -> list[dict[str, Any]]:
+        """The ledger's calls since `since_ms` by a column (`key`, `agent`, `group`, `vendor`,
+        `model`) or by the value of a label (`label:<name>`), dearest first."""
+    async def series(self, query: SeriesQuery) -> list[Sums]:
+        """The sums of a scope's calls by interval (and by the split's column) in a range,
+        from the hourly rollups (intervals with no call are left out)."""
 

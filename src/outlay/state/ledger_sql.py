@@ -12,7 +12,7 @@ import orjson
 
 from outlay.policy.decide import iso
 from outlay.policy.decision import KeyInfo
-from outlay.policy.model import Period, Policy
+from outlay.policy.model import TAG_NAME, Period, Policy
 from outlay.policy.money import micros_to_usd
 from outlay.policy.periods import period_bounds
 from outlay.policy.windows import WindowState
@@ -22,6 +22,18 @@ from outlay.state.usage import usage_view
 _SCOPE_COLUMNS = {"key": "key_id", "agent": "agent", "group": "grp", "vendor": "vendor"}
 GROUP_BY = {"key": "key_id", "agent": "agent", "group": "grp", "vendor": "vendor",
             "model": "model"}
+
+
+def group_column(group_by: str, sqlite: bool = True) -> str:
+    """What a report groups by: a column, or (`label:<name>`) the value of a call's label.
+    The name is a checked tag name (admin/reports.group_of): no quote can be in it."""
+    if not group_by.startswith("label:"):
+        return GROUP_BY[group_by]
+    label = group_by.removeprefix("label:")
+    if not TAG_NAME.fullmatch(label):
+        raise ValueError(f"not a label name: {label!r}")
+    return (f"json_extract(labels, '$.\"{label}\"')" if sqlite
+            else f"(labels::jsonb ->> '{label}')")
 
 
 def period_start_of(period: Period, now_ms: int) -> int:
@@ -236,7 +248,7 @@ def _by_name(item: tuple[str | None, int]) -> tuple[bool, str]:
 
 
 def report(c: sqlite3.Connection, group_by: str, since_ms: int | None) -> list[dict[str, Any]]:
-    column = GROUP_BY[group_by]
+    column = group_column(group_by)
     lines: dict[Any, list[int]] = {}
     with snapshot(c):
         for source in SOURCES:

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from outlay.policy.decide import iso
-from outlay.policy.model import Policy
+from outlay.policy.model import Budget, Policy
 from outlay.policy.money import micros_to_usd
 from outlay.policy.periods import period_bounds
+from outlay.policy.projection import first_exhausted, projected
 from outlay.policy.windows import WINDOW_SECONDS, WindowState, check
 
 
@@ -22,6 +23,7 @@ def usage_view(
     current period."""
     out_windows = []
     budgets = []
+    spent_of: list[tuple[Budget, int]] = []
     if policy is not None:
         for name in WINDOW_SECONDS:
             limit = getattr(policy, name)
@@ -35,6 +37,8 @@ def usage_view(
         for budget in policy.budgets:
             end = period_bounds(budget.period, now)[1]
             spent, reserved = counters.get(budget.counter, (0, 0))
+            spent_of.append((budget, spent))
+            ahead = projected(budget.period, spent, now)
             budgets.append({
                 "period": budget.period, "mode": budget.mode, "flow": budget.flow,
                 "cap_usd": micros_to_usd(budget.cap_micros),
@@ -42,7 +46,10 @@ def usage_view(
                 "remaining_usd": micros_to_usd(max(0, budget.cap_micros - spent - reserved)),
                 "resets_at": None if end is None else iso(end),
                 "warn_at": budget.warn_at,
+                # the spend the period reaches at its run rate (policy/projection.py)
+                "projected_usd": None if ahead is None else micros_to_usd(ahead),
             })
+    exhausted = first_exhausted(spent_of, now)
     return {
         "scope": scope,
         "windows": out_windows,
@@ -50,6 +57,7 @@ def usage_view(
         "spend_since": iso(since),
         "spend_by_model": {m or "": micros_to_usd(v) for m, v in by_model.items()},
         "spend_by_vendor": {m or "": micros_to_usd(v) for m, v in by_vendor.items()},
+        "exhausted_at": None if exhausted is None else iso(exhausted),
     }
 
 

@@ -1,4 +1,4 @@
-"""The dashboard at /ui/: three static files, read from the package once when the app is built
+"""The dashboard at /ui/: the static files, read from the package once when the app is built
 and served from memory. They hold no data; the page calls the admin API with the operator's
 token, so these routes need none."""
 
@@ -12,6 +12,10 @@ from aiohttp import web
 FILES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "dom.js": "text/javascript; charset=utf-8",
+    "charts.js": "text/javascript; charset=utf-8",
+    "overview.js": "text/javascript; charset=utf-8",
+    "writes.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "

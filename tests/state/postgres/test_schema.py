@@ -20,7 +20,7 @@ from tests.servers.postgres import free_port
 TABLES = {
     "schema_migrations", "meta", "groups", "agents", "keys", "policies", "ledger",
     "event_marks", "approvals", "webhook_endpoints", "outbox", "deliveries",
-    "delivery_attempts", "admin_tokens", "admin_audit",
+    "delivery_attempts", "admin_tokens", "admin_audit", "rollups",
 }
 
 
@@ -43,7 +43,7 @@ EVERY = list(range(1, LATEST + 1))
 async def test_a_fresh_database_gets_the_whole_schema(postgres_dsn: str) -> None:
     assert await schema_version(postgres_dsn) == 0
     assert await migrate(postgres_dsn) == EVERY
-    assert await schema_version(postgres_dsn) == LATEST == 6
+    assert await schema_version(postgres_dsn) == LATEST == 7
     assert tables(postgres_dsn) == TABLES
     assert [v for v, _ in recorded(postgres_dsn)] == EVERY
 
@@ -141,3 +141,45 @@ async def test_an_unreachable_server_is_a_state_error(unused_dsn: str) -> None:
 def unused_dsn() -> str:
     """A DSN to a loopback port nothing listens on."""
     return f"postgresql://postgres@127.0.0.1:{free_port()}/outlay"
+
+
+def rollups(dsn: str) -> list[tuple[int, str, str, int, int, int]]:
+    """The global rollups; every row is agent bot's, whose rollups must be the same."""
+    read = ("SELECT hour_ms, vendor, model, requests, refused, cost FROM rollups "
+            "WHERE scope = %s AND (requests <> 0 OR cost <> 0) ORDER BY 1, 2, 3, refused DESC")
+    with psycopg.connect(dsn) as conn:
+        found = [tuple(r) for r in conn.execute(read, ("global",))]
+        assert [tuple(r) for r in conn.execute(read, ("agent:bot",))] == found
+    return found  # type: ignore[return-value]
+
+
+async def test_the_rollups_are_back_filled_from_the_ledger_then_kept(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A database of the version before gets rollups of the rows it holds; from then on the
+    ledger's triggers keep them: a row inserted, a settlement, a row deleted."""
+    monkeypatch.setattr(postgres_schema, "MIGRATIONS", postgres_schema.MIGRATIONS[:6])
+    monkeypatch.setattr(postgres_schema, "LATEST", 6)
+    await migrate(postgres_dsn)
+    insert = ("INSERT INTO ledger(request_id, ts_ms, agent, vendor, model, decision, code, "
+              "cost, settlement) VALUES (%s, %s, 'bot', %s, 'm', %s, %s, %s, %s)")
+    hour = 3_600_000
+    with psycopg.connect(postgres_dsn) as conn:
+        conn.execute(insert, ("a", 5 * hour + 10, "openai", "allowed", None, 700, "settled"))
+        conn.execute(insert, ("b", 5 * hour + 20, "openai", "refused", "budget_exceeded", 0,
+                              "none"))
+        conn.execute(insert, ("c", 7 * hour, "stripe", "allowed", None, 0, "pending"))
+    monkeypatch.undo()
+    assert await migrate(postgres_dsn) == [7]
+    assert rollups(postgres_dsn) == [
+        (5 * hour, "openai", "m", 1, 1, 0), (5 * hour, "openai", "m", 1, 0, 700),
+        (7 * hour, "stripe", "m", 1, 0, 0)]
+    with psycopg.connect(postgres_dsn) as conn:
+        conn.execute("UPDATE ledger SET cost = 900, settlement = 'settled', model = 'm2' "
+                     "WHERE request_id = 'c'")
+        conn.execute("UPDATE ledger SET status = 200")  # moves nothing
+        conn.execute(insert, ("d", 7 * hour + 5, "stripe", "allowed", None, 50, "settled"))
+        conn.execute("DELETE FROM ledger WHERE request_id = 'a'")
+    assert rollups(postgres_dsn) == [
+        (5 * hour, "openai", "m", 1, 1, 0), (7 * hour, "stripe", "m", 1, 0, 50),
+        (7 * hour, "stripe", "m2", 1, 0, 900)]

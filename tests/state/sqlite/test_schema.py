@@ -10,6 +10,7 @@ import pytest
 
 from outlay.policy.errors import ApprovalRequired
 from outlay.policy.model import parse_policy
+from outlay.policy.series import SeriesQuery, series_answer
 from outlay.state.base import NewKey, Outcome
 from outlay.state.ledger_sql import MOVE_SETTLED
 from outlay.state.sqlite import schema as sqlite_schema
@@ -17,7 +18,7 @@ from outlay.state.sqlite.events_schema import APPROVAL_COLUMNS_V4
 from outlay.state.sqlite.schema import SCHEMA_VERSION, apply
 from outlay.state.sqlite.store import SqliteStore
 
-from ..support import Clock, ticket
+from ..support import START, Clock, ms, ticket
 
 # the version 1 shapes that version 2 changed
 V1_RESERVATIONS = """CREATE TABLE reservations (
@@ -81,7 +82,7 @@ def downgrade_to_v1(path: Path) -> None:
 def test_a_new_file_has_the_current_shapes(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "outlay.db", isolation_level=None)
     apply(conn)
-    assert version(conn) == SCHEMA_VERSION == 8
+    assert version(conn) == SCHEMA_VERSION == 9
     assert "estimated INTEGER" in shape(conn, "ledger")
     assert "forwarded INTEGER" in shape(conn, "reservations")
     assert "flow TEXT" in shape(conn, "ledger")
@@ -191,6 +192,39 @@ async def test_a_version_6_files_calls_in_flight_count_as_sent(
     try:
         assert version(store.conn) == SCHEMA_VERSION
         assert [(r.charged, r.micros, r.voided) for r in await store.reap()] == [(1, 3_000, 0)]
+    finally:
+        await store.close()
+
+
+async def test_a_version_8_file_gets_rollups_of_its_ledger(
+        tmp_path: Path, clock: Clock) -> None:
+    """The hourly rollups are back-filled from the rows written before them, then kept."""
+    path = tmp_path / "outlay.db"
+    old = SqliteStore(str(path), clock=clock)
+    await old.open()
+    _, secret = await old.create_key(NewKey(agent="bot"))
+    for hour, cost in ((0, 1_000), (2, 2_500)):
+        clock.set(START.replace(hour=12 + hour))
+        held = await old.reserve(ticket(secret, cost))
+        await old.settle(Outcome(held.id, 200, cost_micros=cost))
+    await old.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    for trigger in ("ledger_rollup_insert", "ledger_rollup_update", "ledger_rollup_delete"):
+        conn.execute(f"DROP TRIGGER {trigger}")
+    conn.execute("DROP TABLE rollups")
+    conn.execute("UPDATE meta SET v='8' WHERE k='schema_version'")
+    conn.close()
+
+    store = SqliteStore(str(path), clock=clock)
+    await store.open()
+    try:
+        assert version(store.conn) == SCHEMA_VERSION
+        query = SeriesQuery("global", "hour", ms(START), ms(START) + 3 * 3_600_000)
+        held = await store.reserve(ticket(secret, 300))  # at 14:00, after the upgrade
+        await store.settle(Outcome(held.id, 200, cost_micros=300))
+        points = series_answer(query, await store.series(query))["points"]
+        assert [(p["requests"], p["cost_usd"]) for p in points] == [
+            (1, "0.001"), (0, "0"), (2, "0.0028")]
     finally:
         await store.close()
 

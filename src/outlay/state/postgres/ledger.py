@@ -23,7 +23,8 @@ from typing import Any
 import orjson
 import psycopg.errors
 
-from outlay.state import ledger_sql
+from outlay.policy.series import SeriesQuery, Sums
+from outlay.state import ledger_sql, rollups_sql
 from outlay.state.base import StateError
 from outlay.state.postgres.outbox import enqueue, mark_new
 from outlay.state.postgres.pool import Cursor, Pooled
@@ -187,7 +188,7 @@ class LedgerMixin(Pooled):
                 for r in rows]
 
     async def report(self, group_by: str, since_ms: int | None) -> list[dict[str, Any]]:
-        column = ledger_sql.GROUP_BY[group_by]
+        column = ledger_sql.group_column(group_by, sqlite=False)
         rows = await self.fetchall(
             f"SELECT {column}, COUNT(*) FILTER (WHERE decision <> 'credit'), "  # noqa: S608
             "COUNT(*) FILTER (WHERE decision = 'allowed'), "
@@ -200,6 +201,9 @@ class LedgerMixin(Pooled):
             f"{column} ORDER BY 5 DESC, {column} COLLATE \"C\" NULLS FIRST",
             (since_ms or 0,))
         return [ledger_sql.report_line(group_by, row) for row in rows]
+
+    async def series(self, query: SeriesQuery) -> list[Sums]:
+        return await rollups_sql.postgres_series(self.fetchall, query)
 
     async def spend_by(self, scope: str, since_ms: int
                        ) -> tuple[dict[str | None, int], dict[str | None, int]]:

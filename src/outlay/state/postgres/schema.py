@@ -15,6 +15,7 @@ from psycopg.rows import TupleRow
 
 from outlay.state.base import StateError
 from outlay.state.postgres.pool import connect, described, state_errors
+from outlay.state.rollups_sql import PG_SCHEMA as _V7
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               "calls in flight held", _V4),
     Migration(5, "admin tokens with roles and scopes; the admin audit trail", _V5),
     Migration(6, "ledger: which flow a call's cost is (spend, or money moved out)", _V6),
+    # hourly sums of the ledger kept by triggers, back-filled from the rows already written
+    Migration(7, "rollups: the ledger's hourly sums, for spend over time", _V7),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from outlay.policy.decision import KeyInfo
 from outlay.policy.model import Policy
 from outlay.policy.periods import period_bounds
+from outlay.policy.series import SeriesQuery, Sums
 from outlay.policy.tags import is_wildcard, split, tracking_period, wildcard_of
 from outlay.policy.windows import WINDOW_SECONDS, bucket_ms
 from outlay.state.base import BudgetLine, KeyRecord, NewKey, StateError
@@ -309,3 +310,8 @@ class RedisAdmin(AdminDelegate):
         await self._settled_so_far()
         await self._catch_up()
         return await self.durable.report(group_by, since_ms)
+
+    async def series(self, query: SeriesQuery) -> list[Sums]:
+        await self._settled_so_far()
+        await self._catch_up()
+        return await self.durable.series(query)

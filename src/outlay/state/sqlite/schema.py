@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import sqlite3
 
+from outlay.state.rollups_sql import BACKFILL
+from outlay.state.rollups_sql import SQLITE_SCHEMA as ROLLUPS_SCHEMA
 from outlay.state.sqlite.access import ACCESS_SCHEMA
 from outlay.state.sqlite.events_schema import APPROVAL_COLUMNS_V4, EVENTS_SCHEMA
 from outlay.state.sqlite.exposure import EXPOSURE_SCHEMA
 from outlay.state.sqlite.outbox import OUTBOX_SCHEMA
 from outlay.state.sqlite.repeats import REPEATS_SCHEMA
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -202,8 +204,16 @@ def _v8(conn: sqlite3.Connection) -> None:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
 
+def _v9(conn: sqlite3.Connection) -> None:
+    """Hourly rollups of the ledger (the table and its triggers SCHEMA made), back-filled
+    from the rows already written."""
+    for statement in BACKFILL.split(";\n"):
+        if statement.strip():
+            conn.execute(statement)
+
+
 # what turns a file of the version before each into that version, in order
-MIGRATIONS = {2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8}
+MIGRATIONS = {2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8, 9: _v9}
 
 
 def apply(conn: sqlite3.Connection) -> None:
@@ -211,7 +221,7 @@ def apply(conn: sqlite3.Connection) -> None:
         conn.execute(pragma)
     # every statement is IF NOT EXISTS, so workers opening the file at once cannot clash
     conn.executescript(SCHEMA + EVENTS_SCHEMA + OUTBOX_SCHEMA + EXPOSURE_SCHEMA
-                       + TAG_VALUES_SCHEMA + ACCESS_SCHEMA + REPEATS_SCHEMA)
+                       + TAG_VALUES_SCHEMA + ACCESS_SCHEMA + ROLLUPS_SCHEMA + REPEATS_SCHEMA)
     conn.execute("BEGIN IMMEDIATE")
     try:
         row = conn.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone()

@@ -29,9 +29,10 @@ from outlay.policy.decision import (
     call_scopes,
 )
 from outlay.policy.errors import ApprovalMismatch, BudgetExceeded, BudgetHeld, OutlayError
+from outlay.policy.series import SeriesQuery, Sums
 from outlay.policy.tags import is_wildcard, resolve, wildcard_of, with_wildcards
 from outlay.policy.windows import bucket_of, decode
-from outlay.state import ledger_sql
+from outlay.state import ledger_sql, rollups_sql
 from outlay.state.announcements import settlement_events
 from outlay.state.base import (
     DOWNGRADED_CODE,
@@ -449,6 +450,10 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
     async def report(self, group_by: str, since_ms: int | None) -> list[dict[str, Any]]:
         self._batch.drain()
         return await self._read(lambda c: ledger_sql.report(c, group_by, since_ms))
+
+    async def series(self, query: SeriesQuery) -> list[Sums]:
+        self._batch.drain()
+        return await self._read(lambda c: rollups_sql.sqlite_series(c, query))
 
 
 class _QueuedSettlement:

@@ -2,97 +2,20 @@
 // operator's token; API data reaches the page only as text nodes and attribute values set
 // through the DOM, never as markup (names, labels and agents are chosen by whoever mints keys).
 
-const API = "/admin/v1";
-const TOKEN = "outlay.adminToken";
+import {
+  $, ApiError, TOKEN, api, button, confirmBox, el, labels, scopePath, table, text, usd, when,
+} from "./dom.js";
+import { drawCharts, loadCharts } from "./overview.js";
+import { clearMint, mintWiring, policyEditor, startEditing } from "./writes.js";
+
 const REFRESH_MS = 5000;
 const KEYS_PAGE = 500; // the newest keys the Keys view lists
 const MAX_POLICY_USAGE = 50;  // usage calls the policies view makes per refresh, at most
-
-const $ = (id) => document.getElementById(id);
 
 // the signed-in token as GET /whoami answers: its role and scopes decide what is offered
 let who = { role: "viewer", scopes: [], can: { viewer: true, operator: false, admin: false } };
 const may = (role) => Boolean(who.can && who.can[role]);
 const scoped = () => who.scopes.length > 0;
-
-class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-// -- the admin API ---------------------------------------------------------------------------
-
-async function api(path, { method = "GET", body, token = sessionStorage.getItem(TOKEN) } = {}) {
-  const headers = { Authorization: `Bearer ${token}` };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  let response;
-  try {
-    response = await fetch(API + path, {
-      method, headers, cache: "no-store", credentials: "omit",
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch (err) {
-    throw new ApiError(0, "unreachable", `The gateway could not be reached (${err.message}).`);
-  }
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    data = null;
-  }
-  if (!response.ok) {
-    const error = (data && data.error) || {};
-    throw new ApiError(response.status, error.code || `http_${response.status}`,
-      error.message || `${method} ${API}${path} answered ${response.status}.`);
-  }
-  return data;
-}
-
-const scopePath = (scope) => encodeURIComponent(scope);
-
-// -- building the page: text only ------------------------------------------------------------
-
-const ATTRIBUTES = new Set(["title", "type", "colspan", "role", "aria-label", "value"]);
-
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(props)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (name === "className") node.className = value;
-    else if (name === "onclick") node.addEventListener("click", value);
-    else if (name === "disabled") node.disabled = Boolean(value);
-    else if (name.startsWith("data-") || ATTRIBUTES.has(name)) node.setAttribute(name, String(value));
-    else throw new Error(`el: no property ${name}`);
-  }
-  for (const child of children.flat(Infinity)) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : String(child));  // strings become text nodes
-  }
-  return node;
-}
-
-function button(label, onclick, className = "", extra = {}) {
-  return el("button", { type: "button", className, onclick, ...extra }, label);
-}
-
-function table(columns, rows, empty, rowProps = () => ({})) {
-  if (!rows.length) return el("p", { className: "empty" }, empty);
-  return el("div", { className: "table-wrap" }, el("table", {},
-    el("thead", {}, el("tr", {}, columns.map((c) => el("th", { className: c.num ? "num" : "" },
-      c.label)))),
-    el("tbody", {}, rows.map((row) => el("tr", rowProps(row), columns.map((c) =>
-      el("td", { className: c.num ? "num" : "" }, c.cell(row))))))));
-}
-
-// "-15" (money given back) reads "−$15"
-const usd = (value) => (value === null || value === undefined ? "—"
-  : String(value).startsWith("-") ? `−$${String(value).slice(1)}` : `$${value}`);
-const when = (iso) => (iso ? iso.replace("T", " ").replace(/(\.\d+)?Z$/, " UTC") : "—");
-const text = (value) => (value === null || value === undefined || value === "" ? "—" : String(value));
-const labels = (map) => Object.entries(map || {}).map(([k, v]) => `${k}=${v}`).join(", ") || "—";
 
 // A plain bar: the part spent, then the part reserved by calls in flight, of the cap.
 function meter(used, reserved, cap) {
@@ -133,6 +56,7 @@ function usageView(usage, refusal = null) {
     { label: "reserved", num: true, cell: (b) => usd(b.reserved_usd) },
     { label: "cap", num: true, cell: (b) => usd(b.cap_usd) },
     { label: "remaining", num: true, cell: (b) => usd(b.remaining_usd) },
+    { label: "projected", num: true, cell: (b) => usd(b.projected_usd) },
     { label: "used", cell: (b) => meter(Number(b.spent_usd), Number(b.reserved_usd), Number(b.cap_usd)) },
     { label: "resets", cell: (b) => (b.resets_at ? when(b.resets_at) : "never (total)") },
   ], usage.budgets, "No budgets on this scope.", () => ({ className: "budget" })));
@@ -177,26 +101,24 @@ function tagValuesView(usage) {
   ];
 }
 
-function confirmBox(question, yesLabel, onYes, onNo) {
-  return el("span", { className: "confirm" }, question, " ",
-    button(yesLabel, onYes, "danger confirm-yes"), " ", button("Cancel", onNo, "confirm-no"));
-}
-
 // -- the views: load() fetches, render(data) builds from data and the view's own state --------
 
 const views = {
   overview: {
-    state: { groupBy: "agent" },
+    state: { groupBy: "agent", interval: "day", split: "vendor" },
     async load() {
-      const [global, report, refusal] = await Promise.all([
+      const [global, report, refusal, charts] = await Promise.all([
         scoped() ? null : api("/usage/global"),
         api(`/reports?group_by=${encodeURIComponent(this.state.groupBy)}`),
-        scoped() ? null : lastRefusal("global")]);
-      return { global, report, refusal };
+        scoped() ? null : lastRefusal("global"),
+        scoped() ? null : loadCharts(this.state)]);
+      return { global, report, refusal, charts };
     },
-    render({ global, report, refusal }) {
+    render({ global, report, refusal, charts }) {
       $("overview-global").replaceChildren(global ? usageView(global, refusal) : el("p",
         { className: "empty" }, `This token acts on ${who.scopes.join(", ")} only.`));
+      $("overview-charts").hidden = !charts;
+      if (charts) drawCharts(charts, global);
       const by = report.group_by;
       const none = { group: "(no group)", model: "(no model)" }[by] || "—";
       $("overview-report").replaceChildren(table([
@@ -294,7 +216,11 @@ const views = {
   },
 
   policies: {
-    state: {},
+    state: { editing: null, draft: "", drop: false, confirm: null, error: "" },
+    // an open editor is not redrawn by auto-refresh: what is typed stays as it is
+    holding() {
+      return Boolean(this.state.editing);
+    },
     async load() {
       // keys' own policies are under Keys: per-run keys can number in the hundreds of thousands
       const { policies } = await api("/policies?keys=false");
@@ -311,12 +237,29 @@ const views = {
       // a policy the configuration file sets is changed there, not here
       const managed = (p) => (p.managed_by ? el("p", { className: "managed" },
         el("span", { className: "badge read-only" }, "read-only"), ` managed by ${p.managed_by}`) : null);
+      const st = this.state;
+      const hooks = { redraw: () => redraw("policies"), saved: (scope) => {
+        st.editing = null;
+        notice(`Policy of ${scope} saved.`);
+        refresh("policies", true);
+      } };
+      const edit = (p) => {
+        if (p.managed_by || !may("operator")) return null;
+        if (st.editing === p.scope) return policyEditor(p.scope, p, st, hooks);
+        return button("Edit", () => { startEditing(st, p.scope, p); redraw("policies"); },
+          "edit-policy");
+      };
       const cards = policies.map((p, i) =>
         el("div", { className: `card policy${refusals[i] ? " refusing-scope" : ""}`,
           "data-scope": p.scope, "data-refusing": refusals[i] ? refusals[i].code || "refused" : "" },
-          el("h3", {}, p.scope), managed(p), el("dl", {}, fields(p)),
+          el("h3", {}, p.scope), managed(p), el("dl", {}, fields(p)), edit(p),
           usage[i] ? usageView(usage[i], refusals[i]) : el("p", { className: "empty" },
             `Usage not loaded: only the first ${MAX_POLICY_USAGE} policies are read.`)));
+      if (st.editing && !policies.some((p) => p.scope === st.editing)) {
+        // a scope without a policy yet: PATCH gives it one
+        cards.unshift(el("div", { className: "card policy new-policy", "data-scope": st.editing },
+          el("h3", {}, `${st.editing} (new)`), policyEditor(st.editing, {}, st, hooks)));
+      }
       $("policies-list").replaceChildren(
         ...(cards.length ? cards : [el("p", { className: "empty" }, "No policies.")]));
     },
@@ -482,7 +425,7 @@ async function refresh(name = current, force = false) {
     const json = JSON.stringify(data);
     if (force || !drawn[name] || drawn[name].json !== json) {
       drawn[name] = { data, json };
-      if (name === current) view.render(data);
+      if (name === current && !(view.holding && view.holding() && !force)) view.render(data);
     }
     if (refreshFailed) notice("");
     refreshFailed = false;
@@ -547,6 +490,8 @@ async function enter() {
   for (const option of $("report-group").options) {
     option.hidden = scoped() && ["model", "vendor"].includes(option.value);
   }
+  $("keys-mint").hidden = !may("operator");
+  $("policy-new-form").hidden = !may("operator");
   $("sign-in").hidden = true;
   $("sign-in-error").hidden = true;
   $("nav").hidden = false;
@@ -563,10 +508,15 @@ function signOut(message = "", kind = "error") {
   // nothing read with the token stays on the page
   for (const id of ["overview-global", "overview-report", "keys-list", "keys-more", "keys-usage",
     "keys-agents", "keys-groups", "policies-list", "audit-list", "approvals-list", "providers-list",
-    "providers-worker", "admin-audit-list", "whoami"]) $(id).replaceChildren();
+    "providers-worker", "admin-audit-list", "whoami", "chart-spend", "chart-refusals",
+    "chart-projection", "chart-workflows", "chart-runs"]) $(id).replaceChildren();
   who = { role: "viewer", scopes: [], can: {} };
   views.keys.state.selected = null;
   views.keys.state.confirm = null;
+  views.policies.state.editing = null;
+  clearMint();
+  $("keys-mint").hidden = true;
+  $("policy-new-form").hidden = true;
   notice("");
   $("nav").hidden = true;
   $("session").hidden = true;
@@ -616,6 +566,23 @@ $("report-group").addEventListener("change", (event) => {
   refresh("overview", true);
 });
 $("show-inactive").addEventListener("change", () => refresh("keys", true));
+for (const [id, field] of [["series-interval", "interval"], ["series-split", "split"]]) {
+  $(id).addEventListener("change", (event) => {
+    views.overview.state[field] = event.target.value;
+    refresh("overview", true);
+  });
+}
+mintWiring({ refresh, notice });
+$("policy-new-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const scope = $("policy-new-scope").value.trim();
+  if (!scope) return;
+  const st = views.policies.state;
+  const known = drawn.policies?.data.policies.find((p) => p.scope === scope);
+  startEditing(st, scope, known || {});
+  $("policy-new-scope").value = "";
+  redraw("policies");
+});
 $("audit-decision").addEventListener("change", (event) => {
   views.audit.state.decision = event.target.value;
   redraw("audit");
