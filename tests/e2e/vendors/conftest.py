@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import httpx
 import pytest
 from aiohttp import web
 
@@ -117,6 +118,15 @@ class MockVendors:
         """POSTs to `path` (or, for Twilio, any path ending in it) after `mark`."""
         return [c for c in self.since(mark, vendor)
                 if c.method == "POST" and (c.path == path or c.path.endswith(path))]
+
+    def made_elsewhere(self, path: str, **form: str) -> dict[str, Any]:
+        """An object made on the mock Stripe directly, as the account's other software
+        would make it, not through the gateway (call before `mark`: it is logged too)."""
+        answer = httpx.post(f"{self.base_url('stripe')}{path}", data=form, timeout=10,
+                            headers={"Authorization": f"Bearer {STRIPE_SECRET}"})
+        assert answer.status_code == 200, answer.text
+        made: dict[str, Any] = answer.json()
+        return made
 
     # -- the server ---------------------------------------------------------------------
     async def _relay(self, request: web.Request) -> web.Response:
