@@ -466,14 +466,16 @@ def test_a_policy_shows_what_each_vendor_allows(launch: Launch, browser: WebDriv
     gateway.set_policy(scope, {
         "operations": {"stripe": ["POST /v1/payment_intents", "GET /v1/**"]},
         "accounts": {"stripe": ["acct_1Nabc"]},
-        "destinations": {"twilio": ["US", "CA"], "resend": ["*@example.com"]}})
+        "destinations": {"twilio": ["US", "CA"], "resend": ["*@example.com"]},
+        "budgets": [{"usd": 50, "period": "day", "flow": "out"}, {"usd": 5, "period": "day"}]})
     sign_in(browser, gateway)
     go(browser, "policies")
     card = f'#policies-list .policy[data-scope="{scope}"]'
     shown(browser, card)
     until_text(browser, card, lambda text: all(line in text for line in (
         "stripe: POST /v1/payment_intents, GET /v1/**", "stripe: acct_1Nabc",
-        "twilio: US, CA", "resend: *@example.com")))
+        "twilio: US, CA", "resend: *@example.com",
+        "$50 per day, hard, money out; $5 per day, hard")))
 
 
 def test_a_star_tag_policy_lists_each_value_s_spend(launch: Launch, browser: WebDriver) -> None:

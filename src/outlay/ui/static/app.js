@@ -442,7 +442,7 @@ const views = {
 function policyValue(value) {
   if (Array.isArray(value)) {
     return value.map((v) => (v && typeof v === "object"
-      ? `$${v.usd} per ${v.period}, ${v.mode}${v.warn_at !== undefined ? `, warn at ${Math.round(v.warn_at * 1000) / 10} %` : ""}`
+      ? `$${v.usd} per ${v.period}, ${v.mode}${v.flow === "out" ? ", money out" : ""}${v.warn_at !== undefined ? `, warn at ${Math.round(v.warn_at * 1000) / 10} %` : ""}`
       : String(v))).join("; ") || "(none)";
   }
   if (value && typeof value === "object" && Object.values(value).every(Array.isArray)) {
