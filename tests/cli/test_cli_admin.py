@@ -263,6 +263,7 @@ async def test_policy_set_vendor_lists_from_flags(fake_admin: FakeAdmin,
     [
         (["global", "--operation", "stripe"], "VENDOR=ENTRY"),
         (["global", "--operation", "stripe=/v1/refunds"], "operations.stripe[0]"),
+        (["global", "--operation", "stripe=POST /v1/***"], "operations.stripe[0]"),
         (["global", "--destination", "=US"], "VENDOR=ENTRY"),
         (["robot", "--rpm", "1"], "invalid scope"),
         (["global"], "give the policy one way"),

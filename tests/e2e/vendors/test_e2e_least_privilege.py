@@ -234,11 +234,14 @@ def test_resend_to_a_recipient_not_matching_is_refused(
 def test_the_vendor_never_sees_forwarding_or_outlay_headers(
         vendor_gateway: Gateway, mock_vendors: MockVendors) -> None:
     _, key = agent_with(vendor_gateway, {})
+    charge = mock_vendors.made_elsewhere("/v1/charges", amount="500", currency="usd",
+                                         source="tok_visa")["id"]
     mark = mock_vendors.mark()
     hostile = {"X-Forwarded-For": "10.0.0.1", "Forwarded": "for=10.0.0.1",
                "X-Forwarded-Host": "evil.test", "X-Forwarded-Proto": "http",
                "Outlay-Sim-Fault": "error-500", "Outlay-Anything": "1",
-               "X-Outlay-Whatever": "1", "Via": "1.1 evil", "X-Custom-Thing": "1",
+               "X-Outlay-Whatever": "1", "X-Outlay-Tags": "team=a", "Via": "1.1 evil",
+               "X-Custom-Thing": "1", "outlay-sim-latency-ms": "1", "x-forwarded-port": "1",
                "Connection": "keep-alive, X-Hop", "X-Hop": "1",
                "Idempotency-Key": unique("idem"), "Stripe-Version": "2024-06-20"}
     answer = httpx.post(f"{vendor_gateway.url}/vendors/stripe/v1/payment_intents",
@@ -247,9 +250,21 @@ def test_the_vendor_never_sees_forwarding_or_outlay_headers(
     resend_answer = httpx.post(f"{vendor_gateway.url}/vendors/resend/emails", json={
         "from": "me@example.com", "to": "a@example.com", "subject": "s", "html": "x"},
         headers={"Authorization": f"Bearer {key}", **hostile})
-    assert (answer.status_code, resend_answer.status_code) == (200, 200)  # no fault injected
+    twilio_answer = httpx.post(
+        f"{vendor_gateway.url}/vendors/twilio/2010-04-01/Accounts/ACagent/Messages.json",
+        data={"To": "+14165550123", "From": "+15005550006", "Body": "hi"},
+        auth=("ACagent", key), headers=hostile)
+    # a refund: the read of its charge before it, and the refund, both go out
+    refund_answer = httpx.post(f"{vendor_gateway.url}/vendors/stripe/v1/refunds",
+                               data={"charge": charge, "amount": "100"},
+                               headers={"Authorization": f"Bearer {key}", **hostile,
+                                        "Idempotency-Key": unique("idem")})
+    assert [a.status_code for a in (answer, resend_answer, twilio_answer, refund_answer)] == [
+        200, 200, 201, 200]  # no fault injected
     sent = mock_vendors.since(mark)
-    assert len(sent) == 2
+    assert [(r.vendor, r.method) for r in sent] == [
+        ("stripe", "POST"), ("resend", "POST"), ("twilio", "POST"), ("stripe", "GET"),
+        ("stripe", "POST")]
     for received in sent:
         names = set(received.headers)
         assert not {n for n in names if n.startswith(("x-forwarded-", "outlay-", "x-outlay-"))}

@@ -182,7 +182,8 @@ def test_a_payment_intent_refunded_twice_reserves_only_what_is_left(
 def test_stripe_is_never_read_for_a_refund_the_policies_refuse(
         vendor_gateway: Gateway, mock_vendors: MockVendors) -> None:
     """The read before a refund uses the gateway's credential: a refund that a `tag:<n>=*`
-    policy's operations, or a tag a policy requires, refuse must not reach Stripe at all."""
+    policy's operations, a tag a policy requires, or a connected account no policy lists
+    refuse must not reach Stripe at all."""
     tag = unique("cust").replace("-", "_")
     vendor_gateway.set_policy(f"tag:{tag}=*", {
         "operations": {"stripe": ["POST /v1/payment_intents"]}})
@@ -196,6 +197,9 @@ def test_stripe_is_never_read_for_a_refund_the_policies_refuse(
         "operation_not_allowed", f"tag:{tag}=acme")
     untagged = refund(vendor_gateway, key, charge=charge)
     assert error_of(untagged)["code"] == "missing_tag"
+    elsewhere = refund(vendor_gateway, key, charge=charge,
+                       headers={"X-Outlay-Tags": "order=1", "Stripe-Account": "acct_OTHER"})
+    assert error_of(elsewhere)["code"] == "account_not_allowed"
     assert mock_vendors.since(mark, "stripe") == []
     # the same refund that the policies allow is read, then made
     allowed = refund(vendor_gateway, key, headers={"X-Outlay-Tags": "order=1"}, charge=charge)
