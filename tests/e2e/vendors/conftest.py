@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from aiohttp import web
 
 from outlay.simulator.vendors import FAULT_HEADER, SimulatedVendors
 from outlay.upstream import UpstreamRequest
+from tests.servers.postgres import PostgresServer
+from tests.servers.redis import RedisServer
 
 from ..harness import Gateway
 from ..replicas import Replica
@@ -267,3 +270,20 @@ def vendor_gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     directory = tmp_path_factory.mktemp("vendors") / "gw"
     with running(request.config, directory, vendor_config(mock_vendors), workers=2) as gw:
         yield gw
+
+
+@pytest.fixture(scope="package")
+def redis_gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                  mock_vendors: MockVendors, redis_server: RedisServer,
+                  postgres_server: PostgresServer) -> Iterator[Replica]:
+    """`outlay serve --workers 2` on Redis beside PostgreSQL, for the package: policies and
+    decisions go through both."""
+    directory: Path = tmp_path_factory.mktemp("vendors-redis")
+    database = postgres_server.new_database()
+    try:
+        with running_replica(request.config, directory, vendor_config(mock_vendors),
+                             f"{redis_server.url}?tenant=t_{secrets.token_hex(8)}",
+                             database) as gw:
+            yield gw
+    finally:
+        postgres_server.drop_database(database)

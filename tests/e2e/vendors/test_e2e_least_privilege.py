@@ -5,9 +5,7 @@ SDKs), which of the agent's headers reach the vendor, and bad policies refused w
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,12 +16,9 @@ import stripe
 from twilio.base.exceptions import TwilioRestException  # type: ignore[import-untyped]
 from twilio.http.http_client import TwilioHttpClient  # type: ignore[import-untyped]
 
-from tests.servers.postgres import PostgresServer
-from tests.servers.redis import RedisServer
-
 from ..harness import Gateway, unique
 from ..replicas import Replica
-from .conftest import MockVendors, running_replica, vendor_config
+from .conftest import MockVendors
 from .test_e2e_twilio_resend_sdk import point_resend, twilio
 
 pytestmark = pytest.mark.e2e
@@ -35,22 +30,6 @@ def stripe_refusal_status() -> int:
     """What a permission refusal on a Stripe route answers with: 400, as stripe-python's
     InvalidRequestError keeps the code (its PermissionError drops it; contract §4.3.1)."""
     return 400
-
-
-@pytest.fixture(scope="module")
-def redis_gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                  mock_vendors: MockVendors, redis_server: RedisServer,
-                  postgres_server: PostgresServer) -> Iterator[Replica]:
-    """`outlay serve --workers 2` on Redis beside PostgreSQL: policies go through both."""
-    directory: Path = tmp_path_factory.mktemp("least-redis")
-    database = postgres_server.new_database()
-    try:
-        with running_replica(request.config, directory, vendor_config(mock_vendors),
-                             f"{redis_server.url}?tenant=t_{secrets.token_hex(8)}",
-                             database) as gw:
-            yield gw
-    finally:
-        postgres_server.drop_database(database)
 
 
 @pytest.fixture

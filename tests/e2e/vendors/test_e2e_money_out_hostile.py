@@ -41,6 +41,13 @@ def error_of(answer: httpx.Response) -> dict[str, Any]:
     return error
 
 
+@pytest.fixture(params=["vendor_gateway", "redis_gateway"], ids=["sqlite", "redis"])
+def any_gateway(request: pytest.FixtureRequest) -> Gateway:
+    """The package's gateway on SQLite, then the one on Redis beside PostgreSQL."""
+    gateway: Gateway = request.getfixturevalue(request.param)
+    return gateway
+
+
 def refusals_counted(gateway: Gateway, code: str, within_s: float = 5.0) -> bool:
     """Whether /metrics counts refusals of `code` on Stripe within `within_s` (each worker
     leaves its counts for the others every second)."""
@@ -85,7 +92,8 @@ def test_a_refund_naming_a_cheap_currency_is_counted_in_its_charges(
 
 
 def test_money_out_under_spend_caps_alone_is_refused_until_money_out_is_capped(
-        vendor_gateway: Gateway, mock_vendors: MockVendors) -> None:
+        any_gateway: Gateway, mock_vendors: MockVendors) -> None:
+    vendor_gateway = any_gateway
     agent, key = agent_capped(vendor_gateway, {"budgets": [{"usd": 20, "period": "day"}]})
     charge = mock_vendors.made_elsewhere("/v1/charges", amount="500", currency="usd",
                                          source="tok_visa")["id"]
@@ -180,10 +188,11 @@ def test_a_payment_intent_refunded_twice_reserves_only_what_is_left(
 
 
 def test_stripe_is_never_read_for_a_refund_the_policies_refuse(
-        vendor_gateway: Gateway, mock_vendors: MockVendors) -> None:
+        any_gateway: Gateway, mock_vendors: MockVendors) -> None:
     """The read before a refund uses the gateway's credential: a refund that a `tag:<n>=*`
     policy's operations, a tag a policy requires, or a connected account no policy lists
     refuse must not reach Stripe at all."""
+    vendor_gateway = any_gateway
     tag = unique("cust").replace("-", "_")
     vendor_gateway.set_policy(f"tag:{tag}=*", {
         "operations": {"stripe": ["POST /v1/payment_intents"]}})
