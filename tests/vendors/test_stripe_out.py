@@ -143,6 +143,10 @@ EXPAND = "expand%5B%5D=latest_charge"
     ("/v1/charges/ch_7/refunds", "", "", ("/v1/charges/ch_7", "", ())),
     ("/v1/refunds", "charge=ch_9&amount=5", "", ("/v1/charges/ch_9", "", ())),
     ("/v1/refunds", "charge=..%2Fcustomers", "", None),  # not an object id
+    # two objects named: read as one, it could be refunded as the other
+    ("/v1/refunds", "charge=ch_9&payment_intent=pi_9&amount=5", "", None),
+    ("/v1/charges/ch_7/refunds", "charge=ch_8", "", None),
+    ("/v1/charges/ch_7/refund", "payment_intent=pi_8", "", None),
     ("/v1/refunds", "", "", None),
     ("/v1/transfers", "currency=usd", "", None),
 ])

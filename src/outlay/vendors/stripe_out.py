@@ -120,21 +120,26 @@ class Refundable:
 
 def refund_read(call: VendorCall) -> RefundRead | None:
     """For a refund: the read of what it refunds, whose answer says the currency it moves
-    and the refundable remainder; None for any other call, or one naming no valid object."""
+    and the refundable remainder; None for any other call, one naming no valid object, or
+    one naming two (a charge and a payment intent, or a charge's route and a body naming
+    either), which could be read as one and refunded as the other."""
     if kind_of(call) != "refund":
         return None
     fields = Fields.of(call, "form")
     path = printable(route_path(call.path)).lower().rstrip("/")
-    legacy = _CHARGE_REFUND.fullmatch(path)
-    charge = (route_path(call.path).split("/")[3] if legacy
-              else fields.get("charge"))
-    intent = None if legacy else fields.get("payment_intent")
+    charge, intent = fields.get("charge"), fields.get("payment_intent")
+    if _CHARGE_REFUND.fullmatch(path):
+        if charge is not None or intent is not None:
+            return None
+        charge = route_path(call.path).split("/")[3]
+    elif charge is not None and intent is not None:
+        return None
     headers = tuple((name, value) for name, value in (
         ("Stripe-Account", call.headers.get("stripe-account", "").strip()),
         ("Stripe-Context", call.headers.get("stripe-context", "").strip())) if value)
     if isinstance(charge, str) and _ID.fullmatch(charge):
         return RefundRead(f"/v1/charges/{charge}", "", headers)
-    if charge is None and isinstance(intent, str) and _ID.fullmatch(intent):
+    if isinstance(intent, str) and _ID.fullmatch(intent):
         return RefundRead(f"/v1/payment_intents/{intent}", _EXPAND_CHARGE, headers)
     return None
 
