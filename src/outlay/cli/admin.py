@@ -265,13 +265,14 @@ REPORT_GROUPS = ["agent", "key", "group", "vendor", "model"]
 )
 @admin_command
 def report(admin: Admin, group_by: str, since: int | None) -> None:
-    """Spend and refusals from the ledger, by agent, key, group, vendor or model."""
+    """Spend, money moved out and refusals from the ledger, by agent, key, group, vendor
+    or model."""
     answer = admin.client.get("/reports", group_by=group_by, since_ms=since)
     admin.emit(
         answer,
         lambda answer: table(
-            [group_by.upper(), "REQUESTS", "ALLOWED", "REFUSED", "COST USD", "UNSETTLED",
-             "ESTIMATED"],
+            [group_by.upper(), "REQUESTS", "ALLOWED", "REFUSED", "COST USD", "OUT USD",
+             "UNSETTLED", "ESTIMATED"],
             (
                 [
                     r.get(group_by),
@@ -279,6 +280,7 @@ def report(admin: Admin, group_by: str, since: int | None) -> None:
                     r.get("allowed"),
                     r.get("refused"),
                     usd(r.get("cost_usd")),
+                    usd(r.get("out_usd")),
                     r.get("unsettled"),
                     r.get("estimated"),
                 ]

@@ -205,6 +205,7 @@ const views = {
         { label: "allowed", num: true, cell: (r) => r.allowed },
         { label: "refused", num: true, cell: (r) => r.refused },
         { label: "cost", num: true, cell: (r) => usd(r.cost_usd) },
+        { label: "moved out", num: true, cell: (r) => usd(r.out_usd) },
         { label: "unsettled", num: true, cell: (r) => r.unsettled },
         { label: "estimated", num: true, cell: (r) => r.estimated },
       ], report.rows, "No calls recorded yet.", () => ({ className: "report-row" })));
