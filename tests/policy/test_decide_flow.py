@@ -106,3 +106,16 @@ def test_money_out_goes_on_with_no_hard_budget_or_beside_any_out_budget() -> Non
     for views in ([], [ScopeView("agent:bot", soft)], [ScopeView("agent:bot", shadowed)],
                   [ScopeView("agent:bot", SPEND_CAPPED), ScopeView("global", soft_out)]):
         assert isinstance(decide(REFUND, KEY, views, NOW), Admit), views
+
+
+def test_an_unpriced_vendor_call_is_refused_under_a_hard_money_out_budget_alone() -> None:
+    """An endpoint Outlay has no price for may move money out (a Treasury outbound payment):
+    a scope capping money out refuses it as it refuses it under a spend cap."""
+    out_only = [ScopeView("agent:bot", parse_policy({"budgets": [
+        {"usd": 50, "period": "day", "flow": "out"}]}))]
+    unknown = Call("stripe", cost_micros=None, operation=("POST", "/v1/treasury/x"))
+    decision = decide(unknown, KEY, out_only, NOW)
+    assert isinstance(decision, Refuse)
+    assert decision.error.code == "price_unknown"
+    unpriced_model = Call("openai", model="nobody-knows", cost_micros=None)
+    assert isinstance(decide(unpriced_model, KEY, out_only, NOW), Admit)  # not a vendor call

@@ -127,7 +127,10 @@ def precheck(
                or uncapped_money_out(call, views))
     if refused:
         return refused
-    if call.cost_micros is None and _has_hard_budget(views, call.flow):
+    # a vendor endpoint with no known price may move money out (Stripe Treasury, fee
+    # refunds): a hard money-out budget refuses it too
+    if call.cost_micros is None and (_has_hard_budget(views, call.flow) or (
+            call.operation is not None and _has_hard_budget(views, "out"))):
         if call.flow == "out":
             return Refuse(BadRequest(
                 "price_unknown", "How much money this call moves out is not known before it "
