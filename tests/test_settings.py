@@ -350,6 +350,19 @@ def test_a_loop_guard_in_the_file_is_the_policy(tmp_path: Path) -> None:
                             "on_loop": "revoke"}
 
 
+@pytest.mark.parametrize(("policy", "field"), [
+    ("{operations: {stripe: ['/v1/refunds']}}", "operations.stripe[0]"),
+    ("{operations: {stripe: ['POST /v1/***']}}", "operations.stripe[0]"),
+    ("{operations: {strype: ['POST /v1/refunds']}}", "operations.strype"),
+    ("{budgets: [{usd: 5, flow: in}]}", "budgets[0].flow"),
+])
+def test_a_bad_least_privilege_policy_in_the_file_names_its_field(
+        tmp_path: Path, policy: str, field: str) -> None:
+    path = write(tmp_path, f"policies:\n  agent:bot: {policy}\n")
+    with pytest.raises(ConfigError, match=re.escape(f"policies.agent:bot: {field}")):
+        load_settings(path, {})
+
+
 @pytest.mark.parametrize("value", ["-1", "2.5", "soon", "true"])
 def test_a_bad_hold_wait_ms_in_the_file_names_it(tmp_path: Path, value: str) -> None:
     path = write(tmp_path, f"policies:\n  group:g: {{hold_wait_ms: {value}}}\n")

@@ -263,6 +263,7 @@ async def test_policy_set_vendor_lists_from_flags(fake_admin: FakeAdmin,
     [
         (["global", "--operation", "stripe"], "VENDOR=ENTRY"),
         (["global", "--operation", "stripe=/v1/refunds"], "operations.stripe[0]"),
+        (["global", "--operation", "stripe=POST /v1/***"], "operations.stripe[0]"),
         (["global", "--destination", "=US"], "VENDOR=ENTRY"),
         (["robot", "--rpm", "1"], "invalid scope"),
         (["global"], "give the policy one way"),
@@ -458,15 +459,20 @@ async def test_providers_table(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
 async def test_report(fake_admin: FakeAdmin, run_cli: RunCli) -> None:
     rows = [
         {"vendor": "openai", "requests": 12, "allowed": 10, "refused": 2, "cost_usd": "0.0123",
-         "unsettled": 0, "estimated": 3},
+         "out_usd": "0", "unsettled": 0, "estimated": 3},
+        {"vendor": "stripe", "requests": 2, "allowed": 2, "refused": 0, "cost_usd": "7",
+         "out_usd": "50.5", "unsettled": 0, "estimated": 0},
     ]  # fmt: skip
     fake_admin.answer("GET", "/admin/v1/reports", {"group_by": "vendor", "rows": rows})
     result = await run_cli("report", "--by", "vendor", "--since", "2024-05-01")
     assert result.exit_code == 0, result.output
     assert fake_admin.last.query == {"group_by": "vendor", "since_ms": "1714521600000"}
     assert result.stdout.splitlines()[0].split()[-2:] == ["UNSETTLED", "ESTIMATED"]
+    assert result.stdout.splitlines()[0].split()[4:8] == ["COST", "USD", "OUT", "USD"]
     assert result.stdout.splitlines()[1].split() == [
-        "openai", "12", "10", "2", "0.0123", "0", "3"]
+        "openai", "12", "10", "2", "0.0123", "0", "0", "3"]
+    assert result.stdout.splitlines()[2].split() == [
+        "stripe", "2", "2", "0", "7", "50.5", "0", "0"]
 
     before = time.time() * 1000
     result = await run_cli("report", "--since", "1h")

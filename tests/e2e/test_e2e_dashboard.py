@@ -225,8 +225,8 @@ def test_spend_shows_and_a_key_is_revoked_from_the_browser(launch: Launch,
     sign_in(browser, gateway)
     # Overview: the agent's spend and the global budget and window, as the admin API has them
     until_text(browser, "#overview-report tbody",
-               lambda _: row_cells(browser, "#overview-report tr.report-row", agent)[1:5]
-               == ["1", "1", "0", f"${line['cost_usd']}"])
+               lambda _: row_cells(browser, "#overview-report tr.report-row", agent)[1:6]
+               == ["1", "1", "0", f"${line['cost_usd']}", f"${line['out_usd']}"])
     [budget] = gateway.usage("global")["budgets"]
     month = row_cells(browser, "#overview-global tr.budget", "month · hard")
     assert month[1:5] == [f"${budget['spent_usd']}", "$0", "$1000", f"${budget['remaining_usd']}"]
@@ -470,14 +470,38 @@ def test_a_policy_shows_what_each_vendor_allows(launch: Launch, browser: WebDriv
     gateway.set_policy(scope, {
         "operations": {"stripe": ["POST /v1/payment_intents", "GET /v1/**"]},
         "accounts": {"stripe": ["acct_1Nabc"]},
-        "destinations": {"twilio": ["US", "CA"], "resend": ["*@example.com"]}})
+        "destinations": {"twilio": ["US", "CA"], "resend": ["*@example.com"]},
+        "budgets": [{"usd": 50, "period": "day", "flow": "out"}, {"usd": 5, "period": "day"}]})
     sign_in(browser, gateway)
     go(browser, "policies")
     card = f'#policies-list .policy[data-scope="{scope}"]'
     shown(browser, card)
     until_text(browser, card, lambda text: all(line in text for line in (
         "stripe: POST /v1/payment_intents, GET /v1/**", "stripe: acct_1Nabc",
-        "twilio: US, CA", "resend: *@example.com")))
+        "twilio: US, CA", "resend: *@example.com",
+        "$50 per day, hard, money out; $5 per day, hard")))
+
+
+def test_money_moved_out_shows_apart_from_spend(launch: Launch, browser: WebDriver) -> None:
+    """A $4 payment and a $3 refund of it (the simulated Stripe): the overview's report shows
+    $4 of cost and $3 moved out on the agent's row."""
+    gateway = launch(CONFIG)
+    agent = unique("ui-refunder")
+    gateway.set_policy(f"agent:{agent}", {"budgets": [
+        {"usd": 10, "period": "day"}, {"usd": 10, "period": "day", "flow": "out"}]})
+    secret = gateway.mint_key(agent)["key"]
+    with httpx.Client(base_url=f"{gateway.url}/vendors/stripe/v1", timeout=15,
+                      headers={"Authorization": f"Bearer {secret}"}) as stripe:
+        charge = stripe.post("/charges", data={"amount": "400", "currency": "usd",
+                                               "source": "tok_visa"}).json()
+        refunded = stripe.post("/refunds", data={"charge": charge["id"], "amount": "300"})
+    assert refunded.headers["x-outlay-cost-usd"] == "3", refunded.text
+
+    sign_in(browser, gateway)
+    until_text(browser, "#overview-report tbody",
+               lambda _: row_cells(browser, "#overview-report tr.report-row", agent)[1:6]
+               == ["2", "2", "0", "$4", "$3"])
+    assert page_errors(browser) == []
 
 
 def test_a_star_tag_policy_lists_each_value_s_spend(launch: Launch, browser: WebDriver) -> None:

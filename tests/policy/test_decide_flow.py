@@ -74,5 +74,48 @@ def test_unknown_money_out_is_refused_only_under_a_hard_out_budget() -> None:
     assert isinstance(decision.error, BadRequest)
     assert decision.error.code == "price_unknown"
     assert decision.error.details["flow"] == "out"
-    spend_only = [ScopeView("agent:bot", parse_policy({"budgets": [{"usd": 5}]}))]
-    assert isinstance(decide(unknown, KEY, spend_only, NOW), Admit)
+    soft_only = [ScopeView("agent:bot", parse_policy({"budgets": [{"usd": 5, "mode": "soft"}]}))]
+    assert isinstance(decide(unknown, KEY, soft_only, NOW), Admit)
+
+
+SPEND_CAPPED = parse_policy({"budgets": [{"usd": 5}]})
+
+
+def test_money_out_under_hard_spend_budgets_and_no_out_budget_is_refused() -> None:
+    """Before money-out budgets, refunds, transfers and payouts were refused under a hard
+    budget as unpriced: a scope that caps spend but not money out still refuses them."""
+    for call in (REFUND, Call("stripe", cost_micros=None, flow="out")):
+        views = [ScopeView("agent:bot", None), ScopeView("group:ops", SPEND_CAPPED),
+                 ScopeView("global", None)]
+        decision = decide(call, KEY, views, NOW)
+        assert isinstance(decision, Refuse)
+        error = decision.error
+        assert (error.status, error.code) == (403, "money_out_not_capped")
+        assert (error.details["scope"], error.details["flow"]) == ("group:ops", "out")
+        assert "flow: out" in error.message
+        assert "out:50/day" in error.message
+        assert decision.scope == "group:ops"
+        assert not decision.events
+    assert isinstance(decide(PAYMENT, KEY, [ScopeView("group:ops", SPEND_CAPPED)], NOW), Admit)
+
+
+def test_money_out_goes_on_with_no_hard_budget_or_beside_any_out_budget() -> None:
+    soft = parse_policy({"budgets": [{"usd": 5, "mode": "soft"}]})
+    shadowed = parse_policy({"budgets": [{"usd": 5, "enforce": "shadow"}]})
+    soft_out = parse_policy({"budgets": [{"usd": 5, "flow": "out", "mode": "soft"}]})
+    for views in ([], [ScopeView("agent:bot", soft)], [ScopeView("agent:bot", shadowed)],
+                  [ScopeView("agent:bot", SPEND_CAPPED), ScopeView("global", soft_out)]):
+        assert isinstance(decide(REFUND, KEY, views, NOW), Admit), views
+
+
+def test_an_unpriced_vendor_call_is_refused_under_a_hard_money_out_budget_alone() -> None:
+    """An endpoint Outlay has no price for may move money out (a Treasury outbound payment):
+    a scope capping money out refuses it as it refuses it under a spend cap."""
+    out_only = [ScopeView("agent:bot", parse_policy({"budgets": [
+        {"usd": 50, "period": "day", "flow": "out"}]}))]
+    unknown = Call("stripe", cost_micros=None, operation=("POST", "/v1/treasury/x"))
+    decision = decide(unknown, KEY, out_only, NOW)
+    assert isinstance(decision, Refuse)
+    assert decision.error.code == "price_unknown"
+    unpriced_model = Call("openai", model="nobody-knows", cost_micros=None)
+    assert isinstance(decide(unpriced_model, KEY, out_only, NOW), Admit)  # not a vendor call

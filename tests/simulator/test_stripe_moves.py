@@ -43,6 +43,45 @@ async def test_a_refund_without_amount_refunds_the_charges_remainder() -> None:
     assert (status, error["code"]) == (400, "resource_missing")
 
 
+async def test_a_refund_moves_the_charges_currency_whatever_it_names() -> None:
+    sim = SimulatedVendors()
+    _, _, charge = await stripe_call(sim, "POST", "/v1/charges", {
+        "amount": "5000", "currency": "usd", "source": "tok_visa"})
+    _, _, refund = await stripe_call(sim, "POST", "/v1/refunds", {
+        "charge": charge["id"], "amount": "4000", "currency": "jpy"})
+    assert (refund["amount"], refund["currency"]) == (4000, "usd")
+
+
+async def test_a_payment_intent_is_refunded_through_its_latest_charge() -> None:
+    sim = SimulatedVendors()
+    _, _, intent = await stripe_call(sim, "POST", "/v1/payment_intents", {
+        "amount": "900", "currency": "eur", "payment_method": "pm_card_visa",
+        "confirm": "true"})
+    _, _, part = await stripe_call(sim, "POST", "/v1/refunds", {
+        "payment_intent": intent["id"], "amount": "300"})
+    assert (part["amount"], part["currency"], part["charge"]) == (
+        300, "eur", intent["latest_charge"])
+    _, _, read = await stripe_call(sim, "GET", f"/v1/payment_intents/{intent['id']}",
+                                   query="expand%5B%5D=latest_charge")
+    assert read["latest_charge"]["amount_refunded"] == 300
+    _, _, plain = await stripe_call(sim, "GET", f"/v1/payment_intents/{intent['id']}")
+    assert plain["latest_charge"] == intent["latest_charge"]
+    _, _, rest = await stripe_call(sim, "POST", "/v1/refunds", {"payment_intent": intent["id"]})
+    assert rest["amount"] == 600
+
+
+async def test_a_charges_older_refund_routes_refund_it() -> None:
+    sim = SimulatedVendors()
+    _, _, charge = await stripe_call(sim, "POST", "/v1/charges", {
+        "amount": "1000", "currency": "usd", "source": "tok_visa"})
+    status, _, refund = await stripe_call(sim, "POST", f"/v1/charges/{charge['id']}/refunds",
+                                          {"amount": "400"})
+    assert (status, refund["object"], refund["amount"]) == (200, "refund", 400)
+    status, _, refunded = await stripe_call(sim, "POST", f"/v1/charges/{charge['id']}/refund")
+    assert (status, refunded["object"], refunded["amount_refunded"], refunded["refunded"]) == (
+        200, "charge", 1000, True)
+
+
 async def test_bad_money_out_is_refused_as_stripe_refuses_it() -> None:
     sim = SimulatedVendors()
     for path, form, param in (

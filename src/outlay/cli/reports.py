@@ -25,10 +25,11 @@ def _group(_ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 def render_report(group_by: str, answer: dict[str, Any]) -> str:
     return table(
-        [group_by.upper(), "REQUESTS", "ALLOWED", "REFUSED", "COST USD", "UNSETTLED",
-         "ESTIMATED"],
+        [group_by.upper(), "REQUESTS", "ALLOWED", "REFUSED", "COST USD", "OUT USD",
+         "UNSETTLED", "ESTIMATED"],
         ([r.get(group_by), r.get("requests"), r.get("allowed"), r.get("refused"),
-          usd(r.get("cost_usd")), r.get("unsettled"), r.get("estimated")]
+          usd(r.get("cost_usd")), usd(r.get("out_usd")), r.get("unsettled"),
+          r.get("estimated")]
          for r in answer.get("rows", [])),
         "(no calls)")
 

@@ -39,7 +39,7 @@ from outlay.policy.money import ceil_div, micros_to_usd
 from outlay.policy.periods import iso as iso  # re-exported: the gateway's time format
 from outlay.policy.periods import period_bounds
 from outlay.policy.tags import missing_tags
-from outlay.policy.vendor_checks import vendor_refusal
+from outlay.policy.vendor_checks import uncapped_money_out, vendor_refusal
 from outlay.policy.windows import (
     LIMIT_CODES,
     REQUEST_WINDOWS,
@@ -117,16 +117,21 @@ def precheck(
 ) -> Refuse | None:
     """The refusals that depend on the policies alone, not on any counter: a tag a policy
     requires and the call lacks (`labels`: the call's, when known), allow-lists (a vendor
-    call's operations, accounts and destinations among them), and an unpriced call under a
-    hard budget."""
+    call's operations, accounts and destinations among them), money out under hard spend
+    budgets with no money-out budget beside them, and an unpriced call under a hard
+    budget."""
     if labels is not None:
         missing = missing_tags(((v.scope, v.policy) for v in views if v.policy), labels)
         if missing is not None:
             return Refuse(missing, missing.details["scope"])
-    refused = _access(call, views, aliases or {}, free_models) or vendor_refusal(call, views)
+    refused = (_access(call, views, aliases or {}, free_models) or vendor_refusal(call, views)
+               or uncapped_money_out(call, views))
     if refused:
         return refused
-    if call.cost_micros is None and _has_hard_budget(views, call.flow):
+    # a vendor endpoint with no known price may move money out (Stripe Treasury, fee
+    # refunds): a hard money-out budget refuses it too
+    if call.cost_micros is None and (_has_hard_budget(views, call.flow) or (
+            call.operation is not None and _has_hard_budget(views, "out"))):
         if call.flow == "out":
             return Refuse(BadRequest(
                 "price_unknown", "How much money this call moves out is not known before it "

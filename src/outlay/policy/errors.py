@@ -3,7 +3,8 @@
 OutlayError
 ├── AuthError            401  invalid_api_key | key_revoked | key_expired
 ├── NotAllowed           403  model_not_allowed | vendor_not_allowed | operation_not_allowed |
-│   │                         account_not_allowed | destination_not_allowed
+│   │                         account_not_allowed | destination_not_allowed |
+│   │                         money_out_not_capped
 │   ├── ApprovalRequired 403  approval_required
 │   └── ApprovalMismatch 403  approval_mismatch
 ├── RateLimited          429  rate_limit_exceeded | hourly_… | daily_… | token_… | concurrency_…

@@ -48,7 +48,8 @@ class StripeSim:
         self.payments = Payments(ctx, self._customer_ref)
         pay = self.payments
         self.money_out = MoneyOut(ctx, lambda charge_id: existing(
-            pay.charges, charge_id, "charge", "charge"), pay.charges.get)
+            pay.charges, charge_id, "charge", "charge"), pay.charges.get,
+            lambda intent_id: (pay.intents.get(intent_id) or {}).get("latest_charge"))
         # POST /v1/payment_intents/{id}[/{action}] and /v1/charges/{id}[/{action}]
         self._intent_actions: dict[str | None, Action] = {
             None: pay.update_intent, "confirm": pay.confirm_intent,
@@ -57,6 +58,10 @@ class StripeSim:
         }
         self._charge_actions: dict[str | None, Action] = {
             None: pay.update_charge, "capture": pay.capture_charge,
+            # Stripe's older refund routes: a refund object, and the refunded charge
+            "refunds": lambda charge_id, params: self.money_out.create(
+                "refund", {**params, "charge": charge_id}),
+            "refund": self._refund_charge,
         }
 
     def handle(self, request: UpstreamRequest) -> SimReply:
@@ -113,7 +118,7 @@ class StripeSim:
                 return 200, self._list_customers(decode_form(request.query))
             match = _PAYMENT_INTENT.fullmatch(path)
             if match and match.group(2) is None:
-                return 200, self.payments.intent(match.group(1))
+                return 200, self._intent(match.group(1), decode_form(request.query))
             match = _CHARGE.fullmatch(path)
             if match and match.group(2) is None:
                 return 200, self.payments.charge(match.group(1))
@@ -125,6 +130,19 @@ class StripeSim:
             f"Unrecognized request URL ({method}: {request.path}). Please see "
             "https://stripe.com/docs or we can help at https://support.stripe.com/.",
         )
+
+    def _refund_charge(self, charge_id: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        self.money_out.create("refund", {**params, "charge": charge_id})
+        return self.payments.charge(charge_id)
+
+    def _intent(self, intent_id: str, query: Mapping[str, Any]) -> dict[str, Any]:
+        """A payment intent, its latest charge expanded when the read asks for it."""
+        intent = self.payments.intent(intent_id)
+        expand = query.get("expand")
+        if isinstance(expand, list) and "latest_charge" in expand and intent["latest_charge"]:
+            intent = {**intent,
+                      "latest_charge": self.payments.charge(intent["latest_charge"])}
+        return intent
 
     def _create_customer(self, params: Mapping[str, Any]) -> dict[str, Any]:
         email = param_string(params, "email")

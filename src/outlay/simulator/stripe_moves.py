@@ -1,8 +1,10 @@
 """The simulated Stripe's money out: refunds, transfers and payouts, created and kept in memory.
 
-A refund names a `charge` or a `payment_intent`; without an `amount` it refunds the charge's
-whole refundable remainder (a charge the simulator made: one it does not know is refused, as
-Stripe refuses it). A transfer names its `destination`; a payout moves to the account's bank.
+A refund names a `charge` or a `payment_intent` (whose latest charge it refunds); it moves
+money in the charge's currency, whatever `currency` the call names, as Stripe refunds a
+charge. Without an `amount` it refunds the charge's whole refundable remainder (a charge the
+simulator made: one it does not know is refused, as Stripe refuses it). A transfer names its
+`destination`; a payout moves to the account's bank.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ ROUTES = {"/v1/refunds": "refund", "/v1/transfers": "transfer", "/v1/payouts": "
 
 Charge = Callable[[str], dict[str, Any]]  # a charge the simulator made, or a 400
 Known = Callable[[str], dict[str, Any] | None]  # a charge the simulator made, or None
+Latest = Callable[[str], str | None]  # the latest charge of a payment intent it made, or None
 
 
 class MoneyOut:
-    def __init__(self, ctx: SimContext, charge: Charge, known: Known) -> None:
+    def __init__(self, ctx: SimContext, charge: Charge, known: Known, latest: Latest) -> None:
         self._ctx = ctx
         self._charge = charge
         self._known = known
+        self._latest = latest
         self.made: dict[str, dict[str, Any]] = {}
 
     def create(self, kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -50,17 +54,20 @@ class MoneyOut:
         if charge is None and intent is None:
             raise StripeError(400, "One of the following params should be provided for this "
                               "request: payment_intent or charge.", code="parameter_missing")
+        paid = charge if charge is not None else self._latest(str(intent))
+        made = self._known(paid) if paid is not None else None
         if "amount" in params:
             amount = param_amount(params)
-            currency = param_currency(params) if params.get("currency") else "usd"
+            currency = (str(made["currency"]) if made is not None
+                        else param_currency(params) if params.get("currency") else "usd")
         else:
-            if charge is None:
+            if paid is None:
                 raise StripeError(400, "Missing required param: amount.", param="amount",
                                   code="parameter_missing")
-            known = self._charge(charge)
+            known = self._charge(paid)
             amount = int(known["amount"]) - int(known.get("amount_refunded") or 0)
             currency = str(known["currency"])
-        made = self._known(charge) if charge is not None else None
+        charge = paid
         if made is not None:  # a charge the simulator made: what is left to refund
             left = int(made["amount"]) - int(made.get("amount_refunded") or 0)
             if amount > left or left == 0:

@@ -49,6 +49,9 @@ class VendorEstimate:
     # spend (what the call costs), or money it moves out of the account (refunds, transfers,
     # payouts): each counts only toward the budgets of its flow
     flow: Flow = "spend"
+    # a Stripe refund whose charge was read before the call: what the charge had refunded
+    # then, for settling a refund whose answer is the charge (its total refunded after)
+    refunded_before: int | None = None
 
 
 class VendorPricing(Protocol):

@@ -18,6 +18,7 @@ from outlay.vendors.objects import ObjectCall, ObjectPricing, ObjectSeen
 from outlay.vendors.resend import ResendPricing
 from outlay.vendors.rules import RulePricing
 from outlay.vendors.stripe import StripePricing
+from outlay.vendors.stripe_out import RefundRead
 from outlay.vendors.twilio import TwilioPricing
 
 BUILTIN_VENDORS = ("stripe", "twilio", "resend")
@@ -56,14 +57,16 @@ class CataloguedPricing:
         builtin = self._priced_by_builtin(call)
         return None if builtin is None else builtin.actual(call, status, response_body, estimate)
 
-    # -- a refund naming no amount: what it refunds, read from the vendor first ----------
-    def remainder_read(self, call: VendorCall) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+    # -- a refund: what it refunds, read from the vendor first ----------------------------
+    def refund_read(self, call: VendorCall) -> RefundRead | None:
         builtin = self._priced_by_builtin(call)
-        return builtin.remainder_read(call) if isinstance(builtin, StripePricing) else None
+        return builtin.refund_read(call) if isinstance(builtin, StripePricing) else None
 
-    def remainder(self, answer: bytes) -> int | None:
-        builtin = self._builtin
-        return builtin.remainder(answer) if isinstance(builtin, StripePricing) else None
+    def refund_priced(self, call: VendorCall, estimate: VendorEstimate, answer: bytes
+                      ) -> VendorEstimate:
+        builtin = self._priced_by_builtin(call)
+        return (builtin.refund_priced(call, estimate, answer)
+                if isinstance(builtin, StripePricing) else estimate)
 
     # -- payment objects, priced by the vendor's own pricing (Stripe) --------------------
     def object_call(self, call: VendorCall) -> ObjectCall | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
 from importlib.resources import files
@@ -70,15 +71,25 @@ class StripePricing:
     ) -> int | None:
         kind = stripe_out.kind_of(call)
         if kind is not None:  # what moved out, as Stripe's answer says
-            return stripe_out.actual(kind, status, response_body, self.usd)
+            return stripe_out.actual(kind, status, response_body, self.usd, call,
+                                     estimate.refunded_before)
         return None  # what moves is counted on the objects (object_call), not here
 
-    # -- a refund of the whole remainder: read from Stripe first (gateway.vendor_remainder)
-    def remainder_read(self, call: VendorCall) -> tuple[str, tuple[tuple[str, str], ...]] | None:
-        return stripe_out.remainder_read(call)
+    # -- a refund: what it refunds, read from Stripe first (gateway.vendor_remainder) ----
+    def refund_read(self, call: VendorCall) -> stripe_out.RefundRead | None:
+        return stripe_out.refund_read(call)
 
-    def remainder(self, answer: bytes) -> int | None:
-        return stripe_out.remainder(answer, self.usd)
+    def refund_priced(self, call: VendorCall, estimate: VendorEstimate, answer: bytes
+                      ) -> VendorEstimate:
+        """`estimate` priced as Stripe's read of the refunded charge says: the amount in the
+        charge's currency, or its whole remainder; unchanged when the answer says neither."""
+        seen = stripe_out.refundable(answer)
+        if seen is None:
+            return estimate
+        return replace(estimate, cost_micros=stripe_out.priced(call, seen, self.usd),
+                       refunded_before=seen.refunded,
+                       describe=f"{estimate.describe} (in {seen.currency}, as Stripe reports "
+                       "the charge)")
 
     def _known_currency(self, value: object) -> str:
         code = self._currency(value, required=True)

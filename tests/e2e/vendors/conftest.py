@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,11 +19,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import httpx
 import pytest
 from aiohttp import web
 
 from outlay.simulator.vendors import FAULT_HEADER, SimulatedVendors
 from outlay.upstream import UpstreamRequest
+from tests.servers.postgres import PostgresServer
+from tests.servers.redis import RedisServer
 
 from ..harness import Gateway
 from ..replicas import Replica
@@ -117,6 +121,15 @@ class MockVendors:
         """POSTs to `path` (or, for Twilio, any path ending in it) after `mark`."""
         return [c for c in self.since(mark, vendor)
                 if c.method == "POST" and (c.path == path or c.path.endswith(path))]
+
+    def made_elsewhere(self, path: str, **form: str) -> dict[str, Any]:
+        """An object made on the mock Stripe directly, as the account's other software
+        would make it, not through the gateway (call before `mark`: it is logged too)."""
+        answer = httpx.post(f"{self.base_url('stripe')}{path}", data=form, timeout=10,
+                            headers={"Authorization": f"Bearer {STRIPE_SECRET}"})
+        assert answer.status_code == 200, answer.text
+        made: dict[str, Any] = answer.json()
+        return made
 
     # -- the server ---------------------------------------------------------------------
     async def _relay(self, request: web.Request) -> web.Response:
@@ -257,3 +270,20 @@ def vendor_gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     directory = tmp_path_factory.mktemp("vendors") / "gw"
     with running(request.config, directory, vendor_config(mock_vendors), workers=2) as gw:
         yield gw
+
+
+@pytest.fixture(scope="package")
+def redis_gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                  mock_vendors: MockVendors, redis_server: RedisServer,
+                  postgres_server: PostgresServer) -> Iterator[Replica]:
+    """`outlay serve --workers 2` on Redis beside PostgreSQL, for the package: policies and
+    decisions go through both."""
+    directory: Path = tmp_path_factory.mktemp("vendors-redis")
+    database = postgres_server.new_database()
+    try:
+        with running_replica(request.config, directory, vendor_config(mock_vendors),
+                             f"{redis_server.url}?tenant=t_{secrets.token_hex(8)}",
+                             database) as gw:
+            yield gw
+    finally:
+        postgres_server.drop_database(database)

@@ -5,9 +5,7 @@ SDKs), which of the agent's headers reach the vendor, and bad policies refused w
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,12 +16,9 @@ import stripe
 from twilio.base.exceptions import TwilioRestException  # type: ignore[import-untyped]
 from twilio.http.http_client import TwilioHttpClient  # type: ignore[import-untyped]
 
-from tests.servers.postgres import PostgresServer
-from tests.servers.redis import RedisServer
-
 from ..harness import Gateway, unique
 from ..replicas import Replica
-from .conftest import MockVendors, running_replica, vendor_config
+from .conftest import MockVendors
 from .test_e2e_twilio_resend_sdk import point_resend, twilio
 
 pytestmark = pytest.mark.e2e
@@ -35,22 +30,6 @@ def stripe_refusal_status() -> int:
     """What a permission refusal on a Stripe route answers with: 400, as stripe-python's
     InvalidRequestError keeps the code (its PermissionError drops it; contract §4.3.1)."""
     return 400
-
-
-@pytest.fixture(scope="module")
-def redis_gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                  mock_vendors: MockVendors, redis_server: RedisServer,
-                  postgres_server: PostgresServer) -> Iterator[Replica]:
-    """`outlay serve --workers 2` on Redis beside PostgreSQL: policies go through both."""
-    directory: Path = tmp_path_factory.mktemp("least-redis")
-    database = postgres_server.new_database()
-    try:
-        with running_replica(request.config, directory, vendor_config(mock_vendors),
-                             f"{redis_server.url}?tenant=t_{secrets.token_hex(8)}",
-                             database) as gw:
-            yield gw
-    finally:
-        postgres_server.drop_database(database)
 
 
 @pytest.fixture
@@ -234,11 +213,14 @@ def test_resend_to_a_recipient_not_matching_is_refused(
 def test_the_vendor_never_sees_forwarding_or_outlay_headers(
         vendor_gateway: Gateway, mock_vendors: MockVendors) -> None:
     _, key = agent_with(vendor_gateway, {})
+    charge = mock_vendors.made_elsewhere("/v1/charges", amount="500", currency="usd",
+                                         source="tok_visa")["id"]
     mark = mock_vendors.mark()
     hostile = {"X-Forwarded-For": "10.0.0.1", "Forwarded": "for=10.0.0.1",
                "X-Forwarded-Host": "evil.test", "X-Forwarded-Proto": "http",
                "Outlay-Sim-Fault": "error-500", "Outlay-Anything": "1",
-               "X-Outlay-Whatever": "1", "Via": "1.1 evil", "X-Custom-Thing": "1",
+               "X-Outlay-Whatever": "1", "X-Outlay-Tags": "team=a", "Via": "1.1 evil",
+               "X-Custom-Thing": "1", "outlay-sim-latency-ms": "1", "x-forwarded-port": "1",
                "Connection": "keep-alive, X-Hop", "X-Hop": "1",
                "Idempotency-Key": unique("idem"), "Stripe-Version": "2024-06-20"}
     answer = httpx.post(f"{vendor_gateway.url}/vendors/stripe/v1/payment_intents",
@@ -247,9 +229,21 @@ def test_the_vendor_never_sees_forwarding_or_outlay_headers(
     resend_answer = httpx.post(f"{vendor_gateway.url}/vendors/resend/emails", json={
         "from": "me@example.com", "to": "a@example.com", "subject": "s", "html": "x"},
         headers={"Authorization": f"Bearer {key}", **hostile})
-    assert (answer.status_code, resend_answer.status_code) == (200, 200)  # no fault injected
+    twilio_answer = httpx.post(
+        f"{vendor_gateway.url}/vendors/twilio/2010-04-01/Accounts/ACagent/Messages.json",
+        data={"To": "+14165550123", "From": "+15005550006", "Body": "hi"},
+        auth=("ACagent", key), headers=hostile)
+    # a refund: the read of its charge before it, and the refund, both go out
+    refund_answer = httpx.post(f"{vendor_gateway.url}/vendors/stripe/v1/refunds",
+                               data={"charge": charge, "amount": "100"},
+                               headers={"Authorization": f"Bearer {key}", **hostile,
+                                        "Idempotency-Key": unique("idem")})
+    assert [a.status_code for a in (answer, resend_answer, twilio_answer, refund_answer)] == [
+        200, 200, 201, 200]  # no fault injected
     sent = mock_vendors.since(mark)
-    assert len(sent) == 2
+    assert [(r.vendor, r.method) for r in sent] == [
+        ("stripe", "POST"), ("resend", "POST"), ("twilio", "POST"), ("stripe", "GET"),
+        ("stripe", "POST")]
     for received in sent:
         names = set(received.headers)
         assert not {n for n in names if n.startswith(("x-forwarded-", "outlay-", "x-outlay-"))}

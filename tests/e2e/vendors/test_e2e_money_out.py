@@ -56,18 +56,27 @@ def client(url: str, key: str) -> stripe.StripeClient:
                                base_addresses={"api": f"{url}/vendors/stripe"})
 
 
-def refund_all(urls: list[str], key: str) -> list[stripe.Refund | stripe.StripeError]:
-    """CALLS refunds of $5 at once, spread over `urls`, each from a client of its own."""
+def refund_all(urls: list[str], key: str, charges: list[str]
+               ) -> list[stripe.Refund | stripe.StripeError]:
+    """CALLS refunds of $5 at once, one of each charge, spread over `urls`, each from a
+    client of its own."""
 
     def one(i: int) -> stripe.Refund | stripe.StripeError:
         try:
             return client(urls[i % len(urls)], key).v1.refunds.create(params={
-                "charge": f"ch_{i}", "amount": REFUND_CENTS, "currency": "usd"})
+                "charge": charges[i], "amount": REFUND_CENTS, "currency": "usd"})
         except stripe.StripeError as error:
             return error
 
     with ThreadPoolExecutor(CALLS) as pool:
         return list(pool.map(one, range(CALLS)))
+
+
+def made_charges(mock_vendors: MockVendors) -> list[str]:
+    """CALLS charges of $5 made on the account, not through the gateway."""
+    return [mock_vendors.made_elsewhere("/v1/charges", amount=str(REFUND_CENTS),
+                                        currency="usd", source="tok_visa")["id"]
+            for _ in range(CALLS)]
 
 
 def check_exactly_the_cap(gateway: Gateway, mock_vendors: MockVendors, agent: str,
@@ -84,9 +93,12 @@ def check_exactly_the_cap(gateway: Gateway, mock_vendors: MockVendors, agent: st
         assert body["error"]["code"] == "budget_exceeded"
         assert body["error"]["flow"] == "out"
         assert body["error"]["scope"] == f"agent:{agent}"
-    # exactly the admitted refunds reached Stripe, each once
+    # exactly the admitted refunds reached Stripe, each once; beside them, only the reads
+    # of the charges refunded (the currency a refund moves is its charge's)
     created = mock_vendors.creations(mark, "stripe", "/v1/refunds")
     assert len(created) == 10
+    assert {(c.method, c.path.split("/")[2]) for c in mock_vendors.since(mark, "stripe")
+            if c not in created} == {("GET", "charges")}
     assert Counter(c.form()["charge"][0] for c in created) == Counter(r.charge for r in refunds)
     lines = {b["flow"]: b for b in gateway.usage(f"agent:{agent}")["budgets"]}
     out, spend = lines["out"], lines["spend"]
@@ -105,9 +117,10 @@ def test_twenty_concurrent_refunds_on_two_workers_stop_at_the_cap(
     agent = unique("refunder")
     vendor_gateway.set_policy(f"agent:{agent}", POLICY)
     key = vendor_gateway.mint_key(agent)["key"]
+    charges = made_charges(mock_vendors)
     mark = mock_vendors.mark()
     with mock_vendors.slow(0.2):
-        results = refund_all([vendor_gateway.url], key)
+        results = refund_all([vendor_gateway.url], key, charges)
     check_exactly_the_cap(vendor_gateway, mock_vendors, agent, results, mark)
     # money out is not spend: the spend budget still lets a payment through, and the
     # reports keep the two apart
@@ -128,9 +141,10 @@ def test_twenty_concurrent_refunds_on_two_replicas_stop_at_the_cap(
     agent = unique("refunder")
     first.set_policy(f"agent:{agent}", POLICY)
     key = first.mint_key(agent)["key"]
+    charges = made_charges(mock_vendors)
     mark = mock_vendors.mark()
     with mock_vendors.slow(0.2):
-        results = refund_all([first.url, second.url], key)
+        results = refund_all([first.url, second.url], key, charges)
     check_exactly_the_cap(second, mock_vendors, agent, results, mark)
 
 
@@ -173,7 +187,10 @@ def test_a_refund_by_a_charges_own_route_counts_as_money_out(
     assert answer.status_code == 400, answer.text
     assert (answer.json()["error"]["code"], answer.json()["error"]["param"]) == (
         "invalid_request", "query")
-    assert mock_vendors.since(mark, "stripe") == []
+    # Stripe knows no ch_1: each refund was bounded by the dearest currency (more than $5),
+    # and only read of, never sent
+    assert {(c.method, c.path) for c in mock_vendors.since(mark, "stripe")} == {
+        ("GET", "/v1/charges/ch_1")}
 
 
 def test_a_refund_without_amount_of_an_unknown_charge_is_refused_under_a_money_out_budget(

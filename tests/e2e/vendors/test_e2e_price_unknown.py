@@ -87,6 +87,23 @@ def test_an_unknown_endpoint_under_a_hard_budget_is_refused_unseen(
         "refused", "price_unknown", 400)
 
 
+def test_an_unknown_endpoint_under_a_money_out_cap_alone_is_refused_unseen(
+        vendor_gateway: Gateway, mock_vendors: MockVendors) -> None:
+    """Stripe endpoints Outlay has no price for may move money out (a Treasury outbound
+    payment, a refund of an application fee): a money-out cap refuses them too."""
+    name = unique("unknown-price")
+    vendor_gateway.set_policy(f"agent:{name}", {"budgets": [
+        {"usd": 50, "period": "day", "flow": "out"}]})
+    key = vendor_gateway.mint_key(name)["key"]
+    mark = mock_vendors.mark()
+    for path in ("/v1/treasury/outbound_payments", "/v1/application_fees/fee_1/refunds"):
+        answer = send(vendor_gateway, key, f"/vendors/stripe{path}",
+                      data={"amount": "100000", "currency": "usd"})
+        assert answer.status_code == 400, answer.text
+        assert (refusal_of(answer)["code"], refusal_of(answer)["path"]) == ("price_unknown", path)
+    assert mock_vendors.since(mark) == []
+
+
 @pytest.mark.parametrize("mode", [None, "soft"])
 def test_without_a_hard_budget_it_is_forwarded_and_marked_unpriced(
         vendor_gateway: Gateway, mock_vendors: MockVendors, mode: str | None) -> None:

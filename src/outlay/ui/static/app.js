@@ -127,6 +127,7 @@ const views = {
         { label: "allowed", num: true, cell: (r) => r.allowed },
         { label: "refused", num: true, cell: (r) => r.refused },
         { label: "cost", num: true, cell: (r) => usd(r.cost_usd) },
+        { label: "moved out", num: true, cell: (r) => usd(r.out_usd) },
         { label: "unsettled", num: true, cell: (r) => r.unsettled },
         { label: "estimated", num: true, cell: (r) => r.estimated },
       ], report.rows, "No calls recorded yet.", () => ({ className: "report-row" })));
@@ -389,7 +390,7 @@ function policyValue(value, name) {
   }
   if (Array.isArray(value)) {
     return value.map((v) => (v && typeof v === "object"
-      ? `$${v.usd} per ${v.period}, ${v.mode}${v.warn_at !== undefined ? `, warn at ${Math.round(v.warn_at * 1000) / 10} %` : ""}`
+      ? `$${v.usd} per ${v.period}, ${v.mode}${v.flow === "out" ? ", money out" : ""}${v.warn_at !== undefined ? `, warn at ${Math.round(v.warn_at * 1000) / 10} %` : ""}`
       : String(v))).join("; ") || "(none)";
   }
   if (value && typeof value === "object" && Object.values(value).every(Array.isArray)) {
