@@ -652,7 +652,7 @@ async def test_report_by_label_and_as_csv(fake_admin: FakeAdmin, run_cli: RunCli
     assert fake_admin.last.query == {"group_by": "label:run"}
     lines = result.stdout.splitlines()
     assert lines[0].split()[0] == "LABEL:RUN"
-    assert lines[1].split() == ["r-1", "3", "3", "0", "0.5", "0", "0"]
+    assert lines[1].split() == ["r-1", "3", "3", "0", "0.5", "0", "0", "0"]
     assert lines[2].split()[0] == "-"
     csv_text = "label:run,requests\r\nr-1,3\r\n"
     fake_admin.answer("GET", "/admin/v1/reports", csv_text)
