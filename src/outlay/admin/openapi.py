@@ -85,9 +85,11 @@ _USAGE = {
         "budgets": {"type": "array", "items": {"type": "object", "properties": {
             "period": {"type": "string"}, "mode": {"type": "string"}, "cap_usd": _USD,
             "spent_usd": _USD, "reserved_usd": _USD, "remaining_usd": _USD,
-            "resets_at": {"type": ["string", "null"], "format": "date-time"}}}},
+            "resets_at": {"type": ["string", "null"], "format": "date-time"},
+            "projected_usd": {"type": ["string", "null"]}}}},
         "spend_by_model": {"type": "object", "additionalProperties": _USD},
         "spend_by_vendor": {"type": "object", "additionalProperties": _USD},
+        "exhausted_at": {"type": ["string", "null"], "format": "date-time"},
     },
 }
 _ERROR = {"type": "object", "properties": {"error": {"type": "object", "properties": {
