@@ -70,7 +70,7 @@ class ScriptBatch:
             script, keys, args, future = call
             try:
                 packed.append(_command(b"EVALSHA", script.sha, len(keys), *keys, *args))
-            except (UnicodeError, ValueError) as exc:
+            except (UnicodeError, ValueError, TypeError) as exc:  # TypeError: not a str or int
                 future.set_exception(_unsendable(exc))
                 continue
             sendable.append(call)
