@@ -108,7 +108,7 @@ async def test_a_pipelined_script_with_an_argument_of_no_sendable_type_fails_alo
     results = await asyncio.gather(
         batch.run(script, ["batch:t"], [1]), batch.run(script, ["batch:t"], [None]),
         batch.run(script, ["batch:t"], [1]), return_exceptions=True)
-    assert results[0] == 1 and results[2] == 2
+    assert (results[0], results[2]) == (1, 2)
     assert isinstance(results[1], StateError)
     assert "could not record this call" in str(results[1])
 
