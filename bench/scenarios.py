@@ -123,7 +123,9 @@ class Outlay(Scenario):
         cores when the machine has more than that, else they share the gateway's one."""
         if self.workers == 1 or ctx.gateway_cpus is None:
             return ctx.gateway_cpus, []
-        cpus = sorted(os.sched_getaffinity(0))
+        # the run's CPUs (the driver itself is pinned to the load's by now)
+        cpus = sorted({int(c) for part in (ctx.load_cpus, ctx.gateway_cpus) if part
+                       for c in part.split(",")})
         if len(cpus) > self.workers:
             return ",".join(map(str, cpus[-self.workers:])), []
         return ctx.gateway_cpus, [f"{self.workers} workers on CPU {ctx.gateway_cpus}: this "
@@ -211,15 +213,15 @@ class OutlayRedisPostgres(Outlay):
 
     def state_args(self, ctx: Context, procs: list[Proc]) -> list[str]:
         redis_port, pg_port = free_port(), free_port()
-        redis_dir = ctx.tmp / "redis"
+        redis_dir = ctx.tmp / f"{self.key}-redis"  # each such scenario its own servers
         redis_dir.mkdir()
-        redis = Proc("redis", ["redis-server", "--bind", "127.0.0.1", "--port",
+        redis = Proc(f"{self.key}-redis", ["redis-server", "--bind", "127.0.0.1", "--port",
                                str(redis_port), "--dir", str(redis_dir), "--save", "",
                                "--appendonly", "yes", "--appendfsync", "everysec"], ctx.tmp,
                      cpus=ctx.load_cpus)
         procs.append(redis)
         wait_until(lambda: port_open(redis_port), 30, "redis-server", redis)
-        procs.append(_start_postgres(ctx, pg_port))
+        procs.append(_start_postgres(ctx, pg_port, self.key))
         return ["--state", f"redis://127.0.0.1:{redis_port}/0",
                 "--database", f"postgresql://postgres@127.0.0.1:{pg_port}/outlay"]
 
@@ -232,9 +234,9 @@ def _pg_bin(name: str) -> str | None:
     return versions[-1] if versions else None
 
 
-def _start_postgres(ctx: Context, port: int) -> Proc:
+def _start_postgres(ctx: Context, port: int, name: str) -> Proc:
     """A throwaway cluster in the run's temp dir; as root, it runs as the postgres user."""
-    data, sockets = ctx.tmp / "pgdata", ctx.tmp / "pgsock"
+    data, sockets = ctx.tmp / f"{name}-pgdata", ctx.tmp / f"{name}-pgsock"
     sockets.mkdir()
     as_user: list[str] = []
     if os.geteuid() == 0:
@@ -246,7 +248,7 @@ def _start_postgres(ctx: Context, port: int) -> Proc:
         as_user = ["runuser", "-u", "postgres", "--"]
     subprocess.run([*as_user, str(_pg_bin("initdb")), "-D", str(data), "-U", "postgres",
                     "--auth=trust", "-E", "UTF8"], check=True, capture_output=True, timeout=120)
-    proc = Proc("postgres", [*as_user, str(_pg_bin("postgres")), "-D", str(data), "-p",
+    proc = Proc(f"{name}-postgres", [*as_user, str(_pg_bin("postgres")), "-D", str(data), "-p",
                              str(port), "-k", str(sockets), "-c", "listen_addresses=127.0.0.1"],
                 ctx.tmp, cpus=ctx.load_cpus)
     wait_until(lambda: port_open(port), 60, "postgres", proc)
