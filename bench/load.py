@@ -25,7 +25,8 @@ def run_wrk(
     cpus: str | None, name: str,
 ) -> WrkResult:
     script = script_dir / f"{name}.lua"
-    script.write_text(wrk_script(target.path, mock.request_body(), target.tokens))
+    script.write_text(wrk_script(target.path, mock.request_body(), target.tokens,
+                                 target.headers))
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
             "--latency", "-s", str(script), target.url + target.path]
     if cpus:
@@ -50,6 +51,7 @@ async def _streams(target: Target, requests: int, warmup: int) -> StreamResult:
     headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
     if target.tokens[0]:
         headers["Authorization"] = f"Bearer {target.tokens[0]}"
+    headers.update(target.headers if target.stream_headers is None else target.stream_headers)
     ttfb: list[float] = []
     total: list[float] = []
     failures = 0
@@ -87,9 +89,12 @@ def run_streams(target: Target, requests: int, warmup: int = 30) -> StreamResult
 def smoke(target: Target) -> None:
     """One plain and one streamed call must come back whole before any load is sent."""
     status, answer = http_json("POST", target.url + target.path,
-                               json.loads(mock.request_body()), target.tokens[0] or None)
+                               json.loads(mock.request_body()), target.tokens[0] or None,
+                               headers=target.headers)
     if status != 200 or not isinstance(answer, dict) or "choices" not in answer:
         raise RuntimeError(f"a plain call answered {status}: {str(answer)[:300]}")
+    if not target.streams:
+        return
     result = run_streams(target, requests=2, warmup=0)
     if result.failures:
         raise RuntimeError("a streamed call did not come back whole")

@@ -96,12 +96,15 @@ def port_open(port: int) -> bool:
 
 def http_json(
     method: str, url: str, body: object = None, token: str | None = None, timeout: float = 30,
+    headers: Sequence[tuple[str, str]] = (),
 ) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 (loopback)
     request.add_header("Content-Type", "application/json")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
+    for name, value in headers:
+        request.add_header(name, value)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
             status, raw = answer.status, answer.read()

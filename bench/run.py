@@ -178,7 +178,9 @@ def main() -> int:
     try:
         scenarios = table(quick=args.quick, baseline=args.baseline)
         if args.only:
-            keep = {"direct", "passthrough", "outlay-baseline", *args.only.split(",")}
+            keep = {"direct", "passthrough", *args.only.split(",")}
+            # a baseline comes with the scenario it is the baseline of
+            keep |= {f"{k}-baseline" for k in keep}
             scenarios = [s for s in scenarios if s.key in keep]
         # started first: it downloads while the other scenarios start and seed
         wants_litellm = any(s.key == "litellm" for s in scenarios) and not args.no_litellm
@@ -223,7 +225,8 @@ def main() -> int:
             t = targets[r.key]
             with sampler.watching(r.key, t.pid):
                 run_wrk(t, 32, warm, tmp, cpus=load_cpus, name=f"{r.key}-warm")
-                run_streams(t, requests=1, warmup=29)
+                if t.streams:
+                    run_streams(t, requests=1, warmup=29)
             if t.pid:
                 wait_quiet(lambda pid=t.pid: tree_cpu_seconds(pid))
 
@@ -261,6 +264,8 @@ def main() -> int:
         log(f"streams: time to first chunk over {args.streams} calls each, one at a time")
         for r in running if args.streams else []:
             t = targets[r.key]
+            if not t.streams:
+                continue
             with sampler.watching(r.key, t.pid):
                 r.stream = run_streams(t, args.streams)
             log(f"  {r.title:34} TTFB p50 {r.stream.ttfb_p50_ms:6.2f} ms  p99 "

@@ -64,6 +64,9 @@ class Target:
     path: str = "/v1/chat/completions"
     stream_path: str = "/v1/chat/completions?stream=1"
     stream_model: str = mock.MODEL
+    headers: list[tuple[str, str]] = field(default_factory=list)  # sent with every call
+    stream_headers: list[tuple[str, str]] | None = None  # for streams, if not `headers`
+    streams: bool = True  # False: its streams are not measured (a note says why)
     pid: int | None = None  # root of the process tree whose memory is sampled
     procs: list[Proc] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -114,12 +117,27 @@ class Outlay(Scenario):
     outlay = True
 
     def __init__(self, key: str, title: str, about: str, *, seed_keys: int = 0,
-                 seed_ledger: int = 0, source: Path | None = None,
+                 seed_ledger: int = 0, source: Path | None = None, workers: int = 1,
                  key_policy: dict[str, object] | None = None) -> None:
         self.key, self.title, self.about = key, title, about
         self.seed_keys, self.seed_ledger = seed_keys, seed_ledger
         self.source = source  # another checkout to run Outlay from; None: this one
+        self.workers = workers
         self.key_policy = key_policy or KEY_POLICY
+
+    def cpus(self, ctx: Context) -> tuple[str | None, list[str]]:
+        """The CPUs the gateway is pinned to, and a note when its workers share fewer cores
+        than they are: one worker gets the gateway's core, more get as many of the last
+        cores when the machine has more than that, else they share the gateway's one."""
+        if self.workers == 1 or ctx.gateway_cpus is None:
+            return ctx.gateway_cpus, []
+        # the run's CPUs (the driver itself is pinned to the load's by now)
+        cpus = sorted({int(c) for part in (ctx.load_cpus, ctx.gateway_cpus) if part
+                       for c in part.split(",")})
+        if len(cpus) > self.workers:
+            return ",".join(map(str, cpus[-self.workers:])), []
+        return ctx.gateway_cpus, [f"{self.workers} workers on CPU {ctx.gateway_cpus}: this "
+                                  f"machine has {len(cpus)} cores, so they share one"]
 
     def config(self, ctx: Context) -> Path:
         path = ctx.tmp / f"{self.key}.yaml"
@@ -143,6 +161,7 @@ class Outlay(Scenario):
 
     def start(self, ctx: Context) -> Target:
         procs: list[Proc] = []
+        cpus, notes = self.cpus(ctx)
         try:
             state = self.state_args(ctx, procs)
             port = free_port()
@@ -153,8 +172,8 @@ class Outlay(Scenario):
                 command = [sys.executable, "-m", "outlay.cli"]
             gateway = Proc(
                 self.key, [*command, "serve", "--config", str(self.config(ctx)), *state,
-                           "--port", str(port), "--workers", "1"],
-                ctx.tmp, cpus=ctx.gateway_cpus, env=env)
+                           "--port", str(port), "--workers", str(self.workers)],
+                ctx.tmp, cpus=cpus, env=env)
             procs.append(gateway)
             url = f"http://127.0.0.1:{port}"
             wait_until(lambda: http_ok(url + "/readyz"), 60, self.title, gateway)
@@ -163,7 +182,7 @@ class Outlay(Scenario):
             for proc in reversed(procs):
                 proc.stop()
             raise
-        return Target(url, tokens=tokens, pid=gateway.pid, procs=procs)
+        return Target(url, tokens=tokens, pid=gateway.pid, procs=procs, notes=notes)
 
 
 def provision(url: str, token: str, key_policy: dict[str, object] | None = None
@@ -204,15 +223,15 @@ class OutlayRedisPostgres(Outlay):
 
     def state_args(self, ctx: Context, procs: list[Proc]) -> list[str]:
         redis_port, pg_port = free_port(), free_port()
-        redis_dir = ctx.tmp / "redis"
+        redis_dir = ctx.tmp / f"{self.key}-redis"  # each such scenario its own servers
         redis_dir.mkdir()
-        redis = Proc("redis", ["redis-server", "--bind", "127.0.0.1", "--port",
+        redis = Proc(f"{self.key}-redis", ["redis-server", "--bind", "127.0.0.1", "--port",
                                str(redis_port), "--dir", str(redis_dir), "--save", "",
                                "--appendonly", "yes", "--appendfsync", "everysec"], ctx.tmp,
                      cpus=ctx.load_cpus)
         procs.append(redis)
         wait_until(lambda: port_open(redis_port), 30, "redis-server", redis)
-        procs.append(_start_postgres(ctx, pg_port))
+        procs.append(_start_postgres(ctx, pg_port, self.key))
         return ["--state", f"redis://127.0.0.1:{redis_port}/0",
                 "--database", f"postgresql://postgres@127.0.0.1:{pg_port}/outlay"]
 
@@ -225,9 +244,9 @@ def _pg_bin(name: str) -> str | None:
     return versions[-1] if versions else None
 
 
-def _start_postgres(ctx: Context, port: int) -> Proc:
+def _start_postgres(ctx: Context, port: int, name: str) -> Proc:
     """A throwaway cluster in the run's temp dir; as root, it runs as the postgres user."""
-    data, sockets = ctx.tmp / "pgdata", ctx.tmp / "pgsock"
+    data, sockets = ctx.tmp / f"{name}-pgdata", ctx.tmp / f"{name}-pgsock"
     sockets.mkdir()
     as_user: list[str] = []
     if os.geteuid() == 0:
@@ -239,7 +258,7 @@ def _start_postgres(ctx: Context, port: int) -> Proc:
         as_user = ["runuser", "-u", "postgres", "--"]
     subprocess.run([*as_user, str(_pg_bin("initdb")), "-D", str(data), "-U", "postgres",
                     "--auth=trust", "-E", "UTF8"], check=True, capture_output=True, timeout=120)
-    proc = Proc("postgres", [*as_user, str(_pg_bin("postgres")), "-D", str(data), "-p",
+    proc = Proc(f"{name}-postgres", [*as_user, str(_pg_bin("postgres")), "-D", str(data), "-p",
                              str(port), "-k", str(sockets), "-c", "listen_addresses=127.0.0.1"],
                 ctx.tmp, cpus=ctx.load_cpus)
     wait_until(lambda: port_open(port), 60, "postgres", proc)
@@ -376,10 +395,15 @@ def _short(n: int) -> str:
 
 
 def table(*, quick: bool, baseline: Path | None = None) -> list[Scenario]:
+    from peers import Bifrost, Portkey
+
     keys, ledger = (10_000, 100_000) if quick else (100_000, 1_000_000)
     compared: list[Scenario] = [] if baseline is None else [
         Outlay("outlay-baseline", "Outlay, embedded, baseline",
                f"as the embedded store, the code of {baseline}", source=baseline)]
+    compared_shared: list[Scenario] = [] if baseline is None else [
+        OutlayRedisPostgres("outlay-redis-pg-baseline", "Outlay, Redis + PostgreSQL, baseline",
+                            f"as Redis + PostgreSQL, the code of {baseline}", source=baseline)]
     return [
         Direct(),
         PassThrough(),
@@ -394,5 +418,12 @@ def table(*, quick: bool, baseline: Path | None = None) -> list[Scenario]:
                f"policy) and a ledger of {ledger:,} rows", seed_keys=keys, seed_ledger=ledger),
         OutlayRedisPostgres("outlay-redis-pg", "Outlay, Redis + PostgreSQL",
                             "`outlay serve --state redis://… --database postgresql://…`"),
+        *compared_shared,
+        Outlay("outlay-2w", "Outlay, embedded, 2 workers",
+               "as the embedded store, `--workers 2` sharing the SQLite file", workers=2),
+        OutlayRedisPostgres("outlay-redis-pg-2w", "Outlay, Redis + PostgreSQL, 2 workers",
+                            "as Redis + PostgreSQL, `--workers 2`", workers=2),
+        Portkey(),
+        Bifrost(),
         Litellm(),
     ]

@@ -99,7 +99,8 @@ def check_ledger_matches(replicas: Replicas, scope: str, load: Load, cap: int, *
     call; every 200 the clients saw has its allowed, settled row; calls cut short are
     charged in full. With `answered_then_killed` a 200 may instead be charged in full as
     `unsettled`: its replica was killed after answering and before its settlement landed
-    (a settlement follows the answer, contract §3.7). Returns the spend."""
+    (a settlement follows the answer, contract §3.7), and a call its replica decided but was
+    killed before sending is voided (§3.7 too). Returns the spend."""
     budgets = [replica.budget(scope) for replica in replicas]
     spent = micros(budgets[0]["spent_usd"])
     assert [(micros(b["spent_usd"]), micros(b["reserved_usd"])) for b in budgets] == [
@@ -123,8 +124,14 @@ def check_ledger_matches(replicas: Replicas, scope: str, load: Load, cap: int, *
         assert micros(entry["cost_usd"]) == cost
     for entry in entries:
         if entry["decision"] == "allowed" and entry["request_id"] not in load.ok:
+            if answered_then_killed and entry["settlement"] == "void":
+                # its replica was killed after the decision and before marking it forwarded:
+                # never sent, so voided (contract §3.7)
+                assert micros(entry["cost_usd"]) == 0, str(entry)
+                continue
             # cut short (a killed replica) or its client gone: charged in full
-            assert micros(entry["cost_usd"]) == micros(entry["reserved_usd"]) == PER_CALL, entry
+            assert micros(entry["cost_usd"]) == micros(entry["reserved_usd"]) == PER_CALL, \
+                str(entry)
         if entry["decision"] == "refused":
             assert micros(entry["cost_usd"]) == 0, entry
     return spent

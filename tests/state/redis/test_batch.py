@@ -99,6 +99,20 @@ async def test_a_script_whose_arguments_cannot_be_sent_fails_alone(
     assert await client.get("batch:n") == "6"
 
 
+async def test_a_pipelined_script_with_an_argument_of_no_sendable_type_fails_alone(
+    client: Redis
+) -> None:
+    batch = ScriptBatch(client, pipelined=True)
+    script = client.register_script(INCR)
+    await batch.run(script, ["batch:t"], [0])
+    results = await asyncio.gather(
+        batch.run(script, ["batch:t"], [1]), batch.run(script, ["batch:t"], [None]),
+        batch.run(script, ["batch:t"], [1]), return_exceptions=True)
+    assert (results[0], results[2]) == (1, 2)
+    assert isinstance(results[1], StateError)
+    assert "could not record this call" in str(results[1])
+
+
 async def test_replies_read_before_the_connection_broke_still_answer(
     client: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -234,8 +234,9 @@ def views(
     inflight: dict[str, int] = {}
     counters: dict[str, dict[str, Counter]] = {}
     for check, seen in zip(checks, snapshot, strict=True):
-        if check.kind == "w":
-            windows.setdefault(check.scope, {})[check.name] = window_state(check.a, seen, now_ms)
+        if check.kind == "w":  # the script's 60 counts, oldest first, in one string
+            windows.setdefault(check.scope, {})[check.name] = WindowState(
+                now_ms // check.a, tuple(map(int, seen[0].split())))
         elif check.kind == "p":
             inflight[check.scope] = int(seen[0])
         elif check.kind in ("t", "l"):

@@ -22,6 +22,8 @@
 --   tag values 't', max_values, the value's index in the record's `tv` list, and the set's
 --            expiry in ms (n > 0) or -1: a value of a `tag:<name>=*` policy, tracked in the
 --            set KEYS[5+i]; a new one past max_values refuses at once ('too_many_values')
+-- A window's snapshot is one string: the counts of its 60 buckets up to now's, oldest first,
+-- space-separated.
 -- Returns {status, now, …}: 'ok' with the WAL entry id, overage (0 none, 1 let through by
 -- alert, 2 by the approval, which the call then uses, 3 only reported: shadow), tightest hard budget
 -- (remaining, cap) and the snapshot; 'refused' with the snapshot; 'stale' with the
@@ -63,22 +65,23 @@ for i = 1, n do
   if kind == 'w' then
     local bucket = math.floor(now / a)
     local fields = redis.call('HGETALL', key)
-    local used, seen, stale = 0, {}, {}
+    local used, counts, stale = 0, {}, {}
+    for k = 1, 60 do counts[k] = '0' end
     for j = 1, #fields, 2 do
       local at = tonumber(fields[j])
       if at <= bucket - 60 then  -- a bucket counts for 60 buckets from its start
         stale[#stale + 1] = fields[j]
       elseif at <= bucket then
-        local count = tonumber(fields[j + 1])
-        used = used + count
-        seen[#seen + 1] = fields[j]
-        seen[#seen + 1] = fields[j + 1]
+        used = used + tonumber(fields[j + 1])
+        counts[at - bucket + 60] = fields[j + 1]  -- as stored: exact whatever its size
       end
     end
     if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
     breached = used + c > b
     state[i] = bucket
-    snapshot[i] = seen
+    -- the 60 buckets' counts, oldest first, in one string (one reply value to parse, not
+    -- a field and a value per bucket)
+    snapshot[i] = {table.concat(counts, ' ')}
   elseif kind == 't' then
     if tagvals == nil then tagvals = cjson.decode(ARGV[6]).tv end
     state[i] = false
