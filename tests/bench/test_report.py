@@ -72,7 +72,7 @@ def test_outlay_is_held_to_three_times_portkey_and_half_its_added_latency() -> N
     portkey = [line for line in good if "Portkey" in line]
     assert len(portkey) == 2
     assert all(line.startswith("- **PASS**") for line in portkey), portkey
-    bad = report.bar([*base, _row("portkey", 2000, 0.8)])  # 2.7 ×, and 0.49 vs 0.79 ms added
+    bad = report.bar([*base, _row("portkey", 2000, 0.8)])  # 2.7 times, and 0.49 vs 0.79 ms added
     failed = [line for line in bad if "Portkey" in line and line.startswith("- **FAIL**")]
     assert len(failed) == 2, bad
 

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import orjson
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -80,6 +80,9 @@ from outlay.state.sealing import Sealer
 
 log = logging.getLogger("outlay.state")
 MARKS_KEPT = 4096
+# connections to Redis a worker may hold at once (redis-py's default, 100, failed the
+# 101st call in flight); each Redis Cluster node gets as many
+POOL_CONNECTIONS = 1024
 
 
 class _Retry(Exception):
@@ -141,13 +144,16 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
         options: dict[str, Any] = {"decode_responses": True, "socket_timeout": self.timeout_s,
                                    "socket_connect_timeout": self.timeout_s}
         if self.cluster:
-            redis: Redis = RedisCluster.from_url(self.url, **options)  # type: ignore[assignment]
+            redis: Redis = RedisCluster.from_url(  # type: ignore[assignment]
+                self.url, max_connections=POOL_CONNECTIONS, **options)
         else:
             # no retries: a script resent after a timeout could run twice, and the caller
-            # is answered at once; every connection is fenced before its first command
-            redis = Redis.from_url(
-                self.url, health_check_interval=10, retry=Retry(NoBackoff(), 0),
-                redis_connect_func=fenced_connect(self.names.meta), **options)
+            # is answered at once; every connection is fenced before its first command. Past
+            # POOL_CONNECTIONS in use, a call waits for one (at most timeout_s), not fails.
+            redis = Redis.from_pool(BlockingConnectionPool.from_url(
+                self.url, max_connections=POOL_CONNECTIONS, timeout=self.timeout_s,
+                health_check_interval=10, retry=Retry(NoBackoff(), 0),
+                redis_connect_func=fenced_connect(self.names.meta), **options))
         self._redis = redis
         self._reserve_script = redis.register_script(script_text("reserve.lua"))
         # settle.lua wrapped: any settlement of a call on a vendor object counts it there
