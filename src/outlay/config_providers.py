@@ -4,6 +4,7 @@ and `deployments`; checked whole, so that one bad provider stops the start with 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -22,6 +23,7 @@ __all__ = ["ENDPOINT_FIELDS", "PROVIDER_FIELDS", "provider_specs"]
 PROVIDER_FIELDS = frozenset({"endpoints", "service_tier_default", "simulate", "type", "models",
                              "free", "deployments"})
 ENDPOINT_FIELDS = frozenset({"base_url", "api_key", "weight", "api_version"})
+_API_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]*$")  # it goes into every query
 
 
 def provider_specs(raw: object, where: str) -> dict[str, ProviderSpec]:
@@ -59,6 +61,8 @@ def _spec(name: str, section: Mapping[str, Any], here: str) -> ProviderSpec:
         at = f"{here}.endpoints[{i}].api_version"
         if kind == "azure" and not simulated and (not isinstance(version, str) or not version):
             raise ConfigError(f"{at}: required for an azure provider (e.g. \"2024-10-21\")")
+        if isinstance(version, str) and not _API_VERSION.match(version):
+            raise ConfigError(f"{at}: {version!r} is not an API version such as 2024-10-21")
         if kind != "azure" and version is not None:
             raise ConfigError(f"{at}: only an azure provider takes an api_version")
     free = section.get("free", False)
