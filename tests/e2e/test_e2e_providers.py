@@ -7,16 +7,19 @@ on each; `vendor:groq` budgets and `vendors` allow-lists act on Groq's calls alo
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
+import yaml
 from aiohttp import web
 
 from .conftest import Launch
-from .harness import Gateway, micros, unique
+from .harness import Gateway, micros, outlay_bin, server_env, unique
 from .traffic import serve_in_thread, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -186,3 +189,32 @@ def test_a_groq_budget_and_allow_list_act_on_groq_alone(
         listed = {m.id for m in client.models.list()}
     assert "gpt-4o-mini" in listed
     assert not any(name.startswith("groq/") for name in listed)
+
+
+@pytest.mark.parametrize(("providers", "line"), [
+    ({"groq": {"models": ["llama-*"]}},
+     "providers.groq: no endpoints; give endpoints: [{base_url: …, api_key: …}], or "
+     "simulate: true to have the built-in simulator serve it"),
+    ({"groq": {"type": "bedrock", "endpoints": [{"api_key": "k"}]}},
+     "providers.groq.type: unknown type 'bedrock'; expected one of openai, anthropic, azure"),
+    ({"azure": {"type": "azure", "endpoints": [
+        {"base_url": "https://res.openai.azure.com", "api_key": "k"}]}},
+     "providers.azure.endpoints[0].api_version: required for an azure provider"),
+    ({"groq": {"endpoints": [{"api_key": "k"}], "models": ["llama-*"]},
+      "together": {"endpoints": [{"api_key": "k"}], "models": ["llama-*"]}},
+     "providers groq and together both claim 'llama-*'"),
+])
+def test_a_bad_provider_stops_serve_with_one_line(tmp_path: Path, providers: dict[str, Any],
+                                                  line: str) -> None:
+    config = tmp_path / "outlay.yaml"
+    config.write_text(yaml.safe_dump({"listen": "127.0.0.1:0", "providers": providers}),
+                      encoding="utf-8")
+    done = subprocess.run([outlay_bin(), "serve", "--config", str(config), "--state",
+                           f"sqlite:///{tmp_path / 'state.db'}"], env=server_env(),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    (said,) = done.stderr.strip().splitlines()  # one line: no traceback
+    assert said.startswith("Error: ")
+    assert line in said
+    assert not (tmp_path / "state.db").exists()  # stopped before anything was stored
