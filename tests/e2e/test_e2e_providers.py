@@ -162,6 +162,14 @@ def test_each_call_reaches_its_provider_as_that_provider_expects(
     assert not any(name.startswith("gemini/") for name in listed)
     report = gateway.admin.get("/admin/v1/reports", params={"group_by": "vendor"}).json()
     assert {row["vendor"] for row in report["rows"]} >= {"openai", "groq", "azure"}
+    # metrics and the providers' health (the dashboard's Providers view) name each provider
+    metrics = gateway.admin.get("/metrics").text
+    assert 'vendor="groq"' in metrics
+    assert 'vendor="azure"' in metrics
+    health = gateway.admin.get("/admin/v1/providers").json()["providers"]
+    assert {(p["provider"], p["base_url"]) for p in health if p["kind"] == "llm"} == {
+        ("openai", f"{servers['openai'].url}/v1"), ("groq", f"{servers['groq'].url}/openai/v1"),
+        ("azure", servers["azure"].url)}
 
 
 def test_a_groq_budget_and_allow_list_act_on_groq_alone(
