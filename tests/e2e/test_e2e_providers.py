@@ -187,6 +187,15 @@ def test_a_groq_budget_and_allow_list_act_on_groq_alone(
         assert refused.value.body["code"] == "budget_exceeded"  # type: ignore[index]
         assert client.chat.completions.create(
             model="gpt-4o-mini", messages=MESSAGES).choices[0].message.content == "from openai"
+        # a provider of the other API family, or a background response off OpenAI: 400
+        with pytest.raises(openai.BadRequestError) as wrong:
+            client.chat.completions.create(model="anthropic/claude-sonnet-4-5",
+                                           messages=MESSAGES)
+        assert wrong.value.body["param"] == "model"  # type: ignore[index]
+        with pytest.raises(openai.BadRequestError) as held:
+            client.responses.create(model="groq/llama-3.3-70b-versatile", input="Hi.",
+                                    background=True)
+        assert held.value.body["param"] == "background"  # type: ignore[index]
     with _client(gateway, narrow["key"]) as client:
         with pytest.raises(openai.PermissionDeniedError) as denied:
             client.chat.completions.create(model="llama-3.3-70b-versatile", messages=MESSAGES)

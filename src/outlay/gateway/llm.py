@@ -88,7 +88,7 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
         raw = await ex.body(gw.settings.max_body_bytes)
         body = parse_json_object(ex.content_type, raw)
         model = body.get("model") if isinstance(body.get("model"), str) else None
-        target = _target(gw, route, model)
+        target = _target(gw, route, model, body)
         # the call is the provider's: its vendor scope, endpoints, metrics and errors
         route = dataclasses.replace(route, provider=target.name)
         price = _price(gw, target) if model else None
@@ -173,13 +173,19 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
             gw.streams.remove(reservation.key.id, task)
 
 
-def _target(gw: Gateway, route: Route, model: str | None) -> Target:
+def _target(gw: Gateway, route: Route, model: str | None, body: dict[str, Any]) -> Target:
     """The provider a call goes to, and its name for the model; 400 for a provider that
     does not serve the route."""
     try:
-        return gw.routing.route(model, route.flavor, _agent_path(route))
+        target = gw.routing.route(model, route.flavor, _agent_path(route))
     except RouteError as exc:
         raise invalid_request(str(exc), "model") from None
+    if route.kind == "openai.responses" and body.get("background") is True \
+            and target.name != "openai":
+        # a held response is polled, retrieved and cancelled at OpenAI (background.py)
+        raise invalid_request(f"Background responses are served on provider 'openai' only, "
+                              f"not '{target.name}'.", "background")
+    return target
 
 
 def _agent_path(route: Route) -> str:
