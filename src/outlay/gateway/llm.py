@@ -142,7 +142,7 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
         # a budget sent the call to a cheaper model: forwarded, priced and settled as that
         ours["X-Outlay-Downgraded"] = f"{model} -> {downgraded}"
         target, price, est = found
-    renamed = target.model != model
+    renamed = model is not None and target.model != model
     if renamed:  # the provider's own name for the model: `groq/` removed, or the downgrade
         body = {**body, "model": target.model}
     patch = est.body_patch
