@@ -17,12 +17,11 @@ from outlay.upstream.providers import (
     claim_conflict,
 )
 
-__all__ = ["ENDPOINT_FIELDS", "PROVIDER_FIELDS", "provider_specs"]
+__all__ = ["PROVIDER_FIELDS", "provider_specs"]
 
-# the fields of a provider section and of one of its endpoints
+# the fields of a provider section
 PROVIDER_FIELDS = frozenset({"endpoints", "service_tier_default", "simulate", "type", "models",
                              "free", "deployments"})
-ENDPOINT_FIELDS = frozenset({"base_url", "api_key", "weight", "api_version"})
 _API_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]*$")  # it goes into every query
 
 
