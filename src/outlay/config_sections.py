@@ -65,14 +65,15 @@ def _simulate(section: Mapping[str, Any], where: str) -> bool:
 def simulated_sections(doc: Mapping[str, Any], source: str) -> frozenset[str]:
     """The providers and vendors whose section says `simulate: true`."""
     found: set[str] = set()
-    for kind, allowed in (("providers", SIMULATED_PROVIDERS), ("vendors", SIMULATED_VENDORS)):
+    # any provider: the simulator answers in its type's shape; only the built-in vendors
+    for kind, allowed in (("providers", None), ("vendors", SIMULATED_VENDORS)):
         sections = doc.get(kind)
         if not isinstance(sections, Mapping):
             continue
         for name, section in sections.items():
             where = f"{source}: {kind}.{name}"
             if isinstance(section, Mapping) and _simulate(section, where):
-                if name not in allowed:
+                if allowed is not None and name not in allowed:
                     raise ConfigError(
                         f"{where}.simulate: only {', '.join(allowed)} can be simulated")
                 found.add(str(name))

@@ -44,6 +44,8 @@ from typing import Any
 import yaml
 
 from outlay import config_values as cv
+from outlay.config_policies import default_policy, policies, vendor_names
+from outlay.config_providers import PROVIDER_FIELDS, provider_specs
 from outlay.config_sections import (
     SIMULATED_PROVIDERS,
     SIMULATED_VENDORS,
@@ -55,7 +57,7 @@ from outlay.config_sections import (
 )
 from outlay.config_telemetry import TelemetrySettings, telemetry_section
 from outlay.config_values import ConfigError, parse_listen
-from outlay.policy.model import PolicyError, check_scope_policy, parse_policy, parse_scope
+from outlay.upstream.providers import Providers, ProviderSpec
 
 __all__ = [
     "DEFAULT_BASE_URLS",
@@ -66,9 +68,14 @@ __all__ = [
     "parse_listen",
 ]
 
-DEFAULT_BASE_URLS: Mapping[str, str] = MappingProxyType(
-    {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
-)
+DEFAULT_BASE_URLS: Mapping[str, str] = MappingProxyType({
+    "openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com",
+    # OpenAI-compatible APIs of providers the price table knows, by the name it keys them
+    "gemini": "https://generativelanguage.googleapis.com/v1beta/openai",
+    "mistral": "https://api.mistral.ai/v1", "deepseek": "https://api.deepseek.com/v1",
+    "groq": "https://api.groq.com/openai/v1", "together": "https://api.together.xyz/v1",
+    "xai": "https://api.x.ai/v1", "openrouter": "https://openrouter.ai/api/v1",
+})
 DEFAULT_CONFIG_FILE = "outlay.yaml"
 
 # The official SDKs' own variables; only the keys are read. OPENAI_BASE_URL is deliberately
@@ -110,6 +117,7 @@ class EndpointSettings:
     base_url: str | None
     api_key: str | None
     weight: int = 1
+    api_version: str | None = None  # Azure OpenAI: the api-version every call is sent with
 
 
 def _frozen_empty() -> Mapping[str, Any]:
@@ -131,6 +139,8 @@ class Settings:
     admin_token: str | None = None
     workers: int = 1
     providers: Mapping[str, tuple[EndpointSettings, ...]] = field(default_factory=_frozen_empty)
+    # every provider section's type, model patterns, `free` and Azure deployments
+    provider_specs: Mapping[str, ProviderSpec] = field(default_factory=_frozen_empty)
     # the service tier each provider's account puts a request for `auto` (or none) in
     service_tier_defaults: Mapping[str, str] = field(default_factory=_frozen_empty)
     vendors: Mapping[str, Mapping[str, Any]] = field(default_factory=_frozen_empty)
@@ -174,6 +184,11 @@ class Settings:
         return not any(self.providers.values())
 
     @property
+    def routing(self) -> Providers:
+        """Which provider serves a request's model (upstream/providers.py)."""
+        return Providers(self.provider_specs)
+
+    @property
     def real_vendors(self) -> Mapping[str, Mapping[str, Any]]:
         """The vendor sections that may name a real vendor: all but `simulate: true` ones."""
         return {name: section for name, section in self.vendors.items()
@@ -183,6 +198,8 @@ class Settings:
         """The providers and built-in vendors the simulator serves, by name."""
         providers = [name for name in SIMULATED_PROVIDERS
                      if self.simulated or name in self.simulate]
+        providers += sorted(name for name in self.provider_specs
+                            if name in self.simulate and name not in SIMULATED_PROVIDERS)
         vendors = [name for name in SIMULATED_VENDORS
                    if name in self.simulate or not has_credential(self.vendors.get(name))]
         return providers + vendors
@@ -301,7 +318,8 @@ def _name(value: object, where: str) -> str:
 def _endpoint(raw: object, provider: str, where: str) -> EndpointSettings | None:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a mapping like {{base_url: …, api_key: …}}")
-    unknown = sorted(str(key) for key in set(raw) - {"base_url", "api_key", "weight"})
+    unknown = sorted(str(key) for key in
+                     set(raw) - {"base_url", "api_key", "weight", "api_version"})
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
     base_url = (None if raw.get("base_url") is None
@@ -320,7 +338,10 @@ def _endpoint(raw: object, provider: str, where: str) -> EndpointSettings | None
         if base_url is None:
             raise ConfigError(f"{where}.base_url is required: provider {provider!r} has no "
                               f"default{did_you_mean(provider, DEFAULT_BASE_URLS)}")
-    return EndpointSettings(base_url=base_url, api_key=api_key, weight=weight)
+    api_version = (None if raw.get("api_version") is None
+                   else cv.nonempty_text(raw["api_version"], f"{where}.api_version"))
+    return EndpointSettings(base_url=base_url, api_key=api_key, weight=weight,
+                            api_version=api_version)
 
 
 def _providers(
@@ -330,11 +351,10 @@ def _providers(
     for name, section in _mapping(raw, where).items():
         here = f"{where}.{_name(name, where)}"
         section = _mapping(section, here)
-        unknown = sorted(str(key) for key in
-                         set(section) - {"endpoints", "service_tier_default", "simulate"})
+        unknown = sorted(str(key) for key in set(section) - PROVIDER_FIELDS)
         if unknown:
-            raise ConfigError(f"{here}: unknown field(s) {', '.join(unknown)}; use endpoints: "
-                              "(and service_tier_default:, simulate:)")
+            raise ConfigError(f"{here}: unknown field(s) {', '.join(unknown)}; known: "
+                              f"{', '.join(sorted(PROVIDER_FIELDS))}")
         if section.get("simulate") is True:
             continue  # served by the simulator, whatever endpoints it lists
         endpoints_raw = section.get("endpoints")
@@ -363,35 +383,6 @@ def _vendors(raw: object, where: str) -> dict[str, Mapping[str, Any]]:
             raise ConfigError(f"{here} must be a mapping like {{base_url: …, secret: …}}")
         vendors[name] = section
     return vendors
-
-
-def _vendor_names(raw: object) -> tuple[str, ...]:
-    """The vendors a policy may name: the built-in ones and those configured."""
-    configured = tuple(str(name) for name in raw) if isinstance(raw, dict) else ()
-    return ("stripe", "twilio", "resend", *configured)
-
-
-def _policies(raw: object, where: str, vendors: tuple[str, ...]) -> dict[str, Mapping[str, Any]]:
-    policies: dict[str, Mapping[str, Any]] = {}
-    for scope, policy in _mapping(raw, where).items():
-        try:
-            scope_name = parse_scope(str(scope))
-            check_scope_policy(scope_name, parse_policy(policy, vendors))
-        except PolicyError as exc:
-            raise ConfigError(f"{where}.{scope}: {exc}") from None
-        policies[scope_name] = policy or {}
-    return policies
-
-
-def _default_policy(raw: object, where: str) -> Mapping[str, Any] | None:
-    if raw is None:
-        return None
-    try:
-        parse_policy(raw)
-    except PolicyError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    assert isinstance(raw, dict)
-    return MappingProxyType(raw)
 
 
 # The sections of single values: field -> (Settings field, converter)
@@ -485,15 +476,17 @@ def load_settings(
     }
     return Settings(
         providers=MappingProxyType(_providers(doc.get("providers"), env, f"{source}: providers")),
+        provider_specs=MappingProxyType(
+            provider_specs(doc.get("providers"), f"{source}: providers")),
         service_tier_defaults=MappingProxyType(
             service_tier_defaults(doc.get("providers"), f"{source}: providers")),
         vendors=MappingProxyType(_vendors(doc.get("vendors"), f"{source}: vendors")),
         prices=MappingProxyType(_mapping(doc.get("prices"), f"{source}: prices")),
-        policies=MappingProxyType(_policies(doc.get("policies"), f"{source}: policies",
-                                            _vendor_names(doc.get("vendors")))),
+        policies=MappingProxyType(policies(doc.get("policies"), f"{source}: policies",
+                                           vendor_names(doc.get("vendors")))),
         config_file=None if config_path is None else str(config_path.resolve()),
         simulate=simulate,
-        default_policy=_default_policy(doc.get("default_policy"), f"{source}: default_policy"),
+        default_policy=default_policy(doc.get("default_policy"), f"{source}: default_policy"),
         telemetry=telemetry_section(doc.get("telemetry"), f"{source}: telemetry"),
         **values,
     )

@@ -102,7 +102,7 @@ async def test_a_policy_for_a_scope_that_names_nothing_is_stored_with_a_warning(
         stored = await admin.call("PUT", f"policies/{scope}", {"rpm": 5})
         assert "names no" in stored["warning"], scope
         assert (await admin.call("GET", f"policies/{scope}"))["rpm"] == 5
-    for scope in ("global", "vendor:stripe"):
+    for scope in ("global", "vendor:stripe", "vendor:openai", "vendor:anthropic"):
         assert "warning" not in await admin.call("PUT", f"policies/{scope}", {"rpm": 5})
 
 

@@ -63,10 +63,11 @@ def test_shipped_prices_are_exact_micros(table: PriceTable) -> None:
 def test_every_model_is_well_formed(table: PriceTable) -> None:
     for name in table.names():
         model = price(table, name)
-        assert model.provider in ("openai", "anthropic")
+        assert model.provider in ("openai", "anthropic") or name.startswith(
+            f"{model.provider}/")
         assert model.context_window > 0
         assert model.cached_input_micros_per_mtok <= model.input_micros_per_mtok
-        if not model.free and not name.startswith("text-embedding"):
+        if not model.free and "embed" not in name:
             assert model.max_output_tokens > 0
             assert model.output_micros_per_mtok > 0
 
@@ -228,7 +229,7 @@ LIMITS = {"max_output_tokens": 100, "context_window": 1000}
         ({"gpt-4o": {"max_output_tokens": -5}}, r"prices\.gpt-4o\.max_output_tokens"),
         ({"gpt-4o": {"max_output_tokens": 1.5}}, r"prices\.gpt-4o\.max_output_tokens"),
         ({"gpt-4o": {"context_window": 0}}, r"prices\.gpt-4o\.context_window"),
-        ({"gpt-4o": {"provider": "acme"}}, r"prices\.gpt-4o\.provider"),
+        ({"gpt-4o": {"provider": "Acme Corp"}}, r"prices\.gpt-4o\.provider"),
         ({"gpt-4o": {"free": "yes"}}, r"prices\.gpt-4o\.free"),
         ({"gpt-4o": {"aliases": "four"}}, r"prices\.gpt-4o\.aliases"),
         ({"gpt-4o": {"inptu": 1}}, r"prices\.gpt-4o: unknown field 'inptu'"),

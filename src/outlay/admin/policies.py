@@ -82,7 +82,7 @@ async def scope_warning(gw: Gateway, scope: str) -> str | None:
         except NotFound:
             found = False
     elif kind == "vendor":
-        found = name in gw.vendor_pricing
+        found = name in gw.vendor_pricing or name in gw.routing.specs
     else:
         return None
     if found:

@@ -1,7 +1,8 @@
 """`outlay demo`: a simulated gateway, an agent with a tiny budget, calls until it runs out.
 
-Runs offline: the gateway is started with an empty config and without provider keys in its
-environment, so it can only serve the built-in simulated provider and never spends money.
+Runs offline: the gateway is started with a config of simulated providers only (OpenAI's,
+and Groq's as a second one) and without provider keys in its environment, so it can only
+serve the built-in simulated provider and never spends money.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ DEMO_CAP_USD = Decimal("0.0003")
 DEMO_RPM = 120
 # Without a known price, ask for this many output tokens per call.
 FALLBACK_MAX_TOKENS = 1000
+# Every other call goes to a second provider, simulated too: one budget covers both
+SECOND_MODEL = "groq/llama-3.1-8b-instant"
+DEMO_CONFIG = "providers:\n  groq: {simulate: true, models: [\"llama-*\"]}\n"
 _CREDENTIAL_VARIABLES = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY"}
 
 
@@ -82,6 +86,8 @@ def run_demo(admin: AdminClient, gateway: httpx.Client, *, model: str, calls: in
         "before forwarding it.\nWhen the budget left cannot cover it, Outlay lowers the call's "
         f"max_tokens to what fits (down to {floor}),\nsays so in X-Outlay-Max-Tokens-Clamped, "
         "and refuses the call only below that.\n"
+        f"Calls alternate between {model} and {SECOND_MODEL} (a second provider): one "
+        "budget covers both.\n"
     )
     headers = {"Authorization": f"Bearer {created['key']}"}
     body = {
@@ -91,8 +97,10 @@ def run_demo(admin: AdminClient, gateway: httpx.Client, *, model: str, calls: in
     }
     refused = False
     for number in range(1, calls + 1):
+        called = model if number % 2 else SECOND_MODEL
         try:
-            response = gateway.post("/v1/chat/completions", json=body, headers=headers)
+            response = gateway.post("/v1/chat/completions", json={**body, "model": called},
+                                    headers=headers)
         except httpx.HTTPError as exc:
             raise click.ClickException(f"the demo gateway stopped answering: {exc}") from None
         if response.is_error:
@@ -103,7 +111,7 @@ def run_demo(admin: AdminClient, gateway: httpx.Client, *, model: str, calls: in
         left = response.headers.get("X-Budget-Remaining-USD", "?")
         clamped = response.headers.get("X-Outlay-Max-Tokens-Clamped")
         lowered = f", max_tokens lowered to {clamped}" if clamped else ""
-        click.echo(f"call {number:>2}: {model} answered, cost ${cost}, budget left "
+        click.echo(f"call {number:>2}: {called} answered, cost ${cost}, budget left "
                    f"${left}{lowered}")
     else:
         click.echo(f"All {calls} calls fitted in the budget.")
@@ -168,8 +176,8 @@ def simulated_gateway(startup_timeout: float = 30.0) -> Iterator[tuple[str, str]
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="outlay-demo-") as workdir:
-        # An explicit empty config: an outlay.yaml with real credentials must not be picked up.
-        Path(workdir, "outlay.yaml").write_text("{}\n", encoding="utf-8")
+        # An explicit config: an outlay.yaml with real credentials must not be picked up.
+        Path(workdir, "outlay.yaml").write_text(DEMO_CONFIG, encoding="utf-8")
         log_path = Path(workdir, "gateway.log")
         command = [
             sys.executable,

@@ -19,6 +19,7 @@ from outlay.settings import Settings
 from outlay.state.base import StateStore
 from outlay.telemetry.export import Exporter
 from outlay.upstream.base import Upstream
+from outlay.upstream.providers import Providers
 from outlay.vendors import VendorPricing
 
 
@@ -109,6 +110,7 @@ class Gateway:
     aliases: dict[str, str] = field(init=False)
     # label values: a vendor path outside the configuration must not become a series
     known_vendors: frozenset[str] = field(init=False)
+    routing: Providers = field(init=False)  # which provider serves a request's model
     free_models: tuple[str, ...] = field(init=False)
     keys: KeyCheck = field(init=False)  # a request's key, judged before its body is read
     background: Background = field(init=False)  # background responses held until finished
@@ -122,7 +124,8 @@ class Gateway:
         self.metrics.retries = self.store.settlement_retries
         if self.telemetry is not None:
             self.metrics.spans = self.telemetry.counts
-        self.known_vendors = frozenset({"openai", "anthropic", *self.vendor_pricing})
+        self.routing = self.settings.routing
+        self.known_vendors = frozenset({*self.routing.specs, *self.vendor_pricing})
         self.aliases = self.prices.aliases()
         self.background = Background(
             self.upstream, self.clock,

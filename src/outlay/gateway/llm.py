@@ -7,6 +7,7 @@ a key already refused in the head is answered before its body is read.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
 from collections.abc import Awaitable, Callable
@@ -35,10 +36,11 @@ from outlay.gateway.settle import Settler
 from outlay.gateway.usage_tap import UsageHider, UsageTap
 from outlay.policy.approvals import request_shape
 from outlay.policy.decision import Call
-from outlay.policy.errors import OutlayError, Unavailable
+from outlay.policy.errors import OutlayError, Unavailable, invalid_request
 from outlay.policy.money import micros_to_usd
 from outlay.policy.tags import TAGS_HEADER, parse_tags
 from outlay.pricing.estimate import USES_FIELDS, Estimate, beta_names, clamp_patch, estimate
+from outlay.pricing.providers import provider_price
 from outlay.pricing.table import ModelPrice
 from outlay.state.base import Reservation, Settled, Ticket
 from outlay.state.keys import hash_secret
@@ -49,6 +51,7 @@ from outlay.upstream.base import (
     UpstreamResponse,
     UpstreamUnreachable,
 )
+from outlay.upstream.providers import RouteError, Target
 
 
 def llm_handlers(gw: Gateway) -> dict[str, Callable[[Exchange], Awaitable[None]]]:
@@ -91,7 +94,10 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
         raw = await ex.body(gw.settings.max_body_bytes)
         body = parse_json_object(ex.content_type, raw)
         model = body.get("model") if isinstance(body.get("model"), str) else None
-        price = gw.prices.resolve(model) if model else None
+        target = _target(gw, route, model, body)
+        # the call is the provider's: its vendor scope, endpoints, metrics and errors
+        route = dataclasses.replace(route, provider=target.name)
+        price = _price(gw, target) if model else None
         betas = beta_names(ex.headers.get("anthropic-beta")) if route.flavor == "anthropic" \
             else ()
         est = estimate(route.kind, body, price, betas=betas,
@@ -109,17 +115,21 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
             tokens=est.input_tokens + est.output_tokens, clamp=est.clamp,
             unpriced=est.unpriced)
 
-    def on(name: str) -> tuple[ModelPrice, Estimate] | None:
+    def on(name: str) -> tuple[Target, ModelPrice, Estimate] | None:
         """The call on another model of its provider (on_exceeded.downgrade_to)."""
-        other = gw.prices.resolve(name)
-        if other is None or other.provider != route.provider:
+        try:
+            there = gw.routing.route(name, route.flavor, _agent_path(route))
+        except RouteError:
             return None
-        return other, estimate(route.kind, {**body, "model": name}, other, betas=betas,
-                               tier_default=gw.settings.service_tier_defaults.get(
-                                   route.provider))
+        other = _price(gw, there)
+        if other is None or there.name != route.provider:
+            return None
+        return there, other, estimate(route.kind, {**body, "model": name}, other, betas=betas,
+                                      tier_default=gw.settings.service_tier_defaults.get(
+                                          route.provider))
 
     def reprice(models: tuple[str, ...]) -> dict[str, Call]:
-        return {name: priced(name, *found) for name in models if (found := on(name))}
+        return {name: priced(name, *found[1:]) for name in models if (found := on(name))}
 
     call = priced(model, price, est)
     path = f"{route.path}?{ex.query}" if ex.query else route.path
@@ -137,7 +147,10 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
     if downgraded is not None and (found := on(downgraded)):
         # a budget sent the call to a cheaper model: forwarded, priced and settled as that
         ours["X-Outlay-Downgraded"] = f"{model} -> {downgraded}"
-        body, (price, est) = {**body, "model": downgraded}, found
+        target, price, est = found
+    renamed = model is not None and target.model != model
+    if renamed:  # the provider's own name for the model: `groq/` removed, or the downgrade
+        body = {**body, "model": target.model}
     patch = est.body_patch
     if reservation.clamped_to is not None and est.max_field is not None:
         # the call fits the budget only with a lower bound than the request's own default
@@ -147,12 +160,12 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
     if est.max_field in USES_FIELDS and est.clamp is not None:
         # Outlay bounded the uses of server-side tools the request left open
         ours["X-Outlay-Max-Tool-Uses"] = str(reservation.clamped_to or est.clamp.limit)
-    forward_body = orjson.dumps({**body, **patch}) if patch or downgraded else raw
+    forward_body = orjson.dumps({**body, **patch}) if patch or renamed else raw
     stream = body.get("stream") is True
     outgoing = UpstreamRequest(
         provider=route.provider, method="POST", path=route.path,
         headers=request_headers(ex.headers), body=forward_body, stream=stream,
-        query=ex.query,
+        query=ex.query, deployment=target.deployment,
     )
     task = asyncio.current_task(gw.loop)
     if task is not None:
@@ -164,6 +177,31 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
     finally:
         if task is not None:
             gw.streams.remove(reservation.key.id, task)
+
+
+def _target(gw: Gateway, route: Route, model: str | None, body: dict[str, Any]) -> Target:
+    """The provider a call goes to, and its name for the model; 400 for a provider that
+    does not serve the route."""
+    try:
+        target = gw.routing.route(model, route.flavor, _agent_path(route))
+    except RouteError as exc:
+        raise invalid_request(str(exc), "model") from None
+    if route.kind == "openai.responses" and body.get("background") is True \
+            and target.name != "openai":
+        # a held response is polled, retrieved and cancelled at OpenAI (background.py)
+        raise invalid_request(f"Background responses are served on provider 'openai' only, "
+                              f"not '{target.name}'.", "background")
+    return target
+
+
+def _agent_path(route: Route) -> str:
+    return route.path if route.path.startswith("/v1/") else f"/v1{route.path}"
+
+
+def _price(gw: Gateway, target: Target) -> ModelPrice | None:
+    spec = target.provider
+    return provider_price(gw.prices, spec.name, target.model, target.price_key,
+                          azure=spec.type == "azure", free=spec.free)
 
 
 async def _forward(

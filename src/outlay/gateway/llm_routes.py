@@ -10,12 +10,13 @@ from outlay.gateway.errors import Flavor
 @dataclass(frozen=True)
 class Route:
     kind: str  # the pricing route: "openai.chat", "anthropic.messages", …
-    provider: str
+    provider: str  # the default provider; a call's own is its model's (upstream/providers.py)
     path: str  # provider-relative upstream path
 
     @property
     def flavor(self) -> Flavor:
-        return "anthropic" if self.provider == "anthropic" else "openai"
+        """The API shape of the route, whichever provider a call on it goes to."""
+        return "anthropic" if self.kind.startswith("anthropic.") else "openai"
 
 
 ROUTES = {

@@ -1,6 +1,7 @@
-"""GET /v1/models and /v1/models/{id}: the models this key may use, from the price table,
-in OpenAI's shape, or in Anthropic's (its provider's models only, paginated as Anthropic's
-API is) to a request that carries `anthropic-version` or `x-api-key`."""
+"""GET /v1/models and /v1/models/{id}: the models this key may use on every provider, from
+the price table (a named provider's as `<provider>/<model>`, `owned_by` the provider), in
+OpenAI's shape, or in Anthropic's (its provider's models only, paginated as Anthropic's API
+is) to a request that carries `anthropic-version` or `x-api-key`."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from typing import Any
 from aiohttp import web
 
 from outlay.gateway.admission import new_request_id, unavailable
-from outlay.gateway.context import GATEWAY
+from outlay.gateway.context import GATEWAY, Gateway
 from outlay.gateway.errors import Flavor, error_response
 from outlay.gateway.intake import agent_key
 from outlay.policy.access import model_matches, vendor_matches
 from outlay.policy.decide import authenticate
 from outlay.policy.decision import call_scopes
 from outlay.policy.errors import NotFound, OutlayError, invalid_request
+from outlay.pricing.providers import provider_price
 from outlay.pricing.table import ModelPrice
 from outlay.state.base import StateError
 from outlay.state.keys import hash_secret
@@ -40,8 +42,8 @@ async def list_models(request: web.Request) -> web.Response:
     headers = {"X-Outlay-Request-Id": rid}
     if flavor == "openai":
         return web.json_response({"object": "list", "data": [
-            _openai(m.name, m) for m in found]}, headers=headers)
-    ids = [m.name for m in found if m.provider == "anthropic"]
+            _openai(name, m) for name, m in found]}, headers=headers)
+    ids = [name for name, m in found if m.provider == "anthropic"]
     try:
         page = anthropic_page(ids, request.query)
     except OutlayError as err:
@@ -59,9 +61,12 @@ async def retrieve_model(request: web.Request) -> web.Response:
         return found
     model_id = request.match_info["model_id"]
     price = request.app[GATEWAY].prices.resolve(model_id)
-    usable = {m.name for m in found}
-    if price is None or price.name not in usable or (
-            flavor == "anthropic" and price.provider != "anthropic"):
+    usable = dict(found)
+    if price is not None and price.name in usable:
+        price = usable[price.name]
+    else:  # an Azure deployment's model, listed by its provider's name
+        price = usable.get(model_id)
+    if price is None or (flavor == "anthropic" and price.provider != "anthropic"):
         err = NotFound("model_not_found",
                        f"The model '{model_id}' does not exist or this key may not use it.",
                        param="model")
@@ -120,9 +125,24 @@ def anthropic_page(ids: list[str], query: Mapping[str, str]) -> dict[str, Any]:
             "first_id": data[0] if data else None, "last_id": data[-1] if data else None}
 
 
+def _listed(gw: Gateway) -> list[tuple[str, ModelPrice]]:
+    """Every model a call can reach, by the name that reaches it: the table's models of the
+    configured providers (OpenAI's and Anthropic's always), and each Azure deployment's."""
+    specs = gw.routing.specs
+    found = [(name, m) for name in gw.prices.names()
+             if (m := gw.prices.resolve(name)) and m.provider in specs]
+    for spec in specs.values():
+        for model, _ in spec.deployments:
+            key = f"{spec.name}/{model}"
+            price = provider_price(gw.prices, spec.name, model, key, azure=True, free=spec.free)
+            if price is not None and gw.prices.resolve(key) is None:
+                found.append((key, price))
+    return found
+
+
 async def _usable(request: web.Request, flavor: Flavor, rid: str
-                  ) -> list[ModelPrice] | web.Response:
-    """The price table's models the request's key may call, or the refusal to answer."""
+                  ) -> list[tuple[str, ModelPrice]] | web.Response:
+    """The models the request's key may call, by name, or the refusal to answer."""
     gw = request.app[GATEWAY]
     secret = agent_key(request.headers)
     try:
@@ -132,18 +152,18 @@ async def _usable(request: web.Request, flavor: Flavor, rid: str
             return error_response(refusal, flavor, rid)
         assert key is not None  # authenticate refuses a missing key
         # a call to a model is charged to its provider's vendor scope: list it the same way
-        models = [m for name in gw.prices.names() if (m := gw.prices.resolve(name))]
-        scopes = {m.provider: call_scopes(key, m.provider) for m in models}
+        models = _listed(gw)
+        scopes = {m.provider: call_scopes(key, m.provider) for _, m in models}
         policies = {s: await gw.store.get_policy(s) for s in set().union(*scopes.values())}
     except StateError as exc:
         return error_response(unavailable(gw, exc), flavor, rid)
     aliases = gw.aliases
     free = set(gw.free_models)
     return [
-        m for m in models
+        (name, m) for name, m in models
         if all(
             (p.vendors is None or vendor_matches(p.vendors, m.provider))
-            and (p.models is None or model_matches(p.models, m.name, m.name, aliases))
+            and (p.models is None or model_matches(p.models, name, m.name, aliases))
             and (not p.free_models_only or m.name in free)
             for s in scopes[m.provider] if (p := policies[s]) is not None
         )

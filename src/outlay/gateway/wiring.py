@@ -24,18 +24,22 @@ def upstream_from_settings(
 ) -> Upstream:
     """The simulated provider when no provider has credentials; real endpoints otherwise, but
     for the providers whose section says `simulate: true`."""
-    simulated = frozenset(settings.simulate & {"openai", "anthropic"})
+    specs = settings.routing.specs
+    simulated = frozenset(name for name in settings.simulate if name in specs)
     sim: Upstream | None = None
     if settings.simulated or simulated:
         # the simulator is loaded only when the settings ask for it
         from outlay.simulator.providers import SimulatedUpstream
 
-        sim = SimulatedUpstream(latency_ms=settings.simulated_latency_ms,
-                                tiers=settings.service_tier_defaults)
+        sim = SimulatedUpstream(
+            latency_ms=settings.simulated_latency_ms, tiers=settings.service_tier_defaults,
+            providers=sorted(specs) if settings.simulated else sorted(simulated),
+            anthropic=frozenset(name for name, s in specs.items() if s.type == "anthropic"))
         if settings.simulated:
             return sim
     endpoints = {
-        provider: [Endpoint(e.base_url or "", e.api_key, e.weight) for e in configured]
+        provider: [Endpoint(e.base_url or "", e.api_key, e.weight, style=specs[provider].type,
+                            api_version=e.api_version) for e in configured]
         for provider, configured in settings.providers.items()
     }
     real = HttpUpstream(endpoints, on_health_change=on_health_change)

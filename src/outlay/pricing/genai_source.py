@@ -1,6 +1,7 @@
 """The price snapshot drawn from the `genai-prices` package (a maintained database of LLM
-prices): its OpenAI and Anthropic text models, at the prices in force on a given day, in the
-shape of prices.yaml entries.
+prices): its OpenAI and Anthropic text models, and the current ones of the OpenAI-compatible
+providers in OTHER_PROVIDERS (keyed `<provider>/<model>`), at the prices in force on a given
+day, in the shape of prices.yaml entries.
 
 `outlay prices update` writes it from the installed package (or a genai-prices data file), and
 the package ships one (prices.snapshot.yaml). Reading genai-prices' objects is duck-typed, so
@@ -16,6 +17,16 @@ from typing import Any
 
 SOURCE = "genai-prices"
 PROVIDERS = ("openai", "anthropic")
+# genai-prices provider id -> Outlay's provider name, and the prefixes of the model names its
+# OpenAI-compatible API serves (None: every model); their deprecated models are left out
+OTHER_PROVIDERS: Mapping[str, tuple[str, tuple[str, ...] | None]] = {
+    "google": ("gemini", ("gemini-", "gemma-")),  # its table also lists Vertex's Claude
+    "mistral": ("mistral", None),
+    "deepseek": ("deepseek", None),
+    "groq": ("groq", None),
+    "together": ("together", None),
+    "x-ai": ("xai", None),
+}
 # Not text or embedding models, which Outlay's LLM routes do not serve: images, sound, realtime
 # sessions, fine-tune name patterns
 _NOT_SERVED = ("image", "audio", "realtime", "transcribe", "tts", "whisper", "live",
@@ -32,12 +43,21 @@ def snapshot(providers: Iterable[Any], version: str, on: date) -> dict[str, Any]
     """The snapshot document: where it comes from, and every served model's prices."""
     models: dict[str, Any] = {}
     for provider in providers:
-        if provider.id not in PROVIDERS:
-            continue
-        for model in provider.models:
-            entry = model_entry(provider.id, model, on)
-            if entry is not None:
-                models[model.id] = entry
+        if provider.id in PROVIDERS:
+            for model in provider.models:
+                entry = model_entry(provider.id, model, on)
+                if entry is not None:
+                    models[model.id] = entry
+        elif provider.id in OTHER_PROVIDERS:
+            name, prefixes = OTHER_PROVIDERS[provider.id]
+            for model in provider.models:
+                if getattr(model, "deprecated", False) or (
+                        prefixes is not None and not str(model.id).startswith(prefixes)):
+                    continue
+                entry = model_entry(name, model, on)
+                # a text model without an output price is not priced, not free
+                if entry is not None and (entry["output"] != "0" or "embed" in model.id):
+                    models[f"{name}/{model.id}"] = entry
     return {"source": SOURCE, "version": version, "generated": on.isoformat(),
             "models": dict(sorted(models.items()))}
 
@@ -136,7 +156,7 @@ def _price_past(value: Any, threshold: int) -> Decimal:
 def _service_tiers(provider: str, model: Any, base: Any, on: date) -> dict[str, Any]:
     """The variants that are service tiers Outlay knows, their unset prices the base ones."""
     found: dict[str, Any] = {}
-    known: Mapping[tuple[str, str], str] = _TIERS[provider]
+    known: Mapping[tuple[str, str], str] = _TIERS.get(provider, {})
     for variant in getattr(model, "price_variants", None) or ():
         if not _started(getattr(variant, "constraint", None), on):
             continue

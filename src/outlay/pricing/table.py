@@ -19,7 +19,8 @@ from outlay.pricing import rates as dims
 from outlay.pricing.rates import BASE_TIERS, BetaLimits, LengthTier, Rates, TierPrices
 from outlay.pricing.sources import Snapshot, combine
 
-PROVIDERS = ("openai", "anthropic")
+PROVIDERS = ("openai", "anthropic")  # the built-in ones; any configured provider may be named
+_PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 # A dated snapshot ends in -YYYY-MM-DD (OpenAI) or -YYYYMMDD (Anthropic).
 _SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8})$")
@@ -261,8 +262,9 @@ def _check_field(where: str, field: str, value: object) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{where}.{field}: expected an integer >= {low}, got {value!r}")
     elif field == "provider":
-        if value not in PROVIDERS:
-            raise ValueError(f"{where}.provider: expected one of {PROVIDERS}, got {value!r}")
+        if not isinstance(value, str) or not _PROVIDER_NAME.match(value):
+            raise ValueError(f"{where}.provider: expected a provider name such as "
+                             f"{' or '.join(PROVIDERS)}, got {value!r}")
     elif field == "free":
         if not isinstance(value, bool):
             raise ValueError(f"{where}.free: expected true or false, got {value!r}")
@@ -367,15 +369,19 @@ def _model(name: str, entry: Mapping[str, Any],
            fees: Mapping[str, Mapping[str, int]]) -> ModelPrice:
     where = f"prices.{name}"
     free = bool(entry.get("free", False))
-    if "provider" not in entry:
-        raise ValueError(f"{where}.provider: required for a new model ({' or '.join(PROVIDERS)})")
+    # `groq/llama-3.3-70b-versatile` is a model of provider groq unless it says otherwise
+    prefix = name.split("/", 1)[0] if "/" in name else None
+    provider = entry.get("provider", prefix if prefix and _PROVIDER_NAME.match(prefix) else None)
+    if provider is None:
+        raise ValueError(f"{where}.provider: required for a new model ({' or '.join(PROVIDERS)}"
+                         ", or the provider a <provider>/<model> name begins with)")
     for field in ("input", "output"):
         if field not in entry and not free:
             raise ValueError(f"{where}.{field}: required (USD per million tokens) unless free")
     input_micros = usd_to_micros(entry.get("input", 0))
     return ModelPrice(
         name=name,
-        provider=entry["provider"],
+        provider=provider,
         input_micros_per_mtok=input_micros,
         # No prompt caching means a cached token costs what any input token costs.
         cached_input_micros_per_mtok=usd_to_micros(
@@ -388,14 +394,13 @@ def _model(name: str, entry: Mapping[str, Any],
         aliases=tuple(entry.get("aliases", ())),
         cache_write_micros_per_mtok=_optional_usd(entry.get("cache_write")),
         cache_write_1h_micros_per_mtok=_optional_usd(entry.get("cache_write_1h")),
-        **_dimensions(where, entry, fees),
+        **_dimensions(where, entry, fees, provider),
     )
 
 
 def _dimensions(where: str, entry: Mapping[str, Any],
-                fees: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
+                fees: Mapping[str, Mapping[str, int]], provider: str) -> dict[str, Any]:
     """A model's tiers, service tiers, betas and tool fees (its own over its provider's)."""
-    provider = entry["provider"]
     found: dict[str, Any] = {}
     for field, name in (("tiers", "long_context"), ("service_tiers", "service_tiers"),
                         ("betas", "betas")):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 
 from multidict import CIMultiDict
 
@@ -32,14 +32,19 @@ SIMULATED_HEADER = "X-Outlay-Simulated"
 
 
 class SimulatedUpstream:
-    """Answers as OpenAI (any provider name but "anthropic") or Anthropic would, in process.
+    """Answers as Anthropic would for the providers of that type, and as OpenAI would for any
+    other, in process: `providers` are those it stands in for (for the health listing).
 
     Like a real provider it reads ``stream`` from the JSON body, not from the request object.
     """
 
-    def __init__(self, latency_ms: float = 0, tiers: Mapping[str, str] | None = None) -> None:
+    def __init__(self, latency_ms: float = 0, tiers: Mapping[str, str] | None = None, *,
+                 providers: Collection[str] = ("openai", "anthropic"),
+                 anthropic: Collection[str] = ("anthropic",)) -> None:
         if latency_ms < 0:
             raise ValueError("latency_ms must not be negative")
+        self._providers = tuple(providers)
+        self._anthropic = frozenset(anthropic)
         self._latency_s = latency_ms / 1000
         self._context = SimContext(new_id=_new_id, now=lambda: int(time.time()),
                                    tiers=dict(tiers or {}))
@@ -47,7 +52,8 @@ class SimulatedUpstream:
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         if self._latency_s:
             await asyncio.sleep(self._latency_s)
-        handle = sim_anthropic.handle if request.provider == "anthropic" else sim_openai.handle
+        handle = sim_anthropic.handle if request.provider in self._anthropic \
+            else sim_openai.handle
         reply = handle(request.method.upper(), request.path, request.body, self._context)
         if reply.break_after == 0:
             raise UpstreamBroken("simulated: connection lost after the request was sent")
@@ -58,7 +64,7 @@ class SimulatedUpstream:
 
     def health(self) -> list[EndpointHealth]:
         return [EndpointHealth(provider, "simulated", 1, BreakerState.CLOSED, 0)
-                for provider in ("openai", "anthropic")]
+                for provider in self._providers]
 
 
 class SimulatedResponse:

@@ -26,6 +26,7 @@ class UpstreamRequest:
     body: bytes
     stream: bool
     query: str = ""
+    deployment: str | None = None  # Azure OpenAI: the deployment the call goes to
 
 
 class UpstreamResponse(Protocol):

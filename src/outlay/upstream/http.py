@@ -52,6 +52,7 @@ _REQUEST_DROPPED = _HOP_BY_HOP | {
     "accept-encoding",
     "authorization",
     "x-api-key",
+    "api-key",
 }
 _HOP_BY_HOP_BYTES = frozenset(name.encode() for name in _HOP_BY_HOP | {"content-length"})
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -71,6 +72,11 @@ class Endpoint:
     weight: int = 1
     # Vendors present credentials other than a bearer api_key: basic auth, a named header.
     auth_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # the API it speaks: "openai", "anthropic" or "azure" (None: "anthropic" for the
+    # provider of that name, else "openai")
+    style: str | None = None
+    # Azure OpenAI: calls go to {base_url}/openai/deployments/{deployment}{path}?api-version=
+    api_version: str | None = None
 
     def __post_init__(self) -> None:
         # Checked here so a bad config fails at start-up, not as an outage on the first call.
@@ -233,8 +239,14 @@ class HttpUpstream:
         target = self._target(endpoint)
         # the gateway forwards paths and queries exactly as the agent encoded them
         path = target.prefix + request.path
-        if request.query:
-            path += "?" + request.query
+        query = request.query
+        if endpoint.api_version is not None:
+            path = f"{target.prefix}/openai/deployments/{request.deployment}{request.path}"
+            query = "&".join([f"api-version={endpoint.api_version}", *(
+                part for part in query.split("&")
+                if part and not part.startswith("api-version="))])
+        if query:
+            path += "?" + query
         if _NOT_IN_TARGET.search(path) or not path.startswith("/"):
             raise UpstreamUnreachable(f"bad request target {path!r} for {endpoint.base_url}")
         method = request.method.upper()
@@ -314,11 +326,15 @@ def _outbound_headers(
                if (low := name.lower()) not in _REQUEST_DROPPED and low not in replaced]
     # identity keeps the bytes as the provider sent them, so streams pass through unbuffered
     ours = [("Accept-Encoding", "identity")]
-    if provider == "anthropic":
+    style = endpoint.style or ("anthropic" if provider == "anthropic" else "openai")
+    if style == "anthropic":
         if endpoint.api_key is not None:
             ours.append(("x-api-key", endpoint.api_key))
         if not any(name.lower() == "anthropic-version" for name, _ in headers):
             ours.append(("anthropic-version", ANTHROPIC_VERSION))
+    elif style == "azure":
+        if endpoint.api_key is not None:
+            ours.append(("api-key", endpoint.api_key))
     elif endpoint.api_key is not None:
         ours.append(("Authorization", f"Bearer {endpoint.api_key}"))
     headers += [(name, value) for name, value in ours if name.lower() not in replaced]
