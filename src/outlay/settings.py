@@ -48,13 +48,20 @@ from outlay.config_sections import (
     SIMULATED_PROVIDERS,
     SIMULATED_VENDORS,
     did_you_mean,
+    endpoint_limits,
     has_credential,
     service_tier_defaults,
     simulated_sections,
     unset_credentials,
 )
 from outlay.config_values import ConfigError, parse_listen
-from outlay.policy.model import PolicyError, check_scope_policy, parse_policy, parse_scope
+from outlay.policy.model import (
+    Policy,
+    PolicyError,
+    check_scope_policy,
+    parse_policy,
+    parse_scope,
+)
 
 __all__ = [
     "DEFAULT_BASE_URLS",
@@ -74,29 +81,12 @@ DEFAULT_CONFIG_FILE = "outlay.yaml"
 # ignored: agents set it to point at this gateway, and following it would loop.
 _PLAIN_ENV_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
-_TOP_LEVEL_KEYS = frozenset(
-    {
-        "listen",
-        "state",
-        "database",
-        "admin_token",
-        "workers",
-        "providers",
-        "vendors",
-        "prices",
-        "price_snapshot",
-        "policies",
-        "default_policy",
-        "simulated",
-        "max_body_bytes",
-        "reservation_lease_s",
-        "approval_ttl",
-        "webhooks",
-        "server",
-        "secret_key",
-        "old_secret_keys",
-    }
-)
+_TOP_LEVEL_KEYS = frozenset({
+    "listen", "state", "database", "admin_token", "workers", "providers", "vendors", "prices",
+    "price_snapshot", "policies", "default_policy", "simulated", "max_body_bytes",
+    "reservation_lease_s", "approval_ttl", "webhooks", "server", "secret_key",
+    "old_secret_keys",
+})
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _REF_PREFIX = "env:"
 
@@ -108,6 +98,7 @@ class EndpointSettings:
     base_url: str | None
     api_key: str | None
     weight: int = 1
+    limits: Policy | None = None  # the upstream key's own rpm, tpm, max_parallel (pacing)
 
 
 def _frozen_empty() -> Mapping[str, Any]:
@@ -160,6 +151,7 @@ class Settings:
     # the policy every new agent gets (a typo'd agent name lands under these caps)
     default_policy: Mapping[str, Any] | None = None
     admin_auth_failures: int = 100  # per client address and minute, then 429; 0: no limit
+    queue_max_waiting: int = 1000  # calls of a worker waiting for room (on_rate_limit: queue)
     # webhook secrets are sealed at rest with it; older keys only open what they sealed
     secret_key: str | None = field(default=None, repr=False)
     old_secret_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -207,6 +199,7 @@ _CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "body_timeout_s": cv.real(0.001),
     "max_connections": cv.integer(1),
     "admin_auth_failures": cv.integer(0),
+    "queue_max_waiting": cv.integer(0),
     "metrics_token": cv.bearer_token,
     "abandoned_stream_s": cv.real(0),
     "abandoned_stream_bytes": cv.integer(0),
@@ -298,7 +291,7 @@ def _name(value: object, where: str) -> str:
 def _endpoint(raw: object, provider: str, where: str) -> EndpointSettings | None:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a mapping like {{base_url: …, api_key: …}}")
-    unknown = sorted(str(key) for key in set(raw) - {"base_url", "api_key", "weight"})
+    unknown = sorted(str(key) for key in set(raw) - {"base_url", "api_key", "weight", "limits"})
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
     base_url = (None if raw.get("base_url") is None
@@ -306,6 +299,7 @@ def _endpoint(raw: object, provider: str, where: str) -> EndpointSettings | None
     api_key = (None if raw.get("api_key") is None
                else cv.nonempty_text(raw["api_key"], f"{where}.api_key"))
     weight = cv.integer(1)(raw.get("weight", 1), f"{where}.weight")
+    limits = endpoint_limits(raw.get("limits"), f"{where}.limits")
     # A key that was configured but resolved to nothing (an unset env: reference) means this
     # endpoint is not usable in this environment: skip it rather than call it unauthenticated.
     if "api_key" in raw and api_key is None:
@@ -317,7 +311,7 @@ def _endpoint(raw: object, provider: str, where: str) -> EndpointSettings | None
         if base_url is None:
             raise ConfigError(f"{where}.base_url is required: provider {provider!r} has no "
                               f"default{did_you_mean(provider, DEFAULT_BASE_URLS)}")
-    return EndpointSettings(base_url=base_url, api_key=api_key, weight=weight)
+    return EndpointSettings(base_url=base_url, api_key=api_key, weight=weight, limits=limits)
 
 
 def _providers(
@@ -404,7 +398,7 @@ _WEBHOOK_FIELDS: _Section = {
 _SERVER_FIELDS: _Section = {
     name: (name, _CONVERTERS[name]) for name in
     ("header_timeout_s", "idle_timeout_s", "body_timeout_s", "max_connections", "metrics_token",
-     "abandoned_stream_s", "abandoned_stream_bytes", "admin_auth_failures")
+     "abandoned_stream_s", "abandoned_stream_bytes", "admin_auth_failures", "queue_max_waiting")
 }
 
 

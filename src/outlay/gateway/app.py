@@ -190,6 +190,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     if gw.snapshots is not None:
         tasks.append(asyncio.create_task(keep_writing(gw.snapshots, gw.metrics)))
     yield
+    gw.queue.close()  # calls still waiting are decided now (gateway/queue.py)
     for task in tasks:
         task.cancel()
     for task in tasks:

@@ -10,6 +10,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -31,12 +32,14 @@ from outlay.gateway.header_values import approval_id
 from outlay.gateway.headers import limit_headers
 from outlay.gateway.intake import agent_key, parse_json_object
 from outlay.gateway.llm_routes import ROUTES, Route
+from outlay.gateway.pacing import paused
 from outlay.gateway.settle import Settler
 from outlay.gateway.usage_tap import UsageHider, UsageTap
 from outlay.policy.approvals import request_shape
 from outlay.policy.decision import Call
 from outlay.policy.errors import OutlayError, Unavailable
 from outlay.policy.money import micros_to_usd
+from outlay.policy.pacing import endpoint_index
 from outlay.policy.tags import TAGS_HEADER, parse_tags
 from outlay.pricing.estimate import USES_FIELDS, Estimate, beta_names, clamp_patch, estimate
 from outlay.pricing.table import ModelPrice
@@ -119,14 +122,32 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
     path = f"{route.path}?{ex.query}" if ex.query else route.path
     ticket = Ticket(rid, key_hash, call, route.kind, gw.aliases, gw.free_models,
                     approval_id=approval, shape=request_shape("POST", path, raw),
-                    may_wait=True, tags=tags)
-    reservation = await admit(gw, ticket, reprice=reprice)
-    if not isinstance(reservation, Reservation):
-        await ex.send(*error_answer(reservation, route.flavor, rid))
-        return
+                    may_wait=True, tags=tags, endpoints=gw.pacing.slots(route.provider),
+                    may_queue=True)
+    retry = bool(ticket.endpoints)
+    while True:
+        reservation = await admit(gw, ticket, reprice=reprice, gone=ex.gone)
+        if not isinstance(reservation, Reservation):
+            await ex.send(*error_answer(reservation, route.flavor, ticket.request_id))
+            return
+        if not await _send(ex, gw, route, reservation, body, raw, model, price, est, on,
+                           retry):
+            return
+        # its endpoint answered 429 and is paused: decided again, once, for another one
+        ticket, retry = replace(ticket, request_id=new_request_id()), False
 
+
+async def _send(
+    ex: Exchange, gw: Gateway, route: Route, reservation: Reservation, body: dict[str, Any],
+    raw: bytes, model: str | None, price: ModelPrice | None, est: Estimate,
+    on: Callable[[str], tuple[ModelPrice, Estimate] | None], retry: bool,
+) -> bool:
+    """Forward the admitted call and answer it; True when, `retry` allowing, it was not
+    answered because its endpoint answered 429 (released, nothing charged)."""
     ours = {"X-Outlay-Request-Id": reservation.id,
             **limit_headers(reservation.limits, gw.clock())}
+    if reservation.queued_ms:
+        ours["X-Outlay-Queued-Ms"] = str(reservation.queued_ms)
     downgraded = reservation.downgraded_to
     if downgraded is not None and (found := on(downgraded)):
         # a budget sent the call to a cheaper model: forwarded, priced and settled as that
@@ -146,7 +167,8 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
     outgoing = UpstreamRequest(
         provider=route.provider, method="POST", path=route.path,
         headers=request_headers(ex.headers), body=forward_body, stream=stream,
-        query=ex.query,
+        query=ex.query, endpoint=None if reservation.endpoint is None
+        else endpoint_index(reservation.endpoint),
     )
     task = asyncio.current_task(gw.loop)
     if task is not None:
@@ -154,7 +176,8 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
             reservation.key.expires_at_ms, reservation.id, reservation.started_ms))
     try:
         hide_usage = stream and _usage_patched_in(est, body)
-        await _forward(ex, gw, route, reservation, outgoing, ours, price, est, hide_usage)
+        return await _forward(ex, gw, route, reservation, outgoing, ours, price, est,
+                              hide_usage, retry)
     finally:
         if task is not None:
             gw.streams.remove(reservation.key.id, task)
@@ -163,12 +186,12 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
 async def _forward(
     ex: Exchange, gw: Gateway, route: Route, reservation: Reservation,
     outgoing: UpstreamRequest, ours: dict[str, str], price: ModelPrice | None, est: Estimate,
-    hide_usage: bool,
-) -> None:
+    hide_usage: bool, retry: bool = False,
+) -> bool:
     refusal = await cleared_to_send(gw, reservation)
     if refusal is not None:
         await ex.send(*error_answer(refusal, route.flavor, reservation.id, ours))
-        return
+        return False
     settle = Settler(gw, reservation, route, price, est, wait=False)
     try:
         answer = await gw.upstream.send(outgoing)
@@ -177,18 +200,24 @@ async def _forward(
         await ex.send(*error_answer(Unavailable(
             "upstream_unavailable", f"No {route.provider} endpoint could be reached: {exc}",
             status=502), route.flavor, reservation.id, ours))
-        return
+        return False
     except asyncio.CancelledError:
         await settle.finish(0, "unsettled")
         raise
     except UpstreamBroken as exc:
         await settle.finish(502, "unsettled")
         await ex.send(*_broken(route, reservation, ours, exc))
-        return
+        return False
+    if answer.status == 429 and await paused(gw.store, gw.clock(), reservation, answer) \
+            and retry:
+        await answer.close()
+        await settle.finish(429, "void")  # the provider did no work: nothing is owed
+        return True
     if outgoing.stream and 200 <= answer.status < 300:
         await _stream(ex, settle, answer, ours, UsageHider() if hide_usage else None)
     else:
         await _whole(ex, settle, answer, ours)
+    return False
 
 
 def _broken(

@@ -61,6 +61,11 @@ class Metrics:
     # ended (admitted, refused), and the seconds they waited
     hold_waits: dict[str, int] = field(default_factory=dict)
     hold_seconds: float = 0.0
+    # calls that waited in the queue for room in a rate window (on_rate_limit: queue), the
+    # seconds they waited, and how many wait now (the worker's RateQueue)
+    queue_waits: int = 0
+    queue_seconds: float = 0.0
+    queue_depth: Callable[[], int] | None = None
 
     def decided(self, route: str, vendor: str, decision: str, code: str = "") -> None:
         label = (route, vendor, decision, code)
@@ -92,6 +97,10 @@ class Metrics:
         self.hold_waits[outcome] = self.hold_waits.get(outcome, 0) + 1
         self.hold_seconds += seconds
 
+    def queued(self, seconds: float) -> None:
+        self.queue_waits += 1
+        self.queue_seconds += seconds
+
     def observe(self, route: str, seconds: float) -> None:
         counts = self.durations.get(route)
         if counts is None:
@@ -116,6 +125,9 @@ class Metrics:
             **_retry_counts(self.retries),
             "hold_waits": [[k, v] for k, v in self.hold_waits.items()],
             "hold_seconds": self.hold_seconds,
+            "queue_waits": self.queue_waits,
+            "queue_seconds": self.queue_seconds,
+            "queue_depth": self.queue_depth() if self.queue_depth is not None else 0,
         }
 
 
@@ -142,8 +154,11 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     reaped_usd: dict[tuple[str, ...], int] = {}
     retries = abandoned = 0
     hold_waits: dict[tuple[str, ...], int] = {}
-    hold_seconds = 0.0
+    hold_seconds = queue_seconds = 0.0
+    queue_waits = 0
     for snap in snapshots:
+        queue_waits += int(snap.get("queue_waits", 0))
+        queue_seconds += float(snap.get("queue_seconds", 0.0))
         _add(hold_waits, snap.get("hold_waits", ()))
         hold_seconds += float(snap.get("hold_seconds", 0.0))
         _add(reaped, snap.get("reaped", ()))
@@ -215,6 +230,14 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     _family(out, "outlay_hold_wait_seconds_total", "counter",
             "Seconds calls spent waiting for calls in flight to settle.",
             [f" {_float(hold_seconds)}"])
+    _family(out, "outlay_queue_waiting", "gauge",
+            "Calls waiting in the gateway for room in a rate window (on_rate_limit: queue).",
+            [f" {sum(int(s.get('queue_depth', 0)) for s in live)}"])
+    _family(out, "outlay_queue_waits_total", "counter",
+            "Calls that waited in the queue, however the wait ended (admitted, or refused "
+            "429 after it).", [f" {queue_waits}"])
+    _family(out, "outlay_queue_wait_seconds_total", "counter",
+            "Seconds calls spent waiting in the queue.", [f" {_float(queue_seconds)}"])
     lines = []
     for route, counts in sorted(durations.items()):
         running = 0

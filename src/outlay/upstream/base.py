@@ -26,6 +26,7 @@ class UpstreamRequest:
     body: bytes
     stream: bool
     query: str = ""
+    endpoint: int | None = None  # the provider's endpoint it must go to (pacing), by place
 
 
 class UpstreamResponse(Protocol):
