@@ -50,7 +50,8 @@ def test_turns_are_each_agents_first_call_only() -> None:
 
 def test_the_queue_is_bounded() -> None:
     queue: FairQueue[str] = FairQueue(2)
-    assert queue.join("a", "1") and queue.join("b", "2")
+    assert queue.join("a", "1")
+    assert queue.join("b", "2")
     assert not queue.join("c", "3")
     assert len(queue) == 2
     queue.leave("a", "1")
@@ -66,7 +67,8 @@ def test_a_call_that_leaves_frees_its_place_and_keeps_the_others_order() -> None
     assert not queue.leave("nobody", "a0")
     assert len(queue) == 2
     assert drain(queue, {"a0": "a", "a2": "a"}) == ["a0", "a2"]
-    assert len(queue) == 0 and queue.turns() == []
+    assert len(queue) == 0
+    assert queue.turns() == []
 
 
 def test_an_agent_whose_last_call_leaves_rejoins_at_the_end_of_the_round() -> None:

@@ -46,7 +46,8 @@ async def test_a_full_endpoint_passes_calls_to_the_next_then_the_provider_refuse
     assert (error.status, error.code) == (429, "provider_rate_limited")
     assert error.details["provider"] == "openai"
     assert 1 <= error.details["retry_after"] <= 60
-    assert "endpoint:openai:0" in error.message and "endpoint:openai:1" in error.message
+    assert "endpoint:openai:0" in error.message
+    assert "endpoint:openai:1" in error.message
     assert (await codes(store))[-1] == "provider_rate_limited"
     clock.advance(60)
     assert (await store.reserve(paced(secret, *slots))).endpoint == E0
@@ -125,7 +126,8 @@ async def test_a_rate_refusal_its_policy_queues_is_held_and_recorded_only_at_the
         await store.reserve(paced(secret, may_queue=True))
     held = caught.value
     assert (held.code, held.wait_s, held.agent) == ("rate_limit_exceeded", 5.0, "bot")
-    assert held.scope is not None and held.scope.startswith("key:")
+    assert held.scope is not None
+    assert held.scope.startswith("key:")
     assert await codes(store) == ["allowed"]  # nothing recorded while it may wait
     with pytest.raises(RateLimited) as final:
         await store.reserve(paced(secret))
