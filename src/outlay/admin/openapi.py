@@ -50,6 +50,12 @@ _POLICY = {
                        "description": "tag:<name>=* only: values tracked per period "
                        "(default 100000)"},
         "enforce": {"enum": ["enforce", "shadow"]},
+        "on_rate_limit": {"enum": ["reject", "queue"],
+                          "description": "queue: a call over a rate window (or its "
+                          "provider's endpoint limits) waits in the gateway for room, up to "
+                          "queue_max_wait_s, instead of a 429 at once (default reject)"},
+        "queue_max_wait_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 600,
+                             "description": "default 30"},
     },
 }
 _KEY = {
