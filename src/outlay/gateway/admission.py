@@ -188,7 +188,7 @@ async def _reserve_or_hold(gw: Gateway, ticket: Ticket, claim: ExposureClaim | N
             except RateHeld as held:
                 since = time.monotonic()
                 answer = await gw.queue.wait(gw.store, ticket, held, held.agent, gone)
-                queued_ms = max(1, round((time.monotonic() - since) * 1000))
+                queued_ms = round((time.monotonic() - since) * 1000)
                 gw.metrics.queued(queued_ms / 1000)
                 if isinstance(answer, BaseException):
                     raise answer from None  # decided while it waited (client gone: unrecorded)
