@@ -86,8 +86,9 @@ def test_twenty_agents_share_one_provider_key_and_the_provider_never_says_429(
         keys = [gateway.mint_key(unique("crowd"), policy={
             "on_rate_limit": "queue", "queue_max_wait_s": CROWD_WAIT_S})["key"]
             for _ in range(20)]
-        # 150 calls at once, each agent's among the others', spread over every address
-        calls = [(i % 20, keys[i % 20], urls[i % len(urls)]) for i in range(150)]
+        # 150 calls at once, each agent's among the others', and every agent's calls spread
+        # over every address
+        calls = [(i % 20, keys[i % 20], urls[i // 20 % len(urls)]) for i in range(150)]
         answers = asyncio.run(send(calls, timeout_s=CROWD_WAIT_S + 30))
         seen = provider.seen("sk-shared")
 

@@ -29,6 +29,8 @@ GONE_POLL_S = 0.5  # how often a waiting call looks whether its client is still 
 DEFAULT_MAX_WAITING = 1000  # calls of one worker waiting at once (server.queue_max_waiting)
 # the refusals only calls in flight settling free: asked again on settlements and polls
 _IN_FLIGHT = frozenset({"concurrency_limit_exceeded", "provider_rate_limited"})
+# and those a settlement of this worker may free (tpm: a call's count corrected to its usage)
+_SETTLING = _IN_FLIGHT | {"token_rate_limit_exceeded"}
 # scopes of one key or agent: a refusal there says nothing of the other agents' calls
 _OWN = ("key:", "agent:")
 
@@ -52,6 +54,11 @@ class _Waiter:
     retry_at: float
     since: float
     answer: asyncio.Future[Answer] = field(repr=False)
+    freed_by_settling: bool = False  # a settlement may make room for it (see _SETTLING)
+
+    def refused(self, held: RateHeld, now: float) -> None:
+        self.retry_at = now + retry_in(held)
+        self.freed_by_settling = held.code in _SETTLING
 
 
 @dataclass
@@ -72,6 +79,9 @@ class RateQueue:
     def released(self) -> None:
         """A call of this worker settled: the calls it may make room for are asked now."""
         if self._order:
+            for waiter in self._order.turns():
+                if waiter.freed_by_settling:
+                    waiter.retry_at = 0.0
             self._wake.set()
 
     async def wait(self, store: StateStore, ticket: Ticket, held: RateHeld, agent: str,
@@ -81,7 +91,8 @@ class RateQueue:
         hung up, the queue is full or the gateway stops."""
         loop = asyncio.get_running_loop()
         now = loop.time()
-        waiter = _Waiter(ticket, agent, now + retry_in(held), now, loop.create_future())
+        waiter = _Waiter(ticket, agent, now, now, loop.create_future())
+        waiter.refused(held, now)
         if self.closed or not self._order.join(agent, waiter):
             return None
         if self._task is None or self._task.done():
@@ -102,20 +113,20 @@ class RateQueue:
                 waiter.answer.cancel()  # the server task voids a reservation made too late
 
     def close(self) -> None:
-        """The gateway stops: every waiting call is decided now, without queueing."""
+        """The gateway stops: every waiting call is decided now, without queueing. The
+        server task ends after the decision it may be making (voided if it admits)."""
         self.closed = True
         for waiter in self._order.waiting():
             if not waiter.answer.done():
                 waiter.answer.set_result(None)
-        if self._task is not None:
-            self._task.cancel()
+        self._wake.set()
 
     async def _serve(self, store: StateStore) -> None:
         loop = asyncio.get_running_loop()
         while self._order and not self.closed:
             self._wake.clear()
             for waiter in self._order.turns():
-                if waiter.answer.done():
+                if waiter.answer.done() or self.closed:
                     continue
                 now = loop.time()
                 if waiter.retry_at > now:
@@ -125,9 +136,13 @@ class RateQueue:
                     reservation = await store.reserve(replace(
                         waiter.ticket, may_queue=True, may_wait=False, waited_ms=waited_ms))
                 except RateHeld as held:
-                    waiter.retry_at = loop.time() + retry_in(held)
+                    waiter.refused(held, loop.time())
                     if not (held.scope or "").startswith(_OWN):
-                        break  # a scope the others share is full too: this round is over
+                        # a scope the others share is full: this round is over, and those
+                        # not asked yet wait as long (their turns keep their order)
+                        for other in self._order.turns():
+                            other.retry_at = max(other.retry_at, waiter.retry_at)
+                        break
                     continue
                 except Exception as exc:  # the call's own answer: raised by its request
                     self._answer(waiter, exc)

@@ -118,14 +118,14 @@ def endpoint_refused(decision: Decision, slot: ScopeView) -> tuple[str, int] | N
 
 
 def decide_paced(
-    decide_on: Callable[[list[ScopeView]], Decision], views: Sequence[ScopeView],
+    decide_on: Callable[[Sequence[ScopeView]], Decision], views: Sequence[ScopeView],
     slots: Sequence[ScopeView], now_ms: int, may_queue: bool,
 ) -> tuple[Decision, str | None]:
     """The decision with the first endpoint (of `slots`, in the order to try them) that has
     room, and that endpoint's scope; refused by the call's own limits as decided, or with
     provider_rate_limited when no endpoint has room. Without slots, decided as ever."""
     if not slots:
-        return held(decide_on(list(views)), views, may_queue), None
+        return held(decide_on(views), views, may_queue), None
     full: list[tuple[str, tuple[str, int]]] = []
     for slot in slots:
         why = paused(slot, now_ms)
