@@ -180,3 +180,31 @@ def test_an_upstream_429_pauses_its_endpoint_and_the_call_goes_to_the_other(
     voided = [r for r in rows if r["status"] == 429]
     assert len(voided) == 1
     assert voided[0]["settlement"] == "void"
+
+
+def test_an_upstream_429_on_the_only_endpoint_is_queued_until_its_pause_ends(
+        install: Install) -> None:
+    with paced_provider() as provider:
+        gateway, urls = install({"providers": {"openai": {"endpoints": [
+            endpoint(provider, "sk-only")]}}})
+        queued = gateway.mint_key(unique("paused"), policy={
+            "on_rate_limit": "queue", "queue_max_wait_s": 10})
+        plain = gateway.mint_key(unique("plain"))
+        provider.refuse_next["sk-only"] = 1
+        answer = asyncio.run(send([(0, queued["key"], urls[0])], 30))[0]
+        # the pause holds for every address; a call whose policy does not queue is refused
+        # by Outlay, without reaching the provider
+        provider.refuse_next["sk-only"] = 1
+        passed = asyncio.run(send([(1, plain["key"], urls[-1])], 30))[0]
+        refused = asyncio.run(send([(1, plain["key"], urls[0])], 30))[0]
+        seen = provider.seen("sk-only")
+
+    assert answer.status == 200
+    assert 500 <= int(answer.headers["x-outlay-queued-ms"]) < 5_000
+    # the provider's own 429 reaches a call that neither another endpoint nor a queue takes
+    assert passed.status == 429
+    assert passed.body["error"]["message"] == "Rate limit reached"
+    assert refused.status == 429
+    assert refused.code == "provider_rate_limited"
+    assert seen.refused == 2
+    assert len(seen.calls) == 1

@@ -124,17 +124,20 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
                     approval_id=approval, shape=request_shape("POST", path, raw),
                     may_wait=True, tags=tags, endpoints=gw.pacing.slots(route.provider),
                     may_queue=True)
-    retry = bool(ticket.endpoints)
+    retried = False
     while True:
         reservation = await admit(gw, ticket, reprice=reprice, gone=ex.gone)
         if not isinstance(reservation, Reservation):
             await ex.send(*error_answer(reservation, route.flavor, ticket.request_id))
             return
+        # an upstream 429 is tried once more where another endpoint or the queue may take
+        # it; else the provider's own answer is the agent's
+        retry = not retried and (len(ticket.endpoints) > 1 or reservation.queues)
         if not await _send(ex, gw, route, reservation, body, raw, model, price, est, on,
                            retry):
             return
         # its endpoint answered 429 and is paused: decided again, once, for another one
-        ticket, retry = replace(ticket, request_id=new_request_id()), False
+        ticket, retried = replace(ticket, request_id=new_request_id()), True
 
 
 async def _send(

@@ -160,6 +160,7 @@ class Reservation:
     downgraded_to: str | None = None  # the model the call must be sent to (on_exceeded)
     endpoint: str | None = None  # the endpoint's scope the call must be sent to (pacing)
     queued_ms: int = 0  # how long the call waited in the gateway's queue for room
+    queues: bool = False  # a policy of the call says on_rate_limit: queue
 
 
 @value

@@ -47,7 +47,14 @@ from outlay.policy.errors import (
     RateHeld,
 )
 from outlay.policy.model import Policy
-from outlay.policy.pacing import Slot, endpoint_refused, held, paused, with_slot
+from outlay.policy.pacing import (
+    Slot,
+    endpoint_refused,
+    held,
+    paused,
+    queue_wait,
+    with_slot,
+)
 from outlay.policy.tags import resolve, too_many_values, tracked
 from outlay.state.base import (
     DOWNGRADED_CODE,
@@ -443,7 +450,9 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
         return Admitted(Reservation(ticket.request_id, key, limits, cost, at, call.clamped_to,
                                     ticket.replay_of, shadowed,
                                     call.model if ticket.downgraded_from else None,
-                                    slot.scope if slot else None), int(overage) == GRANTED)
+                                    slot.scope if slot else None,
+                                    queues=queue_wait(seen) is not None),
+                        int(overage) == GRANTED)
 
     async def forwarding(self, reservation_id: str) -> bool:
         """Mark the reservation forwarded, just before its call is sent: a worker that dies

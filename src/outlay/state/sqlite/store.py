@@ -37,7 +37,7 @@ from outlay.policy.errors import (
     OutlayError,
     RateHeld,
 )
-from outlay.policy.pacing import PAUSE, decide_paced
+from outlay.policy.pacing import PAUSE, decide_paced, queue_wait
 from outlay.policy.tags import is_wildcard, resolve, wildcard_of, with_wildcards
 from outlay.policy.windows import WindowState, bucket_of, decode
 from outlay.state import ledger_sql
@@ -268,7 +268,8 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         call = ticket.call
         return Reservation(ticket.request_id, key, decision.limits, call.cost_micros or 0, now,
                            call.clamped_to, ticket.replay_of, decision.shadowed,
-                           call.model if ticket.downgraded_from else None, chosen[0])
+                           call.model if ticket.downgraded_from else None, chosen[0],
+                           queues=queue_wait(views) is not None)
 
     async def pause_endpoint(self, scope: str, until_ms: int) -> None:
         def pause(c: sqlite3.Connection) -> None:
