@@ -111,3 +111,18 @@ def test_bad_endpoint_limits_stop_the_start_with_one_line_naming_the_field(
     assert len(lines) == 1, lines
     assert named in lines[0]
     assert not (tmp_path / "state.db").exists()  # nothing stored
+
+
+def test_a_vendor_call_is_queued_too_and_says_how_long_it_waited(gateway: Gateway) -> None:
+    agent = unique("vendor-queue")
+    minted = gateway.mint_key(agent, policy={
+        "rpm": 1, "on_rate_limit": "queue", "queue_max_wait_s": 1})
+    url = f"{gateway.url}/vendors/stripe/v1/customers"
+    headers = {"Authorization": f"Bearer {minted['key']}"}
+    assert httpx.get(url, headers=headers, timeout=30).status_code == 200
+    started = time.monotonic()
+    refused = httpx.get(url, headers=headers, timeout=30)
+    assert refused.status_code == 429
+    assert time.monotonic() - started >= 0.9  # it waited for its whole wait first
+    assert int(refused.headers["x-outlay-queued-ms"]) >= 900
+    assert int(refused.headers["retry-after"]) >= 1
