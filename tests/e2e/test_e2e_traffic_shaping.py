@@ -208,3 +208,22 @@ def test_an_upstream_429_on_the_only_endpoint_is_queued_until_its_pause_ends(
     assert refused.code == "provider_rate_limited"
     assert seen.refused == 2
     assert len(seen.calls) == 1
+
+
+def test_a_call_admitted_on_an_unreachable_endpoint_goes_to_the_next(
+        install: Install) -> None:
+    with paced_provider() as provider:
+        gateway, urls = install({"providers": {"openai": {"endpoints": [
+            # nothing listens on port 9 of loopback: nearly always tried first, by weight
+            {"base_url": "http://127.0.0.1:9/v1", "api_key": "sk-gone", "weight": 100_000,
+             "limits": {"rpm": 1000}},
+            endpoint(provider, "sk-there", limits={"rpm": 1000})]}}})
+        minted = gateway.mint_key(unique("unreachable"))
+        answers = [asyncio.run(send([(0, minted["key"], url)], 30))[0] for url in urls * 2]
+        rows = gateway.audit(f"key:{minted['id']}")
+
+    assert [a.status for a in answers] == [200] * len(answers)
+    assert len(provider.seen("sk-there").calls) == len(answers)
+    # the call admitted on the endpoint that could not be reached was voided, not charged
+    assert all(r["settlement"] == "void" for r in rows if r["status"] == 502)
+    assert any(r["status"] == 502 for r in rows)

@@ -10,7 +10,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -51,6 +51,14 @@ from outlay.upstream.base import (
     UpstreamResponse,
     UpstreamUnreachable,
 )
+
+
+@dataclass(frozen=True)
+class Again:
+    """What lets an admitted call be released and decided again rather than answered."""
+
+    unreachable: bool = False  # nothing was sent, and another endpoint may take it
+    paused: bool = False  # its endpoint answered 429, and another endpoint or the queue may
 
 
 def llm_handlers(gw: Gateway) -> dict[str, Callable[[Exchange], Awaitable[None]]]:
@@ -124,29 +132,33 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
                     approval_id=approval, shape=request_shape("POST", path, raw),
                     may_wait=True, tags=tags, endpoints=gw.pacing.slots(route.provider),
                     may_queue=True)
-    retried = False
+    paused = False  # an endpoint answered 429 and was paused (tried again once only)
     while True:
         reservation = await admit(gw, ticket, reprice=reprice, gone=ex.gone)
         if not isinstance(reservation, Reservation):
             await ex.send(*error_answer(reservation, route.flavor, ticket.request_id))
             return
-        # an upstream 429 is tried once more where another endpoint or the queue may take
-        # it; else the provider's own answer is the agent's
-        retry = not retried and (len(ticket.endpoints) > 1 or reservation.queues)
-        if not await _send(ex, gw, route, reservation, body, raw, model, price, est, on,
-                           retry):
+        # nothing sent (unreachable, circuit open) is tried on another endpoint; an upstream
+        # 429 once more where another endpoint or the queue may take it; else the agent
+        # gets the answer (502, or the provider's own 429)
+        others = len(ticket.endpoints) > 1
+        again = Again(unreachable=others, paused=not paused and (others or reservation.queues))
+        why = await _send(ex, gw, route, reservation, body, raw, model, price, est, on, again)
+        if why is None:
             return
-        # its endpoint answered 429 and is paused: decided again, once, for another one
-        ticket, retried = replace(ticket, request_id=new_request_id()), True
+        # released, not charged: decided again for the endpoints left
+        paused = paused or why == "paused"
+        ticket = replace(ticket, request_id=new_request_id(), endpoints=tuple(
+            s for s in ticket.endpoints if s.scope != reservation.endpoint or not others))
 
 
 async def _send(
     ex: Exchange, gw: Gateway, route: Route, reservation: Reservation, body: dict[str, Any],
     raw: bytes, model: str | None, price: ModelPrice | None, est: Estimate,
-    on: Callable[[str], tuple[ModelPrice, Estimate] | None], retry: bool,
-) -> bool:
-    """Forward the admitted call and answer it; True when, `retry` allowing, it was not
-    answered because its endpoint answered 429 (released, nothing charged)."""
+    on: Callable[[str], tuple[ModelPrice, Estimate] | None], again: Again,
+) -> str | None:
+    """Forward the admitted call and answer it; or, as `again` allows, not: why (released,
+    nothing charged), for the call to be decided again."""
     ours = {"X-Outlay-Request-Id": reservation.id,
             **limit_headers(reservation.limits, gw.clock())}
     if reservation.queued_ms:
@@ -180,7 +192,7 @@ async def _send(
     try:
         hide_usage = stream and _usage_patched_in(est, body)
         return await _forward(ex, gw, route, reservation, outgoing, ours, price, est,
-                              hide_usage, retry)
+                              hide_usage, again)
     finally:
         if task is not None:
             gw.streams.remove(reservation.key.id, task)
@@ -189,38 +201,40 @@ async def _send(
 async def _forward(
     ex: Exchange, gw: Gateway, route: Route, reservation: Reservation,
     outgoing: UpstreamRequest, ours: dict[str, str], price: ModelPrice | None, est: Estimate,
-    hide_usage: bool, retry: bool = False,
-) -> bool:
+    hide_usage: bool, again: Again = Again(),
+) -> str | None:
     refusal = await cleared_to_send(gw, reservation)
     if refusal is not None:
         await ex.send(*error_answer(refusal, route.flavor, reservation.id, ours))
-        return False
+        return None
     settle = Settler(gw, reservation, route, price, est, wait=False)
     try:
         answer = await gw.upstream.send(outgoing)
     except UpstreamUnreachable as exc:
         await settle.finish(502, "void")
+        if again.unreachable:
+            return "unreachable"
         await ex.send(*error_answer(Unavailable(
             "upstream_unavailable", f"No {route.provider} endpoint could be reached: {exc}",
             status=502), route.flavor, reservation.id, ours))
-        return False
+        return None
     except asyncio.CancelledError:
         await settle.finish(0, "unsettled")
         raise
     except UpstreamBroken as exc:
         await settle.finish(502, "unsettled")
         await ex.send(*_broken(route, reservation, ours, exc))
-        return False
+        return None
     if answer.status == 429 and await paused(gw.store, gw.clock(), reservation, answer) \
-            and retry:
+            and again.paused:
         await answer.close()
         await settle.finish(429, "void")  # the provider did no work: nothing is owed
-        return True
+        return "paused"
     if outgoing.stream and 200 <= answer.status < 300:
         await _stream(ex, settle, answer, ours, UsageHider() if hide_usage else None)
     else:
         await _whole(ex, settle, answer, ours)
-    return False
+    return None
 
 
 def _broken(
