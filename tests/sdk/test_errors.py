@@ -39,6 +39,8 @@ REFUSALS: list[tuple[gw.OutlayError, type[outlay.OutlayError]]] = [
       for window, code in LIMIT_CODES.items()],
     (gw.RateLimited("concurrency_limit_exceeded", "Too many calls in flight.", scope="key:key_1",
                     limit=2, retry_after=1), outlay.RateLimited),
+    (gw.RateLimited("provider_rate_limited", "Every openai endpoint is at its limits.",
+                    provider="openai", retry_after=3), outlay.RateLimited),
     (gw.BudgetExceeded("budget_exceeded", "Budget exceeded: $4.5 spent of a $5 hard cap today.",
                        scope="agent:a", period="day", spent_usd="4.5", cap_usd="5",
                        resets_at=RESETS), outlay.BudgetExceeded),

@@ -12,7 +12,8 @@ OutlayError                 status, code, message, details, request_id
 ├── BudgetExceeded          402 budget_exceeded                   scope, period, spent_usd, cap_usd,
 │                                                                 resets_at
 ├── RateLimited             429 rate_limit_exceeded | hourly_… | daily_… | token_… |
-│                               concurrency_limit_exceeded        retry_after, scope, limit
+│                               concurrency_limit_exceeded |      retry_after, scope, limit
+│                               provider_rate_limited
 ├── InvalidRequest          400 invalid_request | price_unknown; 413 request_too_large
 └── Unavailable             502 / 503 upstream_unavailable | enforcement_unavailable
 
@@ -198,6 +199,7 @@ _BY_CODE: dict[str, type[OutlayError]] = {
     "daily_rate_limit_exceeded": RateLimited,
     "token_rate_limit_exceeded": RateLimited,
     "concurrency_limit_exceeded": RateLimited,
+    "provider_rate_limited": RateLimited,
     "invalid_request": InvalidRequest,
     "price_unknown": InvalidRequest,
     "request_too_large": InvalidRequest,
