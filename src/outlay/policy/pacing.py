@@ -140,11 +140,5 @@ def decide_paced(
     return held(provider_full(full), views, may_queue), None
 
 
-def slot_views(slots: Sequence[Slot], read: Callable[[str, Policy], ScopeView]
-               ) -> list[ScopeView]:
-    """The views of the endpoints a call may go to, each read by `read`."""
-    return [read(s.scope, s.policy) for s in slots]
-
-
 def with_slot(policies: Mapping[str, Policy], slot: Slot) -> dict[str, Policy]:
     return {**policies, slot.scope: slot.policy}
