@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 import nginx_mock as mock
 from procs import Proc, free_port, http_json, http_ok, port_open, wait_until
@@ -38,9 +39,6 @@ AGENT_POLICY = {"budgets": [{"usd": HUGE_USD, "period": "month", "mode": "hard"}
 # counted against one fingerprint: 100,000 in 10 s per key (100,000 calls a second over the
 # LOAD_KEYS keys) is far above what a run sends, so it never refuses, and it pays the
 # hashing and the count on every call
-GUARDS_POLICY = {**KEY_POLICY, "loop_guard": {"max_repeats": 100_000, "window_s": 10}}
-
-
 @dataclass
 class Context:
     tmp: Path
@@ -115,15 +113,16 @@ class Outlay(Scenario):
     """`outlay serve`, one worker, forwarding to the mock, every key fully enforced."""
 
     outlay = True
+    endpoint_fields = ""  # more fields of the mock's endpoint, as YAML flow items
+    # more fields of the agent's and the keys' policies
+    policy_fields: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, key: str, title: str, about: str, *, seed_keys: int = 0,
-                 seed_ledger: int = 0, source: Path | None = None, workers: int = 1,
-                 key_policy: dict[str, object] | None = None) -> None:
+                 seed_ledger: int = 0, source: Path | None = None, workers: int = 1) -> None:
         self.key, self.title, self.about = key, title, about
         self.seed_keys, self.seed_ledger = seed_keys, seed_ledger
         self.source = source  # another checkout to run Outlay from; None: this one
         self.workers = workers
-        self.key_policy = key_policy or KEY_POLICY
 
     def cpus(self, ctx: Context) -> tuple[str | None, list[str]]:
         """The CPUs the gateway is pinned to, and a note when its workers share fewer cores
@@ -143,7 +142,8 @@ class Outlay(Scenario):
         path = ctx.tmp / f"{self.key}.yaml"
         path.write_text(
             "providers:\n  openai:\n    endpoints:\n"
-            f"      - {{base_url: 'http://127.0.0.1:{ctx.mock_port}/v1', api_key: sk-bench}}\n"
+            f"      - {{base_url: 'http://127.0.0.1:{ctx.mock_port}/v1', api_key: sk-bench"
+            f"{self.endpoint_fields}}}\n"
             # the mock's Stripe, for --vendor-read
             "vendors:\n  stripe:\n"
             f"    {{base_url: 'http://127.0.0.1:{ctx.mock_port}/stripe', secret: sk_bench}}\n")
@@ -177,7 +177,7 @@ class Outlay(Scenario):
             procs.append(gateway)
             url = f"http://127.0.0.1:{port}"
             wait_until(lambda: http_ok(url + "/readyz"), 60, self.title, gateway)
-            tokens = provision(url, ctx.admin_token, self.key_policy)
+            tokens = provision(url, ctx.admin_token, self.policy_fields)
         except BaseException:
             for proc in reversed(procs):
                 proc.stop()
@@ -185,22 +185,35 @@ class Outlay(Scenario):
         return Target(url, tokens=tokens, pid=gateway.pid, procs=procs, notes=notes)
 
 
-def provision(url: str, token: str, key_policy: dict[str, object] | None = None
-              ) -> list[str]:
-    """The agent's budget and LOAD_KEYS keys with their own windows and budget."""
-    status, answer = http_json("PUT", f"{url}/admin/v1/policies/agent:{AGENT}", AGENT_POLICY,
-                               token)
+def provision(url: str, token: str, fields: dict[str, Any] | None = None) -> list[str]:
+    """The agent's budget and LOAD_KEYS keys with their own windows and budget (and
+    `fields` in both policies)."""
+    status, answer = http_json("PUT", f"{url}/admin/v1/policies/agent:{AGENT}",
+                               {**AGENT_POLICY, **(fields or {})}, token)
     if status != 200:
         raise RuntimeError(f"PUT agent policy answered {status}: {answer}")
     tokens = []
     for _ in range(LOAD_KEYS):
         status, answer = http_json("POST", f"{url}/admin/v1/keys",
-                                   {"agent": AGENT, "policy": key_policy or KEY_POLICY},
+                                   {"agent": AGENT, "policy": {**KEY_POLICY, **(fields or {})}},
                                    token)
         if status not in (200, 201) or "key" not in answer:
             raise RuntimeError(f"POST /admin/v1/keys answered {status}: {answer}")
         tokens.append(answer["key"])
     return tokens
+
+
+class OutlayGuarded(Outlay):
+    """As the embedded store, with the traffic guards on and never binding: every policy has a
+    loop guard that counts each call (the load's bodies never change, so each is a repeat)
+    and says `on_rate_limit: queue`, and the endpoint has limits far above the load. What the
+    guard's hash and count, an empty queue and an endpoint's limits (one more scope in each
+    decision) cost on the request path."""
+
+    endpoint_fields = ", limits: {rpm: 1000000000, tpm: 1000000000000, max_parallel: 100000}"
+    policy_fields: ClassVar[dict[str, Any]] = {
+        "on_rate_limit": "queue", "queue_max_wait_s": 30,
+        "loop_guard": {"max_repeats": 100_000, "window_s": 10}}
 
 
 class OutlayRedisPostgres(Outlay):
@@ -410,9 +423,10 @@ def table(*, quick: bool, baseline: Path | None = None) -> list[Scenario]:
         Outlay("outlay", "Outlay, embedded store",
                f"`outlay serve --state sqlite:///…`, {LOAD_KEYS} keys, full enforcement"),
         *compared,
-        Outlay("outlay-guards", "Outlay, embedded, guards on",
-               "as the embedded store, every key under a loop guard that counts each call "
-               "(100,000 repeats in 10 s: never refused)", key_policy=GUARDS_POLICY),
+        OutlayGuarded("outlay-guards", "Outlay, embedded, guards on",
+                      "as the embedded store, every policy under a loop guard that counts each "
+                      "call (100,000 repeats in 10 s: never refused) and `on_rate_limit: "
+                      "queue`, with limits on the provider's endpoint, none of them reached"),
         Outlay("outlay-grown", f"Outlay, embedded, {_short(keys)} keys, {_short(ledger)} rows",
                f"as the embedded store, on one seeded with {keys:,} keys (each with a "
                f"policy) and a ledger of {ledger:,} rows", seed_keys=keys, seed_ledger=ledger),

@@ -1,7 +1,7 @@
 """What the provider and vendor sections of a config file say about simulation, read before
 `env:` references are resolved: a credential that names an unset variable stops the start
 (a real upstream must never be simulated in silence), `simulate: true` opts a section in;
-and the service tier a provider's account runs `auto` requests in."""
+and the service tier a provider's account runs `auto` requests in; an endpoint's limits."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from outlay.config_values import ConfigError
+from outlay.policy.model import Policy
+from outlay.policy.pacing import parse_limits
 
 __all__ = [
     "CREDENTIAL_FIELDS",
@@ -136,3 +138,13 @@ def service_tier_defaults(raw: object, where: str) -> dict[str, str]:
             raise ConfigError(f"{here}: expected {expected}, got {tier!r}")
         found[str(name)] = tier
     return found
+
+
+def endpoint_limits(raw: object, where: str) -> Policy | None:
+    """An endpoint's `limits: {rpm, tpm, max_parallel}` (policy/pacing.py), or None."""
+    if raw is None:
+        return None
+    try:
+        return parse_limits(raw, where)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

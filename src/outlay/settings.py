@@ -50,6 +50,7 @@ from outlay.config_sections import (
     SIMULATED_PROVIDERS,
     SIMULATED_VENDORS,
     did_you_mean,
+    endpoint_limits,
     has_credential,
     service_tier_defaults,
     simulated_sections,
@@ -57,6 +58,9 @@ from outlay.config_sections import (
 )
 from outlay.config_telemetry import TelemetrySettings, telemetry_section
 from outlay.config_values import ConfigError, parse_listen
+from outlay.policy.model import (
+    Policy,
+)
 from outlay.upstream.providers import Providers, ProviderSpec
 
 __all__ = [
@@ -82,30 +86,12 @@ DEFAULT_CONFIG_FILE = "outlay.yaml"
 # ignored: agents set it to point at this gateway, and following it would loop.
 _PLAIN_ENV_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
-_TOP_LEVEL_KEYS = frozenset(
-    {
-        "listen",
-        "state",
-        "database",
-        "admin_token",
-        "workers",
-        "providers",
-        "vendors",
-        "prices",
-        "price_snapshot",
-        "policies",
-        "default_policy",
-        "simulated",
-        "max_body_bytes",
-        "reservation_lease_s",
-        "approval_ttl",
-        "webhooks",
-        "server",
-        "secret_key",
-        "old_secret_keys",
-        "telemetry",
-    }
-)
+_TOP_LEVEL_KEYS = frozenset({
+    "listen", "state", "database", "admin_token", "workers", "providers", "vendors", "prices",
+    "price_snapshot", "policies", "default_policy", "simulated", "max_body_bytes",
+    "reservation_lease_s", "approval_ttl", "webhooks", "server", "secret_key",
+    "old_secret_keys", "telemetry",
+})
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _REF_PREFIX = "env:"
 
@@ -118,6 +104,7 @@ class EndpointSettings:
     api_key: str | None
     weight: int = 1
     api_version: str | None = None  # Azure OpenAI: the api-version every call is sent with
+    limits: Policy | None = None  # the upstream key's own rpm, tpm, max_parallel (pacing)
 
 
 def _frozen_empty() -> Mapping[str, Any]:
@@ -172,6 +159,7 @@ class Settings:
     # the policy every new agent gets (a typo'd agent name lands under these caps)
     default_policy: Mapping[str, Any] | None = None
     admin_auth_failures: int = 100  # per client address and minute, then 429; 0: no limit
+    queue_max_waiting: int = 1000  # calls of a worker waiting for room (on_rate_limit: queue)
     # webhook secrets are sealed at rest with it; older keys only open what they sealed
     secret_key: str | None = field(default=None, repr=False)
     old_secret_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -227,6 +215,7 @@ _CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "body_timeout_s": cv.real(0.001),
     "max_connections": cv.integer(1),
     "admin_auth_failures": cv.integer(0),
+    "queue_max_waiting": cv.integer(0),
     "metrics_token": cv.bearer_token,
     "abandoned_stream_s": cv.real(0),
     "abandoned_stream_bytes": cv.integer(0),
@@ -318,8 +307,8 @@ def _name(value: object, where: str) -> str:
 def _endpoint(raw: object, provider: str, where: str) -> EndpointSettings | None:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a mapping like {{base_url: …, api_key: …}}")
-    unknown = sorted(str(key) for key in
-                     set(raw) - {"base_url", "api_key", "weight", "api_version"})
+    unknown = sorted(str(key) for key in set(raw) - {"base_url", "api_key", "weight",
+                                                      "api_version", "limits"})
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
     base_url = (None if raw.get("base_url") is None
@@ -327,6 +316,7 @@ def _endpoint(raw: object, provider: str, where: str) -> EndpointSettings | None
     api_key = (None if raw.get("api_key") is None
                else cv.nonempty_text(raw["api_key"], f"{where}.api_key"))
     weight = cv.integer(1)(raw.get("weight", 1), f"{where}.weight")
+    limits = endpoint_limits(raw.get("limits"), f"{where}.limits")
     # A key that was configured but resolved to nothing (an unset env: reference) means this
     # endpoint is not usable in this environment: skip it rather than call it unauthenticated.
     if "api_key" in raw and api_key is None:
@@ -341,7 +331,7 @@ def _endpoint(raw: object, provider: str, where: str) -> EndpointSettings | None
     api_version = (None if raw.get("api_version") is None
                    else cv.nonempty_text(raw["api_version"], f"{where}.api_version"))
     return EndpointSettings(base_url=base_url, api_key=api_key, weight=weight,
-                            api_version=api_version)
+                            api_version=api_version, limits=limits)
 
 
 def _providers(
@@ -398,7 +388,7 @@ _WEBHOOK_FIELDS: _Section = {
 _SERVER_FIELDS: _Section = {
     name: (name, _CONVERTERS[name]) for name in
     ("header_timeout_s", "idle_timeout_s", "body_timeout_s", "max_connections", "metrics_token",
-     "abandoned_stream_s", "abandoned_stream_bytes", "admin_auth_failures")
+     "abandoned_stream_s", "abandoned_stream_bytes", "admin_auth_failures", "queue_max_waiting")
 }
 
 

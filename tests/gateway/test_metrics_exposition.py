@@ -92,7 +92,8 @@ def test_counts_render_as_prometheus_text() -> None:
         "outlay_workers": "gauge", "outlay_state_up": "gauge", "outlay_budget_cap_usd": "gauge",
         "outlay_budget_spent_usd": "gauge", "outlay_budget_reserved_usd": "gauge",
         "outlay_settlement_retries": "counter", "outlay_settlements_waiting": "gauge",
-        "outlay_settlements_abandoned": "counter",
+        "outlay_settlements_abandoned": "counter", "outlay_queue_waiting": "gauge",
+        "outlay_queue_waits": "counter", "outlay_queue_wait_seconds": "counter",
         "outlay_telemetry_spans_exported": "counter",
         "outlay_telemetry_spans_dropped": "counter"}
 
@@ -236,3 +237,17 @@ def test_a_store_that_did_not_answer_shows_down_and_no_budgets() -> None:
     got = samples(render([Metrics().snapshot()], [], None))
     assert got[("outlay_state_up", ())] == 0
     assert not any(name.startswith("outlay_budget_") for name, _ in got)
+
+
+def test_queue_waits_sum_over_workers_and_the_depth_counts_live_workers_only() -> None:
+    one, other, dead = Metrics(), Metrics(), Metrics()
+    one.queued(0.5)
+    one.queued(1.5)
+    other.queued(0.25)
+    one.queue_depth, other.queue_depth, dead.queue_depth = (lambda: 3), (lambda: 4), (lambda: 9)
+    got = samples(render([one.snapshot(), other.snapshot(), dead.snapshot()],
+                         [one.snapshot(), other.snapshot()]))
+    assert got[("outlay_queue_waits_total", ())] == 3
+    assert got[("outlay_queue_wait_seconds_total", ())] == 2.25
+    assert got[("outlay_queue_waiting", ())] == 7
+

@@ -42,6 +42,8 @@ REFUSALS: list[tuple[gw.OutlayError, type[outlay.OutlayError]]] = [
     (gw.RateLimited("loop_detected", "The same request was made 20 times within 60 s.",
                     scope="agent:a", repeats=20, max_repeats=20, window_s=60, retry_after=30,
                     on_loop="refuse"), outlay.RateLimited),
+    (gw.RateLimited("provider_rate_limited", "Every openai endpoint is at its limits.",
+                    provider="openai", retry_after=3), outlay.RateLimited),
     (gw.BudgetExceeded("budget_exceeded", "Budget exceeded: $4.5 spent of a $5 hard cap today.",
                        scope="agent:a", period="day", spent_usd="4.5", cap_usd="5",
                        resets_at=RESETS), outlay.BudgetExceeded),

@@ -12,7 +12,8 @@
  * ├── BudgetExceeded          402 budget_exceeded                   period, spentUsd, capUsd,
  * │                                                                 resetsAt
  * ├── RateLimited             429 rate_limit_exceeded | hourly_… | daily_… | token_… |
- * │                               concurrency_limit_exceeded        retryAfter, limit
+ * │                               concurrency_limit_exceeded |      retryAfter, limit
+ * │                               provider_rate_limited
  * │                               loop_detected (never retried)
  * ├── InvalidRequest          400 invalid_request | price_unknown; 413 request_too_large
  * └── Unavailable             502 / 503 upstream_unavailable | enforcement_unavailable
@@ -206,6 +207,7 @@ export const BY_CODE: ReadonlyMap<string, typeof OutlayError> = new Map<string, 
   ["token_rate_limit_exceeded", RateLimited],
   ["concurrency_limit_exceeded", RateLimited],
   ["loop_detected", RateLimited], // the same request made over and over (loop_guard)
+  ["provider_rate_limited", RateLimited],
   ["invalid_request", InvalidRequest],
   ["price_unknown", InvalidRequest],
   ["request_too_large", InvalidRequest],

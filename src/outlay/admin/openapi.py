@@ -60,6 +60,12 @@ _POLICY = {
         "on_loop": {"enum": ["refuse", "revoke"],
                     "description": "what a loop does: refuse its calls (default) or revoke "
                                    "its key"},
+        "on_rate_limit": {"enum": ["reject", "queue"],
+                          "description": "queue: a call over a rate window (or its "
+                          "provider's endpoint limits) waits in the gateway for room, up to "
+                          "queue_max_wait_s, instead of a 429 at once (default reject)"},
+        "queue_max_wait_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 600,
+                             "description": "default 30"},
     },
 }
 _KEY = {

@@ -193,6 +193,11 @@ def _policy_fields(command: Any) -> Any:
         click.option("--free-models-only", is_flag=True, default=None,
                      help="Allow only free models."),
         click.option("--on-breach", type=click.Choice(["block", "alert", "require_approval"])),
+        click.option("--on-rate-limit", type=click.Choice(["reject", "queue"]),
+                     help="queue: a call over a rate window waits in the gateway for room "
+                     "instead of a 429 at once."),
+        click.option("--queue-max-wait", "queue_max_wait_s", type=float, metavar="SECONDS",
+                     help="How long a queued call waits at most (default 30, at most 600)."),
         click.option("--clamp-max-tokens", type=click.IntRange(min=1), metavar="FLOOR",
                      help="Lower the maximum output of LLM calls to fit the hard budgets "
                      "down to FLOOR tokens (default 256; a policy file's "
@@ -299,6 +304,7 @@ def policy_set(
       outlay policy set agent:bot --rpm 60 --budget 50/month/hard/0.8 --model gpt-4o-mini
       outlay policy set agent:payer --operation 'stripe=POST /v1/payment_intents'
       outlay policy set agent:bot --loop-guard 20/60 --on-loop revoke
+      outlay policy set agent:bot --rpm 60 --on-rate-limit queue --queue-max-wait 30
       outlay policy set global '{"budgets": [{"usd": 1000, "period": "month"}]}'
     """
     body = _given_policy(inline, policy_file, budgets, models, vendors, limits)

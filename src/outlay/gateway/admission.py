@@ -20,6 +20,8 @@ from outlay.policy.errors import (
     BudgetHeld,
     DowngradeAsked,
     OutlayError,
+    RateHeld,
+    RateLimited,
     Unavailable,
 )
 from outlay.policy.loop_check import LOOP_CODE
@@ -61,20 +63,24 @@ async def refuse_invalid(gw: Gateway, ticket: Ticket, error: OutlayError) -> Out
 
 # prices an LLM call on other models (on_exceeded.downgrade_to): model -> the call on it
 Reprice = Callable[[tuple[str, ...]], Mapping[str, Call]]
+Gone = Callable[[], bool]  # whether the call's client hung up
 
 
 async def admit(gw: Gateway, ticket: Ticket, claim: ExposureClaim | None = None,
-                reprice: Reprice | None = None) -> Reservation | OutlayError:
+                reprice: Reprice | None = None, gone: Gone | None = None
+                ) -> Reservation | OutlayError:
     """The reservation, or the refusal to answer with; a call on a vendor object (`claim`)
     raises ObjectMoved when it must be priced again. A budget that would send the call to a
-    cheaper model has it priced there by `reprice` (none: it is refused)."""
+    cheaper model has it priced there by `reprice` (none: it is refused). A call its
+    policies queue waits in the gateway's queue while `gone()` (its client hung up) is
+    not true."""
     try:
         try:
-            reservation = await _reserve(gw, ticket, claim)
+            reservation = await _reserve(gw, ticket, claim, gone)
         except DowngradeAsked as asked:
             # nothing was written: decided again with the cheaper models priced
             ticket = replace(ticket, downgrades=dict(reprice(asked.models)) if reprice else {})
-            reservation = await _reserve(gw, ticket, claim)
+            reservation = await _reserve(gw, ticket, claim, gone)
     except OutlayError as err:
         _count(gw, ticket, "refused", err.code, err.status)
         if err.code == LOOP_CODE and err.details.get("on_loop") == "revoke":
@@ -160,10 +166,11 @@ def _count(gw: Gateway, ticket: Ticket, decision: str, code: str,
         noted_admission(key.agent, merged(ticket.tags, key.labels), None)
 
 
-async def _reserve(gw: Gateway, ticket: Ticket, claim: ExposureClaim | None) -> Reservation:
+async def _reserve(gw: Gateway, ticket: Ticket, claim: ExposureClaim | None,
+                   gone: Gone | None = None) -> Reservation:
     """The store's reserve, holding an approval_required refusal for its wait."""
     try:
-        return await _reserve_or_hold(gw, ticket, claim)
+        return await _reserve_or_hold(gw, ticket, claim, gone)
     except ApprovalRequired as err:
         if err.wait_s <= 0:
             raise
@@ -184,13 +191,16 @@ async def _reserve(gw: Gateway, ticket: Ticket, claim: ExposureClaim | None) -> 
         raise
 
 
-async def _reserve_or_hold(gw: Gateway, ticket: Ticket, claim: ExposureClaim | None
-                           ) -> Reservation:
+async def _reserve_or_hold(gw: Gateway, ticket: Ticket, claim: ExposureClaim | None,
+                           gone: Gone | None = None) -> Reservation:
     """The store's reserve, asked again while the call waits for calls in flight to settle
-    (BudgetHeld), then once more without waiting. The wait holds nothing: no lock, no money,
-    no ledger row until the call is decided (its row then says how long it waited)."""
+    (BudgetHeld), then once more without waiting; or, a rate refusal its policies queue
+    (RateHeld), waiting in the gateway's queue for room. The wait holds nothing: no lock,
+    no money, no ledger row until the call is decided (its row then says how long it
+    waited)."""
     wait: Wait | None = None
     outcome = "refused"
+    queued_ms = 0
     try:
         while True:
             try:
@@ -207,8 +217,22 @@ async def _reserve_or_hold(gw: Gateway, ticket: Ticket, claim: ExposureClaim | N
                     await gw.holds.wait(pause)
                 ticket = replace(ticket, may_wait=pause > 0, waited_ms=wait.waited_ms)
                 continue
+            except RateHeld as held:
+                since = time.monotonic()
+                answer = await gw.queue.wait(gw.store, ticket, held, held.agent, gone)
+                queued_ms = round((time.monotonic() - since) * 1000)
+                gw.metrics.queued(queued_ms / 1000)
+                if isinstance(answer, BaseException):
+                    raise answer from None  # decided while it waited (client gone: unrecorded)
+                if answer is None:  # its wait is over: decided now, as it would have been
+                    ticket = replace(ticket, may_queue=False, waited_ms=queued_ms)
+                    continue
+                reservation = answer
             outcome = "admitted"
             return reservation
+    except RateLimited as refused:
+        refused.queued_ms = queued_ms
+        raise
     finally:
         if wait is not None:
             gw.holds.leave()

@@ -194,6 +194,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     if gw.telemetry is not None:
         gw.telemetry.start()
     yield
+    gw.queue.close()  # calls still waiting are decided now (gateway/queue.py)
     for task in tasks:
         task.cancel()
     for task in tasks:

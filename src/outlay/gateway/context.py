@@ -13,6 +13,8 @@ from outlay.gateway.holds import Holds
 from outlay.gateway.keycheck import KeyCheck
 from outlay.gateway.metrics import Metrics, Snapshots
 from outlay.gateway.outages import Throttled
+from outlay.gateway.pacing import Pacing
+from outlay.gateway.queue import RateQueue
 from outlay.gateway.vendor_headers import VendorHeaders
 from outlay.pricing.table import PriceTable
 from outlay.settings import Settings
@@ -114,6 +116,8 @@ class Gateway:
     free_models: tuple[str, ...] = field(init=False)
     keys: KeyCheck = field(init=False)  # a request's key, judged before its body is read
     background: Background = field(init=False)  # background responses held until finished
+    queue: RateQueue = field(init=False)  # calls waiting for room (on_rate_limit: queue)
+    pacing: Pacing = field(init=False)  # the endpoints a provider's calls may go to
 
     def vendor_label(self, vendor: str) -> str:
         """The vendor as metrics name it: a path outside the configuration is "unknown"."""
@@ -121,6 +125,9 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.keys = KeyCheck(self.store)
+        self.queue = RateQueue(self.settings.queue_max_waiting)
+        self.metrics.queue_depth = lambda: self.queue.depth
+        self.pacing = Pacing(self.settings)
         self.metrics.retries = self.store.settlement_retries
         if self.telemetry is not None:
             self.metrics.spans = self.telemetry.counts

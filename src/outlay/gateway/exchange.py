@@ -69,6 +69,10 @@ class Exchange(ABC):
         """Cut the connection: the answer cannot be completed, and ending it cleanly would
         pass a truncated answer off as a whole one."""
 
+    @abstractmethod
+    def gone(self) -> bool:
+        """Whether the agent hung up (a call waiting in the queue then leaves it)."""
+
 
 class AiohttpExchange(Exchange):
     """An exchange carried by aiohttp's server; `response` is what the handler returns."""
@@ -110,3 +114,7 @@ class AiohttpExchange(Exchange):
     def abort(self) -> None:
         if self.request.transport is not None:
             self.request.transport.close()
+
+    def gone(self) -> bool:
+        transport = self.request.transport
+        return transport is None or transport.is_closing()

@@ -344,10 +344,11 @@ class H1Site(web.SockSite):
     starts and stops it with the application."""
 
     def __init__(self, runner: web.AppRunner, sock: socket.socket,
-                 routes: Mapping[str, Handler], limits: Limits, shutdown_timeout: float
-                 ) -> None:
+                 routes: Mapping[str, Handler], limits: Limits, shutdown_timeout: float,
+                 on_stop: Callable[[], None] | None = None) -> None:
         super().__init__(runner, sock, backlog=1024)
         self._routes, self._limits, self._timeout = routes, limits, shutdown_timeout
+        self._on_stop = on_stop  # as it stops taking connections (calls waiting: answered)
         self.h1: H1Server | None = None
 
     async def start(self) -> None:
@@ -360,5 +361,7 @@ class H1Site(web.SockSite):
 
     async def stop(self) -> None:
         await super().stop()  # no new connections
+        if self._on_stop is not None:
+            self._on_stop()
         if self.h1 is not None:
             await self.h1.shutdown(self._timeout)

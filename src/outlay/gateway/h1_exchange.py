@@ -59,6 +59,9 @@ class H1Exchange(Exchange):
         self.state = "new"  # new → streaming → done
         self._unsent = b""  # a stream's head, until its first chunk
 
+    def gone(self) -> bool:
+        return self.conn.lost
+
     async def body(self, max_bytes: int) -> bytes:
         # longer bodies than the limit never get here (h1_head); a late one raises TooSlow
         return await self.conn.take_body()

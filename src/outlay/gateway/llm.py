@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -32,12 +33,14 @@ from outlay.gateway.header_values import approval_id
 from outlay.gateway.headers import limit_headers
 from outlay.gateway.intake import agent_key, parse_json_object
 from outlay.gateway.llm_routes import ROUTES, Route
+from outlay.gateway.pacing import paused
 from outlay.gateway.settle import Settler
 from outlay.gateway.usage_tap import UsageHider, UsageTap
 from outlay.policy.approvals import request_shape
 from outlay.policy.decision import Call
 from outlay.policy.errors import OutlayError, Unavailable, invalid_request
 from outlay.policy.money import micros_to_usd
+from outlay.policy.pacing import endpoint_index
 from outlay.policy.tags import TAGS_HEADER, parse_tags
 from outlay.pricing.estimate import USES_FIELDS, Estimate, beta_names, clamp_patch, estimate
 from outlay.pricing.providers import provider_price
@@ -52,6 +55,14 @@ from outlay.upstream.base import (
     UpstreamUnreachable,
 )
 from outlay.upstream.providers import RouteError, Target
+
+
+@dataclass(frozen=True)
+class Again:
+    """What lets an admitted call be released and decided again rather than answered."""
+
+    unreachable: bool = False  # nothing was sent, and another endpoint may take it
+    paused: bool = False  # its endpoint answered 429, and another endpoint or the queue may
 
 
 def llm_handlers(gw: Gateway) -> dict[str, Callable[[Exchange], Awaitable[None]]]:
@@ -135,14 +146,40 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
     path = f"{route.path}?{ex.query}" if ex.query else route.path
     ticket = Ticket(rid, key_hash, call, route.kind, gw.aliases, gw.free_models,
                     approval_id=approval, shape=request_shape("POST", path, raw),
-                    may_wait=True, tags=tags)
-    reservation = await admit(gw, ticket, reprice=reprice)
-    if not isinstance(reservation, Reservation):
-        await ex.send(*error_answer(reservation, route.flavor, rid))
-        return
+                    may_wait=True, tags=tags, endpoints=gw.pacing.slots(route.provider),
+                    may_queue=True)
+    paused = False  # an endpoint answered 429 and was paused (tried again once only)
+    while True:
+        reservation = await admit(gw, ticket, reprice=reprice, gone=ex.gone)
+        if not isinstance(reservation, Reservation):
+            await ex.send(*error_answer(reservation, route.flavor, ticket.request_id))
+            return
+        # nothing sent (unreachable, circuit open) is tried on another endpoint; an upstream
+        # 429 once more where another endpoint or the queue may take it; else the agent
+        # gets the answer (502, or the provider's own 429)
+        others = len(ticket.endpoints) > 1
+        again = Again(unreachable=others, paused=not paused and (others or reservation.queues))
+        why = await _send(ex, gw, route, reservation, body, raw, model, target, price, est,
+                          on, again)
+        if why is None:
+            return
+        # released, not charged: decided again for the endpoints left
+        paused = paused or why == "paused"
+        ticket = replace(ticket, request_id=new_request_id(), endpoints=tuple(
+            s for s in ticket.endpoints if s.scope != reservation.endpoint or not others))
 
+
+async def _send(
+    ex: Exchange, gw: Gateway, route: Route, reservation: Reservation, body: dict[str, Any],
+    raw: bytes, model: str | None, target: Target, price: ModelPrice | None, est: Estimate,
+    on: Callable[[str], tuple[Target, ModelPrice, Estimate] | None], again: Again,
+) -> str | None:
+    """Forward the admitted call and answer it; or, as `again` allows, not: why (released,
+    nothing charged), for the call to be decided again."""
     ours = {"X-Outlay-Request-Id": reservation.id,
             **limit_headers(reservation.limits, gw.clock())}
+    if reservation.queued_ms:
+        ours["X-Outlay-Queued-Ms"] = str(reservation.queued_ms)
     downgraded = reservation.downgraded_to
     if downgraded is not None and (found := on(downgraded)):
         # a budget sent the call to a cheaper model: forwarded, priced and settled as that
@@ -166,6 +203,8 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
         provider=route.provider, method="POST", path=route.path,
         headers=request_headers(ex.headers), body=forward_body, stream=stream,
         query=ex.query, deployment=target.deployment,
+        endpoint=None if reservation.endpoint is None
+        else endpoint_index(reservation.endpoint),
     )
     task = asyncio.current_task(gw.loop)
     if task is not None:
@@ -173,7 +212,8 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
             reservation.key.expires_at_ms, reservation.id, reservation.started_ms))
     try:
         hide_usage = stream and _usage_patched_in(est, body)
-        await _forward(ex, gw, route, reservation, outgoing, ours, price, est, hide_usage)
+        return await _forward(ex, gw, route, reservation, outgoing, ours, price, est,
+                              hide_usage, again)
     finally:
         if task is not None:
             gw.streams.remove(reservation.key.id, task)
@@ -207,32 +247,40 @@ def _price(gw: Gateway, target: Target) -> ModelPrice | None:
 async def _forward(
     ex: Exchange, gw: Gateway, route: Route, reservation: Reservation,
     outgoing: UpstreamRequest, ours: dict[str, str], price: ModelPrice | None, est: Estimate,
-    hide_usage: bool,
-) -> None:
+    hide_usage: bool, again: Again = Again(),
+) -> str | None:
     refusal = await cleared_to_send(gw, reservation)
     if refusal is not None:
         await ex.send(*error_answer(refusal, route.flavor, reservation.id, ours))
-        return
+        return None
     settle = Settler(gw, reservation, route, price, est, wait=False)
     try:
         answer = await gw.upstream.send(outgoing)
     except UpstreamUnreachable as exc:
         await settle.finish(502, "void")
+        if again.unreachable:
+            return "unreachable"
         await ex.send(*error_answer(Unavailable(
             "upstream_unavailable", f"No {route.provider} endpoint could be reached: {exc}",
             status=502), route.flavor, reservation.id, ours))
-        return
+        return None
     except asyncio.CancelledError:
         await settle.finish(0, "unsettled")
         raise
     except UpstreamBroken as exc:
         await settle.finish(502, "unsettled")
         await ex.send(*_broken(route, reservation, ours, exc))
-        return
+        return None
+    if answer.status == 429 and await paused(gw.store, gw.clock(), reservation, answer) \
+            and again.paused:
+        await answer.close()
+        await settle.finish(429, "void")  # the provider did no work: nothing is owed
+        return "paused"
     if outgoing.stream and 200 <= answer.status < 300:
         await _stream(ex, settle, answer, ours, UsageHider() if hide_usage else None)
     else:
         await _whole(ex, settle, answer, ours)
+    return None
 
 
 def _broken(

@@ -63,6 +63,11 @@ class Metrics:
     hold_seconds: float = 0.0
     # (spans exported, spans dropped) by the worker's telemetry exporter (None: off)
     spans: Callable[[], tuple[int, int]] | None = None
+    # calls that waited in the queue for room in a rate window (on_rate_limit: queue), the
+    # seconds they waited, and how many wait now (the worker's RateQueue)
+    queue_waits: int = 0
+    queue_seconds: float = 0.0
+    queue_depth: Callable[[], int] | None = None
 
     def decided(self, route: str, vendor: str, decision: str, code: str = "") -> None:
         label = (route, vendor, decision, code)
@@ -94,6 +99,10 @@ class Metrics:
         self.hold_waits[outcome] = self.hold_waits.get(outcome, 0) + 1
         self.hold_seconds += seconds
 
+    def queued(self, seconds: float) -> None:
+        self.queue_waits += 1
+        self.queue_seconds += seconds
+
     def observe(self, route: str, seconds: float) -> None:
         counts = self.durations.get(route)
         if counts is None:
@@ -119,6 +128,9 @@ class Metrics:
             "hold_waits": [[k, v] for k, v in self.hold_waits.items()],
             "hold_seconds": self.hold_seconds,
             **_span_counts(self.spans),
+            "queue_waits": self.queue_waits,
+            "queue_seconds": self.queue_seconds,
+            "queue_depth": self.queue_depth() if self.queue_depth is not None else 0,
         }
 
 
@@ -150,8 +162,11 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
     reaped_usd: dict[tuple[str, ...], int] = {}
     retries = abandoned = spans_exported = spans_dropped = 0
     hold_waits: dict[tuple[str, ...], int] = {}
-    hold_seconds = 0.0
+    hold_seconds = queue_seconds = 0.0
+    queue_waits = 0
     for snap in snapshots:
+        queue_waits += int(snap.get("queue_waits", 0))
+        queue_seconds += float(snap.get("queue_seconds", 0.0))
         _add(hold_waits, snap.get("hold_waits", ()))
         hold_seconds += float(snap.get("hold_seconds", 0.0))
         _add(reaped, snap.get("reaped", ()))
@@ -231,6 +246,14 @@ def render(snapshots: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, A
             ("dropped", "Call spans dropped: the export queue was full, or the collector "
              "failed, refused or did not answer in time.", spans_dropped)):
         _family(out, f"outlay_telemetry_spans_{outcome}_total", "counter", text, [f" {n}"])
+    _family(out, "outlay_queue_waiting", "gauge",
+            "Calls waiting in the gateway for room in a rate window (on_rate_limit: queue).",
+            [f" {sum(int(s.get('queue_depth', 0)) for s in live)}"])
+    _family(out, "outlay_queue_waits_total", "counter",
+            "Calls that waited in the queue, however the wait ended (admitted, or refused "
+            "429 after it).", [f" {queue_waits}"])
+    _family(out, "outlay_queue_wait_seconds_total", "counter",
+            "Seconds calls spent waiting in the queue.", [f" {_float(queue_seconds)}"])
     lines = []
     for route, counts in sorted(durations.items()):
         running = 0

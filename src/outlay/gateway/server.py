@@ -120,8 +120,9 @@ def runner_options(settings: Settings) -> dict[str, Any]:
 
 async def _start(runner: web.AppRunner, sock: socket.socket, settings: Settings) -> None:
     await runner.setup()
-    routes = llm_handlers(runner.app[GATEWAY])
-    await H1Site(runner, sock, routes, Limits.of(settings), SHUTDOWN_S).start()
+    gw = runner.app[GATEWAY]
+    await H1Site(runner, sock, llm_handlers(gw), Limits.of(settings), SHUTDOWN_S,
+                 gw.queue.close).start()
 
 
 def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:

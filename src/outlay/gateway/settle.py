@@ -105,6 +105,7 @@ class Settler:
         if not self.wait and self.gw.store.queue_settlement(outcome):
             # calls waiting for room ask again: their decisions come after this settlement
             self.gw.holds.settled()
+            self.gw.queue.released()
             return
         try:
             await self.gw.store.settle(outcome)
@@ -112,3 +113,4 @@ class Settler:
             # the reservation stays held and the reaper charges it in full after its lease
             return
         self.gw.holds.settled()
+        self.gw.queue.released()

@@ -111,12 +111,14 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
                                            flow=est.flow),
                     f"vendor.{vendor}", idempotency_key=est.idempotency_key,
                     idempotency_account=caller.account, approval_id=caller.approval_id,
-                    shape=caller.shape, may_wait=True, tags=caller.tags)
-    reservation = await admit(gw, ticket)
+                    shape=caller.shape, may_wait=True, tags=caller.tags, may_queue=True)
+    reservation = await admit(gw, ticket, gone=lambda: _hung_up(request))
     if not isinstance(reservation, Reservation):
         return vendor_refusal(_worded(reservation, vcall), vendor, ticket.request_id)
     ours = {"X-Outlay-Request-Id": reservation.id,
             **limit_headers(reservation.limits, gw.clock())}
+    if reservation.queued_ms:
+        ours["X-Outlay-Queued-Ms"] = str(reservation.queued_ms)
     if reservation.amount:
         ours["X-Outlay-Reserved-USD"] = micros_to_usd(reservation.amount)
     if reservation.replay_of:
@@ -198,3 +200,8 @@ def _worded(refusal: OutlayError, vcall: VendorCall) -> OutlayError:
         "be reserved under a hard budget. An operator can price it (or, if it moves no "
         f"money, free it with `usd: 0`) under vendors.{vcall.vendor}.rules.",
         vendor=vcall.vendor, method=vcall.method, path=where)
+
+
+def _hung_up(request: web.Request) -> bool:
+    """Whether the agent closed the connection (a call waiting in the queue leaves it)."""
+    return request.transport is None or request.transport.is_closing()

@@ -214,7 +214,8 @@ def decide(
                     return refusal
                 state = state.added(bucket_of(name, now_ms), weight)  # let through, counted
             windows[(view.scope, name)] = state
-            limits.window(name, result.limit, result.used, result.reset_ms)
+            if not view.scope.startswith("endpoint:"):  # a provider's key: not the agent's
+                limits.window(name, result.limit, result.used, result.reset_ms)
         if policy.max_parallel is not None:
             if view.inflight + 1 > policy.max_parallel:
                 refusal = breaches.rate(view, RateLimited(

@@ -207,6 +207,9 @@ class Refuse:
     hold_ms: int | None = None
     # the refusing budget's on_exceeded.downgrade_to: the models to try the call on instead
     downgrade: tuple[str, ...] = ()
+    # not refused yet: a rate refusal the call's policies queue (`on_rate_limit: queue`);
+    # it may wait this many seconds in the gateway and be decided again (policy/pacing.py)
+    queue_s: float | None = None
 
 
 Decision = Admit | Refuse

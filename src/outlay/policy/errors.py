@@ -7,7 +7,9 @@ OutlayError
 │   │                         money_out_not_capped
 │   ├── ApprovalRequired 403  approval_required
 │   └── ApprovalMismatch 403  approval_mismatch
-├── RateLimited          429  rate_limit_exceeded | hourly_… | daily_… | token_… | concurrency_…
+├── RateLimited          429  rate_limit_exceeded | hourly_… | daily_… | token_… | concurrency_… |
+│   │                         provider_rate_limited
+│   └── RateHeld         (429) not yet: on_rate_limit: queue (the gateway queues the call)
 ├── BudgetExceeded       402  budget_exceeded
 │   └── BudgetHeld       (402) not yet: calls in flight may free room (the gateway waits)
 ├── BadRequest           400  invalid_request | price_unknown; 413 request_too_large;
@@ -69,11 +71,15 @@ class RateLimited(OutlayError):
     status = 429
     error_type = "rate_limit_error"
 
+    queued_ms = 0  # how long the call waited in the gateway's queue before this refusal
+
     @property
     def headers(self) -> dict[str, str]:
         """Retry-After, and the refusing window's limit as the rate-limit headers say it."""
         retry = self.details.get("retry_after")
         out = {"Retry-After": str(retry)} if retry is not None else {}
+        if self.queued_ms:
+            out["X-Outlay-Queued-Ms"] = str(self.queued_ms)
         window, limit = self.details.get("window"), self.details.get("limit")
         if retry is None or window is None or limit is None:
             return out
@@ -86,6 +92,18 @@ class RateLimited(OutlayError):
             out["RateLimit-Policy"] = f'"{window}";q={limit};w={self.details.get("window_s")}'
             out["RateLimit"] = f'"{window}";r=0;t={retry}'
         return out
+
+
+class RateHeld(RateLimited):
+    """Not an answer yet: the call breaches a rate window (or its provider's endpoints are
+    full) and its policies say `on_rate_limit: queue`; nothing was recorded. The gateway
+    queues it up to `wait_s` seconds and asks again. Should it reach an agent, it is the
+    429 of its base."""
+
+    def __init__(self, refusal: OutlayError, wait_s: float, scope: str | None = None,
+                 agent: str = "") -> None:
+        super().__init__(refusal.code, refusal.message, **refusal.details)
+        self.wait_s, self.scope, self.agent = wait_s, scope, agent
 
 
 class BudgetExceeded(OutlayError):

@@ -29,6 +29,7 @@ Period = Literal["hour", "day", "week", "month", "total"]
 Mode = Literal["hard", "soft"]
 Breach = Literal["block", "alert", "require_approval"]
 Enforce = Literal["enforce", "shadow"]
+OnRateLimit = Literal["reject", "queue"]
 ENFORCE: tuple[Enforce, ...] = ("enforce", "shadow")
 # what a budget caps: `spend` (what calls cost) or `out` (money a vendor call moves out of
 # the account: Stripe refunds, transfers, payouts); each flow counts on counters of its own
@@ -47,6 +48,8 @@ SCOPE_KINDS = ("key", "agent", "group", "vendor", "tag", "global")
 TAG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 TAG_VALUE = re.compile(r"[A-Za-z0-9_.:@/+-]{1,128}")
 DEFAULT_MAX_VALUES = 100_000
+DEFAULT_QUEUE_WAIT_S = 30.0  # on_rate_limit: queue: how long a call waits by default
+MAX_QUEUE_WAIT_S = 600.0  # and at most (a client's own timeout is rarely longer)
 
 
 class PolicyError(ValueError):
@@ -127,6 +130,10 @@ class Policy:
     # is refused (429 loop_detected), or its key revoked (on_loop: revoke)
     loop_guard: LoopGuard | None = None
     on_loop: OnLoop = "refuse"
+    # queue: a call that would breach a rate window (or an endpoint's limits) waits in the
+    # gateway, up to queue_max_wait_s, until it fits, instead of a 429 at once
+    on_rate_limit: OnRateLimit = "reject"
+    queue_max_wait_s: float = DEFAULT_QUEUE_WAIT_S
 
     def shadows(self, budget: Budget | None = None) -> bool:
         """Whether a breach (of `budget`, when given) is only reported, never enforced."""
@@ -177,6 +184,10 @@ class Policy:
             out["loop_guard"] = self.loop_guard.to_dict()
         if self.on_loop != "refuse":
             out["on_loop"] = self.on_loop
+        if self.on_rate_limit != "reject":
+            out["on_rate_limit"] = self.on_rate_limit
+        if self.queue_max_wait_s != DEFAULT_QUEUE_WAIT_S:
+            out["queue_max_wait_s"] = self.queue_max_wait_s
         return out
 
 
@@ -184,7 +195,7 @@ _POLICY_FIELDS = {
     "rpm", "rph", "rpd", "tpm", "max_parallel", "budgets", "models",
     "free_models_only", "vendors", "on_breach", "approval_wait_s", "clamp_max_tokens",
     "hold_wait_ms", "required_tags", "max_values", "enforce", "loop_guard", "on_loop",
-    *ACCESS_FIELDS,
+    "on_rate_limit", "queue_max_wait_s", *ACCESS_FIELDS,
 }
 # `clamp_max_tokens: true` or unset: the least output worth sending a call with
 DEFAULT_CLAMP_FLOOR = 256
@@ -345,7 +356,28 @@ def parse_policy(raw: object, known_vendors: Collection[str] | None = None) -> P
         enforce=_enforce(raw.get("enforce"), "enforce"),
         loop_guard=loop_guard,
         on_loop=on_loop,
+        on_rate_limit=_on_rate_limit(raw.get("on_rate_limit")),
+        queue_max_wait_s=_queue_wait(raw.get("queue_max_wait_s")),
     )
+
+
+def _on_rate_limit(value: object) -> OnRateLimit:
+    if value is None or value == "reject":
+        return "reject"
+    if value == "queue":
+        return "queue"
+    raise PolicyError(f"on_rate_limit must be 'reject' or 'queue', got {value!r}",
+                      "on_rate_limit")
+
+
+def _queue_wait(value: object) -> float:
+    if value is None:
+        return DEFAULT_QUEUE_WAIT_S
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not 0 < value <= MAX_QUEUE_WAIT_S):
+        raise PolicyError(f"queue_max_wait_s must be a number of seconds above 0 and at most "
+                          f"{MAX_QUEUE_WAIT_S:g}, got {value!r}", "queue_max_wait_s")
+    return float(value)
 
 
 def _required_tags(value: object) -> tuple[str, ...]:

@@ -12,7 +12,8 @@ OutlayError                 status, code, message, details, request_id
 ├── BudgetExceeded          402 budget_exceeded                   scope, period, spent_usd, cap_usd,
 │                                                                 resets_at
 ├── RateLimited             429 rate_limit_exceeded | hourly_… | daily_… | token_… |
-│                               concurrency_limit_exceeded        retry_after, scope, limit
+│                               concurrency_limit_exceeded |      retry_after, scope, limit
+│                               provider_rate_limited
 │                               loop_detected (never retried)     repeats, window_s
 ├── InvalidRequest          400 invalid_request | price_unknown; 413 request_too_large
 └── Unavailable             502 / 503 upstream_unavailable | enforcement_unavailable
@@ -200,6 +201,7 @@ _BY_CODE: dict[str, type[OutlayError]] = {
     "token_rate_limit_exceeded": RateLimited,
     "concurrency_limit_exceeded": RateLimited,
     "loop_detected": RateLimited,  # the same request made over and over (loop_guard)
+    "provider_rate_limited": RateLimited,
     "invalid_request": InvalidRequest,
     "price_unknown": InvalidRequest,
     "request_too_large": InvalidRequest,

@@ -11,6 +11,7 @@ from outlay.policy.decision import Call, Event, KeyInfo, Limits
 from outlay.policy.errors import OutlayError
 from outlay.policy.model import Policy
 from outlay.policy.money import usd_to_micros
+from outlay.policy.pacing import Slot
 from outlay.policy.series import SeriesQuery, Sums
 from outlay.policy.tags import merged
 from outlay.state.config_policies import ConfigPolicies
@@ -114,6 +115,13 @@ class Ticket:
     downgrades: Mapping[str, Call] | None = None
     downgraded_from: str | None = None  # set by the store: the model the call asked for
     downgrade_event: Event | None = None  # set by the store: budget.downgraded, once admitted
+    # the provider endpoints the call may be sent to, in the order to try them, each with
+    # the limits of its upstream key (policy/pacing.py): the store admits it on the first
+    # with room, in the same atomic step
+    endpoints: tuple[Slot, ...] = ()
+    # a rate refusal its policies queue (on_rate_limit: queue) is raised as RateHeld,
+    # nothing recorded; the gateway waits and asks again, finally without may_queue
+    may_queue: bool = False
 
     def labels(self, key: KeyInfo) -> dict[str, str]:
         """The call's labels: its tags under its key's labels."""
@@ -151,6 +159,9 @@ class Reservation:
     replay_of: str | None = None  # the call this one repeats (an idempotent replay)
     shadowed: tuple[str, ...] = ()  # the codes of breaches only reported (enforce: shadow)
     downgraded_to: str | None = None  # the model the call must be sent to (on_exceeded)
+    endpoint: str | None = None  # the endpoint's scope the call must be sent to (pacing)
+    queued_ms: int = 0  # how long the call waited in the gateway's queue for room
+    queues: bool = False  # a policy of the call says on_rate_limit: queue
 
 
 @value
@@ -260,6 +271,9 @@ class StateStore(Protocol):
         settle() that raised StateError, or a queued one that failed), to apply them again
         until they land."""
     async def record_refusal(self, ticket: Ticket, status: int, code: str) -> None: ...
+    async def pause_endpoint(self, scope: str, until_ms: int) -> None:
+        """An endpoint answered 429: no call is admitted on it until `until_ms` (a later
+        pause already kept stays), by any worker or replica sharing this state."""
     async def forwarding(self, reservation_id: str) -> bool:
         """Mark a reservation's call as about to be sent, just before it is (the reaper
         voids, rather than charges, a call its dead worker never marked); False when the

@@ -27,6 +27,7 @@ class UpstreamRequest:
     stream: bool
     query: str = ""
     deployment: str | None = None  # Azure OpenAI: the deployment the call goes to
+    endpoint: int | None = None  # the provider's endpoint it must go to (pacing), by place
 
 
 class UpstreamResponse(Protocol):

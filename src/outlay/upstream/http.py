@@ -164,7 +164,11 @@ class HttpUpstream:
         routes = self._routes.get(request.provider)
         if not routes:
             raise UpstreamUnreachable(f"no endpoints configured for provider {request.provider!r}")
-        order = weighted_order(routes, [route.endpoint.weight for route in routes], self._rng)
+        if request.endpoint is not None and 0 <= request.endpoint < len(routes):
+            # admitted on this endpoint, within its key's limits: no other may take it
+            order = [routes[request.endpoint]]
+        else:
+            order = weighted_order(routes, [r.endpoint.weight for r in routes], self._rng)
         failures: list[str] = []
         broken: UpstreamBroken | None = None
         for route in order:

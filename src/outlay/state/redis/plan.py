@@ -14,6 +14,7 @@ from outlay.policy.decision import Call, Counter, Grant, ScopeView
 from outlay.policy.loop_check import Loop, loop_in_force
 from outlay.policy.loop_guard import from_buckets
 from outlay.policy.model import Policy
+from outlay.policy.pacing import PAUSE, is_endpoint
 from outlay.policy.periods import period_bounds
 from outlay.policy.tags import tracking_period
 from outlay.policy.windows import BUCKETS, LIMIT_CODES, REQUEST_WINDOWS, WindowState, bucket_ms
@@ -75,6 +76,10 @@ class Names:
 
     def inflight(self, scope: str) -> str:
         return self.prefix + "p:" + scope
+
+    def pause(self, scope: str) -> str:
+        """Until when (ms) an endpoint that answered 429 takes no call (policy/pacing.py)."""
+        return self.prefix + "z:" + scope
 
     def tag_values(self, name: str, start: int) -> str:
         """The set of the values a `tag:<name>=*` policy tracks in the period from `start`."""
@@ -157,6 +162,8 @@ def plan(
         policy = policies.get(scope)
         if policy is None:
             continue
+        if is_endpoint(scope):  # an upstream 429 may have paused it
+            checks.append(Check(scope, "z", names.pause(scope), PAUSE, 0, 0, 0, BLOCK))
         for name in (*REQUEST_WINDOWS, "tpm"):
             limit = getattr(policy, name)
             weight = call.tokens if name == "tpm" else 1
@@ -241,6 +248,8 @@ def views(
             inflight[check.scope] = int(seen[0])
         elif check.kind in ("t", "l"):
             continue  # a value tracked, a request's repeats: no view of its own
+        elif check.kind == "z":
+            windows.setdefault(check.scope, {})[PAUSE] = WindowState(int(seen[0]), ())
         else:
             counters.setdefault(check.scope, {})[check.name] = Counter(
                 check.start, int(seen[0]), int(seen[1]))

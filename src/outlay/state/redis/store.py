@@ -16,7 +16,7 @@ import contextlib
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -39,8 +39,22 @@ from outlay.policy.decision import (
     ScopeView,
     call_scopes,
 )
-from outlay.policy.errors import ApprovalMismatch, BudgetExceeded, BudgetHeld, OutlayError
+from outlay.policy.errors import (
+    ApprovalMismatch,
+    BudgetExceeded,
+    BudgetHeld,
+    OutlayError,
+    RateHeld,
+)
 from outlay.policy.model import Policy
+from outlay.policy.pacing import (
+    Slot,
+    endpoint_refused,
+    held,
+    paused,
+    queue_wait,
+    with_slot,
+)
 from outlay.policy.tags import resolve, too_many_values, tracked
 from outlay.state.base import (
     DOWNGRADED_CODE,
@@ -56,11 +70,14 @@ from outlay.state.exposure import ExposureClaim, ObjectMoved
 from outlay.state.postgres.durable import PostgresDurable
 from outlay.state.redis.access import AccessDelegate
 from outlay.state.redis.admin import RedisAdmin
+from outlay.state.redis.announce import RedisAnnouncer
 from outlay.state.redis.batch import ScriptBatch, unstorable_values
 from outlay.state.redis.doubt import RedisDoubts
 from outlay.state.redis.exposure import RedisExposure, exposure_scripts
 from outlay.state.redis.forgot import RedisRecovery, fenced_connect
 from outlay.state.redis.liveness import PAUSE_AFTER_MS, RedisLiveness, worker_name
+from outlay.state.redis.pacing import Admitted, EndpointFull, RedisPacing
+from outlay.state.redis.pacing import Retry as _Retry
 from outlay.state.redis.plan import (
     GRANTED,
     Holder,
@@ -85,12 +102,8 @@ MARKS_KEPT = 4096
 POOL_CONNECTIONS = 1024
 
 
-class _Retry(Exception):
-    """The decision must be made again: stale caches, a rebuilt state, or a replay."""
-
-
 class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, RedisDoubts,
-                 RedisLiveness, RedisExposure):
+                 RedisLiveness, RedisExposure, RedisPacing, RedisAnnouncer):
     def __init__(
         self, url: str, *, database: str | None = None, tenant: str | None = None,
         clock: Callable[[], int] | None = None, lease_s: float = 900.0,
@@ -299,8 +312,8 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
             raise early.error
         grant = await self._grant(ticket, key, now)
         try:
-            reservation = await self._decide(ticket, key, scopes, policies, now, grant,
-                                             claim, (tagged, own, labels))
+            reservation = await self._paced(ticket, key, scopes, policies, now, grant,
+                                            claim, (tagged, own, labels))
         except BaseException:
             if grant is not None:
                 await self.durable.release_approval(grant.approval_id, ticket.request_id)
@@ -337,9 +350,11 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
         policies: Mapping[str, Policy], now: int, grant: Grant | None,
         claim: ExposureClaim | None = None,
         tags: tuple[list[tuple[str, str]], Mapping[str, Policy], Mapping[str, str]] = (
-            [], {}, {}),
-    ) -> _Admitted:
+            [], {}, {}), slot: Slot | None = None,
+    ) -> Admitted:
         call = ticket.call
+        if slot is not None:  # the endpoint it is to be sent to: checked in the same step
+            scopes, policies = (*scopes, slot.scope), with_slot(policies, slot)
         tracked_values, own, labels = tags
         cost = call.cost_micros or 0
         idem = (self.names.idempotency(call.vendor, ticket.idempotency_account,
@@ -400,6 +415,9 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
         decision = decide(call, key, seen, at, ticket.aliases, ticket.free_models, grant,
                           ticket.may_wait, labels, loop)
         if status == "refused":
+            if slot is not None and (why := paused(seen[-1], at)
+                                     or endpoint_refused(decision, seen[-1])):
+                raise EndpointFull(slot.scope, why)  # another endpoint may have room
             if isinstance(decision, Admit):
                 if decision.call is not None:  # fits with its maximum output lowered
                     raise _Retry(replace(ticket, call=decision.call))
@@ -409,6 +427,9 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
                 # calls in flight have settled
                 assert isinstance(decision.error, BudgetExceeded)
                 raise BudgetHeld(decision.error, decision.hold_ms)
+            queued = held(decision, seen, ticket.may_queue)
+            if not isinstance(queued, Admit) and queued.queue_s is not None:
+                raise RateHeld(decision.error, queued.queue_s, decision.scope, key.agent)
             cheaper, _, event = downgrade(ticket, key, decision, lambda c: decide(
                 c, key, seen, at, ticket.aliases, ticket.free_models, grant, False, labels,
                 loop), at)
@@ -429,10 +450,12 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
             log.error("the reservation script admitted what decide refused: %s",
                       decision.error.code)
         shadowed = decision.shadowed if isinstance(decision, Admit) else ()
-        return _Admitted(Reservation(ticket.request_id, key, limits, cost, at, call.clamped_to,
-                                     ticket.replay_of, shadowed,
-                                     call.model if ticket.downgraded_from else None),
-                         int(overage) == GRANTED)
+        return Admitted(Reservation(ticket.request_id, key, limits, cost, at, call.clamped_to,
+                                    ticket.replay_of, shadowed,
+                                    call.model if ticket.downgraded_from else None,
+                                    slot.scope if slot else None,
+                                    queues=queue_wait(seen) is not None),
+                        int(overage) == GRANTED)
 
     async def forwarding(self, reservation_id: str) -> bool:
         """Mark the reservation forwarded, just before its call is sent: a worker that dies
@@ -471,30 +494,3 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
                    scope=None, status=status, reserved=0, settlement="none")
         with unstorable_values():
             await self.wal.append([{"t": "row", "row": row}])
-
-    def _event_entries(self, events: Iterable[Event], now: int) -> list[dict[str, Any]]:
-        """Events not yet announced by this worker (the ledger's marks coalesce across
-        workers; this keeps a runaway loop from writing a mark per call)."""
-        out = []
-        for event in events:
-            if event.coalesce in self._marks:
-                continue
-            self._marks[event.coalesce] = None
-            if len(self._marks) > MARKS_KEPT:
-                self._marks.popitem(last=False)
-            out.append({"t": "event", "type": event.type, "data": dict(event.data),
-                        "mark": event.coalesce, "ts_ms": now})
-        return out
-
-    async def _announce(self, events: Iterable[Event], now: int) -> None:
-        entries = self._event_entries(events, now)
-        if entries:
-            await self.wal.append(entries)
-
-
-class _Admitted:
-    __slots__ = ("approved", "value")
-
-    def __init__(self, value: Reservation, approved: bool) -> None:
-        self.value, self.approved = value, approved  # approved: the call used its approval
-

@@ -21,17 +21,12 @@ import orjson
 from outlay.owner_only import create_private
 from outlay.policy.approvals import judge
 from outlay.policy.decide import authenticate, decide
-from outlay.policy.decision import (
-    Admit,
-    Event,
-    Grant,
-    KeyInfo,
-    call_scopes,
-)
-from outlay.policy.errors import ApprovalMismatch, BudgetExceeded, BudgetHeld, OutlayError
+from outlay.policy.decision import Admit, Call, Decision, Event, Grant, KeyInfo, call_scopes
+from outlay.policy.errors import ApprovalMismatch, BudgetExceeded, BudgetHeld, OutlayError, RateHeld
+from outlay.policy.pacing import PAUSE, decide_paced, queue_wait
 from outlay.policy.series import SeriesQuery, Sums
 from outlay.policy.tags import is_wildcard, resolve, wildcard_of, with_wildcards
-from outlay.policy.windows import bucket_of, decode
+from outlay.policy.windows import WindowState, bucket_of, decode
 from outlay.state import ledger_sql, rollups_sql
 from outlay.state.announcements import settlement_events
 from outlay.state.base import (
@@ -224,11 +219,18 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         own = self._mirror.policies_of(c, with_wildcards(scopes))
         views = tagged.views(self._mirror, c, scopes, resolve(scopes, own), now)
         loop = repeats.loop_of(c, ticket, key, views, self._guarded, digest)
-        decision = decide(ticket.call, key, views, now, ticket.aliases, ticket.free_models,
-                          grant, ticket.may_wait, labels, loop)
-        ticket, decision, _ = downgrade(ticket, key, decision, lambda call: decide(
-            call, key, views, now, ticket.aliases, ticket.free_models, grant, False, labels,
-            loop), now)
+        slots = [tagged.slot_view(self._mirror, c, slot) for slot in ticket.endpoints]
+        chosen: list[str | None] = [None]  # the endpoint the call is admitted on
+
+        def decide_on(call: Call, may_wait: bool) -> Decision:
+            decision, chosen[0] = decide_paced(lambda v: decide(
+                call, key, v, now, ticket.aliases, ticket.free_models, grant, may_wait,
+                labels, loop), views, slots, now, ticket.may_queue)
+            return decision
+
+        decision = decide_on(ticket.call, ticket.may_wait)
+        ticket, decision, _ = downgrade(ticket, key, decision,
+                                        lambda call: decide_on(call, False), now)
         if isinstance(decision, Admit) and own and len(scopes) > len(key.scopes) + 2:
             values = self._tag_values.new_values(c, scopes, own, now)
             if not isinstance(values, list):  # one value too many for a `*` policy
@@ -240,6 +242,8 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
             # flight have settled
             assert isinstance(decision.error, BudgetExceeded)
             raise BudgetHeld(decision.error, decision.hold_ms)
+        if not isinstance(decision, Admit) and decision.queue_s is not None:
+            raise RateHeld(decision.error, decision.queue_s, decision.scope, key.agent)
         announce(c, now, decision.events)
         if not isinstance(decision, Admit):
             refusal = decision.error
@@ -258,7 +262,16 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         call = ticket.call
         return Reservation(ticket.request_id, key, decision.limits, call.cost_micros or 0, now,
                            call.clamped_to, ticket.replay_of, decision.shadowed,
-                           call.model if ticket.downgraded_from else None)
+                           call.model if ticket.downgraded_from else None, chosen[0],
+                           queues=queue_wait(views) is not None)
+
+    async def pause_endpoint(self, scope: str, until_ms: int) -> None:
+        def pause(c: sqlite3.Connection) -> None:
+            kept = self._mirror.windows_of(c, scope).get(PAUSE)
+            if kept is None or kept.newest < until_ms:
+                self._mirror.set_window(scope, PAUSE, WindowState(until_ms, ()))
+
+        await self._batch.run(pause, always=True)
 
     def _grant(self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, now: int
                ) -> Grant | None:

@@ -11,6 +11,7 @@ from typing import Any
 from outlay.policy.decision import Counter, ScopeView
 from outlay.policy.errors import RateLimited
 from outlay.policy.model import Policy
+from outlay.policy.pacing import Slot
 from outlay.policy.periods import period_bounds
 from outlay.policy.tags import (
     resolve,
@@ -55,6 +56,13 @@ def views(mirror: Mirror, c: sqlite3.Connection, scopes: tuple[str, ...],
             mirror.inflight_of(c, scope) if policy.max_parallel is not None else 0,
             counters))
     return out
+
+
+def slot_view(mirror: Mirror, c: sqlite3.Connection, slot: Slot) -> ScopeView:
+    """An endpoint's view: its windows (its pause among them) and calls in flight."""
+    policy = slot.policy
+    return ScopeView(slot.scope, policy, mirror.windows_of(c, slot.scope),
+                     mirror.inflight_of(c, slot.scope) if policy.max_parallel is not None else 0)
 
 
 def _has_windows(policy: Policy) -> bool:

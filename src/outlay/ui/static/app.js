@@ -232,9 +232,14 @@ const views = {
       return { policies, usage, refusals };
     },
     render({ policies, usage, refusals }) {
-      const fields = (p) => Object.entries(p).filter(([name]) => !["scope", "managed_by"].includes(name))
-        .map(([name, value]) => el("div", { className: "field" },
-          el("dt", {}, name), el("dd", {}, policyValue(value, name))));
+      // a queueing policy says how long its calls wait, the default included
+      const shownValue = (p, name, value) => (name === "on_rate_limit" && value === "queue"
+        ? `queue, up to ${p.queue_max_wait_s ?? 30} s` : policyValue(value, name));
+      const fields = (p) => Object.entries(p)
+        .filter(([name]) => !["scope", "managed_by", "queue_max_wait_s"].includes(name)
+          || (name === "queue_max_wait_s" && p.on_rate_limit !== "queue"))
+        .map(([name, value]) => el("div", { className: "field", "data-field": name },
+          el("dt", {}, name), el("dd", {}, shownValue(p, name, value))));
       // a policy the configuration file sets is changed there, not here
       const managed = (p) => (p.managed_by ? el("p", { className: "managed" },
         el("span", { className: "badge read-only" }, "read-only"), ` managed by ${p.managed_by}`) : null);

@@ -14,6 +14,7 @@
 --   it through as the call's approval says, 3 lets it through and reports it (shadow)
 --   window   'w', bucket width ms, limit, weight            (60 buckets of width ms)
 --   parallel 'p', max in flight, 0, 0
+--   pause    'z', 0, 0, 0: an endpoint paused (an upstream 429) until the key's value in ms
 --   budget   'b', cap (-1: a soft budget, never breached), amount, and whether this check
 --            holds the counter (once per counter, whatever number of budgets share it):
 --            0 no, -1 yes, n > 0 yes and the counter expires n ms from now
@@ -105,6 +106,10 @@ for i = 1, n do
     if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
     breached = used + 1 > b
     snapshot[i] = seen
+  elseif kind == 'z' then
+    local untl = tonumber(redis.call('GET', key) or '0')
+    breached = untl > now
+    snapshot[i] = {string.format('%d', untl)}
   elseif kind == 'p' then
     local inflight = tonumber(redis.call('GET', key) or '0')
     breached = inflight + 1 > a
