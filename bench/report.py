@@ -119,26 +119,18 @@ def bar(rows: list[Row]) -> list[str]:
     def check(ok: bool | None, text: str) -> None:
         lines.append(f"- **{'n/a' if ok is None else 'PASS' if ok else 'FAIL'}** {text}")
 
-    if outlay and floor:
-        a, b = outlay.rps(32), floor.rps(32)
-        ratio = a / b if a and b else None
-        check(None if ratio is None else ratio >= BAR_THROUGHPUT,
-              f"Outlay embedded throughput at 32 connections ≥ {BAR_THROUGHPUT:.0%} of the "
-              f"pass-through's: {_num(a)} vs {_num(b)} req/s = {_ratio(a, b)}")
-    if shared and floor:
-        a, b = shared.rps(32), floor.rps(32)
-        ratio = a / b if a and b else None
-        check(None if ratio is None else ratio >= BAR_THROUGHPUT_REDIS_PG,
-              f"Outlay on Redis + PostgreSQL throughput at 32 connections ≥ "
-              f"{BAR_THROUGHPUT_REDIS_PG:.0%} of the pass-through's: {_num(a)} vs {_num(b)} "
-              f"req/s = {_ratio(a, b)}")
-    guards = by.get("outlay-guards")
-    if guards and floor:  # the guards on the request path keep the embedded store's bar
-        a, b = guards.rps(32), floor.rps(32)
-        ratio = a / b if a and b else None
-        check(None if ratio is None else ratio >= BAR_THROUGHPUT,
-              f"{guards.title}: throughput at 32 connections ≥ {BAR_THROUGHPUT:.0%} of the "
-              f"pass-through's: {_num(a)} vs {_num(b)} req/s = {_ratio(a, b)}")
+    def share(row: Row | None, name: str, least: float) -> None:
+        """A line: `row`'s throughput at 32 connections at least `least` of the floor's."""
+        if row and floor:
+            a, b = row.rps(32), floor.rps(32)
+            check(None if not a or not b else a / b >= least,
+                  f"{name} throughput at 32 connections ≥ {least:.0%} of the pass-through's: "
+                  f"{_num(a)} vs {_num(b)} req/s = {_ratio(a, b)}")
+
+    share(outlay, "Outlay embedded", BAR_THROUGHPUT)
+    share(shared, "Outlay on Redis + PostgreSQL", BAR_THROUGHPUT_REDIS_PG)
+    guards = by.get("outlay-guards")  # the guards on the request path keep the embedded bar
+    share(guards, f"{guards.title}:" if guards else "", BAR_THROUGHPUT)
     if outlay and floor:
         a, b = outlay.p50(1), floor.p50(1)
         added = None if a is None or b is None else a - b
