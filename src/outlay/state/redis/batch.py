@@ -17,6 +17,7 @@ import hiredis
 import orjson
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from outlay.loops import RunningLoop
@@ -47,10 +48,12 @@ class ScriptBatch:
         self._scheduled = False
         self._loop = RunningLoop()
         self._sending: set[asyncio.Task[None]] = set()
+        self._idle: list[Any] = []  # connections between batches (_connection)
 
     async def run(self, script: AsyncScript, keys: list[Any], args: list[Any]) -> Any:
-        # a settlement must land even if its caller is cancelled meanwhile
-        return await asyncio.shield(self.submit(script, keys, args))
+        # a caller cancelled meanwhile cancels only its wait: the script is in the batch and
+        # is sent all the same (a settlement lands), its reply dropped; no shield needed
+        return await self.submit(script, keys, args)
 
     def submit(self, script: AsyncScript, keys: list[Any], args: list[Any]
                ) -> asyncio.Future[Any]:
@@ -84,7 +87,7 @@ class ScriptBatch:
             try:
                 packed.append(_command(b"EVALSHA", script.sha, len(keys), *keys, *args))
             except (UnicodeError, ValueError, TypeError) as exc:  # TypeError: not a str or int
-                future.set_exception(_unsendable(exc))
+                _resolve(future, _unsendable(exc))  # unless its caller stopped waiting
                 continue
             sendable.append(call)
         if sendable:
@@ -115,21 +118,46 @@ class ScriptBatch:
         these few, known commands its generic packing and bookkeeping were most of a
         decision's client cost."""
         pool = self._redis.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        connection = await self._connection()
         try:
-            await connection.send_packed_command(packed, check_health=False)
-            # the replies read straight from the client's parser, under one timeout for the
-            # batch: its per-reply path (a timeout and bookkeeping each) cost more than the
-            # parsing. A script's error reply comes back as its ResponseError, not raised.
+            writer = connection._writer
+            if writer is None or writer.transport.is_closing():
+                raise RedisConnectionError("the connection to Redis was closed")
+            # written and the replies read straight from the client's writer and parser,
+            # under one timeout for the batch: the client's own paths (a task to time the
+            # write, a timeout and bookkeeping per reply) cost more than the parsing. A
+            # script's error reply comes back as its ResponseError, not raised.
             parser = connection._parser
             async with asyncio.timeout(connection.socket_timeout):
+                writer.write(packed)
+                await writer.drain()
                 for _ in batch:
                     results.append(await parser.read_response())
         except BaseException:
-            await connection.disconnect()  # replies may be left unread: never reuse it
+            try:
+                await connection.disconnect()  # replies may be left unread: never reuse it
+            finally:
+                await pool.release(connection)
             raise
-        finally:
-            await pool.release(connection)
+        self._idle.append(connection)  # every reply read: kept for the next batch
+
+    async def _connection(self) -> Any:
+        """A connection of the batch's own, kept between batches (the pool's checkout and
+        release, with its locks and checks, cost a batch more than its writing); one the
+        server closed meanwhile goes back to the pool, and one from the pool (connected,
+        fenced, checked) replaces it."""
+        pool = self._redis.connection_pool
+        while self._idle:
+            connection = self._idle.pop()
+            reader, writer = connection._reader, connection._writer
+            if (reader is not None and not reader.at_eof() and writer is not None
+                    and not writer.transport.is_closing()):
+                return connection
+            try:
+                await connection.disconnect()
+            finally:
+                await pool.release(connection)
+        return await pool.get_connection()  # type: ignore[no-untyped-call]
 
     @staticmethod
     async def _one(script: AsyncScript, keys: list[Any], args: list[Any],

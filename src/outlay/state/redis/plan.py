@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 from outlay.policy.decision import Call, Counter, Grant, ScopeView
 from outlay.policy.loop_check import Loop, loop_in_force
@@ -28,32 +29,33 @@ LET_THROUGH, BLOCK, GRANTED, SHADOW = 0, 1, 2, 3
 @dataclass(frozen=True)
 class Names:
     """Every key of one installation shares the hash tag `{tenant}`, so all of them live in
-    one Redis Cluster slot and every script may touch any of them."""
+    one Redis Cluster slot and every script may touch any of them. The fixed names are
+    made once (every decision and settlement names several)."""
 
     tenant: str
 
-    @property
+    @cached_property
     def prefix(self) -> str:
         return f"outlay:{{{self.tenant}}}:"
 
-    @property
+    @cached_property
     def meta(self) -> str:
         return self.prefix + "meta"
 
-    @property
+    @cached_property
     def leases(self) -> str:
         return self.prefix + "leases"
 
-    @property
+    @cached_property
     def workers(self) -> str:
         return self.prefix + "workers"
 
-    @property
+    @cached_property
     def reaped(self) -> str:
         """Workers the reaper declared dead, for each to learn it if it was not."""
         return self.prefix + "reaped"
 
-    @property
+    @cached_property
     def rebuild_lock(self) -> str:
         return self.prefix + "rebuild"
 
@@ -95,8 +97,10 @@ class Names:
         return scope, period, int(start)
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(NamedTuple):
+    """One check of a decision's plan (a tuple: a plan makes several per call, and a frozen
+    dataclass's construction cost more than the check's use)."""
+
     scope: str
     kind: str  # w (window), p (parallel), b (budget), t (tag value), l (loop guard)
     key: str
