@@ -124,9 +124,11 @@ def check_ledger_matches(replicas: Replicas, scope: str, load: Load, cap: int, *
         assert micros(entry["cost_usd"]) == cost
     for entry in entries:
         if entry["decision"] == "allowed" and entry["request_id"] not in load.ok:
-            if answered_then_killed and entry["settlement"] == "void":
-                # its replica was killed after the decision and before marking it forwarded:
-                # never sent, so voided (contract §3.7)
+            if entry["settlement"] == "void" and (answered_then_killed
+                                                  or entry["status"] == 503):
+                # its replica was killed after the decision and before marking it forwarded,
+                # or the store failed as it was being marked (answered 503
+                # enforcement_unavailable): never sent, so voided (contract §3.7)
                 assert micros(entry["cost_usd"]) == 0, str(entry)
                 continue
             # cut short (a killed replica) or its client gone: charged in full

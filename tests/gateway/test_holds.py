@@ -62,6 +62,7 @@ async def test_a_call_waits_for_the_call_in_flight_then_passes(
     second = asyncio.ensure_future(outlay.chat(key["key"]))
     await until_waiting(gw, 1)
     assert len(outlay.upstream.requests) == 2  # the probe and the first: the second waits
+    await asyncio.sleep(0.02)  # a wait long enough to count in whole milliseconds
     outlay.upstream.release.set()
     async with asyncio.timeout(WAIT_S):
         answers = await asyncio.gather(first, second)

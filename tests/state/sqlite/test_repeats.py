@@ -14,7 +14,7 @@ from outlay.policy.errors import RateLimited
 from outlay.policy.loop_guard import body_digest, fingerprint
 from outlay.policy.model import parse_policy
 from outlay.state.base import NewKey, Ticket
-from outlay.state.sqlite.repeats import PRUNED_PER_WRITE
+from outlay.state.sqlite.repeats import PRUNE_EVERY, PRUNED_PER_PRUNE
 from outlay.state.sqlite.store import SqliteStore
 
 from ..support import Clock, ticket
@@ -52,9 +52,18 @@ async def test_guarded_keys_are_hashed_ahead_and_counted_alike(tmp_path: Path) -
         clock.advance(61)  # every row so far is past its window
         rows = store.conn.execute("SELECT COUNT(*) FROM repeats").fetchone()[0]
         assert rows == 1
-        for n in range(PRUNED_PER_WRITE + 1):
+        # the writes so far were 2 of PRUNE_EVERY: the next prune comes with the write after
+        # PRUNE_EVERY - 2 more, and takes the expired row
+        for n in range(PRUNE_EVERY - 2):
             await store.reserve(same(guarded, b'{"n": %d}' % n))
-        marks = store.conn.execute("SELECT COUNT(*) FROM repeats").fetchone()[0]
-        assert marks == PRUNED_PER_WRITE + 1  # the expired row went with the first write
+        count = "SELECT COUNT(*) FROM repeats"
+        assert store.conn.execute(count).fetchone()[0] == PRUNE_EVERY - 1
+        await store.reserve(same(guarded, b'{"n": "pruning"}'))
+        assert store.conn.execute(count).fetchone()[0] == PRUNE_EVERY - 1  # 1 gone, 1 new
+        clock.advance(61)  # every row expired: the next prunes take them all, in turns
+        for n in range(3 * PRUNE_EVERY):
+            await store.reserve(same(guarded, b'{"m": %d}' % n))
+        assert store.conn.execute(count).fetchone()[0] == 3 * PRUNE_EVERY  # the old all gone
+        assert PRUNED_PER_PRUNE >= PRUNE_EVERY  # a prune keeps up with what was written
     finally:
         await store.close()

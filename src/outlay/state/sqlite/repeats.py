@@ -21,7 +21,11 @@ CREATE TABLE IF NOT EXISTS repeats (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS repeats_expiry ON repeats(expires_ms);
 """
-PRUNED_PER_WRITE = 4  # rows past their window deleted with each write: the table stays small
+# rows past their window are deleted with one write in PRUNE_EVERY, at most PRUNED_PER_PRUNE
+# of them (four times what was written since): the table stays small, and the write of most
+# calls is one statement
+PRUNE_EVERY = 32
+PRUNED_PER_PRUNE = 4 * PRUNE_EVERY
 GUARDED_KEYS_KEPT = 4096
 
 
@@ -33,6 +37,13 @@ class GuardedKeys:
 
     def __init__(self) -> None:
         self._keys: OrderedDict[str, None] = OrderedDict()
+        self._writes = 0  # rows written by this worker, for pruning one write in PRUNE_EVERY
+
+    def prune_due(self) -> bool:
+        """Whether this write prunes: the first, then one in PRUNE_EVERY."""
+        due = self._writes % PRUNE_EVERY == 0
+        self._writes += 1
+        return due
 
     def digest(self, ticket: Ticket) -> bytes | None:
         if ticket.shape is None or ticket.key_hash not in self._keys:
@@ -71,10 +82,13 @@ def loop_of(c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, views: Sequence
     return loop if row is None else replace(loop, state=decode(row[0]))
 
 
-def write(c: sqlite3.Connection, loop: Loop, state: WindowState, now: int) -> None:
-    """An admission counted: the request's buckets, kept until the newest leaves the window."""
+def write(c: sqlite3.Connection, loop: Loop, state: WindowState, now: int, prune: bool
+          ) -> None:
+    """An admission counted: the request's buckets, kept until the newest leaves the window;
+    with `prune`, rows past their window deleted too."""
     guard = loop.guard
     c.execute("INSERT OR REPLACE INTO repeats(mark, state, expires_ms) VALUES (?, ?, ?)",
               (_mark(loop), encode(state), state.newest * guard.bucket_ms + guard.window_ms))
-    c.execute("DELETE FROM repeats WHERE mark IN (SELECT mark FROM repeats WHERE expires_ms "
-              "<= ? LIMIT ?)", (now, PRUNED_PER_WRITE))
+    if prune:
+        c.execute("DELETE FROM repeats WHERE mark IN (SELECT mark FROM repeats WHERE "
+                  "expires_ms <= ? LIMIT ?)", (now, PRUNED_PER_PRUNE))

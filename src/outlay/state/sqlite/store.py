@@ -256,7 +256,7 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
             ticket = replace(ticket, call=decision.call)
         self._write_admit(c, ticket, key, decision, now)
         if loop is not None and decision.repeats is not None:
-            repeats.write(c, loop, decision.repeats, now)
+            repeats.write(c, loop, decision.repeats, now, self._guarded.prune_due())
         if grant is not None and decision.approved:
             mark_used(c, grant.approval_id, ticket.request_id, now)
         call = ticket.call
