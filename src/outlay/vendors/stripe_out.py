@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from outlay.policy.errors import invalid_request
 from outlay.vendors.base import VendorCall, VendorEstimate, printable, route_path
@@ -76,15 +77,9 @@ def actual(kind: str, status: int, answer: bytes, usd: Usd, call: VendorCall,
     the amount the call named, else what the charge had refunded more than `before` (what
     it had refunded when read before the call; unread: all it has refunded). None when the
     answer is neither (then settled at the reservation)."""
-    if not 200 <= status < 300:
+    if not 200 <= status < 300 or (found := _with_currency(answer)) is None:
         return None
-    try:
-        data = json.loads(answer)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("currency"), str):
-        return None
-    code = str(data["currency"]).lower()
+    data, code = found
     if data.get("object") == kind:
         amount = _count(data, "amount", None)
         return None if amount is None else usd(amount, code)
@@ -149,13 +144,9 @@ def refundable(answer: bytes) -> Refundable | None:
     captured amount (or its amount) less what was refunded of it; a payment intent's
     `amount_received`, less what its latest charge refunded when the answer expands it.
     None when the answer is neither."""
-    try:
-        data = json.loads(answer)
-    except ValueError:
+    if (found := _with_currency(answer)) is None:
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("currency"), str):
-        return None
-    currency = str(data["currency"]).lower()
+    data, currency = found
     if data.get("object") == "charge":
         moved = _count(data, "amount_captured" if data.get("captured") is True else "amount")
         refunded = _count(data, "amount_refunded")
@@ -184,3 +175,15 @@ def _count(data: object, name: str, default: int | None = 0) -> int | None:
     value = data.get(name, default) if isinstance(data, dict) else None
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
         else None
+
+
+def _with_currency(answer: bytes) -> tuple[dict[str, Any], str] | None:
+    """The Stripe object an answer holds and its currency (lowercase); None when the answer
+    is not a JSON object naming one."""
+    try:
+        data = json.loads(answer)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("currency"), str):
+        return None
+    return data, data["currency"].lower()
