@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from outlay import config_values as cv
-from outlay.config_values import ConfigError
+from outlay.config_values import ConfigError, known_fields
 
 TRACES_PATH = "/v1/traces"
 _FIELDS = ("otlp_endpoint", "service_name", "headers", "timeout_s", "max_queue")
@@ -36,10 +36,7 @@ def telemetry_section(raw: object, where: str) -> TelemetrySettings | None:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a mapping like {{otlp_endpoint: "
                           f"http://127.0.0.1:4318}}, got {type(raw).__name__}")
-    unknown = sorted(str(key) for key in set(raw) - set(_FIELDS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: "
-                          f"{', '.join(_FIELDS)}")
+    known_fields(raw, _FIELDS, where)
     if raw.get("otlp_endpoint") is None:
         return None  # an unset env: reference turns the export off, as it is by default
     values: dict[str, Any] = {"traces_url": traces_url(raw["otlp_endpoint"],

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from outlay.gateway.header_values import CREDENTIAL_MAX, printable_ascii
 
@@ -14,6 +15,15 @@ MIN_TOKEN_CHARS = 16
 
 class ConfigError(ValueError):
     """Configuration that cannot be used; the message names the file or variable and the key."""
+
+
+def known_fields(raw: Mapping[Any, object], known: Iterable[str], where: str) -> None:
+    """ConfigError naming the fields of a section that are not among `known`."""
+    names = tuple(known)
+    unknown = sorted(str(key) for key in set(raw) - set(names))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(names)}")
 
 
 def nonempty_text(value: object, where: str) -> str:

@@ -341,10 +341,7 @@ def _providers(
     for name, section in _mapping(raw, where).items():
         here = f"{where}.{_name(name, where)}"
         section = _mapping(section, here)
-        unknown = sorted(str(key) for key in set(section) - PROVIDER_FIELDS)
-        if unknown:
-            raise ConfigError(f"{here}: unknown field(s) {', '.join(unknown)}; known: "
-                              f"{', '.join(sorted(PROVIDER_FIELDS))}")
+        cv.known_fields(section, sorted(PROVIDER_FIELDS), here)
         if section.get("simulate") is True:
             continue  # served by the simulator, whatever endpoints it lists
         endpoints_raw = section.get("endpoints")
@@ -395,10 +392,7 @@ _SERVER_FIELDS: _Section = {
 def _section(raw: object, where: str, fields: _Section) -> dict[str, Any]:
     """The Settings values a section gives (null leaves a default in place)."""
     section = _mapping(raw, where)
-    unknown = sorted(str(key) for key in set(section) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: "
-                          f"{', '.join(fields)}")
+    cv.known_fields(section, fields, where)
     return {name: convert(section[key], f"{where}.{key}")
             for key, (name, convert) in fields.items()
             if section.get(key) is not None}
