@@ -128,9 +128,11 @@ def main() -> int:
                         "are always kept: the ratios need them)")
     parser.add_argument("--levels", default="1,32",
                         help="comma-separated wrk connection counts [1,32]")
-    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT", action="append",
+                        default=[],
                         help="also run Outlay (embedded) from another source tree, e.g. a "
-                        "`git worktree` of main, to measure a change side by side with it")
+                        "`git worktree` of main, to measure a change side by side with it; "
+                        "repeat it to run several (e.g. to find which commit moved a figure)")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
     parser.add_argument("--litellm-timeout", type=float, default=480,
                         help="seconds allowed for installing LiteLLM [480]")
@@ -155,8 +157,9 @@ def main() -> int:
             min(args.duration, 3), min(args.streams, 100), 1)
 
     levels = [int(c) for c in args.levels.split(",")]
-    if args.baseline is not None and not (args.baseline / "src" / "outlay").is_dir():
-        parser.error(f"--baseline {args.baseline}: no src/outlay there")
+    for checkout in args.baseline:
+        if not (checkout / "src" / "outlay").is_dir():
+            parser.error(f"--baseline {checkout}: no src/outlay there")
     ensure_tools(profile=args.profile)
     measured = source_state()
     busy_before = busy_share()
@@ -176,12 +179,12 @@ def main() -> int:
     sampler = RssSampler()
     ok = False
     try:
-        scenarios = table(quick=args.quick, baseline=args.baseline)
+        scenarios = table(quick=args.quick, baselines=args.baseline)
         if args.only:
             keep = {"direct", "passthrough", *args.only.split(",")}
             # a baseline comes with the scenario it is the baseline of
-            keep |= {f"{k}-baseline" for k in keep}
-            scenarios = [s for s in scenarios if s.key in keep]
+            scenarios = [s for s in scenarios
+                         if s.key in keep or s.key.split("-baseline")[0] in keep]
         # started first: it downloads while the other scenarios start and seed
         wants_litellm = any(s.key == "litellm" for s in scenarios) and not args.no_litellm
         install = LitellmInstall(args.litellm_timeout, log) if wants_litellm else None

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -407,16 +407,25 @@ def _short(n: int) -> str:
     return f"{n // 1_000_000}M" if n >= 1_000_000 else f"{n // 1000}k"
 
 
-def table(*, quick: bool, baseline: Path | None = None) -> list[Scenario]:
+def table(*, quick: bool, baselines: Sequence[Path] = ()) -> list[Scenario]:
     from peers import Bifrost, Portkey
 
     keys, ledger = (10_000, 100_000) if quick else (100_000, 1_000_000)
-    compared: list[Scenario] = [] if baseline is None else [
-        Outlay("outlay-baseline", "Outlay, embedded, baseline",
-               f"as the embedded store, the code of {baseline}", source=baseline)]
-    compared_shared: list[Scenario] = [] if baseline is None else [
-        OutlayRedisPostgres("outlay-redis-pg-baseline", "Outlay, Redis + PostgreSQL, baseline",
-                            f"as Redis + PostgreSQL, the code of {baseline}", source=baseline)]
+
+    def named(n: int, base: Path) -> tuple[str, str]:
+        """The key's suffix and the title's: `-baseline`, then `-baseline-2` with its folder."""
+        return ("-baseline", ", baseline") if len(baselines) == 1 else (
+            f"-baseline-{n}", f", baseline {n} ({base.name})")
+
+    compared: list[Scenario] = [
+        Outlay(f"outlay{named(n, base)[0]}", f"Outlay, embedded{named(n, base)[1]}",
+               f"as the embedded store, the code of {base}", source=base)
+        for n, base in enumerate(baselines, 1)]
+    compared_shared: list[Scenario] = [
+        OutlayRedisPostgres(f"outlay-redis-pg{named(n, base)[0]}",
+                            f"Outlay, Redis + PostgreSQL{named(n, base)[1]}",
+                            f"as Redis + PostgreSQL, the code of {base}", source=base)
+        for n, base in enumerate(baselines, 1)]
     return [
         Direct(),
         PassThrough(),
