@@ -26,8 +26,11 @@ LIMIT_CODES = {
 }
 
 
+_BUCKET_MS = {name: seconds * 1000 // BUCKETS for name, seconds in WINDOW_SECONDS.items()}
+
+
 def bucket_ms(name: str) -> int:
-    return WINDOW_SECONDS[name] * 1000 // BUCKETS
+    return _BUCKET_MS[name]
 
 
 def bucket_of(name: str, now_ms: int) -> int:
@@ -58,9 +61,11 @@ class WindowState:
 
     def added(self, bucket: int, weight: int) -> WindowState:
         rolled = self.rolled(bucket)
-        if not rolled.counts:
+        counts = rolled.counts
+        if not counts:
             return WindowState(bucket, (weight,))
-        return WindowState(rolled.newest, (*rolled.counts[:-1], rolled.counts[-1] + weight))
+        # concatenated: faster than unpacking 59 counts into a new tuple
+        return WindowState(rolled.newest, counts[:-1] + (counts[-1] + weight,))  # noqa: RUF005
 
     def adjusted(self, bucket: int, delta: int) -> WindowState:
         """Correct a bucket's count after the fact (settling tokens); a gone bucket is ignored."""
@@ -83,33 +88,38 @@ class WindowCheck:
 
 
 def check(name: str, state: WindowState, limit: int, weight: int, now_ms: int) -> WindowCheck:
-    width = bucket_ms(name)
-    window = WINDOW_SECONDS[name] * 1000
+    width = _BUCKET_MS[name]
+    window = width * BUCKETS
     bucket = now_ms // width
     rolled = state.rolled(bucket)
-    first = rolled.newest - len(rolled.counts) + 1
-
-    def expiry(index: int) -> int:
-        # bucket `first+index` stops counting a window's span after it started
-        return (first + index) * width + window
-
-    used = rolled.used
+    used = sum(rolled.counts)
     if used + weight <= limit:
         after = rolled.added(bucket, weight)
-        oldest = next((i for i, c in enumerate(after.counts) if c), None)
-        first_after = after.newest - len(after.counts) + 1
-        reset = now_ms if oldest is None else (first_after + oldest) * width + window
-        return WindowCheck(True, after, limit, used + weight, 0, reset)
+        return WindowCheck(True, after, limit, used + weight, 0, _reset(after, width, now_ms))
+    first = rolled.newest - len(rolled.counts) + 1
     freed = 0
     retry_at = now_ms + window  # weight alone above the limit: no wait can help; say one window
     for index, count in enumerate(rolled.counts):
         freed += count
         if count and used - freed + weight <= limit:
-            retry_at = expiry(index)
+            # bucket `first+index` stops counting a window's span after it started
+            retry_at = (first + index) * width + window
             break
-    oldest = next((i for i, c in enumerate(rolled.counts) if c), None)
-    reset = now_ms if oldest is None else expiry(oldest)
-    return WindowCheck(False, rolled, limit, used, max(1, retry_at - now_ms), reset)
+    return WindowCheck(False, rolled, limit, used, max(1, retry_at - now_ms),
+                       _reset(rolled, width, now_ms))
+
+
+def _reset(state: WindowState, width: int, now_ms: int) -> int:
+    """When the oldest bucket that counts leaves the window (now when none counts)."""
+    counts = state.counts
+    if counts and counts[0]:  # the usual case under steady traffic: no search
+        oldest = 0
+    else:
+        found = next((i for i, c in enumerate(counts) if c), None)
+        if found is None:
+            return now_ms
+        oldest = found
+    return (state.newest - len(counts) + 1 + oldest + BUCKETS) * width
 
 
 def encode(state: WindowState) -> bytes:
