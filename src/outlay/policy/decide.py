@@ -38,16 +38,18 @@ from outlay.policy.model import CLAMP_OFF, DEFAULT_CLAMP_FLOOR, Budget
 from outlay.policy.money import ceil_div, micros_to_usd
 from outlay.policy.periods import iso as iso  # re-exported: the gateway's time format
 from outlay.policy.periods import period_bounds
+from outlay.policy.rules import rules_of
 from outlay.policy.tags import missing_tags
 from outlay.policy.vendor_checks import uncapped_money_out, vendor_refusal
 from outlay.policy.windows import (
     LIMIT_CODES,
-    REQUEST_WINDOWS,
     WINDOW_SECONDS,
     WindowState,
     bucket_of,
     check,
 )
+
+_NO_WINDOW = WindowState()
 
 _PERIOD_WORDS = {"hour": "this hour", "day": "today", "week": "this week",
                  "month": "this month", "total": "in total"}
@@ -120,6 +122,12 @@ def precheck(
     call's operations, accounts and destinations among them), money out under hard spend
     budgets with no money-out budget beside them, and an unpriced call under a hard
     budget."""
+    if call.operation is None and call.flow == "spend" and call.cost_micros is not None:
+        for view in views:  # the usual call: none of the checks below has anything to check
+            if view.policy is not None and not rules_of(view.policy).plain:
+                break
+        else:
+            return None
     if labels is not None:
         missing = missing_tags(((v.scope, v.policy) for v in views if v.policy), labels)
         if missing is not None:
@@ -191,12 +199,11 @@ def decide(
         policy = view.policy
         if policy is None:
             continue
-        for name in (*REQUEST_WINDOWS, "tpm"):
-            limit = getattr(policy, name)
-            weight = call.tokens if name == "tpm" else 1
-            if limit is None or weight == 0:
+        for name, limit, tokens in rules_of(policy).windows:
+            weight = call.tokens if tokens else 1
+            if weight == 0:
                 continue
-            result = check(name, view.windows.get(name, WindowState()), limit, weight, now_ms)
+            result = check(name, view.windows.get(name, _NO_WINDOW), limit, weight, now_ms)
             state = result.state
             if not result.allowed:
                 retry = ceil_div(result.retry_after_ms, 1000)
@@ -232,18 +239,19 @@ def decide(
     for view in views:
         if view.policy is None:
             continue
-        for budget in view.policy.budgets:
-            if budget.flow != call.flow:
+        for rule in rules_of(view.policy).budgets:
+            if rule.flow != call.flow:
                 continue  # money out never counts toward spend, nor spend toward money out
-            start, end = period_bounds(budget.period, now_ms)
-            counter = _current(view, budget.counter, start)
+            start, end = period_bounds(rule.period, now_ms)
+            counter = _current(view, rule.counter, start)
             committed = counter.spent + counter.reserved
-            shadow = view.policy.shadows(budget)
-            if budget.mode == "hard":
-                if committed + cost > budget.cap_micros:
-                    error = _budget_error(view.scope, budget.period, budget.cap_micros,
-                                          counter, cost, end, budget.flow)
-                    if (not shadow and may_wait and counter.spent + cost <= budget.cap_micros
+            shadow, cap = rule.shadow, rule.cap
+            if rule.hard:
+                if committed + cost > cap:
+                    budget = rule.budget
+                    error = _budget_error(view.scope, budget.period, cap, counter, cost, end,
+                                          budget.flow)
+                    if (not shadow and may_wait and counter.spent + cost <= cap
                             and breaches.may_hold(view, error)):
                         pass  # room once the calls in flight settle: wait for them
                     elif refusal := breaches.budget(view, error, budget, start,
@@ -252,13 +260,12 @@ def decide(
                             return replace(refusal, downgrade=budget.downgrade_to)
                         return refusal
                 if not shadow:  # the headers speak of the caps that refuse
-                    limits.budget(budget.cap_micros, budget.cap_micros - committed - cost,
-                                  view.scope)
-            watched = budget.warn_at is not None or budget.mode == "soft"
-            earlier = holds.get((view.scope, budget.counter))
-            holds[(view.scope, budget.counter)] = Hold(
-                view.scope, budget.period, start, cost,
-                watched or (earlier is not None and earlier.watched), budget.flow)
+                    limits.budget(cap, cap - committed - cost, view.scope)
+            held = (view.scope, rule.counter)
+            earlier = holds.get(held)
+            holds[held] = Hold(view.scope, rule.period, start, cost,
+                               rule.watched or (earlier is not None and earlier.watched),
+                               rule.flow)
     refusal = breaches.awaiting_approval() or breaches.holding()
     if refusal:
         return refusal
@@ -279,6 +286,9 @@ def clamped(call: Call, views: Sequence[ScopeView], now_ms: int,
     clamp, cost = call.clamp, call.cost_micros
     if clamp is None or not cost:
         return call
+    room = _hard_room(views, now_ms, grant)
+    if room is None or cost <= room:
+        return call  # fits as asked: no floor to work out
     if clamp.floor is not None:
         floor = clamp.floor
     else:
@@ -289,9 +299,6 @@ def clamped(call: Call, views: Sequence[ScopeView], now_ms: int,
         floor = max(asked, default=DEFAULT_CLAMP_FLOOR)
         if clamp.named:
             floor = min(floor, clamp.limit)
-    room = _hard_room(views, now_ms, grant)
-    if room is None or cost <= room:
-        return call
     most = clamp.most_within(room)
     if most < floor or most >= clamp.limit:
         return call
@@ -305,15 +312,16 @@ def _hard_room(views: Sequence[ScopeView], now_ms: int, grant: Grant | None) -> 
     room: int | None = None
     for view in views:
         policy = view.policy
-        if policy is None or policy.on_breach == "alert" or (
+        if policy is None:
+            continue
+        hard = rules_of(policy).hard_spend
+        if not hard or policy.on_breach == "alert" or (
                 grant is not None and (view.scope, "budget_exceeded") in grant.breaches):
             continue
-        for budget in policy.budgets:
-            if budget.mode != "hard" or policy.shadows(budget) or budget.flow != "spend":
-                continue
-            counter = _current(view, budget.counter, period_bounds(budget.period, now_ms)[0])
-            left = budget.cap_micros - counter.spent - counter.reserved
-            room = left if room is None else min(room, left)
+        for rule in hard:
+            counter = _current(view, rule.counter, period_bounds(rule.period, now_ms)[0])
+            left = rule.cap - counter.spent - counter.reserved
+            room = left if room is None or left < room else room
     return room
 
 
