@@ -471,26 +471,28 @@ class _LimitsBuilder:
         entry = (max(0, limit - used), limit, reset_ms, name)
         self.policies.append((name, limit, WINDOW_SECONDS[name]))
         if name == "tpm":
-            self.tok = entry if self.tok is None or entry < self.tok else self.tok
-        else:
-            self.req = entry if self.req is None or entry < self.req else self.req
+            if self.tok is None or entry < self.tok:
+                self.tok = entry
+        elif self.req is None or entry < self.req:
+            self.req = entry
 
     def budget(self, cap: int, remaining: int, scope: str) -> None:
         entry = (max(0, remaining), cap, scope)
-        self.bud = entry if self.bud is None or entry < self.bud else self.bud
+        if self.bud is None or entry < self.bud:
+            self.bud = entry
 
     def build(self) -> Limits:
         req, tok, bud = self.req, self.tok, self.bud
-        return Limits(
-            requests_limit=req[1] if req else None,
-            requests_remaining=req[0] if req else None,
-            requests_reset_ms=req[2] if req else None,
-            requests_window=req[3] if req else None,
-            tokens_limit=tok[1] if tok else None,
-            tokens_remaining=tok[0] if tok else None,
-            tokens_reset_ms=tok[2] if tok else None,
-            budget_cap=bud[1] if bud else None,
-            budget_remaining=bud[0] if bud else None,
-            budget_scope=bud[2] if bud else None,
-            policies=tuple(self.policies),
-        )
+        policies = tuple(self.policies)
+        if req is None and tok is None and bud is None:
+            return Limits(policies=policies)
+        # positional, in Limits' order: the headers' values are made on every call
+        r_remaining, r_limit, r_reset, r_window = req or _NO_REQ
+        t_remaining, t_limit, t_reset, _ = tok or _NO_REQ
+        b_remaining, b_cap, b_scope = bud or _NO_BUD
+        return Limits(r_limit, r_remaining, r_reset, r_window, t_limit, t_remaining, t_reset,
+                      b_cap, b_remaining, b_scope, policies)
+
+
+_NO_REQ: tuple[None, None, None, None] = (None, None, None, None)
+_NO_BUD: tuple[None, None, None] = (None, None, None)

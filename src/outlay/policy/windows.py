@@ -92,9 +92,12 @@ def check(name: str, state: WindowState, limit: int, weight: int, now_ms: int) -
     window = width * BUCKETS
     bucket = now_ms // width
     rolled = state.rolled(bucket)
-    used = sum(rolled.counts)
+    counts = rolled.counts
+    used = sum(counts)
     if used + weight <= limit:
-        after = rolled.added(bucket, weight)
+        # rolled.added(bucket, weight), without rolling it again
+        after = WindowState(rolled.newest, counts[:-1] + (counts[-1] + weight,)) if counts \
+            else WindowState(bucket, (weight,))  # noqa: RUF005 (as in `added`)
         return WindowCheck(True, after, limit, used + weight, 0, _reset(after, width, now_ms))
     first = rolled.newest - len(rolled.counts) + 1
     freed = 0
