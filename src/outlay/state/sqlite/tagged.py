@@ -13,6 +13,7 @@ from outlay.policy.errors import RateLimited
 from outlay.policy.model import Policy
 from outlay.policy.pacing import Slot
 from outlay.policy.periods import period_bounds
+from outlay.policy.rules import rules_of
 from outlay.policy.tags import (
     resolve,
     split,
@@ -22,7 +23,7 @@ from outlay.policy.tags import (
     tracking_period,
     with_wildcards,
 )
-from outlay.policy.windows import REQUEST_WINDOWS, WindowState
+from outlay.policy.windows import WindowState
 from outlay.state import ledger_sql
 from outlay.state.sqlite.mirror import Mirror
 from outlay.state.usage import tag_values_view
@@ -45,14 +46,15 @@ def views(mirror: Mirror, c: sqlite3.Connection, scopes: tuple[str, ...],
         if policy is None:
             out.append(ScopeView(scope, None))
             continue
+        rules = rules_of(policy)
         counters = {}
-        for period, name in {(b.period, b.counter) for b in policy.budgets}:
-            start = ledger_sql.period_start_of(period, now)
+        for period, name in rules.counters:
+            start = period_bounds(period, now)[0]
             spent, reserved = mirror.counter(c, (scope, name, start))
             counters[name] = Counter(start, spent, reserved)
         out.append(ScopeView(
             scope, policy,
-            mirror.windows_of(c, scope) if _has_windows(policy) else {},
+            mirror.windows_of(c, scope) if rules.windows else {},
             mirror.inflight_of(c, scope) if policy.max_parallel is not None else 0,
             counters))
     return out
@@ -63,10 +65,6 @@ def slot_view(mirror: Mirror, c: sqlite3.Connection, slot: Slot) -> ScopeView:
     policy = slot.policy
     return ScopeView(slot.scope, policy, mirror.windows_of(c, slot.scope),
                      mirror.inflight_of(c, slot.scope) if policy.max_parallel is not None else 0)
-
-
-def _has_windows(policy: Policy) -> bool:
-    return any(getattr(policy, n) is not None for n in (*REQUEST_WINDOWS, "tpm"))
 
 
 class TagValues:
