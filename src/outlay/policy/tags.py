@@ -89,9 +89,9 @@ def is_wildcard(scope: str) -> bool:
 
 def with_wildcards(scopes: Iterable[str]) -> tuple[str, ...]:
     """The scopes and the `*` scope of each tag scope among them: what to read policies of."""
-    out = list(scopes)
-    out += [w for s in out if (w := wildcard_of(s)) is not None]
-    return tuple(out)
+    out = tuple(scopes)
+    wild = [w for s in out if s.startswith("tag:") and (w := wildcard_of(s)) is not None]
+    return (*out, *wild) if wild else out
 
 
 def resolve(scopes: Iterable[str], policies: Mapping[str, Policy]) -> dict[str, Policy]:
@@ -99,7 +99,7 @@ def resolve(scopes: Iterable[str], policies: Mapping[str, Policy]) -> dict[str, 
     out: dict[str, Policy] = {}
     for scope in scopes:
         policy = policies.get(scope)
-        if policy is None:
+        if policy is None and scope.startswith("tag:"):
             wild = wildcard_of(scope)
             policy = None if wild is None else policies.get(wild)
         if policy is not None:
