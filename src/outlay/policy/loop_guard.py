@@ -132,7 +132,14 @@ def count_repeat(guard: LoopGuard, state: WindowState, now_ms: int) -> RepeatChe
     width, span = guard.bucket_ms, guard.window_ms
     bucket = now_ms // width
     first = (now_ms - span) // width + 1  # a bucket counts while its start + span > now
-    start = state.newest - len(state.counts) + 1
+    counts_in = state.counts
+    start = state.newest - len(counts_in) + 1
+    if (bucket == state.newest and counts_in and start >= first and counts_in[0]
+            and (used := sum(counts_in)) + 1 <= guard.max_repeats):
+        # the usual repeat: within the newest bucket, every bucket still counting and the
+        # oldest not empty, so the buckets stay as they are, this call added to the newest
+        added = counts_in[:-1] + (counts_in[-1] + 1,)  # noqa: RUF005 (faster than unpacking)
+        return RepeatCheck(True, used, WindowState(bucket, added), 0)
     live = [(start + i, n) for i, n in enumerate(state.counts) if n and start + i >= first]
     used = sum(n for _, n in live)
     counts = dict(live)
