@@ -21,7 +21,6 @@ from outlay.policy.decision import (
     Grant,
     Hold,
     KeyInfo,
-    Limits,
     Refuse,
     ScopeView,
 )
@@ -40,6 +39,7 @@ from outlay.policy.periods import iso as iso  # re-exported: the gateway's time 
 from outlay.policy.periods import period_bounds
 from outlay.policy.rules import rules_of
 from outlay.policy.tags import missing_tags
+from outlay.policy.tightest import Tightest
 from outlay.policy.vendor_checks import uncapped_money_out, vendor_refusal
 from outlay.policy.windows import (
     LIMIT_CODES,
@@ -193,7 +193,7 @@ def decide(
         breaches.events.append(looped)
 
     windows: dict[tuple[str, str], WindowState] = {}
-    limits = _LimitsBuilder()
+    limits = Tightest()
     parallel: list[str] = []
     for view in views:
         policy = view.policy
@@ -456,43 +456,3 @@ def _budget_error(
         scope=scope, period=period, spent_usd=spent, held_usd=held,
         cap_usd=micros_to_usd(cap), resets_at=resets, **({"flow": flow} if out else {}),
     )
-
-
-class _LimitsBuilder:
-    """Keeps the tightest request window, token window and hard budget seen."""
-
-    def __init__(self) -> None:
-        self.req: tuple[int, int, int, str] | None = None  # remaining, limit, reset, window
-        self.tok: tuple[int, int, int, str] | None = None
-        self.bud: tuple[int, int, str] | None = None  # remaining, cap, scope
-        self.policies: list[tuple[str, int, int]] = []
-
-    def window(self, name: str, limit: int, used: int, reset_ms: int) -> None:
-        entry = (max(0, limit - used), limit, reset_ms, name)
-        self.policies.append((name, limit, WINDOW_SECONDS[name]))
-        if name == "tpm":
-            if self.tok is None or entry < self.tok:
-                self.tok = entry
-        elif self.req is None or entry < self.req:
-            self.req = entry
-
-    def budget(self, cap: int, remaining: int, scope: str) -> None:
-        entry = (max(0, remaining), cap, scope)
-        if self.bud is None or entry < self.bud:
-            self.bud = entry
-
-    def build(self) -> Limits:
-        req, tok, bud = self.req, self.tok, self.bud
-        policies = tuple(self.policies)
-        if req is None and tok is None and bud is None:
-            return Limits(policies=policies)
-        # positional, in Limits' order: the headers' values are made on every call
-        r_remaining, r_limit, r_reset, r_window = req or _NO_REQ
-        t_remaining, t_limit, t_reset, _ = tok or _NO_REQ
-        b_remaining, b_cap, b_scope = bud or _NO_BUD
-        return Limits(r_limit, r_remaining, r_reset, r_window, t_limit, t_remaining, t_reset,
-                      b_cap, b_remaining, b_scope, policies)
-
-
-_NO_REQ: tuple[None, None, None, None] = (None, None, None, None)
-_NO_BUD: tuple[None, None, None] = (None, None, None)
