@@ -252,18 +252,24 @@ def views(
     inflight: dict[str, int] = {}
     counters: dict[str, dict[str, Counter]] = {}
     for check, seen in zip(checks, snapshot, strict=True):
-        if check.kind == "w":  # the script's 60 counts, oldest first, in one string
-            windows.setdefault(check.scope, {})[check.name] = WindowState(
-                now_ms // check.a, window_counts(seen[0]))
-        elif check.kind == "p":
+        kind = check.kind
+        if kind == "w":  # the script's 60 counts, oldest first, in one string
+            state = WindowState(now_ms // check.a, window_counts(seen[0]))
+            if check.scope in windows:
+                windows[check.scope][check.name] = state
+            else:
+                windows[check.scope] = {check.name: state}
+        elif kind == "b":
+            counter = Counter(check.start, int(seen[0]), int(seen[1]))
+            if check.scope in counters:
+                counters[check.scope][check.name] = counter
+            else:
+                counters[check.scope] = {check.name: counter}
+        elif kind == "p":
             inflight[check.scope] = int(seen[0])
-        elif check.kind in ("t", "l"):
-            continue  # a value tracked, a request's repeats: no view of its own
-        elif check.kind == "z":
+        elif kind == "z":
             windows.setdefault(check.scope, {})[PAUSE] = WindowState(int(seen[0]), ())
-        else:
-            counters.setdefault(check.scope, {})[check.name] = Counter(
-                check.start, int(seen[0]), int(seen[1]))
+        # t, l: a value tracked, a request's repeats: no view of their own
     return [
         ScopeView(scope, policies.get(scope), windows.get(scope, {}), inflight.get(scope, 0),
                   counters.get(scope, {}))
