@@ -105,6 +105,9 @@ class _Bound:
             else:
                 for key, item in value.items():
                     self.tokens += text_bytes(key)
+                    if type(item) is str:  # most values: counted here, not in a call
+                        self.tokens += len(item.encode("utf-8", "surrogatepass"))
+                        continue
                     if key == "audio" and isinstance(item, Mapping) and "id" in item:
                         self.opaque = True  # an earlier audio reply, referenced by id
                     self.content(item)
