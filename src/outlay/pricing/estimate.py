@@ -211,6 +211,8 @@ class _Uses:
     @property
     def fees(self) -> tuple[tuple[str, int], ...]:
         """Micro-USD per use by the usage it is reported as (the dearest variant offered)."""
+        if not self.tools.tools:
+            return ()
         by_kind: dict[str, int] = {}
         for tool in self.tools.tools:
             fee = self.fee_of[tool.fee_name]
