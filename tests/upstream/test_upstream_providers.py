@@ -109,3 +109,26 @@ def test_two_providers_claiming_one_name_conflict_naming_both() -> None:
     # the families route apart: no conflict between an OpenAI and an Anthropic provider
     assert claim_conflict([CLAUDE, ProviderSpec("proxy", models=("claude-*",))]) is None
     assert claim_conflict([GROQ, LOCAL, AZURE, CLAUDE]) is None
+
+
+def test_a_route_asked_again_is_the_one_found_first() -> None:
+    providers = Providers({GROQ.name: GROQ, CLAUDE.name: CLAUDE})
+    first = providers.route("llama-3.1-8b-instant", "openai", "/v1/chat/completions")
+    assert providers.route("llama-3.1-8b-instant", "openai", "/v1/chat/completions") is first
+    # the family and the route are part of what is kept: each is decided on its own
+    assert providers.route("claude-3-haiku", "anthropic", "/v1/messages").name == "bedrock"
+    for _ in range(2):  # a refusal is raised again, afresh, with its message
+        with pytest.raises(RouteError, match=r"provider 'bedrock'.*serve /v1/embeddings"):
+            providers.route("bedrock/claude-3-haiku", "openai", "/v1/embeddings")
+
+
+def test_the_routes_kept_are_bounded_in_number_and_name_length() -> None:
+    from outlay.upstream import providers as module
+
+    providers = Providers({GROQ.name: GROQ})
+    for i in range(module.MAX_ROUTES_KEPT + 10):
+        providers.route(f"llama-{i}", "openai", "/v1/chat/completions")
+    assert len(providers._kept) <= module.MAX_ROUTES_KEPT
+    long = "llama-" + "x" * module.MAX_NAME_KEPT
+    assert providers.route(long, "openai", "/v1/chat/completions").name == "groq"
+    assert all(key[0] != long for key in providers._kept)

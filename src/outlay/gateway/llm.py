@@ -107,7 +107,8 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
         model = body.get("model") if isinstance(body.get("model"), str) else None
         target = _target(gw, route, model, body)
         # the call is the provider's: its vendor scope, endpoints, metrics and errors
-        route = dataclasses.replace(route, provider=target.name)
+        if target.name != route.provider:
+            route = dataclasses.replace(route, provider=target.name)
         price = _price(gw, target) if model else None
         betas = beta_names(ex.headers.get("anthropic-beta")) if route.flavor == "anthropic" \
             else ()

@@ -7,6 +7,7 @@ Pure functions over a parsed JSON body and a ModelPrice.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import field
@@ -112,37 +113,38 @@ def estimate(route: str, body: dict[str, Any], price: ModelPrice | None, *,
     input_price = _dearest_input(route, body, rates)
     numerator = (input_tokens * input_price + output_tokens * rates.output
                  + limit.fees * TOKENS_PER_MTOK)
-    est = Estimate(input_tokens, output_tokens, 0 if price.free else ceil_div(
-        numerator, TOKENS_PER_MTOK), patch, tier=tier, fees=uses.fees, tools=tools,
-        output_price=0 if price.free else rates.output,
-        hidden_output=_hides_reasoning(route, body, price))
+    clamp: Clamp | None = None
+    max_field: str | None = None
     if price.free or not numerator:
-        return est
-    if tools.unbounded:
+        pass
+    elif tools.unbounded:
         # uses the request leaves open are bounded by Outlay: at most `limit.n` unless the
         # budget asks for fewer (never fewer than one: then the call is refused)
         per_use = (limit.unbounded * price.context_window * input_price
                    + limit.unbounded_fees * TOKENS_PER_MTOK)
         clamp = Clamp(numerator - limit.n * per_use, per_use, limit.n,
                       limit.unbounded * price.context_window, floor=1)
-        return _with(est, clamp, _uses_field(route),
-                     {**patch, **with_uses(route, body, tools, limit.n)})
-    max_field = _clamp_field(route, body)
-    if max_field is None:
-        return est
+        max_field = _uses_field(route)
+        patch = {**patch, **with_uses(route, body, tools, limit.n)}
+    else:
+        max_field = _clamp_field(route, body)
+        if max_field is not None:
+            clamp = _output_clamp(route, body, price, numerator, rates.output)
+    # made once, with every field known: the request path makes one per call
+    return Estimate(input_tokens, output_tokens, 0 if price.free else ceil_div(
+        numerator, TOKENS_PER_MTOK), patch, max_field, clamp, tier, uses.fees, None, tools,
+        0 if price.free else rates.output, _hides_reasoning(route, body, price))
+
+
+def _output_clamp(route: str, body: Mapping[str, Any], price: ModelPrice, numerator: int,
+                  output_price: int) -> Clamp:
+    """How the bound falls with the maximum output Outlay may set."""
     choices = _choices(route, body)
     named = _named_limit(route, body, price)
     own = _own_limit(route, price) if named is None else named
     # the output bound beyond the maximum itself (predicted output) is billed whatever it is
-    clamp = Clamp(numerator - own * choices * rates.output, choices * rates.output, own,
-                  choices, named=named is not None)
-    return _with(est, clamp, max_field, patch)
-
-
-def _with(est: Estimate, clamp: Clamp, max_field: str, patch: dict[str, Any]) -> Estimate:
-    return Estimate(est.input_tokens, est.output_tokens, est.cost_micros, patch, max_field,
-                    clamp, est.tier, est.fees, est.unpriced, est.tools, est.output_price,
-                    est.hidden_output)
+    return Clamp(numerator - own * choices * output_price, choices * output_price, own,
+                 choices, named=named is not None)
 
 
 def _hides_reasoning(route: str, body: Mapping[str, Any], price: ModelPrice) -> bool:
@@ -153,7 +155,12 @@ def _hides_reasoning(route: str, body: Mapping[str, Any], price: ModelPrice) -> 
         return isinstance(thinking, Mapping) and thinking.get("type") != "disabled"
     if body.get("reasoning") is not None or body.get("reasoning_effort") is not None:
         return True
-    return bool(_REASONING.match(price.name)) and "-chat" not in price.name
+    return _reasoning_model(price.name)
+
+
+@functools.lru_cache(maxsize=1024)  # by name: the price table's names, a bounded set
+def _reasoning_model(name: str) -> bool:
+    return bool(_REASONING.match(name)) and "-chat" not in name
 
 
 def clamp_patch(route: str, body: Mapping[str, Any], est: Estimate, n: int) -> dict[str, Any]:
@@ -191,6 +198,8 @@ class _Uses:
 
     @classmethod
     def of(cls, tools: ServerTools, price: ModelPrice) -> _Uses:
+        if not tools.tools:
+            return _NO_USES
         fees: dict[str, int] = {}
         for tool in tools.tools:
             fee = price.fee(tool.fee_name)
@@ -202,6 +211,8 @@ class _Uses:
     @property
     def fees(self) -> tuple[tuple[str, int], ...]:
         """Micro-USD per use by the usage it is reported as (the dearest variant offered)."""
+        if not self.tools.tools:
+            return ()
         by_kind: dict[str, int] = {}
         for tool in self.tools.tools:
             fee = self.fee_of[tool.fee_name]
@@ -211,7 +222,7 @@ class _Uses:
     def limit(self) -> _Limit:
         tools = self.tools
         if not tools.tools:
-            return _Limit(0, 0, 0, 0, 0)
+            return _NO_LIMIT
         if tools.shared:
             return self._shared()
         # Anthropic: each tool's own max_uses, or Outlay's on those that have none
@@ -242,6 +253,10 @@ class _Limit:
     n: int  # the uses Outlay sets on each unbounded tool (or in all)
     unbounded: int  # how many bounds Outlay sets (tools, or 1 for max_tool_calls)
     unbounded_fees: int  # micro-USD of fees per unit of `n`
+
+
+_NO_USES = _Uses(ServerTools(), {}, None)  # a call without server-side tools
+_NO_LIMIT = _Limit(0, 0, 0, 0, 0)
 
 
 def _uses_field(route: str) -> str:
@@ -278,7 +293,7 @@ def _cache_write_ttl(body: Mapping[str, Any]) -> str | None:
 
 
 def _validate(route: str, body: object) -> None:
-    if not isinstance(body, Mapping):
+    if type(body) is not dict and not isinstance(body, Mapping):
         raise invalid_request("The request body must be a JSON object.")
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -299,7 +314,8 @@ def _validate(route: str, body: object) -> None:
     if route in ("openai.chat", "openai.completions"):
         _positive_int(body, "n")
         options = body.get("stream_options")
-        if options is not None and not isinstance(options, Mapping):
+        if options is not None and type(options) is not dict \
+                and not isinstance(options, Mapping):
             raise invalid_request("`stream_options` must be an object.", "stream_options")
     if route == "openai.completions":
         _positive_int(body, "best_of")
@@ -312,7 +328,7 @@ def _validate_messages(messages: object) -> None:
     if not isinstance(messages, list) or not messages:
         raise invalid_request("`messages` is required and must be a non-empty array.", "messages")
     for index, message in enumerate(messages):
-        if not isinstance(message, Mapping):
+        if type(message) is not dict and not isinstance(message, Mapping):
             raise invalid_request(f"`messages[{index}]` must be an object.", f"messages[{index}]")
 
 

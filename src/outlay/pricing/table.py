@@ -6,6 +6,7 @@ Resolves a requested model name through its canonical name, an alias or a dated 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -83,22 +84,31 @@ class ModelPrice:
     def base_tier(self) -> str:
         return BASE_TIERS.get(self.provider, "default")
 
-    @property
+    # Derived once per model (a frozen value): every call's estimate and settlement reads them
+    @functools.cached_property
     def rates(self) -> Rates:
         """The base tier's rates below any input threshold."""
         return Rates(self.input_micros_per_mtok, self.cached_input_micros_per_mtok,
                      self.output_micros_per_mtok, self.cache_write, self.cache_write_1h)
 
+    @functools.cached_property
+    def _tiers(self) -> dict[str | None, TierPrices]:
+        """Every priced service tier by name, the base tier under its name and None."""
+        base = TierPrices(self.rates, self.long_context)
+        return {**dict(self.service_tiers), None: base, self.base_tier: base}
+
     def tier(self, name: str | None) -> TierPrices | None:
         """The prices of a service tier (None or the base tier: the model's own); None when
         the table does not price that tier."""
-        if name is None or name == self.base_tier:
-            return TierPrices(self.rates, self.long_context)
-        return dict(self.service_tiers).get(name)
+        return self._tiers.get(name)
 
     def fee(self, tool: str) -> int | None:
         """Micro-USD per use of a server-side tool; None when its fee is not known."""
-        return dict(self.tool_fees).get(tool)
+        return self._fees.get(tool)
+
+    @functools.cached_property
+    def _fees(self) -> dict[str, int]:
+        return dict(self.tool_fees)
 
     def lifted(self, beta_names: tuple[str, ...]) -> ModelPrice:
         """The model as the request's beta headers make it: their limits, if higher."""

@@ -70,6 +70,8 @@ _OPAQUE_FIELDS = frozenset(
 # prompts or embedding inputs is not)
 _ONE_CONVERSATION = frozenset({"openai.chat", "openai.responses", "anthropic.messages",
                                "anthropic.count_tokens"})
+# Where a list of token ids may stand in for text
+_TOKEN_IDS = {"openai.completions": "prompt", "openai.embeddings": "input"}
 _ANTHROPIC_SERVER_TOOLS = ("web_search", "web_fetch", "code_execution", "mcp", "tool_search")
 
 
@@ -83,10 +85,14 @@ class _Bound:
 
     def content(self, value: object) -> None:
         """Count message content, recognising image and opaque parts wherever they nest."""
-        if isinstance(value, list):
+        # the exact-type tests first: they are what JSON holds, and each ABC test (Mapping)
+        # costs more than the counting it guards
+        if type(value) is str:
+            self.tokens += len(value.encode("utf-8", "surrogatepass"))
+        elif isinstance(value, list):
             for item in value:
                 self.content(item)
-        elif isinstance(value, Mapping):
+        elif type(value) is dict or isinstance(value, Mapping):
             kind = value.get("type")
             if not isinstance(kind, str):
                 kind = None  # a malformed part is counted as plain JSON, never a crash
@@ -99,6 +105,9 @@ class _Bound:
             else:
                 for key, item in value.items():
                     self.tokens += text_bytes(key)
+                    if type(item) is str:  # most values: counted here, not in a call
+                        self.tokens += len(item.encode("utf-8", "surrogatepass"))
+                        continue
                     if key == "audio" and isinstance(item, Mapping) and "id" in item:
                         self.opaque = True  # an earlier audio reply, referenced by id
                     self.content(item)
@@ -127,7 +136,7 @@ def text_bytes(value: object) -> int:
     if isinstance(value, str):
         # surrogatepass: JSON may carry a lone surrogate, which still costs tokens upstream.
         return len(value.encode("utf-8", "surrogatepass"))
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):
         return sum(text_bytes(key) + text_bytes(item) for key, item in value.items())
     if isinstance(value, list | tuple):
         return sum(text_bytes(item) for item in value)
@@ -150,8 +159,7 @@ def prompt_tokens(value: object) -> int:
 def input_bound(route: str, body: Mapping[str, Any], price: ModelPrice | None) -> int:
     """An upper bound on the input tokens the provider will count for this (validated) body."""
     bound = _Bound(image_tokens_for(price))
-    # Where a list of token ids may stand in for text.
-    token_ids = {"openai.completions": "prompt", "openai.embeddings": "input"}.get(route)
+    token_ids = _TOKEN_IDS.get(route)
     for field, value in body.items():
         if field in _NOT_PROMPT:
             continue

@@ -50,14 +50,22 @@ class ServerTools:
     @property
     def unbounded(self) -> tuple[ServerTool, ...]:
         """The tools whose uses no field of the request bounds."""
+        if not self.tools:
+            return ()
         if self.shared:
             return self.tools if self.max_tool_calls is None else ()
         return tuple(t for t in self.tools if t.max_uses is None)
 
 
+_NONE = ServerTools()  # the routes without server-side tools (a value: never changed)
+_WITH_SERVER_TOOLS = ("anthropic.messages", "openai.responses")
+
+
 def server_tools(route: str, body: Mapping[str, Any]) -> ServerTools:
     """The server-side tools of a (validated) request; raises BadRequest for a bound that
     is not a non-negative integer."""
+    if route not in _WITH_SERVER_TOOLS:
+        return _NONE
     tools = body.get("tools")
     if not isinstance(tools, list):
         tools = []
@@ -69,7 +77,7 @@ def server_tools(route: str, body: Mapping[str, Any]) -> ServerTools:
         _non_negative(limit, "max_tool_calls")
         per_container = tuple(t.fee_name for t in found if t.fee_name == "code_interpreter")
         return ServerTools(found, True, limit, per_container)
-    return ServerTools()
+    return _NONE
 
 
 def with_uses(route: str, body: Mapping[str, Any], tools: ServerTools, n: int

@@ -39,15 +39,8 @@ def cost_of(
     """Micro-USD for uncached input, cached input, output tokens and input tokens written to
     the prompt cache (for 5 minutes, for an hour), rounded up once at the end; at `rates`
     (a tier's), else at the model's own."""
-    for name, count in (
-        ("input_tokens", input_tokens),
-        ("cached_input_tokens", cached_input_tokens),
-        ("output_tokens", output_tokens),
-        ("written", written),
-        ("written_1h", written_1h),
-    ):
-        if count < 0:
-            raise ValueError(f"{name} must be >= 0, got {count}")
+    if min(input_tokens, cached_input_tokens, output_tokens, written, written_1h) < 0:
+        _refuse_negative(input_tokens, cached_input_tokens, output_tokens, written, written_1h)
     if price.free:
         return 0
     r = price.rates if rates is None else rates
@@ -59,6 +52,19 @@ def cost_of(
         + written_1h * r.cache_write_1h
     )
     return ceil_div(micro_usd_per_mtok, TOKENS_PER_MTOK)
+
+
+def _refuse_negative(input_tokens: int, cached_input_tokens: int, output_tokens: int,
+                     written: int, written_1h: int) -> None:
+    for name, count in (
+        ("input_tokens", input_tokens),
+        ("cached_input_tokens", cached_input_tokens),
+        ("output_tokens", output_tokens),
+        ("written", written),
+        ("written_1h", written_1h),
+    ):
+        if count < 0:
+            raise ValueError(f"{name} must be >= 0, got {count}")
 
 
 def usage_cost(
@@ -115,13 +121,14 @@ def reported_tier(document: Mapping[str, Any]) -> str | None:
     """The service tier an answer or stream event says the call ran in: OpenAI's top-level
     `service_tier` (of the response, for Responses events), Anthropic's in `usage`."""
     for holder in (document, document.get("response"), document.get("message")):
-        if not isinstance(holder, Mapping):
+        if holder is None or (type(holder) is not dict and not isinstance(holder, Mapping)):
             continue
         tier = holder.get("service_tier")
         if isinstance(tier, str):
             return tier
         usage = holder.get("usage")
-        if isinstance(usage, Mapping) and isinstance(usage.get("service_tier"), str):
+        if (type(usage) is dict or isinstance(usage, Mapping)) \
+                and isinstance(usage.get("service_tier"), str):
             return str(usage["service_tier"])
     return None
 
@@ -151,7 +158,11 @@ def anthropic_tool_uses(usage: Mapping[str, Any]) -> dict[str, int]:
 
 
 def count(usage: object, key: str) -> int:
-    value = usage.get(key) if isinstance(usage, Mapping) else None
+    # the exact types first: they are what JSON holds, and the ABC test (Mapping) costs more
+    # than the rest of the function
+    value = usage.get(key) if type(usage) is dict or isinstance(usage, Mapping) else None
+    if type(value) is int:
+        return value if value >= 0 else 0
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         return 0
     return value

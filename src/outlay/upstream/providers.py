@@ -23,6 +23,10 @@ DEFAULT_PROVIDERS: Mapping[Family, ProviderType] = {"openai": "openai",
                                                     "anthropic": "anthropic"}
 # an Azure deployment name goes into the request path: letters, digits, '.', '_', '-' only
 _DEPLOYMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# The routes of this many model names are kept, each at most this long: the names come
+# from requests, so neither their number nor their length may grow the memory unbounded
+MAX_ROUTES_KEPT = 1024
+MAX_NAME_KEPT = 256
 
 __all__ = [
     "DEFAULT_PROVIDERS",
@@ -99,6 +103,11 @@ class Providers:
     """Every provider a request may go to, by name; `openai` and `anthropic` always."""
 
     specs: Mapping[str, ProviderSpec] = field(default_factory=dict)
+    # the route of each (model, family, route) asked for: a Target, or the RouteError's
+    # message. The specs never change after __post_init__ (a new configuration makes new
+    # Providers), so nothing kept here goes stale.
+    _kept: dict[tuple[str | None, str, str], Target | str] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         specs = dict(self.specs)
@@ -112,6 +121,22 @@ class Providers:
     def route(self, model: str | None, family: Family, route: str) -> Target:
         """The provider and upstream model name of a call on a route of `family`; raises
         RouteError when the provider named or claiming the model speaks the other family."""
+        key = (model, family, route)
+        found = self._kept.get(key)
+        if found is None:
+            try:
+                found = self._route(model, family, route)
+            except RouteError as exc:
+                found = str(exc)
+            if model is None or len(model) <= MAX_NAME_KEPT:
+                if len(self._kept) >= MAX_ROUTES_KEPT:
+                    self._kept.clear()
+                self._kept[key] = found
+        if isinstance(found, str):
+            raise RouteError(found)
+        return found
+
+    def _route(self, model: str | None, family: Family, route: str) -> Target:
         spec: ProviderSpec | None = None
         upstream = model
         if model is not None and "/" in model:
