@@ -46,9 +46,11 @@ from outlay.state.ledger_sql import (
     counter,
 )
 from outlay.state.sqlite.admin import read_key
+from outlay.state.sqlite.repeats import PRUNE, PRUNED_PER_PRUNE, READ, WRITE
 from outlay.state.stored_policy import parse_stored_policy
 
 CounterKey = tuple[str, str, int]  # scope, period, period start
+RepeatRow = tuple[WindowState, int]  # a loop guard's request: its buckets, when it expires
 MAX_CACHED = 50_000  # keys or policies kept before the mirror starts over
 MOVE_ROWS = 64  # settled calls whose rows move to the ledger together
 MOVE_S = 0.05  # or whatever is settled, this long after the last move
@@ -89,6 +91,10 @@ class Mirror:
         self._settled: list[tuple[Any, ...]] = []
         self._released: list[str] = []
         self._ledger_rows: list[tuple[Any, ...]] = []
+        self.repeats: dict[str, RepeatRow | None] = {}  # None: no row
+        self._dirty_repeats: dict[str, RepeatRow] = {}
+        self._prunes = 0  # repeat rows' prunes due at the flush, of rows expired by:
+        self._prune_at = 0
 
     # -- validity ---------------------------------------------------------------------
     def begin(self, c: sqlite3.Connection) -> None:
@@ -163,6 +169,21 @@ class Mirror:
         return Held(amount, tokens, orjson.loads(holds), orjson.loads(tpm),
                     orjson.loads(parallel), key_id, agent)
 
+    def repeats_of(self, c: sqlite3.Connection, mark: str) -> WindowState | None:
+        """A loop guard's request's buckets (repeats.mark); None: no row."""
+        if mark in self.repeats:
+            row = self.repeats[mark]
+        else:
+            found = c.execute(READ, (mark,)).fetchone()
+            row = None if found is None else (decode(found[0]), found[1])
+            self._keep_repeats(mark, row)
+        return None if row is None else row[0]
+
+    def _keep_repeats(self, mark: str, row: RepeatRow | None) -> None:
+        if mark not in self.repeats and len(self.repeats) >= MAX_CACHED:
+            self.repeats = dict(self._dirty_repeats)  # each request its row: start over
+        self.repeats[mark] = row
+
     def next_seq(self, c: sqlite3.Connection) -> int:
         """The sequence number of the next ledger row (under the write lock, so no other
         worker can give the same). Every number given is either in a reservation or, once
@@ -177,6 +198,17 @@ class Mirror:
     def set_window(self, scope: str, name: str, state: WindowState) -> None:
         self.windows.setdefault(scope, {})[name] = state
         self._dirty_windows.add((scope, name))
+
+    def set_repeats(self, mark: str, state: WindowState, expires_ms: int,
+                    prune_at: int | None) -> None:
+        """A request's buckets after its admission; with `prune_at`, a prune of the rows
+        expired by then due too (PRUNED_PER_PRUNE rows for each)."""
+        row = (state, expires_ms)
+        self._keep_repeats(mark, row)
+        self._dirty_repeats[mark] = row
+        if prune_at is not None:
+            self._prunes += 1
+            self._prune_at = max(self._prune_at, prune_at)
 
     def add_inflight(self, c: sqlite3.Connection, scope: str, delta: int) -> None:
         self.inflight[scope] = max(0, self.inflight_of(c, scope) + delta)
@@ -241,6 +273,15 @@ class Mirror:
                 "ON CONFLICT(scope) DO UPDATE SET n=excluded.n",
                 [(s, self.inflight[s]) for s in self._dirty_inflight])
             self._dirty_inflight.clear()
+        if self._dirty_repeats:
+            c.executemany(WRITE, [(mark, encode(state), expires) for mark, (state, expires)
+                                  in self._dirty_repeats.items()])
+            self._dirty_repeats.clear()
+        if self._prunes:
+            for (mark,) in c.execute(PRUNE, (self._prune_at, PRUNED_PER_PRUNE * self._prunes)
+                                     ).fetchall():
+                self.repeats.pop(mark, None)
+            self._prunes = self._prune_at = 0
         for rid in self._released:  # gone for good once on disk
             self.held.pop(rid, None)
         self._released.clear()

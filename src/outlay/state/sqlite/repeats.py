@@ -1,6 +1,8 @@
 """The loop guard's counts in the embedded store: one row per request (its fingerprint, which
 names its key, and the guard's bucket width), read and written inside the transaction that
-decides the call, so every worker counts every admission of it exactly."""
+decides the call, so every worker counts every admission of it exactly. The rows are kept in
+the worker's mirror like the windows (sqlite_mirror): read once while it holds, written once
+per batch, before the commit."""
 
 from __future__ import annotations
 
@@ -8,12 +10,16 @@ import sqlite3
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from outlay.policy.decision import KeyInfo, ScopeView
 from outlay.policy.loop_check import Loop, loop_in_force
 from outlay.policy.loop_guard import body_digest
-from outlay.policy.windows import WindowState, decode, encode
+from outlay.policy.windows import WindowState
 from outlay.state.base import Ticket
+
+if TYPE_CHECKING:
+    from outlay.state.sqlite.mirror import Mirror
 
 REPEATS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS repeats (
@@ -27,6 +33,11 @@ CREATE INDEX IF NOT EXISTS repeats_expiry ON repeats(expires_ms);
 PRUNE_EVERY = 32
 PRUNED_PER_PRUNE = 4 * PRUNE_EVERY
 GUARDED_KEYS_KEPT = 4096
+READ = "SELECT state, expires_ms FROM repeats WHERE mark=?"
+WRITE = "INSERT OR REPLACE INTO repeats(mark, state, expires_ms) VALUES (?, ?, ?)"
+# the marks deleted, for the mirror to forget
+PRUNE = ("DELETE FROM repeats WHERE mark IN (SELECT mark FROM repeats WHERE expires_ms <= ? "
+         "LIMIT ?) RETURNING mark")
 
 
 class GuardedKeys:
@@ -62,12 +73,13 @@ class GuardedKeys:
             self._keys.popitem(last=False)
 
 
-def _mark(loop: Loop) -> str:
+def mark(loop: Loop) -> str:
     return f"{loop.fingerprint}:{loop.guard.bucket_ms}"
 
 
-def loop_of(c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, views: Sequence[ScopeView],
-            guarded: GuardedKeys, digest: bytes | None = None) -> Loop | None:
+def loop_of(mirror: Mirror, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo,
+            views: Sequence[ScopeView], guarded: GuardedKeys, digest: bytes | None = None
+            ) -> Loop | None:
     """The loop guard of the call and its request's admissions so far; None when no policy
     of its scopes sets one, or the call replays an admitted one (same Idempotency-Key).
     `digest`: the body's, when hashed before the transaction."""
@@ -78,17 +90,13 @@ def loop_of(c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, views: Sequence
     guarded.saw(ticket.key_hash, loop is not None)
     if loop is None:
         return None
-    row = c.execute("SELECT state FROM repeats WHERE mark=?", (_mark(loop),)).fetchone()
-    return loop if row is None else replace(loop, state=decode(row[0]))
+    state = mirror.repeats_of(c, mark(loop))
+    return loop if state is None else replace(loop, state=state)
 
 
-def write(c: sqlite3.Connection, loop: Loop, state: WindowState, now: int, prune: bool
-          ) -> None:
+def write(mirror: Mirror, loop: Loop, state: WindowState, now: int, prune: bool) -> None:
     """An admission counted: the request's buckets, kept until the newest leaves the window;
-    with `prune`, rows past their window deleted too."""
+    with `prune`, rows past their window deleted too (both when the batch commits)."""
     guard = loop.guard
-    c.execute("INSERT OR REPLACE INTO repeats(mark, state, expires_ms) VALUES (?, ?, ?)",
-              (_mark(loop), encode(state), state.newest * guard.bucket_ms + guard.window_ms))
-    if prune:
-        c.execute("DELETE FROM repeats WHERE mark IN (SELECT mark FROM repeats WHERE "
-                  "expires_ms <= ? LIMIT ?)", (now, PRUNED_PER_PRUNE))
+    mirror.set_repeats(mark(loop), state, state.newest * guard.bucket_ms + guard.window_ms,
+                       now if prune else None)

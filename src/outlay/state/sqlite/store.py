@@ -218,7 +218,7 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         scopes = call_scopes(key, ticket.call.vendor, labels)
         own = self._mirror.policies_of(c, with_wildcards(scopes))
         views = tagged.views(self._mirror, c, scopes, resolve(scopes, own), now)
-        loop = repeats.loop_of(c, ticket, key, views, self._guarded, digest)
+        loop = repeats.loop_of(self._mirror, c, ticket, key, views, self._guarded, digest)
         slots = [tagged.slot_view(self._mirror, c, slot) for slot in ticket.endpoints]
         chosen: list[str | None] = [None]  # the endpoint the call is admitted on
 
@@ -256,7 +256,7 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
             ticket = replace(ticket, call=decision.call)
         self._write_admit(c, ticket, key, decision, now)
         if loop is not None and decision.repeats is not None:
-            repeats.write(c, loop, decision.repeats, now, self._guarded.prune_due())
+            repeats.write(self._mirror, loop, decision.repeats, now, self._guarded.prune_due())
         if grant is not None and decision.approved:
             mark_used(c, grant.approval_id, ticket.request_id, now)
         call = ticket.call
