@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ import orjson
 
 from outlay.policy.decision import KeyInfo
 from outlay.policy.model import Policy
+from outlay.policy.tags import resolve, with_wildcards
 from outlay.policy.windows import WindowState, decode, encode
 from outlay.state.ledger_sql import (
     DROP_MOVED,
@@ -79,6 +81,8 @@ class Mirror:
     def _clear(self) -> None:
         self.keys: dict[str, KeyInfo | None] = {}
         self.policies: dict[str, Policy | None] = {}
+        # a call's scopes -> the policies set on them and their `*`s, and those in force
+        self._in_force: dict[tuple[str, ...], tuple[dict[str, Policy], dict[str, Policy]]] = {}
         self.windows: dict[str, dict[str, WindowState]] = {}
         self.inflight: dict[str, int] = {}
         self.counters: dict[CounterKey, list[int]] = {}  # [spent, reserved]
@@ -134,6 +138,19 @@ class Mirror:
                 body = found.get(scope)
                 self.policies[scope] = None if body is None else parse_stored_policy(body)
         return {s: p for s in scopes if (p := self.policies[s]) is not None}
+
+    def policies_in_force(self, c: sqlite3.Connection, scopes: tuple[str, ...]
+                          ) -> tuple[Mapping[str, Policy], Mapping[str, Policy]]:
+        """The policies set on `scopes` and on the `*` of each tag scope among them, and each
+        scope's in force (tags.resolve): the same for every call of a key while the policies
+        hold, so made once (not to be changed by the caller)."""
+        found = self._in_force.get(scopes)
+        if found is None:
+            own = self.policies_of(c, with_wildcards(scopes))
+            if len(self._in_force) >= MAX_CACHED:
+                self._in_force.clear()
+            found = self._in_force[scopes] = (own, resolve(scopes, own))
+        return found
 
     def windows_of(self, c: sqlite3.Connection, scope: str) -> dict[str, WindowState]:
         windows = self.windows.get(scope)

@@ -25,7 +25,7 @@ from outlay.policy.decision import Admit, Call, Decision, Event, Grant, KeyInfo,
 from outlay.policy.errors import ApprovalMismatch, BudgetExceeded, BudgetHeld, OutlayError, RateHeld
 from outlay.policy.pacing import PAUSE, decide_paced, queue_wait
 from outlay.policy.series import SeriesQuery, Sums
-from outlay.policy.tags import is_wildcard, resolve, wildcard_of, with_wildcards
+from outlay.policy.tags import is_wildcard, wildcard_of
 from outlay.policy.windows import WindowState, bucket_of, decode
 from outlay.state import ledger_sql, rollups_sql
 from outlay.state.announcements import settlement_events
@@ -216,8 +216,8 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         grant = self._grant(c, ticket, key, now)
         labels = ticket.labels(key)
         scopes = call_scopes(key, ticket.call.vendor, labels)
-        own = self._mirror.policies_of(c, with_wildcards(scopes))
-        views = tagged.views(self._mirror, c, scopes, resolve(scopes, own), now)
+        own, in_force = self._mirror.policies_in_force(c, scopes)
+        views = tagged.views(self._mirror, c, scopes, in_force, now)
         loop = repeats.loop_of(self._mirror, c, ticket, key, views, self._guarded, digest)
         slots = [tagged.slot_view(self._mirror, c, slot) for slot in ticket.endpoints]
         chosen: list[str | None] = [None]  # the endpoint the call is admitted on
