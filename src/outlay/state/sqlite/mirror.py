@@ -52,6 +52,7 @@ from outlay.state.sqlite.repeats import PRUNE, PRUNED_PER_PRUNE, READ, WRITE
 from outlay.state.stored_policy import parse_stored_policy
 
 CounterKey = tuple[str, str, int]  # scope, period, period start
+InForce = tuple[Mapping[str, Policy], Mapping[str, Policy], bool]
 RepeatRow = tuple[WindowState, int]  # a loop guard's request: its buckets, when it expires
 MAX_CACHED = 50_000  # keys or policies kept before the mirror starts over
 MOVE_ROWS = 64  # settled calls whose rows move to the ledger together
@@ -81,8 +82,9 @@ class Mirror:
     def _clear(self) -> None:
         self.keys: dict[str, KeyInfo | None] = {}
         self.policies: dict[str, Policy | None] = {}
-        # a call's scopes -> the policies set on them and their `*`s, and those in force
-        self._in_force: dict[tuple[str, ...], tuple[dict[str, Policy], dict[str, Policy]]] = {}
+        # a call's scopes -> the policies set on them and their `*`s, those in force, and
+        # whether one of those sets a loop guard
+        self._in_force: dict[tuple[str, ...], InForce] = {}
         self.windows: dict[str, dict[str, WindowState]] = {}
         self.inflight: dict[str, int] = {}
         self.counters: dict[CounterKey, list[int]] = {}  # [spent, reserved]
@@ -139,17 +141,19 @@ class Mirror:
                 self.policies[scope] = None if body is None else parse_stored_policy(body)
         return {s: p for s in scopes if (p := self.policies[s]) is not None}
 
-    def policies_in_force(self, c: sqlite3.Connection, scopes: tuple[str, ...]
-                          ) -> tuple[Mapping[str, Policy], Mapping[str, Policy]]:
-        """The policies set on `scopes` and on the `*` of each tag scope among them, and each
-        scope's in force (tags.resolve): the same for every call of a key while the policies
-        hold, so made once (not to be changed by the caller)."""
+    def policies_in_force(self, c: sqlite3.Connection, scopes: tuple[str, ...]) -> InForce:
+        """The policies set on `scopes` and on the `*` of each tag scope among them, each
+        scope's in force (tags.resolve), and whether one of those sets a loop guard: the same
+        for every call of a key while the policies hold, so made once (not to be changed by
+        the caller)."""
         found = self._in_force.get(scopes)
         if found is None:
             own = self.policies_of(c, with_wildcards(scopes))
+            in_force = resolve(scopes, own)
             if len(self._in_force) >= MAX_CACHED:
                 self._in_force.clear()
-            found = self._in_force[scopes] = (own, resolve(scopes, own))
+            found = self._in_force[scopes] = (
+                own, in_force, any(p.loop_guard is not None for p in in_force.values()))
         return found
 
     def windows_of(self, c: sqlite3.Connection, scope: str) -> dict[str, WindowState]:

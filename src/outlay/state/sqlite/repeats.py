@@ -78,16 +78,17 @@ def mark(loop: Loop) -> str:
 
 
 def loop_of(mirror: Mirror, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo,
-            views: Sequence[ScopeView], guarded: GuardedKeys, digest: bytes | None = None
-            ) -> Loop | None:
+            views: Sequence[ScopeView], keys: GuardedKeys, digest: bytes | None = None, *,
+            guarded: bool = True) -> Loop | None:
     """The loop guard of the call and its request's admissions so far; None when no policy
     of its scopes sets one, or the call replays an admitted one (same Idempotency-Key).
-    `digest`: the body's, when hashed before the transaction."""
+    `digest`: the body's, when hashed before the transaction; `guarded`: False when it is
+    known that no policy of the views sets a guard."""
     if ticket.replay_of is not None:
         return None
     loop = loop_in_force(((v.scope, v.policy) for v in views), key.id, ticket.route,
-                         ticket.shape, digest)
-    guarded.saw(ticket.key_hash, loop is not None)
+                         ticket.shape, digest) if guarded else None
+    keys.saw(ticket.key_hash, loop is not None)
     if loop is None:
         return None
     state = mirror.repeats_of(c, mark(loop))

@@ -216,9 +216,10 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         grant = self._grant(c, ticket, key, now)
         labels = ticket.labels(key)
         scopes = call_scopes(key, ticket.call.vendor, labels)
-        own, in_force = self._mirror.policies_in_force(c, scopes)
+        own, in_force, guarded = self._mirror.policies_in_force(c, scopes)
         views = tagged.views(self._mirror, c, scopes, in_force, now)
-        loop = repeats.loop_of(self._mirror, c, ticket, key, views, self._guarded, digest)
+        loop = repeats.loop_of(self._mirror, c, ticket, key, views, self._guarded, digest,
+                               guarded=guarded)
         slots = [tagged.slot_view(self._mirror, c, slot) for slot in ticket.endpoints]
         chosen: list[str | None] = [None]  # the endpoint the call is admitted on
 
