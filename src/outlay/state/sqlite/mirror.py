@@ -96,6 +96,7 @@ class Mirror:
         self._new_held: list[tuple[Any, ...]] = []
         self._settled: list[tuple[Any, ...]] = []
         self._released: list[str] = []
+        self._forwarded: list[tuple[str]] = []
         self._ledger_rows: list[tuple[Any, ...]] = []
         self.repeats: dict[str, RepeatRow | None] = {}  # None: no row
         self._dirty_repeats: dict[str, RepeatRow] = {}
@@ -249,6 +250,10 @@ class Mirror:
         self.held[request_id] = held
         self._new_held.append((*reservation, self.next_seq(c), *ledger))
 
+    def forwarded(self, request_id: str) -> None:
+        """A reservation's call is about to be sent (the reaper charges it, not voids it)."""
+        self._forwarded.append((request_id,))
+
     def release(self, request_id: str, settled: tuple[Any, ...]) -> None:
         """A reservation settled: `settled` are the values of SETTLE_ROW."""
         self.held[request_id] = None  # a second settle in this batch finds it gone
@@ -271,6 +276,9 @@ class Mirror:
         if self._new_held:
             c.executemany(HOLD_ROW, self._new_held)
             self._new_held.clear()
+        if self._forwarded:
+            c.executemany("UPDATE reservations SET forwarded=1 WHERE id=?", self._forwarded)
+            self._forwarded.clear()
         if self._settled:
             c.executemany(SETTLE_ROW, self._settled)
             self._to_move += len(self._settled)
