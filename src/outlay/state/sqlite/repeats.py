@@ -10,16 +10,13 @@ import sqlite3
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from outlay.policy.decision import KeyInfo, ScopeView
 from outlay.policy.loop_check import Loop, loop_in_force
 from outlay.policy.loop_guard import body_digest
 from outlay.policy.windows import WindowState
 from outlay.state.base import Ticket
-
-if TYPE_CHECKING:
-    from outlay.state.sqlite.mirror import Mirror
 
 REPEATS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS repeats (
@@ -38,6 +35,15 @@ WRITE = "INSERT OR REPLACE INTO repeats(mark, state, expires_ms) VALUES (?, ?, ?
 # the marks deleted, for the mirror to forget
 PRUNE = ("DELETE FROM repeats WHERE mark IN (SELECT mark FROM repeats WHERE expires_ms <= ? "
          "LIMIT ?) RETURNING mark")
+
+
+class RepeatRows(Protocol):
+    """Where the rows are read and written: the worker's mirror (sqlite_mirror)."""
+
+    def repeats_of(self, c: sqlite3.Connection, mark: str) -> WindowState | None: ...
+
+    def set_repeats(self, mark: str, state: WindowState, expires_ms: int,
+                    prune_at: int | None) -> None: ...
 
 
 class GuardedKeys:
@@ -77,7 +83,7 @@ def mark(loop: Loop) -> str:
     return f"{loop.fingerprint}:{loop.guard.bucket_ms}"
 
 
-def loop_of(mirror: Mirror, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo,
+def loop_of(mirror: RepeatRows, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo,
             views: Sequence[ScopeView], keys: GuardedKeys, digest: bytes | None = None, *,
             guarded: bool = True) -> Loop | None:
     """The loop guard of the call and its request's admissions so far; None when no policy
@@ -95,7 +101,7 @@ def loop_of(mirror: Mirror, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo,
     return loop if state is None else replace(loop, state=state)
 
 
-def write(mirror: Mirror, loop: Loop, state: WindowState, now: int, prune: bool) -> None:
+def write(mirror: RepeatRows, loop: Loop, state: WindowState, now: int, prune: bool) -> None:
     """An admission counted: the request's buckets, kept until the newest leaves the window;
     with `prune`, rows past their window deleted too (both when the batch commits)."""
     guard = loop.guard
