@@ -150,11 +150,9 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         finally:
             self._mirror.drop()
 
-    @contextlib.contextmanager
-    def _batch_tx(self) -> Iterator[sqlite3.Connection]:
+    def _batch_tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """The request path's transaction: the mirror is kept if nothing else wrote."""
-        with self._transaction(self._mirror.flush, self._mirror.begin) as c:
-            yield c
+        return self._transaction(self._mirror.flush, self._mirror.begin)
 
     @contextlib.contextmanager
     def _transaction(
