@@ -68,6 +68,19 @@ async def test_a_policy_changed_in_this_worker_holds_at_the_next_call(
         await one.reserve(ticket(secret, 2_000))  # the new budget counts the call in flight
 
 
+async def test_a_policy_set_by_another_worker_holds_at_the_next_call(
+    pair: tuple[SqliteStore, SqliteStore, Clock],
+) -> None:
+    one, two, _ = pair
+    _, secret = await one.create_key(NewKey(agent="bot"))
+    await one.reserve(ticket(secret, 4_000))  # the call's scopes' policies now in the mirror
+    await two.put_policy("agent:bot", parse_policy({"budgets": [{"usd": 0.005}]}))
+    with pytest.raises(BudgetExceeded):
+        await one.reserve(ticket(secret, 2_000))
+    await two.delete_policy("agent:bot")
+    await one.reserve(ticket(secret, 2_000))
+
+
 async def test_the_rows_on_disk_match_after_every_batch(
     pair: tuple[SqliteStore, SqliteStore, Clock], tmp_path: Path
 ) -> None:

@@ -1,9 +1,12 @@
 """The embedded store's loop-guard rows: a key whose calls are guarded has its next body
-hashed before the transaction (the same fingerprint as inside it), and rows past their
-window are pruned as new ones are written."""
+hashed before the transaction (the same fingerprint as inside it), rows past their window
+are pruned as new ones are written, and the worker's mirror of them counts every call of a
+batch and forgets the rows pruned."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,8 +16,12 @@ from outlay.policy.approvals import request_shape
 from outlay.policy.errors import RateLimited
 from outlay.policy.loop_guard import body_digest, fingerprint
 from outlay.policy.model import parse_policy
+from outlay.policy.windows import WindowState, decode
 from outlay.state.base import NewKey, Ticket
+from outlay.state.sqlite import mirror as mirror_module
+from outlay.state.sqlite.mirror import Mirror
 from outlay.state.sqlite.repeats import PRUNE_EVERY, PRUNED_PER_PRUNE
+from outlay.state.sqlite.schema import apply
 from outlay.state.sqlite.store import SqliteStore
 
 from ..support import Clock, ticket
@@ -67,3 +74,40 @@ async def test_guarded_keys_are_hashed_ahead_and_counted_alike(tmp_path: Path) -
         assert PRUNED_PER_PRUNE >= PRUNE_EVERY  # a prune keeps up with what was written
     finally:
         await store.close()
+
+
+async def test_one_batch_counts_every_call_and_writes_the_row_once(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "o.db"), clock=Clock())
+    await store.open()
+    try:
+        await store.put_policy("agent:bot", parse_policy(
+            {"loop_guard": {"max_repeats": 3, "window_s": 60}}))
+        _, secret = await store.create_key(NewKey(agent="bot"))
+        answers = await asyncio.gather(*(store.reserve(same(secret)) for _ in range(4)),
+                                       return_exceptions=True)
+        assert [isinstance(a, RateLimited) for a in answers] == [False, False, False, True]
+        (state,) = store.conn.execute("SELECT state FROM repeats").fetchall()[0]
+        assert sum(decode(state).counts) == 3
+    finally:
+        await store.close()
+
+
+def test_the_mirror_forgets_pruned_rows_and_keeps_unwritten_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = sqlite3.connect(str(tmp_path / "o.db"), isolation_level=None)
+    apply(conn)
+    mirror = Mirror()
+    mirror.set_repeats("old", WindowState(1, (1,)), 10, None)
+    mirror.flush(conn)
+    assert mirror.repeats_of(conn, "old") == WindowState(1, (1,))
+    mirror.set_repeats("new", WindowState(5, (2,)), 100, 50)  # prunes what expired by 50
+    mirror.flush(conn)
+    assert "old" not in mirror.repeats  # pruned: read again (and found gone) if asked
+    assert mirror.repeats_of(conn, "old") is None
+    assert conn.execute("SELECT mark FROM repeats").fetchall() == [("new",)]
+    monkeypatch.setattr(mirror_module, "MAX_CACHED", 2)
+    mirror.set_repeats("newer", WindowState(6, (1,)), 100, None)  # the cache full: only
+    assert mirror.repeats == {"newer": (WindowState(6, (1,)), 100)}  # the unwritten kept
+    mirror.flush(conn)
+    assert mirror.repeats_of(conn, "new") == WindowState(5, (2,))
+    assert sorted(conn.execute("SELECT mark FROM repeats")) == [("new",), ("newer",)]

@@ -40,7 +40,7 @@ class LeasesMixin:
     def _forwarding(self, c: sqlite3.Connection, reservation_id: str) -> bool:
         if self._mirror.held_of(c, reservation_id) is None:
             return False  # settled (reaped) meanwhile: not to be sent
-        c.execute("UPDATE reservations SET forwarded=1 WHERE id=?", (reservation_id,))
+        self._mirror.forwarded(reservation_id)  # written with the batch, before it commits
         return True
 
     async def renew(self, reservation_ids: list[str]) -> int:

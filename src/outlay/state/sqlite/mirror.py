@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ import orjson
 
 from outlay.policy.decision import KeyInfo
 from outlay.policy.model import Policy
+from outlay.policy.tags import resolve, with_wildcards
 from outlay.policy.windows import WindowState, decode, encode
 from outlay.state.ledger_sql import (
     DROP_MOVED,
@@ -46,9 +48,12 @@ from outlay.state.ledger_sql import (
     counter,
 )
 from outlay.state.sqlite.admin import read_key
+from outlay.state.sqlite.repeats import PRUNE, PRUNED_PER_PRUNE, READ, WRITE
 from outlay.state.stored_policy import parse_stored_policy
 
 CounterKey = tuple[str, str, int]  # scope, period, period start
+InForce = tuple[Mapping[str, Policy], Mapping[str, Policy], bool]
+RepeatRow = tuple[WindowState, int]  # a loop guard's request: its buckets, when it expires
 MAX_CACHED = 50_000  # keys or policies kept before the mirror starts over
 MOVE_ROWS = 64  # settled calls whose rows move to the ledger together
 MOVE_S = 0.05  # or whatever is settled, this long after the last move
@@ -77,6 +82,9 @@ class Mirror:
     def _clear(self) -> None:
         self.keys: dict[str, KeyInfo | None] = {}
         self.policies: dict[str, Policy | None] = {}
+        # a call's scopes -> the policies set on them and their `*`s, those in force, and
+        # whether one of those sets a loop guard
+        self._in_force: dict[tuple[str, ...], InForce] = {}
         self.windows: dict[str, dict[str, WindowState]] = {}
         self.inflight: dict[str, int] = {}
         self.counters: dict[CounterKey, list[int]] = {}  # [spent, reserved]
@@ -88,7 +96,12 @@ class Mirror:
         self._new_held: list[tuple[Any, ...]] = []
         self._settled: list[tuple[Any, ...]] = []
         self._released: list[str] = []
+        self._forwarded: list[tuple[str]] = []
         self._ledger_rows: list[tuple[Any, ...]] = []
+        self.repeats: dict[str, RepeatRow | None] = {}  # None: no row
+        self._dirty_repeats: dict[str, RepeatRow] = {}
+        self._prunes = 0  # repeat rows' prunes due at the flush, of rows expired by:
+        self._prune_at = 0
 
     # -- validity ---------------------------------------------------------------------
     def begin(self, c: sqlite3.Connection) -> None:
@@ -129,6 +142,21 @@ class Mirror:
                 self.policies[scope] = None if body is None else parse_stored_policy(body)
         return {s: p for s in scopes if (p := self.policies[s]) is not None}
 
+    def policies_in_force(self, c: sqlite3.Connection, scopes: tuple[str, ...]) -> InForce:
+        """The policies set on `scopes` and on the `*` of each tag scope among them, each
+        scope's in force (tags.resolve), and whether one of those sets a loop guard: the same
+        for every call of a key while the policies hold, so made once (not to be changed by
+        the caller)."""
+        found = self._in_force.get(scopes)
+        if found is None:
+            own = self.policies_of(c, with_wildcards(scopes))
+            in_force = resolve(scopes, own)
+            if len(self._in_force) >= MAX_CACHED:
+                self._in_force.clear()
+            found = self._in_force[scopes] = (
+                own, in_force, any(p.loop_guard is not None for p in in_force.values()))
+        return found
+
     def windows_of(self, c: sqlite3.Connection, scope: str) -> dict[str, WindowState]:
         windows = self.windows.get(scope)
         if windows is None:
@@ -163,6 +191,21 @@ class Mirror:
         return Held(amount, tokens, orjson.loads(holds), orjson.loads(tpm),
                     orjson.loads(parallel), key_id, agent)
 
+    def repeats_of(self, c: sqlite3.Connection, mark: str) -> WindowState | None:
+        """A loop guard's request's buckets (repeats.mark); None: no row."""
+        if mark in self.repeats:
+            row = self.repeats[mark]
+        else:
+            found = c.execute(READ, (mark,)).fetchone()
+            row = None if found is None else (decode(found[0]), found[1])
+            self._keep_repeats(mark, row)
+        return None if row is None else row[0]
+
+    def _keep_repeats(self, mark: str, row: RepeatRow | None) -> None:
+        if mark not in self.repeats and len(self.repeats) >= MAX_CACHED:
+            self.repeats = dict(self._dirty_repeats)  # each request its row: start over
+        self.repeats[mark] = row
+
     def next_seq(self, c: sqlite3.Connection) -> int:
         """The sequence number of the next ledger row (under the write lock, so no other
         worker can give the same). Every number given is either in a reservation or, once
@@ -177,6 +220,17 @@ class Mirror:
     def set_window(self, scope: str, name: str, state: WindowState) -> None:
         self.windows.setdefault(scope, {})[name] = state
         self._dirty_windows.add((scope, name))
+
+    def set_repeats(self, mark: str, state: WindowState, expires_ms: int,
+                    prune_at: int | None) -> None:
+        """A request's buckets after its admission; with `prune_at`, a prune of the rows
+        expired by then due too (PRUNED_PER_PRUNE rows for each)."""
+        row = (state, expires_ms)
+        self._keep_repeats(mark, row)
+        self._dirty_repeats[mark] = row
+        if prune_at is not None:
+            self._prunes += 1
+            self._prune_at = max(self._prune_at, prune_at)
 
     def add_inflight(self, c: sqlite3.Connection, scope: str, delta: int) -> None:
         self.inflight[scope] = max(0, self.inflight_of(c, scope) + delta)
@@ -195,6 +249,10 @@ class Mirror:
         after its sequence number."""
         self.held[request_id] = held
         self._new_held.append((*reservation, self.next_seq(c), *ledger))
+
+    def forwarded(self, request_id: str) -> None:
+        """A reservation's call is about to be sent (the reaper charges it, not voids it)."""
+        self._forwarded.append((request_id,))
 
     def release(self, request_id: str, settled: tuple[Any, ...]) -> None:
         """A reservation settled: `settled` are the values of SETTLE_ROW."""
@@ -218,6 +276,9 @@ class Mirror:
         if self._new_held:
             c.executemany(HOLD_ROW, self._new_held)
             self._new_held.clear()
+        if self._forwarded:
+            c.executemany("UPDATE reservations SET forwarded=1 WHERE id=?", self._forwarded)
+            self._forwarded.clear()
         if self._settled:
             c.executemany(SETTLE_ROW, self._settled)
             self._to_move += len(self._settled)
@@ -241,6 +302,15 @@ class Mirror:
                 "ON CONFLICT(scope) DO UPDATE SET n=excluded.n",
                 [(s, self.inflight[s]) for s in self._dirty_inflight])
             self._dirty_inflight.clear()
+        if self._dirty_repeats:
+            c.executemany(WRITE, [(mark, encode(state), expires) for mark, (state, expires)
+                                  in self._dirty_repeats.items()])
+            self._dirty_repeats.clear()
+        if self._prunes:
+            for (mark,) in c.execute(PRUNE, (self._prune_at, PRUNED_PER_PRUNE * self._prunes)
+                                     ).fetchall():
+                self.repeats.pop(mark, None)
+            self._prunes = self._prune_at = 0
         for rid in self._released:  # gone for good once on disk
             self.held.pop(rid, None)
         self._released.clear()

@@ -1,6 +1,8 @@
 """The loop guard's counts in the embedded store: one row per request (its fingerprint, which
 names its key, and the guard's bucket width), read and written inside the transaction that
-decides the call, so every worker counts every admission of it exactly."""
+decides the call, so every worker counts every admission of it exactly. The rows are kept in
+the worker's mirror like the windows (sqlite_mirror): read once while it holds, written once
+per batch, before the commit."""
 
 from __future__ import annotations
 
@@ -8,11 +10,12 @@ import sqlite3
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Protocol
 
 from outlay.policy.decision import KeyInfo, ScopeView
 from outlay.policy.loop_check import Loop, loop_in_force
 from outlay.policy.loop_guard import body_digest
-from outlay.policy.windows import WindowState, decode, encode
+from outlay.policy.windows import WindowState
 from outlay.state.base import Ticket
 
 REPEATS_SCHEMA = """
@@ -27,6 +30,20 @@ CREATE INDEX IF NOT EXISTS repeats_expiry ON repeats(expires_ms);
 PRUNE_EVERY = 32
 PRUNED_PER_PRUNE = 4 * PRUNE_EVERY
 GUARDED_KEYS_KEPT = 4096
+READ = "SELECT state, expires_ms FROM repeats WHERE mark=?"
+WRITE = "INSERT OR REPLACE INTO repeats(mark, state, expires_ms) VALUES (?, ?, ?)"
+# the marks deleted, for the mirror to forget
+PRUNE = ("DELETE FROM repeats WHERE mark IN (SELECT mark FROM repeats WHERE expires_ms <= ? "
+         "LIMIT ?) RETURNING mark")
+
+
+class RepeatRows(Protocol):
+    """Where the rows are read and written: the worker's mirror (sqlite_mirror)."""
+
+    def repeats_of(self, c: sqlite3.Connection, mark: str) -> WindowState | None: ...
+
+    def set_repeats(self, mark: str, state: WindowState, expires_ms: int,
+                    prune_at: int | None) -> None: ...
 
 
 class GuardedKeys:
@@ -62,33 +79,31 @@ class GuardedKeys:
             self._keys.popitem(last=False)
 
 
-def _mark(loop: Loop) -> str:
+def mark(loop: Loop) -> str:
     return f"{loop.fingerprint}:{loop.guard.bucket_ms}"
 
 
-def loop_of(c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, views: Sequence[ScopeView],
-            guarded: GuardedKeys, digest: bytes | None = None) -> Loop | None:
+def loop_of(mirror: RepeatRows, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo,
+            views: Sequence[ScopeView], keys: GuardedKeys, digest: bytes | None = None, *,
+            guarded: bool = True) -> Loop | None:
     """The loop guard of the call and its request's admissions so far; None when no policy
     of its scopes sets one, or the call replays an admitted one (same Idempotency-Key).
-    `digest`: the body's, when hashed before the transaction."""
+    `digest`: the body's, when hashed before the transaction; `guarded`: False when it is
+    known that no policy of the views sets a guard."""
     if ticket.replay_of is not None:
         return None
     loop = loop_in_force(((v.scope, v.policy) for v in views), key.id, ticket.route,
-                         ticket.shape, digest)
-    guarded.saw(ticket.key_hash, loop is not None)
+                         ticket.shape, digest) if guarded else None
+    keys.saw(ticket.key_hash, loop is not None)
     if loop is None:
         return None
-    row = c.execute("SELECT state FROM repeats WHERE mark=?", (_mark(loop),)).fetchone()
-    return loop if row is None else replace(loop, state=decode(row[0]))
+    state = mirror.repeats_of(c, mark(loop))
+    return loop if state is None else replace(loop, state=state)
 
 
-def write(c: sqlite3.Connection, loop: Loop, state: WindowState, now: int, prune: bool
-          ) -> None:
+def write(mirror: RepeatRows, loop: Loop, state: WindowState, now: int, prune: bool) -> None:
     """An admission counted: the request's buckets, kept until the newest leaves the window;
-    with `prune`, rows past their window deleted too."""
+    with `prune`, rows past their window deleted too (both when the batch commits)."""
     guard = loop.guard
-    c.execute("INSERT OR REPLACE INTO repeats(mark, state, expires_ms) VALUES (?, ?, ?)",
-              (_mark(loop), encode(state), state.newest * guard.bucket_ms + guard.window_ms))
-    if prune:
-        c.execute("DELETE FROM repeats WHERE mark IN (SELECT mark FROM repeats WHERE "
-                  "expires_ms <= ? LIMIT ?)", (now, PRUNED_PER_PRUNE))
+    mirror.set_repeats(mark(loop), state, state.newest * guard.bucket_ms + guard.window_ms,
+                       now if prune else None)

@@ -25,7 +25,7 @@ from outlay.policy.decision import Admit, Call, Decision, Event, Grant, KeyInfo,
 from outlay.policy.errors import ApprovalMismatch, BudgetExceeded, BudgetHeld, OutlayError, RateHeld
 from outlay.policy.pacing import PAUSE, decide_paced, queue_wait
 from outlay.policy.series import SeriesQuery, Sums
-from outlay.policy.tags import is_wildcard, resolve, wildcard_of, with_wildcards
+from outlay.policy.tags import is_wildcard, wildcard_of
 from outlay.policy.windows import WindowState, bucket_of, decode
 from outlay.state import ledger_sql, rollups_sql
 from outlay.state.announcements import settlement_events
@@ -150,11 +150,9 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         finally:
             self._mirror.drop()
 
-    @contextlib.contextmanager
-    def _batch_tx(self) -> Iterator[sqlite3.Connection]:
+    def _batch_tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """The request path's transaction: the mirror is kept if nothing else wrote."""
-        with self._transaction(self._mirror.flush, self._mirror.begin) as c:
-            yield c
+        return self._transaction(self._mirror.flush, self._mirror.begin)
 
     @contextlib.contextmanager
     def _transaction(
@@ -216,9 +214,10 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         grant = self._grant(c, ticket, key, now)
         labels = ticket.labels(key)
         scopes = call_scopes(key, ticket.call.vendor, labels)
-        own = self._mirror.policies_of(c, with_wildcards(scopes))
-        views = tagged.views(self._mirror, c, scopes, resolve(scopes, own), now)
-        loop = repeats.loop_of(c, ticket, key, views, self._guarded, digest)
+        own, in_force, guarded = self._mirror.policies_in_force(c, scopes)
+        views = tagged.views(self._mirror, c, scopes, in_force, now)
+        loop = repeats.loop_of(self._mirror, c, ticket, key, views, self._guarded, digest,
+                               guarded=guarded)
         slots = [tagged.slot_view(self._mirror, c, slot) for slot in ticket.endpoints]
         chosen: list[str | None] = [None]  # the endpoint the call is admitted on
 
@@ -256,7 +255,7 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
             ticket = replace(ticket, call=decision.call)
         self._write_admit(c, ticket, key, decision, now)
         if loop is not None and decision.repeats is not None:
-            repeats.write(c, loop, decision.repeats, now, self._guarded.prune_due())
+            repeats.write(self._mirror, loop, decision.repeats, now, self._guarded.prune_due())
         if grant is not None and decision.approved:
             mark_used(c, grant.approval_id, ticket.request_id, now)
         call = ticket.call
