@@ -159,6 +159,20 @@ class ScriptBatch:
                 await pool.release(connection)
         return await pool.get_connection()  # type: ignore[no-untyped-call]
 
+    async def close(self, timeout_s: float) -> None:
+        """Wait at most `timeout_s` for the batches in flight, then close the connections
+        kept between batches and give them back to the pool: a closed store holds none, and
+        the pool's own close finds none in use. A later script takes a new one."""
+        if self._sending:
+            await asyncio.wait(set(self._sending), timeout=timeout_s)
+        idle, self._idle = self._idle, []
+        for connection in idle:  # none on Redis Cluster, whose client has no one pool
+            try:
+                with contextlib.suppress(RedisError, OSError):
+                    await connection.disconnect()
+            finally:
+                await self._redis.connection_pool.release(connection)
+
     @staticmethod
     async def _one(script: AsyncScript, keys: list[Any], args: list[Any],
                    future: asyncio.Future[Any]) -> None:

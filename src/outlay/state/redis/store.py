@@ -27,6 +27,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from outlay.loops import cancelled
 from outlay.policy.approvals import judge
 from outlay.policy.decide import authenticate, decide, precheck
 from outlay.policy.decision import (
@@ -195,15 +196,11 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
         if redis is None:
             return
         await self._settled_so_far()
-        if self._voiding is not None:
-            self._voiding.cancel()
-            await asyncio.wait({self._voiding})
+        await cancelled(self._voiding)
         with contextlib.suppress(StateError, RedisError, OSError):
             await self._after_outage()
         await self._retries.close()  # one last try, before the ledger's last write
-        if self._rebuild_asked is not None:  # by a settlement, that last try's included
-            self._rebuild_asked.cancel()
-            await asyncio.wait({self._rebuild_asked})
+        await cancelled(self._rebuild_asked)  # by a settlement, that last try's included
         with contextlib.suppress(StateError, RedisError, OSError):
             if wal is not None:
                 await wal.stop()
@@ -211,6 +208,8 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
                     await redis.delete(self.names.wal(self.worker))
             await redis.zrem(self.names.workers, self.worker)
         self._redis = self._wal = None
+        if self._batch is not None:
+            await self._batch.close(self.timeout_s)
         with contextlib.suppress(RedisError, OSError):
             await redis.aclose()
         await self.durable.close()
