@@ -37,7 +37,6 @@ from outlay.policy.decision import (
     Grant,
     KeyInfo,
     Limits,
-    ScopeView,
     call_scopes,
 )
 from outlay.policy.errors import (
@@ -83,6 +82,7 @@ from outlay.state.redis.plan import (
     GRANTED,
     Holder,
     Names,
+    PolicyViews,
     check_args,
     loop_plan,
     loop_seen,
@@ -138,6 +138,7 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
         self._batch: ScriptBatch | None = None
         self._version: str | None = None
         self._policies: dict[str, Policy] = {}
+        self._policy_views = PolicyViews()  # precheck's, under the policies above
         self._keys: dict[str, KeyInfo] = {}
         self._marks: OrderedDict[str, None] = OrderedDict()
         # settlements that met an unreachable Redis or a state being rebuilt
@@ -295,7 +296,7 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
         tagged: list[tuple[str, str]] = []
         if len(scopes) > len(key.scopes) + 2:  # tag scopes: a value may fall under its `*`
             policies, tagged = resolve(scopes, own), tracked(scopes, own)
-        early = precheck(call, [ScopeView(s, policies.get(s)) for s in scopes],
+        early = precheck(call, self._policy_views.of(scopes, policies, own),
                          ticket.aliases, ticket.free_models, labels)
         if early is not None:
             # refused on this worker's copy of the policies alone: make sure it is current
