@@ -115,7 +115,7 @@ class Check(NamedTuple):
 def check_args(checks: Sequence[Check]) -> str:
     """The script's argument for the checks: five space-separated values each (one string
     costs the client far less to send than five arguments per check)."""
-    return " ".join(f"{c.kind} {c.a} {c.b} {c.c} {c.block}" for c in checks)
+    return " ".join([f"{c.kind} {c.a} {c.b} {c.c} {c.block}" for c in checks])
 
 
 def blocks(policy: Policy, scope: str, code: str, grant: Grant | None) -> int:
