@@ -16,7 +16,7 @@ import contextlib
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -227,10 +227,12 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
             raise StateError("the state store is not open")
         return self._wal
 
-    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    def _call(self, script: Any, keys: list[str], args: list[Any]) -> Awaitable[Any]:
+        """The script's reply, to await (the batch's future itself: no coroutine of ours
+        around it, a call's scripts being the most awaited thing on the path)."""
         if self._batch is None:
             raise StateError("the state store is not open")
-        return await self._batch.run(script, keys, args)
+        return self._batch.submit(script, keys, args)
 
     # -- caches under the version -------------------------------------------------------
     async def _load(self) -> None:
