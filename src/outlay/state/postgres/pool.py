@@ -70,6 +70,8 @@ async def checked(conn: Connection) -> None:
 
 
 def _readable(fd: int) -> bool:
+    if not hasattr(select, "poll"):  # Windows: always checked with the query
+        return True
     poller = select.poll()  # not select(): a worker's descriptors may pass FD_SETSIZE
     poller.register(fd, select.POLLIN)
     return bool(poller.poll(0))
