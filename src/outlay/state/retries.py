@@ -20,6 +20,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from outlay.loops import cancelled
 from outlay.state.base import Outcome, RetryCounts, StateError
 
 log = logging.getLogger("outlay.state")
@@ -97,10 +98,7 @@ class SettlementRetries:
             self._timer.cancel()
             self._timer = None
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancelled(task)
         if self._waiting:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.retry_now(), timeout_s)

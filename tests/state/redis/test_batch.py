@@ -132,3 +132,34 @@ async def test_replies_read_before_the_connection_broke_still_answer(
     assert results[:2] == [1, 2]
     assert all(isinstance(r, StateError) and "Redis unavailable" in str(r)
                for r in results[2:])
+
+
+async def test_closing_gives_back_the_connections_it_kept(client: Redis) -> None:
+    # kept between batches, a connection stays checked out of the pool: closing the batch
+    # must give it back closed, or the store's close would leave it open and in use
+    batch = ScriptBatch(client)
+    script = client.register_script(INCR)
+    await asyncio.gather(*(batch.run(script, ["batch:n"], [1]) for _ in range(3)))
+    pool = client.connection_pool
+    kept = list(pool._in_use_connections)
+    assert kept  # the batch's own, between batches
+
+    await batch.close(timeout_s=1.0)
+
+    assert not pool._in_use_connections
+    assert all(not c.is_connected for c in kept)
+    assert await batch.run(script, ["batch:n"], [1]) == 4  # a later script takes a new one
+
+
+async def test_closing_waits_for_a_batch_in_flight(client: Redis) -> None:
+    batch = ScriptBatch(client)
+    script = client.register_script(INCR)
+    await batch.run(script, ["batch:n"], [0])
+    answer = batch.submit(script, ["batch:n"], [7])
+    await asyncio.sleep(0)  # the batch is on its way
+
+    await batch.close(timeout_s=1.0)
+
+    assert answer.done()
+    assert answer.result() == 7
+    assert not client.connection_pool._in_use_connections

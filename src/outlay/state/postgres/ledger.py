@@ -36,6 +36,7 @@ ROW_COLUMNS = (
     "flow",
 )
 _ZERO = ("reserved", "cost", "tokens")  # NOT NULL: absent means 0
+_LABELS_READY = (str, type(None))
 _TYPES = {"ts_ms": "bigint", "status": "integer", "reserved": "bigint", "cost": "bigint",
           "spent": "bigint", "cap": "bigint", "tokens": "bigint", "waited_ms": "bigint",
           "held": "bigint", "estimated": "bigint"}
@@ -57,7 +58,13 @@ log = logging.getLogger("outlay.state")
 _RETRIES = 3  # a deadlock between two appliers of overlapping batches is retried
 
 
-def _row(row: Mapping[str, Any]) -> dict[str, Any]:
+def _row(row: dict[str, Any]) -> dict[str, Any]:
+    """The row as the INSERT reads it (jsonb_to_recordset: a column the row lacks is NULL,
+    a key no column has is not read). A row as the gateway makes it is taken as it is, not
+    copied: every NOT NULL number there, its labels already JSON text."""
+    if (row.get("reserved") is not None and row.get("cost") is not None
+            and row.get("tokens") is not None and type(row.get("labels")) in _LABELS_READY):
+        return row
     params = {c: row.get(c) for c in ROW_COLUMNS}
     for column in _ZERO:
         params[column] = params[column] or 0

@@ -4,6 +4,7 @@ write, and every driver or pool error turned into StateError at this boundary.""
 from __future__ import annotations
 
 import contextlib
+import select
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
@@ -59,6 +60,23 @@ def state_errors(doing: str) -> Iterator[None]:
         raise StateError(f"{doing}: {exc}".rstrip()) from exc
 
 
+async def checked(conn: Connection) -> None:
+    """The pool's check of a connection before it hands it out. One that has something to
+    read after sitting idle (a server that stopped or restarted closed it, or said why) is
+    checked with a query, and replaced if that fails; one with nothing to read is handed
+    out without that round trip, which every flush of the ledger used to pay."""
+    if conn.closed or conn.broken or _readable(conn.pgconn.socket):
+        await AsyncConnectionPool.check_connection(conn)
+
+
+def _readable(fd: int) -> bool:
+    if not hasattr(select, "poll"):  # Windows: always checked with the query
+        return True
+    poller = select.poll()  # not select(): a worker's descriptors may pass FD_SETSIZE
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 class Pooled:
     """A connection pool to one database, and the clock the store reads time from."""
 
@@ -89,7 +107,7 @@ class Pooled:
             kwargs=_connect_options(self.dsn), timeout=self.timeout_s, name="outlay",
             reconnect_timeout=self.reconnect_s,
             # a connection broken by a server restart is replaced before it is handed out
-            check=AsyncConnectionPool.check_connection,
+            check=checked,
         )
         try:
             with state_errors(f"cannot connect to PostgreSQL at {self.where}"):

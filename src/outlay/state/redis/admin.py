@@ -6,7 +6,7 @@ from Redis (live counters) and PostgreSQL (the ledger, brought up to date first)
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
@@ -147,7 +147,7 @@ class RedisAdmin(AdminDelegate):
 
         async def _settled_so_far(self) -> None: ...
 
-        async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any: ...
+        def _call(self, script: Any, keys: list[str], args: list[Any]) -> Awaitable[Any]: ...
 
     async def update_key(
         self, key_id: str, name: str | None, labels: Mapping[str, str] | None,

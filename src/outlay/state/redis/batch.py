@@ -15,6 +15,7 @@ from typing import Any
 
 import hiredis
 import orjson
+from redis._parsers.hiredis import NOT_ENOUGH_DATA
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -131,8 +132,7 @@ class ScriptBatch:
             async with asyncio.timeout(connection.socket_timeout):
                 writer.write(packed)
                 await writer.drain()
-                for _ in batch:
-                    results.append(await parser.read_response())
+                await _read_replies(parser, len(batch), results)
         except BaseException:
             try:
                 await connection.disconnect()  # replies may be left unread: never reuse it
@@ -159,6 +159,20 @@ class ScriptBatch:
                 await pool.release(connection)
         return await pool.get_connection()  # type: ignore[no-untyped-call]
 
+    async def close(self, timeout_s: float) -> None:
+        """Wait at most `timeout_s` for the batches in flight, then close the connections
+        kept between batches and give them back to the pool: a closed store holds none, and
+        the pool's own close finds none in use. A later script takes a new one."""
+        if self._sending:
+            await asyncio.wait(set(self._sending), timeout=timeout_s)
+        idle, self._idle = self._idle, []
+        for connection in idle:  # none on Redis Cluster, whose client has no one pool
+            try:
+                with contextlib.suppress(RedisError, OSError):
+                    await connection.disconnect()
+            finally:
+                await self._redis.connection_pool.release(connection)
+
     @staticmethod
     async def _one(script: AsyncScript, keys: list[Any], args: list[Any],
                    future: asyncio.Future[Any]) -> None:
@@ -175,6 +189,23 @@ class ScriptBatch:
             _resolve(future, StateError(f"Redis client failed: {exc!r}"))
             raise
         _resolve(future, result)
+
+
+async def _read_replies(parser: Any, count: int, results: list[Any]) -> None:
+    """`count` replies, in order, into `results`: each already read from the socket is
+    taken from hiredis's reader at once, as the parser's `read_response` would return it
+    (a connection error in it raised); the parser itself reads the rest from the socket.
+    Replies of RESP3's pushes are the parser's alone to tell apart."""
+    resp2 = getattr(parser, "_hiredis_PushNotificationType", 0) is None  # hiredis, RESP2
+    for _ in range(count):
+        # a parser disconnected meanwhile says so itself
+        reply = parser._reader.gets() if resp2 and parser._connected else NOT_ENOUGH_DATA
+        if reply is NOT_ENOUGH_DATA:
+            reply = await parser.read_response()
+        elif isinstance(reply, RedisConnectionError) or (
+                type(reply) is list and reply and isinstance(reply[0], RedisConnectionError)):
+            raise reply if isinstance(reply, RedisConnectionError) else reply[0]
+        results.append(reply)
 
 
 def _command(*args: Any) -> bytes:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -81,7 +81,7 @@ class RedisDoubts:
         @property
         def wal(self) -> Wal: ...
 
-        async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any: ...
+        def _call(self, script: Any, keys: list[str], args: list[Any]) -> Awaitable[Any]: ...
 
         async def settle(self, outcome: Outcome) -> bool: ...
 

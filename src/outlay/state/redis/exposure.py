@@ -7,7 +7,7 @@ atomic step as its decision and its settlement.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
@@ -52,7 +52,7 @@ class RedisExposure:
         @property
         def wal(self) -> Wal: ...
 
-        async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any: ...
+        def _call(self, script: Any, keys: list[str], args: list[Any]) -> Awaitable[Any]: ...
 
         async def _reserving(self, ticket: Ticket, claim: ExposureClaim | None
                              ) -> Reservation: ...

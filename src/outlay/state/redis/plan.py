@@ -134,6 +134,34 @@ def blocks(policy: Policy, scope: str, code: str, grant: Grant | None) -> int:
     return BLOCK
 
 
+class PolicyViews:
+    """The views `precheck` reads (each scope's policy, no counters) of a list of scopes,
+    kept per list while the worker's policies are the mapping they were made from (a new
+    mapping, at a new version, empties them): a worker meets the same few lists call after
+    call, and making a list's views cost more than the check itself. At most LIMIT lists."""
+
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self._of: Mapping[str, Policy] | None = None
+        self._views: dict[tuple[str, ...], tuple[ScopeView, ...]] = {}
+
+    def of(self, scopes: tuple[str, ...], policies: Mapping[str, Policy],
+           own: Mapping[str, Policy]) -> Sequence[ScopeView]:
+        """`policies`: the call's (with its tag scopes' resolved, made per call: never
+        kept); `own`: the worker's, the only ones kept."""
+        if policies is not own:
+            return [ScopeView(s, policies.get(s)) for s in scopes]
+        if own is not self._of:
+            self._of, self._views = own, {}
+        views = self._views.get(scopes)
+        if views is None:
+            if len(self._views) >= self.LIMIT:
+                self._views.clear()
+            views = self._views[scopes] = tuple(ScopeView(s, own.get(s)) for s in scopes)
+        return views
+
+
 # a counter outlives its period by a day (the ledger can rebuild it any time after that)
 _COUNTER_TTL_MS = {"hour": 25 * 3_600_000, "day": 2 * 86_400_000, "week": 8 * 86_400_000,
                    "month": 32 * 86_400_000}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -43,7 +43,7 @@ class RedisSettlement:
         @property
         def wal(self) -> Wal: ...
 
-        async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any: ...
+        def _call(self, script: Any, keys: list[str], args: list[Any]) -> Awaitable[Any]: ...
 
         async def _announce(self, events: Iterable[Event], now: int) -> None: ...
 

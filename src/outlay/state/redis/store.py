@@ -16,7 +16,7 @@ import contextlib
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -27,6 +27,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from outlay.loops import cancelled
 from outlay.policy.approvals import judge
 from outlay.policy.decide import authenticate, decide, precheck
 from outlay.policy.decision import (
@@ -36,7 +37,6 @@ from outlay.policy.decision import (
     Grant,
     KeyInfo,
     Limits,
-    ScopeView,
     call_scopes,
 )
 from outlay.policy.errors import (
@@ -82,6 +82,7 @@ from outlay.state.redis.plan import (
     GRANTED,
     Holder,
     Names,
+    PolicyViews,
     check_args,
     loop_plan,
     loop_seen,
@@ -137,6 +138,7 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
         self._batch: ScriptBatch | None = None
         self._version: str | None = None
         self._policies: dict[str, Policy] = {}
+        self._policy_views = PolicyViews()  # precheck's, under the policies above
         self._keys: dict[str, KeyInfo] = {}
         self._marks: OrderedDict[str, None] = OrderedDict()
         # settlements that met an unreachable Redis or a state being rebuilt
@@ -195,15 +197,11 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
         if redis is None:
             return
         await self._settled_so_far()
-        if self._voiding is not None:
-            self._voiding.cancel()
-            await asyncio.wait({self._voiding})
+        await cancelled(self._voiding)
         with contextlib.suppress(StateError, RedisError, OSError):
             await self._after_outage()
         await self._retries.close()  # one last try, before the ledger's last write
-        if self._rebuild_asked is not None:  # by a settlement, that last try's included
-            self._rebuild_asked.cancel()
-            await asyncio.wait({self._rebuild_asked})
+        await cancelled(self._rebuild_asked)  # by a settlement, that last try's included
         with contextlib.suppress(StateError, RedisError, OSError):
             if wal is not None:
                 await wal.stop()
@@ -211,6 +209,8 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
                     await redis.delete(self.names.wal(self.worker))
             await redis.zrem(self.names.workers, self.worker)
         self._redis = self._wal = None
+        if self._batch is not None:
+            await self._batch.close(self.timeout_s)
         with contextlib.suppress(RedisError, OSError):
             await redis.aclose()
         await self.durable.close()
@@ -227,10 +227,12 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
             raise StateError("the state store is not open")
         return self._wal
 
-    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    def _call(self, script: Any, keys: list[str], args: list[Any]) -> Awaitable[Any]:
+        """The script's reply, to await (the batch's future itself: no coroutine of ours
+        around it, a call's scripts being the most awaited thing on the path)."""
         if self._batch is None:
             raise StateError("the state store is not open")
-        return await self._batch.run(script, keys, args)
+        return self._batch.submit(script, keys, args)
 
     # -- caches under the version -------------------------------------------------------
     async def _load(self) -> None:
@@ -296,7 +298,7 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
         tagged: list[tuple[str, str]] = []
         if len(scopes) > len(key.scopes) + 2:  # tag scopes: a value may fall under its `*`
             policies, tagged = resolve(scopes, own), tracked(scopes, own)
-        early = precheck(call, [ScopeView(s, policies.get(s)) for s in scopes],
+        early = precheck(call, self._policy_views.of(scopes, policies, own),
                          ticket.aliases, ticket.free_models, labels)
         if early is not None:
             # refused on this worker's copy of the policies alone: make sure it is current
