@@ -1,11 +1,12 @@
-"""The views precheck reads are kept per list of scopes, for the policies they were made
-from only: new policies, or a call's own resolved ones, are never answered from the keep."""
+"""The Redis plan's pure half: the views precheck reads, kept per list of scopes for the
+policies they were made from only (new policies, or a call's own resolved ones, are never
+answered from the keep), and a window's counts read from the reservation script's reply."""
 
 from __future__ import annotations
 
 from outlay.policy.decision import ScopeView
 from outlay.policy.model import Policy
-from outlay.state.redis.plan import PolicyViews
+from outlay.state.redis.plan import PolicyViews, window_counts
 
 SCOPES = ("key:k", "agent:a", "global")
 
@@ -43,3 +44,17 @@ def test_at_most_limit_lists_are_kept() -> None:
     for i in range(10):
         keep.of((f"key:{i}",), own, own)
         assert len(keep._views) <= 3
+
+
+def test_a_windows_counts_read_from_the_scripts_string() -> None:
+    assert window_counts(" ".join(["0"] * 59 + ["7"])) == (0,) * 59 + (7,)
+    assert window_counts(b"3 0 12") == (3, 0, 12)
+
+
+def test_counts_past_64_bits_are_read_exactly() -> None:
+    assert window_counts(f"1 {2**64} 2") == (1, 2**64, 2)
+    assert window_counts(f"{2**70} -{2**66}") == (2**70, -(2**66))
+
+
+def test_counts_json_would_refuse_are_read_as_integers() -> None:
+    assert window_counts("007 1") == (7, 1)
