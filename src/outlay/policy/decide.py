@@ -319,11 +319,8 @@ def _hard_room(views: Sequence[ScopeView], now_ms: int, grant: Grant | None) -> 
                 grant is not None and (view.scope, "budget_exceeded") in grant.breaches):
             continue
         for rule in hard:
-            counter = view.counters.get(rule.counter)
-            left = rule.cap  # the period turned since the counter was written: all of it
-            if counter is not None and counter.period_start == period_bounds(
-                    rule.period, now_ms)[0]:
-                left -= counter.spent + counter.reserved
+            counter = _current(view, rule.counter, period_bounds(rule.period, now_ms)[0])
+            left = rule.cap - counter.spent - counter.reserved
             room = left if room is None or left < room else room
     return room
 

@@ -138,8 +138,7 @@ def count_repeat(guard: LoopGuard, state: WindowState, now_ms: int) -> RepeatChe
             and (used := sum(counts_in)) + 1 <= guard.max_repeats):
         # the usual repeat: within the newest bucket, every bucket still counting and the
         # oldest not empty, so the buckets stay as they are, this call added to the newest
-        added = counts_in[:-1] + (counts_in[-1] + 1,)  # noqa: RUF005 (faster than unpacking)
-        return RepeatCheck(True, used, WindowState(bucket, added), 0)
+        return RepeatCheck(True, used, state.grown(bucket, 1), 0)
     live = [(start + i, n) for i, n in enumerate(state.counts) if n and start + i >= first]
     used = sum(n for _, n in live)
     counts = dict(live)

@@ -61,12 +61,16 @@ class WindowState:
         return WindowState(bucket, counts[-BUCKETS:])
 
     def added(self, bucket: int, weight: int) -> WindowState:
-        rolled = self.rolled(bucket)
-        counts = rolled.counts
+        return self.rolled(bucket).grown(bucket, weight)
+
+    def grown(self, bucket: int, weight: int) -> WindowState:
+        """This window, already seen from `bucket` (rolled), with `weight` added to its
+        newest bucket."""
+        counts = self.counts
         if not counts:
             return WindowState(bucket, (weight,))
         # concatenated: faster than unpacking 59 counts into a new tuple
-        return WindowState(rolled.newest, counts[:-1] + (counts[-1] + weight,))  # noqa: RUF005
+        return WindowState(self.newest, counts[:-1] + (counts[-1] + weight,))  # noqa: RUF005
 
     def adjusted(self, bucket: int, delta: int) -> WindowState:
         """Correct a bucket's count after the fact (settling tokens); a gone bucket is ignored."""
@@ -96,9 +100,7 @@ def check(name: str, state: WindowState, limit: int, weight: int, now_ms: int) -
     counts = rolled.counts
     used = sum(counts)
     if used + weight <= limit:
-        # rolled.added(bucket, weight), without rolling it again
-        after = WindowState(rolled.newest, counts[:-1] + (counts[-1] + weight,)) if counts \
-            else WindowState(bucket, (weight,))  # noqa: RUF005 (as in `added`)
+        after = rolled.grown(bucket, weight)
         return WindowCheck(True, after, limit, used + weight, 0, _reset(after, width, now_ms))
     first = rolled.newest - len(rolled.counts) + 1
     freed = 0

@@ -32,7 +32,7 @@ async def test_scripts_of_one_turn_share_a_pipeline(
 ) -> None:
     batch = ScriptBatch(client)
     script = client.register_script(INCR)
-    await batch.run(script, ["batch:n"], [0])  # loaded
+    await batch.submit(script, ["batch:n"], [0])  # loaded
     sent: list[int] = []
     real = batch._pipeline
 
@@ -41,7 +41,7 @@ async def test_scripts_of_one_turn_share_a_pipeline(
         await real(calls, packed, results)
 
     monkeypatch.setattr(batch, "_pipeline", counted)
-    answers = await asyncio.gather(*(batch.run(script, ["batch:n"], [i]) for i in range(1, 51)))
+    answers = await asyncio.gather(*(batch.submit(script, ["batch:n"], [i]) for i in range(1, 51)))
     assert len(set(answers)) == 50  # each its own answer: the running total it made
     assert max(answers) == sum(range(1, 51))
     assert sent == [50]  # one write, fifty scripts
@@ -50,17 +50,17 @@ async def test_scripts_of_one_turn_share_a_pipeline(
 async def test_a_forgotten_script_is_loaded_again(client: Redis) -> None:
     batch = ScriptBatch(client)
     script = client.register_script(INCR)
-    assert await batch.run(script, ["batch:n"], [2]) == 2
+    assert await batch.submit(script, ["batch:n"], [2]) == 2
     await client.script_flush()
-    assert await asyncio.gather(batch.run(script, ["batch:n"], [1]),
-                                batch.run(script, ["batch:n"], [1])) == [3, 4]
+    assert await asyncio.gather(batch.submit(script, ["batch:n"], [1]),
+                                batch.submit(script, ["batch:n"], [1])) == [3, 4]
 
 
 async def test_an_unreachable_redis_fails_every_script_clearly() -> None:
     redis = Redis(port=1, socket_connect_timeout=0.5)
     batch = ScriptBatch(redis)
     script = redis.register_script(INCR)
-    results = await asyncio.gather(*(batch.run(script, ["k"], [1]) for _ in range(3)),
+    results = await asyncio.gather(*(batch.submit(script, ["k"], [1]) for _ in range(3)),
                                    return_exceptions=True)
     assert all(isinstance(r, StateError) and "Redis unavailable" in str(r) for r in results)
     await redis.aclose()
@@ -70,10 +70,10 @@ async def test_a_failing_script_fails_alone(client: Redis) -> None:
     batch = ScriptBatch(client)
     good = client.register_script(INCR)
     bad = client.register_script("return redis.call('NOSUCHCOMMAND')")
-    await batch.run(good, ["batch:n"], [0])
+    await batch.submit(good, ["batch:n"], [0])
     with pytest.raises(StateError, match="Redis refused a script"):
-        await batch.run(bad, [], [])
-    results = await asyncio.gather(batch.run(good, ["batch:n"], [5]), batch.run(bad, [], []),
+        await batch.submit(bad, [], [])
+    results = await asyncio.gather(batch.submit(good, ["batch:n"], [5]), batch.submit(bad, [], []),
                                    return_exceptions=True)
     assert results[0] == 5
     assert isinstance(results[1], StateError)
@@ -85,12 +85,12 @@ async def test_a_script_whose_arguments_cannot_be_sent_fails_alone(
 ) -> None:
     batch = ScriptBatch(client, pipelined=pipelined)
     script = client.register_script(INCR)
-    await batch.run(script, ["batch:n"], [0])
+    await batch.submit(script, ["batch:n"], [0])
     results = await asyncio.gather(
-        *(batch.run(script, ["batch:n"], [1]) for _ in range(3)),
-        batch.run(script, ["batch:\udcff"], [1]),  # a key with a lone surrogate
-        batch.run(script, ["batch:n"], ["\udcff"]),
-        *(batch.run(script, ["batch:n"], [1]) for _ in range(3)),
+        *(batch.submit(script, ["batch:n"], [1]) for _ in range(3)),
+        batch.submit(script, ["batch:\udcff"], [1]),  # a key with a lone surrogate
+        batch.submit(script, ["batch:n"], ["\udcff"]),
+        *(batch.submit(script, ["batch:n"], [1]) for _ in range(3)),
         return_exceptions=True)
     assert sorted(results[:3] + results[5:]) == [1, 2, 3, 4, 5, 6]  # every honest one ran
     for failed in results[3:5]:
@@ -104,10 +104,10 @@ async def test_a_pipelined_script_with_an_argument_of_no_sendable_type_fails_alo
 ) -> None:
     batch = ScriptBatch(client, pipelined=True)
     script = client.register_script(INCR)
-    await batch.run(script, ["batch:t"], [0])
+    await batch.submit(script, ["batch:t"], [0])
     results = await asyncio.gather(
-        batch.run(script, ["batch:t"], [1]), batch.run(script, ["batch:t"], [None]),
-        batch.run(script, ["batch:t"], [1]), return_exceptions=True)
+        batch.submit(script, ["batch:t"], [1]), batch.submit(script, ["batch:t"], [None]),
+        batch.submit(script, ["batch:t"], [1]), return_exceptions=True)
     assert (results[0], results[2]) == (1, 2)
     assert isinstance(results[1], StateError)
     assert "could not record this call" in str(results[1])
@@ -118,7 +118,7 @@ async def test_replies_read_before_the_connection_broke_still_answer(
 ) -> None:
     batch = ScriptBatch(client)
     script = client.register_script(INCR)
-    await batch.run(script, ["batch:n"], [0])
+    await batch.submit(script, ["batch:n"], [0])
     real = batch._pipeline
 
     async def broken_after_two(calls: list[Any], packed: bytes, results: list[Any]) -> None:
@@ -127,7 +127,7 @@ async def test_replies_read_before_the_connection_broke_still_answer(
         raise ConnectionError("connection reset")  # the rest of the replies are lost
 
     monkeypatch.setattr(batch, "_pipeline", broken_after_two)
-    results = await asyncio.gather(*(batch.run(script, ["batch:n"], [1]) for _ in range(4)),
+    results = await asyncio.gather(*(batch.submit(script, ["batch:n"], [1]) for _ in range(4)),
                                    return_exceptions=True)
     assert results[:2] == [1, 2]
     assert all(isinstance(r, StateError) and "Redis unavailable" in str(r)
@@ -139,7 +139,7 @@ async def test_closing_gives_back_the_connections_it_kept(client: Redis) -> None
     # must give it back closed, or the store's close would leave it open and in use
     batch = ScriptBatch(client)
     script = client.register_script(INCR)
-    await asyncio.gather(*(batch.run(script, ["batch:n"], [1]) for _ in range(3)))
+    await asyncio.gather(*(batch.submit(script, ["batch:n"], [1]) for _ in range(3)))
     pool = client.connection_pool
     kept = list(pool._in_use_connections)
     assert kept  # the batch's own, between batches
@@ -148,13 +148,13 @@ async def test_closing_gives_back_the_connections_it_kept(client: Redis) -> None
 
     assert not pool._in_use_connections
     assert all(not c.is_connected for c in kept)
-    assert await batch.run(script, ["batch:n"], [1]) == 4  # a later script takes a new one
+    assert await batch.submit(script, ["batch:n"], [1]) == 4  # a later script takes a new one
 
 
 async def test_closing_waits_for_a_batch_in_flight(client: Redis) -> None:
     batch = ScriptBatch(client)
     script = client.register_script(INCR)
-    await batch.run(script, ["batch:n"], [0])
+    await batch.submit(script, ["batch:n"], [0])
     answer = batch.submit(script, ["batch:n"], [7])
     await asyncio.sleep(0)  # the batch is on its way
 

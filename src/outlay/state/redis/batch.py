@@ -51,15 +51,11 @@ class ScriptBatch:
         self._sending: set[asyncio.Task[None]] = set()
         self._idle: list[Any] = []  # connections between batches (_connection)
 
-    async def run(self, script: AsyncScript, keys: list[Any], args: list[Any]) -> Any:
-        # a caller cancelled meanwhile cancels only its wait: the script is in the batch and
-        # is sent all the same (a settlement lands), its reply dropped; no shield needed
-        return await self.submit(script, keys, args)
-
     def submit(self, script: AsyncScript, keys: list[Any], args: list[Any]
                ) -> asyncio.Future[Any]:
         """Queue a script for this loop turn's batch; its reply, or a StateError, comes in
-        the future."""
+        the future. A caller cancelled while awaiting it cancels only its wait: the script
+        is in the batch and is sent all the same (a settlement lands), its reply dropped."""
         loop = self._loop.get()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((script, keys, args, future))

@@ -49,7 +49,7 @@ def views(mirror: Mirror, c: sqlite3.Connection, scopes: tuple[str, ...],
         rules = rules_of(policy)
         counters = {}
         for period, name in rules.counters:
-            start = period_bounds(period, now)[0]
+            start = ledger_sql.period_start_of(period, now)
             spent, reserved = mirror.counter(c, (scope, name, start))
             counters[name] = Counter(start, spent, reserved)
         out.append(ScopeView(
