@@ -40,13 +40,17 @@ _LABELS_READY = (str, type(None))
 _TYPES = {"ts_ms": "bigint", "status": "integer", "reserved": "bigint", "cost": "bigint",
           "spent": "bigint", "cap": "bigint", "tokens": "bigint", "waited_ms": "bigint",
           "held": "bigint", "estimated": "bigint"}
-# a batch is two statements whatever its size: its rows, then its settlements, each passed
-# as one JSON array and read back as a set
+# a batch is one statement whatever its size, in no transaction of its own (a BEGIN and a
+# COMMIT were half its round trips): its rows, each passed in one JSON array and read back as
+# a set, inserted by a CTE, and its settlements applied by the UPDATE. The statement's parts
+# share one snapshot, so the UPDATE sees no row the same statement inserts: a settlement of a
+# row of the batch is merged into the row before (`_merged`), and updates a row that was
+# already there (pending from an earlier batch, or from another process's copy).
+_ROWS = ("jsonb_to_recordset(%s::jsonb) AS x("
+         + ", ".join(f"{c} {_TYPES.get(c, 'text')}" for c in ROW_COLUMNS) + ")")
 _INSERT = (
     f"INSERT INTO ledger({', '.join(ROW_COLUMNS)}) "  # noqa: S608 (fixed columns)
-    f"SELECT {', '.join(ROW_COLUMNS)} FROM jsonb_to_recordset(%s::jsonb) AS x("
-    + ", ".join(f"{c} {_TYPES.get(c, 'text')}" for c in ROW_COLUMNS)
-    + ") ON CONFLICT (request_id) DO NOTHING")
+    f"SELECT {', '.join(ROW_COLUMNS)} FROM {_ROWS} ON CONFLICT (request_id) DO NOTHING")
 _SETTLE = (
     "UPDATE ledger l SET status = s.status, cost = s.cost, settlement = s.settlement, "
     "model = COALESCE(s.model, l.model), "
@@ -54,6 +58,7 @@ _SETTLE = (
     "tokens = s.tokens FROM jsonb_to_recordset(%s::jsonb) AS s(request_id text, "
     "status integer, cost bigint, settlement text, model text, reserved bigint, "
     "tokens bigint) WHERE l.request_id = s.request_id AND l.settlement = 'pending'")
+_BATCH = f"WITH inserted AS ({_INSERT}) {_SETTLE}"
 log = logging.getLogger("outlay.state")
 _RETRIES = 3  # a deadlock between two appliers of overlapping batches is retried
 
@@ -83,10 +88,10 @@ def _settlement(entry: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _apply(cur: Cursor, entries: list[dict[str, Any]]) -> None:
-    # Rows first (the first of a request id wins: every copy of a row is the same pending
-    # row), then settlements (each applies once, to a pending row), then events in order.
-    # A settlement's entry carries its row, so this order never loses one.
+def _parts(entries: list[dict[str, Any]]
+           ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """A batch's rows (the first of a request id wins: every copy of a row is the same
+    pending row), settlements and events, in order."""
     rows: dict[str, dict[str, Any]] = {}
     settles: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
@@ -101,6 +106,37 @@ async def _apply(cur: Cursor, entries: list[dict[str, Any]]) -> None:
             events.append(entry)
         else:
             raise ValueError(f"unknown write-ahead log entry {kind!r}")
+    return rows, settles, events
+
+
+def _merged(rows: dict[str, dict[str, Any]], settles: list[dict[str, Any]]
+            ) -> dict[str, dict[str, Any]] | None:
+    """The rows with the first settlement of each pending one applied as the UPDATE would
+    apply it (copies: the caller's entries stay as they are, to apply again); None when a
+    figure is not an integer here (PostgreSQL is left to take or refuse it, as before)."""
+    merged = dict(rows)
+    for settle in settles:
+        row = merged.get(settle["request_id"])
+        if row is None or row is not rows[settle["request_id"]] \
+                or row.get("settlement") != "pending":
+            continue  # not in the batch, settled already here, or not a call held
+        spent, reserved, cost = row.get("spent"), settle["reserved"], settle["cost"]
+        if type(reserved) is not int or type(cost) is not int or (
+                spent is not None and type(spent) is not int):
+            return None
+        merged[settle["request_id"]] = {
+            **row, "status": settle["status"], "cost": cost,
+            "settlement": settle["settlement"], "tokens": settle["tokens"],
+            "model": row.get("model") if settle["model"] is None else settle["model"],
+            "spent": None if spent is None else spent - reserved + cost}
+    return merged
+
+
+async def _apply(cur: Cursor, rows: dict[str, dict[str, Any]], settles: list[dict[str, Any]],
+                 events: list[dict[str, Any]]) -> None:
+    # In one transaction: rows first, then settlements (each applies once, to a pending
+    # row), then events in order. A settlement's entry carries its row, or comes after the
+    # row's own entry, so this order never loses one.
     if rows:
         await cur.execute(_INSERT, (orjson.dumps(list(rows.values())).decode(),))
     if settles:
@@ -175,10 +211,16 @@ class LedgerMixin(Pooled):
     async def _apply_batch(self, entries: list[dict[str, Any]]) -> None:
         if not entries:
             return
+        rows, settles, events = _parts(entries)
+        merged = None if events else _merged(rows, settles)
         for attempt in range(_RETRIES):
             try:
-                async with self.tx() as cur:
-                    await _apply(cur, entries)
+                if merged is not None:  # the common batch: one statement, atomic alone
+                    await self.execute(_BATCH, (orjson.dumps(list(merged.values())).decode(),
+                                                orjson.dumps(settles).decode()))
+                else:
+                    async with self.tx() as cur:
+                        await _apply(cur, rows, settles, events)
                 return
             except StateError as exc:
                 retry = isinstance(exc.__cause__, psycopg.errors.DeadlockDetected)
