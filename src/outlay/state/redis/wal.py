@@ -58,13 +58,18 @@ def entries_of(fields: Mapping[str, str], row: Entry | None = None) -> list[Entr
     row["spent"], row["cap"] = _opt_int(fields.get("sp", "")), _opt_int(fields.get("cap", ""))
     out: list[Entry] = [{"t": "row", "row": row}]
     if kind == "s":
-        out.append({
-            "t": "settle", "request_id": row["request_id"], "status": _opt_int(fields["status"]),
-            "cost": int(fields["cost"]), "settlement": fields["mode"],
-            "model": fields["model"] or None, "reserved": int(fields["reserved"]),
-            "tokens": int(fields["tokens"]),
-        })
+        out.append(settle_entry(row["request_id"], _opt_int(fields["status"]), fields["cost"],
+                                fields["mode"], fields["model"], fields["reserved"],
+                                fields["tokens"]))
     return out
+
+
+def settle_entry(request_id: str, status: int | None, cost: int | str, settlement: str,
+                 model: str | None, reserved: int | str, tokens: int | str) -> Entry:
+    """A settlement as the ledger writes it applies (figures as numbers or their text)."""
+    return {"t": "settle", "request_id": request_id, "status": status, "cost": int(cost),
+            "settlement": settlement, "model": model or None, "reserved": int(reserved),
+            "tokens": int(tokens)}
 
 
 class Wal:
@@ -99,6 +104,10 @@ class Wal:
             row: Entry | None = None) -> None:
         """Keep an entry a script already put in the stream (`row`: see entries_of)."""
         self._pending.append((stream_id, entries_of(fields, row)))
+
+    def keep(self, stream_id: str | None, entries: list[Entry]) -> None:
+        """Keep entries, as the ledger writes them apply, of a stream entry a script wrote."""
+        self._pending.append((stream_id, entries))
 
     async def append(self, entries: list[Entry]) -> None:
         """Write entries the scripts did not (refusals, events): stream first, then memory."""
