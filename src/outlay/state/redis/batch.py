@@ -26,16 +26,17 @@ from outlay.state.base import StateError
 
 MAX_BATCH = 256
 Call = tuple[AsyncScript, list[Any], list[Any], "asyncio.Future[Any]"]
+# what a request's value that cannot be encoded raises (a string with a lone surrogate, from
+# a header byte that was not UTF-8): it fails that request alone, as the store's error
+UNSTORABLE = (UnicodeError, orjson.JSONEncodeError)
 
 
 @contextlib.contextmanager
 def unstorable_values() -> Iterator[None]:
-    """A request's value that cannot be encoded (a string with a lone surrogate, from a
-    header byte that was not UTF-8) fails that request alone, as the store's error."""
     try:
         yield
-    except (UnicodeError, orjson.JSONEncodeError) as exc:
-        raise StateError(f"the state store could not record this call: {exc}") from exc
+    except UNSTORABLE as exc:
+        raise unstorable(exc) from exc
 
 
 class ScriptBatch:
@@ -84,7 +85,7 @@ class ScriptBatch:
             try:
                 packed.append(_command(b"EVALSHA", script.sha, len(keys), *keys, *args))
             except (UnicodeError, ValueError, TypeError) as exc:  # TypeError: not a str or int
-                _resolve(future, _unsendable(exc))  # unless its caller stopped waiting
+                _resolve(future, unstorable(exc))  # unless its caller stopped waiting
                 continue
             sendable.append(call)
         if sendable:
@@ -180,7 +181,7 @@ class ScriptBatch:
         except (RedisError, OSError) as exc:
             result = StateError(f"Redis unavailable: {exc}")
         except (UnicodeError, ValueError) as exc:
-            result = _unsendable(exc)
+            result = unstorable(exc)
         except BaseException as exc:  # never leave a caller waiting for ever
             _resolve(future, StateError(f"Redis client failed: {exc!r}"))
             raise
@@ -211,7 +212,7 @@ def _command(*args: Any) -> bytes:
     return packed
 
 
-def _unsendable(exc: Exception) -> StateError:
+def unstorable(exc: Exception) -> StateError:
     return StateError(f"the state store could not record this call: {exc}")
 
 

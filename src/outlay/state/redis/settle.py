@@ -39,6 +39,7 @@ class RedisSettlement:
         _settling: set[asyncio.Future[Any]]
         _rebuild_asked: asyncio.Task[None] | None
         _settle_script: Any
+        _forward_script: Any
 
         @property
         def wal(self) -> Wal: ...
@@ -50,6 +51,15 @@ class RedisSettlement:
         def exposure_extras(self, result: Any) -> tuple[Any, int]: ...
 
         async def _ensure_ready(self, *, wait: bool = True) -> None: ...
+
+    async def forwarding(self, reservation_id: str) -> bool:
+        """Mark the reservation forwarded, just before its call is sent: a worker that dies
+        before this leaves a call that was never sent, which its settlement by the reaper
+        voids rather than charges. False when the reservation is no longer held (reaped):
+        the call must not be sent."""
+        marked = await self._call(self._forward_script,
+                                  [self.names.reservation(reservation_id)], [])
+        return bool(int(marked))
 
     async def settle(self, outcome: Outcome) -> bool:
         """Apply the actual cost once; False if the reservation was already settled or reaped."""
