@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from outlay.state.base import NewKey, Outcome, StateError
 from outlay.state.open import store_from_url
+from outlay.state.redis.batch import ScriptBatch
 from outlay.state.redis.store import RedisStore
 from outlay.state.redis.wal import Wal
 
@@ -59,6 +60,42 @@ async def test_entries_survive_failed_writes_and_leave_the_stream_once_written(
         assert await client.xlen("wal:test") == 0
     finally:
         await wal.stop()
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+async def test_written_entries_leave_the_stream_with_the_scripts_batch(
+    client: Redis, pipelined: bool
+) -> None:
+    # the XDEL goes with the loop turn's scripts (alone, when they are not pipelined)
+    ledger = FlakyLedger([])
+    batch = ScriptBatch(client, pipelined=pipelined)
+    wal = Wal(client, "wal:test", ledger, batch=batch)
+    try:
+        await wal.append([{"t": "row", "row": {"request_id": "r1"}}])
+        await wal.append([{"t": "row", "row": {"request_id": "r2"}}])
+        assert await client.xlen("wal:test") == 2
+        await wal.flush()
+        assert [e["row"]["request_id"] for e in ledger.written] == ["r1", "r2"]
+        assert await client.xlen("wal:test") == 0
+    finally:
+        await batch.close(1.0)
+
+
+async def test_entries_stay_in_the_stream_when_their_deletion_fails(client: Redis) -> None:
+    # written to PostgreSQL all the same: the stream keeps them, to apply again idempotently
+    ledger = FlakyLedger([])
+    batch = ScriptBatch(client)
+    wal = Wal(client, "wal:test", ledger, batch=batch)
+    await wal.append([{"t": "row", "row": {"request_id": "r1"}}])
+
+    def unreachable(*words: Any) -> Any:
+        raise StateError("Redis unavailable")
+
+    batch.command = unreachable  # type: ignore[method-assign]
+    await wal.flush()
+    assert wal.backlog == 0
+    assert len(ledger.written) == 1
+    assert await client.xlen("wal:test") == 1
 
 
 async def test_an_explicit_flush_reports_the_failure_and_keeps_the_entries(

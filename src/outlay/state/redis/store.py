@@ -181,8 +181,9 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
         self._forward_script = redis.register_script(script_text("forward.lua"))
         self._beat_script = redis.register_script(script_text("beat.lua"))
         self._now_script = redis.register_script(script_text("now.lua"))
-        self._wal = Wal(redis, self.names.wal(self.worker), self.durable, self.flush_interval_s)
         self._batch = ScriptBatch(redis, pipelined=not self.cluster)
+        self._wal = Wal(redis, self.names.wal(self.worker), self.durable, self.flush_interval_s,
+                        self._batch)
         try:
             await self._check_epoch()
             await self._ensure_ready()

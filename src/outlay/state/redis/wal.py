@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from outlay.policy.decision import KeyInfo
 from outlay.state import ledger_sql
 from outlay.state.base import SHADOW_CODE, StateError, Ticket
+from outlay.state.redis.batch import ScriptBatch
 
 log = logging.getLogger("outlay.state")
 
@@ -73,9 +74,10 @@ def settle_entry(request_id: str, status: int | None, cost: int | str, settlemen
 
 
 class Wal:
-    def __init__(self, redis: Redis, stream: str, ledger: Ledger, interval_s: float = 0.02
-                 ) -> None:
+    def __init__(self, redis: Redis, stream: str, ledger: Ledger, interval_s: float = 0.02,
+                 batch: ScriptBatch | None = None) -> None:
         self._redis, self._stream, self._ledger = redis, stream, ledger
+        self._batch = batch  # the written entries' XDEL goes with its scripts, when given
         self.interval_s = interval_s
         self.retry_s = 1.0  # after a failed write
         self._pending: list[tuple[str | None, list[Entry]]] = []
@@ -134,8 +136,9 @@ class Wal:
                 del self._pending[:len(batch)]
                 ids = [sid for sid, _ in batch if sid is not None]
                 if ids:
-                    with contextlib.suppress(RedisError):
-                        await self._redis.xdel(self._stream, *ids)
+                    with contextlib.suppress(RedisError, StateError):
+                        await (self._redis.xdel(self._stream, *ids) if self._batch is None
+                               else self._batch.command("XDEL", self._stream, *ids))
                 if not everything:
                     break
 
