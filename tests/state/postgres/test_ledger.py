@@ -9,12 +9,14 @@ import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
+import psycopg
 import pytest
 
 from outlay.state import ledger_sql
 from outlay.state.base import StateError
 from outlay.state.postgres.durable import PostgresDurable
-from outlay.state.postgres.ledger import ROW_COLUMNS
+from outlay.state.postgres.ledger import _INSERT, ROW_COLUMNS
 from outlay.state.sqlite.schema import apply as sqlite_apply
 
 from ..support import Clock
@@ -131,6 +133,26 @@ async def test_a_row_and_its_settlement_in_one_batch_land_as_settled_once(
     assert rows["r1"][ROW_COLUMNS.index("spent") - 1] == 460
     await durable.apply_wal(batch)
     assert await stored(durable) == rows
+
+
+async def test_a_settlement_lands_on_a_row_another_process_inserts_meanwhile(
+    durable: PostgresDurable, postgres_dsn: str
+) -> None:
+    # another process (a reaper draining this worker's stream) inserts the pending row, and
+    # commits while this batch's insert waits for it: the batch's statement saw no row to
+    # settle, so its settlement is applied again, by a statement that sees the row
+    other = await psycopg.AsyncConnection.connect(postgres_dsn)
+    try:
+        await other.execute(_INSERT, (orjson.dumps([row("r1")["row"]]).decode(),))
+        applying = asyncio.ensure_future(durable.apply_wal([row("r1"), settle("r1", 60)]))
+        await asyncio.sleep(0.3)
+        assert not applying.done()  # waiting for the other's row
+        await other.commit()
+        await applying
+    finally:
+        await other.close()
+    (entry,) = await entries(durable)
+    assert (entry["settlement"], entry["cost_usd"]) == ("settled", "0.00006")
 
 
 async def test_a_settlement_with_figures_not_integers_is_left_to_postgresql(

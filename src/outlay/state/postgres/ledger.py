@@ -27,7 +27,7 @@ from outlay.policy.series import SeriesQuery, Sums
 from outlay.state import ledger_sql, rollups_sql
 from outlay.state.base import StateError
 from outlay.state.postgres.outbox import enqueue, mark_new
-from outlay.state.postgres.pool import Cursor, Pooled
+from outlay.state.postgres.pool import Cursor, Pooled, state_errors
 
 ROW_COLUMNS = (
     "request_id", "ts_ms", "key_id", "agent", "grp", "labels", "vendor", "model", "route",
@@ -42,23 +42,33 @@ _TYPES = {"ts_ms": "bigint", "status": "integer", "reserved": "bigint", "cost": 
           "held": "bigint", "estimated": "bigint"}
 # a batch is one statement whatever its size, in no transaction of its own (a BEGIN and a
 # COMMIT were half its round trips): its rows, each passed in one JSON array and read back as
-# a set, inserted by a CTE, and its settlements applied by the UPDATE. The statement's parts
-# share one snapshot, so the UPDATE sees no row the same statement inserts: a settlement of a
-# row of the batch is merged into the row before (`_merged`), and updates a row that was
-# already there (pending from an earlier batch, or from another process's copy).
-_ROWS = ("jsonb_to_recordset(%s::jsonb) AS x("
-         + ", ".join(f"{c} {_TYPES.get(c, 'text')}" for c in ROW_COLUMNS) + ")")
+# a set, inserted by a CTE, and its settlements applied by another. The statement's parts
+# share one snapshot, so its UPDATE sees no row the same statement inserts: a settlement of
+# a row of the batch is merged into the row before (`_merged`), and updates a row that was
+# already there (pending from an earlier batch, or from another process's copy). Nor does
+# it see a row another process's statement inserted meanwhile (this one's INSERT waited for
+# it): the statement returns the settlements that neither their row's insert here nor the
+# UPDATE applied, and those are applied again (_SETTLE) by a statement of its own, which
+# sees every row committed before it, as the UPDATE of a transaction's second statement did.
+_SETTLE_SET = ("jsonb_to_recordset(%s::jsonb) AS s(request_id text, status integer, "
+               "cost bigint, settlement text, model text, reserved bigint, tokens bigint)")
 _INSERT = (
     f"INSERT INTO ledger({', '.join(ROW_COLUMNS)}) "  # noqa: S608 (fixed columns)
-    f"SELECT {', '.join(ROW_COLUMNS)} FROM {_ROWS} ON CONFLICT (request_id) DO NOTHING")
-_SETTLE = (
+    f"SELECT {', '.join(ROW_COLUMNS)} FROM jsonb_to_recordset(%s::jsonb) AS x("
+    + ", ".join(f"{c} {_TYPES.get(c, 'text')}" for c in ROW_COLUMNS)
+    + ") ON CONFLICT (request_id) DO NOTHING")
+_SET = (
     "UPDATE ledger l SET status = s.status, cost = s.cost, settlement = s.settlement, "
     "model = COALESCE(s.model, l.model), "
     "spent = CASE WHEN l.spent IS NULL THEN NULL ELSE l.spent - s.reserved + s.cost END, "
-    "tokens = s.tokens FROM jsonb_to_recordset(%s::jsonb) AS s(request_id text, "
-    "status integer, cost bigint, settlement text, model text, reserved bigint, "
-    "tokens bigint) WHERE l.request_id = s.request_id AND l.settlement = 'pending'")
-_BATCH = f"WITH inserted AS ({_INSERT}) {_SETTLE}"
+    "tokens = s.tokens FROM {} WHERE l.request_id = s.request_id AND l.settlement = 'pending'")
+_SETTLE = _SET.format(_SETTLE_SET)
+_BATCH = (
+    f"WITH s AS MATERIALIZED (SELECT * FROM {_SETTLE_SET}), "  # noqa: S608 (fixed text)
+    f"inserted AS ({_INSERT} RETURNING request_id), "
+    f"settled AS ({_SET.format('s')} RETURNING l.request_id) "
+    "SELECT request_id FROM s EXCEPT SELECT request_id FROM inserted "
+    "EXCEPT SELECT request_id FROM settled")
 log = logging.getLogger("outlay.state")
 _RETRIES = 3  # a deadlock between two appliers of overlapping batches is retried
 
@@ -188,7 +198,8 @@ class LedgerMixin(Pooled):
 
     async def _apply_apart(self, entries: list[dict[str, Any]]) -> None:
         """Halve a batch PostgreSQL refused until the refused entries stand alone, in order
-        (a settlement's entry carries its row, so no half can settle a row it lacks)."""
+        (a settlement's entry carries its row, or follows it: no half settles a row it lacks
+        before the row is written)."""
         if len(entries) > 1:
             half = len(entries) // 2
             for part in (entries[:half], entries[half:]):
@@ -216,8 +227,7 @@ class LedgerMixin(Pooled):
         for attempt in range(_RETRIES):
             try:
                 if merged is not None:  # the common batch: one statement, atomic alone
-                    await self.execute(_BATCH, (orjson.dumps(list(merged.values())).decode(),
-                                                orjson.dumps(settles).decode()))
+                    await self._apply_merged(list(merged.values()), settles)
                 else:
                     async with self.tx() as cur:
                         await _apply(cur, rows, settles, events)
@@ -226,6 +236,17 @@ class LedgerMixin(Pooled):
                 retry = isinstance(exc.__cause__, psycopg.errors.DeadlockDetected)
                 if not retry or attempt == _RETRIES - 1:
                     raise
+
+    async def _apply_merged(self, rows: list[dict[str, Any]], settles: list[dict[str, Any]]
+                            ) -> None:
+        with state_errors(self._failed):
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(_BATCH, (orjson.dumps(settles).decode(),
+                                                  orjson.dumps(rows).decode()))
+                unseen = {request_id for (request_id,) in await cur.fetchall()}
+                if unseen:  # a row inserted meanwhile by another, or settled already
+                    await conn.execute(_SETTLE, (orjson.dumps(
+                        [s for s in settles if s["request_id"] in unseen]).decode(),))
 
     # -- reading ----------------------------------------------------------------------
     async def audit(self, scope: str | None, limit: int) -> list[dict[str, Any]]:
