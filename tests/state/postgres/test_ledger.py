@@ -9,11 +9,14 @@ import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
+import psycopg
 import pytest
 
 from outlay.state import ledger_sql
 from outlay.state.base import StateError
 from outlay.state.postgres.durable import PostgresDurable
+from outlay.state.postgres.ledger import _INSERT, ROW_COLUMNS
 from outlay.state.sqlite.schema import apply as sqlite_apply
 
 from ..support import Clock
@@ -99,6 +102,66 @@ async def test_settling_keeps_the_model_when_none_is_given(durable: PostgresDura
     (entry,) = await entries(durable)
     assert (entry["model"], entry["settlement"], entry["status"]) == ("gpt-4o-mini", "void", None)
     assert entry["spent_usd"] is None
+
+
+async def stored(store: PostgresDurable) -> dict[str, tuple[Any, ...]]:
+    """Every column of every row, by request id (but the id and the sequence)."""
+    columns = ", ".join(c for c in ROW_COLUMNS if c != "request_id")
+    return {r[0]: tuple(r[1:]) for r in await store.fetchall(
+        f"SELECT request_id, {columns} FROM ledger")}  # noqa: S608 (fixed columns)
+
+
+async def test_a_row_and_its_settlement_in_one_batch_land_as_settled_once(
+    durable: PostgresDurable,
+) -> None:
+    # merged into the row before the one statement inserts it: the same row as when the
+    # settlement updated it (the first settlement of a call wins), and the caller's entries
+    # are left as they were, to apply again
+    twice = [settle("r1", 60, model="gpt-4o-mini-2024"), settle("r1", 99, "unsettled")]
+    batch = [row("r1"), *twice, row("r2"), settle("r2", 40), row("r3", spent=None),
+             settle("r3", 0, "void", status=None)]
+    # the same calls as separate batches: r2 is there already, pending, when it settles
+    await durable.apply_wal([row("a1"), row("a2"), row("a3", spent=None)])
+    await durable.apply_wal([{**e, "request_id": "a1"} for e in twice])
+    await durable.apply_wal([settle("a2", 40), settle("a3", 0, "void", status=None)])
+    await durable.apply_wal([row("r2")])
+    kept = [dict(e) for e in batch]
+    await durable.apply_wal(batch)
+    assert batch == kept
+    rows = await stored(durable)
+    assert [rows[f"r{n}"] for n in (1, 2, 3)] == [rows[f"a{n}"] for n in (1, 2, 3)]
+    assert rows["r1"][ROW_COLUMNS.index("spent") - 1] == 460
+    await durable.apply_wal(batch)
+    assert await stored(durable) == rows
+
+
+async def test_a_settlement_lands_on_a_row_another_process_inserts_meanwhile(
+    durable: PostgresDurable, postgres_dsn: str
+) -> None:
+    # another process (a reaper draining this worker's stream) inserts the pending row, and
+    # commits while this batch's insert waits for it: the batch's statement saw no row to
+    # settle, so its settlement is applied again, by a statement that sees the row
+    other = await psycopg.AsyncConnection.connect(postgres_dsn)
+    try:
+        await other.execute(_INSERT, (orjson.dumps([row("r1")["row"]]).decode(),))
+        applying = asyncio.ensure_future(durable.apply_wal([row("r1"), settle("r1", 60)]))
+        await asyncio.sleep(0.3)
+        assert not applying.done()  # waiting for the other's row
+        await other.commit()
+        await applying
+    finally:
+        await other.close()
+    (entry,) = await entries(durable)
+    assert (entry["settlement"], entry["cost_usd"]) == ("settled", "0.00006")
+
+
+async def test_a_settlement_with_figures_not_integers_is_left_to_postgresql(
+    durable: PostgresDurable,
+) -> None:
+    # not merged: applied in one transaction by the UPDATE, which casts or refuses them
+    await durable.apply_wal([row("r1", spent="500"), settle("r1", 60)])
+    (entry,) = await entries(durable)
+    assert (entry["settlement"], entry["spent_usd"]) == ("settled", "0.00046")
 
 
 async def test_the_same_batch_from_two_processes_at_once_applies_once(

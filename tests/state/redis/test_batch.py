@@ -8,11 +8,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import hiredis
 import pytest
+from redis._parsers.hiredis import NOT_ENOUGH_DATA
 from redis.asyncio import Redis
 
 from outlay.state.base import StateError
-from outlay.state.redis.batch import ScriptBatch
+from outlay.state.redis.batch import ScriptBatch, _read_replies
 
 from ...servers.redis import RedisServer
 
@@ -163,3 +165,53 @@ async def test_closing_waits_for_a_batch_in_flight(client: Redis) -> None:
     assert answer.done()
     assert answer.result() == 7
     assert not client.connection_pool._in_use_connections
+
+
+async def test_replies_read_already_are_taken_without_the_parsers_reading(
+    client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = ScriptBatch(client)
+    script = client.register_script(INCR)
+    await batch.submit(script, ["batch:n"], [0])
+    parser = batch._idle[0]._parser
+    reads: list[int] = []
+    real = parser.read_response
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(1)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(parser, "read_response", counted)
+    results = await asyncio.gather(*(batch.submit(script, ["batch:n"], [1]) for _ in range(50)))
+    assert results == list(range(1, 51))
+    assert len(reads) < 50  # the parser waits for the socket, not for every reply
+
+
+class Parser:
+    """A hiredis parser's part _read_replies uses: a push ahead of a reply, as on RESP3."""
+
+    _hiredis_PushNotificationType = hiredis.PushNotification  # noqa: N815 (the parser's name)
+    _connected = True
+
+    def __init__(self, replies: list[Any]) -> None:
+        self._reader = self
+        self.replies = replies
+        self.pushed: list[Any] = []
+
+    def gets(self) -> Any:
+        return self.replies.pop(0) if self.replies else NOT_ENOUGH_DATA
+
+    async def handle_push_response(self, response: Any) -> None:
+        self.pushed.append(response)
+
+    async def read_response(self) -> Any:
+        raise AssertionError("every reply was read already")
+
+
+async def test_a_push_ahead_of_a_reply_goes_to_the_parsers_handler() -> None:
+    push = hiredis.PushNotification(["invalidate", ["k"]])
+    parser = Parser([push, 1, push, ["a", 2]])
+    results: list[Any] = []
+    await _read_replies(parser, 2, results)
+    assert results == [1, ["a", 2]]
+    assert parser.pushed == [push, push]

@@ -27,7 +27,7 @@ from outlay.policy.series import SeriesQuery, Sums
 from outlay.state import ledger_sql, rollups_sql
 from outlay.state.base import StateError
 from outlay.state.postgres.outbox import enqueue, mark_new
-from outlay.state.postgres.pool import Cursor, Pooled
+from outlay.state.postgres.pool import Cursor, Pooled, state_errors
 
 ROW_COLUMNS = (
     "request_id", "ts_ms", "key_id", "agent", "grp", "labels", "vendor", "model", "route",
@@ -40,20 +40,35 @@ _LABELS_READY = (str, type(None))
 _TYPES = {"ts_ms": "bigint", "status": "integer", "reserved": "bigint", "cost": "bigint",
           "spent": "bigint", "cap": "bigint", "tokens": "bigint", "waited_ms": "bigint",
           "held": "bigint", "estimated": "bigint"}
-# a batch is two statements whatever its size: its rows, then its settlements, each passed
-# as one JSON array and read back as a set
+# a batch is one statement whatever its size, in no transaction of its own (a BEGIN and a
+# COMMIT were half its round trips): its rows, each passed in one JSON array and read back as
+# a set, inserted by a CTE, and its settlements applied by another. The statement's parts
+# share one snapshot, so its UPDATE sees no row the same statement inserts: a settlement of
+# a row of the batch is merged into the row before (`_merged`), and updates a row that was
+# already there (pending from an earlier batch, or from another process's copy). Nor does
+# it see a row another process's statement inserted meanwhile (this one's INSERT waited for
+# it): the statement returns the settlements that neither their row's insert here nor the
+# UPDATE applied, and those are applied again (_SETTLE) by a statement of its own, which
+# sees every row committed before it, as the UPDATE of a transaction's second statement did.
+_SETTLE_SET = ("jsonb_to_recordset(%s::jsonb) AS s(request_id text, status integer, "
+               "cost bigint, settlement text, model text, reserved bigint, tokens bigint)")
 _INSERT = (
     f"INSERT INTO ledger({', '.join(ROW_COLUMNS)}) "  # noqa: S608 (fixed columns)
     f"SELECT {', '.join(ROW_COLUMNS)} FROM jsonb_to_recordset(%s::jsonb) AS x("
     + ", ".join(f"{c} {_TYPES.get(c, 'text')}" for c in ROW_COLUMNS)
     + ") ON CONFLICT (request_id) DO NOTHING")
-_SETTLE = (
+_SET = (
     "UPDATE ledger l SET status = s.status, cost = s.cost, settlement = s.settlement, "
     "model = COALESCE(s.model, l.model), "
     "spent = CASE WHEN l.spent IS NULL THEN NULL ELSE l.spent - s.reserved + s.cost END, "
-    "tokens = s.tokens FROM jsonb_to_recordset(%s::jsonb) AS s(request_id text, "
-    "status integer, cost bigint, settlement text, model text, reserved bigint, "
-    "tokens bigint) WHERE l.request_id = s.request_id AND l.settlement = 'pending'")
+    "tokens = s.tokens FROM {} WHERE l.request_id = s.request_id AND l.settlement = 'pending'")
+_SETTLE = _SET.format(_SETTLE_SET)
+_BATCH = (
+    f"WITH s AS MATERIALIZED (SELECT * FROM {_SETTLE_SET}), "  # noqa: S608 (fixed text)
+    f"inserted AS ({_INSERT} RETURNING request_id), "
+    f"settled AS ({_SET.format('s')} RETURNING l.request_id) "
+    "SELECT request_id FROM s EXCEPT SELECT request_id FROM inserted "
+    "EXCEPT SELECT request_id FROM settled")
 log = logging.getLogger("outlay.state")
 _RETRIES = 3  # a deadlock between two appliers of overlapping batches is retried
 
@@ -83,10 +98,10 @@ def _settlement(entry: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _apply(cur: Cursor, entries: list[dict[str, Any]]) -> None:
-    # Rows first (the first of a request id wins: every copy of a row is the same pending
-    # row), then settlements (each applies once, to a pending row), then events in order.
-    # A settlement's entry carries its row, so this order never loses one.
+def _parts(entries: list[dict[str, Any]]
+           ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """A batch's rows (the first of a request id wins: every copy of a row is the same
+    pending row), settlements and events, in order."""
     rows: dict[str, dict[str, Any]] = {}
     settles: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
@@ -101,6 +116,37 @@ async def _apply(cur: Cursor, entries: list[dict[str, Any]]) -> None:
             events.append(entry)
         else:
             raise ValueError(f"unknown write-ahead log entry {kind!r}")
+    return rows, settles, events
+
+
+def _merged(rows: dict[str, dict[str, Any]], settles: list[dict[str, Any]]
+            ) -> dict[str, dict[str, Any]] | None:
+    """The rows with the first settlement of each pending one applied as the UPDATE would
+    apply it (copies: the caller's entries stay as they are, to apply again); None when a
+    figure is not an integer here (PostgreSQL is left to take or refuse it, as before)."""
+    merged = dict(rows)
+    for settle in settles:
+        row = merged.get(settle["request_id"])
+        if row is None or row is not rows[settle["request_id"]] \
+                or row.get("settlement") != "pending":
+            continue  # not in the batch, settled already here, or not a call held
+        spent, reserved, cost = row.get("spent"), settle["reserved"], settle["cost"]
+        if type(reserved) is not int or type(cost) is not int or (
+                spent is not None and type(spent) is not int):
+            return None
+        merged[settle["request_id"]] = {
+            **row, "status": settle["status"], "cost": cost,
+            "settlement": settle["settlement"], "tokens": settle["tokens"],
+            "model": row.get("model") if settle["model"] is None else settle["model"],
+            "spent": None if spent is None else spent - reserved + cost}
+    return merged
+
+
+async def _apply(cur: Cursor, rows: dict[str, dict[str, Any]], settles: list[dict[str, Any]],
+                 events: list[dict[str, Any]]) -> None:
+    # In one transaction: rows first, then settlements (each applies once, to a pending
+    # row), then events in order. A settlement's entry carries its row, or comes after the
+    # row's own entry, so this order never loses one.
     if rows:
         await cur.execute(_INSERT, (orjson.dumps(list(rows.values())).decode(),))
     if settles:
@@ -152,7 +198,8 @@ class LedgerMixin(Pooled):
 
     async def _apply_apart(self, entries: list[dict[str, Any]]) -> None:
         """Halve a batch PostgreSQL refused until the refused entries stand alone, in order
-        (a settlement's entry carries its row, so no half can settle a row it lacks)."""
+        (a settlement's entry carries its row, or follows it: no half settles a row it lacks
+        before the row is written)."""
         if len(entries) > 1:
             half = len(entries) // 2
             for part in (entries[:half], entries[half:]):
@@ -175,15 +222,31 @@ class LedgerMixin(Pooled):
     async def _apply_batch(self, entries: list[dict[str, Any]]) -> None:
         if not entries:
             return
+        rows, settles, events = _parts(entries)
+        merged = None if events else _merged(rows, settles)
         for attempt in range(_RETRIES):
             try:
-                async with self.tx() as cur:
-                    await _apply(cur, entries)
+                if merged is not None:  # the common batch: one statement, atomic alone
+                    await self._apply_merged(list(merged.values()), settles)
+                else:
+                    async with self.tx() as cur:
+                        await _apply(cur, rows, settles, events)
                 return
             except StateError as exc:
                 retry = isinstance(exc.__cause__, psycopg.errors.DeadlockDetected)
                 if not retry or attempt == _RETRIES - 1:
                     raise
+
+    async def _apply_merged(self, rows: list[dict[str, Any]], settles: list[dict[str, Any]]
+                            ) -> None:
+        with state_errors(self._failed):
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(_BATCH, (orjson.dumps(settles).decode(),
+                                                  orjson.dumps(rows).decode()))
+                unseen = {request_id for (request_id,) in await cur.fetchall()}
+                if unseen:  # a row inserted meanwhile by another, or settled already
+                    await conn.execute(_SETTLE, (orjson.dumps(
+                        [s for s in settles if s["request_id"] in unseen]).decode(),))
 
     # -- reading ----------------------------------------------------------------------
     async def audit(self, scope: str | None, limit: int) -> list[dict[str, Any]]:

@@ -25,17 +25,19 @@ from outlay.loops import RunningLoop
 from outlay.state.base import StateError
 
 MAX_BATCH = 256
-Call = tuple[AsyncScript, list[Any], list[Any], "asyncio.Future[Any]"]
+# a script, its keys and arguments; or None and a plain command's words (ScriptBatch.command)
+Call = tuple[AsyncScript | None, list[Any], list[Any], "asyncio.Future[Any]"]
+# what a request's value that cannot be encoded raises (a string with a lone surrogate, from
+# a header byte that was not UTF-8): it fails that request alone, as the store's error
+UNSTORABLE = (UnicodeError, orjson.JSONEncodeError)
 
 
 @contextlib.contextmanager
 def unstorable_values() -> Iterator[None]:
-    """A request's value that cannot be encoded (a string with a lone surrogate, from a
-    header byte that was not UTF-8) fails that request alone, as the store's error."""
     try:
         yield
-    except (UnicodeError, orjson.JSONEncodeError) as exc:
-        raise StateError(f"the state store could not record this call: {exc}") from exc
+    except UNSTORABLE as exc:
+        raise unstorable(exc) from exc
 
 
 class ScriptBatch:
@@ -51,7 +53,12 @@ class ScriptBatch:
         self._sending: set[asyncio.Task[None]] = set()
         self._idle: list[Any] = []  # connections between batches (_connection)
 
-    def submit(self, script: AsyncScript, keys: list[Any], args: list[Any]
+    def command(self, *words: Any) -> asyncio.Future[Any]:
+        """A plain command (the ledger writer's XDEL) with this loop turn's scripts: on
+        their write and read, not a round trip and the client's bookkeeping of its own."""
+        return self.submit(None, list(words), [])
+
+    def submit(self, script: AsyncScript | None, keys: list[Any], args: list[Any]
                ) -> asyncio.Future[Any]:
         """Queue a script for this loop turn's batch; its reply, or a StateError, comes in
         the future. A caller cancelled while awaiting it cancels only its wait: the script
@@ -82,9 +89,10 @@ class ScriptBatch:
         for call in batch:
             script, keys, args, future = call
             try:
-                packed.append(_command(b"EVALSHA", script.sha, len(keys), *keys, *args))
+                packed.append(_command(*keys) if script is None else
+                              _command(b"EVALSHA", script.sha, len(keys), *keys, *args))
             except (UnicodeError, ValueError, TypeError) as exc:  # TypeError: not a str or int
-                _resolve(future, _unsendable(exc))  # unless its caller stopped waiting
+                _resolve(future, unstorable(exc))  # unless its caller stopped waiting
                 continue
             sendable.append(call)
         if sendable:
@@ -169,18 +177,18 @@ class ScriptBatch:
             finally:
                 await self._redis.connection_pool.release(connection)
 
-    @staticmethod
-    async def _one(script: AsyncScript, keys: list[Any], args: list[Any],
+    async def _one(self, script: AsyncScript | None, keys: list[Any], args: list[Any],
                    future: asyncio.Future[Any]) -> None:
-        """One script on its own; whatever happens is this caller's alone."""
+        """One script (or command) on its own; whatever happens is this caller's alone."""
         try:
-            result = await script(keys=keys, args=args)
+            result = await (self._redis.execute_command(*keys)  # type: ignore[no-untyped-call]
+                            if script is None else script(keys=keys, args=args))
         except ResponseError as refused:  # the script failed, not the connection
             result = refused
         except (RedisError, OSError) as exc:
             result = StateError(f"Redis unavailable: {exc}")
         except (UnicodeError, ValueError) as exc:
-            result = _unsendable(exc)
+            result = unstorable(exc)
         except BaseException as exc:  # never leave a caller waiting for ever
             _resolve(future, StateError(f"Redis client failed: {exc!r}"))
             raise
@@ -191,11 +199,18 @@ async def _read_replies(parser: Any, count: int, results: list[Any]) -> None:
     """`count` replies, in order, into `results`: each already read from the socket is
     taken from hiredis's reader at once, as the parser's `read_response` would return it
     (a connection error in it raised); the parser itself reads the rest from the socket.
-    Replies of RESP3's pushes are the parser's alone to tell apart."""
-    resp2 = getattr(parser, "_hiredis_PushNotificationType", 0) is None  # hiredis, RESP2
+    A push (RESP3's) taken so is handed to the parser's handler, as its `read_response`
+    does, and the reply after it read. (redis-py 8 names hiredis's push type on RESP2
+    connections too: testing for it alone, as before, left every reply to the parser.)"""
+    hiredis_parser = hasattr(parser, "_hiredis_PushNotificationType")
+    push = getattr(parser, "_hiredis_PushNotificationType", None)
     for _ in range(count):
         # a parser disconnected meanwhile says so itself
-        reply = parser._reader.gets() if resp2 and parser._connected else NOT_ENOUGH_DATA
+        reply = (parser._reader.gets() if hiredis_parser and parser._connected
+                 else NOT_ENOUGH_DATA)
+        while push is not None and isinstance(reply, push):
+            await parser.handle_push_response(reply)
+            reply = parser._reader.gets() if parser._connected else NOT_ENOUGH_DATA
         if reply is NOT_ENOUGH_DATA:
             reply = await parser.read_response()
         elif isinstance(reply, RedisConnectionError) or (
@@ -211,7 +226,7 @@ def _command(*args: Any) -> bytes:
     return packed
 
 
-def _unsendable(exc: Exception) -> StateError:
+def unstorable(exc: Exception) -> StateError:
     return StateError(f"the state store could not record this call: {exc}")
 
 

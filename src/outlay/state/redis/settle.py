@@ -22,7 +22,7 @@ from outlay.state.announcements import settlement_events
 from outlay.state.base import Outcome, RetryCounts, Settled, StateError
 from outlay.state.redis.batch import ScriptBatch
 from outlay.state.redis.plan import Names
-from outlay.state.redis.wal import Wal
+from outlay.state.redis.wal import Wal, settle_entry
 from outlay.state.retries import SettlementRetries
 
 log = logging.getLogger("outlay.state")
@@ -39,6 +39,7 @@ class RedisSettlement:
         _settling: set[asyncio.Future[Any]]
         _rebuild_asked: asyncio.Task[None] | None
         _settle_script: Any
+        _forward_script: Any
 
         @property
         def wal(self) -> Wal: ...
@@ -50,6 +51,15 @@ class RedisSettlement:
         def exposure_extras(self, result: Any) -> tuple[Any, int]: ...
 
         async def _ensure_ready(self, *, wait: bool = True) -> None: ...
+
+    async def forwarding(self, reservation_id: str) -> bool:
+        """Mark the reservation forwarded, just before its call is sent: a worker that dies
+        before this leaves a call that was never sent, which its settlement by the reaper
+        voids rather than charges. False when the reservation is no longer held (reaped):
+        the call must not be sent."""
+        marked = await self._call(self._forward_script,
+                                  [self.names.reservation(reservation_id)], [])
+        return bool(int(marked))
 
     async def settle(self, outcome: Outcome) -> bool:
         """Apply the actual cost once; False if the reservation was already settled or reaped."""
@@ -107,7 +117,7 @@ class RedisSettlement:
             self._retries.keep(outcome)  # applied again until it lands
             return
         try:
-            _, events = self._after_settle(outcome, done.result())
+            _, events = self._after_settle(outcome, done.result(), queued=True)
         except Exception:  # a bug must not be lost in a callback
             log.exception("settling %s failed after the script", outcome.reservation_id)
             return
@@ -133,13 +143,14 @@ class RedisSettlement:
                 [outcome.reservation_id, outcome.settled, outcome.cost_micros,
                  outcome.tokens, outcome.status or "", outcome.model or ""])
 
-    def _after_settle(self, outcome: Outcome, result: Any, *, keep: bool = True
-                      ) -> tuple[Settled | None, list[Event]]:
+    def _after_settle(self, outcome: Outcome, result: Any, *, keep: bool = True,
+                      queued: bool = False) -> tuple[Settled | None, list[Event]]:
         """Keep the settlement's ledger entry; the settlement applied (None if none) and
-        the events its spend raises. On a state that must be rebuilt (a restarted Redis) the
-        one place that decides what follows: the outcome kept, to apply when its record
-        comes back with the rebuilt state (counted as applied), and the rebuild asked for at
-        once rather than at the next heartbeat."""
+        the events its spend raises. `queued`: an answered call's (queue_settlement), whose
+        reservation a reply to this worker brought, if this worker made it. On a state that
+        must be rebuilt (a restarted Redis) the one place that decides what follows: the
+        outcome kept, to apply when its record comes back with the rebuilt state (counted as
+        applied), and the rebuild asked for at once rather than at the next heartbeat."""
         result = self.exposure_extras(result)[0]  # a call on a vendor object: its part
         if result[0] == -1:
             if keep:
@@ -151,11 +162,20 @@ class RedisSettlement:
         cost, used, entry, rec_text, row, overage, spent, cap, mode = result[1:10]
         applied: Settled = "void" if mode == "void" else outcome.settled
         rec = orjson.loads(rec_text)
-        self.wal.add(entry, {
-            "k": "s", "row": row, "ov": overage, "sp": spent, "cap": cap,
-            "mode": applied, "cost": cost, "tokens": used,
-            "status": str(outcome.status or ""), "model": outcome.model or "",
-            "reserved": rec["amount"]})
+        if queued and rec["worker"] == self.worker:
+            # the row's own entry is kept ahead of this one in this worker's memory (its
+            # reservation's reply kept it, before the call could be answered), or written:
+            # the settlement alone, not its row again (the stream's entry carries it, for
+            # a worker that drains the stream in another order)
+            self.wal.keep(entry, [settle_entry(
+                outcome.reservation_id, outcome.status or None, cost, applied, outcome.model,
+                rec["amount"], used)])
+        else:
+            self.wal.add(entry, {
+                "k": "s", "row": row, "ov": overage, "sp": spent, "cap": cap,
+                "mode": applied, "cost": cost, "tokens": used,
+                "status": str(outcome.status or ""), "model": outcome.model or "",
+                "reserved": rec["amount"]})
         events: list[Event] = []
         over = int(cost) - int(rec["amount"])
         # on an overrun the script returns the spent of every hold, so that a hard budget

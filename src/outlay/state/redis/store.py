@@ -71,7 +71,7 @@ from outlay.state.postgres.durable import PostgresDurable
 from outlay.state.redis.access import AccessDelegate
 from outlay.state.redis.admin import RedisAdmin
 from outlay.state.redis.announce import RedisAnnouncer
-from outlay.state.redis.batch import ScriptBatch, unstorable_values
+from outlay.state.redis.batch import UNSTORABLE, ScriptBatch, unstorable, unstorable_values
 from outlay.state.redis.doubt import RedisDoubts
 from outlay.state.redis.exposure import RedisExposure, exposure_scripts
 from outlay.state.redis.forgot import RedisRecovery, fenced_connect
@@ -181,8 +181,9 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
         self._forward_script = redis.register_script(script_text("forward.lua"))
         self._beat_script = redis.register_script(script_text("beat.lua"))
         self._now_script = redis.register_script(script_text("now.lua"))
-        self._wal = Wal(redis, self.names.wal(self.worker), self.durable, self.flush_interval_s)
         self._batch = ScriptBatch(redis, pipelined=not self.cluster)
+        self._wal = Wal(redis, self.names.wal(self.worker), self.durable, self.flush_interval_s,
+                        self._batch)
         try:
             await self._check_epoch()
             await self._ensure_ready()
@@ -265,8 +266,11 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
 
     # -- the request path -------------------------------------------------------------
     async def reserve(self, ticket: Ticket) -> Reservation:
-        with unstorable_values():
+        # not `with unstorable_values()`: its generator per call cost more than this method
+        try:
             return await self._reserving(ticket, None)
+        except UNSTORABLE as exc:
+            raise unstorable(exc) from exc
 
     async def _reserving(self, ticket: Ticket, claim: ExposureClaim | None) -> Reservation:
         for _ in range(8):
@@ -458,14 +462,6 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
                                     slot.scope if slot else None,
                                     queues=queue_wait(seen) is not None),
                         int(overage) == GRANTED)
-
-    async def forwarding(self, reservation_id: str) -> bool:
-        """Mark the reservation forwarded, just before its call is sent: a worker that dies
-        before this leaves a call that was never sent, voided rather than charged. False when
-        the reservation is no longer held (reaped): the call must not be sent."""
-        marked = await self._call(self._forward_script,
-                                  [self.names.reservation(reservation_id)], [])
-        return bool(int(marked))
 
     async def _refused(
         self, ticket: Ticket, key: KeyInfo | None, now: int, error: OutlayError | None,

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from outlay.policy.decision import KeyInfo
 from outlay.state import ledger_sql
 from outlay.state.base import SHADOW_CODE, StateError, Ticket
+from outlay.state.redis.batch import ScriptBatch
 
 log = logging.getLogger("outlay.state")
 
@@ -58,19 +59,25 @@ def entries_of(fields: Mapping[str, str], row: Entry | None = None) -> list[Entr
     row["spent"], row["cap"] = _opt_int(fields.get("sp", "")), _opt_int(fields.get("cap", ""))
     out: list[Entry] = [{"t": "row", "row": row}]
     if kind == "s":
-        out.append({
-            "t": "settle", "request_id": row["request_id"], "status": _opt_int(fields["status"]),
-            "cost": int(fields["cost"]), "settlement": fields["mode"],
-            "model": fields["model"] or None, "reserved": int(fields["reserved"]),
-            "tokens": int(fields["tokens"]),
-        })
+        out.append(settle_entry(row["request_id"], _opt_int(fields["status"]), fields["cost"],
+                                fields["mode"], fields["model"], fields["reserved"],
+                                fields["tokens"]))
     return out
 
 
+def settle_entry(request_id: str, status: int | None, cost: int | str, settlement: str,
+                 model: str | None, reserved: int | str, tokens: int | str) -> Entry:
+    """A settlement as the ledger writes it applies (figures as numbers or their text)."""
+    return {"t": "settle", "request_id": request_id, "status": status, "cost": int(cost),
+            "settlement": settlement, "model": model or None, "reserved": int(reserved),
+            "tokens": int(tokens)}
+
+
 class Wal:
-    def __init__(self, redis: Redis, stream: str, ledger: Ledger, interval_s: float = 0.02
-                 ) -> None:
+    def __init__(self, redis: Redis, stream: str, ledger: Ledger, interval_s: float = 0.02,
+                 batch: ScriptBatch | None = None) -> None:
         self._redis, self._stream, self._ledger = redis, stream, ledger
+        self._batch = batch  # the written entries' XDEL goes with its scripts, when given
         self.interval_s = interval_s
         self.retry_s = 1.0  # after a failed write
         self._pending: list[tuple[str | None, list[Entry]]] = []
@@ -100,6 +107,10 @@ class Wal:
         """Keep an entry a script already put in the stream (`row`: see entries_of)."""
         self._pending.append((stream_id, entries_of(fields, row)))
 
+    def keep(self, stream_id: str | None, entries: list[Entry]) -> None:
+        """Keep entries, as the ledger writes them apply, of a stream entry a script wrote."""
+        self._pending.append((stream_id, entries))
+
     async def append(self, entries: list[Entry]) -> None:
         """Write entries the scripts did not (refusals, events): stream first, then memory."""
         fields = {"k": "j", "e": orjson.dumps(entries).decode()}
@@ -125,8 +136,9 @@ class Wal:
                 del self._pending[:len(batch)]
                 ids = [sid for sid, _ in batch if sid is not None]
                 if ids:
-                    with contextlib.suppress(RedisError):
-                        await self._redis.xdel(self._stream, *ids)
+                    with contextlib.suppress(RedisError, StateError):
+                        await (self._redis.xdel(self._stream, *ids) if self._batch is None
+                               else self._batch.command("XDEL", self._stream, *ids))
                 if not everything:
                     break
 
