@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
 from outlay.policy.errors import OutlayError
 from outlay.policy.model import TAG_NAME, TAG_VALUE, Flow, Period, Policy, counter_name
@@ -99,6 +101,11 @@ class Counter:
     period_start: int
     spent: int = 0
     reserved: int = 0
+
+
+# what a view has of windows or counters where it has none: one mapping for all (made per
+# scope per call, an empty dict each cost more than the rest of a scope's view), never changed
+NOTHING: Mapping[str, Any] = MappingProxyType({})
 
 
 @value

@@ -10,6 +10,8 @@ from outlay.policy.windows import WINDOW_SECONDS
 class Tightest:
     """Keeps the tightest request window, token window and hard budget seen."""
 
+    __slots__ = ("bud", "policies", "req", "tok")  # one per decision: set and read quickly
+
     def __init__(self) -> None:
         self.req: tuple[int, int, int, str] | None = None  # remaining, limit, reset, window
         self.tok: tuple[int, int, int, str] | None = None

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from outlay.policy.decision import Call, Counter, Grant, ScopeView
+from outlay.policy.decision import NOTHING, Call, Counter, Grant, ScopeView
 from outlay.policy.loop_check import Loop, loop_in_force
 from outlay.policy.loop_guard import from_buckets
 from outlay.policy.model import Policy
@@ -375,28 +375,27 @@ def views(
     windows: dict[str, dict[str, WindowState]] = {}
     inflight: dict[str, int] = {}
     counters: dict[str, dict[str, Counter]] = {}
-    for check, seen in zip(checks, snapshot, strict=True):
-        kind = check.kind
+    for (scope, kind, _, name, a, _, _, _, start), seen in zip(checks, snapshot, strict=True):
         if kind == "w":  # the script's 60 counts, oldest first, in one string
-            state = WindowState(now_ms // check.a, window_counts(seen[0]))
-            if check.scope in windows:
-                windows[check.scope][check.name] = state
+            state = WindowState(now_ms // a, window_counts(seen[0]))
+            if scope in windows:
+                windows[scope][name] = state
             else:
-                windows[check.scope] = {check.name: state}
+                windows[scope] = {name: state}
         elif kind == "b":
-            counter = Counter(check.start, int(seen[0]), int(seen[1]))
-            if check.scope in counters:
-                counters[check.scope][check.name] = counter
+            counter = Counter(start, int(seen[0]), int(seen[1]))
+            if scope in counters:
+                counters[scope][name] = counter
             else:
-                counters[check.scope] = {check.name: counter}
+                counters[scope] = {name: counter}
         elif kind == "p":
-            inflight[check.scope] = int(seen[0])
+            inflight[scope] = int(seen[0])
         elif kind == "z":
-            windows.setdefault(check.scope, {})[PAUSE] = WindowState(int(seen[0]), ())
+            windows.setdefault(scope, {})[PAUSE] = WindowState(int(seen[0]), ())
         # t, l: a value tracked, a request's repeats: no view of their own
     return [
-        ScopeView(scope, policies.get(scope), windows.get(scope, {}), inflight.get(scope, 0),
-                  counters.get(scope, {}))
+        ScopeView(scope, policies.get(scope), windows.get(scope, NOTHING),
+                  inflight.get(scope, 0), counters.get(scope, NOTHING))
         for scope in scopes
     ]
 
