@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -77,7 +78,7 @@ class KeyInfo:
     expires_at_ms: int | None = None
     revoked: bool = False
 
-    @property
+    @cached_property  # named on every call of the key: made once (a KeyInfo is immutable)
     def scopes(self) -> tuple[str, ...]:
         group = (f"group:{self.group}",) if self.group else ()
         return (f"key:{self.id}", f"agent:{self.agent}", *group)
