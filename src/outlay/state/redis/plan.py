@@ -23,6 +23,7 @@ from outlay.policy.rules import rules_of
 from outlay.policy.tags import tracking_period
 from outlay.policy.windows import BUCKETS, LIMIT_CODES, WindowState, bucket_ms
 from outlay.state.base import Ticket
+from outlay.values import value
 
 # what a breach of a check does (the script's `block` value)
 # on_breach alert; refuse; an approval covers it; only reported (enforce: shadow)
@@ -175,7 +176,7 @@ def counter_ttl_ms(period: str) -> int:
     return _COUNTER_TTL_MS.get(period, -1)  # 'total' never expires
 
 
-@dataclass(frozen=True)
+@value  # one per call: a frozen dataclass's construction costs three times as much
 class Holder:
     """Who holds a reservation: its key and agent, the idempotency key it registered (its
     Redis key name, or ""), and the worker that settles it."""
@@ -356,11 +357,11 @@ def tag_value_checks(names: Names, tracked: Sequence[tuple[str, str]],
         return []
     checks = []
     values: list[str] = []
-    for name, value in tracked:
+    for name, tag_value in tracked:
         policy = policies[f"tag:{name}=*"]
         period = tracking_period(policy)
         start = period_bounds(period, now_ms)[0]
-        values.append(value)
+        values.append(tag_value)
         checks.append(Check(f"tag:{name}=*", "t", names.tag_values(name, start), name,
                             policy.values_limit, len(values), counter_ttl_ms(period), BLOCK))
     record["tv"] = values
