@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from outlay.policy.windows import (
     BUCKETS,
@@ -230,3 +232,28 @@ def test_decode_of_nothing_is_an_empty_window() -> None:
 def test_the_text_form_of_earlier_versions_still_reads() -> None:
     assert decode("12:1,0,2") == WindowState(12, (1, 0, 2))
     assert decode("12:") == WindowState(12, ())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(WINDOW_SECONDS)), st.integers(0, 10**7),
+       st.lists(st.integers(-2, 9), max_size=BUCKETS + 1), st.integers(-70, 70),
+       st.integers(0, 50), st.integers(0, 12))
+def test_a_check_is_the_window_rolled_then_counted_and_its_reset_the_oldest_count(
+    name: str, newest: int, counts: list[int], ahead: int, limit: int, weight: int,
+) -> None:
+    """What check answers, spelt out from the definitions: the window seen from now's
+    bucket, the weight added when it fits, and the reset when the oldest bucket that
+    counts leaves the window (now when none counts)."""
+    width = bucket_ms(name)
+    state = WindowState(newest, tuple(counts))
+    now = (newest + ahead) * width + width // 2
+    rolled = state.rolled(now // width)
+    used = sum(rolled.counts)
+    allowed = used + weight <= limit
+    after = rolled.added(now // width, weight) if allowed else rolled
+    oldest = next((i for i, c in enumerate(after.counts) if c), None)
+    reset = now if oldest is None else (
+        after.newest - len(after.counts) + 1 + oldest + BUCKETS) * width
+    result = check(name, state, limit, weight, now)
+    assert (result.allowed, result.state, result.used, result.reset_ms) == (
+        allowed, after, used + weight if allowed else used, reset)

@@ -33,11 +33,11 @@ from outlay.policy.errors import (
     RateLimited,
 )
 from outlay.policy.loop_check import LOOP_CODE, Loop, judge_loop
-from outlay.policy.model import CLAMP_OFF, DEFAULT_CLAMP_FLOOR, Budget
+from outlay.policy.model import CLAMP_OFF, DEFAULT_CLAMP_FLOOR, Budget, Policy
 from outlay.policy.money import ceil_div, micros_to_usd
 from outlay.policy.periods import iso as iso  # re-exported: the gateway's time format
 from outlay.policy.periods import period_bounds
-from outlay.policy.rules import rules_of
+from outlay.policy.rules import Rules, rules_of
 from outlay.policy.tags import missing_tags
 from outlay.policy.tightest import Tightest
 from outlay.policy.vendor_checks import uncapped_money_out, vendor_refusal
@@ -185,7 +185,8 @@ def decide(
             return verdict.refusal
         repeats, looped = verdict.state, verdict.shadowed
     asked = call
-    call = clamped(call, views, now_ms, grant)
+    ruled = _ruled(views)
+    call = _clamped(call, views, ruled, now_ms, grant)
     cost = call.cost_micros or 0
     breaches = _Breaches(key, now_ms, grant)
     if looped is not None:  # only reported (enforce: shadow)
@@ -195,11 +196,8 @@ def decide(
     windows: dict[tuple[str, str], WindowState] = {}
     limits = Tightest()
     parallel: list[str] = []
-    for view in views:
-        policy = view.policy
-        if policy is None:
-            continue
-        for name, limit, tokens in rules_of(policy).windows:
+    for view, policy, rules in ruled:
+        for name, limit, tokens in rules.windows:
             weight = call.tokens if tokens else 1
             if weight == 0:
                 continue
@@ -236,11 +234,10 @@ def decide(
             parallel.append(view.scope)
 
     holds: dict[tuple[str, str], Hold] = {}
-    for view in views:
-        if view.policy is None:
-            continue
-        for rule in rules_of(view.policy).budgets:
-            if rule.flow != call.flow:
+    flow = call.flow
+    for view, _, rules in ruled:
+        for rule in rules.budgets:
+            if rule.flow != flow:
                 continue  # money out never counts toward spend, nor spend toward money out
             start, end = period_bounds(rule.period, now_ms)
             counter = _current(view, rule.counter, start)
@@ -283,10 +280,22 @@ def clamped(call: Call, views: Sequence[ScopeView], now_ms: int,
     `clamp_max_tokens: false` keeps every call of its scopes as asked (and refused). A call
     that names its own floor (the uses of an LLM call's server-side tools, a Twilio call's
     minutes) is always clamped down to it. Otherwise the call unchanged."""
+    return _clamped(call, views, _ruled(views), now_ms, grant)
+
+
+def _ruled(views: Sequence[ScopeView]) -> list[tuple[ScopeView, Policy, Rules]]:
+    """The views that have a policy, each with it and its rules (read by several steps)."""
+    return [(view, policy, rules_of(policy)) for view in views
+            if (policy := view.policy) is not None]
+
+
+def _clamped(call: Call, views: Sequence[ScopeView],
+             ruled: Sequence[tuple[ScopeView, Policy, Rules]], now_ms: int,
+             grant: Grant | None) -> Call:
     clamp, cost = call.clamp, call.cost_micros
     if clamp is None or not cost:
         return call
-    room = _hard_room(views, now_ms, grant)
+    room = _hard_room(ruled, now_ms, grant)
     if room is None or cost <= room:
         return call  # fits as asked: no floor to work out
     if clamp.floor is not None:
@@ -307,14 +316,12 @@ def clamped(call: Call, views: Sequence[ScopeView], now_ms: int,
                    clamp=None, clamped_to=most)
 
 
-def _hard_room(views: Sequence[ScopeView], now_ms: int, grant: Grant | None) -> int | None:
+def _hard_room(ruled: Sequence[tuple[ScopeView, Policy, Rules]], now_ms: int,
+               grant: Grant | None) -> int | None:
     """What is left under the tightest hard budget whose breach would refuse the call."""
     room: int | None = None
-    for view in views:
-        policy = view.policy
-        if policy is None:
-            continue
-        hard = rules_of(policy).hard_spend
+    for view, policy, rules in ruled:
+        hard = rules.hard_spend
         if not hard or policy.on_breach == "alert" or (
                 grant is not None and (view.scope, "budget_exceeded") in grant.breaches):
             continue
@@ -336,6 +343,10 @@ class _Breaches:
     """What a breach does, by the breached scope's `on_breach`: block (refuse), alert (let
     through and announce), require_approval (refuse pending a human, unless the call's
     approval covers that very breach)."""
+
+    # slotted: one is made per decision, and its fields are set and read on every one
+    __slots__ = ("approved", "events", "grant", "held", "key", "needs", "now_ms", "overage",
+                 "shadowed")
 
     def __init__(self, key: KeyInfo, now_ms: int, grant: Grant | None) -> None:
         self.key, self.now_ms, self.grant = key, now_ms, grant

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
+from types import MappingProxyType
+from typing import Any
 
 from outlay.policy.errors import OutlayError
 from outlay.policy.model import TAG_NAME, TAG_VALUE, Flow, Period, Policy, counter_name
@@ -75,7 +78,7 @@ class KeyInfo:
     expires_at_ms: int | None = None
     revoked: bool = False
 
-    @property
+    @cached_property  # named on every call of the key: made once (a KeyInfo is immutable)
     def scopes(self) -> tuple[str, ...]:
         group = (f"group:{self.group}",) if self.group else ()
         return (f"key:{self.id}", f"agent:{self.agent}", *group)
@@ -99,6 +102,11 @@ class Counter:
     period_start: int
     spent: int = 0
     reserved: int = 0
+
+
+# what a view has of windows or counters where it has none: one mapping for all (made per
+# scope per call, an empty dict each cost more than the rest of a scope's view), never changed
+NOTHING: Mapping[str, Any] = MappingProxyType({})
 
 
 @value

@@ -10,6 +10,8 @@ from outlay.policy.windows import WINDOW_SECONDS
 class Tightest:
     """Keeps the tightest request window, token window and hard budget seen."""
 
+    __slots__ = ("bud", "policies", "req", "tok")  # one per decision: set and read quickly
+
     def __init__(self) -> None:
         self.req: tuple[int, int, int, str] | None = None  # remaining, limit, reset, window
         self.tok: tuple[int, int, int, str] | None = None
@@ -17,7 +19,8 @@ class Tightest:
         self.policies: list[tuple[str, int, int]] = []
 
     def window(self, name: str, limit: int, used: int, reset_ms: int) -> None:
-        entry = (max(0, limit - used), limit, reset_ms, name)
+        left = limit - used  # not max(0, …): a builtin's call costs more than the test
+        entry = (left if left > 0 else 0, limit, reset_ms, name)
         self.policies.append((name, limit, WINDOW_SECONDS[name]))
         if name == "tpm":
             if self.tok is None or entry < self.tok:
@@ -26,7 +29,7 @@ class Tightest:
             self.req = entry
 
     def budget(self, cap: int, remaining: int, scope: str) -> None:
-        entry = (max(0, remaining), cap, scope)
+        entry = (remaining if remaining > 0 else 0, cap, scope)
         if self.bud is None or entry < self.bud:
             self.bud = entry
 

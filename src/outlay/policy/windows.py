@@ -96,7 +96,9 @@ def check(name: str, state: WindowState, limit: int, weight: int, now_ms: int) -
     width = _BUCKET_MS[name]
     window = width * BUCKETS
     bucket = now_ms // width
-    rolled = state.rolled(bucket)
+    counts = state.counts
+    # seen from the bucket it was written in (the usual call): no rolling to do
+    rolled = state if bucket == state.newest and len(counts) <= BUCKETS else state.rolled(bucket)
     counts = rolled.counts
     used = sum(counts)
     if used + weight <= limit:
@@ -121,10 +123,12 @@ def _reset(state: WindowState, width: int, now_ms: int) -> int:
     if counts and counts[0]:  # the usual case under steady traffic: no search
         oldest = 0
     else:
-        found = next((i for i, c in enumerate(counts) if c), None)
-        if found is None:
+        # the first count that is not 0, found in C: nothing before it is not 0, so its
+        # value's first place is its own
+        first = next(filter(None, counts), 0)
+        if not first:
             return now_ms
-        oldest = found
+        oldest = counts.index(first)
     return (state.newest - len(counts) + 1 + oldest + BUCKETS) * width
 
 

@@ -13,16 +13,17 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from outlay.policy.decision import Call, Counter, Grant, ScopeView
+from outlay.policy.decision import NOTHING, Call, Counter, Grant, ScopeView
 from outlay.policy.loop_check import Loop, loop_in_force
 from outlay.policy.loop_guard import from_buckets
 from outlay.policy.model import Policy
 from outlay.policy.pacing import PAUSE, is_endpoint
-from outlay.policy.periods import period_bounds
+from outlay.policy.periods import HOUR_MS, period_bounds
 from outlay.policy.rules import rules_of
 from outlay.policy.tags import tracking_period
 from outlay.policy.windows import BUCKETS, LIMIT_CODES, WindowState, bucket_ms
 from outlay.state.base import Ticket
+from outlay.values import value
 
 # what a breach of a check does (the script's `block` value)
 # on_breach alert; refuse; an approval covers it; only reported (enforce: shadow)
@@ -118,7 +119,11 @@ class Check(NamedTuple):
 def check_args(checks: Sequence[Check]) -> str:
     """The script's argument for the checks: five space-separated values each (one string
     costs the client far less to send than five arguments per check)."""
-    return " ".join([f"{c.kind} {c.a} {c.b} {c.c} {c.block}" for c in checks])
+    return " ".join([_arg(c, c.b, c.c) for c in checks])
+
+
+def _arg(check: Check, b: object, c: object) -> str:
+    return f"{check.kind} {check.a} {b} {c} {check.block}"
 
 
 def blocks(policy: Policy, scope: str, code: str, grant: Grant | None) -> int:
@@ -171,7 +176,7 @@ def counter_ttl_ms(period: str) -> int:
     return _COUNTER_TTL_MS.get(period, -1)  # 'total' never expires
 
 
-@dataclass(frozen=True)
+@value  # one per call: a frozen dataclass's construction costs three times as much
 class Holder:
     """Who holds a reservation: its key and agent, the idempotency key it registered (its
     Redis key name, or ""), and the worker that settles it."""
@@ -182,14 +187,72 @@ class Holder:
     worker: str
 
 
+class Template(NamedTuple):
+    """What `plan` works out of the scopes' policies alone, for one flow in one hour (every
+    budget period turns on the hour): the checks with the call's amount and token weight
+    left at 0 and where those go, the script's argument for the checks with `{0}` for the
+    amount and `{1}` for the tokens, and the record's lists (never changed once made)."""
+
+    checks: tuple[Check, ...]
+    costs: tuple[int, ...]  # the budget checks: their `b` is the call's amount
+    weighed: tuple[int, ...]  # the token windows' checks: their `c` is the call's tokens
+    args: str
+    holds: list[list[Any]]
+    watched: list[list[Any]]
+    tpm: list[list[str]]
+    parallel: list[str]
+    scopes: list[str]
+    guarded: bool  # a policy of the scopes sets a loop guard
+
+
+class Planned(NamedTuple):
+    checks: tuple[Check, ...]
+    record: dict[str, Any]
+    args: str  # check_args(checks)
+    guarded: bool
+
+
 def plan(
     names: Names, call: Call, scopes: Sequence[str], policies: Mapping[str, Policy],
     now_ms: int, grant: Grant | None, holder: Holder,
 ) -> tuple[tuple[Check, ...], dict[str, Any]]:
     """The checks of every scope, in `decide`'s order, and the reservation's record: what
     it holds (so settling can release it) and who holds it."""
-    cost = call.cost_micros or 0
+    planned = filled(template(names, call, scopes, policies, now_ms, grant), call, holder)
+    return planned.checks, planned.record
+
+
+def filled(made: Template, call: Call, holder: Holder) -> Planned:
+    """The plan of a call from its template: its amount and tokens put in."""
+    cost, tokens = call.cost_micros or 0, call.tokens
+    checks = made.checks
+    if made.costs or made.weighed:
+        out = list(checks)
+        for i in made.costs:
+            c = out[i]
+            out[i] = Check(c.scope, "b", c.key, c.name, c.a, cost, c.c, c.block, c.start)
+        for i in made.weighed:
+            c = out[i]
+            out[i] = Check(c.scope, "w", c.key, c.name, c.a, c.b, tokens, c.block)
+        checks = tuple(out)
+    record = {
+        "amount": str(cost), "tokens": str(tokens), "holds": made.holds,
+        "watched": made.watched, "tpm": made.tpm, "parallel": made.parallel,
+        "key_id": holder.key_id, "agent": holder.agent, "idem": holder.idem,
+        "worker": holder.worker, "scopes": made.scopes, "flow": call.flow,
+    }
+    return Planned(checks, record, made.args.format(cost, tokens), made.guarded)
+
+
+def template(
+    names: Names, call: Call, scopes: Sequence[str], policies: Mapping[str, Policy],
+    now_ms: int, grant: Grant | None,
+) -> Template:
+    """The template of the plans of the calls of `call`'s flow, with tokens or without
+    (a token window does not count a call of none), in the hour of `now_ms`."""
     checks: list[Check] = []
+    costs: list[int] = []
+    weighed: list[int] = []
     holds: list[tuple[str, int, str, str, int]] = []  # key, watched, scope, period, start
     tpm: list[tuple[str, str]] = []
     parallel: list[str] = []
@@ -200,15 +263,15 @@ def plan(
         if is_endpoint(scope):  # an upstream 429 may have paused it
             checks.append(Check(scope, "z", names.pause(scope), PAUSE, 0, 0, 0, BLOCK))
         for name, limit, tokens in rules_of(policy).windows:
-            weight = call.tokens if tokens else 1
-            if weight == 0:
-                continue
+            if tokens and call.tokens == 0:
+                continue  # weighs nothing
             key = names.window(scope, name)
             width = bucket_ms(name)
             block = blocks(policy, scope, LIMIT_CODES[name], grant)
-            checks.append(Check(scope, "w", key, name, width, limit, weight, block))
             if tokens:
+                weighed.append(len(checks))
                 tpm.append((key, str(width)))
+            checks.append(Check(scope, "w", key, name, width, limit, 0 if tokens else 1, block))
         if policy.max_parallel is not None:
             key = names.inflight(scope)
             block = blocks(policy, scope, "concurrency_limit_exceeded", grant)
@@ -238,19 +301,51 @@ def plan(
                 k, _, s, p, st = holds[held[key]]
                 holds[held[key]] = (k, 1, s, p, st)
             hold = counter_ttl_ms(rule.period) if first else 0
+            costs.append(len(checks))
             # a shadowed budget, or any of a shadowed policy (whose `block` says so already)
-            checks.append(Check(scope, "b", key, rule.counter, cap, cost, hold,
+            checks.append(Check(scope, "b", key, rule.counter, cap, 0, hold,
                                 SHADOW if rule.shadow else block, start))
-    record = {
-        "amount": str(cost), "tokens": str(call.tokens),
-        "holds": [[h[0], h[1]] for h in holds],
-        "watched": [[h[2], h[3], h[4]] for h in holds if h[1]],
-        "tpm": [list(t) for t in tpm],
-        "parallel": parallel,
-        "key_id": holder.key_id, "agent": holder.agent, "idem": holder.idem,
-        "worker": holder.worker, "scopes": list(scopes), "flow": call.flow,
-    }
-    return tuple(checks), record
+    # the argument's template: the amount and tokens as format fields (no check's value
+    # holds a brace: kinds are letters, the rest integers)
+    args = " ".join([_arg(c, "{0}" if i in costs else c.b, "{1}" if i in weighed else c.c)
+                     for i, c in enumerate(checks)])
+    return Template(
+        tuple(checks), tuple(costs), tuple(weighed), args,
+        [[h[0], h[1]] for h in holds], [[h[2], h[3], h[4]] for h in holds if h[1]],
+        [list(t) for t in tpm], parallel, list(scopes),
+        any(p is not None and p.loop_guard is not None for p in map(policies.get, scopes)))
+
+
+class Plans:
+    """The templates of the calls' plans, kept per list of scopes, flow, tokens or none and
+    hour, while the worker's policies are the mapping they were made from and the call
+    presents no approval (which changes what a breach does); at most LIMIT of them."""
+
+    LIMIT = 4096
+
+    def __init__(self, names: Names) -> None:
+        self.names = names
+        self._of: Mapping[str, Policy] | None = None
+        self._made: dict[tuple[tuple[str, ...], str, bool, int], Template] = {}
+
+    def planned(self, call: Call, scopes: tuple[str, ...], policies: Mapping[str, Policy],
+                own: Mapping[str, Policy], now_ms: int, grant: Grant | None,
+                holder: Holder) -> Planned:
+        """`policies`: the call's (its tag scopes' resolved, an endpoint's added: made per
+        call, never kept); `own`: the worker's, the only ones kept."""
+        if policies is not own or grant is not None:
+            return filled(template(self.names, call, scopes, policies, now_ms, grant), call,
+                          holder)
+        if own is not self._of:
+            self._of, self._made = own, {}
+        kept = (scopes, call.flow, call.tokens != 0, now_ms // HOUR_MS)
+        made = self._made.get(kept)
+        if made is None:
+            if len(self._made) >= self.LIMIT:
+                self._made.clear()
+            made = self._made[kept] = template(self.names, call, scopes, policies, now_ms,
+                                               None)
+        return filled(made, call, holder)
 
 
 def tag_value_checks(names: Names, tracked: Sequence[tuple[str, str]],
@@ -258,13 +353,15 @@ def tag_value_checks(names: Names, tracked: Sequence[tuple[str, str]],
                      ) -> list[Check]:
     """The checks of the values `tag:<name>=*` policies track (`tracked`: (name, value) of
     each); the values go in the record's `tv` list, which the checks index from 1."""
+    if not tracked:  # the usual call: no tag value to track
+        return []
     checks = []
     values: list[str] = []
-    for name, value in tracked:
+    for name, tag_value in tracked:
         policy = policies[f"tag:{name}=*"]
         period = tracking_period(policy)
         start = period_bounds(period, now_ms)[0]
-        values.append(value)
+        values.append(tag_value)
         checks.append(Check(f"tag:{name}=*", "t", names.tag_values(name, start), name,
                             policy.values_limit, len(values), counter_ttl_ms(period), BLOCK))
     record["tv"] = values
@@ -279,28 +376,27 @@ def views(
     windows: dict[str, dict[str, WindowState]] = {}
     inflight: dict[str, int] = {}
     counters: dict[str, dict[str, Counter]] = {}
-    for check, seen in zip(checks, snapshot, strict=True):
-        kind = check.kind
+    for (scope, kind, _, name, a, _, _, _, start), seen in zip(checks, snapshot, strict=True):
         if kind == "w":  # the script's 60 counts, oldest first, in one string
-            state = WindowState(now_ms // check.a, window_counts(seen[0]))
-            if check.scope in windows:
-                windows[check.scope][check.name] = state
+            state = WindowState(now_ms // a, window_counts(seen[0]))
+            if scope in windows:
+                windows[scope][name] = state
             else:
-                windows[check.scope] = {check.name: state}
+                windows[scope] = {name: state}
         elif kind == "b":
-            counter = Counter(check.start, int(seen[0]), int(seen[1]))
-            if check.scope in counters:
-                counters[check.scope][check.name] = counter
+            counter = Counter(start, int(seen[0]), int(seen[1]))
+            if scope in counters:
+                counters[scope][name] = counter
             else:
-                counters[check.scope] = {check.name: counter}
+                counters[scope] = {name: counter}
         elif kind == "p":
-            inflight[check.scope] = int(seen[0])
+            inflight[scope] = int(seen[0])
         elif kind == "z":
-            windows.setdefault(check.scope, {})[PAUSE] = WindowState(int(seen[0]), ())
+            windows.setdefault(scope, {})[PAUSE] = WindowState(int(seen[0]), ())
         # t, l: a value tracked, a request's repeats: no view of their own
     return [
-        ScopeView(scope, policies.get(scope), windows.get(scope, {}), inflight.get(scope, 0),
-                  counters.get(scope, {}))
+        ScopeView(scope, policies.get(scope), windows.get(scope, NOTHING),
+                  inflight.get(scope, 0), counters.get(scope, NOTHING))
         for scope in scopes
     ]
 
@@ -331,10 +427,12 @@ def window_state(width_ms: int, flat: Sequence[Any], now_ms: int) -> WindowState
 
 
 def loop_plan(names: Names, ticket: Ticket, key_id: str, scopes: Sequence[str],
-              policies: Mapping[str, Policy]) -> tuple[Loop | None, tuple[Check, ...]]:
+              policies: Mapping[str, Policy], guarded: bool = True,
+              ) -> tuple[Loop | None, tuple[Check, ...]]:
     """The loop guard of the call and its check (none when no policy of its scopes sets a
-    guard, or the call replays an admitted one): `l`, bucket width, max_repeats, window ms."""
-    if ticket.replay_of is not None:
+    guard, or the call replays an admitted one): `l`, bucket width, max_repeats, window ms.
+    `guarded`: False when the plan's template knows no policy of the scopes sets one."""
+    if ticket.replay_of is not None or not guarded:
         return None, ()
     loop = loop_in_force(((s, policies.get(s)) for s in scopes), key_id, ticket.route,
                          ticket.shape)

@@ -82,11 +82,11 @@ from outlay.state.redis.plan import (
     GRANTED,
     Holder,
     Names,
+    Plans,
     PolicyViews,
     check_args,
     loop_plan,
     loop_seen,
-    plan,
     tag_value_checks,
     views,
 )
@@ -139,6 +139,7 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
         self._version: str | None = None
         self._policies: dict[str, Policy] = {}
         self._policy_views = PolicyViews()  # precheck's, under the policies above
+        self._plans = Plans(self.names)  # the templates of the scripts' plans, likewise
         self._keys: dict[str, KeyInfo] = {}
         self._marks: OrderedDict[str, None] = OrderedDict()
         # settlements that met an unreachable Redis or a state being rebuilt
@@ -366,12 +367,13 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
         idem = (self.names.idempotency(call.vendor, ticket.idempotency_account,
                                        ticket.idempotency_key)
                 if ticket.idempotency_key and not ticket.replay_of else "")
-        checks, record = plan(self.names, call, scopes, policies, now, grant,
-                              Holder(key.id, key.agent, idem, self.worker))
-        if tracked_values:
-            checks += tuple(tag_value_checks(self.names, tracked_values, own, now, record))
-        loop, guard = loop_plan(self.names, ticket, key.id, scopes, policies)
-        checks += guard
+        checks, record, spec, guarded = self._plans.planned(
+            call, scopes, policies, self._policies, now, grant,
+            Holder(key.id, key.agent, idem, self.worker))
+        valued = tag_value_checks(self.names, tracked_values, own, now, record)
+        loop, guard = loop_plan(self.names, ticket, key.id, scopes, policies, guarded)
+        if more := (*valued, *guard):
+            checks, spec = (*checks, *more), " ".join(filter(None, (spec, check_args(more))))
         row = ledger_row(ticket, key, now, self.worker, decision="allowed",
                    code=DOWNGRADED_CODE if ticket.downgraded_from
                    else "idempotent_replay" if ticket.replay_of else unpriced(call), scope=None,
@@ -384,7 +386,7 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
                 *(c.key for c in checks)]
         args = ["" if self._clock is None else now, self._version or "", self.lease_ms,
                 ticket.request_id, "1" if idem else "0", orjson.dumps(record),
-                orjson.dumps(row), len(checks), self.worker, check_args(checks)]
+                orjson.dumps(row), len(checks), self.worker, spec]
         if claim is not None:  # a call on a vendor object: counted there too
             script, keys, args = self._claimed(ticket, claim, keys, args)
         try:

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from outlay.policy.decision import Counter, ScopeView
+from outlay.policy.decision import NOTHING, Counter, ScopeView
 from outlay.policy.errors import RateLimited
 from outlay.policy.model import Policy
 from outlay.policy.pacing import Slot
@@ -44,7 +44,7 @@ def views(mirror: Mirror, c: sqlite3.Connection, scopes: tuple[str, ...],
     for scope in scopes:
         policy = policies.get(scope)
         if policy is None:
-            out.append(ScopeView(scope, None))
+            out.append(ScopeView(scope, None, NOTHING, 0, NOTHING))
             continue
         rules = rules_of(policy)
         counters = {}
@@ -54,7 +54,7 @@ def views(mirror: Mirror, c: sqlite3.Connection, scopes: tuple[str, ...],
             counters[name] = Counter(start, spent, reserved)
         out.append(ScopeView(
             scope, policy,
-            mirror.windows_of(c, scope) if rules.windows else {},
+            mirror.windows_of(c, scope) if rules.windows else NOTHING,
             mirror.inflight_of(c, scope) if policy.max_parallel is not None else 0,
             counters))
     return out
