@@ -7,8 +7,8 @@ refusals (`refused` and `invalid`), spend and money moved out. A ledger row coun
 rollups of its three scopes. Triggers on the ledger keep them in the transaction that writes
 the rows (each insert, each settlement, any other change as the difference of the row
 before and after), so they always equal the ledger's sums; on SQLite, the rows a move takes
-from the reservations are summed by the move instead (MOVED_ROLLUPS). A NULL column is kept
-as '' (a primary key needs values); a code only on refusals. An hour of `global` holds a row per
+from the reservations are summed by the move instead (MOVED_ROLLUPS). A NULL column is kept as '' (a
+primary key needs values); a code only on refusals. An hour of `global` holds a row per
 vendor, model and code seen in it, however many agents called: a month by hour reads a few
 thousand rows of a million-row ledger. A vendor's series is read from `global`'s rows of
 that vendor; a key's or a tag's from the ledger (by its `ledger_key` index, or the range's
