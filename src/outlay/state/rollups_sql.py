@@ -113,22 +113,10 @@ def _summed(deltas: str) -> str:
 # every rollup made again from the ledger: the migration's back-fill (idempotent)
 BACKFILL = f"DELETE FROM rollups;\n{_summed(_scoped('ledger', ''))};\n"
 # SQLite: the rollups of the settled rows a move takes to the ledger (ledger_sql.MOVE_SETTLED,
-# in the same transaction, before DROP_MOVED), as those rows read in the ledger: admitted
-# calls ('allowed': a request each, no refusal, no code). Summed by hour, agent, group, vendor
-# and model first, so that only those few sums are spread over the three scopes
-_MOVED = (
-    "SELECT created_ms / 3600000 * 3600000 AS hour_ms, agent, grp, "
-    "COALESCE(vendor, '') AS vendor, COALESCE(model, '') AS model, COUNT(*) AS requests, "
-    "SUM(CASE WHEN flow IS NULL THEN cost ELSE 0 END) AS cost, "
-    "SUM(CASE WHEN flow IS NULL THEN 0 ELSE cost END) AS out "
-    "FROM reservations WHERE settlement IS NOT NULL GROUP BY 1, 2, 3, 4, 5")
-MOVED_ROLLUPS = (
-    f"WITH moved AS ({_MOVED}) INSERT INTO rollups({_COLUMNS}) "
-    "SELECT scope, hour_ms, vendor, model, '', SUM(requests), 0, SUM(cost), SUM(out) FROM ("
-    + " UNION ALL ".join(
-        f"SELECT {scope.format(r='moved')} AS scope, hour_ms, vendor, model, requests, cost, "
-        f"out FROM moved WHERE {when.format(r='moved')}" for scope, when in _SCOPES)
-    + ") WHERE true GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4" + _UPSERT_TAIL)
+# in the same transaction, before DROP_MOVED), as those rows read in the ledger
+MOVED_ROLLUPS = _summed(_scoped(
+    "(SELECT created_ms AS ts_ms, agent, grp, vendor, model, 'allowed' AS decision, code, "
+    "cost, flow FROM reservations WHERE settlement IS NOT NULL)", ""))
 
 _PG_CHANGED = " OR ".join(f"o.{c} IS DISTINCT FROM n.{c}" for c in _MOVING)
 _PG_MOVED = "old_rows o JOIN new_rows n USING (seq) WHERE " + _PG_CHANGED
