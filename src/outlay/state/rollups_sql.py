@@ -6,8 +6,7 @@ vendor, model and refusal code, the sums a series shows: requests (every row but
 refusals (`refused` and `invalid`), spend and money moved out. A ledger row counts in the
 rollups of its three scopes. Triggers on the ledger keep them in the transaction that writes
 the rows (each insert, each settlement, any other change as the difference of the row
-before and after), so they always equal the ledger's sums; on SQLite, the rows a move takes
-from the reservations are summed by the move instead (MOVED_ROLLUPS). A NULL column is kept as '' (a
+before and after), so they always equal the ledger's sums. A NULL column is kept as '' (a
 primary key needs values); a code only on refusals. An hour of `global` holds a row per
 vendor, model and code seen in it, however many agents called: a month by hour reads a few
 thousand rows of a million-row ledger. A vendor's series is read from `global`'s rows of
@@ -71,17 +70,11 @@ def _sqlite_upserts(row: str, sign: str = "") -> str:
 
 
 _CHANGED = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in _MOVING)
-# SQLite: a row moved from the reservations to the ledger is still in the reservations while
-# it is inserted (an id is in both only then: the ledger's ids are unique, and every
-# reservation is moved); its rollups are summed per move instead (MOVED_ROLLUPS), a few
-# upserts for a batch of rows rather than three per row
-SQLITE_INSERT_TRIGGER = f"""CREATE TRIGGER IF NOT EXISTS ledger_rollup_insert AFTER INSERT ON ledger
-WHEN NOT EXISTS (SELECT 1 FROM reservations WHERE id = NEW.request_id) BEGIN
-  {_sqlite_upserts("NEW")}
-END"""
 SQLITE_SCHEMA = f"""
 {_TABLE} WITHOUT ROWID;
-{SQLITE_INSERT_TRIGGER};
+CREATE TRIGGER IF NOT EXISTS ledger_rollup_insert AFTER INSERT ON ledger BEGIN
+  {_sqlite_upserts("NEW")}
+END;
 CREATE TRIGGER IF NOT EXISTS ledger_rollup_update AFTER UPDATE OF {', '.join(_MOVING)}
 ON ledger WHEN {_CHANGED} BEGIN
   {_sqlite_upserts("OLD", "-")}
@@ -112,11 +105,6 @@ def _summed(deltas: str) -> str:
 
 # every rollup made again from the ledger: the migration's back-fill (idempotent)
 BACKFILL = f"DELETE FROM rollups;\n{_summed(_scoped('ledger', ''))};\n"
-# SQLite: the rollups of the settled rows a move takes to the ledger (ledger_sql.MOVE_SETTLED,
-# in the same transaction, before DROP_MOVED), as those rows read in the ledger
-MOVED_ROLLUPS = _summed(_scoped(
-    "(SELECT created_ms AS ts_ms, agent, grp, vendor, model, 'allowed' AS decision, code, "
-    "cost, flow FROM reservations WHERE settlement IS NOT NULL)", ""))
 
 _PG_CHANGED = " OR ".join(f"o.{c} IS DISTINCT FROM n.{c}" for c in _MOVING)
 _PG_MOVED = "old_rows o JOIN new_rows n USING (seq) WHERE " + _PG_CHANGED

@@ -13,7 +13,6 @@ from outlay.policy.errors import OutlayError
 from outlay.policy.model import parse_policy
 from outlay.state.base import NewKey, Outcome, StateError
 from outlay.state.ledger_sql import DROP_MOVED, MOVE_SETTLED
-from outlay.state.rollups_sql import BACKFILL, MOVED_ROLLUPS
 from outlay.state.sqlite import mirror
 from outlay.state.sqlite.mirror import MOVE_ROWS
 from outlay.state.sqlite.store import SqliteStore
@@ -92,43 +91,6 @@ async def test_settled_rows_wait_in_their_reservations_then_move_together(
     finally:
         await store.close()
     assert rows_in(path) == (MOVE_ROWS + 3, 0)  # closing moves the rest
-
-
-def rollups_of(conn: sqlite3.Connection) -> list[tuple[object, ...]]:
-    return conn.execute("SELECT * FROM rollups WHERE requests OR refused OR cost OR out "
-                        "ORDER BY 1, 2, 3, 4, 5").fetchall()
-
-
-async def test_a_move_sums_the_rollups_of_its_rows_once(tmp_path: Path, clock: Clock) -> None:
-    """The rows a move inserts are left out by the ledger's insert trigger and summed by the
-    move: the rollups still equal the ledger's sums (as the back-fill makes them), refusals
-    and a group's scope included."""
-    path = tmp_path / "outlay.db"
-    store, secret = await open_bot(path, clock, usd=0.05)
-    await store.create_agent("grouped", "team")
-    _, other = await store.create_key(NewKey(agent="grouped"))
-    try:
-        await settle_calls(store, secret, 3)
-        with pytest.raises(OutlayError):  # a refusal's row: inserted at once, by the trigger
-            await store.reserve(ticket(secret, 90_000))
-        await settle_calls(store, other, MOVE_ROWS)
-        voided = await store.reserve(ticket(other, 1_000))
-        assert await store.settle(Outcome(voided.id, 0, settled="void"))
-    finally:
-        await store.close()
-    assert rows_in(path) == (MOVE_ROWS + 4, 0)  # the void call's row too
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        kept = rollups_of(conn)
-        assert ("group:team",) in {row[:1] for row in kept}
-        assert sum(row[6] for row in kept if row[0] == "global") == 1  # the refusal
-        conn.execute("BEGIN")
-        for statement in filter(str.strip, BACKFILL.split(";\n")):  # again from the ledger
-            conn.execute(statement)
-        assert rollups_of(conn) == kept
-        conn.execute("ROLLBACK")
-    finally:
-        conn.close()
 
 
 async def test_the_ledger_keeps_the_order_of_the_decisions(tmp_path: Path, clock: Clock) -> None:
@@ -272,7 +234,6 @@ async def test_a_move_by_another_worker_between_two_reads_hides_no_row(
             if not moved and "FROM reservations" in sql and "FROM ledger" not in sql:
                 other.execute("BEGIN IMMEDIATE")
                 other.execute(MOVE_SETTLED)
-                other.execute(MOVED_ROLLUPS)
                 other.execute(DROP_MOVED)
                 other.execute("COMMIT")
                 moved.append(sql)

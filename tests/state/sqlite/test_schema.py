@@ -59,7 +59,6 @@ def downgrade_to_v1(path: Path) -> None:
     """Give a file the shapes, the rows and the version Outlay 1 left: a call in flight had
     its pending row in the ledger and a reservation of nine columns."""
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("DROP TRIGGER ledger_rollup_insert")  # it reads the reservations, made anew
     conn.execute(
         "INSERT INTO ledger(seq, request_id, ts_ms, key_id, agent, grp, labels, vendor, model, "
         "route, decision, code, scope, status, reserved, cost, settlement, spent, cap) "
@@ -83,8 +82,7 @@ def downgrade_to_v1(path: Path) -> None:
 def test_a_new_file_has_the_current_shapes(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "outlay.db", isolation_level=None)
     apply(conn)
-    assert version(conn) == SCHEMA_VERSION == 10
-    assert "NOT EXISTS (SELECT 1 FROM reservations" in shape(conn, "ledger_rollup_insert")
+    assert version(conn) == SCHEMA_VERSION == 9
     assert "estimated INTEGER" in shape(conn, "ledger")
     assert "forwarded INTEGER" in shape(conn, "reservations")
     assert "flow TEXT" in shape(conn, "ledger")
@@ -229,43 +227,6 @@ async def test_a_version_8_file_gets_rollups_of_its_ledger(
             (1, "0.001"), (0, "0"), (2, "0.0028")]
     finally:
         await store.close()
-
-
-V9_INSERT_TRIGGER = """CREATE TRIGGER ledger_rollup_insert AFTER INSERT ON ledger BEGIN
-  INSERT INTO rollups(scope, hour_ms, vendor, model, code, requests, refused, cost, out)
-  SELECT 'global', NEW.ts_ms / 3600000 * 3600000, COALESCE(NEW.vendor, ''),
-  COALESCE(NEW.model, ''), '', 1, 0, NEW.cost, 0 WHERE true
-  ON CONFLICT (scope, hour_ms, vendor, model, code) DO UPDATE SET
-  requests = rollups.requests + excluded.requests, cost = rollups.cost + excluded.cost;
-END"""
-
-
-async def test_a_version_9_file_sums_the_rollups_of_moved_rows_once(
-        tmp_path: Path, clock: Clock) -> None:
-    """Version 9's insert trigger summed every row a move inserted; version 10's leaves them
-    to the move, which sums them once."""
-    path = tmp_path / "outlay.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    apply(conn)
-    conn.execute("DROP TRIGGER ledger_rollup_insert")
-    conn.execute(V9_INSERT_TRIGGER)
-    conn.execute("UPDATE meta SET v='9' WHERE k='schema_version'")
-    conn.close()
-
-    store = SqliteStore(str(path), clock=clock)
-    await store.open()
-    try:
-        assert version(store.conn) == SCHEMA_VERSION
-        assert "NOT EXISTS" in shape(store.conn, "ledger_rollup_insert")
-        _, secret = await store.create_key(NewKey(agent="bot"))
-        held = await store.reserve(ticket(secret, 2_000))
-        await store.settle(Outcome(held.id, 200, cost_micros=1_500))
-    finally:
-        await store.close()  # moves the settled row
-    conn = sqlite3.connect(path)
-    assert conn.execute("SELECT requests, cost FROM rollups WHERE scope='global'").fetchall() == [
-        (1, 1_500)]
-    conn.close()
 
 
 def test_a_newer_file_is_refused(tmp_path: Path) -> None:

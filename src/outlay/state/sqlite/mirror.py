@@ -47,7 +47,6 @@ from outlay.state.ledger_sql import (
     SETTLE_ROW,
     counter,
 )
-from outlay.state.rollups_sql import MOVED_ROLLUPS
 from outlay.state.sqlite.admin import read_key
 from outlay.state.sqlite.repeats import PRUNE, PRUNED_PER_PRUNE, READ, WRITE
 from outlay.state.stored_policy import parse_stored_policy
@@ -318,6 +317,5 @@ class Mirror:
         now = time.monotonic()
         if self._to_move >= MOVE_ROWS or (self._to_move and now - self._moved_at >= MOVE_S):
             c.execute(MOVE_SETTLED)  # other workers' settled rows go along
-            c.execute(MOVED_ROLLUPS)
             c.execute(DROP_MOVED)
             self._to_move, self._moved_at = 0, now

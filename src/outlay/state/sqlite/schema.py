@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from outlay.state.rollups_sql import BACKFILL, SQLITE_INSERT_TRIGGER
+from outlay.state.rollups_sql import BACKFILL
 from outlay.state.rollups_sql import SQLITE_SCHEMA as ROLLUPS_SCHEMA
 from outlay.state.sqlite.access import ACCESS_SCHEMA
 from outlay.state.sqlite.events_schema import APPROVAL_COLUMNS_V4, EVENTS_SCHEMA
@@ -12,7 +12,7 @@ from outlay.state.sqlite.exposure import EXPOSURE_SCHEMA
 from outlay.state.sqlite.outbox import OUTBOX_SCHEMA
 from outlay.state.sqlite.repeats import REPEATS_SCHEMA
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 9
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -129,15 +129,11 @@ CREATE INDEX IF NOT EXISTS ledger_ts ON ledger(ts_ms);
 def _v2(conn: sqlite3.Connection) -> None:
     """Reservations WITHOUT ROWID, and the group index partial: two b-trees fewer written
     by a call of an agent in no group."""
-    # the ledger's insert trigger reads the reservations: made again for the new table, not
-    # renamed with the old one
-    conn.execute("DROP TRIGGER IF EXISTS ledger_rollup_insert")
     conn.execute("ALTER TABLE reservations RENAME TO reservations_v1")
     conn.execute(_RESERVATIONS_V2)
     conn.execute("INSERT INTO reservations SELECT id, created_ms, lease_ms, worker, amount, "
                  "tokens, holds, tpm, parallel FROM reservations_v1")
     conn.execute("DROP TABLE reservations_v1")
-    conn.execute(SQLITE_INSERT_TRIGGER)
     conn.execute("DROP INDEX ledger_grp")
     conn.execute(_LEDGER_GRP)
 
@@ -216,15 +212,8 @@ def _v9(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
-def _v10(conn: sqlite3.Connection) -> None:
-    """A move sums the rollups of the rows it moves once (rollups_sql.MOVED_ROLLUPS): the
-    ledger's insert trigger leaves those rows out."""
-    conn.execute("DROP TRIGGER IF EXISTS ledger_rollup_insert")
-    conn.execute(SQLITE_INSERT_TRIGGER)
-
-
 # what turns a file of the version before each into that version, in order
-MIGRATIONS = {2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8, 9: _v9, 10: _v10}
+MIGRATIONS = {2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8, 9: _v9}
 
 
 def _as_is(value: None) -> None:
