@@ -13,7 +13,7 @@ import pytest
 
 from outlay.policy.errors import BadRequest
 from outlay.state.base import StateError
-from outlay.state.sqlite.batch import DEFER_S, GroupCommit
+from outlay.state.sqlite.batch import DEFER_S, MAX_BATCH, GroupCommit
 
 
 @pytest.fixture
@@ -213,6 +213,33 @@ async def test_a_cancelled_caller_skips_its_op_but_not_a_settlement(
     kept.cancel()
     await asyncio.sleep(0.01)
     assert values(db) == [2]
+
+
+async def test_the_first_caller_gone_leaves_the_others_their_batch(
+        db: sqlite3.Connection) -> None:
+    """The turn's first caller commits the batch after letting the others queue: cancelled
+    before that, it leaves the commit to a flush of its own."""
+    commits: list[int] = []
+    group = batcher(db, commits)
+    first = asyncio.ensure_future(group.run(insert(1)))
+    others = [asyncio.ensure_future(group.run(insert(v))) for v in (2, 3)]
+    await asyncio.sleep(0)  # all queued, the first caller not yet back
+    first.cancel()
+    assert await asyncio.gather(*others) == [2, 3]
+    assert first.cancelled()
+    assert values(db) == [2, 3]
+    assert commits == [1]
+
+
+async def test_an_op_behind_a_full_batch_is_answered_from_the_next(
+        db: sqlite3.Connection) -> None:
+    commits: list[int] = []
+    group = batcher(db, commits)
+    for v in range(MAX_BATCH + 10):
+        group.submit(insert(v), pytest.fail)
+    assert await group.run(insert(-1)) == -1
+    assert commits == [1, 1]
+    assert len(values(db)) == MAX_BATCH + 11
 
 
 async def test_a_store_that_cannot_begin_fails_every_op(db: sqlite3.Connection) -> None:

@@ -62,12 +62,24 @@ class GroupCommit:
         loop = self._loop.get()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((op, future, always, None))
-        if not self._scheduled:
-            self._scheduled = True
+        if self._scheduled:  # the turn's first caller commits the batch
+            return await (asyncio.shield(future) if always else future)
+        # The first caller lets the turn's other callers queue their ops, then commits the
+        # batch itself: its answer one loop turn sooner than from a flush scheduled apart
+        # (the flush's turn, then its own wake-up), the batch the same.
+        self._scheduled = True
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:  # gone: the others' ops still commit, its own if always
+            if not always:
+                future.cancel()
             loop.call_soon(self._flush)
-        if always:
-            return await asyncio.shield(future)
-        return await future
+            raise
+        self._flush()
+        if future.done():
+            return future.result()
+        # not in the batch just committed: behind MAX_BATCH ops submitted before it
+        return await (asyncio.shield(future) if always else future)
 
     def submit(self, op: Op, lost: Lost) -> None:
         """Apply `op` with the next batch, at the latest DEFER_S from now, without waiting

@@ -216,7 +216,23 @@ def _v9(conn: sqlite3.Connection) -> None:
 MIGRATIONS = {2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8, 9: _v9}
 
 
+def _as_is(value: None) -> None:
+    return value
+
+
+def bind_as_is() -> None:
+    """Bind None and bytes without looking for an adapter. The sqlite3 module binds only
+    int, float, str and bytearray directly: every other value goes through its adapter
+    registry, whose misses raise (and drop) an AttributeError each, so a None or a bytes
+    (reservations hold JSON as bytes) cost more to bind than a statement's step. Identity
+    adapters bind them exactly as before (NULL, BLOB); they are the sqlite3 module's,
+    process-wide, and change no value for any connection."""
+    sqlite3.register_adapter(type(None), _as_is)
+    sqlite3.register_adapter(bytes, bytes)  # bytes(b) is b
+
+
 def apply(conn: sqlite3.Connection) -> None:
+    bind_as_is()
     for pragma in PRAGMAS:
         conn.execute(pragma)
     # every statement is IF NOT EXISTS, so workers opening the file at once cannot clash

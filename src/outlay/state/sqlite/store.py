@@ -59,6 +59,7 @@ from outlay.state.sqlite.mirror import Held, Mirror
 from outlay.state.sqlite.outbox import OutboxMixin
 from outlay.state.sqlite.reader import Reader
 from outlay.state.sqlite.schema import apply
+from outlay.state.sqlite.transaction import Transaction
 
 Clock = Callable[[], int]
 T = TypeVar("T")
@@ -145,43 +146,14 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         known to the mirror, so the mirror starts over after it."""
         self._mirror.drop()
         try:
-            with self._transaction(self._mirror.flush) as c:
+            with Transaction(self, self._mirror.flush) as c:
                 yield c
         finally:
             self._mirror.drop()
 
-    def _batch_tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+    def _batch_tx(self) -> Transaction:
         """The request path's transaction: the mirror is kept if nothing else wrote."""
-        return self._transaction(self._mirror.flush, self._mirror.begin)
-
-    @contextlib.contextmanager
-    def _transaction(
-        self, before_commit: Callable[[sqlite3.Connection], None],
-        after_begin: Callable[[sqlite3.Connection], None] | None = None,
-    ) -> Iterator[sqlite3.Connection]:
-        conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            if after_begin is not None:
-                after_begin(conn)
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            raise StateError(f"state store unavailable: {exc}") from exc
-        try:
-            yield conn
-            before_commit(conn)
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            self._mirror.drop()  # it may hold writes that were just rolled back
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StateError(f"state store failed: {exc}") from exc
-            raise
-        if self._checkpointer is not None:  # between transactions, the writer's own
-            self._checkpointer.restart_if_due(conn, int(self.busy_timeout_s * 1000))
+        return Transaction(self, self._mirror.flush, self._mirror.begin)
 
     # -- the request path -------------------------------------------------------------
     async def reserve(self, ticket: Ticket) -> Reservation:
