@@ -8,14 +8,24 @@ import contextlib
 import sqlite3
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from outlay.state.base import StateError
-
-if TYPE_CHECKING:
-    from outlay.state.sqlite.store import SqliteStore
+from outlay.state.sqlite.checkpoint import Checkpointer
+from outlay.state.sqlite.mirror import Mirror
 
 Step = Callable[[sqlite3.Connection], None]
+
+
+class Writer(Protocol):
+    """What a transaction uses of the store that opens it (SqliteStore)."""
+
+    busy_timeout_s: float
+    _checkpointer: Checkpointer | None
+    _mirror: Mirror
+
+    @property
+    def conn(self) -> sqlite3.Connection: ...
 
 
 class Transaction:
@@ -26,7 +36,7 @@ class Transaction:
 
     __slots__ = ("_after_begin", "_before_commit", "_conn", "_store")
 
-    def __init__(self, store: SqliteStore, before_commit: Step,
+    def __init__(self, store: Writer, before_commit: Step,
                  after_begin: Step | None = None) -> None:
         self._store, self._before_commit, self._after_begin = store, before_commit, after_begin
         self._conn: sqlite3.Connection | None = None
