@@ -68,6 +68,14 @@ def test_an_unfinished_head_that_cannot_be_plain_goes_to_aiohttp_at_once(start: 
     assert parse_head(start, ROUTES, 1000) is HANDOFF
 
 
+def test_header_names_may_hold_any_token_character() -> None:
+    head = parse(request("X-!#$%&'*+.^_`|~9: a", "a_b: c", "-: d", "X-Tab:\tv\t"))
+    assert head.headers["X-!#$%&'*+.^_`|~9"] == "a"
+    assert head.headers["a_b"] == "c"
+    assert head.headers["-"] == "d"
+    assert head.headers["x-tab"] == "v"
+
+
 def test_the_next_request_is_read_from_the_start_of_the_buffer() -> None:
     first, second = request(), request(line="POST /v1/messages HTTP/1.1")
     head = parse(first + second)
@@ -100,6 +108,11 @@ def test_the_next_request_is_read_from_the_start_of_the_buffer() -> None:
     request("X-Null: a\x00b"),
     request("X-Lone-LF: a\nb"),
     request("X-Lone-CR: a\rb"),
+    request("X-LF-CR: a\n\rb"),  # as many CRs as LFs, but not as CRLFs
+    request("X-CR-CRLF: a\r\r\nb"),
+    request("X-CRLF-LF: a\r\n\nb"),
+    request("X-Del: a\x7fb"),
+    request("X-Vt: a\x0bb"),
     request("X-Utf8: caf\u00e9"),
     b"\r\n" + request(),
 ], ids=lambda data: repr(data[:60]))

@@ -75,13 +75,18 @@ class H1Exchange(Exchange):
                  f"Date: {self.conn.server.dates.now()}"]
         if framing is not None:
             lines.append(framing)
-        lines += [f"{name}: {value}" for name, value in headers.items()]
+        # joined, not formatted: a CIMultiDict's names are istr, which an f-string formats
+        # through the slow path for str subclasses (a tenth of a µs each, some twenty a call)
+        lines += map(": ".join, headers.items())
         if not self.keep:
             lines.append("Connection: close")
-        text = "\r\n".join(lines) + "\r\n\r\n"
-        if text.count("\n") != len(lines) + 1 or text.count("\r") != len(lines) + 1:
+        # no line break but between lines: looked for in the lines' text (memchr), rather
+        # than counted over the whole head
+        flat = "".join(lines)
+        if "\n" in flat or "\r" in flat:
             raise ValueError("a header name or value holds a line break")
-        return text.encode()
+        lines += ("", "")  # the blank line that ends the head
+        return "\r\n".join(lines).encode()
 
     async def send(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
         if status in _NO_BODY:

@@ -24,10 +24,11 @@ MAX_HEAD = 16_384  # bytes; a longer head is aiohttp's to refuse or accept
 _START = b"POST /"  # how every plain head begins
 # a header name is an RFC 9110 token
 _NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# control characters, and CR or LF anywhere but together at a line's end
-_BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
+# printable ASCII and tab: once they are deleted from a plain head, only its CRLFs are left
+_VISIBLE = bytes([0x09, *range(0x20, 0x7F)])
 # headers that make a request more than a plain one (content-length is read below)
 _NOT_PLAIN = {"transfer-encoding", "expect", "upgrade"}
+_READ = {"content-length", "connection", *_NOT_PLAIN}  # the headers the loop looks at
 
 
 class Handoff:
@@ -53,12 +54,10 @@ def parse_head(buf: bytes | bytearray, routes: Container[str], max_body: int
     end = buf.find(b"\r\n\r\n", 0, MAX_HEAD + 4)
     if end < 0:
         return HANDOFF if len(buf) > MAX_HEAD + 3 or not _may_be_plain(buf) else None
-    raw = bytes(buf[:end])
-    if not raw.isascii():
+    raw = buf[:end]
+    if not _clean(raw):
         return HANDOFF
     text = raw.decode("ascii")
-    if _BAD_CHARS.search(text):
-        return HANDOFF
     lines = text.split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or parts[0] != "POST" or parts[2] != "HTTP/1.1" or "#" in parts[1]:
@@ -71,21 +70,24 @@ def parse_head(buf: bytes | bytearray, routes: Container[str], max_body: int
     close = False
     for line in lines[1:]:
         name, colon, value = line.partition(":")
-        if not colon or not _NAME.fullmatch(name):
+        # most names are letters, digits and dashes: told so without the regex (the head
+        # is ASCII, so isalnum means [0-9A-Za-z])
+        if not colon or not (name.replace("-", "").isalnum() or _NAME.fullmatch(name)):
             return HANDOFF
         value = value.strip(" \t")
         low = name.lower()
-        if low == "content-length":
-            if length is not None or not value.isdigit() or len(value) > 18:
+        if low in _READ:
+            if low == "content-length":
+                if length is not None or not value.isdigit() or len(value) > 18:
+                    return HANDOFF
+                length = int(value)
+            elif low == "connection":
+                tokens = {token.strip().lower() for token in value.split(",")}
+                if "upgrade" in tokens:
+                    return HANDOFF
+                close = close or "close" in tokens
+            else:
                 return HANDOFF
-            length = int(value)
-        elif low == "connection":
-            tokens = {token.strip().lower() for token in value.split(",")}
-            if "upgrade" in tokens:
-                return HANDOFF
-            close = close or "close" in tokens
-        elif low in _NOT_PLAIN:
-            return HANDOFF
         pairs.append((name, value))
     if length is None or length > max_body:
         return HANDOFF
@@ -94,8 +96,15 @@ def parse_head(buf: bytes | bytearray, routes: Container[str], max_body: int
 
 def _may_be_plain(buf: bytes | bytearray) -> bool:
     """Whether the start of a head, not yet whole, may still become a plain one."""
-    if not _START.startswith(buf[:len(_START)]) or not buf.isascii():
+    if not _START.startswith(buf[:len(_START)]):
         return False
     # a CR at the very end may yet be followed by its LF
-    text = bytes(buf[:-1] if buf.endswith(b"\r") else buf).decode("ascii")
-    return _BAD_CHARS.search(text) is None
+    return _clean(buf[:-1] if buf.endswith(b"\r") else buf)
+
+
+def _clean(raw: bytes | bytearray) -> bool:
+    """Whether `raw` holds only printable ASCII and tabs, and CR and LF only together as
+    CRLF: what is left without the visible bytes is then CRLF as many times as `raw` holds
+    it (the count sees every CR and LF of a CRLF, and each just once). Two passes in C: a
+    regular expression with lookarounds at every position took 10 µs on a typical head."""
+    return raw.translate(None, _VISIBLE) == b"\r\n" * raw.count(b"\r\n")

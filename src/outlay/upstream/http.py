@@ -369,7 +369,7 @@ def _inbound_headers(raw: list[tuple[bytes, bytes]]) -> tuple[CIMultiDict[str], 
     """The answer's headers less hop-by-hop ones and those this client consumes; and the
     content coding it decodes, if any (another one passes through with its header).
     One pass over the raw pairs: this runs on every call."""
-    headers: CIMultiDict[str] = CIMultiDict()
+    pairs: list[tuple[str, str]] = []
     named_in_connection: list[str] = []
     codings: list[str] = []
     for name, value in raw:
@@ -381,7 +381,8 @@ def _inbound_headers(raw: list[tuple[bytes, bytes]]) -> tuple[CIMultiDict[str], 
         text = value.decode("utf-8", "surrogateescape")
         if low == b"content-encoding":
             codings.append(text.strip().lower())
-        headers.add(name.decode("latin-1"), text)
+        pairs.append((name.decode("latin-1"), text))
+    headers: CIMultiDict[str] = CIMultiDict(pairs)  # made at once: add() is a call each
     for token in named_in_connection:  # rare: the hop-by-hop headers a server names
         headers.popall(token.strip(), None)
     coding = codings[0] if len(codings) == 1 and codings[0] in _DECODED else None
