@@ -108,7 +108,6 @@ def run_worker(settings: Settings, sock: socket.socket, metrics_dir: str | None 
                            **runner_options(settings))
     try:
         loop.run_until_complete(_start(runner, sock, settings))
-        settle_garbage_collector()
         loop.run_forever()
     except (web.GracefulExit, KeyboardInterrupt):
         pass
@@ -142,6 +141,9 @@ async def _start(runner: web.AppRunner, sock: socket.socket, settings: Settings)
     gw = runner.app[GATEWAY]
     await H1Site(runner, sock, llm_handlers(gw), Limits.of(settings), SHUTDOWN_S,
                  gw.queue.close).start()
+    # inside the running loop: uvloop listens for signals only while a loop runs, and a
+    # SIGTERM during the collection, between run_until_complete and run_forever, was lost
+    settle_garbage_collector()
 
 
 def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
