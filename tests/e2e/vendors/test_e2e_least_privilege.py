@@ -18,6 +18,7 @@ from twilio.http.http_client import TwilioHttpClient  # type: ignore[import-unty
 
 from ..harness import Gateway, unique
 from ..replicas import Replica
+from ..traffic import wait_until
 from .conftest import MockVendors
 from .test_e2e_twilio_resend_sdk import point_resend, twilio
 
@@ -278,9 +279,15 @@ def test_metrics_count_the_refusals_by_code(
     with pytest.raises(stripe.StripeError):
         stripe_client(vendor_gateway, key, stripe_http).v1.payouts.create(
             params={"amount": 1, "currency": "usd"})
-    text = httpx.get(f"{vendor_gateway.url}/metrics", timeout=10).text
-    assert any('code="operation_not_allowed"' in line and 'vendor="stripe"' in line
-               for line in text.splitlines() if not line.startswith("#"))
+
+    def counted() -> bool:
+        text = httpx.get(f"{vendor_gateway.url}/metrics", timeout=10).text
+        return any('code="operation_not_allowed"' in line and 'vendor="stripe"' in line
+                   for line in text.splitlines() if not line.startswith("#"))
+
+    # the scrape may reach the other worker, which sees this one's counts as this one last
+    # left them (every WRITE_S, a second)
+    wait_until(counted, 5, "the refusal in /metrics")
 
 
 def test_the_lists_hold_on_redis_and_postgresql(
