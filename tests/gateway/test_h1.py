@@ -500,3 +500,21 @@ async def test_a_body_not_asked_for_is_not_read_past_the_read_ahead() -> None:
     await asyncio.sleep(0.01)
     assert got == [1 << 20]
     assert transport.written.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+async def test_a_stream_the_route_cuts_closes_its_connection_and_logs_no_error(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An upstream stream broken mid-way: the route cuts the agent's connection (abort)
+    rather than end a truncated answer as a whole one; that is an answer, not a bug."""
+    async def route(ex: h1.Exchange) -> None:
+        await ex.start(200, {"Content-Type": "text/event-stream"})
+        await ex.write(b"data: 1\n\n")
+        ex.abort()
+
+    conn, transport = connection({"/r": route})
+    with caplog.at_level(logging.ERROR):
+        conn.data_received(plain())
+        await asyncio.sleep(0.01)
+    assert transport.closed
+    assert not transport.written.endswith(b"0\r\n\r\n")  # no clean end of the body
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []

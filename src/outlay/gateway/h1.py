@@ -206,7 +206,8 @@ class H1Connection(asyncio.Protocol):
         ex = H1Exchange(self, head)
         try:
             await self.server.routes[head.path](ex)
-            if ex.state != "done" and not self.lost:  # else the agent went away mid-answer
+            # else the agent went away mid-answer, or the route cut the connection (abort)
+            if ex.state not in ("done", "cut") and not self.lost:
                 raise RuntimeError(f"{head.path}: the route ended without an answer")
         except ConnectionError:
             ex.keep = False  # the agent went away

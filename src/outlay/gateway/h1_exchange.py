@@ -56,7 +56,7 @@ class H1Exchange(Exchange):
         self.content_type = (ctype.partition(";")[0].strip().lower() if ctype
                              else "application/octet-stream")
         self.keep = not head.close  # the connection serves another request after this one
-        self.state = "new"  # new → streaming → done
+        self.state = "new"  # new → streaming → done, or cut (abort)
         self._unsent = b""  # a stream's head, until its first chunk
 
     def gone(self) -> bool:
@@ -120,4 +120,5 @@ class H1Exchange(Exchange):
 
     def abort(self) -> None:
         self.keep = False
+        self.state = "cut"  # over, on purpose: not a route that forgot to answer
         self.conn.close()
