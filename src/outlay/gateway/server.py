@@ -38,7 +38,7 @@ SHUTDOWN_S = 5.0  # answers in progress get this long to finish when a worker st
 # container objects were made than freed (Python's default: 700). A call in flight keeps a
 # few hundred alive (its task, futures, headers, the decision's objects), so at the
 # default, with tens of calls in flight, a collection came every few dozen calls and walked
-# thousands of live objects each time: about a tenth of a loaded worker's CPU. The few
+# thousands of live objects each time: about 6 % of a loaded worker's CPU. The few
 # cycles a call leaves are collected as surely, later, in a bounded young generation.
 GC_YOUNG_THRESHOLD = 50_000
 # files a worker holds besides its agents' connections: the store, connections to
