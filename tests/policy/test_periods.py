@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from outlay.policy.model import Period
-from outlay.policy.periods import period_bounds, period_start
+from outlay.policy.periods import HOUR_MS, _bounds, period_bounds, period_start
 
 
 def ms(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0,
@@ -129,3 +129,15 @@ def test_periods_tile_time(period: Period) -> None:
         assert period_bounds(period, end - 1) == (start, end)
         assert period_bounds(period, end)[0] == end
         assert period_start(period, now) == start
+
+
+def test_the_bounds_kept_until_a_period_turns_are_the_bounds_worked_out() -> None:
+    """Moments back and forth across turns of every period: the bounds answered while a
+    period's last bounds are kept are those worked out afresh."""
+    rng = random.Random(11)
+    now = ms(2024, 12, 31, 22)
+    for _ in range(3_000):
+        now += rng.choice((1, 999, HOUR_MS - 1, -HOUR_MS, 86_400_000, -7 * 86_400_000))
+        for period in ("hour", "day", "week", "month"):
+            assert period_bounds(period, now) == _bounds(period, now // HOUR_MS)
+        assert period_bounds("total", now) == (0, None)

@@ -19,6 +19,7 @@ from outlay.policy.windows import (
     check,
     decode,
     encode,
+    fits,
 )
 
 T0 = 1_710_417_600_000  # 2024-03-14T12:00:00Z, a bucket boundary for every window
@@ -257,3 +258,6 @@ def test_a_check_is_the_window_rolled_then_counted_and_its_reset_the_oldest_coun
     result = check(name, state, limit, weight, now)
     assert (result.allowed, result.state, result.used, result.reset_ms) == (
         allowed, after, used + weight if allowed else used, reset)
+    # fits: check's answer when it allows, none when it refuses
+    assert fits(name, state, limit, weight, now) == (
+        (after, used + weight, reset) if allowed else None)

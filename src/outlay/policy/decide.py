@@ -47,6 +47,7 @@ from outlay.policy.windows import (
     WindowState,
     bucket_of,
     check,
+    fits,
 )
 
 _NO_WINDOW = WindowState()
@@ -122,12 +123,25 @@ def precheck(
     call's operations, accounts and destinations among them), money out under hard spend
     budgets with no money-out budget beside them, and an unpriced call under a hard
     budget."""
-    if call.operation is None and call.flow == "spend" and call.cost_micros is not None:
-        for view in views:  # the usual call: none of the checks below has anything to check
-            if view.policy is not None and not rules_of(view.policy).plain:
-                break
-        else:
-            return None
+    if _plain(call, _ruled(views)):
+        return None
+    return _prechecked(call, views, aliases, free_models, labels)
+
+
+def _plain(call: Call, ruled: Sequence[tuple[ScopeView, Policy, Rules]]) -> bool:
+    """Whether none of precheck's checks has anything to check (the usual call)."""
+    if call.operation is not None or call.flow != "spend" or call.cost_micros is None:
+        return False
+    for _, _, rules in ruled:  # noqa: SIM110 (all() over a generator costs more per call)
+        if not rules.plain:
+            return False
+    return True
+
+
+def _prechecked(
+    call: Call, views: Sequence[ScopeView], aliases: Mapping[str, str] | None,
+    free_models: Sequence[str], labels: Mapping[str, str] | None,
+) -> Refuse | None:
     if labels is not None:
         missing = missing_tags(((v.scope, v.policy) for v in views if v.policy), labels)
         if missing is not None:
@@ -175,9 +189,11 @@ def decide(
     beside other calls' reservations, is not refused: the Refuse says how long it may wait
     (`hold_ms`) for them to settle before it is decided again without waiting. `loop`:
     the loop guard the call is under, with its request's admissions so far."""
-    refused = precheck(call, views, aliases, free_models, labels)
-    if refused:
-        return refused
+    ruled = _ruled(views)
+    if not _plain(call, ruled):
+        refused = _prechecked(call, views, aliases, free_models, labels)
+        if refused:
+            return refused
     repeats, looped = None, None
     if loop is not None:  # the same request made over and over: refused before any limit
         verdict = judge_loop(loop, key, now_ms)
@@ -185,11 +201,12 @@ def decide(
             return verdict.refusal
         repeats, looped = verdict.state, verdict.shadowed
     asked = call
-    ruled = _ruled(views)
     call = _clamped(call, views, ruled, now_ms, grant)
     cost = call.cost_micros or 0
-    breaches = _Breaches(key, now_ms, grant)
+    # made at the first breach only: most calls breach nothing
+    breaches: _Breaches | None = None
     if looped is not None:  # only reported (enforce: shadow)
+        breaches = _Breaches(key, now_ms, grant)
         breaches.shadowed.append(LOOP_CODE)
         breaches.events.append(looped)
 
@@ -201,12 +218,17 @@ def decide(
             weight = call.tokens if tokens else 1
             if weight == 0:
                 continue
-            result = check(name, view.windows.get(name, _NO_WINDOW), limit, weight, now_ms)
-            state = result.state
-            if not result.allowed:
+            kept = view.windows.get(name, _NO_WINDOW)
+            allowed = fits(name, kept, limit, weight, now_ms)
+            if allowed is not None:
+                state, used, reset_ms = allowed
+            else:
+                result = check(name, kept, limit, weight, now_ms)
                 retry = ceil_div(result.retry_after_ms, 1000)
                 what = f"{limit} tokens" if name == "tpm" else f"{limit} requests"
                 span = {60: "minute", 3600: "hour", 86400: "day"}[WINDOW_SECONDS[name]]
+                if breaches is None:
+                    breaches = _Breaches(key, now_ms, grant)
                 refusal = breaches.rate(view, RateLimited(
                     LIMIT_CODES[name],
                     f"Rate limit of {what} per {span} reached for {view.scope}. "
@@ -217,12 +239,16 @@ def decide(
                 ))
                 if refusal:
                     return refusal
-                state = state.added(bucket_of(name, now_ms), weight)  # let through, counted
+                # let through, counted
+                state = result.state.added(bucket_of(name, now_ms), weight)
+                used, reset_ms = result.used, result.reset_ms
             windows[(view.scope, name)] = state
             if not view.scope.startswith("endpoint:"):  # a provider's key: not the agent's
-                limits.window(name, result.limit, result.used, result.reset_ms)
+                limits.window(name, limit, used, reset_ms)
         if policy.max_parallel is not None:
             if view.inflight + 1 > policy.max_parallel:
+                if breaches is None:
+                    breaches = _Breaches(key, now_ms, grant)
                 refusal = breaches.rate(view, RateLimited(
                     "concurrency_limit_exceeded",
                     f"{view.scope} already has {view.inflight} calls in flight "
@@ -240,7 +266,9 @@ def decide(
             if rule.flow != flow:
                 continue  # money out never counts toward spend, nor spend toward money out
             start, end = period_bounds(rule.period, now_ms)
-            counter = _current(view, rule.counter, start)
+            counter = view.counters.get(rule.counter)
+            if counter is None or counter.period_start != start:
+                counter = Counter(start)  # the period turned since it was written
             committed = counter.spent + counter.reserved
             shadow, cap = rule.shadow, rule.cap
             if rule.hard:
@@ -248,6 +276,8 @@ def decide(
                     budget = rule.budget
                     error = _budget_error(view.scope, budget.period, cap, counter, cost, end,
                                           budget.flow)
+                    if breaches is None:
+                        breaches = _Breaches(key, now_ms, grant)
                     if (not shadow and may_wait and counter.spent + cost <= cap
                             and breaches.may_hold(view, error)):
                         pass  # room once the calls in flight settle: wait for them
@@ -263,11 +293,15 @@ def decide(
             holds[held] = Hold(view.scope, rule.period, start, cost,
                                rule.watched or (earlier is not None and earlier.watched),
                                rule.flow)
+    clamped_call = None if call is asked else call
+    if breaches is None:
+        return Admit(windows, tuple(holds.values()), tuple(parallel), limits.build(),
+                     call=clamped_call, repeats=repeats)
     refusal = breaches.awaiting_approval() or breaches.holding()
     if refusal:
         return refusal
     return Admit(windows, tuple(holds.values()), tuple(parallel), limits.build(),
-                 tuple(breaches.events), breaches.overage, None if call is asked else call,
+                 tuple(breaches.events), breaches.overage, clamped_call,
                  breaches.approved, tuple(breaches.shadowed), repeats)
 
 
@@ -325,18 +359,15 @@ def _hard_room(ruled: Sequence[tuple[ScopeView, Policy, Rules]], now_ms: int,
         if not hard or policy.on_breach == "alert" or (
                 grant is not None and (view.scope, "budget_exceeded") in grant.breaches):
             continue
+        counters = view.counters
         for rule in hard:
-            counter = _current(view, rule.counter, period_bounds(rule.period, now_ms)[0])
+            start = period_bounds(rule.period, now_ms)[0]
+            counter = counters.get(rule.counter)
+            if counter is None or counter.period_start != start:
+                counter = Counter(start)  # the period turned since it was written
             left = rule.cap - counter.spent - counter.reserved
             room = left if room is None or left < room else room
     return room
-
-
-def _current(view: ScopeView, name: str, start: int) -> Counter:
-    """The scope's counter `name` (a budget's `counter`) if it counts the period starting
-    at `start`; a fresh one otherwise (the period turned since it was written)."""
-    counter = view.counters.get(name)
-    return counter if counter is not None and counter.period_start == start else Counter(start)
 
 
 class _Breaches:

@@ -22,12 +22,23 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
+_TOTAL = (TOTAL_START, None)
+# the bounds each period was last asked for: the answer until that period turns (a
+# decision asks for each budget's several times, and nearly every call is in the same
+# period as the one before)
+_current: dict[str, tuple[int, int]] = {}
+
+
 def period_bounds(period: Period, now_ms: int) -> tuple[int, int | None]:
     """(start_ms, end_ms) of the period containing now_ms; `total` never ends (None)."""
+    bounds = _current.get(period)
+    if bounds is not None and bounds[0] <= now_ms < bounds[1]:
+        return bounds
     if period == "total":
-        return TOTAL_START, None
+        return _TOTAL
     # every period boundary is an hour boundary in UTC, so the hour decides the answer
-    return _bounds(period, now_ms // HOUR_MS)
+    bounds = _current[period] = _bounds(period, now_ms // HOUR_MS)
+    return bounds
 
 
 @lru_cache(maxsize=256)

@@ -92,18 +92,31 @@ class WindowCheck:
     reset_ms: int  # when the oldest counted bucket leaves the window (now when empty)
 
 
-def check(name: str, state: WindowState, limit: int, weight: int, now_ms: int) -> WindowCheck:
+def fits(name: str, state: WindowState, limit: int, weight: int, now_ms: int
+         ) -> tuple[WindowState, int, int] | None:
+    """What `check` says of a request it allows, without its WindowCheck (the usual answer,
+    on every call): the window after, used after, and reset; None when it refuses."""
     width = _BUCKET_MS[name]
-    window = width * BUCKETS
     bucket = now_ms // width
     counts = state.counts
     # seen from the bucket it was written in (the usual call): no rolling to do
     rolled = state if bucket == state.newest and len(counts) <= BUCKETS else state.rolled(bucket)
-    counts = rolled.counts
-    used = sum(counts)
-    if used + weight <= limit:
-        after = rolled.grown(bucket, weight)
-        return WindowCheck(True, after, limit, used + weight, 0, _reset(after, width, now_ms))
+    used = sum(rolled.counts) + weight
+    if used > limit:
+        return None
+    after = rolled.grown(bucket, weight)
+    return after, used, _reset(after, width, now_ms)
+
+
+def check(name: str, state: WindowState, limit: int, weight: int, now_ms: int) -> WindowCheck:
+    allowed = fits(name, state, limit, weight, now_ms)
+    if allowed is not None:
+        after, used_after, reset_ms = allowed
+        return WindowCheck(True, after, limit, used_after, 0, reset_ms)
+    width = _BUCKET_MS[name]
+    window = width * BUCKETS
+    rolled = state.rolled(now_ms // width)
+    used = rolled.used
     first = rolled.newest - len(rolled.counts) + 1
     freed = 0
     retry_at = now_ms + window  # weight alone above the limit: no wait can help; say one window
