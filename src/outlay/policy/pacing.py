@@ -95,9 +95,13 @@ def provider_full(full: Sequence[tuple[str, tuple[str, int]]]) -> Refuse:
 def queue_wait(views: Sequence[ScopeView]) -> float | None:
     """How long a rate-limited call may wait in the gateway: the shortest queue_max_wait_s
     of the call's policies that say `on_rate_limit: queue`; None when none does."""
-    waits = [v.policy.queue_max_wait_s for v in views
-             if v.policy is not None and v.policy.on_rate_limit == "queue"]
-    return min(waits) if waits else None
+    wait: float | None = None
+    for view in views:  # asked of every call: no list made
+        policy = view.policy
+        if policy is not None and policy.on_rate_limit == "queue" and (
+                wait is None or policy.queue_max_wait_s < wait):
+            wait = policy.queue_max_wait_s
+    return wait
 
 
 def held(decision: Decision, views: Sequence[ScopeView], may_queue: bool) -> Decision:

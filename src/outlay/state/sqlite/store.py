@@ -275,14 +275,18 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
             code = DOWNGRADED_CODE
         # what follows only changes the mirror: nothing in it can fail half-way
         mirror = self._mirror
+        tpm: list[list[Any]] = []
         for (scope, name), state in admit.windows.items():
             mirror.set_window(scope, name, state)
+            if name == "tpm":
+                tpm.append([scope, bucket_of("tpm", now)])
         for scope in admit.parallel_scopes:
             mirror.add_inflight(c, scope, 1)
+        holds: list[list[Any]] = []
         for h in admit.holds:
-            mirror.add_counter(c, (h.scope, h.counter, h.period_start), 0, h.amount)
-        holds = [[h.scope, h.counter, h.period_start, h.amount, h.watched] for h in admit.holds]
-        tpm = [[scope, bucket_of("tpm", now)] for (scope, name) in admit.windows if name == "tpm"]
+            counter = h.counter
+            mirror.add_counter(c, (h.scope, counter, h.period_start), 0, h.amount)
+            holds.append([h.scope, counter, h.period_start, h.amount, h.watched])
         parallel = list(admit.parallel_scopes)
         amount = call.cost_micros or 0
         mirror.hold(c, ticket.request_id, (

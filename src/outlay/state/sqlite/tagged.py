@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from outlay.policy.decision import NOTHING, Counter, ScopeView
@@ -44,12 +45,12 @@ def views(mirror: Mirror, c: sqlite3.Connection, scopes: tuple[str, ...],
     for scope in scopes:
         policy = policies.get(scope)
         if policy is None:
-            out.append(ScopeView(scope, None, NOTHING, 0, NOTHING))
+            out.append(_bare(scope))
             continue
         rules = rules_of(policy)
         counters = {}
         for period, name in rules.counters:
-            start = ledger_sql.period_start_of(period, now)
+            start = period_bounds(period, now)[0]
             spent, reserved = mirror.counter(c, (scope, name, start))
             counters[name] = Counter(start, spent, reserved)
         out.append(ScopeView(
@@ -58,6 +59,13 @@ def views(mirror: Mirror, c: sqlite3.Connection, scopes: tuple[str, ...],
             mirror.inflight_of(c, scope) if policy.max_parallel is not None else 0,
             counters))
     return out
+
+
+@lru_cache(maxsize=1024)
+def _bare(scope: str) -> ScopeView:
+    """The view of a scope without a policy: nothing to read, the same on every call (a
+    call's vendor and `global` are usually such scopes)."""
+    return ScopeView(scope, None, NOTHING, 0, NOTHING)
 
 
 def slot_view(mirror: Mirror, c: sqlite3.Connection, slot: Slot) -> ScopeView:
