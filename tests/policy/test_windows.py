@@ -261,3 +261,30 @@ def test_a_check_is_the_window_rolled_then_counted_and_its_reset_the_oldest_coun
     # fits: check's answer when it allows, none when it refuses
     assert fits(name, state, limit, weight, now) == (
         (after, used + weight, reset) if allowed else None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(WINDOW_SECONDS)), st.integers(0, 10**6),
+       st.lists(st.tuples(st.sampled_from(("fits", "adjusted", "added")), st.integers(-3, 90),
+                          st.integers(-5, 40)), max_size=40))
+def test_a_window_s_kept_total_is_the_sum_of_its_counts(
+    name: str, newest: int, steps: list[tuple[str, int, int]],
+) -> None:
+    """However a window was reached (admissions, settlements' corrections, rolling on), the
+    sum it keeps is its counts' sum, and a check reads it as it would the counts."""
+    width = bucket_ms(name)
+    state, now = WindowState(newest, ()), newest * width
+    for step, ahead, amount in steps:
+        now += ahead * width // 3
+        if step == "fits":
+            fitted = fits(name, state, 60, max(0, amount), now)
+            plain = fits(name, WindowState(state.newest, state.counts), 60, max(0, amount), now)
+            assert fitted == plain
+            assert fitted is None or fitted[0].total == sum(fitted[0].counts)
+            state = state if fitted is None else fitted[0]
+        elif step == "adjusted":
+            state = state.adjusted(now // width - ahead % 3, amount)
+        else:
+            state = state.added(now // width, max(0, amount))
+        assert state.total is None or state.total == sum(state.counts)
+        assert state.used == sum(state.counts)

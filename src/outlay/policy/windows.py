@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 from array import array
+from dataclasses import field
 
 from outlay.values import value
 
@@ -44,10 +45,13 @@ class WindowState:
 
     newest: int = 0
     counts: tuple[int, ...] = ()
+    # the sum of the counts when known: kept by grown and adjusted, so that a window kept
+    # between calls is not summed again on each (not part of the value)
+    total: int | None = field(default=None, compare=False, repr=False)
 
     @property
     def used(self) -> int:
-        return sum(self.counts)
+        return sum(self.counts) if self.total is None else self.total
 
     def rolled(self, bucket: int) -> WindowState:
         """The same window seen from `bucket`: buckets that left the window are dropped (a
@@ -68,9 +72,11 @@ class WindowState:
         newest bucket."""
         counts = self.counts
         if not counts:
-            return WindowState(bucket, (weight,))
+            return WindowState(bucket, (weight,), weight)
+        total = self.total
         # concatenated: faster than unpacking 59 counts into a new tuple
-        return WindowState(self.newest, counts[:-1] + (counts[-1] + weight,))  # noqa: RUF005
+        return WindowState(self.newest, counts[:-1] + (counts[-1] + weight,),  # noqa: RUF005
+                           None if total is None else total + weight)
 
     def adjusted(self, bucket: int, delta: int) -> WindowState:
         """Correct a bucket's count after the fact (settling tokens); a gone bucket is ignored."""
@@ -78,8 +84,10 @@ class WindowState:
         if offset < 0 or offset >= len(self.counts):
             return self
         counts = list(self.counts)
-        counts[offset] = max(0, counts[offset] + delta)
-        return WindowState(self.newest, tuple(counts))
+        was = counts[offset]
+        now = counts[offset] = max(0, was + delta)
+        total = self.total
+        return WindowState(self.newest, tuple(counts), None if total is None else total - was + now)
 
 
 @value
@@ -101,11 +109,18 @@ def fits(name: str, state: WindowState, limit: int, weight: int, now_ms: int
     counts = state.counts
     # seen from the bucket it was written in (the usual call): no rolling to do
     rolled = state if bucket == state.newest and len(counts) <= BUCKETS else state.rolled(bucket)
-    used = sum(rolled.counts) + weight
+    counts = rolled.counts
+    total = rolled.total
+    used = (sum(counts) if total is None else total) + weight
     if used > limit:
         return None
-    after = rolled.grown(bucket, weight)
-    return after, used, _reset(after, width, now_ms)
+    # rolled.grown(bucket, weight), its sum known
+    if not counts:
+        alone = (weight,)
+        return WindowState(bucket, alone, weight), used, _reset_of(alone, bucket, width, now_ms)
+    after = counts[:-1] + (counts[-1] + weight,)  # noqa: RUF005 (see grown)
+    newest = rolled.newest
+    return WindowState(newest, after, used), used, _reset_of(after, newest, width, now_ms)
 
 
 def check(name: str, state: WindowState, limit: int, weight: int, now_ms: int) -> WindowCheck:
@@ -132,7 +147,10 @@ def check(name: str, state: WindowState, limit: int, weight: int, now_ms: int) -
 
 def _reset(state: WindowState, width: int, now_ms: int) -> int:
     """When the oldest bucket that counts leaves the window (now when none counts)."""
-    counts = state.counts
+    return _reset_of(state.counts, state.newest, width, now_ms)
+
+
+def _reset_of(counts: tuple[int, ...], newest: int, width: int, now_ms: int) -> int:
     if counts and counts[0]:  # the usual case under steady traffic: no search
         oldest = 0
     else:
@@ -142,7 +160,7 @@ def _reset(state: WindowState, width: int, now_ms: int) -> int:
         if not first:
             return now_ms
         oldest = counts.index(first)
-    return (state.newest - len(counts) + 1 + oldest + BUCKETS) * width
+    return (newest - len(counts) + 1 + oldest + BUCKETS) * width
 
 
 def encode(state: WindowState) -> bytes:

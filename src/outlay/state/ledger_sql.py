@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -110,12 +110,16 @@ def snapshot(c: sqlite3.Connection) -> Iterator[None]:
         c.execute("COMMIT")
 
 
-def call_columns(ticket: Ticket, key: KeyInfo | None) -> tuple[Any, ...]:
+def call_columns(ticket: Ticket, key: KeyInfo | None,
+                 labels: Mapping[str, str] | None = None) -> tuple[Any, ...]:
     """key_id, agent, grp, labels, vendor, model, route, flow: what a ledger row says of a
-    call (flow: NULL for spend, 'out' for money moved out)."""
+    call (flow: NULL for spend, 'out' for money moved out). `labels`: the call's
+    (ticket.labels), when the caller has them already."""
     call = ticket.call
+    if key is not None and labels is None:
+        labels = ticket.labels(key)
     return (key.id if key else None, key.agent if key else None, key.group if key else None,
-            orjson.dumps(ticket.labels(key)).decode() if key else None,
+            orjson.dumps(labels).decode() if key else None,
             call.vendor, call.model_resolved or call.model, ticket.route, row_flow(call.flow))
 
 

@@ -12,7 +12,7 @@ import contextlib
 import os
 import secrets
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -23,7 +23,7 @@ from outlay.policy.approvals import judge
 from outlay.policy.decide import authenticate, decide
 from outlay.policy.decision import Admit, Call, Decision, Event, Grant, KeyInfo, call_scopes
 from outlay.policy.errors import ApprovalMismatch, BudgetExceeded, BudgetHeld, OutlayError, RateHeld
-from outlay.policy.pacing import PAUSE, decide_paced, queue_wait
+from outlay.policy.pacing import PAUSE, decide_paced, held, queue_wait
 from outlay.policy.series import SeriesQuery, Sums
 from outlay.policy.tags import is_wildcard, wildcard_of
 from outlay.policy.windows import WindowState, bucket_of, decode
@@ -194,14 +194,18 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         chosen: list[str | None] = [None]  # the endpoint the call is admitted on
 
         def decide_on(call: Call, may_wait: bool) -> Decision:
+            if not slots:  # decide_paced's answer without endpoints, with no closure made
+                return held(decide(call, key, views, now, ticket.aliases, ticket.free_models,
+                                   grant, may_wait, labels, loop), views, ticket.may_queue)
             decision, chosen[0] = decide_paced(lambda v: decide(
                 call, key, v, now, ticket.aliases, ticket.free_models, grant, may_wait,
                 labels, loop), views, slots, now, ticket.may_queue)
             return decision
 
         decision = decide_on(ticket.call, ticket.may_wait)
-        ticket, decision, _ = downgrade(ticket, key, decision,
-                                        lambda call: decide_on(call, False), now)
+        if not isinstance(decision, Admit):  # an admission is never downgraded
+            ticket, decision, _ = downgrade(ticket, key, decision,
+                                            lambda call: decide_on(call, False), now)
         if isinstance(decision, Admit) and own and len(scopes) > len(key.scopes) + 2:
             values = self._tag_values.new_values(c, scopes, own, now)
             if not isinstance(values, list):  # one value too many for a `*` policy
@@ -225,7 +229,7 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
             raise refusal
         if decision.call is not None:  # its maximum output lowered to fit
             ticket = replace(ticket, call=decision.call)
-        self._write_admit(c, ticket, key, decision, now)
+        self._write_admit(c, ticket, key, decision, now, labels)
         if loop is not None and decision.repeats is not None:
             repeats.write(self._mirror, loop, decision.repeats, now, self._guarded.prune_due())
         if grant is not None and decision.approved:
@@ -258,7 +262,8 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         return verdict
 
     def _write_admit(
-        self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, admit: Admit, now: int
+        self, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo, admit: Admit, now: int,
+        labels: Mapping[str, str],
     ) -> None:
         call = ticket.call
         replays.register(c, ticket, key.id, now)
@@ -292,7 +297,7 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         mirror.hold(c, ticket.request_id, (
             ticket.request_id, now, now + self.lease_ms, self.worker, amount, call.tokens,
             orjson.dumps(holds), orjson.dumps(tpm), orjson.dumps(parallel),
-        ), (*ledger_sql.call_columns(ticket, key), code, spent, cap, ticket.replay_of,
+        ), (*ledger_sql.call_columns(ticket, key, labels), code, spent, cap, ticket.replay_of,
             ticket.waited_ms or None),
             Held(amount, call.tokens, holds, tpm, parallel, key.id, key.agent))
 
