@@ -227,8 +227,7 @@ def decide(
                 retry = ceil_div(result.retry_after_ms, 1000)
                 what = f"{limit} tokens" if name == "tpm" else f"{limit} requests"
                 span = {60: "minute", 3600: "hour", 86400: "day"}[WINDOW_SECONDS[name]]
-                if breaches is None:
-                    breaches = _Breaches(key, now_ms, grant)
+                breaches = breaches or _Breaches(key, now_ms, grant)
                 refusal = breaches.rate(view, RateLimited(
                     LIMIT_CODES[name],
                     f"Rate limit of {what} per {span} reached for {view.scope}. "
@@ -247,8 +246,7 @@ def decide(
                 limits.window(name, limit, used, reset_ms)
         if policy.max_parallel is not None:
             if view.inflight + 1 > policy.max_parallel:
-                if breaches is None:
-                    breaches = _Breaches(key, now_ms, grant)
+                breaches = breaches or _Breaches(key, now_ms, grant)
                 refusal = breaches.rate(view, RateLimited(
                     "concurrency_limit_exceeded",
                     f"{view.scope} already has {view.inflight} calls in flight "
@@ -276,8 +274,7 @@ def decide(
                     budget = rule.budget
                     error = _budget_error(view.scope, budget.period, cap, counter, cost, end,
                                           budget.flow)
-                    if breaches is None:
-                        breaches = _Breaches(key, now_ms, grant)
+                    breaches = breaches or _Breaches(key, now_ms, grant)
                     if (not shadow and may_wait and counter.spent + cost <= cap
                             and breaches.may_hold(view, error)):
                         pass  # room once the calls in flight settle: wait for them
