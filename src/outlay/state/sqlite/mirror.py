@@ -49,6 +49,7 @@ from outlay.state.ledger_sql import (
 )
 from outlay.state.sqlite.admin import read_key
 from outlay.state.sqlite.repeats import PRUNE, PRUNED_PER_PRUNE, READ, WRITE
+from outlay.state.sqlite.windows_sql import UPSERT_COUNTERS, WINDOW_START, read_windows
 from outlay.state.stored_policy import parse_stored_policy
 
 CounterKey = tuple[str, str, int]  # scope, period, period start
@@ -160,9 +161,7 @@ class Mirror:
     def windows_of(self, c: sqlite3.Connection, scope: str) -> dict[str, WindowState]:
         windows = self.windows.get(scope)
         if windows is None:
-            windows = self.windows[scope] = {
-                name: decode(state) for name, state in c.execute(
-                    "SELECT name, state FROM windows WHERE scope=?", (scope,))}
+            windows = self.windows[scope] = read_windows(c, scope)
         return windows
 
     def inflight_of(self, c: sqlite3.Connection, scope: str) -> int:
@@ -283,18 +282,15 @@ class Mirror:
             c.executemany(SETTLE_ROW, self._settled)
             self._to_move += len(self._settled)
             self._settled.clear()
-        if self._dirty_counters:
-            c.executemany(
-                "INSERT INTO counters(scope, period, period_start, spent, reserved) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(scope, period, period_start) "
-                "DO UPDATE SET spent=excluded.spent, reserved=excluded.reserved",
-                [(*k, *self.counters[k]) for k in self._dirty_counters])
+        if self._dirty_counters or self._dirty_windows:
+            # windows are rows of `counters` (schema version 10): one statement for both
+            rows: list[tuple[Any, ...]] = [
+                (*k, *self.counters[k], None) for k in self._dirty_counters]
+            windows = self.windows
+            rows += [(s, n, WINDOW_START, 0, 0, encode(windows[s][n]))
+                     for s, n in self._dirty_windows]
+            c.executemany(UPSERT_COUNTERS, rows)
             self._dirty_counters.clear()
-        if self._dirty_windows:
-            c.executemany(
-                "INSERT INTO windows(scope, name, state) VALUES (?, ?, ?) "
-                "ON CONFLICT(scope, name) DO UPDATE SET state=excluded.state",
-                [(s, n, encode(self.windows[s][n])) for s, n in self._dirty_windows])
             self._dirty_windows.clear()
         if self._dirty_inflight:
             c.executemany(
