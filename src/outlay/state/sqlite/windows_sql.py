@@ -1,5 +1,6 @@
-"""Where the embedded store keeps rate windows: as rows of `counters` (schema version 10),
-so that a scope's windows and its budget counters share a page and one statement."""
+"""The rows of the embedded store's `counters`: budget counters and, since schema version
+10, rate windows, so that a scope's windows and its budget counters share a page and are
+written by one statement."""
 
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ UPSERT_COUNTERS = (
     "INSERT INTO counters(scope, period, period_start, spent, reserved, state) "
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(scope, period, period_start) "
     "DO UPDATE SET spent=excluded.spent, reserved=excluded.reserved, state=excluded.state")
+# a row already in the file: one seek, where the upsert tries an insert first
+UPDATE_COUNTER = ("UPDATE counters SET spent=?, reserved=?, state=? "
+                  "WHERE scope=? AND period=? AND period_start=?")
+COUNTER_ROW = ("SELECT spent, reserved FROM counters WHERE scope=? AND period=? "
+               "AND period_start=?")
 
 
 def read_windows(c: sqlite3.Connection, scope: str) -> dict[str, WindowState]:
