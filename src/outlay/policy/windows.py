@@ -163,14 +163,25 @@ def _reset_of(counts: tuple[int, ...], newest: int, width: int, now_ms: int) -> 
     return (newest - len(counts) + 1 + oldest + BUCKETS) * width
 
 
+# the widths a window's counts are packed in, narrowest first: the first that holds every
+# count is used (a store rewrites a window on every call, and a narrower row keeps more of
+# them in a page); each as a one-byte code the counts follow
+_WIDTHS = ((b"H", "<cq{}H"), (b"I", "<cq{}I"), (b"q", "<cq{}q"))
+
+
 def encode(state: WindowState) -> bytes:
-    """The newest bucket and the counts as packed 64-bit integers: the store rewrites a
-    window on every call, and packing beats formatting and parsing 60 numbers as text."""
+    """The counts' width, the newest bucket and the counts as packed integers: packing
+    beats formatting and parsing 60 numbers as text. The length is odd (1 + 8 + an even
+    number of bytes), so it is never taken for the 64-bit form of earlier versions (a
+    multiple of 8)."""
     counts = state.counts
-    try:  # struct caches the format of each length: faster than filling an array
-        return struct.pack(f"{len(counts) + 1}q", state.newest, *counts)
-    except struct.error:  # past 64 bits: the array's OverflowError, as ever
-        return array("q", (state.newest, *counts)).tobytes()
+    for code, layout in _WIDTHS:
+        try:  # struct caches the format of each length; a count it cannot hold raises
+            return struct.pack(layout.format(len(counts)), code, state.newest, *counts)
+        except struct.error:
+            continue
+    # past 64 bits: the array's OverflowError, as ever
+    return array("q", (state.newest, *counts)).tobytes()
 
 
 def decode(stored: bytes | str | None) -> WindowState:
@@ -179,6 +190,12 @@ def decode(stored: bytes | str | None) -> WindowState:
     if isinstance(stored, str):  # the text form of earlier versions: "newest:c1,c2,…"
         newest, _, counts = stored.partition(":")
         return WindowState(int(newest), tuple(map(int, counts.split(","))) if counts else ())
-    values = array("q")
-    values.frombytes(stored)
-    return WindowState(values[0], tuple(values[1:]))
+    if len(stored) % 8:
+        code = chr(stored[0])
+        n = (len(stored) - 9) // struct.calcsize(code)
+        values = struct.unpack(f"<q{n}{code}", stored[1:])
+        return WindowState(values[0], values[1:])
+    # the native 64-bit integers of earlier versions, the newest bucket first
+    packed = array("q")
+    packed.frombytes(stored)
+    return WindowState(packed[0], tuple(packed[1:]))

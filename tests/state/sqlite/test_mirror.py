@@ -11,8 +11,12 @@ import pytest
 
 from outlay.policy.errors import AuthError, BudgetExceeded
 from outlay.policy.model import parse_policy
+from outlay.policy.windows import WindowState, encode
 from outlay.state.base import NewKey, Outcome, StateError
+from outlay.state.sqlite.mirror import Mirror
+from outlay.state.sqlite.schema import apply
 from outlay.state.sqlite.store import SqliteStore
+from outlay.state.sqlite.windows_sql import WINDOW_START
 
 from ..support import Clock, budget_line, charged, sent, ticket
 
@@ -171,3 +175,32 @@ async def test_a_settlement_reaped_by_another_worker_is_not_applied_again(
     assert not await one.settle(Outcome(held.id, 200, cost_micros=10))
     line = await budget_line(one, "agent:bot", "month")
     assert (line["spent_usd"], line["reserved_usd"]) == ("0.001", "0")
+
+
+def test_a_counter_or_window_thought_in_the_file_but_gone_is_written_all_the_same() -> None:
+    """Rows read from the file are written back by an UPDATE; one deleted meanwhile behind
+    the mirror's back (on its own connection: the file's version does not move) is not lost."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    apply(conn)
+    conn.execute("INSERT INTO counters(scope, period, period_start, spent, reserved) "
+                 "VALUES ('agent:bot', 'month', 0, 5, 6), ('agent:bot', 'day', 0, 1, 2)")
+    conn.execute("INSERT INTO counters(scope, period, period_start, state) "
+                 "VALUES ('agent:bot', 'rpm', ?, ?)", (WINDOW_START, encode(WindowState(7, (1,)))))
+    mirror = Mirror()
+    conn.execute("BEGIN IMMEDIATE")
+    mirror.begin(conn)
+    assert mirror.counter(conn, ("agent:bot", "month", 0)) == [5, 6]
+    assert mirror.counter(conn, ("agent:bot", "day", 0)) == [1, 2]
+    assert mirror.windows_of(conn, "agent:bot") == {"rpm": WindowState(7, (1,))}
+    conn.execute("DELETE FROM counters WHERE period IN ('month', 'rpm')")
+    mirror.add_counter(conn, ("agent:bot", "month", 0), 10, -1)
+    mirror.add_counter(conn, ("agent:bot", "day", 0), 10, -1)
+    mirror.add_counter(conn, ("agent:bot", "week", 0), 3, 4)  # not in the file yet
+    mirror.set_window("agent:bot", "rpm", WindowState(7, (2,)))
+    mirror.flush(conn)
+    conn.execute("COMMIT")
+    assert sorted(conn.execute(
+        "SELECT period, spent, reserved, state FROM counters ORDER BY period")) == [
+        ("day", 11, 1, None), ("month", 15, 5, None), ("rpm", 0, 0, encode(WindowState(7, (2,)))),
+        ("week", 3, 4, None)]
+    conn.close()

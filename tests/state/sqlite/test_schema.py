@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from outlay.policy.errors import ApprovalRequired
+from outlay.policy.errors import ApprovalRequired, RateLimited
 from outlay.policy.model import parse_policy
 from outlay.policy.series import SeriesQuery, series_answer
+from outlay.policy.windows import decode
 from outlay.state.base import NewKey, Outcome
 from outlay.state.ledger_sql import MOVE_SETTLED
 from outlay.state.sqlite import schema as sqlite_schema
@@ -82,7 +83,7 @@ def downgrade_to_v1(path: Path) -> None:
 def test_a_new_file_has_the_current_shapes(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "outlay.db", isolation_level=None)
     apply(conn)
-    assert version(conn) == SCHEMA_VERSION == 9
+    assert version(conn) == SCHEMA_VERSION == 10
     assert "estimated INTEGER" in shape(conn, "ledger")
     assert "forwarded INTEGER" in shape(conn, "reservations")
     assert "flow TEXT" in shape(conn, "ledger")
@@ -94,6 +95,8 @@ def test_a_new_file_has_the_current_shapes(tmp_path: Path) -> None:
     assert "WITHOUT ROWID" in shape(conn, "reservations")
     assert "settlement TEXT" in shape(conn, "reservations")
     assert "WHERE grp IS NOT NULL" in shape(conn, "ledger_grp")
+    assert "state BLOB" in shape(conn, "counters")
+    assert conn.execute("SELECT 1 FROM sqlite_schema WHERE name='windows'").fetchone() is None
     conn.close()
 
 
@@ -225,6 +228,59 @@ async def test_a_version_8_file_gets_rollups_of_its_ledger(
         points = series_answer(query, await store.series(query))["points"]
         assert [(p["requests"], p["cost_usd"]) for p in points] == [
             (1, "0.001"), (0, "0"), (2, "0.0028")]
+    finally:
+        await store.close()
+
+
+V9_WINDOWS = """CREATE TABLE windows (
+  scope TEXT NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (scope, name)
+) WITHOUT ROWID"""
+
+
+async def test_a_version_9_files_windows_move_into_counters_and_still_count(
+        tmp_path: Path, clock: Clock) -> None:
+    """Rate windows kept in their own table (packed, or in the text form of earlier
+    versions) are read as before once they are rows of `counters`."""
+    path = tmp_path / "outlay.db"
+    old = SqliteStore(str(path), clock=clock)
+    await old.open()
+    _, secret = await old.create_key(NewKey(agent="bot"))
+    await old.put_policy("agent:bot", parse_policy(
+        {"rpm": 5, "tpm": 10**6, "budgets": [{"usd": 1}]}))
+    for _ in range(3):
+        held = await old.reserve(ticket(secret, 1_000, tokens=10))
+        await old.settle(Outcome(held.id, 200, cost_micros=500, tokens=7))
+    await old.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(V9_WINDOWS)
+    rows = conn.execute("SELECT scope, period, state FROM counters WHERE period_start = -1"
+                        ).fetchall()
+    assert sorted(name for _, name, _ in rows) == ["rpm", "tpm"]
+    for scope, name, state in rows:  # the rpm window in the text form of earlier versions
+        stored = state if name == "tpm" else (
+            f"{decode(state).newest}:{','.join(map(str, decode(state).counts))}")
+        conn.execute("INSERT INTO windows VALUES (?, ?, ?)", (scope, name, stored))
+    conn.execute("DELETE FROM counters WHERE period_start = -1")
+    conn.execute("ALTER TABLE counters DROP COLUMN state")
+    conn.execute("UPDATE meta SET v='9' WHERE k='schema_version'")
+    conn.close()
+
+    store = SqliteStore(str(path), clock=clock)
+    await store.open()
+    try:
+        assert version(store.conn) == SCHEMA_VERSION
+        assert "state BLOB" in shape(store.conn, "counters")
+        assert store.conn.execute("SELECT 1 FROM sqlite_schema WHERE name='windows'"
+                                  ).fetchone() is None
+        windows = {w["name"]: w["used"] for w in (await store.usage("agent:bot"))["windows"]}
+        assert windows == {"rpm": 3, "tpm": 21}
+        budget = next(b for b in (await store.usage("agent:bot"))["budgets"])
+        assert budget["spent_usd"] == "0.0015"
+        # the windows go on counting from what was kept: two more calls fill the rpm of 5
+        for _ in range(2):
+            await store.reserve(ticket(secret, 1_000, tokens=10))
+        with pytest.raises(RateLimited):
+            await store.reserve(ticket(secret, 1_000, tokens=10))
     finally:
         await store.close()
 

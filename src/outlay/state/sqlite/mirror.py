@@ -45,10 +45,16 @@ from outlay.state.ledger_sql import (
     LAST_SEQ,
     MOVE_SETTLED,
     SETTLE_ROW,
-    counter,
 )
 from outlay.state.sqlite.admin import read_key
 from outlay.state.sqlite.repeats import PRUNE, PRUNED_PER_PRUNE, READ, WRITE
+from outlay.state.sqlite.windows_sql import (
+    COUNTER_ROW,
+    UPDATE_COUNTER,
+    UPSERT_COUNTERS,
+    WINDOW_START,
+    read_windows,
+)
 from outlay.state.stored_policy import parse_stored_policy
 
 CounterKey = tuple[str, str, int]  # scope, period, period start
@@ -93,6 +99,9 @@ class Mirror:
         self._dirty_windows: set[tuple[str, str]] = set()
         self._dirty_inflight: set[str] = set()
         self._dirty_counters: set[CounterKey] = set()
+        # the rows of `counters` (budget counters and windows) known to be in the file: an
+        # UPDATE by key costs less than the upsert a row not yet there needs
+        self._stored: set[CounterKey] = set()
         self._new_held: list[tuple[Any, ...]] = []
         self._settled: list[tuple[Any, ...]] = []
         self._released: list[str] = []
@@ -160,9 +169,8 @@ class Mirror:
     def windows_of(self, c: sqlite3.Connection, scope: str) -> dict[str, WindowState]:
         windows = self.windows.get(scope)
         if windows is None:
-            windows = self.windows[scope] = {
-                name: decode(state) for name, state in c.execute(
-                    "SELECT name, state FROM windows WHERE scope=?", (scope,))}
+            windows = self.windows[scope] = read_windows(c, scope)
+            self._stored.update((scope, name, WINDOW_START) for name in windows)
         return windows
 
     def inflight_of(self, c: sqlite3.Connection, scope: str) -> int:
@@ -176,7 +184,12 @@ class Mirror:
         """[spent, reserved] of one budget period (a list: the writes below change it)."""
         values = self.counters.get(key)
         if values is None:
-            values = self.counters[key] = list(counter(c, *key))
+            row = c.execute(COUNTER_ROW, key).fetchone()
+            if row is None:
+                values = self.counters[key] = [0, 0]
+            else:
+                values = self.counters[key] = list(row)
+                self._stored.add(key)
         return values
 
     def held_of(self, c: sqlite3.Connection, request_id: str) -> Held | None:
@@ -268,6 +281,34 @@ class Mirror:
         """Have the next flush move every settled row, however few."""
         self._to_move = MOVE_ROWS
 
+    def _write_counters(self, c: sqlite3.Connection) -> None:
+        """The changed budget counters and windows (both rows of `counters`, schema version
+        10): one UPDATE for the rows in the file, the upsert for the others."""
+        stored, counters, windows = self._stored, self.counters, self.windows
+        rows: list[tuple[Any, ...]] = []  # UPDATE_COUNTER's values
+        new: list[tuple[Any, ...]] = []  # UPSERT_COUNTERS'
+        for k in self._dirty_counters:
+            spent, reserved = counters[k]
+            if k in stored:
+                rows.append((spent, reserved, None, *k))
+            else:
+                new.append((*k, spent, reserved, None))
+        for scope, name in self._dirty_windows:
+            state = encode(windows[scope][name])
+            if (scope, name, WINDOW_START) in stored:
+                rows.append((0, 0, state, scope, name, WINDOW_START))
+            else:
+                new.append((scope, name, WINDOW_START, 0, 0, state))
+        if rows and c.executemany(UPDATE_COUNTER, rows).rowcount != len(rows):
+            # a row thought to be in the file was not: the upsert writes every one (each
+            # value is the row's whole new value, so writing one twice changes nothing)
+            new += [(*r[3:], *r[:3]) for r in rows]
+        if new:
+            c.executemany(UPSERT_COUNTERS, new)
+            stored.update(r[:3] for r in new)
+        self._dirty_counters.clear()
+        self._dirty_windows.clear()
+
     def flush(self, c: sqlite3.Connection) -> None:
         """Write what this transaction changed, each row once."""
         if self._ledger_rows:
@@ -283,19 +324,8 @@ class Mirror:
             c.executemany(SETTLE_ROW, self._settled)
             self._to_move += len(self._settled)
             self._settled.clear()
-        if self._dirty_counters:
-            c.executemany(
-                "INSERT INTO counters(scope, period, period_start, spent, reserved) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(scope, period, period_start) "
-                "DO UPDATE SET spent=excluded.spent, reserved=excluded.reserved",
-                [(*k, *self.counters[k]) for k in self._dirty_counters])
-            self._dirty_counters.clear()
-        if self._dirty_windows:
-            c.executemany(
-                "INSERT INTO windows(scope, name, state) VALUES (?, ?, ?) "
-                "ON CONFLICT(scope, name) DO UPDATE SET state=excluded.state",
-                [(s, n, encode(self.windows[s][n])) for s, n in self._dirty_windows])
-            self._dirty_windows.clear()
+        if self._dirty_counters or self._dirty_windows:
+            self._write_counters(c)
         if self._dirty_inflight:
             c.executemany(
                 "INSERT INTO inflight(scope, n) VALUES (?, ?) "

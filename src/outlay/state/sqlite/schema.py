@@ -11,8 +11,9 @@ from outlay.state.sqlite.events_schema import APPROVAL_COLUMNS_V4, EVENTS_SCHEMA
 from outlay.state.sqlite.exposure import EXPOSURE_SCHEMA
 from outlay.state.sqlite.outbox import OUTBOX_SCHEMA
 from outlay.state.sqlite.repeats import REPEATS_SCHEMA
+from outlay.state.sqlite.windows_sql import WINDOW_START
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -65,6 +66,15 @@ _RESERVATIONS = _RESERVATIONS.replace(
 _LEDGER_COLUMNS_V8 = ("flow TEXT",)
 _RESERVATIONS = _RESERVATIONS.replace(
     "forwarded INTEGER\n", "forwarded INTEGER, " + ", ".join(_LEDGER_COLUMNS_V8) + "\n")
+# version 10: a scope's rate windows are rows of `counters` (windows_sql) rather than of a
+# table of their own, so that a call's windows and its key's budget counter share a page: a
+# decision's commit writes one page fewer to the WAL
+_COUNTERS = """CREATE TABLE IF NOT EXISTS counters (
+  scope TEXT NOT NULL, period TEXT NOT NULL, period_start INTEGER NOT NULL,
+  spent INTEGER NOT NULL DEFAULT 0, reserved INTEGER NOT NULL DEFAULT 0, state BLOB,
+  PRIMARY KEY (scope, period, period_start)
+) WITHOUT ROWID"""
+_COUNTER_COLUMNS_V10 = ("state BLOB",)
 # partial: the calls of agents in no group do not write it (`grp = ?` still uses it)
 _LEDGER_GRP = ("CREATE INDEX IF NOT EXISTS ledger_grp ON ledger(grp, ts_ms) "
                "WHERE grp IS NOT NULL")
@@ -85,15 +95,8 @@ CREATE INDEX IF NOT EXISTS keys_created ON keys(created_ms);
 CREATE TABLE IF NOT EXISTS policies (
   scope TEXT PRIMARY KEY, body TEXT NOT NULL, updated_ms INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS windows (
-  scope TEXT NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (scope, name)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS inflight (scope TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS counters (
-  scope TEXT NOT NULL, period TEXT NOT NULL, period_start INTEGER NOT NULL,
-  spent INTEGER NOT NULL DEFAULT 0, reserved INTEGER NOT NULL DEFAULT 0,
-  PRIMARY KEY (scope, period, period_start)
-) WITHOUT ROWID;
+{counters};
 {reservations};
 {replays};
 CREATE INDEX IF NOT EXISTS replays_request ON replays(request_id);
@@ -123,7 +126,7 @@ CREATE INDEX IF NOT EXISTS ledger_agent ON ledger(agent, ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_vendor ON ledger(vendor, ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_ts ON ledger(ts_ms);
 """.replace("{reservations}", _RESERVATIONS).replace("{ledger_grp}", _LEDGER_GRP).replace(
-    "{replays}", _REPLAYS)
+    "{replays}", _REPLAYS).replace("{counters}", _COUNTERS)
 
 
 def _v2(conn: sqlite3.Connection) -> None:
@@ -212,8 +215,22 @@ def _v9(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
+def _v10(conn: sqlite3.Connection) -> None:
+    """Rate windows move into `counters` (a file whose counters have the column already,
+    made by this version, has no windows table either)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(counters)")}
+    for column in _COUNTER_COLUMNS_V10:
+        if column.split()[0] not in have:
+            conn.execute(f"ALTER TABLE counters ADD COLUMN {column}")
+    if conn.execute("SELECT 1 FROM sqlite_schema WHERE type='table' AND name='windows'"
+                    ).fetchone():
+        conn.execute("INSERT INTO counters(scope, period, period_start, state) "
+                     "SELECT scope, name, ?, state FROM windows", (WINDOW_START,))
+        conn.execute("DROP TABLE windows")
+
+
 # what turns a file of the version before each into that version, in order
-MIGRATIONS = {2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8, 9: _v9}
+MIGRATIONS = {2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8, 9: _v9, 10: _v10}
 
 
 def _as_is(value: None) -> None:

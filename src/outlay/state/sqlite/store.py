@@ -26,7 +26,7 @@ from outlay.policy.errors import ApprovalMismatch, BudgetExceeded, BudgetHeld, O
 from outlay.policy.pacing import PAUSE, decide_paced, held, queue_wait
 from outlay.policy.series import SeriesQuery, Sums
 from outlay.policy.tags import is_wildcard, wildcard_of
-from outlay.policy.windows import WindowState, bucket_of, decode
+from outlay.policy.windows import WindowState, bucket_of
 from outlay.state import ledger_sql, rollups_sql
 from outlay.state.announcements import settlement_events
 from outlay.state.base import (
@@ -60,6 +60,7 @@ from outlay.state.sqlite.outbox import OutboxMixin
 from outlay.state.sqlite.reader import Reader
 from outlay.state.sqlite.schema import apply
 from outlay.state.sqlite.transaction import Transaction
+from outlay.state.sqlite.windows_sql import read_windows
 
 Clock = Callable[[], int]
 T = TypeVar("T")
@@ -433,8 +434,7 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         return lines
 
     def _windows_of(self, scope: str) -> dict[str, Any]:
-        return {name: decode(state) for name, state in self.conn.execute(
-            "SELECT name, state FROM windows WHERE scope=?", (scope,))}
+        return read_windows(self.conn, scope)
 
     async def audit(self, scope: str | None, limit: int) -> list[dict[str, Any]]:
         self._batch.drain()
