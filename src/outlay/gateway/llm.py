@@ -177,8 +177,7 @@ async def _send(
 ) -> str | None:
     """Forward the admitted call and answer it; or, as `again` allows, not: why (released,
     nothing charged), for the call to be decided again."""
-    ours = {"X-Outlay-Request-Id": reservation.id,
-            **limit_headers(reservation.limits, gw.clock())}
+    ours = limit_headers(reservation.limits, gw.clock(), reservation.id)
     if reservation.queued_ms:
         ours["X-Outlay-Queued-Ms"] = str(reservation.queued_ms)
     downgraded = reservation.downgraded_to
