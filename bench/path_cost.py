@@ -33,7 +33,8 @@ from outlay.policy.decision import Limits
 from outlay.policy.money import micros_to_usd
 from outlay.pricing.estimate import estimate
 from outlay.pricing.table import load_table
-from outlay.upstream.http import Endpoint, _head, _inbound_headers, _outbound_headers
+from outlay.upstream import http as upstream_http
+from outlay.upstream.http import Endpoint, _head, _inbound_headers
 
 ROUTE = ROUTES["/v1/chat/completions"]
 PRICE = load_table(None, None).resolve("gpt-4o-mini")
@@ -53,6 +54,14 @@ UPSTREAM_RAW = [(b"Server", b"nginx/1.22.1"), (b"Date", b"Sun, 06 Dec 2026 18:00
                 (b"Content-Type", b"application/json"),
                 (b"Content-Length", str(len(ANSWER)).encode()), (b"Connection", b"keep-alive")]
 ENDPOINT = Endpoint("http://127.0.0.1:8081/v1", "sk-bench")
+if hasattr(upstream_http, "_auth_plan"):  # this checkout's, made once per endpoint
+    _PLAN = upstream_http._auth_plan("openai", ENDPOINT)
+
+    def _outbound(headers: dict[str, str]) -> list[tuple[str, str]]:
+        return upstream_http._outbound_headers(_PLAN, headers)  # type: ignore[arg-type]
+else:  # the code before
+    def _outbound(headers: dict[str, str]) -> list[tuple[str, str]]:
+        return upstream_http._outbound_headers("openai", ENDPOINT, headers)  # type: ignore
 
 
 def _estimate() -> None:
@@ -91,7 +100,7 @@ CONN = SimpleNamespace(server=SimpleNamespace(dates=Dates()), lost=False,
 def _upstream() -> None:
     headers = request_headers(HEAD.headers)  # type: ignore[union-attr]
     _head("POST", "/v1/chat/completions", "127.0.0.1:8081",
-          _outbound_headers("openai", ENDPOINT, headers), len(BODY_RAW))
+          _outbound(headers), len(BODY_RAW))
     _inbound_headers(UPSTREAM_RAW)
 
 
