@@ -1,5 +1,6 @@
-"""The headers sent upstream, with each endpoint's credential headers planned once, against
-the per-call assembly they replaced: the same pairs in the same order."""
+"""The headers sent upstream, with each endpoint's credential headers planned once, and those
+read from an answer, each name read once: against the per-call work they replaced, the same
+pairs in the same order."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ from collections.abc import Mapping
 
 from hypothesis import given
 from hypothesis import strategies as st
+from multidict import CIMultiDict
 
 from outlay.upstream.http import (
+    _DECODED,
+    _HOP_BY_HOP_BYTES,
     _REQUEST_DROPPED,
     ANTHROPIC_VERSION,
     Endpoint,
     _auth_plan,
+    _inbound_headers,
     _outbound_headers,
 )
 
@@ -55,3 +60,40 @@ def test_outbound_headers_are_those_assembled_per_call(
         provider: str, endpoint: Endpoint, incoming: dict[str, str]) -> None:
     assert _outbound_headers(_auth_plan(provider, endpoint), incoming) == \
         _reference(provider, endpoint, incoming)
+
+
+def _inbound_reference(raw: list[tuple[bytes, bytes]]) -> tuple[list[tuple[str, str]],
+                                                                str | None]:
+    pairs: list[tuple[str, str]] = []
+    named_in_connection: list[str] = []
+    codings: list[str] = []
+    for name, value in raw:
+        low = name.lower()
+        if low in _HOP_BY_HOP_BYTES:
+            if low == b"connection":
+                named_in_connection += value.decode("latin-1").split(",")
+            continue
+        text = value.decode("utf-8", "surrogateescape")
+        if low == b"content-encoding":
+            codings.append(text.strip().lower())
+        pairs.append((name.decode("latin-1"), text))
+    headers: CIMultiDict[str] = CIMultiDict(pairs)
+    for token in named_in_connection:
+        headers.popall(token.strip(), None)
+    coding = codings[0] if len(codings) == 1 and codings[0] in _DECODED else None
+    if coding is not None or codings == ["identity"]:
+        del headers["Content-Encoding"]
+    return list(headers.items()), coding
+
+
+_RAW_NAMES = [b"Content-Type", b"content-length", b"Connection", b"Keep-Alive",
+              b"Content-Encoding", b"x-request-id", b"X-Trace", b"Transfer-Encoding", b"\xe9t\xe9"]
+_RAW_VALUES = [b"gzip", b"identity", b"br", b"x-trace, keep-alive", b"close", b"caf\xc3\xa9",
+               b"\xff\xfe", b"42"]
+
+
+@given(st.lists(st.tuples(st.sampled_from(_RAW_NAMES), st.sampled_from(_RAW_VALUES)),
+                max_size=8))
+def test_inbound_headers_are_those_read_name_by_name(raw: list[tuple[bytes, bytes]]) -> None:
+    headers, coding = _inbound_headers(raw)
+    assert (list(headers.items()), coding) == _inbound_reference(raw)

@@ -7,6 +7,7 @@ idempotent methods, which may also move on when the connection breaks before an 
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import ssl
@@ -396,15 +397,16 @@ def _inbound_headers(raw: list[tuple[bytes, bytes]]) -> tuple[CIMultiDict[str], 
     named_in_connection: list[str] = []
     codings: list[str] = []
     for name, value in raw:
-        low = name.lower()
-        if low in _HOP_BY_HOP_BYTES:
-            if low == b"connection":
-                named_in_connection += value.decode("latin-1").split(",")
+        text_name, kind = _name_of(name)
+        if kind == _HOP:
+            continue
+        if kind == _CONNECTION:
+            named_in_connection += value.decode("latin-1").split(",")
             continue
         text = value.decode("utf-8", "surrogateescape")
-        if low == b"content-encoding":
+        if kind == _CODING:
             codings.append(text.strip().lower())
-        pairs.append((name.decode("latin-1"), text))
+        pairs.append((text_name, text))
     headers: CIMultiDict[str] = CIMultiDict(pairs)  # made at once: add() is a call each
     for token in named_in_connection:  # rare: the hop-by-hop headers a server names
         headers.popall(token.strip(), None)
@@ -412,3 +414,23 @@ def _inbound_headers(raw: list[tuple[bytes, bytes]]) -> tuple[CIMultiDict[str], 
     if coding is not None or codings == ["identity"]:
         del headers["Content-Encoding"]
     return headers, coding
+
+
+_PLAIN, _HOP, _CONNECTION, _CODING = "plain", "hop", "connection", "coding"
+
+
+# a provider answers with the same few names on every call: each read once (bounded: a
+# server may send any names it likes)
+@functools.lru_cache(maxsize=1024)
+def _name_of(raw: bytes) -> tuple[str, str]:
+    """A header name as text, and what this client does with it."""
+    low = raw.lower()
+    if low == b"connection":
+        kind = _CONNECTION
+    elif low in _HOP_BY_HOP_BYTES:
+        kind = _HOP
+    elif low == b"content-encoding":
+        kind = _CODING
+    else:
+        kind = _PLAIN
+    return raw.decode("latin-1"), kind
