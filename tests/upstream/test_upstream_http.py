@@ -445,6 +445,30 @@ async def test_silence_past_the_timeout_is_broken(
         await upstream.send(post())
 
 
+async def test_the_timeout_bounds_each_wait_not_the_whole_answer(
+    raw_server: RawServe, make_upstream: Callable[..., HttpUpstream]
+) -> None:
+    async def drip(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, release: asyncio.Event
+    ) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(8):
+            await asyncio.sleep(0.1)
+            writer.write(b"4\r\ntick\r\n")
+            await writer.drain()
+        await release.wait()  # then silence
+
+    upstream = make_upstream({"openai": [Endpoint(await raw_server(drip), "k")]}, timeout_s=0.5)
+    answer = await upstream.send(post())
+    chunks = answer.iter_chunks()
+    # 0.8 s in all, past the timeout, each chunk well within it
+    assert [await anext(chunks) for _ in range(8)] == [b"tick"] * 8
+    with pytest.raises(UpstreamBroken, match=r"no answer within 0\.5 s"):
+        await anext(chunks)
+    await answer.close()
+
+
 # --- streaming ------------------------------------------------------------------------------
 
 

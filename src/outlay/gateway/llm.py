@@ -177,8 +177,7 @@ async def _send(
 ) -> str | None:
     """Forward the admitted call and answer it; or, as `again` allows, not: why (released,
     nothing charged), for the call to be decided again."""
-    ours = {"X-Outlay-Request-Id": reservation.id,
-            **limit_headers(reservation.limits, gw.clock())}
+    ours = limit_headers(reservation.limits, gw.clock(), reservation.id)
     if reservation.queued_ms:
         ours["X-Outlay-Queued-Ms"] = str(reservation.queued_ms)
     downgraded = reservation.downgraded_to
@@ -323,7 +322,8 @@ async def _whole(
             return
         outcome = settle.answer(document if isinstance(document, dict) else None, len(data))
         if outcome[0] in ("settled", "settled_estimate"):
-            ours = {**ours, "X-Outlay-Cost-USD": micros_to_usd(outcome[1])}
+            # ours are this answer's alone (each try of a call makes its own)
+            ours["X-Outlay-Cost-USD"] = micros_to_usd(outcome[1])
     try:
         # the agent has its answer first: the money stays held until the settlement
         # commits, and a crash in between is charged in full by the reaper

@@ -44,7 +44,7 @@ class Settler:
         tokens, cost = usage_cost(
             self.route.kind, usage, self.price_of, tier=tier,
             fallback_tier=est.tier if est else None, tool_uses=tool_uses,
-            fees=dict(est.fees) if est else None)
+            fees=dict(est.fees) if est and est.fees else None)
         # a model without a price may pass when no hard budget applies; it is recorded at 0
         return "settled", cost or 0, tokens
 

@@ -91,7 +91,7 @@ def estimate(route: str, body: dict[str, Any], price: ModelPrice | None, *,
     except RecursionError:
         # JSON the parser accepted can still nest deeper than the stack left for walking it.
         raise invalid_request("The request body is nested too deeply.") from None
-    output_tokens, patch = _output(route, body, price)
+    output_tokens, patch, asked = _output(route, body, price)
     if route == "anthropic.count_tokens":
         return Estimate(input_tokens, output_tokens, 0, patch)  # counting tokens is free
     if price is None:
@@ -127,20 +127,22 @@ def estimate(route: str, body: dict[str, Any], price: ModelPrice | None, *,
         max_field = _uses_field(route)
         patch = {**patch, **with_uses(route, body, tools, limit.n)}
     else:
-        max_field = _clamp_field(route, body)
+        max_field = _clamp_field(route, asked)
         if max_field is not None:
-            clamp = _output_clamp(route, body, price, numerator, rates.output)
+            clamp = _output_clamp(route, price, numerator, rates.output, asked)
     # made once, with every field known: the request path makes one per call
     return Estimate(input_tokens, output_tokens, 0 if price.free else ceil_div(
         numerator, TOKENS_PER_MTOK), patch, max_field, clamp, tier, uses.fees, None, tools,
         0 if price.free else rates.output, _hides_reasoning(route, body, price))
 
 
-def _output_clamp(route: str, body: Mapping[str, Any], price: ModelPrice, numerator: int,
-                  output_price: int) -> Clamp:
+def _output_clamp(route: str, price: ModelPrice, numerator: int, output_price: int,
+                  asked: _Asked) -> Clamp:
     """How the bound falls with the maximum output Outlay may set."""
-    choices = _choices(route, body)
-    named = _named_limit(route, body, price)
+    choices = asked.choices
+    # the maximum output the request names itself (the largest, when it names two), cut to
+    # the model's own
+    named = None if asked.limit is None else int(min(asked.limit, price.max_output_tokens))
     own = _own_limit(route, price) if named is None else named
     # the output bound beyond the maximum itself (predicted output) is billed whatever it is
     return Clamp(numerator - own * choices * output_price, choices * output_price, own,
@@ -350,20 +352,41 @@ def _positive_int(body: Mapping[str, Any], name: str) -> None:
         raise invalid_request(f"`{name}` must be a positive integer, got {value!r}.", name)
 
 
+@value
+class _Asked:
+    """What a request says of its output, read once for the bound and its clamp."""
+
+    limit: int | None  # the largest maximum output it names; None when it names none
+    field: str | None  # the first of the route's maximum fields it names
+    choices: int  # completions billed (_choices)
+
+
+_ASKED_NOTHING = _Asked(None, None, 1)  # routes without output
+
+
 def _output(
     route: str, body: Mapping[str, Any], price: ModelPrice | None
-) -> tuple[int, dict[str, Any]]:
-    """The most output tokens the call may bill, and the fields that make it so."""
+) -> tuple[int, dict[str, Any], _Asked]:
+    """The most output tokens the call may bill, the fields that make it so, and what the
+    request asks of its output."""
     patch: dict[str, Any] = {}
     if route in ("openai.chat", "openai.completions") and body.get("stream") is True:
         # Without usage on the final chunk a stream could not be settled to its actual cost.
         patch["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     fields = _MAX_FIELDS.get(route)
     if fields is None:
-        return 0, patch  # embeddings and token counting produce no output
-    requested = [body[name] for name in fields if body.get(name) is not None]
-    if requested:
-        limit = max(requested)
+        return 0, patch, _ASKED_NOTHING  # embeddings and token counting produce no output
+    asked: int | None = None
+    first: str | None = None
+    for name in fields:
+        given = body.get(name)
+        if given is not None:
+            if first is None:
+                first, asked = name, given
+            elif given > asked:
+                asked = given
+    if asked is not None:
+        limit = asked
         if price is not None:
             # Above the model's maximum the provider refuses the call, so it cannot bill more.
             limit = min(limit, price.max_output_tokens)
@@ -374,7 +397,7 @@ def _output(
     # Predicted output that the model rejects is billed as output on top of what it writes.
     prediction = body.get("prediction") if route == "openai.chat" else None
     predicted = 0 if prediction is None else text_bytes(prediction)
-    return (limit + predicted) * choices, patch
+    return (limit + predicted) * choices, patch, _Asked(asked, first, choices)
 
 
 def _own_limit(route: str, price: ModelPrice | None) -> int:
@@ -385,28 +408,18 @@ def _own_limit(route: str, price: ModelPrice | None) -> int:
     return DEFAULT_MAX_OUTPUT_TOKENS if price is None else price.max_output_tokens
 
 
-def _clamp_field(route: str, body: Mapping[str, Any]) -> str | None:
+def _clamp_field(route: str, asked: _Asked) -> str | None:
     """The field Outlay sets to lower the maximum output: the one the request names, else
     the one the provider honours (on chat completions `max_completion_tokens`, which every
     OpenAI chat model takes, and reasoning models require)."""
     fields = _MAX_FIELDS.get(route)
     if fields is None:
         return None
-    for name in fields:
-        if body.get(name) is not None:
-            return name
+    if asked.field is not None:
+        return asked.field
     if route == "openai.chat":
         return "max_completion_tokens"
     return fields[0]
-
-
-def _named_limit(route: str, body: Mapping[str, Any], price: ModelPrice) -> int | None:
-    """The maximum output the request names itself (the largest, when it names two), cut to
-    the model's own: None when it names none."""
-    requested = [body[name] for name in _MAX_FIELDS.get(route, ()) if body.get(name) is not None]
-    if not requested:
-        return None
-    return int(min(max(requested), price.max_output_tokens))
 
 
 def _choices(route: str, body: Mapping[str, Any]) -> int:

@@ -88,7 +88,7 @@ class _Bound:
         # the exact-type tests first: they are what JSON holds, and each ABC test (Mapping)
         # costs more than the counting it guards
         if type(value) is str:
-            self.tokens += len(value.encode("utf-8", "surrogatepass"))
+            self.tokens += _utf8_len(value)
         elif isinstance(value, list):
             for item in value:
                 self.content(item)
@@ -104,9 +104,12 @@ class _Bound:
                 self._document(value)
             else:
                 for key, item in value.items():
-                    self.tokens += text_bytes(key)
-                    if type(item) is str:  # most values: counted here, not in a call
-                        self.tokens += len(item.encode("utf-8", "surrogatepass"))
+                    # JSON's keys and most values are strings, most of them ASCII: counted
+                    # here, not in a call, and without encoding them
+                    self.tokens += (len(key) if type(key) is str and key.isascii()
+                                    else text_bytes(key))
+                    if type(item) is str:
+                        self.tokens += len(item) if item.isascii() else _utf8_len(item)
                         continue
                     if key == "audio" and isinstance(item, Mapping) and "id" in item:
                         self.opaque = True  # an earlier audio reply, referenced by id
@@ -131,11 +134,16 @@ class _Bound:
             self.opaque = True
 
 
+def _utf8_len(text: str) -> int:
+    # an ASCII string's length is its bytes' (isascii reads a flag CPython keeps, no scan);
+    # surrogatepass: JSON may carry a lone surrogate, which still costs tokens upstream
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
 def text_bytes(value: object) -> int:
     """UTF-8 bytes of the words of a JSON value: strings, keys, and literals as JSON spells them."""
     if isinstance(value, str):
-        # surrogatepass: JSON may carry a lone surrogate, which still costs tokens upstream.
-        return len(value.encode("utf-8", "surrogatepass"))
+        return _utf8_len(value)
     if type(value) is dict or isinstance(value, Mapping):
         return sum(text_bytes(key) + text_bytes(item) for key, item in value.items())
     if isinstance(value, list | tuple):

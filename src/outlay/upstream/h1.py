@@ -10,6 +10,7 @@ was sent, UpstreamBroken once the request may have been.
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 import time
 from collections import deque
@@ -22,6 +23,7 @@ from outlay.upstream.base import UpstreamBroken, UpstreamUnreachable
 IDLE_S = 15.0  # a kept-alive connection unused this long is closed rather than reused
 HIGH_WATER = 256 * 1024  # body bytes buffered unread before reading the socket pauses
 LOW_WATER = 64 * 1024  # … and resumes
+EARLY_S = 0.001  # a timer this close to a wait's deadline counts as on time
 
 
 class Pool:
@@ -124,6 +126,11 @@ class Connection(asyncio.Protocol):
         self.pool = pool
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
+        # one timer for the waits' time limit, moved lazily: a wait only records its
+        # deadline, and the timer, firing early, sets itself again (a timer made and
+        # cancelled per wait, twice a call, cost more than the rest of the wait)
+        self._due = math.inf  # when the wait under way times out (loop time)
+        self._timer: asyncio.TimerHandle | None = None
         self.begin(True)
 
     def begin(self, expect_body: bool) -> None:
@@ -172,6 +179,7 @@ class Connection(asyncio.Protocol):
         if not self.done:  # whoever still waits on this answer learns it will not come
             self._fail(UpstreamBroken("the connection was closed"))
         self.in_use = False
+        self._stop_timer()
         if not self.closed:
             self.closed = True
             self.transport.close()
@@ -180,17 +188,31 @@ class Connection(asyncio.Protocol):
         loop = self.pool.loop.loop
         assert loop is not None  # kept by the pool before it made this connection
         waiter = self._waiter = loop.create_future()
-        timer = loop.call_later(self.pool.read_timeout_s, self._time_out, waiter)
+        self._due = loop.time() + self.pool.read_timeout_s
+        if self._timer is None:  # else it fires before this deadline, and moves on to it
+            self._timer = loop.call_at(self._due, self._time_out)
         try:
             await waiter
         finally:
-            timer.cancel()
             self._waiter = None
+            self._due = math.inf
 
-    def _time_out(self, waiter: asyncio.Future[None]) -> None:
-        if not waiter.done():
-            waiter.set_exception(UpstreamBroken(
-                f"no answer within {self.pool.read_timeout_s:g} s"))
+    def _time_out(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # no wait under way: the next one sets a timer
+        loop = self.pool.loop.loop
+        assert loop is not None
+        if self._due - loop.time() > EARLY_S:  # a later wait than the one it was set for
+            self._timer = loop.call_at(self._due, self._time_out)
+            return
+        waiter.set_exception(UpstreamBroken(f"no answer within {self.pool.read_timeout_s:g} s"))
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -223,6 +245,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._stop_timer()
         if self.in_use and not self.done:
             if self.head_done and self.until_close and exc is None:
                 self._complete()  # the server closing was the end of the body

@@ -7,6 +7,7 @@ idempotent methods, which may also move on when the connection breaks before an 
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import ssl
@@ -114,6 +115,18 @@ class _Target:
     pool: Pool
     host: str
     prefix: str
+    # the credential headers of each provider that sends here (_auth_plan), made once
+    plans: dict[str, _AuthPlan] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class _AuthPlan:
+    """What an endpoint's calls of one provider carry beside the agent's headers."""
+
+    replaced: frozenset[str]  # lower-case names the endpoint's own auth headers replace
+    ours: tuple[tuple[str, str], ...]  # set here, before the endpoint's auth headers
+    version: bool  # anthropic-version added unless the agent sent one
+    auth: tuple[tuple[str, str], ...]  # the endpoint's auth headers, last
 
 
 class HttpUpstream:
@@ -254,8 +267,10 @@ class HttpUpstream:
         if _NOT_IN_TARGET.search(path) or not path.startswith("/"):
             raise UpstreamUnreachable(f"bad request target {path!r} for {endpoint.base_url}")
         method = request.method.upper()
-        head = _head(method, path, target.host,
-                     _outbound_headers(request.provider, endpoint, request.headers),
+        plan = target.plans.get(request.provider)
+        if plan is None:
+            plan = target.plans[request.provider] = _auth_plan(request.provider, endpoint)
+        head = _head(method, path, target.host, _outbound_headers(plan, request.headers),
                      len(request.body))
         try:
             conn = await target.pool.exchange(head, request.body,
@@ -321,28 +336,37 @@ def _listener(
     return lambda _old, new: on_change(provider, endpoint, new)
 
 
-def _outbound_headers(
-    provider: str, endpoint: Endpoint, incoming: Mapping[str, str]
-) -> list[tuple[str, str]]:
+def _auth_plan(provider: str, endpoint: Endpoint) -> _AuthPlan:
     # the endpoint's own auth headers replace any of the same name, ours included
-    replaced = {name.lower() for name, _ in endpoint.auth_headers}
-    headers = [(name, value) for name, value in incoming.items()
-               if (low := name.lower()) not in _REQUEST_DROPPED and low not in replaced]
+    replaced = frozenset(name.lower() for name, _ in endpoint.auth_headers)
     # identity keeps the bytes as the provider sent them, so streams pass through unbuffered
     ours = [("Accept-Encoding", "identity")]
+    version = False
     style = endpoint.style or ("anthropic" if provider == "anthropic" else "openai")
     if style == "anthropic":
         if endpoint.api_key is not None:
             ours.append(("x-api-key", endpoint.api_key))
-        if not any(name.lower() == "anthropic-version" for name, _ in headers):
-            ours.append(("anthropic-version", ANTHROPIC_VERSION))
+        version = "anthropic-version" not in replaced
     elif style == "azure":
         if endpoint.api_key is not None:
             ours.append(("api-key", endpoint.api_key))
     elif endpoint.api_key is not None:
         ours.append(("Authorization", f"Bearer {endpoint.api_key}"))
-    headers += [(name, value) for name, value in ours if name.lower() not in replaced]
-    headers += endpoint.auth_headers
+    return _AuthPlan(replaced, tuple((name, value) for name, value in ours
+                                     if name.lower() not in replaced),
+                     version, endpoint.auth_headers)
+
+
+def _outbound_headers(plan: _AuthPlan, incoming: Mapping[str, str]) -> list[tuple[str, str]]:
+    replaced = plan.replaced
+    headers = [(name, value) for name, value in incoming.items()
+               if (low := name.lower()) not in _REQUEST_DROPPED and low not in replaced]
+    version = plan.version and not any(name.lower() == "anthropic-version"
+                                       for name, _ in headers)
+    headers += plan.ours
+    if version:
+        headers.append(("anthropic-version", ANTHROPIC_VERSION))
+    headers += plan.auth
     return headers
 
 
@@ -373,15 +397,16 @@ def _inbound_headers(raw: list[tuple[bytes, bytes]]) -> tuple[CIMultiDict[str], 
     named_in_connection: list[str] = []
     codings: list[str] = []
     for name, value in raw:
-        low = name.lower()
-        if low in _HOP_BY_HOP_BYTES:
-            if low == b"connection":
-                named_in_connection += value.decode("latin-1").split(",")
+        text_name, kind = _name_of(name)
+        if kind == _HOP:
+            continue
+        if kind == _CONNECTION:
+            named_in_connection += value.decode("latin-1").split(",")
             continue
         text = value.decode("utf-8", "surrogateescape")
-        if low == b"content-encoding":
+        if kind == _CODING:
             codings.append(text.strip().lower())
-        pairs.append((name.decode("latin-1"), text))
+        pairs.append((text_name, text))
     headers: CIMultiDict[str] = CIMultiDict(pairs)  # made at once: add() is a call each
     for token in named_in_connection:  # rare: the hop-by-hop headers a server names
         headers.popall(token.strip(), None)
@@ -389,3 +414,23 @@ def _inbound_headers(raw: list[tuple[bytes, bytes]]) -> tuple[CIMultiDict[str], 
     if coding is not None or codings == ["identity"]:
         del headers["Content-Encoding"]
     return headers, coding
+
+
+_PLAIN, _HOP, _CONNECTION, _CODING = "plain", "hop", "connection", "coding"
+
+
+# a provider answers with the same few names on every call: each read once (bounded: a
+# server may send any names it likes)
+@functools.lru_cache(maxsize=1024)
+def _name_of(raw: bytes) -> tuple[str, str]:
+    """A header name as text, and what this client does with it."""
+    low = raw.lower()
+    if low == b"connection":
+        kind = _CONNECTION
+    elif low in _HOP_BY_HOP_BYTES:
+        kind = _HOP
+    elif low == b"content-encoding":
+        kind = _CODING
+    else:
+        kind = _PLAIN
+    return raw.decode("latin-1"), kind
