@@ -1,5 +1,6 @@
 """The reservation and settlement scripts run directly: a window's expiry is set when a
-bucket is first counted and outlasts it; a budget's snapshot is its counter as stored."""
+bucket is first counted and outlasts it; a budget's snapshot is its counter as stored; a call
+reserved with no vendor object looks for no link when settled."""
 
 from __future__ import annotations
 
@@ -99,3 +100,33 @@ async def test_a_budgets_snapshot_is_its_counter_as_stored(redis: Redis) -> None
     assert second[-1][at] == ["12345678901", "1000"]
     # the tightest budget: what it holds with this call, and its cap
     assert second[4:6] == ["12345680901", "100000000000"]
+
+
+async def test_a_call_reserved_without_an_object_looks_for_no_link(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    await scripts.ready()
+    rid, checks, _ = await scripts.reserved(NOW)
+    assert await redis.hget(scripts.names.reservation(rid), "ln") == "0"
+    stray = f"{scripts.names.prefix}ol:{rid}"
+    await redis.set(stray, "o:" + scripts.names.prefix + "o:vendor:obj")
+    reply = await scripts.settled(rid)
+    assert reply[0] == 1
+    assert "__x" not in reply
+    assert reply[1] == "800"
+    assert reply[2] == "100"
+    assert await redis.get(stray) is not None  # not looked up, so not taken
+    budget = next(c.key for c in checks if c.kind == "b")
+    assert await redis.hgetall(budget) == {"spent": "800", "reserved": "0"}
+
+
+async def test_a_reservation_from_before_the_link_flag_looks_for_its_link(
+        redis: Redis) -> None:
+    scripts = Scripts(redis)
+    await scripts.ready()
+    rid, _, _ = await scripts.reserved(NOW)
+    await redis.hdel(scripts.names.reservation(rid), "ln")  # as an older reserve.lua left it
+    link = f"{scripts.names.prefix}ol:{rid}"
+    await redis.set(link, "c:" + scripts.names.prefix + "o:vendor:")
+    reply = await scripts.settled(rid)  # a create whose answer named no object
+    assert reply[0] == 1
+    assert await redis.get(link) is None  # looked up, and taken

@@ -189,9 +189,13 @@ local sp, cap = '', ''
 if tight_cap then
   sp, cap = string.format('%d', tight_cap - tight_rem), tight_text
 end
--- fwd 0: not yet forwarded (forward.lua marks it just before the call is sent)
+-- fwd 0: not yet forwarded (forward.lua marks it just before the call is sent); ln 1 for a
+-- call linked to a vendor object (exposure_reserve.lua, whose last argument is the link),
+-- 0 for any other, whose settlement then looks for no link
+local ln = '0'
+if ARGV[13] then ln = '1' end
 redis.call('HSET', KEYS[3], 'rec', ARGV[6], 'row', ARGV[7], 'ov', overage, 'sp', sp,
-  'cap', cap, 'at', string.format('%d', now), 'fwd', '0')
+  'cap', cap, 'at', string.format('%d', now), 'fwd', '0', 'ln', ln)
 redis.call('ZADD', KEYS[2], lease, ARGV[9] .. ' ' .. id)
 -- a worker that holds a lease is alive now: known to the reaper from its first reservation
 -- on a state rebuilt since its last heartbeat, not only from its next heartbeat

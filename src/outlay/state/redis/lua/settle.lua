@@ -18,7 +18,7 @@
 -- every hold on an overrun)…}.
 
 if redis.call('HEXISTS', KEYS[4], 'ready') == 0 then return {-1} end
-local got = redis.call('HMGET', KEYS[1], 'rec', 'row', 'ov', 'sp', 'cap', 'at', 'fwd')
+local got = redis.call('HMGET', KEYS[1], 'rec', 'row', 'ov', 'sp', 'cap', 'at', 'fwd', 'ln')
 if not got[1] then return {0} end
 redis.call('DEL', KEYS[1])
 local rec = cjson.decode(got[1])
@@ -68,4 +68,6 @@ end
 out[4] = redis.call('XADD', KEYS[3], '*', 'k', 's', 'row', got[2], 'ov', got[3], 'sp', got[4],
   'cap', got[5], 'mode', mode, 'cost', cost_text, 'tokens', used_text, 'status', ARGV[5],
   'model', ARGV[6], 'reserved', rec.amount)
-return out
+-- and, for exposure_settle.lua (a script returns only its first value), whether the call
+-- may be linked to a vendor object: '0' not, '1' or nil (a reservation older than `ln`) may
+return out, got[8]
