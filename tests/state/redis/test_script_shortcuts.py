@@ -1,6 +1,8 @@
-"""The reservation and settlement scripts run directly: a window's expiry is set when a
-bucket is first counted and outlasts it; a budget's snapshot is its counter as stored; a call
-reserved with no vendor object looks for no link when settled."""
+"""The reservation, forwarded mark and settlement scripts run directly, where they take
+shortcuts: a window's expiry is set when a bucket is first counted and outlasts it; a
+budget's snapshot is its counter as stored; a call reserved with no vendor object looks for
+no link when settled; the forwarded mark is one write, and makes no reservation it did not
+find."""
 
 from __future__ import annotations
 
@@ -130,3 +132,22 @@ async def test_a_reservation_from_before_the_link_flag_looks_for_its_link(
     reply = await scripts.settled(rid)  # a create whose answer named no object
     assert reply[0] == 1
     assert await redis.get(link) is None  # looked up, and taken
+
+
+async def test_the_forwarded_mark_is_one_write_and_leaves_no_reservation_it_did_not_find(
+        redis: Redis) -> None:
+    scripts = Scripts(redis)
+    await scripts.ready()
+    forward = redis.register_script(script_text("forward.lua"))
+    rid, _, _ = await scripts.reserved(NOW)
+    held = scripts.names.reservation(rid)
+    assert await forward(keys=[held]) == 1
+    assert await redis.hget(held, "fwd") == "1"
+    assert await forward(keys=[held]) == 1  # marked again: still held
+    older, _, _ = await scripts.reserved(NOW)
+    await redis.hdel(scripts.names.reservation(older), "fwd")  # as written before `fwd`
+    assert await forward(keys=[scripts.names.reservation(older)]) == 1
+    assert await redis.hget(scripts.names.reservation(older), "fwd") == "1"
+    await scripts.settled(rid)
+    assert await forward(keys=[held]) == 0  # settled (or reaped): not to be sent
+    assert await redis.exists(held) == 0

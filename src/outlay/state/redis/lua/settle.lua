@@ -48,14 +48,16 @@ for _, hold in ipairs(rec.holds) do
   local spent = redis.call('HINCRBY', hold[1], 'spent', cost_text)
   if over or hold[2] == 1 then out[#out + 1] = spent end
 end
-for _, window in ipairs(rec.tpm) do
-  -- window = {key, bucket width}: correct the bucket the tokens were counted in, if kept
-  local bucket = string.format('%d', math.floor(got[6] / window[2]))
-  local count = redis.call('HGET', window[1], bucket)
-  if count then
-    local fixed = count + used - tokens
-    if fixed < 0 then fixed = 0 end
-    redis.call('HSET', window[1], bucket, string.format('%d', fixed))
+if used ~= tokens then  -- as many tokens as counted: nothing to correct
+  for _, window in ipairs(rec.tpm) do
+    -- window = {key, bucket width}: correct the bucket the tokens were counted in, if kept
+    local bucket = string.format('%d', math.floor(got[6] / window[2]))
+    local count = redis.call('HGET', window[1], bucket)
+    if count then
+      local fixed = count + used - tokens
+      if fixed < 0 then fixed = 0 end
+      redis.call('HSET', window[1], bucket, string.format('%d', fixed))
+    end
   end
 end
 for _, key in ipairs(rec.parallel) do
