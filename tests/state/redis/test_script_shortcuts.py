@@ -151,3 +151,9 @@ async def test_the_forwarded_mark_is_one_write_and_leaves_no_reservation_it_did_
     await scripts.settled(rid)
     assert await forward(keys=[held]) == 0  # settled (or reaped): not to be sent
     assert await redis.exists(held) == 0
+    voided = scripts.names.reservation("req_voided")  # void.lua's marker: left as it was
+    await redis.hset(voided, "void", "1")
+    await redis.pexpire(voided, 60_000)
+    assert await forward(keys=[voided]) == 0
+    assert await redis.hgetall(voided) == {"void": "1"}
+    assert 0 < await redis.pttl(voided) <= 60_000
