@@ -138,10 +138,12 @@ class RedisSettlement:
 
     def _settle_call(self, outcome: Outcome) -> tuple[list[str], list[Any]]:
         names = self.names
+        # int(): the script passes the figures on as the text they come as, which must be
+        # an integer's (HINCRBY's, the ledger's) whatever number a caller computed
         return ([names.reservation(outcome.reservation_id), names.leases,
                  names.wal(self.worker), names.meta],
-                [outcome.reservation_id, outcome.settled, outcome.cost_micros,
-                 outcome.tokens, outcome.status or "", outcome.model or ""])
+                [outcome.reservation_id, outcome.settled, int(outcome.cost_micros),
+                 int(outcome.tokens), outcome.status or "", outcome.model or ""])
 
     def _after_settle(self, outcome: Outcome, result: Any, *, keep: bool = True,
                       queued: bool = False) -> tuple[Settled | None, list[Event]]:

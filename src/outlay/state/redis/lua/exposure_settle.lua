@@ -10,11 +10,12 @@
 -- Returns what settle.lua returns, followed, when the call was on an object, by '__x', the
 -- stream entry of the give-backs' ledger rows ('' if none), those rows, and their total.
 
-local out = (function()
+local out, ln = (function()
 -- @settle.lua
 end)()
 
-if out[1] ~= 1 then return out end
+-- a call reserved with no link (plain reserve.lua) has no object: no link to look for
+if out[1] ~= 1 or ln == '0' then return out end
 local link_key = string.sub(KEYS[4], 1, -5) .. 'ol:' .. ARGV[1]
 local link = redis.call('GET', link_key)
 if not link then return out end

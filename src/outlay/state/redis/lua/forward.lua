@@ -6,6 +6,13 @@
 -- Returns 1 when marked, 0 when the reservation is no longer held (the reaper settled it:
 -- the call must not be sent).
 
-if redis.call('HEXISTS', KEYS[1], 'rec') == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'fwd', '1')
+-- One command for a held reservation: every one has its `fwd` field (reserve.lua writes 0, a
+-- rebuild 1), so marking it adds no field. A field added means the hash lacked it: written
+-- before `fwd` was, or no reservation (none, or void.lua's marker), which the field is taken
+-- back from, leaving it as it was (none stays none: Redis drops an empty hash).
+if redis.call('HSET', KEYS[1], 'fwd', '1') == 1 and redis.call('HEXISTS', KEYS[1], 'rec') == 0
+then
+  redis.call('HDEL', KEYS[1], 'fwd')
+  return 0
+end
 return 1

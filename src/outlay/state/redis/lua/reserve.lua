@@ -51,13 +51,15 @@ end
 
 local n = tonumber(ARGV[8])
 local spec = {}
+-- each value as a number and as sent (a string to pass on costs no string.format); numbers
+-- by arithmetic (`+ 0`), which converts once where tonumber converts twice
 for kind, a, b, c, block in string.gmatch(ARGV[10], '(%a) (%-?%d+) (%-?%d+) (%-?%d+) (%d)') do
-  spec[#spec + 1] = {kind, tonumber(a), tonumber(b), tonumber(c), block}
+  spec[#spec + 1] = {kind, a + 0, b + 0, c + 0, block, a, b, c}
 end
 local snapshot = {}
 local blocked, overage = false, 0
-local tight_rem, tight_cap = nil, nil
-local state = {}
+local tight_rem, tight_cap, tight_text = nil, nil, nil
+local state, fresh = {}, {}
 local tagvals = nil
 for i = 1, n do
   local kind, a, b, c, block = unpack(spec[i])
@@ -66,20 +68,26 @@ for i = 1, n do
   if kind == 'w' then
     local bucket = math.floor(now / a)
     local fields = redis.call('HGETALL', key)
-    local used, counts, stale = 0, {}, {}
+    local used, counts, stale, oldest = 0, {}, {}, bucket - 60
+    local field = nil  -- now's bucket's field, if the hash has it
     for k = 1, 60 do counts[k] = '0' end
     for j = 1, #fields, 2 do
-      local at = tonumber(fields[j])
-      if at <= bucket - 60 then  -- a bucket counts for 60 buckets from its start
+      local at = fields[j] + 0
+      if at <= oldest then  -- a bucket counts for 60 buckets from its start
         stale[#stale + 1] = fields[j]
       elseif at <= bucket then
-        used = used + tonumber(fields[j + 1])
-        counts[at - bucket + 60] = fields[j + 1]  -- as stored: exact whatever its size
+        local count = fields[j + 1]
+        used = used + count
+        counts[at - oldest] = count  -- as stored: exact whatever its size
+        if at == bucket then field = fields[j] end
       end
     end
     if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
     breached = used + c > b
-    state[i] = bucket
+    -- the hash was given its expiry when now's bucket was first counted (62 buckets from
+    -- then, past the last moment that bucket counts): set it again only for a new bucket
+    state[i] = field or string.format('%d', bucket)
+    fresh[i] = field == nil
     -- the 60 buckets' counts, oldest first, in one string (one reply value to parse, not
     -- a field and a value per bucket)
     snapshot[i] = {table.concat(counts, ' ')}
@@ -94,17 +102,24 @@ for i = 1, n do
   elseif kind == 'l' then
     local fields = redis.call('HGETALL', key)
     local used, seen, stale = 0, {}, {}
+    local bucket = math.floor(now / a)
+    local field = nil  -- now's bucket's field, if the hash has it
     for j = 1, #fields, 2 do
-      if tonumber(fields[j]) * a + c <= now then
+      local at = fields[j] + 0
+      if at * a + c <= now then
         stale[#stale + 1] = fields[j]
       else
-        used = used + tonumber(fields[j + 1])
+        used = used + fields[j + 1]
         seen[#seen + 1] = fields[j]
         seen[#seen + 1] = fields[j + 1]
+        if at == bucket then field = fields[j] end
       end
     end
     if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
     breached = used + 1 > b
+    -- as a window's: the expiry set when now's bucket was first counted outlasts it
+    state[i] = field or string.format('%d', bucket)
+    fresh[i] = field == nil
     snapshot[i] = seen
   elseif kind == 'z' then
     local untl = tonumber(redis.call('GET', key) or '0')
@@ -116,17 +131,18 @@ for i = 1, n do
     snapshot[i] = {string.format('%d', inflight)}
   else
     local counter = redis.call('HMGET', key, 'spent', 'reserved')
-    local spent, reserved = tonumber(counter[1] or '0'), tonumber(counter[2] or '0')
+    local spent, reserved = (counter[1] or 0) + 0, (counter[2] or 0) + 0
     if a >= 0 then
       breached = spent + reserved + b > a
       local rem = a - spent - reserved - b
       if rem < 0 then rem = 0 end
       if block ~= '3' and (tight_rem == nil or rem < tight_rem
           or (rem == tight_rem and a < tight_cap)) then
-        tight_rem, tight_cap = rem, a
+        tight_rem, tight_cap, tight_text = rem, a, spec[i][6]
       end
     end
-    snapshot[i] = {string.format('%d', spent), string.format('%d', reserved)}
+    -- as stored (integers, written by HINCRBY or the rebuild)
+    snapshot[i] = {counter[1] or '0', counter[2] or '0'}
   end
   if breached then
     if block == '1' then
@@ -143,25 +159,25 @@ end
 if blocked then return {'refused', now, snapshot} end
 
 for i = 1, n do
-  local kind, a, b, c = unpack(spec[i])
+  local kind, a, b, c, _, _, b_text, c_text = unpack(spec[i])
   local key = KEYS[6 + i]
   if kind == 'w' then
     if c > 0 then
-      redis.call('HINCRBY', key, string.format('%d', state[i]), string.format('%d', c))
-      redis.call('PEXPIRE', key, a * 62)
+      redis.call('HINCRBY', key, state[i], c_text)
+      if fresh[i] then redis.call('PEXPIRE', key, a * 62) end
     end
   elseif kind == 'p' then
     redis.call('INCR', key)
   elseif kind == 'l' then
-    redis.call('HINCRBY', key, string.format('%d', math.floor(now / a)), 1)
-    redis.call('PEXPIRE', key, c + a)
+    redis.call('HINCRBY', key, state[i], 1)
+    if fresh[i] then redis.call('PEXPIRE', key, c + a) end
   elseif kind == 't' then
     if state[i] then
       redis.call('SADD', key, tagvals[b])
       if c > 0 then redis.call('PEXPIRE', key, c) end
     end
   elseif c ~= 0 then
-    redis.call('HINCRBY', key, 'reserved', string.format('%d', b))
+    redis.call('HINCRBY', key, 'reserved', b_text)
     if c > 0 then redis.call('PEXPIRE', key, c) end
   end
 end
@@ -171,11 +187,15 @@ local id = ARGV[4]
 local lease = now - tonumber(meta[3] or '0') + tonumber(ARGV[3])
 local sp, cap = '', ''
 if tight_cap then
-  sp, cap = string.format('%d', tight_cap - tight_rem), string.format('%d', tight_cap)
+  sp, cap = string.format('%d', tight_cap - tight_rem), tight_text
 end
--- fwd 0: not yet forwarded (forward.lua marks it just before the call is sent)
+-- fwd 0: not yet forwarded (forward.lua marks it just before the call is sent); ln 1 for a
+-- call linked to a vendor object (exposure_reserve.lua, whose last argument is the link),
+-- 0 for any other, whose settlement then looks for no link
+local ln = '0'
+if ARGV[13] then ln = '1' end
 redis.call('HSET', KEYS[3], 'rec', ARGV[6], 'row', ARGV[7], 'ov', overage, 'sp', sp,
-  'cap', cap, 'at', string.format('%d', now), 'fwd', '0')
+  'cap', cap, 'at', string.format('%d', now), 'fwd', '0', 'ln', ln)
 redis.call('ZADD', KEYS[2], lease, ARGV[9] .. ' ' .. id)
 -- a worker that holds a lease is alive now: known to the reaper from its first reservation
 -- on a state rebuilt since its last heartbeat, not only from its next heartbeat

@@ -18,41 +18,46 @@
 -- every hold on an overrun)…}.
 
 if redis.call('HEXISTS', KEYS[4], 'ready') == 0 then return {-1} end
-local got = redis.call('HMGET', KEYS[1], 'rec', 'row', 'ov', 'sp', 'cap', 'at', 'fwd')
+local got = redis.call('HMGET', KEYS[1], 'rec', 'row', 'ov', 'sp', 'cap', 'at', 'fwd', 'ln')
 if not got[1] then return {0} end
 redis.call('DEL', KEYS[1])
 local rec = cjson.decode(got[1])
 redis.call('ZREM', KEYS[2], rec.worker .. ' ' .. ARGV[1])
-local amount, tokens = tonumber(rec.amount), tonumber(rec.tokens)
+-- each figure as a number and as the integer text it came as (the record's, written by the
+-- gateway, or an argument): passed on as it is, with no string.format
+local amount, tokens = rec.amount + 0, rec.tokens + 0
 local mode = ARGV[2]
 if mode == 'reaped' then
   if got[7] == '0' then mode = 'void' else mode = 'unsettled' end
 end
-local cost, used = tonumber(ARGV[3]), tonumber(ARGV[4])
+local cost, used, cost_text, used_text = ARGV[3] + 0, ARGV[4] + 0, ARGV[3], ARGV[4]
 if mode == 'void' then
-  cost, used = 0, 0
+  cost, used, cost_text, used_text = 0, 0, '0', '0'
 elseif amount == 0 then
-  cost = 0  -- holds nothing: moves no money, or repeats a call already charged
+  cost, cost_text = 0, '0'  -- holds nothing: moves no money, or repeats a call already charged
 elseif mode == 'unsettled' then
-  cost, used = amount, tokens
+  cost, used, cost_text, used_text = amount, tokens, rec.amount, rec.tokens
 end
 local over = cost > amount
 
-local out = {1, string.format('%d', cost), string.format('%d', used), '', got[1], got[2],
-  got[3], got[4], got[5], mode}
+local out = {1, cost_text, used_text, '', got[1], got[2], got[3], got[4], got[5], mode}
+local release = '0'  -- "-0" is no integer to HINCRBY
+if amount ~= 0 then release = '-' .. rec.amount end
 for _, hold in ipairs(rec.holds) do
-  redis.call('HINCRBY', hold[1], 'reserved', string.format('%d', -amount))
-  local spent = redis.call('HINCRBY', hold[1], 'spent', string.format('%d', cost))
+  redis.call('HINCRBY', hold[1], 'reserved', release)
+  local spent = redis.call('HINCRBY', hold[1], 'spent', cost_text)
   if over or hold[2] == 1 then out[#out + 1] = spent end
 end
-for _, window in ipairs(rec.tpm) do
-  -- window = {key, bucket width}: correct the bucket the tokens were counted in, if kept
-  local bucket = string.format('%d', math.floor(tonumber(got[6]) / tonumber(window[2])))
-  local count = redis.call('HGET', window[1], bucket)
-  if count then
-    local fixed = tonumber(count) + used - tokens
-    if fixed < 0 then fixed = 0 end
-    redis.call('HSET', window[1], bucket, string.format('%d', fixed))
+if used ~= tokens then  -- as many tokens as counted: nothing to correct
+  for _, window in ipairs(rec.tpm) do
+    -- window = {key, bucket width}: correct the bucket the tokens were counted in, if kept
+    local bucket = string.format('%d', math.floor(got[6] / window[2]))
+    local count = redis.call('HGET', window[1], bucket)
+    if count then
+      local fixed = count + used - tokens
+      if fixed < 0 then fixed = 0 end
+      redis.call('HSET', window[1], bucket, string.format('%d', fixed))
+    end
   end
 end
 for _, key in ipairs(rec.parallel) do
@@ -63,7 +68,8 @@ if mode == 'void' and rec.idem ~= '' then
   if redis.call('GET', rec.idem) == ARGV[1] then redis.call('DEL', rec.idem) end
 end
 out[4] = redis.call('XADD', KEYS[3], '*', 'k', 's', 'row', got[2], 'ov', got[3], 'sp', got[4],
-  'cap', got[5], 'mode', mode, 'cost', string.format('%d', cost),
-  'tokens', string.format('%d', used), 'status', ARGV[5], 'model', ARGV[6],
-  'reserved', string.format('%d', amount))
-return out
+  'cap', got[5], 'mode', mode, 'cost', cost_text, 'tokens', used_text, 'status', ARGV[5],
+  'model', ARGV[6], 'reserved', rec.amount)
+-- and, for exposure_settle.lua (a script returns only its first value), whether the call
+-- may be linked to a vendor object: '0' not, '1' or nil (a reservation older than `ln`) may
+return out, got[8]
