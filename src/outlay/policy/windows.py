@@ -67,13 +67,13 @@ class WindowState:
     def added(self, bucket: int, weight: int) -> WindowState:
         return self.rolled(bucket).grown(bucket, weight)
 
-    def grown(self, bucket: int, weight: int) -> WindowState:
+    def grown(self, bucket: int, weight: int, used: int | None = None) -> WindowState:
         """This window, already seen from `bucket` (rolled), with `weight` added to its
-        newest bucket."""
+        newest bucket. `used`: the sum of its counts, when the caller has it."""
         counts = self.counts
         if not counts:
             return WindowState(bucket, (weight,), weight)
-        total = self.total
+        total = self.total if used is None else used
         # concatenated: faster than unpacking 59 counts into a new tuple
         return WindowState(self.newest, counts[:-1] + (counts[-1] + weight,),  # noqa: RUF005
                            None if total is None else total + weight)
@@ -111,16 +111,11 @@ def fits(name: str, state: WindowState, limit: int, weight: int, now_ms: int
     rolled = state if bucket == state.newest and len(counts) <= BUCKETS else state.rolled(bucket)
     counts = rolled.counts
     total = rolled.total
-    used = (sum(counts) if total is None else total) + weight
-    if used > limit:
+    before = sum(counts) if total is None else total
+    if before + weight > limit:
         return None
-    # rolled.grown(bucket, weight), its sum known
-    if not counts:
-        alone = (weight,)
-        return WindowState(bucket, alone, weight), used, _reset_of(alone, bucket, width, now_ms)
-    after = counts[:-1] + (counts[-1] + weight,)  # noqa: RUF005 (see grown)
-    newest = rolled.newest
-    return WindowState(newest, after, used), used, _reset_of(after, newest, width, now_ms)
+    after = rolled.grown(bucket, weight, before)
+    return after, before + weight, _reset(after, width, now_ms)
 
 
 def check(name: str, state: WindowState, limit: int, weight: int, now_ms: int) -> WindowCheck:
@@ -147,10 +142,7 @@ def check(name: str, state: WindowState, limit: int, weight: int, now_ms: int) -
 
 def _reset(state: WindowState, width: int, now_ms: int) -> int:
     """When the oldest bucket that counts leaves the window (now when none counts)."""
-    return _reset_of(state.counts, state.newest, width, now_ms)
-
-
-def _reset_of(counts: tuple[int, ...], newest: int, width: int, now_ms: int) -> int:
+    counts = state.counts
     if counts and counts[0]:  # the usual case under steady traffic: no search
         oldest = 0
     else:
@@ -160,7 +152,7 @@ def _reset_of(counts: tuple[int, ...], newest: int, width: int, now_ms: int) -> 
         if not first:
             return now_ms
         oldest = counts.index(first)
-    return (newest - len(counts) + 1 + oldest + BUCKETS) * width
+    return (state.newest - len(counts) + 1 + oldest + BUCKETS) * width
 
 
 # the widths a window's counts are packed in, narrowest first: the first that holds every
