@@ -264,9 +264,7 @@ def decide(
             if rule.flow != flow:
                 continue  # money out never counts toward spend, nor spend toward money out
             start, end = period_bounds(rule.period, now_ms)
-            counter = view.counters.get(rule.counter)
-            if counter is None or counter.period_start != start:
-                counter = Counter(start)  # the period turned since it was written
+            counter = _current(view, rule.counter, start)
             committed = counter.spent + counter.reserved
             shadow, cap = rule.shadow, rule.cap
             if rule.hard:
@@ -356,15 +354,18 @@ def _hard_room(ruled: Sequence[tuple[ScopeView, Policy, Rules]], now_ms: int,
         if not hard or policy.on_breach == "alert" or (
                 grant is not None and (view.scope, "budget_exceeded") in grant.breaches):
             continue
-        counters = view.counters
         for rule in hard:
-            start = period_bounds(rule.period, now_ms)[0]
-            counter = counters.get(rule.counter)
-            if counter is None or counter.period_start != start:
-                counter = Counter(start)  # the period turned since it was written
+            counter = _current(view, rule.counter, period_bounds(rule.period, now_ms)[0])
             left = rule.cap - counter.spent - counter.reserved
             room = left if room is None or left < room else room
     return room
+
+
+def _current(view: ScopeView, name: str, start: int) -> Counter:
+    """The scope's counter `name` (a budget's `counter`) if it counts the period starting
+    at `start`; a fresh one otherwise (the period turned since it was written)."""
+    counter = view.counters.get(name)
+    return counter if counter is not None and counter.period_start == start else Counter(start)
 
 
 class _Breaches:
