@@ -23,7 +23,7 @@ from outlay.policy.approvals import judge
 from outlay.policy.decide import authenticate, decide
 from outlay.policy.decision import Admit, Call, Decision, Event, Grant, KeyInfo, call_scopes
 from outlay.policy.errors import ApprovalMismatch, BudgetExceeded, BudgetHeld, OutlayError, RateHeld
-from outlay.policy.pacing import PAUSE, decide_paced, held, queue_wait
+from outlay.policy.pacing import PAUSE, decide_paced, queue_wait
 from outlay.policy.series import SeriesQuery, Sums
 from outlay.policy.tags import is_wildcard, wildcard_of
 from outlay.policy.windows import WindowState, bucket_of
@@ -195,9 +195,6 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         chosen: list[str | None] = [None]  # the endpoint the call is admitted on
 
         def decide_on(call: Call, may_wait: bool) -> Decision:
-            if not slots:  # decide_paced's answer without endpoints, with no closure made
-                return held(decide(call, key, views, now, ticket.aliases, ticket.free_models,
-                                   grant, may_wait, labels, loop), views, ticket.may_queue)
             decision, chosen[0] = decide_paced(lambda v: decide(
                 call, key, v, now, ticket.aliases, ticket.free_models, grant, may_wait,
                 labels, loop), views, slots, now, ticket.may_queue)
