@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 from outlay.policy.decision import Limits
-from outlay.policy.money import micros_to_usd
+from outlay.policy.money import ceil_div, micros_to_usd
 from outlay.policy.windows import WINDOW_SECONDS
 
 
@@ -13,7 +13,7 @@ def duration(ms: int) -> str:
     """OpenAI's reset format: 1m30s, 6m0s, 850ms, 2s."""
     if ms < 1000:
         return f"{max(0, ms)}ms"
-    seconds = -(-ms // 1000)
+    seconds = ceil_div(ms, 1000)
     if seconds < 60:
         return f"{seconds}s"
     hours, rest = divmod(seconds, 3600)
@@ -40,11 +40,11 @@ def limit_headers(limits: Limits, now_ms: int, request_id: str | None = None
         limit_text, policy = _requests_policy(requests_limit, name)
         out["X-RateLimit-Limit-Requests"] = limit_text
         out["X-RateLimit-Remaining-Requests"] = remaining
-        out["X-RateLimit-Reset"] = str(-(-reset_ms // 1000))
+        out["X-RateLimit-Reset"] = str(ceil_div(reset_ms, 1000))
         out["x-ratelimit-reset-requests"] = duration(left_ms)
         if policy is not None:
             out["RateLimit-Policy"] = policy
-            out["RateLimit"] = f'"{name}";r={remaining};t={-(-left_ms // 1000)}'
+            out["RateLimit"] = f'"{name}";r={remaining};t={ceil_div(left_ms, 1000)}'
     tokens_limit = limits.tokens_limit
     if tokens_limit is not None:
         reset_ms = limits.tokens_reset_ms or now_ms
