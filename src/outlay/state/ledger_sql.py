@@ -217,11 +217,14 @@ def usage(
     return usage_view(scope, policy, now, windows, counters, since, by_model, by_vendor)
 
 
+COUNTER_ROW = ("SELECT spent, reserved FROM counters WHERE scope=? AND period=? "
+               "AND period_start=?")
+
+
 def counter(c: sqlite3.Connection, scope: str, period: str, start: int) -> tuple[int, int]:
     """(spent, reserved) of a scope's budget counter (`period`: model.counter_name) in the
     period starting at `start` (SQLite)."""
-    row = c.execute("SELECT spent, reserved FROM counters WHERE scope=? AND period=? "
-                    "AND period_start=?", (scope, period, start)).fetchone()
+    row = c.execute(COUNTER_ROW, (scope, period, start)).fetchone()
     return (row[0], row[1]) if row else (0, 0)
 
 

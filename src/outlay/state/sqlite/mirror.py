@@ -39,6 +39,7 @@ from outlay.policy.model import Policy
 from outlay.policy.tags import resolve, with_wildcards
 from outlay.policy.windows import WindowState, decode, encode
 from outlay.state.ledger_sql import (
+    COUNTER_ROW,
     DROP_MOVED,
     HOLD_ROW,
     INSERT_ROW,
@@ -49,7 +50,6 @@ from outlay.state.ledger_sql import (
 from outlay.state.sqlite.admin import read_key
 from outlay.state.sqlite.repeats import PRUNE, PRUNED_PER_PRUNE, READ, WRITE
 from outlay.state.sqlite.windows_sql import (
-    COUNTER_ROW,
     UPDATE_COUNTER,
     UPSERT_COUNTERS,
     WINDOW_START,

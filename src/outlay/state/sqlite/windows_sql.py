@@ -19,8 +19,6 @@ UPSERT_COUNTERS = (
 # a row already in the file: one seek, where the upsert tries an insert first
 UPDATE_COUNTER = ("UPDATE counters SET spent=?, reserved=?, state=? "
                   "WHERE scope=? AND period=? AND period_start=?")
-COUNTER_ROW = ("SELECT spent, reserved FROM counters WHERE scope=? AND period=? "
-               "AND period_start=?")
 
 
 def read_windows(c: sqlite3.Connection, scope: str) -> dict[str, WindowState]:
