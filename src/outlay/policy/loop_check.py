@@ -41,23 +41,53 @@ class LoopVerdict:
     shadowed: Event | None = None  # a repeat past the guard, only reported
 
 
+@value
+class LoopRule:
+    """The loop guard a set of scopes' policies puts their calls under, whatever the request:
+    the same for every call of a key while its policies hold (kept with them by a store)."""
+
+    guard: LoopGuard
+    on_loop: OnLoop
+    scope: str  # the scope whose policy sets the fewest repeats
+    shadow: bool  # every guard of the call is only reported (enforce: shadow)
+
+
+def loop_rule(policies: Iterable[tuple[str, Policy | None]]) -> LoopRule | None:
+    """The tightest guard of these scopes' policies (the fewest repeats, the first scope of
+    those, over the longest window of any); None when no policy sets one."""
+    guarded = [(scope, p) for scope, p in policies if p is not None]
+    tight = [(p.loop_guard.max_repeats, scope, p) for scope, p in guarded
+             if p.loop_guard is not None]
+    if not tight:
+        return None
+    repeats, scope, _ = min(tight, key=lambda entry: entry[0])
+    window = max(p.loop_guard.window_s for _, _, p in tight if p.loop_guard is not None)
+    on_loop: OnLoop = "revoke" if any(p.on_loop == "revoke" for _, p in guarded) else "refuse"
+    return LoopRule(LoopGuard(repeats, window), on_loop, scope,
+                    all(p.enforce == "shadow" for _, _, p in tight))
+
+
+def loop_under(rule: LoopRule, key_id: str, route: str, shape: RequestShape,
+               digest: bytes | None = None, state: WindowState | None = None,
+               fingerprinted: str | None = None) -> Loop:
+    """The call's Loop under `rule`: its request's fingerprint (`fingerprinted`: made
+    already) and admissions so far (`state`)."""
+    return Loop(rule.guard, rule.on_loop, rule.scope, rule.shadow,
+                fingerprinted or fingerprint(key_id, shape.method, f"{route} {shape.path}",
+                                             shape.body, digest),
+                route, f"{shape.method} {shape.path}",
+                WindowState() if state is None else state)
+
+
 def loop_in_force(policies: Iterable[tuple[str, Policy | None]], key_id: str, route: str,
                   shape: RequestShape | None, digest: bytes | None = None) -> Loop | None:
     """The loop guard of a call with these scopes' policies; None when no policy sets one
     (the request is then never hashed) or the request is not known (refused unread).
     `digest`: the body's body_digest, when made already."""
-    guarded = [(scope, p) for scope, p in policies if p is not None]
-    tight = [(p.loop_guard.max_repeats, scope, p) for scope, p in guarded
-             if p.loop_guard is not None]
-    if not tight or shape is None:
+    rule = loop_rule(policies)
+    if rule is None or shape is None:
         return None
-    repeats, scope, _ = min(tight, key=lambda entry: entry[0])
-    window = max(p.loop_guard.window_s for _, _, p in tight if p.loop_guard is not None)
-    on_loop: OnLoop = "revoke" if any(p.on_loop == "revoke" for _, p in guarded) else "refuse"
-    return Loop(LoopGuard(repeats, window), on_loop, scope,
-                all(p.enforce == "shadow" for _, _, p in tight),
-                fingerprint(key_id, shape.method, f"{route} {shape.path}", shape.body, digest),
-                route, f"{shape.method} {shape.path}")
+    return loop_under(rule, key_id, route, shape, digest)
 
 
 def judge_loop(loop: Loop, key: KeyInfo, now_ms: int) -> LoopVerdict:

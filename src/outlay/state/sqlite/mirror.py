@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 
 from outlay.policy.decision import KeyInfo
+from outlay.policy.loop_check import LoopRule, loop_rule
 from outlay.policy.model import Policy
 from outlay.policy.tags import resolve, with_wildcards
 from outlay.policy.windows import WindowState, decode, encode
@@ -58,7 +59,7 @@ from outlay.state.sqlite.windows_sql import (
 from outlay.state.stored_policy import parse_stored_policy
 
 CounterKey = tuple[str, str, int]  # scope, period, period start
-InForce = tuple[Mapping[str, Policy], Mapping[str, Policy], bool]
+InForce = tuple[Mapping[str, Policy], Mapping[str, Policy], LoopRule | None]
 RepeatRow = tuple[WindowState, int]  # a loop guard's request: its buckets, when it expires
 MAX_CACHED = 50_000  # keys or policies kept before the mirror starts over
 MOVE_ROWS = 64  # settled calls whose rows move to the ledger together
@@ -89,7 +90,7 @@ class Mirror:
         self.keys: dict[str, KeyInfo | None] = {}
         self.policies: dict[str, Policy | None] = {}
         # a call's scopes -> the policies set on them and their `*`s, those in force, and
-        # whether one of those sets a loop guard
+        # the loop guard those put a call under
         self._in_force: dict[tuple[str, ...], InForce] = {}
         self.windows: dict[str, dict[str, WindowState]] = {}
         self.inflight: dict[str, int] = {}
@@ -153,9 +154,9 @@ class Mirror:
 
     def policies_in_force(self, c: sqlite3.Connection, scopes: tuple[str, ...]) -> InForce:
         """The policies set on `scopes` and on the `*` of each tag scope among them, each
-        scope's in force (tags.resolve), and whether one of those sets a loop guard: the same
-        for every call of a key while the policies hold, so made once (not to be changed by
-        the caller)."""
+        scope's in force (tags.resolve), and the loop guard those put a call under (None: no
+        guard): the same for every call of a key while the policies hold, so made once (not
+        to be changed by the caller)."""
         found = self._in_force.get(scopes)
         if found is None:
             own = self.policies_of(c, with_wildcards(scopes))
@@ -163,7 +164,7 @@ class Mirror:
             if len(self._in_force) >= MAX_CACHED:
                 self._in_force.clear()
             found = self._in_force[scopes] = (
-                own, in_force, any(p.loop_guard is not None for p in in_force.values()))
+                own, in_force, loop_rule((s, in_force.get(s)) for s in scopes))
         return found
 
     def windows_of(self, c: sqlite3.Connection, scope: str) -> dict[str, WindowState]:

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import replace
 from typing import Protocol
 
-from outlay.policy.decision import KeyInfo, ScopeView
-from outlay.policy.loop_check import Loop, loop_in_force
-from outlay.policy.loop_guard import body_digest
+from outlay.policy.decision import KeyInfo
+from outlay.policy.loop_check import Loop, LoopRule, loop_under
+from outlay.policy.loop_guard import body_digest, fingerprint
 from outlay.policy.windows import WindowState
 from outlay.state.base import Ticket
 
@@ -30,6 +28,7 @@ CREATE INDEX IF NOT EXISTS repeats_expiry ON repeats(expires_ms);
 PRUNE_EVERY = 32
 PRUNED_PER_PRUNE = 4 * PRUNE_EVERY
 GUARDED_KEYS_KEPT = 4096
+FINGERPRINTS_KEPT = 4096  # a looping request's fingerprint and mark, made once
 READ = "SELECT state, expires_ms FROM repeats WHERE mark=?"
 WRITE = "INSERT OR REPLACE INTO repeats(mark, state, expires_ms) VALUES (?, ?, ?)"
 # the marks deleted, for the mirror to forget
@@ -54,6 +53,9 @@ class GuardedKeys:
 
     def __init__(self) -> None:
         self._keys: OrderedDict[str, None] = OrderedDict()
+        # (key, method, route and path, body digest) -> the request's fingerprint and mark:
+        # the same request again (what the guard counts) is not hashed again
+        self._fingerprints: dict[tuple[str, str, str, bytes, int], tuple[str, str]] = {}
         self._writes = 0  # rows written by this worker, for pruning one write in PRUNE_EVERY
 
     def prune_due(self) -> bool:
@@ -66,6 +68,20 @@ class GuardedKeys:
         if ticket.shape is None or ticket.key_hash not in self._keys:
             return None
         return body_digest(ticket.shape.body)
+
+    def fingerprint(self, key_id: str, method: str, path: str, body: bytes,
+                    digest: bytes | None, bucket_ms: int) -> tuple[str, str]:
+        """The request's fingerprint (loop_guard.fingerprint) and its row's mark."""
+        if digest is None:
+            digest = body_digest(body)
+        known = (key_id, method, path, digest, bucket_ms)
+        found = self._fingerprints.get(known)
+        if found is None:
+            if len(self._fingerprints) >= FINGERPRINTS_KEPT:
+                self._fingerprints.clear()
+            made = fingerprint(key_id, method, path, body, digest)
+            found = self._fingerprints[known] = (made, f"{made}:{bucket_ms}")
+        return found
 
     def saw(self, key_hash: str | None, guarded: bool) -> None:
         if key_hash is None:
@@ -84,21 +100,23 @@ def mark(loop: Loop) -> str:
 
 
 def loop_of(mirror: RepeatRows, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo,
-            views: Sequence[ScopeView], keys: GuardedKeys, digest: bytes | None = None, *,
-            guarded: bool = True) -> Loop | None:
-    """The loop guard of the call and its request's admissions so far; None when no policy
-    of its scopes sets one, or the call replays an admitted one (same Idempotency-Key).
-    `digest`: the body's, when hashed before the transaction; `guarded`: False when it is
-    known that no policy of the views sets a guard."""
+            rule: LoopRule | None, keys: GuardedKeys, digest: bytes | None = None
+            ) -> Loop | None:
+    """The loop guard of the call (`rule`: the one its scopes' policies set, None when none
+    does) and its request's admissions so far; None without a rule, for a request not known
+    (refused unread), or when the call replays an admitted one (same Idempotency-Key).
+    `digest`: the body's, when hashed before the transaction."""
     if ticket.replay_of is not None:
         return None
-    loop = loop_in_force(((v.scope, v.policy) for v in views), key.id, ticket.route,
-                         ticket.shape, digest) if guarded else None
-    keys.saw(ticket.key_hash, loop is not None)
-    if loop is None:
+    shape = ticket.shape
+    keys.saw(ticket.key_hash, rule is not None and shape is not None)
+    if rule is None or shape is None:
         return None
-    state = mirror.repeats_of(c, mark(loop))
-    return loop if state is None else replace(loop, state=state)
+    route = ticket.route
+    made, row = keys.fingerprint(key.id, shape.method, f"{route} {shape.path}", shape.body,
+                                 digest, rule.guard.bucket_ms)
+    return loop_under(rule, key.id, route, shape, state=mirror.repeats_of(c, row),
+                      fingerprinted=made)
 
 
 def write(mirror: RepeatRows, loop: Loop, state: WindowState, now: int, prune: bool) -> None:

@@ -187,10 +187,9 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         grant = self._grant(c, ticket, key, now)
         labels = ticket.labels(key)
         scopes = call_scopes(key, ticket.call.vendor, labels)
-        own, in_force, guarded = self._mirror.policies_in_force(c, scopes)
+        own, in_force, rule = self._mirror.policies_in_force(c, scopes)
         views = tagged.views(self._mirror, c, scopes, in_force, now)
-        loop = repeats.loop_of(self._mirror, c, ticket, key, views, self._guarded, digest,
-                               guarded=guarded)
+        loop = repeats.loop_of(self._mirror, c, ticket, key, rule, self._guarded, digest)
         slots = [tagged.slot_view(self._mirror, c, slot) for slot in ticket.endpoints]
         chosen: list[str | None] = [None]  # the endpoint the call is admitted on
 
