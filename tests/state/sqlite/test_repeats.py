@@ -111,3 +111,44 @@ def test_the_mirror_forgets_pruned_rows_and_keeps_unwritten_ones(
     mirror.flush(conn)
     assert mirror.repeats_of(conn, "new") == WindowState(5, (2,))
     assert sorted(conn.execute("SELECT mark FROM repeats")) == [("new",), ("newer",)]
+
+
+def test_a_row_keeps_its_expiry_index_while_its_expiry_stands(tmp_path: Path) -> None:
+    """A row whose expiry is the one in the file gets its buckets alone; one the mirror
+    thought in the file but is not (deleted behind it) is written whole; a new expiry too."""
+    conn = sqlite3.connect(str(tmp_path / "o.db"), isolation_level=None)
+    apply(conn)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    mirror = Mirror()
+    row = "SELECT state, expires_ms FROM repeats WHERE mark='m'"
+
+    def stored() -> tuple[WindowState, int]:
+        state, expires = conn.execute(row).fetchone()
+        return decode(state), expires
+
+    mirror.set_repeats("m", WindowState(1, (1,)), 10, None)
+    mirror.flush(conn)
+    assert stored() == (WindowState(1, (1,)), 10)
+    statements.clear()
+    mirror.set_repeats("m", WindowState(1, (2,)), 10, None)  # the same bucket: same expiry
+    mirror.flush(conn)
+    assert stored() == (WindowState(1, (2,)), 10)
+    assert any(s.startswith("UPDATE repeats SET state=") for s in statements)
+    assert not any(s.startswith("INSERT INTO repeats") for s in statements)
+
+    conn.execute("DELETE FROM repeats")  # gone, the mirror not told
+    mirror.set_repeats("m", WindowState(1, (3,)), 10, None)
+    mirror.flush(conn)
+    assert stored() == (WindowState(1, (3,)), 10)
+
+    mirror.set_repeats("m", WindowState(2, (3, 1)), 11, None)  # a new bucket: a new expiry
+    mirror.flush(conn)
+    assert stored() == (WindowState(2, (3, 1)), 11)
+    fresh = Mirror()  # read from the file, then the buckets alone
+    assert fresh.repeats_of(conn, "m") == WindowState(2, (3, 1))
+    statements.clear()
+    fresh.set_repeats("m", WindowState(2, (3, 2)), 11, None)
+    fresh.flush(conn)
+    assert stored() == (WindowState(2, (3, 2)), 11)
+    assert not any(s.startswith("INSERT INTO repeats") for s in statements)

@@ -49,7 +49,7 @@ from outlay.state.ledger_sql import (
     SETTLE_ROW,
 )
 from outlay.state.sqlite.admin import read_key
-from outlay.state.sqlite.repeats import PRUNE, PRUNED_PER_PRUNE, READ, WRITE
+from outlay.state.sqlite.repeats import PRUNE, PRUNED_PER_PRUNE, READ, WRITE, WRITE_STATE
 from outlay.state.sqlite.windows_sql import (
     UPDATE_COUNTER,
     UPSERT_COUNTERS,
@@ -110,6 +110,7 @@ class Mirror:
         self._ledger_rows: list[tuple[Any, ...]] = []
         self.repeats: dict[str, RepeatRow | None] = {}  # None: no row
         self._dirty_repeats: dict[str, RepeatRow] = {}
+        self._repeats_expiry: dict[str, int] = {}  # the expiry of a request's row in the file
         self._prunes = 0  # repeat rows' prunes due at the flush, of rows expired by:
         self._prune_at = 0
 
@@ -213,11 +214,14 @@ class Mirror:
             found = c.execute(READ, (mark,)).fetchone()
             row = None if found is None else (decode(found[0]), found[1])
             self._keep_repeats(mark, row)
+            if found is not None:
+                self._repeats_expiry[mark] = found[1]
         return None if row is None else row[0]
 
     def _keep_repeats(self, mark: str, row: RepeatRow | None) -> None:
         if mark not in self.repeats and len(self.repeats) >= MAX_CACHED:
             self.repeats = dict(self._dirty_repeats)  # each request its row: start over
+            self._repeats_expiry = {}
         self.repeats[mark] = row
 
     def next_seq(self, c: sqlite3.Connection) -> int:
@@ -310,6 +314,27 @@ class Mirror:
         self._dirty_counters.clear()
         self._dirty_windows.clear()
 
+    def _write_repeats(self, c: sqlite3.Connection) -> None:
+        """The loop guard's changed rows: a row whose expiry is the one in the file gets its
+        buckets alone (its expiry index untouched: a third of the cost), any other the
+        whole row."""
+        dirty, expiry = self._dirty_repeats, self._repeats_expiry
+        same: list[tuple[bytes, str]] = []  # WRITE_STATE's values
+        whole: list[tuple[str, bytes, int]] = []  # WRITE's
+        for mark, (state, expires) in dirty.items():
+            if expiry.get(mark) == expires:
+                same.append((encode(state), mark))
+            else:
+                whole.append((mark, encode(state), expires))
+        if same and c.executemany(WRITE_STATE, same).rowcount != len(same):
+            # a row thought to be in the file was not: the whole row, for each of them
+            whole += [(mark, state, dirty[mark][1]) for state, mark in same]
+        if whole:
+            c.executemany(WRITE, whole)
+        for mark, (_, expires) in dirty.items():
+            expiry[mark] = expires
+        dirty.clear()
+
     def flush(self, c: sqlite3.Connection) -> None:
         """Write what this transaction changed, each row once."""
         if self._ledger_rows:
@@ -334,13 +359,12 @@ class Mirror:
                 [(s, self.inflight[s]) for s in self._dirty_inflight])
             self._dirty_inflight.clear()
         if self._dirty_repeats:
-            c.executemany(WRITE, [(mark, encode(state), expires) for mark, (state, expires)
-                                  in self._dirty_repeats.items()])
-            self._dirty_repeats.clear()
+            self._write_repeats(c)
         if self._prunes:
             for (mark,) in c.execute(PRUNE, (self._prune_at, PRUNED_PER_PRUNE * self._prunes)
                                      ).fetchall():
                 self.repeats.pop(mark, None)
+                self._repeats_expiry.pop(mark, None)
             self._prunes = self._prune_at = 0
         for rid in self._released:  # gone for good once on disk
             self.held.pop(rid, None)

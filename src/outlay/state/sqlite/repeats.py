@@ -30,7 +30,11 @@ PRUNED_PER_PRUNE = 4 * PRUNE_EVERY
 GUARDED_KEYS_KEPT = 4096
 FINGERPRINTS_KEPT = 4096  # a looping request's fingerprint and mark, made once
 READ = "SELECT state, expires_ms FROM repeats WHERE mark=?"
-WRITE = "INSERT OR REPLACE INTO repeats(mark, state, expires_ms) VALUES (?, ?, ?)"
+WRITE = ("INSERT INTO repeats(mark, state, expires_ms) VALUES (?, ?, ?) ON CONFLICT(mark) "
+         "DO UPDATE SET state=excluded.state, expires_ms=excluded.expires_ms")
+# a row whose expiry is the one in the file: its buckets alone, its expiry index unchanged
+# (most admissions of a request fall in the bucket of the one before)
+WRITE_STATE = "UPDATE repeats SET state=? WHERE mark=?"
 # the marks deleted, for the mirror to forget
 PRUNE = ("DELETE FROM repeats WHERE mark IN (SELECT mark FROM repeats WHERE expires_ms <= ? "
          "LIMIT ?) RETURNING mark")
