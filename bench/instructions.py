@@ -33,7 +33,7 @@ from pathlib import Path
 
 from nginx_mock import nginx_config, request_body
 from procs import Proc, free_port, http_json, http_ok, port_open, wait_until
-from scenarios import Context, OutlayRedisPostgres, provision
+from scenarios import Context, OutlayGuarded, OutlayRedisPostgres, provision
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "oladm_instructions"  # noqa: S105 (a throwaway gateway on loopback)
@@ -68,16 +68,19 @@ def seed_tag_values(db: Path, values: int) -> None:
 
 
 def count(source: Path, calls: int, mock_port: int, tmp: Path, name: str,
-          state: list[str] | None = None, connections: int = 1, tag_values: int = 0) -> int:
+          state: list[str] | None = None, connections: int = 1, tag_values: int = 0,
+          guards: bool = False) -> int:
     """Instructions of one gateway from start to stop, having answered `calls` calls over
     `connections` kept-alive connections at once (`state`: its --state arguments; None: an
     embedded store of its own), each tagged with one of `tag_values` customers already seen
-    when more than 0."""
+    when more than 0; `guards`: with the traffic guards of the benchmark's guards-on
+    scenario (scenarios.OutlayGuarded: a loop guard, a queue, the endpoint's limits)."""
     port = free_port()
     config = tmp / f"{name}.yaml"
     config.write_text("providers:\n  openai:\n    endpoints:\n"
                       f"      - {{base_url: 'http://127.0.0.1:{mock_port}/v1', "
-                      "api_key: sk-bench}\n")
+                      "api_key: sk-bench"
+                      f"{OutlayGuarded.endpoint_fields if guards else ''}}}\n")
     out = tmp / f"{name}.callgrind"
     gateway = Proc(name, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                           sys.executable, "-m", "outlay.cli", "serve", "--config", str(config),
@@ -89,7 +92,7 @@ def count(source: Path, calls: int, mock_port: int, tmp: Path, name: str,
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: http_ok(url + "/readyz"), 600, name, gateway)
-        tokens = provision(url, ADMIN_TOKEN)
+        tokens = provision(url, ADMIN_TOKEN, OutlayGuarded.policy_fields if guards else None)
         if tag_values:
             status, answer = http_json("PUT", f"{url}/admin/v1/policies/tag:customer=*",
                                        TAG_POLICY, ADMIN_TOKEN)
@@ -131,6 +134,9 @@ def main() -> int:
     parser.add_argument("--store", choices=("sqlite", "redis"), default="sqlite",
                         help="the embedded store [sqlite], or Redis + PostgreSQL (started "
                              "here for each run, outside callgrind)")
+    parser.add_argument("--guards", action="store_true",
+                        help="with the guards-on scenario's loop guard, queue and endpoint "
+                             "limits")
     parser.add_argument("--connections", type=int, default=1,
                         help="calls sent over this many connections at once [1]")
     args = parser.parse_args()
@@ -169,7 +175,7 @@ def main() -> int:
                                       gateway_cpus=None, log=print)
                         state = OutlayRedisPostgres(name, name, "").state_args(ctx, services)
                     totals.append(count(source, calls, mock_port, tmp, name, state,
-                                        args.connections, values))
+                                        args.connections, values, args.guards))
                 finally:
                     for service in reversed(services):
                         service.stop()
