@@ -6,6 +6,7 @@ per batch, before the commit."""
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections import OrderedDict
 from typing import Protocol
@@ -29,6 +30,7 @@ PRUNE_EVERY = 32
 PRUNED_PER_PRUNE = 4 * PRUNE_EVERY
 GUARDED_KEYS_KEPT = 4096
 FINGERPRINTS_KEPT = 4096  # a looping request's fingerprint and mark, made once
+DIGESTS_KEPT = 4096  # a body's canonical digest, by the SHA-256 of its bytes as sent
 READ = "SELECT state, expires_ms FROM repeats WHERE mark=?"
 WRITE = ("INSERT INTO repeats(mark, state, expires_ms) VALUES (?, ?, ?) ON CONFLICT(mark) "
          "DO UPDATE SET state=excluded.state, expires_ms=excluded.expires_ms")
@@ -60,6 +62,9 @@ class GuardedKeys:
         # (key, method, route and path, body digest) -> the request's fingerprint and mark:
         # the same request again (what the guard counts) is not hashed again
         self._fingerprints: dict[tuple[str, str, str, bytes, int], tuple[str, str]] = {}
+        # the SHA-256 of a body as sent -> the digest of its canonical form (parsing and
+        # writing it sorted cost several times the hash): a loop sends the same bytes
+        self._digests: dict[bytes, bytes] = {}
         self._writes = 0  # rows written by this worker, for pruning one write in PRUNE_EVERY
 
     def prune_due(self) -> bool:
@@ -71,13 +76,23 @@ class GuardedKeys:
     def digest(self, ticket: Ticket) -> bytes | None:
         if ticket.shape is None or ticket.key_hash not in self._keys:
             return None
-        return body_digest(ticket.shape.body)
+        return self.body_digest(ticket.shape.body)
+
+    def body_digest(self, body: bytes) -> bytes:
+        """loop_guard.body_digest, made once for the same bytes."""
+        sent = hashlib.sha256(body).digest()
+        found = self._digests.get(sent)
+        if found is None:
+            if len(self._digests) >= DIGESTS_KEPT:
+                self._digests.clear()
+            found = self._digests[sent] = body_digest(body)
+        return found
 
     def fingerprint(self, key_id: str, method: str, path: str, body: bytes,
                     digest: bytes | None, bucket_ms: int) -> tuple[str, str]:
         """The request's fingerprint (loop_guard.fingerprint) and its row's mark."""
         if digest is None:
-            digest = body_digest(body)
+            digest = self.body_digest(body)
         known = (key_id, method, path, digest, bucket_ms)
         found = self._fingerprints.get(known)
         if found is None:
