@@ -79,6 +79,12 @@ def loop_under(rule: LoopRule, key_id: str, route: str, shape: RequestShape,
                 WindowState() if state is None else state)
 
 
+def with_state(loop: Loop, state: WindowState) -> Loop:
+    """`loop` with its request's admissions `state` (dataclasses.replace, made directly)."""
+    return Loop(loop.guard, loop.on_loop, loop.scope, loop.shadow, loop.fingerprint,
+                loop.route, loop.request, state)
+
+
 def loop_in_force(policies: Iterable[tuple[str, Policy | None]], key_id: str, route: str,
                   shape: RequestShape | None, digest: bytes | None = None) -> Loop | None:
     """The loop guard of a call with these scopes' policies; None when no policy sets one

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from outlay.policy.decision import Call, Grant
+from outlay.policy.loop_check import loop_rule
 from outlay.policy.loop_guard import LoopGuard
 from outlay.policy.model import Budget, Policy
 from outlay.policy.pacing import PAUSE, is_endpoint
@@ -140,7 +141,8 @@ def test_a_kept_templates_plan_is_the_plan_worked_out_afresh(
         assert planned.checks == checks
         assert planned.record == record
         assert planned.args == check_args(checks)
-        assert planned.guarded == any(
+        assert planned.loop == loop_rule((s, policies.get(s)) for s in scopes)
+        assert (planned.loop is not None) == any(
             p is not None and p.loop_guard is not None for p in map(policies.get, scopes))
         assert plan(names, call, scopes, policies, now, grant, holder) == (checks, record)
 

@@ -19,7 +19,6 @@ from outlay.policy.model import parse_policy
 from outlay.policy.windows import WindowState, decode
 from outlay.state.base import NewKey, Ticket
 from outlay.state.sqlite import mirror as mirror_module
-from outlay.state.sqlite import repeats as repeats_module
 from outlay.state.sqlite.mirror import Mirror
 from outlay.state.sqlite.repeats import PRUNE_EVERY, PRUNED_PER_PRUNE
 from outlay.state.sqlite.schema import apply
@@ -154,29 +153,3 @@ def test_a_row_keeps_its_expiry_index_while_its_expiry_stands(tmp_path: Path) ->
     assert stored() == (WindowState(2, (3, 2)), 11)
     assert not any(s.startswith("INSERT INTO repeats") for s in statements)
 
-
-def test_a_body_and_a_request_are_hashed_once_and_alike(monkeypatch: pytest.MonkeyPatch
-                                                        ) -> None:
-    keys = repeats_module.GuardedKeys()
-    made: list[bytes] = []
-    real = repeats_module.body_digest
-
-    def counted(body: bytes) -> bytes:
-        made.append(body)
-        return real(body)
-
-    monkeypatch.setattr(repeats_module, "body_digest", counted)
-    bodies = [b'{"a": 1, "b": 2}', b'{"b":2,"a":1}', b'{"a": 3}']
-    for body in bodies * 2:
-        assert keys.body_digest(body) == real(body)
-    assert made == bodies  # each worked out once
-    monkeypatch.setattr(repeats_module, "DIGESTS_KEPT", 2)
-    for n in range(5):
-        keys.body_digest(b'{"n": %d}' % n)
-        assert len(keys._digests) <= 2  # bounded
-    assert keys.body_digest(bodies[0]) == keys.body_digest(bodies[1])  # the same request
-    fp, row = keys.fingerprint("k", "POST", "r /p", bodies[1], None, 1000)
-    assert fp == fingerprint("k", "POST", "r /p", bodies[1])
-    assert row == f"{fp}:1000"
-    assert keys.fingerprint("k", "POST", "r /p", bodies[0], None, 1000) == (fp, row)
-    assert keys.fingerprint("k2", "POST", "r /p", bodies[0], None, 1000)[0] != fp

@@ -6,7 +6,7 @@ built from the scopes' policies; then the script's snapshot turned back into the
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from itertools import repeat
 from typing import Any, NamedTuple
@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from outlay.policy.decision import NOTHING, Call, Counter, Grant, ScopeView
-from outlay.policy.loop_check import Loop, loop_in_force
+from outlay.policy.loop_check import Loop, LoopRule, loop_rule, loop_under, with_state
 from outlay.policy.loop_guard import from_buckets
 from outlay.policy.model import Policy
 from outlay.policy.pacing import PAUSE, is_endpoint
@@ -23,6 +23,7 @@ from outlay.policy.rules import rules_of
 from outlay.policy.tags import tracking_period
 from outlay.policy.windows import BUCKETS, LIMIT_CODES, WindowState, bucket_ms
 from outlay.state.base import Ticket
+from outlay.state.fingerprints import Fingerprints
 from outlay.values import value
 
 # what a breach of a check does (the script's `block` value)
@@ -202,14 +203,14 @@ class Template(NamedTuple):
     tpm: list[list[str]]
     parallel: list[str]
     scopes: list[str]
-    guarded: bool  # a policy of the scopes sets a loop guard
+    loop: LoopRule | None  # the loop guard the scopes' policies set
 
 
 class Planned(NamedTuple):
     checks: tuple[Check, ...]
     record: dict[str, Any]
     args: str  # check_args(checks)
-    guarded: bool
+    loop: LoopRule | None
 
 
 def plan(
@@ -241,7 +242,7 @@ def filled(made: Template, call: Call, holder: Holder) -> Planned:
         "key_id": holder.key_id, "agent": holder.agent, "idem": holder.idem,
         "worker": holder.worker, "scopes": made.scopes, "flow": call.flow,
     }
-    return Planned(checks, record, made.args.format(cost, tokens), made.guarded)
+    return Planned(checks, record, made.args.format(cost, tokens), made.loop)
 
 
 def template(
@@ -313,7 +314,7 @@ def template(
         tuple(checks), tuple(costs), tuple(weighed), args,
         [[h[0], h[1]] for h in holds], [[h[2], h[3], h[4]] for h in holds if h[1]],
         [list(t) for t in tpm], parallel, list(scopes),
-        any(p is not None and p.loop_guard is not None for p in map(policies.get, scopes)))
+        loop_rule((s, policies.get(s)) for s in scopes))
 
 
 class Plans:
@@ -426,22 +427,21 @@ def window_state(width_ms: int, flat: Sequence[Any], now_ms: int) -> WindowState
     return WindowState(bucket, tuple(map(counts.get, range(first, bucket + 1), repeat(0))))
 
 
-def loop_plan(names: Names, ticket: Ticket, key_id: str, scopes: Sequence[str],
-              policies: Mapping[str, Policy], guarded: bool = True,
-              ) -> tuple[Loop | None, tuple[Check, ...]]:
+def loop_plan(names: Names, ticket: Ticket, key_id: str, rule: LoopRule | None,
+              fingerprints: Fingerprints) -> tuple[Loop | None, tuple[Check, ...]]:
     """The loop guard of the call and its check (none when no policy of its scopes sets a
-    guard, or the call replays an admitted one): `l`, bucket width, max_repeats, window ms.
-    `guarded`: False when the plan's template knows no policy of the scopes sets one."""
-    if ticket.replay_of is not None or not guarded:
+    guard (`rule`: the one they set, from the plan's template), the request is not known,
+    or the call replays an admitted one): `l`, bucket width, max_repeats, window ms."""
+    shape = ticket.shape
+    if ticket.replay_of is not None or rule is None or shape is None:
         return None, ()
-    loop = loop_in_force(((s, policies.get(s)) for s in scopes), key_id, ticket.route,
-                         ticket.shape)
-    if loop is None:
-        return None, ()
-    guard = loop.guard
-    key = names.repeats(f"{loop.fingerprint}:{guard.bucket_ms}")
-    return loop, (Check(loop.scope, "l", key, "", guard.bucket_ms, guard.max_repeats,
-                        guard.window_ms, SHADOW if loop.shadow else BLOCK),)
+    guard = rule.guard
+    route = ticket.route
+    made, row = fingerprints.of(key_id, shape.method, f"{route} {shape.path}", shape.body,
+                                None, guard.bucket_ms)
+    loop = loop_under(rule, key_id, route, shape, fingerprinted=made)
+    return loop, (Check(loop.scope, "l", names.repeats(row), "", guard.bucket_ms,
+                        guard.max_repeats, guard.window_ms, SHADOW if loop.shadow else BLOCK),)
 
 
 def loop_seen(checks: Sequence[Check], snapshot: Sequence[Sequence[Any]], loop: Loop) -> Loop:
@@ -449,5 +449,5 @@ def loop_seen(checks: Sequence[Check], snapshot: Sequence[Sequence[Any]], loop: 
     for check, seen in zip(checks, snapshot, strict=True):
         if check.kind == "l":
             counts = dict(zip(map(int, seen[::2]), map(int, seen[1::2]), strict=True))
-            return replace(loop, state=from_buckets(counts))
+            return with_state(loop, from_buckets(counts))
     return loop

@@ -67,6 +67,7 @@ from outlay.state.base import (
 from outlay.state.clock import wall_ms
 from outlay.state.downgrades import downgrade
 from outlay.state.exposure import ExposureClaim, ObjectMoved
+from outlay.state.fingerprints import Fingerprints
 from outlay.state.postgres.durable import PostgresDurable
 from outlay.state.redis.access import AccessDelegate
 from outlay.state.redis.admin import RedisAdmin
@@ -140,6 +141,7 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
         self._policies: dict[str, Policy] = {}
         self._policy_views = PolicyViews()  # precheck's, under the policies above
         self._plans = Plans(self.names)  # the templates of the scripts' plans, likewise
+        self._fingerprints = Fingerprints()  # of the requests a loop guard counts
         self._keys: dict[str, KeyInfo] = {}
         self._marks: OrderedDict[str, None] = OrderedDict()
         # settlements that met an unreachable Redis or a state being rebuilt
@@ -367,11 +369,11 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
         idem = (self.names.idempotency(call.vendor, ticket.idempotency_account,
                                        ticket.idempotency_key)
                 if ticket.idempotency_key and not ticket.replay_of else "")
-        checks, record, spec, guarded = self._plans.planned(
+        checks, record, spec, rule = self._plans.planned(
             call, scopes, policies, self._policies, now, grant,
             Holder(key.id, key.agent, idem, self.worker))
         valued = tag_value_checks(self.names, tracked_values, own, now, record)
-        loop, guard = loop_plan(self.names, ticket, key.id, scopes, policies, guarded)
+        loop, guard = loop_plan(self.names, ticket, key.id, rule, self._fingerprints)
         if more := (*valued, *guard):
             checks, spec = (*checks, *more), " ".join(filter(None, (spec, check_args(more))))
         row = ledger_row(ticket, key, now, self.worker, decision="allowed",

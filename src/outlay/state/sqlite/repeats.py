@@ -6,16 +6,15 @@ per batch, before the commit."""
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections import OrderedDict
 from typing import Protocol
 
 from outlay.policy.decision import KeyInfo
 from outlay.policy.loop_check import Loop, LoopRule, loop_under
-from outlay.policy.loop_guard import body_digest, fingerprint
 from outlay.policy.windows import WindowState
 from outlay.state.base import Ticket
+from outlay.state.fingerprints import Fingerprints
 
 REPEATS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS repeats (
@@ -29,8 +28,6 @@ CREATE INDEX IF NOT EXISTS repeats_expiry ON repeats(expires_ms);
 PRUNE_EVERY = 32
 PRUNED_PER_PRUNE = 4 * PRUNE_EVERY
 GUARDED_KEYS_KEPT = 4096
-FINGERPRINTS_KEPT = 4096  # a looping request's fingerprint and mark, made once
-DIGESTS_KEPT = 4096  # a body's canonical digest, by the SHA-256 of its bytes as sent
 READ = "SELECT state, expires_ms FROM repeats WHERE mark=?"
 WRITE = ("INSERT INTO repeats(mark, state, expires_ms) VALUES (?, ?, ?) ON CONFLICT(mark) "
          "DO UPDATE SET state=excluded.state, expires_ms=excluded.expires_ms")
@@ -59,12 +56,7 @@ class GuardedKeys:
 
     def __init__(self) -> None:
         self._keys: OrderedDict[str, None] = OrderedDict()
-        # (key, method, route and path, body digest) -> the request's fingerprint and mark:
-        # the same request again (what the guard counts) is not hashed again
-        self._fingerprints: dict[tuple[str, str, str, bytes, int], tuple[str, str]] = {}
-        # the SHA-256 of a body as sent -> the digest of its canonical form (parsing and
-        # writing it sorted cost several times the hash): a loop sends the same bytes
-        self._digests: dict[bytes, bytes] = {}
+        self.fingerprints = Fingerprints()  # of the requests counted, made once each
         self._writes = 0  # rows written by this worker, for pruning one write in PRUNE_EVERY
 
     def prune_due(self) -> bool:
@@ -76,31 +68,7 @@ class GuardedKeys:
     def digest(self, ticket: Ticket) -> bytes | None:
         if ticket.shape is None or ticket.key_hash not in self._keys:
             return None
-        return self.body_digest(ticket.shape.body)
-
-    def body_digest(self, body: bytes) -> bytes:
-        """loop_guard.body_digest, made once for the same bytes."""
-        sent = hashlib.sha256(body).digest()
-        found = self._digests.get(sent)
-        if found is None:
-            if len(self._digests) >= DIGESTS_KEPT:
-                self._digests.clear()
-            found = self._digests[sent] = body_digest(body)
-        return found
-
-    def fingerprint(self, key_id: str, method: str, path: str, body: bytes,
-                    digest: bytes | None, bucket_ms: int) -> tuple[str, str]:
-        """The request's fingerprint (loop_guard.fingerprint) and its row's mark."""
-        if digest is None:
-            digest = self.body_digest(body)
-        known = (key_id, method, path, digest, bucket_ms)
-        found = self._fingerprints.get(known)
-        if found is None:
-            if len(self._fingerprints) >= FINGERPRINTS_KEPT:
-                self._fingerprints.clear()
-            made = fingerprint(key_id, method, path, body, digest)
-            found = self._fingerprints[known] = (made, f"{made}:{bucket_ms}")
-        return found
+        return self.fingerprints.body_digest(ticket.shape.body)
 
     def saw(self, key_hash: str | None, guarded: bool) -> None:
         if key_hash is None:
@@ -132,7 +100,7 @@ def loop_of(mirror: RepeatRows, c: sqlite3.Connection, ticket: Ticket, key: KeyI
     if rule is None or shape is None:
         return None
     route = ticket.route
-    made, row = keys.fingerprint(key.id, shape.method, f"{route} {shape.path}", shape.body,
+    made, row = keys.fingerprints.of(key.id, shape.method, f"{route} {shape.path}", shape.body,
                                  digest, rule.guard.bucket_ms)
     return loop_under(rule, key.id, route, shape, state=mirror.repeats_of(c, row),
                       fingerprinted=made)
