@@ -11,6 +11,7 @@ import pytest
 
 from outlay.policy.errors import OutlayError
 from outlay.policy.model import parse_policy
+from outlay.policy.money import micros_to_usd
 from outlay.state.base import NewKey, Outcome, StateError
 from outlay.state.ledger_sql import DROP_MOVED, MOVE_SETTLED
 from outlay.state.sqlite import mirror
@@ -87,7 +88,8 @@ async def test_settled_rows_wait_in_their_reservations_then_move_together(
         assert in_ledger >= MOVE_ROWS
         assert in_ledger + held_rows == MOVE_ROWS + 3
         (line,) = await store.report("agent", None)
-        assert (line["requests"], line["cost_usd"]) == (MOVE_ROWS + 3, f"0.0{MOVE_ROWS + 3}")
+        assert (line["requests"], line["cost_usd"]) == (
+            MOVE_ROWS + 3, micros_to_usd((MOVE_ROWS + 3) * 1_000))
     finally:
         await store.close()
     assert rows_in(path) == (MOVE_ROWS + 3, 0)  # closing moves the rest
@@ -212,7 +214,7 @@ async def test_a_move_that_fails_is_kept_and_applied_again_once(
         assert not await store.settle(Outcome(last.id, 200, cost_micros=1_000))
         assert rows_in(path) == (MOVE_ROWS, 0)
         (line,) = await store.report("agent", None)
-        assert (line["requests"], line["cost_usd"]) == (MOVE_ROWS, f"0.0{MOVE_ROWS}")
+        assert (line["requests"], line["cost_usd"]) == (MOVE_ROWS, micros_to_usd(MOVE_ROWS * 1_000))
     finally:
         await store.close()
 
