@@ -236,7 +236,8 @@ async def test_a_move_by_another_worker_between_two_reads_hides_no_row(
             if not moved and "FROM reservations" in sql and "FROM ledger" not in sql:
                 other.execute("BEGIN IMMEDIATE")
                 other.execute(MOVE_SETTLED)
-                other.execute(DROP_MOVED)
+                for drop in DROP_MOVED:
+                    other.execute(drop)
                 other.execute("COMMIT")
                 moved.append(sql)
 

@@ -41,6 +41,7 @@ from outlay.policy.windows import WindowState, decode, encode
 from outlay.state.ledger_sql import (
     COUNTER_ROW,
     DROP_MOVED,
+    FORWARD_MARK,
     HOLD_ROW,
     INSERT_ROW,
     LAST_SEQ,
@@ -323,7 +324,7 @@ class Mirror:
             c.executemany(HOLD_ROW, self._new_held)
             self._new_held.clear()
         if self._forwarded:
-            c.executemany("UPDATE reservations SET forwarded=1 WHERE id=?", self._forwarded)
+            c.executemany(FORWARD_MARK, self._forwarded)
             self._forwarded.clear()
         if self._settled:
             c.executemany(SETTLE_ROW, self._settled)
@@ -352,5 +353,6 @@ class Mirror:
         now = time.monotonic()
         if self._to_move >= MOVE_ROWS or (self._to_move and now - self._moved_at >= MOVE_S):
             c.execute(MOVE_SETTLED)  # other workers' settled rows go along
-            c.execute(DROP_MOVED)
+            for drop in DROP_MOVED:
+                c.execute(drop)
             self._to_move, self._moved_at = 0, now
