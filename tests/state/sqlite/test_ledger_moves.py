@@ -119,6 +119,36 @@ async def test_the_ledger_keeps_the_order_of_the_decisions(tmp_path: Path, clock
     assert len(set(seqs)) == 3
 
 
+async def test_a_move_takes_the_forwarded_marks_of_the_rows_it_moves_only(
+        tmp_path: Path, clock: Clock) -> None:
+    """The marks of moved calls go with them; those of calls still in flight stay, and the
+    reaper charges those calls (sent) and voids the one never marked."""
+    path = tmp_path / "outlay.db"
+    store, secret = await open_bot(path, clock)
+    try:
+        done = [await sent(store, await store.reserve(ticket(secret, 1_000))) for _ in range(3)]
+        flying = await sent(store, await store.reserve(ticket(secret, 2_000)))
+        unsent = await store.reserve(ticket(secret, 4_000))
+        for held in done:
+            assert await store.settle(Outcome(held.id, 200, cost_micros=500))
+        store._mirror.move_now()
+        await store.settle(Outcome("req_none", 200, cost_micros=1))  # a batch that moves
+        assert rows_in(path) == (3, 2)
+        conn = sqlite3.connect(path)
+        marked = [rid for (rid,) in conn.execute(
+            "SELECT id FROM reservations JOIN forwarded_calls USING (seq)")]
+        assert (marked, conn.execute("SELECT COUNT(*) FROM forwarded_calls").fetchone()) == (
+            [flying.id], (1,))
+        conn.close()
+        clock.advance(store.lease_ms / 1000 + 1)  # both leases run out
+        reaped = await store.reap()
+        assert [(r.charged, r.micros, r.voided) for r in reaped] == [(1, 2_000, 1)]
+        assert rows_in(path) == (3, 2)  # settled by the reaper, moved with the next move
+        assert not await store.settle(Outcome(unsent.id, 200, cost_micros=1))
+    finally:
+        await store.close()
+
+
 async def test_a_crash_keeps_settled_rows_settled_and_reaps_the_pending(
         tmp_path: Path, clock: Clock) -> None:
     path = tmp_path / "outlay.db"

@@ -65,8 +65,8 @@ MAX_CACHED = 50_000  # keys or policies kept before the mirror starts over
 # settled calls whose rows move to the ledger together: a move writes the last leaves of the
 # ledger and of each of its five indexes (and their neighbours, which an index's split
 # rewrites) whatever its size, so 256 rows a move rather than 64 took lock_hold's workload
-# (batches of 32) from 0.89 to 0.72 WAL frames a call; larger moves gain little more (512:
-# 0.69) and hold the write lock longer at once
+# (batches of 32, bench/wal_frames.py) from 0.85 to 0.67 WAL frames a call; larger moves
+# gain little more (512: 0.65) and hold the write lock longer at once
 MOVE_ROWS = 256
 MOVE_S = 0.1  # or whatever is settled, this long after the last move
 
