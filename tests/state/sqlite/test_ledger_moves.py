@@ -11,6 +11,7 @@ import pytest
 
 from outlay.policy.errors import OutlayError
 from outlay.policy.model import parse_policy
+from outlay.policy.money import micros_to_usd
 from outlay.state.base import NewKey, Outcome, StateError
 from outlay.state.ledger_sql import DROP_MOVED, MOVE_SETTLED
 from outlay.state.sqlite import mirror
@@ -87,7 +88,8 @@ async def test_settled_rows_wait_in_their_reservations_then_move_together(
         assert in_ledger >= MOVE_ROWS
         assert in_ledger + held_rows == MOVE_ROWS + 3
         (line,) = await store.report("agent", None)
-        assert (line["requests"], line["cost_usd"]) == (MOVE_ROWS + 3, f"0.0{MOVE_ROWS + 3}")
+        assert (line["requests"], line["cost_usd"]) == (
+            MOVE_ROWS + 3, micros_to_usd((MOVE_ROWS + 3) * 1_000))
     finally:
         await store.close()
     assert rows_in(path) == (MOVE_ROWS + 3, 0)  # closing moves the rest
@@ -115,6 +117,36 @@ async def test_the_ledger_keeps_the_order_of_the_decisions(tmp_path: Path, clock
     seqs = [s for (s,) in conn.execute("SELECT seq FROM ledger ORDER BY seq")]
     conn.close()
     assert len(set(seqs)) == 3
+
+
+async def test_a_move_takes_the_forwarded_marks_of_the_rows_it_moves_only(
+        tmp_path: Path, clock: Clock) -> None:
+    """The marks of moved calls go with them; those of calls still in flight stay, and the
+    reaper charges those calls (sent) and voids the one never marked."""
+    path = tmp_path / "outlay.db"
+    store, secret = await open_bot(path, clock)
+    try:
+        done = [await sent(store, await store.reserve(ticket(secret, 1_000))) for _ in range(3)]
+        flying = await sent(store, await store.reserve(ticket(secret, 2_000)))
+        unsent = await store.reserve(ticket(secret, 4_000))
+        for held in done:
+            assert await store.settle(Outcome(held.id, 200, cost_micros=500))
+        store._mirror.move_now()
+        await store.settle(Outcome("req_none", 200, cost_micros=1))  # a batch that moves
+        assert rows_in(path) == (3, 2)
+        conn = sqlite3.connect(path)
+        marked = [rid for (rid,) in conn.execute(
+            "SELECT id FROM reservations JOIN forwarded_calls USING (seq)")]
+        assert (marked, conn.execute("SELECT COUNT(*) FROM forwarded_calls").fetchone()) == (
+            [flying.id], (1,))
+        conn.close()
+        clock.advance(store.lease_ms / 1000 + 1)  # both leases run out
+        reaped = await store.reap()
+        assert [(r.charged, r.micros, r.voided) for r in reaped] == [(1, 2_000, 1)]
+        assert rows_in(path) == (3, 2)  # settled by the reaper, moved with the next move
+        assert not await store.settle(Outcome(unsent.id, 200, cost_micros=1))
+    finally:
+        await store.close()
 
 
 async def test_a_crash_keeps_settled_rows_settled_and_reaps_the_pending(
@@ -212,7 +244,7 @@ async def test_a_move_that_fails_is_kept_and_applied_again_once(
         assert not await store.settle(Outcome(last.id, 200, cost_micros=1_000))
         assert rows_in(path) == (MOVE_ROWS, 0)
         (line,) = await store.report("agent", None)
-        assert (line["requests"], line["cost_usd"]) == (MOVE_ROWS, f"0.0{MOVE_ROWS}")
+        assert (line["requests"], line["cost_usd"]) == (MOVE_ROWS, micros_to_usd(MOVE_ROWS * 1_000))
     finally:
         await store.close()
 
@@ -234,7 +266,8 @@ async def test_a_move_by_another_worker_between_two_reads_hides_no_row(
             if not moved and "FROM reservations" in sql and "FROM ledger" not in sql:
                 other.execute("BEGIN IMMEDIATE")
                 other.execute(MOVE_SETTLED)
-                other.execute(DROP_MOVED)
+                for drop in DROP_MOVED:
+                    other.execute(drop)
                 other.execute("COMMIT")
                 moved.append(sql)
 

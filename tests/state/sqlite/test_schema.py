@@ -83,7 +83,7 @@ def downgrade_to_v1(path: Path) -> None:
 def test_a_new_file_has_the_current_shapes(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "outlay.db", isolation_level=None)
     apply(conn)
-    assert version(conn) == SCHEMA_VERSION == 10
+    assert version(conn) == SCHEMA_VERSION == 11
     assert "estimated INTEGER" in shape(conn, "ledger")
     assert "forwarded INTEGER" in shape(conn, "reservations")
     assert "flow TEXT" in shape(conn, "ledger")
@@ -97,6 +97,7 @@ def test_a_new_file_has_the_current_shapes(tmp_path: Path) -> None:
     assert "WHERE grp IS NOT NULL" in shape(conn, "ledger_grp")
     assert "state BLOB" in shape(conn, "counters")
     assert conn.execute("SELECT 1 FROM sqlite_schema WHERE name='windows'").fetchone() is None
+    assert "seq INTEGER PRIMARY KEY" in shape(conn, "forwarded_calls")
     conn.close()
 
 
@@ -281,6 +282,50 @@ async def test_a_version_9_files_windows_move_into_counters_and_still_count(
             await store.reserve(ticket(secret, 1_000, tokens=10))
         with pytest.raises(RateLimited):
             await store.reserve(ticket(secret, 1_000, tokens=10))
+    finally:
+        await store.close()
+
+
+async def test_a_version_10_files_forwarded_flags_become_marks(
+        tmp_path: Path, clock: Clock) -> None:
+    """The calls held in a file whose reservations carry their forwarded flag keep it as a
+    row of `forwarded_calls`: the reaper charges those sent (flag 1, or NULL from before
+    version 7, or a reservation numbered before version 3) and voids the one never sent, as
+    before the upgrade."""
+    path = tmp_path / "outlay.db"
+    old = SqliteStore(str(path), clock=clock)
+    await old.open()
+    await old.put_policy("global", parse_policy({"budgets": [{"usd": 1}]}))
+    _, secret = await old.create_key(NewKey(agent="bot"))
+    held = [(await old.reserve(ticket(secret, cost))).id
+            for cost in (1_000, 2_000, 4_000, 16_000)]
+    settled = await old.reserve(ticket(secret, 8_000))
+    await old.forwarding(settled.id)
+    await old.settle(Outcome(settled.id, 200, cost_micros=8_000))
+    await old.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DROP TABLE forwarded_calls")
+    for rid, flag in zip(held, (0, 1, None, None), strict=True):
+        conn.execute("UPDATE reservations SET forwarded=? WHERE id=?", (flag, rid))
+    conn.execute("UPDATE reservations SET seq=NULL WHERE id=?", (held[3],))
+    conn.execute("UPDATE meta SET v='10' WHERE k='schema_version'")
+    conn.close()
+
+    store = SqliteStore(str(path), clock=clock)
+    await store.open()
+    try:
+        assert version(store.conn) == SCHEMA_VERSION
+        marked = {r[0] for r in store.conn.execute(
+            "SELECT id FROM reservations JOIN forwarded_calls USING (seq)")}
+        assert marked == set(held[1:3])
+        assert [(r.charged, r.micros, r.voided) for r in await store.reap()] == [
+            (3, 22_000, 1)]
+        # and a call held after the upgrade is marked as before
+        after = await store.reserve(ticket(secret, 500))
+        assert await store.forwarding(after.id)
+        assert store.conn.execute(
+            "SELECT 1 FROM reservations JOIN forwarded_calls USING (seq) WHERE id=?",
+            (after.id,)).fetchone() == (1,)
     finally:
         await store.close()
 

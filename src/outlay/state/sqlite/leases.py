@@ -65,13 +65,14 @@ class LeasesMixin:
         by_worker: dict[str, Reaped] = {}
         with self.tx() as c:
             held = c.execute(
-                "SELECT r.id, r.worker, r.amount, r.forwarded FROM reservations r "
+                # sent: marked, or numbered before version 3 (see schema._FORWARDED_CALLS)
+                "SELECT r.id, r.worker, r.amount, f.seq IS NOT NULL OR r.seq IS NULL "
+                "FROM reservations r LEFT JOIN forwarded_calls f ON f.seq = r.seq "
                 "LEFT JOIN workers w ON w.id = r.worker "
                 "WHERE r.settlement IS NULL AND (r.lease_ms <= ? OR w.heartbeat_ms IS NULL "
                 "OR w.heartbeat_ms < ?)",
                 (now, now - HEARTBEAT_STALE_MS)).fetchall()
-            for rid, worker, amount, forwarded in held:
-                sent = forwarded != 0  # NULL: held from before it was recorded
+            for rid, worker, amount, sent in held:
                 outcome = Outcome(rid, status=0, settled="unsettled" if sent else "void")
                 # a call on a vendor object leaves its object's money held
                 if self._settle_exposed(c, outcome, None) is not None:

@@ -13,7 +13,7 @@ from outlay.state.sqlite.outbox import OUTBOX_SCHEMA
 from outlay.state.sqlite.repeats import REPEATS_SCHEMA
 from outlay.state.sqlite.windows_sql import WINDOW_START
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -75,6 +75,12 @@ _COUNTERS = """CREATE TABLE IF NOT EXISTS counters (
   PRIMARY KEY (scope, period, period_start)
 ) WITHOUT ROWID"""
 _COUNTER_COLUMNS_V10 = ("state BLOB",)
+# version 11: a call's forwarded mark is its reservation's number (`seq`) in
+# `forwarded_calls` (ledger_sql.FORWARD_MARK) rather than the reservation's `forwarded` flag,
+# no longer written nor read: a batch's marks then write one page instead of every page
+# their reservations are on. A reservation without a number (from before version 3)
+# counts as sent, as a NULL flag did.
+_FORWARDED_CALLS = "CREATE TABLE IF NOT EXISTS forwarded_calls (seq INTEGER PRIMARY KEY)"
 # partial: the calls of agents in no group do not write it (`grp = ?` still uses it)
 _LEDGER_GRP = ("CREATE INDEX IF NOT EXISTS ledger_grp ON ledger(grp, ts_ms) "
                "WHERE grp IS NOT NULL")
@@ -98,6 +104,7 @@ CREATE TABLE IF NOT EXISTS policies (
 CREATE TABLE IF NOT EXISTS inflight (scope TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 {counters};
 {reservations};
+{forwarded_calls};
 {replays};
 CREATE INDEX IF NOT EXISTS replays_request ON replays(request_id);
 CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, heartbeat_ms INTEGER NOT NULL);
@@ -126,7 +133,8 @@ CREATE INDEX IF NOT EXISTS ledger_agent ON ledger(agent, ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_vendor ON ledger(vendor, ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_ts ON ledger(ts_ms);
 """.replace("{reservations}", _RESERVATIONS).replace("{ledger_grp}", _LEDGER_GRP).replace(
-    "{replays}", _REPLAYS).replace("{counters}", _COUNTERS)
+    "{replays}", _REPLAYS).replace("{counters}", _COUNTERS).replace(
+    "{forwarded_calls}", _FORWARDED_CALLS)
 
 
 def _v2(conn: sqlite3.Connection) -> None:
@@ -229,8 +237,16 @@ def _v10(conn: sqlite3.Connection) -> None:
         conn.execute("DROP TABLE windows")
 
 
+def _v11(conn: sqlite3.Connection) -> None:
+    """Forwarded marks move to `forwarded_calls` (the table SCHEMA made): those of the calls
+    still held, their flag 1, or NULL (held from before version 7: counted as sent)."""
+    conn.execute("INSERT OR IGNORE INTO forwarded_calls(seq) SELECT seq FROM reservations "
+                 "WHERE settlement IS NULL AND forwarded IS NOT 0 AND seq IS NOT NULL")
+
+
 # what turns a file of the version before each into that version, in order
-MIGRATIONS = {2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8, 9: _v9, 10: _v10}
+MIGRATIONS = {2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8, 9: _v9, 10: _v10,
+              11: _v11}
 
 
 def _as_is(value: None) -> None:
