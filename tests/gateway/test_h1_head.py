@@ -131,3 +131,29 @@ def test_a_head_too_long_to_be_plain_goes_to_aiohttp() -> None:
     unfinished = long[: long.index(b"\r\n\r\n")]
     assert parse_head(unfinished, ROUTES, 1000) is HANDOFF
     assert parse_head(unfinished[:MAX_HEAD], ROUTES, 1000) is None
+
+
+def test_names_seen_before_are_judged_as_the_first_time() -> None:
+    """The names already read are kept with their lower case: a name seen before is still
+    read the same, a line without a colon is still handed off (even one that is just a name
+    seen before), and a name that is no token still is none."""
+    from outlay.gateway import h1_head
+
+    for _ in range(3):
+        head = parse(request("X-Trace: 1", "content-TYPE: application/json"))
+        assert head.headers["x-trace"] == "1"
+        assert head.headers["Content-Type"] == "application/json"
+        assert "X-Trace" in h1_head._TOKENS
+        assert parse_head(request("X-Trace"), ROUTES, 1000) is HANDOFF
+        assert parse_head(request("X Trace: 1"), ROUTES, 1000) is HANDOFF
+        assert parse_head(request("Content-length: 1", "Content-Length: 1"), ROUTES,
+                          1000) is HANDOFF
+
+
+def test_the_names_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from outlay.gateway import h1_head
+
+    monkeypatch.setattr(h1_head, "_TOKENS", {})
+    for i in range(h1_head._TOKENS_MAX + 50):
+        assert parse(request(f"X-N{i}: {i}")).headers[f"x-n{i}"] == str(i)
+    assert len(h1_head._TOKENS) == h1_head._TOKENS_MAX

@@ -4,6 +4,7 @@ bucket, and a retry_after within the window after which the slot is free."""
 from __future__ import annotations
 
 import random
+import struct
 from array import array
 
 import pytest
@@ -312,3 +313,13 @@ def test_a_window_s_kept_total_is_the_sum_of_its_counts(
             state = state.added(now // width, max(0, amount))
         assert state.total is None or state.total == sum(state.counts)
         assert state.used == sum(state.counts)
+
+
+def test_windows_longer_than_any_kept_still_pack_as_before() -> None:
+    # the layouts of the usual lengths are made once; a longer run of counts is packed the
+    # same way, its layout made on the spot
+    for n in (BUCKETS + 1, BUCKETS + 2, 3 * BUCKETS):
+        state = WindowState(7, tuple(range(n)))
+        stored = encode(state)
+        assert stored == struct.pack(f"<cq{n}H", b"H", 7, *range(n))
+        assert decode(stored) == state

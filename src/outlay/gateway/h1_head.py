@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Container
-from dataclasses import dataclass
 
 from multidict import CIMultiDict
+
+from outlay.values import value
 
 MAX_HEAD = 16_384  # bytes; a longer head is aiohttp's to refuse or accept
 _START = b"POST /"  # how every plain head begins
@@ -29,6 +30,10 @@ _VISIBLE = bytes([0x09, *range(0x20, 0x7F)])
 # headers that make a request more than a plain one (content-length is read below)
 _NOT_PLAIN = {"transfer-encoding", "expect", "upgrade"}
 _READ = {"content-length", "connection", *_NOT_PLAIN}  # the headers the loop looks at
+# header names already seen to be tokens, each with its lower case: agents' SDKs send the same
+# dozen names on every request (bounded: a client may send any names it likes)
+_TOKENS: dict[str, str] = {}
+_TOKENS_MAX = 1024
 
 
 class Handoff:
@@ -38,7 +43,7 @@ class Handoff:
 HANDOFF = Handoff()
 
 
-@dataclass(frozen=True, slots=True)
+@value  # one per request: a frozen dataclass's fields cost a setattr call each
 class Head:
     path: str
     query: str
@@ -68,14 +73,21 @@ def parse_head(buf: bytes | bytearray, routes: Container[str], max_body: int
     pairs: list[tuple[str, str]] = []
     length: int | None = None
     close = False
+    names = _TOKENS
     for line in lines[1:]:
         name, colon, value = line.partition(":")
-        # most names are letters, digits and dashes: told so without the regex (the head
-        # is ASCII, so isalnum means [0-9A-Za-z])
-        if not colon or not (name.replace("-", "").isalnum() or _NAME.fullmatch(name)):
+        if not colon:
             return HANDOFF
+        low = names.get(name)
+        if low is None:
+            # most names are letters, digits and dashes: told so without the regex (the
+            # head is ASCII, so isalnum means [0-9A-Za-z])
+            if not (name.replace("-", "").isalnum() or _NAME.fullmatch(name)):
+                return HANDOFF
+            low = name.lower()
+            if len(names) < _TOKENS_MAX:
+                names[name] = low
         value = value.strip(" \t")
-        low = name.lower()
         if low in _READ:
             if low == "content-length":
                 if length is not None or not value.isdigit() or len(value) > 18:

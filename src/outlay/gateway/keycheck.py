@@ -19,6 +19,7 @@ from outlay.policy.decide import authenticate
 from outlay.policy.decision import KeyInfo
 from outlay.policy.errors import AuthError
 from outlay.state.base import StateError, StateStore
+from outlay.state.keys import hash_secret
 
 
 class _Gone:
@@ -41,6 +42,20 @@ class KeyCheck:
         self.store, self.clock, self.ttl_s = store, clock, ttl_s
         self._kept: dict[str, tuple[float, KeyInfo | None]] = {}
         self._reading: dict[str, asyncio.Future[KeyInfo | StateError | _Gone | None]] = {}
+        # secret -> its SHA-256, as the store names the key: an agent presents the same key
+        # on every call. Only the mapping is kept, which never changes; whether the key is
+        # still usable is the store's to say on each call (a revoked key stays refused)
+        self._hashes: dict[str, str] = {}
+
+    def hash_of(self, secret: str) -> str:
+        """hash_secret(secret), worked out once per secret (up to MAX_KEPT at a time)."""
+        digest = self._hashes.get(secret)
+        if digest is None:
+            hashes = self._hashes
+            if len(hashes) >= MAX_KEPT:
+                hashes.clear()  # random secrets must not fill the memory
+            digest = hashes[secret] = hash_secret(secret)
+        return digest
 
     def kept(self, key_hash: str | None) -> KeyInfo | None:
         """The key last read for this hash, however old (what a span says of a refused

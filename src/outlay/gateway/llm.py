@@ -46,7 +46,6 @@ from outlay.pricing.estimate import USES_FIELDS, Estimate, beta_names, clamp_pat
 from outlay.pricing.providers import provider_price
 from outlay.pricing.table import ModelPrice
 from outlay.state.base import Reservation, Settled, Ticket
-from outlay.state.keys import hash_secret
 from outlay.telemetry.trace_context import TRACEPARENT
 from outlay.upstream.base import (
     UpstreamBroken,
@@ -63,6 +62,10 @@ class Again:
 
     unreachable: bool = False  # nothing was sent, and another endpoint may take it
     paused: bool = False  # its endpoint answered 429, and another endpoint or the queue may
+
+
+# each of the four, made once: (unreachable, paused) -> Again
+_AGAIN = {(u, p): Again(unreachable=u, paused=p) for u in (False, True) for p in (False, True)}
 
 
 def llm_handlers(gw: Gateway) -> dict[str, Callable[[Exchange], Awaitable[None]]]:
@@ -89,7 +92,7 @@ async def proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
 async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
     rid = new_request_id()
     secret = agent_key(ex.headers)
-    key_hash = hash_secret(secret) if secret else None
+    key_hash = gw.keys.hash_of(secret) if secret else None
     if await gw.keys.refusal(key_hash, gw.clock()) is not None:
         # refused whatever the body says: answered without reading it
         refusal = await refuse_unread(gw, Ticket(rid, key_hash, Call(vendor=route.provider),
@@ -159,7 +162,7 @@ async def _proxy(ex: Exchange, gw: Gateway, route: Route) -> None:
         # 429 once more where another endpoint or the queue may take it; else the agent
         # gets the answer (502, or the provider's own 429)
         others = len(ticket.endpoints) > 1
-        again = Again(unreachable=others, paused=not paused and (others or reservation.queues))
+        again = _AGAIN[others, not paused and (others or reservation.queues)]
         why = await _send(ex, gw, route, reservation, body, raw, model, target, price, est,
                           on, again)
         if why is None:

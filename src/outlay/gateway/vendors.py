@@ -33,7 +33,6 @@ from outlay.policy.errors import BadRequest, OutlayError, invalid_request
 from outlay.policy.money import micros_to_usd
 from outlay.policy.tags import TAGS_HEADER, parse_tags
 from outlay.state.base import Reservation, Settled, Ticket
-from outlay.state.keys import hash_secret
 from outlay.telemetry.trace_context import TRACEPARENT
 from outlay.vendors import VendorCall, VendorEstimate, VendorPricing
 from outlay.vendors.base import printable, route_path
@@ -64,7 +63,7 @@ async def _vendor_proxy(request: web.Request, gw: Gateway, vendor: str) -> web.S
     rid = new_request_id()
     path = raw_path(request)
     secret = agent_key(request.headers)
-    key_hash = hash_secret(secret) if secret else None
+    key_hash = gw.keys.hash_of(secret) if secret else None
     pricing = gw.vendor_pricing.get(vendor)
     call = Call(vendor=vendor)
     try:

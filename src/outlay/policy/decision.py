@@ -186,7 +186,6 @@ class Limits:
     budget_cap: int | None = None
     budget_remaining: int | None = None
     budget_scope: str | None = None  # the scope of the tightest hard budget
-    policies: tuple[tuple[str, int, int], ...] = ()  # (window name, limit, seconds)
 
 
 @value

@@ -4,24 +4,21 @@ token window and hard budget among those `decide` checked."""
 from __future__ import annotations
 
 from outlay.policy.decision import Limits
-from outlay.policy.windows import WINDOW_SECONDS
 
 
 class Tightest:
     """Keeps the tightest request window, token window and hard budget seen."""
 
-    __slots__ = ("bud", "policies", "req", "tok")  # one per decision: set and read quickly
+    __slots__ = ("bud", "req", "tok")  # one per decision: set and read quickly
 
     def __init__(self) -> None:
         self.req: tuple[int, int, int, str] | None = None  # remaining, limit, reset, window
         self.tok: tuple[int, int, int, str] | None = None
         self.bud: tuple[int, int, str] | None = None  # remaining, cap, scope
-        self.policies: list[tuple[str, int, int]] = []
 
     def window(self, name: str, limit: int, used: int, reset_ms: int) -> None:
         left = limit - used  # not max(0, …): a builtin's call costs more than the test
         entry = (left if left > 0 else 0, limit, reset_ms, name)
-        self.policies.append((name, limit, WINDOW_SECONDS[name]))
         if name == "tpm":
             if self.tok is None or entry < self.tok:
                 self.tok = entry
@@ -35,15 +32,14 @@ class Tightest:
 
     def build(self) -> Limits:
         req, tok, bud = self.req, self.tok, self.bud
-        policies = tuple(self.policies)
         if req is None and tok is None and bud is None:
-            return Limits(policies=policies)
+            return Limits()
         # positional, in Limits' order: the headers' values are made on every call
         r_remaining, r_limit, r_reset, r_window = req or _NO_REQ
         t_remaining, t_limit, t_reset, _ = tok or _NO_REQ
         b_remaining, b_cap, b_scope = bud or _NO_BUD
         return Limits(r_limit, r_remaining, r_reset, r_window, t_limit, t_remaining, t_reset,
-                      b_cap, b_remaining, b_scope, policies)
+                      b_cap, b_remaining, b_scope)
 
 
 _NO_REQ: tuple[None, None, None, None] = (None, None, None, None)

@@ -159,6 +159,10 @@ def _reset(state: WindowState, width: int, now_ms: int) -> int:
 # count is used (a store rewrites a window on every call, and a narrower row keeps more of
 # them in a page); each as a one-byte code the counts follow
 _WIDTHS = ((b"H", "<cq{}H"), (b"I", "<cq{}I"), (b"q", "<cq{}q"))
+# the layouts of the usual lengths (a window holds at most BUCKETS counts, one more when
+# kept by an earlier version), formatted once rather than on every call
+_LAYOUTS = tuple(tuple((code, layout.format(n)) for code, layout in _WIDTHS)
+                 for n in range(BUCKETS + 2))
 
 
 def encode(state: WindowState) -> bytes:
@@ -167,9 +171,12 @@ def encode(state: WindowState) -> bytes:
     number of bytes), so it is never taken for the 64-bit form of earlier versions (a
     multiple of 8)."""
     counts = state.counts
-    for code, layout in _WIDTHS:
+    n = len(counts)
+    layouts = _LAYOUTS[n] if n < len(_LAYOUTS) else tuple(
+        (code, layout.format(n)) for code, layout in _WIDTHS)
+    for code, layout in layouts:
         try:  # struct caches the format of each length; a count it cannot hold raises
-            return struct.pack(layout.format(len(counts)), code, state.newest, *counts)
+            return struct.pack(layout, code, state.newest, *counts)
         except struct.error:
             continue
     # past 64 bits: the array's OverflowError, as ever

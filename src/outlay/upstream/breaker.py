@@ -73,7 +73,8 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         self._failures = 0
-        self._move(BreakerState.CLOSED)
+        if self._state is not BreakerState.CLOSED:  # closed already on nearly every call
+            self._move(BreakerState.CLOSED)
 
     def record_failure(self) -> None:
         self._failures += 1

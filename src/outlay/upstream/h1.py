@@ -24,6 +24,7 @@ IDLE_S = 15.0  # a kept-alive connection unused this long is closed rather than 
 HIGH_WATER = 256 * 1024  # body bytes buffered unread before reading the socket pauses
 LOW_WATER = 64 * 1024  # … and resumes
 EARLY_S = 0.001  # a timer this close to a wait's deadline counts as on time
+_FRAMING = (b"content-length", b"transfer-encoding")  # headers that frame a body
 
 
 class Pool:
@@ -265,8 +266,11 @@ class Connection(asyncio.Protocol):
             self.headers = []
             return
         self.status = status
-        framed = any(name.lower() in (b"content-length", b"transfer-encoding")
-                     for name, _ in self.headers)
+        framed = False
+        for name, _ in self.headers:  # a loop, not any() over a generator: every answer
+            if name.lower() in _FRAMING:
+                framed = True
+                break
         self.until_close = not framed and status not in (204, 304)
         self.head_done = True
         self._wake()

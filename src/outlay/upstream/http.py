@@ -102,10 +102,13 @@ class Endpoint:
 HealthListener = Callable[[str, Endpoint, BreakerState], None]
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, slots=True)
 class _Route:
     endpoint: Endpoint
     breaker: CircuitBreaker
+    # where its calls go, found on its first call (an Endpoint's hash is worked out from
+    # all its fields, on every lookup by it)
+    target: _Target | None = None
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,7 @@ class HttpUpstream:
                 failures.append(f"{route.endpoint.base_url}: circuit open")
                 continue
             try:
-                response = await self._send_once(route.endpoint, request)
+                response = await self._send_once(route, request)
             except UpstreamUnreachable as exc:
                 route.breaker.record_failure()
                 failures.append(f"{route.endpoint.base_url}: {exc}")
@@ -214,6 +217,9 @@ class HttpUpstream:
 
     async def close(self) -> None:
         pools, self._pools, self._targets = self._pools, {}, {}
+        for routes in self._routes.values():
+            for route in routes:
+                route.target = None
         for pool in pools.values():
             pool.close()
 
@@ -252,8 +258,11 @@ class HttpUpstream:
                 pool, name if default else f"{name}:{port}", parts.path.rstrip("/"))
         return target
 
-    async def _send_once(self, endpoint: Endpoint, request: UpstreamRequest) -> _HttpResponse:
-        target = self._target(endpoint)
+    async def _send_once(self, route: _Route, request: UpstreamRequest) -> _HttpResponse:
+        endpoint = route.endpoint
+        target = route.target
+        if target is None:
+            target = route.target = self._target(endpoint)
         # the gateway forwards paths and queries exactly as the agent encoded them
         path = target.prefix + request.path
         query = request.query
