@@ -56,7 +56,12 @@ def embedded(calls: int) -> float:
 def redis(calls: int) -> float:
     plans = Plans(Names("default"))
     holder = Holder("k1", "a1", "", "w1")
-    counts = " ".join(str(n) for n in range(100, 160))
+    try:  # a window as the script returns it: `b s c t` (state/redis/windows.py)
+        from outlay.state.redis.windows import seen_window  # noqa: F401
+        counts = " ".join(str(n) for n in (NOW // 1000, sum(range(100, 159)), 159,
+                                           *range(158, 99, -1)))
+    except ImportError:  # a checkout from before: the 60 counts, oldest first
+        counts = " ".join(str(n) for n in range(100, 160))
     reply: list[list[str]] | None = None
     began = time.perf_counter()
     for i in range(calls):

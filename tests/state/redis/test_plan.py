@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from outlay.policy.decision import ScopeView
 from outlay.policy.model import Policy
-from outlay.state.redis.plan import PolicyViews, window_counts
+from outlay.state.redis.plan import PolicyViews
+from outlay.state.redis.windows import integers, seen_window
 
 SCOPES = ("key:k", "agent:a", "global")
 
@@ -46,15 +47,20 @@ def test_at_most_limit_lists_are_kept() -> None:
         assert len(keep._views) <= 3
 
 
-def test_a_windows_counts_read_from_the_scripts_string() -> None:
-    assert window_counts(" ".join(["0"] * 59 + ["7"])) == (0,) * 59 + (7,)
-    assert window_counts(b"3 0 12") == (3, 0, 12)
+def test_a_window_read_from_the_scripts_string() -> None:
+    # bucket 1000, the sum of the 59 before it, its count, then those 59 newest first:
+    # 7 in bucket 1000, 1 in bucket 941
+    window = seen_window(" ".join(["1000", "1", "7", *["0"] * 58, "1"]))
+    assert window.newest == 1000
+    assert window.counts == (1,) + (0,) * 58 + (7,)
+    assert window.used == 8
+    assert seen_window(b"5 0 3 " + b"0 " * 58 + b"0").counts == (0,) * 59 + (3,)
 
 
-def test_counts_past_64_bits_are_read_exactly() -> None:
-    assert window_counts(f"1 {2**64} 2") == (1, 2**64, 2)
-    assert window_counts(f"{2**70} -{2**66}") == (2**70, -(2**66))
+def test_integers_past_64_bits_are_read_exactly() -> None:
+    assert integers(f"1 {2**64} 2") == [1, 2**64, 2]
+    assert integers(f"{2**70} -{2**66}") == [2**70, -(2**66)]
 
 
-def test_counts_json_would_refuse_are_read_as_integers() -> None:
-    assert window_counts("007 1") == (7, 1)
+def test_integers_json_would_refuse_are_read_as_integers() -> None:
+    assert integers("007 1") == [7, 1]

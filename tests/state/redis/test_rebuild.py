@@ -12,10 +12,13 @@ import pytest
 
 from outlay.policy.errors import BudgetExceeded, RateLimited
 from outlay.policy.model import parse_policy
+from outlay.policy.periods import period_bounds
 from outlay.state.base import NewKey, Outcome, StateError
 from outlay.state.open import store_from_url
+from outlay.state.redis.plan import counter_ttl_ms
 from outlay.state.redis.store import RedisStore
 from outlay.state.redis.wal import entries_of
+from outlay.state.redis.windows import stored_window
 
 from ...servers.redis import RedisServer
 from ..support import Clock, budget_line, eventually, ledger_cost, ticket
@@ -72,6 +75,32 @@ async def test_spend_windows_and_calls_in_flight_come_back(
     await store.reserve(ticket(secret, 0))  # the 4th call this minute (and the refused 5th)
     with pytest.raises(RateLimited):
         await store.reserve(ticket(secret, 0))
+
+
+async def test_rebuilt_counters_and_windows_expire_as_the_scripts_make_them(
+    open_redis_store: Callable[..., RedisStore], clock: Clock
+) -> None:
+    store = open_redis_store(clock)
+    await store.open()
+    _, secret = await store.create_key(NewKey(agent="bot"))
+    await store.put_policy("agent:bot", parse_policy(
+        {"tpm": 10_000, "budgets": [{"usd": 1, "period": "day"}]}))
+    done = await store.reserve(ticket(secret, 3_000, tokens=120))
+    assert await store.settle(Outcome(done.id, 200, cost_micros=2_000, tokens=100))
+    await store.wal.flush()
+    await empty_redis(store)
+    await store.reserve(ticket(secret, 1_000, tokens=50))  # rebuilt first, then decided
+    names, now = store.names, clock()
+    counter = names.counter("agent:bot", "day", period_bounds("day", now)[0])
+    assert 0 < await store.redis.pttl(counter) <= counter_ttl_ms("day")
+    window = names.window("agent:bot", "tpm")
+    assert 61_000 < await store.redis.pttl(window) <= 62_000
+    assert stored_window(await store.redis.hgetall(window), 1_000, now).used == 100 + 50
+    # a budget period new to the scope: its counter, made by adopt.lua, expires as well
+    await store.put_policy("agent:bot", parse_policy(
+        {"tpm": 10_000, "budgets": [{"usd": 1, "period": "day"}, {"usd": 5, "period": "week"}]}))
+    weekly = names.counter("agent:bot", "week", period_bounds("week", now)[0])
+    assert 0 < await store.redis.pttl(weekly) <= counter_ttl_ms("week")
 
 
 async def test_a_vendor_accounts_idempotency_keys_come_back(

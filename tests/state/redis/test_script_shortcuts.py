@@ -1,8 +1,8 @@
 """The reservation, forwarded mark and settlement scripts run directly, where they take
-shortcuts: a window's expiry is set when a bucket is first counted and outlasts it; a
-budget's snapshot is its counter as stored; a call reserved with no vendor object looks for
-no link when settled; the forwarded mark is one write, and makes no reservation it did not
-find."""
+shortcuts: a window's expiry is set when a bucket is first counted and outlasts it, a
+budget counter's when it is made; a budget's snapshot is its counter as stored; a call
+reserved with no vendor object looks for no link when settled; the forwarded mark is one
+write, and makes no reservation it did not find."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from outlay.policy.decision import Call, KeyInfo, call_scopes
 from outlay.policy.model import parse_policy
 from outlay.state.base import Ticket
 from outlay.state.redis.exposure import exposure_scripts
-from outlay.state.redis.plan import Check, Holder, Names, check_args, plan
+from outlay.state.redis.plan import Check, Holder, Names, check_args, counter_ttl_ms, plan
 from outlay.state.redis.scripts import script_text
 from outlay.state.redis.wal import ledger_row
 
@@ -86,9 +86,22 @@ async def test_a_window_expires_62_buckets_after_its_newest_bucket_began(redis: 
     await scripts.reserved(NOW + 1_000)  # a new bucket: 62 buckets from now
     for key in windows:
         assert 61_000 < await redis.pttl(key) <= 62_000
-        assert await redis.hgetall(key) == {
-            str(NOW // 1000): "2" if key.endswith("rpm") else "240",
-            str(NOW // 1000 + 1): "1" if key.endswith("rpm") else "120"}
+        one = 1 if key.endswith("rpm") else 120  # a call's weight
+        assert await redis.hgetall(key) == {  # see window.lua
+            "b": str(NOW // 1000 + 1), "c": str(one), "s": str(2 * one),
+            "t": " ".join(map(str, (2 * one, *[0] * 58)))}
+
+
+async def test_a_budget_counter_is_given_its_expiry_when_made(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    await scripts.ready()
+    _, checks, _ = await scripts.reserved(NOW)
+    counter = next(c.key for c in checks if c.kind == "b")
+    month = counter_ttl_ms("month")
+    assert month - 1_000 < await redis.pttl(counter) <= month
+    await redis.pexpire(counter, 5_000_000)  # as if the period had gone on since
+    await scripts.reserved(NOW + 1_000)  # counted: its expiry stands
+    assert 0 < await redis.pttl(counter) <= 5_000_000
 
 
 async def test_a_budgets_snapshot_is_its_counter_as_stored(redis: Redis) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from outlay.policy.model import Policy, parse_policy
 from outlay.state.base import NewKey, Outcome, Ticket
 from outlay.state.keys import hash_secret
 from outlay.state.redis.plan import Holder, Names, check_args, plan, views
+from outlay.state.redis.scripts import script_text
 from outlay.state.sqlite.store import SqliteStore
 
 from ...servers.redis import RedisServer
@@ -45,7 +45,7 @@ async def redis(server: RedisServer) -> AsyncIterator[Redis]:
 
 
 def _script(redis: Redis, name: str) -> Any:
-    return redis.register_script((resources.files("outlay.state.redis") / "lua" / name).read_text())
+    return redis.register_script(script_text(name))
 
 
 def random_policy(rng: random.Random) -> Policy:

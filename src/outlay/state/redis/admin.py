@@ -20,8 +20,9 @@ from outlay.policy.tags import is_wildcard, split, tracking_period, wildcard_of
 from outlay.policy.windows import WINDOW_SECONDS, bucket_ms
 from outlay.state.base import BudgetLine, KeyRecord, NewKey, StateError
 from outlay.state.config_policies import ConfigPolicies
-from outlay.state.redis.plan import window_state
+from outlay.state.redis.plan import counter_ttl_ms
 from outlay.state.redis.wal import drain
+from outlay.state.redis.windows import stored_window
 from outlay.state.usage import tag_values_view, usage_view
 from outlay.webhooks.outbox import DeliveryJob, FinalState
 
@@ -213,7 +214,8 @@ class RedisAdmin(AdminDelegate):
                               for b in policy.budgets if b.counter == counter))
             await self._call(self._adopt_script,
                              [self.names.counter(scope, counter, start), self.names.leases],
-                             [scope, counter, start, spent, watched, self.names.prefix, flow])
+                             [scope, counter, start, spent, watched, self.names.prefix, flow,
+                              counter_ttl_ms(period)])
 
     async def usage(self, scope: str, values_limit: int = 100) -> dict[str, Any]:
         await self._settled_so_far()  # this worker's queued settlements count too
@@ -228,9 +230,9 @@ class RedisAdmin(AdminDelegate):
             if policy is not None:
                 for name in WINDOW_SECONDS:
                     if getattr(policy, name) is not None:
-                        flat = await self.redis.hgetall(self.names.window(scope, name))
-                        pairs = [v for kv in flat.items() for v in kv]
-                        windows[name] = window_state(bucket_ms(name), pairs, now)
+                        fields = await self.redis.hgetall(self.names.window(scope, name))
+                        windows[name] = stored_window(
+                            {str(k): str(v) for k, v in fields.items()}, bucket_ms(name), now)
                 for budget in policy.budgets:
                     start = period_bounds(budget.period, now)[0]
                     spent, reserved = await self.redis.hmget(

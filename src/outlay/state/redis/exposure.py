@@ -28,11 +28,7 @@ _EXTRAS = "__x"  # where the object's part of a settlement's reply begins
 def exposure_scripts() -> tuple[str, str]:
     """The reservation and settlement scripts, each wrapping the plain one, so every
     settlement (the reaper's too) finds a call's object through its link."""
-    reserve = script_text("exposure_reserve.lua").replace(
-        "-- @reserve.lua", script_text("reserve.lua"))
-    settle = script_text("exposure_settle.lua").replace(
-        "-- @settle.lua", script_text("settle.lua"))
-    return reserve, settle
+    return script_text("exposure_reserve.lua"), script_text("exposure_settle.lua")
 
 
 def object_key(names: Names, vendor: str, object_id: str) -> str:

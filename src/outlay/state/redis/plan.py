@@ -8,10 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import repeat
 from typing import Any, NamedTuple
-
-import orjson
 
 from outlay.policy.decision import NOTHING, Call, Counter, Grant, ScopeView
 from outlay.policy.loop_check import Loop, LoopRule, loop_rule, loop_under, with_state
@@ -21,9 +18,10 @@ from outlay.policy.pacing import PAUSE, is_endpoint
 from outlay.policy.periods import HOUR_MS, period_bounds
 from outlay.policy.rules import rules_of
 from outlay.policy.tags import tracking_period
-from outlay.policy.windows import BUCKETS, LIMIT_CODES, WindowState, bucket_ms
+from outlay.policy.windows import LIMIT_CODES, WindowState, bucket_ms
 from outlay.state.base import Ticket
 from outlay.state.fingerprints import Fingerprints
+from outlay.state.redis.windows import seen_window
 from outlay.values import value
 
 # what a breach of a check does (the script's `block` value)
@@ -377,9 +375,9 @@ def views(
     windows: dict[str, dict[str, WindowState]] = {}
     inflight: dict[str, int] = {}
     counters: dict[str, dict[str, Counter]] = {}
-    for (scope, kind, _, name, a, _, _, _, start), seen in zip(checks, snapshot, strict=True):
-        if kind == "w":  # the script's 60 counts, oldest first, in one string
-            state = WindowState(now_ms // a, window_counts(seen[0]))
+    for (scope, kind, _, name, _, _, _, _, start), seen in zip(checks, snapshot, strict=True):
+        if kind == "w":  # the window's string as the script saw it
+            state = seen_window(seen[0])
             if scope in windows:
                 windows[scope][name] = state
             else:
@@ -400,31 +398,6 @@ def views(
                   inflight.get(scope, 0), counters.get(scope, NOTHING))
         for scope in scopes
     ]
-
-
-def window_counts(text: str | bytes) -> tuple[int, ...]:
-    """A window's counts from the script's string of them (integers separated by spaces),
-    read as a JSON array: several times faster than an int() per count."""
-    if isinstance(text, bytes):
-        text = text.decode()
-    try:
-        counts = orjson.loads(f"[{text.replace(' ', ',')}]")
-    except orjson.JSONDecodeError:
-        counts = None
-    # a count past 64 bits would be read as a float: those are read exactly, one by one
-    if counts is None or not isinstance(sum(counts), int):
-        return tuple(map(int, text.split()))
-    return tuple(counts)
-
-
-def window_state(width_ms: int, flat: Sequence[Any], now_ms: int) -> WindowState:
-    """A window hash (bucket -> count, as a flat field/value list) as the buckets of the
-    rolling window ending at the current bucket."""
-    bucket = now_ms // width_ms
-    counts = dict(zip(map(int, flat[::2]), map(int, flat[1::2]), strict=True))
-    first = bucket - BUCKETS + 1
-    # counts.get(b, 0) for every bucket, oldest first, without a Python step per bucket
-    return WindowState(bucket, tuple(map(counts.get, range(first, bucket + 1), repeat(0))))
 
 
 def loop_plan(names: Names, ticket: Ticket, key_id: str, rule: LoopRule | None,

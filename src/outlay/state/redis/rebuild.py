@@ -22,6 +22,7 @@ from outlay.policy.tags import is_wildcard, split, tracking_period
 from outlay.policy.windows import BUCKETS, REQUEST_WINDOWS, bucket_ms
 from outlay.state.redis.plan import Holder, Names, counter_ttl_ms, plan
 from outlay.state.redis.scripts import script_text
+from outlay.state.redis.windows import window_fields
 
 IDEMPOTENCY_MS = 7 * 86_400_000
 
@@ -97,8 +98,10 @@ async def rebuild(
         for period, flow, counter in {(b.period, b.flow, b.counter) for b in policy.budgets}:
             start = period_bounds(period, now_ms)[0]
             spent, reserved = await source.committed(scope, start, flow)
-            pipe.hset(names.counter(scope, counter, start),
-                      mapping={"spent": spent, "reserved": reserved})
+            key = names.counter(scope, counter, start)
+            pipe.hset(key, mapping={"spent": spent, "reserved": reserved})
+            if (ttl := counter_ttl_ms(period)) > 0:  # as reserve.lua gives a counter it makes
+                pipe.pexpire(key, ttl)
         for name in (*REQUEST_WINDOWS, "tpm"):
             if getattr(policy, name) is None:
                 continue
@@ -107,8 +110,9 @@ async def rebuild(
             counts = await source.window_counts(scope, since, width, name == "tpm")
             key = names.window(scope, name)
             pipe.delete(key)
-            if counts:
-                pipe.hset(key, mapping={str(b): n for b, n in counts.items()})
+            if counts:  # its newest bucket now's, or a newer one a call was counted in
+                fields = window_fields(max(now_ms // width, *counts), counts)
+                pipe.hset(key, items=[v for kv in fields.items() for v in kv])
                 pipe.pexpire(key, width * (BUCKETS + 2))
     inflight: dict[str, int] = {}
     workers: set[str] = set()

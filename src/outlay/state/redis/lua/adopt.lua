@@ -5,6 +5,7 @@
 -- ARGV[1] scope   ARGV[2] period   ARGV[3] period start   ARGV[4] spent so far
 -- ARGV[5] 1 if the budget warns or is soft   ARGV[6] the installation's key prefix
 -- ARGV[7] the budget's flow (spend, or out): only the calls of that flow count toward it
+-- ARGV[8] the counter's expiry in ms (as reserve.lua gives a counter it makes), or -1: none
 
 local reserved = 0
 for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
@@ -33,4 +34,5 @@ for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   end
 end
 redis.call('HSET', KEYS[1], 'spent', ARGV[4], 'reserved', string.format('%d', reserved))
+if tonumber(ARGV[8]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[8]) end
 return reserved

@@ -12,24 +12,27 @@
 -- ARGV[10] the checks, five space-separated values each: kind a b c block, where block
 --   says what a breach does: 1 refuses the call, 0 lets it through (on_breach alert), 2 lets
 --   it through as the call's approval says, 3 lets it through and reports it (shadow)
---   window   'w', bucket width ms, limit, weight            (60 buckets of width ms)
+--   window   'w', bucket width ms, limit, weight  (60 buckets of width ms: see window.lua)
 --   parallel 'p', max in flight, 0, 0
 --   pause    'z', 0, 0, 0: an endpoint paused (an upstream 429) until the key's value in ms
 --   budget   'b', cap (-1: a soft budget, never breached), amount, and whether this check
 --            holds the counter (once per counter, whatever number of budgets share it):
---            0 no, -1 yes, n > 0 yes and the counter expires n ms from now
+--            0 no, -1 yes, n > 0 yes and the counter, when this call makes it, expires n ms
+--            from now
 --   loop guard 'l', bucket width ms, max_repeats, window ms: a request's admissions
 --            (bucket -> count); a bucket counts while its start + the window is after now
 --   tag values 't', max_values, the value's index in the record's `tv` list, and the set's
 --            expiry in ms (n > 0) or -1: a value of a `tag:<name>=*` policy, tracked in the
 --            set KEYS[5+i]; a new one past max_values refuses at once ('too_many_values')
--- A window's snapshot is one string: the counts of its 60 buckets up to now's, oldest first,
--- space-separated.
+-- A window's snapshot is one string (window.lua): now's bucket, the sum of the 59 buckets
+-- before it, its count, then those 59 counts, newest first.
 -- Returns {status, now, …}: 'ok' with the WAL entry id, overage (0 none, 1 let through by
 -- alert, 2 by the approval, which the call then uses, 3 only reported: shadow), tightest hard budget
 -- (remaining, cap) and the snapshot; 'refused' with the snapshot; 'stale' with the
 -- version; 'not_ready'; 'replay' with the first request id; 'taken' when this request id
 -- holds a reservation already or was voided (its first attempt's answer was lost).
+
+-- @window.lua
 
 local meta = redis.call('HMGET', KEYS[1], 'ready', 'version', 'skew')
 if not meta[1] then return {'not_ready'} end
@@ -66,31 +69,10 @@ for i = 1, n do
   local key = KEYS[6 + i]
   local breached = false
   if kind == 'w' then
-    local bucket = math.floor(now / a)
-    local fields = redis.call('HGETALL', key)
-    local used, counts, stale, oldest = 0, {}, {}, bucket - 60
-    local field = nil  -- now's bucket's field, if the hash has it
-    for k = 1, 60 do counts[k] = '0' end
-    for j = 1, #fields, 2 do
-      local at = fields[j] + 0
-      if at <= oldest then  -- a bucket counts for 60 buckets from its start
-        stale[#stale + 1] = fields[j]
-      elseif at <= bucket then
-        local count = fields[j + 1]
-        used = used + count
-        counts[at - oldest] = count  -- as stored: exact whatever its size
-        if at == bucket then field = fields[j] end
-      end
-    end
-    if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+    local seen, used, write, turned = window_seen(key, math.floor(now / a), c)
     breached = used + c > b
-    -- the hash was given its expiry when now's bucket was first counted (62 buckets from
-    -- then, past the last moment that bucket counts): set it again only for a new bucket
-    state[i] = field or string.format('%d', bucket)
-    fresh[i] = field == nil
-    -- the 60 buckets' counts, oldest first, in one string (one reply value to parse, not
-    -- a field and a value per bucket)
-    snapshot[i] = {table.concat(counts, ' ')}
+    state[i], fresh[i] = write, turned
+    snapshot[i] = {seen}
   elseif kind == 't' then
     if tagvals == nil then tagvals = cjson.decode(ARGV[6]).tv end
     state[i] = false
@@ -143,6 +125,9 @@ for i = 1, n do
     end
     -- as stored (integers, written by HINCRBY or the rebuild)
     snapshot[i] = {counter[1] or '0', counter[2] or '0'}
+    -- a counter is given its expiry when it is made (here, by adopt.lua or the rebuild):
+    -- one that holds a period outlives it by a day, however late in it the first call
+    fresh[i] = not counter[1] and not counter[2]
   end
   if breached then
     if block == '1' then
@@ -163,8 +148,15 @@ for i = 1, n do
   local key = KEYS[6 + i]
   if kind == 'w' then
     if c > 0 then
-      redis.call('HINCRBY', key, state[i], c_text)
-      if fresh[i] then redis.call('PEXPIRE', key, a * 62) end
+      if state[i] == true then
+        redis.call('HINCRBY', key, 'c', c_text)
+      else
+        if fresh[i] == 'hash' then redis.call('DEL', key) end
+        redis.call('HSET', key, unpack(state[i]))
+        -- a new bucket: the window expires 62 buckets from now, past the last moment that
+        -- bucket counts (a bucket already counted keeps the expiry it set)
+        if fresh[i] then redis.call('PEXPIRE', key, a * 62) end
+      end
     end
   elseif kind == 'p' then
     redis.call('INCR', key)
@@ -178,7 +170,7 @@ for i = 1, n do
     end
   elseif c ~= 0 then
     redis.call('HINCRBY', key, 'reserved', b_text)
-    if c > 0 then redis.call('PEXPIRE', key, c) end
+    if c > 0 and fresh[i] then redis.call('PEXPIRE', key, c) end
   end
 end
 

@@ -17,6 +17,8 @@
 -- tightest budget spent and cap, the settlement applied, spent of each watched hold (of
 -- every hold on an overrun)…}.
 
+-- @window.lua
+
 if redis.call('HEXISTS', KEYS[4], 'ready') == 0 then return {-1} end
 local got = redis.call('HMGET', KEYS[1], 'rec', 'row', 'ov', 'sp', 'cap', 'at', 'fwd', 'ln')
 if not got[1] then return {0} end
@@ -51,13 +53,7 @@ end
 if used ~= tokens then  -- as many tokens as counted: nothing to correct
   for _, window in ipairs(rec.tpm) do
     -- window = {key, bucket width}: correct the bucket the tokens were counted in, if kept
-    local bucket = string.format('%d', math.floor(got[6] / window[2]))
-    local count = redis.call('HGET', window[1], bucket)
-    if count then
-      local fixed = count + used - tokens
-      if fixed < 0 then fixed = 0 end
-      redis.call('HSET', window[1], bucket, string.format('%d', fixed))
-    end
+    window_corrected(window[1], math.floor(got[6] / window[2]), used - tokens)
   end
 end
 for _, key in ipairs(rec.parallel) do
