@@ -13,6 +13,11 @@ from outlay.policy.loop_guard import body_digest, fingerprint
 KEPT = 4096  # entries of each map before it starts over
 
 
+def row_name(made: str, bucket_ms: int) -> str:
+    """The name of a request's count row: its fingerprint and the guard's bucket width."""
+    return f"{made}:{bucket_ms}"
+
+
 class Fingerprints:
     def __init__(self) -> None:
         self._digests: dict[bytes, bytes] = {}
@@ -41,5 +46,5 @@ class Fingerprints:
             if len(self._made) >= KEPT:
                 self._made.clear()
             made = fingerprint(key_id, method, path, body, digest)
-            found = self._made[known] = (made, f"{made}:{bucket_ms}")
+            found = self._made[known] = (made, row_name(made, bucket_ms))
         return found

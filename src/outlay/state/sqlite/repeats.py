@@ -14,7 +14,7 @@ from outlay.policy.decision import KeyInfo
 from outlay.policy.loop_check import Loop, LoopRule, loop_under
 from outlay.policy.windows import WindowState
 from outlay.state.base import Ticket
-from outlay.state.fingerprints import Fingerprints
+from outlay.state.fingerprints import Fingerprints, row_name
 
 REPEATS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS repeats (
@@ -83,7 +83,7 @@ class GuardedKeys:
 
 
 def mark(loop: Loop) -> str:
-    return f"{loop.fingerprint}:{loop.guard.bucket_ms}"
+    return row_name(loop.fingerprint, loop.guard.bucket_ms)
 
 
 def loop_of(mirror: RepeatRows, c: sqlite3.Connection, ticket: Ticket, key: KeyInfo,
