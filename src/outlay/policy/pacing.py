@@ -10,7 +10,7 @@ as the window PAUSE, whose `newest` is the end of the pause in ms.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from outlay.policy.decision import Admit, Decision, Refuse, ScopeView
 from outlay.policy.errors import OutlayError, RateLimited
@@ -144,5 +144,32 @@ def decide_paced(
     return held(provider_full(full), views, may_queue), None
 
 
-def with_slot(policies: Mapping[str, Policy], slot: Slot) -> dict[str, Policy]:
-    return {**policies, slot.scope: slot.policy}
+class WithSlot(Mapping[str, Policy]):
+    """A call's policies with its endpoint's limits as the endpoint scope's policy: a view
+    of `base`, not a copy (a store's policies hold one per key with its own; copying them
+    for every call would cost in proportion to the keys)."""
+
+    __slots__ = ("base", "slot")
+
+    def __init__(self, base: Mapping[str, Policy], slot: Slot) -> None:
+        self.base, self.slot = base, slot
+
+    def __getitem__(self, scope: str) -> Policy:
+        return self.slot.policy if scope == self.slot.scope else self.base[scope]
+
+    def get(self, scope: str, default: Policy | None = None) -> Policy | None:  # type: ignore[override]
+        return self.slot.policy if scope == self.slot.scope else self.base.get(scope, default)
+
+    def __contains__(self, scope: object) -> bool:
+        return scope == self.slot.scope or scope in self.base
+
+    def __iter__(self) -> Iterator[str]:
+        yield from (s for s in self.base if s != self.slot.scope)
+        yield self.slot.scope
+
+    def __len__(self) -> int:
+        return len(self.base) + (self.slot.scope not in self.base)
+
+
+def with_slot(policies: Mapping[str, Policy], slot: Slot) -> WithSlot:
+    return WithSlot(policies, slot)

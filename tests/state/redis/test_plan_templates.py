@@ -15,7 +15,7 @@ from outlay.policy.decision import Call, Grant
 from outlay.policy.loop_check import loop_rule
 from outlay.policy.loop_guard import LoopGuard
 from outlay.policy.model import Budget, Policy
-from outlay.policy.pacing import PAUSE, is_endpoint
+from outlay.policy.pacing import PAUSE, Slot, is_endpoint, with_slot
 from outlay.policy.periods import period_bounds
 from outlay.policy.rules import rules_of
 from outlay.policy.windows import LIMIT_CODES, bucket_ms
@@ -118,6 +118,11 @@ calls = st.builds(
     tokens=st.sampled_from([0, 1, 300, 10**6]), flow=st.sampled_from(["spend", "out"]))
 grants = st.one_of(st.none(), st.just(Grant("ap", frozenset(
     {("key:k", "budget_exceeded"), ("agent:a", "rate_limit_exceeded")}))))
+# endpoints as a worker's settings make them (their limits fixed while the settings stand;
+# the same endpoint with other limits: settings reloaded)
+ENDPOINTS = (None, Slot("endpoint:openai:1", Policy()),
+             Slot("endpoint:openai:1", Policy(rpm=7, max_parallel=2)),
+             Slot("endpoint:openai:2", Policy(tpm=50)))
 moments = st.one_of(st.integers(NOW, NOW + 2 * DAY_MS), st.integers(0, 2 * NOW))
 
 
@@ -125,17 +130,20 @@ moments = st.one_of(st.integers(NOW, NOW + 2 * DAY_MS), st.integers(0, 2 * NOW))
 @given(st.dictionaries(st.sampled_from(SCOPES), policies, max_size=len(SCOPES)),
        st.lists(st.tuples(st.lists(st.sampled_from(SCOPES), min_size=1, max_size=4,
                                    unique=True).map(tuple),
-                          calls, moments, grants, st.booleans()), min_size=1, max_size=12))
+                          calls, moments, grants, st.booleans(), st.sampled_from(ENDPOINTS)),
+                min_size=1, max_size=12))
 def test_a_kept_templates_plan_is_the_plan_worked_out_afresh(
     own: dict[str, Policy],
-    steps: list[tuple[tuple[str, ...], Call, int, Grant | None, bool]],
+    steps: list[tuple[tuple[str, ...], Call, int, Grant | None, bool, Slot | None]],
 ) -> None:
     names = Names("t")
     plans = Plans(names)
-    for scopes, call, now, grant, resolved in steps:
+    for scopes, call, now, grant, resolved, slot in steps:
         holder = Holder("k", "a", "", "w")
         # a call's own resolved policies (a copy) are planned, never kept
-        policies = dict(own) if resolved else own
+        policies: Mapping[str, Policy] = dict(own) if resolved else own
+        if slot is not None:  # the endpoint it goes to: its limits, a view of the rest
+            scopes, policies = (*scopes, slot.scope), with_slot(policies, slot)
         planned = plans.planned(call, scopes, policies, own, now, grant, holder)
         checks, record = _reference(names, call, scopes, policies, now, grant, holder)
         assert planned.checks == checks
@@ -170,3 +178,28 @@ def test_at_most_limit_templates_are_kept() -> None:
         plans.planned(Call("openai"), (f"key:{i}",), own, own, NOW, None,
                       Holder("k", "a", "", "w"))
         assert len(plans._made) <= 3
+
+
+def test_a_calls_endpoint_keeps_its_template_until_the_endpoints_limits_change() -> None:
+    own = {"key:k": Policy(rpm=5, budgets=(Budget(10, "day"),))}
+    plans = Plans(Names("t"))
+    holder = Holder("k", "a", "", "w")
+    slot = Slot("endpoint:openai:0", Policy(rpm=60))
+    scopes = ("key:k", "global", slot.scope)
+    first = plans.planned(Call("openai", cost_micros=3), scopes, with_slot(own, slot), own,
+                          NOW, None, holder)
+    made = dict(plans._made)
+    again = plans.planned(Call("openai", cost_micros=4), scopes, with_slot(own, slot), own,
+                          NOW, None, holder)
+    assert len(made) == 1
+    assert next(iter(plans._made.values()))[0] is next(iter(made.values()))[0]  # kept
+    assert [c.kind for c in again.checks] == [c.kind for c in first.checks] == [
+        "w", "z", "w", "b"]
+    assert again.checks[-1].b == 4
+    reloaded = Slot(slot.scope, Policy(rpm=30))  # settings reloaded: the endpoint's new limits
+    changed = plans.planned(Call("openai"), scopes, with_slot(own, reloaded), own, NOW, None,
+                            holder)
+    assert changed.checks[2].b == 30
+    # policies of the call's own (tag scopes resolved) under the endpoint: never kept
+    plans.planned(Call("openai"), scopes, with_slot(dict(own), slot), own, NOW, None, holder)
+    assert len(plans._made) == 1

@@ -14,7 +14,7 @@ from outlay.policy.decision import NOTHING, Call, Counter, Grant, ScopeView
 from outlay.policy.loop_check import Loop, LoopRule, loop_rule, loop_under, with_state
 from outlay.policy.loop_guard import from_buckets
 from outlay.policy.model import Policy
-from outlay.policy.pacing import PAUSE, is_endpoint
+from outlay.policy.pacing import PAUSE, WithSlot, is_endpoint
 from outlay.policy.periods import HOUR_MS, period_bounds
 from outlay.policy.rules import rules_of
 from outlay.policy.tags import tracking_period
@@ -317,34 +317,40 @@ def template(
 
 class Plans:
     """The templates of the calls' plans, kept per list of scopes, flow, tokens or none and
-    hour, while the worker's policies are the mapping they were made from and the call
-    presents no approval (which changes what a breach does); at most LIMIT of them."""
+    hour, while the worker's policies are the mapping they were made from (with an
+    endpoint's limits added, while they are the endpoint's) and the call presents no
+    approval (which changes what a breach does); at most LIMIT of them."""
 
     LIMIT = 4096
 
     def __init__(self, names: Names) -> None:
         self.names = names
         self._of: Mapping[str, Policy] | None = None
-        self._made: dict[tuple[tuple[str, ...], str, bool, int], Template] = {}
+        # the template, and the endpoint's limits it was made with (None: no endpoint)
+        self._made: dict[tuple[tuple[str, ...], str, bool, int],
+                         tuple[Template, Policy | None]] = {}
 
     def planned(self, call: Call, scopes: tuple[str, ...], policies: Mapping[str, Policy],
                 own: Mapping[str, Policy], now_ms: int, grant: Grant | None,
                 holder: Holder) -> Planned:
-        """`policies`: the call's (its tag scopes' resolved, an endpoint's added: made per
-        call, never kept); `own`: the worker's, the only ones kept."""
-        if policies is not own or grant is not None:
+        """`policies`: the call's (its tag scopes' resolved: made per call, never kept; or
+        the worker's with an endpoint's added, `WithSlot`); `own`: the worker's, the only
+        ones kept."""
+        slot = policies.slot.policy if isinstance(policies, WithSlot) else None
+        base = policies.base if isinstance(policies, WithSlot) else policies
+        if base is not own or grant is not None:
             return filled(template(self.names, call, scopes, policies, now_ms, grant), call,
                           holder)
         if own is not self._of:
             self._of, self._made = own, {}
         kept = (scopes, call.flow, call.tokens != 0, now_ms // HOUR_MS)
         made = self._made.get(kept)
-        if made is None:
+        if made is None or made[1] is not slot:  # an endpoint's limits changed with settings
             if len(self._made) >= self.LIMIT:
                 self._made.clear()
-            made = self._made[kept] = template(self.names, call, scopes, policies, now_ms,
-                                               None)
-        return filled(made, call, holder)
+            made = self._made[kept] = (
+                template(self.names, call, scopes, policies, now_ms, None), slot)
+        return filled(made[0], call, holder)
 
 
 def tag_value_checks(names: Names, tracked: Sequence[tuple[str, str]],
