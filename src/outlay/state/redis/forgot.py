@@ -109,6 +109,7 @@ class RedisRecovery:
         _clock: Callable[[], int] | None
         _policies: dict[str, Policy]
         _keys: dict[str, KeyInfo]
+        _reading: dict[str, asyncio.Task[KeyInfo | None]]
         _version: str | None
         _now_script: Any
 
@@ -190,4 +191,4 @@ class RedisRecovery:
         else:
             log.warning("rebuilt the Redis state of %s from the PostgreSQL ledger in %.0f ms, "
                         "admitting nothing meanwhile: %s", self.names.tenant, took, reason)
-        self._policies, self._keys, self._version = policies, {}, version
+        self._policies, self._keys, self._reading, self._version = policies, {}, {}, version

@@ -143,6 +143,11 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
         self._plans = Plans(self.names)  # the templates of the scripts' plans, likewise
         self._fingerprints = Fingerprints()  # of the requests a loop guard counts
         self._keys: dict[str, KeyInfo] = {}
+        # the reads under way of the policies (after a change) and of keys by hash: calls
+        # arriving meanwhile wait for them instead of making their own (a change made every
+        # call in flight read every policy, a key's policy included, each on its own)
+        self._loading: asyncio.Task[None] | None = None
+        self._reading: dict[str, asyncio.Task[KeyInfo | None]] = {}
         self._marks: OrderedDict[str, None] = OrderedDict()
         # settlements that met an unreachable Redis or a state being rebuilt
         self._retries = SettlementRetries(self._apply_settlement)
@@ -240,6 +245,21 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
 
     # -- caches under the version -------------------------------------------------------
     async def _load(self) -> None:
+        """The policies under the current version, read once for every call waiting on them
+        (a call cancelled meanwhile leaves the read to the others)."""
+        task = self._loading
+        if task is None:
+            task = self._loading = asyncio.get_running_loop().create_task(self._read_policies())
+            task.add_done_callback(self._loaded)
+        await asyncio.shield(task)
+
+    def _loaded(self, task: asyncio.Task[Any]) -> None:
+        if self._loading is task:
+            self._loading = None
+        if not task.cancelled():
+            task.exception()  # its waiters got it; none left: not reported as unretrieved
+
+    async def _read_policies(self) -> None:
         """Read the version first, then what it covers: a write in between only makes the
         cache newer than its version, and the next decision reloads it."""
         try:
@@ -250,7 +270,7 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
             await self._ensure_ready()
             return
         self._policies = await self.durable.list_policies()
-        self._keys = {}
+        self._keys, self._reading = {}, {}  # keys read before the change are read again
         self._version = str(version)
 
     async def _changed(self) -> None:
@@ -261,10 +281,26 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
 
     async def _key(self, key_hash: str) -> KeyInfo | None:
         key = self._keys.get(key_hash)
-        if key is None:
-            key = await self.durable.key_by_hash(key_hash)
-            if key is not None:
-                self._keys[key_hash] = key
+        if key is not None:
+            return key
+        task = self._reading.get(key_hash)
+        if task is None:
+            task = self._reading[key_hash] = asyncio.get_running_loop().create_task(
+                self._read_key(key_hash))
+            task.add_done_callback(lambda done: self._read(key_hash, done))
+        return await asyncio.shield(task)
+
+    def _read(self, key_hash: str, task: asyncio.Task[Any]) -> None:
+        if self._reading.get(key_hash) is task:
+            del self._reading[key_hash]
+        if not task.cancelled():
+            task.exception()  # its waiters got it; none left: not reported as unretrieved
+
+    async def _read_key(self, key_hash: str) -> KeyInfo | None:
+        keys = self._keys  # a reload meanwhile starts a new cache: this one is not kept
+        key = await self.durable.key_by_hash(key_hash)
+        if key is not None:
+            keys[key_hash] = key
         return key
 
     # -- the request path -------------------------------------------------------------
