@@ -8,13 +8,18 @@ from importlib.metadata import version
 import outlay
 
 EXPORTED = [
+    "AccountNotAllowed",
     "ApprovalRequired",
     "BudgetExceeded",
+    "DestinationNotAllowed",
     "InvalidKey",
     "InvalidRequest",
     "KeyExpired",
     "KeyRevoked",
     "ModelNotAllowed",
+    "MoneyOutNotCapped",
+    "NotAllowed",
+    "OperationNotAllowed",
     "OutlayError",
     "RateLimited",
     "Unavailable",

@@ -10,13 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from outlay.sdk import (
+        AccountNotAllowed,
         ApprovalRequired,
         BudgetExceeded,
+        DestinationNotAllowed,
         InvalidKey,
         InvalidRequest,
         KeyExpired,
         KeyRevoked,
         ModelNotAllowed,
+        MoneyOutNotCapped,
+        NotAllowed,
+        OperationNotAllowed,
         OutlayError,
         RateLimited,
         Unavailable,
@@ -32,13 +37,18 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccountNotAllowed",
     "ApprovalRequired",
     "BudgetExceeded",
+    "DestinationNotAllowed",
     "InvalidKey",
     "InvalidRequest",
     "KeyExpired",
     "KeyRevoked",
     "ModelNotAllowed",
+    "MoneyOutNotCapped",
+    "NotAllowed",
+    "OperationNotAllowed",
     "OutlayError",
     "RateLimited",
     "Unavailable",

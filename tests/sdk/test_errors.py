@@ -12,7 +12,15 @@ import pytest
 
 import outlay
 from outlay.gateway.errors import error_answer
+from outlay.gateway.exchange import too_slow
 from outlay.policy import errors as gw
+from outlay.policy.model import Policy
+from outlay.policy.tags import missing_tags, too_many_values
+from outlay.policy.vendor_access import (
+    not_allowed_account,
+    not_allowed_destination,
+    not_allowed_operation,
+)
 from outlay.policy.windows import LIMIT_CODES
 from outlay.sdk.errors import error_from_answer
 
@@ -30,6 +38,14 @@ REFUSALS: list[tuple[gw.OutlayError, type[outlay.OutlayError]]] = [
                    allowed=["gpt-4o-mini", "claude-*"], scope="agent:a"), outlay.ModelNotAllowed),
     (gw.NotAllowed("vendor_not_allowed", "Vendor 'twilio' is not allowed.",
                    allowed=["stripe"], scope="agent:a"), outlay.VendorNotAllowed),
+    (not_allowed_operation("stripe", "POST", "/v1/refunds", ["GET /v1/charges/*"], "agent:a"),
+     outlay.OperationNotAllowed),
+    (not_allowed_account("stripe", "acct_1Other", ["acct_1Mine"], "agent:a"),
+     outlay.AccountNotAllowed),
+    (not_allowed_destination("twilio", "+4420", ["+1*"], "agent:a"),
+     outlay.DestinationNotAllowed),
+    (gw.NotAllowed("money_out_not_capped", "No scope of this call caps money moved out.",
+                   vendor="stripe", scope="agent:a", flow="out"), outlay.MoneyOutNotCapped),
     (gw.ApprovalRequired("A human must approve this call.", 0, approval_id="apr_42",
                          scope="agent:a", reason="budget_exceeded"), outlay.ApprovalRequired),
     (gw.ApprovalMismatch("Approval apr_42 was already used.", approval_id="apr_42",
@@ -44,12 +60,16 @@ REFUSALS: list[tuple[gw.OutlayError, type[outlay.OutlayError]]] = [
                     on_loop="refuse"), outlay.RateLimited),
     (gw.RateLimited("provider_rate_limited", "Every openai endpoint is at its limits.",
                     provider="openai", retry_after=3), outlay.RateLimited),
+    (too_many_values("customer", 100), outlay.RateLimited),
     (gw.BudgetExceeded("budget_exceeded", "Budget exceeded: $4.5 spent of a $5 hard cap today.",
                        scope="agent:a", period="day", spent_usd="4.5", cap_usd="5",
                        resets_at=RESETS), outlay.BudgetExceeded),
     (gw.BadRequest("price_unknown", "No price is known for model 'x'."), outlay.InvalidRequest),
     (gw.invalid_request("The request body is empty.", param="body"), outlay.InvalidRequest),
     (gw.TooLarge("request_too_large", "The request body is too large."), outlay.InvalidRequest),
+    (too_slow(), outlay.InvalidRequest),
+    (missing_tags([("agent:a", Policy(required_tags=("customer",)))], {}),
+     outlay.InvalidRequest),
     (gw.Unavailable("upstream_unavailable", "No endpoint answered.", status=502),
      outlay.Unavailable),
     (gw.Unavailable("enforcement_unavailable", "The state store is unreachable."),
@@ -152,6 +172,41 @@ def test_allow_lists_and_approval_details(flavor: str) -> None:
     assert approval.approval_id == "apr_42"
     assert isinstance(expired, outlay.KeyExpired)
     assert expired.expired_at == datetime(2026, 7, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("flavor", ["openai", "anthropic"])
+def test_least_privilege_refusals_name_what_was_refused(flavor: str) -> None:
+    operation = error_from_answer(*gateway_answer(refusal("operation_not_allowed"), flavor))
+    account = error_from_answer(*gateway_answer(refusal("account_not_allowed"), flavor))
+    destination = error_from_answer(*gateway_answer(refusal("destination_not_allowed"), flavor))
+    money_out = error_from_answer(*gateway_answer(refusal("money_out_not_capped"), flavor))
+
+    assert isinstance(operation, outlay.OperationNotAllowed)
+    assert (operation.vendor, operation.method, operation.path) == ("stripe", "POST",
+                                                                    "/v1/refunds")
+    assert operation.allowed == ["GET /v1/charges/*"]
+    assert isinstance(account, outlay.AccountNotAllowed)
+    assert (account.vendor, account.account, account.allowed) == ("stripe", "acct_1Other",
+                                                                  ["acct_1Mine"])
+    assert isinstance(destination, outlay.DestinationNotAllowed)
+    assert (destination.destination, destination.allowed) == ("+4420", ["+1*"])
+    assert isinstance(money_out, outlay.MoneyOutNotCapped)
+    assert money_out.vendor == "stripe"
+    assert money_out.scope == "agent:a"
+    # one `except` for every allow-list, the allow-lists of models and vendors among them
+    for error in (operation, account, destination,
+                  error_from_answer(*gateway_answer(refusal("model_not_allowed"), flavor)),
+                  error_from_answer(*gateway_answer(refusal("vendor_not_allowed"), flavor))):
+        assert isinstance(error, outlay.NotAllowed)
+    assert not isinstance(money_out, outlay.NotAllowed)  # an operator's cap to add, not a list
+
+
+def test_an_account_refused_by_no_policy_has_no_allowed_list() -> None:
+    error = error_from_answer(*gateway_answer(
+        not_allowed_account("stripe", "acct_1Other", None, None), "openai"))
+    assert isinstance(error, outlay.AccountNotAllowed)
+    assert error.allowed == []
+    assert error.details["allowed"] is None
 
 
 def test_an_expired_key_is_a_revoked_key_and_both_are_invalid_keys() -> None:

@@ -6,8 +6,14 @@
  * ├── InvalidKey              401 invalid_api_key (and the base of every 401)
  * │   └── KeyRevoked          401 key_revoked
  * │       └── KeyExpired      401 key_expired                       expiredAt
- * ├── ModelNotAllowed         403 model_not_allowed                 allowed
- * ├── VendorNotAllowed        403 vendor_not_allowed                allowed
+ * ├── NotAllowed              403 (the base of the allow-lists')    allowed, vendor
+ * │   ├── ModelNotAllowed     403 model_not_allowed
+ * │   ├── VendorNotAllowed    403 vendor_not_allowed
+ * │   ├── OperationNotAllowed 403 operation_not_allowed             method, path
+ * │   ├── AccountNotAllowed   403 account_not_allowed               account
+ * │   └── DestinationNotAllowed 403 destination_not_allowed         destination
+ * ├── MoneyOutNotCapped       403 money_out_not_capped              vendor
+ * │                           (itself: 403 approval_mismatch)       details: approvalId, …
  * ├── ApprovalRequired        403 approval_required                 approvalId
  * ├── BudgetExceeded          402 budget_exceeded                   period, spentUsd, capUsd,
  * │                                                                 resetsAt
@@ -15,7 +21,9 @@
  * │                               concurrency_limit_exceeded |      retryAfter, limit
  * │                               provider_rate_limited
  * │                               loop_detected (never retried)
- * ├── InvalidRequest          400 invalid_request | price_unknown; 413 request_too_large
+ * │                               too_many_tag_values
+ * ├── InvalidRequest          400 invalid_request | price_unknown | missing_tag;
+ * │                           413 request_too_large; 408 request_timeout
  * └── Unavailable             502 / 503 upstream_unavailable | enforcement_unavailable
  *
  * An expired key is a KeyRevoked: both mean the key will never work again, so one check stops
@@ -100,23 +108,72 @@ export class KeyExpired extends KeyRevoked {
   }
 }
 
-/** 403: the model is outside the allow-list, or not free under `free_models_only`. */
-export class ModelNotAllowed extends OutlayError {
+/** 403: the call is outside an allow-list of a policy in force; retrying does not help. */
+export class NotAllowed extends OutlayError {
   static override readonly status: number = 403;
-  static override readonly code: string = "model_not_allowed";
+  static override readonly code: string = "not_allowed";
 
+  /** What the allow-list allows (empty when no policy lists any). */
   get allowed(): string[] {
     return names(this.details["allowed"]);
   }
+
+  get vendor(): string | null {
+    return text(this.details["vendor"]);
+  }
+}
+
+/** 403: the model is outside the allow-list, or not free under `free_models_only`. */
+export class ModelNotAllowed extends NotAllowed {
+  static override readonly code: string = "model_not_allowed";
 }
 
 /** 403: the vendor is outside the allow-list. */
-export class VendorNotAllowed extends OutlayError {
-  static override readonly status: number = 403;
+export class VendorNotAllowed extends NotAllowed {
   static override readonly code: string = "vendor_not_allowed";
+}
 
-  get allowed(): string[] {
-    return names(this.details["allowed"]);
+/** 403: the vendor call (`method`, `path`) is outside the scope's `operations`. */
+export class OperationNotAllowed extends NotAllowed {
+  static override readonly code: string = "operation_not_allowed";
+
+  get method(): string | null {
+    return text(this.details["method"]);
+  }
+
+  get path(): string | null {
+    return text(this.details["path"]);
+  }
+}
+
+/** 403: the connected account the call acts on is one no policy in force allows. */
+export class AccountNotAllowed extends NotAllowed {
+  static override readonly code: string = "account_not_allowed";
+
+  get account(): string | null {
+    return text(this.details["account"]);
+  }
+}
+
+/** 403: the country or recipient the call sends to is outside the scope's `destinations`. */
+export class DestinationNotAllowed extends NotAllowed {
+  static override readonly code: string = "destination_not_allowed";
+
+  get destination(): string | null {
+    return text(this.details["destination"]);
+  }
+}
+
+/**
+ * 403: a refund, transfer or payout under a hard spend budget, with no money-out budget on
+ * any scope of the call: Outlay moves no money out uncapped. Retrying does not help.
+ */
+export class MoneyOutNotCapped extends OutlayError {
+  static override readonly status: number = 403;
+  static override readonly code: string = "money_out_not_capped";
+
+  get vendor(): string | null {
+    return text(this.details["vendor"]);
   }
 }
 
@@ -179,8 +236,9 @@ export class RateLimited extends OutlayError {
 }
 
 /**
- * 400 or 413: the request itself was refused (malformed, too large, or an unpriced model under
- * a hard budget: code `price_unknown`).
+ * 400, 408 or 413: the request itself was refused (malformed, too large, too slow to arrive,
+ * without a tag a policy requires: code `missing_tag`, or an unpriced model under a hard
+ * budget: code `price_unknown`).
  */
 export class InvalidRequest extends OutlayError {
   static override readonly status: number = 400;
@@ -199,7 +257,12 @@ export const BY_CODE: ReadonlyMap<string, typeof OutlayError> = new Map<string, 
   ["key_expired", KeyExpired],
   ["model_not_allowed", ModelNotAllowed],
   ["vendor_not_allowed", VendorNotAllowed],
+  ["operation_not_allowed", OperationNotAllowed],
+  ["account_not_allowed", AccountNotAllowed],
+  ["destination_not_allowed", DestinationNotAllowed],
+  ["money_out_not_capped", MoneyOutNotCapped],
   ["approval_required", ApprovalRequired],
+  ["approval_mismatch", OutlayError], // the approval presented is not for this call
   ["budget_exceeded", BudgetExceeded],
   ["rate_limit_exceeded", RateLimited],
   ["hourly_rate_limit_exceeded", RateLimited],
@@ -208,9 +271,12 @@ export const BY_CODE: ReadonlyMap<string, typeof OutlayError> = new Map<string, 
   ["concurrency_limit_exceeded", RateLimited],
   ["loop_detected", RateLimited], // the same request made over and over (loop_guard)
   ["provider_rate_limited", RateLimited],
+  ["too_many_tag_values", RateLimited], // a new value of a tag past its `*` policy's max_values
   ["invalid_request", InvalidRequest],
   ["price_unknown", InvalidRequest],
+  ["missing_tag", InvalidRequest], // a tag a policy's required_tags names
   ["request_too_large", InvalidRequest],
+  ["request_timeout", InvalidRequest], // the body did not arrive in time
   ["upstream_unavailable", Unavailable],
   ["enforcement_unavailable", Unavailable],
 ]);

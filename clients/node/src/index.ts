@@ -13,13 +13,18 @@ export {
   type HeadersLike,
 } from "./answers.js";
 export {
+  AccountNotAllowed,
   ApprovalRequired,
   BudgetExceeded,
+  DestinationNotAllowed,
   InvalidKey,
   InvalidRequest,
   KeyExpired,
   KeyRevoked,
   ModelNotAllowed,
+  MoneyOutNotCapped,
+  NotAllowed,
+  OperationNotAllowed,
   OutlayError,
   type OutlayErrorOptions,
   RateLimited,

@@ -6,8 +6,9 @@ const { test } = require("node:test");
 const OpenAI = require("openai");
 const outlay = require("outlay");
 
-const EXPORTS = ["ApprovalRequired", "BudgetExceeded", "InvalidKey", "InvalidRequest", "KeyExpired", "KeyRevoked",
-  "ModelNotAllowed", "Outlay", "OutlayError", "RateLimited", "Unavailable", "VendorNotAllowed",
+const EXPORTS = ["AccountNotAllowed", "ApprovalRequired", "BudgetExceeded", "DestinationNotAllowed", "InvalidKey",
+  "InvalidRequest", "KeyExpired", "KeyRevoked", "ModelNotAllowed", "MoneyOutNotCapped", "NotAllowed",
+  "OperationNotAllowed", "Outlay", "OutlayError", "RateLimited", "Unavailable", "VendorNotAllowed",
   "budgetOf", "errorFrom", "errorFromAnswer", "errorFromResponse", "withRetry"];
 
 test("both builds export exactly the same names", async () => {

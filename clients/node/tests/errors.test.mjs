@@ -4,8 +4,9 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
 import {
-  ApprovalRequired, BudgetExceeded, errorFromAnswer, InvalidKey, InvalidRequest, KeyExpired,
-  KeyRevoked, ModelNotAllowed, OutlayError, RateLimited, Unavailable, VendorNotAllowed,
+  AccountNotAllowed, ApprovalRequired, BudgetExceeded, DestinationNotAllowed, errorFromAnswer,
+  InvalidKey, InvalidRequest, KeyExpired, KeyRevoked, ModelNotAllowed, MoneyOutNotCapped,
+  NotAllowed, OperationNotAllowed, OutlayError, RateLimited, Unavailable, VendorNotAllowed,
 } from "outlay";
 import { BUDGET, RATE, RID, refusal } from "./gateway.mjs";
 
@@ -18,14 +19,22 @@ const REFUSALS = [
   [403, { code: "model_not_allowed", message: "Model 'gpt-4o' is not allowed.", allowed: ["gpt-4o-mini", "claude-*"], scope: "agent:a" }, ModelNotAllowed],
   [403, { code: "vendor_not_allowed", message: "Vendor 'twilio' is not allowed.", allowed: ["stripe"], scope: "agent:a" }, VendorNotAllowed],
   [403, { code: "approval_required", message: "A human must approve this call.", approval_id: "apr_42", scope: "agent:a", reason: "budget_exceeded" }, ApprovalRequired],
+  [403, { code: "operation_not_allowed", message: "POST /v1/refunds on stripe is not allowed for agent:a.", vendor: "stripe", method: "POST", path: "/v1/refunds", allowed: ["GET /v1/charges/*"], scope: "agent:a" }, OperationNotAllowed],
+  [403, { code: "account_not_allowed", message: "The stripe account 'acct_1Other' is not allowed.", vendor: "stripe", account: "acct_1Other", allowed: ["acct_1Mine"], scope: "agent:a" }, AccountNotAllowed],
+  [403, { code: "destination_not_allowed", message: "The twilio destination '+4420' is not allowed.", vendor: "twilio", destination: "+4420", allowed: ["+1*"], scope: "agent:a" }, DestinationNotAllowed],
+  [403, { code: "money_out_not_capped", message: "No scope of this call caps money moved out.", vendor: "stripe", scope: "agent:a", flow: "out" }, MoneyOutNotCapped],
+  [403, { code: "approval_mismatch", message: "Approval apr_42 was already used.", approval_id: "apr_42", state: "used", differs: ["state"] }, OutlayError],
   ...["rate_limit_exceeded", "hourly_rate_limit_exceeded", "daily_rate_limit_exceeded", "token_rate_limit_exceeded"]
     .map((code) => [429, { ...RATE, code }, RateLimited]),
   [429, { code: "concurrency_limit_exceeded", message: "Too many calls in flight.", scope: "key:key_1", limit: 2, retry_after: 1 }, RateLimited],
   [429, { code: "loop_detected", message: "The same request, again.", scope: "agent:a", repeats: 20, window_s: 60, retry_after: 30 }, RateLimited],
+  [429, { code: "too_many_tag_values", message: "tag:customer=* already tracks 100 values.", scope: "tag:customer=*", limit: 100, tag: "customer", retry_after: 60 }, RateLimited],
   [402, BUDGET, BudgetExceeded],
   [400, { code: "price_unknown", message: "No price is known for model 'x'." }, InvalidRequest],
   [400, { code: "invalid_request", message: "The request body is empty.", param: "body" }, InvalidRequest],
   [413, { code: "request_too_large", message: "The request body is too large." }, InvalidRequest],
+  [408, { code: "request_timeout", message: "The request body did not arrive in time." }, InvalidRequest],
+  [400, { code: "missing_tag", message: "agent:a requires every call to carry the tag 'customer'.", tag: "customer", scope: "agent:a" }, InvalidRequest],
   [502, { code: "upstream_unavailable", message: "No endpoint answered." }, Unavailable],
   [503, { code: "enforcement_unavailable", message: "The state store is unreachable." }, Unavailable],
 ];
@@ -60,6 +69,26 @@ for (const flavor of ["openai", "anthropic"]) {
       const got = typed(refusal(429, RATE, { flavor, headers: { "Retry-After": "13" } }));
       assert.ok(got instanceof RateLimited);
       assert.deepEqual([got.retryAfter, got.scope, got.limit], [13, "key:key_1", 7]);
+    });
+
+    test("least privilege refusals name what was refused; one check covers every allow-list", () => {
+      const byCode = (code) => {
+        const [status, error] = REFUSALS.find(([, e]) => e.code === code);
+        return typed(refusal(status, error, { flavor }));
+      };
+      const operation = byCode("operation_not_allowed");
+      const account = byCode("account_not_allowed");
+      const destination = byCode("destination_not_allowed");
+      const moneyOut = byCode("money_out_not_capped");
+      assert.deepEqual([operation.vendor, operation.method, operation.path, operation.allowed],
+        ["stripe", "POST", "/v1/refunds", ["GET /v1/charges/*"]]);
+      assert.deepEqual([account.account, account.allowed], ["acct_1Other", ["acct_1Mine"]]);
+      assert.deepEqual([destination.destination, destination.allowed], ["+4420", ["+1*"]]);
+      assert.deepEqual([moneyOut.vendor, moneyOut.scope], ["stripe", "agent:a"]);
+      for (const code of ["model_not_allowed", "vendor_not_allowed", "operation_not_allowed", "account_not_allowed", "destination_not_allowed"]) {
+        assert.ok(byCode(code) instanceof NotAllowed, code);
+      }
+      assert.ok(!(moneyOut instanceof NotAllowed));
     });
 
     test("allow-lists, approval id and expiry are read", () => {

@@ -3,13 +3,18 @@ its refusals, and a retry helper that honours Retry-After."""
 
 from outlay.sdk.answers import budget_of, error_from
 from outlay.sdk.errors import (
+    AccountNotAllowed,
     ApprovalRequired,
     BudgetExceeded,
+    DestinationNotAllowed,
     InvalidKey,
     InvalidRequest,
     KeyExpired,
     KeyRevoked,
     ModelNotAllowed,
+    MoneyOutNotCapped,
+    NotAllowed,
+    OperationNotAllowed,
     OutlayError,
     RateLimited,
     Unavailable,
@@ -19,13 +24,18 @@ from outlay.sdk.intercept import intercept_all, restore
 from outlay.sdk.retry import aretry, retry
 
 __all__ = [
+    "AccountNotAllowed",
     "ApprovalRequired",
     "BudgetExceeded",
+    "DestinationNotAllowed",
     "InvalidKey",
     "InvalidRequest",
     "KeyExpired",
     "KeyRevoked",
     "ModelNotAllowed",
+    "MoneyOutNotCapped",
+    "NotAllowed",
+    "OperationNotAllowed",
     "OutlayError",
     "RateLimited",
     "Unavailable",

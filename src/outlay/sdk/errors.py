@@ -5,8 +5,13 @@ OutlayError                 status, code, message, details, request_id
 ├── InvalidKey              401 invalid_api_key (and the base of every 401)
 │   └── KeyRevoked          401 key_revoked
 │       └── KeyExpired      401 key_expired                       expired_at
-├── ModelNotAllowed         403 model_not_allowed                 allowed
-├── VendorNotAllowed        403 vendor_not_allowed                allowed
+├── NotAllowed              403 (the base of the allow-lists')    allowed
+│   ├── ModelNotAllowed     403 model_not_allowed
+│   ├── VendorNotAllowed    403 vendor_not_allowed
+│   ├── OperationNotAllowed 403 operation_not_allowed             vendor, method, path
+│   ├── AccountNotAllowed   403 account_not_allowed               vendor, account
+│   └── DestinationNotAllowed 403 destination_not_allowed         vendor, destination
+├── MoneyOutNotCapped       403 money_out_not_capped              vendor
 │                           (itself: 403 approval_mismatch)       approval_id, state, differs
 ├── ApprovalRequired        403 approval_required                 approval_id
 ├── BudgetExceeded          402 budget_exceeded                   scope, period, spent_usd, cap_usd,
@@ -15,7 +20,9 @@ OutlayError                 status, code, message, details, request_id
 │                               concurrency_limit_exceeded |      retry_after, scope, limit
 │                               provider_rate_limited
 │                               loop_detected (never retried)     repeats, window_s
-├── InvalidRequest          400 invalid_request | price_unknown; 413 request_too_large
+│                               too_many_tag_values
+├── InvalidRequest          400 invalid_request | price_unknown | missing_tag;
+│                           413 request_too_large; 408 request_timeout
 └── Unavailable             502 / 503 upstream_unavailable | enforcement_unavailable
 
 An expired key is a KeyRevoked: both mean the key will never work again, so one `except` stops
@@ -90,26 +97,80 @@ class KeyExpired(KeyRevoked):
         return _instant(self.details.get("expired_at"))
 
 
-class ModelNotAllowed(OutlayError):
+class NotAllowed(OutlayError):
+    """403: the call is outside an allow-list of a policy in force (`allowed`: what it
+    allows; empty when no policy lists any). Retrying does not help."""
+
+    status = 403
+    code = "not_allowed"
+
+    @property
+    def allowed(self) -> list[str]:
+        return _names(self.details.get("allowed"))
+
+    @property
+    def vendor(self) -> str | None:
+        return _text(self.details.get("vendor"))
+
+
+class ModelNotAllowed(NotAllowed):
     """403: the model is outside the allow-list, or not free under `free_models_only`."""
 
-    status = 403
     code = "model_not_allowed"
 
-    @property
-    def allowed(self) -> list[str]:
-        return _names(self.details.get("allowed"))
 
-
-class VendorNotAllowed(OutlayError):
+class VendorNotAllowed(NotAllowed):
     """403: the vendor is outside the allow-list."""
 
-    status = 403
     code = "vendor_not_allowed"
 
+
+class OperationNotAllowed(NotAllowed):
+    """403: the vendor call (`method`, `path`) is outside the scope's `operations`."""
+
+    code = "operation_not_allowed"
+
     @property
-    def allowed(self) -> list[str]:
-        return _names(self.details.get("allowed"))
+    def method(self) -> str | None:
+        return _text(self.details.get("method"))
+
+    @property
+    def path(self) -> str | None:
+        return _text(self.details.get("path"))
+
+
+class AccountNotAllowed(NotAllowed):
+    """403: the connected account the call acts on (`Stripe-Account`, `Stripe-Context`) is
+    one no policy in force allows."""
+
+    code = "account_not_allowed"
+
+    @property
+    def account(self) -> str | None:
+        return _text(self.details.get("account"))
+
+
+class DestinationNotAllowed(NotAllowed):
+    """403: the country or recipient the call sends to is outside the scope's
+    `destinations`."""
+
+    code = "destination_not_allowed"
+
+    @property
+    def destination(self) -> str | None:
+        return _text(self.details.get("destination"))
+
+
+class MoneyOutNotCapped(OutlayError):
+    """403: a refund, transfer or payout under a hard spend budget, with no money-out budget
+    on any scope of the call: Outlay moves no money out uncapped. Retrying does not help."""
+
+    status = 403
+    code = "money_out_not_capped"
+
+    @property
+    def vendor(self) -> str | None:
+        return _text(self.details.get("vendor"))
 
 
 class ApprovalRequired(OutlayError):
@@ -172,8 +233,9 @@ class RateLimited(OutlayError):
 
 
 class InvalidRequest(OutlayError):
-    """400 or 413: the request itself was refused (malformed, too large, or an unpriced model
-    under a hard budget: code `price_unknown`)."""
+    """400, 408 or 413: the request itself was refused (malformed, too large, too slow to
+    arrive, without a tag a policy requires: code `missing_tag`, or an unpriced model under
+    a hard budget: code `price_unknown`)."""
 
     status = 400
     code = "invalid_request"
@@ -192,6 +254,10 @@ _BY_CODE: dict[str, type[OutlayError]] = {
     "key_expired": KeyExpired,
     "model_not_allowed": ModelNotAllowed,
     "vendor_not_allowed": VendorNotAllowed,
+    "operation_not_allowed": OperationNotAllowed,
+    "account_not_allowed": AccountNotAllowed,
+    "destination_not_allowed": DestinationNotAllowed,
+    "money_out_not_capped": MoneyOutNotCapped,
     "approval_required": ApprovalRequired,
     "approval_mismatch": OutlayError,  # the approval presented is not for this call
     "budget_exceeded": BudgetExceeded,
@@ -202,9 +268,12 @@ _BY_CODE: dict[str, type[OutlayError]] = {
     "concurrency_limit_exceeded": RateLimited,
     "loop_detected": RateLimited,  # the same request made over and over (loop_guard)
     "provider_rate_limited": RateLimited,
+    "too_many_tag_values": RateLimited,  # a new value of a tag past its `*` policy's max_values
     "invalid_request": InvalidRequest,
     "price_unknown": InvalidRequest,
+    "missing_tag": InvalidRequest,  # a tag a policy's required_tags names
     "request_too_large": InvalidRequest,
+    "request_timeout": InvalidRequest,  # the body did not arrive in time
     "upstream_unavailable": Unavailable,
     "enforcement_unavailable": Unavailable,
 }
