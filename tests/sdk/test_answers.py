@@ -85,6 +85,30 @@ def test_error_from_keeps_what_status_only_vendor_errors_have() -> None:
     assert revoked is None  # 401 alone does not say revoked, expired or unknown
 
 
+def test_error_from_reads_the_code_and_details_twilio_and_resend_keep() -> None:
+    # twilio-python keeps the body's `code` (ours is a word), `message` and `details`
+    refused = outlay.error_from(TwilioRestException(
+        403, "https://api.twilio.com/x", "Unable to create record: The twilio destination 'GB' "
+        "is not allowed.", "destination_not_allowed", "POST",
+        {"vendor": "twilio", "destination": "GB", "allowed": ["US"], "scope": "agent:a"}))
+    # Twilio's own refusals carry a number: typed by status alone, as before
+    own = outlay.error_from(TwilioRestException(403, "https://api.twilio.com/x", "no", 20003))
+    # resend-python keeps our code as `error_type`, and the message
+    mailed = outlay.error_from(resend.exceptions.ResendError(
+        403, "destination_not_allowed", "The resend destination 'x@evil.test' is not allowed.",
+        "", headers={"x-outlay-request-id": RID}))
+    unknown = outlay.error_from(resend.exceptions.ResendError(
+        403, "restricted_api_key", "This API key is restricted.", ""))
+
+    assert isinstance(refused, outlay.DestinationNotAllowed)
+    assert refused.message == "The twilio destination 'GB' is not allowed."
+    assert (refused.destination, refused.allowed, refused.scope) == ("GB", ["US"], "agent:a")
+    assert own is None
+    assert isinstance(mailed, outlay.DestinationNotAllowed)
+    assert mailed.request_id == RID
+    assert unknown is None  # Resend's own refusal is not Outlay's
+
+
 def test_error_from_returns_an_outlay_error_itself_and_none_for_anything_else() -> None:
     own = outlay.RateLimited("slow down", details={"retry_after": 1})
 

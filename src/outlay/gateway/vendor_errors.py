@@ -33,12 +33,13 @@ def _stripe(error: OutlayError, status: int) -> tuple[int, dict[str, Any], dict[
 
 def _twilio(error: OutlayError, status: int) -> tuple[int, dict[str, Any], dict[str, str]]:
     """twilio-python raises TwilioRestException for every status of 400 and more, never
-    retried, with the body's `message` and `code`."""
+    retried, with the body's `message`, `code` and `details` (the refusal's details, there
+    as well as at the top, are what it keeps of them)."""
     details = {k: v for k, v in error.details.items()
-               if k not in ("code", "message", "status", "param")}
+               if k not in ("code", "message", "status", "param", "details")}
     return status, {"code": error.code, "message": error.message, "status": status,
                     "more_info": None, "param": error.details.get("param"),
-                    "outlay_type": error.error_type, **details}, {}
+                    "outlay_type": error.error_type, **details, "details": details}, {}
 
 
 def _resend(error: OutlayError, status: int) -> tuple[int, dict[str, Any], dict[str, str]]:

@@ -3,6 +3,7 @@ an HTTP response of any usual client, for code that does not intercept."""
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,13 +42,34 @@ def _answer_of(thing: object) -> tuple[int, Mapping[str, str] | None, object] | 
         return _read_response(thing)
     resend = sys.modules.get("resend.exceptions")
     if resend is not None and isinstance(thing, resend.ResendError):
-        code = _int(thing.code)  # resend's `code` is the HTTP status
-        return None if code is None else (code, thing.headers, None)
+        code = _int(thing.code)  # resend's `code` is the HTTP status, its `error_type` ours
+        if code is None:
+            return None
+        name = getattr(thing, "error_type", None)
+        body = ({"code": name, "message": getattr(thing, "message", "") or ""}
+                if isinstance(name, str) and name else None)
+        return code, thing.headers, body
     twilio = sys.modules.get("twilio.base.exceptions")
     if twilio is not None and isinstance(thing, twilio.TwilioRestException):
         twilio_status = _int(thing.status)
-        return None if twilio_status is None else (twilio_status, None, None)
+        if twilio_status is None:
+            return None
+        return twilio_status, None, _twilio_body(thing)
     return None
+
+
+def _twilio_body(error: Any) -> dict[str, Any] | None:
+    """What twilio-python keeps of an error body: its `code` (ours is a word, Twilio's own a
+    number), `message` (after its "Unable to create record: "), and `details`."""
+    code = getattr(error, "code", None)
+    if not isinstance(code, str) or not code:
+        return None
+    details = getattr(error, "details", None)
+    message = _TWILIO_PREFIX.sub("", str(getattr(error, "msg", "") or ""), count=1)
+    return {**(details if isinstance(details, dict) else {}), "code": code, "message": message}
+
+
+_TWILIO_PREFIX = re.compile(r"^Unable to \w+ record: ")
 
 
 def _is_response(thing: object) -> bool:

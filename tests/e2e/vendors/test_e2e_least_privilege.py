@@ -16,6 +16,8 @@ import stripe
 from twilio.base.exceptions import TwilioRestException  # type: ignore[import-untyped]
 from twilio.http.http_client import TwilioHttpClient  # type: ignore[import-untyped]
 
+import outlay
+
 from ..harness import Gateway, unique
 from ..replicas import Replica
 from ..traffic import wait_until
@@ -87,6 +89,11 @@ def test_an_agent_allowed_only_payment_intents_may_not_refund_or_pay_out(
                                                                     "/v1/refunds")
     assert detail["allowed"] == ["POST /v1/payment_intents"]
     assert refused(payout.value, "operation_not_allowed")["path"] == "/v1/payouts"
+    typed = outlay.error_from(refund.value)  # the Python SDK's reading of stripe's error
+    assert isinstance(typed, outlay.OperationNotAllowed)
+    assert isinstance(typed, outlay.NotAllowed)
+    assert (typed.vendor, typed.method, typed.path, typed.allowed) == (
+        "stripe", "POST", "/v1/refunds", ["POST /v1/payment_intents"])
     # nothing reserved: the refusals are in the ledger, charged nothing
     rows = vendor_gateway.audit(f"agent:{agent}")
     assert [(r["code"], r["cost_usd"]) for r in rows] == [("operation_not_allowed", "0")] * 2
@@ -139,6 +146,9 @@ def test_a_connected_account_must_be_listed(
                                   "Stripe-Context": "acct_OTHER"})
     assert mock_vendors.since(mark) == []
     assert refused(nobody.value, "account_not_allowed")["account"] == "acct_1Nabc"
+    typed = outlay.error_from(other.value)
+    assert isinstance(typed, outlay.AccountNotAllowed)
+    assert typed.allowed == ["acct_1Nabc"]
     assert refused(other.value, "account_not_allowed")["allowed"] == ["acct_1Nabc"]
     assert context.json()["error"]["code"] == "account_not_allowed"
     for sent_twice in ([("Stripe-Account", "acct_OTHER"), ("Stripe-Account", "acct_1Nabc")],
@@ -173,6 +183,9 @@ def test_twilio_to_a_country_not_listed_is_refused(
     detail = raw.json()  # Twilio's error shape: the fields at the top (contract §4.3.1)
     assert (detail["code"], detail["destination"], detail["allowed"]) == (
         "destination_not_allowed", "AU", ["US", "CA"])
+    typed = outlay.error_from(error.value)  # twilio's exception, read by the Python SDK
+    assert isinstance(typed, outlay.DestinationNotAllowed)
+    assert (typed.destination, typed.allowed) == ("GB", ["US", "CA"])
     assert [r["code"] for r in vendor_gateway.audit(f"agent:{agent}")] == [
         "destination_not_allowed"] * 3
 
@@ -194,6 +207,10 @@ def test_resend_to_a_recipient_not_matching_is_refused(
             resend.Emails.send({"from": "me@example.com", "subject": "s", "html": "x",
                                 **params})  # type: ignore[typeddict-item]
         assert error.value.code == 403
+        # resend-python keeps the code (as `error_type`) and the message, not the details
+        typed = outlay.error_from(error.value)
+        assert isinstance(typed, outlay.DestinationNotAllowed)
+        assert typed.request_id is not None and typed.request_id.startswith("req_")
     raw = httpx.post(f"{vendor_gateway.url}/vendors/resend/emails/batch", json=[
         {"from": "me@example.com", "to": "a@example.com", "subject": "s", "html": "x"},
         {"from": "me@example.com", "to": "x@other.test", "subject": "s", "html": "x"}],
