@@ -79,9 +79,25 @@ export function errorFrom(thing: unknown): OutlayError | null {
   if (typeof status !== "number") {
     return null;
   }
-  // openai and anthropic keep the parsed body as `error`, stripe-node keeps it as `raw`
-  const body = shape["error"] ?? shape["raw"] ?? shape["body"];
+  // openai and anthropic keep the parsed body as `error`, stripe-node keeps it as `raw`;
+  // twilio-node keeps its `code` and `details`, resend-node's error its `name`
+  const body = shape["error"] ?? shape["raw"] ?? shape["body"] ?? keptFields(shape);
   return errorFromAnswer(status, headersOf(shape["headers"]), body);
+}
+
+const TWILIO_PREFIX = /^(\[HTTP \d+\] )?Unable to \w+ record: /;
+
+/** The refusal's code and details as kept on the error itself, when its code is one of the
+ * gateway's (a vendor's own code, Twilio's numbers among them: typed by status alone). */
+function keptFields(shape: Record<string, unknown>): Record<string, unknown> | undefined {
+  const code = [shape["code"], shape["name"]].find((c) => typeof c === "string" && BY_CODE.has(c));
+  if (code === undefined) {
+    return undefined;
+  }
+  const details = isRecord(shape["details"]) ? shape["details"] : {};
+  // twilio-node's message is "[HTTP 403] Unable to create record: " and the gateway's
+  const message = typeof shape["message"] === "string" ? shape["message"].replace(TWILIO_PREFIX, "") : "";
+  return { ...details, code, message };
 }
 
 /** The typed Outlay error a fetch Response carries, or null; the body is read from a clone. */

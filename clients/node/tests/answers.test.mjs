@@ -4,7 +4,9 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import OpenAI from "openai";
-import { BudgetExceeded, budgetOf, errorFrom, errorFromResponse, RateLimited } from "outlay";
+import {
+  BudgetExceeded, budgetOf, DestinationNotAllowed, errorFrom, errorFromResponse, NotAllowed, RateLimited,
+} from "outlay";
 import { BUDGET, RID, refusal } from "./gateway.mjs";
 
 const ANSWER = refusal(402, BUDGET);
@@ -41,6 +43,25 @@ test("errorFrom reads errors that keep the body as raw (stripe-node) or only a s
   assert.equal(resend.retryAfter, null);
   assert.ok(twilio instanceof BudgetExceeded);
   assert.equal(revoked, null); // 401 alone does not say revoked, expired or unknown
+});
+
+test("errorFrom reads the code and details twilio-node and resend-node keep", () => {
+  // twilio-node's RestException: status, code (ours is a word, Twilio's own a number), details
+  const twilio = errorFrom(Object.assign(new Error("[HTTP 403] Unable to create record: The twilio destination 'GB' is not allowed."), {
+    status: 403, code: "destination_not_allowed", moreInfo: null,
+    details: { vendor: "twilio", destination: "GB", allowed: ["US"], scope: "agent:a" },
+  }));
+  const twilioOwn = errorFrom(Object.assign(new Error("no"), { status: 403, code: 20003 }));
+  // resend-node's error: our code as its `name`
+  const resend = errorFrom({ name: "destination_not_allowed", message: "Not allowed.", statusCode: 403 });
+  const resendOwn = errorFrom({ name: "restricted_api_key", message: "Restricted.", statusCode: 403 });
+
+  assert.ok(twilio instanceof DestinationNotAllowed && twilio instanceof NotAllowed);
+  assert.deepEqual([twilio.destination, twilio.allowed, twilio.scope, twilio.message],
+    ["GB", ["US"], "agent:a", "The twilio destination 'GB' is not allowed."]);
+  assert.equal(twilioOwn, null);
+  assert.ok(resend instanceof DestinationNotAllowed);
+  assert.equal(resendOwn, null);
 });
 
 test("errorFrom returns an Outlay error itself and null for anything else", () => {

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from outlay.sdk.errors import OutlayError, error_from_answer
+from outlay.sdk.errors import OutlayError, error_from_answer, is_refusal_code
 
 
 def error_from(thing: object) -> OutlayError | None:
@@ -47,7 +47,7 @@ def _answer_of(thing: object) -> tuple[int, Mapping[str, str] | None, object] | 
             return None
         name = getattr(thing, "error_type", None)
         body = ({"code": name, "message": getattr(thing, "message", "") or ""}
-                if isinstance(name, str) and name else None)
+                if is_refusal_code(name) else None)  # else Resend's own: by status alone
         return code, thing.headers, body
     twilio = sys.modules.get("twilio.base.exceptions")
     if twilio is not None and isinstance(thing, twilio.TwilioRestException):
@@ -60,16 +60,17 @@ def _answer_of(thing: object) -> tuple[int, Mapping[str, str] | None, object] | 
 
 def _twilio_body(error: Any) -> dict[str, Any] | None:
     """What twilio-python keeps of an error body: its `code` (ours is a word, Twilio's own a
-    number), `message` (after its "Unable to create record: "), and `details`."""
+    number: then None, typed by status alone), `message` (after its "Unable to create
+    record: "), and `details`."""
     code = getattr(error, "code", None)
-    if not isinstance(code, str) or not code:
+    if not is_refusal_code(code):
         return None
     details = getattr(error, "details", None)
     message = _TWILIO_PREFIX.sub("", str(getattr(error, "msg", "") or ""), count=1)
     return {**(details if isinstance(details, dict) else {}), "code": code, "message": message}
 
 
-_TWILIO_PREFIX = re.compile(r"^Unable to \w+ record: ")
+_TWILIO_PREFIX = re.compile(r"^(\[HTTP \d+\] )?Unable to \w+ record: ")
 
 
 def _is_response(thing: object) -> bool:

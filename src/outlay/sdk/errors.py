@@ -282,6 +282,11 @@ _BY_CODE: dict[str, type[OutlayError]] = {
 _BY_STATUS: dict[int, type[OutlayError]] = {402: BudgetExceeded, 429: RateLimited}
 
 
+def is_refusal_code(code: object) -> bool:
+    """Whether `code` is one of the gateway's refusal codes (SPEC §4's table)."""
+    return isinstance(code, str) and code in _BY_CODE
+
+
 def error_from_answer(
     status: int, headers: Mapping[str, str] | None, body: object
 ) -> OutlayError | None:

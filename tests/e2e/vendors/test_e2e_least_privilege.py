@@ -210,7 +210,8 @@ def test_resend_to_a_recipient_not_matching_is_refused(
         # resend-python keeps the code (as `error_type`) and the message, not the details
         typed = outlay.error_from(error.value)
         assert isinstance(typed, outlay.DestinationNotAllowed)
-        assert typed.request_id is not None and typed.request_id.startswith("req_")
+        assert typed.request_id is not None
+        assert typed.request_id.startswith("req_")
     raw = httpx.post(f"{vendor_gateway.url}/vendors/resend/emails/batch", json=[
         {"from": "me@example.com", "to": "a@example.com", "subject": "s", "html": "x"},
         {"from": "me@example.com", "to": "x@other.test", "subject": "s", "html": "x"}],
