@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
@@ -73,6 +72,7 @@ from outlay.state.redis.access import AccessDelegate
 from outlay.state.redis.admin import RedisAdmin
 from outlay.state.redis.announce import RedisAnnouncer
 from outlay.state.redis.batch import UNSTORABLE, ScriptBatch, unstorable, unstorable_values
+from outlay.state.redis.caches import RedisCaches
 from outlay.state.redis.doubt import RedisDoubts
 from outlay.state.redis.exposure import RedisExposure, exposure_scripts
 from outlay.state.redis.forgot import RedisRecovery, fenced_connect
@@ -105,7 +105,7 @@ POOL_CONNECTIONS = 1024
 
 
 class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, RedisDoubts,
-                 RedisLiveness, RedisExposure, RedisPacing, RedisAnnouncer):
+                 RedisLiveness, RedisExposure, RedisPacing, RedisAnnouncer, RedisCaches):
     def __init__(
         self, url: str, *, database: str | None = None, tenant: str | None = None,
         clock: Callable[[], int] | None = None, lease_s: float = 900.0,
@@ -242,66 +242,6 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
         if self._batch is None:
             raise StateError("the state store is not open")
         return self._batch.submit(script, keys, args)
-
-    # -- caches under the version -------------------------------------------------------
-    async def _load(self) -> None:
-        """The policies under the current version, read once for every call waiting on them
-        (a call cancelled meanwhile leaves the read to the others)."""
-        task = self._loading
-        if task is None:
-            task = self._loading = asyncio.get_running_loop().create_task(self._read_policies())
-            task.add_done_callback(self._loaded)
-        await asyncio.shield(task)
-
-    def _loaded(self, task: asyncio.Task[Any]) -> None:
-        if self._loading is task:
-            self._loading = None
-        if not task.cancelled():
-            task.exception()  # its waiters got it; none left: not reported as unretrieved
-
-    async def _read_policies(self) -> None:
-        """Read the version first, then what it covers: a write in between only makes the
-        cache newer than its version, and the next decision reloads it."""
-        try:
-            version = await self.redis.hget(self.names.meta, "version")
-        except RedisError as exc:
-            raise StateError(f"Redis unavailable: {exc}") from exc
-        if version is None:
-            await self._ensure_ready()
-            return
-        self._policies = await self.durable.list_policies()
-        self._keys, self._reading = {}, {}  # keys read before the change are read again
-        self._version = str(version)
-
-    async def _changed(self) -> None:
-        """After an admin write to PostgreSQL: every worker's next decision reloads."""
-        with contextlib.suppress(RedisError):
-            await self.redis.hset(self.names.meta, "version", secrets.token_hex(8))
-        self._version = None
-
-    async def _key(self, key_hash: str) -> KeyInfo | None:
-        key = self._keys.get(key_hash)
-        if key is not None:
-            return key
-        task = self._reading.get(key_hash)
-        if task is None:
-            task = self._reading[key_hash] = asyncio.get_running_loop().create_task(
-                self._read_key(key_hash))
-            task.add_done_callback(lambda done: self._read(key_hash, done))
-        return await asyncio.shield(task)
-
-    def _read(self, key_hash: str, task: asyncio.Task[Any]) -> None:
-        if self._reading.get(key_hash) is task:
-            del self._reading[key_hash]
-        if not task.cancelled():
-            task.exception()  # its waiters got it; none left: not reported as unretrieved
-
-    async def _read_key(self, key_hash: str) -> KeyInfo | None:
-        keys = self._keys  # a reload meanwhile starts a new cache: this one is not kept
-        key = await self.durable.key_by_hash(key_hash)
-        if key is not None:
-            keys[key_hash] = key
-        return key
 
     # -- the request path -------------------------------------------------------------
     async def reserve(self, ticket: Ticket) -> Reservation:
