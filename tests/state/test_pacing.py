@@ -48,7 +48,9 @@ async def test_a_full_endpoint_passes_calls_to_the_next_then_the_provider_refuse
     assert 1 <= error.details["retry_after"] <= 60
     assert "endpoint:openai:0" in error.message
     assert "endpoint:openai:1" in error.message
-    assert (await codes(store))[-1] == "provider_rate_limited"
+    # recorded once, by the worker that refused it (with two workers, the ledger's order is
+    # the order each worker's rows reached it, not the order of the decisions)
+    assert sorted(await codes(store)) == ["allowed"] * 4 + ["provider_rate_limited"]
     clock.advance(60)
     assert (await store.reserve(paced(secret, *slots))).endpoint == E0
 
