@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Hashable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -22,6 +23,29 @@ if TYPE_CHECKING:
 
     from outlay.state.postgres.durable import PostgresDurable
 
+T = TypeVar("T")
+
+
+class SharedReads(Generic[T]):
+    """Reads under way, by what they read: a caller arriving while one runs waits for it
+    instead of making its own, and a caller cancelled meanwhile leaves it to the others."""
+
+    def __init__(self) -> None:
+        self._running: dict[Hashable, asyncio.Task[T]] = {}
+
+    async def read(self, what: Hashable, read: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        task = self._running.get(what)
+        if task is None:
+            task = self._running[what] = asyncio.get_running_loop().create_task(read())
+            task.add_done_callback(lambda done: self._done(what, done))
+        return await asyncio.shield(task)
+
+    def _done(self, what: Hashable, task: asyncio.Task[T]) -> None:
+        if self._running.get(what) is task:
+            del self._running[what]
+        if not task.cancelled():
+            task.exception()  # its waiters got it; none left: not reported as unretrieved
+
 
 class RedisCaches:
     if TYPE_CHECKING:
@@ -30,8 +54,8 @@ class RedisCaches:
         _version: str | None
         _policies: dict[str, Policy]
         _keys: dict[str, KeyInfo]
-        _loading: asyncio.Task[None] | None
-        _reading: dict[str, asyncio.Task[KeyInfo | None]]
+        _loading: SharedReads[None]
+        _reading: SharedReads[KeyInfo | None]
 
         @property
         def redis(self) -> Redis: ...
@@ -39,19 +63,8 @@ class RedisCaches:
         async def _ensure_ready(self, *, wait: bool = True) -> None: ...
 
     async def _load(self) -> None:
-        """The policies under the current version, read once for every call waiting on them
-        (a call cancelled meanwhile leaves the read to the others)."""
-        task = self._loading
-        if task is None:
-            task = self._loading = asyncio.get_running_loop().create_task(self._read_policies())
-            task.add_done_callback(self._loaded)
-        await asyncio.shield(task)
-
-    def _loaded(self, task: asyncio.Task[Any]) -> None:
-        if self._loading is task:
-            self._loading = None
-        if not task.cancelled():
-            task.exception()  # its waiters got it; none left: not reported as unretrieved
+        """The policies under the current version, read once for every call waiting on them."""
+        await self._loading.read(None, self._read_policies)
 
     async def _read_policies(self) -> None:
         """Read the version first, then what it covers: a write in between only makes the
@@ -64,7 +77,8 @@ class RedisCaches:
             await self._ensure_ready()
             return
         self._policies = await self.durable.list_policies()
-        self._keys, self._reading = {}, {}  # keys read before the change are read again
+        # keys read before the change are read again, not joined
+        self._keys, self._reading = {}, SharedReads()
         self._version = str(version)
 
     async def _changed(self) -> None:
@@ -77,18 +91,7 @@ class RedisCaches:
         key = self._keys.get(key_hash)
         if key is not None:
             return key
-        task = self._reading.get(key_hash)
-        if task is None:
-            task = self._reading[key_hash] = asyncio.get_running_loop().create_task(
-                self._read_key(key_hash))
-            task.add_done_callback(lambda done: self._read(key_hash, done))
-        return await asyncio.shield(task)
-
-    def _read(self, key_hash: str, task: asyncio.Task[Any]) -> None:
-        if self._reading.get(key_hash) is task:
-            del self._reading[key_hash]
-        if not task.cancelled():
-            task.exception()  # its waiters got it; none left: not reported as unretrieved
+        return await self._reading.read(key_hash, lambda: self._read_key(key_hash))
 
     async def _read_key(self, key_hash: str) -> KeyInfo | None:
         keys = self._keys  # a reload meanwhile starts a new cache: this one is not kept

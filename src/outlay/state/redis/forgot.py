@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from outlay.policy.decision import KeyInfo
 from outlay.policy.model import Policy
 from outlay.state.base import StateError
+from outlay.state.redis.caches import SharedReads
 from outlay.state.redis.plan import Names
 from outlay.state.redis.rebuild import rebuild
 from outlay.state.redis.scripts import script_text
@@ -109,7 +110,7 @@ class RedisRecovery:
         _clock: Callable[[], int] | None
         _policies: dict[str, Policy]
         _keys: dict[str, KeyInfo]
-        _reading: dict[str, asyncio.Task[KeyInfo | None]]
+        _reading: SharedReads[KeyInfo | None]
         _version: str | None
         _now_script: Any
 
@@ -191,4 +192,5 @@ class RedisRecovery:
         else:
             log.warning("rebuilt the Redis state of %s from the PostgreSQL ledger in %.0f ms, "
                         "admitting nothing meanwhile: %s", self.names.tenant, took, reason)
-        self._policies, self._keys, self._reading, self._version = policies, {}, {}, version
+        self._policies, self._keys, self._version = policies, {}, version
+        self._reading = SharedReads()  # reads from before the rebuild are not joined

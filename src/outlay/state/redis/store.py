@@ -72,7 +72,7 @@ from outlay.state.redis.access import AccessDelegate
 from outlay.state.redis.admin import RedisAdmin
 from outlay.state.redis.announce import RedisAnnouncer
 from outlay.state.redis.batch import UNSTORABLE, ScriptBatch, unstorable, unstorable_values
-from outlay.state.redis.caches import RedisCaches
+from outlay.state.redis.caches import RedisCaches, SharedReads
 from outlay.state.redis.doubt import RedisDoubts
 from outlay.state.redis.exposure import RedisExposure, exposure_scripts
 from outlay.state.redis.forgot import RedisRecovery, fenced_connect
@@ -146,8 +146,8 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
         # the reads under way of the policies (after a change) and of keys by hash: calls
         # arriving meanwhile wait for them instead of making their own (a change made every
         # call in flight read every policy, a key's policy included, each on its own)
-        self._loading: asyncio.Task[None] | None = None
-        self._reading: dict[str, asyncio.Task[KeyInfo | None]] = {}
+        self._loading: SharedReads[None] = SharedReads()
+        self._reading: SharedReads[KeyInfo | None] = SharedReads()
         self._marks: OrderedDict[str, None] = OrderedDict()
         # settlements that met an unreachable Redis or a state being rebuilt
         self._retries = SettlementRetries(self._apply_settlement)
