@@ -55,6 +55,7 @@ from outlay.state.sqlite.checkpoint import Checkpointer
 from outlay.state.sqlite.events import announce
 from outlay.state.sqlite.exposure import ExposureMixin
 from outlay.state.sqlite.leases import LeasesMixin
+from outlay.state.sqlite.marks import MarkFiles, marks_dir
 from outlay.state.sqlite.mirror import Held, Mirror
 from outlay.state.sqlite.outbox import OutboxMixin
 from outlay.state.sqlite.reader import Reader
@@ -88,6 +89,10 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         self._batch = GroupCommit(self._batch_tx)
         self._retries = SettlementRetries(self._apply_settlement)
         self._checkpointer: Checkpointer | None = None
+        directory = marks_dir(self.path)
+        self._marks = None if directory is None else MarkFiles(directory, self.worker)
+        self._unsent = {}
+        self._in_file = set()
         # the long reads of reports; an in-memory database has only the one connection
         self._reader = None if self.path == ":memory:" else Reader(self.path, busy_timeout_s)
 
@@ -123,8 +128,11 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
             await self._retries.close()  # one last try for those kept
             with contextlib.suppress(StateError):
                 self._mirror.move_now()  # leave the settled rows in the ledger
-                with self._batch_tx():
-                    pass
+                with self._batch_tx() as c:
+                    # the calls still running: their marks
+                    self._durable_marks(c, self._in_file | (self._moving or set()))
+                if self._marks is not None:
+                    self._marks.remove()
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("DELETE FROM workers WHERE id=?", (self.worker,))
             if self._checkpointer is not None:
@@ -161,6 +169,7 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
         digest = self._guarded.digest(ticket)  # outside the write lock, when likely needed
         reservation: Reservation = await self._batch.run(
             lambda c: self._reserve(c, ticket, digest))
+        self._made(reservation.id, reservation.started_ms)
         return reservation
 
     def _reserve(self, c: sqlite3.Connection, ticket: Ticket, digest: bytes | None = None
@@ -325,6 +334,7 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
     async def settle(self, outcome: Outcome) -> bool:
         """Apply the actual cost once; False if the reservation was already settled or
         reaped. One the store fails to apply is kept and applied again (state/retries.py)."""
+        self._done(outcome.reservation_id)
         try:
             return await self._apply_settlement(outcome)
         except StateError:
@@ -337,6 +347,7 @@ class SqliteStore(AdminMixin, AccessMixin, ApprovalsMixin, OutboxMixin, Exposure
 
     def queue_settlement(self, outcome: Outcome) -> bool:
         # shares the transaction of the next decision, usually the next call's
+        self._done(outcome.reservation_id)
         queued = _QueuedSettlement(self, outcome)
         self._batch.submit(queued, queued.lost)
         return True
