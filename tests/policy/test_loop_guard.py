@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from outlay.policy.approvals import request_shape
+from outlay.policy.approvals import RequestShape, request_shape
 from outlay.policy.decide import decide
 from outlay.policy.decision import Admit, Call, KeyInfo, Refuse, ScopeView
-from outlay.policy.loop_check import Loop, loop_in_force
+from outlay.policy.loop_check import Loop, loop_rule, loop_under
 from outlay.policy.loop_guard import (
     LoopGuard,
     canonical_body,
@@ -122,6 +122,16 @@ def test_on_loop_is_refuse_or_revoke() -> None:
 
 
 SHAPE = request_shape("POST", "/v1/chat/completions", b'{"model":"m"}')
+
+
+def loop_in_force(policies: list[tuple[str, Policy | None]], key_id: str, route: str,
+                  shape: RequestShape | None) -> Loop | None:
+    """The call's loop guard as the stores work it out: the rule of its scopes' policies,
+    then the request under it (None without a rule, or for a request not read)."""
+    rule = loop_rule(policies)
+    if rule is None or shape is None:
+        return None
+    return loop_under(rule, key_id, route, shape)
 
 
 def test_the_tightest_guard_of_the_scopes_applies() -> None:

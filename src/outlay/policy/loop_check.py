@@ -85,17 +85,6 @@ def with_state(loop: Loop, state: WindowState) -> Loop:
                 loop.route, loop.request, state)
 
 
-def loop_in_force(policies: Iterable[tuple[str, Policy | None]], key_id: str, route: str,
-                  shape: RequestShape | None, digest: bytes | None = None) -> Loop | None:
-    """The loop guard of a call with these scopes' policies; None when no policy sets one
-    (the request is then never hashed) or the request is not known (refused unread).
-    `digest`: the body's body_digest, when made already."""
-    rule = loop_rule(policies)
-    if rule is None or shape is None:
-        return None
-    return loop_under(rule, key_id, route, shape, digest)
-
-
 def judge_loop(loop: Loop, key: KeyInfo, now_ms: int) -> LoopVerdict:
     seen = count_repeat(loop.guard, loop.state, now_ms)
     if seen.allowed:
