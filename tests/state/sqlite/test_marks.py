@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from outlay.policy.model import parse_policy
-from outlay.state.base import NewKey, Outcome
+from outlay.state.base import NewKey, Outcome, Reaped
 from outlay.state.sqlite import marks
 from outlay.state.sqlite.leases import FRESH_MS
 from outlay.state.sqlite.marks import MarkFiles, collect, list_files, markable, read_marks
@@ -56,6 +56,14 @@ def die(store: SqliteStore) -> None:
     store._checkpointer.stop()
     store.conn.close()
     store._conn = None
+
+
+async def survivor_reaps(path: Path, clock: Clock) -> tuple[SqliteStore, list[Reaped]]:
+    """Another worker, 5 s after the dead one's last heartbeat, and what its reaper did."""
+    survivor = await worker_on(path, clock)
+    clock.advance(5.001)
+    await survivor.heartbeat()
+    return survivor, await survivor.reap()
 
 
 # -- the files -----------------------------------------------------------------------------
@@ -134,10 +142,7 @@ async def test_a_mark_is_a_line_of_the_workers_file_and_the_reaper_reads_it(
     assert await store.forwarding(sent.id)
     assert db_marks(path) == set()  # no transaction for the mark
     die(store)
-    survivor = await worker_on(path, clock)
-    clock.advance(5.001)
-    await survivor.heartbeat()
-    (reaped,) = await survivor.reap()
+    survivor, (reaped,) = await survivor_reaps(path, clock)
     assert (reaped.charged, reaped.micros, reaped.voided) == (1, 3_000, 1)
     rows = {r["request_id"]: r["settlement"] for r in await survivor.audit(None, 10)}
     assert (rows[sent.id], rows[unsent.id]) == ("unsettled", "void")
@@ -210,10 +215,7 @@ async def test_rotations_keep_every_sent_call_charged_when_the_worker_dies(
     directory = str(path) + "-forwarded"
     assert max(sizes(directory)) < 128
     die(store)
-    survivor = await worker_on(path, clock)
-    clock.advance(5.001)
-    await survivor.heartbeat()
-    (reaped,) = await survivor.reap()
+    survivor, (reaped,) = await survivor_reaps(path, clock)
     assert (reaped.charged, reaped.voided) == (len(running), len(unsent))
     rows = {r["request_id"]: r["settlement"] for r in await survivor.audit(None, 100)}
     assert {rows[rid] for rid in running} == {"unsettled"}
@@ -246,10 +248,8 @@ async def test_a_mark_file_the_reaper_cannot_read_charges_the_calls_in_full(
     worker = store.worker
     die(store)
     (tmp_path / "outlay.db-forwarded" / f"{worker}.1").mkdir(parents=True)
-    survivor = await worker_on(path, clock)
-    clock.advance(5.001)
-    await survivor.heartbeat()
-    assert charged(await survivor.reap()) == 1  # unknown: it may have been sent
+    survivor, reaped = await survivor_reaps(path, clock)
+    assert charged(reaped) == 1  # unknown: it may have been sent
     rows = {r["request_id"]: r["settlement"] for r in await survivor.audit(None, 10)}
     assert rows[unsent.id] == "unsettled"
     await survivor.close()
