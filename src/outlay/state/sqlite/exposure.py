@@ -64,6 +64,8 @@ class ExposureMixin:
 
         def _settle(self, c: sqlite3.Connection, outcome: Outcome) -> bool: ...
 
+        def _made(self, reservation_id: str, started_ms: int) -> None: ...
+
     async def vendor_object(self, vendor: str, object_id: str) -> ObjectRecord | None:
         try:
             record = _read(self.conn, vendor, object_id)
@@ -78,6 +80,7 @@ class ExposureMixin:
         if result is _MOVED:
             raise ObjectMoved(claim.object_id)
         assert isinstance(result, Reservation)
+        self._made(result.id, result.started_ms)  # its mark may go to the worker's file
         return result
 
     def _reserve_exposed(self, c: sqlite3.Connection, ticket: Ticket,
