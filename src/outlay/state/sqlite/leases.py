@@ -34,7 +34,6 @@ UNSENT_KEPT = 100_000  # reservations not yet sent a worker keeps, before it sta
 class LeasesMixin:
     if TYPE_CHECKING:
         worker: str
-        path: str
         lease_ms: int
         clock: Callable[[], int]
         _batch: GroupCommit
@@ -146,7 +145,7 @@ class LeasesMixin:
         those whose worker never marked their call forwarded (it died before sending it)."""
         now = self.clock()
         by_worker: dict[str, Reaped] = {}
-        directory = mark_files.marks_dir(self.path)
+        directory = None if self._marks is None else self._marks.directory
         listed = mark_files.list_files(directory)  # before reading who is alive
         in_files: dict[str, set[str] | None] = {}
         with self.tx() as c:
