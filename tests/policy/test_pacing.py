@@ -13,11 +13,11 @@ from outlay.policy.model import Policy, PolicyError, parse_policy
 from outlay.policy.pacing import (
     PAUSE,
     Slot,
+    WithSlot,
     decide_paced,
     held,
     parse_limits,
     queue_wait,
-    with_slot,
 )
 from outlay.policy.windows import WindowState, check
 
@@ -145,10 +145,10 @@ def test_queue_fields_default_round_trip_and_accept_the_bound() -> None:
     assert parse_policy({"queue_max_wait_s": 0.5}).queue_max_wait_s == 0.5
 
 
-def test_with_slot_is_a_view_of_the_policies_with_the_endpoints_limits() -> None:
+def test_withslot_is_a_view_of_the_policies_with_the_endpoints_limits() -> None:
     own = {"key:k": Policy(rpm=5), "global": Policy(rpm=9)}
     slot = Slot("endpoint:openai:0", Policy(rpm=60))
-    seen = with_slot(own, slot)
+    seen = WithSlot(own, slot)
     assert seen.get("endpoint:openai:0") is slot.policy
     assert seen["key:k"] is own["key:k"]
     assert seen.get("vendor:openai") is None
@@ -162,7 +162,7 @@ def test_with_slot_is_a_view_of_the_policies_with_the_endpoints_limits() -> None
     own["agent:a"] = Policy(rpm=1)  # a view: not a copy made per call
     assert seen.get("agent:a") is own["agent:a"]
     # an endpoint scope the policies name too: the endpoint's limits are what counts
-    both = with_slot({slot.scope: Policy(rpm=1)}, slot)
+    both = WithSlot({slot.scope: Policy(rpm=1)}, slot)
     assert both[slot.scope] is slot.policy
     assert len(both) == 1
     assert list(both) == [slot.scope]

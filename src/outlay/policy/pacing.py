@@ -169,7 +169,3 @@ class WithSlot(Mapping[str, Policy]):
 
     def __len__(self) -> int:
         return len(self.base) + (self.slot.scope not in self.base)
-
-
-def with_slot(policies: Mapping[str, Policy], slot: Slot) -> WithSlot:
-    return WithSlot(policies, slot)

@@ -15,7 +15,7 @@ from outlay.policy.decision import Call, Grant
 from outlay.policy.loop_check import loop_rule
 from outlay.policy.loop_guard import LoopGuard
 from outlay.policy.model import Budget, Policy
-from outlay.policy.pacing import PAUSE, Slot, is_endpoint, with_slot
+from outlay.policy.pacing import PAUSE, Slot, WithSlot, is_endpoint
 from outlay.policy.periods import period_bounds
 from outlay.policy.rules import rules_of
 from outlay.policy.windows import LIMIT_CODES, bucket_ms
@@ -143,7 +143,7 @@ def test_a_kept_templates_plan_is_the_plan_worked_out_afresh(
         # a call's own resolved policies (a copy) are planned, never kept
         policies: Mapping[str, Policy] = dict(own) if resolved else own
         if slot is not None:  # the endpoint it goes to: its limits, a view of the rest
-            scopes, policies = (*scopes, slot.scope), with_slot(policies, slot)
+            scopes, policies = (*scopes, slot.scope), WithSlot(policies, slot)
         planned = plans.planned(call, scopes, policies, own, now, grant, holder)
         checks, record = _reference(names, call, scopes, policies, now, grant, holder)
         assert planned.checks == checks
@@ -186,10 +186,10 @@ def test_a_calls_endpoint_keeps_its_template_until_the_endpoints_limits_change()
     holder = Holder("k", "a", "", "w")
     slot = Slot("endpoint:openai:0", Policy(rpm=60))
     scopes = ("key:k", "global", slot.scope)
-    first = plans.planned(Call("openai", cost_micros=3), scopes, with_slot(own, slot), own,
+    first = plans.planned(Call("openai", cost_micros=3), scopes, WithSlot(own, slot), own,
                           NOW, None, holder)
     made = dict(plans._made)
-    again = plans.planned(Call("openai", cost_micros=4), scopes, with_slot(own, slot), own,
+    again = plans.planned(Call("openai", cost_micros=4), scopes, WithSlot(own, slot), own,
                           NOW, None, holder)
     assert len(made) == 1
     assert next(iter(plans._made.values()))[0] is next(iter(made.values()))[0]  # kept
@@ -197,9 +197,9 @@ def test_a_calls_endpoint_keeps_its_template_until_the_endpoints_limits_change()
         "w", "z", "w", "b"]
     assert again.checks[-1].b == 4
     reloaded = Slot(slot.scope, Policy(rpm=30))  # settings reloaded: the endpoint's new limits
-    changed = plans.planned(Call("openai"), scopes, with_slot(own, reloaded), own, NOW, None,
+    changed = plans.planned(Call("openai"), scopes, WithSlot(own, reloaded), own, NOW, None,
                             holder)
     assert changed.checks[2].b == 30
     # policies of the call's own (tag scopes resolved) under the endpoint: never kept
-    plans.planned(Call("openai"), scopes, with_slot(dict(own), slot), own, NOW, None, holder)
+    plans.planned(Call("openai"), scopes, WithSlot(dict(own), slot), own, NOW, None, holder)
     assert len(plans._made) == 1

@@ -48,11 +48,11 @@ from outlay.policy.errors import (
 from outlay.policy.model import Policy
 from outlay.policy.pacing import (
     Slot,
+    WithSlot,
     endpoint_refused,
     held,
     paused,
     queue_wait,
-    with_slot,
 )
 from outlay.policy.tags import resolve, too_many_values, tracked
 from outlay.state.base import (
@@ -339,7 +339,7 @@ class RedisStore(RedisSettlement, RedisAdmin, AccessDelegate, RedisRecovery, Red
     ) -> Admitted:
         call = ticket.call
         if slot is not None:  # the endpoint it is to be sent to: checked in the same step
-            scopes, policies = (*scopes, slot.scope), with_slot(policies, slot)
+            scopes, policies = (*scopes, slot.scope), WithSlot(policies, slot)
         tracked_values, own, labels = tags
         cost = call.cost_micros or 0
         idem = (self.names.idempotency(call.vendor, ticket.idempotency_account,
