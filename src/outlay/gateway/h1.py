@@ -169,7 +169,7 @@ class H1Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self._writable is None:
-            self._writable = asyncio.get_running_loop().create_future()
+            self._writable = self.deadline.loop.create_future()
 
     def resume_writing(self) -> None:
         self._wake_writer()
@@ -200,7 +200,8 @@ class H1Connection(asyncio.Protocol):
             self.deadline.start(self.limits.body_s)
             if len(self.buf) > READ_AHEAD:
                 self._pause_reading()  # until the route asks for the body
-        self.task = asyncio.get_running_loop().create_task(self._serve(head))
+        # the connection's loop, kept: a lookup of the running loop costs a getpid() on 3.11
+        self.task = self.deadline.loop.create_task(self._serve(head))
 
     async def _serve(self, head: Head) -> None:
         ex = H1Exchange(self, head)
@@ -238,7 +239,7 @@ class H1Connection(asyncio.Protocol):
                 raise too_slow()
             if self.lost:
                 raise ConnectionResetError("the agent closed the connection")
-            self._body = asyncio.get_running_loop().create_future()
+            self._body = self.deadline.loop.create_future()
             self._resume_reading()
             try:
                 await self._body
