@@ -175,8 +175,9 @@ def audit(c: sqlite3.Connection, scope: str | None, limit: int) -> list[dict[str
         for source in SOURCES:
             rows += c.execute(
                 f"SELECT seq, {', '.join(AUDIT_COLUMNS)} FROM {source} WHERE {where} "  # noqa: S608
-                "ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
-    rows.sort(key=lambda r: r[0] or 0, reverse=True)
+                "ORDER BY ts_ms DESC, seq DESC LIMIT ?", (*args, limit)).fetchall()
+    # newest first by the time of the decision, then by the order the rows were recorded
+    rows.sort(key=lambda r: (r[2], r[0] or 0), reverse=True)
     return [audit_entry(dict(zip(AUDIT_COLUMNS, row[1:], strict=True)))
             for row in rows[:limit]]
 

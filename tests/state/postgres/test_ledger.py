@@ -314,6 +314,25 @@ async def test_audit_reads_as_the_embedded_store(
     assert await durable.audit(scope, 2) == ledger_sql.audit(sqlite_ledger, scope, 2)
 
 
+async def test_the_audit_places_a_row_by_the_time_it_was_decided(
+    durable: PostgresDurable, sqlite_ledger: sqlite3.Connection,
+) -> None:
+    # one replica's rows reach PostgreSQL up to a flush later than another's: a call decided
+    # earlier can arrive after one decided later, and the audit still lists it after it;
+    # rows of the same millisecond keep the order they were recorded in
+    await durable.apply_wal([row("b", T0 + 5), row("c", T0 + 5)])
+    await durable.apply_wal([row("a", T0 + 1)])
+    assert [e["request_id"] for e in await durable.audit(None, 10)] == ["c", "b", "a"]
+    assert [e["request_id"] for e in await durable.audit("key:k1", 2)] == ["c", "b"]
+    # the fixture's r0, recorded last but decided ten minutes before the others, comes last
+    # on both stores
+    await durable.apply_wal(ROWS)
+    newest = [e["request_id"] for e in await durable.audit("key:k1", 100)]
+    assert newest[-1] == "r0"
+    assert [e["request_id"] for e in ledger_sql.audit(sqlite_ledger, "key:k1", 100)] == [
+        "r4", "r3", "r1", "r0"]
+
+
 @pytest.mark.parametrize("group_by", sorted(ledger_sql.GROUP_BY))
 @pytest.mark.parametrize("since", [None, T0])
 async def test_reports_read_as_the_embedded_store(

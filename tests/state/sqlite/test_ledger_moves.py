@@ -13,9 +13,10 @@ from outlay.policy.errors import OutlayError
 from outlay.policy.model import parse_policy
 from outlay.policy.money import micros_to_usd
 from outlay.state.base import NewKey, Outcome, StateError
-from outlay.state.ledger_sql import DROP_MOVED, MOVE_SETTLED
+from outlay.state.ledger_sql import DROP_MOVED, MOVE_SETTLED, audit
 from outlay.state.sqlite import mirror
 from outlay.state.sqlite.mirror import MOVE_ROWS
+from outlay.state.sqlite.schema import apply
 from outlay.state.sqlite.store import SqliteStore
 
 from ..support import Clock, charged, eventually, sent, ticket
@@ -117,6 +118,24 @@ async def test_the_ledger_keeps_the_order_of_the_decisions(tmp_path: Path, clock
     seqs = [s for (s,) in conn.execute("SELECT seq FROM ledger ORDER BY seq")]
     conn.close()
     assert len(set(seqs)) == 3
+
+
+def test_the_audit_merges_held_and_recorded_rows_by_the_time_of_their_decision() -> None:
+    """Newest first by the time of the decision, whichever table a row is in; rows of the
+    same millisecond in the order they were numbered."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    apply(conn)
+    t0 = 1_710_417_600_000
+    conn.executemany("INSERT INTO ledger(seq, request_id, ts_ms, decision, settlement) "
+                     "VALUES (?, ?, ?, 'refused', 'none')",
+                     [(2, "req_early", t0 + 1), (3, "req_same_ms_later", t0 + 5)])
+    conn.execute("INSERT INTO reservations(id, created_ms, lease_ms, worker, amount, tokens, "
+                 "holds, tpm, parallel, seq) VALUES ('req_held', ?, ?, 'w', 10, 1, '[]', "
+                 "'[]', '[]', 1)", (t0 + 5, t0 + 900_000))
+    newest = ["req_same_ms_later", "req_held", "req_early"]
+    assert [e["request_id"] for e in audit(conn, None, 10)] == newest
+    assert [e["request_id"] for e in audit(conn, None, 2)] == newest[:2]
+    conn.close()
 
 
 async def test_a_move_takes_the_forwarded_marks_of_the_rows_it_moves_only(

@@ -253,7 +253,7 @@ class LedgerMixin(Pooled):
         where, args = ledger_sql.scope_filter(scope, "%s") if scope else ("TRUE", ())
         rows = await self.fetchall(
             f"SELECT {', '.join(ledger_sql.AUDIT_COLUMNS)} FROM ledger "  # noqa: S608
-            f"WHERE {where} ORDER BY seq DESC LIMIT %s", (*args, limit))
+            f"WHERE {where} ORDER BY ts_ms DESC, seq DESC LIMIT %s", (*args, limit))
         return [ledger_sql.audit_entry(dict(zip(ledger_sql.AUDIT_COLUMNS, r, strict=True)))
                 for r in rows]
 
