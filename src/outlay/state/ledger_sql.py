@@ -168,6 +168,9 @@ AUDIT_COLUMNS = (
 )
 
 
+_TS_AT = 1 + AUDIT_COLUMNS.index("ts_ms")  # in a row of audit's query: seq, then the columns
+
+
 def audit(c: sqlite3.Connection, scope: str | None, limit: int) -> list[dict[str, Any]]:
     where, args = scope_filter(scope) if scope else ("1=1", ())
     rows: list[tuple[Any, ...]] = []
@@ -177,7 +180,7 @@ def audit(c: sqlite3.Connection, scope: str | None, limit: int) -> list[dict[str
                 f"SELECT seq, {', '.join(AUDIT_COLUMNS)} FROM {source} WHERE {where} "  # noqa: S608
                 "ORDER BY ts_ms DESC, seq DESC LIMIT ?", (*args, limit)).fetchall()
     # newest first by the time of the decision, then by the order the rows were recorded
-    rows.sort(key=lambda r: (r[2], r[0] or 0), reverse=True)
+    rows.sort(key=lambda r: (r[_TS_AT], r[0] or 0), reverse=True)
     return [audit_entry(dict(zip(AUDIT_COLUMNS, row[1:], strict=True)))
             for row in rows[:limit]]
 
