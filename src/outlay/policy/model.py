@@ -6,7 +6,7 @@ import difflib
 import math
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from outlay.policy.loop_guard import (
@@ -134,6 +134,11 @@ class Policy:
     # gateway, up to queue_max_wait_s, until it fits, instead of a 429 at once
     on_rate_limit: OnRateLimit = "reject"
     queue_max_wait_s: float = DEFAULT_QUEUE_WAIT_S
+    # what policy.rules works out of the policy on its first use, kept with it (rules_of)
+    rules: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rules", None)  # set here too: a compiled class skips it
 
     def shadows(self, budget: Budget | None = None) -> bool:
         """Whether a breach (of `budget`, when given) is only reported, never enforced."""
@@ -332,8 +337,8 @@ def parse_policy(raw: object, known_vendors: Collection[str] | None = None) -> P
     try:
         loop_guard, on_loop = parse_loop_guard(raw.get("loop_guard")), parse_on_loop(
             raw.get("on_loop"))
-    except LoopGuardError as exc:
-        raise PolicyError(str(exc), exc.field) from None
+    except LoopGuardError as err:
+        raise PolicyError(str(err), err.field) from None
     return Policy(
         rpm=limits.get("rpm"),
         rph=limits.get("rph"),

@@ -13,8 +13,6 @@ from typing import NamedTuple
 from outlay.policy.model import Budget, Flow, Period, Policy
 from outlay.policy.windows import REQUEST_WINDOWS
 
-_KEPT = "_rules"  # the name the rules are kept under in a Policy's __dict__
-
 
 class BudgetRule(NamedTuple):
     """A budget and what the decision asks of it on every call."""
@@ -54,8 +52,9 @@ class Rules:
 
 def rules_of(policy: Policy) -> Rules:
     """The policy's rules, worked out on first use."""
-    kept = policy.__dict__
-    rules: Rules | None = kept.get(_KEPT)
-    if rules is None:
-        rules = kept[_KEPT] = Rules(policy)
+    rules = policy.rules
+    if isinstance(rules, Rules):
+        return rules
+    rules = Rules(policy)
+    object.__setattr__(policy, "rules", rules)  # a cache beside the frozen fields
     return rules
