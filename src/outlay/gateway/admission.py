@@ -217,9 +217,9 @@ async def _reserve_or_hold(gw: Gateway, ticket: Ticket, claim: ExposureClaim | N
                     await gw.holds.wait(pause)
                 ticket = replace(ticket, may_wait=pause > 0, waited_ms=wait.waited_ms)
                 continue
-            except RateHeld as held:
+            except RateHeld as queued:
                 since = time.monotonic()
-                answer = await gw.queue.wait(gw.store, ticket, held, held.agent, gone)
+                answer = await gw.queue.wait(gw.store, ticket, queued, queued.agent, gone)
                 queued_ms = round((time.monotonic() - since) * 1000)
                 gw.metrics.queued(queued_ms / 1000)
                 if isinstance(answer, BaseException):

@@ -270,9 +270,9 @@ async def _forward(
     except asyncio.CancelledError:
         await settle.finish(0, "unsettled")
         raise
-    except UpstreamBroken as exc:
+    except UpstreamBroken as broke:
         await settle.finish(502, "unsettled")
-        await ex.send(*_broken(route, reservation, ours, exc))
+        await ex.send(*_broken(route, reservation, ours, broke))
         return None
     if answer.status == 429 and await paused(gw.store, gw.clock(), reservation, answer) \
             and again.paused:

@@ -72,12 +72,12 @@ async def forward(gw: Gateway, sent: UpstreamRequest, reservation: Reservation,
         return vendor_refusal(Unavailable(
             "upstream_unavailable", f"The vendor {vendor} could not be reached: {exc}",
             status=502), vendor, request_id, ours)
-    except (UpstreamBroken, asyncio.CancelledError) as exc:
+    except (UpstreamBroken, asyncio.CancelledError) as broke:
         await finish(502, "unsettled", None)
-        if isinstance(exc, asyncio.CancelledError):
+        if isinstance(broke, asyncio.CancelledError):
             raise
         return vendor_refusal(Unavailable(
-            "upstream_unavailable", f"The connection to {vendor} broke: {exc}",
+            "upstream_unavailable", f"The connection to {vendor} broke: {broke}",
             status=502), vendor, request_id, ours)
     status = answer.status
     if 400 <= status < 500:

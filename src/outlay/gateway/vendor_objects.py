@@ -115,8 +115,8 @@ async def _read_first(gw: Gateway, caller: Caller, pricing: ObjectPricing, call:
     why = ""
     try:
         status, body = await read_vendor(gw, read)
-    except (UpstreamUnreachable, UpstreamBroken) as exc:
-        status, body, why = 0, b"", str(exc)
+    except (UpstreamUnreachable, UpstreamBroken) as failure:
+        status, body, why = 0, b"", str(failure)
     if 400 <= status < 500:
         return None
     seen = pricing.seen(call, body) if 200 <= status < 300 else None

@@ -94,17 +94,13 @@ class SettlementRetries:
     async def close(self, timeout_s: float = 5.0) -> None:
         """Stop retrying in the background, after one last pass of at most `timeout_s`;
         what still waits then is left to the reaper (and logged)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._stop_timer()
         task, self._task = self._task, None
         await cancelled(task)
         if self._waiting:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.retry_now(), timeout_s)
-        if self._timer is not None:  # scheduled again by a keep during the last pass
-            self._timer.cancel()
-            self._timer = None
+        self._stop_timer()  # scheduled again by a keep during the last pass
         if self._waiting:
             log.error("closing with %d settlements not written: the reaper will charge "
                       "their reservations in full", len(self._waiting))
@@ -112,6 +108,14 @@ class SettlementRetries:
     def _schedule(self) -> None:
         if self._timer is None and self._task is None and self._waiting:
             self._timer = asyncio.get_running_loop().call_later(self._delay, self._start)
+
+    def _stop_timer(self) -> None:
+        # a method of its own: in close(), across its awaits, a keep may set the timer again,
+        # which a read narrowed by the assignment before the await would not see (compiled,
+        # it would fail its type check)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _start(self) -> None:
         self._timer = None

@@ -120,8 +120,8 @@ class GroupCommit:
                 _fail(batch[failed.at:failed.at + 1], failed.error, alone=True)
                 batch = batch[failed.at + 1:]
                 continue
-            except _BeginFailed as failed:
-                _fail(batch, failed.error)
+            except _BeginFailed as began:
+                _fail(batch, began.error)
                 return
             except Exception as exc:  # at the commit: whose rows, is not known
                 if _store_failed(exc):
@@ -151,16 +151,14 @@ class GroupCommit:
         try:
             with self._tx() as c:
                 begun = True
-                for queued in batch:
-                    op, future, always, _ = queued
+                for at, (op, future, always, _) in enumerate(batch):
                     if not always and future is not None and future.cancelled():
                         continue
                     try:
                         answers.append((future, True, op(c)))
                     except OutlayError as refusal:
                         answers.append((future, False, refusal))
-                    except Exception as exc:  # found by identity: no count kept per op
-                        at = next(i for i, q in enumerate(batch) if q is queued)
+                    except Exception as exc:
                         raise _OpFailed(at, exc) from exc
         except _OpFailed:
             raise
