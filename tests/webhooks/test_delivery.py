@@ -213,9 +213,11 @@ async def test_410_disables_the_endpoint(
 
 async def test_gives_up_after_the_horizon(store: SqliteStore, start: Start) -> None:
     endpoint = await store.add_webhook(f"http://127.0.0.1:{closed_port()}/x", [])
-    event_id = await store.emit("provider.unhealthy", {"provider": "openai"})
-    quick = replace(FAST, backoff=Backoff(base_s=0.05, cap_s=0.05, horizon_s=0.3))
+    quick = replace(FAST, backoff=Backoff(base_s=0.05, cap_s=0.05, horizon_s=0.6))
     await start(store, quick)
+    # the horizon runs from the event's creation: emitted once the deliverer runs, so a
+    # slow start on a loaded machine does not spend it before the first attempt
+    event_id = await store.emit("provider.unhealthy", {"provider": "openai"})
 
     async def failed() -> bool:
         (d,) = await store.list_deliveries(event_id=event_id)
