@@ -135,10 +135,7 @@ class Policy:
     on_rate_limit: OnRateLimit = "reject"
     queue_max_wait_s: float = DEFAULT_QUEUE_WAIT_S
     # what policy.rules works out of the policy on its first use, kept with it (rules_of)
-    rules: Any = field(default=None, init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "rules", None)  # set here too: a compiled class skips it
+    rules: object = field(default=None, init=False, repr=False, compare=False)
 
     def shadows(self, budget: Budget | None = None) -> bool:
         """Whether a breach (of `budget`, when given) is only reported, never enforced."""

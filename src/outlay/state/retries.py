@@ -110,9 +110,6 @@ class SettlementRetries:
             self._timer = asyncio.get_running_loop().call_later(self._delay, self._start)
 
     def _stop_timer(self) -> None:
-        # a method of its own: in close(), across its awaits, a keep may set the timer again,
-        # which a read narrowed by the assignment before the await would not see (compiled,
-        # it would fail its type check)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

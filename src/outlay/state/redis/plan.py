@@ -336,10 +336,8 @@ class Plans:
         """`policies`: the call's (its tag scopes' resolved: made per call, never kept; or
         the worker's with an endpoint's added, `WithSlot`); `own`: the worker's, the only
         ones kept."""
-        # type(), not isinstance: compiled, WithSlot shares Mapping's ABC registry
-        with_slot = policies if type(policies) is WithSlot else None
-        slot = with_slot.slot.policy if with_slot is not None else None
-        base = with_slot.base if with_slot is not None else policies
+        slot = policies.slot.policy if isinstance(policies, WithSlot) else None
+        base = policies.base if isinstance(policies, WithSlot) else policies
         if base is not own or grant is not None:
             return filled(template(self.names, call, scopes, policies, now_ms, grant), call,
                           holder)
