@@ -17,6 +17,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from outlay.gateway.stop import ANSWERS_S, STOP_S
+
 from .harness import Launch, micros, unique
 
 pytestmark = pytest.mark.e2e
@@ -273,3 +275,38 @@ def test_a_worker_killed_between_a_decision_and_its_sending_has_the_call_voided(
     (entry,) = [e for e in gw.audit(scope) if e["decision"] == "allowed"]
     assert (entry["settlement"], micros(entry["cost_usd"])) == ("void", 0), entry
     assert micros(gw.budget(scope)["spent_usd"]) == 0
+
+
+def test_a_stop_with_a_call_outlasting_the_grace_ends_within_its_deadline(
+        launch: Launch) -> None:
+    """SIGTERM with an answer still coming (the simulated provider takes a minute): the
+    answer gets the grace, is cut, and the whole stop ends within STOP_S, the time of each
+    step that took any in the log."""
+    gw = launch({"simulated": {"latency_ms": 60_000}}, name="slow-stop")
+    key = gw.mint_key(unique("slow-stop"))["key"]
+    answers: list[object] = []
+
+    def call() -> None:
+        try:
+            answers.append(httpx.post(f"{gw.url}/v1/chat/completions", json=BODY, timeout=30,
+                                      headers={"Authorization": f"Bearer {key}"}).status_code)
+        except httpx.TransportError as exc:
+            answers.append(exc)
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    for _ in range(100):  # until the call is in flight
+        if "outlay_calls_in_flight 1" in httpx.get(f"{gw.url}/metrics", timeout=5).text:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the call never was in flight")
+    started = time.monotonic()
+    gw.stop()
+    took = time.monotonic() - started
+    caller.join(timeout=10)
+    assert ANSWERS_S <= took < STOP_S + 1.0
+    assert len(answers) == 1  # cut: a broken connection, or an error answer
+    line = next(ln for ln in gw.log().splitlines() if "worker stopped in" in ln)
+    assert "answers in progress 5." in line
+    assert "cut short" not in line

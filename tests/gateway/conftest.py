@@ -54,7 +54,7 @@ class ServedByH1(AsServed):
         sock = bind("127.0.0.1", 0)
         self.host, self.port = sock.getsockname()[:2]
         gw = self.app[GATEWAY]
-        self.site = H1Site(self.runner, sock, llm_handlers(gw), Limits.of(gw.settings), 5.0)
+        self.site = H1Site(self.runner, sock, llm_handlers(gw), Limits.of(gw.settings), gw.stop)
         await self.site.start()
         self.scheme = "http"
         self._root = URL(f"http://127.0.0.1:{self.port}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
 import os
@@ -23,6 +22,7 @@ from outlay.gateway.llm import proxy
 from outlay.gateway.llm_routes import ROUTES, Route
 from outlay.gateway.metrics import CONTENT_TYPE, Snapshots, exposition, keep_writing
 from outlay.gateway.models import list_models, retrieve_model
+from outlay.gateway.stop import STORE_CLOSE_S
 from outlay.gateway.vendor_errors import vendor_refusal
 from outlay.gateway.vendors import vendor_proxy
 from outlay.gateway.wiring import (
@@ -180,7 +180,7 @@ def create_app(
     add_ui_routes(app)
     app.cleanup_ctx.append(_lifecycle)
     # after _lifecycle: runs while the store is open
-    attach_deliverer(app, gw.store, clock, delivery_settings(settings))
+    attach_deliverer(app, gw.store, clock, delivery_settings(settings), step=gw.stop.step)
     return app
 
 
@@ -194,18 +194,19 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     if gw.telemetry is not None:
         gw.telemetry.start()
     yield
+    stop = gw.stop
+    stop.begin()
     gw.queue.close()  # calls still waiting are decided now (gateway/queue.py)
     for task in tasks:
         task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    await gw.background.close()
+    await stop.step("upkeep", asyncio.gather(*tasks, return_exceptions=True))
+    await stop.step("background responses", gw.background.close())
     if gw.telemetry is not None:
-        await gw.telemetry.close()
-    await gw.upstream.close()
-    await gw.vendors.close()
-    await gw.store.close()
+        await stop.step("telemetry", gw.telemetry.close())
+    await stop.step("upstream connections", gw.upstream.close())
+    await stop.step("vendor connections", gw.vendors.close())
+    # its queued settlements are written first thing: never cut before it begins
+    await stop.step("state store", gw.store.close(), at_least_s=STORE_CLOSE_S)
 
 
 async def _upkeep(gw: Gateway) -> None:

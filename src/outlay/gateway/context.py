@@ -15,6 +15,7 @@ from outlay.gateway.metrics import Metrics, Snapshots
 from outlay.gateway.outages import Throttled
 from outlay.gateway.pacing import Pacing
 from outlay.gateway.queue import RateQueue
+from outlay.gateway.stop import Stop
 from outlay.gateway.vendor_headers import VendorHeaders
 from outlay.pricing.table import PriceTable
 from outlay.settings import Settings
@@ -108,6 +109,7 @@ class Gateway:
     # tests only (OUTLAY_TEST_PAUSE_BEFORE_FORWARD_S): a pause between a call's decision and
     # its sending, for the fault suite to kill a replica there; 0 everywhere else
     pause_before_forward_s: float = 0.0
+    stop: Stop = field(default_factory=Stop)  # the worker's stop, under one deadline
     # derived once from the price table: the request path reads them on every call
     aliases: dict[str, str] = field(init=False)
     # label values: a vendor path outside the configuration must not become a series

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
@@ -34,6 +35,7 @@ from outlay.gateway.h1_exchange import Dates, H1Exchange
 from outlay.gateway.h1_head import HANDOFF, Head, parse_head
 from outlay.gateway.handoff import Handed
 from outlay.gateway.outages import Throttled
+from outlay.gateway.stop import Stop
 from outlay.settings import Settings
 
 log = logging.getLogger("outlay")
@@ -346,10 +348,10 @@ class H1Site(web.SockSite):
     starts and stops it with the application."""
 
     def __init__(self, runner: web.AppRunner, sock: socket.socket,
-                 routes: Mapping[str, Handler], limits: Limits, shutdown_timeout: float,
+                 routes: Mapping[str, Handler], limits: Limits, stop: Stop,
                  on_stop: Callable[[], None] | None = None) -> None:
         super().__init__(runner, sock, backlog=1024)
-        self._routes, self._limits, self._timeout = routes, limits, shutdown_timeout
+        self._routes, self._limits, self._stop = routes, limits, stop
         self._on_stop = on_stop  # as it stops taking connections (calls waiting: answered)
         self.h1: H1Server | None = None
 
@@ -362,8 +364,18 @@ class H1Site(web.SockSite):
             self.h1.protocol, sock=self._sock, backlog=self._backlog)
 
     async def stop(self) -> None:
-        await super().stop()  # no new connections
+        """No new connections; the answers in progress on both servers get the stop's grace
+        at the same time (aiohttp's, for the connections handed to it, waits up to twice the
+        time it is given: for the answer, then for its cancellation)."""
+        self._stop.begin()
+        await super().stop()
         if self._on_stop is not None:
             self._on_stop()
-        if self.h1 is not None:
-            await self.h1.shutdown(self._timeout)
+        started, grace = time.monotonic(), self._stop.grace()
+        waits = [] if self.h1 is None else [self.h1.shutdown(grace)]
+        fallback = self._runner.server
+        if fallback is not None:
+            fallback.pre_shutdown()
+            waits.append(fallback.shutdown(grace / 2))
+        await asyncio.gather(*waits)
+        self._stop.took("answers in progress", time.monotonic() - started)

@@ -26,6 +26,7 @@ from outlay.gateway.context import GATEWAY
 from outlay.gateway.h1 import H1Site, Limits
 from outlay.gateway.handoff import MAX_HEAD_BYTES
 from outlay.gateway.llm import llm_handlers
+from outlay.gateway.stop import CUT_S, Stop
 from outlay.gateway.wiring import vendor_headers_of, vendor_pricing, vendors_from_settings
 from outlay.policy.model import parse_policy, parse_scope
 from outlay.pricing.table import load_table
@@ -33,7 +34,6 @@ from outlay.settings import Settings
 from outlay.state.base import StateError
 
 log = logging.getLogger("outlay")
-SHUTDOWN_S = 5.0  # answers in progress get this long to finish when a worker stops
 # The cyclic garbage collector's youngest generation is collected after this many more
 # container objects were made than freed (Python's default: 700). A call in flight keeps a
 # few hundred alive (its task, futures, headers, the decision's objects), so at the
@@ -99,12 +99,15 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def run_worker(settings: Settings, sock: socket.socket, metrics_dir: str | None = None) -> None:
-    """Serve on `sock` until SIGTERM or SIGINT, then finish the answers in progress (up to
-    SHUTDOWN_S) and close the store."""
+    """Serve on `sock` until SIGTERM or SIGINT, then stop within STOP_S (gateway/stop.py):
+    finish the answers in progress, close the store."""
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
-    runner = web.AppRunner(create_app(settings, metrics_dir=metrics_dir), handle_signals=True,
-                           access_log=None, shutdown_timeout=SHUTDOWN_S,
+    app = create_app(settings, metrics_dir=metrics_dir)
+    stop = app[GATEWAY].stop
+    # the connections handed to aiohttp were given the stop's grace with the site's own
+    # (H1Site.stop): what the runner's wait finds after that is cut soon
+    runner = web.AppRunner(app, handle_signals=True, access_log=None, shutdown_timeout=CUT_S,
                            **runner_options(settings))
     try:
         loop.run_until_complete(_start(runner, sock, settings))
@@ -112,8 +115,10 @@ def run_worker(settings: Settings, sock: socket.socket, metrics_dir: str | None 
     except (web.GracefulExit, KeyboardInterrupt):
         pass
     finally:
+        stop.begin()
         loop.run_until_complete(runner.cleanup())
-        _cancel_leftovers(loop)
+        _cancel_leftovers(loop, stop)
+        log.info("%s", stop.report())
         loop.close()
 
 
@@ -139,19 +144,24 @@ def runner_options(settings: Settings) -> dict[str, Any]:
 async def _start(runner: web.AppRunner, sock: socket.socket, settings: Settings) -> None:
     await runner.setup()
     gw = runner.app[GATEWAY]
-    await H1Site(runner, sock, llm_handlers(gw), Limits.of(settings), SHUTDOWN_S,
+    await H1Site(runner, sock, llm_handlers(gw), Limits.of(settings), gw.stop,
                  gw.queue.close).start()
     # inside the running loop: uvloop listens for signals only while a loop runs, and a
     # SIGTERM during the collection, between run_until_complete and run_forever, was lost
     settle_garbage_collector()
 
 
-def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop, stop: Stop) -> None:
+    """Cancel what still runs, and wait for it what is left of the stop (at least CUT_S): a
+    task that will not end is left to the process's exit."""
     tasks = asyncio.all_tasks(loop)
     for task in tasks:
         task.cancel()
     if tasks:
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        started = time.monotonic()
+        _, late = loop.run_until_complete(
+            asyncio.wait(tasks, timeout=max(CUT_S, stop.left())))
+        stop.took("leftover tasks", time.monotonic() - started, cut=bool(late))
     loop.run_until_complete(loop.shutdown_asyncgens())
 
 

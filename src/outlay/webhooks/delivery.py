@@ -9,7 +9,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -210,13 +210,17 @@ class Deliverer:
 DELIVERER = web.AppKey("webhook_deliverer", Deliverer)
 
 
+# how the app's stop runs a step of its own: a name and the work, bounded (gateway/stop.py)
+StopStep = Callable[[str, Awaitable[object]], Awaitable[object]]
+
+
 def attach_deliverer(
     app: web.Application, store: object, clock: Callable[[], int],
-    settings: DeliverySettings | None = None,
+    settings: DeliverySettings | None = None, step: StopStep | None = None,
 ) -> Deliverer | None:
     """Give the app a Deliverer over `store`, started and stopped with the app (after the
-    store opens, before it closes: call this after the cleanup context that opens it).
-    A store that keeps no outbox gets none."""
+    store opens, before it closes: call this after the cleanup context that opens it), its
+    stop a `step` of the app's when given. A store that keeps no outbox gets none."""
     if not isinstance(store, WebhookStore):
         return None
     deliverer = Deliverer(store, settings, clock=clock)
@@ -225,7 +229,10 @@ def attach_deliverer(
     async def run(_: web.Application) -> AsyncIterator[None]:
         await deliverer.start()
         yield
-        await deliverer.stop()
+        if step is None:
+            await deliverer.stop()
+        else:
+            await step("webhook deliveries", deliverer.stop())
 
     app.cleanup_ctx.append(run)
     return deliverer
