@@ -14,7 +14,7 @@ from redis._parsers.hiredis import NOT_ENOUGH_DATA
 from redis.asyncio import Redis
 
 from outlay.state.base import StateError
-from outlay.state.redis.batch import ScriptBatch, _read_replies
+from outlay.state.redis.batch import EARLY_BATCH, ScriptBatch, _read_replies
 
 from ...servers.redis import RedisServer
 
@@ -29,24 +29,86 @@ async def client(redis_server: RedisServer) -> AsyncIterator[Redis]:
     await redis.aclose()
 
 
-async def test_scripts_of_one_turn_share_a_pipeline(
+async def test_scripts_of_one_turn_share_a_pipeline_the_first_ones_written_at_once(
     client: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     batch = ScriptBatch(client)
     script = client.register_script(INCR)
-    await batch.submit(script, ["batch:n"], [0])  # loaded
+    await batch.submit(script, ["batch:n"], [0])  # loaded, and its connection kept
     sent: list[int] = []
     real = batch._pipeline
 
-    async def counted(calls: list[Any], packed: bytes, results: list[Any]) -> None:
+    async def counted(calls: list[Any], packed: bytes, results: list[Any],
+                      written_on: Any = None) -> None:
         sent.append(len(calls))
-        await real(calls, packed, results)
+        await real(calls, packed, results, written_on)
 
     monkeypatch.setattr(batch, "_pipeline", counted)
-    answers = await asyncio.gather(*(batch.submit(script, ["batch:n"], [i]) for i in range(1, 51)))
+    pending = [batch.submit(script, ["batch:n"], [i]) for i in range(1, 51)]
+    # the first EARLY_BATCH went as the last of them was queued, within this turn; the
+    # others wait for its end (the one connection kept is busy)
+    assert len(batch._queue) == 50 - EARLY_BATCH
+    answers = await asyncio.gather(*pending)
     assert len(set(answers)) == 50  # each its own answer: the running total it made
     assert max(answers) == sum(range(1, 51))
-    assert sent == [50]  # one write, fifty scripts
+    assert sorted(sent) == sorted([EARLY_BATCH, 50 - EARLY_BATCH])  # two writes
+
+
+async def test_a_turn_of_few_scripts_writes_them_at_its_end(client: Redis) -> None:
+    batch = ScriptBatch(client)
+    script = client.register_script(INCR)
+    await batch.submit(script, ["batch:n"], [0])
+    pending = [batch.submit(script, ["batch:n"], [1]) for _ in range(EARLY_BATCH - 1)]
+    assert len(batch._queue) == EARLY_BATCH - 1
+    assert sorted(await asyncio.gather(*pending)) == list(range(1, EARLY_BATCH))
+
+
+async def test_a_kept_connection_the_server_closed_is_given_back_and_the_turn_still_served(
+    client: Redis
+) -> None:
+    batch = ScriptBatch(client)
+    script = client.register_script(INCR)
+    await batch.submit(script, ["batch:n"], [0])
+    (kept,) = batch._idle
+    host, port = kept._writer.get_extra_info("sockname")[:2]
+    assert await client.client_kill_filter(addr=f"{host}:{port}") == 1  # the server closes it
+    await asyncio.sleep(0.05)
+    answers = await asyncio.gather(*(batch.submit(script, ["batch:n"], [1])
+                                     for _ in range(EARLY_BATCH + 2)))
+    assert sorted(answers) == list(range(1, EARLY_BATCH + 3))
+    assert kept not in batch._idle
+    assert kept not in client.connection_pool._in_use_connections
+
+
+async def test_scripts_whose_early_write_failed_go_at_the_turns_end(
+    client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = ScriptBatch(client)
+    script = client.register_script(INCR)
+    await batch.submit(script, ["batch:n"], [0])
+    (kept,) = batch._idle
+
+    def refuses(_data: bytes) -> None:
+        raise RuntimeError("transport gone")
+
+    monkeypatch.setattr(kept._writer, "write", refuses)
+    answers = await asyncio.gather(*(batch.submit(script, ["batch:n"], [1])
+                                     for _ in range(EARLY_BATCH)))
+    assert sorted(answers) == list(range(1, EARLY_BATCH + 1))  # each ran once
+    assert kept not in batch._idle  # not used again
+
+
+async def test_a_failing_script_written_early_fails_alone(client: Redis) -> None:
+    batch = ScriptBatch(client)
+    good = client.register_script(INCR)
+    bad = client.register_script("return redis.call('NOSUCHCOMMAND')")
+    await batch.submit(good, ["batch:n"], [0])
+    pending = [batch.submit(good, ["batch:n"], [1]) for _ in range(EARLY_BATCH - 1)]
+    pending.append(batch.submit(bad, [], []))
+    assert not batch._queue  # written at once
+    results = await asyncio.gather(*pending, return_exceptions=True)
+    assert sorted(results[:-1]) == list(range(1, EARLY_BATCH))  # type: ignore[type-var]
+    assert isinstance(results[-1], StateError)
 
 
 async def test_a_forgotten_script_is_loaded_again(client: Redis) -> None:
@@ -123,8 +185,9 @@ async def test_replies_read_before_the_connection_broke_still_answer(
     await batch.submit(script, ["batch:n"], [0])
     real = batch._pipeline
 
-    async def broken_after_two(calls: list[Any], packed: bytes, results: list[Any]) -> None:
-        await real(calls, packed, results)
+    async def broken_after_two(calls: list[Any], packed: bytes, results: list[Any],
+                               written_on: Any = None) -> None:
+        await real(calls, packed, results, written_on)
         del results[2:]
         raise ConnectionError("connection reset")  # the rest of the replies are lost
 

@@ -1,6 +1,10 @@
 """The scripts a worker runs in one turn of its event loop go to Redis together, in one
-pipeline: one write and one read for all of them instead of one each. A pipeline is not a
-transaction; each script is still atomic on its own, which is all a decision needs.
+pipeline: one write and one read for all of them instead of one each. A turn that queues
+EARLY_BATCH of them writes those at once and goes on, so that Redis runs them while the
+worker still works through the turn (a loaded turn can take milliseconds); the rest go at
+its end. A pipeline is not a transaction; each script is still atomic on its own, which is
+all a decision needs, and scripts of one turn depend on no order among them (a call's own
+scripts are turns apart: each waits for the one before).
 
 One script fails alone: its own error reply, or arguments that cannot be sent (a string
 with a lone surrogate cannot be encoded) fail that script's caller only, and the others are
@@ -10,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import hiredis
@@ -25,6 +29,11 @@ from outlay.loops import RunningLoop
 from outlay.state.base import StateError
 
 MAX_BATCH = 256
+# scripts queued in one loop turn that are written at once, on a connection kept between
+# batches, rather than at the turn's end. Side by side at 32 connections (bench/README.md,
+# a ninth round) 16 served 5 to 10 % more calls a second than a batch a turn; 8 and 4 cost
+# more CPU a call in the batches' reads than the overlap gave, 24 and 32 split too few
+EARLY_BATCH = 16
 # a script, its keys and arguments; or None and a plain command's words (ScriptBatch.command)
 Call = tuple[AsyncScript | None, list[Any], list[Any], "asyncio.Future[Any]"]
 # what a request's value that cannot be encoded raises (a string with a lone surrogate, from
@@ -69,21 +78,45 @@ class ScriptBatch:
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
+        if len(self._queue) >= EARLY_BATCH and self._pipelined and self._idle:
+            self._write_now()
         return future
 
     def _flush(self) -> None:
         self._scheduled = False
         while self._queue:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-            task = asyncio.ensure_future(self._send(batch))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+            self._track(self._send(batch))
 
-    async def _send(self, batch: list[Call]) -> None:
-        # a batch of one is packed too: the client's own path costs more than the packing
-        if not self._pipelined:
-            await asyncio.gather(*(self._one(*call) for call in batch))
+    def _write_now(self) -> None:
+        """Write the scripts queued so far in this turn at once, on a connection kept between
+        batches (none idle: they wait for the turn's end); a task reads their replies."""
+        connection = self._idle.pop() if self._idle else None
+        if connection is None:
             return
+        if not _usable(connection):
+            self._track(self._give_back(connection))
+            return
+        batch, self._queue = self._queue, []
+        packed, sendable = self._packed(batch)
+        try:
+            if sendable:
+                connection._writer.write(b"".join(packed))
+        except Exception:  # not sent: they go at the turn's end, on another connection
+            self._queue[:0] = sendable
+            self._track(self._give_back(connection))
+            return
+        if sendable:
+            self._track(self._send_packed(sendable, b"", connection))
+        else:
+            self._idle.append(connection)
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    def _packed(self, batch: list[Call]) -> tuple[list[bytes], list[Call]]:
         packed: list[bytes] = []
         sendable: list[Call] = []
         for call in batch:
@@ -95,14 +128,23 @@ class ScriptBatch:
                 _resolve(future, unstorable(exc))  # unless its caller stopped waiting
                 continue
             sendable.append(call)
-        if sendable:
-            await self._send_packed(sendable, packed)
+        return packed, sendable
 
-    async def _send_packed(self, batch: list[Call], packed: list[bytes]) -> None:
+    async def _send(self, batch: list[Call]) -> None:
+        # a batch of one is packed too: the client's own path costs more than the packing
+        if not self._pipelined:
+            await asyncio.gather(*(self._one(*call) for call in batch))
+            return
+        packed, sendable = self._packed(batch)
+        if sendable:
+            await self._send_packed(sendable, b"".join(packed))
+
+    async def _send_packed(self, batch: list[Call], packed: bytes,
+                           written_on: Any = None) -> None:
         results: list[Any] = []
         try:
             try:
-                await self._pipeline(batch, b"".join(packed), results)
+                await self._pipeline(batch, packed, results, written_on)
             finally:  # the replies read before a failure still answer their callers
                 for (*_, future), result in zip(batch, results, strict=False):
                     if not isinstance(result, NoScriptError):
@@ -117,13 +159,14 @@ class ScriptBatch:
             if not isinstance(exc, Exception):
                 raise
 
-    async def _pipeline(self, batch: list[Call], packed: bytes, results: list[Any]) -> None:
+    async def _pipeline(self, batch: list[Call], packed: bytes, results: list[Any],
+                        written_on: Any = None) -> None:
         """EVALSHA of every call (`packed`), written at once on one connection, the replies
         read in order into `results`. Packed here rather than by the client's pipeline: for
         these few, known commands its generic packing and bookkeeping were most of a
         decision's client cost."""
         pool = self._redis.connection_pool
-        connection = await self._connection()
+        connection = written_on if written_on is not None else await self._connection()
         try:
             writer = connection._writer
             if writer is None or writer.transport.is_closing():
@@ -134,7 +177,8 @@ class ScriptBatch:
             # script's error reply comes back as its ResponseError, not raised.
             parser = connection._parser
             async with asyncio.timeout(connection.socket_timeout):
-                writer.write(packed)
+                if written_on is None:
+                    writer.write(packed)
                 await writer.drain()
                 await _read_replies(parser, len(batch), results)
         except BaseException:
@@ -150,18 +194,20 @@ class ScriptBatch:
         release, with its locks and checks, cost a batch more than its writing); one the
         server closed meanwhile goes back to the pool, and one from the pool (connected,
         fenced, checked) replaces it."""
-        pool = self._redis.connection_pool
         while self._idle:
             connection = self._idle.pop()
-            reader, writer = connection._reader, connection._writer
-            if (reader is not None and not reader.at_eof() and writer is not None
-                    and not writer.transport.is_closing()):
+            if _usable(connection):
                 return connection
-            try:
+            await self._give_back(connection)
+        return await self._redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+
+    async def _give_back(self, connection: Any) -> None:
+        """A connection not to be used again: closed, and back to the pool."""
+        try:
+            with contextlib.suppress(RedisError, OSError):
                 await connection.disconnect()
-            finally:
-                await pool.release(connection)
-        return await pool.get_connection()  # type: ignore[no-untyped-call]
+        finally:
+            await self._redis.connection_pool.release(connection)
 
     async def close(self, timeout_s: float) -> None:
         """Wait at most `timeout_s` for the batches in flight, then close the connections
@@ -193,6 +239,13 @@ class ScriptBatch:
             _resolve(future, StateError(f"Redis client failed: {exc!r}"))
             raise
         _resolve(future, result)
+
+
+def _usable(connection: Any) -> bool:
+    """Whether a kept connection is still open both ways (the server may have closed it)."""
+    reader, writer = connection._reader, connection._writer
+    return (reader is not None and not reader.at_eof() and writer is not None
+            and not writer.transport.is_closing())
 
 
 async def _read_replies(parser: Any, count: int, results: list[Any]) -> None:
