@@ -12,6 +12,7 @@ import hiredis
 import pytest
 from redis._parsers.hiredis import NOT_ENOUGH_DATA
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from outlay.state.base import StateError
 from outlay.state.redis.batch import EARLY_BATCH, ScriptBatch, _read_replies
@@ -29,12 +30,18 @@ async def client(redis_server: RedisServer) -> AsyncIterator[Redis]:
     await redis.aclose()
 
 
+async def loaded(client: Redis) -> tuple[ScriptBatch, AsyncScript]:
+    """A batch whose script is loaded, with the connection of its first call kept."""
+    batch = ScriptBatch(client)
+    script = client.register_script(INCR)
+    await batch.submit(script, ["batch:n"], [0])
+    return batch, script
+
+
 async def test_scripts_of_one_turn_share_a_pipeline_the_first_ones_written_at_once(
     client: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    batch = ScriptBatch(client)
-    script = client.register_script(INCR)
-    await batch.submit(script, ["batch:n"], [0])  # loaded, and its connection kept
+    batch, script = await loaded(client)
     sent: list[int] = []
     real = batch._pipeline
 
@@ -55,9 +62,7 @@ async def test_scripts_of_one_turn_share_a_pipeline_the_first_ones_written_at_on
 
 
 async def test_a_turn_of_few_scripts_writes_them_at_its_end(client: Redis) -> None:
-    batch = ScriptBatch(client)
-    script = client.register_script(INCR)
-    await batch.submit(script, ["batch:n"], [0])
+    batch, script = await loaded(client)
     pending = [batch.submit(script, ["batch:n"], [1]) for _ in range(EARLY_BATCH - 1)]
     assert len(batch._queue) == EARLY_BATCH - 1
     assert sorted(await asyncio.gather(*pending)) == list(range(1, EARLY_BATCH))
@@ -66,9 +71,7 @@ async def test_a_turn_of_few_scripts_writes_them_at_its_end(client: Redis) -> No
 async def test_a_kept_connection_the_server_closed_is_given_back_and_the_turn_still_served(
     client: Redis
 ) -> None:
-    batch = ScriptBatch(client)
-    script = client.register_script(INCR)
-    await batch.submit(script, ["batch:n"], [0])
+    batch, script = await loaded(client)
     (kept,) = batch._idle
     host, port = kept._writer.get_extra_info("sockname")[:2]
     assert await client.client_kill_filter(addr=f"{host}:{port}") == 1  # the server closes it
@@ -83,9 +86,7 @@ async def test_a_kept_connection_the_server_closed_is_given_back_and_the_turn_st
 async def test_scripts_whose_early_write_failed_go_at_the_turns_end(
     client: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    batch = ScriptBatch(client)
-    script = client.register_script(INCR)
-    await batch.submit(script, ["batch:n"], [0])
+    batch, script = await loaded(client)
     (kept,) = batch._idle
 
     def refuses(_data: bytes) -> None:
