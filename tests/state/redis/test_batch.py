@@ -45,10 +45,10 @@ async def test_scripts_of_one_turn_share_a_pipeline_the_first_ones_written_at_on
     sent: list[int] = []
     real = batch._pipeline
 
-    async def counted(calls: list[Any], packed: bytes, results: list[Any],
-                      written_on: Any = None) -> None:
+    async def counted(calls: list[Any], packed: bytes | None, results: list[Any],
+                      connection: Any = None) -> None:
         sent.append(len(calls))
-        await real(calls, packed, results, written_on)
+        await real(calls, packed, results, connection)
 
     monkeypatch.setattr(batch, "_pipeline", counted)
     pending = [batch.submit(script, ["batch:n"], [i]) for i in range(1, 51)]
@@ -186,9 +186,9 @@ async def test_replies_read_before_the_connection_broke_still_answer(
     await batch.submit(script, ["batch:n"], [0])
     real = batch._pipeline
 
-    async def broken_after_two(calls: list[Any], packed: bytes, results: list[Any],
-                               written_on: Any = None) -> None:
-        await real(calls, packed, results, written_on)
+    async def broken_after_two(calls: list[Any], packed: bytes | None, results: list[Any],
+                               connection: Any = None) -> None:
+        await real(calls, packed, results, connection)
         del results[2:]
         raise ConnectionError("connection reset")  # the rest of the replies are lost
 

@@ -99,17 +99,16 @@ class ScriptBatch:
             return
         batch, self._queue = self._queue, []
         packed, sendable = self._packed(batch)
+        if not sendable:
+            self._idle.append(connection)
+            return
         try:
-            if sendable:
-                connection._writer.write(b"".join(packed))
+            connection._writer.write(b"".join(packed))
         except Exception:  # not sent: they go at the turn's end, on another connection
             self._queue[:0] = sendable
             self._track(self._give_back(connection))
             return
-        if sendable:
-            self._track(self._send_packed(sendable, b"", connection))
-        else:
-            self._idle.append(connection)
+        self._track(self._send_packed(sendable, None, connection))
 
     def _track(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
@@ -139,12 +138,14 @@ class ScriptBatch:
         if sendable:
             await self._send_packed(sendable, b"".join(packed))
 
-    async def _send_packed(self, batch: list[Call], packed: bytes,
-                           written_on: Any = None) -> None:
+    async def _send_packed(self, batch: list[Call], packed: bytes | None,
+                           connection: Any = None) -> None:
+        """`packed` written on a connection of the batch's own, its replies read; None: it
+        was written already, on `connection`."""
         results: list[Any] = []
         try:
             try:
-                await self._pipeline(batch, packed, results, written_on)
+                await self._pipeline(batch, packed, results, connection)
             finally:  # the replies read before a failure still answer their callers
                 for (*_, future), result in zip(batch, results, strict=False):
                     if not isinstance(result, NoScriptError):
@@ -159,14 +160,14 @@ class ScriptBatch:
             if not isinstance(exc, Exception):
                 raise
 
-    async def _pipeline(self, batch: list[Call], packed: bytes, results: list[Any],
-                        written_on: Any = None) -> None:
+    async def _pipeline(self, batch: list[Call], packed: bytes | None, results: list[Any],
+                        connection: Any = None) -> None:
         """EVALSHA of every call (`packed`), written at once on one connection, the replies
         read in order into `results`. Packed here rather than by the client's pipeline: for
         these few, known commands its generic packing and bookkeeping were most of a
         decision's client cost."""
-        pool = self._redis.connection_pool
-        connection = written_on if written_on is not None else await self._connection()
+        if connection is None:
+            connection = await self._connection()
         try:
             writer = connection._writer
             if writer is None or writer.transport.is_closing():
@@ -177,15 +178,12 @@ class ScriptBatch:
             # script's error reply comes back as its ResponseError, not raised.
             parser = connection._parser
             async with asyncio.timeout(connection.socket_timeout):
-                if written_on is None:
+                if packed is not None:  # else written already (_write_now)
                     writer.write(packed)
                 await writer.drain()
                 await _read_replies(parser, len(batch), results)
         except BaseException:
-            try:
-                await connection.disconnect()  # replies may be left unread: never reuse it
-            finally:
-                await pool.release(connection)
+            await self._give_back(connection)  # replies may be left unread: never reuse it
             raise
         self._idle.append(connection)  # every reply read: kept for the next batch
 
@@ -217,11 +215,7 @@ class ScriptBatch:
             await asyncio.wait(set(self._sending), timeout=timeout_s)
         idle, self._idle = self._idle, []
         for connection in idle:  # none on Redis Cluster, whose client has no one pool
-            try:
-                with contextlib.suppress(RedisError, OSError):
-                    await connection.disconnect()
-            finally:
-                await self._redis.connection_pool.release(connection)
+            await self._give_back(connection)
 
     async def _one(self, script: AsyncScript | None, keys: list[Any], args: list[Any],
                    future: asyncio.Future[Any]) -> None:
